@@ -1,0 +1,197 @@
+"""Typed settings, read from the environment and a Flower project's pyproject.
+
+This is the only module that reads environment variables, so that every knob
+is documented in one place and validated once with an error that names the fix.
+
+Precedence (highest first): explicit keyword arguments, environment variables,
+``[tool.syft_flwr]`` in the Flower project's ``pyproject.toml``, defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+DEFAULT_MSG_TIMEOUT = 120.0
+DEFAULT_POLL_INTERVAL = 3.0
+DEFAULT_TRANSPORT = "p2p"
+
+ENV_EMAIL = "SYFTBOX_EMAIL"
+ENV_MSG_TIMEOUT = "SYFT_FLWR_MSG_TIMEOUT"
+ENV_POLL_INTERVAL = "SYFT_FLWR_POLL_INTERVAL"
+ENV_DRIVE_URL = "SYFT_FLWR_DRIVE_URL"
+ENV_TOKEN_FILE = "SYFT_FLWR_TOKEN_FILE"
+ENV_SERVICE_ACCOUNT = "SYFT_FLWR_SERVICE_ACCOUNT_FILE"
+ENV_STATE_DIR = "SYFT_FLWR_STATE_DIR"
+ENV_AGGREGATOR = "SYFT_FLWR_AGGREGATOR"
+ENV_TRANSPORT = "SYFT_FLWR_TRANSPORT"
+
+# Deliberately simple: one "@", a dot in the domain, no spaces or slashes.
+# Apostrophes and plus signs are legal in Google account names and must pass.
+_EMAIL_RE = re.compile(r"^[^@\s/\\]+@[^@\s/\\]+\.[^@\s/\\]+$")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+def validate_email(value: str, *, what: str = ENV_EMAIL) -> str:
+    """Return the normalised (stripped, lower-cased) email or raise ConfigError."""
+    email = (value or "").strip()
+    if not email:
+        raise ConfigError(
+            f"{what} is empty. Set it to the Google account email of this participant, "
+            f"e.g. `export {ENV_EMAIL}=alice@example.com`."
+        )
+    if not _EMAIL_RE.match(email):
+        raise ConfigError(
+            f"{what}={email!r} is not a valid email address. Use the Google account "
+            "email of the participant, like alice@example.com."
+        )
+    return email.lower()
+
+
+def _positive_float(raw: str | float, name: str) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={raw!r} is not a number. Set it to seconds, e.g. {name}=3.0.") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise ConfigError(f"{name}={raw!r} must be a positive, finite number of seconds.")
+    return value
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """What ``[tool.syft_flwr]`` in a Flower project's pyproject.toml says."""
+
+    app_name: str | None = None
+    aggregator: str | None = None
+    datasites: tuple[str, ...] = ()
+    transport: str = DEFAULT_TRANSPORT
+    msg_timeout: float | None = None
+    poll_interval: float | None = None
+
+    @classmethod
+    def load(cls, project_dir: Path | str) -> "ProjectConfig":
+        """Read a project directory's pyproject; a missing section means defaults."""
+        path = Path(project_dir) / "pyproject.toml"
+        if not path.is_file():
+            raise ConfigError(
+                f"No pyproject.toml in {Path(project_dir)}. Point project_dir at a Flower "
+                "project directory, or run `syft-flwr-gdrive bootstrap` there first."
+            )
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML ({exc}). Fix the file and retry.") from None
+        section: Mapping[str, Any] = data.get("tool", {}).get("syft_flwr", {})
+        return cls.from_mapping(section, source=str(path))
+
+    @classmethod
+    def from_mapping(cls, section: Mapping[str, Any], *, source: str = "[tool.syft_flwr]") -> "ProjectConfig":
+        datasites = section.get("datasites", [])
+        if not isinstance(datasites, (list, tuple)):
+            raise ConfigError(f"{source}: datasites must be a list of emails.")
+        aggregator = section.get("aggregator")
+        transport = str(section.get("transport", DEFAULT_TRANSPORT))
+        return cls(
+            app_name=section.get("app_name"),
+            aggregator=validate_email(aggregator, what=f"{source} aggregator") if aggregator else None,
+            datasites=tuple(validate_email(d, what=f"{source} datasites") for d in datasites),
+            transport=transport,
+            msg_timeout=_positive_float(section["msg_timeout"], "msg_timeout") if "msg_timeout" in section else None,
+            poll_interval=_positive_float(section["poll_interval"], "poll_interval") if "poll_interval" in section else None,
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a participant process needs to talk to its peers."""
+
+    email: str
+    msg_timeout: float = DEFAULT_MSG_TIMEOUT
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    transport: str = DEFAULT_TRANSPORT
+    drive_url: str | None = None
+    token_file: Path | None = None
+    service_account_file: Path | None = None
+    state_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "syft_flwr_gdrive")
+    aggregator: str | None = None
+    # True when msg_timeout came from the user (env or pyproject), not the default.
+    msg_timeout_explicit: bool = False
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        project: ProjectConfig | None = None,
+        **overrides: Any,
+    ) -> "Settings":
+        """Build settings from the environment, a project config and explicit overrides."""
+        env = os.environ if environ is None else environ
+        project = project or ProjectConfig()
+
+        email_raw = overrides.pop("email", None) or env.get(ENV_EMAIL)
+        if not email_raw:
+            raise ConfigError(
+                f"{ENV_EMAIL} is not set. Every participant is known by its Google account "
+                f"email: `export {ENV_EMAIL}=you@example.com` (the account whose Drive is used)."
+            )
+        email = validate_email(email_raw)
+
+        timeout_explicit = True
+        if ENV_MSG_TIMEOUT in env:
+            msg_timeout = _positive_float(env[ENV_MSG_TIMEOUT], ENV_MSG_TIMEOUT)
+        elif project.msg_timeout is not None:
+            msg_timeout = project.msg_timeout
+        else:
+            msg_timeout, timeout_explicit = DEFAULT_MSG_TIMEOUT, False
+
+        if ENV_POLL_INTERVAL in env:
+            poll_interval = _positive_float(env[ENV_POLL_INTERVAL], ENV_POLL_INTERVAL)
+        else:
+            poll_interval = project.poll_interval or DEFAULT_POLL_INTERVAL
+
+        aggregator_raw = env.get(ENV_AGGREGATOR) or project.aggregator
+        settings = cls(
+            email=email,
+            msg_timeout=msg_timeout,
+            poll_interval=poll_interval,
+            transport=env.get(ENV_TRANSPORT) or project.transport,
+            drive_url=env.get(ENV_DRIVE_URL) or None,
+            token_file=Path(env[ENV_TOKEN_FILE]).expanduser() if env.get(ENV_TOKEN_FILE) else None,
+            service_account_file=(
+                Path(env[ENV_SERVICE_ACCOUNT]).expanduser() if env.get(ENV_SERVICE_ACCOUNT) else None
+            ),
+            state_dir=(
+                Path(env[ENV_STATE_DIR]).expanduser()
+                if env.get(ENV_STATE_DIR)
+                else Path.home() / ".cache" / "syft_flwr_gdrive"
+            ),
+            aggregator=validate_email(aggregator_raw, what=ENV_AGGREGATOR) if aggregator_raw else None,
+            msg_timeout_explicit=timeout_explicit,
+        )
+        if overrides:
+            if "msg_timeout" in overrides:
+                overrides["msg_timeout"] = _positive_float(overrides["msg_timeout"], "msg_timeout")
+                overrides.setdefault("msg_timeout_explicit", True)
+            if "poll_interval" in overrides:
+                overrides["poll_interval"] = _positive_float(overrides["poll_interval"], "poll_interval")
+            settings = replace(settings, **overrides)
+        return settings
+
+    def participant_state_dir(self) -> Path:
+        """Per-account local state (processed ids, folder ids); survives restarts."""
+        safe = re.sub(r"[^a-z0-9._+-]", "_", self.email)
+        return self.state_dir / safe

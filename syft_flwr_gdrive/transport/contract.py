@@ -1,0 +1,84 @@
+"""The small contract every transport implements (no Flower, no Drive here).
+
+A transport moves opaque message bodies between participants known by email
+and lists what is waiting, cheaply, without reading bodies. Everything about
+trust, runs, de-duplication and clean-up lives above it in ``Mailbox``, so a
+second transport only has to implement these few methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Protocol, Sequence, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Routing metadata stored beside a body, readable without downloading it."""
+
+    run_id: int
+    message_id: str
+    reply_to: str
+    kind: str
+    sender: str
+    recipient: str
+    app: str
+    created_at: float
+    ttl: float
+
+
+@dataclass(frozen=True)
+class Posting:
+    """One message as listed by a transport.
+
+    ``owner`` is what the storage itself says about who wrote the body (for
+    Drive, the file's owner); it is the fact trust is based on. ``routing`` is
+    what the writer claims, or None when the metadata is missing or malformed.
+    """
+
+    handle: str
+    owner: str
+    routing: Routing | None
+    size: int
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Result of one poll: what is addressed to me, and what I wrote myself."""
+
+    inbound: tuple[Posting, ...]
+    outbound: tuple[Posting, ...]
+
+
+class TransportError(RuntimeError):
+    """A transport operation failed after its own retries; the text names the fix."""
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Moves message bodies; found by name through the ``syft_flwr.transports`` entry points."""
+
+    name: ClassVar[str]
+    email: str
+
+    def prepare(self, app: str, peers: Sequence[str]) -> None:
+        """Create whatever storage ``app`` needs so ``peers`` can read what I send them."""
+
+    def send(self, routing: Routing, body: bytes) -> str:
+        """Store ``body`` for ``routing.recipient``; returns a handle. Idempotent under retry."""
+
+    def poll(self, app: str) -> Listing:
+        """List postings of ``app`` addressed to me and my own, in O(1) storage calls."""
+
+    def read(self, posting: Posting, *, max_bytes: int | None = None) -> bytes:
+        """Return a posting's whole body."""
+
+    def delete(self, handles: Sequence[str]) -> None:
+        """Delete my own postings (already-missing ones are not an error)."""
+
+    def call_counts(self) -> dict[str, int]:
+        """Storage calls made so far, by method, for reports and benchmarks."""
+
+    def close(self) -> None:
+        """Release connections and threads."""

@@ -1,0 +1,163 @@
+"""The self-describing envelope every message file carries.
+
+Wire format of a message body::
+
+    b"SFGD" | uint32 big-endian header length | header (UTF-8 JSON) | payload
+
+The header says everything a receiver needs to decide what to do with the
+payload (which run, which message, who sent it to whom, when it expires, how
+the payload is encoded, and its SHA-256), so a file found on any storage can be
+checked on its own. The decoder trusts nothing: every field is type-checked,
+sizes are bounded, and the payload hash is verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MAGIC = b"SFGD"
+FORMAT_VERSION = 1
+MAX_HEADER_BYTES = 64 * 1024
+_LEN = struct.Struct(">I")
+PREFIX_BYTES = len(MAGIC) + _LEN.size
+
+KIND_REQUEST = "request"
+KIND_REPLY = "reply"
+KIND_STOP = "stop"
+KIND_STOP_ACK = "stop-ack"
+KINDS = frozenset({KIND_REQUEST, KIND_REPLY, KIND_STOP, KIND_STOP_ACK})
+
+CODEC_FLWR_PROTO = "flwr-message-proto"
+
+
+class EnvelopeError(ValueError):
+    """A message body is not a valid envelope; the text says what is wrong."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Routing and integrity header of one message."""
+
+    run_id: int
+    message_id: str
+    sender: str
+    recipient: str
+    kind: str
+    app: str
+    reply_to: str = ""
+    created_at: float = field(default_factory=time.time)
+    ttl: float = 43200.0
+    codecs: tuple[str, ...] = (CODEC_FLWR_PROTO,)
+    sha256: str = ""
+    size: int = 0
+    version: int = FORMAT_VERSION
+
+    def expired(self, now: float | None = None) -> bool:
+        """True once the message's time to live has run out."""
+        return (time.time() if now is None else now) > self.created_at + self.ttl
+
+    def with_payload(self, payload: bytes) -> "Envelope":
+        """Copy of this header describing ``payload`` (hash and size filled in)."""
+        return _replace(self, sha256=hashlib.sha256(payload).hexdigest(), size=len(payload))
+
+
+def _replace(env: Envelope, **changes: Any) -> Envelope:
+    data = asdict(env)
+    data.update(changes)
+    data["codecs"] = tuple(data["codecs"])
+    return Envelope(**data)
+
+
+def encode(envelope: Envelope, payload: bytes) -> bytes:
+    """Serialise header and payload into one message body."""
+    env = envelope.with_payload(payload)
+    header = json.dumps(asdict(env), sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return MAGIC + _LEN.pack(len(header)) + header + payload
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "run_id": (int,),
+    "message_id": (str,),
+    "sender": (str,),
+    "recipient": (str,),
+    "kind": (str,),
+    "app": (str,),
+    "reply_to": (str,),
+    "created_at": (int, float),
+    "ttl": (int, float),
+    "codecs": (list,),
+    "sha256": (str,),
+    "size": (int,),
+    "version": (int,),
+}
+
+
+def decode_header(prefix: bytes) -> tuple[Envelope, int]:
+    """Parse the header from the first bytes of a body.
+
+    Returns the envelope and the offset where the payload starts. ``prefix``
+    must hold at least the whole header (callers can read ``PREFIX_BYTES``
+    first to learn how much that is).
+    """
+    if len(prefix) < PREFIX_BYTES:
+        raise EnvelopeError(f"truncated: {len(prefix)} bytes is shorter than the {PREFIX_BYTES}-byte envelope prefix")
+    if prefix[:4] != MAGIC:
+        raise EnvelopeError("not a syft-flwr-gdrive message (bad magic bytes); a foreign or corrupt file")
+    (header_len,) = _LEN.unpack(prefix[4:PREFIX_BYTES])
+    if header_len > MAX_HEADER_BYTES:
+        raise EnvelopeError(f"header of {header_len} bytes exceeds the {MAX_HEADER_BYTES}-byte limit")
+    end = PREFIX_BYTES + header_len
+    if len(prefix) < end:
+        raise EnvelopeError(f"truncated: header needs {header_len} bytes, only {len(prefix) - PREFIX_BYTES} present")
+    try:
+        raw = json.loads(prefix[PREFIX_BYTES:end].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise EnvelopeError("header is not valid UTF-8 JSON") from None
+    if not isinstance(raw, dict):
+        raise EnvelopeError("header is not a JSON object")
+    version = raw.get("version")
+    if version != FORMAT_VERSION:
+        raise EnvelopeError(
+            f"unsupported envelope format version {version!r} (this build reads version {FORMAT_VERSION}); "
+            "all participants must run compatible syft-flwr-gdrive releases"
+        )
+    unknown = set(raw) - set(_FIELD_TYPES)
+    missing = set(_FIELD_TYPES) - set(raw)
+    if missing:
+        raise EnvelopeError(f"header lacks fields: {', '.join(sorted(missing))}")
+    if unknown:
+        raise EnvelopeError(f"header has unknown fields: {', '.join(sorted(unknown))}")
+    for name, types in _FIELD_TYPES.items():
+        value = raw[name]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise EnvelopeError(f"header field {name!r} has the wrong type ({type(value).__name__})")
+    if raw["kind"] not in KINDS:
+        raise EnvelopeError(f"header field 'kind' is {raw['kind']!r}, expected one of {sorted(KINDS)}")
+    if not all(isinstance(c, str) for c in raw["codecs"]):
+        raise EnvelopeError("header field 'codecs' must be a list of strings")
+    if raw["size"] < 0 or raw["ttl"] <= 0 or raw["run_id"] < 0:
+        raise EnvelopeError("header has a negative size, run id, or non-positive ttl")
+    if len(raw["sha256"]) != 64:
+        raise EnvelopeError("header field 'sha256' is not a 64-character hex digest")
+    raw["codecs"] = tuple(raw["codecs"])
+    raw["created_at"] = float(raw["created_at"])
+    raw["ttl"] = float(raw["ttl"])
+    return Envelope(**raw), end
+
+
+def decode(body: bytes, *, max_payload: int | None = None) -> tuple[Envelope, bytes]:
+    """Parse and verify a whole message body; returns header and payload."""
+    envelope, offset = decode_header(body)
+    if max_payload is not None and envelope.size > max_payload:
+        raise EnvelopeError(f"payload of {envelope.size} bytes exceeds the {max_payload}-byte limit")
+    payload = body[offset:]
+    if len(payload) != envelope.size:
+        raise EnvelopeError(f"payload is {len(payload)} bytes but the header says {envelope.size} (truncated or padded)")
+    if hashlib.sha256(payload).hexdigest() != envelope.sha256:
+        raise EnvelopeError("payload SHA-256 does not match the header (corrupted in transit or tampered)")
+    return envelope, payload

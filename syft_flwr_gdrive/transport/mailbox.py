@@ -1,0 +1,225 @@
+"""Trust, de-duplication and envelope checks on top of any transport.
+
+The transport says what is there and who the storage says wrote it; the
+mailbox decides what may be acted on. A posting is delivered only if:
+
+* its routing metadata names this app and this participant as recipient,
+* the storage's owner of the file is the sender it claims to be,
+* that sender is a configured peer,
+* it has not been handled before (ledger survives restarts),
+* the caller accepts its run, it has not expired,
+* its body is a valid envelope whose header agrees with the metadata and
+  whose payload matches its SHA-256.
+
+Everything else is skipped with one log line per posting and left in place:
+nothing is deleted that this participant does not own, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+from syft_flwr_gdrive.transport.contract import Listing, Posting, Routing, Transport, TransportError
+from syft_flwr_gdrive.transport.envelope import Envelope, EnvelopeError, decode, encode
+from syft_flwr_gdrive.transport.ledger import Ledger
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A verified message ready to act on."""
+
+    envelope: Envelope
+    payload: bytes
+    posting: Posting
+
+
+@dataclass(frozen=True)
+class PollResult:
+    deliveries: tuple[Delivery, ...]
+    listing: Listing
+
+    def inbound_message_ids(self) -> set[str]:
+        """Ids of everything addressed to me that is still stored (handled or not)."""
+        return {p.routing.message_id for p in self.listing.inbound if p.routing is not None}
+
+
+def new_message_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Mailbox:
+    """Send and receive verified envelopes for one app through one transport."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        app: str,
+        peers: Iterable[str],
+        ledger: Ledger,
+        *,
+        max_payload: int | None = None,
+    ) -> None:
+        self.transport = transport
+        self.app = app
+        self.peers = frozenset(p.lower() for p in peers)
+        self.ledger = ledger
+        self.max_payload = max_payload
+        self._rejected: set[str] = set()  # handles rejected for good (logged once)
+        self._noted: set[tuple[str, str]] = set()  # (handle, reason) already logged for passing skips
+        self._lock = threading.Lock()
+
+    @property
+    def email(self) -> str:
+        return self.transport.email
+
+    def prepare(self) -> None:
+        self.transport.prepare(self.app, sorted(self.peers))
+
+    def send(
+        self,
+        *,
+        kind: str,
+        recipient: str,
+        run_id: int,
+        payload: bytes,
+        message_id: str | None = None,
+        reply_to: str = "",
+        ttl: float = 43200.0,
+        created_at: float | None = None,
+    ) -> tuple[str, str]:
+        """Send ``payload`` to ``recipient``; returns (message_id, handle)."""
+        envelope = Envelope(
+            run_id=run_id,
+            message_id=message_id or new_message_id(),
+            sender=self.email,
+            recipient=recipient.lower(),
+            kind=kind,
+            app=self.app,
+            reply_to=reply_to,
+            ttl=ttl,
+            **({"created_at": created_at} if created_at is not None else {}),
+        )
+        body = encode(envelope, payload)
+        routing = Routing(
+            run_id=envelope.run_id,
+            message_id=envelope.message_id,
+            reply_to=envelope.reply_to,
+            kind=envelope.kind,
+            sender=envelope.sender,
+            recipient=envelope.recipient,
+            app=envelope.app,
+            created_at=envelope.created_at,
+            ttl=envelope.ttl,
+        )
+        handle = self.transport.send(routing, body)
+        return envelope.message_id, handle
+
+    def poll(self, accept: Callable[[Routing], str | None] | None = None) -> PollResult:
+        """One poll: list, check, read and verify new messages.
+
+        ``accept`` may return a reason string to skip a message for now (for
+        example, one of a run this participant is not in); it is asked again
+        on the next poll.
+        """
+        listing = self.transport.poll(self.app)
+        deliveries: list[Delivery] = []
+        for posting in listing.inbound:
+            delivery = self._check(posting, accept)
+            if delivery is not None:
+                deliveries.append(delivery)
+        return PollResult(tuple(deliveries), listing)
+
+    def mark_handled(self, message_id: str) -> bool:
+        """Remember that a message was acted on; False if it already was."""
+        return self.ledger.add(message_id)
+
+    def is_handled(self, message_id: str) -> bool:
+        return message_id in self.ledger
+
+    def delete_own(self, handles: Sequence[str]) -> None:
+        if handles:
+            self.transport.delete(list(handles))
+
+    # -- checks ---------------------------------------------------------------------
+
+    def _reject(self, posting: Posting, reason: str) -> None:
+        with self._lock:
+            if posting.handle in self._rejected:
+                return
+            self._rejected.add(posting.handle)
+        logger.warning("skipping message file %s (%s): %s", posting.handle, posting.name or "?", reason)
+
+    def _note(self, posting: Posting, reason: str) -> None:
+        key = (posting.handle, reason)
+        with self._lock:
+            if key in self._noted:
+                return
+            self._noted.add(key)
+        logger.info("not acting on message file %s yet: %s", posting.handle, reason)
+
+    def _check(self, posting: Posting, accept: Callable[[Routing], str | None] | None) -> Delivery | None:
+        if posting.handle in self._rejected:
+            return None
+        routing = posting.routing
+        if routing is None:
+            self._reject(posting, "no valid routing metadata; a foreign or damaged file, left untouched")
+            return None
+        if routing.message_id in self.ledger:
+            return None
+        if routing.app != self.app or routing.recipient != self.email:
+            self._reject(posting, f"addressed to {routing.recipient!r} of app {routing.app!r}, not to me")
+            return None
+        if posting.owner.lower() != routing.sender:
+            self._reject(
+                posting,
+                f"claims to be from {routing.sender!r} but the storage says {posting.owner!r} wrote it "
+                "(forged sender)",
+            )
+            return None
+        if routing.sender not in self.peers:
+            self._reject(posting, f"sender {routing.sender!r} is not a peer of this app (unknown sender)")
+            return None
+        if accept is not None:
+            reason = accept(routing)
+            if reason:
+                self._note(posting, reason)
+                return None
+        if time.time() > routing.created_at + routing.ttl:
+            self._reject(posting, f"expired (ttl {routing.ttl:.0f}s); dropped")
+            self.ledger.add(routing.message_id)
+            return None
+        if self.max_payload is not None and posting.size > self.max_payload + 65536:
+            self._reject(posting, f"{posting.size} bytes exceeds the payload limit of {self.max_payload}")
+            return None
+        try:
+            body = self.transport.read(posting, max_bytes=None if self.max_payload is None else self.max_payload + 65536)
+        except TransportError as exc:
+            logger.info("could not read message file %s yet (%s); will retry on the next poll", posting.handle, exc)
+            return None
+        try:
+            envelope, payload = decode(body, max_payload=self.max_payload)
+        except EnvelopeError as exc:
+            self._reject(posting, f"invalid envelope: {exc}")
+            return None
+        mismatch = _disagreement(envelope, routing)
+        if mismatch:
+            self._reject(posting, f"envelope header disagrees with its metadata on {mismatch}")
+            return None
+        if envelope.expired():
+            self._reject(posting, f"expired (ttl {envelope.ttl:.0f}s); dropped")
+            self.ledger.add(envelope.message_id)
+            return None
+        return Delivery(envelope, payload, posting)
+
+
+def _disagreement(envelope: Envelope, routing: Routing) -> str:
+    fields = ("run_id", "message_id", "reply_to", "kind", "sender", "recipient", "app")
+    bad = [f for f in fields if getattr(envelope, f) != getattr(routing, f)]
+    return ", ".join(bad)

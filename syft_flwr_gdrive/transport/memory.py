@@ -1,0 +1,101 @@
+"""An in-process transport: the reference implementation of the contract.
+
+It proves the contract is small enough for a second transport, and lets the
+Grid and client loop be tested without any storage service. Participants in
+one process share a ``MemoryHub``; ownership is recorded by the hub, so the
+trust checks in ``Mailbox`` work the same way as on Drive.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass, field
+from typing import ClassVar, Sequence
+
+from syft_flwr_gdrive.transport.contract import Listing, Posting, Routing, TransportError
+
+
+@dataclass
+class _Stored:
+    owner: str
+    routing: Routing | None
+    body: bytes
+    name: str = ""
+
+
+@dataclass
+class MemoryHub:
+    """Shared storage for MemoryTransports in one process."""
+
+    files: dict[str, _Stored] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def put(self, owner: str, routing: Routing | None, body: bytes, name: str = "") -> str:
+        """Store a file as written by ``owner`` (tests use this to plant hostile files)."""
+        with self.lock:
+            handle = f"mem-{next(self._ids)}"
+            self.files[handle] = _Stored(owner.lower(), routing, body, name)
+            return handle
+
+
+class MemoryTransport:
+    """Transport over a MemoryHub; counts calls like the Drive transport does."""
+
+    name: ClassVar[str] = "memory"
+
+    def __init__(self, email: str, hub: MemoryHub) -> None:
+        self.email = email.lower()
+        self.hub = hub
+        self._counts: dict[str, int] = {}
+        self._count_lock = threading.Lock()
+
+    def _count(self, method: str) -> None:
+        with self._count_lock:
+            self._counts[method] = self._counts.get(method, 0) + 1
+
+    def prepare(self, app: str, peers: Sequence[str]) -> None:
+        self._count("prepare")
+
+    def send(self, routing: Routing, body: bytes) -> str:
+        self._count("send")
+        return self.hub.put(self.email, routing, body, name=f"{routing.kind}-{routing.message_id}")
+
+    def poll(self, app: str) -> Listing:
+        self._count("poll")
+        inbound: list[Posting] = []
+        outbound: list[Posting] = []
+        with self.hub.lock:
+            items = list(self.hub.files.items())
+        for handle, stored in items:
+            posting = Posting(handle, stored.owner, stored.routing, len(stored.body), stored.name)
+            if stored.owner == self.email and stored.routing is not None and stored.routing.app == app:
+                outbound.append(posting)
+            elif stored.routing is None or (stored.routing.recipient == self.email and stored.routing.app == app):
+                inbound.append(posting)
+        return Listing(tuple(inbound), tuple(outbound))
+
+    def read(self, posting: Posting, *, max_bytes: int | None = None) -> bytes:
+        self._count("read")
+        with self.hub.lock:
+            stored = self.hub.files.get(posting.handle)
+        if stored is None:
+            raise TransportError(f"message {posting.handle} is gone")
+        return stored.body if max_bytes is None else stored.body[: max_bytes + 1]
+
+    def delete(self, handles: Sequence[str]) -> None:
+        self._count("delete")
+        with self.hub.lock:
+            for handle in handles:
+                stored = self.hub.files.get(handle)
+                if stored is not None and stored.owner != self.email:
+                    raise TransportError(f"{self.email} may not delete {handle}, owned by {stored.owner}")
+                self.hub.files.pop(handle, None)
+
+    def call_counts(self) -> dict[str, int]:
+        with self._count_lock:
+            return dict(self._counts)
+
+    def close(self) -> None:
+        pass
