@@ -1,0 +1,245 @@
+"""The data owner's side: poll, run the ClientApp, reply, stop on this run's stop signal.
+
+Runs: run ids grow with time, so the client follows the newest run it has
+seen a request of. Requests of older runs are skipped with a log line; a stop
+signal ends the loop only if it belongs to the run this client is working in
+(a stale stop of a dead run is acknowledged, so its owner can clean up, and
+otherwise ignored).
+
+Clean-up: a participant can only delete what it owns. The client deletes
+each of its replies once the server has deleted the request it answers (the
+request disappears from the listing), and on stop deletes everything it wrote
+for the run. So nothing piles up, and nothing is deleted before the server has
+acted on it.
+
+Privacy: a ClientApp exception is logged here in full but the reply carries
+only the exception's type name: no message text, no traceback, no path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from flwr.app import Context, Error, Message, RecordDict
+from flwr.clientapp import ClientApp
+
+from syft_flwr_gdrive.flower_codec import PayloadError, message_from_bytes, message_to_bytes, node_id_for
+from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.envelope import KIND_REPLY, KIND_REQUEST, KIND_STOP, KIND_STOP_ACK
+from syft_flwr_gdrive.transport.mailbox import Delivery, Mailbox
+
+logger = logging.getLogger(__name__)
+
+CLIENT_APP_ERROR_CODE = 1  # what Flower's SuperNode uses for ClientApp exceptions
+
+
+@dataclass
+class ClientReport:
+    """What a client loop did, for logs and tests."""
+
+    run_id: int | None = None
+    handled: int = 0
+    errors: int = 0
+    stopped_by: str = ""
+    runs_seen: list[int] = field(default_factory=list)
+
+
+def reply_id_for(request_id: str, email: str) -> str:
+    """Deterministic reply id, so a reply re-sent after a crash is recognised as the same message."""
+    return hashlib.sha256(f"reply:{request_id}:{email}".encode("utf-8")).hexdigest()[:32]
+
+
+class ClientLoop:
+    """Serve one ClientApp through a Mailbox until this run's stop signal."""
+
+    def __init__(
+        self,
+        client_app: ClientApp,
+        mailbox: Mailbox,
+        *,
+        poll_interval: float,
+        node_config: Mapping[str, Any] | None = None,
+        stop_event: threading.Event | None = None,
+        linger: float | None = None,
+    ) -> None:
+        self.client_app = client_app
+        self.mailbox = mailbox
+        self.poll_interval = poll_interval
+        self.node_config = dict(node_config or {})
+        self.node_id = node_id_for(mailbox.email)
+        self.stop_event = stop_event or threading.Event()
+        self.linger = linger if linger is not None else max(6 * poll_interval, 5.0)
+        self.report = ClientReport()
+        self._current_run: int | None = None
+        self._context: Context | None = None
+
+    # -- main loop ----------------------------------------------------------------------
+
+    def run(self) -> ClientReport:
+        """Serve until stopped; Ctrl-C returns within one poll interval."""
+        self.mailbox.prepare()
+        logger.info("client %s polling every %.1fs for app %r", self.mailbox.email, self.poll_interval, self.mailbox.app)
+        try:
+            while not self.stop_event.is_set():
+                if self._poll_once():
+                    self.report.stopped_by = "stop-signal"
+                    break
+                self.stop_event.wait(self.poll_interval)
+            else:
+                self.report.stopped_by = "stop-event"
+        except KeyboardInterrupt:
+            self.report.stopped_by = "interrupt"
+            logger.info("interrupted; leaving my files for the server to act on")
+        return self.report
+
+    def _poll_once(self) -> bool:
+        """One poll; returns True when this run's stop signal was handled."""
+        try:
+            result = self.mailbox.poll(accept=self._accept)
+        except Exception as exc:
+            logger.warning("poll failed (%s); retrying in %.1fs", exc, self.poll_interval)
+            return False
+        self._delete_answered(result.listing.outbound, result.inbound_message_ids())
+        for delivery in sorted(result.deliveries, key=lambda d: (d.envelope.run_id, d.envelope.created_at)):
+            if self.stop_event.is_set():
+                return False
+            if delivery.envelope.kind == KIND_STOP:
+                if self._handle_stop(delivery):
+                    return True
+            else:
+                self._handle_request(delivery)
+        return False
+
+    def _accept(self, routing: Routing) -> str | None:
+        if routing.kind not in (KIND_REQUEST, KIND_STOP):
+            return f"a {routing.kind!r} message; clients act on requests and stop signals"
+        if self._current_run is not None and routing.run_id < self._current_run and routing.kind == KIND_REQUEST:
+            return f"request of earlier run {routing.run_id}; this client is in run {self._current_run}"
+        return None
+
+    # -- requests -----------------------------------------------------------------------
+
+    def _enter_run(self, run_id: int, run_config: Mapping[str, Any] | None = None) -> None:
+        if self._current_run == run_id:
+            return
+        if self._current_run is not None:
+            logger.info("run %d replaces run %d", run_id, self._current_run)
+        self._current_run = run_id
+        self.report.run_id = run_id
+        self.report.runs_seen.append(run_id)
+        self._context = Context(
+            run_id=run_id,
+            node_id=self.node_id,
+            node_config=dict(self.node_config),
+            state=RecordDict(),
+            run_config=dict(run_config or {}),
+        )
+
+    def _handle_request(self, delivery: Delivery) -> None:
+        env = delivery.envelope
+        try:
+            message = message_from_bytes(delivery.payload)
+        except PayloadError as exc:
+            logger.warning("request %s from %s skipped: %s", env.message_id, env.sender, exc)
+            self.mailbox.mark_handled(env.message_id)
+            return
+        meta = message.metadata
+        if meta.message_id != env.message_id or meta.run_id != env.run_id or meta.dst_node_id != self.node_id:
+            logger.warning("request %s from %s skipped: its Flower metadata disagrees with its envelope", env.message_id, env.sender)
+            self.mailbox.mark_handled(env.message_id)
+            return
+        self._enter_run(env.run_id)
+        assert self._context is not None
+        reply = self._execute(message, self._context)
+        reply.metadata.__dict__["_message_id"] = reply_id_for(env.message_id, self.mailbox.email)
+        try:
+            self.mailbox.send(
+                kind=KIND_REPLY,
+                recipient=env.sender,
+                run_id=env.run_id,
+                payload=message_to_bytes(reply),
+                message_id=reply.metadata.message_id,
+                reply_to=env.message_id,
+                ttl=reply.metadata.ttl,
+                created_at=reply.metadata.created_at,
+            )
+        except Exception as exc:
+            logger.error("could not send the reply to %s (%s); the request will be handled again", env.message_id, exc)
+            return
+        self.mailbox.mark_handled(env.message_id)
+        self.report.handled += 1
+        logger.info("run %d: answered %s (%s, round %s)", env.run_id, meta.message_type, env.message_id[:8], meta.group_id or "-")
+
+    def _execute(self, message: Message, context: Context) -> Message:
+        try:
+            reply = self.client_app(message, context)
+            if not isinstance(reply, Message):
+                raise TypeError("ClientApp did not return a Message")
+            return reply
+        except Exception as exc:  # a user's ClientApp may raise anything; KeyboardInterrupt passes
+            self.report.errors += 1
+            logger.exception("ClientApp failed on %s; replying with an error", message.metadata.message_type)
+            error = Error(code=CLIENT_APP_ERROR_CODE, reason=f"ClientApp raised {type(exc).__name__}")
+            return Message(error, reply_to=message)
+
+    # -- stop and clean-up -----------------------------------------------------------------
+
+    def _handle_stop(self, delivery: Delivery) -> bool:
+        env = delivery.envelope
+        try:
+            self.mailbox.send(
+                kind=KIND_STOP_ACK, recipient=env.sender, run_id=env.run_id, payload=b"",
+                message_id=reply_id_for(env.message_id, self.mailbox.email), reply_to=env.message_id,
+            )
+        except Exception as exc:
+            logger.warning("could not acknowledge the stop signal (%s)", exc)
+        self.mailbox.mark_handled(env.message_id)
+        if self._current_run is None or env.run_id < self._current_run:
+            logger.info("ignoring a stop signal of run %d, which this client did not work in", env.run_id)
+            return False
+        logger.info("run %d: stop signal received from %s", env.run_id, env.sender)
+        self._enter_run(env.run_id)
+        self._linger_and_clean(env.message_id)
+        return True
+
+    def _linger_and_clean(self, stop_id: str) -> None:
+        """Wait (bounded) until the server removed its stop file, then delete all my files."""
+        deadline = time.monotonic() + self.linger
+        outbound: tuple = ()
+        while True:
+            try:
+                listing = self.mailbox.transport.poll(self.mailbox.app)
+            except Exception as exc:
+                logger.warning("poll failed during shutdown (%s)", exc)
+                listing = None
+            if listing is not None:
+                outbound = listing.outbound
+                inbound_ids = {p.routing.message_id for p in listing.inbound if p.routing}
+                if stop_id not in inbound_ids:
+                    break
+            if time.monotonic() >= deadline or self.stop_event.wait(self.poll_interval):
+                break
+        mine = [p.handle for p in outbound]
+        if mine:
+            try:
+                self.mailbox.delete_own(mine)
+            except Exception as exc:
+                logger.warning("could not delete %d of my message files (%s); `syft-flwr-gdrive clean` removes them", len(mine), exc)
+
+    def _delete_answered(self, outbound: tuple, inbound_ids: set[str]) -> None:
+        """Delete my replies whose requests the server has already removed."""
+        done = [
+            p.handle
+            for p in outbound
+            if p.routing is None or (p.routing.kind in (KIND_REPLY, KIND_STOP_ACK) and p.routing.reply_to not in inbound_ids)
+        ]
+        if done:
+            try:
+                self.mailbox.delete_own(done)
+            except Exception as exc:
+                logger.info("could not delete %d answered reply file(s) yet (%s)", len(done), exc)

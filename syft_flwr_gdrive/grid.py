@@ -1,0 +1,337 @@
+"""A Flower ``Grid`` over any transport.
+
+Flower's server side (legacy ``server_fn`` strategies and the Message-API
+``@app.main()`` strategies alike) talks only to a ``Grid``. This one turns
+pushes into envelope files sent through a ``Mailbox`` and pulls into polls.
+
+Threads: the legacy path calls ``send_and_receive`` from a thread pool (one
+thread per client) and ``get_node_ids`` from yet another thread. All of them
+share one poller: a poll happens at most once per poll interval whichever
+thread asks, and every waiting thread is woken when replies arrive, so Drive
+calls per poll stay O(1) whatever the number of clients.
+
+Timeout precedence (documented in the README): the wait for replies is
+``min(caller's timeout, SYFT_FLWR_MSG_TIMEOUT)``; a caller's ``None`` means
+``SYFT_FLWR_MSG_TIMEOUT``. A strategy's generous default (Flower's FedAvg uses
+3600 s) therefore cannot silently stretch a run past the configured limit;
+raise ``SYFT_FLWR_MSG_TIMEOUT`` to wait longer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from flwr.app import Message, RecordDict
+from flwr.common import ConfigRecord
+from flwr.serverapp import Grid
+from flwr.supercore.constant import SYSTEM_MESSAGE_TYPE
+from flwr.supercore.run import Run
+
+from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID, PayloadError, message_from_bytes, message_to_bytes, node_id_for
+from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.envelope import KIND_REPLY, KIND_REQUEST, KIND_STOP, KIND_STOP_ACK
+from syft_flwr_gdrive.transport.mailbox import Delivery, Mailbox, new_message_id
+
+logger = logging.getLogger(__name__)
+
+# The seed writes "SYSTEM"; flwr 1.41 validates message types and spells it "system".
+STOP_MESSAGE_TYPE = SYSTEM_MESSAGE_TYPE
+
+
+@dataclass
+class _Pending:
+    recipient: str
+    handle: str
+    expires_at: float
+
+
+class TransportGrid(Grid):
+    """Flower Grid whose messages travel through a ``Mailbox``."""
+
+    def __init__(
+        self,
+        mailbox: Mailbox,
+        datasites: Sequence[str],
+        *,
+        msg_timeout: float,
+        poll_interval: float,
+        send_workers: int = 8,
+    ) -> None:
+        self.mailbox = mailbox
+        self.msg_timeout = msg_timeout
+        self.poll_interval = poll_interval
+        self._email_by_node = {node_id_for(e): e.lower() for e in datasites}
+        if len(self._email_by_node) != len({e.lower() for e in datasites}):
+            raise ValueError("two datasite emails map to the same node id; use distinct emails")
+        self._run: Run | None = None
+        self._cond = threading.Condition()
+        self._pending: dict[str, _Pending] = {}
+        self._replies: dict[str, Message] = {}
+        self._stop_acks: set[str] = set()
+        self._stop_handles: dict[str, str] = {}  # recipient -> handle of its stop message
+        self._poll_lock = threading.Lock()
+        self._last_poll = 0.0
+        self._pool = ThreadPoolExecutor(max_workers=send_workers, thread_name_prefix="grid-send")
+        self._closed = False
+
+    # -- run ------------------------------------------------------------------------
+
+    def set_run(self, run: Run | int) -> None:  # type: ignore[override]
+        """Accepts a ``Run`` (the ABC) or a bare run id (the built-in grids)."""
+        if isinstance(run, Run):
+            self._run = run
+        elif isinstance(run, int) and not isinstance(run, bool) and run >= 0:
+            self._run = Run.create_empty(run)
+        else:
+            raise TypeError(f"set_run expects a flwr Run or a non-negative int run id, got {type(run).__name__}")
+
+    @property
+    def run(self) -> Run:
+        if self._run is None:
+            raise RuntimeError("No run set: call grid.set_run(run_id) before using the grid.")
+        return Run(**vars(self._run))
+
+    @property
+    def run_id(self) -> int:
+        return self.run.run_id
+
+    # -- Grid ABC ---------------------------------------------------------------------
+
+    def create_message(
+        self,
+        content: RecordDict,
+        message_type: str,
+        dst_node_id: int,
+        group_id: str,
+        ttl: float | None = None,
+    ) -> Message:
+        return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
+
+    def get_node_ids(self) -> Iterable[int]:
+        return list(self._email_by_node)
+
+    def email_of(self, node_id: int) -> str:
+        try:
+            return self._email_by_node[node_id]
+        except KeyError:
+            raise ValueError(f"node id {node_id} is not one of this run's datasites") from None
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        run_id = self.run_id
+        prepared: list[tuple[Message, str]] = []
+        for msg in messages:
+            recipient = self.email_of(msg.metadata.dst_node_id)
+            if msg.metadata.reply_to_message_id:
+                raise ValueError("push_messages sends instructions; a message with reply_to_message_id is a reply")
+            msg.metadata.__dict__["_message_id"] = new_message_id()
+            msg.metadata.__dict__["_run_id"] = run_id
+            msg.metadata.__dict__["_src_node_id"] = SERVER_NODE_ID
+            if msg.metadata.ttl <= 0:
+                raise ValueError(f"message ttl must be positive, got {msg.metadata.ttl}")
+            prepared.append((msg, recipient))
+
+        def send_one(item: tuple[Message, str]) -> str:
+            msg, recipient = item
+            meta = msg.metadata
+            message_id, handle = self.mailbox.send(
+                kind=KIND_REQUEST,
+                recipient=recipient,
+                run_id=run_id,
+                payload=message_to_bytes(msg),
+                message_id=meta.message_id,
+                ttl=meta.ttl,
+                created_at=meta.created_at,
+            )
+            with self._cond:
+                self._pending[message_id] = _Pending(recipient, handle, meta.created_at + meta.ttl)
+            return message_id
+
+        return list(self._pool.map(send_one, prepared))
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        self._poll_if_due()
+        wanted = set(message_ids)
+        with self._cond:
+            found = [self._replies.pop(mid) for mid in list(self._replies) if mid in wanted]
+        return found
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        wait = self.effective_timeout(timeout)
+        waiting = set(self.push_messages(messages))
+        deadline = time.monotonic() + wait
+        replies: list[Message] = []
+        while waiting:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            with self._cond:
+                if not any(mid in self._replies for mid in waiting):
+                    self._cond.wait(min(self.poll_interval, remaining))
+            for msg in self.pull_messages(waiting):
+                replies.append(msg)
+                waiting.discard(msg.metadata.reply_to_message_id)
+        if waiting:
+            logger.warning(
+                "%d of %d replies did not arrive within %.0fs (SYFT_FLWR_MSG_TIMEOUT / strategy timeout); "
+                "their requests are withdrawn", len(waiting), len(waiting) + len(replies), wait,
+            )
+            self._withdraw(waiting)
+        return replies
+
+    def effective_timeout(self, timeout: float | None) -> float:
+        """See the module docstring: the smaller of the caller's and our configured timeout."""
+        if timeout is None:
+            return self.msg_timeout
+        return max(0.0, min(float(timeout), self.msg_timeout))
+
+    # -- stop signal ------------------------------------------------------------------
+
+    def send_stop_signal(self, group_id: str = "final", reason: str = "Server stopped", *, wait: float | None = None) -> set[str]:
+        """Tell every datasite this run is over; wait (bounded) for their acknowledgements.
+
+        Returns the datasites that acknowledged. Stop files of datasites that
+        did not are left for the next run or ``syft-flwr-gdrive clean``.
+        """
+        run_id = self.run_id
+
+        def send_stop(node_id: int) -> None:
+            content = RecordDict({"config": ConfigRecord({"action": "stop", "reason": reason})})
+            msg = Message(content, node_id, STOP_MESSAGE_TYPE, group_id=group_id)
+            msg.metadata.__dict__["_message_id"] = new_message_id()
+            msg.metadata.__dict__["_run_id"] = run_id
+            msg.metadata.__dict__["_src_node_id"] = SERVER_NODE_ID
+            recipient = self._email_by_node[node_id]
+            _, handle = self.mailbox.send(
+                kind=KIND_STOP, recipient=recipient, run_id=run_id, payload=message_to_bytes(msg),
+                message_id=msg.metadata.message_id, ttl=msg.metadata.ttl, created_at=msg.metadata.created_at,
+            )
+            with self._cond:
+                self._stop_handles[recipient] = handle
+
+        failures = 0
+        for future in [self._pool.submit(send_stop, nid) for nid in self._email_by_node]:
+            try:
+                future.result()
+            except Exception as exc:  # keep stopping the others; report once
+                failures += 1
+                logger.error("could not send a stop signal: %s", exc)
+        if failures:
+            logger.error("%d stop signal(s) not sent; those clients keep polling until stopped by hand", failures)
+        deadline = time.monotonic() + (wait if wait is not None else min(self.msg_timeout, max(10 * self.poll_interval, 5.0)))
+        everyone = set(self._email_by_node.values())
+        while time.monotonic() < deadline:
+            self._poll_if_due(force=True)
+            with self._cond:
+                if self._stop_acks >= everyone:
+                    break
+                self._cond.wait(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+        with self._cond:
+            missing = everyone - self._stop_acks
+        if missing:
+            logger.warning("no stop acknowledgement from %s; their stop files stay until the next run or `clean`", sorted(missing))
+        return everyone - missing
+
+    # -- housekeeping -------------------------------------------------------------------
+
+    def remove_stale_files(self) -> int:
+        """Delete my own message files of other runs (crashed or finished earlier runs)."""
+        listing = self.mailbox.transport.poll(self.mailbox.app)
+        stale = [p.handle for p in listing.outbound if p.routing is None or p.routing.run_id != self.run_id]
+        if stale:
+            logger.info("removing %d message file(s) left by earlier runs", len(stale))
+            self.mailbox.delete_own(stale)
+        return len(stale)
+
+    def close(self) -> None:
+        """Withdraw unanswered requests and stop the send pool."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._cond:
+            leftover = list(self._pending)
+        if leftover:
+            self._withdraw(leftover)
+        self._pool.shutdown(wait=True)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _withdraw(self, message_ids: Iterable[str]) -> None:
+        with self._cond:
+            handles = [self._pending.pop(mid).handle for mid in list(message_ids) if mid in self._pending]
+        try:
+            self.mailbox.delete_own(handles)
+        except Exception as exc:  # leftovers are removed by the next run; never mask the caller's flow
+            logger.warning("could not withdraw %d request file(s): %s", len(handles), exc)
+
+    def _accept(self, routing: Routing) -> str | None:
+        if routing.run_id != self.run_id:
+            return f"belongs to run {routing.run_id}, this is run {self.run_id}"
+        if routing.kind not in (KIND_REPLY, KIND_STOP_ACK):
+            return f"a {routing.kind!r} message; the server only acts on replies"
+        return None
+
+    def _poll_if_due(self, *, force: bool = False) -> None:
+        """Poll once if nobody polled within the poll interval (shared by all threads)."""
+        if not self._poll_lock.acquire(blocking=False):
+            return  # another thread is polling right now; it will wake us
+        try:
+            now = time.monotonic()
+            if not force and now - self._last_poll < self.poll_interval * 0.95:
+                return
+            self._last_poll = now
+            result = self.mailbox.poll(accept=self._accept)
+            answered: list[str] = []
+            for delivery in result.deliveries:
+                handle = self._take(delivery)
+                if handle:
+                    answered.append(handle)
+            if answered:
+                try:
+                    self.mailbox.delete_own(answered)
+                except Exception as exc:
+                    logger.warning("could not delete %d answered request file(s): %s", len(answered), exc)
+        except Exception as exc:
+            logger.warning("poll failed (%s); retrying at the next poll interval", exc)
+        finally:
+            self._poll_lock.release()
+
+    def _take(self, delivery: Delivery) -> str | None:
+        """File a verified reply or stop-ack; returns my request handle to delete, if any."""
+        env = delivery.envelope
+        if not self.mailbox.mark_handled(env.message_id):
+            return None
+        if env.kind == KIND_STOP_ACK:
+            with self._cond:
+                self._stop_acks.add(env.sender)
+                handle = self._stop_handles.pop(env.sender, None)
+                self._cond.notify_all()
+            return handle
+        try:
+            message = message_from_bytes(delivery.payload)
+        except PayloadError as exc:
+            logger.warning("reply %s from %s is not a Flower message (%s); skipped", env.message_id, env.sender, exc)
+            return None
+        meta = message.metadata
+        if meta.reply_to_message_id != env.reply_to or meta.run_id != self.run_id:
+            logger.warning("reply %s from %s disagrees with its envelope; skipped", env.message_id, env.sender)
+            return None
+        if meta.src_node_id != node_id_for(env.sender):
+            logger.warning("reply %s claims node %d but comes from %s; skipped", env.message_id, meta.src_node_id, env.sender)
+            return None
+        with self._cond:
+            pending = self._pending.pop(env.reply_to, None)
+            if pending is None:
+                logger.info("late or unknown reply %s from %s ignored", env.message_id, env.sender)
+                return None
+            if pending.recipient != env.sender:
+                self._pending[env.reply_to] = pending
+                logger.warning("reply to %s came from %s, but it was sent to %s; skipped", env.reply_to, env.sender, pending.recipient)
+                return None
+            self._replies[env.reply_to] = message
+            self._cond.notify_all()
+        return pending.handle

@@ -1,0 +1,103 @@
+"""``syftbox_flwr_server``: run a Flower ServerApp with its messages carried by a transport.
+
+Workflow (as in the orchestration API we honour): set up the grid for the
+datasites, give the run a fresh id, run the ServerApp, and in ``finally`` send
+every datasite the stop signal. An error in the ServerApp is logged (with its
+traceback, locally only) and the original context is returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import traceback
+from pathlib import Path
+from typing import Sequence
+
+from flwr.app import Context
+from flwr.server.run_serverapp import run as run_server
+from flwr.serverapp import ServerApp
+from flwr.supercore.task_identity import TaskIdentity
+
+from syft_flwr_gdrive.config import ConfigError, ProjectConfig, Settings, validate_email
+from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
+from syft_flwr_gdrive.grid import TransportGrid
+from syft_flwr_gdrive.plugin import create_transport
+from syft_flwr_gdrive.transport.ledger import Ledger
+from syft_flwr_gdrive.transport.mailbox import Mailbox
+
+logger = logging.getLogger(__name__)
+
+
+def new_run_id() -> int:
+    """A collision-free, time-ordered 63-bit run id: milliseconds since epoch, then 20 random bits.
+
+    Clients follow the newest run they see, so ids must grow with time; the
+    random tail keeps two servers started in the same millisecond apart.
+    """
+    return (int(time.time() * 1000) << 20) | secrets.randbits(20)
+
+
+def app_key(app_name: str) -> str:
+    """The name under which an app's messages are filed (the seed's ``flwr/<app>``)."""
+    name = app_name.strip()
+    if not name:
+        raise ConfigError("app_name is empty; give the federated app a name, e.g. 'diabetes_prediction'.")
+    return name if name.startswith("flwr/") else f"flwr/{name}"
+
+
+def syftbox_flwr_server(
+    server_app: ServerApp,
+    context: Context,
+    datasites: list[str],
+    app_name: str,
+    project_dir: Path | None = None,
+    *,
+    settings: Settings | None = None,
+    transport: object | None = None,
+) -> Context:
+    """Run ``server_app`` against ``datasites``; returns the updated (or, on error, original) context."""
+    project = ProjectConfig.load(project_dir) if project_dir is not None else None
+    settings = settings or Settings.from_env(project=project)
+    if not datasites:
+        raise ConfigError("datasites is empty: list the emails of the data owners to train with.")
+    peers = sorted({validate_email(d, what="datasites") for d in datasites})
+    if settings.email in peers:
+        raise ConfigError(f"{settings.email} is both the server and a datasite; use distinct accounts.")
+    transport = transport or create_transport(settings)
+    mailbox = Mailbox(
+        transport,  # type: ignore[arg-type]
+        app_key(app_name),
+        peers,
+        Ledger.for_app(settings.participant_state_dir(), app_key(app_name)),
+    )
+    grid = TransportGrid(mailbox, peers, msg_timeout=settings.msg_timeout, poll_interval=settings.poll_interval)
+    run_id = new_run_id()
+    grid.set_run(run_id)
+    # Flower's Message() constructor stamps instructions with this process-wide identity.
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, run_id, SERVER_NODE_ID
+    logger.info("run %d: server %s, %d datasites, app %r", run_id, settings.email, len(peers), app_key(app_name))
+    interrupted = False
+    updated = context
+    try:
+        mailbox.prepare()
+        grid.remove_stale_files()
+        updated = run_server(grid, context=context, server_app_dir="", loaded_server_app=server_app)
+        logger.info("run %d: server completed", run_id)
+    except KeyboardInterrupt:
+        interrupted = True
+        logger.warning("run %d: interrupted; telling clients to stop", run_id)
+        raise
+    except Exception as exc:
+        logger.error("run %d: server encountered an error: %s", run_id, exc)
+        logger.error("Traceback: %s", traceback.format_exc())
+        updated = context
+    finally:
+        logger.info("run %d: sending stop signals to the clients", run_id)
+        try:
+            grid.send_stop_signal(group_id="final", reason="Server stopped", wait=0.0 if interrupted else None)
+        except Exception as exc:
+            logger.error("could not send stop signals: %s", exc)
+        grid.close()
+    return updated

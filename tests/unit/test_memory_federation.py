@@ -1,0 +1,96 @@
+"""Grid + client loop + server orchestration over the in-memory transport (no storage service)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import FedAvg
+
+from syft_flwr_gdrive.client_loop import ClientLoop
+from syft_flwr_gdrive.config import Settings
+from syft_flwr_gdrive.server import app_key, syftbox_flwr_server
+from syft_flwr_gdrive.transport.ledger import Ledger
+from syft_flwr_gdrive.transport.mailbox import Mailbox
+from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
+
+SERVER = "ds@example.com"
+CLIENTS = ["a_1@example.com", "b.2+x@example.com", "o'neil@example.com"]
+
+
+def make_client_app(fail: bool = False) -> ClientApp:
+    app = ClientApp()
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        if fail:
+            raise RuntimeError("secret data value 42 at /home/alice/data.csv")
+        arrays = msg.content["arrays"].to_numpy_ndarrays()
+        target = float(context.node_config.get("target", 1.0))
+        new = [a + 0.5 * (target - a) for a in arrays]
+        content = RecordDict({"arrays": ArrayRecord(new), "metrics": MetricRecord({"num-examples": 10})})
+        return Message(content, reply_to=msg)
+
+    @app.evaluate()
+    def evaluate(msg: Message, context: Context) -> Message:
+        arrays = msg.content["arrays"].to_numpy_ndarrays()
+        loss = float(np.abs(arrays[0] - 2.0).mean())
+        return Message(RecordDict({"metrics": MetricRecord({"loss": loss, "num-examples": 10})}), reply_to=msg)
+
+    return app
+
+
+def make_server_app(rounds: int) -> ServerApp:
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        strategy = FedAvg(fraction_train=1.0, fraction_evaluate=1.0, min_available_nodes=3)
+        result = strategy.start(grid=grid, initial_arrays=ArrayRecord([np.zeros(4)]), num_rounds=rounds, timeout=30)
+        final = result.arrays.to_numpy_ndarrays()[0]
+        context.state["final"] = MetricRecord({"value": float(final.mean())})
+
+    return app
+
+
+def run_federation(tmp_path, client_apps, *, rounds=2):
+    hub = MemoryHub()
+    settings = Settings.from_env({}, email=SERVER, poll_interval=0.05, msg_timeout=10, state_dir=tmp_path)
+    stop = threading.Event()
+    loops = []
+    for email, app, target in zip(CLIENTS, client_apps, (1.0, 2.0, 3.0)):
+        mailbox = Mailbox(MemoryTransport(email, hub), app_key("demo"), [SERVER], Ledger(None))
+        loops.append(ClientLoop(app, mailbox, poll_interval=0.05, node_config={"target": target}, stop_event=stop, linger=1.0))
+    threads = [threading.Thread(target=loop.run, daemon=True) for loop in loops]
+    for t in threads:
+        t.start()
+    try:
+        context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
+        out = syftbox_flwr_server(make_server_app(rounds), context, CLIENTS, "demo", settings=settings,
+                                  transport=MemoryTransport(SERVER, hub))
+    finally:
+        for t in threads:
+            t.join(timeout=10)
+        stop.set()
+    return out, loops, hub
+
+
+def test_message_api_federation_over_memory_transport(tmp_path):
+    out, loops, hub = run_federation(tmp_path, [make_client_app() for _ in CLIENTS], rounds=3)
+    # FedAvg of targets 1,2,3 moves the model toward 2.0: 0 -> 1.0 -> 1.5 -> 1.75
+    assert out.state["final"]["value"] == pytest.approx(1.75, abs=1e-6)
+    assert all(loop.report.stopped_by == "stop-signal" for loop in loops)
+    assert all(loop.report.handled == 6 for loop in loops)  # 3 rounds x (train + evaluate)
+    assert hub.files == {}, "message files left behind after the run"
+
+
+def test_client_app_error_reply_hides_details(tmp_path, caplog):
+    apps = [make_client_app(), make_client_app(), make_client_app(fail=True)]
+    hub_seen: list[bytes] = []
+    out, loops, hub = run_federation(tmp_path, apps, rounds=1)
+    assert loops[2].report.errors == 1
+    assert "final" in out.state  # the server still finished with the two good clients
