@@ -1,0 +1,767 @@
+"""``DriveApi``: the one place that sends requests to Google Drive.
+
+Every HTTP request goes through :meth:`DriveApi._execute`, which applies the
+single retry policy (:mod:`.retry`), maps failures to typed errors
+(:mod:`.errors`) and counts the request under its API method name, so a raw
+``execute()`` can never bypass backoff or the call accounting the benchmarks
+and the demo report. Methods return plain dicts (Drive file resources).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
+
+import tenacity
+from google.auth.credentials import Credentials
+from googleapiclient.http import MediaInMemoryUpload, MediaUpload
+
+from syft_flwr_gdrive.drive.errors import (
+    DriveConflict,
+    DriveError,
+    DriveNotFound,
+    DriveTooLarge,
+)
+from syft_flwr_gdrive.drive.retry import (
+    RetryPolicy,
+    describe,
+    is_ambiguous,
+    is_transient,
+    to_drive_error,
+)
+from syft_flwr_gdrive.drive.service import build_drive_service, new_authorized_http
+
+__all__ = [
+    "DriveApi",
+    "CallCounter",
+    "escape_q",
+    "FOLDER_MIME",
+    "DEFAULT_FILE_FIELDS",
+    "UPLOAD_CHUNK_UNIT",
+]
+
+log = logging.getLogger(__name__)
+
+FOLDER_MIME = "application/vnd.google-apps.folder"
+#: Drive requires resumable chunks to be multiples of 256 KiB.
+UPLOAD_CHUNK_UNIT = 256 * 1024
+#: What we usually need to route and trust a file without downloading it.
+DEFAULT_FILE_FIELDS = (
+    "id,name,mimeType,parents,appProperties,size,md5Checksum,"
+    "createdTime,modifiedTime,trashed,owners(emailAddress)"
+)
+_MAX_BATCH = 100  # Drive rejects batches of more than 100 calls
+_MAX_GENERATE_IDS = 1000
+
+
+def escape_q(value: str) -> str:
+    """Escape ``value`` for use inside a single-quoted Drive ``q`` string literal."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+class CallCounter:
+    """Thread-safe count of HTTP requests per API method, plus retries.
+
+    ``snapshot()`` gives requests by method ("files.list", "files.create",
+    "media.upload", "media.download", "batch", ...); ``total`` is their sum
+    (every request sent, retries included); ``retries`` is how many of them
+    were re-sends decided by the retry policy.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: Counter[str] = Counter()
+        self._retries: Counter[str] = Counter()
+
+    def add(self, method: str, n: int = 1) -> None:
+        with self._lock:
+            self._calls[method] += n
+
+    def add_retry(self, method: str, n: int = 1) -> None:
+        with self._lock:
+            self._retries[method] += n
+
+    def snapshot(self) -> dict[str, int]:
+        """HTTP requests sent, by API method name."""
+        with self._lock:
+            return dict(self._calls)
+
+    def retry_snapshot(self) -> dict[str, int]:
+        """Retries, by API method name."""
+        with self._lock:
+            return dict(self._retries)
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._calls.values())
+
+    @property
+    def retries(self) -> int:
+        with self._lock:
+            return sum(self._retries.values())
+
+    def reset(self) -> None:
+        with self._lock:
+            self._calls.clear()
+            self._retries.clear()
+
+    def __repr__(self) -> str:
+        return f"CallCounter(total={self.total}, retries={self.retries}, by_method={self.snapshot()})"
+
+
+@dataclass
+class _Attempts:
+    """What happened across the attempts of one logical call."""
+
+    count: int = 0
+    ambiguous: bool = False  # an attempt failed in a way the server may have acted on
+
+
+class _StreamMedia(MediaUpload):
+    """Resumable upload source reading a stream one chunk at a time (bounded memory).
+
+    googleapiclient asks for ``getbytes(offset, n)``; we keep only the last
+    chunk so a chunk Drive did not commit can be re-sent after a probe, even
+    from a non-seekable stream. Returning ``bytes`` (not a stream slice) keeps
+    a re-sent request body intact.
+    """
+
+    def __init__(self, stream: BinaryIO, size: int, mimetype: str, chunksize: int) -> None:
+        super().__init__()
+        self._stream = stream
+        self._size = size
+        self._mimetype = mimetype
+        self._chunksize = chunksize
+        self._buf = bytearray()
+        self._buf_start = 0
+        try:
+            self._seekable = bool(stream.seekable())
+            self._origin = stream.tell() if self._seekable else 0
+        except (AttributeError, OSError):
+            self._seekable, self._origin = False, 0
+
+    def chunksize(self) -> int:
+        return self._chunksize
+
+    def mimetype(self) -> str:
+        return self._mimetype
+
+    def size(self) -> int:
+        return self._size
+
+    def resumable(self) -> bool:
+        return True
+
+    def has_stream(self) -> bool:
+        return False
+
+    def getbytes(self, begin: int, length: int) -> bytes:
+        if begin < self._buf_start:
+            if not self._seekable:
+                raise DriveError(
+                    f"Upload needs to resend from byte {begin} but the stream cannot seek "
+                    "back that far. Fix: pass a seekable stream (a file) to upload_stream."
+                )
+            self._stream.seek(self._origin + begin)
+            self._buf, self._buf_start = bytearray(), begin
+        drop = min(begin - self._buf_start, len(self._buf))
+        del self._buf[:drop]
+        self._buf_start += drop
+        while self._buf_start < begin:  # skip forward (not expected with Drive)
+            skipped = self._stream.read(min(begin - self._buf_start, self._chunksize))
+            if not skipped:
+                break
+            self._buf_start += len(skipped)
+        length = min(length, self._size - begin)
+        while len(self._buf) < length:
+            piece = self._stream.read(length - len(self._buf))
+            if not piece:
+                break
+            self._buf += piece
+        if len(self._buf) < length:
+            raise DriveError(
+                f"upload_stream was told size={self._size} but the stream ended at "
+                f"{self._buf_start + len(self._buf)} bytes. Fix: pass the stream's real size."
+            )
+        with memoryview(self._buf) as view:
+            return bytes(view[:length])
+
+    def to_json(self) -> str:  # pragma: no cover - we never serialize uploads
+        raise NotImplementedError("stream uploads are not serializable")
+
+
+class _LimitedWriter:
+    """Collect bytes in memory, refusing more than ``max_bytes``."""
+
+    def __init__(self, max_bytes: int | None) -> None:
+        self.buffer = io.BytesIO()
+        self.max_bytes = max_bytes
+
+    def write(self, data: bytes) -> int:
+        if self.max_bytes is not None and self.buffer.tell() + len(data) > self.max_bytes:
+            raise DriveTooLarge(
+                f"Download is larger than max_bytes={self.max_bytes}. Fix: raise the "
+                "limit or use download_to() to stream it to a file."
+            )
+        return self.buffer.write(data)
+
+
+class DriveApi:
+    """Typed, retried, counted access to Drive v3 for one account.
+
+    Thread-safe: each request gets its own HTTP channel and counters are locked.
+    """
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        base_url: str | None = None,
+        retry: RetryPolicy | None = None,
+        chunk_size: int = 8 * 1024 * 1024,
+        timeout: float = 60,
+    ) -> None:
+        if chunk_size <= 0 or chunk_size % UPLOAD_CHUNK_UNIT:
+            raise ValueError(
+                f"chunk_size={chunk_size} must be a positive multiple of 256 KiB "
+                f"({UPLOAD_CHUNK_UNIT} bytes): Drive rejects other resumable chunk sizes."
+            )
+        self.credentials = credentials
+        self.base_url = base_url
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.chunk_size = chunk_size
+        self.timeout = timeout
+        self.calls = CallCounter()
+        self._tls = threading.local()
+        self._service = build_drive_service(
+            credentials, base_url=base_url, timeout=timeout, hook=self._on_http_request
+        )
+
+    @classmethod
+    def for_fake(cls, base_url: str, email: str, **kwargs: Any) -> "DriveApi":
+        """A DriveApi for the fake server, authenticated as ``email`` by a ``fake:<email>`` token."""
+        from google.oauth2.credentials import Credentials as OAuthCredentials
+
+        return cls(OAuthCredentials(token=f"fake:{email}"), base_url=base_url, **kwargs)
+
+    escape_q = staticmethod(escape_q)
+
+    # ------------------------------------------------------------------ core
+
+    def _on_http_request(self, uri: str, method: str) -> None:
+        self.calls.add(getattr(self._tls, "method", None) or "other")
+
+    @contextmanager
+    def _counted_as(self, method: str) -> Iterator[None]:
+        previous = getattr(self._tls, "method", None)
+        self._tls.method = method
+        try:
+            yield
+        finally:
+            self._tls.method = previous
+
+    def _new_http(self) -> Any:
+        return new_authorized_http(
+            self.credentials, timeout=self.timeout, hook=self._on_http_request
+        )
+
+    def _execute(
+        self,
+        method: str,
+        request: Any,
+        *,
+        call: Callable[[Any, Any], Any] | None = None,
+        resource: str | None = None,
+        attempts: _Attempts | None = None,
+    ) -> Any:
+        """Run one API call under the retry policy; the only place requests are sent.
+
+        ``call(request, http)`` performs one attempt (default: ``execute``) on a
+        fresh HTTP channel, so a broken connection never leaks into the retry.
+        Failures that reach the caller are typed :class:`DriveError`s.
+        """
+        state = attempts if attempts is not None else _Attempts()
+
+        def attempt() -> Any:
+            state.count += 1
+            http = self._new_http()
+            try:
+                with self._counted_as(method):
+                    if call is not None:
+                        return call(request, http)
+                    return request.execute(http=http, num_retries=0)
+            except BaseException as exc:
+                if is_ambiguous(exc):
+                    state.ambiguous = True
+                raise
+            finally:
+                http.close()
+
+        def on_retry(rs: tenacity.RetryCallState) -> None:
+            self.calls.add_retry(method)
+            exc = rs.outcome.exception() if rs.outcome else None
+            log.info(
+                "Drive %s failed (%s); retry %d in %.2fs",
+                method,
+                describe(exc) if exc else "?",
+                rs.attempt_number,
+                rs.upcoming_sleep,
+            )
+
+        try:
+            return self.retry.retrying(on_retry)(attempt)
+        except Exception as exc:
+            err = to_drive_error(exc, method=method, resource=resource, retries=state.count - 1)
+            if err is None or err is exc:
+                raise
+            raise err from exc
+
+    # -------------------------------------------------------------- metadata
+
+    def about_me(self) -> str:
+        """Email address of the account these credentials act as."""
+        about = self._execute("about.get", self._service.about().get(fields="user"))
+        return str(about["user"]["emailAddress"])
+
+    def generate_ids(self, count: int) -> list[str]:
+        """Pre-allocated file ids: a create with one of them is idempotent under retry."""
+        ids: list[str] = []
+        while len(ids) < count:
+            n = min(_MAX_GENERATE_IDS, count - len(ids))
+            req = self._service.files().generateIds(count=n, space="drive", type="files")
+            ids.extend(self._execute("files.generateIds", req)["ids"])
+        return ids
+
+    def get(self, file_id: str, fields: str = DEFAULT_FILE_FIELDS) -> dict[str, Any]:
+        """One file's metadata by id (consistent, unlike list by name)."""
+        req = self._service.files().get(fileId=file_id, fields=fields)
+        return self._execute("files.get", req, resource=file_id)
+
+    def list_page(
+        self,
+        q: str,
+        *,
+        fields: str = DEFAULT_FILE_FIELDS,
+        page_size: int = 1000,
+        order_by: str | None = None,
+        page_token: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of ``files.list``: (files, next_page_token or None)."""
+        kwargs: dict[str, Any] = dict(
+            q=q,
+            pageSize=max(1, min(page_size, 1000)),
+            fields=f"nextPageToken,files({fields})",
+            spaces="drive",
+        )
+        if order_by:
+            kwargs["orderBy"] = order_by
+        if page_token:
+            kwargs["pageToken"] = page_token
+        resp = self._execute("files.list", self._service.files().list(**kwargs))
+        return list(resp.get("files", [])), resp.get("nextPageToken")
+
+    def list_files(
+        self,
+        q: str,
+        *,
+        fields: str = DEFAULT_FILE_FIELDS,
+        page_size: int = 1000,
+        order_by: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every file matching ``q``, following all pages."""
+        out: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            files, token = self.list_page(
+                q, fields=fields, page_size=page_size, order_by=order_by, page_token=token
+            )
+            out.extend(files)
+            if not token:
+                return out
+
+    def update(
+        self,
+        file_id: str,
+        *,
+        name: str | None = None,
+        app_properties: Mapping[str, str | None] | None = None,
+        add_parents: Iterable[str] | None = None,
+        remove_parents: Iterable[str] | None = None,
+        trashed: bool | None = None,
+        fields: str = DEFAULT_FILE_FIELDS,
+    ) -> dict[str, Any]:
+        """Change metadata (rename, appProperties, move, trash); content is untouched."""
+        body: dict[str, Any] = {}
+        if name is not None:
+            body["name"] = name
+        if app_properties is not None:
+            body["appProperties"] = dict(app_properties)
+        if trashed is not None:
+            body["trashed"] = trashed
+        kwargs: dict[str, Any] = dict(fileId=file_id, body=body, fields=fields)
+        if add_parents:
+            kwargs["addParents"] = ",".join(add_parents)
+        if remove_parents:
+            kwargs["removeParents"] = ",".join(remove_parents)
+        return self._execute("files.update", self._service.files().update(**kwargs), resource=file_id)
+
+    def delete(self, file_id: str, *, missing_ok: bool = False) -> None:
+        """Delete for good (owner only). A retry that finds the file gone counts as success."""
+        state = _Attempts()
+        req = self._service.files().delete(fileId=file_id)
+        try:
+            self._execute("files.delete", req, resource=file_id, attempts=state)
+        except DriveNotFound:
+            if missing_ok or state.ambiguous:  # an earlier attempt may have deleted it
+                return
+            raise
+
+    def delete_many(
+        self, file_ids: Iterable[str], *, missing_ok: bool = False
+    ) -> dict[str, DriveError | None]:
+        """Delete many files with batch requests of at most 100 calls.
+
+        Returns ``{file_id: None}`` for deleted files and a typed error for the
+        others. Transient per-part failures are retried with the same policy.
+        """
+        ids = list(dict.fromkeys(file_ids))
+        results: dict[str, DriveError | None] = {}
+        for start in range(0, len(ids), _MAX_BATCH):
+            self._delete_batch(ids[start : start + _MAX_BATCH], missing_ok, results)
+        return results
+
+    def _delete_batch(
+        self, ids: list[str], missing_ok: bool, results: dict[str, DriveError | None]
+    ) -> None:
+        todo = list(ids)
+        maybe_done: set[str] = set()
+        round_no = 0
+        started = time.monotonic()
+        while todo:
+            round_no += 1
+            outcomes: dict[str, BaseException | None] = {}
+
+            def on_part(request_id: str, _response: Any, exception: BaseException | None) -> None:
+                outcomes[request_id] = exception
+
+            batch = self._service.new_batch_http_request(callback=on_part)
+            for i, fid in enumerate(todo):
+                batch.add(self._service.files().delete(fileId=fid), request_id=str(i))
+            state = _Attempts()
+            try:
+                self._execute(
+                    "batch", batch, call=lambda b, http: b.execute(http=http), attempts=state
+                )
+            except DriveError as err:
+                for fid in todo:
+                    results[fid] = err
+                return
+            if state.ambiguous:
+                maybe_done.update(todo)
+            retry_next: list[str] = []
+            last_exc: BaseException | None = None
+            for i, fid in enumerate(todo):
+                exc = outcomes.get(str(i))
+                if exc is None:
+                    results[fid] = None
+                    continue
+                if is_transient(exc):
+                    retry_next.append(fid)
+                    last_exc = exc
+                    if is_ambiguous(exc):
+                        maybe_done.add(fid)
+                    continue
+                err = to_drive_error(exc, method="files.delete", resource=fid, retries=round_no - 1)
+                if isinstance(err, DriveNotFound) and (missing_ok or fid in maybe_done):
+                    results[fid] = None
+                else:
+                    results[fid] = err
+            if not retry_next:
+                return
+            wait = self.retry.wait_for(round_no, last_exc)
+            out_of_time = time.monotonic() - started + wait > self.retry.max_total
+            if round_no >= self.retry.max_attempts or out_of_time:
+                for fid in retry_next:
+                    assert last_exc is not None
+                    results[fid] = to_drive_error(
+                        last_exc, method="files.delete", resource=fid, retries=round_no - 1
+                    )
+                return
+            self.calls.add_retry("files.delete", len(retry_next))
+            log.info("Drive batch delete: %d parts failed transiently; retry in %.2fs",
+                     len(retry_next), wait)
+            self.retry.sleep(wait)
+            todo = retry_next
+
+    def share(self, file_id: str, email: str, role: str = "reader") -> dict[str, Any]:
+        """Give ``email`` reader or writer access, without a notification email."""
+        if role not in ("reader", "writer", "commenter"):
+            raise ValueError(f"role must be 'reader' or 'writer', not {role!r}")
+        req = self._service.permissions().create(
+            fileId=file_id,
+            body={"type": "user", "role": role, "emailAddress": email},
+            sendNotificationEmail=False,
+            fields="id,type,role,emailAddress",
+        )
+        return self._execute("permissions.create", req, resource=file_id)
+
+    def changes_start_token(self) -> str:
+        """Token marking 'now' in the account's change feed."""
+        resp = self._execute("changes.getStartPageToken", self._service.changes().getStartPageToken())
+        return str(resp["startPageToken"])
+
+    def list_changes(
+        self, token: str, *, file_fields: str = DEFAULT_FILE_FIELDS, page_size: int = 1000
+    ) -> tuple[list[dict[str, Any]], str]:
+        """All changes since ``token`` (following pages) and the token to poll next."""
+        changes: list[dict[str, Any]] = []
+        fields = f"nextPageToken,newStartPageToken,changes(fileId,removed,time,file({file_fields}))"
+        while True:
+            req = self._service.changes().list(
+                pageToken=token,
+                pageSize=max(1, min(page_size, 1000)),
+                fields=fields,
+                includeRemoved=True,
+                spaces="drive",
+            )
+            resp = self._execute("changes.list", req)
+            changes.extend(resp.get("changes", []))
+            if resp.get("nextPageToken"):
+                token = resp["nextPageToken"]
+                continue
+            return changes, str(resp.get("newStartPageToken", token))
+
+    # --------------------------------------------------------------- creates
+
+    def _create(
+        self,
+        method: str,
+        run: Callable[[], dict[str, Any]],
+        *,
+        file_id: str | None,
+        name: str,
+        fields: str,
+    ) -> dict[str, Any]:
+        """Run a create; with a pre-generated id, a 409 means an earlier attempt already made it."""
+        try:
+            return run()
+        except DriveConflict:
+            if file_id is None:
+                raise
+            try:
+                existing = self.get(file_id, fields=fields)
+            except DriveNotFound:
+                existing = None
+            if existing is None or existing.get("name", name) != name:
+                raise DriveConflict(
+                    f"File id {file_id} is already used by another file. Fix: generate a "
+                    "fresh id with generate_ids() for each new file.",
+                    status=409,
+                    method=method,
+                ) from None
+            log.info("Drive %s: id %s already exists (earlier attempt succeeded)", method, file_id)
+            return existing
+
+    @staticmethod
+    def _metadata(
+        name: str,
+        parent_id: str | None,
+        app_properties: Mapping[str, str] | None,
+        file_id: str | None,
+        mime_type: str | None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name}
+        if parent_id:
+            body["parents"] = [parent_id]
+        if app_properties:
+            body["appProperties"] = dict(app_properties)
+        if file_id:
+            body["id"] = file_id
+        if mime_type:
+            body["mimeType"] = mime_type
+        return body
+
+    def create_folder(
+        self,
+        name: str,
+        parent_id: str | None = None,
+        app_properties: Mapping[str, str] | None = None,
+        *,
+        file_id: str | None = None,
+        fields: str = DEFAULT_FILE_FIELDS,
+    ) -> dict[str, Any]:
+        """Create a folder (duplicates by name are allowed by Drive; pass file_id for idempotency)."""
+        body = self._metadata(name, parent_id, app_properties, file_id, FOLDER_MIME)
+
+        def run() -> dict[str, Any]:
+            req = self._service.files().create(body=body, fields=fields)
+            return self._execute("files.create", req)
+
+        return self._create("files.create", run, file_id=file_id, name=name, fields=fields)
+
+    def upload_bytes(
+        self,
+        name: str,
+        data: bytes,
+        *,
+        parent_id: str | None,
+        app_properties: Mapping[str, str] | None = None,
+        file_id: str | None = None,
+        mime_type: str = "application/octet-stream",
+        fields: str = DEFAULT_FILE_FIELDS,
+    ) -> dict[str, Any]:
+        """Create a file with content: one multipart request if small, resumable above chunk_size."""
+        if len(data) > self.chunk_size:
+            return self.upload_stream(
+                name,
+                io.BytesIO(data),
+                len(data),
+                parent_id=parent_id,
+                app_properties=app_properties,
+                file_id=file_id,
+                mime_type=mime_type,
+                fields=fields,
+            )
+        body = self._metadata(name, parent_id, app_properties, file_id, None)
+
+        def run() -> dict[str, Any]:
+            media = MediaInMemoryUpload(bytes(data), mimetype=mime_type, resumable=False)
+            req = self._service.files().create(body=body, media_body=media, fields=fields)
+            return self._execute("files.create", req)
+
+        return self._create("files.create", run, file_id=file_id, name=name, fields=fields)
+
+    def upload_stream(
+        self,
+        name: str,
+        stream: BinaryIO,
+        size: int,
+        *,
+        parent_id: str | None,
+        app_properties: Mapping[str, str] | None = None,
+        file_id: str | None = None,
+        mime_type: str = "application/octet-stream",
+        fields: str = DEFAULT_FILE_FIELDS,
+    ) -> dict[str, Any]:
+        """Create a file from a stream of ``size`` bytes with a chunked resumable upload.
+
+        Memory stays around one chunk. Each chunk is retried by the policy; after
+        a failure googleapiclient probes the session (``bytes */size``) and
+        resumes from what Drive committed instead of starting over.
+        """
+        if size < 0:
+            raise ValueError("size must be >= 0")
+        if size <= self.chunk_size:
+            data = _read_exactly(stream, size)
+            return self.upload_bytes(
+                name,
+                data,
+                parent_id=parent_id,
+                app_properties=app_properties,
+                file_id=file_id,
+                mime_type=mime_type,
+                fields=fields,
+            )
+        body = self._metadata(name, parent_id, app_properties, file_id, None)
+        media = _StreamMedia(stream, size, mime_type, self.chunk_size)
+
+        def run() -> dict[str, Any]:
+            restarts = 0
+            req = self._service.files().create(body=body, media_body=media, fields=fields)
+            while True:
+                try:
+                    status, done = self._execute(
+                        "media.upload", req, call=lambda r, http: r.next_chunk(http=http, num_retries=0)
+                    )
+                except DriveNotFound:
+                    # An expired/unknown upload session answers 404: start a new one once or twice.
+                    if req.resumable_uri is None or restarts >= 2:
+                        raise
+                    restarts += 1
+                    log.info("Drive upload session for %r was lost; restarting", name)
+                    req = self._service.files().create(body=body, media_body=media, fields=fields)
+                    continue
+                if done is not None:
+                    return done
+
+        return self._create("media.upload", run, file_id=file_id, name=name, fields=fields)
+
+    # ------------------------------------------------------------- downloads
+
+    def download_bytes(self, file_id: str, *, max_bytes: int | None = None) -> bytes:
+        """A file's whole content in memory; refuses more than ``max_bytes``."""
+        sink = _LimitedWriter(max_bytes)
+        self._download(file_id, sink, max_bytes)
+        return sink.buffer.getvalue()
+
+    def download_to(self, file_id: str, out: BinaryIO) -> int:
+        """Stream a file's content to ``out`` in ranged chunks; returns the byte count."""
+        return self._download(file_id, out, None)
+
+    def _download(self, file_id: str, out: Any, max_bytes: int | None) -> int:
+        offset = 0
+        total: int | None = None
+        while total is None or offset < total:
+            req = self._service.files().get_media(fileId=file_id)
+            # Ranges are over the stored bytes: never let the body be re-encoded.
+            for key in list(req.headers):
+                if key.lower() in ("accept-encoding",):
+                    del req.headers[key]
+            req.headers["range"] = f"bytes={offset}-{offset + self.chunk_size - 1}"
+            seen: dict[str, Any] = {}
+            req.add_response_callback(lambda resp, seen=seen: seen.__setitem__("resp", resp))
+            try:
+                content = self._execute("media.download", req, resource=file_id)
+            except DriveError as err:
+                if err.status == 416 and offset == 0:
+                    return 0  # empty file: Drive answers 416 bytes */0
+                raise
+            resp = seen.get("resp")
+            status = int(resp.status) if resp is not None else 200
+            if status == 200:  # server ignored the range: this is the whole file
+                if offset:
+                    raise DriveError(
+                        "Drive ignored the Range header mid-download. Fix: retry the download.",
+                        status=200,
+                        method="media.download",
+                    )
+                total = len(content)
+            else:
+                crange = resp.get("content-range", "") if resp is not None else ""
+                size = crange.rsplit("/", 1)[-1]
+                total = int(size) if size.isdigit() else offset + len(content)
+            if max_bytes is not None and total > max_bytes:
+                raise DriveTooLarge(
+                    f"File {file_id} has {total} bytes, more than max_bytes={max_bytes}. Fix: "
+                    "raise the limit or stream it with download_to().",
+                    method="media.download",
+                )
+            if not content and offset < total:
+                raise DriveError(
+                    f"Drive returned an empty chunk at byte {offset} of {total} for {file_id}. "
+                    "Fix: retry the download.",
+                    method="media.download",
+                )
+            out.write(content)
+            offset += len(content)
+        return offset
+
+
+def _read_exactly(stream: BinaryIO, size: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < size:
+        piece = stream.read(size - len(buf))
+        if not piece:
+            raise DriveError(
+                f"upload_stream was told size={size} but the stream ended at {len(buf)} "
+                "bytes. Fix: pass the stream's real size."
+            )
+        buf += piece
+    return bytes(buf)

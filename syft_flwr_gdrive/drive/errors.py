@@ -1,0 +1,222 @@
+"""Typed Drive errors.
+
+Callers must be able to react to *what* went wrong (a missing file is not a
+revoked share, a quota problem is not an outage) without parsing HTTP bodies,
+and a person reading a log must learn both the problem and the fix. So every
+failure that leaves :mod:`syft_flwr_gdrive.drive` is one of the classes below,
+built from Drive's JSON error body
+``{"error": {"code", "message", "errors": [{"domain", "reason", "message"}]}}``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "DriveError",
+    "DriveNotFound",
+    "DrivePermissionDenied",
+    "DriveConflict",
+    "DriveRateLimited",
+    "DriveUnavailable",
+    "DriveAuthError",
+    "DriveTooLarge",
+    "ErrorBody",
+    "parse_error_body",
+    "error_from_status",
+]
+
+#: 403 reasons that mean "slow down" rather than "not allowed".
+RATE_LIMIT_REASONS = frozenset({"userRateLimitExceeded", "rateLimitExceeded"})
+#: 403 reasons that mean a quota is used up for longer than a retry can wait.
+QUOTA_REASONS = frozenset(
+    {"dailyLimitExceeded", "quotaExceeded", "sharingRateLimitExceeded"}
+)
+
+
+class DriveError(Exception):
+    """Base of every Drive failure; carries the HTTP status, Drive's reason and the API method."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        reason: str | None = None,
+        method: str | None = None,
+        retries: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.reason = reason
+        self.method = method
+        self.retries = retries
+
+    def __str__(self) -> str:
+        bits = [f"status={self.status}" if self.status is not None else None]
+        bits.append(f"reason={self.reason}" if self.reason else None)
+        bits.append(f"method={self.method}" if self.method else None)
+        bits.append(f"retries={self.retries}" if self.retries else None)
+        tail = ", ".join(b for b in bits if b)
+        return f"{self.message} ({tail})" if tail else self.message
+
+
+class DriveNotFound(DriveError):
+    """404: the file id does not exist, was deleted, or is not shared with this account."""
+
+
+class DrivePermissionDenied(DriveError):
+    """403 insufficientFilePermissions / forbidden: the account may not do this to the file."""
+
+
+class DriveConflict(DriveError):
+    """409: the file id is already in use (a duplicate create)."""
+
+
+class DriveRateLimited(DriveError):
+    """429 or a rate/quota 403 that kept failing after every retry."""
+
+
+class DriveUnavailable(DriveError):
+    """5xx or dropped connections / timeouts that kept failing after every retry."""
+
+
+class DriveAuthError(DriveError):
+    """401, or credentials that cannot be used or refreshed."""
+
+
+class DriveTooLarge(DriveError):
+    """A download is bigger than the caller allowed (``max_bytes``)."""
+
+
+@dataclass(frozen=True)
+class ErrorBody:
+    """The useful parts of Drive's JSON error body."""
+
+    code: int | None = None
+    message: str = ""
+    reason: str | None = None
+    domain: str | None = None
+
+
+def parse_error_body(content: bytes | str | None) -> ErrorBody:
+    """Parse Drive's error JSON; tolerate empty, truncated or non-JSON bodies (proxies, HTML)."""
+    if not content:
+        return ErrorBody()
+    if isinstance(content, bytes):
+        try:
+            content = content.decode("utf-8")
+        except UnicodeDecodeError:
+            return ErrorBody()
+    try:
+        data: Any = json.loads(content)
+    except ValueError:
+        return ErrorBody(message=content.strip()[:200])
+    if isinstance(data, list) and data:  # batch-style list of errors
+        data = data[0]
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, str):  # OAuth style {"error": "invalid_grant", ...}
+        return ErrorBody(message=str(data.get("error_description", err)), reason=err)
+    if not isinstance(err, dict):
+        return ErrorBody()
+    code = err.get("code")
+    message = str(err.get("message", ""))
+    reason = domain = None
+    errors = err.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        reason = errors[0].get("reason")
+        domain = errors[0].get("domain")
+        message = message or str(errors[0].get("message", ""))
+    if reason is None and isinstance(err.get("status"), str):
+        reason = err["status"]  # google.rpc style, e.g. "RESOURCE_EXHAUSTED"
+    return ErrorBody(
+        code=code if isinstance(code, int) else None,
+        message=message,
+        reason=reason,
+        domain=domain,
+    )
+
+
+def _quota_hint(reason: str | None) -> str:
+    if reason == "userRateLimitExceeded":
+        which = "the per-user request rate quota (queries per minute per user)"
+    elif reason == "rateLimitExceeded":
+        which = "the project's request rate quota (queries per minute)"
+    elif reason == "dailyLimitExceeded":
+        which = "the project's daily request quota"
+    elif reason == "sharingRateLimitExceeded":
+        which = "the per-user sharing rate limit"
+    else:
+        which = "a Drive request-rate quota"
+    return (
+        f"Drive rate limit: {which} is exhausted and retries with backoff did not help. "
+        "Fix: slow down (raise SYFT_FLWR_POLL_INTERVAL, run fewer participants per "
+        "account) or raise the quota in the Google Cloud console (APIs & Services > "
+        "Google Drive API > Quotas)."
+    )
+
+
+def error_from_status(
+    status: int | None,
+    body: ErrorBody,
+    *,
+    method: str | None = None,
+    resource: str | None = None,
+    retries: int = 0,
+) -> DriveError:
+    """Map an HTTP status plus parsed body to the typed error with a message that names the fix."""
+    reason = body.reason
+    what = f" for {resource}" if resource else ""
+    detail = f" Drive said: {body.message}" if body.message else ""
+    kw: dict[str, Any] = dict(status=status, reason=reason, method=method, retries=retries)
+    if status == 404:
+        return DriveNotFound(
+            f"Drive file not found{what}: it was deleted, never existed, or is not shared "
+            "with this account. Fix: check the id and that the owner shared it with you."
+            + detail,
+            **kw,
+        )
+    if status == 401:
+        return DriveAuthError(
+            "Drive rejected the credentials (401): the access token is invalid, expired "
+            "or revoked. Fix: log in again (syft-flwr-gdrive login) or point at a valid "
+            "token / service-account file." + detail,
+            **kw,
+        )
+    if status == 429 or (status == 403 and (reason in RATE_LIMIT_REASONS or reason in QUOTA_REASONS)):
+        return DriveRateLimited(_quota_hint(reason) + detail, **kw)
+    if status == 403 and reason == "storageQuotaExceeded":
+        return DriveError(
+            "Drive storage is full for this account. Fix: free space or use an account "
+            "with more storage." + detail,
+            **kw,
+        )
+    if status == 403:
+        return DrivePermissionDenied(
+            f"Drive permission denied{what}: this account may not do '{method or 'this'}' "
+            "to the file (only the owner may delete; writing needs a writer share). "
+            "Fix: ask the file's owner to share it with the right role, or act on your "
+            "own files." + detail,
+            **kw,
+        )
+    if status == 409:
+        return DriveConflict(
+            f"Drive conflict{what}: the file id is already in use. Fix: generate a new id "
+            "with generate_ids() (a retried create is handled automatically)." + detail,
+            **kw,
+        )
+    if status is not None and (status >= 500 or status == 408):
+        return DriveUnavailable(
+            f"Drive is unavailable (HTTP {status}) and kept failing after {retries} "
+            "retries. Fix: try again later; if it persists check "
+            "https://www.google.com/appsstatus or raise the retry limits." + detail,
+            **kw,
+        )
+    return DriveError(
+        f"Drive request failed (HTTP {status}){what}. Fix: this is a bug in the request "
+        "or an unsupported operation; see Drive's message." + detail,
+        **kw,
+    )

@@ -1,0 +1,95 @@
+"""Build the googleapiclient Drive v3 service, for Google or for the fake server.
+
+Two facts shape this module:
+
+* Pointing the client elsewhere needs the discovery document's ``rootUrl``
+  (and ``mtlsRootUrl``) rewritten. ``client_options.api_endpoint`` is not
+  enough: media uploads keep the public https host and batch requests ignore
+  it. We therefore load the Drive v3 document bundled with googleapiclient
+  (no network fetch) and ``build_from_document`` from a patched copy.
+* One ``httplib2.Http`` shared by threads hands responses to the wrong caller.
+  The ``requestBuilder`` below gives every request its own
+  ``AuthorizedHttp`` over a fresh ``build_http()`` (which also stops httplib2
+  from following Drive's resumable-upload 308), with a socket timeout.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any, Callable
+
+import google_auth_httplib2
+from google.auth.credentials import Credentials
+from googleapiclient import discovery, discovery_cache
+from googleapiclient.http import HttpRequest, build_http
+
+__all__ = ["drive_discovery_doc", "build_drive_service", "new_authorized_http"]
+
+#: Called with every outgoing HTTP request (uri, method); DriveApi counts calls with it.
+RequestHook = Callable[[str, str], None]
+
+
+@lru_cache(maxsize=1)
+def _bundled_doc() -> str:
+    doc = discovery_cache.get_static_doc("drive", "v3")
+    if doc is None:  # pragma: no cover - only with a broken googleapiclient install
+        raise RuntimeError(
+            "googleapiclient ships no Drive v3 discovery document. Fix: reinstall "
+            "google-api-python-client (>=2.100)."
+        )
+    return doc
+
+
+def drive_discovery_doc(base_url: str | None = None) -> dict[str, Any]:
+    """The bundled Drive v3 discovery document, re-rooted at ``base_url`` when given."""
+    doc: dict[str, Any] = json.loads(_bundled_doc())
+    if base_url:
+        root = base_url if base_url.endswith("/") else base_url + "/"
+        doc["rootUrl"] = root
+        doc["mtlsRootUrl"] = root
+        doc["baseUrl"] = root + doc.get("servicePath", "drive/v3/")
+    return doc
+
+
+class _HookedAuthorizedHttp(google_auth_httplib2.AuthorizedHttp):
+    """AuthorizedHttp that reports every HTTP request it sends (counted by DriveApi)."""
+
+    def __init__(self, credentials: Credentials, http: Any, hook: RequestHook | None) -> None:
+        super().__init__(credentials, http=http)
+        self._hook = hook
+
+    def request(self, uri: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
+        if self._hook is not None:
+            self._hook(uri, method)
+        return super().request(uri, method, *args, **kwargs)
+
+
+def new_authorized_http(
+    credentials: Credentials, *, timeout: float, hook: RequestHook | None = None
+) -> google_auth_httplib2.AuthorizedHttp:
+    """A fresh, unshared HTTP channel with auth, a socket timeout and no 308 following."""
+    raw = build_http()
+    raw.timeout = timeout
+    return _HookedAuthorizedHttp(credentials, raw, hook)
+
+
+def build_drive_service(
+    credentials: Credentials,
+    *,
+    base_url: str | None = None,
+    timeout: float = 60.0,
+    hook: RequestHook | None = None,
+) -> Any:
+    """A Drive v3 ``Resource`` whose every request gets its own HTTP channel."""
+
+    def request_builder(_shared_http: Any, *args: Any, **kwargs: Any) -> HttpRequest:
+        # Ignore the service-wide http on purpose: it must never be shared by threads.
+        http = new_authorized_http(credentials, timeout=timeout, hook=hook)
+        return HttpRequest(http, *args, **kwargs)
+
+    return discovery.build_from_document(
+        drive_discovery_doc(base_url),
+        http=new_authorized_http(credentials, timeout=timeout, hook=hook),
+        requestBuilder=request_builder,
+    )
