@@ -1,0 +1,192 @@
+"""Command line: ``syft-flwr-gdrive server|client|fake-drive ...``.
+
+Holds no business logic: it parses options, builds Settings, calls the
+library, and turns errors into one readable line and an exit code.
+
+Exit codes: 0 done, 2 bad input or configuration, 3 Drive/credentials
+problem, 4 the federated run failed, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from syft_flwr_gdrive.config import ConfigError, Settings
+
+EXIT_OK, EXIT_CONFIG, EXIT_DRIVE, EXIT_RUN, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
+
+app = typer.Typer(
+    help="Run Flower federated learning between Google accounts, with messages as files in Google Drive.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("googleapiclient.discovery_cache", "googleapiclient.discovery", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _fail(message: str, code: int) -> "typer.Exit":
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _settings(email: Optional[str], drive_url: Optional[str], poll_interval: Optional[float], project: Any = None) -> Settings:
+    overrides: dict[str, Any] = {}
+    if email:
+        overrides["email"] = email
+    if poll_interval is not None:
+        overrides["poll_interval"] = poll_interval
+    settings = Settings.from_env(project=project, **overrides)
+    if drive_url:
+        from dataclasses import replace
+
+        settings = replace(settings, drive_url=drive_url)
+    return settings
+
+
+def _record_to_jsonable(record: Any) -> Any:
+    """MetricRecord/ConfigRecord -> dict; arrays are summarised, never dumped."""
+    from flwr.app import ArrayRecord
+
+    if isinstance(record, ArrayRecord):
+        return {"arrays": len(record), "bytes": record.count_bytes()}
+    out = {}
+    for key, value in dict(record).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        elif isinstance(value, list):
+            value = [None if isinstance(v, float) and not math.isfinite(v) else v for v in value]
+        elif isinstance(value, bytes):
+            value = f"<{len(value)} bytes>"
+        out[key] = value
+    return out
+
+
+def _run_errors(fn: Any) -> Any:
+    """Map library errors to one line and an exit code."""
+    from syft_flwr_gdrive.drive.auth import CredentialsError
+    from syft_flwr_gdrive.drive.errors import DriveError
+    from syft_flwr_gdrive.transport.contract import TransportError
+
+    try:
+        return fn()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    except ConfigError as exc:
+        raise _fail(str(exc), EXIT_CONFIG)
+    except (CredentialsError, DriveError, TransportError) as exc:
+        raise _fail(str(exc), EXIT_DRIVE)
+
+
+@app.command()
+def server(
+    project: Path = typer.Option(..., "--project", "-p", help="Flower project directory (holds pyproject.toml)."),
+    datasites: Optional[str] = typer.Option(None, help="Comma-separated data owner emails; default: [tool.syft_flwr] datasites."),
+    email: Optional[str] = typer.Option(None, help="This participant's email; default: $SYFTBOX_EMAIL."),
+    drive_url: Optional[str] = typer.Option(None, help="Drive API base URL, e.g. the fake Drive's; default: real Google Drive."),
+    poll_interval: Optional[float] = typer.Option(None, help="Seconds between polls; default $SYFT_FLWR_POLL_INTERVAL or 3.0."),
+    run_config: Optional[str] = typer.Option(None, help="JSON object overriding [tool.flwr.app.config] keys."),
+    report: Optional[Path] = typer.Option(None, help="Write a JSON report (context state, Drive calls) here."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run the project's ServerApp as the aggregator (data scientist)."""
+    _setup_logging(verbose)
+
+    def go() -> None:
+        from flwr.app import Context, RecordDict
+
+        from syft_flwr_gdrive.plugin import create_transport
+        from syft_flwr_gdrive.project import FlowerProject
+        from syft_flwr_gdrive.server import syftbox_flwr_server
+
+        overrides = json.loads(run_config) if run_config else {}
+        proj = FlowerProject.load(project, overrides)
+        settings = _settings(email, drive_url, poll_interval, proj.syft)
+        sites = [s.strip() for s in datasites.split(",") if s.strip()] if datasites else list(proj.syft.datasites)
+        if not sites:
+            raise ConfigError("No datasites: pass --datasites a@x.com,b@y.com or set [tool.syft_flwr] datasites.")
+        transport = create_transport(settings)
+        context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=proj.run_config)
+        result = syftbox_flwr_server(
+            proj.load_server_app(), context, sites, proj.app_name, settings=settings, transport=transport
+        )
+        data = {
+            "state": {k: _record_to_jsonable(v) for k, v in result.state.items()},
+            "drive_calls": transport.call_counts(),
+            "completed": result is not context or bool(result.state),
+        }
+        text = json.dumps(data, indent=2, sort_keys=True)
+        if report:
+            report.write_text(text + "\n", encoding="utf-8")
+        typer.echo(text)
+        if not result.state:
+            raise typer.Exit(EXIT_RUN)
+
+    _run_errors(go)
+
+
+@app.command()
+def client(
+    project: Path = typer.Option(..., "--project", "-p", help="Flower project directory (holds pyproject.toml)."),
+    aggregator: Optional[str] = typer.Option(None, help="The data scientist's email; default $SYFT_FLWR_AGGREGATOR or [tool.syft_flwr] aggregator."),
+    email: Optional[str] = typer.Option(None, help="This participant's email; default: $SYFTBOX_EMAIL."),
+    drive_url: Optional[str] = typer.Option(None, help="Drive API base URL, e.g. the fake Drive's; default: real Google Drive."),
+    poll_interval: Optional[float] = typer.Option(None, help="Seconds between polls; default $SYFT_FLWR_POLL_INTERVAL or 3.0."),
+    node_config: Optional[str] = typer.Option(None, help='JSON object given to the ClientApp as node_config, e.g. {"partition-id": 0, "num-partitions": 3}.'),
+    report: Optional[Path] = typer.Option(None, help="Write a JSON report (what was handled, Drive calls) here."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Serve the project's ClientApp as a data owner until the aggregator's stop signal."""
+    _setup_logging(verbose)
+
+    def go() -> None:
+        from syft_flwr_gdrive.client import syftbox_flwr_client
+        from syft_flwr_gdrive.plugin import create_transport
+        from syft_flwr_gdrive.project import FlowerProject
+
+        proj = FlowerProject.load(project)
+        settings = _settings(email, drive_url, poll_interval, proj.syft)
+        try:
+            config = json.loads(node_config) if node_config else {}
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--node-config is not valid JSON ({exc}).") from None
+        transport = create_transport(settings)
+        result = syftbox_flwr_client(
+            proj.load_client_app(), proj.app_name, aggregator=aggregator, node_config=config,
+            settings=settings, transport=transport,
+        )
+        data = {
+            "run_id": result.run_id, "handled": result.handled, "errors": result.errors,
+            "stopped_by": result.stopped_by, "drive_calls": transport.call_counts(),
+        }
+        text = json.dumps(data, indent=2, sort_keys=True)
+        if report:
+            report.write_text(text + "\n", encoding="utf-8")
+        typer.echo(text)
+        if result.stopped_by == "interrupt":
+            raise typer.Exit(EXIT_INTERRUPTED)
+
+    _run_errors(go)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

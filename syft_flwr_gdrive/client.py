@@ -1,0 +1,59 @@
+"""``syftbox_flwr_client``: serve a Flower ClientApp to the aggregator until its stop signal."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Mapping
+
+from flwr.clientapp import ClientApp
+
+from syft_flwr_gdrive.client_loop import ClientLoop, ClientReport
+from syft_flwr_gdrive.config import ConfigError, ProjectConfig, Settings, validate_email
+from syft_flwr_gdrive.plugin import create_transport
+from syft_flwr_gdrive.server import app_key
+from syft_flwr_gdrive.transport.ledger import Ledger
+from syft_flwr_gdrive.transport.mailbox import Mailbox
+
+logger = logging.getLogger(__name__)
+
+
+def syftbox_flwr_client(
+    client_app: ClientApp,
+    app_name: str,
+    *,
+    aggregator: str | None = None,
+    project_dir: Path | None = None,
+    node_config: Mapping[str, Any] | None = None,
+    settings: Settings | None = None,
+    transport: Any = None,
+    stop_event: threading.Event | None = None,
+) -> ClientReport:
+    """Poll for the aggregator's requests, run ``client_app`` on each, reply; return on stop.
+
+    The aggregator (the data scientist's email) is the only sender whose
+    messages are acted on: from the argument, SYFT_FLWR_AGGREGATOR, or
+    ``[tool.syft_flwr] aggregator``.
+    """
+    project = ProjectConfig.load(project_dir) if project_dir is not None else None
+    settings = settings or Settings.from_env(project=project)
+    server = aggregator or settings.aggregator or (project.aggregator if project else None)
+    if not server:
+        raise ConfigError(
+            "The aggregator's email is unknown. Pass aggregator=..., set SYFT_FLWR_AGGREGATOR, "
+            "or add `aggregator = \"ds@example.com\"` under [tool.syft_flwr] in the project's pyproject.toml."
+        )
+    server = validate_email(server, what="aggregator")
+    if server == settings.email:
+        raise ConfigError(f"{settings.email} is both the aggregator and this client; use distinct accounts.")
+    transport = transport or create_transport(settings)
+    key = app_key(app_name)
+    mailbox = Mailbox(transport, key, [server], Ledger.for_app(settings.participant_state_dir(), key))
+    loop = ClientLoop(
+        client_app, mailbox, poll_interval=settings.poll_interval, node_config=node_config, stop_event=stop_event
+    )
+    try:
+        return loop.run()
+    finally:
+        transport.close()

@@ -1,0 +1,144 @@
+"""How syft-flwr-gdrive files look on Drive: folder and file names, appProperties, queries.
+
+See docs/protocol.md for the picture. In short: every participant owns one
+root folder, and in it one *outbox* folder per (app, peer), shared read-only
+with exactly that peer. A message is a file in the sender's outbox to the
+recipient; its routing metadata is copied into ``appProperties`` so receivers
+can find and vet it with one ``files.list`` and no download.
+
+Drive limits each appProperty to 124 bytes of key plus value, so the app name
+is stored as a hash and emails are limited in length.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Mapping
+
+from syft_flwr_gdrive.flower_codec import node_id_for
+from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.envelope import FORMAT_VERSION, KINDS
+
+ROOT_FOLDER_NAME = "syft_flwr_gdrive"
+FOLDER_MIME = "application/vnd.google-apps.folder"
+MESSAGE_MIME = "application/octet-stream"
+MAX_EMAIL_LENGTH = 100  # keeps "sfg_from" + email within Drive's 124-byte appProperty limit
+
+# appProperties keys
+P_ROLE = "sfg_role"  # "root" | "outbox" on folders
+P_VERSION = "sfg_v"
+P_APP = "sfg_app"
+P_RUN = "sfg_run"
+P_MSG = "sfg_msg"
+P_REPLY_TO = "sfg_re"
+P_KIND = "sfg_kind"
+P_FROM = "sfg_from"
+P_TO = "sfg_to"  # recipient's node id (short, fixed size, queryable)
+P_TO_EMAIL = "sfg_to_email"
+P_CREATED = "sfg_at"
+P_TTL = "sfg_ttl"
+
+# What a poll asks Drive for: enough to route and vet without downloading.
+LISTING_FIELDS = "id,name,size,appProperties,owners(emailAddress)"
+FOLDER_FIELDS = "id,name,appProperties,permissions(emailAddress,role,type)"
+
+
+def escape_q(value: str) -> str:
+    """Quote a value for a Drive query string literal (backslash first, then quote)."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def app_hash(app: str) -> str:
+    return hashlib.sha256(app.encode("utf-8")).hexdigest()[:24]
+
+
+def prop_clause(key: str, value: str) -> str:
+    return f"appProperties has {{ key='{escape_q(key)}' and value='{escape_q(value)}' }}"
+
+
+def outbox_folder_name(app: str, peer: str) -> str:
+    """Readable name for humans browsing Drive; lookups go by appProperties."""
+    return f"{app.replace('/', '_')} to {peer}"
+
+
+def outbox_properties(app: str, peer: str) -> dict[str, str]:
+    return {P_ROLE: "outbox", P_APP: app_hash(app), P_TO: str(node_id_for(peer)), P_VERSION: str(FORMAT_VERSION)}
+
+
+def message_file_name(routing: Routing) -> str:
+    return f"{routing.kind}-{routing.run_id}-{routing.message_id}.sfgd"
+
+
+def message_properties(routing: Routing) -> dict[str, str]:
+    return {
+        P_VERSION: str(FORMAT_VERSION),
+        P_APP: app_hash(routing.app),
+        P_RUN: str(routing.run_id),
+        P_MSG: routing.message_id,
+        P_REPLY_TO: routing.reply_to,
+        P_KIND: routing.kind,
+        P_FROM: routing.sender,
+        P_TO: str(node_id_for(routing.recipient)),
+        P_TO_EMAIL: routing.recipient,
+        P_CREATED: repr(float(routing.created_at)),
+        P_TTL: repr(float(routing.ttl)),
+    }
+
+
+def routing_from_properties(props: Mapping[str, Any] | None, app: str) -> Routing | None:
+    """Parse a file's appProperties; None if anything is missing or malformed."""
+    if not props:
+        return None
+    try:
+        if props.get(P_VERSION) != str(FORMAT_VERSION) or props.get(P_APP) != app_hash(app):
+            return None
+        kind = str(props[P_KIND])
+        if kind not in KINDS:
+            return None
+        routing = Routing(
+            run_id=int(props[P_RUN]),
+            message_id=str(props[P_MSG]),
+            reply_to=str(props.get(P_REPLY_TO) or ""),
+            kind=kind,
+            sender=str(props[P_FROM]).lower(),
+            recipient=str(props[P_TO_EMAIL]).lower(),
+            app=app,
+            created_at=float(props[P_CREATED]),
+            ttl=float(props[P_TTL]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    if str(node_id_for(routing.recipient)) != props.get(P_TO) or not routing.message_id or routing.ttl <= 0:
+        return None
+    return routing
+
+
+def poll_query(app: str, me: str) -> str:
+    """One query for everything of ``app`` addressed to me or written by me."""
+    return (
+        f"{prop_clause(P_APP, app_hash(app))} and "
+        f"({prop_clause(P_TO, str(node_id_for(me)))} or '{escape_q(me)}' in owners) and "
+        f"mimeType != '{FOLDER_MIME}' and trashed = false"
+    )
+
+
+def outbox_query(app: str, me: str) -> str:
+    return (
+        f"'{escape_q(me)}' in owners and mimeType = '{FOLDER_MIME}' and "
+        f"{prop_clause(P_ROLE, 'outbox')} and {prop_clause(P_APP, app_hash(app))} and trashed = false"
+    )
+
+
+def root_query(me: str) -> str:
+    return (
+        f"'{escape_q(me)}' in owners and mimeType = '{FOLDER_MIME}' and "
+        f"{prop_clause(P_ROLE, 'root')} and trashed = false"
+    )
+
+
+def all_my_messages_query(me: str) -> str:
+    """Every message file I own, of any app (for `clean`)."""
+    return (
+        f"'{escape_q(me)}' in owners and mimeType != '{FOLDER_MIME}' and "
+        f"appProperties has {{ key='{P_VERSION}' and value='{FORMAT_VERSION}' }} and trashed = false"
+    )

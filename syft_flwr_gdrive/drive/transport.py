@@ -1,0 +1,185 @@
+"""The Google Drive transport: message files in per-peer outbox folders.
+
+Cost per operation (Drive calls): send 1 (multipart create with a
+pre-generated id, so a retried create is idempotent; ids are fetched 100 at a
+time), poll 1 (one ``files.list`` over everything addressed to me or written
+by me, whatever the number of peers or pending messages), read 1 (download by
+id), delete 1 batch per 100 files.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, ClassVar, Sequence
+
+from syft_flwr_gdrive.config import ConfigError, Settings
+from syft_flwr_gdrive.drive import layout
+from syft_flwr_gdrive.drive.api import DriveApi
+from syft_flwr_gdrive.drive.errors import DriveError, DriveNotFound, DrivePermissionDenied
+from syft_flwr_gdrive.transport.contract import Listing, Posting, Routing, TransportError
+
+logger = logging.getLogger(__name__)
+
+ID_BATCH = 100
+
+
+class DriveTransport:
+    """Transport over one account's Google Drive (or the fake Drive server)."""
+
+    name: ClassVar[str] = "p2p"
+
+    def __init__(self, api: DriveApi, email: str) -> None:
+        if len(email) > layout.MAX_EMAIL_LENGTH:
+            raise ConfigError(f"{email!r} is longer than {layout.MAX_EMAIL_LENGTH} characters, more than Drive metadata can hold.")
+        self.api = api
+        self.email = email.lower()
+        self._lock = threading.Lock()
+        self._ids: list[str] = []
+        self._root_id: str | None = None
+        self._outboxes: dict[tuple[str, str], str] = {}  # (app, peer) -> folder id
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "DriveTransport":
+        """Credentials from settings; the fake Drive (a URL and no credentials) needs none."""
+        from syft_flwr_gdrive.drive.auth import load_credentials, verify_account
+
+        uses_fake = bool(settings.drive_url) and not (settings.token_file or settings.service_account_file)
+        if uses_fake:
+            api = DriveApi.for_fake(settings.drive_url, settings.email)  # type: ignore[arg-type]
+        else:
+            credentials = load_credentials(
+                token_file=settings.token_file,
+                service_account_file=settings.service_account_file,
+                use_adc=not (settings.token_file or settings.service_account_file),
+            )
+            api = DriveApi(credentials, base_url=settings.drive_url)
+        verify_account(api, settings.email)
+        return cls(api, settings.email)
+
+    # -- contract -----------------------------------------------------------------------
+
+    def prepare(self, app: str, peers: Sequence[str]) -> None:
+        """Find or create my root folder and one outbox per peer, shared read-only with that peer."""
+        root = self._root()
+        existing: dict[str, dict[str, Any]] = {}
+        for folder in self.api.list_files(layout.outbox_query(app, self.email), fields=layout.FOLDER_FIELDS):
+            props = folder.get("appProperties") or {}
+            existing.setdefault(props.get(layout.P_TO, ""), folder)
+        for peer in peers:
+            peer = peer.lower()
+            if peer == self.email:
+                continue
+            props = layout.outbox_properties(app, peer)
+            folder = existing.get(props[layout.P_TO])
+            if folder is None:
+                folder = self.api.create_folder(
+                    layout.outbox_folder_name(app, peer), parent_id=root, app_properties=props,
+                    file_id=self._next_id(),
+                )
+                folder.setdefault("permissions", [])
+            shared = any(
+                (p.get("emailAddress") or "").lower() == peer and p.get("role") in ("reader", "writer", "commenter")
+                for p in folder.get("permissions") or []
+            )
+            if not shared:
+                self._share(folder["id"], peer)
+            self._outboxes[(app, peer)] = folder["id"]
+
+    def send(self, routing: Routing, body: bytes) -> str:
+        folder = self._outboxes.get((routing.app, routing.recipient))
+        if folder is None:
+            self.prepare(routing.app, [routing.recipient])
+            folder = self._outboxes[(routing.app, routing.recipient)]
+        try:
+            created = self.api.upload_bytes(
+                layout.message_file_name(routing),
+                body,
+                parent_id=folder,
+                app_properties=layout.message_properties(routing),
+                file_id=self._next_id(),
+                mime_type=layout.MESSAGE_MIME,
+                fields="id",
+            )
+        except DriveError as exc:
+            raise TransportError(f"could not send {routing.kind} to {routing.recipient}: {exc}") from exc
+        return str(created["id"])
+
+    def poll(self, app: str) -> Listing:
+        try:
+            files = self.api.list_files(layout.poll_query(app, self.email), fields=layout.LISTING_FIELDS)
+        except DriveError as exc:
+            raise TransportError(f"could not list messages: {exc}") from exc
+        inbound: list[Posting] = []
+        outbound: list[Posting] = []
+        for f in files:
+            owners = f.get("owners") or []
+            owner = (owners[0].get("emailAddress") or "").lower() if owners else ""
+            posting = Posting(
+                handle=str(f["id"]),
+                owner=owner,
+                routing=layout.routing_from_properties(f.get("appProperties"), app),
+                size=int(f.get("size") or 0),
+                name=str(f.get("name") or ""),
+            )
+            (outbound if owner == self.email else inbound).append(posting)
+        return Listing(tuple(inbound), tuple(outbound))
+
+    def read(self, posting: Posting, *, max_bytes: int | None = None) -> bytes:
+        try:
+            return self.api.download_bytes(posting.handle, max_bytes=max_bytes)
+        except DriveNotFound as exc:
+            raise TransportError(f"message file {posting.handle} is gone") from exc
+        except DriveError as exc:
+            raise TransportError(f"could not download {posting.handle}: {exc}") from exc
+
+    def delete(self, handles: Sequence[str]) -> None:
+        if not handles:
+            return
+        results = self.api.delete_many(list(handles), missing_ok=True)
+        failed = {h: e for h, e in results.items() if e is not None}
+        if failed:
+            first = next(iter(failed.values()))
+            raise TransportError(f"could not delete {len(failed)} of {len(handles)} file(s): {first}")
+
+    def call_counts(self) -> dict[str, int]:
+        return self.api.calls.snapshot()
+
+    def close(self) -> None:
+        pass
+
+    # -- housekeeping beyond the contract ------------------------------------------------
+
+    def my_message_files(self) -> list[dict[str, Any]]:
+        """Every message file I own, of any app or run (what `clean` removes)."""
+        return self.api.list_files(layout.all_my_messages_query(self.email), fields=layout.LISTING_FIELDS)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _next_id(self) -> str:
+        with self._lock:
+            if not self._ids:
+                self._ids = self.api.generate_ids(ID_BATCH)
+            return self._ids.pop()
+
+    def _root(self) -> str:
+        if self._root_id is None:
+            found = self.api.list_files(layout.root_query(self.email), fields="id", order_by="createdTime")
+            if found:
+                self._root_id = str(found[0]["id"])
+            else:
+                created = self.api.create_folder(
+                    layout.ROOT_FOLDER_NAME, app_properties={layout.P_ROLE: "root"}, file_id=self._next_id()
+                )
+                self._root_id = str(created["id"])
+        return self._root_id
+
+    def _share(self, folder_id: str, peer: str) -> None:
+        try:
+            self.api.share(folder_id, peer, role="reader")
+        except DrivePermissionDenied as exc:
+            raise TransportError(f"could not share my outbox with {peer}: {exc}") from exc
+        except DriveError as exc:
+            raise TransportError(
+                f"could not share my outbox with {peer} ({exc}). Check that {peer} is a Google account email."
+            ) from exc

@@ -1,0 +1,58 @@
+from pathlib import Path
+
+import pytest
+
+from syft_flwr_gdrive.config import ConfigError, ProjectConfig, Settings, validate_email
+
+
+@pytest.mark.parametrize("email", ["a_b@x.com", "a.b+c@x.co.uk", "o'neil@example.com", " Mixed@Case.COM "])
+def test_valid_emails_are_normalised(email):
+    assert validate_email(email) == email.strip().lower()
+
+
+@pytest.mark.parametrize("email", ["", "nobody", "a@b", "a b@c.com", "a@b@c.com", "a/b@c.com"])
+def test_invalid_emails_name_the_variable(email):
+    with pytest.raises(ConfigError, match="SYFTBOX_EMAIL"):
+        validate_email(email)
+
+
+def test_missing_email_says_how_to_set_it():
+    with pytest.raises(ConfigError, match="export SYFTBOX_EMAIL="):
+        Settings.from_env({})
+
+
+def test_defaults_and_env():
+    s = Settings.from_env({"SYFTBOX_EMAIL": "a@x.com"})
+    assert (s.msg_timeout, s.poll_interval, s.transport, s.msg_timeout_explicit) == (120.0, 3.0, "p2p", False)
+    s = Settings.from_env({"SYFTBOX_EMAIL": "a@x.com", "SYFT_FLWR_MSG_TIMEOUT": "30", "SYFT_FLWR_POLL_INTERVAL": "0.5"})
+    assert (s.msg_timeout, s.poll_interval, s.msg_timeout_explicit) == (30.0, 0.5, True)
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "0", "inf", "nan"])
+def test_bad_numbers_are_rejected(value):
+    with pytest.raises(ConfigError, match="SYFT_FLWR_POLL_INTERVAL"):
+        Settings.from_env({"SYFTBOX_EMAIL": "a@x.com", "SYFT_FLWR_POLL_INTERVAL": value})
+
+
+def test_env_beats_project_beats_default(tmp_path: Path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.syft_flwr]\napp_name = "x"\naggregator = "DS@x.com"\ndatasites = ["a@x.com"]\n'
+        'transport = "p2p"\nmsg_timeout = 50\npoll_interval = 1.5\n'
+    )
+    project = ProjectConfig.load(tmp_path)
+    assert project.aggregator == "ds@x.com" and project.datasites == ("a@x.com",)
+    s = Settings.from_env({"SYFTBOX_EMAIL": "ds@x.com"}, project=project)
+    assert (s.msg_timeout, s.poll_interval, s.aggregator) == (50.0, 1.5, "ds@x.com")
+    s = Settings.from_env({"SYFTBOX_EMAIL": "ds@x.com", "SYFT_FLWR_MSG_TIMEOUT": "9"}, project=project)
+    assert s.msg_timeout == 9.0
+
+
+def test_project_errors(tmp_path: Path):
+    with pytest.raises(ConfigError, match="bootstrap"):
+        ProjectConfig.load(tmp_path)
+    (tmp_path / "pyproject.toml").write_text("[tool.syft_flwr\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        ProjectConfig.load(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.syft_flwr]\ndatasites = ["not-an-email"]\n')
+    with pytest.raises(ConfigError, match="datasites"):
+        ProjectConfig.load(tmp_path)
