@@ -1,0 +1,198 @@
+"""Fault injection: latency, Drive error bodies, dropped connections, list lag, quota.
+
+Real Drive is slow, rate limited, eventually consistent and occasionally drops
+connections; code that only ever met a perfect server breaks on first contact. The
+:class:`FaultConfig` is live: tests (or the ``/_fake/faults`` admin route) change it while
+the server runs and the next request sees the new values. Draws come from one seeded
+``random.Random`` so a sequential client sees a reproducible fault sequence.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .errors import ApiError
+
+#: injectable error kinds: name -> (HTTP status, Drive reason)
+ERROR_KINDS: dict[str, tuple[int, str]] = {
+    "429": (429, "rateLimitExceeded"),
+    "403": (403, "userRateLimitExceeded"),
+    "500": (500, "backendError"),
+    "503": (503, "backendError"),
+}
+
+#: quota units per call class (Drive's published per-method costs)
+COSTS: dict[str, int] = {"list": 100, "get": 5, "download": 200, "modify": 50}
+
+_MESSAGES = {
+    "rateLimitExceeded": "Rate Limit Exceeded",
+    "userRateLimitExceeded": "User Rate Limit Exceeded",
+    "backendError": "Backend Error",
+}
+
+
+@dataclass
+class FaultConfig:
+    """What can go wrong, and how often. All rates are probabilities in [0, 1]."""
+
+    latency: float = 0.0  #: seconds added to every Drive HTTP request
+    error_rate: float = 0.0  #: chance that an API call answers one of ``error_kinds``
+    error_kinds: list[str] = field(default_factory=lambda: list(ERROR_KINDS))
+    #: share of injected 5xx errors answered *after* the call took effect (as Drive sometimes does)
+    error_after_fraction: float = 0.0
+    drop_rate: float = 0.0  #: chance that the connection is closed without an answer
+    #: share of drops that happen *after* the call took effect (the client cannot tell which)
+    drop_after_fraction: float = 0.5
+    list_lag: float = 0.0  #: seconds before a new file shows up in files.list / changes.list
+    quota_units_per_min: int = 0  #: per-user budget (list 100, get 5, download 200, modify 50); 0 = unlimited
+    quota_status: int = 403  #: 403 userRateLimitExceeded or 429 rateLimitExceeded when over budget
+    seed: Optional[int] = None  #: seed of the fault random stream (None: nondeterministic)
+    #: route names faults apply to (e.g. ``["files.create", "upload.chunk"]``); None means all
+    routes: Optional[list[str]] = None
+
+    def validate(self) -> "FaultConfig":
+        for name in ("error_rate", "error_after_fraction", "drop_rate", "drop_after_fraction"):
+            v = getattr(self, name)
+            if not 0.0 <= float(v) <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {v!r}")
+        for name in ("latency", "list_lag"):
+            if float(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if int(self.quota_units_per_min) < 0:
+            raise ValueError("quota_units_per_min must be >= 0")
+        if int(self.quota_status) not in (403, 429):
+            raise ValueError("quota_status must be 403 or 429")
+        self.error_kinds = [str(k) for k in self.error_kinds]
+        bad = [k for k in self.error_kinds if k not in ERROR_KINDS]
+        if bad or not self.error_kinds:
+            raise ValueError(f"error_kinds must be a non-empty subset of {sorted(ERROR_KINDS)}, got {self.error_kinds}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FaultConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown fault settings: {sorted(unknown)}")
+        return cls(**data).validate()
+
+
+@dataclass
+class CallFault:
+    """An error to answer for one API call; ``after`` means: apply the call first."""
+
+    error: ApiError
+    after: bool = False
+
+
+def _error(status: int, reason: str) -> ApiError:
+    return ApiError(status, reason, _MESSAGES.get(reason, reason))
+
+
+class FaultEngine:
+    """Draws faults from a live :class:`FaultConfig` and keeps per-user quota windows."""
+
+    def __init__(self, config: Optional[FaultConfig] = None) -> None:
+        self._lock = threading.Lock()
+        self._config = (config or FaultConfig()).validate()
+        self._seed_seen = self._config.seed
+        self._rng = random.Random(self._config.seed)
+        self._usage: dict[str, collections.deque[tuple[float, int]]] = {}
+        self._usage_sum: dict[str, int] = {}
+        self.injected: collections.Counter[str] = collections.Counter()
+
+    @property
+    def config(self) -> FaultConfig:
+        return self._config
+
+    @config.setter
+    def config(self, cfg: FaultConfig) -> None:
+        cfg.validate()
+        with self._lock:
+            self._config = cfg
+            self._reseed_locked(force=True)
+
+    def _reseed_locked(self, force: bool = False) -> None:
+        if force or self._config.seed != self._seed_seen:
+            self._seed_seen = self._config.seed
+            self._rng = random.Random(self._config.seed)
+
+    def _applies(self, route: str) -> bool:
+        routes = self._config.routes
+        return routes is None or route in routes
+
+    def transport(self, route: str) -> tuple[float, Optional[str]]:
+        """(latency seconds, drop phase None/"before"/"after") for one HTTP request."""
+        cfg = self._config
+        if not self._applies(route):
+            return 0.0, None
+        with self._lock:
+            self._reseed_locked()
+            drop = None
+            if cfg.drop_rate > 0 and self._rng.random() < cfg.drop_rate:
+                drop = "after" if self._rng.random() < cfg.drop_after_fraction else "before"
+                self.injected[f"drop_{drop}"] += 1
+            if cfg.latency > 0:
+                self.injected["latency"] += 1
+        return float(cfg.latency), drop
+
+    def call(self, route: str) -> Optional[CallFault]:
+        """Maybe an injected error for one API call (batch parts are calls too)."""
+        cfg = self._config
+        if cfg.error_rate <= 0 or not self._applies(route):
+            return None
+        with self._lock:
+            self._reseed_locked()
+            if self._rng.random() >= cfg.error_rate:
+                return None
+            kind = cfg.error_kinds[self._rng.randrange(len(cfg.error_kinds))]
+            status, reason = ERROR_KINDS[kind]
+            after = status >= 500 and self._rng.random() < cfg.error_after_fraction
+            self.injected[f"error_{kind}"] += 1
+        return CallFault(_error(status, reason), after)
+
+    def charge(self, user: str, cost_class: str, now: Optional[float] = None) -> Optional[ApiError]:
+        """Spend quota units for ``user``; the error to answer when the budget is exhausted."""
+        cfg = self._config
+        limit = int(cfg.quota_units_per_min)
+        if limit <= 0:
+            return None
+        cost = COSTS[cost_class]
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            window = self._usage.setdefault(user, collections.deque())
+            total = self._usage_sum.get(user, 0)
+            while window and window[0][0] <= now - 60.0:
+                total -= window.popleft()[1]
+            if total + cost > limit:
+                self._usage_sum[user] = total
+                self.injected["quota"] += 1
+                if int(cfg.quota_status) == 429:
+                    return _error(429, "rateLimitExceeded")
+                return ApiError(
+                    403,
+                    "userRateLimitExceeded",
+                    f"Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user' "
+                    f"({limit} units) of service 'drive.googleapis.com'.",
+                )
+            window.append((now, cost))
+            self._usage_sum[user] = total + cost
+        return None
+
+    def reset_quota(self) -> None:
+        with self._lock:
+            self._usage.clear()
+            self._usage_sum.clear()
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.injected)

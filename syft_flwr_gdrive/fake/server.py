@@ -1,0 +1,136 @@
+"""``FakeDriveServer``: the one object tests and demos hold.
+
+Starts the store, the fault engine, the routes and the threaded HTTP server on
+127.0.0.1, and stops them again without hanging (idle keep-alive connections are shut,
+threads joined with timeouts). Point the real ``googleapiclient`` at :attr:`url`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Optional
+
+from .api import Api, fake_token_for
+from .faults import FaultConfig, FaultEngine
+from .httpd import FakeHTTPServer
+from .store import Store
+
+
+class FakeDriveServer:
+    """An in-process fake of the Google Drive v3 REST API.
+
+    Args:
+        host, port: where to listen (port 0 picks a free port).
+        data_dir: keep files and metadata here (a restarted server sees them again);
+            None uses a temporary directory removed by :meth:`stop`.
+        faults: initial :class:`FaultConfig` (live: change ``server.faults`` at any time).
+        strict_tokens: accept only tokens registered with :meth:`add_user`; otherwise any
+            ``fake:<email>`` bearer token is that user.
+        body_timeout: seconds a request body may stall before the connection is dropped.
+        idle_timeout: seconds an idle keep-alive connection is kept open.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, data_dir: Optional[str | os.PathLike] = None,
+                 faults: Optional[FaultConfig] = None, strict_tokens: bool = False, body_timeout: float = 10.0,
+                 idle_timeout: float = 300.0) -> None:
+        self.host = host
+        self._port = port
+        self.data_dir = data_dir
+        self._engine = FaultEngine(faults)
+        self.strict_tokens = strict_tokens
+        self.body_timeout = body_timeout
+        self.idle_timeout = idle_timeout
+        self._pending_users: dict[str, str] = {}
+        self.store: Optional[Store] = None
+        self.api: Optional[Api] = None
+        self._httpd: Optional[FakeHTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> "FakeDriveServer":
+        if self._httpd is not None:
+            return self
+        self.store = Store(self.data_dir)
+        self.api = Api(self.store, self._engine, self.strict_tokens)
+        self.api.tokens.update(self._pending_users)
+        for email in set(self._pending_users.values()):
+            self.store.ensure_user(email)
+        try:
+            self._httpd = FakeHTTPServer((self.host, self._port), self.api, self._engine, self.body_timeout, self.idle_timeout)
+        except BaseException:
+            self.store.close()
+            raise
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="fake-drive-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving, close connections, join threads (bounded by ``timeout``), close the store."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        httpd.stopping.set()
+        httpd.shutdown()
+        httpd.server_close()
+        httpd.close_connections(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self.api is not None:
+            self.api.sessions.close_all()
+        if self.store is not None:
+            self.store.close()
+
+    def __enter__(self) -> "FakeDriveServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ facts
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("server is not running")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Root URL for the discovery document's ``rootUrl``, e.g. ``http://127.0.0.1:PORT/``."""
+        return f"http://{self.host}:{self.port}/"
+
+    @property
+    def running(self) -> bool:
+        return self._httpd is not None
+
+    def add_user(self, email: str, token: Optional[str] = None) -> str:
+        """Register ``email`` (and a token for it; default ``fake:<email>``); returns the token."""
+        email = email.strip().lower()
+        token = token or fake_token_for(email)
+        self._pending_users[token] = email
+        if self.api is not None and self.store is not None:
+            self.api.tokens[token] = email
+            self.store.ensure_user(email)
+        return token
+
+    @property
+    def faults(self) -> FaultConfig:
+        """The live fault configuration: mutate it (``server.faults.error_rate = 0.2``) or replace it."""
+        return self._engine.config
+
+    @faults.setter
+    def faults(self, cfg: FaultConfig) -> None:
+        self._engine.config = cfg
+
+    def reset_quota(self) -> None:
+        self._engine.reset_quota()
+
+    def stats(self) -> dict:
+        """Requests by ``"METHOD route"``, by user and by status; injected faults; store size."""
+        if self.api is None:
+            return {"requests": {}, "by_user": {}, "statuses": {}, "faults": self._engine.counts(), "store": {}}
+        return self.api.stats()

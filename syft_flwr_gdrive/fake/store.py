@@ -1,0 +1,1013 @@
+"""The fake Drive's state: files, folders, owners, permissions, change log, ids, blobs.
+
+Drive's rules live here, independent of HTTP: who owns what, who can see what (the owner,
+or anyone with a permission on the file or on any ancestor folder), who may edit, share
+or delete, and which changes each user is told about. All state sits behind one lock;
+contents live on disk and are only *renamed* into place under the lock, never copied.
+
+Metadata is persisted as an append-only JSON-lines journal (compacted at start-up), so a
+server restarted on the same ``data_dir`` keeps its files, ids and change tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import datetime as _dt
+import functools
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Iterable, Optional
+
+from . import query as q
+from .blobs import BlobInfo
+from .errors import ApiError, forbidden, invalid, not_found
+
+FOLDER_MIME = "application/vnd.google-apps.folder"
+ROLE_RANK = q.ROLE_RANK
+RANK_ROLE = {v: k for k, v in ROLE_RANK.items()}
+ANYONE_ID = "anyoneWithLink"
+ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+MAX_PROPS = 30  # Drive: at most 30 appProperties (per app) and 30 public properties per file
+MAX_PROP_BYTES = 124  # Drive: key + value at most 124 bytes (UTF-8)
+CHANGES_KEPT = 50_000  # change-log entries kept across a restart
+
+_CREATE_FIELDS = {
+    "name", "mimeType", "parents", "description", "appProperties", "properties", "starred", "id", "createdTime",
+    "modifiedTime", "trashed", "originalFilename", "contentHints", "folderColorRgb", "copyRequiresWriterPermission",
+    "writersCanShare", "viewedByMeTime", "kind", "contentRestrictions", "shortcutDetails", "inheritedPermissionsDisabled",
+}
+_UPDATE_FIELDS = _CREATE_FIELDS - {"id", "createdTime", "parents"}
+_READ_ONLY = {
+    "owners", "size", "md5Checksum", "sha1Checksum", "sha256Checksum", "version", "capabilities", "permissions",
+    "permissionIds", "ownedByMe", "webViewLink", "webContentLink", "iconLink", "headRevisionId", "quotaBytesUsed",
+    "shared", "explicitlyTrashed", "trashedTime", "trashingUser", "lastModifyingUser", "sharingUser", "spaces",
+    "hasThumbnail", "thumbnailLink", "thumbnailVersion", "exportLinks", "fullFileExtension", "fileExtension",
+    "modifiedByMe", "modifiedByMeTime", "isAppAuthorized", "teamDriveId", "driveId", "sharedWithMeTime",
+    "viewedByMe", "resourceKey", "linkShareMetadata", "labelInfo", "hasAugmentedPermissions", "imageMediaMetadata",
+    "videoMediaMetadata", "clientEncryptionDetails", "downloadRestrictions", "viewersCanCopyContent",
+}
+
+
+def now() -> float:
+    """Wall-clock time rounded to Drive's millisecond resolution."""
+    return round(time.time(), 3)
+
+
+def rfc3339(t: float) -> str:
+    d = _dt.datetime.fromtimestamp(t, _dt.timezone.utc)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
+
+
+def new_id() -> str:
+    """A fresh id shaped like Drive's (33 URL-safe characters starting with '1')."""
+    return "1" + "".join(secrets.choice(ID_ALPHABET) for _ in range(32))
+
+
+def permission_id_for(email: str) -> str:
+    """Drive gives each user one stable numeric permission id; derive ours from the email."""
+    digest = hashlib.sha256(email.lower().encode()).digest()
+    return str(int.from_bytes(digest[:8], "big")).rjust(20, "0")
+
+
+def display_name(email: str) -> str:
+    return email.split("@", 1)[0]
+
+
+@dataclass
+class FileRec:
+    """One Drive file or folder (metadata only; content is ``blob`` under ``blobs/``)."""
+
+    id: str
+    name: str
+    mime_type: str
+    owner: str
+    parents: list[str]
+    created: float
+    modified: float
+    seq: int  # creation order: stable tie-breaker for sorting and paging
+    description: Optional[str] = None
+    app_properties: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+    starred: bool = False
+    explicitly_trashed: bool = False
+    trashed_time: Optional[float] = None
+    version: int = 1
+    size: Optional[int] = None
+    md5: Optional[str] = None
+    sha256: Optional[str] = None
+    blob: Optional[str] = None
+    permissions: list[dict[str, str]] = field(default_factory=list)  # direct: id, type, role, emailAddress
+    is_root: bool = False
+    last_modifier: Optional[str] = None
+
+    @property
+    def is_folder(self) -> bool:
+        return self.mime_type == FOLDER_MIME
+
+
+@dataclass
+class Change:
+    seq: int
+    file_id: str
+    time: float
+    removed_for: Optional[list[str]] = None  # users who lost sight of the file with this change
+
+
+class _View:
+    """A file seen by one user: what :func:`query.evaluate` needs, computed lazily."""
+
+    __slots__ = ("rec", "store", "email", "memo")
+
+    def __init__(self, rec: FileRec, store: "Store", email: str, memo: dict) -> None:
+        self.rec, self.store, self.email, self.memo = rec, store, email, memo
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rec, name)
+
+    @property
+    def description(self) -> str:  # type: ignore[override]
+        return self.rec.description or ""
+
+    def is_trashed(self) -> bool:
+        return self.store._trashed(self.rec)
+
+    def is_starred(self) -> bool:
+        return self.rec.starred
+
+    def is_shared_with_me(self) -> bool:
+        return self.rec.owner != self.email and any(
+            p["type"] == "user" and p.get("emailAddress") == self.email for p in self.rec.permissions
+        )
+
+    def role_of(self, email: str) -> int:
+        if email == "anyone":
+            return max((ROLE_RANK[p["role"]] for p in self.rec.permissions if p["type"] == "anyone"), default=0)
+        if email == self.email:
+            return self.store._role(self.rec, email, self.memo)
+        return self.store._role(self.rec, email, {})
+
+
+class _Desc:
+    """Wraps a sort value so that ascending tuple order sorts it descending."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v: Any) -> None:
+        self.v = v
+
+    def __lt__(self, other: "_Desc") -> bool:
+        return other.v < self.v
+
+    def __gt__(self, other: "_Desc") -> bool:
+        return other.v > self.v
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Desc) and other.v == self.v
+
+
+_ORDER_KEYS = {
+    "createdTime": lambda r: r.created,
+    "modifiedTime": lambda r: r.modified,
+    "modifiedByMeTime": lambda r: r.modified,
+    "recency": lambda r: r.modified,
+    "viewedByMeTime": lambda r: r.modified,
+    "sharedWithMeTime": lambda r: r.created,
+    "name": lambda r: r.name.casefold(),
+    "name_natural": lambda r: r.name.casefold(),
+    "folder": lambda r: 0 if r.is_folder else 1,
+    "starred": lambda r: 0 if r.starred else 1,
+    "quotaBytesUsed": lambda r: r.size or 0,
+}
+
+
+def parse_order(order_by: Optional[str]) -> list[tuple[str, bool]]:
+    """``"createdTime desc,name"`` -> [("createdTime", True), ("name", False)]."""
+    out: list[tuple[str, bool]] = []
+    for part in (order_by or "").split(","):
+        words = part.split()
+        if not words:
+            continue
+        if len(words) > 2 or words[0] not in _ORDER_KEYS or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
+            raise invalid(f"Invalid Value: orderBy {order_by!r}", "orderBy")
+        out.append((words[0], len(words) == 2 and words[1].lower() == "desc"))
+    return out
+
+
+def _b64(obj: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(obj, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _unb64(token: str) -> Any:
+    return json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+
+
+class Store:
+    """All of the fake Drive's state. Every public method is thread-safe."""
+
+    def __init__(self, data_dir: Optional[os.PathLike | str] = None) -> None:
+        self._own_dir = data_dir is None
+        self.dir = Path(tempfile.mkdtemp(prefix="fake-gdrive-")) if data_dir is None else Path(data_dir)
+        self.blobs_dir = self.dir / "blobs"
+        self.uploads_dir = self.dir / "uploads"
+        for d in (self.dir, self.blobs_dir, self.uploads_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.RLock()
+        self.files: dict[str, FileRec] = {}
+        self.children: dict[str, set[str]] = {}
+        self.users: dict[str, str] = {}  # email -> id of the user's "My Drive" root folder
+        self.generated: set[str] = set()
+        self.changes: list[Change] = []
+        self._change_seqs: list[int] = []
+        self.next_change = 1
+        self.next_file_seq = 1
+        self._journal_path = self.dir / "meta.jsonl"
+        self._journal: Optional[Any] = None
+        self._load()
+
+    # ------------------------------------------------------------------ persistence
+
+    def _load(self) -> None:
+        if self._journal_path.exists():
+            with open(self._journal_path, "r", encoding="utf-8") as fh:
+                for line in fh:
+                    try:
+                        e = json.loads(line)
+                    except json.JSONDecodeError:
+                        break  # a torn last line from a killed process
+                    self._replay(e)
+        for d in self.uploads_dir.iterdir():  # sessions do not survive a restart
+            if d.is_file():
+                d.unlink()
+        self._compact()
+
+    def _replay(self, e: dict) -> None:
+        op = e["op"]
+        if op == "put":
+            rec = FileRec(**e["f"])
+            old = self.files.get(rec.id)
+            if old:
+                self._unlink_children(old)
+            self.files[rec.id] = rec
+            self._link_children(rec)
+            self.next_file_seq = max(self.next_file_seq, rec.seq + 1)
+        elif op == "rm":
+            old = self.files.pop(e["id"], None)
+            if old:
+                self._unlink_children(old)
+        elif op == "user":
+            self.users[e["email"]] = e["root"]
+        elif op == "gen":
+            self.generated.update(e["ids"])
+        elif op == "used":
+            self.generated.discard(e["id"])
+        elif op == "chg":
+            c = Change(**e["c"])
+            self.changes.append(c)
+            self._change_seqs.append(c.seq)
+            self.next_change = max(self.next_change, c.seq + 1)
+
+    def _compact(self) -> None:
+        tmp = self._journal_path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for email, root in self.users.items():
+                fh.write(json.dumps({"op": "user", "email": email, "root": root}) + "\n")
+            for rec in self.files.values():
+                fh.write(json.dumps({"op": "put", "f": asdict(rec)}) + "\n")
+            if self.generated:
+                fh.write(json.dumps({"op": "gen", "ids": sorted(self.generated)}) + "\n")
+            kept = self.changes[-CHANGES_KEPT:]
+            for c in kept:
+                fh.write(json.dumps({"op": "chg", "c": asdict(c)}) + "\n")
+        os.replace(tmp, self._journal_path)
+        self.changes = list(kept)
+        self._change_seqs = [c.seq for c in self.changes]
+        live = {r.blob for r in self.files.values() if r.blob}
+        for p in self.blobs_dir.iterdir():
+            if p.name not in live:
+                p.unlink()
+        self._journal = open(self._journal_path, "a", encoding="utf-8")
+
+    def _log(self, entry: dict) -> None:
+        if self._journal is not None:
+            self._journal.write(json.dumps(entry) + "\n")
+            self._journal.flush()
+
+    def _put(self, rec: FileRec) -> None:
+        self._log({"op": "put", "f": asdict(rec)})
+
+    def close(self) -> None:
+        """Flush and close the journal; remove the directory if it was a temporary one."""
+        with self.lock:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ indexes
+
+    def _link_children(self, rec: FileRec) -> None:
+        for p in rec.parents:
+            self.children.setdefault(p, set()).add(rec.id)
+
+    def _unlink_children(self, rec: FileRec) -> None:
+        for p in rec.parents:
+            s = self.children.get(p)
+            if s:
+                s.discard(rec.id)
+                if not s:
+                    del self.children[p]
+
+    def _record_change(self, file_id: str, removed_for: Optional[Iterable[str]] = None) -> None:
+        c = Change(self.next_change, file_id, now(), sorted(set(removed_for)) if removed_for is not None else None)
+        self.next_change += 1
+        self.changes.append(c)
+        self._change_seqs.append(c.seq)
+        self._log({"op": "chg", "c": asdict(c)})
+
+    # ------------------------------------------------------------------ users
+
+    def ensure_user(self, email: str) -> str:
+        """Register ``email`` on first sight (creating its My Drive root); returns the root id."""
+        with self.lock:
+            root = self.users.get(email)
+            if root is not None:
+                return root
+            root = new_id()
+            t = now()
+            rec = FileRec(root, "My Drive", FOLDER_MIME, email, [], t, t, self._take_seq(), is_root=True)
+            self.files[root] = rec
+            self.users[email] = root
+            self._log({"op": "user", "email": email, "root": root})
+            self._put(rec)
+            return root
+
+    def _take_seq(self) -> int:
+        s = self.next_file_seq
+        self.next_file_seq += 1
+        return s
+
+    def user_resource(self, email: str, viewer: str) -> dict:
+        return {
+            "kind": "drive#user",
+            "displayName": display_name(email),
+            "emailAddress": email,
+            "me": email == viewer,
+            "permissionId": permission_id_for(email),
+        }
+
+    # ------------------------------------------------------------------ access rules
+
+    @staticmethod
+    def _direct_rank(rec: FileRec, email: str) -> int:
+        best = 0
+        for p in rec.permissions:
+            if p["type"] == "anyone" or (p["type"] == "user" and p.get("emailAddress") == email):
+                best = max(best, ROLE_RANK[p["role"]])
+        return best
+
+    def _inherited_rank(self, folder_id: str, email: str, memo: dict) -> int:
+        """Role a child inherits from ``folder_id``: the folder's owner edits its children."""
+        if folder_id in memo:
+            return memo[folder_id]
+        memo[folder_id] = 0  # guards against cycles
+        f = self.files.get(folder_id)
+        if f is None:
+            return 0
+        r = ROLE_RANK["writer"] if f.owner == email else self._direct_rank(f, email)
+        for p in f.parents:
+            if r >= ROLE_RANK["writer"]:
+                break
+            r = max(r, self._inherited_rank(p, email, memo))
+        memo[folder_id] = r
+        return r
+
+    def _role(self, rec: FileRec, email: str, memo: Optional[dict] = None) -> int:
+        """0 (no access) .. 4 (owner) for ``email`` on ``rec``."""
+        if rec.owner == email:
+            return ROLE_RANK["owner"]
+        if rec.is_root:
+            return 0
+        memo = {} if memo is None else memo
+        r = self._direct_rank(rec, email)
+        for p in rec.parents:
+            r = max(r, self._inherited_rank(p, email, memo))
+        return r
+
+    def _trashed(self, rec: FileRec) -> bool:
+        seen: set[str] = set()
+        stack = [rec]
+        while stack:
+            r = stack.pop()
+            if r.explicitly_trashed:
+                return True
+            for p in r.parents:
+                if p not in seen and p in self.files:
+                    seen.add(p)
+                    stack.append(self.files[p])
+        return False
+
+    def _ancestors(self, rec: FileRec) -> list[FileRec]:
+        out, seen, stack = [], set(), list(rec.parents)
+        while stack:
+            pid = stack.pop()
+            if pid in seen or pid not in self.files:
+                continue
+            seen.add(pid)
+            out.append(self.files[pid])
+            stack.extend(self.files[pid].parents)
+        return out
+
+    def _descendants(self, folder_id: str) -> list[FileRec]:
+        out, seen, stack = [], {folder_id}, [folder_id]
+        while stack:
+            for cid in self.children.get(stack.pop(), ()):
+                if cid not in seen and cid in self.files:
+                    seen.add(cid)
+                    out.append(self.files[cid])
+                    stack.append(cid)
+        return out
+
+    def _audience(self, rec: FileRec) -> set[str]:
+        """Every named user who can currently see ``rec`` (``anyone`` links cannot be enumerated)."""
+        who = {rec.owner}
+        for r in [rec, *self._ancestors(rec)]:
+            if r is not rec:
+                who.add(r.owner)
+            who.update(p["emailAddress"] for p in r.permissions if p["type"] == "user")
+        return who
+
+    def _resolve(self, file_id: str, email: str) -> str:
+        return self.users.get(email, file_id) if file_id == "root" else file_id
+
+    def _visible(self, file_id: str, email: str, memo: Optional[dict] = None) -> FileRec:
+        """The file if ``email`` may see it; Drive answers 404 (not 403) otherwise."""
+        rec = self.files.get(self._resolve(file_id, email))
+        if rec is None or self._role(rec, email, memo) == 0:
+            raise not_found(file_id)
+        return rec
+
+    def _writable(self, file_id: str, email: str) -> FileRec:
+        rec = self._visible(file_id, email)
+        if self._role(rec, email) < ROLE_RANK["writer"]:
+            raise forbidden()
+        return rec
+
+    # ------------------------------------------------------------------ rendering
+
+    def _permission_resource(self, p: dict, inherited: bool) -> dict:
+        out = {"kind": "drive#permission", "id": p["id"], "type": p["type"], "role": p["role"], "deleted": False,
+               "pendingOwner": False, "permissionDetails": [{"permissionType": "file", "role": p["role"], "inherited": inherited}]}
+        if p["type"] == "user":
+            out["emailAddress"] = p["emailAddress"]
+            out["displayName"] = display_name(p["emailAddress"])
+        else:
+            out["allowFileDiscovery"] = False
+        return out
+
+    def _effective_permissions(self, rec: FileRec) -> list[dict]:
+        """Owner, direct, then inherited permissions (one per permission id, strongest role)."""
+        owner = {"id": permission_id_for(rec.owner), "type": "user", "role": "owner", "emailAddress": rec.owner}
+        found: dict[str, tuple[dict, bool]] = {owner["id"]: (owner, False)}
+        for p in rec.permissions:
+            found.setdefault(p["id"], (p, False))
+        for a in self._ancestors(rec):
+            if a.is_root:
+                continue
+            cands = [{"id": permission_id_for(a.owner), "type": "user", "role": "writer", "emailAddress": a.owner}]
+            cands += a.permissions
+            for p in cands:
+                cur = found.get(p["id"])
+                if cur is None or (cur[1] and ROLE_RANK[p["role"]] > ROLE_RANK[cur[0]["role"]]):
+                    found[p["id"]] = (p, True)
+        return [self._permission_resource(p, inh) for p, inh in found.values()]
+
+    def resource(self, rec: FileRec, viewer: str, memo: Optional[dict] = None) -> dict:
+        """The full v3 File resource of ``rec`` as ``viewer`` sees it (``fields`` filters later)."""
+        rank = self._role(rec, viewer, memo)
+        writer = rank >= ROLE_RANK["writer"]
+        owner = rec.owner == viewer
+        trashed = self._trashed(rec)
+        out: dict[str, Any] = {
+            "kind": "drive#file",
+            "id": rec.id,
+            "name": rec.name,
+            "mimeType": rec.mime_type,
+            "starred": rec.starred,
+            "trashed": trashed,
+            "explicitlyTrashed": rec.explicitly_trashed,
+            "parents": list(rec.parents),
+            "spaces": ["drive"],
+            "version": str(rec.version),
+            "webViewLink": f"https://drive.google.com/file/d/{rec.id}/view",
+            "viewedByMe": owner,
+            "createdTime": rfc3339(rec.created),
+            "modifiedTime": rfc3339(rec.modified),
+            "owners": [self.user_resource(rec.owner, viewer)],
+            "lastModifyingUser": self.user_resource(rec.last_modifier or rec.owner, viewer),
+            "shared": bool(rec.permissions) or any(a.permissions for a in self._ancestors(rec)),
+            "ownedByMe": owner,
+            "writersCanShare": True,
+            "viewersCanCopyContent": True,
+            "copyRequiresWriterPermission": False,
+            "capabilities": {
+                "canAddChildren": rec.is_folder and writer,
+                "canComment": rank >= ROLE_RANK["commenter"],
+                "canCopy": not rec.is_folder,
+                "canDelete": owner,
+                "canDownload": True,
+                "canEdit": writer,
+                "canListChildren": rec.is_folder,
+                "canModifyContent": writer,
+                "canReadRevisions": writer,
+                "canRemoveChildren": rec.is_folder and writer,
+                "canRename": writer,
+                "canShare": writer,
+                "canTrash": owner,
+                "canUntrash": owner,
+            },
+        }
+        if rec.is_root:
+            out["parents"] = []
+            del out["parents"]
+        if not rec.is_folder:
+            size = rec.size or 0
+            out.update(size=str(size), quotaBytesUsed=str(size if owner else 0), headRevisionId=f"0B{rec.id[-10:]}{rec.version}")
+            out["md5Checksum"] = rec.md5 or hashlib.md5(b"").hexdigest()
+            out["sha256Checksum"] = rec.sha256 or hashlib.sha256(b"").hexdigest()
+            out["webContentLink"] = f"https://drive.google.com/uc?id={rec.id}&export=download"
+        if rec.description is not None:
+            out["description"] = rec.description
+        if rec.app_properties:
+            out["appProperties"] = dict(rec.app_properties)
+        if rec.properties:
+            out["properties"] = dict(rec.properties)
+        if rec.trashed_time is not None and rec.explicitly_trashed:
+            out["trashedTime"] = rfc3339(rec.trashed_time)
+        if self._view(rec, viewer, {}).is_shared_with_me():
+            out["sharedWithMeTime"] = rfc3339(rec.created)
+        if writer:
+            perms = self._effective_permissions(rec)
+            out["permissions"] = perms
+            out["permissionIds"] = [p["id"] for p in perms]
+        return out
+
+    def _view(self, rec: FileRec, email: str, memo: dict) -> _View:
+        return _View(rec, self, email, memo)
+
+    # ------------------------------------------------------------------ validation helpers
+
+    @staticmethod
+    def _check_fields(meta: dict, allowed: set[str], for_update: bool) -> None:
+        for k in meta:
+            if k in allowed:
+                continue
+            if k == "parents" and for_update:
+                raise ApiError(403, "fieldNotWritable", "The parents field is not directly writable in update requests. "
+                               "Use the addParents and removeParents parameters instead.")
+            if k in _READ_ONLY or k in ("id", "createdTime"):
+                raise ApiError(403, "fieldNotWritable", f"The resource body includes fields which are not directly writable: {k}")
+            raise ApiError(400, "badRequest", f"Invalid JSON payload received. Unknown name \"{k}\" at 'resource': Cannot find field.")
+
+    @staticmethod
+    def _check_props(name: str, props: Any, current: dict[str, str]) -> dict[str, str]:
+        """Merge a properties patch (``None`` deletes a key) and enforce Drive's limits."""
+        if props is None:
+            return {}
+        if not isinstance(props, dict):
+            raise invalid(f"Invalid value for {name}: expected an object")
+        out = dict(current)
+        for k, v in props.items():
+            if v is None:
+                out.pop(k, None)
+                continue
+            if not isinstance(v, str):
+                raise invalid(f"Invalid value for {name}[{k!r}]: values must be strings")
+            if not k or len(k.encode()) + len(v.encode()) > MAX_PROP_BYTES:
+                raise invalid(f"The size of the {name} key and value exceeds {MAX_PROP_BYTES} bytes: {k!r}")
+            out[k] = v
+        if len(out) > MAX_PROPS:
+            raise invalid(f"A file may have at most {MAX_PROPS} {name}, got {len(out)}")
+        return out
+
+    @staticmethod
+    def _time_field(meta: dict, key: str) -> Optional[float]:
+        if key not in meta or meta[key] is None:
+            return None
+        try:
+            return round(q.parse_time(str(meta[key])), 3)
+        except ValueError:
+            raise invalid(f"Invalid value for {key}: {meta[key]!r}") from None
+
+    def _check_parent(self, parent_id: str, email: str) -> str:
+        pid = self._resolve(parent_id, email)
+        prec = self.files.get(pid)
+        if prec is None or self._role(prec, email) == 0:
+            raise ApiError(404, "notFound", f"File not found: {parent_id}.", location="fileId", locationType="parameter")
+        if not prec.is_folder:
+            raise invalid(f"The specified parent is not a folder: {parent_id}", "parents")
+        if self._role(prec, email) < ROLE_RANK["writer"]:
+            raise forbidden("The user does not have sufficient permissions for this file's parent folder.")
+        return pid
+
+    # ------------------------------------------------------------------ ids
+
+    def generate_ids(self, count: int) -> list[str]:
+        with self.lock:
+            ids = [new_id() for _ in range(count)]
+            self.generated.update(ids)
+            self._log({"op": "gen", "ids": ids})
+            return ids
+
+    # ------------------------------------------------------------------ files
+
+    def check_create(self, email: str, meta: dict) -> None:
+        """Validate a create before any content is accepted (resumable session start)."""
+        with self.lock:
+            self._check_fields(meta, _CREATE_FIELDS, False)
+            self._prepare_create(email, meta, dry_run=True)
+
+    def _prepare_create(self, email: str, meta: dict, dry_run: bool) -> tuple[str, list[str]]:
+        fid = meta.get("id")
+        if fid is not None:
+            if not isinstance(fid, str):
+                raise invalid("The provided file ID is not usable.", "file.id")
+            if fid in self.files:
+                raise ApiError(409, "duplicate", "A file already exists with the provided ID.")
+            if fid not in self.generated:
+                raise invalid("The provided file ID is not usable.", "file.id")
+        parents = meta.get("parents")
+        if parents is None:
+            parents = ["root"]
+        if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+            raise invalid("Invalid value for parents", "parents")
+        if len(parents) > 1:
+            raise ApiError(403, "cannotAddParent", "Increasing the number of parents is not allowed.")
+        resolved = [self._check_parent(p, email) for p in parents]
+        if "name" in meta and not isinstance(meta["name"], str):
+            raise invalid("Invalid value for name", "name")
+        self._check_props("appProperties", meta.get("appProperties"), {})
+        self._check_props("properties", meta.get("properties"), {})
+        self._time_field(meta, "createdTime")
+        self._time_field(meta, "modifiedTime")
+        return fid or new_id(), resolved
+
+    def create(self, email: str, meta: dict, content: Optional[BlobInfo] = None, default_mime: Optional[str] = None) -> dict:
+        """files.create: the creator owns the new file, wherever it is placed."""
+        with self.lock:
+            self._check_fields(meta, _CREATE_FIELDS, False)
+            fid, parents = self._prepare_create(email, meta, dry_run=False)
+            t = now()
+            mime = meta.get("mimeType") or default_mime or ("application/octet-stream" if content else "application/octet-stream")
+            rec = FileRec(
+                id=fid,
+                name=meta.get("name") if isinstance(meta.get("name"), str) else "Untitled",
+                mime_type=mime,
+                owner=email,
+                parents=parents,
+                created=self._time_field(meta, "createdTime") or t,
+                modified=self._time_field(meta, "modifiedTime") or t,
+                seq=self._take_seq(),
+                description=meta.get("description"),
+                app_properties=self._check_props("appProperties", meta.get("appProperties"), {}),
+                properties=self._check_props("properties", meta.get("properties"), {}),
+                starred=bool(meta.get("starred", False)),
+                explicitly_trashed=bool(meta.get("trashed", False)),
+                trashed_time=t if meta.get("trashed") else None,
+                last_modifier=email,
+            )
+            if rec.created > t:
+                rec.created = t  # Drive does not accept creation times in the future
+            if not rec.is_folder:
+                self._attach(rec, content)
+            elif content is not None and content.size:
+                raise invalid("Folders cannot have content.")
+            self.files[fid] = rec
+            self._link_children(rec)
+            if meta.get("id") is not None:
+                self.generated.discard(fid)
+                self._log({"op": "used", "id": fid})
+            self._put(rec)
+            self._record_change(fid)
+            return self.resource(rec, email)
+
+    def _attach(self, rec: FileRec, content: Optional[BlobInfo]) -> None:
+        old = rec.blob
+        if content is None:
+            rec.size, rec.md5, rec.sha256, rec.blob = 0, hashlib.md5(b"").hexdigest(), hashlib.sha256(b"").hexdigest(), None
+        else:
+            name = f"{rec.id}.{secrets.token_hex(4)}"
+            os.replace(content.path, self.blobs_dir / name)
+            rec.size, rec.md5, rec.sha256, rec.blob = content.size, content.md5, content.sha256, name
+        if old:
+            try:
+                os.unlink(self.blobs_dir / old)  # open downloads keep reading the unlinked inode
+            except FileNotFoundError:
+                pass
+
+    def get(self, email: str, file_id: str) -> dict:
+        with self.lock:
+            return self.resource(self._visible(file_id, email), email)
+
+    def check_update(self, email: str, file_id: str, meta: dict) -> str:
+        """Validate an update before content is accepted; returns the resolved id."""
+        with self.lock:
+            self._check_fields(meta, _UPDATE_FIELDS, True)
+            rec = self._writable(file_id, email)
+            if rec.is_folder:
+                raise invalid("Folders cannot have content.")
+            return rec.id
+
+    def update(self, email: str, file_id: str, meta: dict, add_parents: list[str] = (), remove_parents: list[str] = (),
+               content: Optional[BlobInfo] = None, default_mime: Optional[str] = None) -> dict:
+        """files.update (PATCH semantics): writers edit, only the owner trashes."""
+        with self.lock:
+            self._check_fields(meta, _UPDATE_FIELDS, True)
+            rec = self._writable(file_id, email)
+            if rec.is_root:
+                raise forbidden("The root folder cannot be modified.")
+            if "trashed" in meta and bool(meta["trashed"]) != rec.explicitly_trashed and rec.owner != email:
+                raise forbidden("Only the owner can trash or untrash this file.")
+            new_parents = list(rec.parents)
+            for p in remove_parents:
+                pid = self._resolve(p, email)
+                if pid in new_parents:
+                    new_parents.remove(pid)
+            for p in add_parents:
+                pid = self._check_parent(p, email)
+                if pid not in new_parents:
+                    new_parents.append(pid)
+            if len(new_parents) > 1 and len(new_parents) > len(rec.parents):
+                raise ApiError(403, "cannotAddParent", "Increasing the number of parents is not allowed.")
+            if content is not None and rec.is_folder:
+                raise invalid("Folders cannot have content.")
+            app_props = self._check_props("appProperties", meta["appProperties"], rec.app_properties) if "appProperties" in meta else rec.app_properties
+            props = self._check_props("properties", meta["properties"], rec.properties) if "properties" in meta else rec.properties
+            mtime = self._time_field(meta, "modifiedTime")
+            if "name" in meta:
+                if not isinstance(meta["name"], str):
+                    raise invalid("Invalid value for name", "name")
+                rec.name = meta["name"]
+            if meta.get("mimeType") and not rec.is_folder:
+                rec.mime_type = meta["mimeType"]
+            if "description" in meta:
+                rec.description = meta["description"]
+            if "starred" in meta:
+                rec.starred = bool(meta["starred"])
+            if "trashed" in meta:
+                rec.explicitly_trashed = bool(meta["trashed"])
+                rec.trashed_time = now() if rec.explicitly_trashed else None
+            rec.app_properties, rec.properties = app_props, props
+            if new_parents != rec.parents:
+                self._unlink_children(rec)
+                rec.parents = new_parents
+                self._link_children(rec)
+            if content is not None:
+                self._attach(rec, content)
+                if default_mime and "mimeType" not in meta and rec.mime_type == "application/octet-stream":
+                    rec.mime_type = default_mime
+            rec.version += 1
+            rec.modified = mtime or now()
+            rec.last_modifier = email
+            self._put(rec)
+            self._record_change(rec.id)
+            if rec.is_folder and (add_parents or remove_parents or "trashed" in meta):
+                for d in self._descendants(rec.id):
+                    self._record_change(d.id)
+            return self.resource(rec, email)
+
+    def delete(self, email: str, file_id: str) -> None:
+        """files.delete: owner only; a folder takes the caller's descendants with it, and
+        other users' files inside it are left without that parent (as in My Drive)."""
+        with self.lock:
+            rec = self._visible(file_id, email)
+            if rec.owner != email or rec.is_root:
+                raise forbidden("The user does not have sufficient permissions for this file.")
+            doomed = [rec] + [d for d in self._descendants(rec.id) if d.owner == email]
+            ids = {d.id for d in doomed}
+            audiences = {d.id: self._audience(d) for d in doomed}
+            orphans = [d for d in self._descendants(rec.id) if d.id not in ids and any(p in ids for p in d.parents)]
+            orphan_audiences = {o.id: self._audience(o) for o in orphans}
+            for d in doomed:
+                self._unlink_children(d)
+                del self.files[d.id]
+                self._log({"op": "rm", "id": d.id})
+                if d.blob:
+                    try:
+                        os.unlink(self.blobs_dir / d.blob)
+                    except FileNotFoundError:
+                        pass
+                self._record_change(d.id, audiences[d.id])
+            for o in orphans:
+                self._unlink_children(o)
+                o.parents = [p for p in o.parents if p not in ids]
+                self._link_children(o)
+                self._put(o)
+                lost = orphan_audiences[o.id] - self._audience(o)
+                self._record_change(o.id, lost)
+
+    def open_content(self, email: str, file_id: str) -> tuple[Optional[BinaryIO], int, str, dict]:
+        """(open file or None for empty, size, mimeType, resource) for a download.
+
+        The file is opened under the lock and streamed by the caller without it; a
+        concurrent update or delete unlinks the old blob but this handle stays valid."""
+        with self.lock:
+            rec = self._visible(file_id, email)
+            if rec.is_folder:
+                raise ApiError(403, "fileNotDownloadable",
+                               "Only files with binary content can be downloaded. Use Export with Docs Editors files.",
+                               location="alt", locationType="parameter")
+            fh = open(self.blobs_dir / rec.blob, "rb") if rec.blob else None
+            return fh, rec.size or 0, rec.mime_type, self.resource(rec, email)
+
+    def list(self, email: str, node: Optional[q.Node], order_by: Optional[str], page_size: int,
+             page_token: Optional[str], lag: float, query_text: str = "") -> tuple[list[dict], Optional[str]]:
+        """files.list: visible files matching ``node``, keyset-paginated so that files added
+        between pages are neither skipped nor repeated."""
+        order = parse_order(order_by)
+        fingerprint = hashlib.sha256(f"{email}\n{query_text}\n{order_by or ''}".encode()).hexdigest()[:16]
+        after: Optional[tuple] = None
+        if page_token:
+            try:
+                tok = _unb64(page_token)
+                if tok["h"] != fingerprint:
+                    raise ValueError("token of another query")
+                after = self._wrap_key(tok["k"], order)
+            except Exception:
+                raise invalid("Invalid Value", "pageToken") from None
+        with self.lock:
+            cutoff = now() - lag
+            cands: Iterable[FileRec]
+            pins = q.parent_candidates(node) if node is not None else None
+            if pins is not None:
+                ids: set[str] = set()
+                for p in pins:
+                    ids |= self.children.get(self._resolve(p, email), set())
+                cands = [self.files[i] for i in ids if i in self.files]
+            else:
+                cands = list(self.files.values())
+            memo: dict = {}
+            resolve = lambda s: self._resolve(s, email)  # noqa: E731
+            hits = []
+            for rec in cands:
+                if rec.is_root or (lag > 0 and rec.created > cutoff) or self._role(rec, email, memo) == 0:
+                    continue
+                if node is None or q.evaluate(node, self._view(rec, email, memo), resolve):
+                    hits.append((self._sort_key(rec, order), rec))
+            hits.sort(key=lambda h: h[0])
+            if after is not None:
+                start = bisect.bisect_right([h[0] for h in hits], after)
+                hits = hits[start:]
+            page = hits[:page_size]
+            token = None
+            if len(hits) > page_size:
+                token = _b64({"h": fingerprint, "k": self._raw_key(page[-1][1], order)})
+            return [self.resource(rec, email, memo) for _, rec in page], token
+
+    @staticmethod
+    def _raw_key(rec: FileRec, order: list[tuple[str, bool]]) -> list:
+        return [_ORDER_KEYS[k](rec) for k, _ in order] + [rec.seq]
+
+    @staticmethod
+    def _wrap_key(raw: list, order: list[tuple[str, bool]]) -> tuple:
+        if len(raw) != len(order) + 1:
+            raise ValueError("bad key")
+        return tuple(_Desc(v) if desc else v for v, (_, desc) in zip(raw, order)) + (raw[-1],)
+
+    def _sort_key(self, rec: FileRec, order: list[tuple[str, bool]]) -> tuple:
+        return self._wrap_key(self._raw_key(rec, order), order)
+
+    # ------------------------------------------------------------------ permissions
+
+    def create_permission(self, email: str, file_id: str, body: dict) -> dict:
+        """permissions.create: writers share; a user has one permission id per file."""
+        with self.lock:
+            rec = self._writable(file_id, email)
+            ptype, role = body.get("type"), body.get("role")
+            if ptype not in ("user", "anyone"):
+                raise invalid(f"Invalid permission type: {ptype!r} (the fake supports user and anyone)", "permission.type")
+            if role not in ("reader", "commenter", "writer"):
+                if role == "owner":
+                    raise ApiError(403, "consentRequiredForOwnershipTransfer", "Ownership transfer is not supported by the fake.")
+                raise invalid(f"Invalid permission role: {role!r}", "permission.role")
+            if ptype == "user":
+                target = str(body.get("emailAddress") or "").strip().lower()
+                if "@" not in target:
+                    raise invalid("Permission emailAddress is required for type user.", "permission.emailAddress")
+                perm = {"id": permission_id_for(target), "type": "user", "role": role, "emailAddress": target}
+                if target == rec.owner:
+                    return self._permission_resource({**perm, "role": "owner"}, False)
+            else:
+                perm = {"id": ANYONE_ID, "type": "anyone", "role": role}
+            rec.permissions = [p for p in rec.permissions if p["id"] != perm["id"]] + [perm]
+            self._put(rec)
+            self._record_change(rec.id)
+            for d in self._descendants(rec.id):
+                self._record_change(d.id)
+            return self._permission_resource(perm, False)
+
+    def list_permissions(self, email: str, file_id: str) -> list[dict]:
+        with self.lock:
+            rec = self._visible(file_id, email)
+            if self._role(rec, email) < ROLE_RANK["writer"]:
+                raise forbidden("The user does not have sufficient permissions for this file.")
+            return self._effective_permissions(rec)
+
+    def get_permission(self, email: str, file_id: str, permission_id: str) -> dict:
+        for p in self.list_permissions(email, file_id):
+            if p["id"] == permission_id:
+                return p
+        raise ApiError(404, "notFound", f"Permission not found: {permission_id}.", location="permissionId", locationType="parameter")
+
+    def delete_permission(self, email: str, file_id: str, permission_id: str) -> None:
+        with self.lock:
+            rec = self._writable(file_id, email)
+            if permission_id == permission_id_for(rec.owner):
+                raise ApiError(403, "cannotRemoveOwner", "The owner of a file cannot be removed.")
+            mine = [p for p in rec.permissions if p["id"] == permission_id]
+            if not mine:
+                if any(p["id"] == permission_id for p in self._effective_permissions(rec)):
+                    raise ApiError(403, "cannotDeletePermission", "Inherited permissions cannot be removed from the item itself.")
+                raise ApiError(404, "notFound", f"Permission not found: {permission_id}.", location="permissionId", locationType="parameter")
+            affected = [rec] + self._descendants(rec.id)
+            before = {r.id: self._audience(r) for r in affected}
+            rec.permissions = [p for p in rec.permissions if p["id"] != permission_id]
+            self._put(rec)
+            for r in affected:
+                self._record_change(r.id, before[r.id] - self._audience(r))
+
+    # ------------------------------------------------------------------ changes
+
+    def start_page_token(self) -> str:
+        with self.lock:
+            return str(self.next_change)
+
+    def list_changes(self, email: str, token: str, page_size: int, lag: float, include_removed: bool = True
+                     ) -> tuple[list[dict], Optional[str], Optional[str]]:
+        """changes.list: (changes, nextPageToken, newStartPageToken). Changes still inside
+        the list-lag window are held back and the returned token does not skip them."""
+        try:
+            start = int(token)
+            if start < 1:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise invalid("Invalid Value", "pageToken") from None
+        with self.lock:
+            cutoff = now() - lag
+            i = bisect.bisect_left(self._change_seqs, start)
+            picked: dict[str, Change] = {}
+            seen_count = 0
+            next_token: Optional[str] = None
+            new_start = str(self.next_change)
+            memo: dict = {}
+            stopped_at: Optional[int] = None
+            while i < len(self.changes):
+                c = self.changes[i]
+                if lag > 0 and c.time > cutoff:
+                    stopped_at = c.seq
+                    break
+                if seen_count >= page_size:
+                    next_token = str(c.seq)
+                    break
+                rec = self.files.get(c.file_id)
+                relevant = False
+                if rec is not None and not rec.is_root and self._role(rec, email, memo) > 0:
+                    relevant = True
+                elif c.removed_for and email in c.removed_for and include_removed:
+                    relevant = True
+                if relevant:
+                    if c.file_id not in picked:
+                        seen_count += 1
+                    picked.pop(c.file_id, None)
+                    picked[c.file_id] = c
+                i += 1
+            if next_token is None:
+                new_start = str(stopped_at) if stopped_at is not None else str(self.next_change)
+            out = []
+            for fid, c in picked.items():
+                rec = self.files.get(fid)
+                visible = rec is not None and not rec.is_root and self._role(rec, email, memo) > 0
+                item: dict[str, Any] = {"kind": "drive#change", "changeType": "file", "type": "file", "time": rfc3339(c.time),
+                                        "fileId": fid, "removed": not visible}
+                if visible:
+                    item["file"] = self.resource(rec, email, memo)  # type: ignore[arg-type]
+                elif not include_removed:
+                    continue
+                out.append(item)
+            return out, next_token, (None if next_token else new_start)
+
+    # ------------------------------------------------------------------ bulk helpers (tests, demos)
+
+    def stats(self) -> dict[str, int]:
+        with self.lock:
+            return {"files": sum(1 for r in self.files.values() if not r.is_root), "users": len(self.users),
+                    "changes": len(self.changes), "blob_bytes": sum(r.size or 0 for r in self.files.values())}
