@@ -1,0 +1,157 @@
+"""A whole federation on this machine: a Drive, one server and N clients, each its own OS process.
+
+Used by the ``demo`` command and by the end-to-end tests, so both exercise
+exactly what users run: ``syft-flwr-gdrive server`` and ``client`` processes
+talking through a Drive API endpoint (the embedded fake by default).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+
+@dataclass
+class Participant:
+    email: str
+    role: str  # "server" | "client"
+    args: list[str]
+    env: dict[str, str]
+    report_path: Path
+    log_path: Path
+    process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        try:
+            self.process = subprocess.Popen(
+                self.args, env=self.env, stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.alive():
+            assert self.process is not None
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    def report(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.report_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+
+
+@dataclass
+class LocalFederation:
+    """Launch participants of one Flower project against one Drive URL."""
+
+    workdir: Path
+    project: Path
+    drive_url: str
+    server_email: str = "ds@example.com"
+    client_emails: Sequence[str] = ("do1@example.com", "do2@example.com", "do3@example.com")
+    poll_interval: float = 0.5
+    msg_timeout: float = 60.0
+    run_config: Mapping[str, Any] = field(default_factory=dict)
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    participants: dict[str, Participant] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+
+    def _env(self, email: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SYFT")}
+        env.update(
+            SYFTBOX_EMAIL=email,
+            SYFT_FLWR_DRIVE_URL=self.drive_url,
+            SYFT_FLWR_POLL_INTERVAL=str(self.poll_interval),
+            SYFT_FLWR_MSG_TIMEOUT=str(self.msg_timeout),
+            SYFT_FLWR_STATE_DIR=str(self.workdir / "state"),
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def _cli(self) -> list[str]:
+        return [sys.executable, "-m", "syft_flwr_gdrive.cli"]
+
+    def client(self, index: int) -> Participant:
+        email = self.client_emails[index]
+        key = f"client{index}"
+        if key not in self.participants:
+            node_config = {"partition-id": index, "num-partitions": len(self.client_emails)}
+            report = self.workdir / f"{key}.json"
+            self.participants[key] = Participant(
+                email, "client",
+                self._cli() + ["client", "--project", str(self.project), "--aggregator", self.server_email,
+                               "--node-config", json.dumps(node_config), "--report", str(report)],
+                self._env(email), report, self.workdir / f"{key}.log",
+            )
+        return self.participants[key]
+
+    def server(self) -> Participant:
+        if "server" not in self.participants:
+            report = self.workdir / "server.json"
+            args = self._cli() + ["server", "--project", str(self.project), "--datasites", ",".join(self.client_emails),
+                                  "--report", str(report)]
+            if self.run_config:
+                args += ["--run-config", json.dumps(dict(self.run_config))]
+            self.participants["server"] = Participant(
+                self.server_email, "server", args, self._env(self.server_email), report, self.workdir / "server.log"
+            )
+        return self.participants["server"]
+
+    def start_all(self) -> None:
+        for i in range(len(self.client_emails)):
+            self.client(i).start()
+        self.server().start()
+
+    def wait(self, timeout: float, keys: Sequence[str] | None = None) -> bool:
+        """Wait until the given participants (default: all) exited; False on timeout."""
+        deadline = time.monotonic() + timeout
+        chosen = [self.participants[k] for k in (keys or list(self.participants))]
+        for p in chosen:
+            remaining = deadline - time.monotonic()
+            if p.process is None:
+                continue
+            try:
+                p.process.wait(timeout=max(0.0, remaining))
+            except subprocess.TimeoutExpired:
+                return False
+        return True
+
+    def stop(self) -> None:
+        """Interrupt what still runs (Ctrl-C first, then kill)."""
+        for p in self.participants.values():
+            p.kill(signal.SIGINT)
+        for p in self.participants.values():
+            p.kill(signal.SIGKILL)
+
+    def __enter__(self) -> "LocalFederation":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
