@@ -49,8 +49,11 @@ REASONS = {200: "OK", 201: "Created", 204: "No Content", 206: "Partial Content",
 
 
 def fake_token_for(email: str) -> str:
-    """The bearer token that means ``email`` to the fake without any registration."""
-    return f"fake:{email.strip().lower()}"
+    """The bearer token that means ``email`` to the fake without any registration.
+
+    ``fake:<email>``, percent-encoded where needed: httplib2 mangles header values that
+    contain a backslash, and ``fake:alice@example.com`` stays readable (and valid) as is."""
+    return "fake:" + urllib.parse.quote(email.strip().lower(), safe="@.+-_!#$&*=?^`{|}~/")
 
 
 class Body:
@@ -274,7 +277,7 @@ class Api:
                            location="Authorization", locationType="header")
         email = self.tokens.get(token)
         if email is None and not self.strict_tokens and token.startswith("fake:"):
-            cand = token[5:].strip().lower()
+            cand = urllib.parse.unquote(token[5:].strip()).lower()
             if re.fullmatch(r"[^@\s]+@[^@\s]+", cand):
                 email = cand
         if email is None:
