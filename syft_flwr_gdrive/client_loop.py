@@ -1,10 +1,10 @@
 """The data owner's side: poll, run the ClientApp, reply, stop on this run's stop signal.
 
-Runs: run ids grow with time, so the client follows the newest run it has
-seen a request of. Requests of older runs are skipped with a log line; a stop
-signal ends the loop only if it belongs to the run this client is working in
-(a stale stop of a dead run is acknowledged, so its owner can clean up, and
-otherwise ignored).
+Runs: the server announces its current run id before it sends anything (the
+transport puts the announcement in the same listing a poll reads, so it costs
+no extra call), and the client acts only on requests and stop signals of that
+run. Anything else (a leftover of a crashed run, a replayed message of an old
+run) is skipped with one log line and left for its owner to remove.
 
 Clean-up: a participant can only delete what it owns. The client deletes
 each of its replies once the server has deleted the request it answers (the
@@ -118,8 +118,11 @@ class ClientLoop:
     def _accept(self, routing: Routing) -> str | None:
         if routing.kind not in (KIND_REQUEST, KIND_STOP):
             return f"a {routing.kind!r} message; clients act on requests and stop signals"
-        if self._current_run is not None and routing.run_id < self._current_run and routing.kind == KIND_REQUEST:
-            return f"request of earlier run {routing.run_id}; this client is in run {self._current_run}"
+        announced = self.mailbox.announced.get(routing.sender)
+        if announced is None:
+            return f"{routing.sender} has not announced a run yet"
+        if routing.run_id != announced:
+            return f"belongs to run {routing.run_id}, but {routing.sender} announces run {announced} as current"
         return None
 
     # -- requests -----------------------------------------------------------------------
@@ -199,9 +202,6 @@ class ClientLoop:
         except Exception as exc:
             logger.warning("could not acknowledge the stop signal (%s)", exc)
         self.mailbox.mark_handled(env.message_id)
-        if self._current_run is None or env.run_id < self._current_run:
-            logger.info("ignoring a stop signal of run %d, which this client did not work in", env.run_id)
-            return False
         logger.info("run %d: stop signal received from %s", env.run_id, env.sender)
         self._enter_run(env.run_id)
         self._linger_and_clean(env.message_id)

@@ -82,6 +82,7 @@ def syftbox_flwr_server(
     updated = context
     try:
         mailbox.prepare()
+        mailbox.announce_run(run_id)
         grid.remove_stale_files()
         updated = run_server(grid, context=context, server_app_dir="", loaded_server_app=server_app)
         logger.info("run %d: server completed", run_id)

@@ -39,7 +39,7 @@ P_CREATED = "sfg_at"
 P_TTL = "sfg_ttl"
 
 # What a poll asks Drive for: enough to route and vet without downloading.
-LISTING_FIELDS = "id,name,size,appProperties,owners(emailAddress)"
+LISTING_FIELDS = "id,name,mimeType,size,appProperties,owners(emailAddress)"
 FOLDER_FIELDS = "id,name,appProperties,permissions(emailAddress,role,type)"
 
 
@@ -114,12 +114,24 @@ def routing_from_properties(props: Mapping[str, Any] | None, app: str) -> Routin
 
 
 def poll_query(app: str, me: str) -> str:
-    """One query for everything of ``app`` addressed to me or written by me."""
+    """One query for everything of ``app`` addressed to me or written by me.
+
+    It also returns peers' outbox folders to me, whose ``sfg_run`` property
+    announces their current run, so a poll needs no second call.
+    """
     return (
         f"{prop_clause(P_APP, app_hash(app))} and "
-        f"({prop_clause(P_TO, str(node_id_for(me)))} or '{escape_q(me)}' in owners) and "
-        f"mimeType != '{FOLDER_MIME}' and trashed = false"
+        f"({prop_clause(P_TO, str(node_id_for(me)))} or ('{escape_q(me)}' in owners and mimeType != '{FOLDER_MIME}')) "
+        "and trashed = false"
     )
+
+
+def announced_run(props: Mapping[str, Any] | None) -> int | None:
+    """The run an outbox folder announces, if any."""
+    try:
+        return int((props or {})[P_RUN]) if (props or {}).get(P_ROLE) == "outbox" else None
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def outbox_query(app: str, me: str) -> str:

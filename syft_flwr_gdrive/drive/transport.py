@@ -1,6 +1,6 @@
 """The Google Drive transport: message files in per-peer outbox folders.
 
-Cost per operation (Drive calls): send 1 (multipart create with a
+Cost per operation (Drive calls): announce a run 1 per peer, send 1 (multipart create with a
 pre-generated id, so a retried create is idempotent; ids are fetched 100 at a
 time), poll 1 (one ``files.list`` over everything addressed to me or written
 by me, whatever the number of peers or pending messages), read 1 (download by
@@ -17,7 +17,7 @@ from syft_flwr_gdrive.config import ConfigError, Settings
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.errors import DriveError, DriveNotFound, DrivePermissionDenied
-from syft_flwr_gdrive.transport.contract import Listing, Posting, Routing, TransportError
+from syft_flwr_gdrive.transport.contract import Announcement, Listing, Posting, Routing, TransportError
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,12 @@ class DriveTransport:
                 self._share(folder["id"], peer)
             self._outboxes[(app, peer)] = folder["id"]
 
+    def announce_run(self, app: str, run_id: int) -> None:
+        """Stamp the run id on each of my outbox folders of ``app`` (one update per peer, once per run)."""
+        for (folder_app, _peer), folder_id in list(self._outboxes.items()):
+            if folder_app == app:
+                self.api.update(folder_id, app_properties={layout.P_RUN: str(run_id)}, fields="id")
+
     def send(self, routing: Routing, body: bytes) -> str:
         folder = self._outboxes.get((routing.app, routing.recipient))
         if folder is None:
@@ -112,9 +118,15 @@ class DriveTransport:
             raise TransportError(f"could not list messages: {exc}") from exc
         inbound: list[Posting] = []
         outbound: list[Posting] = []
+        announcements: list[Announcement] = []
         for f in files:
             owners = f.get("owners") or []
             owner = (owners[0].get("emailAddress") or "").lower() if owners else ""
+            if f.get("mimeType") == layout.FOLDER_MIME:
+                run = layout.announced_run(f.get("appProperties"))
+                if run is not None and owner != self.email:
+                    announcements.append(Announcement(owner, run))
+                continue
             posting = Posting(
                 handle=str(f["id"]),
                 owner=owner,
@@ -123,7 +135,7 @@ class DriveTransport:
                 name=str(f.get("name") or ""),
             )
             (outbound if owner == self.email else inbound).append(posting)
-        return Listing(tuple(inbound), tuple(outbound))
+        return Listing(tuple(inbound), tuple(outbound), tuple(announcements))
 
     def read(self, posting: Posting, *, max_bytes: int | None = None) -> bytes:
         try:

@@ -44,11 +44,20 @@ class Posting:
 
 
 @dataclass(frozen=True)
+class Announcement:
+    """A peer's statement of which run it is currently running, and who the storage says made it."""
+
+    owner: str
+    run_id: int
+
+
+@dataclass(frozen=True)
 class Listing:
-    """Result of one poll: what is addressed to me, and what I wrote myself."""
+    """Result of one poll: what is addressed to me, what I wrote myself, and peers' current runs."""
 
     inbound: tuple[Posting, ...]
     outbound: tuple[Posting, ...]
+    announcements: tuple[Announcement, ...] = ()
 
 
 class TransportError(RuntimeError):
@@ -64,6 +73,9 @@ class Transport(Protocol):
 
     def prepare(self, app: str, peers: Sequence[str]) -> None:
         """Create whatever storage ``app`` needs so ``peers`` can read what I send them."""
+
+    def announce_run(self, app: str, run_id: int) -> None:
+        """Tell my peers (in the same listing they poll) which run of ``app`` is current."""
 
     def send(self, routing: Routing, body: bytes) -> str:
         """Store ``body`` for ``routing.recipient``; returns a handle. Idempotent under retry."""

@@ -74,6 +74,7 @@ class Mailbox:
         self._rejected: set[str] = set()  # handles rejected for good (logged once)
         self._noted: set[tuple[str, str]] = set()  # (handle, reason) already logged for passing skips
         self._lock = threading.Lock()
+        self.announced: dict[str, int] = {}  # peer -> the run it says is current
 
     @property
     def email(self) -> str:
@@ -81,6 +82,10 @@ class Mailbox:
 
     def prepare(self) -> None:
         self.transport.prepare(self.app, sorted(self.peers))
+
+    def announce_run(self, run_id: int) -> None:
+        """Let peers know ``run_id`` is this participant's current run (clients then ignore others)."""
+        self.transport.announce_run(self.app, run_id)
 
     def send(
         self,
@@ -124,11 +129,15 @@ class Mailbox:
     def poll(self, accept: Callable[[Routing], str | None] | None = None) -> PollResult:
         """One poll: list, check, read and verify new messages.
 
+        Peers' run announcements (only those the storage says a peer made) are
+        refreshed first, in ``self.announced``, so ``accept`` can use them.
+
         ``accept`` may return a reason string to skip a message for now (for
         example, one of a run this participant is not in); it is asked again
         on the next poll.
         """
         listing = self.transport.poll(self.app)
+        self.announced = {a.owner.lower(): a.run_id for a in listing.announcements if a.owner.lower() in self.peers}
         deliveries: list[Delivery] = []
         for posting in listing.inbound:
             delivery = self._check(posting, accept)

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import ClassVar, Sequence
 
-from syft_flwr_gdrive.transport.contract import Listing, Posting, Routing, TransportError
+from syft_flwr_gdrive.transport.contract import Announcement, Listing, Posting, Routing, TransportError
 
 
 @dataclass
@@ -31,6 +31,7 @@ class MemoryHub:
     files: dict[str, _Stored] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    runs: dict[tuple[str, str], int] = field(default_factory=dict)  # (owner, app) -> announced run
 
     def put(self, owner: str, routing: Routing | None, body: bytes, name: str = "") -> str:
         """Store a file as written by ``owner`` (tests use this to plant hostile files)."""
@@ -58,6 +59,11 @@ class MemoryTransport:
     def prepare(self, app: str, peers: Sequence[str]) -> None:
         self._count("prepare")
 
+    def announce_run(self, app: str, run_id: int) -> None:
+        self._count("announce")
+        with self.hub.lock:
+            self.hub.runs[(self.email, app)] = run_id
+
     def send(self, routing: Routing, body: bytes) -> str:
         self._count("send")
         return self.hub.put(self.email, routing, body, name=f"{routing.kind}-{routing.message_id}")
@@ -68,13 +74,14 @@ class MemoryTransport:
         outbound: list[Posting] = []
         with self.hub.lock:
             items = list(self.hub.files.items())
+            runs = [Announcement(owner, run) for (owner, a), run in self.hub.runs.items() if a == app and owner != self.email]
         for handle, stored in items:
             posting = Posting(handle, stored.owner, stored.routing, len(stored.body), stored.name)
             if stored.owner == self.email and stored.routing is not None and stored.routing.app == app:
                 outbound.append(posting)
             elif stored.routing is None or (stored.routing.recipient == self.email and stored.routing.app == app):
                 inbound.append(posting)
-        return Listing(tuple(inbound), tuple(outbound))
+        return Listing(tuple(inbound), tuple(outbound), tuple(runs))
 
     def read(self, posting: Posting, *, max_bytes: int | None = None) -> bytes:
         self._count("read")

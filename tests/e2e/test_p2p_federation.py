@@ -1,0 +1,108 @@
+"""Real federations: a server and three clients as separate OS processes on the fake Drive.
+
+Every participant runs the user-facing CLI (``python -m syft_flwr_gdrive.cli``),
+with the real googleapiclient talking HTTP to the fake Drive server.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from syft_flwr_gdrive.drive.api import DriveApi
+from syft_flwr_gdrive.drive.transport import DriveTransport
+from syft_flwr_gdrive.fake import FakeDriveServer
+
+from .conftest import CLIENTS, LEGACY_APP, MESSAGE_APP, SERVER, make_federation, record_calls
+
+ROUNDS = 5
+APP = "flwr/message-digits"
+
+
+def transport_for(drive: FakeDriveServer, email: str) -> DriveTransport:
+    return DriveTransport(DriveApi.for_fake(drive.url, email), email)
+
+
+def leftover_message_files(drive: FakeDriveServer) -> dict[str, int]:
+    """Message files each participant still owns on Drive (folders excluded)."""
+    left = {}
+    for email in (SERVER, *CLIENTS):
+        files = transport_for(drive, email).my_message_files()
+        if files:
+            left[email] = len(files)
+    return left
+
+
+def assert_federation_succeeded(fed, rounds: int = ROUNDS) -> list[float]:
+    server = fed.server()
+    assert server.process.returncode == 0, server.log_text()[-3000:]
+    history = server.report()["state"]["history"]
+    assert history["round"] == list(range(1, rounds + 1))
+    accuracy = history["accuracy"]
+    assert accuracy[-1] > accuracy[0] + 0.1, accuracy
+    assert accuracy[-1] > 0.85, accuracy
+    assert history["num_clients"] == [3] * rounds
+    for i in range(3):
+        client = fed.client(i)
+        assert client.process.returncode == 0, client.log_text()[-3000:]
+        assert client.report()["stopped_by"] == "stop-signal"
+    return accuracy
+
+
+@pytest.mark.parametrize("project", [MESSAGE_APP, LEGACY_APP], ids=["message-api", "legacy-server_fn"])
+def test_three_clients_train_a_real_model(tmp_path: Path, drive: FakeDriveServer, project: Path, request):
+    with make_federation(tmp_path, drive, project) as fed:
+        fed.start_all()
+        assert fed.wait(180), "federation did not finish in time"
+        assert_federation_succeeded(fed)
+        record_calls(request.node.name, fed, ROUNDS)
+    assert leftover_message_files(drive) == {}
+
+
+def _wait_for_log(participant, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in participant.log_text():
+            return
+        if not participant.alive():
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} not seen in {participant.email}'s log:\n{participant.log_text()[-2000:]}")
+
+
+def test_client_killed_mid_run_and_restarted_finishes(tmp_path: Path, drive: FakeDriveServer, request):
+    with make_federation(tmp_path, drive, run_config={"num-server-rounds": ROUNDS}) as fed:
+        fed.start_all()
+        victim = fed.client(1)
+        _wait_for_log(victim, "answered train", 60)
+        victim.kill()  # SIGKILL: no clean-up, mid-run
+        time.sleep(0.5)
+        victim.start()  # same email, same state dir: picks up where it stopped
+        assert fed.wait(180)
+        assert_federation_succeeded(fed)
+        assert "answered" in victim.log_text()
+        record_calls(request.node.name, fed, ROUNDS)
+    assert leftover_message_files(drive) == {}
+
+
+def test_second_run_is_unaffected_by_a_crashed_first_run(tmp_path: Path, drive: FakeDriveServer):
+    first = make_federation(tmp_path / "one", drive, run_config={"num-server-rounds": 3})
+    with first:
+        first.start_all()
+        _wait_for_log(first.client(0), "answered train", 60)
+        first.server().kill()  # the server dies mid-run: its requests stay on Drive
+        for i in range(3):
+            first.client(i).kill()
+    assert leftover_message_files(drive), "the crash should have left files behind"
+
+    second = make_federation(tmp_path / "two", drive, run_config={"num-server-rounds": 3})
+    with second:
+        second.start_all()
+        assert second.wait(180)
+        assert_federation_succeeded(second, rounds=3)
+        client_log = second.client(0).log_text()
+        server_runs = {line for line in client_log.splitlines() if "answered" in line}
+        assert server_runs
+    assert leftover_message_files(drive) == {}
