@@ -106,3 +106,50 @@ def test_second_run_is_unaffected_by_a_crashed_first_run(tmp_path: Path, drive: 
         server_runs = {line for line in client_log.splitlines() if "answered" in line}
         assert server_runs
     assert leftover_message_files(drive) == {}
+
+
+def test_hostile_and_stale_files_are_skipped_and_nothing_is_lost(tmp_path: Path, drive: FakeDriveServer):
+    from syft_flwr_gdrive.transport.contract import Routing
+    from syft_flwr_gdrive.transport.envelope import Envelope, encode
+
+    stranger = "mallory@evil.example"
+    target = CLIENTS[0]
+    with make_federation(tmp_path, drive) as fed:
+        fed.start_all()
+        _wait_for_log(fed.client(0), "answered train", 60)
+        announced = {a.owner: a.run_id for a in transport_for(drive, target).poll(APP).announcements}
+        run_id = announced[SERVER]
+
+        def routing(sender: str, mid: str, run: int = run_id) -> Routing:
+            return Routing(run_id=run, message_id=mid, reply_to="", kind="request", sender=sender,
+                           recipient=target, app=APP, created_at=time.time(), ttl=600.0)
+
+        def valid_body(r: Routing) -> bytes:
+            env = Envelope(run_id=r.run_id, message_id=r.message_id, sender=r.sender, recipient=r.recipient,
+                           kind=r.kind, app=r.app, created_at=r.created_at, ttl=r.ttl)
+            return encode(env, b"\x00not a flower message")
+
+        planted = {
+            "corrupt": transport_for(drive, SERVER).send(routing(SERVER, "corrupt"), b"garbage, not an envelope"),
+            "non-peer": transport_for(drive, stranger).send(routing(stranger, "stranger"), valid_body(routing(stranger, "stranger"))),
+            "forged": transport_for(drive, CLIENTS[1]).send(routing(SERVER, "forged"), valid_body(routing(SERVER, "forged"))),
+            "other-run": transport_for(drive, SERVER).send(routing(SERVER, "old", run_id - 1), valid_body(routing(SERVER, "old", run_id - 1))),
+        }
+        assert fed.wait(180)
+        assert_federation_succeeded(fed)
+        log = fed.client(0).log_text()
+
+    expected = {
+        "corrupt": "invalid envelope",
+        "non-peer": "not a peer",
+        "forged": "forged sender",
+        "other-run": f"belongs to run {run_id - 1}",
+    }
+    for name, handle in planted.items():
+        lines = [line for line in log.splitlines() if handle in line]
+        assert len(lines) == 1, f"{name}: expected one log line, got {lines}"
+        assert expected[name] in lines[0], lines[0]
+    # The target owns none of the planted files and deleted none; the server's two stay for its
+    # next run's clean-up, the stranger's stays, and client 1 removed the one it owned at stop.
+    assert leftover_message_files(drive) == {SERVER: 2}
+    assert len(transport_for(drive, stranger).my_message_files()) == 1
