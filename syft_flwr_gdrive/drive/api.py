@@ -617,17 +617,15 @@ class DriveApi:
         mime_type: str = "application/octet-stream",
         fields: str = DEFAULT_FILE_FIELDS,
     ) -> dict[str, Any]:
-        """Create a file with content: one multipart request if small, resumable above chunk_size."""
-        if len(data) > self.chunk_size:
-            return self.upload_stream(
-                name,
-                io.BytesIO(data),
-                len(data),
-                parent_id=parent_id,
-                app_properties=app_properties,
-                file_id=file_id,
-                mime_type=mime_type,
-                fields=fields,
+        """Create a file with content: one multipart request if small, resumable above chunk_size.
+
+        A body ending in ``\\r`` also goes resumable: googleapiclient ends the
+        multipart part with a bare LF, so a server may read that ``\\r`` as half
+        of a CRLF delimiter and drop it.
+        """
+        if len(data) > self.chunk_size or data.endswith(b"\r"):
+            return self._upload_resumable(
+                name, io.BytesIO(data), len(data), parent_id, app_properties, file_id, mime_type, fields
             )
         body = self._metadata(name, parent_id, app_properties, file_id, None)
 
@@ -654,7 +652,8 @@ class DriveApi:
 
         Memory stays around one chunk. Each chunk is retried by the policy; after
         a failure googleapiclient probes the session (``bytes */size``) and
-        resumes from what Drive committed instead of starting over.
+        resumes from what Drive committed instead of starting over. Streams no
+        bigger than one chunk are sent in a single multipart request.
         """
         if size < 0:
             raise ValueError("size must be >= 0")
@@ -669,6 +668,21 @@ class DriveApi:
                 mime_type=mime_type,
                 fields=fields,
             )
+        return self._upload_resumable(
+            name, stream, size, parent_id, app_properties, file_id, mime_type, fields
+        )
+
+    def _upload_resumable(
+        self,
+        name: str,
+        stream: BinaryIO,
+        size: int,
+        parent_id: str | None,
+        app_properties: Mapping[str, str] | None,
+        file_id: str | None,
+        mime_type: str,
+        fields: str,
+    ) -> dict[str, Any]:
         body = self._metadata(name, parent_id, app_properties, file_id, None)
         media = _StreamMedia(stream, size, mime_type, self.chunk_size)
 
@@ -677,8 +691,10 @@ class DriveApi:
             req = self._service.files().create(body=body, media_body=media, fields=fields)
             while True:
                 try:
-                    status, done = self._execute(
-                        "media.upload", req, call=lambda r, http: r.next_chunk(http=http, num_retries=0)
+                    _status, done = self._execute(
+                        "media.upload",
+                        req,
+                        call=lambda r, http: r.next_chunk(http=http, num_retries=0),
                     )
                 except DriveNotFound:
                     # An expired/unknown upload session answers 404: start a new one once or twice.

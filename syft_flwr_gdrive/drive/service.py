@@ -15,18 +15,21 @@ Two facts shape this module:
 
 from __future__ import annotations
 
+import http.client
 import json
+import threading
 from functools import lru_cache
 from typing import Any, Callable
 
 import google_auth_httplib2
+import httplib2
 from google.auth.credentials import Credentials
 from googleapiclient import discovery, discovery_cache
 from googleapiclient.http import HttpRequest, build_http
 
 __all__ = ["drive_discovery_doc", "build_drive_service", "new_authorized_http"]
 
-#: Called with every outgoing HTTP request (uri, method); DriveApi counts calls with it.
+#: Called with every HTTP request put on the wire (host, method); DriveApi counts calls with it.
 RequestHook = Callable[[str, str], None]
 
 
@@ -52,17 +55,64 @@ def drive_discovery_doc(base_url: str | None = None) -> dict[str, Any]:
     return doc
 
 
+_current_hook = threading.local()
+
+
+class _WireMixin:
+    """Connection behaviour shared by the http and https classes below.
+
+    * ``request`` reports every request that actually goes on the wire, so the
+      counters see httplib2's own low-level re-sends too.
+    * ``getresponse`` turns "connection dropped before the status line" into a
+      plain ``ConnectionResetError``. httplib2 silently re-sends a request once
+      on ``BadStatusLine`` (meant for stale keep-alive sockets); for a create
+      that may already have taken effect that hidden retry is unsafe, and our
+      connections are never stale (one per attempt), so the one retry policy
+      decides instead.
+    """
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        hook = getattr(_current_hook, "hook", None)
+        if hook is not None:
+            hook(str(getattr(self, "host", "")), str(args[0] if args else kwargs.get("method", "")))
+        return super().request(*args, **kwargs)  # type: ignore[misc]
+
+    def getresponse(self) -> Any:
+        try:
+            return super().getresponse()  # type: ignore[misc]
+        except (http.client.BadStatusLine, http.client.ResponseNotReady) as exc:
+            raise ConnectionDropped(f"connection dropped before a response: {exc!r}") from exc
+
+
+class ConnectionDropped(ConnectionResetError):
+    """The server closed the connection without answering (the request may have taken effect)."""
+
+
+class _HTTPConnection(_WireMixin, httplib2.HTTPConnectionWithTimeout):
+    pass
+
+
+class _HTTPSConnection(_WireMixin, httplib2.HTTPSConnectionWithTimeout):
+    pass
+
+
 class _HookedAuthorizedHttp(google_auth_httplib2.AuthorizedHttp):
-    """AuthorizedHttp that reports every HTTP request it sends (counted by DriveApi)."""
+    """AuthorizedHttp whose requests use the counting, no-silent-retry connections."""
 
     def __init__(self, credentials: Credentials, http: Any, hook: RequestHook | None) -> None:
         super().__init__(credentials, http=http)
         self._hook = hook
 
     def request(self, uri: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
-        if self._hook is not None:
-            self._hook(uri, method)
-        return super().request(uri, method, *args, **kwargs)
+        if kwargs.get("connection_type") is None:
+            secure = uri.lower().startswith("https:")
+            kwargs["connection_type"] = _HTTPSConnection if secure else _HTTPConnection
+        previous = getattr(_current_hook, "hook", None)
+        _current_hook.hook = self._hook
+        try:
+            return super().request(uri, method, *args, **kwargs)
+        finally:
+            _current_hook.hook = previous
 
 
 def new_authorized_http(

@@ -11,6 +11,7 @@ from google.oauth2.credentials import Credentials
 
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.retry import RetryPolicy
+from syft_flwr_gdrive.drive import service
 from syft_flwr_gdrive.drive.service import _HookedAuthorizedHttp
 
 
@@ -32,6 +33,9 @@ class ScriptedHttp:
     def request(self, uri, method="GET", body=None, headers=None, redirections=5,
                 connection_type=None, **_: Any):
         self.requests.append({"uri": uri, "method": method, "body": body, "headers": dict(headers or {})})
+        hook = getattr(service._current_hook, "hook", None)  # what the real connection reports
+        if hook is not None:
+            hook(uri, method)
         if not self.script:
             raise AssertionError(f"unexpected request {method} {uri}")
         item = self.script.pop(0)

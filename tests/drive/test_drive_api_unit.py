@@ -144,6 +144,16 @@ def test_multipart_upload_body(scripted):
     assert b"\x00payload" in body and b'"parents": ["p1"]' in body
 
 
+def test_body_ending_in_cr_is_not_sent_multipart(scripted):
+    api, http = scripted([
+        (200, {"location": "http://drive.test/upload/s1"}, b""),
+        ok({"id": "f", "name": "cr"}),
+    ])
+    api.upload_bytes("cr", b"ends with CR\r", parent_id=None)
+    assert "uploadType=resumable" in http.requests[0]["uri"]
+    assert http.requests[1]["body"] == b"ends with CR\r"
+
+
 def _chunk_response(end: int):
     return (308, {"range": f"bytes=0-{end}"}, b"")
 
