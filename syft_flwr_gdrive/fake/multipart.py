@@ -55,6 +55,7 @@ class StreamingRelated:
         self._first = b"--" + boundary.encode("latin-1")
         self.finished = False
         self._started = False
+        self._crlf = True  # line-ending style of the body, taken from its first boundary line
 
     def _fill(self, want: int) -> bool:
         while len(self._buf) < want and self._remaining > 0:
@@ -88,6 +89,7 @@ class StreamingRelated:
                 if not line:
                     raise bad_request("Multipart body has no boundary line.")
                 if line.rstrip(b"\r\n") == self._first:
+                    self._crlf = line.endswith(b"\r\n")
                     break
                 if line.rstrip(b"\r\n") == self._first + b"--":
                     self.finished = True
@@ -109,7 +111,7 @@ class StreamingRelated:
             i = self._buf.find(self._delim)
             if i >= 0:
                 data = self._buf[:i]
-                if data.endswith(b"\r"):
+                if self._crlf and data.endswith(b"\r"):  # CRLF bodies: the CR belongs to the delimiter
                     data = data[:-1]
                 if data:
                     sink(data)
