@@ -1,0 +1,129 @@
+"""TransportGrid against the Grid ABC of flwr 1.41, over the in-memory transport."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from flwr.app import ArrayRecord, Message, RecordDict
+from flwr.serverapp import Grid
+from flwr.supercore.run import Run
+from flwr.supercore.task_identity import TaskIdentity
+
+from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID, message_from_bytes, message_to_bytes, node_id_for
+from syft_flwr_gdrive.grid import TransportGrid
+from syft_flwr_gdrive.transport.envelope import decode
+from syft_flwr_gdrive.transport.ledger import Ledger
+from syft_flwr_gdrive.transport.mailbox import Mailbox
+from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
+
+SERVER, CLIENTS = "ds@x.com", ["a@x.com", "b@x.com"]
+
+
+@pytest.fixture
+def grid():
+    hub = MemoryHub()
+    box = Mailbox(MemoryTransport(SERVER, hub), "flwr/t", CLIENTS, Ledger(None))
+    g = TransportGrid(box, CLIENTS, msg_timeout=0.5, poll_interval=0.05)
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 42, SERVER_NODE_ID
+    yield g, hub
+    g.close()
+
+
+def test_is_a_full_flower_grid(grid):
+    g, _ = grid
+    assert isinstance(g, Grid)  # every abstract method implemented, or this could not be instantiated
+
+
+def test_set_run_accepts_run_and_int(grid):
+    g, _ = grid
+    g.set_run(42)
+    assert g.run.run_id == 42
+    g.set_run(Run.create_empty(7))
+    assert g.run.run_id == 7
+    with pytest.raises(TypeError, match="Run or a non-negative int"):
+        g.set_run("7")  # type: ignore[arg-type]
+
+
+def test_node_ids_are_derived_from_emails(grid):
+    g, _ = grid
+    assert sorted(g.get_node_ids()) == sorted(node_id_for(e) for e in CLIENTS)
+    assert node_id_for("A@X.com ") == node_id_for("a@x.com") != SERVER_NODE_ID
+
+
+def test_push_sets_ids_and_sends_a_flower_message(grid):
+    g, hub = grid
+    g.set_run(42)
+    msg = Message(RecordDict({"arrays": ArrayRecord([np.ones(3)])}), node_id_for("a@x.com"), "train", group_id="1")
+    [mid] = g.push_messages([msg])
+    assert mid and msg.metadata.message_id == mid and msg.metadata.run_id == 42
+    [stored] = hub.files.values()
+    env, payload = decode(stored.body)
+    assert (env.recipient, env.run_id, env.kind, env.message_id) == ("a@x.com", 42, "request", mid)
+    again = message_from_bytes(payload)
+    assert again.metadata.message_id == mid
+    assert np.array_equal(again.content["arrays"].to_numpy_ndarrays()[0], np.ones(3))
+
+
+def test_push_to_unknown_node_fails_clearly(grid):
+    g, _ = grid
+    g.set_run(42)
+    with pytest.raises(ValueError, match="not one of this run's datasites"):
+        g.push_messages([Message(RecordDict(), 12345, "train")])
+
+
+@pytest.mark.parametrize("caller, expected", [(None, 0.5), (3600.0, 0.5), (0.2, 0.2), (0.0, 0.0)])
+def test_timeout_precedence(grid, caller, expected):
+    g, _ = grid
+    assert g.effective_timeout(caller) == expected
+
+
+def test_send_and_receive_gives_up_after_timeout_and_withdraws(grid):
+    g, hub = grid
+    g.set_run(42)
+    msgs = [Message(RecordDict(), node_id_for(e), "train") for e in CLIENTS]
+    start = time.monotonic()
+    assert list(g.send_and_receive(msgs, timeout=3600)) == []  # nobody answers; capped at msg_timeout 0.5
+    assert time.monotonic() - start < 5
+    assert hub.files == {}  # unanswered requests are withdrawn, nothing left for a late client
+
+
+def test_replies_reach_the_right_threads(grid):
+    """Legacy Flower calls send_and_receive from one thread per client; replies must not cross."""
+    g, hub = grid
+    g.set_run(42)
+    g.msg_timeout = 10
+    answered: dict[str, str] = {}
+
+    def responder(email: str) -> None:
+        box = Mailbox(MemoryTransport(email, hub), "flwr/t", [SERVER], Ledger(None))
+        box.announced = {SERVER: 42}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and email not in answered:
+            for d in box.poll().deliveries:
+                req = message_from_bytes(d.payload)
+                reply = Message(RecordDict({"who": ArrayRecord([np.array([len(email)])])}), reply_to=req)
+                reply.metadata.__dict__["_message_id"] = "r-" + email
+                box.send(kind="reply", recipient=SERVER, run_id=42, payload=message_to_bytes(reply),
+                         message_id="r-" + email, reply_to=d.envelope.message_id)
+                box.mark_handled(d.envelope.message_id)
+                answered[email] = d.envelope.message_id
+            time.sleep(0.02)
+
+    results: dict[str, list[Message]] = {}
+
+    def ask(email: str) -> None:
+        results[email] = list(g.send_and_receive([Message(RecordDict(), node_id_for(email), "train")]))
+
+    threads = [threading.Thread(target=f, args=(e,)) for e in CLIENTS for f in (responder, ask)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=15)
+    for email in CLIENTS:
+        [reply] = results[email]
+        assert reply.metadata.src_node_id == node_id_for(email)
+        assert reply.content["who"].to_numpy_ndarrays()[0][0] == len(email)
+    assert [f for f in hub.files.values() if f.owner == SERVER] == []  # answered requests deleted

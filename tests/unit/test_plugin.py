@@ -1,0 +1,28 @@
+import pytest
+
+from syft_flwr_gdrive.config import ConfigError, ProjectConfig, Settings
+from syft_flwr_gdrive.drive.transport import DriveTransport
+from syft_flwr_gdrive.plugin import available_transports, create_transport, transport_class
+from syft_flwr_gdrive.transport.contract import Transport
+
+
+def test_p2p_is_found_by_name_through_its_entry_point():
+    assert "p2p" in available_transports()
+    assert transport_class("p2p") is DriveTransport
+
+
+def test_unknown_transport_lists_what_is_installed():
+    with pytest.raises(ConfigError, match=r"No transport named 'carrier-pigeon'.*installed: .*p2p"):
+        transport_class("carrier-pigeon")
+
+
+def test_transport_comes_from_project_pyproject(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.syft_flwr]\ntransport = "carrier-pigeon"\n')
+    settings = Settings.from_env({"SYFTBOX_EMAIL": "a@x.com"}, project=ProjectConfig.load(tmp_path))
+    assert settings.transport == "carrier-pigeon"
+    with pytest.raises(ConfigError, match="carrier-pigeon"):
+        create_transport(settings)
+
+
+def test_drive_transport_satisfies_the_contract(mocker):
+    assert isinstance(DriveTransport(mocker.Mock(), "a@x.com"), Transport)
