@@ -35,6 +35,8 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.timeout = self.server.idle_timeout
         super().setup()
+        # headers and body leave in separate writes; without NODELAY, Nagle + delayed ACK add 40 ms
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature from the base class
         log.debug("fake drive %s: " + format, self.client_address[0], *args)
@@ -141,6 +143,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(resp.length))
             if self.close_connection:
                 self.send_header("Connection", "close")
+            if resp.stream is None and self.command != "HEAD" and len(resp.body) <= 64 * 1024:
+                self._headers_buffer.append(b"\r\n" + resp.body)  # one write for small answers
+                self.flush_headers()
+                return
             self.end_headers()
             if self.command == "HEAD":
                 return

@@ -1,0 +1,82 @@
+"""``python -m syft_flwr_gdrive.fake`` / ``fake-gdrive``: run the fake Drive as a process.
+
+Prints one JSON line ``{"url": ..., "port": ..., "pid": ...}`` on stdout once it accepts
+connections (and writes the URL to ``--port-file``), so a parent process or a shell script
+can wait for it without polling. SIGINT and SIGTERM stop it quickly and cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .faults import FaultConfig
+from .server import FakeDriveServer
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="fake-gdrive", description="A fake Google Drive v3 server for offline runs.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port (default 0: pick a free one)")
+    p.add_argument("--data-dir", default=None, help="keep files here across restarts (default: a temporary directory)")
+    p.add_argument("--latency-ms", type=float, default=0.0, help="added latency per Drive request, in milliseconds")
+    p.add_argument("--error-rate", type=float, default=0.0, help="share of calls answered 429/403/500/503")
+    p.add_argument("--error-kinds", default=None, help="comma list of injected errors (429,403,500,503)")
+    p.add_argument("--drop-rate", type=float, default=0.0, help="share of requests whose connection is dropped")
+    p.add_argument("--list-lag", type=float, default=0.0, help="seconds before new files appear in list/changes")
+    p.add_argument("--quota-units-per-min", type=int, default=0, help="per-user quota units per minute (0: unlimited)")
+    p.add_argument("--seed", type=int, default=None, help="seed for the fault random stream")
+    p.add_argument("--port-file", default=None, help="write the server URL to this file when ready")
+    p.add_argument("--strict-tokens", action="store_true", help="accept only tokens registered with --user")
+    p.add_argument("--user", action="append", default=[], metavar="EMAIL[=TOKEN]", help="register a user (repeatable)")
+    return p.parse_args(argv)
+
+
+def config_from(args: argparse.Namespace) -> FaultConfig:
+    cfg = FaultConfig(latency=args.latency_ms / 1000.0, error_rate=args.error_rate, drop_rate=args.drop_rate,
+                      list_lag=args.list_lag, quota_units_per_min=args.quota_units_per_min, seed=args.seed)
+    if args.error_kinds:
+        cfg.error_kinds = [k.strip() for k in args.error_kinds.split(",") if k.strip()]
+    return cfg.validate()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        faults = config_from(args)
+    except ValueError as e:
+        print(f"fake-gdrive: {e}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    server = FakeDriveServer(args.host, args.port, args.data_dir, faults, strict_tokens=args.strict_tokens)
+    for spec in args.user:
+        email, _, token = spec.partition("=")
+        server.add_user(email, token or None)
+    server.start()
+    try:
+        if args.port_file:
+            tmp = Path(args.port_file + ".tmp")
+            tmp.write_text(server.url + "\n")
+            os.replace(tmp, args.port_file)
+        print(json.dumps({"url": server.url, "port": server.port, "pid": os.getpid()}), flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop(timeout=2.0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
