@@ -17,7 +17,7 @@ ME, PEER, STRANGER = "me@x.com", "peer@x.com", "evil@x.com"
 
 def routing(**kw):
     base = dict(run_id=5, message_id="m1", reply_to="", kind="request", sender=PEER, recipient=ME, app=APP,
-                created_at=time.time(), ttl=60.0)
+                created_at=time.time(), ttl=86400.0)
     base.update(kw)
     return Routing(**base)
 
