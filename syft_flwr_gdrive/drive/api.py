@@ -13,6 +13,7 @@ import io
 import logging
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ DEFAULT_FILE_FIELDS = (
     "id,name,mimeType,parents,appProperties,size,md5Checksum,"
     "createdTime,modifiedTime,trashed,owners(emailAddress)"
 )
+_TOKEN_SAFE = "@.+-_!#$&*=?^`{|}~/"  # what the fake's fake_token_for leaves unencoded
 _MAX_BATCH = 100  # Drive rejects batches of more than 100 calls
 _MAX_GENERATE_IDS = 1000
 
@@ -246,10 +248,15 @@ class DriveApi:
 
     @classmethod
     def for_fake(cls, base_url: str, email: str, **kwargs: Any) -> "DriveApi":
-        """A DriveApi for the fake server, authenticated as ``email`` by a ``fake:<email>`` token."""
+        """A DriveApi for the fake server, authenticated as ``email`` by a ``fake:<email>`` token.
+
+        The email is percent-encoded like the fake's ``fake_token_for`` because
+        httplib2 mangles header values that contain a backslash.
+        """
         from google.oauth2.credentials import Credentials as OAuthCredentials
 
-        return cls(OAuthCredentials(token=f"fake:{email}"), base_url=base_url, **kwargs)
+        token = "fake:" + urllib.parse.quote(email.strip().lower(), safe=_TOKEN_SAFE)
+        return cls(OAuthCredentials(token=token), base_url=base_url, **kwargs)
 
     escape_q = staticmethod(escape_q)
 
@@ -502,7 +509,7 @@ class DriveApi:
 
     def share(self, file_id: str, email: str, role: str = "reader") -> dict[str, Any]:
         """Give ``email`` reader or writer access, without a notification email."""
-        if role not in ("reader", "writer", "commenter"):
+        if role not in ("reader", "writer"):
             raise ValueError(f"role must be 'reader' or 'writer', not {role!r}")
         req = self._service.permissions().create(
             fileId=file_id,

@@ -113,6 +113,22 @@ def test_two_users_sharing_ownership_and_all_methods(srv):
         bob.delete(reply["id"])
 
 
+def test_fake_token_matches_the_fake_servers_encoding():
+    from syft_flwr_gdrive.fake import fake_token_for
+
+    for email in ("alice@example.com", "O'Neil\\x@Example.com", "a+b@x.org"):
+        assert DriveApi.for_fake("http://127.0.0.1:1/", email).credentials.token == fake_token_for(email)
+
+
+def test_socket_timeout_is_transient_then_unavailable(srv):
+    alice = api_for(srv, ALICE, timeout=0.2, retry=RetryPolicy(max_attempts=2, initial_wait=0.001, max_wait=0.001))
+    assert alice._new_http().http.timeout == 0.2
+    srv.faults.latency = 1.0
+    with pytest.raises(DriveUnavailable, match="timed out") as info:
+        alice.about_me()
+    assert info.value.retries == 1 and alice.calls.snapshot() == {"about.get": 2}
+
+
 def test_unknown_token_is_an_auth_error():
     with FakeDriveServer(strict_tokens=True) as server:
         with pytest.raises(DriveAuthError) as info:
@@ -134,9 +150,7 @@ def test_escaping_names(srv, name):
 
 
 def test_escaping_emails(srv):
-    # Apostrophes are legal in Google account emails; backslashes are not (and httplib2
-    # mangles a backslash in a header value), so names cover the backslash case.
-    odd = "o'neil@example.com"
+    odd = "o'neil\\x@example.com"  # the fake token percent-encodes it (httplib2 mangles '\\')
     alice, oneil = api_for(srv, ALICE), api_for(srv, odd)
     assert oneil.about_me() == odd
     folder = alice.create_folder("shared")
