@@ -18,6 +18,7 @@ from syft_flwr_gdrive.drive.errors import (
     DriveAuthError,
     DriveNotFound,
     DrivePermissionDenied,
+    DriveRateLimited,
     DriveUnavailable,
 )
 from syft_flwr_gdrive.drive.retry import RetryPolicy
@@ -328,3 +329,17 @@ def test_dropped_connection_is_not_silently_resent_by_httplib2(srv):
     assert info.value.retries == 0
     assert sum(srv.stats()["requests"].values()) - before == 1
     assert alice.calls.snapshot()["files.get"] == 1
+
+
+@pytest.mark.parametrize("status", [403, 429])
+def test_exhausted_quota_raises_rate_limited_naming_the_fix(srv, status):
+    alice = api_for(srv, ALICE, retry=RetryPolicy(max_attempts=3, initial_wait=0.001, max_wait=0.001))
+    srv.faults.quota_units_per_min = 100  # one files.list per minute
+    srv.faults.quota_status = status
+    alice.list_files("trashed = false")
+    with pytest.raises(DriveRateLimited) as info:
+        alice.list_files("trashed = false")
+    err = info.value
+    assert err.status == status and err.retries == 2 and alice.calls.retries == 2
+    assert err.reason == ("userRateLimitExceeded" if status == 403 else "rateLimitExceeded")
+    assert "quota" in err.message.lower() and "SYFT_FLWR_POLL_INTERVAL" in err.message
