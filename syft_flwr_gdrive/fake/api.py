@@ -8,6 +8,7 @@ quota charge. What the real ``googleapiclient`` relies on is documented at each 
 
 from __future__ import annotations
 
+import base64
 import collections
 import json
 import logging
@@ -43,7 +44,7 @@ DEFAULT_FIELDS = {
 }
 
 REASONS = {200: "OK", 201: "Created", 204: "No Content", 206: "Partial Content", 308: "Resume Incomplete",
-           400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
+           400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict", 413: "Payload Too Large",
            416: "Requested range not satisfiable", 429: "Too Many Requests", 500: "Internal Server Error",
            503: "Service Unavailable"}
 
@@ -451,7 +452,8 @@ class Api:
         fh, size, mime, res = self.store.open_content(user, file_id)
         try:
             rng = req.headers.get("range")
-            headers = [("Content-Type", mime), ("X-Goog-Hash", f"md5={res.get('md5Checksum', '')}"), ("Accept-Ranges", "bytes")]
+            md5_b64 = base64.b64encode(bytes.fromhex(res.get("md5Checksum", ""))).decode()
+            headers = [("Content-Type", mime), ("X-Goog-Hash", f"md5={md5_b64}"), ("Accept-Ranges", "bytes")]
             if rng is None:
                 return Response(200, headers, stream=(fh, 0, size) if fh else None)
             m = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", rng)

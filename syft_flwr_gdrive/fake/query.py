@@ -328,14 +328,15 @@ def _cmp(a: object, op: str, b: object) -> bool:
     return a >= b  # type: ignore[operator]
 
 
-def evaluate(node: Node, f: FileView, resolve_id: Callable[[str], str] = lambda s: s) -> bool:
-    """Does file ``f`` match ``node``? ``resolve_id`` maps aliases such as ``root``."""
+def evaluate(node: Node, f: FileView, resolve_id: Callable[[str], str] = lambda s: s, me: str = "") -> bool:
+    """Does file ``f`` match ``node``? ``resolve_id`` maps aliases such as ``root``;
+    ``me`` is the caller's email, which Drive lets queries write as ``'me' in owners``."""
     if isinstance(node, And):
-        return all(evaluate(p, f, resolve_id) for p in node.parts)
+        return all(evaluate(p, f, resolve_id, me) for p in node.parts)
     if isinstance(node, Or):
-        return any(evaluate(p, f, resolve_id) for p in node.parts)
+        return any(evaluate(p, f, resolve_id, me) for p in node.parts)
     if isinstance(node, Not):
-        return not evaluate(node.part, f, resolve_id)
+        return not evaluate(node.part, f, resolve_id, me)
     if isinstance(node, Has):
         m = f.app_properties if node.field == "appProperties" else f.properties
         return m.get(node.key) == node.value
@@ -343,6 +344,8 @@ def evaluate(node: Node, f: FileView, resolve_id: Callable[[str], str] = lambda 
         if node.collection == "parents":
             return resolve_id(node.value) in f.parents
         email = node.value.lower()
+        if email == "me" and me:
+            email = me
         if node.collection == "owners":
             return f.owner == email
         need = ROLE_RANK["writer"] if node.collection == "writers" else ROLE_RANK["reader"]

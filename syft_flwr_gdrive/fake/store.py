@@ -38,7 +38,8 @@ ANYONE_ID = "anyoneWithLink"
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 MAX_PROPS = 30  # Drive: at most 30 appProperties (per app) and 30 public properties per file
 MAX_PROP_BYTES = 124  # Drive: key + value at most 124 bytes (UTF-8)
-CHANGES_KEPT = 50_000  # change-log entries kept across a restart
+CHANGES_KEPT = 50_000  # change-log entries kept across a restart / compaction
+JOURNAL_COMPACT_AT = 100_000  # journal lines that trigger a compaction while running
 
 _CREATE_FIELDS = {
     "name", "mimeType", "parents", "description", "appProperties", "properties", "starred", "id", "createdTime",
@@ -271,11 +272,17 @@ class Store:
             self.generated.discard(e["id"])
         elif op == "chg":
             c = Change(**e["c"])
+            if self._change_seqs and c.seq <= self._change_seqs[-1]:
+                return  # already known (written again by a compaction)
             self.changes.append(c)
             self._change_seqs.append(c.seq)
             self.next_change = max(self.next_change, c.seq + 1)
 
     def _compact(self) -> None:
+        """Rewrite the journal as the current state (at start-up, and when it grows large)."""
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
         tmp = self._journal_path.with_suffix(".tmp")
         with open(tmp, "w", encoding="utf-8") as fh:
             for email, root in self.users.items():
@@ -295,11 +302,17 @@ class Store:
             if p.name not in live:
                 p.unlink()
         self._journal = open(self._journal_path, "a", encoding="utf-8")
+        self._journal_lines = len(self.users) + len(self.files) + len(self.changes) + 1
 
     def _log(self, entry: dict) -> None:
-        if self._journal is not None:
-            self._journal.write(json.dumps(entry) + "\n")
-            self._journal.flush()
+        if self._journal is None:
+            return
+        self._journal.write(json.dumps(entry) + "\n")
+        self._journal.flush()
+        self._journal_lines += 1
+        live = len(self.users) + len(self.files) + min(len(self.changes), CHANGES_KEPT)
+        if self._journal_lines - live > max(JOURNAL_COMPACT_AT, live):  # mostly superseded lines
+            self._compact()
 
     def _put(self, rec: FileRec) -> None:
         self._log({"op": "put", "f": asdict(rec)})
@@ -537,7 +550,6 @@ class Store:
             },
         }
         if rec.is_root:
-            out["parents"] = []
             del out["parents"]
         if not rec.is_folder:
             size = rec.size or 0
@@ -861,7 +873,7 @@ class Store:
             for rec in cands:
                 if rec.is_root or (lag > 0 and rec.created > cutoff) or self._role(rec, email, memo) == 0:
                     continue
-                if node is None or q.evaluate(node, self._view(rec, email, memo), resolve):
+                if node is None or q.evaluate(node, self._view(rec, email, memo), resolve, email):
                     hits.append((self._sort_key(rec, order), rec))
             hits.sort(key=lambda h: h[0])
             if after is not None:

@@ -392,3 +392,18 @@ def test_concurrent_clients_in_threads(drive):
         t.join()
     assert not errors
     assert len(drive(BOB).files().list(q=f"'{box}' in parents", pageSize=1000, fields="files(id)").execute()["files"]) == 100
+
+
+def test_root_and_me_aliases(drive):
+    a, b = drive(ALICE), drive(BOB)
+    top = a.files().create(body={"name": "top"}, fields="id").execute()["id"]
+    box = folder(a, "box")
+    a.files().create(body={"name": "nested", "parents": [box]}).execute()
+    a.permissions().create(fileId=box, body={"type": "user", "role": "writer", "emailAddress": BOB}).execute()
+    b.files().create(body={"name": "bobs", "parents": [box]}).execute()
+    assert names(a, "'root' in parents") == ["box", "top"]
+    root = a.files().get(fileId="root", fields="id,name,mimeType").execute()
+    assert root["mimeType"] == FOLDER and a.files().get(fileId=top, fields="parents").execute()["parents"] == [root["id"]]
+    assert names(a, "'me' in owners") == ["box", "nested", "top"]
+    assert names(b, "'me' in owners") == ["bobs"]
+    assert names(b, "not 'me' in owners") == ["box", "nested"]

@@ -58,6 +58,35 @@ def test_restart_with_same_data_dir_keeps_everything(tmp_path):
         assert a.files().create(body={"id": spare_id, "name": "spare"}, fields="id").execute()["id"] == spare_id
 
 
+def test_journal_compaction_while_running_loses_nothing(tmp_path, monkeypatch):
+    from syft_flwr_gdrive.fake import store
+
+    monkeypatch.setattr(store, "JOURNAL_COMPACT_AT", 10)
+    monkeypatch.setattr(store, "CHANGES_KEPT", 5)
+    compactions = []
+    real = store.Store._compact
+    monkeypatch.setattr(store.Store, "_compact", lambda self: (compactions.append(1), real(self))[1])
+    data = tmp_path / "drive"
+    with FakeDriveServer(data_dir=data) as srv:
+        a = drive_service(srv.url, ALICE)
+        files = a.files()
+        made = {}
+        for i in range(6):
+            body = f"content {i}".encode()
+            fid = files.create(body={"name": f"f{i}"}, fields="id",
+                               media_body=MediaIoBaseUpload(io.BytesIO(body), "text/plain")).execute()["id"]
+            for k in range(8):
+                files.update(fileId=fid, body={"description": f"d{i}.{k}"}).execute()
+            made[fid] = (body, f"d{i}.7")
+    assert len(compactions) > 1  # the start-up one and at least one while running
+    with FakeDriveServer(data_dir=data) as srv:
+        files = drive_service(srv.url, ALICE).files()
+        for fid, (body, desc) in made.items():
+            assert files.get_media(fileId=fid).execute() == body
+            assert files.get(fileId=fid, fields="description").execute() == {"description": desc}
+        assert len(files.list(q="name contains 'f'", fields="files(id)").execute()["files"]) == 6
+
+
 def test_stop_is_quick_with_idle_keepalive_connections_and_idempotent():
     srv = FakeDriveServer().start()
     svc = drive_service(srv.url, ALICE)

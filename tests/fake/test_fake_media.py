@@ -177,6 +177,9 @@ def test_multipart_and_media_uploads_keep_bytes_exact(drive):
         made = a.files().create(body={"name": "mp"}, media_body=media, fields="id,size,md5Checksum,mimeType").execute()
         assert made["size"] == str(len(payload)) and made["md5Checksum"] == hashlib.md5(payload).hexdigest()
         assert a.files().get_media(fileId=made["id"]).execute() == payload
+    empty = MediaIoBaseUpload(io.BytesIO(b""), "text/plain", chunksize=256 * 1024, resumable=True)
+    made = run_upload(a.files().create(body={"name": "empty-resumable"}, media_body=empty, fields="size,md5Checksum"))
+    assert made == {"size": "0", "md5Checksum": hashlib.md5(b"").hexdigest()}
     media_only = a.files().create(media_body=MediaIoBaseUpload(io.BytesIO(b"abc"), "text/plain"), fields="id,name,mimeType").execute()
     assert media_only["name"] == "Untitled" and media_only["mimeType"] == "text/plain"
 
