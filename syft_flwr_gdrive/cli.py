@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import typer
 
-from syft_flwr_gdrive.config import ConfigError, Settings
+from syft_flwr_gdrive.config import ConfigError, Settings, validate_email
 
 EXIT_OK, EXIT_CONFIG, EXIT_DRIVE, EXIT_RUN, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
 
@@ -96,11 +96,11 @@ def _run_errors(fn: Any) -> Any:
 @app.command()
 def server(
     project: Path = typer.Option(..., "--project", "-p", help="Flower project directory (holds pyproject.toml)."),
-    datasites: Optional[str] = typer.Option(None, help="Comma-separated data owner emails; default: [tool.syft_flwr] datasites."),
+    datasites: Optional[str] = typer.Option(None, help="Comma-separated data owner emails; default: \\[tool.syft_flwr] datasites."),
     email: Optional[str] = typer.Option(None, help="This participant's email; default: $SYFTBOX_EMAIL."),
     drive_url: Optional[str] = typer.Option(None, help="Drive API base URL, e.g. the fake Drive's; default: real Google Drive."),
     poll_interval: Optional[float] = typer.Option(None, help="Seconds between polls; default $SYFT_FLWR_POLL_INTERVAL or 3.0."),
-    run_config: Optional[str] = typer.Option(None, help="JSON object overriding [tool.flwr.app.config] keys."),
+    run_config: Optional[str] = typer.Option(None, help="JSON object overriding \\[tool.flwr.app.config] keys."),
     report: Optional[Path] = typer.Option(None, help="Write a JSON report (context state, Drive calls) here."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -117,9 +117,15 @@ def server(
         overrides = json.loads(run_config) if run_config else {}
         proj = FlowerProject.load(project, overrides)
         settings = _settings(email, drive_url, poll_interval, proj.syft)
+        if proj.syft.aggregator and proj.syft.aggregator != settings.email:
+            raise ConfigError(
+                f"{proj.path}/pyproject.toml names {proj.syft.aggregator} as the aggregator, but this is "
+                f"{settings.email}. Run the server as {proj.syft.aggregator}, or fix [tool.syft_flwr] aggregator."
+            )
         sites = [s.strip() for s in datasites.split(",") if s.strip()] if datasites else list(proj.syft.datasites)
         if not sites:
             raise ConfigError("No datasites: pass --datasites a@x.com,b@y.com or set [tool.syft_flwr] datasites.")
+        sites = [validate_email(site, what="datasites") for site in sites]  # before touching credentials
         transport = create_transport(settings)
         context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=proj.run_config)
         result = syftbox_flwr_server(
@@ -143,7 +149,7 @@ def server(
 @app.command()
 def client(
     project: Path = typer.Option(..., "--project", "-p", help="Flower project directory (holds pyproject.toml)."),
-    aggregator: Optional[str] = typer.Option(None, help="The data scientist's email; default $SYFT_FLWR_AGGREGATOR or [tool.syft_flwr] aggregator."),
+    aggregator: Optional[str] = typer.Option(None, help="The data scientist's email; default $SYFT_FLWR_AGGREGATOR or \\[tool.syft_flwr] aggregator."),
     email: Optional[str] = typer.Option(None, help="This participant's email; default: $SYFTBOX_EMAIL."),
     drive_url: Optional[str] = typer.Option(None, help="Drive API base URL, e.g. the fake Drive's; default: real Google Drive."),
     poll_interval: Optional[float] = typer.Option(None, help="Seconds between polls; default $SYFT_FLWR_POLL_INTERVAL or 3.0."),
@@ -247,6 +253,109 @@ def demo(
     if not report["ok"]:
         typer.echo("error: the federation did not complete; see the participants' logs named in the report.", err=True)
         raise typer.Exit(EXIT_RUN)
+
+
+@app.command()
+def bootstrap(
+    project: Path = typer.Option(..., "--project", "-p", help="Flower project directory (holds pyproject.toml)."),
+    aggregator: str = typer.Option(..., help="The data scientist's email (runs the server)."),
+    datasites: str = typer.Option(..., help="Comma-separated emails of the data owners."),
+    app_name: Optional[str] = typer.Option(None, help="Name the app's messages are filed under; default: the project name."),
+    transport: str = typer.Option("p2p", help="Transport plugin name."),
+) -> None:
+    """Write \\[tool.syft_flwr] (aggregator, datasites, transport, app name) into a Flower project."""
+    from syft_flwr_gdrive.bootstrap import bootstrap as write_section
+
+    path = _run_errors(lambda: write_section(
+        project, aggregator=aggregator, datasites=[d for d in datasites.split(",") if d.strip()],
+        app_name=app_name, transport=transport,
+    ))
+    typer.echo(f"wrote [tool.syft_flwr] to {path}")
+
+
+@app.command()
+def login(
+    client_secret: Path = typer.Option(..., help="OAuth client secret JSON (Desktop app) from the Google Cloud console."),
+    token_file: Path = typer.Option(Path("token.json"), help="Where to save the token (keep it private)."),
+    port: int = typer.Option(0, help="Local port for the OAuth redirect (0: any free port)."),
+) -> None:
+    """Sign in with a browser and save an OAuth token file (needs the 'login' extra)."""
+    def go() -> Path:
+        if not client_secret.is_file():
+            raise ConfigError(f"{client_secret} does not exist. Download an OAuth client (type Desktop app) JSON from "
+                              "the Google Cloud console > APIs & Services > Credentials.")
+        try:
+            from google_auth_oauthlib.flow import InstalledAppFlow
+        except ImportError:
+            raise ConfigError("login needs google-auth-oauthlib: pip install 'syft-flwr-gdrive[login]'.") from None
+        from syft_flwr_gdrive.drive.auth import SCOPES
+
+        flow = InstalledAppFlow.from_client_secrets_file(str(client_secret), scopes=list(SCOPES))
+        creds = flow.run_local_server(port=port, open_browser=True)
+        token_file.write_text(creds.to_json(), encoding="utf-8")
+        token_file.chmod(0o600)
+        return token_file
+
+    path = _run_errors(go)
+    typer.echo(f"saved {path}; use it with SYFT_FLWR_TOKEN_FILE={path}")
+
+
+@app.command()
+def doctor(
+    email: Optional[str] = typer.Option(None, help="This participant's email; default: $SYFTBOX_EMAIL."),
+    drive_url: Optional[str] = typer.Option(None, help="Drive API base URL (the fake Drive's); default: real Google Drive."),
+) -> None:
+    """Check settings, credentials, Drive reachability and the account; say what to fix."""
+    from syft_flwr_gdrive.doctor import run_checks
+
+    overrides: dict[str, Any] = {"email": email} if email else {}
+    environ = dict(__import__("os").environ)
+    if drive_url:
+        environ["SYFT_FLWR_DRIVE_URL"] = drive_url
+    checks = run_checks(environ, **overrides)
+    for check in checks:
+        mark = "ok " if check.ok else "FAIL"
+        typer.echo(f"[{mark}] {check.name}: {check.detail}")
+        if not check.ok and check.fix:
+            typer.echo(f"       fix: {check.fix}")
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        raise typer.Exit(EXIT_CONFIG if failed[0].name == "settings" else EXIT_DRIVE)
+    typer.echo("all good")
+
+
+@app.command()
+def clean(
+    app_name: Optional[str] = typer.Option(None, "--app", help="Only this app's files (e.g. message-digits); default: all apps."),
+    email: Optional[str] = typer.Option(None, help="This participant's email; default: $SYFTBOX_EMAIL."),
+    drive_url: Optional[str] = typer.Option(None, help="Drive API base URL (the fake Drive's); default: real Google Drive."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be deleted."),
+) -> None:
+    """Delete this participant's leftover message files from Drive (peers clean their own)."""
+    def go() -> Any:
+        from syft_flwr_gdrive.drive.transport import DriveTransport
+        from syft_flwr_gdrive.maintenance import clean as clean_files
+        from syft_flwr_gdrive.server import app_key
+
+        settings = _settings(email, drive_url, None)
+        return clean_files(DriveTransport.from_settings(settings), app=app_key(app_name) if app_name else None, dry_run=dry_run)
+
+    result = _run_errors(go)
+    for name in result.names:
+        typer.echo(("would delete " if dry_run else "deleted ") + name)
+    typer.echo(f"{result.found} message file(s) found, {result.deleted} deleted")
+
+
+@app.command(
+    "fake-drive",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def fake_drive(ctx: typer.Context) -> None:
+    """Run the fake Google Drive server alone (options: see `fake-drive --help`)."""
+    from syft_flwr_gdrive.fake.__main__ import main as fake_main
+
+    raise typer.Exit(fake_main(list(ctx.args)) or 0)
 
 
 def main() -> None:
