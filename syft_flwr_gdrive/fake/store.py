@@ -11,10 +11,7 @@ server restarted on the same ``data_dir`` keeps its files, ids and change tokens
 
 from __future__ import annotations
 
-import base64
 import bisect
-import datetime as _dt
-import functools
 import hashlib
 import json
 import os
@@ -22,105 +19,21 @@ import secrets
 import shutil
 import tempfile
 import threading
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Optional
 
 from . import query as q
 from .blobs import BlobInfo
-from .errors import ApiError, forbidden, invalid, not_found
+from .errors import ApiError, forbidden, invalid
+from .records import (
+    ANYONE_ID, CREATE_FIELDS, FOLDER_MIME, ORDER_KEYS, ROLE_RANK, UPDATE_FIELDS, Change, Desc, FileRec, b64,
+    check_fields, check_props, new_id, now, parse_order, permission_id_for, rfc3339, time_field, unb64,
+)
+from .resources import Resources
 
-FOLDER_MIME = "application/vnd.google-apps.folder"
-ROLE_RANK = q.ROLE_RANK
-RANK_ROLE = {v: k for k, v in ROLE_RANK.items()}
-ANYONE_ID = "anyoneWithLink"
-ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-MAX_PROPS = 30  # Drive: at most 30 appProperties (per app) and 30 public properties per file
-MAX_PROP_BYTES = 124  # Drive: key + value at most 124 bytes (UTF-8)
 CHANGES_KEPT = 50_000  # change-log entries kept across a restart / compaction
-JOURNAL_COMPACT_AT = 100_000  # journal lines that trigger a compaction while running
-
-_CREATE_FIELDS = {
-    "name", "mimeType", "parents", "description", "appProperties", "properties", "starred", "id", "createdTime",
-    "modifiedTime", "trashed", "originalFilename", "contentHints", "folderColorRgb", "copyRequiresWriterPermission",
-    "writersCanShare", "viewedByMeTime", "kind", "contentRestrictions", "shortcutDetails", "inheritedPermissionsDisabled",
-}
-_UPDATE_FIELDS = _CREATE_FIELDS - {"id", "createdTime", "parents"}
-_READ_ONLY = {
-    "owners", "size", "md5Checksum", "sha1Checksum", "sha256Checksum", "version", "capabilities", "permissions",
-    "permissionIds", "ownedByMe", "webViewLink", "webContentLink", "iconLink", "headRevisionId", "quotaBytesUsed",
-    "shared", "explicitlyTrashed", "trashedTime", "trashingUser", "lastModifyingUser", "sharingUser", "spaces",
-    "hasThumbnail", "thumbnailLink", "thumbnailVersion", "exportLinks", "fullFileExtension", "fileExtension",
-    "modifiedByMe", "modifiedByMeTime", "isAppAuthorized", "teamDriveId", "driveId", "sharedWithMeTime",
-    "viewedByMe", "resourceKey", "linkShareMetadata", "labelInfo", "hasAugmentedPermissions", "imageMediaMetadata",
-    "videoMediaMetadata", "clientEncryptionDetails", "downloadRestrictions", "viewersCanCopyContent",
-}
-
-
-def now() -> float:
-    """Wall-clock time rounded to Drive's millisecond resolution."""
-    return round(time.time(), 3)
-
-
-def rfc3339(t: float) -> str:
-    d = _dt.datetime.fromtimestamp(t, _dt.timezone.utc)
-    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
-
-
-def new_id() -> str:
-    """A fresh id shaped like Drive's (33 URL-safe characters starting with '1')."""
-    return "1" + "".join(secrets.choice(ID_ALPHABET) for _ in range(32))
-
-
-def permission_id_for(email: str) -> str:
-    """Drive gives each user one stable numeric permission id; derive ours from the email."""
-    digest = hashlib.sha256(email.lower().encode()).digest()
-    return str(int.from_bytes(digest[:8], "big")).rjust(20, "0")
-
-
-def display_name(email: str) -> str:
-    return email.split("@", 1)[0]
-
-
-@dataclass
-class FileRec:
-    """One Drive file or folder (metadata only; content is ``blob`` under ``blobs/``)."""
-
-    id: str
-    name: str
-    mime_type: str
-    owner: str
-    parents: list[str]
-    created: float
-    modified: float
-    seq: int  # creation order: stable tie-breaker for sorting and paging
-    description: Optional[str] = None
-    app_properties: dict[str, str] = field(default_factory=dict)
-    properties: dict[str, str] = field(default_factory=dict)
-    starred: bool = False
-    explicitly_trashed: bool = False
-    trashed_time: Optional[float] = None
-    version: int = 1
-    size: Optional[int] = None
-    md5: Optional[str] = None
-    sha256: Optional[str] = None
-    blob: Optional[str] = None
-    permissions: list[dict[str, str]] = field(default_factory=list)  # direct: id, type, role, emailAddress
-    is_root: bool = False
-    last_modifier: Optional[str] = None
-
-    @property
-    def is_folder(self) -> bool:
-        return self.mime_type == FOLDER_MIME
-
-
-@dataclass
-class Change:
-    seq: int
-    file_id: str
-    time: float
-    removed_for: Optional[list[str]] = None  # users who lost sight of the file with this change
+JOURNAL_COMPACT_AT = 100_000  # superseded journal lines that trigger a compaction while running
 
 
 class _View:
@@ -145,9 +58,7 @@ class _View:
         return self.rec.starred
 
     def is_shared_with_me(self) -> bool:
-        return self.rec.owner != self.email and any(
-            p["type"] == "user" and p.get("emailAddress") == self.email for p in self.rec.permissions
-        )
+        return self.store._shared_with_me(self.rec, self.email)
 
     def role_of(self, email: str) -> int:
         if email == "anyone":
@@ -157,61 +68,9 @@ class _View:
         return self.store._role(self.rec, email, {})
 
 
-class _Desc:
-    """Wraps a sort value so that ascending tuple order sorts it descending."""
-
-    __slots__ = ("v",)
-
-    def __init__(self, v: Any) -> None:
-        self.v = v
-
-    def __lt__(self, other: "_Desc") -> bool:
-        return other.v < self.v
-
-    def __gt__(self, other: "_Desc") -> bool:
-        return other.v > self.v
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Desc) and other.v == self.v
 
 
-_ORDER_KEYS = {
-    "createdTime": lambda r: r.created,
-    "modifiedTime": lambda r: r.modified,
-    "modifiedByMeTime": lambda r: r.modified,
-    "recency": lambda r: r.modified,
-    "viewedByMeTime": lambda r: r.modified,
-    "sharedWithMeTime": lambda r: r.created,
-    "name": lambda r: r.name.casefold(),
-    "name_natural": lambda r: r.name.casefold(),
-    "folder": lambda r: 0 if r.is_folder else 1,
-    "starred": lambda r: 0 if r.starred else 1,
-    "quotaBytesUsed": lambda r: r.size or 0,
-}
-
-
-def parse_order(order_by: Optional[str]) -> list[tuple[str, bool]]:
-    """``"createdTime desc,name"`` -> [("createdTime", True), ("name", False)]."""
-    out: list[tuple[str, bool]] = []
-    for part in (order_by or "").split(","):
-        words = part.split()
-        if not words:
-            continue
-        if len(words) > 2 or words[0] not in _ORDER_KEYS or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
-            raise invalid(f"Invalid Value: orderBy {order_by!r}", "orderBy")
-        out.append((words[0], len(words) == 2 and words[1].lower() == "desc"))
-    return out
-
-
-def _b64(obj: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(obj, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def _unb64(token: str) -> Any:
-    return json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-
-
-class Store:
+class Store(Resources):
     """All of the fake Drive's state. Every public method is thread-safe."""
 
     def __init__(self, data_dir: Optional[os.PathLike | str] = None) -> None:
@@ -369,256 +228,9 @@ class Store:
         self.next_file_seq += 1
         return s
 
-    def user_resource(self, email: str, viewer: str) -> dict:
-        return {
-            "kind": "drive#user",
-            "displayName": display_name(email),
-            "emailAddress": email,
-            "me": email == viewer,
-            "permissionId": permission_id_for(email),
-        }
 
-    # ------------------------------------------------------------------ access rules
 
-    @staticmethod
-    def _direct_rank(rec: FileRec, email: str) -> int:
-        best = 0
-        for p in rec.permissions:
-            if p["type"] == "anyone" or (p["type"] == "user" and p.get("emailAddress") == email):
-                best = max(best, ROLE_RANK[p["role"]])
-        return best
 
-    def _inherited_rank(self, folder_id: str, email: str, memo: dict) -> int:
-        """Role a child inherits from ``folder_id``: the folder's owner edits its children."""
-        if folder_id in memo:
-            return memo[folder_id]
-        memo[folder_id] = 0  # guards against cycles
-        f = self.files.get(folder_id)
-        if f is None:
-            return 0
-        r = ROLE_RANK["writer"] if f.owner == email else self._direct_rank(f, email)
-        for p in f.parents:
-            if r >= ROLE_RANK["writer"]:
-                break
-            r = max(r, self._inherited_rank(p, email, memo))
-        memo[folder_id] = r
-        return r
-
-    def _role(self, rec: FileRec, email: str, memo: Optional[dict] = None) -> int:
-        """0 (no access) .. 4 (owner) for ``email`` on ``rec``."""
-        if rec.owner == email:
-            return ROLE_RANK["owner"]
-        if rec.is_root:
-            return 0
-        memo = {} if memo is None else memo
-        r = self._direct_rank(rec, email)
-        for p in rec.parents:
-            r = max(r, self._inherited_rank(p, email, memo))
-        return r
-
-    def _trashed(self, rec: FileRec) -> bool:
-        seen: set[str] = set()
-        stack = [rec]
-        while stack:
-            r = stack.pop()
-            if r.explicitly_trashed:
-                return True
-            for p in r.parents:
-                if p not in seen and p in self.files:
-                    seen.add(p)
-                    stack.append(self.files[p])
-        return False
-
-    def _ancestors(self, rec: FileRec) -> list[FileRec]:
-        out, seen, stack = [], set(), list(rec.parents)
-        while stack:
-            pid = stack.pop()
-            if pid in seen or pid not in self.files:
-                continue
-            seen.add(pid)
-            out.append(self.files[pid])
-            stack.extend(self.files[pid].parents)
-        return out
-
-    def _descendants(self, folder_id: str) -> list[FileRec]:
-        out, seen, stack = [], {folder_id}, [folder_id]
-        while stack:
-            for cid in self.children.get(stack.pop(), ()):
-                if cid not in seen and cid in self.files:
-                    seen.add(cid)
-                    out.append(self.files[cid])
-                    stack.append(cid)
-        return out
-
-    def _audience(self, rec: FileRec) -> set[str]:
-        """Every named user who can currently see ``rec`` (``anyone`` links cannot be enumerated)."""
-        who = {rec.owner}
-        for r in [rec, *self._ancestors(rec)]:
-            if r is not rec:
-                who.add(r.owner)
-            who.update(p["emailAddress"] for p in r.permissions if p["type"] == "user")
-        return who
-
-    def _resolve(self, file_id: str, email: str) -> str:
-        return self.users.get(email, file_id) if file_id == "root" else file_id
-
-    def _visible(self, file_id: str, email: str, memo: Optional[dict] = None) -> FileRec:
-        """The file if ``email`` may see it; Drive answers 404 (not 403) otherwise."""
-        rec = self.files.get(self._resolve(file_id, email))
-        if rec is None or self._role(rec, email, memo) == 0:
-            raise not_found(file_id)
-        return rec
-
-    def _writable(self, file_id: str, email: str) -> FileRec:
-        rec = self._visible(file_id, email)
-        if self._role(rec, email) < ROLE_RANK["writer"]:
-            raise forbidden()
-        return rec
-
-    # ------------------------------------------------------------------ rendering
-
-    def _permission_resource(self, p: dict, inherited: bool) -> dict:
-        out = {"kind": "drive#permission", "id": p["id"], "type": p["type"], "role": p["role"], "deleted": False,
-               "pendingOwner": False, "permissionDetails": [{"permissionType": "file", "role": p["role"], "inherited": inherited}]}
-        if p["type"] == "user":
-            out["emailAddress"] = p["emailAddress"]
-            out["displayName"] = display_name(p["emailAddress"])
-        else:
-            out["allowFileDiscovery"] = False
-        return out
-
-    def _effective_permissions(self, rec: FileRec) -> list[dict]:
-        """Owner, direct, then inherited permissions (one per permission id, strongest role)."""
-        owner = {"id": permission_id_for(rec.owner), "type": "user", "role": "owner", "emailAddress": rec.owner}
-        found: dict[str, tuple[dict, bool]] = {owner["id"]: (owner, False)}
-        for p in rec.permissions:
-            found.setdefault(p["id"], (p, False))
-        for a in self._ancestors(rec):
-            if a.is_root:
-                continue
-            cands = [{"id": permission_id_for(a.owner), "type": "user", "role": "writer", "emailAddress": a.owner}]
-            cands += a.permissions
-            for p in cands:
-                cur = found.get(p["id"])
-                if cur is None or (cur[1] and ROLE_RANK[p["role"]] > ROLE_RANK[cur[0]["role"]]):
-                    found[p["id"]] = (p, True)
-        return [self._permission_resource(p, inh) for p, inh in found.values()]
-
-    def resource(self, rec: FileRec, viewer: str, memo: Optional[dict] = None) -> dict:
-        """The full v3 File resource of ``rec`` as ``viewer`` sees it (``fields`` filters later)."""
-        rank = self._role(rec, viewer, memo)
-        writer = rank >= ROLE_RANK["writer"]
-        owner = rec.owner == viewer
-        trashed = self._trashed(rec)
-        out: dict[str, Any] = {
-            "kind": "drive#file",
-            "id": rec.id,
-            "name": rec.name,
-            "mimeType": rec.mime_type,
-            "starred": rec.starred,
-            "trashed": trashed,
-            "explicitlyTrashed": rec.explicitly_trashed,
-            "parents": list(rec.parents),
-            "spaces": ["drive"],
-            "version": str(rec.version),
-            "webViewLink": f"https://drive.google.com/file/d/{rec.id}/view",
-            "viewedByMe": owner,
-            "createdTime": rfc3339(rec.created),
-            "modifiedTime": rfc3339(rec.modified),
-            "owners": [self.user_resource(rec.owner, viewer)],
-            "lastModifyingUser": self.user_resource(rec.last_modifier or rec.owner, viewer),
-            "shared": bool(rec.permissions) or any(a.permissions for a in self._ancestors(rec)),
-            "ownedByMe": owner,
-            "writersCanShare": True,
-            "viewersCanCopyContent": True,
-            "copyRequiresWriterPermission": False,
-            "capabilities": {
-                "canAddChildren": rec.is_folder and writer,
-                "canComment": rank >= ROLE_RANK["commenter"],
-                "canCopy": not rec.is_folder,
-                "canDelete": owner,
-                "canDownload": True,
-                "canEdit": writer,
-                "canListChildren": rec.is_folder,
-                "canModifyContent": writer,
-                "canReadRevisions": writer,
-                "canRemoveChildren": rec.is_folder and writer,
-                "canRename": writer,
-                "canShare": writer,
-                "canTrash": owner,
-                "canUntrash": owner,
-            },
-        }
-        if rec.is_root:
-            del out["parents"]
-        if not rec.is_folder:
-            size = rec.size or 0
-            out.update(size=str(size), quotaBytesUsed=str(size if owner else 0), headRevisionId=f"0B{rec.id[-10:]}{rec.version}")
-            out["md5Checksum"] = rec.md5 or hashlib.md5(b"").hexdigest()
-            out["sha256Checksum"] = rec.sha256 or hashlib.sha256(b"").hexdigest()
-            out["webContentLink"] = f"https://drive.google.com/uc?id={rec.id}&export=download"
-        if rec.description is not None:
-            out["description"] = rec.description
-        if rec.app_properties:
-            out["appProperties"] = dict(rec.app_properties)
-        if rec.properties:
-            out["properties"] = dict(rec.properties)
-        if rec.trashed_time is not None and rec.explicitly_trashed:
-            out["trashedTime"] = rfc3339(rec.trashed_time)
-        if self._view(rec, viewer, {}).is_shared_with_me():
-            out["sharedWithMeTime"] = rfc3339(rec.created)
-        if writer:
-            perms = self._effective_permissions(rec)
-            out["permissions"] = perms
-            out["permissionIds"] = [p["id"] for p in perms]
-        return out
-
-    def _view(self, rec: FileRec, email: str, memo: dict) -> _View:
-        return _View(rec, self, email, memo)
-
-    # ------------------------------------------------------------------ validation helpers
-
-    @staticmethod
-    def _check_fields(meta: dict, allowed: set[str], for_update: bool) -> None:
-        for k in meta:
-            if k in allowed:
-                continue
-            if k == "parents" and for_update:
-                raise ApiError(403, "fieldNotWritable", "The parents field is not directly writable in update requests. "
-                               "Use the addParents and removeParents parameters instead.")
-            if k in _READ_ONLY or k in ("id", "createdTime"):
-                raise ApiError(403, "fieldNotWritable", f"The resource body includes fields which are not directly writable: {k}")
-            raise ApiError(400, "badRequest", f"Invalid JSON payload received. Unknown name \"{k}\" at 'resource': Cannot find field.")
-
-    @staticmethod
-    def _check_props(name: str, props: Any, current: dict[str, str]) -> dict[str, str]:
-        """Merge a properties patch (``None`` deletes a key) and enforce Drive's limits."""
-        if props is None:
-            return {}
-        if not isinstance(props, dict):
-            raise invalid(f"Invalid value for {name}: expected an object")
-        out = dict(current)
-        for k, v in props.items():
-            if v is None:
-                out.pop(k, None)
-                continue
-            if not isinstance(v, str):
-                raise invalid(f"Invalid value for {name}[{k!r}]: values must be strings")
-            if not k or len(k.encode()) + len(v.encode()) > MAX_PROP_BYTES:
-                raise invalid(f"The size of the {name} key and value exceeds {MAX_PROP_BYTES} bytes: {k!r}")
-            out[k] = v
-        if len(out) > MAX_PROPS:
-            raise invalid(f"A file may have at most {MAX_PROPS} {name}, got {len(out)}")
-        return out
-
-    @staticmethod
-    def _time_field(meta: dict, key: str) -> Optional[float]:
-        if key not in meta or meta[key] is None:
-            return None
-        try:
-            return round(q.parse_time(str(meta[key])), 3)
-        except ValueError:
-            raise invalid(f"Invalid value for {key}: {meta[key]!r}") from None
 
     def _check_parent(self, parent_id: str, email: str) -> str:
         pid = self._resolve(parent_id, email)
@@ -645,7 +257,7 @@ class Store:
     def check_create(self, email: str, meta: dict) -> None:
         """Validate a create before any content is accepted (resumable session start)."""
         with self.lock:
-            self._check_fields(meta, _CREATE_FIELDS, False)
+            check_fields(meta, CREATE_FIELDS, False)
             self._prepare_create(email, meta, dry_run=True)
 
     def _prepare_create(self, email: str, meta: dict, dry_run: bool) -> tuple[str, list[str]]:
@@ -667,16 +279,16 @@ class Store:
         resolved = [self._check_parent(p, email) for p in parents]
         if "name" in meta and not isinstance(meta["name"], str):
             raise invalid("Invalid value for name", "name")
-        self._check_props("appProperties", meta.get("appProperties"), {})
-        self._check_props("properties", meta.get("properties"), {})
-        self._time_field(meta, "createdTime")
-        self._time_field(meta, "modifiedTime")
+        check_props("appProperties", meta.get("appProperties"), {})
+        check_props("properties", meta.get("properties"), {})
+        time_field(meta, "createdTime")
+        time_field(meta, "modifiedTime")
         return fid or new_id(), resolved
 
     def create(self, email: str, meta: dict, content: Optional[BlobInfo] = None, default_mime: Optional[str] = None) -> dict:
         """files.create: the creator owns the new file, wherever it is placed."""
         with self.lock:
-            self._check_fields(meta, _CREATE_FIELDS, False)
+            check_fields(meta, CREATE_FIELDS, False)
             fid, parents = self._prepare_create(email, meta, dry_run=False)
             t = now()
             mime = meta.get("mimeType") or default_mime or ("application/octet-stream" if content else "application/octet-stream")
@@ -686,12 +298,12 @@ class Store:
                 mime_type=mime,
                 owner=email,
                 parents=parents,
-                created=self._time_field(meta, "createdTime") or t,
-                modified=self._time_field(meta, "modifiedTime") or t,
+                created=time_field(meta, "createdTime") or t,
+                modified=time_field(meta, "modifiedTime") or t,
                 seq=self._take_seq(),
                 description=meta.get("description"),
-                app_properties=self._check_props("appProperties", meta.get("appProperties"), {}),
-                properties=self._check_props("properties", meta.get("properties"), {}),
+                app_properties=check_props("appProperties", meta.get("appProperties"), {}),
+                properties=check_props("properties", meta.get("properties"), {}),
                 starred=bool(meta.get("starred", False)),
                 explicitly_trashed=bool(meta.get("trashed", False)),
                 trashed_time=t if meta.get("trashed") else None,
@@ -733,7 +345,7 @@ class Store:
     def check_update(self, email: str, file_id: str, meta: dict) -> str:
         """Validate an update before content is accepted; returns the resolved id."""
         with self.lock:
-            self._check_fields(meta, _UPDATE_FIELDS, True)
+            check_fields(meta, UPDATE_FIELDS, True)
             rec = self._writable(file_id, email)
             if rec.is_folder:
                 raise invalid("Folders cannot have content.")
@@ -743,7 +355,7 @@ class Store:
                content: Optional[BlobInfo] = None, default_mime: Optional[str] = None) -> dict:
         """files.update (PATCH semantics): writers edit, only the owner trashes."""
         with self.lock:
-            self._check_fields(meta, _UPDATE_FIELDS, True)
+            check_fields(meta, UPDATE_FIELDS, True)
             rec = self._writable(file_id, email)
             if rec.is_root:
                 raise forbidden("The root folder cannot be modified.")
@@ -762,9 +374,9 @@ class Store:
                 raise ApiError(403, "cannotAddParent", "Increasing the number of parents is not allowed.")
             if content is not None and rec.is_folder:
                 raise invalid("Folders cannot have content.")
-            app_props = self._check_props("appProperties", meta["appProperties"], rec.app_properties) if "appProperties" in meta else rec.app_properties
-            props = self._check_props("properties", meta["properties"], rec.properties) if "properties" in meta else rec.properties
-            mtime = self._time_field(meta, "modifiedTime")
+            app_props = check_props("appProperties", meta["appProperties"], rec.app_properties) if "appProperties" in meta else rec.app_properties
+            props = check_props("properties", meta["properties"], rec.properties) if "properties" in meta else rec.properties
+            mtime = time_field(meta, "modifiedTime")
             if "name" in meta:
                 if not isinstance(meta["name"], str):
                     raise invalid("Invalid value for name", "name")
@@ -850,7 +462,7 @@ class Store:
         after: Optional[tuple] = None
         if page_token:
             try:
-                tok = _unb64(page_token)
+                tok = unb64(page_token)
                 if tok["h"] != fingerprint:
                     raise ValueError("token of another query")
                 after = self._wrap_key(tok["k"], order)
@@ -873,7 +485,7 @@ class Store:
             for rec in cands:
                 if rec.is_root or (lag > 0 and rec.created > cutoff) or self._role(rec, email, memo) == 0:
                     continue
-                if node is None or q.evaluate(node, self._view(rec, email, memo), resolve, email):
+                if node is None or q.evaluate(node, _View(rec, self, email, memo), resolve, email):
                     hits.append((self._sort_key(rec, order), rec))
             hits.sort(key=lambda h: h[0])
             if after is not None:
@@ -882,18 +494,18 @@ class Store:
             page = hits[:page_size]
             token = None
             if len(hits) > page_size:
-                token = _b64({"h": fingerprint, "k": self._raw_key(page[-1][1], order)})
+                token = b64({"h": fingerprint, "k": self._raw_key(page[-1][1], order)})
             return [self.resource(rec, email, memo) for _, rec in page], token
 
     @staticmethod
     def _raw_key(rec: FileRec, order: list[tuple[str, bool]]) -> list:
-        return [_ORDER_KEYS[k](rec) for k, _ in order] + [rec.seq]
+        return [ORDER_KEYS[k](rec) for k, _ in order] + [rec.seq]
 
     @staticmethod
     def _wrap_key(raw: list, order: list[tuple[str, bool]]) -> tuple:
         if len(raw) != len(order) + 1:
             raise ValueError("bad key")
-        return tuple(_Desc(v) if desc else v for v, (_, desc) in zip(raw, order)) + (raw[-1],)
+        return tuple(Desc(v) if desc else v for v, (_, desc) in zip(raw, order)) + (raw[-1],)
 
     def _sort_key(self, rec: FileRec, order: list[tuple[str, bool]]) -> tuple:
         return self._wrap_key(self._raw_key(rec, order), order)
