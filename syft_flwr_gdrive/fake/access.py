@@ -21,6 +21,9 @@ class AccessRules:
     children: dict[str, set[str]]
     users: dict[str, str]
 
+    def _app(self, email: str) -> str:  # provided by the store
+        raise NotImplementedError
+
     @staticmethod
     def _direct_rank(rec: FileRec, email: str) -> int:
         best = 0

@@ -25,6 +25,7 @@ from . import query as q
 from .blobs import BlobInfo, BlobWriter, copy_stream
 from .errors import ApiError, error_body, invalid
 from .faults import FaultEngine
+from .records import DEFAULT_APP
 from .store import Store
 from .uploads import Session, Sessions
 
@@ -49,12 +50,37 @@ REASONS = {200: "OK", 201: "Created", 204: "No Content", 206: "Partial Content",
            503: "Service Unavailable"}
 
 
-def fake_token_for(email: str) -> str:
+def fake_token_for(email: str, app: Optional[str] = None) -> str:
     """The bearer token that means ``email`` to the fake without any registration.
 
-    ``fake:<email>``, percent-encoded where needed: httplib2 mangles header values that
-    contain a backslash, and ``fake:alice@example.com`` stays readable (and valid) as is."""
-    return "fake:" + urllib.parse.quote(email.strip().lower(), safe="@.+-_!#$&*=?^`{|}~/")
+    ``fake:<email>``, percent-encoded where needed (httplib2 mangles header values that
+    contain a backslash; ``fake:alice@example.com`` stays readable and valid as is).
+    ``app`` names the OAuth app the token belongs to (``fake:<email>#<app>``): like Drive,
+    the fake shows ``appProperties`` only to the app that wrote them. Default: one app."""
+    token = "fake:" + urllib.parse.quote(email.strip().lower(), safe="@.+-_!$&*=?^`{|}~/")
+    if app:
+        if not _APP_RE.fullmatch(app):
+            raise ValueError(f"app ids are [A-Za-z0-9._-]+, got {app!r}")
+        token += "#" + app
+    return token
+
+
+_APP_RE = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def parse_fake_token(token: str) -> Optional[tuple[str, Optional[str]]]:
+    """(email, app) of a ``fake:`` token, or None if it is not one."""
+    if not token.startswith("fake:"):
+        return None
+    body, app = token[5:].strip(), None
+    if "#" in body:
+        body, app = body.rsplit("#", 1)
+        if not _APP_RE.fullmatch(app):
+            return None
+    email = urllib.parse.unquote(body).lower()
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
+        return None
+    return email, app
 
 
 class Body:
@@ -182,6 +208,7 @@ ROUTES = [
     Route("GET", re.compile(rf"^/drive/v3/files/{_ID}/permissions/?$"), "permissions.list", "perm_list", "get"),
     Route("POST", re.compile(rf"^/drive/v3/files/{_ID}/permissions/?$"), "permissions.create", "perm_create", "modify"),
     Route("GET", re.compile(rf"^/drive/v3/files/{_ID}/permissions/(?P<pid>[^/]+)$"), "permissions.get", "perm_get", "get"),
+    Route("PATCH", re.compile(rf"^/drive/v3/files/{_ID}/permissions/(?P<pid>[^/]+)$"), "permissions.update", "perm_update", "modify"),
     Route("DELETE", re.compile(rf"^/drive/v3/files/{_ID}/permissions/(?P<pid>[^/]+)$"), "permissions.delete", "perm_delete", "modify"),
     Route("GET", re.compile(rf"^/drive/v3/files/{_ID}$"), "files.get", "files_get", "get"),
     Route("PATCH", re.compile(rf"^/drive/v3/files/{_ID}$"), "files.update", "files_update", "modify"),
@@ -228,7 +255,7 @@ class Api:
         self.store = store
         self.faults = faults
         self.strict_tokens = strict_tokens
-        self.tokens: dict[str, str] = {}
+        self.tokens: dict[str, tuple[str, Optional[str]]] = {}  # registered token -> (email, app)
         self.sessions = Sessions(store.uploads_dir)
         self._stats_lock = threading.Lock()
         self.requests: collections.Counter[str] = collections.Counter()
@@ -276,15 +303,14 @@ class Api:
                 return fallback
             raise ApiError(401, "authError", "Request is missing required authentication credential. Expected OAuth 2 access token.",
                            location="Authorization", locationType="header")
-        email = self.tokens.get(token)
-        if email is None and not self.strict_tokens and token.startswith("fake:"):
-            cand = urllib.parse.unquote(token[5:].strip()).lower()
-            if re.fullmatch(r"[^@\s]+@[^@\s]+", cand):
-                email = cand
-        if email is None:
+        found = self.tokens.get(token)
+        if found is None and not self.strict_tokens:
+            found = parse_fake_token(token)
+        if found is None:
             raise ApiError(401, "authError", "Request had invalid authentication credentials. Expected OAuth 2 access token.",
                            location="Authorization", locationType="header")
-        self.store.ensure_user(email)
+        email, app = found
+        self.store.ensure_user(email, app or DEFAULT_APP)
         return email
 
     def count(self, key: str, user: Optional[str], status: int) -> None:
@@ -617,6 +643,10 @@ class Api:
 
     def h_perm_get(self, req: Request, user: str, id: str, pid: str) -> Response:
         return json_response(self._select(self.store.get_permission(user, id, pid), req, "Permission"))
+
+    def h_perm_update(self, req: Request, user: str, id: str, pid: str) -> Response:
+        body = _json_body(req)
+        return json_response(self._select(self.store.update_permission(user, id, pid, body), req, "Permission"))
 
     def h_perm_delete(self, req: Request, user: str, id: str, pid: str) -> Response:
         self.store.delete_permission(user, id, pid)

@@ -22,6 +22,7 @@ FOLDER_MIME = "application/vnd.google-apps.folder"
 ROLE_RANK = q.ROLE_RANK
 RANK_ROLE = {v: k for k, v in ROLE_RANK.items()}
 ANYONE_ID = "anyoneWithLink"
+DEFAULT_APP = "default"  # the OAuth app of tokens that name none
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 MAX_PROPS = 30  # Drive: at most 30 appProperties (per app) and 30 public properties per file
 MAX_PROP_BYTES = 124  # Drive: key + value at most 124 bytes (UTF-8)
@@ -81,7 +82,7 @@ class FileRec:
     modified: float
     seq: int  # creation order: stable tie-breaker for sorting and paging
     description: Optional[str] = None
-    app_properties: dict[str, str] = field(default_factory=dict)
+    app_properties: dict[str, dict[str, str]] = field(default_factory=dict)  # OAuth app -> its private properties
     properties: dict[str, str] = field(default_factory=dict)
     starred: bool = False
     explicitly_trashed: bool = False

@@ -107,8 +107,9 @@ class Resources(AccessRules):
             out["webContentLink"] = f"https://drive.google.com/uc?id={rec.id}&export=download"
         if rec.description is not None:
             out["description"] = rec.description
-        if rec.app_properties:
-            out["appProperties"] = dict(rec.app_properties)
+        mine = rec.app_properties.get(self._app(viewer))
+        if mine:
+            out["appProperties"] = dict(mine)  # private to the viewer's OAuth app
         if rec.properties:
             out["properties"] = dict(rec.properties)
         if rec.trashed_time is not None and rec.explicitly_trashed:

@@ -41,7 +41,7 @@ class FakeDriveServer:
         self.strict_tokens = strict_tokens
         self.body_timeout = body_timeout
         self.idle_timeout = idle_timeout
-        self._pending_users: dict[str, str] = {}
+        self._pending_users: dict[str, tuple[str, Optional[str]]] = {}
         self.store: Optional[Store] = None
         self.api: Optional[Api] = None
         self._httpd: Optional[FakeHTTPServer] = None
@@ -55,7 +55,7 @@ class FakeDriveServer:
         self.store = Store(self.data_dir)
         self.api = Api(self.store, self._engine, self.strict_tokens)
         self.api.tokens.update(self._pending_users)
-        for email in set(self._pending_users.values()):
+        for email, _ in set(self._pending_users.values()):
             self.store.ensure_user(email)
         try:
             self._httpd = FakeHTTPServer((self.host, self._port), self.api, self._engine, self.body_timeout, self.idle_timeout)
@@ -107,13 +107,15 @@ class FakeDriveServer:
     def running(self) -> bool:
         return self._httpd is not None
 
-    def add_user(self, email: str, token: Optional[str] = None) -> str:
-        """Register ``email`` (and a token for it; default ``fake:<email>``); returns the token."""
+    def add_user(self, email: str, token: Optional[str] = None, app: Optional[str] = None) -> str:
+        """Register ``email`` with a token (default ``fake_token_for(email, app)``); returns the token.
+
+        ``app`` is the OAuth app the token stands for (``appProperties`` are private per app)."""
         email = email.strip().lower()
-        token = token or fake_token_for(email)
-        self._pending_users[token] = email
+        token = token or fake_token_for(email, app)
+        self._pending_users[token] = (email, app)
         if self.api is not None and self.store is not None:
-            self.api.tokens[token] = email
+            self.api.tokens[token] = (email, app)
             self.store.ensure_user(email)
         return token
 

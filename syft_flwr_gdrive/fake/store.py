@@ -27,7 +27,7 @@ from . import query as q
 from .blobs import BlobInfo
 from .errors import ApiError, forbidden, invalid
 from .records import (
-    ANYONE_ID, CREATE_FIELDS, FOLDER_MIME, ORDER_KEYS, ROLE_RANK, UPDATE_FIELDS, Change, Desc, FileRec, b64,
+    ANYONE_ID, CREATE_FIELDS, DEFAULT_APP, FOLDER_MIME, ORDER_KEYS, ROLE_RANK, UPDATE_FIELDS, Change, Desc, FileRec, b64,
     check_fields, check_props, new_id, now, parse_order, permission_id_for, rfc3339, time_field, unb64,
 )
 from .resources import Resources
@@ -50,6 +50,10 @@ class _View:
     @property
     def description(self) -> str:  # type: ignore[override]
         return self.rec.description or ""
+
+    @property
+    def app_properties(self) -> dict[str, str]:  # type: ignore[override]
+        return self.rec.app_properties.get(self.store._app(self.email), {})
 
     def is_trashed(self) -> bool:
         return self.store._trashed(self.rec)
@@ -85,6 +89,7 @@ class Store(Resources):
         self.children: dict[str, set[str]] = {}
         self.users: dict[str, str] = {}  # email -> id of the user's "My Drive" root folder
         self.generated: set[str] = set()
+        self.user_apps: dict[str, str] = {}  # email -> OAuth app of the user's token (see ensure_user)
         self.changes: list[Change] = []
         self._change_seqs: list[int] = []
         self.next_change = 1
@@ -113,6 +118,8 @@ class Store(Resources):
         op = e["op"]
         if op == "put":
             rec = FileRec(**e["f"])
+            if any(isinstance(v, str) for v in rec.app_properties.values()):  # journals from before per-app properties
+                rec.app_properties = {DEFAULT_APP: dict(rec.app_properties)}  # type: ignore[dict-item]
             old = self.files.get(rec.id)
             if old:
                 self._unlink_children(old)
@@ -208,9 +215,14 @@ class Store(Resources):
 
     # ------------------------------------------------------------------ users
 
-    def ensure_user(self, email: str) -> str:
-        """Register ``email`` on first sight (creating its My Drive root); returns the root id."""
+    def ensure_user(self, email: str, app: Optional[str] = None) -> str:
+        """Register ``email`` on first sight (creating its My Drive root); returns the root id.
+
+        ``app`` is the OAuth app the user's current token belongs to: Drive keeps
+        ``appProperties`` private to the app that wrote them."""
         with self.lock:
+            if app is not None:
+                self.user_apps[email] = app
             root = self.users.get(email)
             if root is not None:
                 return root
@@ -222,6 +234,9 @@ class Store(Resources):
             self._log({"op": "user", "email": email, "root": root})
             self._put(rec)
             return root
+
+    def _app(self, email: str) -> str:
+        return self.user_apps.get(email, DEFAULT_APP)
 
     def _take_seq(self) -> int:
         s = self.next_file_seq
@@ -291,6 +306,7 @@ class Store(Resources):
             check_fields(meta, CREATE_FIELDS, False)
             fid, parents = self._prepare_create(email, meta, dry_run=False)
             t = now()
+            app_props = check_props("appProperties", meta.get("appProperties"), {})
             mime = meta.get("mimeType") or default_mime or ("application/octet-stream" if content else "application/octet-stream")
             rec = FileRec(
                 id=fid,
@@ -302,7 +318,7 @@ class Store(Resources):
                 modified=time_field(meta, "modifiedTime") or t,
                 seq=self._take_seq(),
                 description=meta.get("description"),
-                app_properties=check_props("appProperties", meta.get("appProperties"), {}),
+                app_properties={self._app(email): app_props} if app_props else {},
                 properties=check_props("properties", meta.get("properties"), {}),
                 starred=bool(meta.get("starred", False)),
                 explicitly_trashed=bool(meta.get("trashed", False)),
@@ -374,7 +390,9 @@ class Store(Resources):
                 raise ApiError(403, "cannotAddParent", "Increasing the number of parents is not allowed.")
             if content is not None and rec.is_folder:
                 raise invalid("Folders cannot have content.")
-            app_props = check_props("appProperties", meta["appProperties"], rec.app_properties) if "appProperties" in meta else rec.app_properties
+            app = self._app(email)
+            mine = rec.app_properties.get(app, {})
+            app_props = check_props("appProperties", meta["appProperties"], mine) if "appProperties" in meta else mine
             props = check_props("properties", meta["properties"], rec.properties) if "properties" in meta else rec.properties
             mtime = time_field(meta, "modifiedTime")
             if "name" in meta:
@@ -390,7 +408,8 @@ class Store(Resources):
             if "trashed" in meta:
                 rec.explicitly_trashed = bool(meta["trashed"])
                 rec.trashed_time = now() if rec.explicitly_trashed else None
-            rec.app_properties, rec.properties = app_props, props
+            rec.app_properties = {**{k: v for k, v in rec.app_properties.items() if k != app}, **({app: app_props} if app_props else {})}
+            rec.properties = props
             if new_parents != rec.parents:
                 self._unlink_children(rec)
                 rec.parents = new_parents
@@ -537,6 +556,26 @@ class Store(Resources):
             self._record_change(rec.id)
             for d in self._descendants(rec.id):
                 self._record_change(d.id)
+            return self._permission_resource(perm, False)
+
+    def update_permission(self, email: str, file_id: str, permission_id: str, body: dict) -> dict:
+        """permissions.update: change the role of a direct permission (writers only)."""
+        with self.lock:
+            rec = self._writable(file_id, email)
+            extra = set(body) - {"role", "kind", "id", "type", "emailAddress"}
+            if extra:
+                raise ApiError(403, "fieldNotWritable", f"The resource body includes fields which are not directly writable: {sorted(extra)}")
+            role = body.get("role")
+            if role not in ("reader", "commenter", "writer"):
+                raise invalid(f"Invalid permission role: {role!r}", "permission.role")
+            mine = [p for p in rec.permissions if p["id"] == permission_id]
+            if not mine:
+                raise ApiError(404, "notFound", f"Permission not found: {permission_id}.", location="permissionId", locationType="parameter")
+            perm = {**mine[0], "role": role}
+            rec.permissions = [perm if p["id"] == permission_id else p for p in rec.permissions]
+            self._put(rec)
+            for r in [rec, *self._descendants(rec.id)]:
+                self._record_change(r.id)
             return self._permission_resource(perm, False)
 
     def list_permissions(self, email: str, file_id: str) -> list[dict]:

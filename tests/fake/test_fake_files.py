@@ -173,6 +173,22 @@ def test_update_metadata_properties_and_parents(drive):
     expect_error(a.files().update(fileId=f["id"], body={"nmae": "typo"}), 400, "badRequest")
 
 
+def test_app_properties_are_private_to_the_oauth_app(drive):
+    a_app1, b_app1, b_app2 = drive(ALICE, fake_token_for(ALICE, "app1")), drive(BOB, fake_token_for(BOB, "app1")), \
+        drive(BOB, fake_token_for(BOB, "app2"))
+    box = folder(a_app1, "box")
+    a_app1.permissions().create(fileId=box, body={"type": "user", "role": "writer", "emailAddress": BOB}).execute()
+    fid = a_app1.files().create(body={"name": "m", "parents": [box], "appProperties": {"k": "v"}, "properties": {"p": "1"}},
+                                fields="id").execute()["id"]
+    q = "appProperties has { key='k' and value='v' }"
+    assert b_app1.files().get(fileId=fid, fields="appProperties,properties").execute() == {"appProperties": {"k": "v"}, "properties": {"p": "1"}}
+    assert names(b_app1, q) == ["m"]
+    assert b_app2.files().get(fileId=fid, fields="appProperties,properties").execute() == {"properties": {"p": "1"}}
+    assert names(b_app2, q) == [] and names(b_app2, "properties has { key='p' and value='1' }") == ["m"]
+    b_app2.files().update(fileId=fid, body={"appProperties": {"k": "other"}}).execute()
+    assert a_app1.files().get(fileId=fid, fields="appProperties").execute() == {"appProperties": {"k": "v"}}
+
+
 def test_trash_is_listed_unless_excluded_and_only_owner_trashes(drive):
     a, b = drive(ALICE), drive(BOB)
     box = folder(a, "box")
@@ -193,9 +209,13 @@ def test_permissions_routes(drive):
     assert p["emailAddress"] == BOB and p["role"] == "commenter"
     perms = a.permissions().list(fileId=box, fields="permissions(id,role,emailAddress)").execute()["permissions"]
     assert {(x["emailAddress"], x["role"]) for x in perms} == {(ALICE, "owner"), (BOB, "commenter")}
+    expect_error(b.permissions().list(fileId=box), 403, "insufficientFilePermissions")  # commenters do not see sharing
     assert a.permissions().get(fileId=box, permissionId=p["id"], fields="role").execute() == {"role": "commenter"}
     expect_error(b.permissions().create(fileId=box, body={"type": "user", "role": "reader", "emailAddress": CAROL}),
                  403, "insufficientFilePermissions")
+    up = a.permissions().update(fileId=box, permissionId=p["id"], body={"role": "writer"}, fields="role").execute()
+    assert up == {"role": "writer"}
+    b.permissions().create(fileId=box, body={"type": "user", "role": "reader", "emailAddress": CAROL}).execute()  # now allowed
     owner_pid = next(x["id"] for x in perms if x["role"] == "owner")
     expect_error(a.permissions().delete(fileId=box, permissionId=owner_pid), 403, "cannotRemoveOwner")
     a.permissions().delete(fileId=box, permissionId=p["id"]).execute()
