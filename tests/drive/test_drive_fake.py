@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import subprocess
 import sys
@@ -343,3 +344,21 @@ def test_exhausted_quota_raises_rate_limited_naming_the_fix(srv, status):
     assert err.status == status and err.retries == 2 and alice.calls.retries == 2
     assert err.reason == ("userRateLimitExceeded" if status == 403 else "rateLimitExceeded")
     assert "quota" in err.message.lower() and "SYFT_FLWR_POLL_INTERVAL" in err.message
+
+
+def test_resumable_upload_resumes_after_failed_chunks_instead_of_restarting(srv):
+    chunk, n_chunks = 256 * KIB, 24
+    data = bytes(range(256)) * (chunk * n_chunks // 256)
+    alice = api_for(srv, ALICE, chunk_size=chunk)
+    srv.faults = FaultConfig(seed=3, drop_rate=0.15, error_rate=0.15, error_kinds=["500", "503"],
+                             error_after_fraction=0.5, routes=["upload.chunk"])
+    meta = alice.upload_stream("resumed", io.BytesIO(data), len(data), parent_id=None)
+    stats = srv.stats()
+    srv.faults = FaultConfig()
+    failures = sum(stats["faults"].values())
+    chunk_puts = sum(v for k, v in stats["requests"].items() if k.startswith("PUT upload.chunk"))
+    assert failures >= 3
+    # Each failure costs at most a probe and one re-sent chunk; a restart would re-send all.
+    assert chunk_puts <= n_chunks + 2 * failures
+    assert stats["requests"].get("POST upload.create", 0) == 1  # one session, never restarted
+    assert alice.download_bytes(meta["id"]) == data
