@@ -410,7 +410,10 @@ class Store(Resources):
                 rec.trashed_time = now() if rec.explicitly_trashed else None
             rec.app_properties = {**{k: v for k, v in rec.app_properties.items() if k != app}, **({app: app_props} if app_props else {})}
             rec.properties = props
-            if new_parents != rec.parents:
+            moved = new_parents != rec.parents
+            affected = [rec, *self._descendants(rec.id)] if moved else [rec]
+            before = {r.id: self._audience(r) for r in affected} if moved else {}
+            if moved:
                 self._unlink_children(rec)
                 rec.parents = new_parents
                 self._link_children(rec)
@@ -422,10 +425,14 @@ class Store(Resources):
             rec.modified = mtime or now()
             rec.last_modifier = email
             self._put(rec)
-            self._record_change(rec.id)
-            if rec.is_folder and (add_parents or remove_parents or "trashed" in meta):
-                for d in self._descendants(rec.id):
-                    self._record_change(d.id)
+            if moved:  # users who could only see it through the old parent are told it is gone
+                for r in affected:
+                    self._record_change(r.id, before[r.id] - self._audience(r))
+            else:
+                self._record_change(rec.id)
+                if rec.is_folder and "trashed" in meta:
+                    for d in self._descendants(rec.id):
+                        self._record_change(d.id)
             return self.resource(rec, email)
 
     def delete(self, email: str, file_id: str) -> None:

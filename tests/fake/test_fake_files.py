@@ -340,6 +340,12 @@ def test_changes_feed(drive):
             break
         t = res["nextPageToken"]
     assert got == ["x", "y", "z"]
+    # moving a file out of the shared folder: bob is told it is gone
+    moved = upload(a, "moving", b"2", box)
+    token_b = b.changes().getStartPageToken().execute()["startPageToken"]
+    a.files().update(fileId=moved["id"], addParents="root", removeParents=box).execute()
+    res = b.changes().list(pageToken=token_b, fields="changes(fileId,removed)").execute()
+    assert res["changes"] == [{"fileId": moved["id"], "removed": True}]
     expect_error(a.changes().list(pageToken="bogus"), 400, "invalid")
 
 

@@ -9,7 +9,6 @@ import select
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -52,7 +51,6 @@ def test_restart_with_same_data_dir_keeps_everything(tmp_path):
             with pytest.raises(HttpError) as e:
                 a.files().create(body={"id": used_id, "name": "again"}).execute()
             assert e.value.resp.status == 409
-        token = str(int(token))
     with FakeDriveServer(data_dir=data) as srv:
         a = drive_service(srv.url, ALICE)
         assert a.files().create(body={"id": spare_id, "name": "spare"}, fields="id").execute()["id"] == spare_id
@@ -91,10 +89,13 @@ def test_stop_is_quick_with_idle_keepalive_connections_and_idempotent():
     srv = FakeDriveServer().start()
     svc = drive_service(srv.url, ALICE)
     svc.about().get(fields="user").execute()  # leaves an idle keep-alive connection open
-    assert srv._httpd.connection_count() >= 1
+    httpd, serve_thread = srv._httpd, srv._thread
+    conn_threads = list(httpd._conns.values())
+    assert conn_threads
     srv.stop(timeout=5.0)
     srv.stop()
-    assert not [t for t in threading.enumerate() if t.name in ("fake-drive-conn", "fake-drive-server") and t.is_alive()]
+    assert not srv.running and httpd.connection_count() == 0
+    assert not serve_thread.is_alive() and not any(t.is_alive() for t in conn_threads)
     assert not Path(srv.store.dir).exists()  # a temporary data dir is removed
 
 
