@@ -10,7 +10,12 @@ Two facts shape this module:
 * One ``httplib2.Http`` shared by threads hands responses to the wrong caller.
   The ``requestBuilder`` below gives every request its own
   ``AuthorizedHttp`` over a fresh ``build_http()`` (which also stops httplib2
-  from following Drive's resumable-upload 308), with a socket timeout.
+  from following Drive's resumable-upload 308), with a socket timeout;
+  ``DriveApi._execute`` goes further and uses a fresh channel per attempt.
+
+The connections used here also report every request put on the wire (for the
+call counters) and stop httplib2's hidden one-time re-send after a dropped
+connection, so the one retry policy in :mod:`.retry` sees every failure.
 """
 
 from __future__ import annotations
@@ -27,7 +32,12 @@ from google.auth.credentials import Credentials
 from googleapiclient import discovery, discovery_cache
 from googleapiclient.http import HttpRequest, build_http
 
-__all__ = ["drive_discovery_doc", "build_drive_service", "new_authorized_http"]
+__all__ = [
+    "drive_discovery_doc",
+    "build_drive_service",
+    "new_authorized_http",
+    "ConnectionDropped",
+]
 
 #: Called with every HTTP request put on the wire (host, method); DriveApi counts calls with it.
 RequestHook = Callable[[str, str], None]
