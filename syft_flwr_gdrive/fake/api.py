@@ -327,7 +327,7 @@ class Api:
 
     # ------------------------------------------------------------------ entry points
 
-    def handle(self, req: Request, outer_user: Optional[str] = None, apply_after: Optional[Callable[[], None]] = None) -> Response:
+    def handle(self, req: Request, outer_user: Optional[str] = None) -> Response:
         """Answer one Drive API call (or an admin call); never raises ApiError."""
         user: Optional[str] = None
         name = "unknown"

@@ -79,6 +79,8 @@ def parse(spec: str) -> Tree:
         out: Tree = {}
         while True:
             path: list[str] = []
+            while pos < len(spec) and spec[pos] == " ":
+                pos += 1
             while True:
                 start = pos
                 while pos < len(spec) and (spec[pos].isalnum() or spec[pos] in "_*"):
@@ -92,6 +94,8 @@ def parse(spec: str) -> Tree:
                     continue
                 break
             sub: Optional[Tree] = None
+            while pos < len(spec) and spec[pos] == " ":
+                pos += 1
             if pos < len(spec) and spec[pos] == "(":
                 pos += 1
                 sub = selectors(depth + 1)

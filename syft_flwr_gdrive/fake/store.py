@@ -637,7 +637,6 @@ class Store(Resources):
             picked: dict[str, Change] = {}
             seen_count = 0
             next_token: Optional[str] = None
-            new_start = str(self.next_change)
             memo: dict = {}
             stopped_at: Optional[int] = None
             while i < len(self.changes):
@@ -660,8 +659,7 @@ class Store(Resources):
                     picked.pop(c.file_id, None)
                     picked[c.file_id] = c
                 i += 1
-            if next_token is None:
-                new_start = str(stopped_at) if stopped_at is not None else str(self.next_change)
+            new_start = None if next_token else str(stopped_at if stopped_at is not None else self.next_change)
             out = []
             for fid, c in picked.items():
                 rec = self.files.get(fid)
@@ -673,7 +671,7 @@ class Store(Resources):
                 elif not include_removed:
                     continue
                 out.append(item)
-            return out, next_token, (None if next_token else new_start)
+            return out, next_token, new_start
 
     # ------------------------------------------------------------------ bulk helpers (tests, demos)
 

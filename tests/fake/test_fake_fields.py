@@ -27,6 +27,7 @@ def test_slash_paths_star_and_defaults():
     assert fields.select(DOC, "*", "FileList", "kind") == DOC
     assert fields.select(DOC, None, "FileList", "kind") == {"kind": "drive#fileList"}
     assert fields.select(DOC, "files(*)", "FileList", "*") == {"files": DOC["files"]}
+    assert fields.select(DOC, " files ( id , name ) ", "FileList", "*") == {"files": [{"id": "1", "name": "a"}, {"id": "2", "name": "b"}]}
 
 
 @pytest.mark.parametrize("bad", ["files(nope)", "bogus", "files(id", "files(owners(color))", ",", "files()"])
