@@ -28,7 +28,8 @@ from typing import Any, Mapping
 from flwr.app import Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from syft_flwr_gdrive.flower_codec import PayloadError, message_from_bytes, message_to_bytes, node_id_for
+from syft_flwr_gdrive.blobs import BlobCache
+from syft_flwr_gdrive.flower_codec import CODEC_PARTS, PayloadError, decode_message, encode_message, node_id_for
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.envelope import KIND_REPLY, KIND_REQUEST, KIND_STOP, KIND_STOP_ACK
 from syft_flwr_gdrive.transport.mailbox import Delivery, Mailbox
@@ -77,6 +78,7 @@ class ClientLoop:
         self.report = ClientReport()
         self._current_run: int | None = None
         self._context: Context | None = None
+        self._blobs = BlobCache(mailbox.transport)
 
     # -- main loop ----------------------------------------------------------------------
 
@@ -108,11 +110,14 @@ class ClientLoop:
         for delivery in sorted(result.deliveries, key=lambda d: (d.envelope.run_id, d.envelope.created_at)):
             if self.stop_event.is_set():
                 return False
-            if delivery.envelope.kind == KIND_STOP:
-                if self._handle_stop(delivery):
-                    return True
-            else:
-                self._handle_request(delivery)
+            try:
+                if delivery.envelope.kind == KIND_STOP:
+                    if self._handle_stop(delivery):
+                        return True
+                else:
+                    self._handle_request(delivery)
+            finally:
+                delivery.close()
         return False
 
     def _accept(self, routing: Routing) -> str | None:
@@ -146,8 +151,11 @@ class ClientLoop:
     def _handle_request(self, delivery: Delivery) -> None:
         env = delivery.envelope
         try:
-            message = message_from_bytes(delivery.payload)
-        except PayloadError as exc:
+            message = decode_message(delivery.open_payload(), env.size, codecs=env.codecs, fetch_blob=self._blobs)
+        except Exception as exc:  # PayloadError, or a blob that could not be fetched
+            if not isinstance(exc, PayloadError):
+                logger.warning("request %s from %s: %s; will retry", env.message_id, env.sender, exc)
+                return
             logger.warning("request %s from %s skipped: %s", env.message_id, env.sender, exc)
             self.mailbox.mark_handled(env.message_id)
             return
@@ -165,11 +173,12 @@ class ClientLoop:
                 kind=KIND_REPLY,
                 recipient=env.sender,
                 run_id=env.run_id,
-                payload=message_to_bytes(reply),
+                payload=encode_message(reply),
                 message_id=reply.metadata.message_id,
                 reply_to=env.message_id,
                 ttl=reply.metadata.ttl,
                 created_at=reply.metadata.created_at,
+                codecs=(CODEC_PARTS,),
             )
         except Exception as exc:
             logger.error("could not send the reply to %s (%s); the request will be handled again", env.message_id, exc)

@@ -32,7 +32,8 @@ from flwr.serverapp import Grid
 from flwr.supercore.constant import SYSTEM_MESSAGE_TYPE
 from flwr.supercore.run import Run
 
-from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID, PayloadError, message_from_bytes, message_to_bytes, node_id_for
+from syft_flwr_gdrive.blobs import BlobPlacer
+from syft_flwr_gdrive.flower_codec import CODEC_PARTS, SERVER_NODE_ID, PayloadError, decode_message, encode_message, node_id_for
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.envelope import KIND_REPLY, KIND_REQUEST, KIND_STOP, KIND_STOP_ACK
 from syft_flwr_gdrive.transport.mailbox import Delivery, Mailbox, new_message_id
@@ -77,6 +78,7 @@ class TransportGrid(Grid):
         self._poll_lock = threading.Lock()
         self._last_poll = 0.0
         self._pool = ThreadPoolExecutor(max_workers=send_workers, thread_name_prefix="grid-send")
+        self.blobs = BlobPlacer(mailbox.transport, mailbox.app)
         self._closed = False
 
     # -- run ------------------------------------------------------------------------
@@ -142,10 +144,11 @@ class TransportGrid(Grid):
                 kind=KIND_REQUEST,
                 recipient=recipient,
                 run_id=run_id,
-                payload=message_to_bytes(msg),
+                payload=encode_message(msg, place_blob=self.blobs),
                 message_id=meta.message_id,
                 ttl=meta.ttl,
                 created_at=meta.created_at,
+                codecs=(CODEC_PARTS,),
             )
             with self._cond:
                 self._pending[message_id] = _Pending(recipient, handle, meta.created_at + meta.ttl)
@@ -207,8 +210,9 @@ class TransportGrid(Grid):
             msg.metadata.__dict__["_src_node_id"] = SERVER_NODE_ID
             recipient = self._email_by_node[node_id]
             _, handle = self.mailbox.send(
-                kind=KIND_STOP, recipient=recipient, run_id=run_id, payload=message_to_bytes(msg),
+                kind=KIND_STOP, recipient=recipient, run_id=run_id, payload=encode_message(msg),
                 message_id=msg.metadata.message_id, ttl=msg.metadata.ttl, created_at=msg.metadata.created_at,
+                codecs=(CODEC_PARTS,),
             )
             with self._cond:
                 self._stop_handles[recipient] = handle
@@ -242,6 +246,7 @@ class TransportGrid(Grid):
         """Delete my own message files of other runs (crashed or finished earlier runs)."""
         listing = self.mailbox.transport.poll(self.mailbox.app)
         stale = [p.handle for p in listing.outbound if p.routing is None or p.routing.run_id != self.run_id]
+        stale += self.mailbox.transport.list_my_blobs(self.mailbox.app)
         if stale:
             logger.info("removing %d message file(s) left by earlier runs", len(stale))
             self.mailbox.delete_own(stale)
@@ -257,6 +262,13 @@ class TransportGrid(Grid):
         if leftover:
             self._withdraw(leftover)
         self._pool.shutdown(wait=True)
+        blobs = self.blobs.locators()
+        if blobs:
+            try:
+                self.mailbox.delete_own(blobs)
+                self.blobs.forget()
+            except Exception as exc:
+                logger.warning("could not delete %d shared blob(s): %s; `syft-flwr-gdrive clean` removes them", len(blobs), exc)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -267,6 +279,9 @@ class TransportGrid(Grid):
             self.mailbox.delete_own(handles)
         except Exception as exc:  # leftovers are removed by the next run; never mask the caller's flow
             logger.warning("could not withdraw %d request file(s): %s", len(handles), exc)
+
+    def _fetch_blob(self, locator: str, sha256: str, size: int) -> bytes:
+        return self.mailbox.transport.get_blob(locator)
 
     def _accept(self, routing: Routing) -> str | None:
         if routing.run_id != self.run_id:
@@ -303,6 +318,13 @@ class TransportGrid(Grid):
     def _take(self, delivery: Delivery) -> str | None:
         """File a verified reply or stop-ack; returns my request handle to delete, if any."""
         env = delivery.envelope
+        try:
+            return self._file(delivery)
+        finally:
+            delivery.close()
+
+    def _file(self, delivery: Delivery) -> str | None:
+        env = delivery.envelope
         if not self.mailbox.mark_handled(env.message_id):
             return None
         if env.kind == KIND_STOP_ACK:
@@ -312,7 +334,9 @@ class TransportGrid(Grid):
                 self._cond.notify_all()
             return handle
         try:
-            message = message_from_bytes(delivery.payload)
+            message = decode_message(
+                delivery.open_payload(), env.size, codecs=env.codecs, fetch_blob=self._fetch_blob
+            )
         except PayloadError as exc:
             logger.warning("reply %s from %s is not a Flower message (%s); skipped", env.message_id, env.sender, exc)
             return None

@@ -37,6 +37,8 @@ P_TO = "sfg_to"  # recipient's node id (short, fixed size, queryable)
 P_TO_EMAIL = "sfg_to_email"
 P_CREATED = "sfg_at"
 P_TTL = "sfg_ttl"
+P_BLOB = "sfg_blob"  # SHA-256 of a shared blob's content
+P_BLOB_APP = "sfg_blob_app"  # blobs use their own app key so polls never list them
 
 # What a poll asks Drive for: enough to route and vet without downloading.
 LISTING_FIELDS = "id,name,mimeType,size,appProperties,owners(emailAddress)"
@@ -63,6 +65,28 @@ def outbox_folder_name(app: str, peer: str) -> str:
 
 def outbox_properties(app: str, peer: str) -> dict[str, str]:
     return {P_ROLE: "outbox", P_APP: app_hash(app), P_TO: str(node_id_for(peer)), P_VERSION: str(FORMAT_VERSION)}
+
+
+def blobs_folder_properties(app: str) -> dict[str, str]:
+    return {P_ROLE: "blobs", P_BLOB_APP: app_hash(app), P_VERSION: str(FORMAT_VERSION)}
+
+
+def blob_properties(app: str, sha256: str) -> dict[str, str]:
+    return {P_BLOB: sha256, P_BLOB_APP: app_hash(app), P_VERSION: str(FORMAT_VERSION)}
+
+
+def blobs_folder_query(app: str, me: str) -> str:
+    return (
+        f"'{escape_q(me)}' in owners and mimeType = '{FOLDER_MIME}' and "
+        f"{prop_clause(P_ROLE, 'blobs')} and {prop_clause(P_BLOB_APP, app_hash(app))} and trashed = false"
+    )
+
+
+def my_blobs_query(app: str, me: str) -> str:
+    return (
+        f"'{escape_q(me)}' in owners and mimeType != '{FOLDER_MIME}' and "
+        f"{prop_clause(P_BLOB_APP, app_hash(app))} and trashed = false"
+    )
 
 
 def message_file_name(routing: Routing) -> str:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, ClassVar, Sequence
+from typing import Any, BinaryIO, ClassVar, Sequence
 
 from syft_flwr_gdrive.config import ConfigError, Settings
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.errors import DriveError, DriveNotFound, DrivePermissionDenied
 from syft_flwr_gdrive.transport.contract import Announcement, Listing, Posting, Routing, TransportError
+from syft_flwr_gdrive.transport.segments import Buffer, SegmentReader, as_segments
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class DriveTransport:
         self._ids: list[str] = []
         self._root_id: str | None = None
         self._outboxes: dict[tuple[str, str], str] = {}  # (app, peer) -> folder id
+        self._peers: dict[str, list[str]] = {}  # app -> peers it was prepared for
+        self._blob_folders: dict[str, str] = {}  # app -> shared blobs folder id
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "DriveTransport":
@@ -62,6 +65,8 @@ class DriveTransport:
     def prepare(self, app: str, peers: Sequence[str]) -> None:
         """Find or create my root folder and one outbox per peer, shared read-only with that peer."""
         root = self._root()
+        known = self._peers.setdefault(app, [])
+        known.extend(p.lower() for p in peers if p.lower() not in known and p.lower() != self.email)
         existing: dict[str, dict[str, Any]] = {}
         for folder in self.api.list_files(layout.outbox_query(app, self.email), fields=layout.FOLDER_FIELDS):
             props = folder.get("appProperties") or {}
@@ -92,24 +97,37 @@ class DriveTransport:
             if folder_app == app:
                 self.api.update(folder_id, app_properties={layout.P_RUN: str(run_id)}, fields="id")
 
-    def send(self, routing: Routing, body: bytes) -> str:
+    def send(self, routing: Routing, body: Buffer | Sequence[Buffer]) -> str:
+        body = as_segments(body)
         folder = self._outboxes.get((routing.app, routing.recipient))
         if folder is None:
             self.prepare(routing.app, [routing.recipient])
             folder = self._outboxes[(routing.app, routing.recipient)]
         try:
-            created = self.api.upload_bytes(
-                layout.message_file_name(routing),
-                body,
-                parent_id=folder,
-                app_properties=layout.message_properties(routing),
-                file_id=self._next_id(),
-                mime_type=layout.MESSAGE_MIME,
-                fields="id",
+            created = self._upload(
+                layout.message_file_name(routing), body, folder, layout.message_properties(routing)
             )
         except DriveError as exc:
             raise TransportError(f"could not send {routing.kind} to {routing.recipient}: {exc}") from exc
         return str(created["id"])
+
+    def put_blob(self, app: str, sha256: str, data: Buffer) -> str:
+        """Upload content once into my blobs folder of ``app``, shared read-only with all its peers."""
+        try:
+            created = self._upload(f"blob-{sha256}.bin", [data], self._blobs_folder(app), layout.blob_properties(app, sha256))
+        except DriveError as exc:
+            raise TransportError(f"could not upload a shared blob: {exc}") from exc
+        return str(created["id"])
+
+    def get_blob(self, locator: str) -> bytes:
+        try:
+            return self.api.download_bytes(locator)
+        except DriveError as exc:
+            raise TransportError(f"could not download shared blob {locator}: {exc}") from exc
+
+    def list_my_blobs(self, app: str) -> list[str]:
+        """Blobs of ``app`` I own (left by a crashed run, for instance)."""
+        return [str(f["id"]) for f in self.api.list_files(layout.my_blobs_query(app, self.email), fields="id")]
 
     def poll(self, app: str) -> Listing:
         try:
@@ -136,6 +154,16 @@ class DriveTransport:
             )
             (outbound if owner == self.email else inbound).append(posting)
         return Listing(tuple(inbound), tuple(outbound), tuple(announcements))
+
+    def read_to(self, posting: Posting, out: BinaryIO, *, max_bytes: int | None = None) -> int:
+        if max_bytes is not None and posting.size > max_bytes:
+            raise TransportError(f"message file {posting.handle} is {posting.size} bytes, over the {max_bytes}-byte limit")
+        try:
+            return self.api.download_to(posting.handle, out)
+        except DriveNotFound as exc:
+            raise TransportError(f"message file {posting.handle} is gone") from exc
+        except DriveError as exc:
+            raise TransportError(f"could not download {posting.handle}: {exc}") from exc
 
     def read(self, posting: Posting, *, max_bytes: int | None = None) -> bytes:
         try:
@@ -167,6 +195,28 @@ class DriveTransport:
         return self.api.list_files(layout.all_my_messages_query(self.email), fields=layout.LISTING_FIELDS)
 
     # -- internals --------------------------------------------------------------------------
+
+    def _upload(self, name: str, body: Sequence[Buffer], folder: str, props: dict[str, str]) -> dict[str, Any]:
+        """One create: a multipart request for small bodies, a chunked resumable upload for big ones."""
+        reader = SegmentReader(body)
+        common = dict(parent_id=folder, app_properties=props, file_id=self._next_id(), mime_type=layout.MESSAGE_MIME, fields="id")
+        if reader.size <= self.api.chunk_size:
+            return self.api.upload_bytes(name, reader.read_all(), **common)
+        return self.api.upload_stream(name, reader, reader.size, **common)
+
+    def _blobs_folder(self, app: str) -> str:
+        if app not in self._blob_folders:
+            found = self.api.list_files(layout.blobs_folder_query(app, self.email), fields=layout.FOLDER_FIELDS)
+            folder = found[0] if found else self.api.create_folder(
+                f"{app.replace('/', '_')} shared", parent_id=self._root(),
+                app_properties=layout.blobs_folder_properties(app), file_id=self._next_id(),
+            )
+            shared = {(p.get("emailAddress") or "").lower() for p in folder.get("permissions") or []}
+            for peer in self._peers.get(app, []):
+                if peer not in shared:
+                    self._share(folder["id"], peer)
+            self._blob_folders[app] = str(folder["id"])
+        return self._blob_folders[app]
 
     def _next_id(self) -> str:
         with self._lock:

@@ -9,7 +9,9 @@ second transport only has to implement these few methods.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, Sequence, runtime_checkable
+from typing import BinaryIO, ClassVar, Protocol, Sequence, runtime_checkable
+
+from syft_flwr_gdrive.transport.segments import Buffer
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,8 @@ class Transport(Protocol):
     def announce_run(self, app: str, run_id: int) -> None:
         """Tell my peers (in the same listing they poll) which run of ``app`` is current."""
 
-    def send(self, routing: Routing, body: bytes) -> str:
-        """Store ``body`` for ``routing.recipient``; returns a handle. Idempotent under retry."""
+    def send(self, routing: Routing, body: Buffer | Sequence[Buffer]) -> str:
+        """Store ``body`` (buffers, in order) for ``routing.recipient``; returns a handle. Idempotent under retry."""
 
     def poll(self, app: str) -> Listing:
         """List postings of ``app`` addressed to me and my own, in O(1) storage calls."""
@@ -86,8 +88,20 @@ class Transport(Protocol):
     def read(self, posting: Posting, *, max_bytes: int | None = None) -> bytes:
         """Return a posting's whole body."""
 
+    def read_to(self, posting: Posting, out: BinaryIO, *, max_bytes: int | None = None) -> int:
+        """Stream a posting's body into ``out`` in bounded memory; returns its size."""
+
+    def put_blob(self, app: str, sha256: str, data: Buffer) -> str:
+        """Store content readable by all of ``app``'s peers (prepared before); returns a locator."""
+
+    def get_blob(self, locator: str) -> bytes:
+        """Fetch a blob a peer stored."""
+
+    def list_my_blobs(self, app: str) -> list[str]:
+        """Locators of the blobs of ``app`` I own (to remove leftovers)."""
+
     def delete(self, handles: Sequence[str]) -> None:
-        """Delete my own postings (already-missing ones are not an error)."""
+        """Delete my own postings or blobs (already-missing ones are not an error)."""
 
     def call_counts(self) -> dict[str, int]:
         """Storage calls made so far, by method, for reports and benchmarks."""

@@ -14,17 +14,21 @@ sizes are bounded, and the payload hash is verified.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import struct
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, BinaryIO, Sequence
+
+from syft_flwr_gdrive.transport.segments import Buffer
 
 MAGIC = b"SFGD"
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024
 _LEN = struct.Struct(">I")
 PREFIX_BYTES = len(MAGIC) + _LEN.size
+_CHUNK = 4 * 1024 * 1024
 
 KIND_REQUEST = "request"
 KIND_REPLY = "reply"
@@ -75,9 +79,19 @@ def _replace(env: Envelope, **changes: Any) -> Envelope:
 
 def encode(envelope: Envelope, payload: bytes) -> bytes:
     """Serialise header and payload into one message body."""
-    env = envelope.with_payload(payload)
+    return b"".join(bytes(s) for s in encode_segments(envelope, [payload]))
+
+
+def encode_segments(envelope: Envelope, payload: Sequence[Buffer]) -> list[Buffer]:
+    """Body as a list of buffers: the header, then the payload pieces untouched (no copy)."""
+    digest = hashlib.sha256()
+    size = 0
+    for piece in payload:
+        digest.update(piece)
+        size += len(piece)
+    env = _replace(envelope, sha256=digest.hexdigest(), size=size)
     header = json.dumps(asdict(env), sort_keys=True, separators=(",", ":")).encode("utf-8")
-    return MAGIC + _LEN.pack(len(header)) + header + payload
+    return [MAGIC + _LEN.pack(len(header)) + header, *payload]
 
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
@@ -148,6 +162,34 @@ def decode_header(prefix: bytes) -> tuple[Envelope, int]:
     raw["created_at"] = float(raw["created_at"])
     raw["ttl"] = float(raw["ttl"])
     return Envelope(**raw), end
+
+
+def decode_file(fh: BinaryIO, *, max_payload: int | None = None) -> tuple[Envelope, int]:
+    """Parse and verify a body stored in a seekable file, reading it in chunks.
+
+    Returns the envelope and the payload's offset in the file; memory stays
+    at one chunk whatever the body's size.
+    """
+    fh.seek(0, io.SEEK_END)
+    total = fh.tell()
+    fh.seek(0)
+    prefix = fh.read(PREFIX_BYTES)
+    if len(prefix) == PREFIX_BYTES and prefix[:4] == MAGIC:
+        (header_len,) = _LEN.unpack(prefix[4:])
+        prefix += fh.read(min(header_len, MAX_HEADER_BYTES + 1))
+    envelope, offset = decode_header(prefix)
+    if max_payload is not None and envelope.size > max_payload:
+        raise EnvelopeError(f"payload of {envelope.size} bytes exceeds the {max_payload}-byte limit")
+    if total - offset != envelope.size:
+        raise EnvelopeError(f"payload is {total - offset} bytes but the header says {envelope.size} (truncated or padded)")
+    digest = hashlib.sha256()
+    fh.seek(offset)
+    while chunk := fh.read(_CHUNK):
+        digest.update(chunk)
+    if digest.hexdigest() != envelope.sha256:
+        raise EnvelopeError("payload SHA-256 does not match the header (corrupted in transit or tampered)")
+    fh.seek(offset)
+    return envelope, offset
 
 
 def decode(body: bytes, *, max_payload: int | None = None) -> tuple[Envelope, bytes]:

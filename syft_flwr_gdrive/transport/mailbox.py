@@ -18,26 +18,44 @@ nothing is deleted that this participant does not own, so nothing is lost.
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import BinaryIO, Callable, Iterable, Sequence
 
 from syft_flwr_gdrive.transport.contract import Listing, Posting, Routing, Transport, TransportError
-from syft_flwr_gdrive.transport.envelope import Envelope, EnvelopeError, decode, encode
+from syft_flwr_gdrive.transport.envelope import Envelope, EnvelopeError, decode_file, encode_segments
+from syft_flwr_gdrive.transport.segments import Buffer
 from syft_flwr_gdrive.transport.ledger import Ledger
 
 logger = logging.getLogger(__name__)
 
+IN_MEMORY_BODY = 8 * 1024 * 1024  # bodies up to this size are read into memory, larger ones spool to disk
+
 
 @dataclass(frozen=True)
 class Delivery:
-    """A verified message ready to act on."""
+    """A verified message ready to act on; its body is in memory or in a temporary file."""
 
     envelope: Envelope
-    payload: bytes
     posting: Posting
+    body: BinaryIO
+    offset: int
+
+    def open_payload(self) -> BinaryIO:
+        """The body positioned at the payload's first byte (``envelope.size`` bytes follow)."""
+        self.body.seek(self.offset)
+        return self.body
+
+    @property
+    def payload(self) -> bytes:
+        """The whole payload in memory (fine for small messages)."""
+        return self.open_payload().read(self.envelope.size)
+
+    def close(self) -> None:
+        self.body.close()
 
 
 @dataclass(frozen=True)
@@ -93,13 +111,14 @@ class Mailbox:
         kind: str,
         recipient: str,
         run_id: int,
-        payload: bytes,
+        payload: bytes | Sequence[Buffer],
         message_id: str | None = None,
         reply_to: str = "",
         ttl: float = 43200.0,
         created_at: float | None = None,
+        codecs: tuple[str, ...] | None = None,
     ) -> tuple[str, str]:
-        """Send ``payload`` to ``recipient``; returns (message_id, handle)."""
+        """Send ``payload`` (bytes, or buffers sent without joining) to ``recipient``; returns (message_id, handle)."""
         envelope = Envelope(
             run_id=run_id,
             message_id=message_id or new_message_id(),
@@ -110,8 +129,9 @@ class Mailbox:
             reply_to=reply_to,
             ttl=ttl,
             **({"created_at": created_at} if created_at is not None else {}),
+            **({"codecs": tuple(codecs)} if codecs else {}),
         )
-        body = encode(envelope, payload)
+        body = encode_segments(envelope, [payload] if isinstance(payload, (bytes, bytearray, memoryview)) else payload)
         routing = Routing(
             run_id=envelope.run_id,
             message_id=envelope.message_id,
@@ -207,25 +227,33 @@ class Mailbox:
         if self.max_payload is not None and posting.size > self.max_payload + 65536:
             self._reject(posting, f"{posting.size} bytes exceeds the payload limit of {self.max_payload}")
             return None
+        limit = None if self.max_payload is None else self.max_payload + 65536
+        body: BinaryIO = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BODY)
         try:
-            body = self.transport.read(posting, max_bytes=None if self.max_payload is None else self.max_payload + 65536)
+            if posting.size <= IN_MEMORY_BODY:
+                body.write(self.transport.read(posting, max_bytes=limit))
+            else:  # big bodies stream to disk: memory stays bounded whatever the model's size
+                self.transport.read_to(posting, body, max_bytes=limit)
+            envelope, offset = decode_file(body, max_payload=self.max_payload)
         except TransportError as exc:
+            body.close()
             logger.info("could not read message file %s yet (%s); will retry on the next poll", posting.handle, exc)
             return None
-        try:
-            envelope, payload = decode(body, max_payload=self.max_payload)
         except EnvelopeError as exc:
+            body.close()
             self._reject(posting, f"invalid envelope: {exc}")
             return None
         mismatch = _disagreement(envelope, routing)
         if mismatch:
+            body.close()
             self._reject(posting, f"envelope header disagrees with its metadata on {mismatch}")
             return None
         if envelope.expired():
+            body.close()
             self._reject(posting, f"expired (ttl {envelope.ttl:.0f}s); dropped")
             self.ledger.add(envelope.message_id)
             return None
-        return Delivery(envelope, payload, posting)
+        return Delivery(envelope, posting, body, offset)
 
 
 def _disagreement(envelope: Envelope, routing: Routing) -> str:

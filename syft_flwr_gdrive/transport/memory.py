@@ -11,9 +11,10 @@ from __future__ import annotations
 import itertools
 import threading
 from dataclasses import dataclass, field
-from typing import ClassVar, Sequence
+from typing import BinaryIO, ClassVar, Sequence
 
 from syft_flwr_gdrive.transport.contract import Announcement, Listing, Posting, Routing, TransportError
+from syft_flwr_gdrive.transport.segments import Buffer, as_segments
 
 
 @dataclass
@@ -32,6 +33,7 @@ class MemoryHub:
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     runs: dict[tuple[str, str], int] = field(default_factory=dict)  # (owner, app) -> announced run
+    blobs: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # locator -> (owner, data)
 
     def put(self, owner: str, routing: Routing | None, body: bytes, name: str = "") -> str:
         """Store a file as written by ``owner`` (tests use this to plant hostile files)."""
@@ -64,9 +66,10 @@ class MemoryTransport:
         with self.hub.lock:
             self.hub.runs[(self.email, app)] = run_id
 
-    def send(self, routing: Routing, body: bytes) -> str:
+    def send(self, routing: Routing, body: Buffer | Sequence[Buffer]) -> str:
         self._count("send")
-        return self.hub.put(self.email, routing, body, name=f"{routing.kind}-{routing.message_id}")
+        data = b"".join(bytes(b) for b in as_segments(body))
+        return self.hub.put(self.email, routing, data, name=f"{routing.kind}-{routing.message_id}")
 
     def poll(self, app: str) -> Listing:
         self._count("poll")
@@ -91,10 +94,40 @@ class MemoryTransport:
             raise TransportError(f"message {posting.handle} is gone")
         return stored.body if max_bytes is None else stored.body[: max_bytes + 1]
 
+    def read_to(self, posting: Posting, out: BinaryIO, *, max_bytes: int | None = None) -> int:
+        data = self.read(posting, max_bytes=max_bytes)
+        out.write(data)
+        return len(data)
+
+    def put_blob(self, app: str, sha256: str, data: Buffer) -> str:
+        self._count("put_blob")
+        locator = f"blob-{self.email}-{sha256}"
+        with self.hub.lock:
+            self.hub.blobs[locator] = (self.email, bytes(data))
+        return locator
+
+    def list_my_blobs(self, app: str) -> list[str]:
+        with self.hub.lock:
+            return [loc for loc, (owner, _) in self.hub.blobs.items() if owner == self.email]
+
+    def get_blob(self, locator: str) -> bytes:
+        self._count("get_blob")
+        with self.hub.lock:
+            found = self.hub.blobs.get(locator)
+        if found is None:
+            raise TransportError(f"blob {locator} is gone")
+        return found[1]
+
     def delete(self, handles: Sequence[str]) -> None:
         self._count("delete")
         with self.hub.lock:
             for handle in handles:
+                blob = self.hub.blobs.get(handle)
+                if blob is not None:
+                    if blob[0] != self.email:
+                        raise TransportError(f"{self.email} may not delete {handle}, owned by {blob[0]}")
+                    del self.hub.blobs[handle]
+                    continue
                 stored = self.hub.files.get(handle)
                 if stored is not None and stored.owner != self.email:
                     raise TransportError(f"{self.email} may not delete {handle}, owned by {stored.owner}")

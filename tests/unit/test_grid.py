@@ -12,7 +12,7 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
-from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID, message_from_bytes, message_to_bytes, node_id_for
+from syft_flwr_gdrive.flower_codec import CODEC_PARTS, SERVER_NODE_ID, message_from_bytes, message_to_bytes, node_id_for
 from syft_flwr_gdrive.grid import TransportGrid
 from syft_flwr_gdrive.transport.envelope import decode
 from syft_flwr_gdrive.transport.ledger import Ledger
@@ -107,7 +107,7 @@ def test_replies_reach_the_right_threads(grid):
                 reply = Message(RecordDict({"who": ArrayRecord([np.array([len(email)])])}), reply_to=req)
                 reply.metadata.__dict__["_message_id"] = "r-" + email
                 box.send(kind="reply", recipient=SERVER, run_id=42, payload=message_to_bytes(reply),
-                         message_id="r-" + email, reply_to=d.envelope.message_id)
+                         message_id="r-" + email, reply_to=d.envelope.message_id, codecs=(CODEC_PARTS,))
                 box.mark_handled(d.envelope.message_id)
                 answered[email] = d.envelope.message_id
             time.sleep(0.02)

@@ -1,0 +1,79 @@
+"""A message body as a list of buffers, read like one file without joining them.
+
+Joining a 1 GiB model's pieces into one ``bytes`` would double peak memory;
+this reader hands out chunks straight from the pieces (memoryviews, no copy).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Sequence, Union
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+
+class SegmentReader(io.RawIOBase):
+    """Seekable, read-only stream over a sequence of buffers."""
+
+    def __init__(self, segments: Sequence[Buffer]) -> None:
+        super().__init__()
+        self._segments = [memoryview(s).cast("B") for s in segments if len(s)]
+        self._starts: list[int] = []
+        total = 0
+        for seg in self._segments:
+            self._starts.append(total)
+            total += len(seg)
+        self._size = total
+        self._pos = 0
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Buffer) -> int:  # type: ignore[override]
+        out = memoryview(buffer).cast("B")
+        written = 0
+        while written < len(out) and self._pos < self._size:
+            index = self._segment_at(self._pos)
+            seg = self._segments[index]
+            inner = self._pos - self._starts[index]
+            n = min(len(seg) - inner, len(out) - written)
+            out[written : written + n] = seg[inner : inner + n]
+            written += n
+            self._pos += n
+        return written
+
+    def _segment_at(self, pos: int) -> int:
+        lo, hi = 0, len(self._starts) - 1
+        while lo < hi:  # last segment whose start <= pos
+            mid = (lo + hi + 1) // 2
+            if self._starts[mid] <= pos:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def read_all(self) -> bytes:
+        """Everything as one bytes object (only for small bodies)."""
+        return b"".join(bytes(s) for s in self._segments)
+
+
+def as_segments(body: Union[Buffer, Sequence[Buffer]]) -> list[Buffer]:
+    """Accept one buffer or a sequence of them."""
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return [body]
+    return list(body)

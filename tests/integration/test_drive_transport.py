@@ -1,0 +1,79 @@
+"""DriveTransport + Mailbox against the fake Drive through the real googleapiclient."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import pytest
+
+from syft_flwr_gdrive.drive.api import DriveApi
+from syft_flwr_gdrive.drive.transport import DriveTransport
+from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.transport.contract import Routing, TransportError
+from syft_flwr_gdrive.transport.ledger import Ledger
+from syft_flwr_gdrive.transport.mailbox import Mailbox
+
+APP = "flwr/t"
+DS, DO, EVE = "ds@x.com", "do@x.com", "eve@x.com"
+
+
+@pytest.fixture(scope="module")
+def drive():
+    with FakeDriveServer() as server:
+        yield server
+
+
+def transport(drive, email):
+    return DriveTransport(DriveApi.for_fake(drive.url, email, chunk_size=4 * 1024 * 1024), email)
+
+
+def test_large_message_streams_through_disk_and_arrives_intact(drive, tmp_path):
+    sender, receiver = transport(drive, DS), transport(drive, DO)
+    out = Mailbox(sender, APP, [DO], Ledger(None))
+    inbox = Mailbox(receiver, APP, [DS], Ledger(None))
+    out.prepare()
+    inbox.prepare()
+    payload = os.urandom(1024) * (24 * 1024)  # 24 MiB: above the in-memory limit, several upload chunks
+    out.send(kind="request", recipient=DO, run_id=1, payload=[payload[: 10**6], memoryview(payload)[10**6 :]])
+    [delivery] = inbox.poll().deliveries
+    assert delivery.envelope.size == len(payload)
+    stream = delivery.open_payload()
+    digest = hashlib.sha256()
+    while chunk := stream.read(1 << 20):
+        digest.update(chunk)
+    assert digest.hexdigest() == hashlib.sha256(payload).hexdigest()
+    assert sender.call_counts().get("media.upload", 0) >= 6  # chunked resumable upload, not one request
+    delivery.close()
+
+
+def test_blobs_are_readable_by_peers_only(drive):
+    ds = transport(drive, DS)
+    ds.prepare("flwr/blobs", [DO])
+    locator = ds.put_blob("flwr/blobs", "0" * 64, b"model-bytes")
+    assert transport(drive, DO).get_blob(locator) == b"model-bytes"
+    with pytest.raises(TransportError):
+        transport(drive, EVE).get_blob(locator)
+    assert ds.list_my_blobs("flwr/blobs") == [locator]
+    # Blobs never show up in polls (so nobody mistakes them for messages).
+    assert ds.poll("flwr/blobs").outbound == ()
+    ds.delete([locator])
+    assert ds.list_my_blobs("flwr/blobs") == []
+
+
+def test_one_list_call_per_poll_whatever_is_pending(drive):
+    ds, do = transport(drive, DS), transport(drive, DO)
+    app = "flwr/cost"
+    ds.prepare(app, [DO])
+    do.prepare(app, [DS])
+    before = do.call_counts().get("files.list", 0)
+    do.poll(app)
+    idle = do.call_counts()["files.list"] - before
+    for i in range(300):
+        ds.send(Routing(run_id=1, message_id=f"m{i}", reply_to="", kind="request", sender=DS, recipient=DO, app=app,
+                        created_at=time.time(), ttl=600), b"x")
+    before = do.call_counts()["files.list"]
+    listing = do.poll(app)
+    assert len(listing.inbound) == 300
+    assert idle == 1 and do.call_counts()["files.list"] - before == 1
