@@ -1,0 +1,160 @@
+#!/usr/bin/env python
+"""Round latency with injected per-call Drive latency L and poll interval p.
+
+A real Flower run (fixtures/message_app, FedAvg, train + evaluate per round,
+or the compute-free bench echo app with ``--app echo``) with server and
+clients as OS processes over the in-process fake Drive, every request delayed
+by L (``FaultConfig(latency=L)``). The server worker times each
+``send_and_receive`` (one exchange: N requests out, N replies in); a Flower
+round is two exchanges.
+
+The floor of one exchange is about 6L + p: server upload, client list, client
+download, client upload, server list, server download (six calls in sequence,
+L each), plus up to one poll interval of waiting. Reported: measured / (6L + p)
+per exchange (target <= 1.3), the same per round against 2(6L + p), the share
+of the client's own compute, and where the time goes (phases cut from the
+fake's call log).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness as H  # noqa: E402
+
+
+def parse_args() -> Any:
+    p = H.base_parser(__doc__.split("\n\n")[0])
+    p.add_argument("--latency", type=float, default=0.1, help="seconds added to every Drive request, L (default 0.1)")
+    p.add_argument("--poll", type=float, default=1.0, help="poll interval p in seconds, all participants (default 1.0)")
+    p.add_argument("--clients", type=int, default=2, help="number of clients (default 2)")
+    p.add_argument("--rounds", type=int, default=5, help="Flower rounds (default 5; round 1 is reported apart)")
+    p.add_argument("--app", choices=("message", "echo"), default="message",
+                   help="message: the digits FedAvg fixture; echo: bench app with no compute (default message)")
+    p.add_argument("--mode", choices=("processes", "threads"), default="processes", help="client placement (default processes)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds before giving up on the run (default 300)")
+    a = p.parse_args()
+    if a.quick:
+        a.rounds = 3
+    if a.rounds < 2:
+        p.error("--rounds must be >= 2")
+    return a
+
+
+def phases(ex: dict[str, Any], events: list[H.CallEvent], clients: list[str]) -> dict[str, float] | None:
+    """Where one exchange's wall time went, from the fake's call log (approximate: event = answer time)."""
+    t0, t1 = ex["t0"], ex["t1"]
+    win = H.window(events, t0, t1 + 1e-6)
+    server_up = [ev.t for ev in win if ev.user == H.SERVER_EMAIL and ev.route in ("upload.create", "files.create")]
+    server_down = [ev.t for ev in win if ev.user == H.SERVER_EMAIL and ev.route == "files.download"]
+    if not server_up or not server_down:
+        return None
+    send_end = max(server_up)
+    per_client = []
+    for c in clients:
+        downs = [ev.t for ev in win if ev.user == c and ev.route == "files.download" and ev.t >= send_end - 1e-6]
+        if not downs:
+            continue
+        got = min(downs)
+        ups = [ev.t for ev in win if ev.user == c and ev.route in ("upload.create", "files.create") and ev.t >= got]
+        if ups:
+            per_client.append((min(ups), got))
+    if not per_client:
+        return None
+    reply_at, got_at = max(per_client)  # the last client to answer is the critical path
+    last_down = max(server_down)
+    return {
+        "server_send": send_end - t0,
+        "client_pickup": got_at - send_end,
+        "client_work": reply_at - got_at,
+        "server_pickup": last_down - reply_at,
+        "server_tail": t1 - last_down,
+    }
+
+
+def main() -> int:
+    args = parse_args()
+    H.install_sigterm_as_interrupt()
+    from syft_flwr_gdrive.fake import FaultConfig
+
+    L, p, n = args.latency, args.poll, args.clients
+    floor = 6 * L + p
+    if args.app == "message":
+        app_kw: dict[str, Any] = {"project": H.MESSAGE_APP, "run_config": {"num-server-rounds": args.rounds, "min-clients": n}}
+    else:
+        app_kw = {"server_app": "bench_apps:echo_server_app", "client_app": "bench_apps:echo_client_app",
+                  "app_name": "bench-echo", "run_config": {"num-server-rounds": args.rounds, "payload-bytes": 4096}}
+    print(f"== {n} clients ({args.mode}), {args.rounds} rounds of {args.app} app, L={L}s per call, p={p}s; "
+          f"floor 6L+p = {floor:.2f}s per exchange", flush=True)
+    clients = H.client_emails(n)
+    with H.Workdir(args.workdir, "latency") as wd:
+        with H.fake_drive(FaultConfig(latency=L, seed=args.seed)) as drive:
+            tap = H.DriveTap(drive)
+            fed = H.run_federation(drive.url, wd / "run", n_clients=n, mode=args.mode, poll_interval=p,
+                                   msg_timeout=max(60.0, 20 * floor), timeout=args.timeout, verbose=args.verbose, **app_kw)
+            events = tap.snapshot()
+    exchanges = H.exchange_intervals(fed.exchanges)
+    app_calls: list[dict[str, Any]] = []
+    for worker in fed.client_workers:
+        app_calls.extend(worker.get("app_calls") or [])
+    rows = []
+    for ex in exchanges:
+        wall = ex["t1"] - ex["t0"]
+        compute = [c["t1"] - c["t0"] for c in app_calls if ex["t0"] <= c["t0"] <= ex["t1"]]
+        ph = phases(ex, events, clients)
+        s_calls = H.requests_of([ev for ev in H.window(events, ex["t0"], ex["t1"] + 1e-6) if ev.user == H.SERVER_EMAIL])
+        rows.append({"round": ex["round"], "type": ex["type"], "wall": wall, "ratio": wall / floor,
+                     "client_compute_max": max(compute) if compute else 0.0,
+                     "ratio_minus_compute": (wall - (max(compute) if compute else 0.0)) / floor,
+                     "server_calls": s_calls, "replies": ex["replies"], "phases": ph})
+    steady = [r for r in rows if r["round"] >= 2]
+    rounds = [r for r in H.round_intervals(fed.exchanges)]
+    round_walls = [r["wall"] for r in rounds if r["round"] >= 2 and r["exchanges"] == 2]
+    result: dict[str, Any] = {
+        "bench": "round_latency", "version": H.code_version(), "latency": L, "poll_interval": p, "clients": n,
+        "rounds": args.rounds, "app": args.app, "mode": args.mode, "floor_exchange_s": floor,
+        "completed": fed.completed, "elapsed_s": round(fed.elapsed, 2), "exchanges": rows,
+    }
+    print(f"   completed {fed.completed} in {fed.elapsed:.1f}s; {len(rows)} exchanges")
+    for r in rows:
+        ph = r["phases"] or {}
+        print(f"   round {r['round']} {r['type']:<8} {r['wall']:.2f}s = {r['ratio']:.2f} x floor "
+              f"(client compute {r['client_compute_max'] * 1000:.0f} ms, server calls {r['server_calls']}); "
+              + " ".join(f"{k} {v:.2f}" for k, v in ph.items()))
+    if steady:
+        st = H.stats([r["wall"] for r in steady])
+        ratio = H.stats([r["ratio"] for r in steady])
+        ratio_nc = H.stats([r["ratio_minus_compute"] for r in steady])
+        mean_phases = {}
+        with_ph = [r["phases"] for r in steady if r["phases"]]
+        for k in ("server_send", "client_pickup", "client_work", "server_pickup", "server_tail"):
+            mean_phases[k] = sum(ph[k] for ph in with_ph) / len(with_ph) if with_ph else None
+        result.update(
+            steady_exchange_s=st, steady_ratio=ratio, steady_ratio_minus_compute=ratio_nc,
+            steady_phases_mean_s=mean_phases, meets_1_3=ratio["mean"] <= 1.3,
+            steady_server_calls_mean=sum(r["server_calls"] for r in steady) / len(steady),
+        )
+        print(f"   steady state (rounds >= 2): exchange mean {st['mean']:.2f}s (median {st['median']:.2f}, max {st['max']:.2f}); "
+              f"measured/(6L+p) mean {ratio['mean']:.2f}, max {ratio['max']:.2f} (target <= 1.3); "
+              f"without client compute {ratio_nc['mean']:.2f}")
+        print("   mean phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in mean_phases.items() if v is not None))
+    if round_walls:
+        rs = H.stats(round_walls)
+        result["steady_round_s"] = rs
+        result["steady_round_ratio"] = rs["mean"] / (2 * floor)
+        print(f"   Flower round (train + evaluate): mean {rs['mean']:.2f}s = {rs['mean'] / (2 * floor):.2f} x 2(6L+p)")
+    if not fed.completed:
+        result["server_log_tail"] = (fed.logs.get("server") or "")[-1500:]
+    H.print_json_last(result)
+    return 0 if fed.completed else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
