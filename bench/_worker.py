@@ -53,16 +53,16 @@ class RssSampler(threading.Thread):
         super().__init__(name="rss-sampler", daemon=True)
         self.period = period
         self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(self.period):
+        while not self._halt.wait(self.period):
             rss = proc_status_kib("VmRSS")
             if rss is not None:
                 self.samples.append((time.time(), rss))
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=2)
 
 

@@ -6,21 +6,25 @@
 * ``payload_server_app`` / ``payload_client_app``: one exchange with one node
   carrying one ``ArrayRecord`` of ``payload-bytes`` bytes (uint8, seeded); the
   client echoes it back with every byte plus one (mod 256) and the server
-  checks the SHA-256 of what came back. ``context.state["payload"]`` holds the
-  timing and the check.
+  checks the SHA-256 of what came back; ``exchanges`` times, each with fresh
+  content. ``context.state["payload"]`` holds the timings and the checks.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import tempfile
 import time
+from typing import Iterator
 
 import numpy as np
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 _CHUNK = 16 * 1024 * 1024
+_NUMPY_STYPE = Array(np.zeros(1, dtype=np.uint8)).stype
 
 # -- echo ------------------------------------------------------------------------------------
 
@@ -54,9 +58,32 @@ echo_client_app.evaluate()(_echo_reply)
 
 
 # -- large payload ---------------------------------------------------------------------------------
+#
+# Both sides hold at most one copy of the payload (plus a 16 MiB chunk): the array's
+# .npy bytes are written chunk by chunk to a temporary file and read back as one
+# ``bytes`` object (one allocation), and the client drops the request's array before
+# it builds the reply. So peak RSS beyond one payload is what Flower and the
+# transport add, not this app.
 
 payload_server_app = ServerApp()
 payload_client_app = ClientApp()
+
+
+def _npy_header(nbytes: int) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "|u1", "fortran_order": False, "shape": (nbytes,)})
+    return buf.getvalue()
+
+
+def _uint8_array(chunks: Iterator[bytes], nbytes: int) -> Array:
+    """A Flower Array (.npy bytes) of ``nbytes`` uint8 from chunks, built with one full-size allocation."""
+    with tempfile.TemporaryFile() as fh:
+        fh.write(_npy_header(nbytes))
+        for chunk in chunks:
+            fh.write(chunk)
+        fh.seek(0)
+        data = fh.read()
+    return Array(dtype="uint8", shape=(nbytes,), stype=_NUMPY_STYPE, data=data)
 
 
 def _raw(array_data: bytes, nbytes: int) -> memoryview:
@@ -66,34 +93,60 @@ def _raw(array_data: bytes, nbytes: int) -> memoryview:
 
 @payload_server_app.main()
 def _payload_main(grid: Grid, context: Context) -> None:
+    """``exchanges`` times: a fresh payload (like a new global model each round) out and back."""
     size = int(context.run_config["payload-bytes"])
     seed = int(context.run_config.get("seed", 0))
+    exchanges = int(context.run_config.get("exchanges", 1))
     timeout = float(context.run_config.get("round-timeout", 3600.0))
-    rng = np.random.default_rng(seed)
-    arrays = [rng.integers(0, 256, size=size, dtype=np.uint8)]
-    expected = hashlib.sha256()
-    for start in range(0, size, _CHUNK):
-        expected.update((arrays[0][start:start + _CHUNK] + np.uint8(1)).tobytes())
-    record = ArrayRecord(arrays, keep_input=False)  # the record now owns the only copy
     node = sorted(grid.get_node_ids())[0]
-    msg = grid.create_message(RecordDict({"arrays": record}), "train", node, "1")
-    del record
-    t0 = time.perf_counter()
-    replies = list(grid.send_and_receive([msg], timeout=timeout))
-    seconds = time.perf_counter() - t0
-    del msg
-    ok = 0
-    if replies and not replies[0].has_error():
-        arr = next(iter(replies[0].content["arrays"].values()))
-        ok = int(hashlib.sha256(_raw(arr.data, size)).hexdigest() == expected.hexdigest())
-    context.state["payload"] = MetricRecord({"bytes": size, "exchange_s": seconds, "ok": ok})
+    seconds: list[float] = []
+    oks: list[int] = []
+    for k in range(exchanges):
+        rng = np.random.default_rng(seed + k)
+        expected = hashlib.sha256()
+
+        def chunks() -> Iterator[bytes]:
+            for start in range(0, size, _CHUNK):
+                chunk = rng.integers(0, 256, size=min(_CHUNK, size - start), dtype=np.uint8)
+                expected.update((chunk + np.uint8(1)).tobytes())
+                yield chunk.tobytes()
+
+        record = ArrayRecord({"payload": _uint8_array(chunks(), size)})
+        msg = grid.create_message(RecordDict({"arrays": record}), "train", node, str(k + 1))
+        del record
+        t0 = time.perf_counter()
+        replies = list(grid.send_and_receive([msg], timeout=timeout))
+        seconds.append(time.perf_counter() - t0)
+        del msg
+        ok = 0
+        if replies and not replies[0].has_error():
+            arr = next(iter(replies[0].content["arrays"].values()))
+            ok = int(hashlib.sha256(_raw(arr.data, size)).hexdigest() == expected.hexdigest())
+            del arr
+        del replies
+        oks.append(ok)
+    context.state["payload"] = MetricRecord({"bytes": size, "exchange_s": seconds, "ok": oks})
 
 
 @payload_client_app.train()
 def _payload_echo(msg: Message, context: Context) -> Message:
-    array = next(iter(msg.content["arrays"].values()))
+    record = msg.content["arrays"]
+    key = next(iter(record.keys()))
+    array = record.pop(key)  # the message no longer holds the request's array
     n = int(np.prod(array.shape)) * np.dtype(array.dtype).itemsize
-    changed = [np.frombuffer(_raw(array.data, n), dtype=np.uint8) + np.uint8(1)]
-    del array
-    reply = RecordDict({"arrays": ArrayRecord(changed, keep_input=False)})
+    raw = _raw(array.data, n)
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, n, _CHUNK):
+            yield (np.frombuffer(raw[start:start + _CHUNK], dtype=np.uint8) + np.uint8(1)).tobytes()
+
+    with tempfile.TemporaryFile() as fh:  # write the reply out, drop the request, read the reply in
+        fh.write(_npy_header(n))
+        for chunk in chunks():
+            fh.write(chunk)
+        raw.release()
+        del array
+        fh.seek(0)
+        data = fh.read()
+    reply = RecordDict({"arrays": ArrayRecord({key: Array(dtype="uint8", shape=(n,), stype=_NUMPY_STYPE, data=data)})})
     return Message(reply, reply_to=msg)

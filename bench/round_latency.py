@@ -31,7 +31,7 @@ def parse_args() -> Any:
     p.add_argument("--latency", type=float, default=0.1, help="seconds added to every Drive request, L (default 0.1)")
     p.add_argument("--poll", type=float, default=1.0, help="poll interval p in seconds, all participants (default 1.0)")
     p.add_argument("--clients", type=int, default=2, help="number of clients (default 2)")
-    p.add_argument("--rounds", type=int, default=5, help="Flower rounds (default 5; round 1 is reported apart)")
+    p.add_argument("--rounds", type=int, default=10, help="Flower rounds (default 10; round 1 is reported apart)")
     p.add_argument("--app", choices=("message", "echo"), default="message",
                    help="message: the digits FedAvg fixture; echo: bench app with no compute (default message)")
     p.add_argument("--mode", choices=("processes", "threads"), default="processes", help="client placement (default processes)")

@@ -1,0 +1,213 @@
+#!/usr/bin/env python
+"""A large model update server -> client -> server: throughput and peak memory.
+
+The bench payload app (bench/bench_apps.py) sends one ArrayRecord of S bytes
+(uint8, seeded) to one client, which echoes it back with every byte + 1; the
+server checks the SHA-256 of what came back. Server and client are separate
+OS processes; the fake Drive runs in this process.
+
+Reported:
+* end-to-end throughput: 2 S / (wall time of the server's send_and_receive),
+  i.e. payload bytes delivered per second where each delivery is one upload
+  and one download through Drive (S out, S back);
+* the same for a raw DriveApi upload_bytes + download_bytes of S bytes in a
+  separate process (S / (upload + download)); ratio (target >= 50%);
+* peak RSS (VmHWM) of the server and the client process, / S (target < 2.5x),
+  also net of the process's RSS before the run (interpreter + flwr), and the
+  peak within each exchange (the run does ``--exchanges`` exchanges, each with
+  fresh content, as a new global model each round would be);
+* the most bytes the fake Drive stored at once, / S;
+* where the time and the memory peak went (from the fake's call log and an RSS
+  sampler in each process).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness as H  # noqa: E402
+
+MIB = 1024 * 1024
+
+
+def parse_args() -> Any:
+    p = H.base_parser(__doc__.split("\n\n")[0])
+    p.add_argument("--size-mib", type=float, default=256, help="payload size in MiB (default 256; 1024 for 1 GiB)")
+    p.add_argument("--poll", type=float, default=0.2, help="poll interval in seconds (default 0.2)")
+    p.add_argument("--exchanges", type=int, default=3,
+                   help="exchanges in the run, each with a fresh payload like a new global model per round (default 3)")
+    p.add_argument("--raw-repeat", type=int, default=2, help="raw DriveApi upload+download repetitions (default 2)")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds before giving up (default 900)")
+    p.add_argument("--skip-raw", action="store_true", help="skip the raw DriveApi baseline")
+    a = p.parse_args()
+    if a.quick:
+        a.size_mib, a.exchanges, a.raw_repeat = 32, 2, 1
+    return a
+
+
+def spans(events: list[H.CallEvent], user: str, routes: tuple[str, ...], t0: float, t1: float) -> tuple[float, float] | None:
+    ts = [ev.t for ev in events if ev.user == user and ev.route in routes and t0 <= ev.t <= t1]
+    return (min(ts), max(ts)) if ts else None
+
+
+def peak_label(samples: list[list[float]], labelled: dict[str, tuple[float, float] | None]) -> dict[str, Any]:
+    if not samples:
+        return {}
+    t, rss = max(samples, key=lambda s: s[1])
+    where = [name for name, sp in labelled.items() if sp and sp[0] - 0.05 <= t <= sp[1] + 0.05]
+    return {"peak_rss_sampled_kib": rss, "peak_at": t, "peak_during": where}
+
+
+class StoreSampler:
+    """Samples the fake's stored bytes (what is on 'Drive') every ``period`` seconds."""
+
+    def __init__(self, drive: Any, period: float = 0.2) -> None:
+        import threading
+
+        self.drive, self.period, self.max_bytes = drive, period, 0
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="store-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._halt.wait(self.period):
+            try:
+                self.max_bytes = max(self.max_bytes, int(self.drive.stats()["store"]["blob_bytes"]))
+            except Exception:
+                pass
+
+    def __enter__(self) -> "StoreSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._halt.set()
+        self._thread.join(timeout=5)
+
+
+def window_peak(samples: list[list[float]], t0: float, t1: float) -> int | None:
+    inside = [s[1] for s in samples if t0 <= s[0] <= t1]
+    return max(inside) if inside else None
+
+
+def main() -> int:
+    args = parse_args()
+    H.install_sigterm_as_interrupt()
+    from syft_flwr_gdrive.fake import FaultConfig
+
+    size = int(args.size_mib * MIB)
+    client = H.client_emails(1)[0]
+    result: dict[str, Any] = {"bench": "large_payload", "version": H.code_version(), "bytes": size,
+                              "mib": size / MIB, "poll_interval": args.poll, "exchanges_requested": args.exchanges}
+    print(f"== payload {size / MIB:.0f} MiB server -> client -> server, {args.exchanges} exchange(s) with fresh "
+          f"content each (poll {args.poll}s)", flush=True)
+    with H.Workdir(args.workdir, "payload") as wd:
+        with H.fake_drive(FaultConfig(seed=args.seed)) as drive:
+            tap = H.DriveTap(drive)
+            with StoreSampler(drive) as store:
+                fed = H.run_federation(
+                    drive.url, wd / "run", n_clients=1, mode="processes", poll_interval=args.poll,
+                    msg_timeout=args.timeout, timeout=args.timeout, server_app="bench_apps:payload_server_app",
+                    client_app="bench_apps:payload_client_app", app_name="bench-payload",
+                    run_config={"payload-bytes": size, "seed": args.seed, "round-timeout": args.timeout,
+                                "exchanges": args.exchanges},
+                    extra_spec={"rss_samples": True}, verbose=args.verbose,
+                )
+            events = tap.snapshot()
+            result["drive_stored_max_x_payload"] = store.max_bytes / size
+            raw: dict[str, Any] = {}
+            if not args.skip_raw:
+                print("== raw DriveApi upload_bytes + download_bytes of the same size, own process ...", flush=True)
+                group = H.ProcessGroup(wd)
+                try:
+                    proc = group.spawn("raw", "raw-io", {"drive_url": drive.url, "size": size, "seed": args.seed,
+                                                          "repeat": args.raw_repeat, "email": "raw@example.com"})
+                    group.wait([proc], time.monotonic() + args.timeout)
+                finally:
+                    group.stop()
+                raw = proc.report() or {"error": proc.log_tail()}
+    state = (fed.server.get("state") or {}).get("payload") or {}
+    oks = state.get("ok") or []
+    ok = bool(oks) and all(oks) and len(oks) == args.exchanges and fed.completed
+    result.update(completed=fed.completed, echo_verified=ok, elapsed_s=round(fed.elapsed, 2))
+    server_samples = fed.server.get("rss_samples") or []
+    cworker = (fed.client_workers or [{}])[0]
+    client_samples = cworker.get("rss_samples") or []
+    app_calls = sorted(cworker.get("app_calls") or [], key=lambda c: c["t0"])
+    up_routes = ("upload.create", "upload.chunk", "files.create")
+    rows = []
+    for k, ex in enumerate(sorted(fed.exchanges, key=lambda e: e["t0"])):
+        t0, t1 = ex["t0"], ex["t1"]
+        labelled = {
+            "server upload": spans(events, H.SERVER_EMAIL, up_routes, t0, t1),
+            "client download": spans(events, client, ("files.download",), t0, t1),
+            "client upload": spans(events, client, up_routes, t0, t1),
+            "server download": spans(events, H.SERVER_EMAIL, ("files.download",), t0, t1),
+        }
+        calls = [c for c in app_calls if t0 <= c["t0"] <= t1]
+        if calls:
+            labelled["client app"] = (calls[0]["t0"], calls[0]["t1"])
+        row = {"exchange": k + 1, "wall_s": t1 - t0, "throughput_MBps": 2 * size / (t1 - t0) / 1e6,
+               "phases_s": {name: (sp[1] - sp[0] if sp else None) for name, sp in labelled.items()},
+               "server_rss_before_mib": (ex.get("rss_before_kib") or 0) / 1024,
+               "server_peak_mib": (window_peak(server_samples, t0, t1) or 0) / 1024,
+               "client_peak_mib": (window_peak(client_samples, t0, t1) or 0) / 1024,
+               "server_peak": peak_label([s for s in server_samples if t0 <= s[0] <= t1], labelled),
+               "client_peak": peak_label([s for s in client_samples if t0 <= s[0] <= t1], labelled)}
+        rows.append(row)
+        print(f"   exchange {k + 1}: {row['wall_s']:.2f}s -> {row['throughput_MBps']:.1f} MB/s end to end; phases "
+              + ", ".join(f"{n} {v:.2f}" for n, v in row["phases_s"].items() if v is not None)
+              + f"; server RSS before {row['server_rss_before_mib']:.0f} MiB, peak {row['server_peak_mib']:.0f} MiB "
+              f"(during {', '.join(row['server_peak'].get('peak_during') or ['-'])}); client peak "
+              f"{row['client_peak_mib']:.0f} MiB (during {', '.join(row['client_peak'].get('peak_during') or ['-'])})")
+    result["per_exchange"] = rows
+    if rows:
+        result["throughput_MBps"] = sum(r["throughput_MBps"] for r in rows) / len(rows)
+        result["exchange_s_mean"] = sum(r["wall_s"] for r in rows) / len(rows)
+        print(f"   completed {fed.completed}, every echo verified {ok}: mean {result['throughput_MBps']:.1f} MB/s "
+              f"end to end (2 x {size / 1e6:.0f} MB through Drive per exchange)")
+    mem: dict[str, Any] = {}
+    for role, rep in {"server": fed.server, "client": cworker}.items():
+        hwm, base = rep.get("vm_hwm_kib"), rep.get("vm_rss_start_kib")
+        if not hwm:
+            continue
+        m = {"vm_hwm_mib": hwm / 1024, "rss_start_mib": (base or 0) / 1024, "peak_x_payload": hwm * 1024 / size,
+             "net_peak_x_payload": (hwm - (base or 0)) * 1024 / size}
+        mem[role] = m
+        print(f"   {role}: peak RSS {m['vm_hwm_mib']:.0f} MiB = {m['peak_x_payload']:.2f} x payload "
+              f"(net of {m['rss_start_mib']:.0f} MiB at start: {m['net_peak_x_payload']:.2f} x; target < 2.5 x)")
+    result["memory"] = mem
+    result["meets_memory_2_5x"] = bool(mem) and all(m["peak_x_payload"] < 2.5 for m in mem.values())
+    print(f"   fake Drive storage in use peaked at {result['drive_stored_max_x_payload']:.2f} x payload")
+    if raw.get("runs"):
+        up = sum(r["upload_s"] for r in raw["runs"]) / len(raw["runs"])
+        down = sum(r["download_s"] for r in raw["runs"]) / len(raw["runs"])
+        raw_rate = size / (up + down) / 1e6
+        result["raw"] = {"upload_s": up, "download_s": down, "ok": all(r["ok"] for r in raw["runs"]),
+                         "runs": len(raw["runs"]), "throughput_MBps": raw_rate, "upload_MBps": size / up / 1e6,
+                         "download_MBps": size / down / 1e6, "vm_hwm_mib": raw.get("vm_hwm_kib", 0) / 1024,
+                         "peak_x_payload": raw.get("vm_hwm_kib", 0) * 1024 / size, "calls": raw.get("drive_calls")}
+        print(f"   raw DriveApi (mean of {len(raw['runs'])}): upload {up:.2f}s + download {down:.2f}s -> "
+              f"{raw_rate:.1f} MB/s; peak RSS {result['raw']['vm_hwm_mib']:.0f} MiB "
+              f"({result['raw']['peak_x_payload']:.2f} x, holding the payload once)")
+        if rows:
+            result["throughput_vs_raw"] = result["throughput_MBps"] / raw_rate
+            result["meets_throughput_50pct"] = result["throughput_vs_raw"] >= 0.5
+            print(f"   end to end / raw = {result['throughput_vs_raw'] * 100:.0f}% (target >= 50%)")
+    elif raw:
+        result["raw_error"] = str(raw)[-1500:]
+    if not fed.completed:
+        result["server_log_tail"] = (fed.logs.get("server") or "")[-1500:]
+    H.print_json_last(result)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
