@@ -1,0 +1,184 @@
+"""A 3-client x 5-round federation under injected Drive faults ends like a clean run.
+
+The faulty run and its clean reference run at the same time (each on its own fake Drive), once
+per module; the tests below each check one property of the pair of runs. Faults: 20% of API
+calls answered 429/403/500/503, 5% of connections dropped (half of them after the call took
+effect), and a 2 s listing lag (a new file shows up in ``files.list`` 2 s after it was made).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from syft_flwr_gdrive.fake import FakeDriveServer, FaultConfig
+from syft_flwr_gdrive.federation import LocalFederation
+
+from .conftest import (
+    CLIENTS,
+    DIGEST_APP,
+    MESSAGE_APP,
+    SERVER,
+    answered,
+    assert_clean_exit,
+    duplicates,
+    leftover_message_files,
+    make_federation,
+    transport_for,
+    wait_for_log,
+)
+
+ROUNDS = 5
+FAULTS = dict(error_rate=0.2, drop_rate=0.05, list_lag=2.0, seed=20240611)
+STOP_ACK_BUG = (
+    "grid.send_stop_signal waits only min(SYFT_FLWR_MSG_TIMEOUT, max(10 x poll interval, 5 s)) for stop-acks; "
+    "with a Drive listing lag L the stop->ack round trip takes >= 2L (+ retries), so for L >= 2.5 s (and often "
+    "for L = 2 s with retries) the server gives up and leaves its stop file(s) on Drive after a completed run"
+)
+ORDER_BUG = (
+    "TransportGrid.send_and_receive returns replies in arrival order and FedAvg's float sums depend on that "
+    "order, so the final weights (and loss/accuracy history) of the same seeded run differ in the last bits "
+    "between runs; replies should be returned in a canonical order (e.g. by source node id)"
+)
+
+
+@dataclass
+class RunPair:
+    clean: LocalFederation
+    faulty: LocalFederation
+    clean_left: dict[str, int]
+    faulty_left: dict[str, int]
+    faulty_stop_files: list[dict]
+    faults: dict[str, int]
+    seconds: float
+
+
+def _run(fed: LocalFederation, timeout: float, box: dict) -> None:
+    fed.start_all()
+    box["ok"] = fed.wait(timeout)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> RunPair:
+    base = tmp_path_factory.mktemp("faults")
+    started = time.monotonic()
+    with FakeDriveServer() as clean_drive, FakeDriveServer(faults=FaultConfig(**FAULTS)) as faulty_drive:
+        clean = make_federation(base / "clean", clean_drive, DIGEST_APP)
+        faulty = make_federation(base / "faulty", faulty_drive, DIGEST_APP)
+        boxes: dict[str, dict] = {"clean": {}, "faulty": {}}
+        try:
+            threads = [threading.Thread(target=_run, args=(fed, 170, boxes[name]), daemon=True)
+                       for name, fed in (("clean", clean), ("faulty", faulty))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(200)
+        finally:
+            clean.stop()
+            faulty.stop()
+        assert boxes["clean"].get("ok"), "clean run did not finish:\n" + clean.server().log_text()[-3000:]
+        assert boxes["faulty"].get("ok"), "faulty run did not finish:\n" + faulty.server().log_text()[-3000:]
+        faults = faulty_drive.stats()["faults"]
+        faulty_drive.faults = FaultConfig()
+        stop_files = [f for f in transport_for(faulty_drive, SERVER).my_message_files()
+                      if (f.get("appProperties") or {}).get("sfg_kind") == "stop"]
+        pair = RunPair(clean, faulty, leftover_message_files(clean_drive), leftover_message_files(faulty_drive),
+                       stop_files, faults, time.monotonic() - started)
+    print(f"\nfaulty run: {pair.seconds:.1f}s, faults injected {pair.faults}")
+    return pair
+
+
+def _history(fed: LocalFederation) -> dict:
+    return fed.server().report()["state"]["history"]
+
+
+def test_faults_were_injected(runs: RunPair):
+    errors = sum(n for k, n in runs.faults.items() if k.startswith("error_"))
+    drops = sum(n for k, n in runs.faults.items() if k.startswith("drop_"))
+    assert errors >= 50 and drops >= 10, runs.faults  # ~20% and ~5% of several hundred calls
+    for participant in runs.faulty.participants.values():
+        retried = participant.log_text().count("retry")
+        assert retried > 0, f"{participant.email} never retried: were faults applied to it?"
+
+
+def test_faulty_run_completes_and_nothing_is_lost_or_handled_twice(runs: RunPair):
+    for fed in (runs.clean, runs.faulty):
+        assert_clean_exit(fed, ROUNDS)
+        history = _history(fed)
+        assert history["num_clients"] == [3] * ROUNDS
+        server_log = fed.server().log_text()
+        for phase in ("aggregate_train", "aggregate_evaluate"):
+            received = re.findall(rf"INFO flwr: {phase}: Received (\d+) results and (\d+) failures", server_log)
+            assert received == [("3", "0")] * ROUNDS, (phase, received)
+        for i in range(len(CLIENTS)):
+            client = fed.client(i)
+            report = client.report()
+            assert report["handled"] == 2 * ROUNDS, report
+            assert report["errors"] == 0, report
+            lines = answered(client.log_text())
+            assert len(lines) == 2 * ROUNDS, lines
+            assert duplicates(mid for _run, _type, mid, _round in lines) == {}, lines
+            assert sorted(t for _run, t, _mid, _round in lines) == ["evaluate"] * ROUNDS + ["train"] * ROUNDS
+            assert {run for run, *_ in lines} == {report["run_id"]}
+            assert "Traceback" not in client.log_text()
+        assert "Traceback" not in server_log
+
+
+def test_faulty_run_history_matches_the_clean_run(runs: RunPair):
+    """Same rounds and clients; metrics equal up to float summation order (see the exact test below)."""
+    clean, faulty = _history(runs.clean), _history(runs.faulty)
+    assert faulty["round"] == clean["round"] == list(range(1, ROUNDS + 1))
+    assert faulty["num_clients"] == clean["num_clients"]
+    for key in ("loss", "accuracy", "train_loss", "train_accuracy"):
+        assert len(faulty[key]) == len(clean[key]) == ROUNDS
+        for a, b in zip(faulty[key], clean[key]):
+            assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), (key, faulty[key], clean[key])
+    clean_w = [np.frombuffer(bytes.fromhex(h)) for h in runs.clean.server().report()["state"]["model_digest"]["hex"]]
+    faulty_w = [np.frombuffer(bytes.fromhex(h)) for h in runs.faulty.server().report()["state"]["model_digest"]["hex"]]
+    assert [w.shape for w in clean_w] == [w.shape for w in faulty_w]
+    for a, b in zip(clean_w, faulty_w):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.xfail(strict=True, reason=ORDER_BUG)
+def test_faulty_run_final_weights_and_history_are_bit_identical_to_the_clean_run(runs: RunPair):
+    clean, faulty = runs.clean.server().report()["state"], runs.faulty.server().report()["state"]
+    assert faulty["model_digest"]["sha256"] == clean["model_digest"]["sha256"]
+    assert faulty["history"] == clean["history"]
+
+
+def test_faulty_run_leaves_no_request_reply_or_ack_files(runs: RunPair):
+    assert runs.clean_left == {}
+    stop_files = len(runs.faulty_stop_files)
+    others = {k: v - (stop_files if k == SERVER else 0) for k, v in runs.faulty_left.items()}
+    assert {k: v for k, v in others.items() if v} == {}, runs.faulty_left
+    if stop_files:
+        # Only stop files of clients the server logged as unacknowledged (see the deterministic test below).
+        unacked = re.findall(r"no stop acknowledgement from \[([^\]]*)\]", runs.faulty.server().log_text())
+        assert unacked, "stop files left although every client acknowledged"
+        pytest.xfail(f"{stop_files} stop file(s) left: {STOP_ACK_BUG}")
+
+
+@pytest.mark.xfail(strict=True, reason=STOP_ACK_BUG)
+def test_no_stop_file_is_left_after_a_completed_run_under_listing_lag(tmp_path: Path):
+    """Deterministic: with a 3 s listing lag a stop-ack cannot show up within the server's 5 s window.
+
+    The lag is switched on once the client answered its first request, so only the rest of the
+    run (evaluate and the stop exchange) pays for it.
+    """
+    with FakeDriveServer() as drive:
+        with make_federation(tmp_path, drive, MESSAGE_APP, client_emails=CLIENTS[:1],
+                             run_config={"num-server-rounds": 1, "min-clients": 1}) as fed:
+            fed.start_all()
+            wait_for_log(fed.client(0), "answered train", 60)
+            drive.faults = FaultConfig(list_lag=3.0)
+            assert fed.wait(90), fed.server().log_text()[-3000:]
+            assert_clean_exit(fed, 1)
+        assert leftover_message_files(drive, (SERVER, CLIENTS[0])) == {}
