@@ -34,6 +34,7 @@ ENV_SERVICE_ACCOUNT = "SYFT_FLWR_SERVICE_ACCOUNT_FILE"
 ENV_STATE_DIR = "SYFT_FLWR_STATE_DIR"
 ENV_AGGREGATOR = "SYFT_FLWR_AGGREGATOR"
 ENV_TRANSPORT = "SYFT_FLWR_TRANSPORT"
+ENV_QUOTA = "SYFT_FLWR_QUOTA_UNITS_PER_MIN"
 
 # Deliberately simple: one "@", a dot in the domain, no spaces or slashes.
 # Apostrophes and plus signs are legal in Google account names and must pass.
@@ -129,6 +130,8 @@ class Settings:
     aggregator: str | None = None
     # True when msg_timeout came from the user (env or pyproject), not the default.
     msg_timeout_explicit: bool = False
+    # Drive quota units per minute per user to stay under (client-side pacing); None: no pacing.
+    quota_units_per_min: float | None = None
 
     @classmethod
     def from_env(
@@ -181,6 +184,7 @@ class Settings:
             ),
             aggregator=validate_email(aggregator_raw, what=ENV_AGGREGATOR) if aggregator_raw else None,
             msg_timeout_explicit=timeout_explicit,
+            quota_units_per_min=_positive_float(env[ENV_QUOTA], ENV_QUOTA) if env.get(ENV_QUOTA) else None,
         )
         if overrides:
             if "msg_timeout" in overrides:

@@ -36,6 +36,7 @@ from syft_flwr_gdrive.drive.retry import (
     is_transient,
     to_drive_error,
 )
+from syft_flwr_gdrive.drive.ratelimit import MODIFY_UNITS, QuotaLimiter, units_for
 from syft_flwr_gdrive.drive.service import build_drive_service, new_authorized_http
 
 __all__ = [
@@ -229,6 +230,7 @@ class DriveApi:
         retry: RetryPolicy | None = None,
         chunk_size: int = 8 * 1024 * 1024,
         timeout: float = 60,
+        limiter: QuotaLimiter | None = None,
     ) -> None:
         if chunk_size <= 0 or chunk_size % UPLOAD_CHUNK_UNIT:
             raise ValueError(
@@ -240,6 +242,7 @@ class DriveApi:
         self.retry = retry if retry is not None else RetryPolicy()
         self.chunk_size = chunk_size
         self.timeout = timeout
+        self.limiter = limiter  # paces quota units; shared by every thread (and DriveApi) of a process
         self.calls = CallCounter()
         self._tls = threading.local()
         self._service = build_drive_service(
@@ -287,6 +290,7 @@ class DriveApi:
         call: Callable[[Any, Any], Any] | None = None,
         resource: str | None = None,
         attempts: _Attempts | None = None,
+        units: int | None = None,
     ) -> Any:
         """Run one API call under the retry policy; the only place requests are sent.
 
@@ -296,8 +300,12 @@ class DriveApi:
         """
         state = attempts if attempts is not None else _Attempts()
 
+        cost = units if units is not None else units_for(method)
+
         def attempt() -> Any:
             state.count += 1
+            if self.limiter is not None:
+                self.limiter.acquire(cost)
             http = self._new_http()
             try:
                 with self._counted_as(method):
@@ -464,7 +472,8 @@ class DriveApi:
             state = _Attempts()
             try:
                 self._execute(
-                    "batch", batch, call=lambda b, http: b.execute(http=http), attempts=state
+                    "batch", batch, call=lambda b, http: b.execute(http=http), attempts=state,
+                    units=MODIFY_UNITS * len(todo),
                 )
             except DriveError as err:
                 for fid in todo:

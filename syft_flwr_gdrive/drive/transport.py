@@ -16,6 +16,7 @@ from typing import Any, BinaryIO, ClassVar, Sequence
 from syft_flwr_gdrive.config import ConfigError, Settings
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.api import DriveApi
+from syft_flwr_gdrive.drive.ratelimit import QuotaLimiter
 from syft_flwr_gdrive.drive.errors import DriveError, DriveNotFound, DrivePermissionDenied
 from syft_flwr_gdrive.transport.contract import Announcement, Listing, Posting, Routing, TransportError
 from syft_flwr_gdrive.transport.segments import Buffer, SegmentReader, as_segments
@@ -23,6 +24,16 @@ from syft_flwr_gdrive.transport.segments import Buffer, SegmentReader, as_segmen
 logger = logging.getLogger(__name__)
 
 ID_BATCH = 100
+_LIMITERS: dict[float, QuotaLimiter] = {}
+_LIMITERS_LOCK = threading.Lock()
+
+
+def shared_limiter(units_per_min: float | None) -> QuotaLimiter | None:
+    """One quota pacer per process (the quota is per user, and a process acts as one user)."""
+    if not units_per_min:
+        return None
+    with _LIMITERS_LOCK:
+        return _LIMITERS.setdefault(units_per_min, QuotaLimiter(units_per_min))
 
 
 class DriveTransport:
@@ -48,15 +59,16 @@ class DriveTransport:
         from syft_flwr_gdrive.drive.auth import load_credentials, verify_account
 
         uses_fake = bool(settings.drive_url) and not (settings.token_file or settings.service_account_file)
+        limiter = shared_limiter(settings.quota_units_per_min)
         if uses_fake:
-            api = DriveApi.for_fake(settings.drive_url, settings.email)  # type: ignore[arg-type]
+            api = DriveApi.for_fake(settings.drive_url, settings.email, limiter=limiter)  # type: ignore[arg-type]
         else:
             credentials = load_credentials(
                 token_file=settings.token_file,
                 service_account_file=settings.service_account_file,
                 use_adc=not (settings.token_file or settings.service_account_file),
             )
-            api = DriveApi(credentials, base_url=settings.drive_url)
+            api = DriveApi(credentials, base_url=settings.drive_url, limiter=limiter)
         verify_account(api, settings.email)
         return cls(api, settings.email)
 

@@ -1,0 +1,75 @@
+"""Client-side pacing of Drive quota units, shared by every thread of a process.
+
+Drive counts a per-user budget of quota units per minute (list 100, get 5,
+download 200, modify 50). Hitting it costs a 403/429 and a backoff; pacing
+calls below it costs nothing. ``QuotaLimiter`` is a token bucket refilled at a
+safety margin below the budget; every DriveApi call takes its units first.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+UNITS_BY_METHOD: dict[str, int] = {
+    "files.list": 100,
+    "changes.list": 100,
+    "files.get": 5,
+    "about.get": 5,
+    "files.generateIds": 5,
+    "changes.getStartPageToken": 5,
+    "media.download": 200,
+}
+MODIFY_UNITS = 50  # create, update, delete, permissions, uploads
+
+SAFETY = 0.85  # use at most this share of the budget
+BURST = 0.10  # bucket size, as a share of the per-minute budget
+
+
+def units_for(method: str) -> int:
+    return UNITS_BY_METHOD.get(method, MODIFY_UNITS)
+
+
+class QuotaLimiter:
+    """Token bucket of quota units; ``acquire`` blocks (bounded) until the units are available.
+
+    In any 60 s window at most ``(SAFETY + BURST) * units_per_min`` units are
+    spent, so a process alone never exceeds its budget.
+    """
+
+    def __init__(
+        self,
+        units_per_min: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if units_per_min <= 0:
+            raise ValueError("units_per_min must be positive")
+        self.rate = units_per_min * SAFETY / 60.0  # units per second
+        self.capacity = max(float(max(UNITS_BY_METHOD.values())), units_per_min * BURST)
+        self._tokens = self.capacity
+        self._clock = clock
+        self._sleep = sleep
+        self._last = clock()
+        self._lock = threading.Lock()
+        self.waited = 0.0
+
+    def acquire(self, units: int, *, timeout: float = 300.0) -> None:
+        """Take ``units``; waits for the bucket to refill. Raises TimeoutError past ``timeout``."""
+        units = min(float(units), self.capacity)
+        deadline = self._clock() + timeout
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+                self._last = now
+                if self._tokens >= units - 1e-6:  # tolerate float rounding
+                    self._tokens = max(0.0, self._tokens - units)
+                    return
+                wait = (units - self._tokens) / self.rate
+            if self._clock() + wait > deadline:
+                raise TimeoutError(f"Drive quota pacing would wait {wait:.1f}s, over the {timeout:.0f}s limit")
+            self.waited += wait
+            self._sleep(min(max(wait, 0.001), 1.0))
