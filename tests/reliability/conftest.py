@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from syft_flwr_gdrive.drive.api import DriveApi
+from syft_flwr_gdrive.drive.api import FOLDER_MIME, DriveApi, escape_q
 from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer, FaultConfig
 from syft_flwr_gdrive.federation import LocalFederation, Participant
@@ -57,14 +57,21 @@ def transport_for(drive: FakeDriveServer, email: str) -> DriveTransport:
     return DriveTransport(api_for(drive, email), email)
 
 
+def owned_files(drive: FakeDriveServer, email: str) -> list[dict]:
+    """Every non-folder file ``email`` owns on the fake Drive, ours or not (name, appProperties)."""
+    q = f"'{escape_q(email)}' in owners and mimeType != '{FOLDER_MIME}' and trashed = false"
+    return api_for(drive, email).list_files(q, fields="id,name,size,appProperties")
+
+
 def leftover_message_files(drive: FakeDriveServer, emails=(SERVER, *CLIENTS)) -> dict[str, int]:
-    """Message files each participant still owns on Drive (folders excluded)."""
+    """Files (not folders) each participant still owns on Drive: message files, blobs, anything."""
     saved = drive.faults
     drive.faults = FaultConfig()  # count on a clean Drive
     try:
         left = {}
         for email in emails:
-            files = transport_for(drive, email).my_message_files()
+            files = owned_files(drive, email)
+            assert len(files) >= len(transport_for(drive, email).my_message_files())
             if files:
                 left[email] = len(files)
         return left

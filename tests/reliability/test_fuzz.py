@@ -1,0 +1,298 @@
+"""Fuzzing the decoders that read what others wrote: the envelope and the file's appProperties.
+
+Properties: arbitrary bytes and mutated valid bodies either decode or raise EnvelopeError
+(never anything else, never hang); valid bodies round-trip; ``routing_from_properties``
+returns a Routing or None for any dict. Targeted examples below pin down the inputs that
+currently escape as other exceptions (xfail, with the bug in the reason).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import struct
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from syft_flwr_gdrive.drive import layout
+from syft_flwr_gdrive.flower_codec import node_id_for
+from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.envelope import (
+    KINDS,
+    MAGIC,
+    MAX_HEADER_BYTES,
+    PREFIX_BYTES,
+    Envelope,
+    EnvelopeError,
+    decode,
+    decode_file,
+    decode_header,
+    encode,
+)
+
+FUZZ = settings(max_examples=400, deadline=1000, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+APP = "flwr/fuzz-app"
+EXAMPLES = {"count": 0}
+
+
+def _count() -> None:
+    EXAMPLES["count"] += 1
+
+
+def decode_all_ways(body: bytes, max_payload: int | None = None):
+    """decode, decode_file and decode_header must agree: all succeed, or all raise EnvelopeError."""
+    outcomes = []
+    for fn in (lambda: decode(body, max_payload=max_payload),
+               lambda: decode_file(io.BytesIO(body), max_payload=max_payload),
+               lambda: decode_header(body)):
+        try:
+            outcomes.append(fn())
+        except EnvelopeError as exc:
+            assert str(exc), "an EnvelopeError must say what is wrong"
+            outcomes.append(None)
+    full, from_file, header = outcomes
+    assert (full is None) == (from_file is None), (full, from_file)
+    if full is not None:
+        env, payload = full
+        env2, offset = from_file
+        assert env2 == env and body[offset:] == payload
+        assert header is not None and header[0] == env
+    return full
+
+
+# -- strategies --------------------------------------------------------------------------------
+
+# Realistic JSON values (integers within 64 bits; floats may be NaN/inf, which json writes).
+json_scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats() | st.text(max_size=40)
+json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
+
+envelopes = st.builds(
+    Envelope,
+    run_id=st.integers(0, 2**63 - 1),
+    message_id=st.text(min_size=1, max_size=40),
+    sender=st.text(max_size=40),
+    recipient=st.text(max_size=40),
+    kind=st.sampled_from(sorted(KINDS)),
+    app=st.text(max_size=40),
+    reply_to=st.text(max_size=40),
+    created_at=st.floats(0, 4e9, allow_nan=False),
+    ttl=st.floats(0.001, 1e9, allow_nan=False),
+    codecs=st.lists(st.text(max_size=20), max_size=3).map(tuple),
+)
+
+
+@st.composite
+def valid_bodies(draw) -> tuple[Envelope, bytes, bytes]:
+    env = draw(envelopes)
+    payload = draw(st.binary(max_size=2048))
+    return env, payload, encode(env, payload)
+
+
+@st.composite
+def mutated_bodies(draw) -> bytes:
+    """A valid body damaged in one of the ways storage, networks or people damage files."""
+    env, payload, body = draw(valid_bodies())
+    how = draw(st.sampled_from(["truncate", "flip", "insert", "delete", "length", "header-field", "header-json", "splice"]))
+    if how == "truncate":
+        return body[: draw(st.integers(0, len(body)))]
+    if how == "flip":
+        i = draw(st.integers(0, len(body) - 1))
+        return body[:i] + bytes([body[i] ^ draw(st.integers(1, 255))]) + body[i + 1:]
+    if how == "insert":
+        i = draw(st.integers(0, len(body)))
+        return body[:i] + draw(st.binary(min_size=1, max_size=64)) + body[i:]
+    if how == "delete":
+        i = draw(st.integers(0, len(body) - 1))
+        return body[:i] + body[i + draw(st.integers(1, 64)):]
+    if how == "length":
+        return MAGIC + struct.pack(">I", draw(st.integers(0, 2**32 - 1))) + body[PREFIX_BYTES:]
+    (header_len,) = struct.unpack(">I", body[4:8])
+    header = json.loads(body[8 : 8 + header_len])
+    if how == "header-field":
+        key = draw(st.sampled_from(sorted(header)) | st.text(max_size=10))
+        if draw(st.booleans()):
+            header.pop(key, None)
+        else:
+            header[key] = draw(json_values)
+        raw = json.dumps(header).encode("utf-8")
+    elif how == "header-json":
+        raw = json.dumps(draw(json_values)).encode("utf-8")
+    else:  # splice: header and payload of different bodies
+        raw = json.dumps(header).encode("utf-8")
+        payload = draw(st.binary(max_size=256))
+    return MAGIC + struct.pack(">I", len(raw)) + raw + payload
+
+
+# -- envelope ----------------------------------------------------------------------------------
+
+@FUZZ
+@given(st.binary(max_size=4096))
+@example(b"")
+@example(MAGIC)
+@example(MAGIC + b"\xff\xff\xff\xff")
+@example(MAGIC + struct.pack(">I", 2) + b"{}")
+@example(MAGIC + struct.pack(">I", 4) + b"null")
+@example(MAGIC + struct.pack(">I", 2) + b"\xff\xfe")
+def test_arbitrary_bytes_decode_or_raise_envelope_error(data):
+    _count()
+    decode_all_ways(data)
+    decode_all_ways(MAGIC + data)
+    decode_all_ways(MAGIC + struct.pack(">I", len(data)) + data)
+
+
+@FUZZ
+@given(mutated_bodies())
+def test_mutated_valid_bodies_decode_or_raise_envelope_error(body):
+    _count()
+    decoded = decode_all_ways(body)
+    if decoded is not None:  # whatever decodes is self-consistent
+        env, payload = decoded
+        assert env.size == len(payload) and env.sha256 == hashlib.sha256(payload).hexdigest()
+        assert env.kind in KINDS and env.version == 1
+
+
+@FUZZ
+@given(valid_bodies(), st.integers(0, 4096))
+def test_valid_bodies_round_trip(case, max_payload):
+    _count()
+    env, payload, body = case
+    decoded_env, decoded_payload = decode_all_ways(body)
+    assert decoded_payload == payload
+    assert decoded_env == env.with_payload(payload)
+    if len(payload) > max_payload:
+        with pytest.raises(EnvelopeError, match="exceeds"):
+            decode(body, max_payload=max_payload)
+    else:
+        assert decode(body, max_payload=max_payload)[1] == payload
+
+
+def _header_body(header: bytes, payload: bytes = b"") -> bytes:
+    return MAGIC + struct.pack(">I", len(header)) + header + payload
+
+
+def _fields(**changes) -> dict:
+    fields = dict(version=1, run_id=1, message_id="m", sender="s@x.io", recipient="r@x.io", kind="request",
+                  app=APP, reply_to="", created_at=1.0, ttl=60.0, codecs=["flwr-message-proto"],
+                  sha256=hashlib.sha256(b"").hexdigest(), size=0)
+    fields.update(changes)
+    return fields
+
+
+RAISES_OTHER = "envelope.decode_header lets {} escape instead of EnvelopeError ({})"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(_header_body(b"[" * (MAX_HEADER_BYTES - 1)), id="deeply-nested-json",
+                     marks=pytest.mark.xfail(strict=True, reason=RAISES_OTHER.format(
+                         "RecursionError", "json.loads of a header of 60,000 '[' within the 64 KiB limit"))),
+        pytest.param(_header_body(b'{"version":1,"run_id":' + b"9" * 5000 + b"}"), id="5000-digit-integer",
+                     marks=pytest.mark.xfail(strict=True, reason=RAISES_OTHER.format(
+                         "ValueError (not EnvelopeError)", "Python's 4300-digit int-parsing limit in json.loads"))),
+        pytest.param(_header_body(json.dumps(_fields(created_at=10**400)).encode()), id="created_at-10**400",
+                     marks=pytest.mark.xfail(strict=True, reason=RAISES_OTHER.format(
+                         "OverflowError", "float(raw['created_at']) of an int > 1.8e308"))),
+        pytest.param(_header_body(json.dumps(_fields(ttl=10**400)).encode()), id="ttl-10**400",
+                     marks=pytest.mark.xfail(strict=True, reason=RAISES_OTHER.format(
+                         "OverflowError", "float(raw['ttl']) of an int > 1.8e308"))),
+    ],
+)
+def test_hostile_headers_raise_envelope_error(body):
+    for fn in (lambda: decode(body), lambda: decode_file(io.BytesIO(body)), lambda: decode_header(body)):
+        with pytest.raises(EnvelopeError):
+            fn()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "envelope.decode_header accepts NaN/Infinity for created_at and ttl (Python's json reads them; the "
+    "'ttl <= 0' check is False for NaN): a message with ttl NaN or created_at Infinity never expires"))
+@pytest.mark.parametrize("changes", [dict(ttl=math.nan), dict(ttl=math.inf), dict(created_at=math.inf), dict(created_at=math.nan)],
+                         ids=["ttl-nan", "ttl-inf", "created_at-inf", "created_at-nan"])
+def test_non_finite_times_are_rejected(changes):
+    with pytest.raises(EnvelopeError):
+        decode(_header_body(json.dumps(_fields(**changes)).encode()))
+
+
+# -- routing_from_properties -----------------------------------------------------------------
+
+def _props(**changes) -> dict:
+    recipient = "r@x.io"
+    props = {
+        layout.P_VERSION: "1", layout.P_APP: layout.app_hash(APP), layout.P_RUN: "7", layout.P_MSG: "m1",
+        layout.P_REPLY_TO: "", layout.P_KIND: "request", layout.P_FROM: "s@x.io", layout.P_TO: str(node_id_for(recipient)),
+        layout.P_TO_EMAIL: recipient, layout.P_CREATED: "1.0", layout.P_TTL: "60.0",
+    }
+    props.update(changes)
+    return props
+
+
+any_values = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30) | st.binary(max_size=10) | st.lists(st.integers(), max_size=3)
+PROP_KEYS = [layout.P_VERSION, layout.P_APP, layout.P_RUN, layout.P_MSG, layout.P_REPLY_TO, layout.P_KIND, layout.P_FROM,
+             layout.P_TO, layout.P_TO_EMAIL, layout.P_CREATED, layout.P_TTL]
+# what Drive can hand back: string values (Drive stores appProperties as strings)
+string_dicts = st.dictionaries(st.sampled_from(PROP_KEYS) | st.text(max_size=12), st.text(max_size=40), max_size=14)
+
+
+@st.composite
+def mutated_props(draw) -> dict:
+    props = _props()
+    for _ in range(draw(st.integers(1, 4))):
+        key = draw(st.sampled_from(PROP_KEYS))
+        if draw(st.booleans()):
+            props.pop(key, None)
+        else:
+            props[key] = draw(st.text(max_size=40) | st.sampled_from(["nan", "inf", "-1", "0", "1e999", "", " 7 ", "request", "stop"]))
+    return props
+
+
+def _check_routing(props) -> None:
+    routing = layout.routing_from_properties(props, APP)
+    assert routing is None or isinstance(routing, Routing)
+    if routing is not None:
+        assert routing.kind in KINDS and routing.message_id and routing.app == APP
+        assert str(node_id_for(routing.recipient)) == props[layout.P_TO]
+
+
+@FUZZ
+@given(st.none() | string_dicts | mutated_props())
+def test_routing_from_string_properties_is_a_routing_or_none(props):
+    _count()
+    _check_routing(props)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "layout.routing_from_properties raises OverflowError for a non-string sfg_run of float('inf') "
+    "(int(inf)); it catches only KeyError/TypeError/ValueError"))
+@FUZZ
+@given(st.dictionaries(st.sampled_from(PROP_KEYS) | st.text(max_size=12), any_values, max_size=14)
+       .map(lambda d: {**_props(), **d}))
+@example({**_props(), layout.P_RUN: math.inf})
+def test_routing_from_arbitrary_dicts_is_a_routing_or_none(props):
+    _count()
+    _check_routing(props)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "layout.routing_from_properties accepts sfg_ttl/sfg_at of 'nan' or 'inf' (float() parses them; the "
+    "'ttl <= 0' check is False for NaN), so the Mailbox's expiry check never fires for such a file"))
+@pytest.mark.parametrize("key, value", [(layout.P_TTL, "nan"), (layout.P_TTL, "inf"), (layout.P_CREATED, "inf"), (layout.P_CREATED, "nan")])
+def test_routing_with_non_finite_times_is_rejected(key, value):
+    assert layout.routing_from_properties(_props(**{key: value}), APP) is None
+
+
+def test_valid_properties_round_trip():
+    routing = Routing(run_id=7, message_id="m1", reply_to="", kind="request", sender="s@x.io", recipient="r@x.io",
+                      app=APP, created_at=1.0, ttl=60.0)
+    assert layout.routing_from_properties(layout.message_properties(routing), APP) == routing
+    assert layout.routing_from_properties(layout.message_properties(routing), "flwr/other") is None
+
+
+def test_fuzz_examples_were_run():
+    """Runs last in this module: how many generated inputs the properties above saw."""
+    print(f"\nfuzz examples run in this module: {EXAMPLES['count']}")
+    assert EXAMPLES["count"] >= 1000

@@ -1,0 +1,112 @@
+"""Participants killed mid-run: a client SIGKILLed and restarted three times; the server SIGKILLed."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from syft_flwr_gdrive.fake import FakeDriveServer
+
+from .conftest import (
+    CLIENTS,
+    SERVER,
+    answered,
+    assert_clean_exit,
+    duplicates,
+    leftover_message_files,
+    make_federation,
+    wait_for_log,
+)
+
+ROUNDS = 5
+SEED = int(os.environ.get("RELIABILITY_SEED", "0")) or random.SystemRandom().randrange(1, 10**6)
+
+
+def test_client_killed_and_restarted_three_times_still_finishes(tmp_path: Path, drive: FakeDriveServer):
+    rng = random.Random(SEED)
+    # One kill while the client starts up (imports, account check, folders), two after
+    # a random number of answered requests, each after a random extra delay.
+    after_answers = sorted(rng.sample(range(1, 2 * ROUNDS), 2))
+    plan = [(0, rng.uniform(0.2, 2.5))] + [(k, rng.uniform(0.0, 0.6)) for k in after_answers]
+    print(f"\nseed {SEED}: kill plan (after n answers, extra delay) {plan}")
+    with make_federation(tmp_path, drive) as fed:
+        fed.start_all()
+        victim = fed.client(1)
+        for answers, delay in plan:
+            if answers:
+                wait_for_log(victim, "answered ", 60, count=answers)
+            time.sleep(delay)
+            assert victim.alive(), f"victim exited before its planned kill:\n{victim.log_text()[-3000:]}"
+            victim.kill()  # SIGKILL: no clean-up, no report
+            assert victim.process.returncode == -9
+            victim.start()  # same email, same state dir
+        assert fed.wait(150), "federation did not finish:\n" + fed.server().log_text()[-3000:]
+        assert_clean_exit(fed, ROUNDS)
+        server = fed.server()
+        assert server.report()["state"]["history"]["num_clients"] == [3] * ROUNDS
+        for phase in ("aggregate_train", "aggregate_evaluate"):
+            received = re.findall(rf"INFO flwr: {phase}: Received (\d+) results and (\d+) failures", server.log_text())
+            assert received == [("3", "0")] * ROUNDS, (phase, received)
+        log = victim.log_text()
+        # 4 starts; the first may be killed before it logs that it polls.
+        assert log.count("polling every") >= 3, log[-3000:]
+        lines = answered(log)
+        assert len(lines) == 2 * ROUNDS and duplicates(mid for _r, _t, mid, _n in lines) == {}, lines
+        for i in (0, 2):
+            assert fed.client(i).report()["handled"] == 2 * ROUNDS
+    assert leftover_message_files(drive) == {}
+
+
+def _clean_as(drive: FakeDriveServer, email: str, state_dir: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYFT")}
+    env.update(SYFTBOX_EMAIL=email, SYFT_FLWR_DRIVE_URL=drive.url, SYFT_FLWR_STATE_DIR=str(state_dir))
+    return subprocess.Popen([sys.executable, "-m", "syft_flwr_gdrive.cli", "clean"], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_server_killed_mid_run_clients_keep_polling_and_clean_removes_everything(tmp_path: Path, drive: FakeDriveServer):
+    rng = random.Random(SEED)
+    kill_after = rng.randrange(1, 2 * ROUNDS - 1)
+    print(f"\nseed {SEED}: server killed after client 0 answered {kill_after} request(s)")
+    with make_federation(tmp_path, drive) as fed:
+        fed.start_all()
+        wait_for_log(fed.client(0), "answered ", 60, count=kill_after)
+        time.sleep(rng.uniform(0.0, 0.4))
+        server = fed.server()
+        server.kill()
+        assert server.process.returncode != 0
+        before = drive.stats()["by_user"]
+        time.sleep(3.0)  # 15 poll intervals
+        after = drive.stats()["by_user"]
+        for i, email in enumerate(CLIENTS):
+            client = fed.client(i)
+            assert client.alive(), f"{email} exited after the server died:\n{client.log_text()[-3000:]}"
+            assert after.get(email, 0) >= before.get(email, 0) + 5, f"{email} stopped polling ({before} -> {after})"
+        left = leftover_message_files(drive)
+        assert left.get(SERVER), f"the killed server should have left requests behind: {left}"
+        for i in range(len(CLIENTS)):
+            client = fed.client(i)
+            client.kill(2)  # SIGINT: the documented way to stop a client
+            assert client.process.returncode == 130, client.log_text()[-3000:]
+            assert client.report()["stopped_by"] == "interrupt"
+            log = client.log_text()
+            assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
+        left = leftover_message_files(drive)
+        cleaners = {email: _clean_as(drive, email, tmp_path / "clean-state") for email in (SERVER, *CLIENTS)}
+        try:
+            for email, proc in cleaners.items():
+                out, err = proc.communicate(timeout=60)
+                assert proc.returncode == 0, (email, out, err)
+                n = left.get(email, 0)
+                assert f"{n} message file(s) found, {n} deleted" in out, (email, left, out, err)
+        finally:
+            for proc in cleaners.values():
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(10)
+    assert leftover_message_files(drive) == {}
