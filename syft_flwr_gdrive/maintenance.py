@@ -24,7 +24,7 @@ def clean(transport: DriveTransport, *, app: str | None = None, dry_run: bool = 
     files = transport.my_message_files()
     if app is not None:
         wanted = layout.app_hash(app)
-        files = [f for f in files if (f.get("appProperties") or {}).get(layout.P_APP) == wanted]
+        files = [f for f in files if (f.get("properties") or {}).get(layout.P_APP) == wanted]
     names = tuple(str(f.get("name", f["id"])) for f in files)
     if dry_run or not files:
         return CleanResult(len(files), 0, names)

@@ -411,13 +411,16 @@ class DriveApi:
         remove_parents: Iterable[str] | None = None,
         trashed: bool | None = None,
         fields: str = DEFAULT_FILE_FIELDS,
+        properties: Mapping[str, str | None] | None = None,
     ) -> dict[str, Any]:
-        """Change metadata (rename, appProperties, move, trash); content is untouched."""
+        """Change metadata (rename, (app)properties, move, trash); content is untouched."""
         body: dict[str, Any] = {}
         if name is not None:
             body["name"] = name
         if app_properties is not None:
             body["appProperties"] = dict(app_properties)
+        if properties is not None:
+            body["properties"] = dict(properties)
         if trashed is not None:
             body["trashed"] = trashed
         kwargs: dict[str, Any] = dict(fileId=file_id, body=body, fields=fields)
@@ -592,12 +595,15 @@ class DriveApi:
         app_properties: Mapping[str, str] | None,
         file_id: str | None,
         mime_type: str | None,
+        properties: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"name": name}
         if parent_id:
             body["parents"] = [parent_id]
         if app_properties:
             body["appProperties"] = dict(app_properties)
+        if properties:
+            body["properties"] = dict(properties)
         if file_id:
             body["id"] = file_id
         if mime_type:
@@ -612,9 +618,14 @@ class DriveApi:
         *,
         file_id: str | None = None,
         fields: str = DEFAULT_FILE_FIELDS,
+        properties: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Create a folder (duplicates by name are allowed by Drive; pass file_id for idempotency)."""
-        body = self._metadata(name, parent_id, app_properties, file_id, FOLDER_MIME)
+        """Create a folder (duplicates by name are allowed by Drive; pass file_id for idempotency).
+
+        ``app_properties`` are private to the OAuth app that wrote them; ``properties``
+        are visible to every app, which is what peers with their own OAuth clients need.
+        """
+        body = self._metadata(name, parent_id, app_properties, file_id, FOLDER_MIME, properties)
 
         def run() -> dict[str, Any]:
             req = self._service.files().create(body=body, fields=fields)
@@ -632,6 +643,7 @@ class DriveApi:
         file_id: str | None = None,
         mime_type: str = "application/octet-stream",
         fields: str = DEFAULT_FILE_FIELDS,
+        properties: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Create a file with content: one multipart request if small, resumable above chunk_size.
 
@@ -641,9 +653,10 @@ class DriveApi:
         """
         if len(data) > self.chunk_size or data.endswith(b"\r"):
             return self._upload_resumable(
-                name, io.BytesIO(data), len(data), parent_id, app_properties, file_id, mime_type, fields
+                name, io.BytesIO(data), len(data), parent_id, app_properties, file_id, mime_type, fields,
+                properties,
             )
-        body = self._metadata(name, parent_id, app_properties, file_id, None)
+        body = self._metadata(name, parent_id, app_properties, file_id, None, properties)
 
         def run() -> dict[str, Any]:
             media = MediaInMemoryUpload(bytes(data), mimetype=mime_type, resumable=False)
@@ -663,6 +676,7 @@ class DriveApi:
         file_id: str | None = None,
         mime_type: str = "application/octet-stream",
         fields: str = DEFAULT_FILE_FIELDS,
+        properties: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Create a file from a stream of ``size`` bytes with a chunked resumable upload.
 
@@ -683,9 +697,10 @@ class DriveApi:
                 file_id=file_id,
                 mime_type=mime_type,
                 fields=fields,
+                properties=properties,
             )
         return self._upload_resumable(
-            name, stream, size, parent_id, app_properties, file_id, mime_type, fields
+            name, stream, size, parent_id, app_properties, file_id, mime_type, fields, properties
         )
 
     def _upload_resumable(
@@ -698,8 +713,9 @@ class DriveApi:
         file_id: str | None,
         mime_type: str,
         fields: str,
+        properties: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        body = self._metadata(name, parent_id, app_properties, file_id, None)
+        body = self._metadata(name, parent_id, app_properties, file_id, None, properties)
         media = _StreamMedia(stream, size, mime_type, self.chunk_size)
 
         def run() -> dict[str, Any]:

@@ -1,13 +1,15 @@
-"""How syft-flwr-gdrive files look on Drive: folder and file names, appProperties, queries.
+"""How syft-flwr-gdrive files look on Drive: folder and file names, properties, queries.
 
 See docs/protocol.md for the picture. In short: every participant owns one
 root folder, and in it one *outbox* folder per (app, peer), shared read-only
 with exactly that peer. A message is a file in the sender's outbox to the
-recipient; its routing metadata is copied into ``appProperties`` so receivers
-can find and vet it with one ``files.list`` and no download.
+recipient; its routing metadata is copied into the file's ``properties`` so
+receivers can find and vet it with one ``files.list`` and no download.
 
-Drive limits each appProperty to 124 bytes of key plus value, so the app name
-is stored as a hash and emails are limited in length.
+``properties``, not ``appProperties``: Drive shows ``appProperties`` only to the
+OAuth app that wrote them, and every participant may use an OAuth client of
+their own. Drive limits each property to 124 bytes of key plus value, so the app
+name is stored as a hash and emails are limited in length.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ FOLDER_MIME = "application/vnd.google-apps.folder"
 MESSAGE_MIME = "application/octet-stream"
 MAX_EMAIL_LENGTH = 100  # keeps "sfg_from" + email within Drive's 124-byte appProperty limit
 
-# appProperties keys
+# property keys
 P_ROLE = "sfg_role"  # "root" | "outbox" on folders
 P_VERSION = "sfg_v"
 P_APP = "sfg_app"
@@ -41,8 +43,8 @@ P_BLOB = "sfg_blob"  # SHA-256 of a shared blob's content
 P_BLOB_APP = "sfg_blob_app"  # blobs use their own app key so polls never list them
 
 # What a poll asks Drive for: enough to route and vet without downloading.
-LISTING_FIELDS = "id,name,mimeType,size,appProperties,owners(emailAddress)"
-FOLDER_FIELDS = "id,name,appProperties,permissions(emailAddress,role,type)"
+LISTING_FIELDS = "id,name,mimeType,size,properties,owners(emailAddress)"
+FOLDER_FIELDS = "id,name,properties,permissions(emailAddress,role,type)"
 
 
 def escape_q(value: str) -> str:
@@ -55,11 +57,11 @@ def app_hash(app: str) -> str:
 
 
 def prop_clause(key: str, value: str) -> str:
-    return f"appProperties has {{ key='{escape_q(key)}' and value='{escape_q(value)}' }}"
+    return f"properties has {{ key='{escape_q(key)}' and value='{escape_q(value)}' }}"
 
 
 def outbox_folder_name(app: str, peer: str) -> str:
-    """Readable name for humans browsing Drive; lookups go by appProperties."""
+    """Readable name for humans browsing Drive; lookups go by properties."""
     return f"{app.replace('/', '_')} to {peer}"
 
 
@@ -110,7 +112,7 @@ def message_properties(routing: Routing) -> dict[str, str]:
 
 
 def routing_from_properties(props: Mapping[str, Any] | None, app: str) -> Routing | None:
-    """Parse a file's appProperties; None if anything is missing or malformed."""
+    """Parse a file's properties; None if anything is missing or malformed."""
     if not props:
         return None
     try:
@@ -176,5 +178,5 @@ def all_my_messages_query(me: str) -> str:
     """Every message file I own, of any app (for `clean`)."""
     return (
         f"'{escape_q(me)}' in owners and mimeType != '{FOLDER_MIME}' and "
-        f"appProperties has {{ key='{P_VERSION}' and value='{FORMAT_VERSION}' }} and trashed = false"
+        f"{prop_clause(P_VERSION, str(FORMAT_VERSION))} and trashed = false"
     )

@@ -81,7 +81,7 @@ class DriveTransport:
         known.extend(p.lower() for p in peers if p.lower() not in known and p.lower() != self.email)
         existing: dict[str, dict[str, Any]] = {}
         for folder in self.api.list_files(layout.outbox_query(app, self.email), fields=layout.FOLDER_FIELDS):
-            props = folder.get("appProperties") or {}
+            props = folder.get("properties") or {}
             existing.setdefault(props.get(layout.P_TO, ""), folder)
         for peer in peers:
             peer = peer.lower()
@@ -91,7 +91,7 @@ class DriveTransport:
             folder = existing.get(props[layout.P_TO])
             if folder is None:
                 folder = self.api.create_folder(
-                    layout.outbox_folder_name(app, peer), parent_id=root, app_properties=props,
+                    layout.outbox_folder_name(app, peer), parent_id=root, properties=props,
                     file_id=self._next_id(),
                 )
                 folder.setdefault("permissions", [])
@@ -107,7 +107,7 @@ class DriveTransport:
         """Stamp the run id on each of my outbox folders of ``app`` (one update per peer, once per run)."""
         for (folder_app, _peer), folder_id in list(self._outboxes.items()):
             if folder_app == app:
-                self.api.update(folder_id, app_properties={layout.P_RUN: str(run_id)}, fields="id")
+                self.api.update(folder_id, properties={layout.P_RUN: str(run_id)}, fields="id")
 
     def send(self, routing: Routing, body: Buffer | Sequence[Buffer]) -> str:
         body = as_segments(body)
@@ -153,14 +153,14 @@ class DriveTransport:
             owners = f.get("owners") or []
             owner = (owners[0].get("emailAddress") or "").lower() if owners else ""
             if f.get("mimeType") == layout.FOLDER_MIME:
-                run = layout.announced_run(f.get("appProperties"))
+                run = layout.announced_run(f.get("properties"))
                 if run is not None and owner != self.email:
                     announcements.append(Announcement(owner, run))
                 continue
             posting = Posting(
                 handle=str(f["id"]),
                 owner=owner,
-                routing=layout.routing_from_properties(f.get("appProperties"), app),
+                routing=layout.routing_from_properties(f.get("properties"), app),
                 size=int(f.get("size") or 0),
                 name=str(f.get("name") or ""),
             )
@@ -211,7 +211,7 @@ class DriveTransport:
     def _upload(self, name: str, body: Sequence[Buffer], folder: str, props: dict[str, str]) -> dict[str, Any]:
         """One create: a multipart request for small bodies, a chunked resumable upload for big ones."""
         reader = SegmentReader(body)
-        common = dict(parent_id=folder, app_properties=props, file_id=self._next_id(), mime_type=layout.MESSAGE_MIME, fields="id")
+        common = dict(parent_id=folder, properties=props, file_id=self._next_id(), mime_type=layout.MESSAGE_MIME, fields="id")
         if reader.size <= self.api.chunk_size:
             return self.api.upload_bytes(name, reader.read_all(), **common)
         return self.api.upload_stream(name, reader, reader.size, **common)
@@ -221,7 +221,7 @@ class DriveTransport:
             found = self.api.list_files(layout.blobs_folder_query(app, self.email), fields=layout.FOLDER_FIELDS)
             folder = found[0] if found else self.api.create_folder(
                 f"{app.replace('/', '_')} shared", parent_id=self._root(),
-                app_properties=layout.blobs_folder_properties(app), file_id=self._next_id(),
+                properties=layout.blobs_folder_properties(app), file_id=self._next_id(),
             )
             shared = {(p.get("emailAddress") or "").lower() for p in folder.get("permissions") or []}
             for peer in self._peers.get(app, []):
@@ -243,7 +243,7 @@ class DriveTransport:
                 self._root_id = str(found[0]["id"])
             else:
                 created = self.api.create_folder(
-                    layout.ROOT_FOLDER_NAME, app_properties={layout.P_ROLE: "root"}, file_id=self._next_id()
+                    layout.ROOT_FOLDER_NAME, properties={layout.P_ROLE: "root"}, file_id=self._next_id()
                 )
                 self._root_id = str(created["id"])
         return self._root_id

@@ -77,3 +77,24 @@ def test_one_list_call_per_poll_whatever_is_pending(drive):
     listing = do.poll(app)
     assert len(listing.inbound) == 300
     assert idle == 1 and do.call_counts()["files.list"] - before == 1
+
+
+def test_peers_with_different_oauth_apps_see_each_others_routing(drive):
+    """Drive hides appProperties from other OAuth apps; routing lives in public properties."""
+    from google.oauth2.credentials import Credentials
+
+    from syft_flwr_gdrive.fake import fake_token_for
+
+    def as_app(email: str, app_id: str) -> DriveTransport:
+        api = DriveApi(Credentials(token=fake_token_for(email, app=app_id)), base_url=drive.url)
+        return DriveTransport(api, email)
+
+    ds, do = as_app(DS, "ds-oauth-client"), as_app(DO, "do-oauth-client")
+    app = "flwr/two-apps"
+    ds.prepare(app, [DO])
+    ds.announce_run(app, 5)
+    ds.send(Routing(run_id=5, message_id="m", reply_to="", kind="request", sender=DS, recipient=DO, app=app,
+                    created_at=time.time(), ttl=600), b"x")
+    listing = do.poll(app)
+    assert [p.routing.message_id for p in listing.inbound if p.routing] == ["m"]
+    assert [(a.owner, a.run_id) for a in listing.announcements] == [(DS, 5)]
