@@ -76,8 +76,11 @@ class CountingHandler(logging.Handler):
         self._lock2 = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
-        is_retry = record.levelno == logging.INFO and record.name.startswith("syft_flwr_gdrive.drive") and "retry" in str(record.msg)
-        if record.levelno < logging.WARNING and not is_retry:
+        msg = str(record.msg)
+        ours = record.name.startswith("syft_flwr_gdrive")
+        is_retry = ours and record.name.startswith("syft_flwr_gdrive.drive") and "retry" in msg
+        is_recovery = ours and ("could not" in msg or "failed" in msg)  # INFO: handled again at the next poll
+        if record.levelno < logging.WARNING and not (is_retry or is_recovery):
             return
         key = f"{record.levelname} {record.name}: {record.msg}"
         with self._lock2:

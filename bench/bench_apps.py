@@ -1,8 +1,9 @@
 """Tiny Flower apps for the benchmarks (loaded by bench/_worker.py as ``bench_apps:<name>``).
 
 * ``echo_server_app`` / ``echo_client_app``: ``num-server-rounds`` rounds of a
-  train and an evaluate exchange with every node, carrying ``payload-bytes``
-  bytes; the client answers at once (no compute), so only the transport is timed.
+  train and an evaluate exchange with every node, carrying a ``payload-bytes``
+  model (a new one each round, as FedAvg's); the client answers at once with
+  metrics only (no compute), so only the transport is timed.
 * ``payload_server_app`` / ``payload_client_app``: one exchange with one node
   carrying one ``ArrayRecord`` of ``payload-bytes`` bytes (uint8, seeded); the
   client echoes it back with every byte plus one (mod 256) and the server
@@ -34,16 +35,28 @@ echo_client_app = ClientApp()
 
 @echo_server_app.main()
 def _echo_main(grid: Grid, context: Context) -> None:
+    """FedAvg's traffic pattern without the compute: round r trains model r-1 and evaluates model r.
+
+    So each round has one new model (``payload-bytes`` of seeded random uint8),
+    sent to every node twice (evaluate of round r, train of round r+1).
+    """
     rounds = int(context.run_config.get("num-server-rounds", 3))
     size = int(context.run_config.get("payload-bytes", 4096))
+    seed = int(context.run_config.get("seed", 0))
     timeout = float(context.run_config.get("round-timeout", 600.0))
     nodes = sorted(grid.get_node_ids())
-    record = ArrayRecord([np.zeros(size, dtype=np.uint8)])
+
+    def model(version: int) -> ArrayRecord:
+        return ArrayRecord([np.random.default_rng(seed + version).integers(0, 256, size=size, dtype=np.uint8)])
+
+    current = model(0)
     answered = 0
     for server_round in range(1, rounds + 1):
         for kind in ("train", "evaluate"):
-            msgs = [grid.create_message(RecordDict({"arrays": record}),
-                                        kind, node, str(server_round)) for node in nodes]
+            if kind == "evaluate":
+                current = model(server_round)  # the "aggregated" model of this round
+            msgs = [grid.create_message(RecordDict({"arrays": current}), kind, node, str(server_round))
+                    for node in nodes]
             replies = list(grid.send_and_receive(msgs, timeout=timeout))
             answered += sum(1 for r in replies if not r.has_error())
     context.state["echo"] = MetricRecord({"rounds": rounds, "answered": answered, "expected": 2 * rounds * len(nodes)})
