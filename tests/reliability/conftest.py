@@ -17,9 +17,13 @@ from typing import Iterator
 import pytest
 
 from syft_flwr_gdrive.drive.api import FOLDER_MIME, DriveApi, escape_q
+from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer, FaultConfig
 from syft_flwr_gdrive.federation import LocalFederation, Participant
+from syft_flwr_gdrive.flower_codec import node_id_for
+from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.envelope import Envelope, encode
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -57,10 +61,25 @@ def transport_for(drive: FakeDriveServer, email: str) -> DriveTransport:
     return DriveTransport(api_for(drive, email), email)
 
 
+def uses_app_properties() -> bool:
+    """Whether the package keeps routing in ``appProperties`` (else in public ``properties``)."""
+    return "appProperties" in layout.LISTING_FIELDS
+
+
+def meta_kwargs(props: dict[str, str]) -> dict:
+    """DriveApi create keyword for routing metadata, wherever the package keeps it."""
+    return {"app_properties": props} if uses_app_properties() else {"properties": props}
+
+
+def file_props(f: dict) -> dict:
+    """A listed file's routing metadata (``appProperties`` and ``properties`` merged)."""
+    return {**(f.get("properties") or {}), **(f.get("appProperties") or {})}
+
+
 def owned_files(drive: FakeDriveServer, email: str) -> list[dict]:
-    """Every non-folder file ``email`` owns on the fake Drive, ours or not (name, appProperties)."""
+    """Every non-folder file ``email`` owns on the fake Drive, ours or not, with its metadata."""
     q = f"'{escape_q(email)}' in owners and mimeType != '{FOLDER_MIME}' and trashed = false"
-    return api_for(drive, email).list_files(q, fields="id,name,size,appProperties")
+    return api_for(drive, email).list_files(q, fields="id,name,size,appProperties,properties")
 
 
 def leftover_message_files(drive: FakeDriveServer, emails=(SERVER, *CLIENTS)) -> dict[str, int]:
@@ -126,3 +145,59 @@ def assert_clean_exit(fed: LocalFederation, rounds: int) -> dict:
             key, participant.log_text()[-4000:])
         assert participant.report()["stopped_by"] == "stop-signal", participant.report()
     return report
+
+
+# -- planting files as any account ------------------------------------------------------------
+
+def outbox_of(drive: FakeDriveServer, owner: str, app: str, recipient: str) -> str:
+    """Id of ``owner``'s outbox folder of ``app`` to ``recipient`` (created and shared if missing)."""
+    transport_for(drive, owner).prepare(app, [recipient])
+    want = str(node_id_for(recipient))
+    folders = api_for(drive, owner).list_files(layout.outbox_query(app, owner), fields="id,appProperties,properties")
+    matches = [f["id"] for f in folders if file_props(f).get(layout.P_TO) == want]
+    assert matches, f"no outbox of {owner} to {recipient}"
+    return str(matches[0])
+
+
+def plant(drive: FakeDriveServer, owner: str, routing: Routing, body: bytes, *, name: str | None = None,
+          props: dict[str, str] | None = None) -> str:
+    """Upload ``body`` as ``owner`` into its outbox to ``routing.recipient``; returns the file id.
+
+    By default name and metadata are what the package itself writes for ``routing``.
+    """
+    if name is None and props is None:
+        return transport_for(drive, owner).send(routing, body)
+    folder = outbox_of(drive, owner, routing.app, routing.recipient)
+    created = api_for(drive, owner).upload_bytes(
+        name if name is not None else layout.message_file_name(routing), body, parent_id=folder,
+        mime_type="application/octet-stream", fields="id",
+        **meta_kwargs(props if props is not None else layout.message_properties(routing)),
+    )
+    return str(created["id"])
+
+
+def make_routing(run_id: int, message_id: str, sender: str, recipient: str, app: str, kind: str = "request",
+                 reply_to: str = "", created_at: float | None = None, ttl: float = 600.0) -> Routing:
+    return Routing(run_id=run_id, message_id=message_id, reply_to=reply_to, kind=kind, sender=sender,
+                   recipient=recipient, app=app, created_at=time.time() if created_at is None else created_at, ttl=ttl)
+
+
+def envelope_body(routing: Routing, payload: bytes, **header_changes) -> bytes:
+    """A well-formed envelope for ``routing`` (header fields overridable) around ``payload``."""
+    fields = dict(run_id=routing.run_id, message_id=routing.message_id, sender=routing.sender,
+                  recipient=routing.recipient, kind=routing.kind, app=routing.app, reply_to=routing.reply_to,
+                  created_at=routing.created_at, ttl=routing.ttl)
+    fields.update(header_changes)
+    return encode(Envelope(**fields), payload)
+
+
+def announced_run(drive: FakeDriveServer, recipient: str, app: str, sender: str = SERVER, timeout: float = 60,
+                  not_run: int | None = None) -> int:
+    """The run ``sender`` announces to ``recipient`` (waits for an announcement other than ``not_run``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = {a.owner: a.run_id for a in transport_for(drive, recipient).poll(app).announcements}
+        if sender in runs and runs[sender] != not_run:
+            return runs[sender]
+        time.sleep(0.1)
+    raise AssertionError(f"{sender} announced no run to {recipient}")

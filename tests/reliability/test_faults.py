@@ -29,9 +29,10 @@ from .conftest import (
     answered,
     assert_clean_exit,
     duplicates,
+    file_props,
     leftover_message_files,
     make_federation,
-    transport_for,
+    owned_files,
     wait_for_log,
 )
 
@@ -87,8 +88,7 @@ def runs(tmp_path_factory) -> RunPair:
         assert boxes["faulty"].get("ok"), "faulty run did not finish:\n" + faulty.server().log_text()[-3000:]
         faults = faulty_drive.stats()["faults"]
         faulty_drive.faults = FaultConfig()
-        stop_files = [f for f in transport_for(faulty_drive, SERVER).my_message_files()
-                      if (f.get("appProperties") or {}).get("sfg_kind") == "stop"]
+        stop_files = [f for f in owned_files(faulty_drive, SERVER) if file_props(f).get("sfg_kind") == "stop"]
         pair = RunPair(clean, faulty, leftover_message_files(clean_drive), leftover_message_files(faulty_drive),
                        stop_files, faults, time.monotonic() - started)
     print(f"\nfaulty run: {pair.seconds:.1f}s, faults injected {pair.faults}")
