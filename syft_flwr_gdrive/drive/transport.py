@@ -24,6 +24,7 @@ from syft_flwr_gdrive.transport.segments import Buffer, SegmentReader, as_segmen
 logger = logging.getLogger(__name__)
 
 ID_BATCH = 100
+INLINE_MAX = 1536  # bodies up to this size also ride in the file's properties (no download needed)
 _LIMITERS: dict[float, QuotaLimiter] = {}
 _LIMITERS_LOCK = threading.Lock()
 
@@ -115,10 +116,12 @@ class DriveTransport:
         if folder is None:
             self.prepare(routing.app, [routing.recipient])
             folder = self._outboxes[(routing.app, routing.recipient)]
+        props = layout.message_properties(routing)
+        size = sum(len(b) for b in body)
+        if size <= INLINE_MAX:
+            props.update(layout.inline_properties(b"".join(bytes(b) for b in body), used=len(props)))
         try:
-            created = self._upload(
-                layout.message_file_name(routing), body, folder, layout.message_properties(routing)
-            )
+            created = self._upload(layout.message_file_name(routing), body, folder, props)
         except DriveError as exc:
             raise TransportError(f"could not send {routing.kind} to {routing.recipient}: {exc}") from exc
         return str(created["id"])
@@ -163,6 +166,7 @@ class DriveTransport:
                 routing=layout.routing_from_properties(f.get("properties"), app),
                 size=int(f.get("size") or 0),
                 name=str(f.get("name") or ""),
+                inline=layout.inline_body(f.get("properties")),
             )
             (outbound if owner == self.email else inbound).append(posting)
         return Listing(tuple(inbound), tuple(outbound), tuple(announcements))

@@ -43,6 +43,7 @@ class Posting:
     routing: Routing | None
     size: int
     name: str = ""
+    inline: bytes | None = None  # the body, when the listing already carried it (small messages)
 
 
 @dataclass(frozen=True)

@@ -230,7 +230,9 @@ class Mailbox:
         limit = None if self.max_payload is None else self.max_payload + 65536
         body: BinaryIO = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BODY)
         try:
-            if posting.size <= IN_MEMORY_BODY:
+            if posting.inline is not None and len(posting.inline) == posting.size:
+                body.write(posting.inline)  # the listing carried it: no download
+            elif posting.size <= IN_MEMORY_BODY:
                 body.write(self.transport.read(posting, max_bytes=limit))
             else:  # big bodies stream to disk: memory stays bounded whatever the model's size
                 self.transport.read_to(posting, body, max_bytes=limit)

@@ -98,3 +98,26 @@ def test_peers_with_different_oauth_apps_see_each_others_routing(drive):
     listing = do.poll(app)
     assert [p.routing.message_id for p in listing.inbound if p.routing] == ["m"]
     assert [(a.owner, a.run_id) for a in listing.announcements] == [(DS, 5)]
+
+
+def test_small_bodies_ride_in_properties_and_need_no_download(drive):
+    from syft_flwr_gdrive.drive import layout
+
+    ds, do = transport(drive, DS), transport(drive, DO)
+    app = "flwr/inline"
+    out = Mailbox(ds, app, [DO], Ledger(None))
+    inbox = Mailbox(do, app, [DS], Ledger(None))
+    out.prepare()
+    inbox.prepare()
+    out.send(kind="request", recipient=DO, run_id=1, payload=b"tiny")
+    out.send(kind="request", recipient=DO, run_id=1, payload=os.urandom(5000))  # too big to inline
+    downloads = do.call_counts().get("media.download", 0)
+    got = sorted(d.envelope.size for d in inbox.poll().deliveries)
+    assert got == [4, 5000]
+    assert do.call_counts().get("media.download", 0) - downloads == 1  # only the big one
+    # Round trip of the property encoding at its limits.
+    body = os.urandom(1536)
+    props = layout.inline_properties(body, used=11)
+    assert props and layout.inline_body(props) == body
+    assert layout.inline_properties(os.urandom(5000), used=11) == {}
+    assert layout.inline_body({"sfg_b00": "not base64!"}) is None
