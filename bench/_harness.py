@@ -30,9 +30,48 @@ from typing import Any, Iterable, Sequence
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 WORKER = BENCH / "_worker.py"
-MESSAGE_APP = REPO / "fixtures" / "message_app"
-LEGACY_APP = REPO / "fixtures" / "legacy_app"
 SERVER_EMAIL = "ds@example.com"
+
+# Which code is measured: a snapshot of a commit (default HEAD, via `git archive`, so edits other
+# people make in the working tree meanwhile cannot change or break a run), or the live working tree.
+CODE: dict[str, Any] = {"rev": "worktree", "root": REPO, "commit": None}
+
+
+def select_code(rev: str, workdir: Path) -> dict[str, Any]:
+    """Measure ``rev`` ("worktree" or a git revision): put its syft_flwr_gdrive/ and fixtures/ first on the path.
+
+    Must run before anything imports syft_flwr_gdrive. Workers inherit it through PYTHONPATH.
+    """
+    if "syft_flwr_gdrive" in sys.modules:
+        raise RuntimeError("select_code() must run before syft_flwr_gdrive is imported")
+    if rev != "worktree":
+        commit = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=REPO, capture_output=True,
+                                text=True, timeout=30)
+        if commit.returncode != 0:
+            raise SystemExit(f"--code {rev!r} is not a git revision of {REPO}: {commit.stderr.strip()}")
+        root = workdir / f"code-{commit.stdout.strip()[:12]}"
+        if not (root / "syft_flwr_gdrive").is_dir():
+            root.mkdir(parents=True, exist_ok=True)
+            archive = subprocess.run(["git", "archive", "--format=tar", commit.stdout.strip(), "syft_flwr_gdrive", "fixtures"],
+                                     cwd=REPO, capture_output=True, timeout=120, check=True)
+            subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True, timeout=120)
+        CODE.update(rev=rev, root=root, commit=commit.stdout.strip())
+        sys.path.insert(0, str(root))
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [os.environ.get("PYTHONPATH")])])
+    import syft_flwr_gdrive
+
+    where = Path(syft_flwr_gdrive.__file__).resolve().parent.parent
+    if where != Path(CODE["root"]).resolve():
+        raise SystemExit(f"measuring the wrong code: syft_flwr_gdrive imported from {where}, expected {CODE['root']}")
+    return code_version()
+
+
+def message_app() -> Path:
+    return Path(CODE["root"]) / "fixtures" / "message_app"
+
+
+def legacy_app() -> Path:
+    return Path(CODE["root"]) / "fixtures" / "legacy_app"
 
 # Drive's published quota units per call class (the fake charges the same).
 UNIT_COSTS = {"list": 100, "get": 5, "download": 200, "modify": 50}
@@ -385,6 +424,9 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the fake's fault stream and the payloads (default 0)")
     p.add_argument("--workdir", type=Path, default=None, help="keep worker logs, specs and reports here (default: a temp dir, removed)")
     p.add_argument("--verbose", action="store_true", help="print worker log tails")
+    p.add_argument("--code", default="HEAD",
+                   help="what to measure: a git revision, snapshotted with git archive (default HEAD), or 'worktree' "
+                        "for the live working tree (uncommitted edits included)")
     return p
 
 
@@ -405,14 +447,17 @@ class Workdir:
 
 
 def code_version() -> dict[str, Any]:
-    """Which code was measured: HEAD and whether the package had uncommitted edits."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "syft_flwr_gdrive"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return {"git_head": head, "package_dirty_files": len(dirty.splitlines()) if dirty else 0}
-    except (OSError, subprocess.SubprocessError):
-        return {"git_head": None, "package_dirty_files": None}
+    """Which code was measured: the revision snapshotted, or HEAD plus the working tree's uncommitted files."""
+    info: dict[str, Any] = {"code": CODE["rev"], "commit": CODE["commit"]}
+    if CODE["rev"] == "worktree":
+        try:
+            head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+            dirty = subprocess.run(["git", "status", "--porcelain", "--", "syft_flwr_gdrive", "fixtures"], cwd=REPO,
+                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            info.update(commit=head, uncommitted_files=len(dirty.splitlines()) if dirty else 0)
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return info
 
 
 def fake_drive(faults: Any = None) -> Any:
@@ -495,3 +540,12 @@ def round_intervals(exchanges: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
         out.append({"round": r, "start": start, "end": end, "exchanges": len(rounds[r]), "last": i + 1 == len(keys),
                     "wall": max(e["t1"] for e in rounds[r]) - start})
     return out
+
+
+def apply_quick(args: argparse.Namespace, parser: argparse.ArgumentParser, values: dict[str, Any]) -> None:
+    """--quick: smaller values for the options the user left at their defaults."""
+    if not args.quick:
+        return
+    for name, value in values.items():
+        if getattr(args, name) == parser.get_default(name):
+            setattr(args, name, value)

@@ -398,6 +398,8 @@ def main() -> int:
         logging.getLogger("bench.worker").exception("worker failed")
         report, code = {"role": role, "exception": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-3000:]}, 1
     report["pid"] = os.getpid()
+    mod = sys.modules.get("syft_flwr_gdrive")
+    report["code_path"] = str(Path(mod.__file__).resolve().parent) if mod is not None and mod.__file__ else None
     report.setdefault("vm_hwm_kib", proc_status_kib("VmHWM"))
     write_report(spec["out"], report)
     if role == "server" and code == 0 and not report.get("completed"):

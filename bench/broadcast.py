@@ -31,7 +31,7 @@ UPLOAD_ROUTES = ("upload.create", "upload.chunk", "files.create", "upload.update
 
 
 def parse_args() -> Any:
-    p = H.base_parser(__doc__.split("\n\n")[0])
+    p = H.base_parser(__doc__)
     p.add_argument("--clients", default="2,5,10", help="comma-separated client counts (default 2,5,10)")
     p.add_argument("--rounds", type=int, default=4, help="rounds per run, >= 3 (default 4; steady = rounds 2..R-1)")
     p.add_argument("--apps", default="echo,message", help="apps to run: echo, message or both (default echo,message)")
@@ -41,8 +41,7 @@ def parse_args() -> Any:
                    help="clients as threads of one process (default) or one process each; byte counts do not depend on it")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per run before giving up (default 300)")
     a = p.parse_args()
-    if a.quick:
-        a.clients, a.rounds = "2,5", 3
+    H.apply_quick(a, p, {"clients": "2,5", "rounds": 3})
     a.client_counts = [int(x) for x in a.clients.split(",") if x.strip()]
     a.app_list = [x.strip() for x in a.apps.split(",") if x.strip()]
     if a.rounds < 3:
@@ -52,7 +51,7 @@ def parse_args() -> Any:
 
 def model_bytes_message_app() -> int:
     """Bytes of the digits model's arrays (what FedAvg sends)."""
-    sys.path.insert(0, str(H.REPO / "fixtures"))
+    sys.path.insert(0, str(Path(H.CODE["root"]) / "fixtures"))
     from fl_common.task import initial_weights  # type: ignore[import-not-found]
 
     return int(sum(w.nbytes for w in initial_weights()))
@@ -69,7 +68,7 @@ def run_one(app: str, n: int, args: Any, workdir: Path) -> dict[str, Any]:
                               "run_config": {"num-server-rounds": args.rounds, "payload-bytes": model, "seed": args.seed}}
     else:
         model = model_bytes_message_app()
-        kw = {"project": H.MESSAGE_APP, "run_config": {"num-server-rounds": args.rounds, "min-clients": n}}
+        kw = {"project": H.message_app(), "run_config": {"num-server-rounds": args.rounds, "min-clients": n}}
     with H.fake_drive(FaultConfig(seed=args.seed)) as drive:
         tap = H.DriveTap(drive)
         fed = H.run_federation(drive.url, workdir / f"{app}-n{n}", n_clients=n, mode=args.mode, poll_interval=args.poll,
@@ -100,8 +99,9 @@ def run_one(app: str, n: int, args: Any, workdir: Path) -> dict[str, Any]:
 def main() -> int:
     args = parse_args()
     H.install_sigterm_as_interrupt()
-    result: dict[str, Any] = {"bench": "broadcast", "version": H.code_version(), "rounds": args.rounds, "runs": []}
+    result: dict[str, Any] = {"bench": "broadcast", "rounds": args.rounds, "runs": []}
     with H.Workdir(args.workdir, "broadcast") as wd:
+        result["version"] = H.select_code(args.code, wd)
         for app in args.app_list:
             for n in args.client_counts:
                 print(f"== {app} app, N={n}, {args.rounds} rounds ...", flush=True)

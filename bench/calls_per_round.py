@@ -41,7 +41,7 @@ import _harness as H  # noqa: E402
 
 
 def parse_args() -> Any:
-    p = H.base_parser(__doc__.split("\n\n")[0])
+    p = H.base_parser(__doc__)
     p.add_argument("--clients", default="2,10,50", help="comma-separated client counts (default 2,10,50)")
     p.add_argument("--rounds", type=int, default=5, help="Flower rounds per run, >= 3 (default 5; steady = rounds 2..R-1)")
     p.add_argument("--poll", type=float, default=0.5, help="poll interval in seconds for every participant (default 0.5)")
@@ -53,8 +53,7 @@ def parse_args() -> Any:
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per federation run before giving up (default 300)")
     p.add_argument("--skip-idle", action="store_true", help="skip the idle-poll experiment")
     a = p.parse_args()
-    if a.quick:
-        a.clients, a.rounds, a.pending, a.idle_peers = "2,5", 3, 50, "2,10"
+    H.apply_quick(a, p, {"clients": "2,5", "rounds": 3, "pending": 50, "idle_peers": "2,10"})
     a.client_counts = [int(x) for x in a.clients.split(",") if x.strip()]
     a.idle_peer_counts = [int(x) for x in a.idle_peers.split(",") if x.strip()]
     if a.rounds < 3:
@@ -135,7 +134,7 @@ def run_one(n: int, args: Any, workdir: Path) -> dict[str, Any]:
     from syft_flwr_gdrive.fake import FaultConfig
 
     mode = args.mode if args.mode != "auto" else ("processes" if n <= 10 else "threads")
-    project = H.MESSAGE_APP if args.app == "message" else H.LEGACY_APP
+    project = H.message_app() if args.app == "message" else H.legacy_app()
     clients = H.client_emails(n)
     with H.fake_drive(FaultConfig(seed=args.seed)) as drive:
         tap = H.DriveTap(drive)
@@ -256,9 +255,10 @@ def idle_poll(peers: int, pending: int, seed: int, workdir: Path) -> dict[str, A
 def main() -> int:
     args = parse_args()
     H.install_sigterm_as_interrupt()
-    result: dict[str, Any] = {"bench": "calls_per_round", "version": H.code_version(), "poll_interval": args.poll,
+    result: dict[str, Any] = {"bench": "calls_per_round", "poll_interval": args.poll,
                               "rounds": args.rounds, "app": args.app, "runs": [], "idle_poll": []}
     with H.Workdir(args.workdir, "calls") as wd:
+        result["version"] = H.select_code(args.code, wd)
         for n in args.client_counts:
             print(f"== N={n}: {args.rounds} rounds, poll {args.poll}s ...", flush=True)
             run = run_one(n, args, wd)

@@ -35,7 +35,7 @@ MIB = 1024 * 1024
 
 
 def parse_args() -> Any:
-    p = H.base_parser(__doc__.split("\n\n")[0])
+    p = H.base_parser(__doc__)
     p.add_argument("--size-mib", type=float, default=256, help="payload size in MiB (default 256; 1024 for 1 GiB)")
     p.add_argument("--poll", type=float, default=0.2, help="poll interval in seconds (default 0.2)")
     p.add_argument("--exchanges", type=int, default=3,
@@ -44,8 +44,7 @@ def parse_args() -> Any:
     p.add_argument("--timeout", type=float, default=900.0, help="seconds before giving up (default 900)")
     p.add_argument("--skip-raw", action="store_true", help="skip the raw DriveApi baseline")
     a = p.parse_args()
-    if a.quick:
-        a.size_mib, a.exchanges, a.raw_repeat = 32, 2, 1
+    H.apply_quick(a, p, {"size_mib": 32, "exchanges": 2, "raw_repeat": 1})
     return a
 
 
@@ -96,15 +95,17 @@ def window_peak(samples: list[list[float]], t0: float, t1: float) -> int | None:
 def main() -> int:
     args = parse_args()
     H.install_sigterm_as_interrupt()
-    from syft_flwr_gdrive.fake import FaultConfig
 
     size = int(args.size_mib * MIB)
     client = H.client_emails(1)[0]
-    result: dict[str, Any] = {"bench": "large_payload", "version": H.code_version(), "bytes": size,
+    result: dict[str, Any] = {"bench": "large_payload", "bytes": size,
                               "mib": size / MIB, "poll_interval": args.poll, "exchanges_requested": args.exchanges}
     print(f"== payload {size / MIB:.0f} MiB server -> client -> server, {args.exchanges} exchange(s) with fresh "
           f"content each (poll {args.poll}s)", flush=True)
     with H.Workdir(args.workdir, "payload") as wd:
+        result["version"] = H.select_code(args.code, wd)
+        from syft_flwr_gdrive.fake import FaultConfig
+
         with H.fake_drive(FaultConfig(seed=args.seed)) as drive:
             tap = H.DriveTap(drive)
             with StoreSampler(drive) as store:

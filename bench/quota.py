@@ -29,7 +29,7 @@ import _harness as H  # noqa: E402
 
 
 def parse_args() -> Any:
-    p = H.base_parser(__doc__.split("\n\n")[0])
+    p = H.base_parser(__doc__)
     p.add_argument("--clients", type=int, default=10, help="number of clients (default 10)")
     p.add_argument("--rounds", type=int, default=3, help="Flower rounds (default 3)")
     p.add_argument("--poll", type=float, default=1.0, help="poll interval in seconds (default 1.0)")
@@ -42,8 +42,7 @@ def parse_args() -> Any:
     p.add_argument("--mode", choices=("processes", "threads"), default="processes", help="client placement (default processes)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per run before giving up (default 600)")
     a = p.parse_args()
-    if a.quick:
-        a.clients, a.rounds = 5, 2
+    H.apply_quick(a, p, {"clients": 5, "rounds": 2})
     return a
 
 
@@ -55,7 +54,7 @@ def run(args: Any, wd: Path, name: str, budget: int) -> tuple[H.FederationResult
         tap = H.DriveTap(drive)
         fed = H.run_federation(
             drive.url, wd / name, n_clients=args.clients, mode=args.mode, poll_interval=args.poll,
-            msg_timeout=args.msg_timeout, timeout=args.timeout, project=H.MESSAGE_APP,
+            msg_timeout=args.msg_timeout, timeout=args.timeout, project=H.message_app(),
             run_config={"num-server-rounds": args.rounds, "min-clients": args.clients}, verbose=args.verbose,
         )
         events = tap.snapshot()
@@ -128,9 +127,10 @@ def summarize(fed: H.FederationResult, events: list[H.CallEvent], args: Any) -> 
 def main() -> int:
     args = parse_args()
     H.install_sigterm_as_interrupt()
-    result: dict[str, Any] = {"bench": "quota", "version": H.code_version(), "clients": args.clients, "rounds": args.rounds,
+    result: dict[str, Any] = {"bench": "quota", "clients": args.clients, "rounds": args.rounds,
                               "poll_interval": args.poll, "quota_status": args.status, "msg_timeout": args.msg_timeout}
     with H.Workdir(args.workdir, "quota") as wd:
+        result["version"] = H.select_code(args.code, wd)
         budget = args.budget
         if not budget:
             print(f"== calibration: {args.clients} clients, {args.rounds} rounds, no quota ...", flush=True)

@@ -27,7 +27,7 @@ import _harness as H  # noqa: E402
 
 
 def parse_args() -> Any:
-    p = H.base_parser(__doc__.split("\n\n")[0])
+    p = H.base_parser(__doc__)
     p.add_argument("--latency", type=float, default=0.1, help="seconds added to every Drive request, L (default 0.1)")
     p.add_argument("--poll", type=float, default=1.0, help="poll interval p in seconds, all participants (default 1.0)")
     p.add_argument("--clients", type=int, default=2, help="number of clients (default 2)")
@@ -37,8 +37,7 @@ def parse_args() -> Any:
     p.add_argument("--mode", choices=("processes", "threads"), default="processes", help="client placement (default processes)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds before giving up on the run (default 300)")
     a = p.parse_args()
-    if a.quick:
-        a.rounds = 3
+    H.apply_quick(a, p, {"rounds": 3})
     if a.rounds < 2:
         p.error("--rounds must be >= 2")
     return a
@@ -78,19 +77,21 @@ def phases(ex: dict[str, Any], events: list[H.CallEvent], clients: list[str]) ->
 def main() -> int:
     args = parse_args()
     H.install_sigterm_as_interrupt()
-    from syft_flwr_gdrive.fake import FaultConfig
-
     L, p, n = args.latency, args.poll, args.clients
     floor = 6 * L + p
-    if args.app == "message":
-        app_kw: dict[str, Any] = {"project": H.MESSAGE_APP, "run_config": {"num-server-rounds": args.rounds, "min-clients": n}}
-    else:
-        app_kw = {"server_app": "bench_apps:echo_server_app", "client_app": "bench_apps:echo_client_app",
-                  "app_name": "bench-echo", "run_config": {"num-server-rounds": args.rounds, "payload-bytes": 4096}}
-    print(f"== {n} clients ({args.mode}), {args.rounds} rounds of {args.app} app, L={L}s per call, p={p}s; "
-          f"floor 6L+p = {floor:.2f}s per exchange", flush=True)
     clients = H.client_emails(n)
     with H.Workdir(args.workdir, "latency") as wd:
+        version = H.select_code(args.code, wd)
+        from syft_flwr_gdrive.fake import FaultConfig
+
+        if args.app == "message":
+            app_kw: dict[str, Any] = {"project": H.message_app(),
+                                      "run_config": {"num-server-rounds": args.rounds, "min-clients": n}}
+        else:
+            app_kw = {"server_app": "bench_apps:echo_server_app", "client_app": "bench_apps:echo_client_app",
+                      "app_name": "bench-echo", "run_config": {"num-server-rounds": args.rounds, "payload-bytes": 4096}}
+        print(f"== {n} clients ({args.mode}), {args.rounds} rounds of {args.app} app, L={L}s per call, p={p}s; "
+              f"floor 6L+p = {floor:.2f}s per exchange", flush=True)
         with H.fake_drive(FaultConfig(latency=L, seed=args.seed)) as drive:
             tap = H.DriveTap(drive)
             fed = H.run_federation(drive.url, wd / "run", n_clients=n, mode=args.mode, poll_interval=p,
@@ -114,7 +115,7 @@ def main() -> int:
     rounds = [r for r in H.round_intervals(fed.exchanges)]
     round_walls = [r["wall"] for r in rounds if r["round"] >= 2 and r["exchanges"] == 2]
     result: dict[str, Any] = {
-        "bench": "round_latency", "version": H.code_version(), "latency": L, "poll_interval": p, "clients": n,
+        "bench": "round_latency", "version": version, "latency": L, "poll_interval": p, "clients": n,
         "rounds": args.rounds, "app": args.app, "mode": args.mode, "floor_exchange_s": floor,
         "completed": fed.completed, "elapsed_s": round(fed.elapsed, 2), "exchanges": rows,
     }
