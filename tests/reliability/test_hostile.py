@@ -45,6 +45,11 @@ APP = MESSAGE_APP_KEY
 ROUNDS = 3
 STRANGER = "mallory@evil.example"
 TARGET = CLIENTS[0]
+# A valid envelope around a payload that is not what the recipient can use: refused as unencrypted or
+# undecryptable (payload encryption on) or as not a Flower message (off). One line either way.
+PAYLOAD_REFUSED = ("skipped: ", "not encrypted", "rejected: ")
+# A real payload under a rewritten header: its signature (encryption on) or its Flower metadata (off) disagrees.
+PAYLOAD_FORGED = ("Flower metadata disagrees", "rejected: ", "not encrypted")
 
 
 class RequestCapture:
@@ -123,7 +128,9 @@ def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_complete
 
         junk = b"\x00not a flower message"
         to_client: dict[str, tuple[str, str]] = {}  # label -> (file id, expected reason)
-        to_client_by_id: dict[str, tuple[str, str]] = {}  # label -> (message id, expected reason); logged by id
+        # Valid envelopes whose payload is refused after the envelope checks: logged by file id (payload
+        # encryption on: "not encrypted" / "rejected") or by message id (plain Flower payloads: "skipped").
+        to_client_by_id: dict[str, tuple[str, str, tuple[str, ...]]] = {}  # label -> (file id, message id, reasons)
 
         # -- to the server, in the name of client 2 (not running yet) and of a stranger --------------
         c2 = CLIENTS[2]
@@ -185,10 +192,10 @@ def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_complete
                          "not a peer"),
         })
         # Valid envelopes whose payload is not a Flower message: logged by message id.
-        to_client_by_id["not-flower"] = ("notflower", "skipped")
-        plant(drive, SERVER, r("notflower"), envelope_body(r("notflower"), junk))
-        to_client_by_id["oversized-12MiB"] = ("oversized", "skipped")
-        plant(drive, SERVER, r("oversized"), envelope_body(r("oversized"), big))
+        to_client_by_id["not-flower"] = (plant(drive, SERVER, r("notflower"), envelope_body(r("notflower"), junk)),
+                                         "notflower", PAYLOAD_REFUSED)
+        to_client_by_id["oversized-12MiB"] = (plant(drive, SERVER, r("oversized"), envelope_body(r("oversized"), big)),
+                                              "oversized", PAYLOAD_REFUSED)
         # File names people and programs produce; each body is corrupt, so each gets one line.
         names = {
             "name-quote": "it's o'hara's.sfgd",
@@ -210,8 +217,7 @@ def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_complete
             "id-long": "i" * 100,
         }
         for label, mid in weird_ids.items():
-            plant(drive, SERVER, r(mid), envelope_body(r(mid), junk))
-            to_client_by_id[label] = (mid, "skipped")
+            to_client_by_id[label] = (plant(drive, SERVER, r(mid), envelope_body(r(mid), junk)), mid, PAYLOAD_REFUSED)
 
         # -- replays of real requests of this run -------------------------------------------------
         props0, body0 = capture.wait_for(TARGET)
@@ -225,9 +231,9 @@ def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_complete
                                                           "disagrees with its metadata on recipient")
         env1, payload1 = decode(body1)
         readdressed = dataclasses.replace(cross, message_id="ab" * 16)
-        plant(drive, SERVER, readdressed,
-              encode(dataclasses.replace(env1, recipient=TARGET, message_id=readdressed.message_id), payload1))
-        to_client_by_id["replay-readdressed"] = (readdressed.message_id, "Flower metadata disagrees")
+        handle = plant(drive, SERVER, readdressed,
+                       encode(dataclasses.replace(env1, recipient=TARGET, message_id=readdressed.message_id), payload1))
+        to_client_by_id["replay-readdressed"] = (handle, readdressed.message_id, PAYLOAD_FORGED)
 
         assert fed.wait(120), "federation did not finish:\n" + fed.server().log_text()[-3000:]
         assert_completed(fed)
@@ -239,16 +245,16 @@ def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_complete
         lines = lines_with(client_log, handle)
         if len(lines) != 1 or reason not in lines[0]:
             problems.append(f"client {label}: {lines}")
-    for label, (mid, reason) in to_client_by_id.items():
-        lines = lines_with(client_log, f"request {mid} from")
-        if len(lines) != 1 or reason not in lines[0]:
+    for label, (handle, mid, reasons) in to_client_by_id.items():
+        lines = lines_with(client_log, handle) + lines_with(client_log, f"request {mid} from")
+        if len(lines) != 1 or not any(reason in lines[0] for reason in reasons):
             problems.append(f"client {label}: {lines}")
     for label, (handle, reason) in to_server.items():
         lines = lines_with(server_log, handle)
         if len(lines) != 1 or reason not in lines[0]:
             problems.append(f"server {label}: {lines}")
     unknown = lines_with(server_log, "c2unknown")
-    if len(unknown) != 1 or "not a Flower message" not in unknown[0]:
+    if len(unknown) != 1 or not any(reason in unknown[0] for reason in ("not a Flower message",) + PAYLOAD_REFUSED):
         problems.append(f"server unknown reply: {unknown}")
     assert not problems, "\n".join(problems)
     # The exact replay of a handled request was not handled again (ids are unique in 'answered').
@@ -310,9 +316,13 @@ def test_requests_replayed_from_an_earlier_run_are_not_acted_on(tmp_path: Path, 
         relabelled = plant(drive, SERVER, dataclasses.replace(old, run_id=run_b, message_id="ef" * 16), old_body)
         env, payload = decode(old_body)
         rewritten_id = "01" * 16
-        plant(drive, SERVER, dataclasses.replace(old, run_id=run_b, message_id=rewritten_id),
-              encode(dataclasses.replace(env, run_id=run_b, message_id=rewritten_id), payload))
-        wait_for_log(second.client(0), f"request {rewritten_id} from", 30)
+        rewritten = plant(drive, SERVER, dataclasses.replace(old, run_id=run_b, message_id=rewritten_id),
+                          encode(dataclasses.replace(env, run_id=run_b, message_id=rewritten_id), payload))
+        deadline = time.monotonic() + 30
+        while not (lines_with(second.client(0).log_text(), rewritten)
+                   or lines_with(second.client(0).log_text(), f"request {rewritten_id} from")):
+            assert time.monotonic() < deadline, "the rewritten replay was never vetted"
+            time.sleep(0.1)
         assert second.wait(60)
         assert_clean_exit(second, 1)
         log = second.client(0).log_text()
@@ -321,8 +331,8 @@ def test_requests_replayed_from_an_earlier_run_are_not_acted_on(tmp_path: Path, 
     for handle, reason in expect.items():
         lines = lines_with(log, handle)
         assert len(lines) == 1 and reason in lines[0], lines
-    lines = lines_with(log, f"request {rewritten_id} from")
-    assert len(lines) == 1 and "Flower metadata disagrees" in lines[0], lines
+    lines = lines_with(log, rewritten) + lines_with(log, f"request {rewritten_id} from")
+    assert len(lines) == 1 and any(reason in lines[0] for reason in PAYLOAD_FORGED), lines
     # The exact copy carries an id the client's ledger has handled in run A: never acted on again.
     assert lines_with(log, as_is) == []
     runs = {run for run, *_ in answered(log)}
