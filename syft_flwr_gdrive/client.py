@@ -10,6 +10,7 @@ from typing import Any, Mapping
 from flwr.clientapp import ClientApp
 
 from syft_flwr_gdrive.client_loop import ClientLoop, ClientReport
+from syft_flwr_gdrive.crypto import sealer_for
 from syft_flwr_gdrive.config import ConfigError, ProjectConfig, Settings, validate_email
 from syft_flwr_gdrive.plugin import create_transport
 from syft_flwr_gdrive.server import app_key
@@ -49,7 +50,10 @@ def syftbox_flwr_client(
         raise ConfigError(f"{settings.email} is both the aggregator and this client; use distinct accounts.")
     transport = transport or create_transport(settings)
     key = app_key(app_name)
-    mailbox = Mailbox(transport, key, [server], Ledger.for_app(settings.participant_state_dir(), key))
+    mailbox = Mailbox(
+        transport, key, [server], Ledger.for_app(settings.participant_state_dir(), key),
+        sealer=sealer_for(settings.participant_state_dir(), enabled=settings.encryption),
+    )
     loop = ClientLoop(
         client_app, mailbox, poll_interval=settings.poll_interval, node_config=node_config, stop_event=stop_event
     )

@@ -35,6 +35,9 @@ ENV_STATE_DIR = "SYFT_FLWR_STATE_DIR"
 ENV_AGGREGATOR = "SYFT_FLWR_AGGREGATOR"
 ENV_TRANSPORT = "SYFT_FLWR_TRANSPORT"
 ENV_QUOTA = "SYFT_FLWR_QUOTA_UNITS_PER_MIN"
+ENV_ENCRYPTION = "SYFT_FLWR_ENCRYPTION_ENABLED"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 # Deliberately simple: one "@", a dot in the domain, no spaces or slashes.
 # Apostrophes and plus signs are legal in Google account names and must pass.
@@ -69,6 +72,15 @@ def _positive_float(raw: str | float, name: str) -> float:
     if not value > 0 or value != value or value == float("inf"):
         raise ConfigError(f"{name}={raw!r} must be a positive, finite number of seconds.")
     return value
+
+
+def _flag(raw: str, name: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not true or false.")
 
 
 @dataclass(frozen=True)
@@ -132,6 +144,8 @@ class Settings:
     msg_timeout_explicit: bool = False
     # Drive quota units per minute per user to stay under (client-side pacing); None: no pacing.
     quota_units_per_min: float | None = None
+    # End-to-end encryption and signatures of every payload (on unless explicitly switched off).
+    encryption: bool = True
 
     @classmethod
     def from_env(
@@ -185,6 +199,7 @@ class Settings:
             aggregator=validate_email(aggregator_raw, what=ENV_AGGREGATOR) if aggregator_raw else None,
             msg_timeout_explicit=timeout_explicit,
             quota_units_per_min=_positive_float(env[ENV_QUOTA], ENV_QUOTA) if env.get(ENV_QUOTA) else None,
+            encryption=_flag(env.get(ENV_ENCRYPTION, "true"), ENV_ENCRYPTION),
         )
         if overrides:
             if "msg_timeout" in overrides:

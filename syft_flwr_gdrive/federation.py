@@ -77,6 +77,7 @@ class LocalFederation:
     msg_timeout: float = 60.0
     run_config: Mapping[str, Any] = field(default_factory=dict)
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    state_dir: Path | None = None  # participants' keys, pins and ledgers; default workdir/state
     participants: dict[str, Participant] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -89,7 +90,7 @@ class LocalFederation:
             SYFT_FLWR_DRIVE_URL=self.drive_url,
             SYFT_FLWR_POLL_INTERVAL=str(self.poll_interval),
             SYFT_FLWR_MSG_TIMEOUT=str(self.msg_timeout),
-            SYFT_FLWR_STATE_DIR=str(self.workdir / "state"),
+            SYFT_FLWR_STATE_DIR=str(self.state_dir or self.workdir / "state"),
             PYTHONUNBUFFERED="1",
         )
         env.update(self.extra_env)

@@ -34,7 +34,7 @@ from flwr.supercore.run import Run
 
 from syft_flwr_gdrive.blobs import BlobPlacer
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS, SERVER_NODE_ID, PayloadError, decode_message, encode_message, node_id_for
-from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.contract import Routing, TransportError
 from syft_flwr_gdrive.transport.envelope import KIND_REPLY, KIND_REQUEST, KIND_STOP, KIND_STOP_ACK
 from syft_flwr_gdrive.transport.mailbox import Delivery, Mailbox, new_message_id
 
@@ -140,6 +140,7 @@ class TransportGrid(Grid):
         def send_one(item: tuple[Message, str]) -> str:
             msg, recipient = item
             meta = msg.metadata
+            self._await_key(recipient)
             message_id, handle = self.mailbox.send(
                 kind=KIND_REQUEST,
                 recipient=recipient,
@@ -185,6 +186,23 @@ class TransportGrid(Grid):
             )
             self._withdraw(waiting)
         return replies
+
+    def _await_key(self, recipient: str) -> None:
+        """With encryption on, wait (bounded) until the recipient has published its public key."""
+        sealer = self.mailbox.sealer
+        if sealer is None or sealer.knows(recipient):
+            return
+        deadline = time.monotonic() + self.msg_timeout
+        logger.info("waiting for %s to publish its public key (is its client running?)", recipient)
+        while not sealer.knows(recipient):
+            if time.monotonic() >= deadline:
+                raise TransportError(
+                    f"{recipient} published no trusted public key within {self.msg_timeout:.0f}s: start its client, "
+                    "or check the logs for a refused (changed) key"
+                )
+            self._poll_if_due(force=True)
+            if not sealer.knows(recipient):
+                time.sleep(self.poll_interval)
 
     def effective_timeout(self, timeout: float | None) -> float:
         """See the module docstring: the smaller of the caller's and our configured timeout."""

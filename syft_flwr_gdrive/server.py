@@ -20,6 +20,7 @@ from flwr.server.run_serverapp import run as run_server
 from flwr.serverapp import ServerApp
 from flwr.supercore.task_identity import TaskIdentity
 
+from syft_flwr_gdrive.crypto import sealer_for
 from syft_flwr_gdrive.config import ConfigError, ProjectConfig, Settings, validate_email
 from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
 from syft_flwr_gdrive.grid import TransportGrid
@@ -71,6 +72,7 @@ def syftbox_flwr_server(
         app_key(app_name),
         peers,
         Ledger.for_app(settings.participant_state_dir(), app_key(app_name)),
+        sealer=sealer_for(settings.participant_state_dir(), enabled=settings.encryption),
     )
     grid = TransportGrid(mailbox, peers, msg_timeout=settings.msg_timeout, poll_interval=settings.poll_interval)
     run_id = new_run_id()

@@ -40,6 +40,8 @@ P_TO_EMAIL = "sfg_to_email"
 P_CREATED = "sfg_at"
 P_TTL = "sfg_ttl"
 P_INLINE = "sfg_b"  # sfg_b00, sfg_b01, ...: a small body, base64, readable from the listing
+P_KEY_KX = "sfg_kx"  # on outbox folders: the owner's X25519 public key (base64)
+P_KEY_SIGN = "sfg_ks"  # on outbox folders: the owner's Ed25519 public key (base64)
 P_BLOB = "sfg_blob"  # SHA-256 of a shared blob's content
 P_BLOB_APP = "sfg_blob_app"  # blobs use their own app key so polls never list them
 
@@ -199,6 +201,14 @@ def announced_run(props: Mapping[str, Any] | None) -> int | None:
         return int((props or {})[P_RUN]) if (props or {}).get(P_ROLE) == "outbox" else None
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def announced_keys(props: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """The public keys an outbox folder carries, if any."""
+    props = props or {}
+    if props.get(P_ROLE) != "outbox" or P_KEY_KX not in props or P_KEY_SIGN not in props:
+        return None
+    return {"kx": str(props[P_KEY_KX]), "ks": str(props[P_KEY_SIGN])}
 
 
 def outbox_query(app: str, me: str) -> str:

@@ -19,7 +19,7 @@ from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.ratelimit import QuotaLimiter
 from syft_flwr_gdrive.drive.errors import DriveError, DriveNotFound, DrivePermissionDenied
 from syft_flwr_gdrive.transport.contract import Announcement, Listing, Posting, Routing, TransportError
-from syft_flwr_gdrive.transport.segments import Buffer, SegmentReader, as_segments
+from syft_flwr_gdrive.transport.segments import Buffer, as_reader
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class DriveTransport:
         self._outboxes: dict[tuple[str, str], str] = {}  # (app, peer) -> folder id
         self._peers: dict[str, list[str]] = {}  # app -> peers it was prepared for
         self._blob_folders: dict[str, str] = {}  # app -> shared blobs folder id
+        self._folder_props: dict[str, dict[str, str]] = {}  # outbox folder id -> its properties as last seen
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "DriveTransport":
@@ -103,6 +104,7 @@ class DriveTransport:
             if not shared:
                 self._share(folder["id"], peer)
             self._outboxes[(app, peer)] = folder["id"]
+            self._folder_props[folder["id"]] = dict(folder.get("properties") or props)
 
     def announce_run(self, app: str, run_id: int) -> None:
         """Stamp the run id on each of my outbox folders of ``app`` (one update per peer, once per run)."""
@@ -110,18 +112,26 @@ class DriveTransport:
             if folder_app == app:
                 self.api.update(folder_id, properties={layout.P_RUN: str(run_id)}, fields="id")
 
-    def send(self, routing: Routing, body: Buffer | Sequence[Buffer]) -> str:
-        body = as_segments(body)
+    def publish_keys(self, app: str, keys: dict[str, str]) -> None:
+        """Put my public keys on each of my outbox folders of ``app`` (skipped where already there)."""
+        wanted = {layout.P_KEY_KX: keys["kx"], layout.P_KEY_SIGN: keys["ks"]}
+        for (folder_app, _peer), folder_id in list(self._outboxes.items()):
+            if folder_app == app and self._folder_props.get(folder_id, {}) != {**self._folder_props.get(folder_id, {}), **wanted}:
+                self.api.update(folder_id, properties=wanted, fields="id")
+                self._folder_props.setdefault(folder_id, {}).update(wanted)
+
+    def send(self, routing: Routing, body: Buffer | Sequence[Buffer] | BinaryIO) -> str:
+        reader = as_reader(body)
         folder = self._outboxes.get((routing.app, routing.recipient))
         if folder is None:
             self.prepare(routing.app, [routing.recipient])
             folder = self._outboxes[(routing.app, routing.recipient)]
         props = layout.message_properties(routing)
-        size = sum(len(b) for b in body)
-        if size <= INLINE_MAX:
-            props.update(layout.inline_properties(b"".join(bytes(b) for b in body), used=len(props)))
+        if reader.size <= INLINE_MAX:
+            reader.seek(0)
+            props.update(layout.inline_properties(reader.read(reader.size), used=len(props)))
         try:
-            created = self._upload(layout.message_file_name(routing), body, folder, props)
+            created = self._upload(layout.message_file_name(routing), reader, folder, props)
         except DriveError as exc:
             raise TransportError(f"could not send {routing.kind} to {routing.recipient}: {exc}") from exc
         return str(created["id"])
@@ -129,7 +139,7 @@ class DriveTransport:
     def put_blob(self, app: str, sha256: str, data: Buffer) -> str:
         """Upload content once into my blobs folder of ``app``, shared read-only with all its peers."""
         try:
-            created = self._upload(f"blob-{sha256}.bin", [data], self._blobs_folder(app), layout.blob_properties(app, sha256))
+            created = self._upload(f"blob-{sha256}.bin", as_reader(data), self._blobs_folder(app), layout.blob_properties(app, sha256))
         except DriveError as exc:
             raise TransportError(f"could not upload a shared blob: {exc}") from exc
         return str(created["id"])
@@ -157,8 +167,9 @@ class DriveTransport:
             owner = (owners[0].get("emailAddress") or "").lower() if owners else ""
             if f.get("mimeType") == layout.FOLDER_MIME:
                 run = layout.announced_run(f.get("properties"))
-                if run is not None and owner != self.email:
-                    announcements.append(Announcement(owner, run))
+                keys = layout.announced_keys(f.get("properties"))
+                if (run is not None or keys is not None) and owner != self.email:
+                    announcements.append(Announcement(owner, run, keys))
                 continue
             posting = Posting(
                 handle=str(f["id"]),
@@ -212,12 +223,12 @@ class DriveTransport:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _upload(self, name: str, body: Sequence[Buffer], folder: str, props: dict[str, str]) -> dict[str, Any]:
+    def _upload(self, name: str, reader: Any, folder: str, props: dict[str, str]) -> dict[str, Any]:
         """One create: a multipart request for small bodies, a chunked resumable upload for big ones."""
-        reader = SegmentReader(body)
         common = dict(parent_id=folder, properties=props, file_id=self._next_id(), mime_type=layout.MESSAGE_MIME, fields="id")
+        reader.seek(0)
         if reader.size <= self.api.chunk_size:
-            return self.api.upload_bytes(name, reader.read_all(), **common)
+            return self.api.upload_bytes(name, reader.read(reader.size), **common)
         return self.api.upload_stream(name, reader, reader.size, **common)
 
     def _blobs_folder(self, app: str) -> str:

@@ -51,7 +51,8 @@ class Announcement:
     """A peer's statement of which run it is currently running, and who the storage says made it."""
 
     owner: str
-    run_id: int
+    run_id: int | None
+    keys: dict[str, str] | None = None  # the owner's published public keys, if any
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,14 @@ class Transport(Protocol):
     def announce_run(self, app: str, run_id: int) -> None:
         """Tell my peers (in the same listing they poll) which run of ``app`` is current."""
 
-    def send(self, routing: Routing, body: Buffer | Sequence[Buffer]) -> str:
-        """Store ``body`` (buffers, in order) for ``routing.recipient``; returns a handle. Idempotent under retry."""
+    def publish_keys(self, app: str, keys: dict[str, str]) -> None:
+        """Publish my public keys to ``app``'s peers (in the same listing they poll)."""
+
+    def send(self, routing: Routing, body: Buffer | Sequence[Buffer] | BinaryIO) -> str:
+        """Store ``body`` (buffers, or a seekable reader with ``.size``) for ``routing.recipient``.
+
+        Returns a handle. Idempotent under retry.
+        """
 
     def poll(self, app: str) -> Listing:
         """List postings of ``app`` addressed to me and my own, in O(1) storage calls."""

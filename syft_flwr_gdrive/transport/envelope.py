@@ -89,9 +89,7 @@ def encode_segments(envelope: Envelope, payload: Sequence[Buffer]) -> list[Buffe
     for piece in payload:
         digest.update(piece)
         size += len(piece)
-    env = _replace(envelope, sha256=digest.hexdigest(), size=size)
-    header = json.dumps(asdict(env), sort_keys=True, separators=(",", ":")).encode("utf-8")
-    return [MAGIC + _LEN.pack(len(header)) + header, *payload]
+    return [header_bytes(_replace(envelope, sha256=digest.hexdigest(), size=size)), *payload]
 
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
@@ -162,6 +160,12 @@ def decode_header(prefix: bytes) -> tuple[Envelope, int]:
     raw["created_at"] = float(raw["created_at"])
     raw["ttl"] = float(raw["ttl"])
     return Envelope(**raw), end
+
+
+def header_bytes(envelope: Envelope) -> bytes:
+    """The body's prefix for an envelope whose ``sha256`` and ``size`` are already set."""
+    header = json.dumps(asdict(envelope), sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return MAGIC + _LEN.pack(len(header)) + header
 
 
 def decode_file(fh: BinaryIO, *, max_payload: int | None = None) -> tuple[Envelope, int]:

@@ -22,12 +22,13 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO, Callable, Iterable, Sequence
 
 from syft_flwr_gdrive.transport.contract import Listing, Posting, Routing, Transport, TransportError
-from syft_flwr_gdrive.transport.envelope import Envelope, EnvelopeError, decode_file, encode_segments
-from syft_flwr_gdrive.transport.segments import Buffer
+from syft_flwr_gdrive.crypto import CODEC_SEAL, CryptoError, MissingPeerKey, PublicKeys, Sealer
+from syft_flwr_gdrive.transport.envelope import Envelope, EnvelopeError, decode_file, encode_segments, header_bytes
+from syft_flwr_gdrive.transport.segments import Buffer, ConcatReader, SegmentReader
 from syft_flwr_gdrive.transport.ledger import Ledger
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,10 @@ class Mailbox:
         ledger: Ledger,
         *,
         max_payload: int | None = None,
+        sealer: "Sealer | None" = None,
     ) -> None:
+        """``sealer`` switches on end-to-end encryption: everything sent is sealed, and
+        (fail closed) nothing unsealed is accepted."""
         self.transport = transport
         self.app = app
         self.peers = frozenset(p.lower() for p in peers)
@@ -93,6 +97,7 @@ class Mailbox:
         self._noted: set[tuple[str, str]] = set()  # (handle, reason) already logged for passing skips
         self._lock = threading.Lock()
         self.announced: dict[str, int] = {}  # peer -> the run it says is current
+        self.sealer = sealer
 
     @property
     def email(self) -> str:
@@ -100,6 +105,8 @@ class Mailbox:
 
     def prepare(self) -> None:
         self.transport.prepare(self.app, sorted(self.peers))
+        if self.sealer is not None:
+            self.transport.publish_keys(self.app, self.sealer.identity.public.encode())
 
     def announce_run(self, run_id: int) -> None:
         """Let peers know ``run_id`` is this participant's current run (clients then ignore others)."""
@@ -131,7 +138,6 @@ class Mailbox:
             **({"created_at": created_at} if created_at is not None else {}),
             **({"codecs": tuple(codecs)} if codecs else {}),
         )
-        body = encode_segments(envelope, [payload] if isinstance(payload, (bytes, bytearray, memoryview)) else payload)
         routing = Routing(
             run_id=envelope.run_id,
             message_id=envelope.message_id,
@@ -143,6 +149,14 @@ class Mailbox:
             created_at=envelope.created_at,
             ttl=envelope.ttl,
         )
+        segments = [payload] if isinstance(payload, (bytes, bytearray, memoryview)) else list(payload)
+        if self.sealer is None:
+            body: BinaryIO = SegmentReader(encode_segments(envelope, segments))
+        else:  # MissingPeerKey propagates: the caller decides whether to wait for the key
+            plain = SegmentReader(segments)
+            sealed, digest = self.sealer.seal(routing, plain, plain.size)
+            envelope = replace(envelope, codecs=(CODEC_SEAL, *envelope.codecs), sha256=digest, size=sealed.size)
+            body = ConcatReader([SegmentReader([header_bytes(envelope)]), sealed])
         handle = self.transport.send(routing, body)
         return envelope.message_id, handle
 
@@ -157,7 +171,13 @@ class Mailbox:
         on the next poll.
         """
         listing = self.transport.poll(self.app)
-        self.announced = {a.owner.lower(): a.run_id for a in listing.announcements if a.owner.lower() in self.peers}
+        trusted = [a for a in listing.announcements if a.owner.lower() in self.peers]
+        self.announced = {a.owner.lower(): a.run_id for a in trusted if a.run_id is not None}
+        if self.sealer is not None:
+            for a in trusted:
+                keys = PublicKeys.decode(a.keys) if a.keys else None
+                if keys is not None:
+                    self.sealer.learn(a.owner.lower(), keys)
         deliveries: list[Delivery] = []
         for posting in listing.inbound:
             delivery = self._check(posting, accept)
@@ -255,7 +275,36 @@ class Mailbox:
             self._reject(posting, f"expired (ttl {envelope.ttl:.0f}s); dropped")
             self.ledger.add(envelope.message_id)
             return None
-        return Delivery(envelope, posting, body, offset)
+        return self._unseal(Delivery(envelope, posting, body, offset), routing)
+
+    def _unseal(self, delivery: Delivery, routing: Routing) -> Delivery | None:
+        """Decrypt and verify a sealed payload; fail closed on plaintext when encryption is on."""
+        env, posting = delivery.envelope, delivery.posting
+        sealed = bool(env.codecs) and env.codecs[0] == CODEC_SEAL
+        if self.sealer is None:
+            if sealed:
+                delivery.close()
+                self._reject(posting, "encrypted, but encryption is switched off here "
+                                      "(unset SYFT_FLWR_ENCRYPTION_ENABLED=false to read it)")
+                return None
+            return delivery
+        if not sealed:
+            delivery.close()
+            self._reject(posting, "not encrypted, but encryption is on: refused (fail closed). A peer with "
+                                  "SYFT_FLWR_ENCRYPTION_ENABLED=false must switch it back on")
+            return None
+        try:
+            plain, size = self.sealer.open(routing, delivery.open_payload(), env.size)
+        except MissingPeerKey as exc:
+            delivery.close()
+            self._note(posting, str(exc))
+            return None
+        except CryptoError as exc:
+            delivery.close()
+            self._reject(posting, f"rejected: {exc}")
+            return None
+        delivery.close()
+        return Delivery(replace(env, codecs=env.codecs[1:], size=size), posting, plain, 0)
 
 
 def _disagreement(envelope: Envelope, routing: Routing) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, ClassVar, Sequence
 
 from syft_flwr_gdrive.transport.contract import Announcement, Listing, Posting, Routing, TransportError
-from syft_flwr_gdrive.transport.segments import Buffer, as_segments
+from syft_flwr_gdrive.transport.segments import Buffer, as_reader
 
 
 @dataclass
@@ -34,6 +34,7 @@ class MemoryHub:
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     runs: dict[tuple[str, str], int] = field(default_factory=dict)  # (owner, app) -> announced run
     blobs: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # locator -> (owner, data)
+    keys: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)  # (owner, app) -> public keys
 
     def put(self, owner: str, routing: Routing | None, body: bytes, name: str = "") -> str:
         """Store a file as written by ``owner`` (tests use this to plant hostile files)."""
@@ -66,9 +67,16 @@ class MemoryTransport:
         with self.hub.lock:
             self.hub.runs[(self.email, app)] = run_id
 
-    def send(self, routing: Routing, body: Buffer | Sequence[Buffer]) -> str:
+    def publish_keys(self, app: str, keys: dict[str, str]) -> None:
+        self._count("publish_keys")
+        with self.hub.lock:
+            self.hub.keys[(self.email, app)] = dict(keys)
+
+    def send(self, routing: Routing, body: Buffer | Sequence[Buffer] | BinaryIO) -> str:
         self._count("send")
-        data = b"".join(bytes(b) for b in as_segments(body))
+        reader = as_reader(body)
+        reader.seek(0)
+        data = reader.read(reader.size)
         return self.hub.put(self.email, routing, data, name=f"{routing.kind}-{routing.message_id}")
 
     def poll(self, app: str) -> Listing:
@@ -77,7 +85,8 @@ class MemoryTransport:
         outbound: list[Posting] = []
         with self.hub.lock:
             items = list(self.hub.files.items())
-            runs = [Announcement(owner, run) for (owner, a), run in self.hub.runs.items() if a == app and owner != self.email]
+            owners = {o for (o, a) in list(self.hub.runs) + list(self.hub.keys) if a == app and o != self.email}
+            runs = [Announcement(o, self.hub.runs.get((o, app)), self.hub.keys.get((o, app))) for o in sorted(owners)]
         for handle, stored in items:
             posting = Posting(handle, stored.owner, stored.routing, len(stored.body), stored.name)
             if stored.owner == self.email and stored.routing is not None and stored.routing.app == app:

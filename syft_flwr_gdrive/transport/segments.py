@@ -69,6 +69,7 @@ class SegmentReader(io.RawIOBase):
 
     def read_all(self) -> bytes:
         """Everything as one bytes object (only for small bodies)."""
+        self._pos = self._size
         return b"".join(bytes(s) for s in self._segments)
 
 
@@ -77,3 +78,57 @@ def as_segments(body: Union[Buffer, Sequence[Buffer]]) -> list[Buffer]:
     if isinstance(body, (bytes, bytearray, memoryview)):
         return [body]
     return list(body)
+
+
+class ConcatReader(io.RawIOBase):
+    """Seekable stream over parts that are themselves seekable sized readers (e.g. a header and a sealed payload)."""
+
+    def __init__(self, parts: Sequence[io.RawIOBase]) -> None:
+        super().__init__()
+        self._parts = list(parts)
+        self._starts = []
+        total = 0
+        for part in self._parts:
+            self._starts.append(total)
+            total += part.size  # type: ignore[attr-defined]
+        self.size = total
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Buffer) -> int:  # type: ignore[override]
+        out = memoryview(buffer).cast("B")
+        written = 0
+        while written < len(out) and self._pos < self.size:
+            index = max(i for i, start in enumerate(self._starts) if start <= self._pos)
+            part = self._parts[index]
+            part.seek(self._pos - self._starts[index])
+            n = part.readinto(out[written:])
+            if not n:
+                break
+            written += n
+            self._pos += n
+        return written
+
+    def read_all(self) -> bytes:
+        self.seek(0)
+        return self.read(self.size)
+
+
+def as_reader(body: Union[Buffer, Sequence[Buffer], io.RawIOBase]) -> io.RawIOBase:
+    """A seekable reader with ``.size`` for a buffer, buffers, or such a reader."""
+    if hasattr(body, "readinto") and hasattr(body, "size"):
+        return body  # type: ignore[return-value]
+    return SegmentReader(as_segments(body))  # type: ignore[arg-type]

@@ -88,7 +88,8 @@ def test_client_killed_mid_run_and_restarted_finishes(tmp_path: Path, drive: Fak
 
 
 def test_second_run_is_unaffected_by_a_crashed_first_run(tmp_path: Path, drive: FakeDriveServer):
-    first = make_federation(tmp_path / "one", drive, run_config={"num-server-rounds": 3})
+    # Same machines (state dirs: keys, pins, ledgers) for both runs, as in real life.
+    first = make_federation(tmp_path / "one", drive, run_config={"num-server-rounds": 3}, state_dir=tmp_path / "state")
     with first:
         first.start_all()
         _wait_for_log(first.client(0), "answered train", 60)
@@ -97,7 +98,7 @@ def test_second_run_is_unaffected_by_a_crashed_first_run(tmp_path: Path, drive: 
             first.client(i).kill()
     assert leftover_message_files(drive), "the crash should have left files behind"
 
-    second = make_federation(tmp_path / "two", drive, run_config={"num-server-rounds": 3})
+    second = make_federation(tmp_path / "two", drive, run_config={"num-server-rounds": 3}, state_dir=tmp_path / "state")
     with second:
         second.start_all()
         assert second.wait(180)

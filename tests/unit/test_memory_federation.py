@@ -12,6 +12,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
 from syft_flwr_gdrive.client_loop import ClientLoop
+from syft_flwr_gdrive.crypto import Identity, PinStore, Sealer
 from syft_flwr_gdrive.config import Settings
 from syft_flwr_gdrive.server import app_key, syftbox_flwr_server
 from syft_flwr_gdrive.transport.ledger import Ledger
@@ -57,13 +58,14 @@ def make_server_app(rounds: int) -> ServerApp:
     return app
 
 
-def run_federation(tmp_path, client_apps, *, rounds=2):
+def run_federation(tmp_path, client_apps, *, rounds=2, client_encryption=True, msg_timeout=10.0):
     hub = MemoryHub()
-    settings = Settings.from_env({}, email=SERVER, poll_interval=0.05, msg_timeout=10, state_dir=tmp_path)
+    settings = Settings.from_env({}, email=SERVER, poll_interval=0.05, msg_timeout=msg_timeout, state_dir=tmp_path)
     stop = threading.Event()
     loops = []
     for email, app, target in zip(CLIENTS, client_apps, (1.0, 2.0, 3.0)):
-        mailbox = Mailbox(MemoryTransport(email, hub), app_key("demo"), [SERVER], Ledger(None))
+        sealer = Sealer(Identity.ephemeral(), PinStore(None)) if client_encryption else None
+        mailbox = Mailbox(MemoryTransport(email, hub), app_key("demo"), [SERVER], Ledger(None), sealer=sealer)
         loops.append(ClientLoop(app, mailbox, poll_interval=0.05, node_config={"target": target}, stop_event=stop, linger=1.0))
     threads = [threading.Thread(target=loop.run, daemon=True) for loop in loops]
     for t in threads:
@@ -74,8 +76,10 @@ def run_federation(tmp_path, client_apps, *, rounds=2):
                                   transport=MemoryTransport(SERVER, hub))
     finally:
         for t in threads:
-            t.join(timeout=10)
+            t.join(timeout=10 if client_encryption else 0.5)
         stop.set()
+        for t in threads:
+            t.join(timeout=10)
     return out, loops, hub
 
 
@@ -86,6 +90,7 @@ def test_message_api_federation_over_memory_transport(tmp_path):
     assert all(loop.report.stopped_by == "stop-signal" for loop in loops)
     assert all(loop.report.handled == 6 for loop in loops)  # 3 rounds x (train + evaluate)
     assert hub.files == {}, "message files left behind after the run"
+    assert hub.blobs == {}
 
 
 def test_client_app_error_reply_hides_details(tmp_path, caplog):
@@ -94,3 +99,12 @@ def test_client_app_error_reply_hides_details(tmp_path, caplog):
     out, loops, hub = run_federation(tmp_path, apps, rounds=1)
     assert loops[2].report.errors == 1
     assert "final" in out.state  # the server still finished with the two good clients
+
+
+def test_fail_closed_when_clients_have_encryption_off(tmp_path, caplog):
+    """The server has encryption on (the default): plaintext clients are never sent to nor read."""
+    out, loops, hub = run_federation(tmp_path, [make_client_app() for _ in CLIENTS], rounds=1,
+                                     client_encryption=False, msg_timeout=1.0)
+    assert "final" not in out.state  # the server's error path returned the original context
+    assert all(loop.report.handled == 0 for loop in loops)
+    assert "published no trusted public key" in caplog.text

@@ -1,0 +1,355 @@
+"""End-to-end encryption and signatures for message payloads (with ``cryptography``).
+
+Each participant has two long-lived key pairs, kept in its state dir (0600):
+X25519 to receive encrypted messages and Ed25519 to sign what it sends. The
+public halves are published beside its messages (the transport carries them
+in the same listing a poll reads) and *pinned* by peers on first sight; a key
+that later changes is refused, loudly.
+
+A sealed payload::
+
+    b"SFGE" | version 1 | ephemeral X25519 public (32) | uint32 chunk size
+           | chunks of ChaCha20-Poly1305 ciphertext | Ed25519 signature (64)
+
+The key is HKDF-SHA256 of an ephemeral-static X25519 exchange, so only the
+recipient can read it; every chunk's nonce holds its index and a last-chunk
+flag and its associated data holds the routing, so chunks cannot be reordered,
+cut off, or moved to another message. The signature covers the routing, the
+ephemeral key and the SHA-256 of the ciphertext, so only the pinned sender
+could have produced it. Chunks are encrypted on demand while reading, so a
+1 GiB payload never exists twice in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import logging
+import os
+import struct
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from syft_flwr_gdrive.transport.contract import Routing
+
+logger = logging.getLogger(__name__)
+
+CODEC_SEAL = "sfg-seal-v1"
+MAGIC = b"SFGE"
+VERSION = 1
+CHUNK = 1024 * 1024
+TAG = 16
+_HEAD = struct.Struct(">4sB32sI")
+HEADER_BYTES = _HEAD.size
+SIG_BYTES = 64
+
+
+class CryptoError(ValueError):
+    """A sealed message cannot be opened or verified; the text says why."""
+
+
+class MissingPeerKey(LookupError):
+    """No (trusted) public key is known for a peer yet."""
+
+
+# -- keys --------------------------------------------------------------------------------
+
+
+def _raw_private(key: X25519PrivateKey | Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+
+
+def _raw_public(key: X25519PublicKey | Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+@dataclass(frozen=True)
+class PublicKeys:
+    """What a participant publishes: encryption and signing public keys (32 bytes each)."""
+
+    kx: bytes
+    sign: bytes
+
+    def encode(self) -> dict[str, str]:
+        return {"kx": base64.b64encode(self.kx).decode(), "ks": base64.b64encode(self.sign).decode()}
+
+    @classmethod
+    def decode(cls, data: dict[str, str]) -> "PublicKeys | None":
+        try:
+            kx, ks = base64.b64decode(data["kx"], validate=True), base64.b64decode(data["ks"], validate=True)
+        except (KeyError, TypeError, ValueError):
+            return None
+        return cls(kx, ks) if len(kx) == 32 and len(ks) == 32 else None
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.kx + self.sign).hexdigest()[:16]
+
+
+class Identity:
+    """This participant's private keys, created once and kept in ``path`` (mode 0600)."""
+
+    def __init__(self, kx: X25519PrivateKey, sign: Ed25519PrivateKey) -> None:
+        self._kx = kx
+        self._sign = sign
+        self.public = PublicKeys(_raw_public(kx.public_key()), _raw_public(sign.public_key()))
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> "Identity":
+        if path.exists():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                return cls(
+                    X25519PrivateKey.from_private_bytes(base64.b64decode(data["kx"])),
+                    Ed25519PrivateKey.from_private_bytes(base64.b64decode(data["sign"])),
+                )
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise CryptoError(
+                    f"the key file {path} is unreadable ({type(exc).__name__}). Restore it from a backup; "
+                    "deleting it makes new keys that peers will refuse until they drop their pin of you."
+                ) from None
+        identity = cls(X25519PrivateKey.generate(), Ed25519PrivateKey.generate())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"kx": base64.b64encode(_raw_private(identity._kx)).decode(),
+                       "sign": base64.b64encode(_raw_private(identity._sign)).decode()}, fh)
+        logger.info("created encryption keys in %s (fingerprint %s)", path, identity.public.fingerprint())
+        return identity
+
+    @classmethod
+    def ephemeral(cls) -> "Identity":
+        """Keys that live in memory only (tests)."""
+        return cls(X25519PrivateKey.generate(), Ed25519PrivateKey.generate())
+
+    def exchange(self, peer_kx: bytes) -> bytes:
+        return self._kx.exchange(X25519PublicKey.from_public_bytes(peer_kx))
+
+    def sign(self, data: bytes) -> bytes:
+        return self._sign.sign(data)
+
+
+class PinStore:
+    """Peers' public keys as first seen (trust on first use), persisted as JSON."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._pins: dict[str, dict[str, str]] = {}
+        if path is not None and path.exists():
+            try:
+                self._pins = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                raise CryptoError(f"{path} (pinned peer keys) is unreadable; fix or delete it") from None
+        self._warned: set[str] = set()
+
+    def check(self, peer: str, keys: PublicKeys) -> bool:
+        """Pin on first sight; afterwards True only for the pinned keys."""
+        with self._lock:
+            pinned = self._pins.get(peer)
+            if pinned is None:
+                self._pins[peer] = keys.encode()
+                self._save()
+                logger.info("pinned %s's public keys (fingerprint %s)", peer, keys.fingerprint())
+                return True
+            if PublicKeys.decode(pinned) == keys:
+                return True
+            if peer not in self._warned:
+                self._warned.add(peer)
+                logger.error(
+                    "%s now publishes different public keys (fingerprint %s, pinned %s): refusing them. If %s "
+                    "really re-created its keys, confirm with them and remove their entry from %s.",
+                    peer, keys.fingerprint(), PublicKeys.decode(pinned).fingerprint() if PublicKeys.decode(pinned) else "?",
+                    peer, self._path,
+                )
+            return False
+
+    def _save(self) -> None:
+        if self._path is None:
+            return
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._pins, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, self._path)
+
+
+def sealer_for(state_dir: Path, *, enabled: bool) -> "Sealer | None":
+    """The participant's Sealer (keys in ``state_dir``), or None, loudly, when switched off."""
+    if not enabled:
+        logger.warning(
+            "END-TO-END ENCRYPTION IS OFF (SYFT_FLWR_ENCRYPTION_ENABLED=false): payloads go to Drive in "
+            "plaintext and unsigned; anyone the files are shared with, and Google, can read them. "
+            "Peers with encryption on will refuse these messages."
+        )
+        return None
+    return Sealer(Identity.load_or_create(state_dir / "keys.json"), PinStore(state_dir / "peer-keys.json"))
+
+
+# -- sealing -----------------------------------------------------------------------------
+
+
+def _routing_bytes(routing: Routing) -> bytes:
+    fields = [routing.app, routing.run_id, routing.message_id, routing.reply_to, routing.kind,
+              routing.sender, routing.recipient, repr(float(routing.created_at)), repr(float(routing.ttl))]
+    return json.dumps(fields, separators=(",", ":")).encode("utf-8")
+
+
+def _nonce(index: int, last: bool) -> bytes:
+    return struct.pack(">QI", index, 1 if last else 0)
+
+
+def _derive(shared: bytes, eph_pub: bytes, recipient_kx: bytes, routing: Routing) -> bytes:
+    info = b"sfg-seal-v1|" + eph_pub + recipient_kx + _routing_bytes(routing)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(shared)
+
+
+class SealedReader(io.RawIOBase):
+    """The sealed payload, encrypted chunk by chunk as it is read (seekable, bounded memory)."""
+
+    def __init__(self, plain: BinaryIO, plain_size: int, key: bytes, aad: bytes, header: bytes, trailer: bytes = b"") -> None:
+        super().__init__()
+        self._plain, self._plain_size = plain, plain_size
+        self._aead, self._aad = ChaCha20Poly1305(key), aad
+        self._chunks = max(1, -(-plain_size // CHUNK))
+        self._header, self._trailer = header, trailer
+        self._body = plain_size + TAG * self._chunks
+        self.size = len(header) + self._body + len(trailer)
+        self._pos = 0
+        self._cache: tuple[int, bytes] | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def _chunk(self, index: int) -> bytes:
+        if self._cache is None or self._cache[0] != index:
+            self._plain.seek(index * CHUNK)
+            data = self._plain.read(min(CHUNK, self._plain_size - index * CHUNK))
+            self._cache = (index, self._aead.encrypt(_nonce(index, index == self._chunks - 1), data, self._aad))
+        return self._cache[1]
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        out = memoryview(buffer).cast("B")
+        written = 0
+        while written < len(out) and self._pos < self.size:
+            rel = self._pos - len(self._header)
+            if rel < 0:
+                piece = self._header[self._pos :]
+            elif rel >= self._body:
+                piece = self._trailer[rel - self._body :]
+            else:
+                index, inner = divmod(rel, CHUNK + TAG)
+                piece = self._chunk(index)[inner:]
+            n = min(len(piece), len(out) - written)
+            out[written : written + n] = piece[:n]
+            written += n
+            self._pos += n
+        return written
+
+
+class Sealer:
+    """Seals payloads for peers and opens payloads from them."""
+
+    def __init__(self, identity: Identity, pins: PinStore) -> None:
+        self.identity = identity
+        self.pins = pins
+        self._peer_keys: dict[str, PublicKeys] = {}
+        self._lock = threading.Lock()
+
+    def learn(self, peer: str, keys: PublicKeys) -> None:
+        """Accept a peer's published keys if they match its pin (or pin them now)."""
+        if self.pins.check(peer, keys):
+            with self._lock:
+                self._peer_keys[peer] = keys
+
+    def knows(self, peer: str) -> bool:
+        with self._lock:
+            return peer in self._peer_keys
+
+    def _keys_of(self, peer: str) -> PublicKeys:
+        with self._lock:
+            keys = self._peer_keys.get(peer)
+        if keys is None:
+            raise MissingPeerKey(f"no trusted public key for {peer} yet (it has not started, or its key changed)")
+        return keys
+
+    def seal(self, routing: Routing, plain: BinaryIO, plain_size: int) -> tuple[SealedReader, str]:
+        """Encrypt to ``routing.recipient`` and sign as me.
+
+        Returns a stream of the sealed payload and its SHA-256. Encrypting is
+        done twice (once here to hash and sign, once while the stream is
+        read), which costs CPU but never holds the ciphertext in memory.
+        """
+        recipient = self._keys_of(routing.recipient)
+        eph = X25519PrivateKey.generate()
+        eph_pub = _raw_public(eph.public_key())
+        key = _derive(eph.exchange(X25519PublicKey.from_public_bytes(recipient.kx)), eph_pub, recipient.kx, routing)
+        aad = _routing_bytes(routing)
+        header = _HEAD.pack(MAGIC, VERSION, eph_pub, CHUNK)
+        unsigned = SealedReader(plain, plain_size, key, aad, b"")
+        cipher_digest, payload_digest = hashlib.sha256(), hashlib.sha256(header)
+        while chunk := unsigned.read(CHUNK + TAG):
+            cipher_digest.update(chunk)
+            payload_digest.update(chunk)
+        signature = self.identity.sign(b"sfg-sig-v1|" + aad + eph_pub + cipher_digest.digest())
+        payload_digest.update(signature)
+        return SealedReader(plain, plain_size, key, aad, header, signature), payload_digest.hexdigest()
+
+    def open(self, routing: Routing, sealed: BinaryIO, sealed_size: int) -> tuple[BinaryIO, int]:
+        """Verify and decrypt a payload from ``routing.sender``; returns (plaintext file, size)."""
+        sender = self._keys_of(routing.sender)
+        start = sealed.tell()
+        head = sealed.read(HEADER_BYTES)
+        if len(head) != HEADER_BYTES or sealed_size < HEADER_BYTES + SIG_BYTES:
+            raise CryptoError("sealed payload is shorter than its header")
+        magic, version, eph_pub, chunk = _HEAD.unpack(head)
+        if magic != MAGIC or version != VERSION or chunk != CHUNK:
+            raise CryptoError("not a sealed payload of a version this build reads")
+        sealed.seek(start + sealed_size - SIG_BYTES)
+        signature = sealed.read(SIG_BYTES)
+        sealed.seek(start + HEADER_BYTES)
+        body_size = sealed_size - HEADER_BYTES - SIG_BYTES
+        chunks = max(1, -(-body_size // (CHUNK + TAG)))
+        if body_size < TAG or body_size - TAG * chunks < 0:
+            raise CryptoError("sealed payload is truncated")
+        aad = _routing_bytes(routing)
+        key = _derive(self.identity.exchange(eph_pub), eph_pub, self.identity.public.kx, routing)
+        aead = ChaCha20Poly1305(key)
+        digest = hashlib.sha256()
+        out: BinaryIO = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # type: ignore[assignment]
+        try:
+            for index in range(chunks):
+                data = sealed.read(min(CHUNK + TAG, body_size - index * (CHUNK + TAG)))
+                digest.update(data)
+                out.write(aead.decrypt(_nonce(index, index == chunks - 1), data, aad))
+            Ed25519PublicKey.from_public_bytes(sender.sign).verify(signature, b"sfg-sig-v1|" + aad + eph_pub + digest.digest())
+        except InvalidTag:
+            out.close()
+            raise CryptoError("decryption failed: the payload was altered, cut, or is not for this key") from None
+        except InvalidSignature:
+            out.close()
+            raise CryptoError(f"the signature is not {routing.sender}'s pinned key: forged or re-signed") from None
+        size = out.tell()
+        out.seek(0)
+        return out, size

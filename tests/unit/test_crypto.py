@@ -1,0 +1,127 @@
+"""End-to-end encryption and signatures through Mailbox, on the in-memory transport."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import time
+
+import pytest
+
+from syft_flwr_gdrive.config import ConfigError, Settings
+from syft_flwr_gdrive.crypto import (
+    CODEC_SEAL, CryptoError, Identity, PinStore, PublicKeys, Sealer, sealer_for,
+)
+from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.envelope import decode, encode
+from syft_flwr_gdrive.transport.ledger import Ledger
+from syft_flwr_gdrive.transport.mailbox import Mailbox
+from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
+
+APP, DS, DO, EVE = "flwr/c", "ds@x.com", "do@x.com", "eve@x.com"
+
+
+def box(hub, email, peers, identity=None, pins=None):
+    sealer = Sealer(identity or Identity.ephemeral(), pins or PinStore(None))
+    mailbox = Mailbox(MemoryTransport(email, hub), APP, peers, Ledger(None), sealer=sealer)
+    mailbox.prepare()
+    return mailbox
+
+
+@pytest.fixture
+def pair():
+    hub = MemoryHub()
+    ds, do = box(hub, DS, [DO]), box(hub, DO, [DS])
+    ds.poll()  # learn the peer's keys from the listing
+    do.poll()
+    return hub, ds, do
+
+
+def test_sealed_roundtrip_and_nothing_readable_on_storage(pair):
+    hub, ds, do = pair
+    secret = b"patient 4711 has glucose 182 mg/dl" * 100
+    ds.send(kind="request", recipient=DO, run_id=1, payload=secret)
+    [stored] = hub.files.values()
+    assert secret[:20] not in stored.body  # only ciphertext at rest
+    env, _ = decode(stored.body)
+    assert env.codecs[0] == CODEC_SEAL
+    [delivery] = do.poll().deliveries
+    assert delivery.payload == secret and delivery.envelope.codecs[0] != CODEC_SEAL
+
+
+@pytest.mark.parametrize("where", ["start", "middle", "signature"])
+def test_tampered_messages_are_rejected(pair, caplog, where):
+    hub, ds, do = pair
+    ds.send(kind="request", recipient=DO, run_id=1, payload=os.urandom(3000))
+    [(handle, stored)] = hub.files.items()
+    env, payload = decode(stored.body)
+    pos = {"start": 60, "middle": len(payload) // 2, "signature": len(payload) - 3}[where]
+    forged = bytearray(payload)
+    forged[pos] ^= 0x01
+    stored.body = encode(env, bytes(forged))  # a valid envelope around the altered payload
+    assert do.poll().deliveries == ()
+    assert "rejected" in caplog.text and handle in caplog.text
+
+
+def test_re_signed_message_is_rejected(pair, caplog):
+    """Eve (who may even control the sender's Drive file) re-seals with her own signing key."""
+    hub, ds, do = pair
+    eve = Sealer(Identity.ephemeral(), PinStore(None))
+    eve.learn(DO, do.sealer.identity.public)
+    routing = Routing(1, "m-eve", "", "request", DS, DO, APP, time.time(), 600)
+    sealed, digest = eve.seal(routing, io.BytesIO(b"do what I say"), 13)
+    from syft_flwr_gdrive.transport.envelope import Envelope, header_bytes
+
+    env = Envelope(run_id=1, message_id="m-eve", sender=DS, recipient=DO, kind="request", app=APP,
+                   created_at=routing.created_at, ttl=600, codecs=(CODEC_SEAL, "x"), sha256=digest, size=sealed.size)
+    hub.put(DS, routing, header_bytes(env) + sealed.read())  # even with the owner check passed
+    assert do.poll().deliveries == ()
+    assert "forged or re-signed" in caplog.text
+
+
+def test_plaintext_is_refused_when_encryption_is_on(pair, caplog):
+    hub, ds, do = pair
+    plain = Mailbox(MemoryTransport(DS, hub), APP, [DO], Ledger(None))  # the same account, encryption off
+    plain.send(kind="request", recipient=DO, run_id=1, payload=b"hello")
+    assert do.poll().deliveries == ()
+    assert "fail closed" in caplog.text
+
+
+def test_a_changed_key_is_refused_and_pins_survive_restarts(tmp_path, caplog):
+    hub = MemoryHub()
+    pins = tmp_path / "pins.json"
+    do = box(hub, DO, [DS], pins=PinStore(pins))
+    box(hub, DS, [DO])
+    do.poll()
+    assert do.sealer.knows(DS)
+    box(hub, DS, [DO])  # DS (or someone with DS's Drive) publishes new keys
+    restarted = box(hub, DO, [DS], pins=PinStore(pins))
+    with caplog.at_level(logging.ERROR):
+        restarted.poll()
+    assert not restarted.sealer.knows(DS)
+    assert "different public keys" in caplog.text and str(pins) in caplog.text
+
+
+def test_identity_persists_with_private_permissions(tmp_path):
+    sealer = sealer_for(tmp_path, enabled=True)
+    assert (tmp_path / "keys.json").stat().st_mode & 0o777 == 0o600
+    again = sealer_for(tmp_path, enabled=True)
+    assert again.identity.public == sealer.identity.public
+    (tmp_path / "keys.json").write_text("{broken")
+    with pytest.raises(CryptoError, match="unreadable"):
+        sealer_for(tmp_path, enabled=True)
+
+
+def test_switching_off_is_loud(tmp_path, caplog):
+    assert sealer_for(tmp_path, enabled=False) is None
+    assert "END-TO-END ENCRYPTION IS OFF" in caplog.text
+    assert Settings.from_env({"SYFTBOX_EMAIL": "a@x.com"}).encryption is True
+    assert Settings.from_env({"SYFTBOX_EMAIL": "a@x.com", "SYFT_FLWR_ENCRYPTION_ENABLED": "false"}).encryption is False
+    with pytest.raises(ConfigError, match="SYFT_FLWR_ENCRYPTION_ENABLED"):
+        Settings.from_env({"SYFTBOX_EMAIL": "a@x.com", "SYFT_FLWR_ENCRYPTION_ENABLED": "maybe"})
+
+
+def test_public_keys_decode_rejects_garbage():
+    assert PublicKeys.decode({"kx": "!!", "ks": "AA=="}) is None
+    assert PublicKeys.decode({}) is None
