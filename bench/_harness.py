@@ -349,6 +349,7 @@ def run_federation(
     procs: ProcessGroup | None = None,
     verbose: bool = False,
     extra_spec: dict[str, Any] | None = None,
+    server_delay: float = 0.0,
 ) -> FederationResult:
     """Start clients (processes or threads), then the server; wait (bounded); collect reports."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -382,6 +383,8 @@ def run_federation(
             spec = dict(common, clients=batch, num_partitions=n_clients, client_app=client_app, linger=client_linger)
             workers.append(group.spawn(f"clients{k:02d}", "clients", spec))
         spec = dict(common, datasites=emails, server_app=server_app, run_config=dict(run_config or {}))
+        if server_delay > 0:
+            time.sleep(server_delay)  # shifts the server's polls against the clients' (latency depends on that phase)
         server = group.spawn("server", "server", spec)
         finished = group.wait([server], started + timeout)
         if finished:

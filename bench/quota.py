@@ -8,6 +8,9 @@
 2. The run again with ``FaultConfig(quota_units_per_min=B)``, B = ``--fraction``
    (default 0.5) x the heaviest user's busiest minute, so the unthrottled run
    would exceed it by 1/fraction.
+3. (unless ``--skip-paced``) the throttled run once more with the package's own
+   client-side pacing on (``quota_units_per_min=B`` in every participant's
+   Settings, i.e. SYFT_FLWR_QUOTA_UNITS_PER_MIN).
 
 Reported: whether the run finished (all rounds, all replies), its time against
 the unthrottled one, the quota errors the fake answered (per user), the
@@ -39,14 +42,17 @@ def parse_args() -> Any:
     p.add_argument("--status", type=int, choices=(403, 429), default=403,
                    help="answer to an over-quota call: 403 userRateLimitExceeded or 429 (default 403)")
     p.add_argument("--msg-timeout", type=float, default=120.0, help="SYFT_FLWR_MSG_TIMEOUT of the run (default 120, the package default)")
-    p.add_argument("--mode", choices=("processes", "threads"), default="processes", help="client placement (default processes)")
+    p.add_argument("--mode", choices=("processes", "threads"), default="processes",
+                   help="client placement (default processes; the package's quota pacer is per process, so keep processes)")
+    p.add_argument("--skip-paced", action="store_true",
+                   help="skip the third run, with the package's client-side pacing (SYFT_FLWR_QUOTA_UNITS_PER_MIN) set to the budget")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per run before giving up (default 600)")
     a = p.parse_args()
     H.apply_quick(a, p, {"clients": 5, "rounds": 2})
     return a
 
 
-def run(args: Any, wd: Path, name: str, budget: int) -> tuple[H.FederationResult, list[H.CallEvent], dict[str, Any]]:
+def run(args: Any, wd: Path, name: str, budget: int, pace: int = 0) -> tuple[H.FederationResult, list[H.CallEvent], dict[str, Any]]:
     from syft_flwr_gdrive.fake import FaultConfig
 
     faults = FaultConfig(seed=args.seed, quota_units_per_min=budget, quota_status=args.status)
@@ -56,6 +62,7 @@ def run(args: Any, wd: Path, name: str, budget: int) -> tuple[H.FederationResult
             drive.url, wd / name, n_clients=args.clients, mode=args.mode, poll_interval=args.poll,
             msg_timeout=args.msg_timeout, timeout=args.timeout, project=H.message_app(),
             run_config={"num-server-rounds": args.rounds, "min-clients": args.clients}, verbose=args.verbose,
+            extra_spec={"settings_overrides": {"quota_units_per_min": pace}} if pace else None,
         )
         events = tap.snapshot()
         fake_stats = drive.stats()
@@ -150,22 +157,35 @@ def main() -> int:
         th = summarize(fed, events, args)
         th["fake_injected"] = fake_stats.get("faults")
         result["throttled"] = th
+        if not args.skip_paced:
+            print(f"== throttled and paced: the same quota, every participant with SYFT_FLWR_QUOTA_UNITS_PER_MIN={budget} ...",
+                  flush=True)
+            try:
+                fed_p, events_p, stats_p = run(args, wd, "paced", budget, pace=budget)
+                paced = summarize(fed_p, events_p, args)
+                paced["fake_injected"] = stats_p.get("faults")
+            except Exception as exc:  # an older revision without the setting
+                paced = {"error": f"{type(exc).__name__}: {exc}"}
+            result["paced"] = paced
+    runs = [("throttled", th)] + ([("paced", result["paced"])] if "paced" in result and "error" not in result["paced"] else [])
+    for name, r in runs:
+        s = r["surfaced"]
+        print(f"   [{name}] completed {r['completed']} (rounds {r['rounds_done']}/{args.rounds}, failed rounds {r['failed_rounds']}, "
+              f"missing replies {r['missing_replies']}) in {r['elapsed_s']}s"
+              + (f" vs {result['calibration']['elapsed_s']}s unthrottled" if "calibration" in result else ""))
+        print(f"   [{name}] quota errors answered by the fake: {r['quota_errors_total']} "
+              f"({', '.join(f'{u.split(chr(64))[0]} {n}' for u, n in r['quota_errors_by_user'].items()) or 'none'})")
+        print(f"   [{name}] retries by the participants' retry policy: server {r['retries']['server']}, clients {r['retries']['clients']}")
+        print(f"   [{name}] reached the package / Flower (WARNING+ log records): server {s['server_total']}, clients "
+              f"{s['clients_total']}; exit codes server {r['server_exit']}, clients {sorted(set(r['client_exits']), key=str)}; "
+              f"googleapiclient warnings (one per refused attempt) {sum(s['library_warnings'].values())}")
+        for key, n in list(s["info_recovered"].items())[:4]:
+            print(f"     recovered at the next poll x{n}: {key[:160]}")
+        for key, n in list(s["server"].items())[:6]:
+            print(f"     server x{n}: {key[:160]}")
+        for key, n in list(s["clients"].items())[:6]:
+            print(f"     clients x{n}: {key[:160]}")
     s = th["surfaced"]
-    print(f"   completed {th['completed']} (rounds {th['rounds_done']}/{args.rounds}, failed rounds {th['failed_rounds']}, "
-          f"missing replies {th['missing_replies']}) in {th['elapsed_s']}s"
-          + (f" vs {result['calibration']['elapsed_s']}s unthrottled" if "calibration" in result else ""))
-    print(f"   quota errors answered by the fake: {th['quota_errors_total']} "
-          f"({', '.join(f'{u.split(chr(64))[0]} {n}' for u, n in th['quota_errors_by_user'].items()) or 'none'})")
-    print(f"   retries by the participants' retry policy: server {th['retries']['server']}, clients {th['retries']['clients']}")
-    print(f"   reached the package / Flower (WARNING+ log records): server {s['server_total']}, clients {s['clients_total']}; "
-          f"exit codes server {th['server_exit']}, clients {sorted(set(th['client_exits']), key=str)}; "
-          f"googleapiclient warnings (one per refused attempt) {sum(s['library_warnings'].values())}")
-    for key, n in list(s["info_recovered"].items())[:4]:
-        print(f"     recovered at the next poll x{n}: {key[:160]}")
-    for key, n in list(s["server"].items())[:6]:
-        print(f"     server x{n}: {key[:160]}")
-    for key, n in list(s["clients"].items())[:6]:
-        print(f"     clients x{n}: {key[:160]}")
     result["run_finished"] = th["completed"] and th["failed_rounds"] == 0
     result["errors_reached_flower"] = th["failed_rounds"] + th["missing_replies"] + th["error_replies"] + s["server_total"] + s["clients_total"]
     H.print_json_last(result)
