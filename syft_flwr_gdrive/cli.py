@@ -171,9 +171,13 @@ def client(
             config = json.loads(node_config) if node_config else {}
         except json.JSONDecodeError as exc:
             raise ConfigError(f"--node-config is not valid JSON ({exc}).") from None
+        server_email = aggregator or settings.aggregator
+        if server_email:  # check before Drive is contacted, so a typo fails at once
+            server_email = validate_email(server_email, what="--aggregator" if aggregator else "SYFT_FLWR_AGGREGATOR")
+        client_app = proj.load_client_app()
         transport = create_transport(settings)
         result = syftbox_flwr_client(
-            proj.load_client_app(), proj.app_name, aggregator=aggregator, node_config=config,
+            client_app, proj.app_name, aggregator=server_email, node_config=config,
             settings=settings, transport=transport,
         )
         data = {

@@ -24,6 +24,7 @@ else:  # pragma: no cover - Python 3.10
 DEFAULT_MSG_TIMEOUT = 120.0
 DEFAULT_POLL_INTERVAL = 3.0
 DEFAULT_TRANSPORT = "p2p"
+MAX_EMAIL_LENGTH = 100  # Drive properties hold key + value in 124 bytes
 
 ENV_EMAIL = "SYFTBOX_EMAIL"
 ENV_MSG_TIMEOUT = "SYFT_FLWR_MSG_TIMEOUT"
@@ -60,6 +61,11 @@ def validate_email(value: str, *, what: str = ENV_EMAIL) -> str:
         raise ConfigError(
             f"{what}={email!r} is not a valid email address. Use the Google account "
             "email of the participant, like alice@example.com."
+        )
+    if len(email) > MAX_EMAIL_LENGTH:
+        raise ConfigError(
+            f"{what}={email[:40]!r}... is {len(email)} characters long; Drive's file metadata holds emails of at most "
+            f"{MAX_EMAIL_LENGTH}. Use a shorter alias of the Google account."
         )
     return email.lower()
 

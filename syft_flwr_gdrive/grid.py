@@ -185,7 +185,9 @@ class TransportGrid(Grid):
                 "their requests are withdrawn", len(waiting), len(waiting) + len(replies), wait,
             )
             self._withdraw(waiting)
-        return replies
+        # A canonical order (by node id), not arrival order: strategies sum floats in this order, and
+        # Flower's node sampling shuffles requests, so a seeded run must see one order to be repeatable.
+        return sorted(replies, key=lambda m: (m.metadata.src_node_id, m.metadata.reply_to_message_id))
 
     def _await_key(self, recipient: str) -> None:
         """With encryption on, wait (bounded) until the recipient has published its public key."""
@@ -244,7 +246,9 @@ class TransportGrid(Grid):
                 logger.error("could not send a stop signal: %s", exc)
         if failures:
             logger.error("%d stop signal(s) not sent; those clients keep polling until stopped by hand", failures)
-        deadline = time.monotonic() + (wait if wait is not None else min(self.msg_timeout, max(10 * self.poll_interval, 5.0)))
+        # Acks travel stop -> client poll -> ack -> server poll, each subject to Drive's listing lag:
+        # wait long enough for that (returning as soon as every datasite acknowledged).
+        deadline = time.monotonic() + (wait if wait is not None else min(self.msg_timeout, max(10 * self.poll_interval, 30.0)))
         everyone = set(self._email_by_node.values())
         while time.monotonic() < deadline:
             self._poll_if_due(force=True)

@@ -15,8 +15,10 @@ name is stored as a hash and emails are limited in length.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any, Mapping
 
+from syft_flwr_gdrive.config import MAX_EMAIL_LENGTH  # noqa: F401 - "sfg_from" + email fit a 124-byte property
 from syft_flwr_gdrive.flower_codec import node_id_for
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.envelope import FORMAT_VERSION, KINDS
@@ -24,7 +26,6 @@ from syft_flwr_gdrive.transport.envelope import FORMAT_VERSION, KINDS
 ROOT_FOLDER_NAME = "syft_flwr_gdrive"
 FOLDER_MIME = "application/vnd.google-apps.folder"
 MESSAGE_MIME = "application/octet-stream"
-MAX_EMAIL_LENGTH = 100  # keeps "sfg_from" + email within Drive's 124-byte appProperty limit
 
 # property keys
 P_ROLE = "sfg_role"  # "root" | "outbox" on folders
@@ -175,9 +176,11 @@ def routing_from_properties(props: Mapping[str, Any] | None, app: str) -> Routin
             created_at=float(props[P_CREATED]),
             ttl=float(props[P_TTL]),
         )
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         return None
-    if str(node_id_for(routing.recipient)) != props.get(P_TO) or not routing.message_id or routing.ttl <= 0:
+    if str(node_id_for(routing.recipient)) != props.get(P_TO) or not routing.message_id:
+        return None
+    if not (math.isfinite(routing.created_at) and math.isfinite(routing.ttl) and routing.ttl > 0):
         return None
     return routing
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import struct
 import time
 from dataclasses import asdict, dataclass, field
@@ -127,9 +128,9 @@ def decode_header(prefix: bytes) -> tuple[Envelope, int]:
     if len(prefix) < end:
         raise EnvelopeError(f"truncated: header needs {header_len} bytes, only {len(prefix) - PREFIX_BYTES} present")
     try:
-        raw = json.loads(prefix[PREFIX_BYTES:end].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise EnvelopeError("header is not valid UTF-8 JSON") from None
+        raw = json.loads(prefix[PREFIX_BYTES:end].decode("utf-8"), parse_constant=_no_constants)
+    except (UnicodeDecodeError, ValueError, RecursionError):  # JSONDecodeError, int-digit limit, deep nesting
+        raise EnvelopeError("header is not valid UTF-8 JSON (or nests or numbers beyond limits)") from None
     if not isinstance(raw, dict):
         raise EnvelopeError("header is not a JSON object")
     version = raw.get("version")
@@ -152,14 +153,25 @@ def decode_header(prefix: bytes) -> tuple[Envelope, int]:
         raise EnvelopeError(f"header field 'kind' is {raw['kind']!r}, expected one of {sorted(KINDS)}")
     if not all(isinstance(c, str) for c in raw["codecs"]):
         raise EnvelopeError("header field 'codecs' must be a list of strings")
-    if raw["size"] < 0 or raw["ttl"] <= 0 or raw["run_id"] < 0:
-        raise EnvelopeError("header has a negative size, run id, or non-positive ttl")
+    if not (0 <= raw["size"] < 2**63 and 0 <= raw["run_id"] < 2**63):
+        raise EnvelopeError("header has a negative or oversized size or run id")
+    for name in ("created_at", "ttl"):
+        try:
+            raw[name] = float(raw[name])
+        except OverflowError:
+            raise EnvelopeError(f"header field {name!r} is out of range") from None
+        if not math.isfinite(raw[name]):
+            raise EnvelopeError(f"header field {name!r} is not a finite number")
+    if raw["ttl"] <= 0:
+        raise EnvelopeError("header has a non-positive ttl")
     if len(raw["sha256"]) != 64:
         raise EnvelopeError("header field 'sha256' is not a 64-character hex digest")
     raw["codecs"] = tuple(raw["codecs"])
-    raw["created_at"] = float(raw["created_at"])
-    raw["ttl"] = float(raw["ttl"])
     return Envelope(**raw), end
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
 
 
 def header_bytes(envelope: Envelope) -> bytes:

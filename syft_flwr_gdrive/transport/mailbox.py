@@ -203,7 +203,7 @@ class Mailbox:
             if posting.handle in self._rejected:
                 return
             self._rejected.add(posting.handle)
-        logger.warning("skipping message file %s (%s): %s", posting.handle, posting.name or "?", reason)
+        logger.warning("skipping message file %s (%s): %s", posting.handle, _printable(posting.name or "?"), _printable(reason))
 
     def _note(self, posting: Posting, reason: str) -> None:
         key = (posting.handle, reason)
@@ -211,7 +211,7 @@ class Mailbox:
             if key in self._noted:
                 return
             self._noted.add(key)
-        logger.info("not acting on message file %s yet: %s", posting.handle, reason)
+        logger.info("not acting on message file %s yet: %s", posting.handle, _printable(reason))
 
     def _check(self, posting: Posting, accept: Callable[[Routing], str | None] | None) -> Delivery | None:
         if posting.handle in self._rejected:
@@ -265,6 +265,10 @@ class Mailbox:
             body.close()
             self._reject(posting, f"invalid envelope: {exc}")
             return None
+        except Exception as exc:  # a hostile body must never break the poll loop
+            body.close()
+            self._reject(posting, f"invalid envelope ({type(exc).__name__})")
+            return None
         mismatch = _disagreement(envelope, routing)
         if mismatch:
             body.close()
@@ -305,6 +309,11 @@ class Mailbox:
             return None
         delivery.close()
         return Delivery(replace(env, codecs=env.codecs[1:], size=size), posting, plain, 0)
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """Peers and strangers choose file names and claimed emails: never let them forge log lines."""
+    return repr(text[:limit])[1:-1] if not text.isprintable() or len(text) > limit else text
 
 
 def _disagreement(envelope: Envelope, routing: Routing) -> str:
