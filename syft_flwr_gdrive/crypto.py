@@ -9,7 +9,11 @@ that later changes is refused, loudly.
 A sealed payload::
 
     b"SFGE" | version 1 | ephemeral X25519 public (32) | uint32 chunk size
-           | chunks of ChaCha20-Poly1305 ciphertext | Ed25519 signature (64)
+           | chunks of ChaCha20-Poly1305 ciphertext | Ed25519 signature (64) | b"SFGE"
+
+(The closing magic marks the end, and keeps the body from ending in the high
+byte of the signature, which is small and would often be ``\r``: a multipart
+upload's awkward last byte.)
 
 The key is HKDF-SHA256 of an ephemeral-static X25519 exchange, so only the
 recipient can read it; every chunk's nonce holds its index and a last-chunk
@@ -54,6 +58,7 @@ TAG = 16
 _HEAD = struct.Struct(">4sB32sI")
 HEADER_BYTES = _HEAD.size
 SIG_BYTES = 64
+TRAILER_BYTES = SIG_BYTES + len(MAGIC)
 
 
 class CryptoError(ValueError):
@@ -313,23 +318,27 @@ class Sealer:
             cipher_digest.update(chunk)
             payload_digest.update(chunk)
         signature = self.identity.sign(b"sfg-sig-v1|" + aad + eph_pub + cipher_digest.digest())
-        payload_digest.update(signature)
-        return SealedReader(plain, plain_size, key, aad, header, signature), payload_digest.hexdigest()
+        trailer = signature + MAGIC
+        payload_digest.update(trailer)
+        return SealedReader(plain, plain_size, key, aad, header, trailer), payload_digest.hexdigest()
 
     def open(self, routing: Routing, sealed: BinaryIO, sealed_size: int) -> tuple[BinaryIO, int]:
         """Verify and decrypt a payload from ``routing.sender``; returns (plaintext file, size)."""
         sender = self._keys_of(routing.sender)
         start = sealed.tell()
         head = sealed.read(HEADER_BYTES)
-        if len(head) != HEADER_BYTES or sealed_size < HEADER_BYTES + SIG_BYTES:
+        if len(head) != HEADER_BYTES or sealed_size < HEADER_BYTES + TRAILER_BYTES:
             raise CryptoError("sealed payload is shorter than its header")
         magic, version, eph_pub, chunk = _HEAD.unpack(head)
         if magic != MAGIC or version != VERSION or chunk != CHUNK:
             raise CryptoError("not a sealed payload of a version this build reads")
-        sealed.seek(start + sealed_size - SIG_BYTES)
-        signature = sealed.read(SIG_BYTES)
+        sealed.seek(start + sealed_size - TRAILER_BYTES)
+        trailer = sealed.read(TRAILER_BYTES)
+        signature, end = trailer[:SIG_BYTES], trailer[SIG_BYTES:]
+        if end != MAGIC:
+            raise CryptoError("sealed payload is truncated (no end marker)")
         sealed.seek(start + HEADER_BYTES)
-        body_size = sealed_size - HEADER_BYTES - SIG_BYTES
+        body_size = sealed_size - HEADER_BYTES - TRAILER_BYTES
         chunks = max(1, -(-body_size // (CHUNK + TAG)))
         if body_size < TAG or body_size - TAG * chunks < 0:
             raise CryptoError("sealed payload is truncated")
