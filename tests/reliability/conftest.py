@@ -7,8 +7,10 @@ Every participant runs the user-facing CLI (``python -m syft_flwr_gdrive.cli``) 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -37,6 +39,27 @@ DIGEST_APP_KEY = "flwr/digest-digits"
 
 # "run 123: answered train (0123abcd, round 1)"
 ANSWERED = re.compile(r"run (\d+): answered (\S+) \(([0-9a-f]{8}|[^,]+), round ([^)]*)\)")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Start the (long, mostly idle) fault runs of test_faults.py now and run those tests last."""
+    fault_items = [item for item in items if item.module.__name__.endswith("test_faults") and "runs" in item.fixturenames]
+    if not fault_items or getattr(config, "_reliability_fault_runs", None) is not None:
+        return
+    chosen = set(fault_items)
+    items[:] = [item for item in items if item not in chosen] + fault_items
+    base = Path(tempfile.mkdtemp(prefix="reliability-faults-"))
+    config._reliability_fault_runs = fault_items[0].module.start_background(base)
+    config._reliability_fault_dir = base
+
+
+def pytest_sessionfinish(session, exitstatus):
+    background = getattr(session.config, "_reliability_fault_runs", None)
+    if background is not None:
+        background.stop()  # kills whatever still runs (an interrupted session)
+        base = getattr(session.config, "_reliability_fault_dir", None)
+        if base is not None and exitstatus == 0:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

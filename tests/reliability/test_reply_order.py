@@ -59,7 +59,9 @@ def server_app() -> ServerApp:
 
 def final_weights(tmp_path, arrival: list[str]) -> bytes:
     hub = MemoryHub()
-    settings = Settings.from_env({}, email=SERVER, poll_interval=0.05, msg_timeout=20, state_dir=tmp_path)
+    # Plain payloads: the in-process clients below have no encryption keys (the order bug is below the crypto).
+    settings = Settings.from_env({"SYFT_FLWR_ENCRYPTION_ENABLED": "false"}, email=SERVER, poll_interval=0.05,
+                                 msg_timeout=20, state_dir=tmp_path)
     stop = threading.Event()
     loops = []
     for email in CLIENTS:
