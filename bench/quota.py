@@ -48,7 +48,7 @@ def parse_args() -> Any:
                    help="skip the third run, with the package's client-side pacing (SYFT_FLWR_QUOTA_UNITS_PER_MIN) set to the budget")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per run before giving up (default 600)")
     a = p.parse_args()
-    H.apply_quick(a, p, {"clients": 5, "rounds": 2})
+    H.apply_quick(a, p, {"clients": 5, "rounds": 2, "fraction": 0.75})
     return a
 
 
