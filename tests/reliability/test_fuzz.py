@@ -3,7 +3,7 @@
 Properties: arbitrary bytes and mutated valid bodies either decode or raise EnvelopeError
 (never anything else, never hang); valid bodies round-trip; ``routing_from_properties``
 returns a Routing or None for any dict. Targeted examples below pin down the inputs that
-currently escape as other exceptions (xfail, with the bug in the reason).
+escaped as other exceptions before 584af16 (they were strict xfails; now regression tests).
 """
 
 from __future__ import annotations
@@ -182,24 +182,19 @@ def _fields(**changes) -> dict:
     return fields
 
 
-RAISES_OTHER = "envelope.decode_header lets {} escape instead of EnvelopeError ({})"
-
-
 @pytest.mark.parametrize(
     "body",
     [
-        pytest.param(_header_body(b"[" * (MAX_HEADER_BYTES - 1)), id="deeply-nested-json",
-                     marks=pytest.mark.xfail(strict=True, reason=RAISES_OTHER.format(
-                         "RecursionError", "json.loads of a header of 60,000 '[' within the 64 KiB limit"))),
-        pytest.param(_header_body(b'{"version":1,"run_id":' + b"9" * 5000 + b"}"), id="5000-digit-integer",
-                     marks=pytest.mark.xfail(strict=True, reason=RAISES_OTHER.format(
-                         "ValueError (not EnvelopeError)", "Python's 4300-digit int-parsing limit in json.loads"))),
-        pytest.param(_header_body(json.dumps(_fields(created_at=10**400)).encode()), id="created_at-10**400",
-                     marks=pytest.mark.xfail(strict=True, reason=RAISES_OTHER.format(
-                         "OverflowError", "float(raw['created_at']) of an int > 1.8e308"))),
-        pytest.param(_header_body(json.dumps(_fields(ttl=10**400)).encode()), id="ttl-10**400",
-                     marks=pytest.mark.xfail(strict=True, reason=RAISES_OTHER.format(
-                         "OverflowError", "float(raw['ttl']) of an int > 1.8e308"))),
+        # was: RecursionError escaped (json.loads of a header of 60,000 '[' within the 64 KiB limit); fixed in
+        #   584af16
+        pytest.param(_header_body(b"[" * (MAX_HEADER_BYTES - 1)), id="deeply-nested-json"),
+        # was: ValueError (not EnvelopeError) escaped (Python's 4300-digit int-parsing limit in json.loads); fixed
+        #   in 584af16
+        pytest.param(_header_body(b'{"version":1,"run_id":' + b"9" * 5000 + b"}"), id="5000-digit-integer"),
+        # was: OverflowError escaped (float(raw['created_at']) of an int > 1.8e308); fixed in 584af16
+        pytest.param(_header_body(json.dumps(_fields(created_at=10**400)).encode()), id="created_at-10**400"),
+        # was: OverflowError escaped (float(raw['ttl']) of an int > 1.8e308); fixed in 584af16
+        pytest.param(_header_body(json.dumps(_fields(ttl=10**400)).encode()), id="ttl-10**400"),
     ],
 )
 def test_hostile_headers_raise_envelope_error(body):
@@ -208,9 +203,9 @@ def test_hostile_headers_raise_envelope_error(body):
             fn()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "envelope.decode_header accepts NaN/Infinity for created_at and ttl (Python's json reads them; the "
-    "'ttl <= 0' check is False for NaN): a message with ttl NaN or created_at Infinity never expires"))
+# Regression test (was a strict xfail, fixed in 584af16); the bug was:
+#   envelope.decode_header accepts NaN/Infinity for created_at and ttl (Python's json reads them; the 'ttl <= 0'
+#   check is False for NaN): a message with ttl NaN or created_at Infinity never expires
 @pytest.mark.parametrize("changes", [dict(ttl=math.nan), dict(ttl=math.inf), dict(created_at=math.inf), dict(created_at=math.nan)],
                          ids=["ttl-nan", "ttl-inf", "created_at-inf", "created_at-nan"])
 def test_non_finite_times_are_rejected(changes):
@@ -265,9 +260,9 @@ def test_routing_from_string_properties_is_a_routing_or_none(props):
     _check_routing(props)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "layout.routing_from_properties raises OverflowError for a non-string sfg_run of float('inf') "
-    "(int(inf)); it catches only KeyError/TypeError/ValueError"))
+# Regression test (was a strict xfail, fixed in 584af16); the bug was:
+#   layout.routing_from_properties raises OverflowError for a non-string sfg_run of float('inf') (int(inf)); it
+#   catches only KeyError/TypeError/ValueError
 @FUZZ
 @given(st.dictionaries(st.sampled_from(PROP_KEYS) | st.text(max_size=12), any_values, max_size=14)
        .map(lambda d: {**_props(), **d}))
@@ -277,9 +272,9 @@ def test_routing_from_arbitrary_dicts_is_a_routing_or_none(props):
     _check_routing(props)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "layout.routing_from_properties accepts sfg_ttl/sfg_at of 'nan' or 'inf' (float() parses them; the "
-    "'ttl <= 0' check is False for NaN), so the Mailbox's expiry check never fires for such a file"))
+# Regression test (was a strict xfail, fixed in 584af16); the bug was:
+#   layout.routing_from_properties accepts sfg_ttl/sfg_at of 'nan' or 'inf' (float() parses them; the 'ttl <= 0'
+#   check is False for NaN), so the Mailbox's expiry check never fires for such a file
 @pytest.mark.parametrize("key, value", [(layout.P_TTL, "nan"), (layout.P_TTL, "inf"), (layout.P_CREATED, "inf"), (layout.P_CREATED, "nan")])
 def test_routing_with_non_finite_times_is_rejected(key, value):
     assert layout.routing_from_properties(_props(**{key: value}), APP) is None

@@ -277,7 +277,8 @@ LOG_INJECTION_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=LOG_INJECTION_BUG)
+# Regression test (was a strict xfail, fixed in 584af16); the bug was:
+#   LOG_INJECTION_BUG
 def test_a_file_name_cannot_forge_log_lines(tmp_path: Path, drive: FakeDriveServer):
     forged = "2000-01-01 00:00:00,000 INFO syft_flwr_gdrive.client_loop: run 1: answered train (deadbeef, round 9)"
     with make_federation(tmp_path, drive, client_emails=CLIENTS[:1], run_config={"num-server-rounds": 1, "min-clients": 1}) as fed:
@@ -362,7 +363,8 @@ def _bad_header_bodies(routing) -> dict[str, bytes]:
     }
 
 
-@pytest.mark.xfail(strict=True, reason=DECODER_ESCAPE_BUG)
+# Regression test (was a strict xfail, fixed in 584af16); the bug was:
+#   DECODER_ESCAPE_BUG
 def test_undecodable_headers_from_a_peer_are_skipped_not_fatal(tmp_path: Path, drive: FakeDriveServer):
     with make_federation(tmp_path, drive, client_emails=CLIENTS[:1], run_config={"num-server-rounds": 1, "min-clients": 1}) as fed:
         fed.server().start()  # the client starts later: its planted replies must not be cleaned up before the server looks

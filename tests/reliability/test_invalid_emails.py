@@ -119,21 +119,21 @@ def test_invalid_emails_exit_2_naming_the_setting(tmp_path: Path, drive: FakeDri
           "no Drive request")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cli.client creates the transport (account check against Drive, with retries) before syftbox_flwr_client "
-    "validates --aggregator: an invalid --aggregator is reported only after Drive answered, and with Drive "
-    "unreachable the command retries for minutes instead of exiting 2 at once"))
+# Regression test (was a strict xfail, fixed in 584af16); the bug was:
+#   cli.client creates the transport (account check against Drive, with retries) before syftbox_flwr_client
+#   validates --aggregator: an invalid --aggregator is reported only after Drive answered, and with Drive
+#   unreachable the command retries for minutes instead of exiting 2 at once
 def test_invalid_aggregator_option_is_rejected_before_contacting_drive(tmp_path: Path, drive: FakeDriveServer):
     cases = [("option-aggregator", ["client", "-p", P, "--aggregator", BAD[2]], {"SYFTBOX_EMAIL": "ok@example.com"}, "aggregator")]
     failures = run_cases(tmp_path, drive, cases, timeout=30)
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "config.validate_email accepts emails that cannot fit Drive's 124-byte property limit: an own email over "
-    "100 characters is refused only by DriveTransport after an about.get, without naming SYFTBOX_EMAIL; an "
-    "aggregator of 120 characters is accepted and the client polls forever; a datasite of 120 characters "
-    "makes the server fail at run time (exit 4) instead of exit 2 naming datasites"))
+# Regression test (was a strict xfail, fixed in 584af16); the bug was:
+#   config.validate_email accepts emails that cannot fit Drive's 124-byte property limit: an own email over 100
+#   characters is refused only by DriveTransport after an about.get, without naming SYFTBOX_EMAIL; an aggregator
+#   of 120 characters is accepted and the client polls forever; a datasite of 120 characters makes the server fail
+#   at run time (exit 4) instead of exit 2 naming datasites
 def test_emails_too_long_for_drive_metadata_are_configuration_errors(tmp_path: Path, drive: FakeDriveServer):
     long_own = "x" * 95 + "@example.com"  # 107 characters
     long_peer = "y" * 108 + "@example.com"  # 120 characters

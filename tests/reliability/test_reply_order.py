@@ -1,4 +1,4 @@
-"""Deterministic reproduction of the reply-order dependence behind the bit-exactness xfail.
+"""Deterministic regression test: the final weights must not depend on the order replies arrive in.
 
 Three in-process clients (memory transport) answer one FedAvg round with fixed arrays whose
 float sum depends on the order of addition; each client sleeps a different time, so the
@@ -89,7 +89,8 @@ def test_reply_arrival_order_is_observable_in_float_sums():
     assert not np.array_equal((a + b) + c, (a + c) + b)
 
 
-@pytest.mark.xfail(strict=True, reason=ORDER_BUG)
+# Regression test (was a strict xfail, fixed in 584af16); the bug was:
+#   ORDER_BUG
 def test_final_weights_do_not_depend_on_reply_arrival_order(tmp_path):
     first = final_weights(tmp_path / "abc", ["a@example.com", "b@example.com", "c@example.com"])
     second = final_weights(tmp_path / "acb", ["a@example.com", "c@example.com", "b@example.com"])
