@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import logging
 import os
@@ -47,6 +46,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.segments import SeekableReader
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ def _derive(shared: bytes, eph_pub: bytes, recipient_kx: bytes, routing: Routing
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(shared)
 
 
-class SealedReader(io.RawIOBase):
+class SealedReader(SeekableReader):
     """The sealed payload, encrypted chunk by chunk as it is read (seekable, bounded memory)."""
 
     def __init__(self, plain: BinaryIO, plain_size: int, key: bytes, aad: bytes, header: bytes, trailer: bytes = b"") -> None:
@@ -232,20 +232,6 @@ class SealedReader(io.RawIOBase):
         self.size = len(header) + self._body + len(trailer)
         self._pos = 0
         self._cache: tuple[int, bytes] | None = None
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
 
     def _chunk(self, index: int) -> bytes:
         if self._cache is None or self._cache[0] != index:

@@ -339,7 +339,6 @@ class TransportGrid(Grid):
 
     def _take(self, delivery: Delivery) -> str | None:
         """File a verified reply or stop-ack; returns my request handle to delete, if any."""
-        env = delivery.envelope
         try:
             return self._file(delivery)
         finally:

@@ -13,7 +13,7 @@ import secrets
 import time
 import traceback
 from pathlib import Path
-from typing import Sequence
+
 
 from flwr.app import Context
 from flwr.server.run_serverapp import run as run_server

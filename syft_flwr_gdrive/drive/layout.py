@@ -18,7 +18,6 @@ import hashlib
 import math
 from typing import Any, Mapping
 
-from syft_flwr_gdrive.config import MAX_EMAIL_LENGTH  # noqa: F401 - "sfg_from" + email fit a 124-byte property
 from syft_flwr_gdrive.flower_codec import node_id_for
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.envelope import FORMAT_VERSION, KINDS

@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import Any, BinaryIO, ClassVar, Sequence
 
-from syft_flwr_gdrive.config import ConfigError, Settings
+from syft_flwr_gdrive.config import MAX_EMAIL_LENGTH, ConfigError, Settings
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.ratelimit import QuotaLimiter
@@ -43,8 +43,8 @@ class DriveTransport:
     name: ClassVar[str] = "p2p"
 
     def __init__(self, api: DriveApi, email: str) -> None:
-        if len(email) > layout.MAX_EMAIL_LENGTH:
-            raise ConfigError(f"{email!r} is longer than {layout.MAX_EMAIL_LENGTH} characters, more than Drive metadata can hold.")
+        if len(email) > MAX_EMAIL_LENGTH:  # "sfg_from" + email must fit a 124-byte property
+            raise ConfigError(f"{email!r} is longer than {MAX_EMAIL_LENGTH} characters, more than Drive metadata can hold.")
         self.api = api
         self.email = email.lower()
         self._lock = threading.Lock()

@@ -12,23 +12,11 @@ from typing import Sequence, Union
 Buffer = Union[bytes, bytearray, memoryview]
 
 
-class SegmentReader(io.RawIOBase):
-    """Seekable, read-only stream over a sequence of buffers."""
+class SeekableReader(io.RawIOBase):
+    """Base of the read-only, seekable streams here: subclasses set ``size`` and implement ``readinto``."""
 
-    def __init__(self, segments: Sequence[Buffer]) -> None:
-        super().__init__()
-        self._segments = [memoryview(s).cast("B") for s in segments if len(s)]
-        self._starts: list[int] = []
-        total = 0
-        for seg in self._segments:
-            self._starts.append(total)
-            total += len(seg)
-        self._size = total
-        self._pos = 0
-
-    @property
-    def size(self) -> int:
-        return self._size
+    size: int = 0
+    _pos: int = 0
 
     def readable(self) -> bool:
         return True
@@ -40,14 +28,29 @@ class SegmentReader(io.RawIOBase):
         return self._pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
         self._pos = max(0, base + offset)
         return self._pos
+
+
+class SegmentReader(SeekableReader):
+    """Seekable, read-only stream over a sequence of buffers."""
+
+    def __init__(self, segments: Sequence[Buffer]) -> None:
+        super().__init__()
+        self._segments = [memoryview(s).cast("B") for s in segments if len(s)]
+        self._starts: list[int] = []
+        total = 0
+        for seg in self._segments:
+            self._starts.append(total)
+            total += len(seg)
+        self.size = total
+        self._pos = 0
 
     def readinto(self, buffer: Buffer) -> int:  # type: ignore[override]
         out = memoryview(buffer).cast("B")
         written = 0
-        while written < len(out) and self._pos < self._size:
+        while written < len(out) and self._pos < self.size:
             index = self._segment_at(self._pos)
             seg = self._segments[index]
             inner = self._pos - self._starts[index]
@@ -69,7 +72,7 @@ class SegmentReader(io.RawIOBase):
 
     def read_all(self) -> bytes:
         """Everything as one bytes object (only for small bodies)."""
-        self._pos = self._size
+        self._pos = self.size
         return b"".join(bytes(s) for s in self._segments)
 
 
@@ -80,7 +83,7 @@ def as_segments(body: Union[Buffer, Sequence[Buffer]]) -> list[Buffer]:
     return list(body)
 
 
-class ConcatReader(io.RawIOBase):
+class ConcatReader(SeekableReader):
     """Seekable stream over parts that are themselves seekable sized readers (e.g. a header and a sealed payload)."""
 
     def __init__(self, parts: Sequence[io.RawIOBase]) -> None:
@@ -93,20 +96,6 @@ class ConcatReader(io.RawIOBase):
             total += part.size  # type: ignore[attr-defined]
         self.size = total
         self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
 
     def readinto(self, buffer: Buffer) -> int:  # type: ignore[override]
         out = memoryview(buffer).cast("B")
