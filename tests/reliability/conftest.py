@@ -46,7 +46,7 @@ ANSWERED = re.compile(r"^\S+ \S+ INFO syft_flwr_gdrive\.client_loop: run (\d+): 
 def pytest_collection_modifyitems(session, config, items):
     """Start the (long, mostly idle) fault runs of test_faults.py now and run those tests last."""
     fault_items = [item for item in items if item.module.__name__.endswith("test_faults") and "runs" in item.fixturenames]
-    if not fault_items or getattr(config, "_reliability_fault_runs", None) is not None:
+    if not fault_items or config.option.collectonly or getattr(config, "_reliability_fault_runs", None) is not None:
         return
     chosen = set(fault_items)
     items[:] = [item for item in items if item not in chosen] + fault_items

@@ -1,7 +1,10 @@
 """A 3-client x 5-round federation under injected Drive faults ends like a clean run.
 
 The faulty run and its clean reference run at the same time (each on its own fake Drive), once
-per module; the tests below each check one property of the pair of runs. Faults: 20% of API
+per session, in the background while the other reliability tests run (see ``PairOfRuns``); the
+tests below each check one property of the pair of runs. Both run the digest app
+(apps/digest_app: fixtures/message_app plus a SHA-256 of the final model in the report, which
+otherwise summarises ArrayRecords to their size). Faults: 20% of API
 calls answered 429/403/500/503, 5% of connections dropped (half of them after the call took
 effect), and a 2 s listing lag (a new file shows up in ``files.list`` 2 s after it was made).
 """
@@ -91,7 +94,7 @@ class PairOfRuns:
             fed.stop()
         self._thread.join(30)
 
-    def wait(self, timeout: float = 400) -> RunPair:
+    def wait(self, timeout: float = 280) -> RunPair:  # within pytest-timeout's 300 s per test
         self._thread.join(timeout)
         if self._thread.is_alive():
             self.stop()
@@ -115,12 +118,12 @@ class PairOfRuns:
             self.feds += [clean, faulty]
             boxes: dict[str, dict] = {"clean": {}, "faulty": {}}
             try:
-                threads = [threading.Thread(target=_run, args=(fed, 240, boxes[name]), daemon=True)
+                threads = [threading.Thread(target=_run, args=(fed, 200, boxes[name]), daemon=True)
                            for name, fed in (("clean", clean), ("faulty", faulty))]
                 for t in threads:
                     t.start()
                 for t in threads:
-                    t.join(260)
+                    t.join(220)
             finally:
                 clean.stop()
                 faulty.stop()

@@ -56,7 +56,11 @@ def test_client_killed_and_restarted_three_times_still_finishes(tmp_path: Path, 
         # 4 starts; any of them may have been killed before it logged that it polls (a kill at start-up).
         assert log.count("polling every") >= 1, log[-3000:]
         lines = answered(log)
-        assert len(lines) == 2 * ROUNDS and duplicates(mid for _r, _t, mid, _n in lines) == {}, lines
+        # Nothing answered twice. A kill between storing a reply and logging it can swallow that log line
+        # (the server then has the reply and removes the request), so at most one line per kill is missing;
+        # that no reply was lost is what the server's "Received 3 results" per round above shows.
+        assert duplicates(mid for _r, _t, mid, _n in lines) == {}, lines
+        assert 2 * ROUNDS - len(plan) <= len(lines) <= 2 * ROUNDS, lines
         for i in (0, 2):
             assert fed.client(i).report()["handled"] == 2 * ROUNDS
     assert leftover_message_files(drive) == {}
