@@ -2,8 +2,9 @@
 
 * ``echo_server_app`` / ``echo_client_app``: ``num-server-rounds`` rounds of a
   train and an evaluate exchange with every node, carrying a ``payload-bytes``
-  model (a new one each round, as FedAvg's); the client answers at once with
-  metrics only (no compute), so only the transport is timed.
+  model (a new one each round, as FedAvg's); the client answers with metrics
+  only, at once or, for train, after ``client-compute-s`` seconds of emulated
+  local training.
 * ``payload_server_app`` / ``payload_client_app``: one exchange with one node
   carrying one ``ArrayRecord`` of ``payload-bytes`` bytes (uint8, seeded); the
   client echoes it back with every byte plus one (mod 256) and the server
@@ -20,7 +21,7 @@ import time
 from typing import Iterator
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
@@ -44,6 +45,7 @@ def _echo_main(grid: Grid, context: Context) -> None:
     size = int(context.run_config.get("payload-bytes", 4096))
     seed = int(context.run_config.get("seed", 0))
     timeout = float(context.run_config.get("round-timeout", 600.0))
+    compute = float(context.run_config.get("client-compute-s", 0.0))  # emulated local training time
     nodes = sorted(grid.get_node_ids())
 
     def model(version: int) -> ArrayRecord:
@@ -55,7 +57,8 @@ def _echo_main(grid: Grid, context: Context) -> None:
         for kind in ("train", "evaluate"):
             if kind == "evaluate":
                 current = model(server_round)  # the "aggregated" model of this round
-            msgs = [grid.create_message(RecordDict({"arrays": current}), kind, node, str(server_round))
+            config = ConfigRecord({"compute-s": compute if kind == "train" else 0.0})
+            msgs = [grid.create_message(RecordDict({"arrays": current, "config": config}), kind, node, str(server_round))
                     for node in nodes]
             replies = list(grid.send_and_receive(msgs, timeout=timeout))
             answered += sum(1 for r in replies if not r.has_error())
@@ -63,6 +66,9 @@ def _echo_main(grid: Grid, context: Context) -> None:
 
 
 def _echo_reply(msg: Message, context: Context) -> Message:
+    config = msg.content.config_records.get("config")
+    if config is not None and float(config.get("compute-s", 0.0)) > 0:
+        time.sleep(float(config["compute-s"]))
     return Message(RecordDict({"metrics": MetricRecord({"num-examples": 1})}), reply_to=msg)
 
 

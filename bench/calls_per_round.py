@@ -47,7 +47,11 @@ def parse_args() -> Any:
     p.add_argument("--poll", type=float, default=0.5, help="poll interval in seconds for every participant (default 0.5)")
     p.add_argument("--mode", choices=("auto", "processes", "threads"), default="auto",
                    help="clients as one OS process each, or as threads of one process; auto: processes up to 10 clients")
-    p.add_argument("--app", choices=("message", "legacy"), default="message", help="fixture app (default message)")
+    p.add_argument("--app", choices=("message", "legacy", "echo"), default="message",
+                   help="message / legacy: the digits fixtures; echo: bench_apps echo (FedAvg's traffic, no compute) (default message)")
+    p.add_argument("--compute-s", type=float, default=0.0,
+                   help="echo app: seconds of emulated local training per train request (longer rounds, more polls)")
+    p.add_argument("--model-kib", type=int, default=4, help="echo app: model size in KiB (default 4)")
     p.add_argument("--pending", type=int, default=200, help="pending messages in the idle-poll experiment (default 200)")
     p.add_argument("--idle-peers", default="2,50", help="peer counts in the idle-poll experiment (default 2,50)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per federation run before giving up (default 300)")
@@ -144,14 +148,20 @@ def run_one(n: int, args: Any, workdir: Path) -> dict[str, Any]:
     from syft_flwr_gdrive.fake import FaultConfig
 
     mode = args.mode if args.mode != "auto" else ("processes" if n <= 10 else "threads")
-    project = H.message_app() if args.app == "message" else H.legacy_app()
     clients = H.client_emails(n)
+    if args.app == "echo":
+        app_kw: dict[str, Any] = {
+            "server_app": "bench_apps:echo_server_app", "client_app": "bench_apps:echo_client_app", "app_name": "bench-echo",
+            "run_config": {"num-server-rounds": args.rounds, "payload-bytes": args.model_kib * 1024, "seed": args.seed,
+                           "client-compute-s": args.compute_s}}
+    else:
+        app_kw = {"project": H.message_app() if args.app == "message" else H.legacy_app(),
+                  "run_config": {"num-server-rounds": args.rounds, "min-clients": n}}
     with H.fake_drive(FaultConfig(seed=args.seed)) as drive:
         tap = H.DriveTap(drive)
         fed = H.run_federation(
             drive.url, workdir / f"n{n}", n_clients=n, mode=mode, poll_interval=args.poll,
-            msg_timeout=max(60.0, args.timeout / 2), timeout=args.timeout, project=project,
-            run_config={"num-server-rounds": args.rounds, "min-clients": n}, verbose=args.verbose,
+            msg_timeout=max(60.0, args.timeout / 2), timeout=args.timeout, verbose=args.verbose, **app_kw,
         )
         events = tap.snapshot()
     out: dict[str, Any] = {"clients": n, "mode": mode, "completed": fed.completed, "elapsed_s": round(fed.elapsed, 2),
@@ -266,7 +276,7 @@ def main() -> int:
     args = parse_args()
     H.install_sigterm_as_interrupt()
     result: dict[str, Any] = {"bench": "calls_per_round", "poll_interval": args.poll,
-                              "rounds": args.rounds, "app": args.app, "runs": [], "idle_poll": []}
+                              "rounds": args.rounds, "app": args.app, "compute_s": args.compute_s, "runs": [], "idle_poll": []}
     with H.Workdir(args.workdir, "calls") as wd:
         result["version"] = H.select_code(args.code, wd)
         for n in args.client_counts:
