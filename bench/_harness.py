@@ -470,12 +470,14 @@ def fake_drive(faults: Any = None) -> Any:
 
 
 def install_sigterm_as_interrupt() -> None:
-    """SIGTERM (e.g. from a CI timeout) unwinds like Ctrl-C, so finally blocks clean up."""
+    """SIGTERM (e.g. from a CI timeout) unwinds like Ctrl-C, so finally blocks clean up; Ctrl-C works
+    even when the script was started as a background job (which starts with SIGINT ignored)."""
 
     def _raise(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _raise)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def print_json_last(result: dict[str, Any]) -> None:

@@ -387,6 +387,7 @@ def main() -> int:
     role, spec_path = sys.argv[1], sys.argv[2]
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored (a background job)
     logs = setup_logging()
     runner = {"server": run_server, "clients": run_clients, "raw-io": run_raw_io}[role]
     try:
