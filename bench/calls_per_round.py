@@ -169,6 +169,8 @@ def run_one(n: int, args: Any, workdir: Path) -> dict[str, Any]:
     exchanges = H.exchange_intervals(fed.exchanges)
     rounds = H.round_intervals(fed.exchanges)
     out["exchanges"] = len(exchanges)
+    # Flower's legacy server_fn path calls send_and_receive once per client (one message each), from threads.
+    out["messages_per_exchange"] = sum(e["n"] for e in exchanges) / max(1, len(exchanges))
     out["rounds_seen"] = len(rounds)
     steady_rounds = [r for r in rounds if 2 <= r["round"] <= args.rounds - 1 and not r["last"]]
     steady_ex = [e for e in exchanges if 2 <= e["round"] <= args.rounds - 1 and not e["last"]]
@@ -285,7 +287,7 @@ def main() -> int:
             result["runs"].append(run)
             pr, pe = run["per_round"], run["per_exchange"]
             print(f"   mode {run['mode']}, completed {run['completed']}, {run['elapsed_s']}s, "
-                  f"{run['exchanges']} exchanges; steady rounds {pr.get('count', 0)}")
+                  f"{run['exchanges']} exchanges of {run['messages_per_exchange']:.1f} messages; steady rounds {pr.get('count', 0)}")
             if pr.get("count"):
                 print(f"   server per round:    {pr['server_requests_mean']:.1f} calls (target 3N+2 = {3 * n + 2}); "
                       f"{pr['server_api_calls_mean']:.1f} API calls with batch parts; {pr['server_polls_mean']:.1f} polls")
