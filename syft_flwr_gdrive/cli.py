@@ -9,6 +9,7 @@ problem, 4 the federated run failed, 130 interrupted.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -63,7 +64,10 @@ def _record_to_jsonable(record: Any) -> Any:
     from flwr.app import ArrayRecord
 
     if isinstance(record, ArrayRecord):
-        return {"arrays": len(record), "bytes": record.count_bytes()}
+        digest = hashlib.sha256()
+        for key, array in record.items():  # lets two runs be compared bit for bit
+            digest.update(key.encode() + array.dtype.encode() + repr(array.shape).encode() + array.data)
+        return {"arrays": len(record), "bytes": record.count_bytes(), "sha256": digest.hexdigest()}
     out = {}
     for key, value in dict(record).items():
         if isinstance(value, float) and not math.isfinite(value):

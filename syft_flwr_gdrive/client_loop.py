@@ -31,7 +31,7 @@ from flwr.clientapp import ClientApp
 from syft_flwr_gdrive.blobs import BlobCache
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS, PayloadError, decode_message, encode_message, node_id_for
 from syft_flwr_gdrive.transport.contract import Routing
-from syft_flwr_gdrive.transport.envelope import KIND_REPLY, KIND_REQUEST, KIND_STOP, KIND_STOP_ACK
+from syft_flwr_gdrive.transport.envelope import KIND_REPLY, KIND_REQUEST, KIND_STOP, KIND_STOP_ACK, STOP_ACK_WAIT
 from syft_flwr_gdrive.transport.mailbox import Delivery, Mailbox
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,10 @@ class ClientLoop:
         self.node_config = dict(node_config or {})
         self.node_id = node_id_for(mailbox.email)
         self.stop_event = stop_event or threading.Event()
-        self.linger = linger if linger is not None else max(6 * poll_interval, 5.0)
+        # After a stop, wait this long (at most; usually far less) for the server to see our ack and
+        # remove its stop file: both hops cross Drive's listing lag and maybe retries. Keep it at
+        # least the server's own wait for acks, or the ack may vanish before the server saw it.
+        self.linger = linger if linger is not None else max(6 * poll_interval, STOP_ACK_WAIT)
         self.report = ClientReport()
         self._current_run: int | None = None
         self._context: Context | None = None

@@ -35,7 +35,7 @@ from flwr.supercore.run import Run
 from syft_flwr_gdrive.blobs import BlobPlacer
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS, SERVER_NODE_ID, PayloadError, decode_message, encode_message, node_id_for
 from syft_flwr_gdrive.transport.contract import Routing, TransportError
-from syft_flwr_gdrive.transport.envelope import KIND_REPLY, KIND_REQUEST, KIND_STOP, KIND_STOP_ACK
+from syft_flwr_gdrive.transport.envelope import KIND_REPLY, KIND_REQUEST, KIND_STOP, KIND_STOP_ACK, STOP_ACK_WAIT
 from syft_flwr_gdrive.transport.mailbox import Delivery, Mailbox, new_message_id
 
 logger = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ class TransportGrid(Grid):
             logger.error("%d stop signal(s) not sent; those clients keep polling until stopped by hand", failures)
         # Acks travel stop -> client poll -> ack -> server poll, each subject to Drive's listing lag:
         # wait long enough for that (returning as soon as every datasite acknowledged).
-        deadline = time.monotonic() + (wait if wait is not None else min(self.msg_timeout, max(10 * self.poll_interval, 30.0)))
+        deadline = time.monotonic() + (wait if wait is not None else min(self.msg_timeout, max(10 * self.poll_interval, STOP_ACK_WAIT)))
         everyone = set(self._email_by_node.values())
         while time.monotonic() < deadline:
             self._poll_if_due(force=True)

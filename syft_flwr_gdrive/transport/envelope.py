@@ -36,6 +36,9 @@ KIND_REPLY = "reply"
 KIND_STOP = "stop"
 KIND_STOP_ACK = "stop-ack"
 KINDS = frozenset({KIND_REQUEST, KIND_REPLY, KIND_STOP, KIND_STOP_ACK})
+# How long, at most, the server waits for stop-acks and a stopped client lingers for the server
+# to remove its stop file: both hops cross Drive's listing lag (and maybe retries).
+STOP_ACK_WAIT = 30.0
 
 CODEC_FLWR_PROTO = "flwr-message-proto"
 
