@@ -2,8 +2,8 @@
 
 ``BlobPlacer`` (server side) uploads each distinct large array once per run,
 however many clients it goes to; ``BlobCache`` (client side) keeps the last
-few blobs, so the model evaluated in round r and trained in round r+1 is
-downloaded once.
+blob, so the model evaluated in round r and trained in round r+1 is
+downloaded once (and no older model is kept in memory).
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ class BlobPlacer:
         self._lock = threading.Lock()
         self._by_sha: dict[str, str] = {}
         self._sha_locks: dict[str, threading.Lock] = {}
-        self._digests: dict[int, tuple[bytes, str]] = {}  # id(data) -> (data, sha): Flower shares one RecordDict
+        # id(data) -> (data, sha) while one push encodes N messages sharing one RecordDict; cleared after
+        # each push (end_push) so no old model is kept alive.
+        self._digests: dict[int, tuple[bytes, str]] = {}
         self.uploaded_bytes = 0
 
     def __call__(self, data: bytes) -> tuple[str, str] | None:
@@ -55,10 +57,13 @@ class BlobPlacer:
                 return known[1]
         sha = hashlib.sha256(data).hexdigest()
         with self._lock:
-            if len(self._digests) > 64:
-                self._digests.clear()
             self._digests[id(data)] = (data, sha)
         return sha
+
+    def end_push(self) -> None:
+        """Drop the references kept while encoding one push (they would pin old models in memory)."""
+        with self._lock:
+            self._digests.clear()
 
     def locators(self) -> list[str]:
         with self._lock:
@@ -73,7 +78,7 @@ class BlobPlacer:
 class BlobCache:
     """Client side: fetch blobs through the transport, keeping the most recent few."""
 
-    def __init__(self, transport: Transport, max_items: int = 2) -> None:
+    def __init__(self, transport: Transport, max_items: int = 1) -> None:
         self.transport = transport
         self.max_items = max_items
         self._items: OrderedDict[str, bytes] = OrderedDict()

@@ -155,7 +155,10 @@ class TransportGrid(Grid):
                 self._pending[message_id] = _Pending(recipient, handle, meta.created_at + meta.ttl)
             return message_id
 
-        return list(self._pool.map(send_one, prepared))
+        try:
+            return list(self._pool.map(send_one, prepared))
+        finally:
+            self.blobs.end_push()
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
         self._poll_if_due()
