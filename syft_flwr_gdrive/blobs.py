@@ -69,6 +69,12 @@ class BlobPlacer:
         with self._lock:
             return list(self._by_sha.values())
 
+    def drop(self, locators: list[str]) -> None:
+        """Forget deleted blobs (content sent again later is uploaded again)."""
+        gone = set(locators)
+        with self._lock:
+            self._by_sha = {sha: loc for sha, loc in self._by_sha.items() if loc not in gone}
+
     def forget(self) -> None:
         with self._lock:
             self._by_sha.clear()

@@ -49,6 +49,7 @@ class _Pending:
     recipient: str
     handle: str
     expires_at: float
+    blobs: tuple[str, ...] = ()  # shared blobs this request refers to
 
 
 class TransportGrid(Grid):
@@ -141,24 +142,45 @@ class TransportGrid(Grid):
             msg, recipient = item
             meta = msg.metadata
             self._await_key(recipient)
+            used: list[str] = []
+
+            def place(data: bytes) -> tuple[str, str] | None:
+                placed = self.blobs(data)
+                if placed is not None:
+                    used.append(placed[1])
+                return placed
+
             message_id, handle = self.mailbox.send(
                 kind=KIND_REQUEST,
                 recipient=recipient,
                 run_id=run_id,
-                payload=encode_message(msg, place_blob=self.blobs),
+                payload=encode_message(msg, place_blob=place),
                 message_id=meta.message_id,
                 ttl=meta.ttl,
                 created_at=meta.created_at,
                 codecs=(CODEC_PARTS,),
             )
             with self._cond:
-                self._pending[message_id] = _Pending(recipient, handle, meta.created_at + meta.ttl)
+                self._pending[message_id] = _Pending(recipient, handle, meta.created_at + meta.ttl, tuple(used))
             return message_id
 
         try:
             return list(self._pool.map(send_one, prepared))
         finally:
             self.blobs.end_push()
+            self._collect_blobs()
+
+    def _collect_blobs(self) -> None:
+        """Delete shared blobs no pending request refers to any more (Drive keeps at most one model)."""
+        with self._cond:
+            live = {loc for pending in self._pending.values() for loc in pending.blobs}
+        dead = [loc for loc in self.blobs.locators() if loc not in live]
+        if dead:
+            try:
+                self.mailbox.delete_own(dead)
+                self.blobs.drop(dead)
+            except Exception as exc:  # left for the end of the run, or the next run's clean-up
+                logger.warning("could not delete %d old shared blob(s): %s", len(dead), exc)
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
         self._poll_if_due()

@@ -127,3 +127,17 @@ def test_replies_reach_the_right_threads(grid):
         assert reply.metadata.src_node_id == node_id_for(email)
         assert reply.content["who"].to_numpy_ndarrays()[0][0] == len(email)
     assert [f for f in hub.files.values() if f.owner == SERVER] == []  # answered requests deleted
+
+
+def test_old_broadcast_blobs_are_deleted_once_no_request_needs_them(grid):
+    g, hub = grid
+    g.set_run(42)
+    g.blobs.min_bytes = 1024
+    for value in (1.0, 2.0, 3.0):  # three rounds, a new global model each
+        model = ArrayRecord([np.full(10_000, value)])
+        msgs = [Message(RecordDict({"arrays": model}), node_id_for(e), "train") for e in CLIENTS]
+        ids = g.push_messages(msgs)
+        assert len(hub.blobs) == 1  # only the model the pending requests refer to
+        g._withdraw(ids)  # the round ends (answered or timed out)
+    g.push_messages([Message(RecordDict(), node_id_for(CLIENTS[0]), "train")])
+    assert hub.blobs == {}  # nothing refers to any model any more
