@@ -32,7 +32,7 @@ from syft_flwr_gdrive.blobs import BlobCache
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS, PayloadError, decode_message, encode_message, node_id_for
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.envelope import KIND_REPLY, KIND_REQUEST, KIND_STOP, KIND_STOP_ACK, STOP_ACK_WAIT
-from syft_flwr_gdrive.transport.mailbox import Delivery, Mailbox
+from syft_flwr_gdrive.transport.mailbox import Delivery, Mailbox, PollResult
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,12 @@ class ClientLoop:
         except Exception as exc:
             logger.warning("poll failed (%s); retrying in %.1fs", exc, self.poll_interval)
             return False
-        self._delete_answered(result.listing.outbound, result.inbound_message_ids())
+        try:
+            return self._handle_all(result)
+        finally:  # housekeeping after the replies, so it never delays one
+            self._delete_answered(result.listing.outbound, result.inbound_message_ids())
+
+    def _handle_all(self, result: "PollResult") -> bool:
         for delivery in sorted(result.deliveries, key=lambda d: (d.envelope.run_id, d.envelope.created_at)):
             if self.stop_event.is_set():
                 return False

@@ -352,15 +352,18 @@ class TransportGrid(Grid):
                 handle = self._take(delivery)
                 if handle:
                     answered.append(handle)
-            if answered:
-                try:
-                    self.mailbox.delete_own(answered)
-                except Exception as exc:
-                    logger.warning("could not delete %d answered request file(s): %s", len(answered), exc)
+            if answered:  # off the critical path: the waiting strategy has its replies already
+                self._pool.submit(self._delete_answered, answered)
         except Exception as exc:
             logger.warning("poll failed (%s); retrying at the next poll interval", exc)
         finally:
             self._poll_lock.release()
+
+    def _delete_answered(self, handles: list[str]) -> None:
+        try:
+            self.mailbox.delete_own(handles)
+        except Exception as exc:  # the next run's start (or `clean`) removes them
+            logger.warning("could not delete %d answered request file(s): %s", len(handles), exc)
 
     def _take(self, delivery: Delivery) -> str | None:
         """File a verified reply or stop-ack; returns my request handle to delete, if any."""
