@@ -25,7 +25,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -558,3 +558,12 @@ def apply_quick(args: argparse.Namespace, parser: argparse.ArgumentParser, value
     for name, value in values.items():
         if getattr(args, name) == parser.get_default(name):
             setattr(args, name, value)
+
+
+def run_script(main: Callable[[], int]) -> None:
+    """Entry point of every benchmark script: its exit code, or 130 on Ctrl-C."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
