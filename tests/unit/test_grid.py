@@ -126,6 +126,7 @@ def test_replies_reach_the_right_threads(grid):
         [reply] = results[email]
         assert reply.metadata.src_node_id == node_id_for(email)
         assert reply.content["who"].to_numpy_ndarrays()[0][0] == len(email)
+    g.close()  # answered requests are deleted in the background; close waits for that
     assert [f for f in hub.files.values() if f.owner == SERVER] == []  # answered requests deleted
 
 
