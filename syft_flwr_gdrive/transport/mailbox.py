@@ -189,9 +189,6 @@ class Mailbox:
         """Remember that a message was acted on; False if it already was."""
         return self.ledger.add(message_id)
 
-    def is_handled(self, message_id: str) -> bool:
-        return message_id in self.ledger
-
     def delete_own(self, handles: Sequence[str]) -> None:
         if handles:
             self.transport.delete(list(handles))

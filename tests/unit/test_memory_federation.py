@@ -95,7 +95,6 @@ def test_message_api_federation_over_memory_transport(tmp_path):
 
 def test_client_app_error_reply_hides_details(tmp_path, caplog):
     apps = [make_client_app(), make_client_app(), make_client_app(fail=True)]
-    hub_seen: list[bytes] = []
     out, loops, hub = run_federation(tmp_path, apps, rounds=1)
     assert loops[2].report.errors == 1
     assert "final" in out.state  # the server still finished with the two good clients
