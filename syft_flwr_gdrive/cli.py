@@ -38,6 +38,8 @@ def _setup_logging(verbose: bool) -> None:
     )
     for noisy in ("googleapiclient.discovery_cache", "googleapiclient.discovery", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Flower's logger has its own console handler: without this every Flower line is printed twice.
+    logging.getLogger("flwr").propagate = False
 
 
 def _fail(message: str, code: int) -> "typer.Exit":
@@ -104,8 +106,8 @@ def server(
     email: Optional[str] = typer.Option(None, help="This participant's email; default: $SYFTBOX_EMAIL."),
     drive_url: Optional[str] = typer.Option(None, help="Drive API base URL, e.g. the fake Drive's; default: real Google Drive."),
     poll_interval: Optional[float] = typer.Option(None, help="Seconds between polls; default $SYFT_FLWR_POLL_INTERVAL or 3.0."),
-    run_config: Optional[str] = typer.Option(None, help="JSON object overriding \\[tool.flwr.app.config] keys."),
-    report: Optional[Path] = typer.Option(None, help="Write a JSON report (context state, Drive calls) here."),
+    run_config: Optional[str] = typer.Option(None, help="Override \\[tool.flwr.app.config] keys, as in `flwr run`: 'num-server-rounds=3 lr=0.1' or a JSON object."),
+    report: Optional[Path] = typer.Option(None, help="Write a JSON report (completed, per-round replies and errors, context state, Drive calls) here."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the project's ServerApp as the aggregator (data scientist)."""
@@ -116,9 +118,10 @@ def server(
 
         from syft_flwr_gdrive.plugin import create_transport
         from syft_flwr_gdrive.project import FlowerProject
-        from syft_flwr_gdrive.server import syftbox_flwr_server
+        from syft_flwr_gdrive.server import serve
+        from syft_flwr_gdrive.userconfig import parse_user_config
 
-        overrides = json.loads(run_config) if run_config else {}
+        overrides = parse_user_config(run_config, option="--run-config")
         proj = FlowerProject.load(project, overrides)
         settings = _settings(email, drive_url, poll_interval, proj.syft)
         if proj.syft.aggregator and proj.syft.aggregator != settings.email:
@@ -132,19 +135,25 @@ def server(
         sites = [validate_email(site, what="datasites") for site in sites]  # before touching credentials
         transport = create_transport(settings)
         context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=proj.run_config)
-        result = syftbox_flwr_server(
+        outcome = serve(
             proj.load_server_app(), context, sites, proj.app_name, settings=settings, transport=transport
         )
         data = {
-            "state": {k: _record_to_jsonable(v) for k, v in result.state.items()},
+            "completed": outcome.completed,
+            "error": outcome.error,
+            "run_id": outcome.run_id,
+            "run_config": dict(outcome.context.run_config),
+            "rounds": outcome.rounds,
+            "summary": outcome.summary,
+            "excluded": outcome.excluded,
+            "state": {k: _record_to_jsonable(v) for k, v in outcome.context.state.items()},
             "drive_calls": transport.call_counts(),
-            "completed": result is not context or bool(result.state),
         }
         text = json.dumps(data, indent=2, sort_keys=True)
         if report:
             report.write_text(text + "\n", encoding="utf-8")
         typer.echo(text)
-        if not result.state:
+        if not outcome.completed:  # the ServerApp raised, or the run could not start
             raise typer.Exit(EXIT_RUN)
 
     _run_errors(go)
@@ -157,7 +166,7 @@ def client(
     email: Optional[str] = typer.Option(None, help="This participant's email; default: $SYFTBOX_EMAIL."),
     drive_url: Optional[str] = typer.Option(None, help="Drive API base URL, e.g. the fake Drive's; default: real Google Drive."),
     poll_interval: Optional[float] = typer.Option(None, help="Seconds between polls; default $SYFT_FLWR_POLL_INTERVAL or 3.0."),
-    node_config: Optional[str] = typer.Option(None, help='JSON object given to the ClientApp as node_config, e.g. {"partition-id": 0, "num-partitions": 3}.'),
+    node_config: Optional[str] = typer.Option(None, help='The ClientApp\'s context.node_config, as in flower-supernode: \'partition-id=0 num-partitions=3 data-path="/data/a.csv"\' or a JSON object.'),
     report: Optional[Path] = typer.Option(None, help="Write a JSON report (what was handled, Drive calls) here."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -169,23 +178,23 @@ def client(
         from syft_flwr_gdrive.plugin import create_transport
         from syft_flwr_gdrive.project import FlowerProject
 
+        from syft_flwr_gdrive.userconfig import parse_user_config
+
         proj = FlowerProject.load(project)
         settings = _settings(email, drive_url, poll_interval, proj.syft)
-        try:
-            config = json.loads(node_config) if node_config else {}
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--node-config is not valid JSON ({exc}).") from None
+        config = parse_user_config(node_config, option="--node-config")
         server_email = aggregator or settings.aggregator
         if server_email:  # check before Drive is contacted, so a typo fails at once
             server_email = validate_email(server_email, what="--aggregator" if aggregator else "SYFT_FLWR_AGGREGATOR")
         client_app = proj.load_client_app()
         transport = create_transport(settings)
         result = syftbox_flwr_client(
-            client_app, proj.app_name, aggregator=server_email, node_config=config,
+            client_app, proj.app_name, aggregator=server_email, node_config=config, run_config=proj.run_config,
             settings=settings, transport=transport,
         )
         data = {
             "run_id": result.run_id, "handled": result.handled, "errors": result.errors,
+            "error_types": result.error_types, "run_config": result.run_config, "node_config": config,
             "stopped_by": result.stopped_by, "drive_calls": transport.call_counts(),
         }
         text = json.dumps(data, indent=2, sort_keys=True)

@@ -27,6 +27,7 @@ def syftbox_flwr_client(
     aggregator: str | None = None,
     project_dir: Path | None = None,
     node_config: Mapping[str, Any] | None = None,
+    run_config: Mapping[str, Any] | None = None,
     settings: Settings | None = None,
     transport: Any = None,
     stop_event: threading.Event | None = None,
@@ -35,7 +36,8 @@ def syftbox_flwr_client(
 
     The aggregator (the data scientist's email) is the only sender whose
     messages are acted on: from the argument, SYFT_FLWR_AGGREGATOR, or
-    ``[tool.syft_flwr] aggregator``.
+    ``[tool.syft_flwr] aggregator``. The ClientApp's Context gets ``node_config`` and the
+    server's run config (sent with the run); ``run_config`` is used only if a server sends none.
     """
     project = ProjectConfig.load(project_dir) if project_dir is not None else None
     settings = settings or Settings.from_env(project=project)
@@ -55,7 +57,8 @@ def syftbox_flwr_client(
         sealer=sealer_for(settings.participant_state_dir(), enabled=settings.encryption),
     )
     loop = ClientLoop(
-        client_app, mailbox, poll_interval=settings.poll_interval, node_config=node_config, stop_event=stop_event
+        client_app, mailbox, poll_interval=settings.poll_interval, node_config=node_config, run_config=run_config,
+        stop_event=stop_event,
     )
     try:
         return loop.run()

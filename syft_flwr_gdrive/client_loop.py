@@ -29,10 +29,13 @@ from flwr.app import Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from syft_flwr_gdrive.blobs import BlobCache
-from syft_flwr_gdrive.flower_codec import CODEC_PARTS, PayloadError, decode_message, encode_message, node_id_for
+from syft_flwr_gdrive.config import ConfigError
+from syft_flwr_gdrive.flower_codec import CODEC_PARTS, PayloadError, decode_message_and_run, encode_message, node_id_for
+from syft_flwr_gdrive.tally import round_of
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.envelope import KIND_REPLY, KIND_REQUEST, KIND_STOP, KIND_STOP_ACK, STOP_ACK_WAIT
 from syft_flwr_gdrive.transport.mailbox import Delivery, Mailbox, PollResult
+from syft_flwr_gdrive.userconfig import run_config_of
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ class ClientReport:
     errors: int = 0
     stopped_by: str = ""
     runs_seen: list[int] = field(default_factory=list)
+    run_config: dict[str, Any] = field(default_factory=dict)  # what the ClientApp's Context held
+    error_types: dict[str, int] = field(default_factory=dict)
 
 
 def reply_id_for(request_id: str, email: str) -> str:
@@ -65,13 +70,17 @@ class ClientLoop:
         *,
         poll_interval: float,
         node_config: Mapping[str, Any] | None = None,
+        run_config: Mapping[str, Any] | None = None,
         stop_event: threading.Event | None = None,
         linger: float | None = None,
     ) -> None:
+        """``run_config`` is the local project's, used only if the server sends none (an older server):
+        Flower's semantics are that the ClientApp sees the server's effective run config."""
         self.client_app = client_app
         self.mailbox = mailbox
         self.poll_interval = poll_interval
         self.node_config = dict(node_config or {})
+        self.default_run_config = dict(run_config or {})
         self.node_id = node_id_for(mailbox.email)
         self.stop_event = stop_event or threading.Event()
         # After a stop, wait this long (at most; usually far less) for the server to see our ack and
@@ -153,13 +162,14 @@ class ClientLoop:
             node_id=self.node_id,
             node_config=dict(self.node_config),
             state=RecordDict(),
-            run_config=dict(run_config or {}),
+            run_config=dict(self.default_run_config if run_config is None else run_config),
         )
+        self.report.run_config = dict(self._context.run_config)
 
     def _handle_request(self, delivery: Delivery) -> None:
         env = delivery.envelope
         try:
-            message = decode_message(delivery.open_payload(), env.size, codecs=env.codecs, fetch_blob=self._blobs)
+            message, info = decode_message_and_run(delivery.open_payload(), env.size, codecs=env.codecs, fetch_blob=self._blobs)
         except Exception as exc:  # PayloadError, or a blob that could not be fetched
             if not isinstance(exc, PayloadError):
                 logger.warning("request %s from %s: %s; will retry", env.message_id, env.sender, exc)
@@ -172,7 +182,15 @@ class ClientLoop:
             logger.warning("request %s from %s skipped: its Flower metadata disagrees with its envelope", env.message_id, env.sender)
             self.mailbox.mark_handled(env.message_id)
             return
-        self._enter_run(env.run_id)
+        try:
+            run_config = run_config_of(info)
+        except ConfigError as exc:
+            logger.warning("request %s: %s; using this project's run config", env.message_id, exc)
+            run_config = None
+        if self._current_run != env.run_id and run_config is None:
+            logger.warning("run %d: the server sent no run config (an older version?); the ClientApp sees this "
+                           "project's [tool.flwr.app.config]", env.run_id)
+        self._enter_run(env.run_id, run_config)
         assert self._context is not None
         reply = self._execute(message, self._context)
         reply.metadata.__dict__["_message_id"] = reply_id_for(env.message_id, self.mailbox.email)
@@ -193,7 +211,7 @@ class ClientLoop:
             return
         self.mailbox.mark_handled(env.message_id)
         self.report.handled += 1
-        logger.info("run %d: answered %s (%s, round %s)", env.run_id, meta.message_type, env.message_id[:8], meta.group_id or "-")
+        logger.info("run %d: answered %s (%s, round %s)", env.run_id, meta.message_type, env.message_id[:8], round_of(message))
 
     def _execute(self, message: Message, context: Context) -> Message:
         try:
@@ -203,6 +221,8 @@ class ClientLoop:
             return reply
         except Exception as exc:  # a user's ClientApp may raise anything; KeyboardInterrupt passes
             self.report.errors += 1
+            kind = type(exc).__name__
+            self.report.error_types[kind] = self.report.error_types.get(kind, 0) + 1
             logger.exception("ClientApp failed on %s; replying with an error", message.metadata.message_type)
             error = Error(code=CLIENT_APP_ERROR_CODE, reason=f"ClientApp raised {type(exc).__name__}")
             return Message(error, reply_to=message)

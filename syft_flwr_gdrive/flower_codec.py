@@ -62,8 +62,14 @@ def node_id_for(email: str) -> int:
 # -- encoding --------------------------------------------------------------------------
 
 
-def encode_message(message: Message, place_blob: BlobPlacer | None = None) -> list[Buffer]:
-    """Payload segments for ``message`` (codec ``sfg-flwr-parts-v1``)."""
+def encode_message(
+    message: Message, place_blob: BlobPlacer | None = None, run_info: dict[str, Any] | None = None
+) -> list[Buffer]:
+    """Payload segments for ``message`` (codec ``sfg-flwr-parts-v1``).
+
+    ``run_info`` (JSON-able; the server's run config and app fingerprint) rides in the index, so it
+    is sealed and signed with the message; readers that do not know the key ignore it.
+    """
     stripped = RecordDict()
     entries: list[dict[str, Any]] = []
     inline: list[Buffer] = []
@@ -91,7 +97,10 @@ def encode_message(message: Message, place_blob: BlobPlacer | None = None) -> li
         error=message.error if message.has_error() else None,
     )
     proto = message_to_proto(shell).SerializeToString()
-    index = json.dumps({"message": len(proto), "arrays": entries}, separators=(",", ":")).encode("utf-8")
+    head: dict[str, Any] = {"message": len(proto), "arrays": entries}
+    if run_info is not None:
+        head["run"] = run_info
+    index = json.dumps(head, separators=(",", ":")).encode("utf-8")
     return [_LEN.pack(len(index)) + index, proto, *inline]
 
 
@@ -114,8 +123,15 @@ def decode_message(
     stream: BinaryIO, size: int, *, codecs: tuple[str, ...] = (CODEC_PARTS,), fetch_blob: BlobFetcher | None = None
 ) -> Message:
     """Read a Message from ``size`` payload bytes at the stream's position."""
+    return decode_message_and_run(stream, size, codecs=codecs, fetch_blob=fetch_blob)[0]
+
+
+def decode_message_and_run(
+    stream: BinaryIO, size: int, *, codecs: tuple[str, ...] = (CODEC_PARTS,), fetch_blob: BlobFetcher | None = None
+) -> tuple[Message, Any]:
+    """The Message and the sender's ``run_info`` (None if absent; unchecked: the caller validates it)."""
     if codecs == (CODEC_PROTO,):
-        return _from_proto(_read_exact(stream, size, "message"))
+        return _from_proto(_read_exact(stream, size, "message")), None
     if codecs != (CODEC_PARTS,):
         raise PayloadError(f"unsupported payload codecs {list(codecs)}; upgrade syft-flwr-gdrive")
     try:
@@ -125,6 +141,7 @@ def decode_message(
         index = json.loads(_read_exact(stream, index_len, "index"))
         proto_len = int(index["message"])
         entries = list(index["arrays"])
+        run_info = index.get("run")
     except (ValueError, KeyError, TypeError) as exc:
         if isinstance(exc, PayloadError):
             raise
@@ -134,7 +151,7 @@ def decode_message(
         raise PayloadError("payload sizes in the index do not add up")
     shell = _from_proto(_read_exact(stream, proto_len, "message"))
     if not entries:
-        return shell
+        return shell, run_info
     content = shell.content
     for entry in entries:
         try:
@@ -156,7 +173,7 @@ def decode_message(
         if not isinstance(record, ArrayRecord):
             raise PayloadError(f"array {array_key!r} belongs to {record_key!r}, which is not an ArrayRecord")
         record[array_key] = Array(dtype=dtype, shape=shape, stype=stype, data=data)
-    return shell
+    return shell, run_info
 
 
 def message_from_bytes(payload: bytes, codecs: tuple[str, ...] = (CODEC_PARTS,)) -> Message:

@@ -26,22 +26,27 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from flwr.app import Message, RecordDict
+from flwr.app import Error, Message, RecordDict
 from flwr.common import ConfigRecord
 from flwr.serverapp import Grid
 from flwr.supercore.constant import SYSTEM_MESSAGE_TYPE
 from flwr.supercore.run import Run
 
 from syft_flwr_gdrive.blobs import BlobPlacer
+from syft_flwr_gdrive.crypto import MissingPeerKey
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS, SERVER_NODE_ID, PayloadError, decode_message, encode_message, node_id_for
 from syft_flwr_gdrive.transport.contract import Routing, TransportError
 from syft_flwr_gdrive.transport.envelope import KIND_REPLY, KIND_REQUEST, KIND_STOP, KIND_STOP_ACK, STOP_ACK_WAIT
 from syft_flwr_gdrive.transport.mailbox import Delivery, Mailbox, new_message_id
+from syft_flwr_gdrive.tally import Tally, error_type, round_of
 
 logger = logging.getLogger(__name__)
 
 # The seed writes "SYSTEM"; flwr 1.41 validates message types and spells it "system".
 STOP_MESSAGE_TYPE = SYSTEM_MESSAGE_TYPE
+# Error code of the replies the grid makes up for requests it could not deliver (excluded datasite,
+# failed send): Flower's strategies then count a failure for that node and go on with the others.
+UNDELIVERED_ERROR_CODE = 2
 
 
 @dataclass
@@ -50,6 +55,8 @@ class _Pending:
     handle: str
     expires_at: float
     blobs: tuple[str, ...] = ()  # shared blobs this request refers to
+    round: str = "-"
+    message_type: str = ""
 
 
 class TransportGrid(Grid):
@@ -81,6 +88,9 @@ class TransportGrid(Grid):
         self._pool = ThreadPoolExecutor(max_workers=send_workers, thread_name_prefix="grid-send")
         self.blobs = BlobPlacer(mailbox.transport, mailbox.app)
         self._closed = False
+        self.tally = Tally()
+        self.excluded: dict[str, str] = {}  # datasite -> why it is left out of this run
+        self.run_info: dict | None = None  # what every request carries for the client's Context (run config, app)
 
     # -- run ------------------------------------------------------------------------
 
@@ -116,7 +126,42 @@ class TransportGrid(Grid):
         return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
 
     def get_node_ids(self) -> Iterable[int]:
+        """Every datasite, excluded ones too: they answer at once with an error reply, so a strategy
+        counts them as failures and goes on instead of waiting forever for enough nodes."""
         return list(self._email_by_node)
+
+    def exclude(self, email: str, reason: str) -> None:
+        """Leave a datasite out of the rest of the run (reported, never sent to again)."""
+        email = email.lower()
+        with self._cond:
+            if email in self.excluded:
+                return
+            self.excluded[email] = reason
+        logger.warning("datasite %s is excluded from this run: %s", email, reason)
+
+    def await_keys(self, timeout: float) -> set[str]:
+        """With encryption on, wait (bounded) for every datasite's trusted public key; exclude the rest.
+
+        Returns the datasites left out. One datasite that never started, or whose key changed,
+        no longer stops the run for the others.
+        """
+        sealer = self.mailbox.sealer
+        everyone = set(self._email_by_node.values())
+        if sealer is None:
+            return set()
+        deadline = time.monotonic() + timeout
+        waiting = {e for e in everyone if not sealer.knows(e)}
+        if waiting:
+            logger.info("waiting up to %.0fs for the public keys of %s (are their clients running?)", timeout, sorted(waiting))
+        while waiting and time.monotonic() < deadline:
+            self._poll_if_due(force=True)
+            waiting = {e for e in waiting if not sealer.knows(e)}
+            if waiting:
+                time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+        for email in sorted(waiting):
+            self.exclude(email, f"no trusted public key within {timeout:.0f}s: its client is not running, or its key "
+                                "changed (see `syft-flwr-gdrive trust`)")
+        return waiting
 
     def email_of(self, node_id: int) -> str:
         try:
@@ -141,34 +186,63 @@ class TransportGrid(Grid):
         def send_one(item: tuple[Message, str]) -> str:
             msg, recipient = item
             meta = msg.metadata
-            self._await_key(recipient)
-            used: list[str] = []
-
-            def place(data: bytes) -> tuple[str, str] | None:
-                placed = self.blobs(data)
-                if placed is not None:
-                    used.append(placed[1])
-                return placed
-
-            message_id, handle = self.mailbox.send(
-                kind=KIND_REQUEST,
-                recipient=recipient,
-                run_id=run_id,
-                payload=encode_message(msg, place_blob=place),
-                message_id=meta.message_id,
-                ttl=meta.ttl,
-                created_at=meta.created_at,
-                codecs=(CODEC_PARTS,),
-            )
-            with self._cond:
-                self._pending[message_id] = _Pending(recipient, handle, meta.created_at + meta.ttl, tuple(used))
-            return message_id
+            if recipient in self.excluded:
+                return self._undelivered(msg, recipient, f"datasite excluded: {self.excluded[recipient]}", excluded=True)
+            try:
+                return self._send_request(msg, recipient)
+            except MissingPeerKey:
+                self.exclude(recipient, "no trusted public key (its key changed? see `syft-flwr-gdrive trust`)")
+                return self._undelivered(msg, recipient, f"datasite excluded: {self.excluded[recipient]}", excluded=True)
+            except Exception as exc:  # Drive refused for good after retries: this request fails, the run goes on
+                logger.error("could not send %s (round %s) to %s: %s", meta.message_type, round_of(msg), recipient, exc)
+                return self._undelivered(msg, recipient, f"could not be delivered ({type(exc).__name__})", excluded=False)
 
         try:
             return list(self._pool.map(send_one, prepared))
         finally:
             self.blobs.end_push()
             self._collect_blobs()
+
+    def _undelivered(self, msg: Message, recipient: str, reason: str, *, excluded: bool) -> str:
+        """File a local error reply for a request that was not sent; returns the request's id."""
+        rnd = round_of(msg)
+        if excluded:
+            self.tally.excluded(rnd, recipient)
+        else:
+            self.tally.missing(rnd, recipient)
+        reply = Message(Error(code=UNDELIVERED_ERROR_CODE, reason=reason), reply_to=msg)
+        with self._cond:
+            self._replies[msg.metadata.message_id] = reply
+            self._cond.notify_all()
+        return msg.metadata.message_id
+
+    def _send_request(self, msg: Message, recipient: str) -> str:
+        """Seal and send one instruction (with the run info its client's Context needs)."""
+        run_id = self.run_id
+        meta = msg.metadata
+        used: list[str] = []
+
+        def place(data: bytes) -> tuple[str, str] | None:
+            placed = self.blobs(data)
+            if placed is not None:
+                used.append(placed[1])
+            return placed
+
+        message_id, handle = self.mailbox.send(
+            kind=KIND_REQUEST,
+            recipient=recipient,
+            run_id=run_id,
+            payload=encode_message(msg, place_blob=place, run_info=self.run_info),
+            message_id=meta.message_id,
+            ttl=meta.ttl,
+            created_at=meta.created_at,
+            codecs=(CODEC_PARTS,),
+        )
+        with self._cond:
+            self._pending[message_id] = _Pending(
+                recipient, handle, meta.created_at + meta.ttl, tuple(used), round_of(msg), meta.message_type
+            )
+        return message_id
 
     def _collect_blobs(self) -> None:
         """Delete shared blobs no pending request refers to any more (Drive keeps at most one model)."""
@@ -214,23 +288,6 @@ class TransportGrid(Grid):
         # Flower's node sampling shuffles requests, so a seeded run must see one order to be repeatable.
         return sorted(replies, key=lambda m: (m.metadata.src_node_id, m.metadata.reply_to_message_id))
 
-    def _await_key(self, recipient: str) -> None:
-        """With encryption on, wait (bounded) until the recipient has published its public key."""
-        sealer = self.mailbox.sealer
-        if sealer is None or sealer.knows(recipient):
-            return
-        deadline = time.monotonic() + self.msg_timeout
-        logger.info("waiting for %s to publish its public key (is its client running?)", recipient)
-        while not sealer.knows(recipient):
-            if time.monotonic() >= deadline:
-                raise TransportError(
-                    f"{recipient} published no trusted public key within {self.msg_timeout:.0f}s: start its client, "
-                    "or check the logs for a refused (changed) key"
-                )
-            self._poll_if_due(force=True)
-            if not sealer.knows(recipient):
-                time.sleep(self.poll_interval)
-
     def effective_timeout(self, timeout: float | None) -> float:
         """See the module docstring: the smaller of the caller's and our configured timeout."""
         if timeout is None:
@@ -240,7 +297,9 @@ class TransportGrid(Grid):
     # -- stop signal ------------------------------------------------------------------
 
     def send_stop_signal(self, group_id: str = "final", reason: str = "Server stopped", *, wait: float | None = None) -> set[str]:
-        """Tell every datasite this run is over; wait (bounded) for their acknowledgements.
+        """Tell every reachable datasite this run is over; wait (bounded) for their acknowledgements.
+
+        Excluded datasites are skipped: nothing can be sealed for a peer without a trusted key.
 
         Returns the datasites that acknowledged. Stop files of datasites that
         did not are left for the next run or ``syft-flwr-gdrive clean``.
@@ -263,7 +322,8 @@ class TransportGrid(Grid):
                 self._stop_handles[recipient] = handle
 
         failures = 0
-        for future in [self._pool.submit(send_stop, nid) for nid in self._email_by_node]:
+        reachable = [nid for nid, email in self._email_by_node.items() if email not in self.excluded]
+        for future in [self._pool.submit(send_stop, nid) for nid in reachable]:
             try:
                 future.result()
             except Exception as exc:  # keep stopping the others; report once
@@ -274,7 +334,7 @@ class TransportGrid(Grid):
         # Acks travel stop -> client poll -> ack -> server poll, each subject to Drive's listing lag:
         # wait long enough for that (returning as soon as every datasite acknowledged).
         deadline = time.monotonic() + (wait if wait is not None else min(self.msg_timeout, max(10 * self.poll_interval, STOP_ACK_WAIT)))
-        everyone = set(self._email_by_node.values())
+        everyone = {self._email_by_node[nid] for nid in reachable}
         while time.monotonic() < deadline:
             self._poll_if_due(force=True)
             with self._cond:
@@ -320,8 +380,12 @@ class TransportGrid(Grid):
     # -- internals ----------------------------------------------------------------------
 
     def _withdraw(self, message_ids: Iterable[str]) -> None:
+        """Delete unanswered requests; each counts as a missing reply of its round."""
         with self._cond:
-            handles = [self._pending.pop(mid).handle for mid in list(message_ids) if mid in self._pending]
+            gone = [self._pending.pop(mid) for mid in list(message_ids) if mid in self._pending]
+        for pending in gone:
+            self.tally.missing(pending.round, pending.recipient)
+        handles = [pending.handle for pending in gone]
         try:
             self.mailbox.delete_own(handles)
         except Exception as exc:  # leftovers are removed by the next run; never mask the caller's flow
@@ -407,4 +471,11 @@ class TransportGrid(Grid):
                 return None
             self._replies[env.reply_to] = message
             self._cond.notify_all()
+        if message.has_error():
+            kind = error_type(message)
+            self.tally.reply(pending.round, env.sender, kind)
+            logger.warning("round %s: %s answered %s with an error: %s", pending.round, env.sender,
+                           pending.message_type or "?", kind)
+        else:
+            self.tally.reply(pending.round, env.sender)
         return pending.handle

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flwr.clientapp import ClientApp
-from flwr.common.config import get_fused_config_from_dir, get_project_config
+from flwr.common.config import fuse_dicts, get_fused_config_from_dir, get_project_config
 from flwr.serverapp import ServerApp
 from flwr.supercore.object_ref import load_app
 
@@ -33,11 +33,18 @@ class FlowerProject:
             raise ProjectError(f"Flower project directory {path} does not exist. Pass the folder holding its pyproject.toml.")
         try:
             config = get_project_config(path)
-            run_config = dict(get_fused_config_from_dir(path, override_config or {}))
+            defaults = dict(get_fused_config_from_dir(path, {}))
         except FileNotFoundError:
             raise ProjectError(f"No pyproject.toml in {path}; is this a Flower project (`flwr new` creates one)?") from None
         except ValueError as exc:
             raise ProjectError(f"{path / 'pyproject.toml'} is not a valid Flower project: {exc}") from None
+        unknown = sorted(set(override_config or {}) - set(defaults))
+        if unknown:  # Flower's fuse_dicts refuses them too; say which and what is there
+            raise ProjectError(
+                f"--run-config sets {', '.join(unknown)}, which {path / 'pyproject.toml'} does not declare in "
+                f"[tool.flwr.app.config] (it has: {', '.join(sorted(defaults)) or 'nothing'})."
+            )
+        run_config = dict(fuse_dicts(defaults, dict(override_config or {})))
         components = dict(config["tool"]["flwr"]["app"]["components"])
         return cls(
             path=path,

@@ -12,7 +12,9 @@ import logging
 import secrets
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 from flwr.app import Context
@@ -25,6 +27,8 @@ from syft_flwr_gdrive.config import ConfigError, ProjectConfig, Settings, valida
 from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
 from syft_flwr_gdrive.grid import TransportGrid
 from syft_flwr_gdrive.plugin import create_transport
+from syft_flwr_gdrive.transport.contract import TransportError
+from syft_flwr_gdrive.userconfig import run_info
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 
@@ -48,6 +52,19 @@ def app_key(app_name: str) -> str:
     return name if name.startswith("flwr/") else f"flwr/{name}"
 
 
+@dataclass
+class ServerOutcome:
+    """How a run ended: the Context, whether the ServerApp returned normally, and what each datasite answered."""
+
+    context: Context
+    run_id: int
+    completed: bool
+    error: str | None = None  # "ExceptionType: message" of a ServerApp that raised (local only)
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    excluded: dict[str, str] = field(default_factory=dict)
+
+
 def syftbox_flwr_server(
     server_app: ServerApp,
     context: Context,
@@ -59,6 +76,25 @@ def syftbox_flwr_server(
     transport: object | None = None,
 ) -> Context:
     """Run ``server_app`` against ``datasites``; returns the updated (or, on error, original) context."""
+    return serve(server_app, context, datasites, app_name, project_dir, settings=settings, transport=transport).context
+
+
+def serve(
+    server_app: ServerApp,
+    context: Context,
+    datasites: list[str],
+    app_name: str,
+    project_dir: Path | None = None,
+    *,
+    settings: Settings | None = None,
+    transport: object | None = None,
+    app_fingerprint: dict[str, Any] | None = None,
+) -> ServerOutcome:
+    """``syftbox_flwr_server`` that also says how the run went (for exit codes and reports).
+
+    The ServerApp's Context ``run_config`` is sent, sealed and signed, with every request, so each
+    ClientApp's Context holds the same run config as the server's.
+    """
     project = ProjectConfig.load(project_dir) if project_dir is not None else None
     settings = settings or Settings.from_env(project=project)
     if not datasites:
@@ -75,6 +111,7 @@ def syftbox_flwr_server(
         sealer=sealer_for(settings.participant_state_dir(), enabled=settings.encryption),
     )
     grid = TransportGrid(mailbox, peers, msg_timeout=settings.msg_timeout, poll_interval=settings.poll_interval)
+    grid.run_info = run_info(context.run_config, app_fingerprint)
     run_id = new_run_id()
     grid.set_run(run_id)
     # Flower's Message() constructor stamps instructions with this process-wide identity.
@@ -82,17 +119,23 @@ def syftbox_flwr_server(
     logger.info("run %d: server %s, %d datasites, app %r", run_id, settings.email, len(peers), app_key(app_name))
     interrupted = False
     updated = context
+    completed, error = False, None
     try:
         mailbox.prepare()
         mailbox.announce_run(run_id)
         grid.remove_stale_files()
+        excluded = grid.await_keys(settings.msg_timeout)
+        if excluded and len(excluded) == len(peers):
+            raise TransportError(f"no datasite can be reached ({', '.join(sorted(excluded))}); nothing to run")
         updated = run_server(grid, context=context, server_app_dir="", loaded_server_app=server_app)
+        completed = True
         logger.info("run %d: server completed", run_id)
     except KeyboardInterrupt:
         interrupted = True
         logger.warning("run %d: interrupted; telling clients to stop", run_id)
         raise
     except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
         logger.error("run %d: server encountered an error: %s", run_id, exc)
         logger.error("Traceback: %s", traceback.format_exc())
         updated = context
@@ -103,4 +146,18 @@ def syftbox_flwr_server(
         except Exception as exc:
             logger.error("could not send stop signals: %s", exc)
         grid.close()
-    return updated
+        _log_summary(run_id, grid)
+    return ServerOutcome(updated, run_id, completed, error, grid.tally.rounds(), grid.tally.summary(), dict(grid.excluded))
+
+
+def _log_summary(run_id: int, grid: TransportGrid) -> None:
+    """One line with the run's totals; a WARNING when anything was not answered cleanly."""
+    total = grid.tally.summary()
+    bad = total["errors"] or total["missing"] or total["excluded"]
+    types = ", ".join(f"{k} x{n}" for k, n in sorted(total["error_types"].items()))
+    logger.log(
+        logging.WARNING if bad else logging.INFO,
+        "run %d: %d replies, %d error replies%s, %d missing, %d requests to excluded datasites%s",
+        run_id, total["replies"], total["errors"], f" ({types})" if types else "", total["missing"], total["excluded"],
+        f" ({', '.join(sorted(grid.excluded))})" if grid.excluded else "",
+    )

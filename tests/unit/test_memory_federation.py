@@ -106,4 +106,4 @@ def test_fail_closed_when_clients_have_encryption_off(tmp_path, caplog):
                                      client_encryption=False, msg_timeout=1.0)
     assert "final" not in out.state  # the server's error path returned the original context
     assert all(loop.report.handled == 0 for loop in loops)
-    assert "published no trusted public key" in caplog.text
+    assert "no trusted public key" in caplog.text and "no datasite can be reached" in caplog.text
