@@ -38,8 +38,13 @@ def _setup_logging(verbose: bool) -> None:
     )
     for noisy in ("googleapiclient.discovery_cache", "googleapiclient.discovery", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # Flower's logger has its own console handler: without this every Flower line is printed twice.
-    logging.getLogger("flwr").propagate = False
+    # Flower's logger has a console handler of its own and also propagates to ours: without this every
+    # Flower line is printed twice. Ours stays, so all lines share one format with timestamps.
+    from flwr.supercore.logger import FLOWER_LOGGER, ConsoleHandler
+
+    for handler in list(FLOWER_LOGGER.handlers):
+        if isinstance(handler, ConsoleHandler):
+            FLOWER_LOGGER.removeHandler(handler)
 
 
 def _fail(message: str, code: int) -> "typer.Exit":

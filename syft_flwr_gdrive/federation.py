@@ -27,13 +27,14 @@ class Participant:
     report_path: Path
     log_path: Path
     process: subprocess.Popen | None = None
+    cwd: Path | None = None  # where the app's relative paths (outputs, checkpoints) land
 
     def start(self) -> None:
         log = self.log_path.open("ab")
         try:
             self.process = subprocess.Popen(
                 self.args, env=self.env, stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                start_new_session=True, cwd=self.cwd,
             )
         finally:
             log.close()
@@ -75,13 +76,26 @@ class LocalFederation:
     client_emails: Sequence[str] = ("do1@example.com", "do2@example.com", "do3@example.com")
     poll_interval: float = 0.5
     msg_timeout: float = 60.0
-    run_config: Mapping[str, Any] = field(default_factory=dict)
+    run_config: Mapping[str, Any] | str = field(default_factory=dict)  # a mapping, or Flower's "k=v k2=v2" text
+    # Per client: a mapping (sent as JSON) or Flower's "k=v" text; default partition-id/num-partitions.
+    node_configs: Sequence[Mapping[str, Any] | str] | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
     state_dir: Path | None = None  # participants' keys, pins and ledgers; default workdir/state
     participants: dict[str, Participant] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = self.workdir.resolve()
+        self.project = Path(self.project).resolve()
+        if self.node_configs is not None and len(self.node_configs) != len(self.client_emails):
+            raise ValueError("node_configs needs one entry per client")
+
+    def node_config(self, index: int) -> str:
+        """The --node-config text of client ``index``."""
+        if self.node_configs is None:
+            return json.dumps({"partition-id": index, "num-partitions": len(self.client_emails)})
+        chosen = self.node_configs[index]
+        return chosen if isinstance(chosen, str) else json.dumps(dict(chosen))
 
     def _env(self, email: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SYFT")}
@@ -103,13 +117,12 @@ class LocalFederation:
         email = self.client_emails[index]
         key = f"client{index}"
         if key not in self.participants:
-            node_config = {"partition-id": index, "num-partitions": len(self.client_emails)}
             report = self.workdir / f"{key}.json"
             self.participants[key] = Participant(
                 email, "client",
                 self._cli() + ["client", "--project", str(self.project), "--aggregator", self.server_email,
-                               "--node-config", json.dumps(node_config), "--report", str(report)],
-                self._env(email), report, self.workdir / f"{key}.log",
+                               "--node-config", self.node_config(index), "--report", str(report)],
+                self._env(email), report, self.workdir / f"{key}.log", cwd=self.workdir,
             )
         return self.participants[key]
 
@@ -119,9 +132,11 @@ class LocalFederation:
             args = self._cli() + ["server", "--project", str(self.project), "--datasites", ",".join(self.client_emails),
                                   "--report", str(report)]
             if self.run_config:
-                args += ["--run-config", json.dumps(dict(self.run_config))]
+                text = self.run_config if isinstance(self.run_config, str) else json.dumps(dict(self.run_config))
+                args += ["--run-config", text]
             self.participants["server"] = Participant(
-                self.server_email, "server", args, self._env(self.server_email), report, self.workdir / "server.log"
+                self.server_email, "server", args, self._env(self.server_email), report, self.workdir / "server.log",
+                cwd=self.workdir,
             )
         return self.participants["server"]
 

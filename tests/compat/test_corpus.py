@@ -1,0 +1,187 @@
+"""The compatibility corpus (``fixtures/compat``): Flower apps written as Flower's examples are,
+run unchanged as users run them: ``bootstrap``, N ``client`` processes and a ``server`` process over
+the fake Drive.
+
+Each app runs once per module (processes are the expensive part); the tests then check what each
+side saw, the exit codes, the reported outcome and that nothing is left on Drive.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syft_flwr_gdrive.drive.api import DriveApi
+from syft_flwr_gdrive.drive.transport import DriveTransport
+from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.federation import LocalFederation
+
+CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "compat"
+SERVER = "ds@example.com"
+CLIENTS = ("alice@example.com", "bob@example.org")
+CLI = [sys.executable, "-m", "syft_flwr_gdrive.cli"]
+
+
+@dataclass
+class Run:
+    fed: LocalFederation
+    records: Path
+    out: Path
+    leftovers: dict[str, int]
+    finished: bool
+
+    def seen(self, side: str) -> list[dict[str, Any]]:
+        path = self.records / f"{side}.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def server_report(self) -> dict[str, Any]:
+        return self.fed.server().report() or {}
+
+
+def run_app(tmp: Path, name: str, *, run_config: str, node_configs: list, timeout: float = 240) -> Run:
+    project = tmp / name
+    shutil.copytree(CORPUS / name, project, ignore=shutil.ignore_patterns("__pycache__"))
+    boot = subprocess.run(CLI + ["bootstrap", "-p", str(project), "--aggregator", SERVER, "--datasites", ",".join(CLIENTS)],
+                          capture_output=True, text=True, timeout=60)
+    assert boot.returncode == 0, boot.stderr
+    records, out = tmp / "records", tmp / "out"
+    records.mkdir()
+    with FakeDriveServer() as drive:
+        fed = LocalFederation(
+            tmp / "fed", project, drive.url, server_email=SERVER, client_emails=CLIENTS, poll_interval=0.2,
+            msg_timeout=60.0, run_config=run_config.replace("OUT", str(out)), node_configs=node_configs,
+            extra_env={"COMPAT_RECORD_DIR": str(records)},
+        )
+        with fed:
+            fed.start_all()
+            finished = fed.wait(timeout)
+        leftovers = {}
+        for email in (SERVER, *CLIENTS):
+            transport = DriveTransport(DriveApi.for_fake(drive.url, email), email)
+            count = len(transport.my_message_files()) + len(transport.list_my_blobs(f"flwr/{name.replace('_', '-')}"))
+            if count:
+                leftovers[email] = count
+    return Run(fed, records, out, leftovers, finished)
+
+
+def assert_clean_exit(run: Run) -> None:
+    assert run.finished, "participants still running at the timeout"
+    for key, participant in run.fed.participants.items():
+        assert participant.process.returncode == 0, f"{key}: " + participant.log_text()[-3000:]
+    for i in range(len(CLIENTS)):
+        assert run.fed.client(i).report()["stopped_by"] == "stop-signal"
+    assert run.leftovers == {}, f"message files left on Drive: {run.leftovers}"
+
+
+# -- Message API (quickstart-sklearn / quickstart-pandas style) ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tabular(tmp_path_factory) -> Run:
+    # Overrides in Flower's own `flwr run --run-config` form; node configs in both accepted forms,
+    # and alice's ClientApp raises in round 2.
+    return run_app(
+        tmp_path_factory.mktemp("tabular"), "tabular_message",
+        run_config='num-server-rounds=3 penalty="none" output-dir="OUT"',
+        node_configs=["partition-id=0 num-partitions=2 fail-in-round=2", {"partition-id": 1, "num-partitions": 2}],
+    )
+
+
+def test_message_api_app_completes_with_exit_0_everywhere_and_leaves_nothing(tabular):
+    assert_clean_exit(tabular)
+    report = tabular.server_report()
+    assert report["completed"] is True and report["error"] is None
+    assert report["state"] == {}  # the app never touches context.state: that is no failure
+
+
+def test_message_api_clients_see_the_servers_run_config_and_their_node_config(tabular):
+    expected = {"num-server-rounds": 3, "penalty": "none", "local-epochs": 1, "learning-rate": 0.1,
+                "fraction-train": 1.0, "histogram-feature": "x0", "output-dir": str(tabular.out)}
+    [main] = [r for r in tabular.seen("server") if r["kind"] == "main"]
+    assert main["run_config"] == expected  # defaults overlaid with the server's overrides
+    for i in range(2):
+        trains = [r for r in tabular.seen(f"client{i}") if r["kind"] == "train"]
+        assert [r["round"] for r in trains] == [1, 2, 3]
+        assert all(r["run_config"] == expected for r in trains)  # not the client's own pyproject defaults
+        assert trains[0]["node_config"]["partition-id"] == i and trains[0]["node_config"]["num-partitions"] == 2
+    assert tabular.seen("client0")[0]["node_config"]["fail-in-round"] == 2  # k=v form: ints stay ints
+    assert tabular.fed.client(1).report()["node_config"] == {"partition-id": 1, "num-partitions": 2}  # JSON form
+
+
+def test_message_api_error_replies_are_reported_per_round_and_datasite(tabular):
+    report = tabular.server_report()
+    assert report["summary"]["errors"] == 1 and report["summary"]["error_types"] == {"RuntimeError": 1}
+    assert report["summary"]["missing"] == 0 and report["summary"]["excluded"] == 0
+    rounds = {r["round"]: r["datasites"] for r in report["rounds"]}
+    assert rounds["2"][CLIENTS[0]]["errors"] == 1 and rounds["2"][CLIENTS[0]]["error_types"] == {"RuntimeError": 1}
+    assert rounds["2"][CLIENTS[1]]["errors"] == 0
+    assert all(site["errors"] == 0 for rnd in ("1", "3") for site in rounds[rnd].values())
+    log = tabular.fed.server().log_text()
+    assert log.count(f"round 2: {CLIENTS[0]} answered train with an error: RuntimeError") == 1
+    assert "1 error replies (RuntimeError x1)" in log
+    client = tabular.fed.client(0).report()
+    assert client["errors"] == 1 and client["error_types"] == {"RuntimeError": 1}
+    assert "round 2" in tabular.fed.client(0).log_text()  # Message-API rounds shown in client logs
+
+
+def test_message_api_evaluate_fn_checkpoints_and_query(tabular):
+    evaluations = [r for r in tabular.seen("server") if r["kind"] == "evaluate_fn"]
+    assert [r["round"] for r in evaluations] == [0, 1, 2, 3]
+    assert evaluations[-1]["accuracy"] > 0.8
+    for rnd in range(4):
+        assert (tabular.out / f"model_round_{rnd}.npz").is_file()
+    assert (tabular.out / "final_model.npz").is_file()
+    [histogram] = [r for r in tabular.seen("server") if r["kind"] == "histogram"]
+    assert histogram["replies"] == 2 and sum(histogram["counts"]) == 180  # 90 train rows per node
+
+
+def test_flower_log_lines_appear_once(tabular):
+    log = tabular.fed.server().log_text()
+    assert log.count("[ROUND 1/3]") == 1, log[-2000:]
+
+
+# -- legacy API (server_fn / client_fn, quickstart-numpy style) -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def legacy(tmp_path_factory) -> Run:
+    return run_app(
+        tmp_path_factory.mktemp("legacy"), "numpy_legacy",
+        run_config='{"local-epochs": 2, "checkpoint-dir": "OUT"}',
+        node_configs=['partition-id=0 num-partitions=2', 'partition-id=1 num-partitions=2 site="bob"'],
+    )
+
+
+def test_legacy_app_completes_with_no_failed_replies(legacy):
+    assert_clean_exit(legacy)
+    report = legacy.server_report()
+    assert report["completed"] is True and report["state"] == {}
+    assert report["summary"] == {"replies": 8, "errors": 0, "missing": 0, "excluded": 0, "error_types": {}}
+    assert [r["round"] for r in report["rounds"]] == ["1", "2"]
+
+
+def test_legacy_client_fn_and_server_fn_see_the_same_run_config(legacy):
+    expected = {"num-server-rounds": 2, "fraction-fit": 1.0, "local-epochs": 2, "learning-rate": 0.05,
+                "checkpoint-dir": str(legacy.out)}
+    [server_fn] = [r for r in legacy.seen("server") if r["kind"] == "server_fn"]
+    assert server_fn["run_config"] == expected
+    for i in range(2):
+        made = [r for r in legacy.seen(f"client{i}") if r["kind"] == "client_fn"]
+        assert made and all(r["run_config"] == expected for r in made)
+        fits = [r for r in legacy.seen(f"client{i}") if r["kind"] == "fit"]
+        assert [r["round"] for r in fits] == [1, 2] and fits[0]["config"]["lr"] == 0.05
+    assert legacy.seen("client1")[0]["node_config"] == {"partition-id": 1, "num-partitions": 2, "site": "bob"}
+
+
+def test_legacy_evaluate_fn_writes_checkpoints(legacy):
+    evaluations = [r for r in legacy.seen("server") if r["kind"] == "evaluate_fn"]
+    assert [r["round"] for r in evaluations] == [0, 1, 2]
+    assert evaluations[-1]["mse"] < evaluations[0]["mse"] / 4
+    assert sorted(p.name for p in legacy.out.iterdir()) == ["round-0.npy", "round-1.npy", "round-2.npy"]
