@@ -212,6 +212,95 @@ def client(
     _run_errors(go)
 
 
+def _run_with_live_view(title_clients: int, out_dir: Path, start: Any) -> dict:
+    """Run a local federation with a live table of rounds and answers; then print its report."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
+    from syft_flwr_gdrive.demo import Progress
+
+    console = Console(stderr=False)
+
+    def view(p: Progress) -> Table:
+        table = Table(title=f"Federation on fake Google Drive - {p.elapsed:5.1f}s", show_edge=False)
+        table.add_column("round")
+        table.add_column("participant")
+        table.add_column("messages answered", justify="right")
+        label = f"{p.round}/{p.rounds or '?'}" + (" done" if p.done else "")
+        for i, (email, count) in enumerate(sorted(p.answered.items())):
+            table.add_row(label if i == 0 else "", email, str(count))
+        return table
+
+    def go() -> dict:
+        console.print(f"Starting a fake Google Drive, 1 server and {title_clients} client processes ({out_dir})")
+        with Live(view(Progress()), console=console, refresh_per_second=4, transient=False) as live:
+            return start(lambda p: live.update(view(p)))
+
+    report = _run_errors(go)
+    history = report.get("history") or {}
+    if history.get("round"):
+        metrics = Table(title="Federated evaluation per round", show_edge=False)
+        for col in ("round", "loss", "accuracy", "clients"):
+            metrics.add_column(col, justify="right")
+        for i, rnd in enumerate(history["round"]):
+            metrics.add_row(str(rnd), f"{history['loss'][i]:.4f}", f"{history['accuracy'][i]:.4f}",
+                            str(history.get("num_clients", [""] * (i + 1))[i]))
+        console.print(metrics)
+    calls = Table(title="Google Drive API calls", show_edge=False)
+    for col in ("participant", "role", "exit", "total", "per round", "by method"):
+        calls.add_column(col)
+    for email, info in report["participants"].items():
+        by_method = " ".join(f"{k.split('.')[-1]}:{v}" for k, v in sorted(info["drive_calls"].items(), key=lambda kv: -kv[1]))
+        calls.add_row(email, info["role"], str(info["exit_code"]), str(info["drive_calls_total"]),
+                      str(info["drive_calls_per_round"]), by_method)
+    console.print(calls)
+    summary = report.get("summary") or {}
+    if summary:
+        types = ", ".join(f"{k} x{n}" for k, n in sorted((summary.get("error_types") or {}).items()))
+        console.print(f"Replies: {summary.get('replies', 0)}, error replies: {summary.get('errors', 0)}"
+                      + (f" ({types})" if types else "") + f", missing: {summary.get('missing', 0)}")
+    console.print(f"{report['rounds_completed']}/{report['rounds']} rounds in {report['elapsed_seconds']}s. "
+                  f"Report: {out_dir / 'report.json'}" + (f", plot: {report['plot']}" if report.get("plot") else ""))
+    if not report["ok"]:
+        typer.echo("error: the federation did not complete; see the participants' logs named in the report.", err=True)
+        raise typer.Exit(EXIT_RUN)
+    return report
+
+
+@app.command("run")
+def run_project(
+    project: Path = typer.Option(Path("."), "--project", "-p", help="Your Flower project directory (holds pyproject.toml)."),
+    clients: int = typer.Option(2, help="Number of simulated data owners (client processes)."),
+    run_config: Optional[str] = typer.Option(None, help="Override \\[tool.flwr.app.config], as in `flwr run`: 'num-server-rounds=3 lr=0.1' or JSON."),
+    node_config: Optional[list[str]] = typer.Option(
+        None, help="Each client's node_config. Once: a template for all, {i} = client index (0..N-1), {n} = N; "
+                   "or once per client. Default: 'partition-id={i} num-partitions={n}'."),
+    poll_interval: float = typer.Option(0.25, help="Seconds between Drive polls (the real default is 3.0; the fake answers fast)."),
+    latency_ms: float = typer.Option(0.0, help="Injected latency per Drive call, in milliseconds."),
+    error_rate: float = typer.Option(0.0, help="Fraction of Drive calls answered with 429/403/500/503."),
+    drop_rate: float = typer.Option(0.0, help="Fraction of Drive connections dropped without an answer."),
+    seed: int = typer.Option(0, help="Seed of the injected faults."),
+    out: Optional[Path] = typer.Option(None, help="Folder for report.json, the plot and logs; default runs/run-<time>."),
+    timeout: float = typer.Option(600.0, help="Give up after this many seconds."),
+) -> None:
+    """Federate your own Flower project on this machine: N data owners over an embedded fake Google Drive.
+
+    Like `flwr run` with a local federation, but every participant is its own process talking
+    through (fake) Drive exactly as it would over real Google Drive. Relative paths the app writes
+    land in OUT/participants.
+    """
+    from syft_flwr_gdrive.demo import DEFAULT_NODE_CONFIG, LocalRunOptions, run_local
+
+    options = LocalRunOptions(
+        project=project.expanduser().resolve(), clients=clients, run_config=run_config or "",
+        node_configs=tuple(node_config or (DEFAULT_NODE_CONFIG,)), poll_interval=poll_interval,
+        latency_ms=latency_ms, error_rate=error_rate, drop_rate=drop_rate, seed=seed, timeout=timeout,
+        **({"out_dir": out} if out else {}),
+    )
+    _run_with_live_view(clients, options.out_dir, lambda on_progress: run_local(options, on_progress))
+
+
 @app.command()
 def demo(
     clients: int = typer.Option(3, help="Number of data owners (client processes)."),
@@ -225,56 +314,18 @@ def demo(
     out: Optional[Path] = typer.Option(None, help="Folder for report.json, metrics.png and logs; default runs/demo-<time>."),
     timeout: float = typer.Option(600.0, help="Give up after this many seconds."),
 ) -> None:
-    """Train a real model with N data owners over an embedded fake Google Drive (no account needed)."""
-    from rich.console import Console
-    from rich.live import Live
-    from rich.table import Table
+    """Train a real model with N data owners over an embedded fake Google Drive (no account needed).
 
-    from syft_flwr_gdrive.demo import DemoOptions, Progress, run_demo
+    This is `run` on the bundled digits app.
+    """
+    from syft_flwr_gdrive.demo import DemoOptions, run_demo
 
-    console = Console(stderr=False)
     options = DemoOptions(
         clients=clients, rounds=rounds, poll_interval=poll_interval, app=app_style, latency_ms=latency_ms,
         error_rate=error_rate, drop_rate=drop_rate, seed=seed, timeout=timeout,
         **({"out_dir": out} if out else {}),
     )
-
-    def view(p: Progress) -> Table:
-        table = Table(title=f"Federation on fake Google Drive - {p.elapsed:5.1f}s", show_edge=False)
-        table.add_column("round")
-        table.add_column("participant")
-        table.add_column("messages answered", justify="right")
-        label = f"{p.round}/{p.rounds or rounds}" + (" done" if p.done else "")
-        for i, (email, count) in enumerate(sorted(p.answered.items())):
-            table.add_row(label if i == 0 else "", email, str(count))
-        return table
-
-    def go() -> dict:
-        console.print(f"Starting a fake Google Drive, 1 server and {clients} client processes ({options.out_dir})")
-        with Live(view(Progress()), console=console, refresh_per_second=4, transient=False) as live:
-            return run_demo(options, on_progress=lambda p: live.update(view(p)))
-
-    report = _run_errors(go)
-    history = report.get("history") or {}
-    metrics = Table(title="Federated evaluation per round", show_edge=False)
-    for col in ("round", "loss", "accuracy", "clients"):
-        metrics.add_column(col, justify="right")
-    for i, rnd in enumerate(history.get("round") or []):
-        metrics.add_row(str(rnd), f"{history['loss'][i]:.4f}", f"{history['accuracy'][i]:.4f}", str(history.get("num_clients", [""] * (i + 1))[i]))
-    console.print(metrics)
-    calls = Table(title="Google Drive API calls", show_edge=False)
-    for col in ("participant", "role", "total", "per round", "by method"):
-        calls.add_column(col)
-    for email, info in report["participants"].items():
-        by_method = " ".join(f"{k.split('.')[-1]}:{v}" for k, v in sorted(info["drive_calls"].items(), key=lambda kv: -kv[1]))
-        calls.add_row(email, info["role"], str(info["drive_calls_total"]), str(info["drive_calls_per_round"]), by_method)
-    console.print(calls)
-    out_dir = Path(report["participants"][next(iter(report["participants"]))]["log"]).parent.parent
-    console.print(f"{report['rounds_completed']}/{report['rounds']} rounds in {report['elapsed_seconds']}s. "
-                  f"Report: {out_dir / 'report.json'}" + (f", plot: {report['plot']}" if report.get("plot") else ""))
-    if not report["ok"]:
-        typer.echo("error: the federation did not complete; see the participants' logs named in the report.", err=True)
-        raise typer.Exit(EXIT_RUN)
+    _run_with_live_view(clients, options.out_dir, lambda on_progress: run_demo(options, on_progress))
 
 
 @app.command()
@@ -347,6 +398,37 @@ def doctor(
 
 
 @app.command()
+def trust(
+    accept: Optional[str] = typer.Option(None, help="Pin the changed key this peer was refused for (confirm its fingerprint with them first)."),
+    email: Optional[str] = typer.Option(None, help="This participant's email; default: $SYFTBOX_EMAIL."),
+) -> None:
+    """List peers' pinned key fingerprints and refused (changed) keys; accept a changed key explicitly."""
+    from syft_flwr_gdrive.crypto import CryptoError
+    from syft_flwr_gdrive.trust import accept as accept_key
+    from syft_flwr_gdrive.trust import my_fingerprint, peer_keys
+
+    settings = _run_errors(lambda: _settings(email, None, None))
+    if accept:
+        try:
+            fingerprint = accept_key(settings, accept)
+        except CryptoError as exc:
+            raise _fail(f"{exc}. `syft-flwr-gdrive trust` lists the refused keys.", EXIT_CONFIG)
+        typer.echo(f"pinned {accept.strip().lower()}'s new key (fingerprint {fingerprint}); restart your run to use it")
+        return
+    mine = my_fingerprint(settings)
+    typer.echo(f"me       {settings.email}: " + (f"fingerprint {mine}" if mine else "no keys yet (made on the first run)"))
+    peers = peer_keys(settings)
+    if not peers:
+        typer.echo("no peer keys pinned yet (a peer's key is pinned the first time its messages are seen)")
+    for entry in peers:
+        line = f"peer     {entry.peer}: " + (f"pinned {entry.pinned}" if entry.pinned else "not pinned")
+        if entry.refused:
+            line += (f"; REFUSED a different key {entry.refused}: if {entry.peer} re-created its keys, confirm "
+                     f"that fingerprint with them, then `syft-flwr-gdrive trust --accept {entry.peer}`")
+        typer.echo(line)
+
+
+@app.command()
 def clean(
     app_name: Optional[str] = typer.Option(None, "--app", help="Only this app's files (e.g. message-digits); default: all apps."),
     email: Optional[str] = typer.Option(None, help="This participant's email; default: $SYFTBOX_EMAIL."),
@@ -374,10 +456,10 @@ def clean(
     add_help_option=False,
 )
 def fake_drive(ctx: typer.Context) -> None:
-    """Run the fake Google Drive server alone (options: see `fake-drive --help`)."""
+    """Run the fake Google Drive server alone; prints its URL first (options: `fake-drive --help`, e.g. --port 8765)."""
     from syft_flwr_gdrive.fake.__main__ import main as fake_main
 
-    raise typer.Exit(fake_main(list(ctx.args)) or 0)
+    raise typer.Exit(fake_main(["--human", *ctx.args]) or 0)
 
 
 def main() -> None:

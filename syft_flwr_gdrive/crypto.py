@@ -172,13 +172,63 @@ class PinStore:
                 return True
             if peer not in self._warned:
                 self._warned.add(peer)
+                self._note_refused(peer, keys)
                 logger.error(
                     "%s now publishes different public keys (fingerprint %s, pinned %s): refusing them. If %s "
-                    "really re-created its keys, confirm with them and remove their entry from %s.",
+                    "really re-created its keys, confirm the new fingerprint with them, then run "
+                    "`syft-flwr-gdrive trust --accept %s`.",
                     peer, keys.fingerprint(), PublicKeys.decode(pinned).fingerprint() if PublicKeys.decode(pinned) else "?",
-                    peer, self._path,
+                    peer, peer,
                 )
             return False
+
+    # -- what `syft-flwr-gdrive trust` shows and does ---------------------------------------
+
+    def _refused_path(self) -> Path | None:
+        return None if self._path is None else self._path.with_name(self._path.stem + "-refused.json")
+
+    def _read_refused(self) -> dict[str, dict[str, str]]:
+        path = self._refused_path()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8")) if path is not None and path.exists() else {}
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _note_refused(self, peer: str, keys: PublicKeys) -> None:
+        """Remember the last refused key of a peer, so a person can accept it explicitly later."""
+        path = self._refused_path()
+        if path is None:
+            return
+        refused = self._read_refused()
+        refused[peer] = keys.encode()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(refused, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def pinned(self) -> dict[str, PublicKeys]:
+        with self._lock:
+            return {peer: k for peer, raw in self._pins.items() if (k := PublicKeys.decode(raw)) is not None}
+
+    def refused(self) -> dict[str, PublicKeys]:
+        """Peers' keys that differed from their pin when last seen."""
+        return {peer: k for peer, raw in self._read_refused().items() if (k := PublicKeys.decode(raw)) is not None}
+
+    def accept(self, peer: str) -> PublicKeys:
+        """Pin the key a peer was refused for (a person confirmed it); returns it."""
+        refused = self._read_refused()
+        keys = PublicKeys.decode(refused.get(peer, {}))
+        if keys is None:
+            raise CryptoError(f"no refused key of {peer} is on record; nothing to accept")
+        with self._lock:
+            self._pins[peer] = keys.encode()
+            self._save()
+            self._warned.discard(peer)
+        del refused[peer]
+        path = self._refused_path()
+        assert path is not None
+        path.write_text(json.dumps(refused, indent=1, sort_keys=True), encoding="utf-8")
+        return keys
 
     def _save(self) -> None:
         if self._path is None:

@@ -1,8 +1,10 @@
-"""The main job: a whole federation on this machine over the embedded fake Google Drive.
+"""A whole federation on this machine over the embedded fake Google Drive: ``run`` and ``demo``.
 
-Starts the fake Drive in this process, then a server and N clients as separate
-processes running the bundled digits app (``fixtures/``), shows live progress,
-and writes a JSON report and a PNG plot of loss and accuracy per round.
+``run`` federates the user's own Flower project (like ``flwr run`` with a local
+federation): it starts the fake Drive in this process, then a server and N
+clients as separate processes, each running the project unchanged, shows live
+progress, and writes a JSON report (and, when the app records a history, a PNG
+plot). ``demo`` is ``run`` on the bundled digits app (``fixtures/``).
 """
 
 from __future__ import annotations
@@ -12,15 +14,37 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from syft_flwr_gdrive.config import ConfigError
 from syft_flwr_gdrive.fake import FakeDriveServer, FaultConfig
 from syft_flwr_gdrive.federation import LocalFederation
+from syft_flwr_gdrive.userconfig import parse_user_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 APPS = {"message": "message_app", "legacy": "legacy_app"}
 _ROUND_RE = re.compile(r"\[ROUND (\d+)(?:/(\d+))?\]")
+DEFAULT_NODE_CONFIG = "partition-id={i} num-partitions={n}"
+
+
+@dataclass
+class LocalRunOptions:
+    """A local federation of a Flower project; ``node_configs`` is one template for every client or one per client."""
+
+    project: Path
+    clients: int = 2
+    run_config: str = ""  # Flower's "k=v k2=v2" form or JSON, as `flwr run --run-config`
+    node_configs: Sequence[str] = (DEFAULT_NODE_CONFIG,)  # "{i}" is the client's index, "{n}" the number of clients
+    poll_interval: float = 0.25
+    msg_timeout: float = 60.0
+    latency_ms: float = 0.0
+    error_rate: float = 0.0
+    drop_rate: float = 0.0
+    seed: int = 0
+    out_dir: Path = field(default_factory=lambda: Path("runs") / time.strftime("run-%Y%m%d-%H%M%S"))
+    timeout: float = 600.0
+    label: str = ""  # for the plot's title; default the project's folder name
+    expected_rounds: int | None = None  # the demo knows how many rounds make a success
 
 
 @dataclass
@@ -36,6 +60,17 @@ class DemoOptions:
     seed: int = 0
     out_dir: Path = field(default_factory=lambda: Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S"))
     timeout: float = 600.0
+
+    def as_run(self) -> LocalRunOptions:
+        if not 1 <= self.rounds <= 100:
+            raise ConfigError("--rounds must be between 1 and 100.")
+        return LocalRunOptions(
+            project=app_dir(self.app), clients=self.clients,
+            run_config=json.dumps({"num-server-rounds": self.rounds, "min-clients": self.clients}),
+            poll_interval=self.poll_interval, msg_timeout=self.msg_timeout, latency_ms=self.latency_ms,
+            error_rate=self.error_rate, drop_rate=self.drop_rate, seed=self.seed, out_dir=self.out_dir,
+            timeout=self.timeout, label=f"{self.app} app", expected_rounds=self.rounds,
+        )
 
 
 @dataclass
@@ -61,16 +96,31 @@ def app_dir(app: str) -> Path:
     return path
 
 
-def validate(options: DemoOptions) -> None:
+def node_config_for(options: LocalRunOptions, index: int) -> str:
+    """Client ``index``'s --node-config: its own entry, or the shared template, with {i} and {n} filled in."""
+    template = options.node_configs[index] if len(options.node_configs) > 1 else options.node_configs[0]
+    return template.replace("{i}", str(index)).replace("{n}", str(options.clients))
+
+
+def validate(options: LocalRunOptions) -> None:
     if not 1 <= options.clients <= 50:
         raise ConfigError("--clients must be between 1 and 50.")
-    if not 1 <= options.rounds <= 100:
-        raise ConfigError("--rounds must be between 1 and 100.")
     for name in ("error_rate", "drop_rate"):
         if not 0.0 <= getattr(options, name) < 1.0:
             raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1).")
     if options.latency_ms < 0 or options.poll_interval <= 0:
         raise ConfigError("--latency-ms must be >= 0 and --poll-interval > 0.")
+    if not (Path(options.project) / "pyproject.toml").is_file():
+        raise ConfigError(f"No pyproject.toml in {options.project}: pass the Flower project's folder with -p.")
+    if not options.node_configs or len(options.node_configs) not in (1, options.clients):
+        raise ConfigError(f"Give --node-config once (a template for every client, {{i}} = client index) or "
+                          f"once per client ({options.clients} times), not {len(options.node_configs)} times.")
+    from syft_flwr_gdrive.project import FlowerProject
+
+    # Fail here, not in the server process: unknown keys, a broken pyproject.
+    FlowerProject.load(options.project, parse_user_config(options.run_config, option="--run-config"))
+    for i in range(options.clients):
+        parse_user_config(node_config_for(options, i), option="--node-config")
 
 
 def read_progress(fed: LocalFederation, started: float) -> Progress:
@@ -87,10 +137,16 @@ def read_progress(fed: LocalFederation, started: float) -> Progress:
 
 
 def run_demo(options: DemoOptions, on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
+    """The bundled app as a local run (see ``run_local``)."""
+    if not 1 <= options.clients <= 50:
+        raise ConfigError("--clients must be between 1 and 50.")
+    return run_local(options.as_run(), on_progress)
+
+
+def run_local(options: LocalRunOptions, on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
     """Run the federation; returns the report that is also written to ``out_dir/report.json``."""
     validate(options)
-    project = app_dir(options.app)
-    out = options.out_dir
+    out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     faults = FaultConfig(
         latency=options.latency_ms / 1000.0,
@@ -102,32 +158,38 @@ def run_demo(options: DemoOptions, on_progress: Callable[[Progress], None] | Non
     started = time.monotonic()
     with FakeDriveServer(faults=faults) as drive:
         fed = LocalFederation(
-            out / "participants", project, drive.url,
+            out / "participants", Path(options.project), drive.url,
             server_email="datascientist@example.com", client_emails=emails,
             poll_interval=options.poll_interval, msg_timeout=options.msg_timeout,
-            run_config={"num-server-rounds": options.rounds, "min-clients": options.clients},
+            run_config=options.run_config,
+            node_configs=[node_config_for(options, i) for i in range(options.clients)],
         )
         with fed:
             fed.start_all()
             deadline = started + options.timeout
+            last: Progress | None = None
             while fed.server().alive() and time.monotonic() < deadline:
+                last = read_progress(fed, started)
                 if on_progress:
-                    on_progress(read_progress(fed, started))
+                    on_progress(last)
                 time.sleep(0.2)
             finished = fed.wait(max(0.0, deadline - time.monotonic()) + 30)
+            last = read_progress(fed, started)
             if on_progress:
-                on_progress(read_progress(fed, started))
-            report = build_report(fed, options, time.monotonic() - started, finished, drive.stats())
+                on_progress(last)
+            report = build_report(fed, options, time.monotonic() - started, finished, drive.stats(), last)
     (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     report["plot"] = write_plot(report, out / "metrics.png")
     (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return report
 
 
-def build_report(fed: LocalFederation, options: DemoOptions, elapsed: float, finished: bool, drive_stats: dict) -> dict[str, Any]:
+def build_report(fed: LocalFederation, options: LocalRunOptions, elapsed: float, finished: bool, drive_stats: dict,
+                 progress: Progress) -> dict[str, Any]:
     server_report = fed.server().report() or {}
     history = (server_report.get("state") or {}).get("history") or {}
     participants = {}
+    rounds = options.expected_rounds or progress.rounds or progress.round
     for key, p in fed.participants.items():
         rep = p.report() or {}
         calls = rep.get("drive_calls") or {}
@@ -136,18 +198,28 @@ def build_report(fed: LocalFederation, options: DemoOptions, elapsed: float, fin
             "exit_code": p.process.returncode if p.process else None,
             "drive_calls": calls,
             "drive_calls_total": sum(calls.values()),
-            "drive_calls_per_round": round(sum(calls.values()) / max(1, options.rounds), 2),
+            "drive_calls_per_round": round(sum(calls.values()) / max(1, rounds), 2),
             "log": str(p.log_path),
         }
-    rounds_done = len(history.get("round") or [])
+    rounds_done = len(history.get("round") or []) if history else progress.round
+    all_exited_0 = finished and all(info["exit_code"] == 0 for info in participants.values())
+    completed = bool(server_report.get("completed"))
+    ok = all_exited_0 and completed and (options.expected_rounds is None or rounds_done == options.expected_rounds)
     return {
-        "ok": finished and fed.server().process is not None and fed.server().process.returncode == 0 and rounds_done == options.rounds,
-        "app": options.app,
+        "ok": ok,
+        "completed": completed,
+        "project": str(Path(options.project).resolve()),
+        "app": options.label or Path(options.project).name,
         "clients": options.clients,
-        "rounds": options.rounds,
+        "rounds": rounds,
         "rounds_completed": rounds_done,
         "elapsed_seconds": round(elapsed, 2),
         "poll_interval": options.poll_interval,
+        "run_config": server_report.get("run_config"),
+        "node_configs": [fed.node_config(i) for i in range(options.clients)],
+        "summary": server_report.get("summary"),
+        "per_round": server_report.get("rounds"),
+        "excluded": server_report.get("excluded"),
         "faults": {"latency_ms": options.latency_ms, "error_rate": options.error_rate, "drop_rate": options.drop_rate},
         "history": history,
         "participants": participants,
@@ -181,7 +253,7 @@ def write_plot(report: dict[str, Any], path: Path) -> str | None:
         ax.grid(alpha=0.3)
         ax.legend()
         ax.set_xticks(rounds)
-    fig.suptitle(f"{report['clients']} data owners over Google Drive (fake), {report['app']} app")
+    fig.suptitle(f"{report['clients']} data owners over Google Drive (fake), {report['app']}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

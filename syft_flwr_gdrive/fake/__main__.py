@@ -2,7 +2,9 @@
 
 Prints one JSON line ``{"url": ..., "port": ..., "pid": ...}`` on stdout once it accepts
 connections (and writes the URL to ``--port-file``), so a parent process or a shell script
-can wait for it without polling. SIGINT and SIGTERM stop it quickly and cleanly.
+can wait for it without polling; with ``--human`` (what ``syft-flwr-gdrive fake-drive`` uses)
+the first line is the URL alone, followed by how to use it. SIGINT and SIGTERM stop it quickly
+and cleanly.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from .server import FakeDriveServer
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="fake-gdrive", description="A fake Google Drive v3 server for offline runs.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=0, help="port (default 0: pick a free one)")
+    p.add_argument("--port", type=int, default=0,
+                   help="port (default 0: pick a free one; give one, e.g. --port 8765, to know the URL in advance)")
     p.add_argument("--data-dir", default=None, help="keep files here across restarts (default: a temporary directory)")
     p.add_argument("--latency-ms", type=float, default=0.0, help="added latency per Drive request, in milliseconds")
     p.add_argument("--error-rate", type=float, default=0.0, help="share of calls answered 429/403/500/503")
@@ -35,6 +38,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--port-file", default=None, help="write the server URL to this file when ready")
     p.add_argument("--strict-tokens", action="store_true", help="accept only tokens registered with --user")
     p.add_argument("--user", action="append", default=[], metavar="EMAIL[=TOKEN]", help="register a user (repeatable)")
+    p.add_argument("--human", action="store_true", help="print the URL alone as the first line, then usage (not JSON)")
     return p.parse_args(argv)
 
 
@@ -70,7 +74,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             tmp = Path(args.port_file + ".tmp")
             tmp.write_text(server.url + "\n")
             os.replace(tmp, args.port_file)
-        print(json.dumps({"url": server.url, "port": server.port, "pid": os.getpid()}), flush=True)
+        if args.human:
+            print(server.url, flush=True)
+            print(f"fake Google Drive listening (pid {os.getpid()}). In each participant's terminal:\n"
+                  f"  export SYFT_FLWR_DRIVE_URL={server.url}\n"
+                  "Files live in memory (or --data-dir) until Ctrl-C.", flush=True)
+        else:
+            print(json.dumps({"url": server.url, "port": server.port, "pid": os.getpid()}), flush=True)
         while not stop.wait(0.5):
             pass
     finally:

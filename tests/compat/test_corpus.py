@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -45,7 +48,28 @@ class Run:
         return self.fed.server().report() or {}
 
 
-def run_app(tmp: Path, name: str, *, run_config: str, node_configs: list, timeout: float = 240) -> Run:
+@contextmanager
+def fake_drive_process(port: int) -> Iterator[str]:
+    """`syft-flwr-gdrive fake-drive --port P` as the README's several-terminals walkthrough starts it."""
+    proc = subprocess.Popen(CLI + ["fake-drive", "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()  # the first line is the URL alone
+        assert url == f"http://127.0.0.1:{port}/", url
+        assert f"export SYFT_FLWR_DRIVE_URL={url}" in proc.stdout.readline() + proc.stdout.readline()
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_app(tmp: Path, name: str, *, run_config: str, node_configs: list, timeout: float = 240,
+            drive_process: bool = False) -> Run:
     project = tmp / name
     shutil.copytree(CORPUS / name, project, ignore=shutil.ignore_patterns("__pycache__"))
     boot = subprocess.run(CLI + ["bootstrap", "-p", str(project), "--aggregator", SERVER, "--datasites", ",".join(CLIENTS)],
@@ -53,9 +77,10 @@ def run_app(tmp: Path, name: str, *, run_config: str, node_configs: list, timeou
     assert boot.returncode == 0, boot.stderr
     records, out = tmp / "records", tmp / "out"
     records.mkdir()
-    with FakeDriveServer() as drive:
+    with (fake_drive_process(free_port()) if drive_process else FakeDriveServer()) as drive:
+        url = drive if isinstance(drive, str) else drive.url
         fed = LocalFederation(
-            tmp / "fed", project, drive.url, server_email=SERVER, client_emails=CLIENTS, poll_interval=0.2,
+            tmp / "fed", project, url, server_email=SERVER, client_emails=CLIENTS, poll_interval=0.2,
             msg_timeout=60.0, run_config=run_config.replace("OUT", str(out)), node_configs=node_configs,
             extra_env={"COMPAT_RECORD_DIR": str(records)},
         )
@@ -64,7 +89,7 @@ def run_app(tmp: Path, name: str, *, run_config: str, node_configs: list, timeou
             finished = fed.wait(timeout)
         leftovers = {}
         for email in (SERVER, *CLIENTS):
-            transport = DriveTransport(DriveApi.for_fake(drive.url, email), email)
+            transport = DriveTransport(DriveApi.for_fake(url, email), email)
             count = len(transport.my_message_files()) + len(transport.list_my_blobs(f"flwr/{name.replace('_', '-')}"))
             if count:
                 leftovers[email] = count
@@ -156,6 +181,7 @@ def legacy(tmp_path_factory) -> Run:
         tmp_path_factory.mktemp("legacy"), "numpy_legacy",
         run_config='{"local-epochs": 2, "checkpoint-dir": "OUT"}',
         node_configs=['partition-id=0 num-partitions=2', 'partition-id=1 num-partitions=2 site="bob"'],
+        drive_process=True,  # the fake Drive as its own process, started with `fake-drive --port P`
     )
 
 
@@ -185,3 +211,36 @@ def test_legacy_evaluate_fn_writes_checkpoints(legacy):
     assert [r["round"] for r in evaluations] == [0, 1, 2]
     assert evaluations[-1]["mse"] < evaluations[0]["mse"] / 4
     assert sorted(p.name for p in legacy.out.iterdir()) == ["round-0.npy", "round-1.npy", "round-2.npy"]
+
+
+# -- `syft-flwr-gdrive run`: your own project, locally, N data owners ----------------------------------
+
+
+def test_run_command_federates_a_project_on_the_embedded_fake(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        CLI + ["run", "-p", str(CORPUS / "numpy_legacy"), "--clients", "3", "--out", str(out),
+               "--run-config", "num-server-rounds=1", "--node-config", "partition-id={i} num-partitions={n}",
+               "--poll-interval", "0.2"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["ok"] and report["completed"] and report["rounds_completed"] == 1
+    assert report["run_config"]["num-server-rounds"] == 1
+    assert report["node_configs"] == [f"partition-id={i} num-partitions=3" for i in range(3)]
+    assert report["summary"]["errors"] == 0 and report["summary"]["replies"] == 6
+    assert sorted(info["exit_code"] for info in report["participants"].values()) == [0, 0, 0, 0]
+    assert (out / "participants" / "checkpoints" / "round-1.npy").is_file()  # relative outputs land in OUT
+    assert "Replies: 6, error replies: 0" in proc.stdout
+
+
+def test_run_command_rejects_bad_input_before_starting_anything(tmp_path):
+    bad = subprocess.run(CLI + ["run", "-p", str(CORPUS / "numpy_legacy"), "--clients", "3",
+                                "--node-config", "a=1", "--node-config", "a=2"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "once per client (3 times), not 2" in bad.stderr
+    unknown = subprocess.run(CLI + ["run", "-p", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2 and "No pyproject.toml" in unknown.stderr
+    typo = subprocess.run(CLI + ["run", "-p", str(CORPUS / "numpy_legacy"), "--run-config", "num-rounds=3"],
+                          capture_output=True, text=True, timeout=60)
+    assert typo.returncode == 2 and "num-rounds" in typo.stderr and "num-server-rounds" in typo.stderr
