@@ -176,9 +176,9 @@ class PinStore:
                 logger.error(
                     "%s now publishes different public keys (fingerprint %s, pinned %s): refusing them. If %s "
                     "really re-created its keys, confirm the new fingerprint with them, then run "
-                    "`syft-flwr-gdrive trust --accept %s`.",
+                    "`syft-flwr-gdrive trust --accept %s` (pins are kept in %s).",
                     peer, keys.fingerprint(), PublicKeys.decode(pinned).fingerprint() if PublicKeys.decode(pinned) else "?",
-                    peer, peer,
+                    peer, peer, self._path,
                 )
             return False
 
