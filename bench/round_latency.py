@@ -38,6 +38,9 @@ def parse_args() -> Any:
     p.add_argument("--trials", type=int, default=3,
                    help="runs, each with the server started a random fraction of p after the clients (default 3)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds before giving up on one run (default 300)")
+    p.add_argument("--adaptive", choices=("default", "on", "off"), default="default",
+                   help="adaptive polling (SYFT_FLWR_ADAPTIVE_POLL): default leaves the measured code's default "
+                        "(code older than the setting has none)")
     a = p.parse_args()
     H.apply_quick(a, p, {"rounds": 3, "trials": 1})
     if a.rounds < 2:
@@ -92,6 +95,24 @@ def analyse(fed: H.FederationResult, events: list[H.CallEvent], clients: list[st
     return rows
 
 
+def round_calls(fed: H.FederationResult, events: list[H.CallEvent], clients: list[str], trial: int) -> list[dict[str, Any]]:
+    """HTTP requests per participant in each steady Flower round: rounds 2 .. R-1 (set-up and the stop signal left out)."""
+    out = []
+    for r in H.round_intervals(fed.exchanges):
+        if r["round"] < 2 or r["last"]:
+            continue
+        users = H.by_user(H.window(events, r["start"], r["end"]))
+        per_client = [H.requests_of(users.get(c, [])) for c in clients]
+        server = H.requests_of(users.get(H.SERVER_EMAIL, []))
+        server_lists = sum(1 for ev in users.get(H.SERVER_EMAIL, []) if ev.route == "files.list")
+        client_lists = sum(1 for c in clients for ev in users.get(c, []) if ev.route == "files.list")
+        out.append({"trial": trial, "round": r["round"], "wall": r["end"] - r["start"], "server": server,
+                    "clients": sum(per_client), "client_mean": sum(per_client) / max(1, len(clients)),
+                    "client_max": max(per_client, default=0), "total": server + sum(per_client),
+                    "server_lists": server_lists, "client_lists_mean": client_lists / max(1, len(clients))})
+    return out
+
+
 def main() -> int:
     args = parse_args()
     H.install_sigterm_as_interrupt()
@@ -102,6 +123,8 @@ def main() -> int:
     clients = H.client_emails(n)
     rng = random.Random(args.seed)
     rows: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
+    extra_spec = {} if args.adaptive == "default" else {"settings_overrides": {"adaptive_poll": args.adaptive == "on"}}
     trials: list[dict[str, Any]] = []
     with H.Workdir(args.workdir, "latency") as wd:
         version = H.select_code(args.code, wd)
@@ -121,10 +144,11 @@ def main() -> int:
                 tap = H.DriveTap(drive)
                 fed = H.run_federation(drive.url, wd / f"trial{trial}", n_clients=n, mode=args.mode, poll_interval=p,
                                        msg_timeout=max(60.0, 20 * floor), timeout=args.timeout, verbose=args.verbose,
-                                       server_delay=delay, **app_kw)
+                                       server_delay=delay, extra_spec=extra_spec, **app_kw)
                 events = tap.snapshot()
             t_rows = analyse(fed, events, clients, floor, trial)
             rows.extend(t_rows)
+            calls.extend(round_calls(fed, events, clients, trial))
             steady_t = [r["ratio"] for r in t_rows if r["round"] >= 2]
             trials.append({"trial": trial, "server_delay_s": delay, "completed": fed.completed,
                            "elapsed_s": round(fed.elapsed, 2), "steady_ratio_mean": sum(steady_t) / max(1, len(steady_t)),
@@ -141,7 +165,7 @@ def main() -> int:
     result: dict[str, Any] = {
         "bench": "round_latency", "version": version, "latency": L, "poll_interval": p, "clients": n,
         "rounds": args.rounds, "trials": trials, "app": args.app, "mode": args.mode, "floor_exchange_s": floor,
-        "completed": completed, "exchanges": rows,
+        "completed": completed, "exchanges": rows, "adaptive": args.adaptive, "round_calls": calls,
     }
     steady = [r for r in rows if r["round"] >= 2]
     if steady:
@@ -178,6 +202,14 @@ def main() -> int:
         result["steady_round_s"] = rs
         result["steady_round_ratio"] = rs["mean"] / (2 * floor)
         print(f"   Flower round (train + evaluate exchanges): mean {rs['mean']:.2f}s = {rs['mean'] / (2 * floor):.2f} x 2(6L+p)")
+    if calls:
+        per_round = {k: H.stats([c[k] for c in calls]) for k in
+                     ("server", "clients", "client_mean", "client_max", "total", "server_lists", "client_lists_mean")}
+        result["steady_round_calls"] = per_round
+        print(f"   calls per steady round (rounds 2..R-1, n={len(calls)}): server {per_round['server']['mean']:.1f} "
+              f"({per_round['server_lists']['mean']:.1f} polls), each client {per_round['client_mean']['mean']:.1f} "
+              f"({per_round['client_lists_mean']['mean']:.1f} polls; max {per_round['client_max']['max']:.0f}), "
+              f"federation {per_round['total']['mean']:.1f}")
     H.print_json_last(result)
     return 0 if completed else 1
 
