@@ -13,6 +13,7 @@ from syft_flwr_gdrive.client_loop import ClientLoop, ClientReport
 from syft_flwr_gdrive.crypto import sealer_for
 from syft_flwr_gdrive.config import ConfigError, ProjectConfig, Settings, validate_email
 from syft_flwr_gdrive.plugin import create_transport
+from syft_flwr_gdrive.poll_schedule import PollSchedule
 from syft_flwr_gdrive.server import app_key
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
@@ -58,7 +59,7 @@ def syftbox_flwr_client(
     )
     loop = ClientLoop(
         client_app, mailbox, poll_interval=settings.poll_interval, node_config=node_config, run_config=run_config,
-        stop_event=stop_event,
+        stop_event=stop_event, poll_schedule=PollSchedule.for_settings(settings),
     )
     try:
         return loop.run()

@@ -31,6 +31,7 @@ from flwr.clientapp import ClientApp
 from syft_flwr_gdrive.blobs import BlobCache
 from syft_flwr_gdrive.config import ConfigError
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS, PayloadError, decode_message_and_run, encode_message, node_id_for
+from syft_flwr_gdrive.poll_schedule import PollPolicy, PollSchedule
 from syft_flwr_gdrive.tally import round_of
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.envelope import KIND_REPLY, KIND_REQUEST, KIND_STOP, KIND_STOP_ACK, STOP_ACK_WAIT
@@ -73,12 +74,15 @@ class ClientLoop:
         run_config: Mapping[str, Any] | None = None,
         stop_event: threading.Event | None = None,
         linger: float | None = None,
+        poll_schedule: PollSchedule | None = None,
     ) -> None:
         """``run_config`` is the local project's, used only if the server sends none (an older server):
         Flower's semantics are that the ClientApp sees the server's effective run config."""
         self.client_app = client_app
         self.mailbox = mailbox
         self.poll_interval = poll_interval
+        # The interval when idle; faster right after an exchange, while the next request is likely soon.
+        self.schedule = poll_schedule or PollSchedule(PollPolicy(poll_interval))
         self.node_config = dict(node_config or {})
         self.default_run_config = dict(run_config or {})
         self.node_id = node_id_for(mailbox.email)
@@ -103,7 +107,7 @@ class ClientLoop:
                 if self._poll_once():
                     self.report.stopped_by = "stop-signal"
                     break
-                self.stop_event.wait(self.poll_interval)
+                self.stop_event.wait(self.schedule.polled())
             else:
                 self.report.stopped_by = "stop-event"
         except KeyboardInterrupt:
@@ -211,6 +215,7 @@ class ClientLoop:
             return
         self.mailbox.mark_handled(env.message_id)
         self.report.handled += 1
+        self.schedule.expect()  # the run is active: the next request likely follows soon
         logger.info("run %d: answered %s (%s, round %s)", env.run_id, meta.message_type, env.message_id[:8], round_of(message))
 
     def _execute(self, message: Message, context: Context) -> Message:

@@ -37,6 +37,7 @@ ENV_AGGREGATOR = "SYFT_FLWR_AGGREGATOR"
 ENV_TRANSPORT = "SYFT_FLWR_TRANSPORT"
 ENV_QUOTA = "SYFT_FLWR_QUOTA_UNITS_PER_MIN"
 ENV_ENCRYPTION = "SYFT_FLWR_ENCRYPTION_ENABLED"
+ENV_ADAPTIVE_POLL = "SYFT_FLWR_ADAPTIVE_POLL"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -152,6 +153,8 @@ class Settings:
     quota_units_per_min: float | None = None
     # End-to-end encryption and signatures of every payload (on unless explicitly switched off).
     encryption: bool = True
+    # Poll faster while a reply or the next request is due, never slower than poll_interval (poll_schedule.py).
+    adaptive_poll: bool = True
 
     @classmethod
     def from_env(
@@ -206,6 +209,7 @@ class Settings:
             msg_timeout_explicit=timeout_explicit,
             quota_units_per_min=_positive_float(env[ENV_QUOTA], ENV_QUOTA) if env.get(ENV_QUOTA) else None,
             encryption=_flag(env.get(ENV_ENCRYPTION, "true"), ENV_ENCRYPTION),
+            adaptive_poll=_flag(env.get(ENV_ADAPTIVE_POLL, "true"), ENV_ADAPTIVE_POLL),
         )
         if overrides:
             if "msg_timeout" in overrides:

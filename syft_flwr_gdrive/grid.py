@@ -6,9 +6,11 @@ pushes into envelope files sent through a ``Mailbox`` and pulls into polls.
 
 Threads: the legacy path calls ``send_and_receive`` from a thread pool (one
 thread per client) and ``get_node_ids`` from yet another thread. All of them
-share one poller: a poll happens at most once per poll interval whichever
-thread asks, and every waiting thread is woken when replies arrive, so Drive
-calls per poll stay O(1) whatever the number of clients.
+share one poller: a poll happens when the shared ``PollSchedule`` says it is
+due (every poll interval when idle, faster while replies are due; see
+``poll_schedule``) whichever thread asks, and every waiting thread is woken
+when replies arrive, so Drive calls per poll stay O(1) whatever the number of
+clients.
 
 Timeout precedence (documented in the README): the wait for replies is
 ``min(caller's timeout, SYFT_FLWR_MSG_TIMEOUT)``; a caller's ``None`` means
@@ -35,6 +37,7 @@ from flwr.supercore.run import Run
 from syft_flwr_gdrive.blobs import BlobPlacer
 from syft_flwr_gdrive.crypto import MissingPeerKey
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS, SERVER_NODE_ID, PayloadError, decode_message, encode_message, node_id_for
+from syft_flwr_gdrive.poll_schedule import PollPolicy, PollSchedule
 from syft_flwr_gdrive.transport.contract import Routing, TransportError
 from syft_flwr_gdrive.transport.envelope import KIND_REPLY, KIND_REQUEST, KIND_STOP, KIND_STOP_ACK, STOP_ACK_WAIT
 from syft_flwr_gdrive.transport.mailbox import Delivery, Mailbox, new_message_id
@@ -70,6 +73,7 @@ class TransportGrid(Grid):
         msg_timeout: float,
         poll_interval: float,
         send_workers: int = 8,
+        poll_schedule: PollSchedule | None = None,
     ) -> None:
         self.mailbox = mailbox
         self.msg_timeout = msg_timeout
@@ -84,7 +88,7 @@ class TransportGrid(Grid):
         self._stop_acks: set[str] = set()
         self._stop_handles: dict[str, str] = {}  # recipient -> handle of its stop message
         self._poll_lock = threading.Lock()
-        self._last_poll = 0.0
+        self._schedule = poll_schedule or PollSchedule(PollPolicy(poll_interval))
         self._pool = ThreadPoolExecutor(max_workers=send_workers, thread_name_prefix="grid-send")
         self.blobs = BlobPlacer(mailbox.transport, mailbox.app)
         self._closed = False
@@ -200,6 +204,7 @@ class TransportGrid(Grid):
         try:
             return list(self._pool.map(send_one, prepared))
         finally:
+            self._schedule.expect()  # replies are due: poll fast, backing off toward the interval
             self.blobs.end_push()
             self._collect_blobs()
 
@@ -274,7 +279,7 @@ class TransportGrid(Grid):
                 break
             with self._cond:
                 if not any(mid in self._replies for mid in waiting):
-                    self._cond.wait(min(self.poll_interval, remaining))
+                    self._cond.wait(min(max(0.01, self._schedule.due_in()), remaining))
             for msg in self.pull_messages(waiting):
                 replies.append(msg)
                 waiting.discard(msg.metadata.reply_to_message_id)
@@ -335,12 +340,13 @@ class TransportGrid(Grid):
         # wait long enough for that (returning as soon as every datasite acknowledged).
         deadline = time.monotonic() + (wait if wait is not None else min(self.msg_timeout, max(10 * self.poll_interval, STOP_ACK_WAIT)))
         everyone = {self._email_by_node[nid] for nid in reachable}
+        self._schedule.expect()
         while time.monotonic() < deadline:
             self._poll_if_due(force=True)
             with self._cond:
                 if self._stop_acks >= everyone:
                     break
-                self._cond.wait(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+                self._cond.wait(min(max(0.01, self._schedule.due_in()), max(0.0, deadline - time.monotonic())))
         with self._cond:
             missing = everyone - self._stop_acks
         if missing:
@@ -402,14 +408,13 @@ class TransportGrid(Grid):
         return None
 
     def _poll_if_due(self, *, force: bool = False) -> None:
-        """Poll once if nobody polled within the poll interval (shared by all threads)."""
+        """Poll once if the schedule says a poll is due (shared by all threads)."""
         if not self._poll_lock.acquire(blocking=False):
             return  # another thread is polling right now; it will wake us
         try:
-            now = time.monotonic()
-            if not force and now - self._last_poll < self.poll_interval * 0.95:
+            if not force and not self._schedule.is_due():
                 return
-            self._last_poll = now
+            self._schedule.polled()
             result = self.mailbox.poll(accept=self._accept)
             answered: list[str] = []
             for delivery in result.deliveries:
@@ -418,6 +423,10 @@ class TransportGrid(Grid):
                     answered.append(handle)
             if answered:  # off the critical path: the waiting strategy has its replies already
                 self._pool.submit(self._delete_answered, answered)
+                with self._cond:
+                    more_due = bool(self._pending or self._stop_handles)
+                if more_due:
+                    self._schedule.expect()  # replies are coming in: stay fast for the rest
         except Exception as exc:
             logger.warning("poll failed (%s); retrying at the next poll interval", exc)
         finally:

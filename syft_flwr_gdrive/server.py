@@ -27,6 +27,7 @@ from syft_flwr_gdrive.config import ConfigError, ProjectConfig, Settings, valida
 from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
 from syft_flwr_gdrive.grid import TransportGrid
 from syft_flwr_gdrive.plugin import create_transport
+from syft_flwr_gdrive.poll_schedule import PollSchedule
 from syft_flwr_gdrive.transport.contract import TransportError
 from syft_flwr_gdrive.userconfig import run_info
 from syft_flwr_gdrive.transport.ledger import Ledger
@@ -110,7 +111,10 @@ def serve(
         Ledger.for_app(settings.participant_state_dir(), app_key(app_name)),
         sealer=sealer_for(settings.participant_state_dir(), enabled=settings.encryption),
     )
-    grid = TransportGrid(mailbox, peers, msg_timeout=settings.msg_timeout, poll_interval=settings.poll_interval)
+    grid = TransportGrid(
+        mailbox, peers, msg_timeout=settings.msg_timeout, poll_interval=settings.poll_interval,
+        poll_schedule=PollSchedule.for_settings(settings),
+    )
     grid.run_info = run_info(context.run_config, app_fingerprint)
     run_id = new_run_id()
     grid.set_run(run_id)

@@ -1,0 +1,126 @@
+"""When to poll next: the poll interval when idle, faster while something is due soon.
+
+Messages are found by polling, so at a fixed interval ``p`` every hop of an
+exchange waits on average ``p/2`` (often ``p``) for a poll to come round: at
+the default 3 s that, not Drive, decided how long a round took. The policy:
+
+* **Idle** (nothing expected): poll every ``interval`` (``SYFT_FLWR_POLL_INTERVAL``).
+  A client waiting for a run that has not started costs what it always did.
+* **Expecting** (the server once its requests are out and replies are due; a
+  client right after it answered a request, when the next one is likely): poll
+  every ``fast`` seconds for ``hold`` seconds, then back off, each gap about
+  ``backoff`` times the last (0.25, 0.25, 0.25, 0.25, 0.5, 1, 2, then the
+  interval), so a participant that waited in vain is back to the idle cadence
+  within a few seconds and a handful of extra polls.
+* Anything that arrives restarts the fast phase (``expect``).
+
+Polls are reads (a ``files.list``, 100 quota units): they never touch a
+per-account write limit. With client-side quota pacing on
+(``SYFT_FLWR_QUOTA_UNITS_PER_MIN``), the fast gap is widened so polling alone
+uses at most ``POLL_QUOTA_SHARE`` of the budget; ``adaptive=False``
+(``SYFT_FLWR_ADAPTIVE_POLL=false``) polls at the interval always.
+
+Pure and clock-injected: no I/O, no sleeping. The grid's shared poller and the
+client loop ask it how long to wait and tell it when they polled.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from syft_flwr_gdrive.drive.ratelimit import units_for
+
+FAST = 0.25  # first gap when something is due, seconds
+HOLD = 1.0  # seconds spent at the fast gap before backing off
+BACKOFF = 2.0  # each gap after the hold is about this many times the last
+POLL_QUOTA_SHARE = 0.25  # with quota pacing: fast polling alone uses at most this share of the budget
+DUE_TOLERANCE = 0.05  # a poll this close to its due time (as a share of the gap) counts as due
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """The cadence: ``interval`` is the longest gap, ever; the rest shapes the fast phase."""
+
+    interval: float
+    adaptive: bool = True
+    fast: float = FAST
+    hold: float = HOLD
+    backoff: float = BACKOFF
+
+    def __post_init__(self) -> None:
+        if not self.interval > 0 or not self.fast > 0:
+            raise ValueError(f"poll interval and fast gap must be positive, got {self.interval!r} and {self.fast!r}")
+        if self.hold < 0 or self.backoff < 1:
+            raise ValueError(f"hold must be >= 0 and backoff >= 1, got {self.hold!r} and {self.backoff!r}")
+
+    @classmethod
+    def for_settings(cls, settings: Any) -> "PollPolicy":
+        """From ``Settings``: the interval, the off switch, and room under a configured quota."""
+        fast = FAST
+        quota = getattr(settings, "quota_units_per_min", None)
+        if quota:
+            fast = max(fast, 60.0 * units_for("files.list") / (POLL_QUOTA_SHARE * float(quota)))
+        return cls(interval=float(settings.poll_interval), adaptive=bool(getattr(settings, "adaptive_poll", True)), fast=fast)
+
+    def gap(self, since_expect: float | None) -> float:
+        """Seconds from one poll to the next, ``since_expect`` seconds into a fast phase (None: idle).
+
+        Fast for ``hold`` seconds; then the gap grows by ``backoff - 1`` seconds per second waited,
+        which, polling on schedule, makes each gap ``backoff`` times the one before; never above
+        the interval.
+        """
+        if not self.adaptive or since_expect is None:
+            return self.interval
+        grown = self.fast + max(0.0, since_expect - self.hold) * (self.backoff - 1.0)
+        return min(self.interval, grown)
+
+
+class PollSchedule:
+    """One participant's poll timer under a ``PollPolicy``; safe to share between threads."""
+
+    def __init__(self, policy: PollPolicy, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.policy = policy
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._anchor: float | None = None  # start of the current fast phase; None: idle
+        self._due: float | None = None  # when the next poll is due; None: now
+
+    @classmethod
+    def for_settings(cls, settings: Any) -> "PollSchedule":
+        return cls(PollPolicy.for_settings(settings))
+
+    def expect(self, at: float | None = None) -> None:
+        """Something is due soon: (re)start the fast phase; the next poll comes a fast gap from now, or sooner."""
+        now = self._clock() if at is None else at
+        with self._lock:
+            self._anchor = now
+            soon = now + self.policy.gap(0.0)
+            self._due = soon if self._due is None else min(self._due, soon)
+
+    def polled(self, at: float | None = None) -> float:
+        """A poll happened at ``at`` (default now); returns the seconds until the next one is due."""
+        now = self._clock() if at is None else at
+        with self._lock:
+            since = None if self._anchor is None else max(0.0, now - self._anchor)
+            self._due = now + self.policy.gap(since)
+        return self.due_in()
+
+    def gap(self) -> float:
+        """The gap the schedule is at now (the interval when idle)."""
+        now = self._clock()
+        with self._lock:
+            since = None if self._anchor is None else max(0.0, now - self._anchor)
+        return self.policy.gap(since)
+
+    def due_in(self) -> float:
+        """Seconds until the next poll is due (0: due now)."""
+        with self._lock:
+            due = self._due
+        return 0.0 if due is None else max(0.0, due - self._clock())
+
+    def is_due(self) -> bool:
+        """True when the next poll is due, give or take ``DUE_TOLERANCE`` of the gap (timers wake a little early)."""
+        return self.due_in() <= DUE_TOLERANCE * self.gap()

@@ -1,0 +1,128 @@
+"""The adaptive poll schedule: backoff shape, the idle ceiling, the off switch, quota room.
+
+Pure: a fake clock drives the schedule; nothing sleeps and nothing is timed.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from syft_flwr_gdrive.config import Settings
+from syft_flwr_gdrive.poll_schedule import BACKOFF, FAST, HOLD, PollPolicy, PollSchedule
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def gaps_after_expect(policy: PollPolicy, polls: int, *, poll_takes: float = 0.0) -> list[float]:
+    """Gaps between successive polls of a participant that polls exactly when due, after one expect()."""
+    clock = Clock()
+    sched = PollSchedule(policy, clock=clock)
+    sched.polled()  # an idle poll long ago
+    clock.now += 100.0
+    sched.expect()
+    times = []
+    for _ in range(polls):
+        clock.now += sched.due_in()
+        assert sched.is_due()
+        times.append(clock.now)
+        clock.now += poll_takes
+        sched.polled()
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+def test_fast_then_doubling_then_the_interval() -> None:
+    policy = PollPolicy(interval=3.0)
+    gaps = gaps_after_expect(policy, 12)
+    fast = [g for g in gaps if g == pytest.approx(FAST)]
+    assert len(fast) >= int(HOLD / FAST)  # the hold: a second of polls at the fast gap
+    grown = gaps[len(fast):]
+    assert grown[-1] == pytest.approx(3.0) and gaps[-2] == pytest.approx(3.0)  # back at the idle cadence
+    backing_off = [g for g in grown if g < 3.0]
+    assert backing_off, gaps
+    for prev, nxt in zip([fast[-1], *backing_off], backing_off):
+        assert nxt == pytest.approx(prev * BACKOFF)  # each gap doubles
+    assert gaps == sorted(gaps)  # never faster again without a new expectation
+    assert max(gaps) == pytest.approx(3.0)
+
+
+def test_the_interval_is_the_ceiling_whatever_happens() -> None:
+    for interval in (0.1, 0.25, 1.0, 3.0, 30.0):
+        for poll_takes in (0.0, 0.1, 5.0):
+            gaps = gaps_after_expect(PollPolicy(interval=interval), 30, poll_takes=poll_takes)
+            assert all(g <= interval + poll_takes + 1e-9 for g in gaps)
+    # an interval below the fast gap: the fast phase cannot poll faster than the interval
+    assert gaps_after_expect(PollPolicy(interval=0.1), 5) == pytest.approx([0.1] * 4)
+
+
+def test_idle_polls_at_the_interval_and_first_poll_is_due_at_once() -> None:
+    clock = Clock()
+    sched = PollSchedule(PollPolicy(interval=3.0), clock=clock)
+    assert sched.due_in() == 0.0 and sched.is_due()
+    for _ in range(5):
+        assert sched.polled() == pytest.approx(3.0)
+        clock.now += 1.0
+        assert not sched.is_due()
+        clock.now += 2.0
+        assert sched.is_due()
+    assert sched.gap() == 3.0
+
+
+def test_off_switch_polls_at_the_interval_even_when_expecting() -> None:
+    policy = PollPolicy(interval=3.0, adaptive=False)
+    assert gaps_after_expect(policy, 6) == pytest.approx([3.0] * 5)
+    assert PollPolicy.for_settings(Settings.from_env({}, email="a@x.com", adaptive_poll=False)).adaptive is False
+
+
+def test_expect_brings_the_next_poll_forward_never_back() -> None:
+    clock = Clock()
+    sched = PollSchedule(PollPolicy(interval=3.0), clock=clock)
+    sched.polled()
+    clock.now += 1.0
+    sched.expect()  # was due in 2 s: now due in one fast gap
+    assert sched.due_in() == pytest.approx(FAST)
+    sched.polled()
+    clock.now += 0.01
+    sched.expect()  # due sooner already than a fresh fast gap from now? keep the sooner
+    assert sched.due_in() <= FAST
+
+
+def test_something_arriving_restarts_the_fast_phase() -> None:
+    clock = Clock()
+    sched = PollSchedule(PollPolicy(interval=3.0), clock=clock)
+    sched.expect()
+    clock.now += 20.0
+    assert sched.polled() == pytest.approx(3.0)  # long expectation: backed off to the interval
+    sched.expect()
+    assert sched.due_in() == pytest.approx(FAST)
+    assert sched.polled() == pytest.approx(FAST)
+
+
+def test_quota_pacing_widens_the_fast_gap() -> None:
+    roomy = PollPolicy.for_settings(SimpleNamespace(poll_interval=3.0, adaptive_poll=True, quota_units_per_min=325_000))
+    assert roomy.fast == FAST
+    tight = PollPolicy.for_settings(SimpleNamespace(poll_interval=3.0, adaptive_poll=True, quota_units_per_min=8_000))
+    # fast polls (files.list, 100 units) alone may use at most a quarter of the budget
+    assert 60.0 / tight.fast * 100 <= 0.25 * 8_000 + 1e-6
+    assert tight.gap(0.0) == 3.0  # so tight that the fast phase is the interval itself
+
+
+def test_settings_flag_from_env() -> None:
+    assert Settings.from_env({"SYFTBOX_EMAIL": "a@x.com"}).adaptive_poll is True
+    assert Settings.from_env({"SYFTBOX_EMAIL": "a@x.com", "SYFT_FLWR_ADAPTIVE_POLL": "false"}).adaptive_poll is False
+    with pytest.raises(ValueError, match="SYFT_FLWR_ADAPTIVE_POLL"):
+        Settings.from_env({"SYFTBOX_EMAIL": "a@x.com", "SYFT_FLWR_ADAPTIVE_POLL": "sometimes"})
+
+
+def test_policy_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        PollPolicy(interval=0.0)
+    with pytest.raises(ValueError, match="backoff"):
+        PollPolicy(interval=3.0, backoff=0.5)
