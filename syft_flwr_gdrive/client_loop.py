@@ -104,9 +104,13 @@ class ClientLoop:
         logger.info("client %s polling every %.1fs for app %r", self.mailbox.email, self.poll_interval, self.mailbox.app)
         try:
             while not self.stop_event.is_set():
+                started, handled = time.monotonic(), self.report.handled
                 if self._poll_once():
                     self.report.stopped_by = "stop-signal"
                     break
+                if self.report.handled > handled:  # an exchange: the next request is likely soon
+                    self.schedule.arrived(started)
+                    self.schedule.expect()
                 self.stop_event.wait(self.schedule.polled())
             else:
                 self.report.stopped_by = "stop-event"
@@ -215,7 +219,6 @@ class ClientLoop:
             return
         self.mailbox.mark_handled(env.message_id)
         self.report.handled += 1
-        self.schedule.expect()  # the run is active: the next request likely follows soon
         logger.info("run %d: answered %s (%s, round %s)", env.run_id, meta.message_type, env.message_id[:8], round_of(message))
 
     def _execute(self, message: Message, context: Context) -> Message:

@@ -414,7 +414,8 @@ class TransportGrid(Grid):
         try:
             if not force and not self._schedule.is_due():
                 return
-            self._schedule.polled()
+            started = time.monotonic()
+            self._schedule.polled(started)
             result = self.mailbox.poll(accept=self._accept)
             answered: list[str] = []
             for delivery in result.deliveries:
@@ -423,10 +424,7 @@ class TransportGrid(Grid):
                     answered.append(handle)
             if answered:  # off the critical path: the waiting strategy has its replies already
                 self._pool.submit(self._delete_answered, answered)
-                with self._cond:
-                    more_due = bool(self._pending or self._stop_handles)
-                if more_due:
-                    self._schedule.expect()  # replies are coming in: stay fast for the rest
+                self._schedule.arrived(started)  # learn how long replies take; stay fast for the rest
         except Exception as exc:
             logger.warning("poll failed (%s); retrying at the next poll interval", exc)
         finally:

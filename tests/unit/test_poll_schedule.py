@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from syft_flwr_gdrive.config import Settings
-from syft_flwr_gdrive.poll_schedule import BACKOFF, FAST, HOLD, PollPolicy, PollSchedule
+from syft_flwr_gdrive.poll_schedule import BACKOFF, FAST, HOLD, LEAD_MEMORY, LEAD_SHARE, PollPolicy, PollSchedule
 
 
 class Clock:
@@ -78,6 +78,13 @@ def test_idle_polls_at_the_interval_and_first_poll_is_due_at_once() -> None:
 def test_off_switch_polls_at_the_interval_even_when_expecting() -> None:
     policy = PollPolicy(interval=3.0, adaptive=False)
     assert gaps_after_expect(policy, 6) == pytest.approx([3.0] * 5)
+    clock = Clock()
+    sched = PollSchedule(policy, clock=clock)
+    sched.polled()
+    clock.now += 1.0
+    sched.expect()
+    sched.arrived(at=clock.now)
+    assert sched.due_in() == pytest.approx(2.0) and sched.lead is None
     assert PollPolicy.for_settings(Settings.from_env({}, email="a@x.com", adaptive_poll=False)).adaptive is False
 
 
@@ -103,6 +110,59 @@ def test_something_arriving_restarts_the_fast_phase() -> None:
     sched.expect()
     assert sched.due_in() == pytest.approx(FAST)
     assert sched.polled() == pytest.approx(FAST)
+
+
+def test_the_first_poll_of_a_phase_comes_at_a_share_of_the_learned_lead() -> None:
+    clock = Clock()
+    sched = PollSchedule(PollPolicy(interval=3.0), clock=clock)
+    sched.expect()
+    assert sched.lead is None and sched.due_in() == pytest.approx(FAST)  # nothing learned yet: fast at once
+    clock.now += 2.0
+    sched.polled()
+    sched.arrived(at=clock.now)  # found 2 s after the expectation
+    assert sched.lead == pytest.approx(2.0)
+    clock.now += 0.5
+    sched.polled()
+    sched.expect()
+    assert sched.due_in() == pytest.approx(LEAD_SHARE * 2.0)
+    assert sched.polled() == pytest.approx(LEAD_SHARE * 2.0)  # a poll before the phase's first keeps its due time
+    clock.now += LEAD_SHARE * 2.0
+    assert sched.is_due()
+    assert sched.polled() == pytest.approx(FAST)  # then the fast phase as usual
+
+
+def test_lead_is_the_least_of_the_last_few_and_never_beyond_the_interval() -> None:
+    clock = Clock()
+    sched = PollSchedule(PollPolicy(interval=3.0), clock=clock)
+    for lead in (0.4, 9.0, 9.0, 9.0):
+        sched.expect()
+        clock.now += lead
+        sched.arrived(at=clock.now)
+        sched.polled()
+    assert sched.lead == pytest.approx(0.4)
+    sched.expect()
+    clock.now += 9.0
+    sched.arrived(at=clock.now)  # the 0.4 s lead is now more than LEAD_MEMORY phases ago
+    assert LEAD_MEMORY == 4 and sched.lead == pytest.approx(9.0)
+    sched.polled()
+    sched.expect()
+    assert sched.due_in() == pytest.approx(3.0)  # 0.75 x 9 s, capped at the interval
+
+
+def test_only_the_first_arrival_after_expect_is_a_lead() -> None:
+    clock = Clock()
+    sched = PollSchedule(PollPolicy(interval=3.0), clock=clock)
+    sched.arrived(at=clock.now)  # nothing was expected: nothing to learn
+    assert sched.lead is None
+    sched.expect()
+    clock.now += 1.0
+    sched.polled()
+    sched.arrived(at=clock.now)
+    clock.now += 5.0
+    sched.polled()
+    sched.arrived(at=clock.now)  # a later reply of the same batch: not a lead
+    assert sched.lead == pytest.approx(1.0)
+    assert sched.due_in() == pytest.approx(FAST)  # and it keeps the cadence fast for the rest
 
 
 def test_quota_pacing_widens_the_fast_gap() -> None:
