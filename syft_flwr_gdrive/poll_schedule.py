@@ -45,7 +45,7 @@ FAST = 0.25  # first gap when something is due, seconds
 HOLD = 1.0  # seconds spent at the fast gap before backing off
 BACKOFF = 2.0  # each gap after the hold is about this many times the last
 POLL_QUOTA_SHARE = 0.25  # with quota pacing: fast polling alone uses at most this share of the budget
-LEAD_SHARE = 0.75  # the first poll of a fast phase comes at this share of the learned lead
+LEAD_SHARE = 0.5  # the first poll of a fast phase comes at this share of the learned lead
 LEAD_MEMORY = 4  # leads remembered; the least of them is used (variation makes polls earlier, not later)
 DUE_TOLERANCE = 0.05  # a poll this close to its due time (as a share of the gap) counts as due
 
