@@ -18,6 +18,7 @@ only the exception's type name: no message text, no traceback, no path.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
@@ -94,7 +95,7 @@ class ClientLoop:
         self.report = ClientReport()
         self._current_run: int | None = None
         self._context: Context | None = None
-        self._blobs = BlobCache(mailbox.transport)
+        self._blobs = BlobCache(mailbox.transport, mailbox.app, max_bytes=mailbox.max_payload)
 
     # -- main loop ----------------------------------------------------------------------
 
@@ -177,7 +178,10 @@ class ClientLoop:
     def _handle_request(self, delivery: Delivery) -> None:
         env = delivery.envelope
         try:
-            message, info = decode_message_and_run(delivery.open_payload(), env.size, codecs=env.codecs, fetch_blob=self._blobs)
+            message, info = decode_message_and_run(
+                delivery.open_payload(), env.size, codecs=env.codecs, max_bytes=self.mailbox.max_payload,
+                fetch_blob=functools.partial(self._blobs.fetch, owner=env.sender),
+            )
         except Exception as exc:  # PayloadError, or a blob that could not be fetched
             if not isinstance(exc, PayloadError):
                 logger.warning("request %s from %s: %s; will retry", env.message_id, env.sender, exc)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import logging
 import os
@@ -99,7 +100,17 @@ class PublicKeys:
         return cls(kx, ks) if len(kx) == 32 and len(ks) == 32 else None
 
     def fingerprint(self) -> str:
+        """Short form for log lines (64 bits); compare keys out of band with ``fingerprint_of``."""
         return hashlib.sha256(self.kx + self.sign).hexdigest()[:16]
+
+
+def fingerprint_of(keys: PublicKeys) -> str:
+    """The full fingerprint to read aloud or compare out of band: SHA-256 of both public keys, in groups of 4.
+
+    Its first 16 hex digits are the short form in log lines (``PublicKeys.fingerprint``).
+    """
+    digest = hashlib.sha256(keys.kx + keys.sign).hexdigest()
+    return " ".join(digest[i : i + 4] for i in range(0, len(digest), 4))
 
 
 class Identity:
@@ -307,6 +318,54 @@ class SealedReader(SeekableReader):
             written += n
             self._pos += n
         return written
+
+
+# -- shared blobs ------------------------------------------------------------------------
+# A blob (one array broadcast to N clients) is uploaded once, so it cannot be sealed to each
+# recipient. It is encrypted once with a fresh random key instead, in the same chunked AEAD
+# layout as a sealed payload (no header, no signature); the key and the plaintext's SHA-256
+# travel inside each recipient's sealed and signed message, so only recipients can read it
+# and nobody else can substitute it.
+
+BLOB_KEY_BYTES = 32
+_BLOB_AAD = b"sfg-blob-v1"
+
+
+def new_blob_key() -> bytes:
+    return os.urandom(BLOB_KEY_BYTES)
+
+
+def sealed_blob_size(plain_size: int) -> int:
+    """Bytes stored on Drive for a blob of ``plain_size`` plaintext bytes."""
+    return plain_size + TAG * max(1, -(-plain_size // CHUNK))
+
+
+def seal_blob(plain: BinaryIO, plain_size: int, key: bytes) -> SealedReader:
+    """The blob's ciphertext as a seekable stream, encrypted chunk by chunk while read."""
+    if len(key) != BLOB_KEY_BYTES:
+        raise CryptoError("a blob key must be 32 bytes")
+    return SealedReader(plain, plain_size, key, _BLOB_AAD, b"")
+
+
+def open_blob(sealed: BinaryIO, plain_size: int, key: bytes) -> bytes:
+    """Decrypt a blob read from ``sealed`` (exactly ``sealed_blob_size(plain_size)`` bytes follow)."""
+    if len(key) != BLOB_KEY_BYTES:
+        raise CryptoError("a blob key must be 32 bytes")
+    aead = ChaCha20Poly1305(key)
+    chunks = max(1, -(-plain_size // CHUNK))
+    out = io.BytesIO()  # getvalue() hands over its buffer without a copy when it is exactly full
+    try:
+        for index in range(chunks):
+            want = min(CHUNK, plain_size - index * CHUNK) + TAG
+            data = sealed.read(want)
+            if len(data) != want:
+                raise CryptoError("the shared blob is shorter than its declared size")
+            out.write(aead.decrypt(_nonce(index, index == chunks - 1), data, _BLOB_AAD))
+    except InvalidTag:
+        raise CryptoError("the shared blob does not decrypt with its key: altered, swapped or cut") from None
+    if sealed.read(1):
+        raise CryptoError("the shared blob is longer than its declared size")
+    return out.getvalue()
 
 
 class Sealer:

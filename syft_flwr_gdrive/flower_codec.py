@@ -11,16 +11,22 @@ Two payload codecs:
 
   The array bytes are never copied or re-encoded (Flower's ``Array.data`` is
   streamed as is), so a 1 GiB model costs no second 1 GiB in memory. An array
-  may instead live in a shared, content-addressed *blob* (the index gives its
-  SHA-256 and where to fetch it): a global model broadcast to N clients is then
+  may instead live in a shared *blob*, encrypted once with a fresh key (the index,
+  itself inside each recipient's sealed message, gives where to fetch it, its key
+  and the SHA-256 of its plaintext): a global model broadcast to N clients is then
   uploaded once, not N times, and a client that already has it fetches nothing.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import io
 import json
+import re
 import struct
+from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable
 
 from flwr.app import Array, ArrayRecord, Message, RecordDict
@@ -29,6 +35,7 @@ from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.common.serde import message_from_proto, message_to_proto
 from flwr.proto.message_pb2 import Message as ProtoMessage  # pylint: disable=no-name-in-module
 
+from syft_flwr_gdrive.transport.contract import TransportError
 from syft_flwr_gdrive.transport.segments import Buffer
 
 SERVER_NODE_ID = SUPERLINK_NODE_ID
@@ -36,16 +43,33 @@ CODEC_PROTO = "flwr-message-proto"
 CODEC_PARTS = "sfg-flwr-parts-v1"
 _LEN = struct.Struct(">I")
 MAX_INDEX_BYTES = 16 * 1024 * 1024
+MAX_ARRAYS = 100_000  # entries in one index
+MAX_NAME_CHARS = 1024  # record and array keys
+MAX_DIMS = 64
+_SHORT = re.compile(r"^[A-Za-z0-9_.<>|=:+-]{1,64}$")  # dtype and stype names ("float32", "<f4", "numpy.ndarray")
+_LOCATOR = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # Drive file ids and memory-transport locators
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+BLOB_KEY_BYTES = 32
 
 
 class PayloadError(ValueError):
     """A payload is not a Flower message we can read."""
 
 
-# Given an array's data, store it as a shared blob and return (sha256, locator), or None to keep it inline.
-BlobPlacer = Callable[[bytes], "tuple[str, str] | None"]
-# Given (locator, sha256, size) return the blob's bytes.
-BlobFetcher = Callable[[str, str, int], bytes]
+@dataclass(frozen=True)
+class BlobRef:
+    """A shared array: where it is stored, its plaintext's SHA-256 and size, and the key it is encrypted with."""
+
+    locator: str
+    sha256: str
+    size: int
+    key: bytes
+
+
+# Given an array's data, store it as a shared blob and return its reference, or None to keep it inline.
+BlobPlacer = Callable[[bytes], "BlobRef | None"]
+# Given a reference, return the blob's plaintext (verified against ref.sha256).
+BlobFetcher = Callable[[BlobRef], bytes]
 
 
 def node_id_for(email: str) -> int:
@@ -87,7 +111,7 @@ def encode_message(
                 }
                 placed = place_blob(array.data) if place_blob is not None else None
                 if placed is not None:
-                    entry.update(sha256=placed[0], blob=placed[1])
+                    entry.update(sha256=placed.sha256, blob=placed.locator, blob_key=base64.b64encode(placed.key).decode("ascii"))
                 if entry["blob"] is None:
                     inline.append(data)
                 entries.append(entry)
@@ -120,65 +144,158 @@ def _read_exact(stream: BinaryIO, n: int, what: str) -> bytes:
 
 
 def decode_message(
-    stream: BinaryIO, size: int, *, codecs: tuple[str, ...] = (CODEC_PARTS,), fetch_blob: BlobFetcher | None = None
+    stream: BinaryIO,
+    size: int,
+    *,
+    codecs: tuple[str, ...] = (CODEC_PARTS,),
+    fetch_blob: BlobFetcher | None = None,
+    max_bytes: int | None = None,
 ) -> Message:
     """Read a Message from ``size`` payload bytes at the stream's position."""
-    return decode_message_and_run(stream, size, codecs=codecs, fetch_blob=fetch_blob)[0]
+    return decode_message_and_run(stream, size, codecs=codecs, fetch_blob=fetch_blob, max_bytes=max_bytes)[0]
 
 
 def decode_message_and_run(
-    stream: BinaryIO, size: int, *, codecs: tuple[str, ...] = (CODEC_PARTS,), fetch_blob: BlobFetcher | None = None
+    stream: BinaryIO,
+    size: int,
+    *,
+    codecs: tuple[str, ...] = (CODEC_PARTS,),
+    fetch_blob: BlobFetcher | None = None,
+    max_bytes: int | None = None,
 ) -> tuple[Message, Any]:
-    """The Message and the sender's ``run_info`` (None if absent; unchecked: the caller validates it)."""
+    """The Message and the sender's ``run_info`` (None if absent; unchecked: the caller validates it).
+
+    Everything wrong with the payload raises ``PayloadError`` (a peer wrote it: no other
+    exception may escape); only a ``TransportError`` from fetching a blob, which may be
+    transient, passes through. ``max_bytes`` bounds the message with its shared blobs.
+    """
+    try:
+        return _decode(stream, size, codecs, fetch_blob, max_bytes)
+    except (PayloadError, TransportError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever a hostile payload provokes, it is a bad payload
+        raise PayloadError(f"payload could not be decoded ({type(exc).__name__})") from None
+
+
+def _decode(
+    stream: BinaryIO, size: int, codecs: tuple[str, ...], fetch_blob: BlobFetcher | None, max_bytes: int | None
+) -> tuple[Message, Any]:
+    if max_bytes is not None and size > max_bytes:
+        raise PayloadError(f"payload of {size} bytes exceeds the {max_bytes}-byte limit")
     if codecs == (CODEC_PROTO,):
         return _from_proto(_read_exact(stream, size, "message")), None
     if codecs != (CODEC_PARTS,):
-        raise PayloadError(f"unsupported payload codecs {list(codecs)}; upgrade syft-flwr-gdrive")
+        raise PayloadError(f"unsupported payload codecs {_short(list(codecs))}; upgrade syft-flwr-gdrive")
+    (index_len,) = _LEN.unpack(_read_exact(stream, _LEN.size, "index length"))
+    if index_len > min(MAX_INDEX_BYTES, size):
+        raise PayloadError("payload index is larger than the payload")
     try:
-        (index_len,) = _LEN.unpack(_read_exact(stream, _LEN.size, "index length"))
-        if index_len > min(MAX_INDEX_BYTES, size):
-            raise PayloadError("payload index is larger than the payload")
         index = json.loads(_read_exact(stream, index_len, "index"))
-        proto_len = int(index["message"])
-        entries = list(index["arrays"])
-        run_info = index.get("run")
-    except (ValueError, KeyError, TypeError) as exc:
-        if isinstance(exc, PayloadError):
-            raise
-        raise PayloadError(f"payload index is malformed ({type(exc).__name__})") from None
-    inline_total = sum(int(e.get("size", 0)) for e in entries if isinstance(e, dict) and not e.get("blob"))
+    except (ValueError, RecursionError):
+        raise PayloadError("payload index is not valid JSON") from None
+    proto_len, entries = parse_index(index)
+    run_info = index.get("run")
+    inline_total = sum(e.size for e in entries if e.blob is None)
     if _LEN.size + index_len + proto_len + inline_total != size:
         raise PayloadError("payload sizes in the index do not add up")
+    blob_total = sum(e.blob.size for e in entries if e.blob is not None)
+    if max_bytes is not None and size + blob_total > max_bytes:
+        raise PayloadError(f"message with its shared blobs is {size + blob_total} bytes, over the {max_bytes}-byte limit")
     shell = _from_proto(_read_exact(stream, proto_len, "message"))
     if not entries:
         return shell, run_info
     content = shell.content
     for entry in entries:
-        try:
-            record_key, array_key = str(entry["record"]), str(entry["key"])
-            dtype, shape, stype = str(entry["dtype"]), tuple(int(d) for d in entry["shape"]), str(entry["stype"])
-            n = int(entry["size"])
-            locator = entry.get("blob")
-        except (KeyError, TypeError, ValueError):
-            raise PayloadError("payload index has a malformed array entry") from None
-        if locator:
+        record = content.get(entry.record)
+        if not isinstance(record, ArrayRecord):
+            raise PayloadError(f"array {_short(entry.key)} belongs to {_short(entry.record)}, which is not an ArrayRecord")
+        if entry.blob is not None:
             if fetch_blob is None:
                 raise PayloadError("payload refers to a shared blob but this transport cannot fetch blobs")
-            data = fetch_blob(str(locator), str(entry.get("sha256", "")), n)
-            if len(data) != n or hashlib.sha256(data).hexdigest() != entry.get("sha256"):
-                raise PayloadError(f"shared blob for array {array_key!r} does not match its SHA-256")
+            data = fetch_blob(entry.blob)
+            if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.blob.sha256:
+                raise PayloadError(f"shared blob for array {_short(entry.key)} does not match its SHA-256")
         else:
-            data = _read_exact(stream, n, f"array {array_key!r}")
-        record = content.get(record_key)
-        if not isinstance(record, ArrayRecord):
-            raise PayloadError(f"array {array_key!r} belongs to {record_key!r}, which is not an ArrayRecord")
-        record[array_key] = Array(dtype=dtype, shape=shape, stype=stype, data=data)
+            data = _read_exact(stream, entry.size, f"array {_short(entry.key)}")
+        record[entry.key] = Array(dtype=entry.dtype, shape=entry.shape, stype=entry.stype, data=data)
     return shell, run_info
 
 
-def message_from_bytes(payload: bytes, codecs: tuple[str, ...] = (CODEC_PARTS,)) -> Message:
-    import io
+@dataclass(frozen=True)
+class IndexEntry:
+    """One array of a parts payload, validated."""
 
+    record: str
+    key: str
+    dtype: str
+    shape: tuple[int, ...]
+    stype: str
+    size: int
+    blob: BlobRef | None
+
+
+def parse_index(index: Any) -> tuple[int, list[IndexEntry]]:
+    """Validate a parts payload's index (a peer wrote it); returns (message proto length, entries)."""
+    if not isinstance(index, dict) or not {"message", "arrays"} <= set(index) <= {"message", "arrays", "run"}:
+        raise PayloadError("payload index must be an object with 'message', 'arrays' and optionally 'run'")
+    proto_len, arrays = index["message"], index["arrays"]
+    if not _is_count(proto_len):
+        raise PayloadError("payload index: 'message' is not a byte count")
+    if not isinstance(arrays, list) or len(arrays) > MAX_ARRAYS:
+        raise PayloadError(f"payload index: 'arrays' is not a list of at most {MAX_ARRAYS} entries")
+    return proto_len, [_parse_entry(i, raw) for i, raw in enumerate(arrays)]
+
+
+_ENTRY_FIELDS = {"record", "key", "dtype", "shape", "stype", "size", "blob"}
+
+
+def _parse_entry(i: int, raw: Any) -> IndexEntry:
+    where = f"payload index entry {i}"
+    if not isinstance(raw, dict):
+        raise PayloadError(f"{where} is not an object")
+    has_blob = raw.get("blob") is not None
+    if not _ENTRY_FIELDS <= set(raw) <= (_ENTRY_FIELDS | {"sha256", "blob_key"} if has_blob else _ENTRY_FIELDS):
+        raise PayloadError(f"{where} has missing or unknown fields")
+    record, key, dtype, stype = raw["record"], raw["key"], raw["dtype"], raw["stype"]
+    if not (isinstance(record, str) and isinstance(key, str) and 0 < len(record) <= MAX_NAME_CHARS
+            and 0 < len(key) <= MAX_NAME_CHARS):
+        raise PayloadError(f"{where}: record and key must be strings of 1 to {MAX_NAME_CHARS} characters")
+    if not (isinstance(dtype, str) and _SHORT.match(dtype) and isinstance(stype, str) and _SHORT.match(stype)):
+        raise PayloadError(f"{where}: dtype or stype is not a short type name")
+    shape = raw["shape"]
+    if not (isinstance(shape, list) and len(shape) <= MAX_DIMS and all(_is_count(d) for d in shape)):
+        raise PayloadError(f"{where}: shape is not a list of at most {MAX_DIMS} non-negative integers")
+    size = raw["size"]
+    if not _is_count(size):
+        raise PayloadError(f"{where}: size is not a byte count")
+    blob = None
+    if has_blob:
+        locator, sha, b64 = raw["blob"], raw.get("sha256"), raw.get("blob_key")
+        if not (isinstance(locator, str) and _LOCATOR.match(locator)):
+            raise PayloadError(f"{where}: the blob locator is not a file id")
+        if not (isinstance(sha, str) and _HEX64.match(sha)):
+            raise PayloadError(f"{where}: the blob's sha256 is not 64 lowercase hex digits")
+        try:
+            blob_key = base64.b64decode(b64, validate=True) if isinstance(b64, str) else b""
+        except (binascii.Error, ValueError):
+            blob_key = b""
+        if len(blob_key) != BLOB_KEY_BYTES:
+            raise PayloadError(f"{where}: the blob has no valid {BLOB_KEY_BYTES}-byte key (unencrypted blobs are refused)")
+        blob = BlobRef(locator, sha, size, blob_key)
+    return IndexEntry(record, key, dtype, tuple(shape), stype, size, blob)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """A peer-chosen value for an error text: repr (escapes newlines and control characters), bounded."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def message_from_bytes(payload: bytes, codecs: tuple[str, ...] = (CODEC_PARTS,)) -> Message:
     return decode_message(io.BytesIO(payload), len(payload), codecs=codecs)
 
 

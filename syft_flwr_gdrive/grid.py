@@ -21,6 +21,7 @@ raise ``SYFT_FLWR_MSG_TIMEOUT`` to wait longer.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -34,9 +35,11 @@ from flwr.serverapp import Grid
 from flwr.supercore.constant import SYSTEM_MESSAGE_TYPE
 from flwr.supercore.run import Run
 
-from syft_flwr_gdrive.blobs import BlobPlacer
+from syft_flwr_gdrive.blobs import BlobCache, BlobPlacer
 from syft_flwr_gdrive.crypto import MissingPeerKey
-from syft_flwr_gdrive.flower_codec import CODEC_PARTS, SERVER_NODE_ID, PayloadError, decode_message, encode_message, node_id_for
+from syft_flwr_gdrive.flower_codec import (
+    CODEC_PARTS, SERVER_NODE_ID, BlobRef, PayloadError, decode_message, encode_message, node_id_for,
+)
 from syft_flwr_gdrive.poll_schedule import PollPolicy, PollSchedule
 from syft_flwr_gdrive.transport.contract import Routing, TransportError
 from syft_flwr_gdrive.transport.envelope import KIND_REPLY, KIND_REQUEST, KIND_STOP, KIND_STOP_ACK, STOP_ACK_WAIT
@@ -91,6 +94,8 @@ class TransportGrid(Grid):
         self._schedule = poll_schedule or PollSchedule(PollPolicy(poll_interval))
         self._pool = ThreadPoolExecutor(max_workers=send_workers, thread_name_prefix="grid-send")
         self.blobs = BlobPlacer(mailbox.transport, mailbox.app)
+        # Replies never need shared blobs, but one that names a blob gets the same checks as a client's fetch.
+        self._reply_blobs = BlobCache(mailbox.transport, mailbox.app, max_bytes=mailbox.max_payload, max_items=0)
         self._closed = False
         self.tally = Tally()
         self.excluded: dict[str, str] = {}  # datasite -> why it is left out of this run
@@ -227,10 +232,10 @@ class TransportGrid(Grid):
         meta = msg.metadata
         used: list[str] = []
 
-        def place(data: bytes) -> tuple[str, str] | None:
+        def place(data: bytes) -> BlobRef | None:
             placed = self.blobs(data)
             if placed is not None:
-                used.append(placed[1])
+                used.append(placed.locator)
             return placed
 
         message_id, handle = self.mailbox.send(
@@ -397,9 +402,6 @@ class TransportGrid(Grid):
         except Exception as exc:  # leftovers are removed by the next run; never mask the caller's flow
             logger.warning("could not withdraw %d request file(s): %s", len(handles), exc)
 
-    def _fetch_blob(self, locator: str, sha256: str, size: int) -> bytes:
-        return self.mailbox.transport.get_blob(locator)
-
     def _accept(self, routing: Routing) -> str | None:
         if routing.run_id != self.run_id:
             return f"belongs to run {routing.run_id}, this is run {self.run_id}"
@@ -455,9 +457,10 @@ class TransportGrid(Grid):
             return handle
         try:
             message = decode_message(
-                delivery.open_payload(), env.size, codecs=env.codecs, fetch_blob=self._fetch_blob
+                delivery.open_payload(), env.size, codecs=env.codecs, max_bytes=self.mailbox.max_payload,
+                fetch_blob=functools.partial(self._reply_blobs.fetch, owner=env.sender),
             )
-        except PayloadError as exc:
+        except (PayloadError, TransportError) as exc:
             logger.warning("reply %s from %s is not a Flower message (%s); skipped", env.message_id, env.sender, exc)
             return None
         meta = message.metadata

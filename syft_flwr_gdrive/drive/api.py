@@ -749,9 +749,9 @@ class DriveApi:
         self._download(file_id, sink, max_bytes)
         return sink.buffer.getvalue()
 
-    def download_to(self, file_id: str, out: BinaryIO) -> int:
-        """Stream a file's content to ``out`` in ranged chunks; returns the byte count."""
-        return self._download(file_id, out, None)
+    def download_to(self, file_id: str, out: BinaryIO, *, max_bytes: int | None = None) -> int:
+        """Stream a file's content to ``out`` in ranged chunks; returns the byte count (refuses more than ``max_bytes``)."""
+        return self._download(file_id, out, max_bytes)
 
     def _download(self, file_id: str, out: Any, max_bytes: int | None) -> int:
         offset = 0

@@ -42,7 +42,7 @@ P_TTL = "sfg_ttl"
 P_INLINE = "sfg_b"  # sfg_b00, sfg_b01, ...: a small body, base64, readable from the listing
 P_KEY_KX = "sfg_kx"  # on outbox folders: the owner's X25519 public key (base64)
 P_KEY_SIGN = "sfg_ks"  # on outbox folders: the owner's Ed25519 public key (base64)
-P_BLOB = "sfg_blob"  # SHA-256 of a shared blob's content
+P_BLOB = "sfg_blob"  # a shared blob's random id (never its content's hash: Drive would learn which model it is)
 P_BLOB_APP = "sfg_blob_app"  # blobs use their own app key so polls never list them
 
 # What a poll asks Drive for: enough to route and vet without downloading.
@@ -76,8 +76,8 @@ def blobs_folder_properties(app: str) -> dict[str, str]:
     return {P_ROLE: "blobs", P_BLOB_APP: app_hash(app), P_VERSION: str(FORMAT_VERSION)}
 
 
-def blob_properties(app: str, sha256: str) -> dict[str, str]:
-    return {P_BLOB: sha256, P_BLOB_APP: app_hash(app), P_VERSION: str(FORMAT_VERSION)}
+def blob_properties(app: str, blob_id: str) -> dict[str, str]:
+    return {P_BLOB: blob_id, P_BLOB_APP: app_hash(app), P_VERSION: str(FORMAT_VERSION)}
 
 
 def blobs_folder_query(app: str, me: str) -> str:

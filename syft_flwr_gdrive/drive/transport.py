@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from typing import Any, BinaryIO, ClassVar, Sequence
 
 from syft_flwr_gdrive.config import MAX_EMAIL_LENGTH, ConfigError, Settings
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.ratelimit import QuotaLimiter
-from syft_flwr_gdrive.drive.errors import DriveError, DriveNotFound, DrivePermissionDenied
-from syft_flwr_gdrive.transport.contract import Announcement, Listing, Posting, Routing, TransportError
+from syft_flwr_gdrive.drive.blob_checks import vet_peer_blob
+from syft_flwr_gdrive.drive.errors import DriveError, DriveNotFound, DrivePermissionDenied, DriveTooLarge
+from syft_flwr_gdrive.transport.contract import Announcement, BlobRefused, Listing, Posting, Routing, TransportError
 from syft_flwr_gdrive.transport.segments import Buffer, as_reader
 
 logger = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ class DriveTransport:
         self._peers: dict[str, list[str]] = {}  # app -> peers it was prepared for
         self._blob_folders: dict[str, str] = {}  # app -> shared blobs folder id
         self._folder_props: dict[str, dict[str, str]] = {}  # outbox folder id -> its properties as last seen
+        self._peer_blob_folders: set[tuple[str, str, str]] = set()  # (owner, app, folder id) checked to be owner's blobs folder
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "DriveTransport":
@@ -136,17 +139,22 @@ class DriveTransport:
             raise TransportError(f"could not send {routing.kind} to {routing.recipient}: {exc}") from exc
         return str(created["id"])
 
-    def put_blob(self, app: str, sha256: str, data: Buffer) -> str:
+    def put_blob(self, app: str, data: Buffer | BinaryIO) -> str:
         """Upload content once into my blobs folder of ``app``, shared read-only with all its peers."""
+        blob_id = uuid.uuid4().hex  # random: the name and properties say nothing about the content
         try:
-            created = self._upload(f"blob-{sha256}.bin", as_reader(data), self._blobs_folder(app), layout.blob_properties(app, sha256))
+            created = self._upload(f"blob-{blob_id}.bin", as_reader(data), self._blobs_folder(app), layout.blob_properties(app, blob_id))
         except DriveError as exc:
             raise TransportError(f"could not upload a shared blob: {exc}") from exc
         return str(created["id"])
 
-    def get_blob(self, locator: str) -> bytes:
+    def get_blob(self, app: str, locator: str, *, owner: str, size: int, out: BinaryIO) -> int:
+        """Download a peer's blob, only once its metadata shows it is ``owner``'s, in its blobs folder, ``size`` bytes."""
         try:
-            return self.api.download_bytes(locator)
+            vet_peer_blob(self.api, locator, owner=owner.lower(), app=app, size=size, trusted_folders=self._peer_blob_folders)
+            return self.api.download_to(locator, out, max_bytes=size)
+        except (DriveNotFound, DrivePermissionDenied, DriveTooLarge) as exc:
+            raise BlobRefused(f"shared blob {locator}: {exc}") from None
         except DriveError as exc:
             raise TransportError(f"could not download shared blob {locator}: {exc}") from exc
 
@@ -186,7 +194,7 @@ class DriveTransport:
         if max_bytes is not None and posting.size > max_bytes:
             raise TransportError(f"message file {posting.handle} is {posting.size} bytes, over the {max_bytes}-byte limit")
         try:
-            return self.api.download_to(posting.handle, out)
+            return self.api.download_to(posting.handle, out, max_bytes=max_bytes)
         except DriveNotFound as exc:
             raise TransportError(f"message file {posting.handle} is gone") from exc
         except DriveError as exc:

@@ -68,6 +68,10 @@ class TransportError(RuntimeError):
     """A transport operation failed after its own retries; the text names the fix."""
 
 
+class BlobRefused(TransportError):
+    """A blob a peer referred to is not its own, not where its blobs live, or not the size it said: never read."""
+
+
 @runtime_checkable
 class Transport(Protocol):
     """Moves message bodies; found by name through the ``syft_flwr.transports`` entry points."""
@@ -99,11 +103,19 @@ class Transport(Protocol):
     def read_to(self, posting: Posting, out: BinaryIO, *, max_bytes: int | None = None) -> int:
         """Stream a posting's body into ``out`` in bounded memory; returns its size."""
 
-    def put_blob(self, app: str, sha256: str, data: Buffer) -> str:
-        """Store content readable by all of ``app``'s peers (prepared before); returns a locator."""
+    def put_blob(self, app: str, data: Buffer | BinaryIO) -> str:
+        """Store content (buffers, or a seekable reader with ``.size``) readable by all of ``app``'s peers.
 
-    def get_blob(self, locator: str) -> bytes:
-        """Fetch a blob a peer stored."""
+        Returns a locator. The content is opaque here (callers encrypt it).
+        """
+
+    def get_blob(self, app: str, locator: str, *, owner: str, size: int, out: BinaryIO) -> int:
+        """Stream into ``out`` a blob that ``owner`` stored for ``app``, of exactly ``size`` bytes.
+
+        Before reading a byte, checks from the storage's own metadata that ``owner`` owns
+        it, that it lies where ``owner`` keeps the blobs of ``app``, and its size; raises
+        ``BlobRefused`` if not (a peer may name any file it likes).
+        """
 
     def list_my_blobs(self, app: str) -> list[str]:
         """Locators of the blobs of ``app`` I own (to remove leftovers)."""

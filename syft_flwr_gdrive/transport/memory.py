@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import BinaryIO, ClassVar, Sequence
 
-from syft_flwr_gdrive.transport.contract import Announcement, Listing, Posting, Routing, TransportError
+from syft_flwr_gdrive.transport.contract import Announcement, BlobRefused, Listing, Posting, Routing, TransportError
 from syft_flwr_gdrive.transport.segments import Buffer, as_reader
 
 
@@ -34,6 +34,7 @@ class MemoryHub:
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     runs: dict[tuple[str, str], int] = field(default_factory=dict)  # (owner, app) -> announced run
     blobs: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # locator -> (owner, data)
+    blob_apps: dict[str, str] = field(default_factory=dict)  # locator -> app it was stored for
     keys: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)  # (owner, app) -> public keys
 
     def put(self, owner: str, routing: Routing | None, body: bytes, name: str = "") -> str:
@@ -108,24 +109,34 @@ class MemoryTransport:
         out.write(data)
         return len(data)
 
-    def put_blob(self, app: str, sha256: str, data: Buffer) -> str:
+    def put_blob(self, app: str, data: Buffer | BinaryIO) -> str:
         self._count("put_blob")
-        locator = f"blob-{self.email}-{sha256}"
+        reader = as_reader(data)
+        reader.seek(0)
+        content = reader.read(reader.size)
         with self.hub.lock:
-            self.hub.blobs[locator] = (self.email, bytes(data))
+            locator = f"blob-{next(self.hub._ids)}"
+            self.hub.blobs[locator] = (self.email, content)
+            self.hub.blob_apps[locator] = app
         return locator
 
     def list_my_blobs(self, app: str) -> list[str]:
         with self.hub.lock:
             return [loc for loc, (owner, _) in self.hub.blobs.items() if owner == self.email]
 
-    def get_blob(self, locator: str) -> bytes:
+    def get_blob(self, app: str, locator: str, *, owner: str, size: int, out: BinaryIO) -> int:
         self._count("get_blob")
         with self.hub.lock:
             found = self.hub.blobs.get(locator)
+            stored_for = self.hub.blob_apps.get(locator)
         if found is None:
-            raise TransportError(f"blob {locator} is gone")
-        return found[1]
+            raise BlobRefused(f"blob {locator} does not exist (or is gone)")
+        if found[0] != owner.lower() or stored_for != app:
+            raise BlobRefused(f"blob {locator} is not one of {owner}'s blobs of this app")
+        if len(found[1]) != size:
+            raise BlobRefused(f"blob {locator} is {len(found[1])} bytes, not the {size} its message says")
+        out.write(found[1])
+        return size
 
     def delete(self, handles: Sequence[str]) -> None:
         self._count("delete")

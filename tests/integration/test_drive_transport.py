@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import time
 
@@ -51,10 +52,12 @@ def test_large_message_streams_through_disk_and_arrives_intact(drive, tmp_path):
 def test_blobs_are_readable_by_peers_only(drive):
     ds = transport(drive, DS)
     ds.prepare("flwr/blobs", [DO])
-    locator = ds.put_blob("flwr/blobs", "0" * 64, b"model-bytes")
-    assert transport(drive, DO).get_blob(locator) == b"model-bytes"
+    locator = ds.put_blob("flwr/blobs", b"model-bytes")
+    out = io.BytesIO()
+    assert transport(drive, DO).get_blob("flwr/blobs", locator, owner=DS, size=11, out=out) == 11
+    assert out.getvalue() == b"model-bytes"
     with pytest.raises(TransportError):
-        transport(drive, EVE).get_blob(locator)
+        transport(drive, EVE).get_blob("flwr/blobs", locator, owner=DS, size=11, out=io.BytesIO())
     assert ds.list_my_blobs("flwr/blobs") == [locator]
     # Blobs never show up in polls (so nobody mistakes them for messages).
     assert ds.poll("flwr/blobs").outbound == ()

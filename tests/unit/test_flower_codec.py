@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -60,28 +61,55 @@ def test_legacy_proto_codec_is_still_read():
     assert_same(sample(), decode_message(io.BytesIO(data), len(data), codecs=(CODEC_PROTO,)))
 
 
-def test_big_arrays_go_to_one_shared_blob_and_are_fetched_once():
+def test_big_arrays_go_to_one_encrypted_shared_blob_and_are_fetched_once():
     hub = MemoryHub()
     server, client = MemoryTransport("ds@x.com", hub), MemoryTransport("a@x.com", hub)
     placer = BlobPlacer(server, "flwr/t", min_bytes=1024)
     msg = sample(big=100_000)  # 400 kB array -> blob; the small ones stay inline
     payloads = [b"".join(bytes(s) for s in encode_message(msg, place_blob=placer)) for _ in range(5)]
-    assert server.call_counts()["put_blob"] == 1 and placer.uploaded_bytes == 400_128
+    assert server.call_counts()["put_blob"] == 1 and placer.uploaded_bytes == 400_128 + 16  # one AEAD tag per MiB
     assert all(len(p) < 10_000 for p in payloads)  # the broadcast array is not in the messages
-    cache = BlobCache(client)
+    [(_locator, (_owner, stored))] = hub.blobs.items()
+    assert msg.content["arrays"]["0"].data[:4096] not in stored  # only ciphertext is stored
+    cache = BlobCache(client, "flwr/t")
     for p in payloads:
-        assert_same(msg, decode_message(io.BytesIO(p), len(p), fetch_blob=cache))
+        assert_same(msg, decode_message(io.BytesIO(p), len(p), fetch_blob=functools.partial(cache.fetch, owner="ds@x.com")))
     assert client.call_counts()["get_blob"] == 1
+
+
+def _blob_payload(hub):
+    server = MemoryTransport("ds@x.com", hub)
+    return b"".join(bytes(s) for s in encode_message(sample(big=100_000), place_blob=BlobPlacer(server, "flwr/t", min_bytes=1024)))
 
 
 def test_tampered_blob_is_rejected():
     hub = MemoryHub()
-    server = MemoryTransport("ds@x.com", hub)
-    p = b"".join(bytes(s) for s in encode_message(sample(big=100_000), place_blob=BlobPlacer(server, "flwr/t", min_bytes=1024)))
+    p = _blob_payload(hub)
     [(locator, (owner, data))] = hub.blobs.items()
-    hub.blobs[locator] = (owner, data[:-1] + b"\x00")
-    with pytest.raises(PayloadError, match="SHA-256"):
-        decode_message(io.BytesIO(p), len(p), fetch_blob=BlobCache(MemoryTransport("a@x.com", hub)))
+    hub.blobs[locator] = (owner, data[:-1] + bytes([data[-1] ^ 1]))
+    cache = BlobCache(MemoryTransport("a@x.com", hub), "flwr/t")
+    with pytest.raises(PayloadError, match="does not decrypt"):
+        decode_message(io.BytesIO(p), len(p), fetch_blob=functools.partial(cache.fetch, owner="ds@x.com"))
+
+
+def test_a_blob_is_fetched_only_from_the_sender():
+    hub = MemoryHub()
+    p = _blob_payload(hub)  # stored by ds@x.com; a message "from" eve names it
+    client = MemoryTransport("a@x.com", hub)
+    cache = BlobCache(client, "flwr/t")
+    with pytest.raises(PayloadError, match="not one of eve@x.com's blobs"):
+        decode_message(io.BytesIO(p), len(p), fetch_blob=functools.partial(cache.fetch, owner="eve@x.com"))
+
+
+def test_a_blob_over_the_message_limit_is_refused_before_it_is_fetched():
+    hub = MemoryHub()
+    p = _blob_payload(hub)
+    client = MemoryTransport("a@x.com", hub)
+    cache = BlobCache(client, "flwr/t")
+    with pytest.raises(PayloadError, match="limit"):
+        decode_message(io.BytesIO(p), len(p), max_bytes=100_000,
+                       fetch_blob=functools.partial(cache.fetch, owner="ds@x.com"))
+    assert client.call_counts().get("get_blob", 0) == 0
 
 
 @pytest.mark.parametrize("cut", [0, 3, 10, -1])

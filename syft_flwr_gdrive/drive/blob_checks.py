@@ -1,0 +1,70 @@
+"""Is the file a peer names as a shared blob really that peer's blob? Decided from metadata, before any download.
+
+A peer's signed message may name any Drive file id. Without these checks it could make
+the receiver download one of the receiver's own private files (and learn from the
+outcome whether its hash matched), a huge link-shared file, or anybody's file. So a blob
+is read only when Drive's own metadata says all of:
+
+* the sender owns it (Drive's ``owners``, which nobody can forge);
+* it is a file of this app's blobs (``sfg_blob_app``), not a folder, not trashed;
+* its only parent is a folder the sender owns, marked as its blobs folder of this app;
+* its size is exactly the size the (signed) message declares, which the caller has
+  already held against its message limit.
+
+Kept separate and small on purpose: folder discovery is Drive-layout work that may change,
+these rules should not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from syft_flwr_gdrive.drive import layout
+from syft_flwr_gdrive.drive.api import DriveApi
+from syft_flwr_gdrive.transport.contract import BlobRefused
+
+BLOB_FIELDS = "id,mimeType,size,trashed,parents,owners(emailAddress),properties"
+FOLDER_FIELDS = "id,mimeType,trashed,owners(emailAddress),properties"
+
+
+def _owners(meta: dict[str, Any]) -> list[str]:
+    return [str(o.get("emailAddress") or "").lower() for o in meta.get("owners") or []]
+
+
+def vet_peer_blob(
+    api: DriveApi, locator: str, *, owner: str, app: str, size: int, trusted_folders: set[tuple[str, str, str]]
+) -> None:
+    """Raise ``BlobRefused`` unless ``locator`` is ``owner``'s blob of ``app`` of exactly ``size`` bytes.
+
+    Costs one ``files.get``, plus one for the parent folder the first time it is seen
+    (remembered in ``trusted_folders``). Drive errors (not found, no access) propagate.
+    """
+    meta = api.get(locator, fields=BLOB_FIELDS)
+    owners = _owners(meta)
+    if owners != [owner]:
+        raise BlobRefused(f"file {locator} is owned by {owners or 'nobody visible'}, not by the sender {owner}")
+    props = meta.get("properties") or {}
+    if meta.get("mimeType") == layout.FOLDER_MIME or meta.get("trashed") or props.get(layout.P_BLOB_APP) != layout.app_hash(app):
+        raise BlobRefused(f"file {locator} is not a shared blob of this app")
+    parents = list(meta.get("parents") or [])
+    if len(parents) != 1:
+        raise BlobRefused(f"file {locator} is not in exactly one folder (it has {len(parents)})")
+    folder_key = (owner, app, str(parents[0]))
+    if folder_key not in trusted_folders:
+        folder = api.get(str(parents[0]), fields=FOLDER_FIELDS)
+        fprops = folder.get("properties") or {}
+        if (
+            _owners(folder) != [owner]
+            or folder.get("mimeType") != layout.FOLDER_MIME
+            or folder.get("trashed")
+            or fprops.get(layout.P_ROLE) != "blobs"
+            or fprops.get(layout.P_BLOB_APP) != layout.app_hash(app)
+        ):
+            raise BlobRefused(f"file {locator} is not in {owner}'s blobs folder of this app")
+        trusted_folders.add(folder_key)
+    try:
+        stored = int(meta.get("size"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise BlobRefused(f"file {locator} has no size in its metadata") from None
+    if stored != size:
+        raise BlobRefused(f"file {locator} is {stored} bytes, not the {size} its message declares")

@@ -1,0 +1,255 @@
+"""Security regression tests (issue 11): what Drive stores, which files a peer can make you read.
+
+In-process, through the real googleapiclient against the fake Drive, with real keys: the
+server's ``TransportGrid`` and a client's ``ClientLoop`` (or a bare ``Mailbox`` where the
+test plays a hostile peer), each over its own ``DriveTransport``.
+
+* With encryption on, no byte of a payload (shared blobs included) is readable in the
+  fake Drive's own storage (its data directory: contents, metadata journal, everything).
+* A validly sealed and signed message naming a Drive file as a shared blob makes the
+  receiver download it only when Drive's metadata says the sender owns it, it lies in the
+  sender's blobs folder and has the declared size; otherwise not one byte is read, one
+  line is logged, and the message is never retried.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import struct
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.supercore.task_identity import TaskIdentity
+
+from syft_flwr_gdrive.client_loop import ClientLoop, reply_id_for
+from syft_flwr_gdrive.crypto import Identity, PinStore, Sealer
+from syft_flwr_gdrive.drive import layout
+from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.flower_codec import CODEC_PARTS, decode_message, encode_message, node_id_for
+from syft_flwr_gdrive.grid import TransportGrid
+from syft_flwr_gdrive.transport.ledger import Ledger
+from syft_flwr_gdrive.transport.mailbox import Mailbox
+
+from .conftest import api_for, transport_for
+
+APP = "flwr/security"
+DS, DO, EVE = "ds_sec@example.com", "do_sec@example.com", "eve_sec@example.com"
+RUN = 7
+
+
+@pytest.fixture
+def drive() -> Iterator[FakeDriveServer]:
+    with FakeDriveServer() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def identity():
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, RUN, 1
+
+
+def mailbox(drive: FakeDriveServer, email: str, peers: list[str]) -> Mailbox:
+    box = Mailbox(transport_for(drive, email), APP, peers, Ledger(None), sealer=Sealer(Identity.ephemeral(), PinStore(None)))
+    box.prepare()
+    return box
+
+
+def server_grid(drive: FakeDriveServer) -> TransportGrid:
+    grid = TransportGrid(mailbox(drive, DS, [DO]), [DO], msg_timeout=20, poll_interval=0.05)
+    grid.set_run(RUN)
+    grid.mailbox.announce_run(RUN)
+    return grid
+
+
+def recognisable(n: int, tag: str) -> bytes:
+    """Bytes nobody could mistake: tag and counter, repeated."""
+    pattern = b"".join(f"{tag}-{i:09d}|".encode() for i in range(n // (len(tag) + 11) + 1))
+    return pattern[:n]
+
+
+def downloads_of(box: Mailbox) -> list[str]:
+    """Spy on the account's downloads: every file id whose content it fetches."""
+    api = box.transport.api  # type: ignore[attr-defined]
+    seen: list[str] = []
+    original = api._download
+
+    def spy(file_id, out, max_bytes):
+        seen.append(file_id)
+        return original(file_id, out, max_bytes)
+
+    api._download = spy
+    return seen
+
+
+def stored_bytes(drive: FakeDriveServer) -> Iterator[tuple[Path, bytes]]:
+    assert drive.store is not None
+    for path in sorted(Path(drive.store.dir).rglob("*")):
+        if path.is_file():
+            yield path, path.read_bytes()
+
+
+# -- 1. nothing of a payload is readable on Drive ------------------------------------------------
+
+
+def test_with_encryption_on_no_payload_byte_is_readable_in_drive_storage(drive: FakeDriveServer):
+    """Was: arrays of 256 KiB or more went to Drive as raw bytes (shared blobs), so Google read the model."""
+    grid = server_grid(drive)
+    client = mailbox(drive, DO, [DS])
+    grid.mailbox.poll()  # learn the client's keys
+    model = recognisable(3 * 1024 * 1024 + 123, "GLOBAL-MODEL-WEIGHTS")  # a shared blob (>= 256 KiB), several chunks
+    small = recognisable(4000, "INLINE-ARRAY")  # travels inline
+    content = RecordDict({
+        "arrays": ArrayRecord({"w": Array("uint8", (len(model),), "numpy.ndarray", model),
+                               "b": Array("uint8", (len(small),), "numpy.ndarray", small)}),
+        "config": ConfigRecord({"note": "CONFIG-SECRET-42"}),
+    })
+    try:
+        msgs = [Message(content, node_id_for(DO), "train", group_id="1")]
+        [_mid] = grid.push_messages(msgs)
+        assert grid.blobs.locators(), "the model should have travelled as a shared blob"
+        needles = {"model start": model[:40], "model middle": model[2_000_000:2_000_040],
+                   "model end": model[-40:], "inline array": small[1000:1040], "config": b"CONFIG-SECRET-42"}
+        needles.update({f"{k} (base64)": base64.b64encode(v)[:40] for k, v in list(needles.items())})
+        found = [(label, path.name) for path, data in stored_bytes(drive) for label, needle in needles.items() if needle in data]
+        assert not found, f"plaintext readable in the fake Drive's storage: {found}"
+
+        # The recipient still gets every byte.
+        [delivery] = client.poll().deliveries
+        loop = ClientLoop(ClientApp(), client, poll_interval=0.05)
+        import functools
+        received = decode_message(delivery.open_payload(), delivery.envelope.size, codecs=delivery.envelope.codecs,
+                                  fetch_blob=functools.partial(loop._blobs.fetch, owner=DS))
+        delivery.close()
+        assert received.content["arrays"]["w"].data == model and received.content["arrays"]["b"].data == small
+        assert received.content["config"]["note"] == "CONFIG-SECRET-42"
+    finally:
+        grid.close()
+
+
+# -- 2. a peer cannot make you fetch arbitrary files ----------------------------------------------
+
+
+def with_foreign_blob(payload_segments, array_key: str, *, locator: str, sha256: str, size: int) -> bytes:
+    """A parts payload whose array ``array_key`` is re-pointed at the Drive file ``locator``."""
+    index_seg, proto, *inline = [bytes(s) for s in payload_segments]
+    index = json.loads(index_seg[4:])
+    kept = []
+    for entry, data in zip([e for e in index["arrays"] if not e.get("blob")], inline):
+        if entry["key"] == array_key:
+            entry.update(blob=locator, sha256=sha256, size=size, blob_key=base64.b64encode(os.urandom(32)).decode())
+        else:
+            kept.append(data)
+    raw = json.dumps(index, separators=(",", ":")).encode()
+    return struct.pack(">I", len(raw)) + raw + proto + b"".join(kept)
+
+
+def private_file(drive: FakeDriveServer, owner: str, data: bytes, *, parent: str | None = None, props: dict | None = None) -> str:
+    created = api_for(drive, owner).upload_bytes("private.bin", data, parent_id=parent, mime_type="application/octet-stream",
+                                                 fields="id", **({"properties": props} if props else {}))
+    return str(created["id"])
+
+
+def test_a_reply_naming_a_foreign_file_causes_no_download_of_it(drive: FakeDriveServer, caplog):
+    """Was: the server downloaded any file id a signed reply named, whole, before checking its hash."""
+    grid = server_grid(drive)
+    client = mailbox(drive, DO, [DS])
+    grid.mailbox.poll()
+    secret = os.urandom(3 * 1024 * 1024)  # the server's own private file (30 MiB in the review's reproduction)
+    own_private = private_file(drive, DS, secret)
+    api_for(drive, DS).share(own_private, DO, role="reader")  # even one the client can see
+    outside = private_file(drive, DO, secret)  # the client's own file, but not in its blobs folder
+    api_for(drive, DO).share(outside, DS, role="reader")
+    big_link = private_file(drive, EVE, os.urandom(1024 * 1024))  # a stranger's file shared with the server
+    api_for(drive, EVE).share(big_link, DS, role="reader")
+    targets = {"server's own private file (hash known)": (own_private, hashlib.sha256(secret).hexdigest(), len(secret)),
+               "client's file outside its blobs folder": (outside, hashlib.sha256(secret).hexdigest(), len(secret)),
+               "stranger's file": (big_link, "0" * 64, 1024 * 1024)}
+    server_downloads = downloads_of(grid.mailbox)
+    try:
+        caplog.set_level(logging.INFO)
+        requests = [Message(RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x00" * 8)})}),
+                            node_id_for(DO), "train", group_id="1") for _ in targets]
+        request_ids = grid.push_messages(requests)
+        deliveries = sorted(client.poll().deliveries, key=lambda d: request_ids.index(d.envelope.message_id))
+        assert len(deliveries) == len(targets)
+        for delivery, (label, (locator, sha, size)) in zip(deliveries, targets.items()):
+            request = decode_message(delivery.open_payload(), delivery.envelope.size, codecs=delivery.envelope.codecs)
+            delivery.close()
+            reply = Message(RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x01" * 8)})}),
+                            reply_to=request)
+            reply.metadata.__dict__["_message_id"] = reply_id_for(request.metadata.message_id, DO)
+            payload = with_foreign_blob(encode_message(reply), "w", locator=locator, sha256=sha, size=size)
+            client.send(kind="reply", recipient=DS, run_id=RUN, payload=payload, message_id=reply.metadata.message_id,
+                        reply_to=request.metadata.message_id, codecs=(CODEC_PARTS,))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(grid.mailbox.ledger._ids) < len(targets):  # type: ignore[attr-defined]
+            grid._poll_if_due(force=True)
+            time.sleep(0.05)
+        assert len(grid.mailbox.ledger._ids) == len(targets), "the replies were never vetted"  # type: ignore[attr-defined]
+        for _ in range(3):  # handled once: polling again reads nothing more
+            grid._poll_if_due(force=True)
+        downloaded = {label for label, (locator, _s, _n) in targets.items() if locator in server_downloads}
+        assert not downloaded, f"the server downloaded {downloaded}"
+        assert not list(grid.pull_messages(request_ids)), "a reply with a foreign blob was accepted"
+        refused = [r.getMessage() for r in caplog.records if "not a Flower message" in r.getMessage()]
+        assert len(refused) == len(targets) and all("blob" in line for line in refused), refused
+        assert not [r for r in caplog.records if "poll failed" in r.getMessage()]
+    finally:
+        grid.close()
+
+
+class _EchoApp:
+    def __call__(self, message: Message, context) -> Message:
+        return Message(RecordDict(), reply_to=message)
+
+
+def test_a_request_naming_a_foreign_file_causes_no_download_and_is_not_retried(drive: FakeDriveServer, caplog):
+    """Was: the same, server to client: a client downloaded any file id a signed request named (and retried)."""
+    server = mailbox(drive, DS, [DO])
+    server.announce_run(RUN)
+    client = mailbox(drive, DO, [DS])
+    server.poll()
+    secret = os.urandom(2 * 1024 * 1024)
+    client_private = private_file(drive, DO, secret)  # the client's own private file
+    in_wrong_folder = private_file(drive, DS, secret)  # the server's, but not in its blobs folder
+    for fid in (client_private, in_wrong_folder):
+        api_for(drive, DO if fid == client_private else DS).share(fid, DS if fid == client_private else DO, role="reader")
+    # The server's genuine blobs folder holds a file whose size is not what the request declares.
+    blobs_folder = server.transport._blobs_folder(APP)  # type: ignore[attr-defined]
+    wrong_size = private_file(drive, DS, os.urandom(1000), parent=blobs_folder, props=layout.blob_properties(APP, "x" * 32))
+    targets = {"client's own private file": (client_private, hashlib.sha256(secret).hexdigest(), len(secret)),
+               "server file outside its blobs folder": (in_wrong_folder, hashlib.sha256(secret).hexdigest(), len(secret)),
+               "blob of the wrong size": (wrong_size, "0" * 64, 10**9)}
+    client_downloads = downloads_of(client)
+    caplog.set_level(logging.INFO)
+    sent = []
+    for label, (locator, sha, size) in targets.items():
+        msg = Message(RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x00" * 8)})}),
+                      node_id_for(DO), "train", group_id="1")
+        msg.metadata.__dict__["_message_id"] = os.urandom(16).hex()
+        msg.metadata.__dict__["_run_id"] = RUN
+        msg.metadata.__dict__["_src_node_id"] = 1
+        payload = with_foreign_blob(encode_message(msg), "w", locator=locator, sha256=sha, size=size)
+        server.send(kind="request", recipient=DO, run_id=RUN, payload=payload, message_id=msg.metadata.message_id,
+                    codecs=(CODEC_PARTS,), created_at=msg.metadata.created_at, ttl=msg.metadata.ttl)
+        sent.append(msg.metadata.message_id)
+    loop = ClientLoop(ClientApp(), client, poll_interval=0.05)
+    loop.client_app = _EchoApp()  # type: ignore[assignment]
+    for _ in range(4):  # the first poll vets them; later polls must not try again
+        loop._poll_once()
+    downloaded = {label for label, (locator, _s, _n) in targets.items() if locator in client_downloads}
+    assert not downloaded, f"the client downloaded {downloaded}"
+    for mid in sent:
+        assert mid in client.ledger, f"request {mid} is left to be retried forever"
+        lines = [r.getMessage() for r in caplog.records if mid in r.getMessage()]
+        assert len(lines) == 1 and "skipped" in lines[0] and "blob" in lines[0], lines
+    assert loop.report.handled == 0
