@@ -46,7 +46,7 @@ MAX_INDEX_BYTES = 16 * 1024 * 1024
 MAX_ARRAYS = 100_000  # entries in one index
 MAX_NAME_CHARS = 1024  # record and array keys
 MAX_DIMS = 64
-_SHORT = re.compile(r"^[A-Za-z0-9_.<>|=:+-]{1,64}$")  # dtype and stype names ("float32", "<f4", "numpy.ndarray")
+MAX_TYPE_CHARS = 64  # dtype and stype names ("float32", "numpy.ndarray"; legacy Parameters leave them empty)
 _LOCATOR = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # Drive file ids and memory-transport locators
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 BLOB_KEY_BYTES = 32
@@ -257,11 +257,11 @@ def _parse_entry(i: int, raw: Any) -> IndexEntry:
     if not _ENTRY_FIELDS <= set(raw) <= (_ENTRY_FIELDS | {"sha256", "blob_key"} if has_blob else _ENTRY_FIELDS):
         raise PayloadError(f"{where} has missing or unknown fields")
     record, key, dtype, stype = raw["record"], raw["key"], raw["dtype"], raw["stype"]
-    if not (isinstance(record, str) and isinstance(key, str) and 0 < len(record) <= MAX_NAME_CHARS
-            and 0 < len(key) <= MAX_NAME_CHARS):
-        raise PayloadError(f"{where}: record and key must be strings of 1 to {MAX_NAME_CHARS} characters")
-    if not (isinstance(dtype, str) and _SHORT.match(dtype) and isinstance(stype, str) and _SHORT.match(stype)):
-        raise PayloadError(f"{where}: dtype or stype is not a short type name")
+    if not (isinstance(record, str) and isinstance(key, str) and len(record) <= MAX_NAME_CHARS
+            and len(key) <= MAX_NAME_CHARS):
+        raise PayloadError(f"{where}: record and key must be strings of at most {MAX_NAME_CHARS} characters")
+    if not all(isinstance(t, str) and len(t) <= MAX_TYPE_CHARS and t.isprintable() for t in (dtype, stype)):
+        raise PayloadError(f"{where}: dtype or stype is not a type name of at most {MAX_TYPE_CHARS} printable characters")
     shape = raw["shape"]
     if not (isinstance(shape, list) and len(shape) <= MAX_DIMS and all(_is_count(d) for d in shape)):
         raise PayloadError(f"{where}: shape is not a list of at most {MAX_DIMS} non-negative integers")

@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 from syft_flwr_gdrive.blobs import BlobCache, BlobPlacer
@@ -46,6 +46,21 @@ def assert_same(a: Message, b: Message) -> None:
 
 def test_roundtrip_inline():
     assert_same(sample(), message_from_bytes(message_to_bytes(sample())))
+
+
+def test_legacy_parameters_arrays_roundtrip_inline_and_as_blobs():
+    """flwr's server_fn compatibility layer sends arrays with an empty dtype and shape (found by the e2e run)."""
+    hub = MemoryHub()
+    placer = BlobPlacer(MemoryTransport("ds@x.com", hub), "flwr/t", min_bytes=1024)
+    legacy = {"0": Array(dtype="", shape=(), stype="numpy.ndarray", data=b"\x93NUMPY" + bytes(5000)),
+              "1": Array(dtype="", shape=(), stype="", data=b"tiny")}
+    msg = Message(RecordDict({"fitins.parameters": ArrayRecord(legacy)}), 77, "train")
+    p = b"".join(bytes(s) for s in encode_message(msg, place_blob=placer))
+    cache = BlobCache(MemoryTransport("a@x.com", hub), "flwr/t")
+    back = decode_message(io.BytesIO(p), len(p), fetch_blob=functools.partial(cache.fetch, owner="ds@x.com"))
+    for key, array in legacy.items():
+        got = back.content["fitins.parameters"][key]
+        assert (got.dtype, got.shape, got.stype, got.data) == (array.dtype, array.shape, array.stype, array.data)
 
 
 def test_error_messages_roundtrip():
