@@ -236,8 +236,8 @@ class IndexEntry:
 
 def parse_index(index: Any) -> tuple[int, list[IndexEntry]]:
     """Validate a parts payload's index (a peer wrote it); returns (message proto length, entries)."""
-    if not isinstance(index, dict) or not {"message", "arrays"} <= set(index) <= {"message", "arrays", "run"}:
-        raise PayloadError("payload index must be an object with 'message', 'arrays' and optionally 'run'")
+    if not isinstance(index, dict) or not {"message", "arrays"} <= set(index):
+        raise PayloadError("payload index must be an object with 'message' and 'arrays'")  # other keys: ignored
     proto_len, arrays = index["message"], index["arrays"]
     if not _is_count(proto_len):
         raise PayloadError("payload index: 'message' is not a byte count")
