@@ -100,17 +100,7 @@ class PublicKeys:
         return cls(kx, ks) if len(kx) == 32 and len(ks) == 32 else None
 
     def fingerprint(self) -> str:
-        """Short form for log lines (64 bits); compare keys out of band with ``fingerprint_of``."""
         return hashlib.sha256(self.kx + self.sign).hexdigest()[:16]
-
-
-def fingerprint_of(keys: PublicKeys) -> str:
-    """The full fingerprint to read aloud or compare out of band: SHA-256 of both public keys, in groups of 4.
-
-    Its first 16 hex digits are the short form in log lines (``PublicKeys.fingerprint``).
-    """
-    digest = hashlib.sha256(keys.kx + keys.sign).hexdigest()
-    return " ".join(digest[i : i + 4] for i in range(0, len(digest), 4))
 
 
 class Identity:
