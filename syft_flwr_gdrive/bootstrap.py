@@ -1,4 +1,9 @@
-"""Write ``[tool.syft_flwr]`` into a Flower project's pyproject.toml, keeping everything else as it is."""
+"""Write ``[tool.syft_flwr]`` into a Flower project's pyproject.toml, keeping everything else as it is.
+
+Keys of the section that bootstrap does not set (an ``app_name`` written by syft-flwr, a
+``msg_timeout``, anything else) are kept; ``aggregator``, ``datasites`` and ``transport`` (and
+``app_name`` when given) are replaced.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Sequence
 
 import tomli_w
 
-from syft_flwr_gdrive.config import ConfigError, ProjectConfig, validate_email
+from syft_flwr_gdrive.config import ConfigError, ProjectConfig, tomllib, validate_email
 from syft_flwr_gdrive.plugin import available_transports
 
 _SECTION = re.compile(r"^\[tool\.syft_flwr\]\s*$", re.MULTILINE)
@@ -35,11 +40,20 @@ def bootstrap(
         raise ConfigError(f"{aggregator} is both the aggregator and a datasite; use distinct accounts.")
     if transport not in available_transports():
         raise ConfigError(f"Unknown transport {transport!r}; installed: {', '.join(sorted(available_transports()))}.")
-    section: dict[str, object] = {"aggregator": aggregator, "datasites": sites, "transport": transport}
+    text = path.read_text(encoding="utf-8")
+    try:
+        existing = tomllib.loads(text).get("tool", {}).get("syft_flwr", {})
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}); fix it before bootstrapping.") from None
+    inline = [k for k, v in existing.items() if isinstance(v, dict) and f"[tool.syft_flwr.{k}]" not in text]
+    if inline:  # the section's text is rewritten; an inline table in it would be lost
+        raise ConfigError(f"{path}: [tool.syft_flwr] holds inline tables ({', '.join(inline)}); move them to "
+                          f"[tool.syft_flwr.<name>] tables of their own, then bootstrap again.")
+    section: dict[str, object] = {k: v for k, v in existing.items() if not isinstance(v, dict)}  # subtables stay put
+    section.update(aggregator=aggregator, datasites=sites, transport=transport)
     if app_name:
         section["app_name"] = app_name
     rendered = "[tool.syft_flwr]\n" + tomli_w.dumps(section)
-    text = path.read_text(encoding="utf-8")
     match = _SECTION.search(text)
     if match:
         nxt = _NEXT_HEADER.search(text, match.end())

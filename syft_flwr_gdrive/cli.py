@@ -123,6 +123,7 @@ def server(
 
         from syft_flwr_gdrive.plugin import create_transport
         from syft_flwr_gdrive.project import FlowerProject
+        from syft_flwr_gdrive.identity import app_identity
         from syft_flwr_gdrive.server import serve
         from syft_flwr_gdrive.userconfig import parse_user_config
 
@@ -140,14 +141,17 @@ def server(
         sites = [validate_email(site, what="datasites") for site in sites]  # before touching credentials
         transport = create_transport(settings)
         context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=proj.run_config)
+        identity = app_identity(proj.path)
         outcome = serve(
-            proj.load_server_app(), context, sites, proj.app_name, settings=settings, transport=transport
+            proj.load_server_app(), context, sites, proj.app_name, settings=settings, transport=transport,
+            app_fingerprint=identity.as_run_info(),
         )
         data = {
             "completed": outcome.completed,
             "error": outcome.error,
             "run_id": outcome.run_id,
             "run_config": dict(outcome.context.run_config),
+            "app_fingerprint": identity.fingerprint,
             "rounds": outcome.rounds,
             "summary": outcome.summary,
             "excluded": outcome.excluded,
@@ -173,9 +177,16 @@ def client(
     poll_interval: Optional[float] = typer.Option(None, help="Seconds between polls; default $SYFT_FLWR_POLL_INTERVAL or 3.0."),
     node_config: Optional[str] = typer.Option(None, help='The ClientApp\'s context.node_config, as in flower-supernode: \'partition-id=0 num-partitions=3 data-path="/data/a.csv"\' or a JSON object.'),
     report: Optional[Path] = typer.Option(None, help="Write a JSON report (what was handled, Drive calls) here."),
+    allow_project_changes: bool = typer.Option(
+        False, "--allow-project-changes",
+        help="Development only: run the server's requests even if this project's files differ from the server's app."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Serve the project's ClientApp as a data owner until the aggregator's stop signal."""
+    """Serve the project's ClientApp as a data owner until the aggregator's stop signal.
+
+    Requests of a server whose app differs from this project (files or \\[tool.flwr.app]) are refused,
+    and the client exits 2 after the run, naming the files that differ.
+    """
     _setup_logging(verbose)
 
     def go() -> None:
@@ -183,6 +194,7 @@ def client(
         from syft_flwr_gdrive.plugin import create_transport
         from syft_flwr_gdrive.project import FlowerProject
 
+        from syft_flwr_gdrive.identity import app_identity
         from syft_flwr_gdrive.userconfig import parse_user_config
 
         proj = FlowerProject.load(project)
@@ -195,12 +207,14 @@ def client(
         transport = create_transport(settings)
         result = syftbox_flwr_client(
             client_app, proj.app_name, aggregator=server_email, node_config=config, run_config=proj.run_config,
+            app_identity=app_identity(proj.path), allow_project_changes=allow_project_changes,
             settings=settings, transport=transport,
         )
         data = {
             "run_id": result.run_id, "handled": result.handled, "errors": result.errors,
             "error_types": result.error_types, "run_config": result.run_config, "node_config": config,
             "stopped_by": result.stopped_by, "drive_calls": transport.call_counts(),
+            "project_differences": result.project_differences, "refused": result.refused,
         }
         text = json.dumps(data, indent=2, sort_keys=True)
         if report:
@@ -208,6 +222,9 @@ def client(
         typer.echo(text)
         if result.stopped_by == "interrupt":
             raise typer.Exit(EXIT_INTERRUPTED)
+        if result.refused:
+            raise _fail(f"refused {result.refused} request(s): this project differs from the server's app "
+                        f"({'; '.join(result.project_differences)})", EXIT_CONFIG)
 
     _run_errors(go)
 

@@ -29,6 +29,8 @@ def syftbox_flwr_client(
     project_dir: Path | None = None,
     node_config: Mapping[str, Any] | None = None,
     run_config: Mapping[str, Any] | None = None,
+    app_identity: Any = None,
+    allow_project_changes: bool = False,
     settings: Settings | None = None,
     transport: Any = None,
     stop_event: threading.Event | None = None,
@@ -60,6 +62,7 @@ def syftbox_flwr_client(
     loop = ClientLoop(
         client_app, mailbox, poll_interval=settings.poll_interval, node_config=node_config, run_config=run_config,
         stop_event=stop_event, poll_schedule=PollSchedule.for_settings(settings),
+        app_identity=app_identity, allow_project_changes=allow_project_changes,
     )
     try:
         return loop.run()

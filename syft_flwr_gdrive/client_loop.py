@@ -32,6 +32,7 @@ from flwr.clientapp import ClientApp
 from syft_flwr_gdrive.blobs import BlobCache
 from syft_flwr_gdrive.config import ConfigError
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS, PayloadError, decode_message_and_run, encode_message, node_id_for
+from syft_flwr_gdrive.identity import AppIdentity, differences
 from syft_flwr_gdrive.poll_schedule import PollPolicy, PollSchedule
 from syft_flwr_gdrive.tally import round_of
 from syft_flwr_gdrive.transport.contract import Routing
@@ -42,6 +43,7 @@ from syft_flwr_gdrive.userconfig import run_config_of
 logger = logging.getLogger(__name__)
 
 CLIENT_APP_ERROR_CODE = 1  # what Flower's SuperNode uses for ClientApp exceptions
+PROJECT_MISMATCH = "ProjectMismatch"
 
 
 @dataclass
@@ -55,6 +57,8 @@ class ClientReport:
     runs_seen: list[int] = field(default_factory=list)
     run_config: dict[str, Any] = field(default_factory=dict)  # what the ClientApp's Context held
     error_types: dict[str, int] = field(default_factory=dict)
+    project_differences: list[str] = field(default_factory=list)  # how my project differs from the server's
+    refused: int = 0  # requests refused because of those differences
 
 
 def reply_id_for(request_id: str, email: str) -> str:
@@ -76,9 +80,14 @@ class ClientLoop:
         stop_event: threading.Event | None = None,
         linger: float | None = None,
         poll_schedule: PollSchedule | None = None,
+        app_identity: AppIdentity | None = None,
+        allow_project_changes: bool = False,
     ) -> None:
         """``run_config`` is the local project's, used only if the server sends none (an older server):
-        Flower's semantics are that the ClientApp sees the server's effective run config."""
+        Flower's semantics are that the ClientApp sees the server's effective run config.
+
+        ``app_identity`` is this data owner's project; a request from a server running a different
+        app is refused (an error reply naming ``ProjectMismatch``) unless ``allow_project_changes``."""
         self.client_app = client_app
         self.mailbox = mailbox
         self.poll_interval = poll_interval
@@ -86,6 +95,9 @@ class ClientLoop:
         self.schedule = poll_schedule or PollSchedule(PollPolicy(poll_interval))
         self.node_config = dict(node_config or {})
         self.default_run_config = dict(run_config or {})
+        self.app_identity = app_identity
+        self.allow_project_changes = allow_project_changes
+        self._project_checked: set[int] = set()  # runs whose app was compared (logged once each)
         self.node_id = node_id_for(mailbox.email)
         self.stop_event = stop_event or threading.Event()
         # After a stop, wait this long (at most; usually far less) for the server to see our ack and
@@ -204,7 +216,12 @@ class ClientLoop:
                            "project's [tool.flwr.app.config]", env.run_id)
         self._enter_run(env.run_id, run_config)
         assert self._context is not None
-        reply = self._execute(message, self._context)
+        if self._project_differs(env.run_id, info):
+            self.report.refused += 1
+            reason = f"ClientApp raised {PROJECT_MISMATCH} (the data owner's project differs from the server's)"
+            reply = Message(Error(code=CLIENT_APP_ERROR_CODE, reason=reason), reply_to=message)
+        else:
+            reply = self._execute(message, self._context)
         reply.metadata.__dict__["_message_id"] = reply_id_for(env.message_id, self.mailbox.email)
         try:
             self.mailbox.send(
@@ -224,6 +241,25 @@ class ClientLoop:
         self.mailbox.mark_handled(env.message_id)
         self.report.handled += 1
         logger.info("run %d: answered %s (%s, round %s)", env.run_id, meta.message_type, env.message_id[:8], round_of(message))
+
+    def _project_differs(self, run_id: int, info: Any) -> bool:
+        """Compare the server's announced app with mine; True if this request must be refused."""
+        if self.app_identity is None or not isinstance(info, Mapping):
+            return False
+        diffs = differences(self.app_identity, info.get("app"))
+        if not diffs:
+            return False
+        if run_id not in self._project_checked:
+            self._project_checked.add(run_id)
+            self.report.project_differences = diffs
+            if self.allow_project_changes:
+                logger.warning("run %d: my project differs from the server's (%s); running it anyway "
+                               "(--allow-project-changes)", run_id, "; ".join(diffs))
+            else:
+                logger.error("run %d: REFUSING the server's requests: my project differs from the one the server "
+                             "runs (%s). Review the server's version of these files and update yours, or (for "
+                             "development only) start the client with --allow-project-changes.", run_id, "; ".join(diffs))
+        return not self.allow_project_changes
 
     def _execute(self, message: Message, context: Context) -> Message:
         try:

@@ -50,6 +50,16 @@ class ConfigError(ValueError):
     """A setting is missing or malformed; the message says which and how to fix it."""
 
 
+SYFTBOX_TRANSPORT = "syftbox"
+
+
+def syftbox_transport_error(source: str) -> str:
+    """What to say to a project bootstrapped by syft-flwr for SyftBox."""
+    return (f'{source} sets transport = "syftbox" (syft-flwr\'s SyftBox transport). This package carries '
+            f'messages over Google Drive: set transport = "p2p" under [tool.syft_flwr] (or re-run '
+            f'`syft-flwr-gdrive bootstrap`, which keeps your other keys). See docs/coming-from-syft-flwr.md.')
+
+
 def validate_email(value: str, *, what: str = ENV_EMAIL) -> str:
     """Return the normalised (stripped, lower-cased) email or raise ConfigError."""
     email = (value or "").strip()
@@ -124,6 +134,8 @@ class ProjectConfig:
             raise ConfigError(f"{source}: datasites must be a list of emails.")
         aggregator = section.get("aggregator")
         transport = str(section.get("transport", DEFAULT_TRANSPORT))
+        if transport == SYFTBOX_TRANSPORT:
+            raise ConfigError(syftbox_transport_error(source))
         return cls(
             app_name=section.get("app_name"),
             aggregator=validate_email(aggregator, what=f"{source} aggregator") if aggregator else None,

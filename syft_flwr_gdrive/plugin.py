@@ -14,7 +14,7 @@ from __future__ import annotations
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from syft_flwr_gdrive.config import ConfigError, Settings
+from syft_flwr_gdrive.config import SYFTBOX_TRANSPORT, ConfigError, Settings, syftbox_transport_error
 
 GROUP = "syft_flwr.transports"
 
@@ -27,6 +27,8 @@ def available_transports() -> dict[str, EntryPoint]:
 def transport_class(name: str) -> Any:
     """Load the class registered under ``name``; a clear error lists what is installed."""
     found = available_transports()
+    if name == SYFTBOX_TRANSPORT and name not in found:
+        raise ConfigError(syftbox_transport_error("SYFT_FLWR_TRANSPORT or [tool.syft_flwr]"))
     if name not in found:
         names = ", ".join(sorted(found)) or "none"
         raise ConfigError(

@@ -244,3 +244,40 @@ def test_run_command_rejects_bad_input_before_starting_anything(tmp_path):
     typo = subprocess.run(CLI + ["run", "-p", str(CORPUS / "numpy_legacy"), "--run-config", "num-rounds=3"],
                           capture_output=True, text=True, timeout=60)
     assert typo.returncode == 2 and "num-rounds" in typo.stderr and "num-server-rounds" in typo.stderr
+
+
+# -- project identity: a data owner runs only the code it has looked at ----------------------------------
+
+
+def test_a_client_whose_project_differs_refuses_unless_told_otherwise(tmp_path):
+    """Alice's copy has an edited task.py: she refuses (error replies naming ProjectMismatch) and exits 2.
+    Bob's copy differs too but he started with --allow-project-changes: he runs, with a warning."""
+    server_project = tmp_path / "numpy_legacy"
+    shutil.copytree(CORPUS / "numpy_legacy", server_project, ignore=shutil.ignore_patterns("__pycache__"))
+    copies = []
+    for who in ("alice", "bob"):
+        copy = tmp_path / who / "numpy_legacy"
+        shutil.copytree(server_project, copy)
+        task = copy / "numpy_legacy" / "task.py"
+        task.write_text(task.read_text() + f"\n# {who} edited this\n")
+        copies.append(copy)
+    with FakeDriveServer() as drive:
+        fed = LocalFederation(tmp_path / "fed", server_project, drive.url, server_email=SERVER, client_emails=CLIENTS,
+                              poll_interval=0.2, msg_timeout=60.0, run_config="num-server-rounds=1")
+        for i, copy in enumerate(copies):
+            args = fed.client(i).args
+            args[args.index("--project") + 1] = str(copy)
+        fed.client(1).args.append("--allow-project-changes")
+        with fed:
+            fed.start_all()
+            assert fed.wait(240)
+    server = fed.server().report()
+    assert fed.server().process.returncode == 0 and server["completed"]
+    assert server["summary"]["error_types"] == {"ProjectMismatch": 2}  # alice's fit and evaluate
+    assert all(site == CLIENTS[0] for r in server["rounds"] for site, v in r["datasites"].items() if v["errors"])
+    alice, bob = fed.client(0), fed.client(1)
+    assert alice.process.returncode == 2 and alice.report()["refused"] == 2
+    assert alice.report()["project_differences"] == ["numpy_legacy/task.py: changed"]
+    assert "REFUSING the server's requests" in alice.log_text() and "numpy_legacy/task.py: changed" in alice.log_text()
+    assert bob.process.returncode == 0 and bob.report()["refused"] == 0 and bob.report()["errors"] == 0
+    assert "running it anyway (--allow-project-changes)" in bob.log_text()
