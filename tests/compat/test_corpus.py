@@ -9,6 +9,7 @@ side saw, the exit codes, the reported outcome and that nothing is left on Drive
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -21,6 +22,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from syft_flwr_gdrive.config import Settings
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer
@@ -281,3 +283,40 @@ def test_a_client_whose_project_differs_refuses_unless_told_otherwise(tmp_path):
     assert "REFUSING the server's requests" in alice.log_text() and "numpy_legacy/task.py: changed" in alice.log_text()
     assert bob.process.returncode == 0 and bob.report()["refused"] == 0 and bob.report()["errors"] == 0
     assert "running it anyway (--allow-project-changes)" in bob.log_text()
+
+
+# -- one bad peer is left out, not fatal -------------------------------------------------------------
+
+
+def test_a_datasite_whose_key_changed_is_left_out_and_the_run_goes_on(legacy, tmp_path):
+    """Bob wiped his state dir (new keys). The server, which pinned his old key in the corpus run,
+    refuses the new one: bob is excluded and reported, alice trains, the server exits 0; `trust`
+    shows the refused key and `trust --accept` pins it."""
+    state = legacy.fed.workdir / "state"
+    bob_state = Settings.from_env({"SYFTBOX_EMAIL": CLIENTS[1], "SYFT_FLWR_STATE_DIR": str(state)}).participant_state_dir()
+    shutil.rmtree(bob_state)
+    with FakeDriveServer() as drive:
+        fed = LocalFederation(tmp_path / "fed", legacy.fed.project, drive.url, server_email=SERVER, client_emails=CLIENTS,
+                              poll_interval=0.2, msg_timeout=6.0, state_dir=state,
+                              run_config='{"checkpoint-dir": "ckpt"}')
+        with fed:
+            fed.start_all()
+            assert fed.wait(120, keys=["server", "client0"])
+            bob_alive = fed.client(1).alive()  # no trusted key: nothing can be sealed for him, not even a stop
+    report = fed.server().report()
+    assert fed.server().process.returncode == 0 and report["completed"], fed.server().log_text()[-3000:]
+    assert list(report["excluded"]) == [CLIENTS[1]] and "no trusted public key" in report["excluded"][CLIENTS[1]]
+    assert report["summary"]["excluded"] == 4 and report["summary"]["errors"] == 0  # fit + evaluate, 2 rounds
+    assert all(r["datasites"][CLIENTS[0]]["replies"] == 2 for r in report["rounds"])
+    assert fed.client(0).process.returncode == 0 and fed.client(0).report()["stopped_by"] == "stop-signal"
+    assert bob_alive
+    log = fed.server().log_text()
+    assert f"trust --accept {CLIENTS[1]}" in log and f"datasite {CLIENTS[1]} is excluded from this run" in log
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SYFT")},
+           "SYFTBOX_EMAIL": SERVER, "SYFT_FLWR_STATE_DIR": str(state)}
+    listing = subprocess.run(CLI + ["trust"], env=env, capture_output=True, text=True, timeout=60)
+    assert listing.returncode == 0 and f"{CLIENTS[1]}: pinned" in listing.stdout and "REFUSED" in listing.stdout
+    accepted = subprocess.run(CLI + ["trust", "--accept", CLIENTS[1]], env=env, capture_output=True, text=True, timeout=60)
+    assert accepted.returncode == 0 and "pinned" in accepted.stdout
+    assert "REFUSED" not in subprocess.run(CLI + ["trust"], env=env, capture_output=True, text=True, timeout=60).stdout
