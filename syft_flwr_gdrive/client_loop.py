@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -186,6 +187,8 @@ class ClientLoop:
             run_config=dict(self.default_run_config if run_config is None else run_config),
         )
         self.report.run_config = dict(self._context.run_config)
+        if run_config is not None:  # JSON escapes whatever the server put in strings: no forged log lines
+            logger.info("run %d: run config from the server: %s", run_id, json.dumps(dict(run_config), sort_keys=True)[:2000])
 
     def _handle_request(self, delivery: Delivery) -> None:
         env = delivery.envelope

@@ -156,6 +156,8 @@ def test_message_api_error_replies_are_reported_per_round_and_datasite(tabular):
     client = tabular.fed.client(0).report()
     assert client["errors"] == 1 and client["error_types"] == {"RuntimeError": 1}
     assert "round 2" in tabular.fed.client(0).log_text()  # Message-API rounds shown in client logs
+    assert '"penalty": "none"' in tabular.fed.client(1).log_text()  # the run config a client got is logged once
+    assert tabular.fed.client(1).log_text().count("run config from the server") == 1
 
 
 def test_message_api_evaluate_fn_checkpoints_and_query(tabular):
