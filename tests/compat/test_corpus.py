@@ -322,3 +322,19 @@ def test_a_datasite_whose_key_changed_is_left_out_and_the_run_goes_on(legacy, tm
     accepted = subprocess.run(CLI + ["trust", "--accept", CLIENTS[1]], env=env, capture_output=True, text=True, timeout=60)
     assert accepted.returncode == 0 and "pinned" in accepted.stdout
     assert "REFUSED" not in subprocess.run(CLI + ["trust"], env=env, capture_output=True, text=True, timeout=60).stdout
+
+
+def test_server_exits_4_with_completed_false_when_no_datasite_can_be_reached(tmp_path):
+    """Nobody's client runs: every datasite is excluded after the key wait, the run cannot start."""
+    project = tmp_path / "numpy_legacy"
+    shutil.copytree(CORPUS / "numpy_legacy", project, ignore=shutil.ignore_patterns("__pycache__"))
+    with FakeDriveServer() as drive:
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("SYFT")}, "SYFTBOX_EMAIL": SERVER,
+               "SYFT_FLWR_DRIVE_URL": drive.url, "SYFT_FLWR_STATE_DIR": str(tmp_path / "state"),
+               "SYFT_FLWR_MSG_TIMEOUT": "1", "SYFT_FLWR_POLL_INTERVAL": "0.2"}
+        proc = subprocess.run(CLI + ["server", "-p", str(project), "--datasites", ",".join(CLIENTS)],
+                              env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 4, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["completed"] is False and "no datasite can be reached" in report["error"]
+    assert sorted(report["excluded"]) == sorted(CLIENTS)

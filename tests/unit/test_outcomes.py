@@ -144,3 +144,19 @@ def test_tally_totals():
     t.reply("1", "a"), t.reply("1", "b", "KeyError"), t.missing("2", "a"), t.excluded("2", "c")
     assert t.summary() == {"replies": 2, "errors": 1, "missing": 1, "excluded": 1, "error_types": {"KeyError": 1}}
     assert [r["round"] for r in t.rounds()] == ["1", "2"]
+
+
+def test_a_serverapp_that_raises_is_not_completed_and_says_why(tmp_path):
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        raise ValueError("strategy misconfigured")
+
+    hub = MemoryHub()
+    settings = Settings.from_env({}, email=SERVER, poll_interval=0.05, msg_timeout=1.0, state_dir=tmp_path,
+                                 encryption=False)
+    context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
+    outcome = serve(app, context, CLIENTS, "t", settings=settings, transport=MemoryTransport(SERVER, hub))
+    assert not outcome.completed and outcome.error == "ValueError: strategy misconfigured"
+    assert outcome.context is context and outcome.summary["replies"] == 0
