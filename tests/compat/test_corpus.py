@@ -305,6 +305,9 @@ def test_a_datasite_whose_key_changed_is_left_out_and_the_run_goes_on(legacy, tm
             fed.start_all()
             assert fed.wait(120, keys=["server", "client0"])
             bob_alive = fed.client(1).alive()  # no trusted key: nothing can be sealed for him, not even a stop
+        left = {email: len(DriveTransport(DriveApi.for_fake(drive.url, email), email).my_message_files())
+                for email in (SERVER, *CLIENTS)}
+    assert left == {SERVER: 0, CLIENTS[0]: 0, CLIENTS[1]: 0}
     report = fed.server().report()
     assert fed.server().process.returncode == 0 and report["completed"], fed.server().log_text()[-3000:]
     assert list(report["excluded"]) == [CLIENTS[1]] and "no trusted public key" in report["excluded"][CLIENTS[1]]
