@@ -130,10 +130,13 @@ class _Attempts:
 class _StreamMedia(MediaUpload):
     """Resumable upload source reading a stream one chunk at a time (bounded memory).
 
-    googleapiclient asks for ``getbytes(offset, n)``; we keep only the last
-    chunk so a chunk Drive did not commit can be re-sent after a probe, even
-    from a non-seekable stream. Returning ``bytes`` (not a stream slice) keeps
-    a re-sent request body intact.
+    googleapiclient asks for ``getbytes(offset, n)``. Each chunk is read with
+    ``readinto`` straight into a fresh ``bytearray`` that is never touched
+    again: one copy from the source, and a re-sent request body stays intact.
+    (http.client sends a non-``bytes`` body after the headers instead of
+    joining the two, which would be one more copy of the chunk.) A seekable
+    stream is re-read from the right offset when googleapiclient resends after
+    a probe; for a non-seekable one the last chunk is kept for that.
     """
 
     def __init__(self, stream: BinaryIO, size: int, mimetype: str, chunksize: int) -> None:
@@ -142,8 +145,8 @@ class _StreamMedia(MediaUpload):
         self._size = size
         self._mimetype = mimetype
         self._chunksize = chunksize
-        self._buf = bytearray()
-        self._buf_start = 0
+        self._last: tuple[int, bytearray] | None = None  # (offset, chunk), non-seekable streams only
+        self._pos = 0  # the stream's position relative to _origin
         try:
             self._seekable = bool(stream.seekable())
             self._origin = stream.tell() if self._seekable else 0
@@ -165,39 +168,70 @@ class _StreamMedia(MediaUpload):
     def has_stream(self) -> bool:
         return False
 
-    def getbytes(self, begin: int, length: int) -> bytes:
-        if begin < self._buf_start:
-            if not self._seekable:
-                raise DriveError(
-                    f"Upload needs to resend from byte {begin} but the stream cannot seek "
-                    "back that far. Fix: pass a seekable stream (a file) to upload_stream."
-                )
-            self._stream.seek(self._origin + begin)
-            self._buf, self._buf_start = bytearray(), begin
-        drop = min(begin - self._buf_start, len(self._buf))
-        del self._buf[:drop]
-        self._buf_start += drop
-        while self._buf_start < begin:  # skip forward (not expected with Drive)
-            skipped = self._stream.read(min(begin - self._buf_start, self._chunksize))
-            if not skipped:
-                break
-            self._buf_start += len(skipped)
-        length = min(length, self._size - begin)
-        while len(self._buf) < length:
-            piece = self._stream.read(length - len(self._buf))
-            if not piece:
-                break
-            self._buf += piece
-        if len(self._buf) < length:
+    def getbytes(self, begin: int, length: int) -> bytearray:
+        length = max(0, min(length, self._size - begin))
+        chunk = bytearray(length)
+        view = memoryview(chunk)
+        try:
+            have = 0
+            last = self._last
+            if last is not None and last[0] <= begin <= self._pos:  # a resend: reuse what was read already
+                have = min(length, self._pos - begin)
+                view[:have] = memoryview(last[1])[begin - last[0] : begin - last[0] + have]
+            elif begin != self._pos:
+                self._move_to(begin)
+            got = have + _read_into(self._stream, view[have:])
+        finally:
+            view.release()
+        self._pos = max(self._pos, begin + got)
+        if got < length:
             raise DriveError(
                 f"upload_stream was told size={self._size} but the stream ended at "
-                f"{self._buf_start + len(self._buf)} bytes. Fix: pass the stream's real size."
+                f"{begin + got} bytes. Fix: pass the stream's real size."
             )
-        with memoryview(self._buf) as view:
-            return bytes(view[:length])
+        self._last = None if self._seekable else (begin, chunk)
+        return chunk
+
+    def _move_to(self, begin: int) -> None:
+        if self._seekable:
+            self._stream.seek(self._origin + begin)
+            self._pos = begin
+            return
+        if begin < self._pos:
+            raise DriveError(
+                f"Upload needs to resend from byte {begin} but the stream cannot seek "
+                "back that far. Fix: pass a seekable stream (a file) to upload_stream."
+            )
+        while self._pos < begin:  # skip forward (not expected with Drive)
+            skipped = self._stream.read(min(begin - self._pos, self._chunksize))
+            if not skipped:
+                break
+            self._pos += len(skipped)
 
     def to_json(self) -> str:  # pragma: no cover - we never serialize uploads
         raise NotImplementedError("stream uploads are not serializable")
+
+
+def _read_into(stream: BinaryIO, view: memoryview) -> int:
+    """Fill ``view`` from ``stream`` (``readinto`` when it has one); returns the bytes read."""
+    got = 0
+    readinto = getattr(stream, "readinto", None)
+    while got < len(view):
+        n = 0
+        if readinto is not None:
+            try:
+                n = readinto(view[got:]) or 0
+            except NotImplementedError:  # a RawIOBase that only implements read()
+                readinto = None
+                continue
+        else:
+            piece = stream.read(len(view) - got)
+            n = len(piece) if piece else 0
+            view[got : got + n] = piece
+        if not n:
+            break
+        got += n
+    return got
 
 
 class _LimitedWriter:
