@@ -20,8 +20,9 @@ recipient can read it; every chunk's nonce holds its index and a last-chunk
 flag and its associated data holds the routing, so chunks cannot be reordered,
 cut off, or moved to another message. The signature covers the routing, the
 ephemeral key and the SHA-256 of the ciphertext, so only the pinned sender
-could have produced it. Chunks are encrypted on demand while reading, so a
-1 GiB payload never exists twice in memory.
+could have produced it. Chunks are encrypted one at a time (into a temporary
+file when sealing, into one when opening), so a 1 GiB payload never exists
+twice in memory.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ _HEAD = struct.Struct(">4sB32sI")
 HEADER_BYTES = _HEAD.size
 SIG_BYTES = 64
 TRAILER_BYTES = SIG_BYTES + len(MAGIC)
+SPOOL_IN_MEMORY = 8 * 1024 * 1024  # a sealed payload's ciphertext beyond this waits for its upload on disk
 
 
 class CryptoError(ValueError):
@@ -358,6 +360,61 @@ def open_blob(sealed: BinaryIO, plain_size: int, key: bytes) -> bytes:
     return out.getvalue()
 
 
+def _fill(stream: BinaryIO, view: memoryview) -> int:
+    """Read into ``view`` until it is full or the stream ends; returns the bytes read."""
+    got = 0
+    while got < len(view):
+        readinto = getattr(stream, "readinto", None)
+        if readinto is not None:
+            n = readinto(view[got:]) or 0
+        else:  # e.g. SpooledTemporaryFile before Python 3.11
+            piece = stream.read(len(view) - got)
+            n = len(piece)
+            view[got : got + n] = piece
+        if not n:
+            break
+        got += n
+    return got
+
+
+class SpooledSealed(SeekableReader):
+    """A sealed payload made in advance: header, ciphertext in a temporary file, trailer (seekable)."""
+
+    def __init__(self, header: bytes, body: BinaryIO, trailer: bytes) -> None:
+        super().__init__()
+        self._header, self._body, self._trailer = header, body, trailer
+        self._body_size = body.tell()
+        self.size = len(header) + self._body_size + len(trailer)
+        self._pos = 0
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        out = memoryview(buffer).cast("B")
+        written = 0
+        while written < len(out) and self._pos < self.size:
+            rel = self._pos - len(self._header)
+            if rel < 0:
+                piece: bytes | memoryview = self._header[self._pos :]
+            elif rel >= self._body_size:
+                piece = self._trailer[rel - self._body_size :]
+            else:
+                self._body.seek(rel)
+                n = _fill(self._body, out[written : written + min(len(out) - written, self._body_size - rel)])
+                if not n:
+                    raise CryptoError("the sealed payload's temporary file ended early")
+                written += n
+                self._pos += n
+                continue
+            n = min(len(piece), len(out) - written)
+            out[written : written + n] = piece[:n]
+            written += n
+            self._pos += n
+        return written
+
+    def close(self) -> None:
+        self._body.close()
+        super().close()
+
+
 class Sealer:
     """Seals payloads for peers and opens payloads from them."""
 
@@ -384,12 +441,15 @@ class Sealer:
             raise MissingPeerKey(f"no trusted public key for {peer} yet (it has not started, or its key changed)")
         return keys
 
-    def seal(self, routing: Routing, plain: BinaryIO, plain_size: int) -> tuple[SealedReader, str]:
+    def seal(self, routing: Routing, plain: BinaryIO, plain_size: int) -> tuple[SpooledSealed, str]:
         """Encrypt to ``routing.recipient`` and sign as me.
 
-        Returns a stream of the sealed payload and its SHA-256. Encrypting is
-        done twice (once here to hash and sign, once while the stream is
-        read), which costs CPU but never holds the ciphertext in memory.
+        Returns a stream of the sealed payload and its SHA-256 (the envelope
+        header, sent first, carries that digest, so the ciphertext must be
+        complete before the upload starts). Encrypts once: the ciphertext is
+        hashed as it is made and kept in a temporary file (in memory up to
+        ``SPOOL_IN_MEMORY``), which the upload then reads; memory stays at a
+        chunk whatever the payload's size. Close the stream when done.
         """
         recipient = self._keys_of(routing.recipient)
         eph = X25519PrivateKey.generate()
@@ -397,18 +457,36 @@ class Sealer:
         key = _derive(eph.exchange(X25519PublicKey.from_public_bytes(recipient.kx)), eph_pub, recipient.kx, routing)
         aad = _routing_bytes(routing)
         header = _HEAD.pack(MAGIC, VERSION, eph_pub, CHUNK)
-        unsigned = SealedReader(plain, plain_size, key, aad, b"")
+        aead = ChaCha20Poly1305(key)
+        chunks = max(1, -(-plain_size // CHUNK))
         cipher_digest, payload_digest = hashlib.sha256(), hashlib.sha256(header)
-        while chunk := unsigned.read(CHUNK + TAG):
-            cipher_digest.update(chunk)
-            payload_digest.update(chunk)
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+        buf = memoryview(bytearray(min(CHUNK, plain_size)))  # one plaintext chunk, reused
+        try:
+            for index in range(chunks):
+                want = min(CHUNK, plain_size - index * CHUNK)
+                if _fill(plain, buf[:want]) != want:
+                    raise CryptoError(f"the payload ended in chunk {index}, before its declared {plain_size} bytes")
+                sealed = aead.encrypt(_nonce(index, index == chunks - 1), buf[:want], aad)
+                cipher_digest.update(sealed)
+                payload_digest.update(sealed)
+                spool.write(sealed)
+        except BaseException:
+            spool.close()
+            raise
         signature = self.identity.sign(b"sfg-sig-v1|" + aad + eph_pub + cipher_digest.digest())
         trailer = signature + MAGIC
         payload_digest.update(trailer)
-        return SealedReader(plain, plain_size, key, aad, header, trailer), payload_digest.hexdigest()
+        return SpooledSealed(header, spool, trailer), payload_digest.hexdigest()
 
-    def open(self, routing: Routing, sealed: BinaryIO, sealed_size: int) -> tuple[BinaryIO, int]:
-        """Verify and decrypt a payload from ``routing.sender``; returns (plaintext file, size)."""
+    def open(
+        self, routing: Routing, sealed: BinaryIO, sealed_size: int, *, payload_sha256: str | None = None
+    ) -> tuple[BinaryIO, int]:
+        """Verify and decrypt a payload from ``routing.sender``; returns (plaintext file, size).
+
+        With ``payload_sha256`` (the envelope's digest of the whole sealed payload) that digest is
+        checked in the same pass as the decryption, so the caller need not read the payload twice.
+        """
         sender = self._keys_of(routing.sender)
         start = sealed.tell()
         head = sealed.read(HEADER_BYTES)
@@ -431,12 +509,20 @@ class Sealer:
         key = _derive(self.identity.exchange(eph_pub), eph_pub, self.identity.public.kx, routing)
         aead = ChaCha20Poly1305(key)
         digest = hashlib.sha256()
-        out: BinaryIO = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # type: ignore[assignment]
+        whole = hashlib.sha256(head) if payload_sha256 is not None else None
+        out: BinaryIO = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # type: ignore[assignment]
         try:
             for index in range(chunks):
                 data = sealed.read(min(CHUNK + TAG, body_size - index * (CHUNK + TAG)))
                 digest.update(data)
+                if whole is not None:
+                    whole.update(data)
                 out.write(aead.decrypt(_nonce(index, index == chunks - 1), data, aad))
+            if whole is not None:
+                whole.update(trailer)
+                if whole.hexdigest() != payload_sha256:
+                    out.close()
+                    raise CryptoError("payload SHA-256 does not match the header (corrupted in transit or tampered)")
             Ed25519PublicKey.from_public_bytes(sender.sign).verify(signature, b"sfg-sig-v1|" + aad + eph_pub + digest.digest())
         except InvalidTag:
             out.close()

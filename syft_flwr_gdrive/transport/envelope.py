@@ -20,7 +20,7 @@ import math
 import struct
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, BinaryIO, Sequence
+from typing import Any, BinaryIO, Callable, Sequence
 
 from syft_flwr_gdrive.transport.segments import Buffer
 
@@ -183,11 +183,15 @@ def header_bytes(envelope: Envelope) -> bytes:
     return MAGIC + _LEN.pack(len(header)) + header
 
 
-def decode_file(fh: BinaryIO, *, max_payload: int | None = None) -> tuple[Envelope, int]:
+def decode_file(
+    fh: BinaryIO, *, max_payload: int | None = None, digest_checked_later: Callable[[Envelope], bool] | None = None
+) -> tuple[Envelope, int]:
     """Parse and verify a body stored in a seekable file, reading it in chunks.
 
     Returns the envelope and the payload's offset in the file; memory stays
-    at one chunk whatever the body's size.
+    at one chunk whatever the body's size. If ``digest_checked_later(envelope)``
+    is true the payload's SHA-256 is left to the caller, who checks it in the
+    pass it makes anyway (a sealed payload's is checked while it is decrypted).
     """
     fh.seek(0, io.SEEK_END)
     total = fh.tell()
@@ -201,6 +205,9 @@ def decode_file(fh: BinaryIO, *, max_payload: int | None = None) -> tuple[Envelo
         raise EnvelopeError(f"payload of {envelope.size} bytes exceeds the {max_payload}-byte limit")
     if total - offset != envelope.size:
         raise EnvelopeError(f"payload is {total - offset} bytes but the header says {envelope.size} (truncated or padded)")
+    if digest_checked_later is not None and digest_checked_later(envelope):
+        fh.seek(offset)
+        return envelope, offset
     digest = hashlib.sha256()
     fh.seek(offset)
     while chunk := fh.read(_CHUNK):

@@ -157,7 +157,10 @@ class Mailbox:
             sealed, digest = self.sealer.seal(routing, plain, plain.size)
             envelope = replace(envelope, codecs=(CODEC_SEAL, *envelope.codecs), sha256=digest, size=sealed.size)
             body = ConcatReader([SegmentReader([header_bytes(envelope)]), sealed])
-        handle = self.transport.send(routing, body)
+        try:
+            handle = self.transport.send(routing, body)
+        finally:
+            body.close()  # a sealed payload's ciphertext waits in a temporary file
         return envelope.message_id, handle
 
     def poll(self, accept: Callable[[Routing], str | None] | None = None) -> PollResult:
@@ -253,7 +256,7 @@ class Mailbox:
                 body.write(self.transport.read(posting, max_bytes=limit))
             else:  # big bodies stream to disk: memory stays bounded whatever the model's size
                 self.transport.read_to(posting, body, max_bytes=limit)
-            envelope, offset = decode_file(body, max_payload=self.max_payload)
+            envelope, offset = decode_file(body, max_payload=self.max_payload, digest_checked_later=self._opens_sealed)
         except TransportError as exc:
             body.close()
             logger.info("could not read message file %s yet (%s); will retry on the next poll", posting.handle, exc)
@@ -278,6 +281,10 @@ class Mailbox:
             return None
         return self._unseal(Delivery(envelope, posting, body, offset), routing)
 
+    def _opens_sealed(self, envelope: Envelope) -> bool:
+        """True if ``_unseal`` will decrypt this payload, checking its SHA-256 in that same pass."""
+        return self.sealer is not None and bool(envelope.codecs) and envelope.codecs[0] == CODEC_SEAL
+
     def _unseal(self, delivery: Delivery, routing: Routing) -> Delivery | None:
         """Decrypt and verify a sealed payload; fail closed on plaintext when encryption is on."""
         env, posting = delivery.envelope, delivery.posting
@@ -295,7 +302,7 @@ class Mailbox:
                                   "SYFT_FLWR_ENCRYPTION_ENABLED=false must switch it back on")
             return None
         try:
-            plain, size = self.sealer.open(routing, delivery.open_payload(), env.size)
+            plain, size = self.sealer.open(routing, delivery.open_payload(), env.size, payload_sha256=env.sha256)
         except MissingPeerKey as exc:
             delivery.close()
             self._note(posting, str(exc))

@@ -115,6 +115,12 @@ class ConcatReader(SeekableReader):
         self.seek(0)
         return self.read(self.size)
 
+    def close(self) -> None:
+        """Close the parts too (a sealed payload's part holds a temporary file)."""
+        for part in self._parts:
+            part.close()
+        super().close()
+
 
 def as_reader(body: Union[Buffer, Sequence[Buffer], io.RawIOBase]) -> io.RawIOBase:
     """A seekable reader with ``.size`` for a buffer, buffers, or such a reader."""
