@@ -6,20 +6,23 @@
 * ``clients``: one or more ``syftbox_flwr_client`` loops as threads, each with
   its own transport (its own DriveApi, its own counters), the ClientApp wrapped
   to time each call.
-* ``raw-io``: a plain ``DriveApi`` upload + download of N bytes (the throughput
-  baseline for large payloads).
+* ``raw-io``: a plain ``DriveApi`` upload of N bytes held in memory and a
+  streamed download of them into a temporary file (the throughput and memory
+  baseline for large payloads: the payload is held once).
 
 Each writes a JSON report to ``spec["out"]`` including its peak RSS (VmHWM).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -186,15 +189,26 @@ def make_recording_app(inner: Any, exchanges: list[dict[str, Any]]) -> Any:
             return self._inner.pull_messages(message_ids)
 
         def send_and_receive(self, messages: Iterable[Any], *, timeout: float | None = None) -> Iterable[Any]:
-            msgs = list(messages)
-            kinds = sorted({m.metadata.message_type for m in msgs})
-            groups = sorted({m.metadata.group_id for m in msgs})
+            # Pass the messages through without keeping them: an app that hands over its only reference
+            # (a generator, as bench_apps' payload app does) lets the grid free a request once it is sent.
+            kinds: set[str] = set()
+            groups: set[str] = set()
+            count = 0
+
+            def noted() -> Iterable[Any]:
+                nonlocal count
+                for m in messages:
+                    kinds.add(m.metadata.message_type)
+                    groups.add(m.metadata.group_id)
+                    count += 1
+                    yield m
+
             rss0 = proc_status_kib("VmRSS")
             t0 = time.time()
-            out = list(self._inner.send_and_receive(msgs, timeout=timeout))
+            out = list(self._inner.send_and_receive(noted(), timeout=timeout))
             t1 = time.time()
             entry = {
-                "type": ",".join(kinds), "group": ",".join(groups), "n": len(msgs), "replies": len(out),
+                "type": ",".join(sorted(kinds)), "group": ",".join(sorted(groups)), "n": count, "replies": len(out),
                 "errors": sum(1 for m in out if m.has_error()), "t0": t0, "t1": t1, "rss_before_kib": rss0,
             }
             with self._lock:
@@ -365,16 +379,24 @@ def run_raw_io(spec: dict[str, Any], logs: CountingHandler) -> dict[str, Any]:
     size = int(spec["size"])
     api = DriveApi.for_fake(spec["drive_url"], spec.get("email", "raw@example.com"))
     report: dict[str, Any] = {"role": "raw-io", "size": size, "vm_rss_start_kib": proc_status_kib("VmRSS"), "runs": []}
-    data = np.random.default_rng(int(spec.get("seed", 0))).integers(0, 256, size=size, dtype=np.uint8).tobytes()
+    rng = np.random.default_rng(int(spec.get("seed", 0)))
+    with tempfile.TemporaryFile() as fh:  # built in 16 MiB pieces and read back in one allocation: held once
+        for start in range(0, size, 16 * 1024 * 1024):
+            fh.write(rng.bytes(min(16 * 1024 * 1024, size - start)))
+        fh.seek(0)
+        data = fh.read()
     report["vm_rss_with_data_kib"] = proc_status_kib("VmRSS")
+    expected = hashlib.sha256(data).hexdigest()
     for i in range(int(spec.get("repeat", 1))):
         t0 = time.perf_counter()
         created = api.upload_bytes(f"raw-{i}.bin", data, parent_id=None, fields="id")
         t1 = time.perf_counter()
-        back = api.download_bytes(str(created["id"]))
-        t2 = time.perf_counter()
-        ok = len(back) == size and back[:1024] == data[:1024] and back[-1024:] == data[-1024:]
-        del back
+        with tempfile.TemporaryFile() as back:  # streamed to disk in ranged chunks: the payload is held once
+            got = api.download_to(str(created["id"]), back)
+            t2 = time.perf_counter()
+            back.seek(0)
+            digest = hashlib.file_digest(back, "sha256").hexdigest()  # type: ignore[arg-type]
+        ok = got == size and digest == expected
         api.delete_many([str(created["id"])], missing_ok=True)
         report["runs"].append({"upload_s": t1 - t0, "download_s": t2 - t1, "ok": ok})
     report["drive_calls"] = api.calls.snapshot()

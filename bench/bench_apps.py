@@ -80,7 +80,8 @@ echo_client_app.evaluate()(_echo_reply)
 #
 # Both sides hold at most one copy of the payload (plus a 16 MiB chunk): the array's
 # .npy bytes are written chunk by chunk to a temporary file and read back as one
-# ``bytes`` object (one allocation), and the client drops the request's array before
+# ``bytes`` object (one allocation), the server hands its only reference to the
+# request to the grid (a generator), and the client drops the request's array before
 # it builds the reply. So peak RSS beyond one payload is what Flower and the
 # transport add, not this app.
 
@@ -110,6 +111,12 @@ def _raw(array_data: bytes, nbytes: int) -> memoryview:
     return memoryview(array_data)[len(array_data) - nbytes:]
 
 
+def _handed_over(outbox: list[Message]) -> Iterator[Message]:
+    """Yield the messages, dropping each from ``outbox``: the caller keeps no reference."""
+    while outbox:
+        yield outbox.pop(0)
+
+
 @payload_server_app.main()
 def _payload_main(grid: Grid, context: Context) -> None:
     """``exchanges`` times: a fresh payload (like a new global model each round) out and back."""
@@ -130,13 +137,13 @@ def _payload_main(grid: Grid, context: Context) -> None:
                 expected.update((chunk + np.uint8(1)).tobytes())
                 yield chunk.tobytes()
 
-        record = ArrayRecord({"payload": _uint8_array(chunks(), size)})
-        msg = grid.create_message(RecordDict({"arrays": record}), "train", node, str(k + 1))
-        del record
+        outbox = [grid.create_message(RecordDict({"arrays": ArrayRecord({"payload": _uint8_array(chunks(), size)})}),
+                                      "train", node, str(k + 1))]
         t0 = time.perf_counter()
-        replies = list(grid.send_and_receive([msg], timeout=timeout))
+        # Hand the grid the only reference (a generator that pops it): once the request is sent nothing
+        # holds it, so the reply arrives while the app holds one payload, not two.
+        replies = list(grid.send_and_receive(_handed_over(outbox), timeout=timeout))
         seconds.append(time.perf_counter() - t0)
-        del msg
         ok = 0
         if replies and not replies[0].has_error():
             arr = next(iter(replies[0].content["arrays"].values()))

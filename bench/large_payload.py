@@ -10,10 +10,12 @@ Reported:
 * end-to-end throughput: 2 S / (wall time of the server's send_and_receive),
   i.e. payload bytes delivered per second where each delivery is one upload
   and one download through Drive (S out, S back);
-* the same for a raw DriveApi upload_bytes + download_bytes of S bytes in a
-  separate process (S / (upload + download)); ratio (target >= 50%);
-* peak RSS (VmHWM) of the server and the client process, / S (target < 2.5x),
-  also net of the process's RSS before the run (interpreter + flwr), and the
+* the same for a raw DriveApi upload_bytes + download_to (a temporary file) of
+  S bytes in a separate process (S / (upload + download)); the ratio, without
+  the client app's own time, is ``throughput_over_raw`` (target >= 0.9);
+* peak RSS (VmHWM) of the server and the client process, / S, also net of
+  the process's RSS before the run (interpreter + flwr): ``peak_rss_net_x``
+  (target <= 1.3; the app's own copy is the 1.0x; also the raw process's), and the
   peak within each exchange (the run does ``--exchanges`` exchanges, each with
   fresh content, as a new global model each round would be);
 * the most bytes the fake Drive stored at once, / S;
@@ -183,7 +185,7 @@ def main() -> int:
              "net_peak_x_payload": (hwm - (base or 0)) * 1024 / size}
         mem[role] = m
         print(f"   {role}: peak RSS {m['vm_hwm_mib']:.0f} MiB = {m['peak_x_payload']:.2f} x payload "
-              f"(net of {m['rss_start_mib']:.0f} MiB at start: {m['net_peak_x_payload']:.2f} x; target < 2.5 x)")
+              f"(net of {m['rss_start_mib']:.0f} MiB at start: {m['net_peak_x_payload']:.2f} x; target <= 1.3 x net)")
     result["memory"] = mem
     result["meets_memory_2_5x"] = bool(mem) and all(m["peak_x_payload"] < 2.5 for m in mem.values())
     print(f"   fake Drive storage in use peaked at {result['drive_stored_max_x_payload']:.2f} x payload")
@@ -194,18 +196,31 @@ def main() -> int:
         result["raw"] = {"upload_s": up, "download_s": down, "ok": all(r["ok"] for r in raw["runs"]),
                          "runs": len(raw["runs"]), "throughput_MBps": raw_rate, "upload_MBps": size / up / 1e6,
                          "download_MBps": size / down / 1e6, "vm_hwm_mib": raw.get("vm_hwm_kib", 0) / 1024,
-                         "peak_x_payload": raw.get("vm_hwm_kib", 0) * 1024 / size, "calls": raw.get("drive_calls")}
+                         "peak_x_payload": raw.get("vm_hwm_kib", 0) * 1024 / size, "calls": raw.get("drive_calls"),
+                         "net_peak_x_payload": (raw.get("vm_hwm_kib", 0) - (raw.get("vm_rss_start_kib") or 0)) * 1024 / size}
         print(f"   raw DriveApi (mean of {len(raw['runs'])}): upload {up:.2f}s + download {down:.2f}s -> "
               f"{raw_rate:.1f} MB/s; peak RSS {result['raw']['vm_hwm_mib']:.0f} MiB "
-              f"({result['raw']['peak_x_payload']:.2f} x, holding the payload once)")
+              f"({result['raw']['peak_x_payload']:.2f} x, net {result['raw']['net_peak_x_payload']:.2f} x, holding the "
+              "payload once and streaming the download to a file)")
         if rows:
             result["throughput_vs_raw"] = result["throughput_MBps"] / raw_rate
             result["throughput_excl_app_vs_raw"] = result["throughput_excl_app_MBps"] / raw_rate
             result["meets_throughput_50pct"] = result["throughput_vs_raw"] >= 0.5
-            print(f"   end to end / raw = {result['throughput_vs_raw'] * 100:.0f}% (target >= 50%); without the client "
+            print(f"   end to end / raw = {result['throughput_vs_raw'] * 100:.0f}% (target >= 90% without the client app); without the client "
                   f"app's time {result['throughput_excl_app_vs_raw'] * 100:.0f}%")
     elif raw:
         result["raw_error"] = str(raw)[-1500:]
+    # The named figures (issue 12), comparable from one change to the next: peak RSS net of the interpreter
+    # over the payload (the app's own copy is the 1.0x; target <= 1.3 on both sides), and end-to-end
+    # throughput over the raw DriveApi's, without the client app's own time (target >= 0.9).
+    result["peak_rss_net_x"] = {role: round(m["net_peak_x_payload"], 3) for role, m in mem.items()}
+    if "raw" in result:
+        result["peak_rss_net_x"]["raw"] = round(result["raw"]["net_peak_x_payload"], 3)
+    if "throughput_excl_app_vs_raw" in result:
+        result["throughput_over_raw"] = round(result["throughput_excl_app_vs_raw"], 3)
+        result["throughput_over_raw_incl_app"] = round(result["throughput_vs_raw"], 3)
+    print(f"   peak_rss_net_x {result['peak_rss_net_x']} (target <= 1.3); throughput_over_raw "
+          f"{result.get('throughput_over_raw')} (target >= 0.9)")
     if not fed.completed:
         result["server_log_tail"] = (fed.logs.get("server") or "")[-1500:]
     H.print_json_last(result)
