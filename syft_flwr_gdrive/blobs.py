@@ -6,8 +6,8 @@ and the plaintext's SHA-256 travel inside each recipient's sealed, signed
 message, so Drive only ever holds ciphertext). ``BlobCache`` (receiving side)
 fetches a blob only from the sending peer's own blobs folder, after the
 transport checked owner, folder and size from the file's metadata, and keeps
-the last blob, so the model evaluated in round r and trained in round r+1 is
-downloaded once (and no older model is kept in memory).
+the last blob (its ciphertext, on disk), so the model evaluated in round r and
+trained in round r+1 is downloaded once, and no model is kept in memory.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import logging
 import tempfile
 import threading
 from collections import OrderedDict
+from typing import BinaryIO
 
 from syft_flwr_gdrive.crypto import CryptoError, new_blob_key, open_blob, seal_blob, sealed_blob_size
 from syft_flwr_gdrive.flower_codec import BlobRef, PayloadError
@@ -98,6 +99,10 @@ class BlobCache:
     ``fetch(ref, owner=...)`` raises ``PayloadError`` for a blob that must never be used (not
     the sender's, wrong size, over the limit, does not decrypt or match its SHA-256) and lets
     a ``TransportError`` (maybe transient) through.
+
+    What is kept is the blob's verified ciphertext in a temporary file (in memory only up to
+    ``SPOOL_IN_MEMORY``), not its plaintext: a hit decrypts it again instead of downloading it,
+    and memory never holds a model the app has dropped (the bytes handed out are the app's).
     """
 
     def __init__(self, transport: Transport, app: str, *, max_bytes: int | None = None, max_items: int = 1) -> None:
@@ -105,34 +110,66 @@ class BlobCache:
         self.app = app
         self.max_bytes = max_bytes
         self.max_items = max_items
-        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._items: OrderedDict[str, BinaryIO] = OrderedDict()  # sha256 -> spooled ciphertext
         self._lock = threading.Lock()
         self.fetched_bytes = 0
 
     def fetch(self, ref: BlobRef, *, owner: str) -> bytes:
         with self._lock:
-            if ref.sha256 in self._items:
-                self._items.move_to_end(ref.sha256)
-                return self._items[ref.sha256]
+            kept = self._items.pop(ref.sha256, None)  # in use by this thread until put back
+        if kept is not None:
+            try:
+                kept.seek(0)
+                data = self._open(kept, ref)
+            except BaseException:
+                kept.close()
+                raise
+            self._keep(ref.sha256, kept)
+            return data
         if self.max_bytes is not None and ref.size > self.max_bytes:
             raise PayloadError(f"a shared blob of {ref.size} bytes exceeds the {self.max_bytes}-byte message limit")
         stored_size = sealed_blob_size(ref.size)
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+        spool: BinaryIO = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # type: ignore[assignment]
+        try:
             try:
                 self.transport.get_blob(self.app, ref.locator, owner=owner, size=stored_size, out=spool)
             except BlobRefused as exc:
                 raise PayloadError(f"shared blob refused: {exc}") from None
             self.fetched_bytes += stored_size
             spool.seek(0)
-            try:
-                data = open_blob(spool, ref.size, ref.key)  # type: ignore[arg-type]
-            except CryptoError as exc:
-                raise PayloadError(str(exc)) from None
+            data = self._open(spool, ref)
+        except BaseException:
+            spool.close()
+            raise
+        self._keep(ref.sha256, spool)
+        return data
+
+    @staticmethod
+    def _open(spool: BinaryIO, ref: BlobRef) -> bytes:
+        try:
+            data = open_blob(spool, ref.size, ref.key)
+        except CryptoError as exc:
+            raise PayloadError(str(exc)) from None
         if hashlib.sha256(data).hexdigest() != ref.sha256:
             raise PayloadError("a shared blob does not match its SHA-256")
-        if self.max_items:
-            with self._lock:
-                self._items[ref.sha256] = data
-                while len(self._items) > self.max_items:
-                    self._items.popitem(last=False)
         return data
+
+    def _keep(self, sha256: str, spool: BinaryIO) -> None:
+        dropped: list[BinaryIO] = []
+        with self._lock:
+            if self.max_items and sha256 not in self._items:
+                self._items[sha256] = spool
+                spool = None  # type: ignore[assignment]
+            while len(self._items) > self.max_items:
+                dropped.append(self._items.popitem(last=False)[1])
+        if spool is not None:
+            dropped.append(spool)
+        for fh in dropped:
+            fh.close()
+
+    def close(self) -> None:
+        """Remove the kept temporary files."""
+        with self._lock:
+            items, self._items = list(self._items.values()), OrderedDict()
+        for fh in items:
+            fh.close()

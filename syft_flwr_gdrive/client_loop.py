@@ -131,6 +131,8 @@ class ClientLoop:
         except KeyboardInterrupt:
             self.report.stopped_by = "interrupt"
             logger.info("interrupted; leaving my files for the server to act on")
+        finally:
+            self._blobs.close()  # the kept model's temporary file
         return self.report
 
     def _poll_once(self) -> bool:
