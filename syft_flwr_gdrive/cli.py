@@ -432,9 +432,11 @@ def trust(
             raise _fail(f"{exc}. `syft-flwr-gdrive trust` lists the refused keys.", EXIT_CONFIG)
         typer.echo(f"pinned {accept.strip().lower()}'s new key (fingerprint {fingerprint}); restart your run to use it")
         return
-    mine = my_fingerprint(settings)
+    try:
+        mine, peers = my_fingerprint(settings), peer_keys(settings)
+    except CryptoError as exc:
+        raise _fail(str(exc), EXIT_CONFIG)
     typer.echo(f"me       {settings.email}: " + (f"fingerprint {mine}" if mine else "no keys yet (made on the first run)"))
-    peers = peer_keys(settings)
     if not peers:
         typer.echo("no peer keys pinned yet (a peer's key is pinned the first time its messages are seen)")
     for entry in peers:

@@ -71,15 +71,15 @@ def run_checks(environ: Mapping[str, str] | None = None, **overrides: object) ->
 
 def _key_check(settings: Settings) -> Check:
     """My key fingerprint: what a peer compares when it asks whether a changed key is really mine."""
+    from syft_flwr_gdrive.crypto import CryptoError
     from syft_flwr_gdrive.trust import keys_file, my_fingerprint
 
     if not settings.encryption:
         return Check("keys", True, "end-to-end encryption is OFF (SYFT_FLWR_ENCRYPTION_ENABLED=false)")
     try:
         fingerprint = my_fingerprint(settings)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return Check("keys", False, f"{keys_file(settings)} is unreadable ({type(exc).__name__})",
-                     "restore it from a backup; new keys would be refused by peers until they accept them")
+    except CryptoError as exc:
+        return Check("keys", False, str(exc), "restore the key file from a backup")
     if fingerprint is None:
         return Check("keys", True, f"no keys yet; made on the first run in {keys_file(settings).parent}")
     return Check("keys", True, f"my key fingerprint {fingerprint} (peers see this; `syft-flwr-gdrive trust` lists theirs)")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from syft_flwr_gdrive.config import Settings
-from syft_flwr_gdrive.crypto import PinStore, PublicKeys
+from syft_flwr_gdrive.crypto import Identity, PinStore
 
 
 @dataclass(frozen=True)
@@ -24,22 +24,10 @@ def keys_file(settings: Settings) -> Path:
 def my_fingerprint(settings: Settings) -> str | None:
     """My own key fingerprint (what peers pin), or None before the first run created the keys.
 
-    Read without creating anything: a check must not make keys as a side effect.
+    Nothing is created here: a check must not make keys as a side effect.
     """
-    import base64
-    import json
-
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
     path = keys_file(settings)
-    if not path.exists():
-        return None
-    data = json.loads(path.read_text(encoding="utf-8"))
-    kx = X25519PrivateKey.from_private_bytes(base64.b64decode(data["kx"])).public_key()
-    sign = Ed25519PrivateKey.from_private_bytes(base64.b64decode(data["sign"])).public_key()
-    return PublicKeys(kx.public_bytes(Encoding.Raw, PublicFormat.Raw), sign.public_bytes(Encoding.Raw, PublicFormat.Raw)).fingerprint()
+    return Identity.load_or_create(path).public.fingerprint() if path.exists() else None
 
 
 def pin_store(settings: Settings) -> PinStore:

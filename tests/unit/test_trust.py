@@ -50,3 +50,13 @@ def test_trust_and_doctor_commands(tmp_path, monkeypatch):
 
     doctor = runner.invoke(app, ["doctor", "--drive-url", "http://127.0.0.1:9"])
     assert f"my key fingerprint {sealer.identity.public.fingerprint()}" in doctor.output
+
+
+def test_unreadable_key_files_are_named_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYFTBOX_EMAIL", "ds@example.com")
+    monkeypatch.setenv("SYFT_FLWR_STATE_DIR", str(tmp_path))
+    state = Settings.from_env().participant_state_dir()
+    state.mkdir(parents=True)
+    (state / "keys.json").write_text("{not json")
+    result = CliRunner().invoke(app, ["trust"])
+    assert result.exit_code == 2 and "keys.json" in result.output and "Traceback" not in result.output
