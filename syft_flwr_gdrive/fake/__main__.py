@@ -33,6 +33,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--error-kinds", default=None, help="comma list of injected errors (429,403,500,503)")
     p.add_argument("--drop-rate", type=float, default=0.0, help="share of requests whose connection is dropped")
     p.add_argument("--list-lag", type=float, default=0.0, help="seconds before new files appear in list/changes")
+    p.add_argument("--drive-profile", choices=["default", "strict"], default="default",
+                   help="strict: only what Drive documents (lag on every change, write limit, hidden owner emails, ...)")
     p.add_argument("--quota-units-per-min", type=int, default=0, help="per-user quota units per minute (0: unlimited)")
     p.add_argument("--seed", type=int, default=None, help="seed for the fault random stream")
     p.add_argument("--port-file", default=None, help="write the server URL to this file when ready")
@@ -64,7 +66,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    server = FakeDriveServer(args.host, args.port, args.data_dir, faults, strict_tokens=args.strict_tokens)
+    try:
+        server = FakeDriveServer(args.host, args.port, args.data_dir, faults, strict_tokens=args.strict_tokens,
+                                 profile=args.drive_profile)
+    except ValueError as e:
+        print(f"fake-gdrive: {e}", file=sys.stderr)
+        return 2
     for spec in args.user:
         email, _, token = spec.partition("=")
         server.add_user(email, token or None)

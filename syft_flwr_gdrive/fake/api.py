@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, Callable, Optional
 from . import fields as fieldsel
 from . import multipart
 from . import query as q
+from . import strict
 from .blobs import BlobInfo, BlobWriter, copy_stream
 from .errors import ApiError, error_body, invalid
 from .faults import FaultEngine
@@ -323,7 +324,7 @@ class Api:
     def stats(self) -> dict:
         with self._stats_lock:
             return {"requests": dict(self.requests), "by_user": dict(self.by_user), "statuses": dict(self.statuses),
-                    "faults": self.faults.counts(), "store": self.store.stats(), "uptime": round(time.time() - self.started, 3)}
+                    "faults": self.faults.counts(), "writes": self.faults.write_counts(), "store": self.store.stats(), "uptime": round(time.time() - self.started, 3)}
 
     # ------------------------------------------------------------------ entry points
 
@@ -344,6 +345,10 @@ class Api:
                 user = None  # the upload URL itself is the credential, as on Drive
             else:
                 user = self.user_of(req, outer_user)
+            cfg = self.faults.config
+            self.store.configure(float(cfg.list_lag) if cfg.lag_all else 0.0, bool(cfg.hide_owner_emails), bool(cfg.gmail_dots))
+            if user is not None:
+                user = self.store.account(user)
             fault = self.faults.call(name) if route.name != "batch" else None
             if fault is not None and not fault.after:
                 raise fault.error
@@ -352,6 +357,10 @@ class Api:
                 quota_error = self.faults.charge(user, cost)
                 if quota_error is not None:
                     raise quota_error
+                if cost == "modify":
+                    write_error = self.faults.charge_write(user)
+                    if write_error is not None:
+                        raise write_error
             resp = getattr(self, "h_" + route.handler)(req, user, **params)
             if fault is not None:  # "after": the call took effect, the answer is an error
                 resp.close()
@@ -439,6 +448,8 @@ class Api:
     def h_files_list(self, req: Request, user: str) -> Response:
         text = req.arg("q") or ""
         node = q.parse(text) if text.strip() else None
+        cfg = self.faults.config
+        strict.check_complexity(node, int(cfg.max_query_terms), bool(cfg.reject_mixed_or))
         corpora = req.arg("corpora", "user")
         if corpora not in ("user", "allDrives", "drive", "domain"):
             raise invalid(f"Invalid value for corpora: {corpora}", "corpora")
@@ -635,7 +646,9 @@ class Api:
 
     def h_perm_create(self, req: Request, user: str, id: str) -> Response:
         body = _json_body(req)
-        return json_response(self._select(self.store.create_permission(user, id, body), req, "Permission"))
+        perm = self.store.create_permission(user, id, body, transfer=req.flag("transferOwnership"),
+                                            workspace_domains=self.faults.config.workspace_domains)
+        return json_response(self._select(perm, req, "Permission"))
 
     def h_perm_list(self, req: Request, user: str, id: str) -> Response:
         out = {"kind": "drive#permissionList", "permissions": self.store.list_permissions(user, id)}

@@ -55,6 +55,20 @@ class FaultConfig:
     seed: Optional[int] = None  #: seed of the fault random stream (None: nondeterministic)
     #: route names faults apply to (e.g. ``["files.create", "upload.chunk"]``); None means all
     routes: Optional[list[str]] = None
+    # -- the strict profile: what Drive's documentation allows beyond the happy path ------------
+    #: ``list_lag`` also delays updates and deletes, each listing drawing a random age per file
+    #: in [0, list_lag] (reads are not monotonic: a later list may show an older state)
+    lag_all: bool = False
+    write_rate: float = 0.0  #: sustained writes per second per account (0: unlimited)
+    write_burst: int = 10  #: writes an idle account may make at once before ``write_rate`` applies
+    #: answer to a write over the limit: 403 userRateLimitExceeded, 429 rateLimitExceeded, 0 either
+    write_limit_status: int = 403
+    hide_owner_emails: bool = False  #: ``User.emailAddress`` absent for everyone but the viewer
+    max_query_terms: int = 0  #: more terms in ``q`` answer 400 "The query is too complex" (0: no limit)
+    reject_mixed_or: bool = False  #: ``or`` between different collections (parents/owners/properties...) is too complex
+    gmail_dots: bool = False  #: gmail addresses equal modulo dots/googlemail.com; Drive reports the registered form
+    #: Workspace domains whose users transfer ownership within the domain without acceptance
+    workspace_domains: list[str] = field(default_factory=list)
 
     def validate(self) -> "FaultConfig":
         for name in ("error_rate", "error_after_fraction", "drop_rate", "drop_after_fraction"):
@@ -68,6 +82,13 @@ class FaultConfig:
             raise ValueError("quota_units_per_min must be >= 0")
         if int(self.quota_status) not in (403, 429):
             raise ValueError("quota_status must be 403 or 429")
+        if int(self.write_limit_status) not in (0, 403, 429):
+            raise ValueError("write_limit_status must be 0 (either), 403 or 429")
+        if float(self.write_rate) < 0 or int(self.write_burst) < 1:
+            raise ValueError("write_rate must be >= 0 and write_burst >= 1")
+        if int(self.max_query_terms) < 0:
+            raise ValueError("max_query_terms must be >= 0")
+        self.workspace_domains = [str(d).lower() for d in self.workspace_domains]
         self.error_kinds = [str(k) for k in self.error_kinds]
         bad = [k for k in self.error_kinds if k not in ERROR_KINDS]
         if bad or not self.error_kinds:
@@ -78,12 +99,40 @@ class FaultConfig:
         return dataclasses.asdict(self)
 
     @classmethod
+    def for_profile(cls, profile: str = "default", **overrides: Any) -> "FaultConfig":
+        """The settings of a named profile (``default`` or ``strict``), with ``overrides`` applied."""
+        if profile not in PROFILES:
+            raise ValueError(f"unknown Drive profile {profile!r}; choose one of {sorted(PROFILES)}")
+        return cls(**{**PROFILES[profile], **overrides}).validate()
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FaultConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown fault settings: {sorted(unknown)}")
         return cls(**data).validate()
+
+
+#: Named profiles. ``strict`` grants only what Drive's documentation promises (see
+#: docs/drive-assumptions.md): eventual consistency for every change, a sustained write
+#: limit per account, hidden owner emails, query-complexity rejections, gmail address
+#: equivalence and Workspace ownership transfer without acceptance.
+PROFILES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "strict": {
+        "list_lag": 1.0,
+        "lag_all": True,
+        "write_rate": 3.0,
+        "write_burst": 10,
+        "write_limit_status": 0,
+        "hide_owner_emails": True,
+        "max_query_terms": 60,
+        "reject_mixed_or": True,
+        "gmail_dots": True,
+        "workspace_domains": ["workspace.example"],
+    },
+}
 
 
 @dataclass
@@ -109,6 +158,9 @@ class FaultEngine:
         self._usage: dict[str, collections.deque[tuple[float, int]]] = {}
         self._usage_sum: dict[str, int] = {}
         self.injected: collections.Counter[str] = collections.Counter()
+        self._buckets: dict[str, tuple[float, float]] = {}  # user -> (tokens, at) for the write limit
+        self.writes: collections.Counter[str] = collections.Counter()  # accepted writes per user
+        self.writes_throttled: collections.Counter[str] = collections.Counter()  # refused by the write limit
 
     @property
     def config(self) -> FaultConfig:
@@ -188,10 +240,40 @@ class FaultEngine:
             self._usage_sum[user] = total + cost
         return None
 
+    def charge_write(self, user: str, now: Optional[float] = None) -> Optional[ApiError]:
+        """Take one write from ``user``'s bucket (``write_rate``/s, ``write_burst`` deep); the error if empty."""
+        cfg = self._config
+        rate = float(cfg.write_rate)
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if rate <= 0:
+                self.writes[user] += 1
+                return None
+            burst = float(cfg.write_burst)
+            tokens, at = self._buckets.get(user, (burst, now))
+            tokens = min(burst, tokens + (now - at) * rate)
+            if tokens < 1.0:
+                self._buckets[user] = (tokens, now)
+                self.writes_throttled[user] += 1
+                self.injected["write_limit"] += 1
+                status = int(cfg.write_limit_status) or (403 if self._rng.random() < 0.5 else 429)
+                if status == 429:
+                    return _error(429, "rateLimitExceeded")
+                return ApiError(403, "userRateLimitExceeded", "User rate limit exceeded.")
+            self._buckets[user] = (tokens - 1.0, now)
+            self.writes[user] += 1
+        return None
+
+    def write_counts(self) -> dict[str, dict[str, int]]:
+        """Writes per user: accepted, and refused by the sustained write limit."""
+        with self._lock:
+            return {"accepted": dict(self.writes), "throttled": dict(self.writes_throttled)}
+
     def reset_quota(self) -> None:
         with self._lock:
             self._usage.clear()
             self._usage_sum.clear()
+            self._buckets.clear()
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -16,14 +16,19 @@ from .records import ROLE_RANK, FileRec, display_name, permission_id_for, rfc333
 class Resources(AccessRules):
     """Renders records for a viewer (needs the access rules for roles and capabilities)."""
 
+    hide_emails: bool = False  # strict profile: others' addresses are not visible (User.emailAddress absent)
+
     def user_resource(self, email: str, viewer: str) -> dict:
-        return {
+        out = {
             "kind": "drive#user",
             "displayName": display_name(email),
             "emailAddress": email,
             "me": email == viewer,
             "permissionId": permission_id_for(email),
         }
+        if self.hide_emails and email != viewer:
+            del out["emailAddress"]
+        return out
 
     def _permission_resource(self, p: dict, inherited: bool) -> dict:
         out = {"kind": "drive#permission", "id": p["id"], "type": p["type"], "role": p["role"], "deleted": False,

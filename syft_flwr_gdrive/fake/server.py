@@ -12,9 +12,22 @@ import threading
 from typing import Optional
 
 from .api import Api, fake_token_for
-from .faults import FaultConfig, FaultEngine
+from .faults import PROFILES, FaultConfig, FaultEngine
 from .httpd import FakeHTTPServer
 from .store import Store
+
+
+def with_profile(faults: Optional[FaultConfig], profile: str) -> FaultConfig:
+    """``faults`` with the profile's settings wherever ``faults`` keeps the default value."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown Drive profile {profile!r}; choose one of {sorted(PROFILES)}")
+    if faults is None:
+        return FaultConfig.for_profile(profile)
+    defaults = FaultConfig()
+    for name, value in PROFILES[profile].items():
+        if getattr(faults, name) == getattr(defaults, name):
+            setattr(faults, name, value)
+    return faults.validate()
 
 
 class FakeDriveServer:
@@ -29,15 +42,19 @@ class FakeDriveServer:
             ``fake:<email>`` bearer token is that user.
         body_timeout: seconds a request body may stall before the connection is dropped.
         idle_timeout: seconds an idle keep-alive connection is kept open.
+        profile: ``"default"`` or ``"strict"`` (only what Drive's documentation promises: lag on
+            every change, a write limit, hidden owner emails, ... see ``faults.PROFILES``). Its
+            settings fill the fields that ``faults`` leaves at their defaults.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, data_dir: Optional[str | os.PathLike] = None,
                  faults: Optional[FaultConfig] = None, strict_tokens: bool = False, body_timeout: float = 10.0,
-                 idle_timeout: float = 300.0) -> None:
+                 idle_timeout: float = 300.0, profile: str = "default") -> None:
         self.host = host
         self._port = port
         self.data_dir = data_dir
-        self._engine = FaultEngine(faults)
+        self.profile = profile
+        self._engine = FaultEngine(with_profile(faults, profile))
         self.strict_tokens = strict_tokens
         self.body_timeout = body_timeout
         self.idle_timeout = idle_timeout

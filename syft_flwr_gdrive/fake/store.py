@@ -12,9 +12,11 @@ server restarted on the same ``data_dir`` keeps its files, ids and change tokens
 from __future__ import annotations
 
 import bisect
+import copy
 import hashlib
 import json
 import os
+import random
 import secrets
 import shutil
 import tempfile
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Optional
 
 from . import query as q
+from . import strict
 from .blobs import BlobInfo
 from .errors import ApiError, forbidden, invalid
 from .records import (
@@ -96,7 +99,58 @@ class Store(Resources):
         self.next_file_seq = 1
         self._journal_path = self.dir / "meta.jsonl"
         self._journal: Optional[Any] = None
+        # strict profile (set from the live fault config on every request, see configure())
+        self.lag_window = 0.0  # > 0: list shows each file as it was up to this many seconds ago
+        self.hide_emails = False
+        self.gmail_dots = False
+        self.accounts: dict[str, str] = {}  # gmail key -> the account's registered address form
+        self.history: dict[str, list[tuple[float, Optional[FileRec]]]] = {}  # id -> (since, state) while lagging
+        self._rng = random.Random()
         self._load()
+
+    def configure(self, lag_window: float, hide_emails: bool, gmail_dots: bool) -> None:
+        """Apply the strict profile's switches (the fault config is live, so this runs per request)."""
+        self.lag_window, self.hide_emails, self.gmail_dots = lag_window, hide_emails, gmail_dots
+
+    def account(self, email: str) -> str:
+        """The form Drive reports for the account behind ``email`` (gmail: dots and googlemail ignored)."""
+        email = email.strip().lower()
+        if not self.gmail_dots:
+            return email
+        with self.lock:
+            return self.accounts.setdefault(strict.gmail_key(email), email)
+
+    # ------------------------------------------------------------------ eventual consistency (strict)
+
+    def _hist_before(self, fid: str) -> None:
+        """Remember the state before a change, so lagging listings can still show it."""
+        if self.lag_window <= 0 or fid in self.history:
+            return
+        rec = self.files.get(fid)
+        self.history[fid] = [(float("-inf"), copy.deepcopy(rec) if rec is not None else None)]
+
+    def _hist_after(self, fid: str) -> None:
+        if self.lag_window <= 0 or fid not in self.history:
+            return
+        rec = self.files.get(fid)
+        self.history[fid].append((now(), copy.deepcopy(rec) if rec is not None else None))
+
+    def _hist_prune(self) -> None:
+        horizon = now() - self.lag_window
+        for fid in [f for f, h in self.history.items() if h[-1][0] <= horizon or self.lag_window <= 0]:
+            del self.history[fid]
+
+    def _lagged(self, fid: str) -> Optional[FileRec]:
+        """The state of ``fid`` some random moment within the lag window (not monotonic)."""
+        hist = self.history.get(fid)
+        if hist is None:
+            return self.files.get(fid)
+        at = now() - self._rng.uniform(0.0, self.lag_window)
+        state = hist[0][1]
+        for since, rec in hist:
+            if since <= at:
+                state = rec
+        return state
 
     # ------------------------------------------------------------------ persistence
 
@@ -220,6 +274,7 @@ class Store(Resources):
 
         ``app`` is the OAuth app the user's current token belongs to: Drive keeps
         ``appProperties`` private to the app that wrote them."""
+        email = self.account(email)
         with self.lock:
             if app is not None:
                 self.user_apps[email] = app
@@ -331,12 +386,14 @@ class Store(Resources):
                 self._attach(rec, content)
             elif content is not None and content.size:
                 raise invalid("Folders cannot have content.")
+            self._hist_before(fid)
             self.files[fid] = rec
             self._link_children(rec)
             if meta.get("id") is not None:
                 self.generated.discard(fid)
                 self._log({"op": "used", "id": fid})
             self._put(rec)
+            self._hist_after(fid)
             self._record_change(fid)
             return self.resource(rec, email)
 
@@ -390,6 +447,7 @@ class Store(Resources):
                 raise ApiError(403, "cannotAddParent", "Increasing the number of parents is not allowed.")
             if content is not None and rec.is_folder:
                 raise invalid("Folders cannot have content.")
+            self._hist_before(rec.id)
             app = self._app(email)
             mine = rec.app_properties.get(app, {})
             app_props = check_props("appProperties", meta["appProperties"], mine) if "appProperties" in meta else mine
@@ -425,6 +483,7 @@ class Store(Resources):
             rec.modified = mtime or now()
             rec.last_modifier = email
             self._put(rec)
+            self._hist_after(rec.id)
             if moved:  # users who could only see it through the old parent are told it is gone
                 for r in affected:
                     self._record_change(r.id, before[r.id] - self._audience(r))
@@ -448,8 +507,10 @@ class Store(Resources):
             orphans = [d for d in self._descendants(rec.id) if d.id not in ids and any(p in ids for p in d.parents)]
             orphan_audiences = {o.id: self._audience(o) for o in orphans}
             for d in doomed:
+                self._hist_before(d.id)
                 self._unlink_children(d)
                 del self.files[d.id]
+                self._hist_after(d.id)
                 self._log({"op": "rm", "id": d.id})
                 if d.blob:
                     try:
@@ -494,22 +555,30 @@ class Store(Resources):
                 after = self._wrap_key(tok["k"], order)
             except Exception:
                 raise invalid("Invalid Value", "pageToken") from None
+        if node is not None and self.gmail_dots:
+            node = strict.map_emails(node, self.account)
         with self.lock:
             cutoff = now() - lag
+            lag_all = self.lag_window > 0
             cands: Iterable[FileRec]
             pins = q.parent_candidates(node) if node is not None else None
             if pins is not None:
                 ids: set[str] = set()
                 for p in pins:
                     ids |= self.children.get(self._resolve(p, email), set())
-                cands = [self.files[i] for i in ids if i in self.files]
             else:
-                cands = list(self.files.values())
+                ids = set(self.files)
+            if lag_all:  # every file as it was at a random moment of the lag window
+                self._hist_prune()
+                ids |= set(self.history)
+                cands = [r for r in (self._lagged(i) for i in ids) if r is not None]
+            else:
+                cands = [self.files[i] for i in ids if i in self.files]
             memo: dict = {}
             resolve = lambda s: self._resolve(s, email)  # noqa: E731
             hits = []
             for rec in cands:
-                if rec.is_root or (lag > 0 and rec.created > cutoff) or self._role(rec, email, memo) == 0:
+                if rec.is_root or (lag > 0 and not lag_all and rec.created > cutoff) or self._role(rec, email, memo) == 0:
                     continue
                 if node is None or q.evaluate(node, _View(rec, self, email, memo), resolve, email):
                     hits.append((self._sort_key(rec, order), rec))
@@ -538,19 +607,28 @@ class Store(Resources):
 
     # ------------------------------------------------------------------ permissions
 
-    def create_permission(self, email: str, file_id: str, body: dict) -> dict:
-        """permissions.create: writers share; a user has one permission id per file."""
+    def create_permission(self, email: str, file_id: str, body: dict, transfer: bool = False,
+                          workspace_domains: Iterable[str] = ()) -> dict:
+        """permissions.create: writers share; a user has one permission id per file.
+
+        ``role=owner`` with ``transferOwnership`` moves ownership at once when owner and
+        target share a Workspace domain (no acceptance, as in Google Workspace)."""
         with self.lock:
             rec = self._writable(file_id, email)
             ptype, role = body.get("type"), body.get("role")
             if ptype not in ("user", "anyone"):
                 raise invalid(f"Invalid permission type: {ptype!r} (the fake supports user and anyone)", "permission.type")
+            if role == "owner" and ptype == "user" and transfer and rec.owner == email:
+                target = self.account(str(body.get("emailAddress") or ""))
+                domain = target.rpartition("@")[2]
+                if domain and domain in set(workspace_domains) and email.rpartition("@")[2] == domain:
+                    return self._transfer(rec, target)
             if role not in ("reader", "commenter", "writer"):
                 if role == "owner":
                     raise ApiError(403, "consentRequiredForOwnershipTransfer", "Ownership transfer is not supported by the fake.")
                 raise invalid(f"Invalid permission role: {role!r}", "permission.role")
             if ptype == "user":
-                target = str(body.get("emailAddress") or "").strip().lower()
+                target = self.account(str(body.get("emailAddress") or ""))
                 if "@" not in target:
                     raise invalid("Permission emailAddress is required for type user.", "permission.emailAddress")
                 perm = {"id": permission_id_for(target), "type": "user", "role": role, "emailAddress": target}
@@ -564,6 +642,20 @@ class Store(Resources):
             for d in self._descendants(rec.id):
                 self._record_change(d.id)
             return self._permission_resource(perm, False)
+
+    def _transfer(self, rec: FileRec, target: str) -> dict:
+        """Workspace ownership transfer: the target owns ``rec`` now, the old owner keeps writer."""
+        self.ensure_user(target)
+        self._hist_before(rec.id)
+        old = rec.owner
+        writer = {"id": permission_id_for(old), "type": "user", "role": "writer", "emailAddress": old}
+        rec.permissions = [p for p in rec.permissions if p["id"] not in (writer["id"], permission_id_for(target))] + [writer]
+        rec.owner = target
+        self._put(rec)
+        self._hist_after(rec.id)
+        self._record_change(rec.id)
+        return self._permission_resource({"id": permission_id_for(target), "type": "user", "role": "owner",
+                                          "emailAddress": target}, False)
 
     def update_permission(self, email: str, file_id: str, permission_id: str, body: dict) -> dict:
         """permissions.update: change the role of a direct permission (writers only)."""
