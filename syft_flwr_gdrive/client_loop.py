@@ -30,6 +30,7 @@ from typing import Any, Mapping
 from flwr.app import Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 
+from syft_flwr_gdrive.accounts import canonical_email
 from syft_flwr_gdrive.blobs import BlobCache
 from syft_flwr_gdrive.config import ConfigError
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS, PayloadError, decode_message_and_run, encode_message, node_id_for
@@ -164,7 +165,7 @@ class ClientLoop:
     def _accept(self, routing: Routing) -> str | None:
         if routing.kind not in (KIND_REQUEST, KIND_STOP):
             return f"a {routing.kind!r} message; clients act on requests and stop signals"
-        announced = self.mailbox.announced.get(routing.sender)
+        announced = self.mailbox.announced.get(canonical_email(routing.sender))
         if announced is None:
             return f"{routing.sender} has not announced a run yet"
         if routing.run_id != announced:

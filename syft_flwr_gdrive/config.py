@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from syft_flwr_gdrive.accounts import canonical_email
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -61,7 +63,7 @@ def syftbox_transport_error(source: str) -> str:
 
 
 def validate_email(value: str, *, what: str = ENV_EMAIL) -> str:
-    """Return the normalised (stripped, lower-cased) email or raise ConfigError."""
+    """Return the canonical email (stripped, lower-cased, gmail without dots) or raise ConfigError."""
     email = (value or "").strip()
     if not email:
         raise ConfigError(
@@ -78,7 +80,7 @@ def validate_email(value: str, *, what: str = ENV_EMAIL) -> str:
             f"{what}={email[:40]!r}... is {len(email)} characters long; Drive's file metadata holds emails of at most "
             f"{MAX_EMAIL_LENGTH}. Use a shorter alias of the Google account."
         )
-    return email.lower()
+    return canonical_email(email)
 
 
 def _positive_float(raw: str | float, name: str) -> float:

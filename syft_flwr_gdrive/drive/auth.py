@@ -275,8 +275,10 @@ def load_credentials(
 
 
 def verify_account(api: "DriveApi", expected_email: str) -> str:
-    """Check that the credentials act as ``expected_email`` (case-insensitive); return the actual email."""
+    """Check that the credentials act as ``expected_email`` (same account); return the email Drive reports."""
+    from syft_flwr_gdrive.accounts import same_account
+
     actual = api.about_me()
-    if actual.strip().lower() != expected_email.strip().lower():
+    if not same_account(actual, expected_email):  # gmail: Drive reports the form the account registered
         raise AccountMismatchError(expected_email, actual)
     return actual

@@ -23,16 +23,30 @@ from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.transport.contract import BlobRefused
 
-BLOB_FIELDS = "id,mimeType,size,trashed,parents,owners(emailAddress),properties"
-FOLDER_FIELDS = "id,mimeType,trashed,owners(emailAddress),properties"
+BLOB_FIELDS = "id,mimeType,size,trashed,parents,owners(emailAddress,permissionId),properties"
+FOLDER_FIELDS = "id,mimeType,trashed,owners(emailAddress,permissionId),properties"
 
 
 def _owners(meta: dict[str, Any]) -> list[str]:
     return [str(o.get("emailAddress") or "").lower() for o in meta.get("owners") or []]
 
 
+def _owned_by(meta: dict[str, Any], owner: str, permission_id: str | None) -> bool:
+    """Drive says ``owner`` (alone) owns it: by email, or by permission id where Drive hides the email."""
+    from syft_flwr_gdrive.accounts import same_account
+
+    owners = meta.get("owners") or []
+    if len(owners) != 1:
+        return False
+    email, pid = owners[0].get("emailAddress"), owners[0].get("permissionId")
+    if email:
+        return same_account(str(email), owner)
+    return bool(permission_id) and pid == permission_id
+
+
 def vet_peer_blob(
-    api: DriveApi, locator: str, *, owner: str, app: str, size: int, trusted_folders: set[tuple[str, str, str]]
+    api: DriveApi, locator: str, *, owner: str, app: str, size: int, trusted_folders: set[tuple[str, str, str]],
+    owner_permission_id: str | None = None,
 ) -> None:
     """Raise ``BlobRefused`` unless ``locator`` is ``owner``'s blob of ``app`` of exactly ``size`` bytes.
 
@@ -41,7 +55,7 @@ def vet_peer_blob(
     """
     meta = api.get(locator, fields=BLOB_FIELDS)
     owners = _owners(meta)
-    if owners != [owner]:
+    if not _owned_by(meta, owner, owner_permission_id):
         raise BlobRefused(f"file {locator} is owned by {owners or 'nobody visible'}, not by the sender {owner}")
     props = meta.get("properties") or {}
     if meta.get("mimeType") == layout.FOLDER_MIME or meta.get("trashed") or props.get(layout.P_BLOB_APP) != layout.app_hash(app):
@@ -54,7 +68,7 @@ def vet_peer_blob(
         folder = api.get(str(parents[0]), fields=FOLDER_FIELDS)
         fprops = folder.get("properties") or {}
         if (
-            _owners(folder) != [owner]
+            not _owned_by(folder, owner, owner_permission_id)
             or folder.get("mimeType") != layout.FOLDER_MIME
             or folder.get("trashed")
             or fprops.get(layout.P_ROLE) != "blobs"

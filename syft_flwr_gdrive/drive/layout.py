@@ -45,9 +45,12 @@ P_KEY_SIGN = "sfg_ks"  # on outbox folders: the owner's Ed25519 public key (base
 P_BLOB = "sfg_blob"  # a shared blob's random id (never its content's hash: Drive would learn which model it is)
 P_BLOB_APP = "sfg_blob_app"  # blobs use their own app key so polls never list them
 
-# What a poll asks Drive for: enough to route and vet without downloading.
-LISTING_FIELDS = "id,name,mimeType,size,properties,owners(emailAddress)"
-FOLDER_FIELDS = "id,name,properties,permissions(emailAddress,role,type)"
+# What a poll asks Drive for: enough to route and vet without downloading. Drive may leave
+# an owner's emailAddress out for readers; permissionId is always there (docs/drive-assumptions.md).
+LISTING_FIELDS = "id,name,mimeType,size,properties,parents,ownedByMe,owners(emailAddress,permissionId)"
+FOLDER_FIELDS = "id,name,createdTime,properties,permissions(id,emailAddress,role,type)"
+DISCOVERY_FIELDS = "id,createdTime,properties,owners(emailAddress,permissionId)"
+PARENTS_PER_QUERY = 40  # folders OR'ed into one listing; fewer when Drive says the query is too complex
 
 
 def escape_q(value: str) -> str:
@@ -69,7 +72,8 @@ def outbox_folder_name(app: str, peer: str) -> str:
 
 
 def outbox_properties(app: str, peer: str) -> dict[str, str]:
-    return {P_ROLE: "outbox", P_APP: app_hash(app), P_TO: str(node_id_for(peer)), P_VERSION: str(FORMAT_VERSION)}
+    return {P_ROLE: "outbox", P_APP: app_hash(app), P_TO: str(node_id_for(peer)), P_TO_EMAIL: peer,
+            P_VERSION: str(FORMAT_VERSION)}
 
 
 def blobs_folder_properties(app: str) -> dict[str, str]:
@@ -184,17 +188,30 @@ def routing_from_properties(props: Mapping[str, Any] | None, app: str) -> Routin
     return routing
 
 
-def poll_query(app: str, me: str) -> str:
-    """One query for everything of ``app`` addressed to me or written by me.
+def parents_query(folder_ids: list[str]) -> str:
+    """Everything in the given folders: the poll. Drive documents ``'<id>' in parents``
+    for any folder the caller can see, including folders shared with them directly."""
+    terms = " or ".join(f"'{escape_q(f)}' in parents" for f in folder_ids)
+    return f"({terms}) and trashed = false"
 
-    It also returns peers' outbox folders to me, whose ``sfg_run`` property
-    announces their current run, so a poll needs no second call.
-    """
+
+def peer_outboxes_query(app: str) -> str:
+    """Outbox folders of ``app`` that peers shared with me directly (``sharedWithMe``)."""
     return (
-        f"{prop_clause(P_APP, app_hash(app))} and "
-        f"({prop_clause(P_TO, str(node_id_for(me)))} or ('{escape_q(me)}' in owners and mimeType != '{FOLDER_MIME}')) "
-        "and trashed = false"
+        f"sharedWithMe = true and mimeType = '{FOLDER_MIME}' and "
+        f"{prop_clause(P_ROLE, 'outbox')} and {prop_clause(P_APP, app_hash(app))} and trashed = false"
     )
+
+
+def outbox_recipient_matches(props: Mapping[str, Any] | None, me_canonical: str) -> bool:
+    """Is this outbox folder addressed to me? (by email when it says, else by node id)"""
+    from syft_flwr_gdrive.accounts import canonical_email
+
+    props = props or {}
+    to_email = props.get(P_TO_EMAIL)
+    if to_email:
+        return canonical_email(str(to_email)) == me_canonical
+    return props.get(P_TO) == str(node_id_for(me_canonical))
 
 
 def announced_run(props: Mapping[str, Any] | None) -> int | None:

@@ -12,6 +12,8 @@ only part of these cases and has no cap, so it stays 0 and this module decides.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import email.utils
 import errno
 import http.client
@@ -20,7 +22,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import httplib2
 import tenacity
@@ -38,6 +40,8 @@ from syft_flwr_gdrive.drive.errors import (
 
 __all__ = [
     "RetryPolicy",
+    "deadline",
+    "time_left",
     "is_transient",
     "is_ambiguous",
     "describe",
@@ -53,13 +57,49 @@ _TRANSIENT_ERRNOS = frozenset(
 _PERMANENT_HTTPLIB2 = (httplib2.RedirectLimit, httplib2.RedirectMissingLocation)
 
 
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("drive_call_deadline", default=None)
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Bound the retries of every Drive call made inside by ``seconds`` from now.
+
+    A caller that must answer within its own timeout (a message exchange, a poll)
+    wraps its calls so that no single call retries past it. Nested deadlines
+    keep the earlier one. ``None`` leaves the current bound as it is.
+    """
+    if seconds is None:
+        yield
+        return
+    end = time.monotonic() + max(0.0, seconds)
+    outer = _DEADLINE.get()
+    token = _DEADLINE.set(end if outer is None else min(outer, end))
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def time_left() -> float | None:
+    """Seconds until the current caller's deadline, or None when there is none."""
+    end = _DEADLINE.get()
+    return None if end is None else end - time.monotonic()
+
+
+def _past_deadline(state: tenacity.RetryCallState) -> bool:
+    """Stop retrying when the next wait would end after the caller's deadline."""
+    left = time_left()
+    return left is not None and left <= (state.upcoming_sleep or 0.0)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How long to keep trying transient failures.
 
     Defaults follow Google's guidance: exponential backoff starting at
     ``initial_wait`` seconds, full jitter, each wait capped at ``max_wait``
-    (32 s), at most ``max_attempts`` tries and ``max_total`` seconds in all.
+    (32 s), at most ``max_attempts`` tries and ``max_total`` seconds in all, and
+    never past the caller's :func:`deadline`.
     ``Retry-After`` is honoured up to ``max_retry_after`` seconds.
     Tests pass tiny waits.
     """
@@ -104,7 +144,8 @@ class RetryPolicy:
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_transient),
             stop=tenacity.stop_after_attempt(self.max_attempts)
-            | tenacity.stop_before_delay(self.max_total),
+            | tenacity.stop_before_delay(self.max_total)
+            | _past_deadline,
             wait=_wait,
             sleep=self.sleep,
             before_sleep=on_retry,

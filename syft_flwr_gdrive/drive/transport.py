@@ -1,25 +1,42 @@
 """The Google Drive transport: message files in per-peer outbox folders.
 
-Cost per operation (Drive calls): announce a run 1 per peer, send 1 (multipart create with a
-pre-generated id, so a retried create is idempotent; ids are fetched 100 at a
-time), poll 1 (one ``files.list`` over everything addressed to me or written
-by me, whatever the number of peers or pending messages), read 1 (download by
-id), delete 1 batch per 100 files.
+Only documented Drive behaviour is relied on (docs/drive-assumptions.md):
+
+* peers' outbox folders are found as folders shared with me directly (``sharedWithMe``
+  plus ``properties``), then remembered by id;
+* a poll lists ``'<folder>' in parents`` over those folders and my own outboxes, OR'ed
+  in chunks of :data:`layout.PARENTS_PER_QUERY` (smaller chunks, down to one folder per
+  query, when Drive answers 400 "The query is too complex");
+* a file counts as a peer's only if it sits in that peer's outbox folder AND Drive's
+  owner is that peer: by email, or by permission id when Drive hides the email;
+* listings are eventually consistent, so my own files count as present until I delete
+  them, and a request or stop that vanishes from a listing is confirmed gone by id.
+
+Cost per operation (Drive calls): announce a run 1 per outbox, send 1 (multipart create
+with a pre-generated id, so a retried create is idempotent; ids are fetched 100 at a
+time), poll 1 per 40 folders (plus one discovery listing every
+:data:`DISCOVER_EVERY` seconds, and one ``files.get`` per request or stop that
+disappears), read 1 (download by id), delete 1 batch per 100 files.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
+from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Sequence
 
 from syft_flwr_gdrive.config import MAX_EMAIL_LENGTH, ConfigError, Settings
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.api import DriveApi
+from syft_flwr_gdrive.drive.idbook import IdBook
 from syft_flwr_gdrive.drive.ratelimit import QuotaLimiter
 from syft_flwr_gdrive.drive.blob_checks import vet_peer_blob
 from syft_flwr_gdrive.drive.errors import DriveError, DriveNotFound, DrivePermissionDenied, DriveTooLarge
+from syft_flwr_gdrive.drive.retry import RetryPolicy
+from syft_flwr_gdrive.accounts import canonical_email, same_account
 from syft_flwr_gdrive.transport.contract import Announcement, BlobRefused, Listing, Posting, Routing, TransportError
 from syft_flwr_gdrive.transport.segments import Buffer, as_reader
 
@@ -27,6 +44,11 @@ logger = logging.getLogger(__name__)
 
 ID_BATCH = 100
 INLINE_MAX = 1536  # bodies up to this size also ride in the file's properties (no download needed)
+DISCOVER_EVERY = 10.0  # seconds between listings of peers' outbox folders once every peer has one
+REDISCOVER_EVERY = 2.0  # sooner when a peer's message names a newer run than it announces...
+REDISCOVER_FOR = 60.0  # ...for this long per (peer, run)
+MAX_RETRY_SECONDS = 300.0  # one Drive call never retries longer (nor longer than the message timeout)
+_CONFIRM_KINDS = ("request", "stop")  # inbound kinds whose disappearance someone acts on
 _LIMITERS: dict[float, QuotaLimiter] = {}
 _LIMITERS_LOCK = threading.Lock()
 
@@ -39,24 +61,40 @@ def shared_limiter(units_per_min: float | None) -> QuotaLimiter | None:
         return _LIMITERS.setdefault(units_per_min, QuotaLimiter(units_per_min))
 
 
+def _created(folder: dict[str, Any]) -> tuple[str, str]:
+    """Sort key: oldest first (RFC 3339 strings sort by time), ties by id: the same everywhere."""
+    return (str(folder.get("createdTime") or "~"), str(folder.get("id")))
+
+
 class DriveTransport:
     """Transport over one account's Google Drive (or the fake Drive server)."""
 
     name: ClassVar[str] = "p2p"
 
-    def __init__(self, api: DriveApi, email: str) -> None:
+    def __init__(self, api: DriveApi, email: str, *, state_dir: Path | None = None) -> None:
         if len(email) > MAX_EMAIL_LENGTH:  # "sfg_from" + email must fit a 124-byte property
             raise ConfigError(f"{email!r} is longer than {MAX_EMAIL_LENGTH} characters, more than Drive metadata can hold.")
         self.api = api
-        self.email = email.lower()
+        self.email = canonical_email(email)
         self._lock = threading.Lock()
         self._ids: list[str] = []
+        self._book = IdBook(state_dir / "drive-folders.json" if state_dir is not None else None)
         self._root_id: str | None = None
-        self._outboxes: dict[tuple[str, str], str] = {}  # (app, peer) -> folder id
-        self._peers: dict[str, list[str]] = {}  # app -> peers it was prepared for
+        self._outboxes: dict[tuple[str, str], str] = {}  # (app, peer) -> my primary outbox folder id
+        self._my_folders: dict[str, set[str]] = {}  # app -> all my outbox folders (duplicates included)
+        self._peers: dict[str, list[str]] = {}  # app -> peers it was prepared for (canonical)
+        self._peer_pids: dict[str, str] = {}  # peer -> Drive permission id (from my shares with them)
+        self._peer_folders: dict[str, dict[str, dict[str, Any]]] = {}  # app -> folder id -> {peer, props, seen}
+        self._discovered_at: dict[str, float] = {}
         self._blob_folders: dict[str, str] = {}  # app -> shared blobs folder id
-        self._folder_props: dict[str, dict[str, str]] = {}  # outbox folder id -> its properties as last seen
+        self._folder_props: dict[str, dict[str, str]] = {}  # my outbox folder id -> its properties as last seen
         self._peer_blob_folders: set[tuple[str, str, str]] = set()  # (owner, app, folder id) checked to be owner's blobs folder
+        self._mine: dict[str, dict[str, Posting]] = {}  # app -> my message files not deleted yet
+        self._inbound: dict[str, dict[str, Posting]] = {}  # app -> inbound postings seen and not known gone
+        self._gone: set[str] = set()  # handles deleted (by me) or confirmed gone by id
+        self._newer_seen: dict[tuple[str, int], float] = {}  # (peer, run) -> first seen newer than announced
+        self._chunk = layout.PARENTS_PER_QUERY
+        self.last_poll_lists = 0  # files.list calls the last poll took (1 up to PARENTS_PER_QUERY folders)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "DriveTransport":
@@ -65,70 +103,83 @@ class DriveTransport:
 
         uses_fake = bool(settings.drive_url) and not (settings.token_file or settings.service_account_file)
         limiter = shared_limiter(settings.quota_units_per_min)
+        retry = RetryPolicy(max_total=min(MAX_RETRY_SECONDS, settings.msg_timeout))
         if uses_fake:
-            api = DriveApi.for_fake(settings.drive_url, settings.email, limiter=limiter)  # type: ignore[arg-type]
+            api = DriveApi.for_fake(settings.drive_url, settings.email, limiter=limiter, retry=retry)  # type: ignore[arg-type]
         else:
             credentials = load_credentials(
                 token_file=settings.token_file,
                 service_account_file=settings.service_account_file,
                 use_adc=not (settings.token_file or settings.service_account_file),
             )
-            api = DriveApi(credentials, base_url=settings.drive_url, limiter=limiter)
+            api = DriveApi(credentials, base_url=settings.drive_url, limiter=limiter, retry=retry)
         verify_account(api, settings.email)
-        return cls(api, settings.email)
+        return cls(api, settings.email, state_dir=settings.participant_state_dir())
 
     # -- contract -----------------------------------------------------------------------
 
     def prepare(self, app: str, peers: Sequence[str]) -> None:
-        """Find or create my root folder and one outbox per peer, shared read-only with that peer."""
+        """Find or create my root folder and one outbox per peer, shared read-only with that peer.
+
+        Duplicates (a restart inside Drive's list lag, another machine) resolve the same way
+        everywhere: the oldest folder is the one I send into; the others stay announced on
+        and listed until they are empty, then go.
+        """
         root = self._root()
         known = self._peers.setdefault(app, [])
-        known.extend(p.lower() for p in peers if p.lower() not in known and p.lower() != self.email)
-        existing: dict[str, dict[str, Any]] = {}
+        wanted = [canonical_email(p) for p in peers if canonical_email(p) != self.email]
+        known.extend(p for p in wanted if p not in known)
+        by_peer: dict[str, list[dict[str, Any]]] = {}
         for folder in self.api.list_files(layout.outbox_query(app, self.email), fields=layout.FOLDER_FIELDS):
-            props = folder.get("properties") or {}
-            existing.setdefault(props.get(layout.P_TO, ""), folder)
-        for peer in peers:
-            peer = peer.lower()
-            if peer == self.email:
-                continue
-            props = layout.outbox_properties(app, peer)
-            folder = existing.get(props[layout.P_TO])
-            if folder is None:
-                folder = self.api.create_folder(
-                    layout.outbox_folder_name(app, peer), parent_id=root, properties=props,
-                    file_id=self._next_id(),
-                )
-                folder.setdefault("permissions", [])
-            shared = any(
-                (p.get("emailAddress") or "").lower() == peer and p.get("role") in ("reader", "writer", "commenter")
-                for p in folder.get("permissions") or []
-            )
-            if not shared:
-                self._share(folder["id"], peer)
-            self._outboxes[(app, peer)] = folder["id"]
-            self._folder_props[folder["id"]] = dict(folder.get("properties") or props)
+            peer = self._outbox_peer(folder.get("properties") or {}, known)
+            if peer is not None:
+                by_peer.setdefault(peer, []).append(folder)
+        mine = self._my_folders.setdefault(app, set())
+        for peer in wanted:
+            key = f"outbox:{layout.app_hash(app)}:{peer}"
+            folders = by_peer.get(peer, [])
+            recorded = self._book.get(key)
+            if recorded and recorded not in {f["id"] for f in folders}:
+                found = self._get_mine(recorded, layout.FOLDER_FIELDS)
+                if found is not None:
+                    folders.append(found)
+            if not folders:
+                folders = [self._create_folder(key, layout.outbox_folder_name(app, peer), root,
+                                               layout.outbox_properties(app, peer))]
+            folders.sort(key=_created)
+            primary = folders[0]
+            self._book.put(key, str(primary["id"]))
+            self._outboxes[(app, peer)] = str(primary["id"])
+            for folder in folders:
+                mine.add(str(folder["id"]))
+                self._folder_props[str(folder["id"])] = dict(folder.get("properties") or layout.outbox_properties(app, peer))
+            self._ensure_shared(primary, peer)
+            for extra in folders[1:]:
+                self._retire_extra(app, extra)
+        self._discover(app)
 
     def announce_run(self, app: str, run_id: int) -> None:
-        """Stamp the run id on each of my outbox folders of ``app`` (one update per peer, once per run)."""
-        for (folder_app, _peer), folder_id in list(self._outboxes.items()):
-            if folder_app == app:
-                self.api.update(folder_id, properties={layout.P_RUN: str(run_id)}, fields="id")
+        """Stamp the run id on each of my outbox folders of ``app`` (duplicates too: peers read them all)."""
+        for folder_id in sorted(self._my_folders.get(app, ())):
+            self.api.update(folder_id, properties={layout.P_RUN: str(run_id)}, fields="id")
+            self._folder_props.setdefault(folder_id, {})[layout.P_RUN] = str(run_id)
 
     def publish_keys(self, app: str, keys: dict[str, str]) -> None:
         """Put my public keys on each of my outbox folders of ``app`` (skipped where already there)."""
         wanted = {layout.P_KEY_KX: keys["kx"], layout.P_KEY_SIGN: keys["ks"]}
-        for (folder_app, _peer), folder_id in list(self._outboxes.items()):
-            if folder_app == app and self._folder_props.get(folder_id, {}) != {**self._folder_props.get(folder_id, {}), **wanted}:
+        for folder_id in sorted(self._my_folders.get(app, ())):
+            props = self._folder_props.get(folder_id, {})
+            if props != {**props, **wanted}:
                 self.api.update(folder_id, properties=wanted, fields="id")
                 self._folder_props.setdefault(folder_id, {}).update(wanted)
 
     def send(self, routing: Routing, body: Buffer | Sequence[Buffer] | BinaryIO) -> str:
         reader = as_reader(body)
-        folder = self._outboxes.get((routing.app, routing.recipient))
+        recipient = canonical_email(routing.recipient)
+        folder = self._outboxes.get((routing.app, recipient))
         if folder is None:
-            self.prepare(routing.app, [routing.recipient])
-            folder = self._outboxes[(routing.app, routing.recipient)]
+            self.prepare(routing.app, [recipient])
+            folder = self._outboxes[(routing.app, recipient)]
         props = layout.message_properties(routing)
         if reader.size <= INLINE_MAX:
             reader.seek(0)
@@ -137,7 +188,12 @@ class DriveTransport:
             created = self._upload(layout.message_file_name(routing), reader, folder, props)
         except DriveError as exc:
             raise TransportError(f"could not send {routing.kind} to {routing.recipient}: {exc}") from exc
-        return str(created["id"])
+        handle = str(created["id"])
+        with self._lock:  # listings lag; my own files count as present until I delete them
+            self._mine.setdefault(routing.app, {})[handle] = Posting(
+                handle=handle, owner=self.email, routing=routing, size=reader.size,
+                name=layout.message_file_name(routing))
+        return handle
 
     def put_blob(self, app: str, data: Buffer | BinaryIO) -> str:
         """Upload content once into my blobs folder of ``app``, shared read-only with all its peers."""
@@ -150,8 +206,10 @@ class DriveTransport:
 
     def get_blob(self, app: str, locator: str, *, owner: str, size: int, out: BinaryIO) -> int:
         """Download a peer's blob, only once its metadata shows it is ``owner``'s, in its blobs folder, ``size`` bytes."""
+        owner = canonical_email(owner)
         try:
-            vet_peer_blob(self.api, locator, owner=owner.lower(), app=app, size=size, trusted_folders=self._peer_blob_folders)
+            vet_peer_blob(self.api, locator, owner=owner, app=app, size=size, trusted_folders=self._peer_blob_folders,
+                          owner_permission_id=self._peer_pids.get(owner))
             return self.api.download_to(locator, out, max_bytes=size)
         except (DriveNotFound, DrivePermissionDenied, DriveTooLarge) as exc:
             raise BlobRefused(f"shared blob {locator}: {exc}") from None
@@ -160,35 +218,48 @@ class DriveTransport:
 
     def list_my_blobs(self, app: str) -> list[str]:
         """Blobs of ``app`` I own (left by a crashed run, for instance)."""
-        return [str(f["id"]) for f in self.api.list_files(layout.my_blobs_query(app, self.email), fields="id")]
+        found = [str(f["id"]) for f in self.api.list_files(layout.my_blobs_query(app, self.email), fields="id")]
+        return [h for h in found if h not in self._gone]
 
     def poll(self, app: str) -> Listing:
         try:
-            files = self.api.list_files(layout.poll_query(app, self.email), fields=layout.LISTING_FIELDS)
+            if self._needs_discovery(app):
+                self._discover(app)
+            peer_of = {fid: info["peer"] for fid, info in self._peer_folders.get(app, {}).items()}
+            mine = set(self._my_folders.get(app, ()))
+            files = self._list_parents(sorted(peer_of) + sorted(mine - set(peer_of)))
         except DriveError as exc:
             raise TransportError(f"could not list messages: {exc}") from exc
-        inbound: list[Posting] = []
-        outbound: list[Posting] = []
-        announcements: list[Announcement] = []
+        inbound: dict[str, Posting] = {}
+        outbound: dict[str, Posting] = {}
         for f in files:
-            owners = f.get("owners") or []
-            owner = (owners[0].get("emailAddress") or "").lower() if owners else ""
-            if f.get("mimeType") == layout.FOLDER_MIME:
-                run = layout.announced_run(f.get("properties"))
-                keys = layout.announced_keys(f.get("properties"))
-                if (run is not None or keys is not None) and owner != self.email:
-                    announcements.append(Announcement(owner, run, keys))
+            handle = str(f["id"])
+            if f.get("mimeType") == layout.FOLDER_MIME or handle in self._gone:
                 continue
-            posting = Posting(
-                handle=str(f["id"]),
-                owner=owner,
-                routing=layout.routing_from_properties(f.get("properties"), app),
-                size=int(f.get("size") or 0),
-                name=str(f.get("name") or ""),
-                inline=layout.inline_body(f.get("properties")),
-            )
-            (outbound if owner == self.email else inbound).append(posting)
-        return Listing(tuple(inbound), tuple(outbound), tuple(announcements))
+            parent = str((f.get("parents") or [""])[0])
+            if parent in mine:
+                if f.get("ownedByMe") is False:
+                    continue  # nobody else can write into my read-only shares; ignore if Drive says otherwise
+                outbound[handle] = self._posting(f, self.email, app)
+            elif parent in peer_of:
+                inbound[handle] = self._posting(f, self._owner_identity(f.get("owners"), peer_of[parent]), app)
+        with self._lock:
+            known_mine = self._mine.setdefault(app, {})
+            known_mine.update(outbound)
+            outbound = {h: p for h, p in known_mine.items() if h not in self._gone}
+            seen = self._inbound.setdefault(app, {})
+            vanished = [p for h, p in seen.items() if h not in inbound and h not in self._gone]
+        for posting in vanished:  # gone, or only lagging? A get by id is consistent.
+            if posting.routing is not None and posting.routing.kind in _CONFIRM_KINDS and not self._confirmed_gone(posting.handle):
+                inbound[posting.handle] = posting
+        with self._lock:
+            self._inbound[app] = dict(inbound)
+        if self._newer_run_listed(app, inbound.values()):
+            try:  # the announcement we hold lags behind the peer's messages: read it again now
+                self._discover(app)
+            except DriveError as exc:
+                logger.info("could not refresh peers' run announcements (%s); next poll", exc)
+        return Listing(tuple(inbound.values()), tuple(outbound.values()), self._announcements(app))
 
     def read_to(self, posting: Posting, out: BinaryIO, *, max_bytes: int | None = None) -> int:
         if max_bytes is not None and posting.size > max_bytes:
@@ -196,6 +267,7 @@ class DriveTransport:
         try:
             return self.api.download_to(posting.handle, out, max_bytes=max_bytes)
         except DriveNotFound as exc:
+            self._gone.add(posting.handle)
             raise TransportError(f"message file {posting.handle} is gone") from exc
         except DriveError as exc:
             raise TransportError(f"could not download {posting.handle}: {exc}") from exc
@@ -204,6 +276,7 @@ class DriveTransport:
         try:
             return self.api.download_bytes(posting.handle, max_bytes=max_bytes)
         except DriveNotFound as exc:
+            self._gone.add(posting.handle)
             raise TransportError(f"message file {posting.handle} is gone") from exc
         except DriveError as exc:
             raise TransportError(f"could not download {posting.handle}: {exc}") from exc
@@ -212,6 +285,12 @@ class DriveTransport:
         if not handles:
             return
         results = self.api.delete_many(list(handles), missing_ok=True)
+        done = [h for h, e in results.items() if e is None]
+        with self._lock:
+            self._gone.update(done)
+            for known in self._mine.values():
+                for h in done:
+                    known.pop(h, None)
         failed = {h: e for h, e in results.items() if e is not None}
         if failed:
             first = next(iter(failed.values()))
@@ -229,7 +308,189 @@ class DriveTransport:
         """Every message file I own, of any app or run (what `clean` removes)."""
         return self.api.list_files(layout.all_my_messages_query(self.email), fields=layout.LISTING_FIELDS)
 
+    # -- discovery and trust ----------------------------------------------------------------
+
+    def _needs_discovery(self, app: str) -> bool:
+        have = {info["peer"] for info in self._peer_folders.get(app, {}).values()}
+        if any(p not in have for p in self._peers.get(app, [])):
+            return True
+        return time.monotonic() - self._discovered_at.get(app, 0.0) >= DISCOVER_EVERY
+
+    def _discover(self, app: str) -> None:
+        """Peers' outbox folders to me, found as folders shared with me directly; kept by id.
+
+        Folders are never forgotten because one listing missed them (listings lag and are not
+        monotonic); a folder whose owner is not a configured peer is never listed at all.
+        """
+        known = self._peers.get(app, [])
+        found = self.api.list_files(layout.peer_outboxes_query(app), fields=layout.DISCOVERY_FIELDS)
+        folders = self._peer_folders.setdefault(app, {})
+        now = time.monotonic()
+        for f in found:
+            props = f.get("properties") or {}
+            if not layout.outbox_recipient_matches(props, self.email):
+                continue
+            owner = (f.get("owners") or [{}])[0]
+            peer = self._peer_of(owner, known)
+            if peer is None and not known and owner.get("emailAddress"):
+                peer = canonical_email(str(owner["emailAddress"]))  # not prepared: the mailbox judges the owner
+            if peer is None:
+                continue  # a stranger's folder: never listed
+            entry = folders.setdefault(str(f["id"]), {"peer": peer, "created": f.get("createdTime")})
+            entry["props"] = dict(props)
+            entry["seen"] = now
+        self._discovered_at[app] = now
+
+    def _newer_run_listed(self, app: str, inbound: Any) -> bool:
+        """A peer's message names a newer run than the peer announces: time to rediscover?
+
+        Asked at most every :data:`REDISCOVER_EVERY` seconds, and for a given (peer, run) only
+        during :data:`REDISCOVER_FOR` seconds (a planted file of a bogus run must not keep us busy).
+        """
+        now = time.monotonic()
+        if now - self._discovered_at.get(app, 0.0) < REDISCOVER_EVERY:
+            return False
+        runs: dict[str, int] = {}
+        for a in self._announcements(app):
+            if a.run_id is not None:
+                runs[a.owner] = max(a.run_id, runs.get(a.owner, a.run_id))
+        for p in inbound:
+            if p.routing is None or p.owner not in runs or p.routing.run_id <= runs[p.owner]:
+                continue
+            first = self._newer_seen.setdefault((p.owner, p.routing.run_id), now)
+            if now - first <= REDISCOVER_FOR:
+                return True
+        return False
+
+    def _announcements(self, app: str) -> tuple[Announcement, ...]:
+        """One announcement per peer outbox folder (the mailbox keeps the newest run per peer)."""
+        out = []
+        for _fid, info in sorted(self._peer_folders.get(app, {}).items(), key=lambda kv: (str(kv[1].get("created") or "~"), kv[0])):
+            props = info.get("props") or {}
+            run, keys = layout.announced_run(props), layout.announced_keys(props)
+            if run is not None or keys is not None:
+                out.append(Announcement(info["peer"], run, keys))
+        return tuple(out)
+
+    def _peer_of(self, owner: dict[str, Any], peers: Sequence[str]) -> str | None:
+        """The configured peer Drive says owns something: by permission id, else by email."""
+        pid, email = owner.get("permissionId"), owner.get("emailAddress")
+        for peer in peers:
+            if pid and self._peer_pids.get(peer) == pid:
+                return peer
+            if email and same_account(email, peer):
+                if pid:
+                    self._peer_pids.setdefault(peer, str(pid))
+                return peer
+        return None
+
+    def _owner_identity(self, owners: Any, peer: str) -> str:
+        """``peer`` if Drive says ``peer`` owns the file; otherwise what Drive says (for the log)."""
+        owner = (owners or [{}])[0] if isinstance(owners, list) else {}
+        if self._peer_of(owner, [peer]) == peer:
+            return peer
+        return str(owner.get("emailAddress") or (f"permission id {owner['permissionId']}" if owner.get("permissionId") else ""))
+
+    @staticmethod
+    def _posting(f: dict[str, Any], owner: str, app: str) -> Posting:
+        return Posting(
+            handle=str(f["id"]),
+            owner=owner,
+            routing=layout.routing_from_properties(f.get("properties"), app),
+            size=int(f.get("size") or 0),
+            name=str(f.get("name") or ""),
+            inline=layout.inline_body(f.get("properties")),
+        )
+
+    def _confirmed_gone(self, handle: str) -> bool:
+        try:
+            self.api.get(handle, fields="id")
+            return False
+        except DriveNotFound:
+            self._gone.add(handle)
+            return True
+        except DriveError:
+            return False  # cannot tell now; keep it and ask again next poll
+
+    def _list_parents(self, folder_ids: list[str]) -> list[dict[str, Any]]:
+        """Files in ``folder_ids``: one listing per chunk; smaller chunks when Drive rejects the query."""
+        out: list[dict[str, Any]] = []
+        calls = 0
+        todo = [folder_ids[i : i + self._chunk] for i in range(0, len(folder_ids), self._chunk)]
+        while todo:
+            chunk = todo.pop(0)
+            try:
+                calls += 1
+                out.extend(self.api.list_files(layout.parents_query(chunk), fields=layout.LISTING_FIELDS))
+            except DriveError as exc:
+                if exc.status != 400 or len(chunk) == 1:
+                    raise
+                self._chunk = max(1, len(chunk) // 2)
+                logger.warning("Drive rejected a listing over %d folders (%s); using %d folder(s) per listing from now on",
+                               len(chunk), exc, self._chunk)
+                todo[:0] = [chunk[i : i + self._chunk] for i in range(0, len(chunk), self._chunk)]
+        self.last_poll_lists = calls
+        return out
+
     # -- internals --------------------------------------------------------------------------
+
+    def _outbox_peer(self, props: dict[str, Any], peers: Sequence[str]) -> str | None:
+        """Which of ``peers`` one of my outbox folders is for."""
+        to_email = props.get(layout.P_TO_EMAIL)
+        for peer in peers:
+            if to_email and canonical_email(str(to_email)) == peer:
+                return peer
+            if not to_email and props.get(layout.P_TO) == str(layout.node_id_for(peer)):
+                return peer
+        return None
+
+    def _ensure_shared(self, folder: dict[str, Any], peer: str) -> None:
+        """Share ``folder`` read-only with ``peer`` unless done; learn the peer's permission id either way."""
+        for perm in folder.get("permissions") or []:
+            if same_account(perm.get("emailAddress") or "", peer) and perm.get("role") in ("reader", "writer", "commenter"):
+                if perm.get("id"):
+                    self._peer_pids[peer] = str(perm["id"])
+                return
+        created = self._share(str(folder["id"]), peer)
+        if created.get("id"):
+            self._peer_pids[peer] = str(created["id"])
+
+    def _retire_extra(self, app: str, folder: dict[str, Any]) -> None:
+        """A duplicate outbox: delete it once empty (its messages are still listed and cleaned meanwhile)."""
+        try:
+            if self.api.list_files(layout.parents_query([str(folder["id"])]), fields="id", page_size=1):
+                return
+            self.api.delete(str(folder["id"]), missing_ok=True)
+        except DriveError as exc:
+            logger.info("could not remove duplicate outbox %s yet (%s)", folder.get("id"), exc)
+            return
+        self._my_folders.get(app, set()).discard(str(folder["id"]))
+        logger.info("removed duplicate outbox folder %s (the oldest one is kept)", folder.get("id"))
+
+    def _get_mine(self, file_id: str, fields: str) -> dict[str, Any] | None:
+        """A folder I recorded, fetched by id (consistent, unlike search); None if gone or trashed."""
+        try:
+            found = self.api.get(file_id, fields=fields + ",trashed")
+        except DriveNotFound:
+            return None
+        return None if found.get("trashed") else found
+
+    def _create_folder(self, key: str, name: str, parent: str | None, props: dict[str, str]) -> dict[str, Any]:
+        """Create a folder with an id recorded beforehand (so a restart finds it by id, not by search)."""
+        file_id = self._book.get(key)
+        if file_id is None or self._get_mine(file_id, "id") is not None:
+            file_id = self._next_id()
+            self._book.put(key, file_id)
+        try:
+            return self.api.create_folder(name, parent_id=parent, properties=props, file_id=file_id,
+                                          fields=layout.FOLDER_FIELDS)
+        except DriveError as exc:
+            if exc.status != 400:
+                raise
+            file_id = self._next_id()  # Drive no longer accepts the recorded id: take a fresh one
+            self._book.put(key, file_id)
+            return self.api.create_folder(name, parent_id=parent, properties=props, file_id=file_id,
+                                          fields=layout.FOLDER_FIELDS)
 
     def _upload(self, name: str, reader: Any, folder: str, props: dict[str, str]) -> dict[str, Any]:
         """One create: a multipart request for small bodies, a chunked resumable upload for big ones."""
@@ -241,14 +502,18 @@ class DriveTransport:
 
     def _blobs_folder(self, app: str) -> str:
         if app not in self._blob_folders:
-            found = self.api.list_files(layout.blobs_folder_query(app, self.email), fields=layout.FOLDER_FIELDS)
-            folder = found[0] if found else self.api.create_folder(
-                f"{app.replace('/', '_')} shared", parent_id=self._root(),
-                properties=layout.blobs_folder_properties(app), file_id=self._next_id(),
-            )
-            shared = {(p.get("emailAddress") or "").lower() for p in folder.get("permissions") or []}
+            key = f"blobs:{layout.app_hash(app)}"
+            recorded = self._book.get(key)
+            folder = self._get_mine(recorded, layout.FOLDER_FIELDS) if recorded else None
+            if folder is None:
+                found = self.api.list_files(layout.blobs_folder_query(app, self.email), fields=layout.FOLDER_FIELDS,
+                                            order_by="createdTime")
+                folder = found[0] if found else self._create_folder(
+                    key, f"{app.replace('/', '_')} shared", self._root(), layout.blobs_folder_properties(app))
+            self._book.put(key, str(folder["id"]))
+            shared = [p.get("emailAddress") or "" for p in folder.get("permissions") or []]
             for peer in self._peers.get(app, []):
-                if peer not in shared:
+                if not any(same_account(s, peer) for s in shared):
                     self._share(folder["id"], peer)
             self._blob_folders[app] = str(folder["id"])
         return self._blob_folders[app]
@@ -261,22 +526,25 @@ class DriveTransport:
 
     def _root(self) -> str:
         if self._root_id is None:
+            recorded = self._book.get("root")
+            if recorded and self._get_mine(recorded, "id") is not None:
+                self._root_id = recorded
+                return recorded
             found = self.api.list_files(layout.root_query(self.email), fields="id", order_by="createdTime")
             if found:
                 self._root_id = str(found[0]["id"])
             else:
-                created = self.api.create_folder(
-                    layout.ROOT_FOLDER_NAME, properties={layout.P_ROLE: "root"}, file_id=self._next_id()
-                )
-                self._root_id = str(created["id"])
+                self._root_id = str(self._create_folder("root", layout.ROOT_FOLDER_NAME, None, {layout.P_ROLE: "root"})["id"])
+            self._book.put("root", self._root_id)
         return self._root_id
 
-    def _share(self, folder_id: str, peer: str) -> None:
+    def _share(self, folder_id: str, peer: str) -> dict[str, Any]:
         try:
-            self.api.share(folder_id, peer, role="reader")
+            return self.api.share(folder_id, peer, role="reader")
         except DrivePermissionDenied as exc:
             raise TransportError(f"could not share my outbox with {peer}: {exc}") from exc
         except DriveError as exc:
             raise TransportError(
                 f"could not share my outbox with {peer} ({exc}). Check that {peer} is a Google account email."
             ) from exc
+

@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import BinaryIO, Callable, Iterable, Sequence
 
+from syft_flwr_gdrive.accounts import canonical_email
 from syft_flwr_gdrive.transport.contract import Listing, Posting, Routing, Transport, TransportError
 from syft_flwr_gdrive.crypto import CODEC_SEAL, CryptoError, MissingPeerKey, PublicKeys, Sealer
 from syft_flwr_gdrive.transport.envelope import Envelope, EnvelopeError, decode_file, encode_segments, header_bytes
@@ -90,13 +91,13 @@ class Mailbox:
         (fail closed) nothing unsealed is accepted."""
         self.transport = transport
         self.app = app
-        self.peers = frozenset(p.lower() for p in peers)
+        self.peers = frozenset(canonical_email(p) for p in peers)
         self.ledger = ledger
         self.max_payload = max_payload
         self._rejected: set[str] = set()  # handles rejected for good (logged once)
         self._noted: set[tuple[str, str]] = set()  # (handle, reason) already logged for passing skips
         self._lock = threading.Lock()
-        self.announced: dict[str, int] = {}  # peer -> the run it says is current
+        self.announced: dict[str, int] = {}  # peer (canonical email) -> the newest run it announces
         self.sealer = sealer
 
     @property
@@ -174,13 +175,18 @@ class Mailbox:
         on the next poll.
         """
         listing = self.transport.poll(self.app)
-        trusted = [a for a in listing.announcements if a.owner.lower() in self.peers]
-        self.announced = {a.owner.lower(): a.run_id for a in trusted if a.run_id is not None}
+        trusted = [a for a in listing.announcements if canonical_email(a.owner) in self.peers]
+        announced: dict[str, int] = {}
+        for a in trusted:  # a peer may announce on several folders (duplicates): the newest run wins
+            if a.run_id is not None:
+                peer = canonical_email(a.owner)
+                announced[peer] = max(a.run_id, announced.get(peer, a.run_id))
+        self.announced = announced
         if self.sealer is not None:
             for a in trusted:
                 keys = PublicKeys.decode(a.keys) if a.keys else None
                 if keys is not None:
-                    self.sealer.learn(a.owner.lower(), keys)
+                    self.sealer.learn(canonical_email(a.owner), keys)
         deliveries: list[Delivery] = []
         for posting in listing.inbound:
             delivery = self._check(posting, accept)
@@ -222,17 +228,17 @@ class Mailbox:
             return None
         if routing.message_id in self.ledger:
             return None
-        if routing.app != self.app or routing.recipient != self.email:
+        if routing.app != self.app or canonical_email(routing.recipient) != canonical_email(self.email):
             self._reject(posting, f"addressed to {routing.recipient!r} of app {routing.app!r}, not to me")
             return None
-        if posting.owner.lower() != routing.sender:
+        if canonical_email(posting.owner) != canonical_email(routing.sender):
             self._reject(
                 posting,
                 f"claims to be from {routing.sender!r} but the storage says {posting.owner!r} wrote it "
                 "(forged sender)",
             )
             return None
-        if routing.sender not in self.peers:
+        if canonical_email(routing.sender) not in self.peers:
             self._reject(posting, f"sender {routing.sender!r} is not a peer of this app (unknown sender)")
             return None
         if accept is not None:

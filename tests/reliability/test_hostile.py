@@ -140,12 +140,14 @@ def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_complete
             "forged-reply": (plant(drive, c2, r("c2forged", CLIENTS[0], SERVER, kind="reply", reply_to="0" * 32),
                                    envelope_body(r("c2forged", CLIENTS[0], SERVER, kind="reply", reply_to="0" * 32), junk)),
                              "forged sender"),
-            "stranger-reply": (plant(drive, STRANGER, r("mreply", STRANGER, SERVER, kind="reply", reply_to="0" * 32),
-                                     envelope_body(r("mreply", STRANGER, SERVER, kind="reply", reply_to="0" * 32), junk)),
-                               "not a peer"),
             "other-run-reply": (plant(drive, c2, r("c2old", c2, SERVER, run=run_id - 1, kind="reply", reply_to="0" * 32),
                                       envelope_body(r("c2old", c2, SERVER, run=run_id - 1, kind="reply", reply_to="0" * 32), junk)),
                                 f"belongs to run {run_id - 1}"),
+        }
+        # Files outside a peer's outbox folder never reach a poll: not listed, so not even logged.
+        never_listed = {
+            "server stranger-reply": (plant(drive, STRANGER, r("mreply", STRANGER, SERVER, kind="reply", reply_to="0" * 32),
+                                            envelope_body(r("mreply", STRANGER, SERVER, kind="reply", reply_to="0" * 32), junk))),
         }
         unknown_reply = r("c2unknown", c2, SERVER, kind="reply", reply_to="0" * 32)
         plant(drive, c2, unknown_reply, envelope_body(unknown_reply, junk))
@@ -187,9 +189,10 @@ def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_complete
                           f"belongs to run {run_id + 1}"),
             "expired": (plant(drive, SERVER, r("expired", created_at=time.time() - 7200, ttl=60),
                               envelope_body(r("expired", created_at=time.time() - 7200, ttl=60), junk)), "expired"),
-            "forged-sender": (plant(drive, CLIENTS[1], r("forged"), envelope_body(r("forged"), junk)), "forged sender"),
-            "non-peer": (plant(drive, STRANGER, r("stranger", STRANGER), envelope_body(r("stranger", STRANGER), junk)),
-                         "not a peer"),
+        })
+        never_listed.update({  # in the planters' own outboxes to the target, which is not their peer
+            "client forged-sender": plant(drive, CLIENTS[1], r("forged"), envelope_body(r("forged"), junk)),
+            "client non-peer": plant(drive, STRANGER, r("stranger", STRANGER), envelope_body(r("stranger", STRANGER), junk)),
         })
         # Valid envelopes whose payload is not a Flower message: logged by message id.
         to_client_by_id["not-flower"] = (plant(drive, SERVER, r("notflower"), envelope_body(r("notflower"), junk)),
@@ -253,6 +256,10 @@ def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_complete
         lines = lines_with(server_log, handle)
         if len(lines) != 1 or reason not in lines[0]:
             problems.append(f"server {label}: {lines}")
+    for label, handle in never_listed.items():
+        lines = lines_with(server_log if label.startswith("server") else client_log, handle)
+        if lines:
+            problems.append(f"{label} reached a poll: {lines}")
     unknown = lines_with(server_log, "c2unknown")
     if len(unknown) != 1 or not any(reason in unknown[0] for reason in ("not a Flower message",) + PAYLOAD_REFUSED):
         problems.append(f"server unknown reply: {unknown}")
@@ -264,11 +271,12 @@ def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_complete
     # Nothing the target did not own was deleted: the server's and the stranger's planted files remain.
     server_files = {f["id"] for f in owned_files(drive, SERVER)}
     for label, (handle, _reason) in to_client.items():
-        if label not in ("forged-sender", "non-peer"):
-            assert handle in server_files, f"{label} ({handle}) was deleted by someone other than its owner"
-    assert {f["id"] for f in owned_files(drive, STRANGER)} >= {to_client["non-peer"][0], to_server["stranger-reply"][0]}
+        assert handle in server_files, f"{label} ({handle}) was deleted by someone other than its owner"
+    assert {f["id"] for f in owned_files(drive, STRANGER)} >= {never_listed["client non-peer"], never_listed["server stranger-reply"]}
     left = leftover_message_files(drive)
-    assert set(left) == {SERVER}, left  # clients removed all they wrote, planted files included
+    # Clients removed all they wrote in their outboxes to the server, planted files included; client 1's
+    # forged file sits in its outbox to client 0, which its process does not use (`clean` removes it).
+    assert left == {SERVER: left.get(SERVER), CLIENTS[1]: 1}, left
 
 
 LOG_INJECTION_BUG = (
@@ -284,8 +292,9 @@ def test_a_file_name_cannot_forge_log_lines(tmp_path: Path, drive: FakeDriveServ
     with make_federation(tmp_path, drive, client_emails=CLIENTS[:1], run_config={"num-server-rounds": 1, "min-clients": 1}) as fed:
         fed.start_all()
         run_id = announced_run(drive, TARGET, APP)
-        stranger = make_routing(run_id, "injected", STRANGER, TARGET, APP)
-        handle = plant(drive, STRANGER, stranger, b"junk", name="report.sfgd\n" + forged)
+        # A peer's file (strangers' files are never listed): its name is the peer's to choose.
+        injected = make_routing(run_id, "injected", SERVER, TARGET, APP)
+        handle = plant(drive, SERVER, injected, b"junk", name="report.sfgd\n" + forged)
         wait_for_log(fed.client(0), handle, 30)
         assert fed.wait(60)
         log = fed.client(0).log_text()
