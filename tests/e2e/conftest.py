@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -18,12 +19,15 @@ SERVER = "ds_lead@example.com"
 # Emails exercise "_", ".", "+" and "'" end to end.
 CLIENTS = ("do_1@example.com", "d.o2+eu@example.com", "o'brien@example.org")
 
+# SYFT_FLWR_DRIVE_PROFILE=strict runs every federation against the strict fake (docs/drive-assumptions.md).
+DRIVE_PROFILE = os.environ.get("SYFT_FLWR_DRIVE_PROFILE", "default")
+
 CALL_TABLE: list[tuple[str, str, int, dict[str, int]]] = []
 
 
 @pytest.fixture
 def drive() -> Iterator[FakeDriveServer]:
-    with FakeDriveServer() as server:
+    with FakeDriveServer(profile=DRIVE_PROFILE) as server:
         yield server
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.transport import DriveTransport
-from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.fake import FakeDriveServer, FaultConfig
 
 from .conftest import CLIENTS, LEGACY_APP, MESSAGE_APP, SERVER, make_federation, record_calls
 
@@ -26,13 +26,17 @@ def transport_for(drive: FakeDriveServer, email: str) -> DriveTransport:
 
 
 def leftover_message_files(drive: FakeDriveServer) -> dict[str, int]:
-    """Message files each participant still owns on Drive (folders excluded)."""
-    left = {}
-    for email in (SERVER, *CLIENTS):
-        files = transport_for(drive, email).my_message_files()
-        if files:
-            left[email] = len(files)
-    return left
+    """Message files each participant still owns on Drive (folders excluded), counted without list lag."""
+    saved, drive.faults = drive.faults, FaultConfig()
+    try:
+        left = {}
+        for email in (SERVER, *CLIENTS):
+            files = transport_for(drive, email).my_message_files()
+            if files:
+                left[email] = len(files)
+        return left
+    finally:
+        drive.faults = saved
 
 
 def assert_federation_succeeded(fed, rounds: int = ROUNDS) -> list[float]:

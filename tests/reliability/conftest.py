@@ -6,6 +6,7 @@ Every participant runs the user-facing CLI (``python -m syft_flwr_gdrive.cli``) 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -64,9 +65,13 @@ def pytest_sessionfinish(session, exitstatus):
             shutil.rmtree(base, ignore_errors=True)
 
 
+# SYFT_FLWR_DRIVE_PROFILE=strict runs the suite against the strict fake (docs/drive-assumptions.md).
+DRIVE_PROFILE = os.environ.get("SYFT_FLWR_DRIVE_PROFILE", "default")
+
+
 @pytest.fixture
 def drive() -> Iterator[FakeDriveServer]:
-    with FakeDriveServer() as server:
+    with FakeDriveServer(profile=DRIVE_PROFILE) as server:
         yield server
 
 

@@ -27,6 +27,7 @@ from syft_flwr_gdrive.federation import LocalFederation
 from .conftest import (
     CLIENTS,
     DIGEST_APP,
+    DRIVE_PROFILE,
     MESSAGE_APP,
     SERVER,
     answered,
@@ -112,7 +113,8 @@ class PairOfRuns:
 
     def _pair(self) -> RunPair:
         started = time.monotonic()
-        with FakeDriveServer() as clean_drive, FakeDriveServer(faults=FaultConfig(**FAULTS)) as faulty_drive:
+        with FakeDriveServer(profile=DRIVE_PROFILE) as clean_drive, \
+                FakeDriveServer(faults=FaultConfig(**FAULTS), profile=DRIVE_PROFILE) as faulty_drive:
             clean = make_federation(self.base / "clean", clean_drive, DIGEST_APP)
             faulty = make_federation(self.base / "faulty", faulty_drive, DIGEST_APP)
             self.feds += [clean, faulty]
@@ -251,12 +253,12 @@ def test_no_stop_file_is_left_after_a_completed_run_under_listing_lag(tmp_path: 
     The lag is switched on once the client answered its first request, so only the rest of the
     run (evaluate and the stop exchange) pays for it.
     """
-    with FakeDriveServer() as drive:
+    with FakeDriveServer(profile=DRIVE_PROFILE) as drive:
         with make_federation(tmp_path, drive, MESSAGE_APP, client_emails=CLIENTS[:1],
                              run_config={"num-server-rounds": 1, "min-clients": 1}) as fed:
             fed.start_all()
             wait_for_log(fed.client(0), "answered train", 60)
-            drive.faults = FaultConfig(list_lag=3.0)
+            drive.faults = FaultConfig.for_profile(DRIVE_PROFILE, list_lag=3.0)
             assert fed.wait(90), fed.server().log_text()[-3000:]
             assert_clean_exit(fed, 1)
         assert leftover_message_files(drive, (SERVER, CLIENTS[0])) == {}
