@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test test-strict test-live bench clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
+
+# The federation tests and the reliability suite again, against the strict fake Drive
+# (only what Drive documents; docs/drive-assumptions.md).
+test-strict: $(STAMP)
+	SYFT_FLWR_DRIVE_PROFILE=strict $(PY) -m pytest tests/e2e tests/reliability $(ARGS)
+
+# One test per row of docs/drive-assumptions.md: against the fake, and against real Google
+# Drive when SYFT_FLWR_LIVE_{A,B}_{TOKEN,EMAIL} name two accounts (skipped otherwise).
+test-live: $(STAMP)
+	$(PY) -m pytest tests/live -p no:cacheprovider $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

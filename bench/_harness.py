@@ -421,12 +421,24 @@ def run_federation(
 # -- script plumbing --------------------------------------------------------------------
 
 
+DRIVE_PROFILE = {"name": "default"}  # set by --drive-profile; every fake_drive() of the script uses it
+
+
+class _ProfileAction(argparse.Action):
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        setattr(namespace, self.dest, values)
+        DRIVE_PROFILE["name"] = str(values)
+
+
 def base_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a smaller, faster run (for a smoke check)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fake's fault stream and the payloads (default 0)")
     p.add_argument("--workdir", type=Path, default=None, help="keep worker logs, specs and reports here (default: a temp dir, removed)")
     p.add_argument("--verbose", action="store_true", help="print worker log tails")
+    p.add_argument("--drive-profile", choices=["default", "strict"], default="default", action=_ProfileAction,
+                   help="fake Drive profile; strict: only what Drive documents (lag on every change, 3 writes/s per "
+                        "account, hidden owner emails, ...; docs/drive-assumptions.md)")
     p.add_argument("--code", default="HEAD",
                    help="what to measure: a git revision, snapshotted with git archive (default HEAD), or 'worktree' "
                         "for the live working tree (uncommitted edits included)")
@@ -451,7 +463,7 @@ class Workdir:
 
 def code_version() -> dict[str, Any]:
     """Which code was measured: the revision snapshotted, or HEAD plus the working tree's uncommitted files."""
-    info: dict[str, Any] = {"code": CODE["rev"], "commit": CODE["commit"]}
+    info: dict[str, Any] = {"code": CODE["rev"], "commit": CODE["commit"], "drive_profile": DRIVE_PROFILE["name"]}
     if CODE["rev"] == "worktree":
         try:
             head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
@@ -466,6 +478,8 @@ def code_version() -> dict[str, Any]:
 def fake_drive(faults: Any = None) -> Any:
     from syft_flwr_gdrive.fake import FakeDriveServer
 
+    if DRIVE_PROFILE["name"] != "default":
+        return FakeDriveServer(faults=faults, profile=DRIVE_PROFILE["name"])
     return FakeDriveServer(faults=faults)
 
 

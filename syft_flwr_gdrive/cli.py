@@ -298,6 +298,7 @@ def run_project(
     error_rate: float = typer.Option(0.0, help="Fraction of Drive calls answered with 429/403/500/503."),
     drop_rate: float = typer.Option(0.0, help="Fraction of Drive connections dropped without an answer."),
     seed: int = typer.Option(0, help="Seed of the injected faults."),
+    drive_profile: str = typer.Option("default", help="Fake Drive profile: 'default' or 'strict' (only what Drive documents: lag on every change, write limit, hidden owner emails, ...)."),
     out: Optional[Path] = typer.Option(None, help="Folder for report.json, the plot and logs; default runs/run-<time>."),
     timeout: float = typer.Option(600.0, help="Give up after this many seconds."),
 ) -> None:
@@ -313,7 +314,7 @@ def run_project(
         project=project.expanduser().resolve(), clients=clients, run_config=run_config or "",
         node_configs=tuple(node_config or (DEFAULT_NODE_CONFIG,)), poll_interval=poll_interval,
         latency_ms=latency_ms, error_rate=error_rate, drop_rate=drop_rate, seed=seed, timeout=timeout,
-        **({"out_dir": out} if out else {}),
+        drive_profile=drive_profile, **({"out_dir": out} if out else {}),
     )
     _run_with_live_view(clients, options.out_dir, lambda on_progress: run_local(options, on_progress))
 
@@ -328,6 +329,7 @@ def demo(
     error_rate: float = typer.Option(0.0, help="Fraction of Drive calls answered with 429/403/500/503."),
     drop_rate: float = typer.Option(0.0, help="Fraction of Drive connections dropped without an answer."),
     seed: int = typer.Option(0, help="Seed of the injected faults."),
+    drive_profile: str = typer.Option("default", help="Fake Drive profile: 'default' or 'strict' (only what Drive documents)."),
     out: Optional[Path] = typer.Option(None, help="Folder for report.json, metrics.png and logs; default runs/demo-<time>."),
     timeout: float = typer.Option(600.0, help="Give up after this many seconds."),
 ) -> None:
@@ -339,7 +341,7 @@ def demo(
 
     options = DemoOptions(
         clients=clients, rounds=rounds, poll_interval=poll_interval, app=app_style, latency_ms=latency_ms,
-        error_rate=error_rate, drop_rate=drop_rate, seed=seed, timeout=timeout,
+        error_rate=error_rate, drop_rate=drop_rate, seed=seed, timeout=timeout, drive_profile=drive_profile,
         **({"out_dir": out} if out else {}),
     )
     _run_with_live_view(clients, options.out_dir, lambda on_progress: run_demo(options, on_progress))
@@ -394,6 +396,9 @@ def login(
 def doctor(
     email: Optional[str] = typer.Option(None, help="This participant's email; default: $SYFTBOX_EMAIL."),
     drive_url: Optional[str] = typer.Option(None, help="Drive API base URL (the fake Drive's); default: real Google Drive."),
+    peer: Optional[str] = typer.Option(None, help="Also test a round trip with this peer (share, list, read, delete); "
+                                                  "they run `doctor --peer <your email>` at the same time."),
+    peer_timeout: float = typer.Option(60.0, help="Seconds to wait for the peer's side of --peer."),
 ) -> None:
     """Check settings, credentials, Drive reachability and the account; say what to fix."""
     from syft_flwr_gdrive.doctor import run_checks
@@ -411,7 +416,29 @@ def doctor(
     failed = [c for c in checks if not c.ok]
     if failed:
         raise typer.Exit(EXIT_CONFIG if failed[0].name == "settings" else EXIT_DRIVE)
+    if peer:
+        _doctor_peer(environ, overrides, peer, peer_timeout)
     typer.echo("all good")
+
+
+def _doctor_peer(environ: dict[str, str], overrides: dict[str, Any], peer: str, timeout: float) -> None:
+    """The timed round trip of `doctor --peer`; exits 3 (Drive) when the two accounts cannot federate."""
+    from syft_flwr_gdrive.config import Settings
+    from syft_flwr_gdrive.peercheck import check_peer
+    from syft_flwr_gdrive.plugin import create_transport
+
+    settings = _run_errors(lambda: Settings.from_env(environ, **overrides))
+    peer = _run_errors(lambda: validate_email(peer, what="--peer"))
+    transport = _run_errors(lambda: create_transport(settings))
+    typer.echo(f"round trip with {peer} (waiting up to {timeout:.0f}s for their side):")
+    steps = check_peer(transport, peer, timeout=timeout)
+    for step in steps:
+        typer.echo(f"[{'ok ' if step.ok else 'FAIL'}] {step.name} ({step.seconds:.1f}s): {step.detail}")
+    total = sum(s.seconds for s in steps)
+    if not steps or not all(s.ok for s in steps):
+        typer.echo(f"{settings.email} and {peer} cannot federate yet ({total:.1f}s).", err=True)
+        raise typer.Exit(EXIT_DRIVE)
+    typer.echo(f"{settings.email} and {peer} can federate: round trip in {total:.1f}s.")
 
 
 @app.command()

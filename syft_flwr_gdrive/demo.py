@@ -41,6 +41,7 @@ class LocalRunOptions:
     error_rate: float = 0.0
     drop_rate: float = 0.0
     seed: int = 0
+    drive_profile: str = "default"  # "strict": only what Drive documents (docs/drive-assumptions.md)
     out_dir: Path = field(default_factory=lambda: Path("runs") / time.strftime("run-%Y%m%d-%H%M%S"))
     timeout: float = 600.0
     label: str = ""  # for the plot's title; default the project's folder name
@@ -58,6 +59,7 @@ class DemoOptions:
     error_rate: float = 0.0
     drop_rate: float = 0.0
     seed: int = 0
+    drive_profile: str = "default"
     out_dir: Path = field(default_factory=lambda: Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S"))
     timeout: float = 600.0
 
@@ -68,7 +70,8 @@ class DemoOptions:
             project=app_dir(self.app), clients=self.clients,
             run_config=json.dumps({"num-server-rounds": self.rounds, "min-clients": self.clients}),
             poll_interval=self.poll_interval, msg_timeout=self.msg_timeout, latency_ms=self.latency_ms,
-            error_rate=self.error_rate, drop_rate=self.drop_rate, seed=self.seed, out_dir=self.out_dir,
+            error_rate=self.error_rate, drop_rate=self.drop_rate, seed=self.seed, drive_profile=self.drive_profile,
+            out_dir=self.out_dir,
             timeout=self.timeout, label=f"{self.app} app", expected_rounds=self.rounds,
         )
 
@@ -110,6 +113,8 @@ def validate(options: LocalRunOptions) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1).")
     if options.latency_ms < 0 or options.poll_interval <= 0:
         raise ConfigError("--latency-ms must be >= 0 and --poll-interval > 0.")
+    if options.drive_profile not in ("default", "strict"):
+        raise ConfigError(f"--drive-profile {options.drive_profile!r} is not a profile: use 'default' or 'strict'.")
     if not (Path(options.project) / "pyproject.toml").is_file():
         raise ConfigError(f"No pyproject.toml in {options.project}: pass the Flower project's folder with -p.")
     if not options.node_configs or len(options.node_configs) not in (1, options.clients):
@@ -156,7 +161,7 @@ def run_local(options: LocalRunOptions, on_progress: Callable[[Progress], None] 
     )
     emails = [f"dataowner{i + 1}@example.com" for i in range(options.clients)]
     started = time.monotonic()
-    with FakeDriveServer(faults=faults) as drive:
+    with FakeDriveServer(faults=faults, profile=options.drive_profile) as drive:
         fed = LocalFederation(
             out / "participants", Path(options.project), drive.url,
             server_email="datascientist@example.com", client_emails=emails,
@@ -220,10 +225,12 @@ def build_report(fed: LocalFederation, options: LocalRunOptions, elapsed: float,
         "summary": server_report.get("summary"),
         "per_round": server_report.get("rounds"),
         "excluded": server_report.get("excluded"),
-        "faults": {"latency_ms": options.latency_ms, "error_rate": options.error_rate, "drop_rate": options.drop_rate},
+        "faults": {"latency_ms": options.latency_ms, "error_rate": options.error_rate, "drop_rate": options.drop_rate,
+                   "drive_profile": options.drive_profile},
         "history": history,
         "participants": participants,
-        "fake_drive": {"faults_injected": drive_stats.get("faults"), "requests": sum((drive_stats.get("requests") or {}).values())},
+        "fake_drive": {"faults_injected": drive_stats.get("faults"), "requests": sum((drive_stats.get("requests") or {}).values()),
+                       "writes": drive_stats.get("writes")},
     }
 
 

@@ -61,7 +61,9 @@ def run_checks(environ: Mapping[str, str] | None = None, **overrides: object) ->
                             "check the network, SYFT_FLWR_DRIVE_URL, and that the Drive API is enabled for the project"))
         return checks
     checks.append(Check("drive", True, f"reachable ({settings.drive_url or 'www.googleapis.com'})"))
-    if account.lower() != settings.email:
+    from syft_flwr_gdrive.identity import same_account
+
+    if not same_account(account, settings.email):  # gmail: Drive reports the form the account registered
         checks.append(Check("account", False, f"the credentials are for {account}, but SYFTBOX_EMAIL is {settings.email}",
                             f"set SYFTBOX_EMAIL={account} or log in as {settings.email}"))
     else:
