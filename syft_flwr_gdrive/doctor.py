@@ -61,7 +61,7 @@ def run_checks(environ: Mapping[str, str] | None = None, **overrides: object) ->
                             "check the network, SYFT_FLWR_DRIVE_URL, and that the Drive API is enabled for the project"))
         return checks
     checks.append(Check("drive", True, f"reachable ({settings.drive_url or 'www.googleapis.com'})"))
-    from syft_flwr_gdrive.identity import same_account
+    from syft_flwr_gdrive.accounts import same_account
 
     if not same_account(account, settings.email):  # gmail: Drive reports the form the account registered
         checks.append(Check("account", False, f"the credentials are for {account}, but SYFTBOX_EMAIL is {settings.email}",

@@ -26,7 +26,7 @@ from syft_flwr_gdrive.drive.errors import DriveError
 from syft_flwr_gdrive.drive.retry import RetryPolicy
 from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer
-from syft_flwr_gdrive.identity import canonical_email
+from syft_flwr_gdrive.accounts import canonical_email
 
 ENV = {who: (f"SYFT_FLWR_LIVE_{who}_TOKEN", f"SYFT_FLWR_LIVE_{who}_EMAIL") for who in "ABC"}
 FAKE_ACCOUNTS = {"A": "a.live@gmail.com", "B": "b.live@example.com", "C": "c.live@workspace.example"}

@@ -16,7 +16,7 @@ import pytest
 
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.errors import DriveConflict, DriveError, DriveNotFound, DrivePermissionDenied
-from syft_flwr_gdrive.identity import canonical_email
+from syft_flwr_gdrive.accounts import canonical_email
 from syft_flwr_gdrive.peercheck import check_peer
 
 from .conftest import Backend
