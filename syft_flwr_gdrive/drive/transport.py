@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 ID_BATCH = 100
 INLINE_MAX = 1536  # bodies up to this size also ride in the file's properties (no download needed)
 DISCOVER_EVERY = 10.0  # seconds between listings of peers' outbox folders once every peer has one
-REDISCOVER_EVERY = 1.0  # sooner while a peer has no known outbox, or names a newer run than it announces...
+REDISCOVER_EVERY = 1.0  # sooner when a peer's message names a newer run than it announces...
 REDISCOVER_FOR = 60.0  # ...for this long per (peer, run)
 MAX_RETRY_SECONDS = 300.0  # one Drive call never retries longer (nor longer than the message timeout)
 _CONFIRM_KINDS = ("request", "stop")  # inbound kinds whose disappearance someone acts on
@@ -311,12 +311,12 @@ class DriveTransport:
     # -- discovery and trust ----------------------------------------------------------------
 
     def _needs_discovery(self, app: str) -> bool:
-        """Every DISCOVER_EVERY seconds; every REDISCOVER_EVERY while a peer has no known outbox yet."""
+        """Every DISCOVER_EVERY seconds, and at every poll while a peer has no known outbox yet
+        (one more list call per poll then: a peer that never starts costs that much)."""
         have = {info["peer"] for info in self._peer_folders.get(app, {}).values()}
-        since = time.monotonic() - self._discovered_at.get(app, float("-inf"))
         if any(p not in have for p in self._peers.get(app, [])):
-            return since >= REDISCOVER_EVERY
-        return since >= DISCOVER_EVERY
+            return True
+        return time.monotonic() - self._discovered_at.get(app, float("-inf")) >= DISCOVER_EVERY
 
     def _discover(self, app: str) -> None:
         """Peers' outbox folders to me, found as folders shared with me directly; kept by id.

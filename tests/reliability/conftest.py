@@ -91,6 +91,18 @@ def transport_for(drive: FakeDriveServer, email: str) -> DriveTransport:
     return DriveTransport(api_for(drive, email), email)
 
 
+_PLANTERS: dict[tuple[str, str, str], DriveTransport] = {}
+
+
+def planter(drive: FakeDriveServer, email: str) -> DriveTransport:
+    """One transport per (Drive, account) for planting: it prepares each outbox once, so a plant is one create
+    (a fresh transport per file would discover and check sharing again, slower than the run it plants into)."""
+    key = (drive.url, str(drive.store.dir), email)  # the store dir is unique per server, ports are reused
+    if key not in _PLANTERS:
+        _PLANTERS[key] = transport_for(drive, email)
+    return _PLANTERS[key]
+
+
 def uses_app_properties() -> bool:
     """Whether the package keeps routing in ``appProperties`` (else in public ``properties``)."""
     return "appProperties" in layout.LISTING_FIELDS
@@ -181,7 +193,7 @@ def assert_clean_exit(fed: LocalFederation, rounds: int) -> dict:
 
 def outbox_of(drive: FakeDriveServer, owner: str, app: str, recipient: str) -> str:
     """Id of ``owner``'s outbox folder of ``app`` to ``recipient`` (created and shared if missing)."""
-    transport_for(drive, owner).prepare(app, [recipient])
+    planter(drive, owner).prepare(app, [recipient])
     want = str(node_id_for(recipient))
     folders = api_for(drive, owner).list_files(layout.outbox_query(app, owner), fields="id,appProperties,properties")
     matches = [f["id"] for f in folders if file_props(f).get(layout.P_TO) == want]
@@ -196,7 +208,7 @@ def plant(drive: FakeDriveServer, owner: str, routing: Routing, body: bytes, *, 
     By default name and metadata are what the package itself writes for ``routing``.
     """
     if name is None and props is None:
-        return transport_for(drive, owner).send(routing, body)
+        return planter(drive, owner).send(routing, body)
     folder = outbox_of(drive, owner, routing.app, routing.recipient)
     created = api_for(drive, owner).upload_bytes(
         name if name is not None else layout.message_file_name(routing), body, parent_id=folder,
