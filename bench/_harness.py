@@ -200,6 +200,29 @@ def units_of(events: Iterable[CallEvent], costs: dict[str, str | None] | None = 
     return total
 
 
+def is_write(ev: CallEvent, costs: dict[str, str | None] | None = None) -> bool:
+    """A write in Drive's sense (what the per-account sustained write limit counts): a
+    modify-class call (create, upload, update, delete, permission change), batch parts one by one."""
+    return (costs or route_costs()).get(ev.route) == "modify"
+
+
+def writes_of(events: Iterable[CallEvent], costs: dict[str, str | None] | None = None) -> int:
+    """Writes Drive accepted (refused ones, e.g. over the write limit, are counted by :func:`refused_writes_of`)."""
+    costs = costs or route_costs()
+    return sum(1 for ev in events if is_write(ev, costs) and ev.status < 400)
+
+
+def refused_writes_of(events: Iterable[CallEvent], costs: dict[str, str | None] | None = None) -> int:
+    """Writes answered 403/429 (the write limit or the quota): each one is retried later, costing time."""
+    costs = costs or route_costs()
+    return sum(1 for ev in events if is_write(ev, costs) and is_quota_error(ev))
+
+
+def round_floor(latency: float, poll: float) -> float:
+    """The floor of one Flower round for a single client: two exchanges of 6L + p each."""
+    return 2 * (6 * latency + poll)
+
+
 def by_user(events: Iterable[CallEvent]) -> dict[str, list[CallEvent]]:
     out: dict[str, list[CallEvent]] = defaultdict(list)
     for ev in events:

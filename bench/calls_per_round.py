@@ -45,6 +45,8 @@ def parse_args() -> Any:
     p.add_argument("--clients", default="2,10,50", help="comma-separated client counts (default 2,10,50)")
     p.add_argument("--rounds", type=int, default=5, help="Flower rounds per run, >= 3 (default 5; steady = rounds 2..R-1)")
     p.add_argument("--poll", type=float, default=0.5, help="poll interval in seconds for every participant (default 0.5)")
+    p.add_argument("--latency", type=float, default=0.0,
+                   help="seconds added to every Drive request, L (default 0); round_s_over_floor divides by 2(6L + p)")
     p.add_argument("--mode", choices=("auto", "processes", "threads"), default="auto",
                    help="clients as one OS process each, or as threads of one process; auto: processes up to 10 clients")
     p.add_argument("--app", choices=("message", "legacy", "echo"), default="message",
@@ -89,6 +91,7 @@ def interval_figures(events: list[H.CallEvent], server: str, clients: list[str],
     s_ev = users.get(server, [])
     per_client = [H.requests_of(users.get(c, [])) for c in clients]
     per_client_api = [len(users.get(c, [])) for c in clients]
+    per_client_writes = [H.writes_of(users.get(c, [])) for c in clients]
     n = len(clients)
     ours_all = H.requests_of(win)
     # files each side receives: every client file goes to the server; the server's files (requests, and
@@ -105,6 +108,10 @@ def interval_figures(events: list[H.CallEvent], server: str, clients: list[str],
         "client_requests": per_client,
         "client_api_calls": per_client_api,
         "client_by_method": dict(Counter(ev.route + (" (batch part)" if ev.part else "") for c in clients for ev in users.get(c, []))),
+        "server_writes": H.writes_of(s_ev),
+        "server_refused_writes": H.refused_writes_of(s_ev),
+        "client_writes": per_client_writes,
+        "client_refused_writes": sum(H.refused_writes_of(users.get(c, [])) for c in clients),
         "server_naive": server_naive,
         "all_requests": ours_all,
         "all_naive": naive_all,
@@ -136,6 +143,11 @@ def summarize(intervals: list[dict[str, Any]], n: int) -> dict[str, Any]:
         "client_requests_mean": sum(client_means) / n,
         "client_requests_max": max(max(iv["client_requests"]) for iv in intervals),
         "client_by_method_mean_per_client": {m: v / k / n for m, v in sorted(client_by_method.items())},
+        "server_writes_mean": mean("server_writes"),
+        "server_refused_writes_mean": mean("server_refused_writes"),
+        "client_writes_mean": sum(sum(iv["client_writes"]) for iv in intervals) / k / n,
+        "client_writes_max": max(max(iv["client_writes"]) for iv in intervals),
+        "client_refused_writes_mean": mean("client_refused_writes") / n,
         "server_naive_mean": mean("server_naive"),
         "server_ratio_to_naive": mean("server_requests") / max(1e-9, mean("server_naive")),
         "all_requests_mean": mean("all_requests"),
@@ -157,7 +169,7 @@ def run_one(n: int, args: Any, workdir: Path) -> dict[str, Any]:
     else:
         app_kw = {"project": H.message_app() if args.app == "message" else H.legacy_app(),
                   "run_config": {"num-server-rounds": args.rounds, "min-clients": n}}
-    with H.fake_drive(FaultConfig(seed=args.seed)) as drive:
+    with H.fake_drive(FaultConfig(seed=args.seed, latency=args.latency)) as drive:
         tap = H.DriveTap(drive)
         fed = H.run_federation(
             drive.url, workdir / f"n{n}", n_clients=n, mode=mode, poll_interval=args.poll,
@@ -201,6 +213,17 @@ def run_one(n: int, args: Any, workdir: Path) -> dict[str, Any]:
     out["client_total_requests_mean"] = sum(H.requests_of(users.get(c, [])) for c in clients) / n
     out["target_server_per_round"] = 3 * n + 2
     pr = out["per_round"]
+    floor = H.round_floor(args.latency, args.poll)
+    out["figures"] = {  # the named figures (issue 12), comparable from one change to the next
+        "server_writes_per_exchange": pe.get("server_writes_mean"),
+        "client_writes_per_exchange": pe.get("client_writes_mean"),
+        "client_writes_per_exchange_max": pe.get("client_writes_max"),
+        "refused_writes_per_exchange": (pe["server_refused_writes_mean"] + pe["client_refused_writes_mean"] * n)
+        if pe.get("count") else None,
+        "round_s": pr.get("seconds_mean"),
+        "round_floor_s": floor,
+        "round_s_over_floor": pr["seconds_mean"] / floor if pr.get("count") else None,
+    }
     if pr.get("count"):
         out["server_per_round_meets_3n_plus_2"] = pr["server_requests_mean"] <= 3 * n + 2
         out["server_per_exchange_meets_3n_plus_2"] = out["per_exchange"]["server_requests_mean"] <= 3 * n + 2
@@ -277,7 +300,7 @@ def idle_poll(peers: int, pending: int, seed: int, workdir: Path) -> dict[str, A
 def main() -> int:
     args = parse_args()
     H.install_sigterm_as_interrupt()
-    result: dict[str, Any] = {"bench": "calls_per_round", "poll_interval": args.poll,
+    result: dict[str, Any] = {"bench": "calls_per_round", "poll_interval": args.poll, "latency": args.latency,
                               "rounds": args.rounds, "app": args.app, "compute_s": args.compute_s, "runs": [], "idle_poll": []}
     with H.Workdir(args.workdir, "calls") as wd:
         result["version"] = H.select_code(args.code, wd)
@@ -300,6 +323,12 @@ def main() -> int:
                 print(f"   per-file polling design: server {pr['server_naive_mean']:.1f}/round -> ours/naive "
                       f"{pr['server_ratio_to_naive']:.2f}; whole federation {pr['all_requests_mean']:.1f} vs "
                       f"{pr['all_naive_mean']:.1f} -> {pr['all_ratio_to_naive']:.2f} (DESIGN target <= 0.20)")
+            fg = run["figures"]
+            if fg["server_writes_per_exchange"] is not None:
+                print(f"   writes per exchange: server {fg['server_writes_per_exchange']:.1f}, each client "
+                      f"{fg['client_writes_per_exchange']:.2f} (max {fg['client_writes_per_exchange_max']}); refused "
+                      f"{fg['refused_writes_per_exchange']:.1f}; round {fg['round_s']:.2f}s = "
+                      f"{fg['round_s_over_floor']:.2f} x 2(6L+p) = {fg['round_floor_s']:.2f}s")
             if run.get("server_fixed_per_exchange") is not None:
                 k = run["server_polls_per_exchange_for_one_fifth"]
                 print(f"   projection: server ratio -> 1/N = {1 / n:.2f} as polls per exchange grow; reaches 1/5 at "
@@ -318,6 +347,7 @@ def main() -> int:
     idle_calls = [ip[k]["calls"] for ip in result["idle_poll"] for k in
                   ("empty", "pending_peer_to_other", "pending_mine_outbound", "pending_to_me_handled")]
     result["idle_poll_o1"] = bool(idle_calls) and max(idle_calls) == 1
+    result["figures"] = {str(r["clients"]): r["figures"] for r in result["runs"]}
     H.print_json_last(result)
     return 0 if all(r["completed"] for r in result["runs"]) else 1
 

@@ -38,6 +38,9 @@ def parse_args() -> Any:
     p.add_argument("--trials", type=int, default=3,
                    help="runs, each with the server started a random fraction of p after the clients (default 3)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds before giving up on one run (default 300)")
+    p.add_argument("--msg-timeout", type=float, default=None,
+                   help="SYFT_FLWR_MSG_TIMEOUT of the run (default max(60, 20(6L+p)); raise it under the strict profile "
+                        "at large N, where an exchange is bound by the write limit)")
     p.add_argument("--adaptive", choices=("default", "on", "off"), default="default",
                    help="adaptive polling (SYFT_FLWR_ADAPTIVE_POLL): default leaves the measured code's default "
                         "(code older than the setting has none)")
@@ -88,10 +91,16 @@ def analyse(fed: H.FederationResult, events: list[H.CallEvent], clients: list[st
         wall = ex["t1"] - ex["t0"]
         compute = [c["t1"] - c["t0"] for c in app_calls if ex["t0"] <= c["t0"] <= ex["t1"]]
         s_calls = H.requests_of([ev for ev in H.window(events, ex["t0"], ex["t1"] + 1e-6) if ev.user == H.SERVER_EMAIL])
+        # writes over [start, next start): a write an exchange causes late (a delete) is still counted once
+        users = H.by_user(H.window(events, ex["start"], ex["end"]))
+        c_writes = [H.writes_of(users.get(c, [])) for c in clients]
         rows.append({"trial": trial, "round": ex["round"], "type": ex["type"], "wall": wall, "ratio": wall / floor,
                      "client_compute_max": max(compute) if compute else 0.0,
                      "ratio_minus_compute": (wall - (max(compute) if compute else 0.0)) / floor,
-                     "server_calls": s_calls, "replies": ex["replies"], "phases": phases(ex, events, clients)})
+                     "server_calls": s_calls, "replies": ex["replies"],
+                     "server_writes": H.writes_of(users.get(H.SERVER_EMAIL, [])),
+                     "client_writes_mean": sum(c_writes) / max(1, len(clients)), "client_writes_max": max(c_writes, default=0),
+                     "refused_writes": H.refused_writes_of([ev for u in users.values() for ev in u]), "phases": phases(ex, events, clients)})
     return rows
 
 
@@ -143,7 +152,7 @@ def main() -> int:
             with H.fake_drive(FaultConfig(latency=L, seed=args.seed + trial)) as drive:
                 tap = H.DriveTap(drive)
                 fed = H.run_federation(drive.url, wd / f"trial{trial}", n_clients=n, mode=args.mode, poll_interval=p,
-                                       msg_timeout=max(60.0, 20 * floor), timeout=args.timeout, verbose=args.verbose,
+                                       msg_timeout=args.msg_timeout or max(60.0, 20 * floor), timeout=args.timeout, verbose=args.verbose,
                                        server_delay=delay, extra_spec=extra_spec, **app_kw)
                 events = tap.snapshot()
             t_rows = analyse(fed, events, clients, floor, trial)
@@ -210,6 +219,21 @@ def main() -> int:
               f"({per_round['server_lists']['mean']:.1f} polls), each client {per_round['client_mean']['mean']:.1f} "
               f"({per_round['client_lists_mean']['mean']:.1f} polls; max {per_round['client_max']['max']:.0f}), "
               f"federation {per_round['total']['mean']:.1f}")
+    steady_ex = [r for r in rows if r["round"] >= 2]
+    figures: dict[str, Any] = {
+        "server_writes_per_exchange": H.stats([r["server_writes"] for r in steady_ex])["mean"],
+        "client_writes_per_exchange": H.stats([r["client_writes_mean"] for r in steady_ex])["mean"],
+        "client_writes_per_exchange_max": max((r["client_writes_max"] for r in steady_ex), default=None),
+        "refused_writes_per_exchange": H.stats([r["refused_writes"] for r in steady_ex])["mean"],
+        "round_s": (result.get("steady_round_s") or {}).get("mean"),
+        "round_floor_s": 2 * floor,
+        "round_s_over_floor": result.get("steady_round_ratio"),
+    }
+    result["figures"] = {str(n): figures}  # the named figures (issue 12), keyed by N like calls_per_round's
+    if figures["server_writes_per_exchange"] is not None:
+        print(f"   writes per exchange: server {figures['server_writes_per_exchange']:.1f}, each client "
+              f"{figures['client_writes_per_exchange']:.2f} (max {figures['client_writes_per_exchange_max']}); "
+              f"refused {figures['refused_writes_per_exchange']:.1f}")
     H.print_json_last(result)
     return 0 if completed else 1
 
