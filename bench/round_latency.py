@@ -94,7 +94,7 @@ def analyse(fed: H.FederationResult, events: list[H.CallEvent], clients: list[st
         # writes over [start, next start): a write an exchange causes late (a delete) is still counted once
         users = H.by_user(H.window(events, ex["start"], ex["end"]))
         c_writes = [H.writes_of(users.get(c, [])) for c in clients]
-        rows.append({"trial": trial, "round": ex["round"], "type": ex["type"], "wall": wall, "ratio": wall / floor,
+        rows.append({"trial": trial, "round": ex["round"], "type": ex["type"], "last": ex["last"], "wall": wall, "ratio": wall / floor,
                      "client_compute_max": max(compute) if compute else 0.0,
                      "ratio_minus_compute": (wall - (max(compute) if compute else 0.0)) / floor,
                      "server_calls": s_calls, "replies": ex["replies"],
@@ -219,7 +219,7 @@ def main() -> int:
               f"({per_round['server_lists']['mean']:.1f} polls), each client {per_round['client_mean']['mean']:.1f} "
               f"({per_round['client_lists_mean']['mean']:.1f} polls; max {per_round['client_max']['max']:.0f}), "
               f"federation {per_round['total']['mean']:.1f}")
-    steady_ex = [r for r in rows if r["round"] >= 2]
+    steady_ex = [r for r in rows if r["round"] >= 2 and not r["last"]]  # the last one also sends the stop signal
     figures: dict[str, Any] = {
         "server_writes_per_exchange": H.stats([r["server_writes"] for r in steady_ex])["mean"],
         "client_writes_per_exchange": H.stats([r["client_writes_mean"] for r in steady_ex])["mean"],
