@@ -41,7 +41,6 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from syft_flwr_gdrive.accounts import canonical_email
 from syft_flwr_gdrive.crypto import CryptoError, Sealer, _raw_public
 
 CODEC_MULTI = "sfg-mseal-v1"
@@ -53,6 +52,11 @@ MAX_HEADER = 4 * 1024 * 1024  # 1,000 recipients of ~300 bytes each fit with roo
 MAX_PARTS = 10_000
 KEY_BYTES = 32
 _ZERO_NONCE = bytes(12)
+
+
+def _address(email: str) -> str:
+    """Recipients are compared lower-cased; callers pass each account's canonical address."""
+    return email.strip().lower()
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,7 @@ def seal_bundle(sealer: Sealer, head: BundleHead, parts: Sequence[Part], payload
     known yet, and :class:`CryptoError` for an empty or duplicate recipient list."""
     if not parts or len(parts) > MAX_PARTS:
         raise CryptoError(f"a bundle needs 1 to {MAX_PARTS} recipients, not {len(parts)}")
-    seen = [canonical_email(p.recipient) for p in parts]
+    seen = [_address(p.recipient) for p in parts]
     if len(set(seen)) != len(seen):
         raise CryptoError("a bundle names a recipient twice; send one part per recipient")
     content_key = os.urandom(KEY_BYTES)
@@ -179,7 +183,7 @@ def open_bundle(sealer: Sealer, data: bytes, me: str) -> Opened:
         Ed25519PublicKey.from_public_bytes(sender.sign).verify(signature, _signed(header, cipher))
     except InvalidSignature:
         raise CryptoError(f"the bundle's signature is not {head.sender}'s pinned key: forged or altered") from None
-    mine = [p for p in parts if canonical_email(p["to"]) == canonical_email(me)]
+    mine = [p for p in parts if _address(p["to"]) == _address(me)]
     if len(mine) != 1:
         raise CryptoError(f"the bundle has {len(mine)} parts for {me}; exactly one expected")
     raw = mine[0]
