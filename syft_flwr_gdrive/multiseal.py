@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from syft_flwr_gdrive.accounts import canonical_email
 from syft_flwr_gdrive.crypto import CryptoError, Sealer, _raw_public
 
 CODEC_MULTI = "sfg-mseal-v1"
@@ -55,8 +56,8 @@ _ZERO_NONCE = bytes(12)
 
 
 def _address(email: str) -> str:
-    """Recipients are compared lower-cased; callers pass each account's canonical address."""
-    return email.strip().lower()
+    """Recipients are compared as accounts (gmail dots and googlemail.com do not make a second one)."""
+    return canonical_email(email)
 
 
 @dataclass(frozen=True)

@@ -132,3 +132,11 @@ def test_fifty_recipients_one_body(party):
     data = seal_bundle(many[DS], HEAD, [Part(f"do{i:02d}@x.com", f"{i:032x}") for i in range(50)], payload)
     assert len(data) < len(payload) + 50 * 300  # the body once, ~200 bytes of routing and wrap per recipient
     assert open_bundle(many["do49@x.com"], data, "do49@x.com").part.message_id == f"{49:032x}"
+
+
+def test_recipients_are_accounts_not_spellings():
+    gm = sealers(DS, "ann.lee@gmail.com")
+    data = seal_bundle(gm[DS], HEAD, [Part("ann.lee@gmail.com", "1" * 32)], b"x")
+    assert open_bundle(gm["ann.lee@gmail.com"], data, "annlee@googlemail.com").part.message_id == "1" * 32
+    with pytest.raises(CryptoError, match="twice"):
+        seal_bundle(gm[DS], HEAD, [Part("ann.lee@gmail.com", "1" * 32), Part("annlee@gmail.com", "2" * 32)], b"x")
