@@ -25,7 +25,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricR
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
-_CHUNK = 16 * 1024 * 1024
+_CHUNK = 2 * 1024 * 1024  # the apps' own scratch: small, so peak RSS shows the transport, not the app
 _NUMPY_STYPE = Array(np.zeros(1, dtype=np.uint8)).stype
 
 # -- echo ------------------------------------------------------------------------------------
@@ -78,7 +78,7 @@ echo_client_app.evaluate()(_echo_reply)
 
 # -- large payload ---------------------------------------------------------------------------------
 #
-# Both sides hold at most one copy of the payload (plus a 16 MiB chunk): the array's
+# Both sides hold at most one copy of the payload (plus a 2 MiB chunk): the array's
 # .npy bytes are written chunk by chunk to a temporary file and read back as one
 # ``bytes`` object (one allocation), the server hands its only reference to the
 # request to the grid (a generator), and the client drops the request's array before
