@@ -20,9 +20,8 @@ recipient can read it; every chunk's nonce holds its index and a last-chunk
 flag and its associated data holds the routing, so chunks cannot be reordered,
 cut off, or moved to another message. The signature covers the routing, the
 ephemeral key and the SHA-256 of the ciphertext, so only the pinned sender
-could have produced it. Chunks are encrypted one at a time (into a temporary
-file when sealing, into one when opening), so a 1 GiB payload never exists
-twice in memory.
+could have produced it. Chunks are encrypted on demand while reading, so a
+1 GiB payload never exists twice in memory.
 """
 
 from __future__ import annotations
@@ -61,7 +60,7 @@ _HEAD = struct.Struct(">4sB32sI")
 HEADER_BYTES = _HEAD.size
 SIG_BYTES = 64
 TRAILER_BYTES = SIG_BYTES + len(MAGIC)
-SPOOL_IN_MEMORY = 8 * 1024 * 1024  # a sealed payload's ciphertext beyond this waits for its upload on disk
+SPOOL_IN_MEMORY = 8 * 1024 * 1024  # an opened payload's plaintext beyond this spools to disk
 
 
 class CryptoError(ValueError):
@@ -360,61 +359,6 @@ def open_blob(sealed: BinaryIO, plain_size: int, key: bytes) -> bytes:
     return out.getvalue()
 
 
-def _fill(stream: BinaryIO, view: memoryview) -> int:
-    """Read into ``view`` until it is full or the stream ends; returns the bytes read."""
-    got = 0
-    while got < len(view):
-        readinto = getattr(stream, "readinto", None)
-        if readinto is not None:
-            n = readinto(view[got:]) or 0
-        else:  # e.g. SpooledTemporaryFile before Python 3.11
-            piece = stream.read(len(view) - got)
-            n = len(piece)
-            view[got : got + n] = piece
-        if not n:
-            break
-        got += n
-    return got
-
-
-class SpooledSealed(SeekableReader):
-    """A sealed payload made in advance: header, ciphertext in a temporary file, trailer (seekable)."""
-
-    def __init__(self, header: bytes, body: BinaryIO, trailer: bytes) -> None:
-        super().__init__()
-        self._header, self._body, self._trailer = header, body, trailer
-        self._body_size = body.tell()
-        self.size = len(header) + self._body_size + len(trailer)
-        self._pos = 0
-
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-        out = memoryview(buffer).cast("B")
-        written = 0
-        while written < len(out) and self._pos < self.size:
-            rel = self._pos - len(self._header)
-            if rel < 0:
-                piece: bytes | memoryview = self._header[self._pos :]
-            elif rel >= self._body_size:
-                piece = self._trailer[rel - self._body_size :]
-            else:
-                self._body.seek(rel)
-                n = _fill(self._body, out[written : written + min(len(out) - written, self._body_size - rel)])
-                if not n:
-                    raise CryptoError("the sealed payload's temporary file ended early")
-                written += n
-                self._pos += n
-                continue
-            n = min(len(piece), len(out) - written)
-            out[written : written + n] = piece[:n]
-            written += n
-            self._pos += n
-        return written
-
-    def close(self) -> None:
-        self._body.close()
-        super().close()
-
-
 class Sealer:
     """Seals payloads for peers and opens payloads from them."""
 
@@ -441,15 +385,15 @@ class Sealer:
             raise MissingPeerKey(f"no trusted public key for {peer} yet (it has not started, or its key changed)")
         return keys
 
-    def seal(self, routing: Routing, plain: BinaryIO, plain_size: int) -> tuple[SpooledSealed, str]:
+    def seal(self, routing: Routing, plain: BinaryIO, plain_size: int) -> tuple[SealedReader, str]:
         """Encrypt to ``routing.recipient`` and sign as me.
 
-        Returns a stream of the sealed payload and its SHA-256 (the envelope
-        header, sent first, carries that digest, so the ciphertext must be
-        complete before the upload starts). Encrypts once: the ciphertext is
-        hashed as it is made and kept in a temporary file (in memory up to
-        ``SPOOL_IN_MEMORY``), which the upload then reads; memory stays at a
-        chunk whatever the payload's size. Close the stream when done.
+        Returns a stream of the sealed payload and its SHA-256. Encrypting is
+        done twice (once here to hash and sign, since the envelope header sent
+        first carries the digest; once while the upload reads the stream). That
+        costs CPU but never holds the ciphertext in memory, and measured cheaper
+        than keeping it in a temporary file: writing 256 MiB to one took 0.2-2 s
+        on the shared benchmark machine, encrypting it again 0.15-0.35 s.
         """
         recipient = self._keys_of(routing.recipient)
         eph = X25519PrivateKey.generate()
@@ -457,27 +401,15 @@ class Sealer:
         key = _derive(eph.exchange(X25519PublicKey.from_public_bytes(recipient.kx)), eph_pub, recipient.kx, routing)
         aad = _routing_bytes(routing)
         header = _HEAD.pack(MAGIC, VERSION, eph_pub, CHUNK)
-        aead = ChaCha20Poly1305(key)
-        chunks = max(1, -(-plain_size // CHUNK))
+        unsigned = SealedReader(plain, plain_size, key, aad, b"")
         cipher_digest, payload_digest = hashlib.sha256(), hashlib.sha256(header)
-        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
-        buf = memoryview(bytearray(min(CHUNK, plain_size)))  # one plaintext chunk, reused
-        try:
-            for index in range(chunks):
-                want = min(CHUNK, plain_size - index * CHUNK)
-                if _fill(plain, buf[:want]) != want:
-                    raise CryptoError(f"the payload ended in chunk {index}, before its declared {plain_size} bytes")
-                sealed = aead.encrypt(_nonce(index, index == chunks - 1), buf[:want], aad)
-                cipher_digest.update(sealed)
-                payload_digest.update(sealed)
-                spool.write(sealed)
-        except BaseException:
-            spool.close()
-            raise
+        while chunk := unsigned.read(CHUNK + TAG):
+            cipher_digest.update(chunk)
+            payload_digest.update(chunk)
         signature = self.identity.sign(b"sfg-sig-v1|" + aad + eph_pub + cipher_digest.digest())
         trailer = signature + MAGIC
         payload_digest.update(trailer)
-        return SpooledSealed(header, spool, trailer), payload_digest.hexdigest()
+        return SealedReader(plain, plain_size, key, aad, header, trailer), payload_digest.hexdigest()
 
     def open(
         self, routing: Routing, sealed: BinaryIO, sealed_size: int, *, payload_sha256: str | None = None

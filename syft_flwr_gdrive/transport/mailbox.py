@@ -161,7 +161,7 @@ class Mailbox:
         try:
             handle = self.transport.send(routing, body)
         finally:
-            body.close()  # a sealed payload's ciphertext waits in a temporary file
+            body.close()
         return envelope.message_id, handle
 
     def poll(self, accept: Callable[[Routing], str | None] | None = None) -> PollResult:
