@@ -58,6 +58,7 @@ def syftbox_flwr_client(
     mailbox = Mailbox(
         transport, key, [server], Ledger.for_app(settings.participant_state_dir(), key),
         sealer=sealer_for(settings.participant_state_dir(), enabled=settings.encryption),
+        max_payload=settings.max_message_bytes,
     )
     loop = ClientLoop(
         client_app, mailbox, poll_interval=settings.poll_interval, node_config=node_config, run_config=run_config,

@@ -27,14 +27,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from flwr.app import Context, Error, Message, RecordDict
+from flwr.app import Context, Error, Message, Metadata, RecordDict
+from flwr.app.message.message import make_message
 from flwr.clientapp import ClientApp
+from flwr.common.constant import ErrorCode
+from flwr.supercore.constant import SYSTEM_MESSAGE_TYPE
 
 from syft_flwr_gdrive.accounts import canonical_email
 from syft_flwr_gdrive.blobs import BlobCache
 from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.flower_codec import CODEC_PARTS, PayloadError, decode_message_and_run, encode_message, node_id_for
+from syft_flwr_gdrive.flower_codec import (
+    CODEC_PARTS, SERVER_NODE_ID, PayloadError, decode_message_and_run, encode_message, node_id_for,
+)
 from syft_flwr_gdrive.identity import AppIdentity, differences
+from syft_flwr_gdrive.logsafe import printable
 from syft_flwr_gdrive.poll_schedule import PollPolicy, PollSchedule
 from syft_flwr_gdrive.tally import round_of
 from syft_flwr_gdrive.transport.contract import Routing
@@ -46,6 +52,10 @@ logger = logging.getLogger(__name__)
 
 CLIENT_APP_ERROR_CODE = 1  # what Flower's SuperNode uses for ClientApp exceptions
 PROJECT_MISMATCH = "ProjectMismatch"
+REFUSED_ERROR_CODE = ErrorCode.MESSAGE_UNAVAILABLE  # a request this client could not (or would not) read
+MAX_ATTEMPTS = 5  # polls that may fail to fetch a request's shared blob before it is answered with an error
+# Sent to the server in place of the reason, which may name files or owners (a hostile server must not probe).
+UNREADABLE = "the datasite could not read this request (invalid payload or shared blob); details are in its log"
 
 
 @dataclass
@@ -110,6 +120,7 @@ class ClientLoop:
         self._current_run: int | None = None
         self._context: Context | None = None
         self._blobs = BlobCache(mailbox.transport, mailbox.app, max_bytes=mailbox.max_payload)
+        self._attempts: dict[str, int] = {}  # request id -> failed fetches so far
 
     # -- main loop ----------------------------------------------------------------------
 
@@ -143,6 +154,12 @@ class ClientLoop:
         except Exception as exc:
             logger.warning("poll failed (%s); retrying in %.1fs", exc, self.poll_interval)
             return False
+        for refusal in result.refused:  # over the size limit: answered, never downloaded
+            r = refusal.routing
+            if r.kind == KIND_REQUEST and r.message_id not in self.mailbox.ledger:
+                limit_mib = (self.mailbox.max_payload or 0) / (1024 * 1024)
+                self._refuse(r.message_id, r.run_id, r.sender,
+                             f"the request is over this datasite's message limit of {limit_mib:.0f} MiB (SYFT_FLWR_MAX_MESSAGE_MB)")
         try:
             return self._handle_all(result)
         finally:  # housekeeping after the replies, so it never delays one
@@ -200,12 +217,16 @@ class ClientLoop:
                 delivery.open_payload(), env.size, codecs=env.codecs, max_bytes=self.mailbox.max_payload,
                 fetch_blob=functools.partial(self._blobs.fetch, owner=env.sender),
             )
-        except Exception as exc:  # PayloadError, or a blob that could not be fetched
+        except Exception as exc:  # PayloadError, or a blob that could not be fetched (maybe transient)
             if not isinstance(exc, PayloadError):
-                logger.warning("request %s from %s: %s; will retry", env.message_id, env.sender, exc)
-                return
-            logger.warning("request %s from %s skipped: %s", env.message_id, env.sender, exc)
-            self.mailbox.mark_handled(env.message_id)
+                attempts = self._attempts[env.message_id] = self._attempts.get(env.message_id, 0) + 1
+                if attempts < MAX_ATTEMPTS:
+                    logger.warning("request %s from %s: %s; will retry (attempt %d of %d)",
+                                   env.message_id, env.sender, printable(exc), attempts, MAX_ATTEMPTS)
+                    return
+            self._attempts.pop(env.message_id, None)
+            logger.warning("request %s from %s skipped: %s", env.message_id, env.sender, printable(exc))
+            self._refuse(env.message_id, env.run_id, env.sender, UNREADABLE)
             return
         meta = message.metadata
         if meta.message_id != env.message_id or meta.run_id != env.run_id or meta.dst_node_id != self.node_id:
@@ -215,7 +236,7 @@ class ClientLoop:
         try:
             run_config = run_config_of(info)
         except ConfigError as exc:
-            logger.warning("request %s: %s; using this project's run config", env.message_id, exc)
+            logger.warning("request %s: %s; using this project's run config", env.message_id, printable(exc))
             run_config = None
         if self._current_run != env.run_id and run_config is None:
             logger.warning("run %d: the server sent no run config (an older version?); the ClientApp sees this "
@@ -246,7 +267,8 @@ class ClientLoop:
             return
         self.mailbox.mark_handled(env.message_id)
         self.report.handled += 1
-        logger.info("run %d: answered %s (%s, round %s)", env.run_id, meta.message_type, env.message_id[:8], round_of(message))
+        logger.info("run %d: answered %s (%s, round %s)", env.run_id, printable(meta.message_type, 60), env.message_id[:8],
+                    printable(round_of(message), 60))
 
     def _project_differs(self, run_id: int, info: Any) -> bool:
         """Compare the server's announced app with mine; True if this request must be refused."""
@@ -260,11 +282,11 @@ class ClientLoop:
             self.report.project_differences = diffs
             if self.allow_project_changes:
                 logger.warning("run %d: my project differs from the server's (%s); running it anyway "
-                               "(--allow-project-changes)", run_id, "; ".join(diffs))
+                               "(--allow-project-changes)", run_id, printable("; ".join(diffs), 4000))
             else:
                 logger.error("run %d: REFUSING the server's requests: my project differs from the one the server "
                              "runs (%s). Review the server's version of these files and update yours, or (for "
-                             "development only) start the client with --allow-project-changes.", run_id, "; ".join(diffs))
+                             "development only) start the client with --allow-project-changes.", run_id, printable("; ".join(diffs), 4000))
         return not self.allow_project_changes
 
     def _execute(self, message: Message, context: Context) -> Message:
@@ -277,9 +299,29 @@ class ClientLoop:
             self.report.errors += 1
             kind = type(exc).__name__
             self.report.error_types[kind] = self.report.error_types.get(kind, 0) + 1
-            logger.exception("ClientApp failed on %s; replying with an error", message.metadata.message_type)
+            logger.exception("ClientApp failed on %s; replying with an error", printable(message.metadata.message_type, 60))
             error = Error(code=CLIENT_APP_ERROR_CODE, reason=f"ClientApp raised {type(exc).__name__}")
             return Message(error, reply_to=message)
+
+    def _refuse(self, request_id: str, run_id: int, server: str, reason: str) -> None:
+        """Answer a request this client will not act on with an error reply (the server need not wait), once."""
+        reply = make_message(
+            metadata=Metadata(
+                run_id=run_id, message_id=reply_id_for(request_id, self.mailbox.email), src_node_id=self.node_id,
+                dst_node_id=SERVER_NODE_ID, reply_to_message_id=request_id, group_id="", created_at=time.time(),
+                ttl=43200.0, message_type=SYSTEM_MESSAGE_TYPE,  # the request's own type is unknown: it was not read
+            ),
+            error=Error(code=REFUSED_ERROR_CODE, reason=reason),
+        )
+        try:
+            self.mailbox.send(
+                kind=KIND_REPLY, recipient=server, run_id=run_id, payload=encode_message(reply),
+                message_id=reply.metadata.message_id, reply_to=request_id, ttl=reply.metadata.ttl,
+                created_at=reply.metadata.created_at, codecs=(CODEC_PARTS,),
+            )
+        except Exception as exc:  # the server's wait times out instead; never retried forever
+            logger.warning("could not send an error reply for a refused request (%s)", printable(exc))
+        self.mailbox.mark_handled(request_id)
 
     # -- stop and clean-up -----------------------------------------------------------------
 

@@ -26,6 +26,7 @@ else:  # pragma: no cover - Python 3.10
 DEFAULT_MSG_TIMEOUT = 120.0
 DEFAULT_POLL_INTERVAL = 3.0
 DEFAULT_TRANSPORT = "p2p"
+DEFAULT_MAX_MESSAGE_MB = 2048  # admits a 1 GiB model with room to spare; bounds what a peer can make you store
 MAX_EMAIL_LENGTH = 100  # Drive properties hold key + value in 124 bytes
 
 ENV_EMAIL = "SYFTBOX_EMAIL"
@@ -39,6 +40,7 @@ ENV_AGGREGATOR = "SYFT_FLWR_AGGREGATOR"
 ENV_TRANSPORT = "SYFT_FLWR_TRANSPORT"
 ENV_QUOTA = "SYFT_FLWR_QUOTA_UNITS_PER_MIN"
 ENV_ENCRYPTION = "SYFT_FLWR_ENCRYPTION_ENABLED"
+ENV_MAX_MESSAGE_MB = "SYFT_FLWR_MAX_MESSAGE_MB"
 ENV_ADAPTIVE_POLL = "SYFT_FLWR_ADAPTIVE_POLL"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -91,6 +93,17 @@ def _positive_float(raw: str | float, name: str) -> float:
     if not value > 0 or value != value or value == float("inf"):
         raise ConfigError(f"{name}={raw!r} must be a positive, finite number of seconds.")
     return value
+
+
+def _megabytes(raw: str, name: str) -> int:
+    """A size in MiB (fractions allowed) as bytes; at least 1 MiB."""
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={raw!r} is not a number. Set it to megabytes, e.g. {name}={DEFAULT_MAX_MESSAGE_MB}.") from None
+    if not 1 <= value < 2**40 or value != value:
+        raise ConfigError(f"{name}={raw!r} must be at least 1 (megabytes), e.g. {name}={DEFAULT_MAX_MESSAGE_MB}.")
+    return int(value * 1024 * 1024)
 
 
 def _flag(raw: str, name: str) -> bool:
@@ -167,6 +180,8 @@ class Settings:
     quota_units_per_min: float | None = None
     # End-to-end encryption and signatures of every payload (on unless explicitly switched off).
     encryption: bool = True
+    # Largest message accepted from a peer, shared blobs included (bytes); larger ones are refused unread.
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_MB * 1024 * 1024
     # Poll faster while a reply or the next request is due, never slower than poll_interval (poll_schedule.py).
     adaptive_poll: bool = True
 
@@ -224,6 +239,7 @@ class Settings:
             quota_units_per_min=_positive_float(env[ENV_QUOTA], ENV_QUOTA) if env.get(ENV_QUOTA) else None,
             encryption=_flag(env.get(ENV_ENCRYPTION, "true"), ENV_ENCRYPTION),
             adaptive_poll=_flag(env.get(ENV_ADAPTIVE_POLL, "true"), ENV_ADAPTIVE_POLL),
+            max_message_bytes=_megabytes(env.get(ENV_MAX_MESSAGE_MB, str(DEFAULT_MAX_MESSAGE_MB)), ENV_MAX_MESSAGE_MB),
         )
         if overrides:
             if "msg_timeout" in overrides:

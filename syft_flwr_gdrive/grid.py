@@ -41,6 +41,7 @@ from syft_flwr_gdrive.flower_codec import (
     CODEC_PARTS, SERVER_NODE_ID, BlobRef, PayloadError, decode_message, encode_message, node_id_for,
 )
 from syft_flwr_gdrive.poll_schedule import PollPolicy, PollSchedule
+from syft_flwr_gdrive.logsafe import printable
 from syft_flwr_gdrive.transport.contract import Routing, TransportError
 from syft_flwr_gdrive.transport.envelope import KIND_REPLY, KIND_REQUEST, KIND_STOP, KIND_STOP_ACK, STOP_ACK_WAIT
 from syft_flwr_gdrive.transport.mailbox import Delivery, Mailbox, new_message_id
@@ -421,7 +422,12 @@ class TransportGrid(Grid):
             result = self.mailbox.poll(accept=self._accept)
             answered: list[str] = []
             for delivery in result.deliveries:
-                handle = self._take(delivery)
+                try:
+                    handle = self._take(delivery)
+                except Exception as exc:  # noqa: BLE001 - one bad reply must not cost the others their poll
+                    logger.warning("reply %s from %s could not be handled (%s); skipped",
+                                   delivery.envelope.message_id, delivery.envelope.sender, printable(exc))
+                    continue
                 if handle:
                     answered.append(handle)
             if answered:  # off the critical path: the waiting strategy has its replies already
@@ -461,7 +467,7 @@ class TransportGrid(Grid):
                 fetch_blob=functools.partial(self._reply_blobs.fetch, owner=env.sender),
             )
         except (PayloadError, TransportError) as exc:
-            logger.warning("reply %s from %s is not a Flower message (%s); skipped", env.message_id, env.sender, exc)
+            logger.warning("reply %s from %s is not a Flower message (%s); skipped", env.message_id, env.sender, printable(exc))
             return None
         meta = message.metadata
         if meta.reply_to_message_id != env.reply_to or meta.run_id != self.run_id:
@@ -482,6 +488,9 @@ class TransportGrid(Grid):
             self._replies[env.reply_to] = message
             self._cond.notify_all()
         if message.has_error():
+            if pending.message_type and message.metadata.message_type != pending.message_type:
+                # A refusal of an unread request cannot know the request's type: give strategies the real one.
+                message.metadata.__dict__["_message_type"] = pending.message_type
             kind = error_type(message)
             self.tally.reply(pending.round, env.sender, kind)
             logger.warning("round %s: %s answered %s with an error: %s", pending.round, env.sender,

@@ -110,6 +110,7 @@ def serve(
         peers,
         Ledger.for_app(settings.participant_state_dir(), app_key(app_name)),
         sealer=sealer_for(settings.participant_state_dir(), enabled=settings.encryption),
+        max_payload=settings.max_message_bytes,
     )
     grid = TransportGrid(
         mailbox, peers, msg_timeout=settings.msg_timeout, poll_interval=settings.poll_interval,

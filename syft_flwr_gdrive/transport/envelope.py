@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import math
+import re
 import struct
 import time
 from dataclasses import asdict, dataclass, field
@@ -41,6 +42,23 @@ KINDS = frozenset({KIND_REQUEST, KIND_REPLY, KIND_STOP, KIND_STOP_ACK})
 STOP_ACK_WAIT = 30.0
 
 CODEC_FLWR_PROTO = "flwr-message-proto"
+
+# What peers may put in the fields that reach file names, log lines and the handled-ids ledger.
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9._@+-]{1,64}")  # ours are 32 hex digits
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,190}")
+MAX_APP_CHARS = 256
+MAX_CODECS = 8
+MAX_CODEC_CHARS = 64
+
+
+def valid_message_id(value: object) -> bool:
+    """1 to 64 letters, digits or ``. _ @ + -``: no spaces, newlines, quotes or slashes."""
+    return isinstance(value, str) and _MESSAGE_ID.fullmatch(value) is not None
+
+
+def valid_email(value: object) -> bool:
+    """Shaped like an email, printable, no whitespace (config validates our own more strictly)."""
+    return isinstance(value, str) and value.isprintable() and _EMAIL.fullmatch(value) is not None
 
 
 class EnvelopeError(ValueError):
@@ -154,8 +172,17 @@ def decode_header(prefix: bytes) -> tuple[Envelope, int]:
             raise EnvelopeError(f"header field {name!r} has the wrong type ({type(value).__name__})")
     if raw["kind"] not in KINDS:
         raise EnvelopeError(f"header field 'kind' is {raw['kind']!r}, expected one of {sorted(KINDS)}")
-    if not all(isinstance(c, str) for c in raw["codecs"]):
-        raise EnvelopeError("header field 'codecs' must be a list of strings")
+    codecs = raw["codecs"]
+    if len(codecs) > MAX_CODECS or not all(
+        isinstance(c, str) and 0 < len(c) <= MAX_CODEC_CHARS and c.isprintable() for c in codecs
+    ):
+        raise EnvelopeError(f"header field 'codecs' must list at most {MAX_CODECS} printable codec names")
+    if not valid_message_id(raw["message_id"]) or not (raw["reply_to"] == "" or valid_message_id(raw["reply_to"])):
+        raise EnvelopeError("header field 'message_id' or 'reply_to' is not 1-64 letters, digits or . _ @ + -")
+    if not (valid_email(raw["sender"]) and valid_email(raw["recipient"])):
+        raise EnvelopeError("header field 'sender' or 'recipient' is not an email address")
+    if len(raw["app"]) > MAX_APP_CHARS or not raw["app"].isprintable():
+        raise EnvelopeError(f"header field 'app' is not a printable name of at most {MAX_APP_CHARS} characters")
     if not (0 <= raw["size"] < 2**63 and 0 <= raw["run_id"] < 2**63):
         raise EnvelopeError("header has a negative or oversized size or run id")
     for name in ("created_at", "ttl"):

@@ -42,7 +42,14 @@ class Ledger:
             return message_id in self._ids
 
     def add(self, message_id: str) -> bool:
-        """Record an id; returns False if it was already there."""
+        """Record an id; returns False if it was already there.
+
+        The file holds one id per line and is read back split on whitespace, so an id with
+        whitespace (or none at all) would split into others: refused (peers' ids are
+        validated long before they get here).
+        """
+        if not message_id or any(c.isspace() for c in message_id) or not message_id.isprintable():
+            raise ValueError(f"not a message id for the ledger: {message_id[:80]!r}")
         with self._lock:
             if message_id in self._ids:
                 return False

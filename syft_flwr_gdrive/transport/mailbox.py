@@ -28,9 +28,12 @@ from typing import BinaryIO, Callable, Iterable, Sequence
 from syft_flwr_gdrive.accounts import canonical_email
 from syft_flwr_gdrive.transport.contract import Listing, Posting, Routing, Transport, TransportError
 from syft_flwr_gdrive.crypto import CODEC_SEAL, CryptoError, MissingPeerKey, PublicKeys, Sealer
-from syft_flwr_gdrive.transport.envelope import Envelope, EnvelopeError, decode_file, encode_segments, header_bytes
+from syft_flwr_gdrive.transport.envelope import (
+    Envelope, EnvelopeError, decode_file, encode_segments, header_bytes, valid_email, valid_message_id,
+)
 from syft_flwr_gdrive.transport.segments import Buffer, ConcatReader, SegmentReader
 from syft_flwr_gdrive.transport.ledger import Ledger
+from syft_flwr_gdrive.logsafe import printable as _printable
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +64,18 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """A message from a peer refused unread (over the size limit); the caller may owe its sender an answer."""
+
+    routing: Routing
+    reason: str
+
+
+@dataclass(frozen=True)
 class PollResult:
     deliveries: tuple[Delivery, ...]
     listing: Listing
+    refused: tuple[Refusal, ...] = ()  # each reported once
 
     def inbound_message_ids(self) -> set[str]:
         """Ids of everything addressed to me that is still stored (handled or not)."""
@@ -72,6 +84,11 @@ class PollResult:
 
 def new_message_id() -> str:
     return uuid.uuid4().hex
+
+
+def body_limit(max_payload: int) -> int:
+    """Largest body file for a payload limit: sealing adds 16 bytes per MiB, the envelope a bounded header."""
+    return max_payload + max_payload // 65536 + 2 * 65536 + 4096
 
 
 class Mailbox:
@@ -88,7 +105,8 @@ class Mailbox:
         sealer: "Sealer | None" = None,
     ) -> None:
         """``sealer`` switches on end-to-end encryption: everything sent is sealed, and
-        (fail closed) nothing unsealed is accepted."""
+        (fail closed) nothing unsealed is accepted. ``max_payload`` (bytes) is the largest
+        message accepted; a larger message file is refused from its listed size, unread."""
         self.transport = transport
         self.app = app
         self.peers = frozenset(canonical_email(p) for p in peers)
@@ -188,11 +206,12 @@ class Mailbox:
                 if keys is not None:
                     self.sealer.learn(canonical_email(a.owner), keys)
         deliveries: list[Delivery] = []
+        refused: list[Refusal] = []
         for posting in listing.inbound:
-            delivery = self._check(posting, accept)
+            delivery = self._check(posting, accept, refused)
             if delivery is not None:
                 deliveries.append(delivery)
-        return PollResult(tuple(deliveries), listing)
+        return PollResult(tuple(deliveries), listing, tuple(refused))
 
     def mark_handled(self, message_id: str) -> bool:
         """Remember that a message was acted on; False if it already was."""
@@ -204,12 +223,14 @@ class Mailbox:
 
     # -- checks ---------------------------------------------------------------------
 
-    def _reject(self, posting: Posting, reason: str) -> None:
+    def _reject(self, posting: Posting, reason: str) -> bool:
+        """Skip a posting for good, with one log line; True the first time."""
         with self._lock:
             if posting.handle in self._rejected:
-                return
+                return False
             self._rejected.add(posting.handle)
         logger.warning("skipping message file %s (%s): %s", posting.handle, _printable(posting.name or "?"), _printable(reason))
+        return True
 
     def _note(self, posting: Posting, reason: str) -> None:
         key = (posting.handle, reason)
@@ -219,12 +240,19 @@ class Mailbox:
             self._noted.add(key)
         logger.info("not acting on message file %s yet: %s", posting.handle, _printable(reason))
 
-    def _check(self, posting: Posting, accept: Callable[[Routing], str | None] | None) -> Delivery | None:
+    def _check(
+        self, posting: Posting, accept: Callable[[Routing], str | None] | None, refused: list[Refusal]
+    ) -> Delivery | None:
         if posting.handle in self._rejected:
             return None
         routing = posting.routing
         if routing is None:
             self._reject(posting, "no valid routing metadata; a foreign or damaged file, left untouched")
+            return None
+        if not (valid_message_id(routing.message_id) and (routing.reply_to == "" or valid_message_id(routing.reply_to))
+                and valid_email(routing.sender)):
+            self._reject(posting, "its message id or sender is malformed (ids are 1-64 letters, digits or . _ @ + -); "
+                                  "a foreign or forged file, left untouched")
             return None
         if routing.message_id in self.ledger:
             return None
@@ -250,10 +278,13 @@ class Mailbox:
             self._reject(posting, f"expired (ttl {routing.ttl:.0f}s); dropped")
             self.ledger.add(routing.message_id)
             return None
-        if self.max_payload is not None and posting.size > self.max_payload + 65536:
-            self._reject(posting, f"{posting.size} bytes exceeds the payload limit of {self.max_payload}")
+        limit = None if self.max_payload is None else body_limit(self.max_payload)
+        if limit is not None and posting.size > limit:
+            reason = (f"{posting.size} bytes is over the message limit of {self.max_payload} bytes "
+                      "(SYFT_FLWR_MAX_MESSAGE_MB); refused without downloading it")
+            if self._reject(posting, reason):
+                refused.append(Refusal(routing, reason))
             return None
-        limit = None if self.max_payload is None else self.max_payload + 65536
         body: BinaryIO = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BODY)
         try:
             if posting.inline is not None and len(posting.inline) == posting.size:
@@ -262,7 +293,7 @@ class Mailbox:
                 body.write(self.transport.read(posting, max_bytes=limit))
             else:  # big bodies stream to disk: memory stays bounded whatever the model's size
                 self.transport.read_to(posting, body, max_bytes=limit)
-            envelope, offset = decode_file(body, max_payload=self.max_payload, digest_checked_later=self._opens_sealed)
+            envelope, offset = decode_file(body, max_payload=limit, digest_checked_later=self._opens_sealed)
         except TransportError as exc:
             body.close()
             logger.info("could not read message file %s yet (%s); will retry on the next poll", posting.handle, exc)
@@ -317,13 +348,16 @@ class Mailbox:
             delivery.close()
             self._reject(posting, f"rejected: {exc}")
             return None
+        except Exception as exc:  # noqa: BLE001 - a hostile payload must never break the poll loop
+            delivery.close()
+            self._reject(posting, f"rejected: could not be opened ({type(exc).__name__})")
+            return None
         delivery.close()
+        if self.max_payload is not None and size > self.max_payload:
+            plain.close()
+            self._reject(posting, f"rejected: {size} bytes is over the message limit of {self.max_payload} bytes")
+            return None
         return Delivery(replace(env, codecs=env.codecs[1:], size=size), posting, plain, 0)
-
-
-def _printable(text: str, limit: int = 200) -> str:
-    """Peers and strangers choose file names and claimed emails: never let them forge log lines."""
-    return repr(text[:limit])[1:-1] if not text.isprintable() or len(text) > limit else text
 
 
 def _disagreement(envelope: Envelope, routing: Routing) -> str:

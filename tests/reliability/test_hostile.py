@@ -211,16 +211,18 @@ def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_complete
         }
         for label, name in names.items():
             to_client[label] = (plant(drive, SERVER, r(label), b"corrupt", name=name), "invalid envelope")
-        # Message ids with the same characters travel in names, metadata, the ledger and log lines.
+        # Message ids with the same characters would travel in names, metadata, the ledger and log lines:
+        # refused when the listing is parsed (ids are 1-64 letters, digits or . _ @ + -), one line by file id.
         weird_ids = {
             "id-quote": "it's-o'hara",
             "id-backslash": "back\\slash",
             "id-slashes": "a/b/../c",
             "id-unicode": "ünï-名前-🚀",
             "id-long": "i" * 100,
+            "id-newline": "x\n2000-01-01 00:00:00,000 INFO syft_flwr_gdrive.client_loop: run 1: answered train",
         }
         for label, mid in weird_ids.items():
-            to_client_by_id[label] = (plant(drive, SERVER, r(mid), envelope_body(r(mid), junk)), mid, PAYLOAD_REFUSED)
+            to_client[label] = (plant(drive, SERVER, r(mid), envelope_body(r(mid), junk)), "message id or sender is malformed")
 
         # -- replays of real requests of this run -------------------------------------------------
         props0, body0 = capture.wait_for(TARGET)

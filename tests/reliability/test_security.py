@@ -253,3 +253,163 @@ def test_a_request_naming_a_foreign_file_causes_no_download_and_is_not_retried(d
         lines = [r.getMessage() for r in caplog.records if mid in r.getMessage()]
         assert len(lines) == 1 and "skipped" in lines[0] and "blob" in lines[0], lines
     assert loop.report.handled == 0
+
+
+# -- 3. size limits --------------------------------------------------------------------------------
+
+
+def run_client_thread(drive: FakeDriveServer, tmp_path: Path, env: dict[str, str]):
+    """The real client entry point (syftbox_flwr_client) in a thread; returns (thread, stop event, transport)."""
+    import threading
+
+    from syft_flwr_gdrive.client import syftbox_flwr_client
+    from syft_flwr_gdrive.config import Settings
+
+    settings = Settings.from_env({"SYFTBOX_EMAIL": DO, "SYFT_FLWR_DRIVE_URL": drive.url, "SYFT_FLWR_STATE_DIR": str(tmp_path),
+                                  "SYFT_FLWR_POLL_INTERVAL": "0.05", **env})
+    transport = transport_for(drive, DO)
+    stop = threading.Event()
+    thread = threading.Thread(target=syftbox_flwr_client, args=(_EchoApp(), "security"),
+                              kwargs=dict(aggregator=DS, settings=settings, transport=transport, stop_event=stop), daemon=True)
+    return thread, stop, transport
+
+
+def wait_for_reply(server: Mailbox, request_id: str, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for delivery in server.poll(accept=lambda r: None if r.kind == "reply" else "not a reply").deliveries:
+            try:
+                if delivery.envelope.reply_to == request_id:
+                    server.mark_handled(delivery.envelope.message_id)
+                    return decode_message(delivery.open_payload(), delivery.envelope.size, codecs=delivery.envelope.codecs)
+            finally:
+                delivery.close()
+        time.sleep(0.05)
+    raise AssertionError(f"no reply to {request_id}")
+
+
+def test_an_oversize_request_is_refused_from_its_listed_size_with_one_line_and_an_error_reply(
+        drive: FakeDriveServer, tmp_path: Path, caplog):
+    """Was: no size limit in production (max_payload never set), any body was spooled and decrypted; no answer."""
+    caplog.set_level(logging.INFO)
+    server = mailbox(drive, DS, [DO])
+    server.announce_run(RUN)
+    thread, stop, transport = run_client_thread(drive, tmp_path, {"SYFT_FLWR_MAX_MESSAGE_MB": "1"})
+    client_downloads = downloads_of(Mailbox(transport, APP, [DS], Ledger(None)))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.sealer.knows(DO):  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the client never published its keys"
+            server.poll()
+            time.sleep(0.05)
+        request_id = os.urandom(16).hex()
+        _mid, handle = server.send(kind="request", recipient=DO, run_id=RUN, payload=os.urandom(3 * 1024 * 1024),
+                                   message_id=request_id, codecs=(CODEC_PARTS,))
+        reply = wait_for_reply(server, request_id)
+        assert reply.has_error() and reply.error.code == 3 and "message limit of 1 MiB" in reply.error.reason
+        assert reply.metadata.reply_to_message_id == request_id
+        time.sleep(0.5)  # more polls: still one line, no download
+        assert handle not in client_downloads, "the oversize body was downloaded"
+        lines = [r.getMessage() for r in caplog.records if handle in r.getMessage()]
+        assert len(lines) == 1 and "over the message limit" in lines[0], lines
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+# -- 4. parse-time validation ------------------------------------------------------------------
+
+
+def malformed_index_payload(message: Message) -> bytes:
+    """The review's case: an index entry whose size is a string."""
+    index_seg, proto, *inline = [bytes(s) for s in encode_message(message)]
+    index = json.loads(index_seg[4:])
+    index["arrays"][0]["size"] = "abc"
+    raw = json.dumps(index, separators=(",", ":")).encode()
+    return struct.pack(">I", len(raw)) + raw + proto + b"".join(inline)
+
+
+def test_a_malformed_index_entry_is_one_skipped_message_not_a_stalled_poll(drive: FakeDriveServer, caplog):
+    """Was: {"size": "abc"} raised ValueError outside the PayloadError handling: the server's poll aborted
+    (spool files leaked) and a client retried such a request forever."""
+    caplog.set_level(logging.INFO)
+    grid = server_grid(drive)
+    client = mailbox(drive, DO, [DS])
+    grid.mailbox.poll()
+    try:
+        # Server side: a bad reply and a good one in the same poll.
+        def request() -> Message:
+            return Message(RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x00" * 8)})}),
+                           node_id_for(DO), "train", group_id="1")
+
+        ids = grid.push_messages([request(), request()])
+        deliveries = client.poll().deliveries
+        assert len(deliveries) == 2
+        replies = {}
+        for delivery in deliveries:
+            req = decode_message(delivery.open_payload(), delivery.envelope.size, codecs=delivery.envelope.codecs)
+            delivery.close()
+            reply = Message(RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x01" * 8)})}),
+                            reply_to=req)
+            reply.metadata.__dict__["_message_id"] = reply_id_for(req.metadata.message_id, DO)
+            bad = req.metadata.message_id == ids[0]
+            payload = malformed_index_payload(reply) if bad else b"".join(bytes(s) for s in encode_message(reply))
+            client.send(kind="reply", recipient=DS, run_id=RUN, payload=payload, message_id=reply.metadata.message_id,
+                        reply_to=req.metadata.message_id, codecs=(CODEC_PARTS,))
+            replies[req.metadata.message_id] = reply.metadata.message_id
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not list(grid.pull_messages([ids[1]])):
+            grid._poll_if_due(force=True)
+            time.sleep(0.05)
+        assert replies[ids[1]] in grid.mailbox.ledger, "the good reply was not handled"
+        assert not [r for r in caplog.records if "poll failed" in r.getMessage()]
+        bad_lines = [r.getMessage() for r in caplog.records if replies[ids[0]] in r.getMessage()]
+        assert len(bad_lines) == 1 and "size is not a byte count" in bad_lines[0], bad_lines
+
+        # Client side: a request with the same damage is answered with an error once, never retried.
+        msg = request()
+        msg.metadata.__dict__["_message_id"] = os.urandom(16).hex()
+        msg.metadata.__dict__["_run_id"] = RUN
+        msg.metadata.__dict__["_src_node_id"] = 1
+        grid.mailbox.send(kind="request", recipient=DO, run_id=RUN, payload=malformed_index_payload(msg),
+                          message_id=msg.metadata.message_id, codecs=(CODEC_PARTS,))
+        loop = ClientLoop(ClientApp(), client, poll_interval=0.05)
+        for _ in range(4):
+            loop._poll_once()
+        lines = [r.getMessage() for r in caplog.records if msg.metadata.message_id in r.getMessage()]
+        assert len(lines) == 1 and "skipped" in lines[0], lines
+        assert msg.metadata.message_id in client.ledger
+        answer = wait_for_reply(grid.mailbox, msg.metadata.message_id)
+        assert answer.has_error() and "details are in its log" in answer.error.reason  # nothing a probe could learn from
+    finally:
+        grid.close()
+
+
+def test_peer_chosen_ids_cannot_forge_log_lines_or_split_the_ledger(tmp_path: Path, caplog):
+    """Was: a newline in a peer's message id wrote a log line of its own (grid.py) and split into extra
+    tokens in the handled-ids ledger, which is read back with split()."""
+    from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
+
+    caplog.set_level(logging.INFO)
+    hub = MemoryHub()
+    forged_line = "2000-01-01 00:00:00,000 INFO syft_flwr_gdrive.grid: FORGED"
+    grid = TransportGrid(Mailbox(MemoryTransport(DS, hub), APP, [DO], Ledger(tmp_path / "ledger.log")), [DO],
+                         msg_timeout=5, poll_interval=0.05)
+    grid.set_run(RUN)
+    peer = Mailbox(MemoryTransport(DO, hub), APP, [DS], Ledger(None))
+    for bad_id in (f"x\n{forged_line}", "two words", "tab\there", "a" * 65, "quote'id", "slash/id", "ünï"):
+        peer.send(kind="reply", recipient=DS, run_id=RUN, payload=b"not a flower message", message_id=bad_id,
+                  reply_to="0" * 32, codecs=(CODEC_PARTS,))
+    peer.send(kind="reply", recipient=DS, run_id=RUN, payload=b"x", message_id="ok-id", reply_to=f"r\n{forged_line}",
+              codecs=(CODEC_PARTS,))
+    for _ in range(3):
+        grid._poll_if_due(force=True)
+    grid.close()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert forged_line not in text.splitlines() and "\nFORGED" not in text
+    assert all("\n" not in r.getMessage() for r in caplog.records)
+    ledger = (tmp_path / "ledger.log").read_text() if (tmp_path / "ledger.log").exists() else ""
+    assert "FORGED" not in ledger and "words" not in ledger.split()
+    assert len([r for r in caplog.records if "malformed" in r.getMessage()]) == 8  # one line each

@@ -28,6 +28,19 @@ def test_defaults_and_env():
     assert (s.msg_timeout, s.poll_interval, s.msg_timeout_explicit) == (30.0, 0.5, True)
 
 
+def test_message_limit_defaults_to_2_gib_and_admits_a_1_gib_model():
+    s = Settings.from_env({"SYFTBOX_EMAIL": "a@x.com"})
+    assert s.max_message_bytes == 2048 * 1024 * 1024 > 1024**3 + 1024**3 // 65536 * 16
+    s = Settings.from_env({"SYFTBOX_EMAIL": "a@x.com", "SYFT_FLWR_MAX_MESSAGE_MB": "1.5"})
+    assert s.max_message_bytes == 1536 * 1024
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "0.5", "-3", "nan", "inf"])
+def test_bad_message_limits_name_the_variable(value):
+    with pytest.raises(ConfigError, match="SYFT_FLWR_MAX_MESSAGE_MB"):
+        Settings.from_env({"SYFTBOX_EMAIL": "a@x.com", "SYFT_FLWR_MAX_MESSAGE_MB": value})
+
+
 @pytest.mark.parametrize("value", ["abc", "-1", "0", "inf", "nan"])
 def test_bad_numbers_are_rejected(value):
     with pytest.raises(ConfigError, match="SYFT_FLWR_POLL_INTERVAL"):
