@@ -43,6 +43,9 @@ from .conftest import (
 
 APP = MESSAGE_APP_KEY
 ROUNDS = 3
+# The run must outlast planting ~40 files for client 0 after its first answer: with adaptive polling a
+# round takes ~1.5 s here, and planting as many seconds as that under load, so give it more rounds.
+HOSTILE_ROUNDS = 8
 STRANGER = "mallory@evil.example"
 TARGET = CLIENTS[0]
 # A valid envelope around a payload that is not what the recipient can use: refused as unencrypted or
@@ -116,7 +119,7 @@ def assert_completed(fed, rounds: int = ROUNDS) -> None:
 
 
 def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_completes(tmp_path: Path, drive: FakeDriveServer):
-    with make_federation(tmp_path, drive, run_config={"num-server-rounds": ROUNDS}) as fed, RequestCapture(drive) as capture:
+    with make_federation(tmp_path, drive, run_config={"num-server-rounds": HOSTILE_ROUNDS}) as fed, RequestCapture(drive) as capture:
         # Clients 0 and 1 and the server start; client 2 starts once the server vetted what was planted in its name.
         fed.client(0).start()
         fed.client(1).start()
@@ -241,7 +244,7 @@ def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_complete
         to_client_by_id["replay-readdressed"] = (handle, readdressed.message_id, PAYLOAD_FORGED)
 
         assert fed.wait(120), "federation did not finish:\n" + fed.server().log_text()[-3000:]
-        assert_completed(fed)
+        assert_completed(fed, HOSTILE_ROUNDS)
         client_log = fed.client(0).log_text()
         server_log = fed.server().log_text()
 
@@ -317,7 +320,9 @@ def test_requests_replayed_from_an_earlier_run_are_not_acted_on(tmp_path: Path, 
     old = layout.routing_from_properties(old_props, APP)
     assert old is not None
 
-    with make_federation(tmp_path / "b", drive, **one) as second:
+    # Run B outlasts planting four files after its first answer (a 1-round run can end first).
+    longer = {**one, "run_config": {"num-server-rounds": 4, "min-clients": 1}}
+    with make_federation(tmp_path / "b", drive, **longer) as second:
         second.start_all()
         run_b = announced_run(drive, TARGET, APP, not_run=old.run_id)
         wait_for_log(second.client(0), "answered train", 60)
@@ -336,7 +341,7 @@ def test_requests_replayed_from_an_earlier_run_are_not_acted_on(tmp_path: Path, 
             assert time.monotonic() < deadline, "the rewritten replay was never vetted"
             time.sleep(0.1)
         assert second.wait(60)
-        assert_clean_exit(second, 1)
+        assert_clean_exit(second, 4)
         log = second.client(0).log_text()
 
     expect = {as_is_new_id: f"belongs to run {old.run_id}", relabelled: "disagrees with its metadata on run_id, message_id"}
@@ -348,7 +353,7 @@ def test_requests_replayed_from_an_earlier_run_are_not_acted_on(tmp_path: Path, 
     # The exact copy carries an id the client's ledger has handled in run A: never acted on again.
     assert lines_with(log, as_is) == []
     runs = {run for run, *_ in answered(log)}
-    assert runs == {run_b} and len(answered(log)) == 2
+    assert runs == {run_b} and len(answered(log)) == 8
 
 
 DECODER_ESCAPE_BUG = (
