@@ -11,7 +11,8 @@ Reported:
   i.e. payload bytes delivered per second where each delivery is one upload
   and one download through Drive (S out, S back);
 * the same for a raw DriveApi upload_bytes + download_to (a temporary file) of
-  S bytes in a separate process (S / (upload + download)); the ratio, without
+  S bytes in a separate process (S / (upload + download); half of the
+  ``--raw-repeat`` runs before the federation, half after); the ratio, without
   the client app's own time, is ``throughput_over_raw`` (target >= 0.9);
 * peak RSS (VmHWM) of the server and the client process, / S, also net of
   the process's RSS before the run (interpreter + flwr): ``peak_rss_net_x``
@@ -94,6 +95,32 @@ def window_peak(samples: list[list[float]], t0: float, t1: float) -> int | None:
     return max(inside) if inside else None
 
 
+def raw_io(args: Any, wd: Any, drive_url: str, size: int, name: str, repeat: int) -> dict[str, Any]:
+    """A raw DriveApi upload + streamed download of ``size`` bytes, ``repeat`` times, in its own process."""
+    print(f"== raw DriveApi upload_bytes + download_to of the same size, own process ({name}) ...", flush=True)
+    group = H.ProcessGroup(wd)
+    try:
+        proc = group.spawn(name, "raw-io", {"drive_url": drive_url, "size": size, "seed": args.seed,
+                                             "repeat": repeat, "email": "raw@example.com"})
+        group.wait([proc], time.monotonic() + args.timeout)
+    finally:
+        group.stop()
+    return proc.report() or {"error": proc.log_tail()}
+
+
+def merge_raw(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The raw runs of every part; memory from the part with the highest peak net of its start."""
+    good = [p for p in parts if p.get("runs")]
+    if not good:
+        return parts[-1] if parts else {}
+    worst = max(good, key=lambda p: p.get("vm_hwm_kib", 0) - (p.get("vm_rss_start_kib") or 0))
+    calls: dict[str, int] = {}
+    for p in good:
+        for k, v in (p.get("drive_calls") or {}).items():
+            calls[k] = calls.get(k, 0) + v
+    return {**worst, "runs": [r for p in good for r in p["runs"]], "drive_calls": calls}
+
+
 def main() -> int:
     args = parse_args()
     H.install_sigterm_as_interrupt()
@@ -109,6 +136,11 @@ def main() -> int:
         from syft_flwr_gdrive.fake import FaultConfig
 
         with H.fake_drive(FaultConfig(seed=args.seed)) as drive:
+            # The raw baseline runs half before and half after the federation: the machine's load drifts, and
+            # one measurement on one side of it moved the throughput ratio by 2-3x between runs.
+            raw_parts: list[dict[str, Any]] = []
+            if not args.skip_raw and args.raw_repeat // 2:
+                raw_parts.append(raw_io(args, wd, drive.url, size, "raw-before", args.raw_repeat // 2))
             tap = H.DriveTap(drive)
             with StoreSampler(drive) as store:
                 fed = H.run_federation(
@@ -121,17 +153,9 @@ def main() -> int:
                 )
             events = tap.snapshot()
             result["drive_stored_max_x_payload"] = store.max_bytes / size
-            raw: dict[str, Any] = {}
             if not args.skip_raw:
-                print("== raw DriveApi upload_bytes + download_bytes of the same size, own process ...", flush=True)
-                group = H.ProcessGroup(wd)
-                try:
-                    proc = group.spawn("raw", "raw-io", {"drive_url": drive.url, "size": size, "seed": args.seed,
-                                                          "repeat": args.raw_repeat, "email": "raw@example.com"})
-                    group.wait([proc], time.monotonic() + args.timeout)
-                finally:
-                    group.stop()
-                raw = proc.report() or {"error": proc.log_tail()}
+                raw_parts.append(raw_io(args, wd, drive.url, size, "raw-after", args.raw_repeat - args.raw_repeat // 2))
+            raw = merge_raw(raw_parts)
     state = (fed.server.get("state") or {}).get("payload") or {}
     oks = state.get("ok") or []
     ok = bool(oks) and all(oks) and len(oks) == args.exchanges and fed.completed
