@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -29,6 +30,12 @@ CALL_TABLE: list[tuple[str, str, int, dict[str, int]]] = []
 def drive() -> Iterator[FakeDriveServer]:
     with FakeDriveServer(profile=DRIVE_PROFILE) as server:
         yield server
+
+
+def settle(drive: FakeDriveServer) -> None:
+    """Wait out the list lag of the strict profile (listings show every change only after it)."""
+    if drive.faults.lag_all:
+        time.sleep(drive.faults.list_lag + 0.2)
 
 
 def make_federation(tmp_path: Path, drive: FakeDriveServer, project: Path = MESSAGE_APP, **kw) -> LocalFederation:

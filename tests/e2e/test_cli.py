@@ -15,7 +15,7 @@ import pytest
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.transport import DriveTransport
 
-from .conftest import CLIENTS, MESSAGE_APP, SERVER
+from .conftest import CLIENTS, MESSAGE_APP, SERVER, settle
 
 CLI = [sys.executable, "-m", "syft_flwr_gdrive.cli"]
 
@@ -146,10 +146,12 @@ def test_clean_removes_a_crashed_servers_files(tmp_path: Path, drive):
     for i in range(3):
         t.send(Routing(run_id=1, message_id=f"m{i}", reply_to="", kind="request", sender=SERVER, recipient=CLIENTS[i],
                        app="flwr/x", created_at=time.time(), ttl=60), b"body")
+    settle(drive)
     dry = run(["clean", "--dry-run", "--drive-url", drive.url], env_for(SERVER))
     assert dry.returncode == 0 and "3 message file(s) found, 0 deleted" in dry.stdout
     other_app = run(["clean", "--app", "other", "--drive-url", drive.url], env_for(SERVER))
     assert "0 message file(s) found" in other_app.stdout
     done = run(["clean", "--app", "x", "--drive-url", drive.url], env_for(SERVER))
     assert done.returncode == 0 and "3 message file(s) found, 3 deleted" in done.stdout
+    settle(drive)
     assert t.my_message_files() == []

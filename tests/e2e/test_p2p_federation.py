@@ -65,6 +65,21 @@ def test_three_clients_train_a_real_model(tmp_path: Path, drive: FakeDriveServer
     assert leftover_message_files(drive) == {}
 
 
+def _announced_run(drive: FakeDriveServer, recipient: str, timeout: float = 60) -> int:
+    """The run the server announces to ``recipient``, read from its own outbox folders (as their owner)."""
+    from syft_flwr_gdrive.drive import layout
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        folders = transport_for(drive, SERVER).api.list_files(layout.outbox_query(APP, SERVER), fields="id,properties")
+        runs = [layout.announced_run(f.get("properties")) for f in folders
+                if layout.outbox_recipient_matches(f.get("properties"), recipient)]
+        if any(r is not None for r in runs):
+            return max(r for r in runs if r is not None)
+        time.sleep(0.1)
+    raise AssertionError(f"{SERVER} announced no run to {recipient}")
+
+
 def _wait_for_log(participant, text: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -122,8 +137,7 @@ def test_hostile_and_stale_files_are_skipped_and_nothing_is_lost(tmp_path: Path,
     with make_federation(tmp_path, drive) as fed:
         fed.start_all()
         _wait_for_log(fed.client(0), "answered train", 60)
-        announced = {a.owner: a.run_id for a in transport_for(drive, target).poll(APP).announcements}
-        run_id = announced[SERVER]
+        run_id = _announced_run(drive, target)
 
         def routing(sender: str, mid: str, run: int = run_id) -> Routing:
             return Routing(run_id=run, message_id=mid, reply_to="", kind="request", sender=sender,

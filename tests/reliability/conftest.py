@@ -24,7 +24,6 @@ from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer, FaultConfig
 from syft_flwr_gdrive.federation import LocalFederation, Participant
-from syft_flwr_gdrive.flower_codec import node_id_for
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.envelope import Envelope, encode
 
@@ -193,12 +192,9 @@ def assert_clean_exit(fed: LocalFederation, rounds: int) -> dict:
 
 def outbox_of(drive: FakeDriveServer, owner: str, app: str, recipient: str) -> str:
     """Id of ``owner``'s outbox folder of ``app`` to ``recipient`` (created and shared if missing)."""
-    planter(drive, owner).prepare(app, [recipient])
-    want = str(node_id_for(recipient))
-    folders = api_for(drive, owner).list_files(layout.outbox_query(app, owner), fields="id,appProperties,properties")
-    matches = [f["id"] for f in folders if file_props(f).get(layout.P_TO) == want]
-    assert matches, f"no outbox of {owner} to {recipient}"
-    return str(matches[0])
+    t = planter(drive, owner)
+    t.prepare(app, [recipient])
+    return t._outboxes[(app, recipient)]  # the folder it sends into (found by id: listings may lag)
 
 
 def plant(drive: FakeDriveServer, owner: str, routing: Routing, body: bytes, *, name: str | None = None,
@@ -235,11 +231,16 @@ def envelope_body(routing: Routing, payload: bytes, **header_changes) -> bytes:
 
 def announced_run(drive: FakeDriveServer, recipient: str, app: str, sender: str = SERVER, timeout: float = 60,
                   not_run: int | None = None) -> int:
-    """The run ``sender`` announces to ``recipient`` (waits for an announcement other than ``not_run``)."""
+    """The run ``sender`` announces to ``recipient`` (waits for an announcement other than ``not_run``).
+
+    Read from the sender's own outbox folders (as their owner), so it works whatever the profile hides."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = {a.owner: a.run_id for a in transport_for(drive, recipient).poll(app).announcements}
-        if sender in runs and runs[sender] != not_run:
-            return runs[sender]
+        folders = api_for(drive, sender).list_files(layout.outbox_query(app, sender), fields="id,properties")
+        runs = [layout.announced_run(f.get("properties")) for f in folders
+                if layout.outbox_recipient_matches(f.get("properties"), recipient)]
+        runs = [r for r in runs if r is not None and r != not_run]
+        if runs:
+            return max(runs)
         time.sleep(0.1)
     raise AssertionError(f"{sender} announced no run to {recipient}")

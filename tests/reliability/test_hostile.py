@@ -119,6 +119,7 @@ def assert_completed(fed, rounds: int = ROUNDS) -> None:
 
 
 def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_completes(tmp_path: Path, drive: FakeDriveServer):
+    drive.faults.write_rate = 0.0  # the planting below (dozens of files as the server) is not what the write limit is about
     with make_federation(tmp_path, drive, run_config={"num-server-rounds": HOSTILE_ROUNDS}) as fed, RequestCapture(drive) as capture:
         # Clients 0 and 1 and the server start; client 2 starts once the server vetted what was planted in its name.
         fed.client(0).start()
