@@ -35,7 +35,7 @@ from syft_flwr_gdrive.drive.idbook import IdBook
 from syft_flwr_gdrive.drive.ratelimit import QuotaLimiter
 from syft_flwr_gdrive.drive.blob_checks import vet_peer_blob
 from syft_flwr_gdrive.drive.errors import DriveError, DriveNotFound, DrivePermissionDenied, DriveTooLarge
-from syft_flwr_gdrive.drive.retry import RetryPolicy
+from syft_flwr_gdrive.drive.retry import RetryPolicy, deadline
 from syft_flwr_gdrive.accounts import canonical_email, same_account
 from syft_flwr_gdrive.transport.contract import Announcement, BlobRefused, Listing, Posting, Routing, TransportError
 from syft_flwr_gdrive.transport.segments import Buffer, as_reader
@@ -48,6 +48,8 @@ DISCOVER_EVERY = 10.0  # seconds between listings of peers' outbox folders once 
 REDISCOVER_EVERY = 1.0  # sooner when a peer's message names a newer run than it announces...
 REDISCOVER_FOR = 60.0  # ...for this long per (peer, run)
 MAX_RETRY_SECONDS = 300.0  # one Drive call never retries longer (nor longer than the message timeout)
+POLL_RETRY_SECONDS = 10.0  # a poll's calls stop retrying after this: the next poll comes soon anyway, and a
+#                            waiter must not sit out a 30 s backoff past its own deadline
 _CONFIRM_KINDS = ("request", "stop")  # inbound kinds whose disappearance someone acts on
 _LIMITERS: dict[float, QuotaLimiter] = {}
 _LIMITERS_LOCK = threading.Lock()
@@ -223,11 +225,12 @@ class DriveTransport:
 
     def poll(self, app: str) -> Listing:
         try:
-            if self._needs_discovery(app):
-                self._discover(app)
-            peer_of = {fid: info["peer"] for fid, info in self._peer_folders.get(app, {}).items()}
-            mine = set(self._my_folders.get(app, ()))
-            files = self._list_parents(sorted(peer_of) + sorted(mine - set(peer_of)))
+            with deadline(POLL_RETRY_SECONDS):
+                if self._needs_discovery(app):
+                    self._discover(app)
+                peer_of = {fid: info["peer"] for fid, info in self._peer_folders.get(app, {}).items()}
+                mine = set(self._my_folders.get(app, ()))
+                files = self._list_parents(sorted(peer_of) + sorted(mine - set(peer_of)))
         except DriveError as exc:
             raise TransportError(f"could not list messages: {exc}") from exc
         inbound: dict[str, Posting] = {}
@@ -249,9 +252,10 @@ class DriveTransport:
             outbound = {h: p for h, p in known_mine.items() if h not in self._gone}
             seen = self._inbound.setdefault(app, {})
             vanished = [p for h, p in seen.items() if h not in inbound and h not in self._gone]
-        for posting in vanished:  # gone, or only lagging? A get by id is consistent.
-            if posting.routing is not None and posting.routing.kind in _CONFIRM_KINDS and not self._confirmed_gone(posting.handle):
-                inbound[posting.handle] = posting
+        with deadline(POLL_RETRY_SECONDS):
+            for posting in vanished:  # gone, or only lagging? A get by id is consistent.
+                if posting.routing is not None and posting.routing.kind in _CONFIRM_KINDS and not self._confirmed_gone(posting.handle):
+                    inbound[posting.handle] = posting
         with self._lock:
             self._inbound[app] = dict(inbound)
         if self._newer_run_listed(app, inbound.values()):

@@ -178,3 +178,18 @@ def test_each_drive_call_retries_only_until_its_callers_deadline(drive):
     with deadline(2.0), pytest.raises(DriveError):
         api.about_me()
     assert time.monotonic() - started < 3.0
+
+
+def test_a_poll_gives_up_within_its_own_bound_so_waiters_keep_their_deadlines(drive):
+    """Row 12: a poll under a persistent rate limit fails after POLL_RETRY_SECONDS, not after a 30 s backoff."""
+    from syft_flwr_gdrive.drive.transport import POLL_RETRY_SECONDS
+    from syft_flwr_gdrive.transport.contract import TransportError
+
+    do = transport(drive, DO)
+    do.prepare(APP, [DS])
+    drive.faults.error_rate = 1.0
+    drive.faults.error_kinds = ["403"]
+    started = time.monotonic()
+    with pytest.raises(TransportError):
+        do.poll(APP)
+    assert time.monotonic() - started < POLL_RETRY_SECONDS + 3
