@@ -88,6 +88,7 @@ class DriveTransport:
         self._peer_pids: dict[str, str] = {}  # peer -> Drive permission id (from my shares with them)
         self._peer_folders: dict[str, dict[str, dict[str, Any]]] = {}  # app -> folder id -> {peer, props, seen}
         self._discovered_at: dict[str, float] = {}
+        self._publishing_keys: set[str] = set()  # apps I publish keys for (encryption on: peers do too)
         self._blob_folders: dict[str, str] = {}  # app -> shared blobs folder id
         self._folder_props: dict[str, dict[str, str]] = {}  # my outbox folder id -> its properties as last seen
         self._peer_blob_folders: set[tuple[str, str, str]] = set()  # (owner, app, folder id) checked to be owner's blobs folder
@@ -169,6 +170,7 @@ class DriveTransport:
     def publish_keys(self, app: str, keys: dict[str, str]) -> None:
         """Put my public keys on each of my outbox folders of ``app`` (skipped where already there)."""
         wanted = {layout.P_KEY_KX: keys["kx"], layout.P_KEY_SIGN: keys["ks"]}
+        self._publishing_keys.add(app)
         for folder_id in sorted(self._my_folders.get(app, ())):
             props = self._folder_props.get(folder_id, {})
             if props != {**props, **wanted}:
@@ -315,10 +317,14 @@ class DriveTransport:
     # -- discovery and trust ----------------------------------------------------------------
 
     def _needs_discovery(self, app: str) -> bool:
-        """Every DISCOVER_EVERY seconds, and at every poll while a peer has no known outbox yet
-        (one more list call per poll then: a peer that never starts costs that much)."""
-        have = {info["peer"] for info in self._peer_folders.get(app, {}).values()}
-        if any(p not in have for p in self._peers.get(app, [])):
+        """Every DISCOVER_EVERY seconds, and at every poll while a peer has no known outbox yet, or
+        (when I publish keys) none of its outboxes carries its keys yet: a peer creates its folder
+        before it stamps its keys on it, and a listing in between must not hide them for 10 s.
+        One more list call per poll then: a peer that never starts costs that much."""
+        keyed = app in self._publishing_keys  # then peers publish keys too, maybe after I saw their folder
+        ready = {info["peer"] for info in self._peer_folders.get(app, {}).values()
+                 if not keyed or layout.announced_keys(info.get("props")) is not None}
+        if any(p not in ready for p in self._peers.get(app, [])):
             return True
         return time.monotonic() - self._discovered_at.get(app, float("-inf")) >= DISCOVER_EVERY
 

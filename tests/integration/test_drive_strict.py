@@ -193,3 +193,18 @@ def test_a_poll_gives_up_within_its_own_bound_so_waiters_keep_their_deadlines(dr
     with pytest.raises(TransportError):
         do.poll(APP)
     assert time.monotonic() - started < POLL_RETRY_SECONDS + 3
+
+
+def test_keys_stamped_after_discovery_are_seen_at_the_next_poll():
+    """A peer creates its outbox, I discover it, and only then does it stamp its keys on it (the
+    race that left a running datasite out of a run after a 6 s key wait): the next poll reads them,
+    not the one DISCOVER_EVERY (10 s) later."""
+    keys = {"kx": "a2V5LWV4Y2hhbmdl", "ks": "a2V5LXNpZ25pbmc="}
+    with FakeDriveServer() as drive:
+        ds, do = transport(drive, DS), transport(drive, DO)
+        do.prepare(APP, [DS])  # the datasite's folder exists, its keys not yet
+        ds.prepare(APP, [DO])  # the server discovers that folder now
+        ds.publish_keys(APP, keys)
+        assert not any(a.keys for a in ds.poll(APP).announcements)
+        do.publish_keys(APP, keys)
+        assert [a.keys for a in ds.poll(APP).announcements if a.owner == DO] == [keys]
