@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from syft_flwr_gdrive.statefile import write_json_atomic
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.segments import SeekableReader
 
@@ -204,9 +205,7 @@ class PinStore:
             return
         refused = self._read_refused()
         refused[peer] = keys.encode()
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(refused, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
+        write_json_atomic(path, refused)
 
     def pinned(self) -> dict[str, PublicKeys]:
         with self._lock:
@@ -229,16 +228,13 @@ class PinStore:
         del refused[peer]
         path = self._refused_path()
         assert path is not None
-        path.write_text(json.dumps(refused, indent=1, sort_keys=True), encoding="utf-8")
+        write_json_atomic(path, refused)
         return keys
 
     def _save(self) -> None:
         if self._path is None:
             return
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._pins, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self._path)
+        write_json_atomic(self._path, self._pins)
 
 
 def sealer_for(state_dir: Path, *, enabled: bool) -> "Sealer | None":

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from pathlib import Path
+
+from syft_flwr_gdrive.statefile import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,4 @@ class IdBook:
     def _save(self) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._ids, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, self._ids)
