@@ -118,24 +118,24 @@ class BlobCache:
         with self._lock:
             kept = self._items.pop(ref.sha256, None)  # in use by this thread until put back
         if kept is not None:
-            try:
-                kept.seek(0)
-                data = self._open(kept, ref)
-            except BaseException:
-                kept.close()
-                raise
-            self._keep(ref.sha256, kept)
-            return data
+            return self._open_and_keep(kept, ref)
         if self.max_bytes is not None and ref.size > self.max_bytes:
             raise PayloadError(f"a shared blob of {ref.size} bytes exceeds the {self.max_bytes}-byte message limit")
         stored_size = sealed_blob_size(ref.size)
         spool: BinaryIO = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # type: ignore[assignment]
         try:
-            try:
-                self.transport.get_blob(self.app, ref.locator, owner=owner, size=stored_size, out=spool)
-            except BlobRefused as exc:
+            self.transport.get_blob(self.app, ref.locator, owner=owner, size=stored_size, out=spool)
+        except BaseException as exc:
+            spool.close()
+            if isinstance(exc, BlobRefused):
                 raise PayloadError(f"shared blob refused: {exc}") from None
-            self.fetched_bytes += stored_size
+            raise
+        self.fetched_bytes += stored_size
+        return self._open_and_keep(spool, ref)
+
+    def _open_and_keep(self, spool: BinaryIO, ref: BlobRef) -> bytes:
+        """Decrypt and verify the ciphertext in ``spool``, then keep it for the next fetch (closed on failure)."""
+        try:
             spool.seek(0)
             data = self._open(spool, ref)
         except BaseException:
