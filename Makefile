@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-strict test-live bench clean-venv
+.PHONY: demo test test-fast test-strict test-live bench clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
 
+# The tests that start no process and wait on no lag (under a minute): `-m "not slow"`, tests/README.md.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
 # The federation tests and the reliability suite again, against the strict fake Drive
 # (only what Drive documents; docs/drive-assumptions.md).
 test-strict: $(STAMP)
@@ -27,6 +31,11 @@ test-strict: $(STAMP)
 # Drive when SYFT_FLWR_LIVE_{A,B}_{TOKEN,EMAIL} name two accounts (skipped otherwise).
 test-live: $(STAMP)
 	$(PY) -m pytest tests/live -p no:cacheprovider $(ARGS)
+
+# Every benchmark once in its --quick form (bench/README.md; ~6 min); figures are printed, never judged.
+BENCHES := calls_per_round round_latency large_payload broadcast idle_poll quota
+bench: $(STAMP)
+	set -e; for b in $(BENCHES); do echo "== bench/$$b.py --quick"; $(PY) bench/$$b.py --quick $(ARGS); done
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,11 +1,11 @@
-"""Fixtures for the Drive layer tests; helpers live in drive_helpers.py."""
+"""Fixtures for the Drive layer tests; helpers live in tests/helpers/scripted_http.py."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from drive_helpers import TINY, ScriptedHttp
+from tests.helpers.scripted_http import TINY, ScriptedHttp
 from google.oauth2.credentials import Credentials
 
 from syft_flwr_gdrive.drive.api import DriveApi

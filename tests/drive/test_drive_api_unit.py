@@ -6,7 +6,7 @@ import io
 import json
 
 import pytest
-from drive_helpers import TINY, err, ok
+from tests.helpers.scripted_http import TINY, err, ok
 
 from syft_flwr_gdrive.drive.api import DriveApi, escape_q
 from syft_flwr_gdrive.drive.errors import (

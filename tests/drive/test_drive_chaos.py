@@ -121,6 +121,7 @@ def run_operations(api: DriveApi, n_ops: int = 200, seed: int = 99) -> dict[str,
     return state
 
 
+@pytest.mark.slow  # 200 operations with retries
 def test_200_operations_under_faults_match_a_clean_run():
     with FakeDriveServer() as clean:
         clean_api = DriveApi.for_fake(clean.url, ALICE, retry=POLICY, chunk_size=256 * KIB)

@@ -167,6 +167,7 @@ def test_escaping_emails(srv):
     assert [f["id"] for f in oneil.list_files(q_folders)] == [folder["id"]]
 
 
+@pytest.mark.slow  # ~10 s
 def test_pagination_over_2500_files(srv):
     alice = api_for(srv, ALICE)
     folder = alice.create_folder("many")
@@ -183,6 +184,7 @@ def test_pagination_over_2500_files(srv):
     assert alice.calls.snapshot()["files.list"] - before == 3 + 9
 
 
+@pytest.mark.slow  # a child process
 def test_64mib_stream_roundtrip_with_bounded_client_memory(srv):
     size, chunk = 64 * MIB, 2 * MIB
     child = Path(__file__).with_name("_drive_stream_child.py")

@@ -7,7 +7,7 @@ import socket
 
 import httplib2
 import pytest
-from drive_helpers import drive_error_body
+from tests.helpers.scripted_http import drive_error_body
 from google.auth import exceptions as auth_exceptions
 from googleapiclient.errors import HttpError
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,18 +13,7 @@ import pytest
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.transport import DriveTransport
 
-from .conftest import CLIENTS, MESSAGE_APP, SERVER, settle
-
-CLI = [sys.executable, "-m", "syft_flwr_gdrive.cli"]
-
-
-def env_for(email: str | None = None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYFT") and k != "GOOGLE_APPLICATION_CREDENTIALS"}
-    if email:
-        env["SYFTBOX_EMAIL"] = email
-    env.update(extra)
-    return env
-
+from tests.helpers.e2e import CLI, CLIENTS, MESSAGE_APP, SERVER, env_for, settle
 
 def copy_project(tmp_path: Path) -> Path:
     """A writable copy of the sample project (with the shared fixtures code and data it imports)."""

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from .conftest import MESSAGE_APP, SERVER
+from tests.helpers.e2e import MESSAGE_APP, SERVER
 
 
 def client_cmd(*extra: str) -> list[str]:

@@ -6,7 +6,7 @@ import subprocess
 
 from syft_flwr_gdrive.fake import FakeDriveServer
 
-from .test_cli import CLI, env_for
+from tests.helpers.e2e import CLI, env_for
 
 ALICE, BOB = "alice.doc@example.com", "bob.doc@example.com"
 

@@ -11,48 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.transport import DriveTransport
-from syft_flwr_gdrive.fake import FakeDriveServer, FaultConfig
+from syft_flwr_gdrive.fake import FakeDriveServer
 
-from .conftest import CLIENTS, LEGACY_APP, MESSAGE_APP, SERVER, make_federation, record_calls
+from tests.helpers.e2e import (
+    CLIENTS,
+    LEGACY_APP,
+    MESSAGE_APP,
+    ROUNDS,
+    SERVER,
+    assert_federation_succeeded,
+    leftover_message_files,
+    make_federation,
+    record_calls,
+    transport_for,
+    wait_for_log,
+)
 
-ROUNDS = 5
 APP = "flwr/message-digits"
-
-
-def transport_for(drive: FakeDriveServer, email: str) -> DriveTransport:
-    return DriveTransport(DriveApi.for_fake(drive.url, email), email)
-
-
-def leftover_message_files(drive: FakeDriveServer) -> dict[str, int]:
-    """Message files each participant still owns on Drive (folders excluded), counted without list lag."""
-    saved, drive.faults = drive.faults, FaultConfig()
-    try:
-        left = {}
-        for email in (SERVER, *CLIENTS):
-            files = transport_for(drive, email).my_message_files()
-            if files:
-                left[email] = len(files)
-        return left
-    finally:
-        drive.faults = saved
-
-
-def assert_federation_succeeded(fed, rounds: int = ROUNDS) -> list[float]:
-    server = fed.server()
-    assert server.process.returncode == 0, server.log_text()[-3000:]
-    history = server.report()["state"]["history"]
-    assert history["round"] == list(range(1, rounds + 1))
-    accuracy = history["accuracy"]
-    assert accuracy[-1] > accuracy[0] + 0.1, accuracy
-    assert accuracy[-1] > 0.85, accuracy
-    assert history["num_clients"] == [3] * rounds
-    for i in range(3):
-        client = fed.client(i)
-        assert client.process.returncode == 0, client.log_text()[-3000:]
-        assert client.report()["stopped_by"] == "stop-signal"
-    return accuracy
 
 
 @pytest.mark.parametrize("project", [MESSAGE_APP, LEGACY_APP], ids=["message-api", "legacy-server_fn"])
@@ -80,22 +55,11 @@ def _announced_run(drive: FakeDriveServer, recipient: str, timeout: float = 60) 
     raise AssertionError(f"{SERVER} announced no run to {recipient}")
 
 
-def _wait_for_log(participant, text: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in participant.log_text():
-            return
-        if not participant.alive():
-            break
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} not seen in {participant.email}'s log:\n{participant.log_text()[-2000:]}")
-
-
 def test_client_killed_mid_run_and_restarted_finishes(tmp_path: Path, drive: FakeDriveServer, request):
     with make_federation(tmp_path, drive, run_config={"num-server-rounds": ROUNDS}) as fed:
         fed.start_all()
         victim = fed.client(1)
-        _wait_for_log(victim, "answered train", 60)
+        wait_for_log(victim, "answered train", 60)
         victim.kill()  # SIGKILL: no clean-up, mid-run
         time.sleep(0.5)
         victim.start()  # same email, same state dir: picks up where it stopped
@@ -111,7 +75,7 @@ def test_second_run_is_unaffected_by_a_crashed_first_run(tmp_path: Path, drive: 
     first = make_federation(tmp_path / "one", drive, run_config={"num-server-rounds": 3}, state_dir=tmp_path / "state")
     with first:
         first.start_all()
-        _wait_for_log(first.client(0), "answered train", 60)
+        wait_for_log(first.client(0), "answered train", 60)
         first.server().kill()  # the server dies mid-run: its requests stay on Drive
         for i in range(3):
             first.client(i).kill()
@@ -136,7 +100,7 @@ def test_hostile_and_stale_files_are_skipped_and_nothing_is_lost(tmp_path: Path,
     target = CLIENTS[0]
     with make_federation(tmp_path, drive) as fed:
         fed.start_all()
-        _wait_for_log(fed.client(0), "answered train", 60)
+        wait_for_log(fed.client(0), "answered train", 60)
         run_id = _announced_run(drive, target)
 
         def routing(sender: str, mid: str, run: int = run_id) -> Routing:

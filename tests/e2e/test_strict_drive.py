@@ -13,8 +13,7 @@ from pathlib import Path
 
 from syft_flwr_gdrive.fake import FakeDriveServer, FaultConfig
 
-from .conftest import CLIENTS, SERVER, make_federation
-from .test_p2p_federation import _wait_for_log, assert_federation_succeeded, leftover_message_files
+from tests.helpers.e2e import CLIENTS, SERVER, assert_federation_succeeded, leftover_message_files, make_federation, wait_for_log
 
 
 def test_every_client_follows_a_server_restarted_inside_the_list_lag(tmp_path: Path):
@@ -30,7 +29,7 @@ def test_every_client_follows_a_server_restarted_inside_the_list_lag(tmp_path: P
             fed.start_all()
             server = fed.server()
             for i in range(len(CLIENTS)):
-                _wait_for_log(fed.client(i), "answered train", 90)
+                wait_for_log(fed.client(i), "answered train", 90)
             server.kill()
             server.start()  # same email and state dir, a new run id
             assert fed.wait(240), server.log_text()[-3000:]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Callable, Iterator
 
 import pytest
-from fake_drive_helpers import drive_service
+from tests.helpers.fake_service import drive_service
 
 from syft_flwr_gdrive.fake import FakeDriveServer
 

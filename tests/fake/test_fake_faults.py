@@ -10,7 +10,7 @@ import http.client
 import json
 
 import pytest
-from fake_drive_helpers import http_error
+from tests.helpers.fake_service import http_error
 from googleapiclient.errors import HttpError
 
 from syft_flwr_gdrive.fake import FaultConfig, fake_token_for

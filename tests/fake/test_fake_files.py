@@ -14,7 +14,7 @@ from googleapiclient.http import MediaIoBaseUpload
 from syft_flwr_gdrive.fake import FakeDriveServer, fake_token_for
 from syft_flwr_gdrive.fake.query import escape
 
-from fake_drive_helpers import FOLDER, drive_service, http_error
+from tests.helpers.fake_service import FOLDER, drive_service, http_error
 
 ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fake_drive_helpers import FOLDER, drive_service
+from tests.helpers.fake_service import FOLDER, drive_service
 from googleapiclient.errors import HttpError
 from googleapiclient.http import MediaIoBaseUpload
 
@@ -111,6 +111,7 @@ def _first_line(proc: subprocess.Popen, wait: float = 30.0) -> str:
     return proc.stdout.readline()
 
 
+@pytest.mark.slow  # starts the fake's CLI
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_cli_prints_url_serves_and_stops_on_signal(tmp_path, sig):
     port_file = tmp_path / "url.txt"
@@ -132,6 +133,7 @@ def test_cli_prints_url_serves_and_stops_on_signal(tmp_path, sig):
         proc.stderr.close()
 
 
+@pytest.mark.slow  # starts the fake's CLI
 def test_cli_rejects_bad_fault_settings():
     proc = _spawn("--error-rate", "2")
     try:

@@ -14,7 +14,7 @@ import tracemalloc
 import urllib.parse
 
 import pytest
-from fake_drive_helpers import FOLDER, http_error
+from tests.helpers.fake_service import FOLDER, http_error
 from googleapiclient.errors import HttpError
 from googleapiclient.http import MediaIoBaseDownload, MediaIoBaseUpload
 
@@ -104,6 +104,7 @@ def raw(server, method, target, body=b"", headers=None):
         conn.close()
 
 
+@pytest.mark.slow  # moves 64 MiB
 def test_64mib_resumable_upload_and_ranged_download_in_bounded_memory(drive):
     a, b = drive(ALICE), drive(BOB)
     box = a.files().create(body={"name": "box", "mimeType": FOLDER}, fields="id").execute()["id"]

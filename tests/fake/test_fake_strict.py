@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from fake_drive_helpers import FOLDER, drive_service, http_error
+from tests.helpers.fake_service import FOLDER, drive_service, http_error
 from googleapiclient.errors import HttpError
 
 from syft_flwr_gdrive.fake import FakeDriveServer, FaultConfig

@@ -19,7 +19,7 @@ from flwr.compat.common import recorddict_compat as compat
 from fl_common.data import DEFAULT_DATA_PATH
 from fl_common.task import DEFAULTS, initial_weights
 
-from .direct_grid import roundtrip, task_identity
+from tests.helpers.direct_grid import roundtrip, task_identity
 
 RUN_ID = 42
 NUM_CLIENTS = 3

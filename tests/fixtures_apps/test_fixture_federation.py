@@ -20,7 +20,7 @@ from fl_common.data import load_partition
 from fl_common.model import SoftmaxRegression
 from fl_common.task import HISTORY_KEYS, read_history
 
-from .direct_grid import run_federation
+from tests.helpers.direct_grid import run_federation
 
 
 def check_history(context, rounds: int, num_clients: int = 3) -> dict:

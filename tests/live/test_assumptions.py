@@ -1,7 +1,7 @@
 """One test per row of docs/drive-assumptions.md, plus a two-account federation round trip.
 
 Each test runs on the fake (default and strict profiles) and, given credentials, on real
-Google Drive (see conftest.py). On Drive a failure means the row is wrong for those
+Google Drive (see tests/helpers/live_backends.py). On Drive a failure means the row is wrong for those
 accounts; the row's fallback column says what protects the product then. Timings that
 matter (list lag, throttling) are printed, not asserted.
 """
@@ -19,7 +19,7 @@ from syft_flwr_gdrive.drive.errors import DriveConflict, DriveError, DriveNotFou
 from syft_flwr_gdrive.accounts import canonical_email
 from syft_flwr_gdrive.peercheck import check_peer
 
-from .conftest import Backend
+from tests.helpers.live_backends import Backend
 
 OUTBOX = {layout.P_ROLE: "outbox", layout.P_APP: layout.app_hash("live/test")}
 

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import math
 import re
-import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,131 +21,31 @@ import pytest
 from syft_flwr_gdrive.fake import FakeDriveServer, FaultConfig
 from syft_flwr_gdrive.federation import LocalFederation
 
-from .conftest import (
+from tests.helpers.fault_runs import ROUNDS, PairOfRuns, RunPair
+from tests.helpers.reliability import (
     CLIENTS,
-    DIGEST_APP,
     DRIVE_PROFILE,
     MESSAGE_APP,
     SERVER,
     answered,
     assert_clean_exit,
     duplicates,
-    file_props,
     leftover_message_files,
     make_federation,
-    owned_files,
     wait_for_log,
 )
 
-ROUNDS = 5
-FAULTS = dict(error_rate=0.2, drop_rate=0.05, list_lag=2.0, seed=20240611)
 STOP_ACK_BUG = (
     "grid.send_stop_signal waits only min(SYFT_FLWR_MSG_TIMEOUT, max(10 x poll interval, 5 s)) for stop-acks; "
     "with a Drive listing lag L the stop->ack round trip takes >= 2L (+ retries), so for L >= 2.5 s (and often "
     "for L = 2 s with retries) the server gives up and leaves its stop file(s) on Drive after a completed run"
 )
-ORDER_BUG = (
-    "TransportGrid.send_and_receive returns replies in arrival order and FedAvg's float sums depend on that "
-    "order, so the final weights (and loss/accuracy history) of the same seeded run differ in the last bits "
-    "between runs; replies should be returned in a canonical order (e.g. by source node id)"
-)
-
-
-@dataclass
-class RunPair:
-    clean: LocalFederation
-    faulty: LocalFederation
-    clean_left: dict[str, int]
-    faulty_left: dict[str, int]
-    faulty_stop_files: list[dict]
-    faults: dict[str, int]
-    seconds: float
-
-
-def _run(fed: LocalFederation, timeout: float, box: dict) -> None:
-    fed.start_all()
-    box["ok"] = fed.wait(timeout)
-
-
-class PairOfRuns:
-    """The clean and the faulty run, in a background thread (they mostly wait on lag and backoff).
-
-    conftest starts this at collection time when tests of this module are selected and moves
-    them to the end of the session, so the other reliability tests run meanwhile; the ``runs``
-    fixture waits for the result (or runs the pair itself if nothing started it).
-    """
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.feds: list[LocalFederation] = []
-        self.result: RunPair | None = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name="reliability-fault-runs", daemon=True)
-
-    def start(self) -> "PairOfRuns":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Kill every participant process (idempotent); used at session end whatever happened."""
-        for fed in self.feds:
-            fed.stop()
-        self._thread.join(30)
-
-    def wait(self, timeout: float = 280) -> RunPair:  # within pytest-timeout's 300 s per test
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            self.stop()
-            raise AssertionError(f"the fault runs did not finish within {timeout:.0f}s")
-        if self.error is not None:
-            raise self.error
-        assert self.result is not None
-        return self.result
-
-    def _main(self) -> None:
-        try:
-            self.result = self._pair()
-        except BaseException as exc:  # reported by wait()
-            self.error = exc
-
-    def _pair(self) -> RunPair:
-        started = time.monotonic()
-        with FakeDriveServer(profile=DRIVE_PROFILE) as clean_drive, \
-                FakeDriveServer(faults=FaultConfig(**FAULTS), profile=DRIVE_PROFILE) as faulty_drive:
-            clean = make_federation(self.base / "clean", clean_drive, DIGEST_APP)
-            faulty = make_federation(self.base / "faulty", faulty_drive, DIGEST_APP)
-            self.feds += [clean, faulty]
-            boxes: dict[str, dict] = {"clean": {}, "faulty": {}}
-            try:
-                threads = [threading.Thread(target=_run, args=(fed, 200, boxes[name]), daemon=True)
-                           for name, fed in (("clean", clean), ("faulty", faulty))]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join(220)
-            finally:
-                clean.stop()
-                faulty.stop()
-            assert boxes["clean"].get("ok"), "clean run did not finish:\n" + clean.server().log_text()[-3000:]
-            assert boxes["faulty"].get("ok"), "faulty run did not finish:\n" + faulty.server().log_text()[-3000:]
-            faults = faulty_drive.stats()["faults"]
-            faulty_drive.faults = FaultConfig()
-            stop_files = [f for f in owned_files(faulty_drive, SERVER) if file_props(f).get("sfg_kind") == "stop"]
-            return RunPair(clean, faulty, leftover_message_files(clean_drive), leftover_message_files(faulty_drive),
-                           stop_files, faults, time.monotonic() - started)
-
-
-def start_background(base: Path) -> PairOfRuns:
-    return PairOfRuns(base).start()
 
 
 @pytest.fixture(scope="module")
-def runs(request, tmp_path_factory) -> RunPair:
-    background = getattr(request.config, "_reliability_fault_runs", None)
-    if background is None:
-        background = start_background(tmp_path_factory.mktemp("faults"))
-        request.config._reliability_fault_runs = background
-    pair = background.wait()
+def runs(fault_runs: PairOfRuns | None) -> RunPair:
+    assert fault_runs is not None, "tests/reliability/conftest.py starts the fault runs when these tests are selected"
+    pair = fault_runs.wait()
     print(f"\nfaulty run: {pair.seconds:.1f}s, faults injected {pair.faults}")
     return pair
 

@@ -21,7 +21,7 @@ from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.transport.envelope import MAGIC, decode, encode
 
-from .conftest import (
+from tests.helpers.reliability import (
     CLIENTS,
     MESSAGE_APP,
     MESSAGE_APP_KEY,

@@ -17,7 +17,7 @@ import pytest
 
 from syft_flwr_gdrive.fake import FakeDriveServer
 
-from .conftest import MESSAGE_APP
+from tests.helpers.reliability import MESSAGE_APP
 
 BAD = ["not-an-email", "two@@example.com", "space in@example.com", "a/b@example.com", "back\\slash@example.com",
        "no-dot@localhost", "trailing@example.", "new\nline@example.com", "@example.com", "tab\t@example.com"]

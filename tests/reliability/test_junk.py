@@ -18,7 +18,7 @@ from pathlib import Path
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.fake import FakeDriveServer
 
-from .conftest import (
+from tests.helpers.reliability import (
     CLIENTS,
     MESSAGE_APP_KEY,
     SERVER,

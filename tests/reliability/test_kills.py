@@ -12,7 +12,7 @@ from pathlib import Path
 
 from syft_flwr_gdrive.fake import FakeDriveServer
 
-from .conftest import (
+from tests.helpers.reliability import (
     CLIENTS,
     SERVER,
     answered,

@@ -21,7 +21,7 @@ import pytest
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.fake import FakeDriveServer
 
-from .conftest import CLIENTS, LEAKY_APP, SERVER, api_for, assert_clean_exit, file_props, leftover_message_files, make_federation
+from tests.helpers.reliability import CLIENTS, LEAKY_APP, SERVER, api_for, assert_clean_exit, file_props, leftover_message_files, make_federation
 
 CLIENT = CLIENTS[0]
 VALUE = "SECRET-7f3a9c-glucose-242.4242"

@@ -25,7 +25,7 @@ from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
 
-from .test_faults import ORDER_BUG
+from tests.helpers.reliability import ORDER_BUG
 
 SERVER = "ds@example.com"
 CLIENTS = ["a@example.com", "b@example.com", "c@example.com"]

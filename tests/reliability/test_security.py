@@ -39,7 +39,7 @@ from syft_flwr_gdrive.grid import TransportGrid
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 
-from .conftest import api_for, transport_for
+from tests.helpers.reliability import api_for, transport_for
 
 APP = "flwr/security"
 DS, DO, EVE = "ds_sec@example.com", "do_sec@example.com", "eve_sec@example.com"

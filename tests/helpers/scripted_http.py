@@ -1,6 +1,4 @@
-"""Helpers for the Drive layer tests: a scripted HTTP channel and tiny retry waits.
-
-A module with a unique name (not conftest) so imports never pick up another folder's conftest."""
+"""For the Drive layer tests: a scripted HTTP channel (answers in order, records requests) and tiny retry waits."""
 
 from __future__ import annotations
 

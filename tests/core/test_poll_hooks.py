@@ -129,6 +129,7 @@ def test_adaptive_hooks_in_grid_and_client_loop(tmp_path, mocker) -> None:
         assert min(sched.gaps) < INTERVAL <= max(sched.gaps) + 1e-9
 
 
+@pytest.mark.slow  # polls at the fixed interval for seconds
 def test_off_switch_keeps_the_interval_in_grid_and_client_loop(tmp_path, mocker) -> None:
     server_schedule, loops, out = run(tmp_path, mocker, adaptive=False, rounds=1)
     assert "final" in out.state

@@ -180,6 +180,7 @@ def test_each_drive_call_retries_only_until_its_callers_deadline(drive):
     assert time.monotonic() - started < 3.0
 
 
+@pytest.mark.slow  # waits out several deadlines
 def test_a_poll_gives_up_within_its_own_bound_so_waiters_keep_their_deadlines(drive):
     """Row 12: a poll under a persistent rate limit fails after POLL_RETRY_SECONDS, not after a 30 s backoff."""
     from syft_flwr_gdrive.drive.transport import POLL_RETRY_SECONDS

@@ -1,4 +1,4 @@
-"""Helpers shared by the fake Drive tests (imported by module name: tests/fake has no __init__)."""
+"""A real googleapiclient Drive service authenticated as any account of a fake Drive, and its errors."""
 
 from __future__ import annotations
 
