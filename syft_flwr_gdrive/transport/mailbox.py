@@ -29,7 +29,8 @@ from syft_flwr_gdrive.accounts import canonical_email
 from syft_flwr_gdrive.transport.contract import Listing, Posting, Routing, Transport, TransportError
 from syft_flwr_gdrive.crypto import CODEC_SEAL, CryptoError, MissingPeerKey, PublicKeys, Sealer
 from syft_flwr_gdrive.transport.envelope import (
-    Envelope, EnvelopeError, decode_file, encode_segments, header_bytes, valid_email, valid_message_id,
+    MAX_HEADER_BYTES, Envelope, EnvelopeError, decode_file, encode_segments, header_bytes, valid_email,
+    valid_message_id,
 )
 from syft_flwr_gdrive.transport.segments import Buffer, ConcatReader, SegmentReader
 from syft_flwr_gdrive.transport.ledger import Ledger
@@ -38,6 +39,9 @@ from syft_flwr_gdrive.logsafe import printable as _printable
 logger = logging.getLogger(__name__)
 
 IN_MEMORY_BODY = 8 * 1024 * 1024  # bodies up to this size are read into memory, larger ones spool to disk
+DEFAULT_TTL = 12 * 3600.0  # seconds a sent message stays valid unless the caller says otherwise
+SEAL_BYTES_PER = 65536  # sealing adds one byte per 64 KiB of payload (16 bytes per MiB)
+BODY_SLACK = 2 * MAX_HEADER_BYTES + 4096  # the envelope header (bounded) and the seal's framing, with room to spare
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,7 @@ def new_message_id() -> str:
 
 def body_limit(max_payload: int) -> int:
     """Largest body file for a payload limit: sealing adds 16 bytes per MiB, the envelope a bounded header."""
-    return max_payload + max_payload // 65536 + 2 * 65536 + 4096
+    return max_payload + max_payload // SEAL_BYTES_PER + BODY_SLACK
 
 
 class Mailbox:
@@ -140,7 +144,7 @@ class Mailbox:
         payload: bytes | Sequence[Buffer],
         message_id: str | None = None,
         reply_to: str = "",
-        ttl: float = 43200.0,
+        ttl: float = DEFAULT_TTL,
         created_at: float | None = None,
         codecs: tuple[str, ...] | None = None,
     ) -> tuple[str, str]:
@@ -243,48 +247,61 @@ class Mailbox:
     def _check(
         self, posting: Posting, accept: Callable[[Routing], str | None] | None, refused: list[Refusal]
     ) -> Delivery | None:
+        """The verified delivery of a posting, or None: each check returns None (passed) or why not."""
         if posting.handle in self._rejected:
             return None
         routing = posting.routing
         if routing is None:
-            self._reject(posting, "no valid routing metadata; a foreign or damaged file, left untouched")
+            return self._skip(posting, NO_ROUTING)
+        reason = _malformed(routing)
+        if reason is None and routing.message_id in self.ledger:
+            return None  # handled before
+        reason = reason or _misaddressed(routing, self.app, self.email) or _forged(posting, routing)
+        reason = reason or _stranger(routing, self.peers)
+        if reason:
+            return self._skip(posting, reason)
+        reason = accept(routing) if accept is not None else None
+        if reason:
+            self._note(posting, reason)
             return None
-        if not (valid_message_id(routing.message_id) and (routing.reply_to == "" or valid_message_id(routing.reply_to))
-                and valid_email(routing.sender)):
-            self._reject(posting, "its message id or sender is malformed (ids are 1-64 letters, digits or . _ @ + -); "
-                                  "a foreign or forged file, left untouched")
-            return None
-        if routing.message_id in self.ledger:
-            return None
-        if routing.app != self.app or canonical_email(routing.recipient) != canonical_email(self.email):
-            self._reject(posting, f"addressed to {routing.recipient!r} of app {routing.app!r}, not to me")
-            return None
-        if canonical_email(posting.owner) != canonical_email(routing.sender):
-            self._reject(
-                posting,
-                f"claims to be from {routing.sender!r} but the storage says {posting.owner!r} wrote it "
-                "(forged sender)",
-            )
-            return None
-        if canonical_email(routing.sender) not in self.peers:
-            self._reject(posting, f"sender {routing.sender!r} is not a peer of this app (unknown sender)")
-            return None
-        if accept is not None:
-            reason = accept(routing)
-            if reason:
-                self._note(posting, reason)
-                return None
-        if time.time() > routing.created_at + routing.ttl:
-            self._reject(posting, f"expired (ttl {routing.ttl:.0f}s); dropped")
-            self.ledger.add(routing.message_id)
-            return None
+        reason = _expired(routing.created_at, routing.ttl)
+        if reason:
+            return self._drop(posting, routing.message_id, reason)
         limit = None if self.max_payload is None else body_limit(self.max_payload)
-        if limit is not None and posting.size > limit:
-            reason = (f"{posting.size} bytes is over the message limit of {self.max_payload} bytes "
-                      "(SYFT_FLWR_MAX_MESSAGE_MB); refused without downloading it")
+        reason = _oversize(posting.size, limit, self.max_payload)
+        if reason:
             if self._reject(posting, reason):
                 refused.append(Refusal(routing, reason))
             return None
+        read = self._read(posting, limit)
+        if read is None:
+            return None
+        envelope, body, offset = read
+        reason = _disagreement(envelope, routing)
+        if reason:
+            body.close()
+            return self._skip(posting, reason)
+        reason = _expired(envelope.created_at, envelope.ttl)
+        if reason:
+            body.close()
+            return self._drop(posting, envelope.message_id, reason)
+        return self._unseal(Delivery(envelope, posting, body, offset), routing)
+
+    def _skip(self, posting: Posting, reason: str) -> None:
+        """Reject a posting for good (one log line) and deliver nothing."""
+        self._reject(posting, reason)
+        return None
+
+    def _drop(self, posting: Posting, message_id: str, reason: str) -> None:
+        """Reject a posting for good and record its message as handled: it is never looked at again."""
+        self._reject(posting, reason)
+        self.ledger.add(message_id)
+        return None
+
+    def _read(self, posting: Posting, limit: int | None) -> tuple[Envelope, BinaryIO, int] | None:
+        """Download a posting's body (spooled to disk past IN_MEMORY_BODY) and decode its envelope.
+
+        None if it cannot be read now (asked again at the next poll) or is no valid envelope (rejected)."""
         body: BinaryIO = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BODY)
         try:
             if posting.inline is not None and len(posting.inline) == posting.size:
@@ -300,23 +317,11 @@ class Mailbox:
             return None
         except EnvelopeError as exc:
             body.close()
-            self._reject(posting, f"invalid envelope: {exc}")
-            return None
+            return self._skip(posting, f"invalid envelope: {exc}")
         except Exception as exc:  # a hostile body must never break the poll loop
             body.close()
-            self._reject(posting, f"invalid envelope ({type(exc).__name__})")
-            return None
-        mismatch = _disagreement(envelope, routing)
-        if mismatch:
-            body.close()
-            self._reject(posting, f"envelope header disagrees with its metadata on {mismatch}")
-            return None
-        if envelope.expired():
-            body.close()
-            self._reject(posting, f"expired (ttl {envelope.ttl:.0f}s); dropped")
-            self.ledger.add(envelope.message_id)
-            return None
-        return self._unseal(Delivery(envelope, posting, body, offset), routing)
+            return self._skip(posting, f"invalid envelope ({type(exc).__name__})")
+        return envelope, body, offset
 
     def _opens_sealed(self, envelope: Envelope) -> bool:
         """True if ``_unseal`` will decrypt this payload, checking its SHA-256 in that same pass."""
@@ -360,7 +365,49 @@ class Mailbox:
         return Delivery(replace(env, codecs=env.codecs[1:], size=size), posting, plain, 0)
 
 
-def _disagreement(envelope: Envelope, routing: Routing) -> str:
-    fields = ("run_id", "message_id", "reply_to", "kind", "sender", "recipient", "app")
-    bad = [f for f in fields if getattr(envelope, f) != getattr(routing, f)]
-    return ", ".join(bad)
+# -- checks: each returns None when the posting passes, else the reason it is skipped ---------------
+
+NO_ROUTING = "no valid routing metadata; a foreign or damaged file, left untouched"
+MALFORMED = ("its message id or sender is malformed (ids are 1-64 letters, digits or . _ @ + -); "
+             "a foreign or forged file, left untouched")
+# Header fields that must equal the listed routing metadata (created_at and ttl are checked by expiry).
+AGREEING_FIELDS = ("run_id", "message_id", "reply_to", "kind", "sender", "recipient", "app")
+
+
+def _malformed(routing: Routing) -> str | None:
+    ids = valid_message_id(routing.message_id) and (routing.reply_to == "" or valid_message_id(routing.reply_to))
+    return None if ids and valid_email(routing.sender) else MALFORMED
+
+
+def _misaddressed(routing: Routing, app: str, email: str) -> str | None:
+    if routing.app == app and canonical_email(routing.recipient) == canonical_email(email):
+        return None
+    return f"addressed to {routing.recipient!r} of app {routing.app!r}, not to me"
+
+
+def _forged(posting: Posting, routing: Routing) -> str | None:
+    if canonical_email(posting.owner) == canonical_email(routing.sender):
+        return None
+    return f"claims to be from {routing.sender!r} but the storage says {posting.owner!r} wrote it (forged sender)"
+
+
+def _stranger(routing: Routing, peers: frozenset[str]) -> str | None:
+    if canonical_email(routing.sender) in peers:
+        return None
+    return f"sender {routing.sender!r} is not a peer of this app (unknown sender)"
+
+
+def _expired(created_at: float, ttl: float) -> str | None:
+    return f"expired (ttl {ttl:.0f}s); dropped" if time.time() > created_at + ttl else None
+
+
+def _oversize(size: int, limit: int | None, max_payload: int | None) -> str | None:
+    if limit is None or size <= limit:
+        return None
+    return (f"{size} bytes is over the message limit of {max_payload} bytes "
+            "(SYFT_FLWR_MAX_MESSAGE_MB); refused without downloading it")
+
+
+def _disagreement(envelope: Envelope, routing: Routing) -> str | None:
+    bad = [f for f in AGREEING_FIELDS if getattr(envelope, f) != getattr(routing, f)]
+    return f"envelope header disagrees with its metadata on {', '.join(bad)}" if bad else None

@@ -2,13 +2,14 @@
 
 import logging
 import time
+from dataclasses import replace
 
 import pytest
 
-from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.contract import Listing, Posting, Routing
 from syft_flwr_gdrive.transport.envelope import Envelope, encode
 from syft_flwr_gdrive.transport.ledger import Ledger
-from syft_flwr_gdrive.transport.mailbox import Mailbox
+from syft_flwr_gdrive.transport.mailbox import Mailbox, body_limit
 from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
 
 APP = "flwr/t"
@@ -76,6 +77,61 @@ def test_metadata_and_header_must_agree(setup, caplog):
     hub.put(PEER, claimed, body_for(routing(message_id="m-body")))
     assert box.poll().deliveries == ()
     assert "disagrees" in caplog.text
+
+
+class ListsEverything(MemoryTransport):
+    """Lists every file of others as inbound, whatever it claims: a peer's outbox folder may hold anything."""
+
+    def poll(self, app: str) -> Listing:
+        listing = super().poll(app)
+        with self.hub.lock:
+            items = list(self.hub.files.items())
+        inbound = tuple(Posting(h, s.owner, s.routing, len(s.body), s.name) for h, s in items if s.owner != self.email)
+        return replace(listing, inbound=inbound)
+
+
+@pytest.mark.parametrize(
+    "r, body_routing, reason",
+    [
+        (routing(message_id="m 1"), routing(message_id="m1"), "malformed"),
+        (routing(reply_to="a/b"), routing(), "malformed"),
+        (routing(recipient="other@x.com"), None, "addressed to 'other@x.com'"),
+        (routing(app="flwr/other"), None, "of app 'flwr/other', not to me"),
+        (routing(), routing(created_at=time.time() - 100, ttl=10), "expired (ttl 10s)"),
+    ],
+    ids=["message-id", "reply-to", "recipient", "app", "header-expired"],
+)
+def test_each_check_names_its_reason_once(tmp_path, caplog, r, body_routing, reason):
+    hub = MemoryHub()
+    box = Mailbox(ListsEverything(ME, hub), APP, [PEER], Ledger(tmp_path / "ledger.log"))
+    handle = hub.put(PEER, r, body_for(body_routing or r))
+    caplog.set_level(logging.INFO)
+    for _ in range(2):
+        assert box.poll().deliveries == ()
+    lines = [rec.getMessage() for rec in caplog.records if handle in rec.getMessage()]
+    assert len(lines) == 1 and reason in lines[0], lines
+    assert handle in hub.files
+
+
+def test_an_expired_message_is_recorded_as_handled(setup):
+    hub, box = setup
+    r = routing(message_id="old", created_at=time.time() - 100, ttl=10)
+    hub.put(PEER, r, body_for(r))
+    assert box.poll().deliveries == ()
+    assert "old" in box.ledger
+
+
+def test_an_oversize_message_is_refused_unread_once(tmp_path, caplog):
+    hub = MemoryHub()
+    box = Mailbox(MemoryTransport(ME, hub), APP, [PEER], Ledger(tmp_path / "ledger.log"), max_payload=1000)
+    r = routing(message_id="big")
+    handle = hub.put(PEER, r, body_for(r, b"x" * (body_limit(1000) + 1)))
+    first, second = box.poll(), box.poll()
+    assert first.deliveries == second.deliveries == ()
+    assert [(x.routing.message_id, "over the message limit of 1000 bytes" in x.reason) for x in first.refused] == [
+        ("big", True)]
+    assert second.refused == ()  # reported once
+    assert handle in hub.files
 
 
 def test_accept_callback_defers_without_rejecting(setup):
