@@ -196,31 +196,9 @@ class Route:
     method: str
     pattern: re.Pattern
     name: str
-    handler: str
+    handler: Callable[..., Response]  # an Api method, called with (api, request, user, **path parameters)
     cost: Optional[str]  # quota class; None: not charged
 
-
-_ID = r"(?P<id>[^/]+)"
-ROUTES = [
-    Route("GET", re.compile(r"^/drive/v3/about/?$"), "about.get", "about", "get"),
-    Route("GET", re.compile(r"^/drive/v3/files/generateIds/?$"), "files.generateIds", "generate_ids", "get"),
-    Route("GET", re.compile(r"^/drive/v3/files/?$"), "files.list", "files_list", "list"),
-    Route("POST", re.compile(r"^/drive/v3/files/?$"), "files.create", "files_create", "modify"),
-    Route("GET", re.compile(rf"^/drive/v3/files/{_ID}/permissions/?$"), "permissions.list", "perm_list", "get"),
-    Route("POST", re.compile(rf"^/drive/v3/files/{_ID}/permissions/?$"), "permissions.create", "perm_create", "modify"),
-    Route("GET", re.compile(rf"^/drive/v3/files/{_ID}/permissions/(?P<pid>[^/]+)$"), "permissions.get", "perm_get", "get"),
-    Route("PATCH", re.compile(rf"^/drive/v3/files/{_ID}/permissions/(?P<pid>[^/]+)$"), "permissions.update", "perm_update", "modify"),
-    Route("DELETE", re.compile(rf"^/drive/v3/files/{_ID}/permissions/(?P<pid>[^/]+)$"), "permissions.delete", "perm_delete", "modify"),
-    Route("GET", re.compile(rf"^/drive/v3/files/{_ID}$"), "files.get", "files_get", "get"),
-    Route("PATCH", re.compile(rf"^/drive/v3/files/{_ID}$"), "files.update", "files_update", "modify"),
-    Route("DELETE", re.compile(rf"^/drive/v3/files/{_ID}$"), "files.delete", "files_delete", "modify"),
-    Route("GET", re.compile(r"^/drive/v3/changes/startPageToken/?$"), "changes.getStartPageToken", "start_token", "get"),
-    Route("GET", re.compile(r"^/drive/v3/changes/?$"), "changes.list", "changes_list", "list"),
-    Route("PUT", re.compile(r"^(?:/resumable)?/upload/drive/v3/files(?:/[^/]+)?/?$"), "upload.chunk", "upload_chunk", None),
-    Route("POST", re.compile(r"^(?:/resumable)?/upload/drive/v3/files/?$"), "upload.create", "upload_create", "modify"),
-    Route("PATCH", re.compile(rf"^(?:/resumable)?/upload/drive/v3/files/{_ID}$"), "upload.update", "upload_update", "modify"),
-    Route("POST", re.compile(r"^/batch(?:/drive/v3)?/?$"), "batch", "batch", None),
-]
 
 
 def _page_size(req: Request, default: int = 100) -> int:
@@ -361,7 +339,7 @@ class Api:
                     write_error = self.faults.charge_write(user)
                     if write_error is not None:
                         raise write_error
-            resp = getattr(self, "h_" + route.handler)(req, user, **params)
+            resp = route.handler(self, req, user, **params)
             if fault is not None:  # "after": the call took effect, the answer is an error
                 resp.close()
                 raise fault.error
@@ -706,6 +684,30 @@ class Api:
             resp.close()
         data, ctype = multipart.render_batch(answers)
         return Response(200, [("Content-Type", ctype)], data)
+
+
+# Every route and the Api method that answers it (a table, not names built at run time: find-usages works).
+_ID = r"(?P<id>[^/]+)"
+ROUTES = [
+    Route("GET", re.compile(r"^/drive/v3/about/?$"), "about.get", Api.h_about, "get"),
+    Route("GET", re.compile(r"^/drive/v3/files/generateIds/?$"), "files.generateIds", Api.h_generate_ids, "get"),
+    Route("GET", re.compile(r"^/drive/v3/files/?$"), "files.list", Api.h_files_list, "list"),
+    Route("POST", re.compile(r"^/drive/v3/files/?$"), "files.create", Api.h_files_create, "modify"),
+    Route("GET", re.compile(rf"^/drive/v3/files/{_ID}/permissions/?$"), "permissions.list", Api.h_perm_list, "get"),
+    Route("POST", re.compile(rf"^/drive/v3/files/{_ID}/permissions/?$"), "permissions.create", Api.h_perm_create, "modify"),
+    Route("GET", re.compile(rf"^/drive/v3/files/{_ID}/permissions/(?P<pid>[^/]+)$"), "permissions.get", Api.h_perm_get, "get"),
+    Route("PATCH", re.compile(rf"^/drive/v3/files/{_ID}/permissions/(?P<pid>[^/]+)$"), "permissions.update", Api.h_perm_update, "modify"),
+    Route("DELETE", re.compile(rf"^/drive/v3/files/{_ID}/permissions/(?P<pid>[^/]+)$"), "permissions.delete", Api.h_perm_delete, "modify"),
+    Route("GET", re.compile(rf"^/drive/v3/files/{_ID}$"), "files.get", Api.h_files_get, "get"),
+    Route("PATCH", re.compile(rf"^/drive/v3/files/{_ID}$"), "files.update", Api.h_files_update, "modify"),
+    Route("DELETE", re.compile(rf"^/drive/v3/files/{_ID}$"), "files.delete", Api.h_files_delete, "modify"),
+    Route("GET", re.compile(r"^/drive/v3/changes/startPageToken/?$"), "changes.getStartPageToken", Api.h_start_token, "get"),
+    Route("GET", re.compile(r"^/drive/v3/changes/?$"), "changes.list", Api.h_changes_list, "list"),
+    Route("PUT", re.compile(r"^(?:/resumable)?/upload/drive/v3/files(?:/[^/]+)?/?$"), "upload.chunk", Api.h_upload_chunk, None),
+    Route("POST", re.compile(r"^(?:/resumable)?/upload/drive/v3/files/?$"), "upload.create", Api.h_upload_create, "modify"),
+    Route("PATCH", re.compile(rf"^(?:/resumable)?/upload/drive/v3/files/{_ID}$"), "upload.update", Api.h_upload_update, "modify"),
+    Route("POST", re.compile(r"^/batch(?:/drive/v3)?/?$"), "batch", Api.h_batch, None),
+]
 
 
 __all__ = ["Api", "Body", "Request", "Response", "fake_token_for", "error_body"]
