@@ -6,6 +6,7 @@ this reader hands out chunks straight from the pieces (memoryviews, no copy).
 
 from __future__ import annotations
 
+import bisect
 import io
 from typing import Sequence, Union
 
@@ -127,3 +128,73 @@ def as_reader(body: Union[Buffer, Sequence[Buffer], io.RawIOBase]) -> io.RawIOBa
     if hasattr(body, "readinto") and hasattr(body, "size"):
         return body  # type: ignore[return-value]
     return SegmentReader(as_segments(body))  # type: ignore[arg-type]
+
+
+class ChunkReader(SeekableReader):
+    """Seekable reader over buffers appended one by one (e.g. decrypted chunks), handing big reads over.
+
+    A read of at least ``release_at`` bytes (a model's array) is assembled from the chunks
+    while dropping each chunk it has copied, so memory holds the payload once, not twice;
+    the reader cannot seek back before such a read afterwards. Smaller reads keep everything.
+    """
+
+    def __init__(self, release_at: int = 4 * 1024 * 1024) -> None:
+        super().__init__()
+        self._chunks: list[Buffer | None] = []
+        self._starts: list[int] = []
+        self._released = 0  # bytes before this offset were handed over and dropped
+        self._release_at = release_at
+        self.size = 0
+        self._pos = 0
+
+    def append(self, chunk: Buffer) -> None:
+        if len(chunk):
+            self._starts.append(self.size)
+            self._chunks.append(chunk)
+            self.size += len(chunk)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        before = self._pos
+        pos = super().seek(offset, whence)
+        if pos < self._released:
+            self._pos = before
+            raise io.UnsupportedOperation(f"bytes before {self._released} were already handed out and dropped")
+        return pos
+
+    def read(self, size: int | None = -1) -> bytes:  # type: ignore[override]
+        n = self.size - self._pos if size is None or size < 0 else min(size, self.size - self._pos)
+        if n <= 0:
+            return b""
+        release = n >= self._release_at
+        index = self._chunk_at(self._pos)
+        first = self._chunks[index]
+        if isinstance(first, bytes) and self._starts[index] == self._pos and len(first) == n:
+            self._pos += n  # exactly one whole chunk: hand it over as is
+            if release:
+                self._chunks[index], self._released = None, self._pos
+            return first
+        out = io.BytesIO()  # getvalue() hands over its buffer without a copy
+        end = self._pos + n
+        while self._pos < end:
+            chunk = self._chunks[index]
+            assert chunk is not None
+            start = self._starts[index]
+            piece = memoryview(chunk).cast("B")[self._pos - start : min(len(chunk), end - start)]
+            out.write(piece)
+            self._pos += len(piece)
+            if release and self._pos == start + len(chunk):
+                self._chunks[index], self._released = None, self._pos
+            index += 1
+        return out.getvalue()
+
+    def readinto(self, buffer: Buffer) -> int:  # type: ignore[override]
+        data = self.read(len(memoryview(buffer)))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+    def _chunk_at(self, pos: int) -> int:
+        return max(0, bisect.bisect_right(self._starts, pos) - 1)
+
+    def close(self) -> None:
+        self._chunks = []
+        super().close()
