@@ -19,10 +19,11 @@ import threading
 from collections import OrderedDict
 from typing import BinaryIO
 
-from syft_flwr_gdrive.crypto import CryptoError, new_blob_key, open_blob, seal_blob, sealed_blob_size
+from syft_flwr_gdrive.crypto import BlobOpener, CryptoError, new_blob_key, open_blob, seal_blob, sealed_blob_size
 from syft_flwr_gdrive.flower_codec import BlobRef, PayloadError
 from syft_flwr_gdrive.transport.contract import BlobRefused, Transport
-from syft_flwr_gdrive.transport.segments import SegmentReader
+from syft_flwr_gdrive.transport.pipe import PipeSink
+from syft_flwr_gdrive.transport.segments import Buffer, SegmentReader
 
 logger = logging.getLogger(__name__)
 
@@ -123,35 +124,40 @@ class BlobCache:
             raise PayloadError(f"a shared blob of {ref.size} bytes exceeds the {self.max_bytes}-byte message limit")
         stored_size = sealed_blob_size(ref.size)
         spool: BinaryIO = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # type: ignore[assignment]
+        opener = BlobOpener(ref.size, ref.key, ref.sha256)
+
+        def consume(piece: Buffer) -> None:  # in the pipe's worker, while the next chunk downloads
+            spool.write(piece)
+            opener.feed(piece)
+
+        pipe = PipeSink(consume, name="blob-open")
         try:
-            self.transport.get_blob(self.app, ref.locator, owner=owner, size=stored_size, out=spool)
+            self.transport.get_blob(self.app, ref.locator, owner=owner, size=stored_size, out=pipe)  # type: ignore[arg-type]
+            pipe.finish()
+            data = opener.finish()
         except BaseException as exc:
+            pipe.abort()
             spool.close()
             if isinstance(exc, BlobRefused):
                 raise PayloadError(f"shared blob refused: {exc}") from None
+            if isinstance(exc, CryptoError):
+                raise PayloadError(str(exc)) from None
             raise
         self.fetched_bytes += stored_size
-        return self._open_and_keep(spool, ref)
+        self._keep(ref.sha256, spool)
+        return data
 
     def _open_and_keep(self, spool: BinaryIO, ref: BlobRef) -> bytes:
         """Decrypt and verify the ciphertext in ``spool``, then keep it for the next fetch (closed on failure)."""
         try:
             spool.seek(0)
-            data = self._open(spool, ref)
-        except BaseException:
+            data = open_blob(spool, ref.size, ref.key, ref.sha256)
+        except BaseException as exc:
             spool.close()
+            if isinstance(exc, CryptoError):
+                raise PayloadError(str(exc)) from None
             raise
         self._keep(ref.sha256, spool)
-        return data
-
-    @staticmethod
-    def _open(spool: BinaryIO, ref: BlobRef) -> bytes:
-        try:
-            data = open_blob(spool, ref.size, ref.key)
-        except CryptoError as exc:
-            raise PayloadError(str(exc)) from None
-        if hashlib.sha256(data).hexdigest() != ref.sha256:
-            raise PayloadError("a shared blob does not match its SHA-256")
         return data
 
     def _keep(self, sha256: str, spool: BinaryIO) -> None:

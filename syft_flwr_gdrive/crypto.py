@@ -33,11 +33,10 @@ import json
 import logging
 import os
 import struct
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -48,7 +47,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from syft_flwr_gdrive.statefile import write_json_atomic
 from syft_flwr_gdrive.transport.contract import Routing
-from syft_flwr_gdrive.transport.segments import SeekableReader
+from syft_flwr_gdrive.transport.segments import Buffer, ChunkReader, SeekableReader
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +60,6 @@ _HEAD = struct.Struct(">4sB32sI")
 HEADER_BYTES = _HEAD.size
 SIG_BYTES = 64
 TRAILER_BYTES = SIG_BYTES + len(MAGIC)
-SPOOL_IN_MEMORY = 8 * 1024 * 1024  # an opened payload's plaintext beyond this spools to disk
 
 
 class CryptoError(ValueError):
@@ -334,25 +332,106 @@ def seal_blob(plain: BinaryIO, plain_size: int, key: bytes) -> SealedReader:
     return SealedReader(plain, plain_size, key, _BLOB_AAD, b"")
 
 
-def open_blob(sealed: BinaryIO, plain_size: int, key: bytes) -> bytes:
-    """Decrypt a blob read from ``sealed`` (exactly ``sealed_blob_size(plain_size)`` bytes follow)."""
-    if len(key) != BLOB_KEY_BYTES:
-        raise CryptoError("a blob key must be 32 bytes")
-    aead = ChaCha20Poly1305(key)
-    chunks = max(1, -(-plain_size // CHUNK))
-    out = io.BytesIO()  # getvalue() hands over its buffer without a copy when it is exactly full
-    try:
-        for index in range(chunks):
-            want = min(CHUNK, plain_size - index * CHUNK) + TAG
-            data = sealed.read(want)
-            if len(data) != want:
-                raise CryptoError("the shared blob is shorter than its declared size")
-            out.write(aead.decrypt(_nonce(index, index == chunks - 1), data, _BLOB_AAD))
-    except InvalidTag:
-        raise CryptoError("the shared blob does not decrypt with its key: altered, swapped or cut") from None
-    if sealed.read(1):
+class _ChunkStream:
+    """Decrypts a chunked AEAD body fed in pieces of any size, in order (e.g. as it downloads).
+
+    Each chunk's tag is checked as soon as the chunk is complete; ``InvalidTag`` propagates.
+    """
+
+    def __init__(self, key: bytes, aad: bytes, body_size: int, take: Callable[[bytes], None]) -> None:
+        self._aead, self._aad, self._take = ChaCha20Poly1305(key), aad, take
+        self._body_size = body_size
+        self._chunks = max(1, -(-body_size // (CHUNK + TAG)))
+        self._index = 0
+        self._carry = bytearray()
+
+    def feed(self, data: Buffer) -> None:
+        view = memoryview(data).cast("B")
+        while len(view):
+            if self._index >= self._chunks:
+                raise CryptoError("the encrypted body is longer than its declared size")
+            want = min(CHUNK + TAG, self._body_size - self._index * (CHUNK + TAG))
+            if not self._carry and len(view) >= want:  # a whole chunk inside this piece: no copy
+                piece, view = view[:want], view[want:]
+                self._open(piece)
+                continue
+            n = min(want - len(self._carry), len(view))
+            self._carry += view[:n]
+            view = view[n:]
+            if len(self._carry) == want:
+                piece_bytes, self._carry = bytes(self._carry), bytearray()
+                self._open(memoryview(piece_bytes))
+
+    def _open(self, piece: memoryview) -> None:
+        last = self._index == self._chunks - 1
+        self._take(self._aead.decrypt(_nonce(self._index, last), piece, self._aad))
+        self._index += 1
+
+    def finish(self) -> None:
+        if self._index != self._chunks or self._carry:
+            raise CryptoError("the encrypted body is shorter than its declared size (truncated)")
+
+
+def _sized_buffer(size: int) -> io.BytesIO:
+    """An empty BytesIO that already owns ``size`` bytes: writing it never reallocates (a growing
+    buffer leaves freed copies in the heap), and once full, ``getvalue()`` hands it over without a copy."""
+    out = io.BytesIO()
+    if size:
+        out.seek(size - 1)
+        out.write(b"\0")
+        out.seek(0)
+    return out
+
+
+class BlobOpener:
+    """Decrypts and checks a shared blob fed in pieces (as it downloads); its plaintext only after ``finish``."""
+
+    def __init__(self, plain_size: int, key: bytes, sha256: str | None = None) -> None:
+        if len(key) != BLOB_KEY_BYTES:
+            raise CryptoError("a blob key must be 32 bytes")
+        self._plain_size, self._sha256 = plain_size, sha256
+        self._digest = hashlib.sha256() if sha256 is not None else None
+        self._out = _sized_buffer(plain_size)
+        self._stream = _ChunkStream(key, _BLOB_AAD, sealed_blob_size(plain_size), self._take)
+
+    def _take(self, plain: bytes) -> None:
+        if self._digest is not None:
+            self._digest.update(plain)
+        self._out.write(plain)
+
+    def feed(self, data: Buffer) -> None:
+        try:
+            self._stream.feed(data)
+        except InvalidTag:
+            raise CryptoError("the shared blob does not decrypt with its key: altered, swapped or cut") from None
+        except CryptoError:
+            raise CryptoError("the shared blob is longer than its declared size") from None
+
+    def finish(self) -> bytes:
+        try:
+            self._stream.finish()
+        except CryptoError:
+            raise CryptoError("the shared blob is shorter than its declared size") from None
+        if self._digest is not None and self._digest.hexdigest() != self._sha256:
+            raise CryptoError("the shared blob does not match its SHA-256")
+        data, self._out = self._out.getvalue(), io.BytesIO()
+        return data
+
+
+def open_blob(sealed: BinaryIO, plain_size: int, key: bytes, sha256: str | None = None) -> bytes:
+    """Decrypt a blob read from ``sealed`` (exactly ``sealed_blob_size(plain_size)`` bytes follow);
+    with ``sha256``, its plaintext is checked against it in the same pass."""
+    opener = BlobOpener(plain_size, key, sha256)
+    left = sealed_blob_size(plain_size)
+    while left > 0:
+        data = sealed.read(min(left, 8 * (CHUNK + TAG)))
+        if not data:
+            break
+        opener.feed(data)
+        left -= len(data)
+    if left == 0 and sealed.read(1):
         raise CryptoError("the shared blob is longer than its declared size")
-    return out.getvalue()
+    return opener.finish()
 
 
 class Sealer:
@@ -407,57 +486,200 @@ class Sealer:
         payload_digest.update(trailer)
         return SealedReader(plain, plain_size, key, aad, header, trailer), payload_digest.hexdigest()
 
+    def opener(
+        self, routing: Routing, sealed_size: int, *, payload_sha256: str | None = None, layout: "PlainLayout | None" = None
+    ) -> "SealedOpener":
+        """An opener for a sealed payload from ``routing.sender`` that is fed as it arrives (e.g. downloads).
+
+        ``layout`` (the payload codec's) lets the plaintext be kept in one buffer per region (see
+        ``_PlainSplitter``). Raises ``MissingPeerKey`` before anything is read if the sender's key
+        is not known yet.
+        """
+        return SealedOpener(self, routing, sealed_size, payload_sha256, layout)
+
     def open(
-        self, routing: Routing, sealed: BinaryIO, sealed_size: int, *, payload_sha256: str | None = None
+        self, routing: Routing, sealed: BinaryIO, sealed_size: int, *, payload_sha256: str | None = None,
+        layout: "PlainLayout | None" = None,
     ) -> tuple[BinaryIO, int]:
-        """Verify and decrypt a payload from ``routing.sender``; returns (plaintext file, size).
+        """Verify and decrypt a payload from ``routing.sender``; returns (plaintext reader, size).
 
         With ``payload_sha256`` (the envelope's digest of the whole sealed payload) that digest is
         checked in the same pass as the decryption, so the caller need not read the payload twice.
         """
-        sender = self._keys_of(routing.sender)
-        start = sealed.tell()
-        head = sealed.read(HEADER_BYTES)
-        if len(head) != HEADER_BYTES or sealed_size < HEADER_BYTES + TRAILER_BYTES:
+        opener = self.opener(routing, sealed_size, payload_sha256=payload_sha256, layout=layout)
+        left = sealed_size
+        while left > 0:
+            data = sealed.read(min(left, 8 * (CHUNK + TAG)))
+            if not data:
+                break
+            opener.front(data)
+            opener.feed(data)
+            left -= len(data)
+        return opener.finish()
+
+
+# Given the first bytes of a plaintext, the sizes of the regions it is made of (they must add up to
+# the whole), None while it needs more bytes, or [] when it cannot tell.
+PlainLayout = Callable[[bytes], "list[int] | None"]
+LAYOUT_PROBE_MAX = 17 * 1024 * 1024  # at most this much plaintext is buffered while the layout is not known
+
+
+class _PlainSplitter:
+    """Collects decrypted chunks into one exactly sized ``bytes`` per region of the plaintext.
+
+    With the payload codec's layout (for Flower parts: the index and message, then each
+    array), a region read whole by the decoder is handed over as is: the model's arrays are
+    never copied out of a buffer that held them too, so memory holds the payload once. The
+    layout only decides where buffers are cut; what they hold is acted on only after the
+    opener verified it. Without a layout, regions are pieces of 40 MiB (each its own mapping,
+    above glibc's largest mmap threshold, so a piece the decoder copied and dropped goes back
+    to the system at once).
+    """
+
+    PIECE = 40 * CHUNK
+
+    def __init__(self, total: int, reader: ChunkReader, layout: PlainLayout | None) -> None:
+        self._left, self._reader, self._layout = total, reader, layout
+        self._total = total
+        self._probe: bytearray | None = bytearray() if layout is not None else None
+        self._sizes: list[int] = []
+        self._out: io.BytesIO | None = None
+        self._room = 0  # bytes left in the current region
+
+    def take(self, plain: bytes) -> None:
+        if len(plain) > self._left:
+            raise CryptoError("the encrypted body decrypts to more than its size")
+        self._left -= len(plain)
+        if self._probe is not None:
+            self._probe += plain
+            sizes = self._ask_layout()
+            if sizes is None:
+                return
+            probe, self._probe = bytes(self._probe), None
+            self._sizes = sizes
+            self._put(memoryview(probe))
+            return
+        self._put(memoryview(plain))
+
+    def _ask_layout(self) -> list[int] | None:
+        assert self._probe is not None and self._layout is not None
+        try:
+            sizes = self._layout(bytes(self._probe))
+        except Exception:  # noqa: BLE001 - a bad layout only means no split; the decoder reports it later
+            sizes = []
+        if sizes is None and (len(self._probe) >= LAYOUT_PROBE_MAX or not self._left):
+            sizes = []
+        if sizes is not None and (sum(sizes) != self._total or any(s < 0 for s in sizes)):
+            sizes = []
+        return sizes
+
+    def _put(self, view: memoryview) -> None:
+        while len(view):
+            if self._out is None:
+                self._room = self._sizes.pop(0) if self._sizes else min(self.PIECE, len(view) + self._left)
+                self._out = _sized_buffer(self._room)
+                if not self._room:
+                    self._out = None
+                    continue
+            n = min(self._room, len(view))
+            self._out.write(view[:n])
+            view, self._room = view[n:], self._room - n
+            if not self._room:
+                self._reader.append(self._out.getvalue())  # exactly full: no copy
+                self._out = None
+
+
+class SealedOpener:
+    """Verifies and decrypts one sealed payload fed in order, in pieces of any size.
+
+    ``front(piece)`` updates the envelope digest and ``feed(piece)`` does the rest (chunk tags,
+    the signed digest, decryption), so the two passes can run in two threads (see
+    ``transport.pipe.PipeSink``). The plaintext is kept in memory (it becomes the app's
+    arrays) and is handed out only by ``finish()``, after the envelope digest, every
+    chunk's tag, the length and the sender's signature all checked out.
+    """
+
+    def __init__(
+        self, sealer: Sealer, routing: Routing, sealed_size: int, payload_sha256: str | None,
+        layout: PlainLayout | None = None,
+    ) -> None:
+        sender = sealer._keys_of(routing.sender)
+        self._layout = layout
+        if sealed_size < HEADER_BYTES + TRAILER_BYTES:
             raise CryptoError("sealed payload is shorter than its header")
-        magic, version, eph_pub, chunk = _HEAD.unpack(head)
+        self._body_size = sealed_size - HEADER_BYTES - TRAILER_BYTES
+        chunks = max(1, -(-self._body_size // (CHUNK + TAG)))
+        if self._body_size < TAG or self._body_size - TAG * chunks < 0:
+            raise CryptoError("sealed payload is truncated")
+        self._sealer, self._routing, self._sender = sealer, routing, sender
+        self._size, self._sha256 = sealed_size, payload_sha256
+        self._whole = hashlib.sha256() if payload_sha256 is not None else None
+        self._cipher = hashlib.sha256()
+        self._head = bytearray()
+        self._trailer = bytearray()
+        self._pos = 0
+        self._aad = _routing_bytes(routing)
+        self._eph_pub = b""
+        self._stream: _ChunkStream | None = None
+        self._plain = ChunkReader()
+
+    def front(self, data: Buffer) -> None:
+        if self._whole is not None:
+            self._whole.update(data)
+
+    def feed(self, data: Buffer) -> None:
+        view = memoryview(data).cast("B")
+        if self._pos < HEADER_BYTES and len(view):
+            n = min(HEADER_BYTES - self._pos, len(view))
+            self._head += view[:n]
+            view, self._pos = view[n:], self._pos + n
+            if self._pos == HEADER_BYTES:
+                self._start()
+        body_end = HEADER_BYTES + self._body_size
+        if self._pos < body_end and len(view):
+            n = min(body_end - self._pos, len(view))
+            self._cipher.update(view[:n])
+            assert self._stream is not None
+            try:
+                self._stream.feed(view[:n])
+            except InvalidTag:
+                raise CryptoError("decryption failed: the payload was altered, cut, or is not for this key") from None
+            view, self._pos = view[n:], self._pos + n
+        if len(view):
+            if self._pos + len(view) > self._size:
+                raise CryptoError("sealed payload is longer than its declared size")
+            self._trailer += view
+            self._pos += len(view)
+
+    def _start(self) -> None:
+        magic, version, eph_pub, chunk = _HEAD.unpack(bytes(self._head))
         if magic != MAGIC or version != VERSION or chunk != CHUNK:
             raise CryptoError("not a sealed payload of a version this build reads")
-        sealed.seek(start + sealed_size - TRAILER_BYTES)
-        trailer = sealed.read(TRAILER_BYTES)
-        signature, end = trailer[:SIG_BYTES], trailer[SIG_BYTES:]
-        if end != MAGIC:
-            raise CryptoError("sealed payload is truncated (no end marker)")
-        sealed.seek(start + HEADER_BYTES)
-        body_size = sealed_size - HEADER_BYTES - TRAILER_BYTES
-        chunks = max(1, -(-body_size // (CHUNK + TAG)))
-        if body_size < TAG or body_size - TAG * chunks < 0:
+        identity, routing = self._sealer.identity, self._routing
+        key = _derive(identity.exchange(eph_pub), eph_pub, identity.public.kx, routing)
+        self._eph_pub = eph_pub
+        plain_size = self._body_size - TAG * max(1, -(-self._body_size // (CHUNK + TAG)))
+        splitter = _PlainSplitter(plain_size, self._plain, self._layout)
+        self._stream = _ChunkStream(key, self._aad, self._body_size, splitter.take)
+
+    def finish(self) -> tuple[ChunkReader, int]:
+        """Check everything; the plaintext (positioned at 0) and its size, or ``CryptoError``."""
+        if self._pos != self._size or self._stream is None:
             raise CryptoError("sealed payload is truncated")
-        aad = _routing_bytes(routing)
-        key = _derive(self.identity.exchange(eph_pub), eph_pub, self.identity.public.kx, routing)
-        aead = ChaCha20Poly1305(key)
-        digest = hashlib.sha256()
-        whole = hashlib.sha256(head) if payload_sha256 is not None else None
-        out: BinaryIO = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # type: ignore[assignment]
+        if bytes(self._trailer[SIG_BYTES:]) != MAGIC:
+            raise CryptoError("sealed payload is truncated (no end marker)")
+        self._stream.finish()
+        if self._whole is not None and self._whole.hexdigest() != self._sha256:
+            raise CryptoError("payload SHA-256 does not match the header (corrupted in transit or tampered)")
+        signed = b"sfg-sig-v1|" + self._aad + self._eph_pub + self._cipher.digest()
         try:
-            for index in range(chunks):
-                data = sealed.read(min(CHUNK + TAG, body_size - index * (CHUNK + TAG)))
-                digest.update(data)
-                if whole is not None:
-                    whole.update(data)
-                out.write(aead.decrypt(_nonce(index, index == chunks - 1), data, aad))
-            if whole is not None:
-                whole.update(trailer)
-                if whole.hexdigest() != payload_sha256:
-                    out.close()
-                    raise CryptoError("payload SHA-256 does not match the header (corrupted in transit or tampered)")
-            Ed25519PublicKey.from_public_bytes(sender.sign).verify(signature, b"sfg-sig-v1|" + aad + eph_pub + digest.digest())
-        except InvalidTag:
-            out.close()
-            raise CryptoError("decryption failed: the payload was altered, cut, or is not for this key") from None
+            Ed25519PublicKey.from_public_bytes(self._sender.sign).verify(bytes(self._trailer[:SIG_BYTES]), signed)
         except InvalidSignature:
-            out.close()
-            raise CryptoError(f"the signature is not {routing.sender}'s pinned key: forged or re-signed") from None
-        size = out.tell()
-        out.seek(0)
-        return out, size
+            raise CryptoError(f"the signature is not {self._routing.sender}'s pinned key: forged or re-signed") from None
+        plain, self._plain = self._plain, ChunkReader()
+        plain.seek(0)
+        return plain, plain.size
+
+    def close(self) -> None:
+        """Drop what was decrypted (after a failure)."""
+        self._plain.close()

@@ -68,7 +68,7 @@ class BlobRef:
 
 # Given an array's data, store it as a shared blob and return its reference, or None to keep it inline.
 BlobPlacer = Callable[[bytes], "BlobRef | None"]
-# Given a reference, return the blob's plaintext (verified against ref.sha256).
+# Given a reference, return the blob's plaintext, verified against ref.sha256 (the decoder does not hash it again).
 BlobFetcher = Callable[[BlobRef], bytes]
 
 
@@ -214,13 +214,35 @@ def _decode(
         if entry.blob is not None:
             if fetch_blob is None:
                 raise PayloadError("payload refers to a shared blob but this transport cannot fetch blobs")
-            data = fetch_blob(entry.blob)
-            if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.blob.sha256:
-                raise PayloadError(f"shared blob for array {_short(entry.key)} does not match its SHA-256")
+            data = fetch_blob(entry.blob)  # checked against entry.blob.sha256 by the fetcher, while it decrypted
+            if len(data) != entry.size:
+                raise PayloadError(f"shared blob for array {_short(entry.key)} is not {entry.size} bytes")
         else:
             data = _read_exact(stream, entry.size, f"array {_short(entry.key)}")
         record[entry.key] = Array(dtype=entry.dtype, shape=entry.shape, stype=entry.stype, data=data)
     return shell, run_info
+
+
+def parts_layout(head: bytes) -> list[int] | None:
+    """The regions of a parts payload from its first bytes: [index and message, inline array, ...].
+
+    None while ``head`` is too short to tell; [] if it is not a valid parts payload. The opener
+    uses this only to keep each array in its own buffer (so decoding hands it over without a
+    copy); the payload is decoded, and so validated, only after it was verified.
+    """
+    if len(head) < _LEN.size:
+        return None
+    (index_len,) = _LEN.unpack(head[: _LEN.size])
+    if index_len > MAX_INDEX_BYTES:
+        return []
+    if len(head) < _LEN.size + index_len:
+        return None
+    try:
+        index = json.loads(head[_LEN.size : _LEN.size + index_len])
+        proto_len, entries = parse_index(index)
+    except (ValueError, RecursionError, PayloadError):
+        return []
+    return [_LEN.size + index_len + proto_len, *(e.size for e in entries if e.blob is None)]
 
 
 @dataclass(frozen=True)
