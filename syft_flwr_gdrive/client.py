@@ -12,6 +12,7 @@ from flwr.clientapp import ClientApp
 from syft_flwr_gdrive.client_loop import ClientLoop, ClientReport
 from syft_flwr_gdrive.crypto import sealer_for
 from syft_flwr_gdrive.config import ConfigError, ProjectConfig, Settings, validate_email
+from syft_flwr_gdrive.flower_codec import CODEC_PARTS, parts_layout
 from syft_flwr_gdrive.plugin import create_transport
 from syft_flwr_gdrive.poll_schedule import PollSchedule
 from syft_flwr_gdrive.server import app_key
@@ -59,6 +60,7 @@ def syftbox_flwr_client(
         transport, key, [server], Ledger.for_app(settings.participant_state_dir(), key),
         sealer=sealer_for(settings.participant_state_dir(), enabled=settings.encryption),
         max_payload=settings.max_message_bytes,
+        plain_layouts={CODEC_PARTS: parts_layout},
     )
     loop = ClientLoop(
         client_app, mailbox, poll_interval=settings.poll_interval, node_config=node_config, run_config=run_config,

@@ -24,7 +24,7 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from syft_flwr_gdrive.crypto import sealer_for
 from syft_flwr_gdrive.config import ConfigError, ProjectConfig, Settings, validate_email
-from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
+from syft_flwr_gdrive.flower_codec import CODEC_PARTS, SERVER_NODE_ID, parts_layout
 from syft_flwr_gdrive.grid import TransportGrid
 from syft_flwr_gdrive.plugin import create_transport
 from syft_flwr_gdrive.poll_schedule import PollSchedule
@@ -111,6 +111,7 @@ def serve(
         Ledger.for_app(settings.participant_state_dir(), app_key(app_name)),
         sealer=sealer_for(settings.participant_state_dir(), enabled=settings.encryption),
         max_payload=settings.max_message_bytes,
+        plain_layouts={CODEC_PARTS: parts_layout},
     )
     grid = TransportGrid(
         mailbox, peers, msg_timeout=settings.msg_timeout, poll_interval=settings.poll_interval,

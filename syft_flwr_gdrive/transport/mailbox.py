@@ -23,16 +23,17 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
-from typing import BinaryIO, Callable, Iterable, Sequence
+from typing import BinaryIO, Callable, Iterable, Mapping, Sequence
 
 from syft_flwr_gdrive.accounts import canonical_email
 from syft_flwr_gdrive.transport.contract import Listing, Posting, Routing, Transport, TransportError
-from syft_flwr_gdrive.crypto import CODEC_SEAL, CryptoError, MissingPeerKey, PublicKeys, Sealer
+from syft_flwr_gdrive.crypto import CODEC_SEAL, CryptoError, MissingPeerKey, PlainLayout, PublicKeys, Sealer
 from syft_flwr_gdrive.transport.envelope import (
     MAX_HEADER_BYTES, Envelope, EnvelopeError, decode_file, encode_segments, header_bytes, valid_email,
     valid_message_id,
 )
 from syft_flwr_gdrive.transport.segments import Buffer, ConcatReader, SegmentReader
+from syft_flwr_gdrive.transport.streamed import SealedBodySink
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.logsafe import printable as _printable
 
@@ -107,10 +108,13 @@ class Mailbox:
         *,
         max_payload: int | None = None,
         sealer: "Sealer | None" = None,
+        plain_layouts: Mapping[str, PlainLayout] | None = None,
     ) -> None:
         """``sealer`` switches on end-to-end encryption: everything sent is sealed, and
         (fail closed) nothing unsealed is accepted. ``max_payload`` (bytes) is the largest
-        message accepted; a larger message file is refused from its listed size, unread."""
+        message accepted; a larger message file is refused from its listed size, unread.
+        ``plain_layouts`` (payload codec -> its layout) lets an opened payload keep each of
+        its arrays in a buffer of its own, so decoding does not copy them."""
         self.transport = transport
         self.app = app
         self.peers = frozenset(canonical_email(p) for p in peers)
@@ -121,6 +125,7 @@ class Mailbox:
         self._lock = threading.Lock()
         self.announced: dict[str, int] = {}  # peer (canonical email) -> the newest run it announces
         self.sealer = sealer
+        self.plain_layouts = dict(plain_layouts or {})
 
     @property
     def email(self) -> str:
@@ -273,6 +278,8 @@ class Mailbox:
             if self._reject(posting, reason):
                 refused.append(Refusal(routing, reason))
             return None
+        if self.sealer is not None and posting.inline is None and posting.size > IN_MEMORY_BODY:
+            return self._check_streamed(posting, routing, limit)
         read = self._read(posting, limit)
         if read is None:
             return None
@@ -323,6 +330,53 @@ class Mailbox:
             return self._skip(posting, f"invalid envelope ({type(exc).__name__})")
         return envelope, body, offset
 
+    def _check_streamed(self, posting: Posting, routing: Routing, limit: int | None) -> Delivery | None:
+        """A big body with encryption on: opened while it downloads (see ``transport.streamed``), no temporary file."""
+        assert self.sealer is not None
+
+        def on_header(envelope: Envelope) -> None:  # the checks _check and _unseal make, before any payload byte
+            if not self._opens_sealed(envelope):
+                raise _Refused(NOT_SEALED)
+            reason = _disagreement(envelope, routing)
+            if reason:
+                raise _Refused(reason)
+            reason = _expired(envelope.created_at, envelope.ttl)
+            if reason:
+                self.ledger.add(envelope.message_id)
+                raise _Refused(reason)
+
+        sink = SealedBodySink(self.sealer, routing, on_header=on_header, max_payload=limit, layout_of=self._layout_of)
+        try:
+            self.transport.read_to(posting, sink, max_bytes=limit)  # type: ignore[arg-type]
+            envelope, plain, size = sink.finish()
+        except BaseException as exc:
+            sink.abort()
+            if isinstance(exc, TransportError):
+                logger.info("could not read message file %s yet (%s); will retry on the next poll", posting.handle, exc)
+            elif isinstance(exc, MissingPeerKey):
+                self._note(posting, str(exc))
+            elif isinstance(exc, _Refused):
+                self._reject(posting, str(exc))
+            elif isinstance(exc, EnvelopeError):
+                self._reject(posting, f"invalid envelope: {exc}")
+            elif isinstance(exc, CryptoError):
+                self._reject(posting, f"rejected: {exc}")
+            elif isinstance(exc, Exception):  # a hostile body must never break the poll loop
+                self._reject(posting, f"rejected: could not be opened ({type(exc).__name__})")
+            else:
+                raise
+            return None
+        if self.max_payload is not None and size > self.max_payload:
+            plain.close()
+            self._reject(posting, f"rejected: {size} bytes is over the message limit of {self.max_payload} bytes")
+            return None
+        return Delivery(replace(envelope, codecs=envelope.codecs[1:], size=size), posting, plain, 0)
+
+    def _layout_of(self, envelope: Envelope) -> PlainLayout | None:
+        """The layout of a sealed payload's plaintext, from the codec under the seal (None if unknown)."""
+        inner = envelope.codecs[1:]
+        return self.plain_layouts.get(inner[0]) if len(inner) == 1 else None
+
     def _opens_sealed(self, envelope: Envelope) -> bool:
         """True if ``_unseal`` will decrypt this payload, checking its SHA-256 in that same pass."""
         return self.sealer is not None and bool(envelope.codecs) and envelope.codecs[0] == CODEC_SEAL
@@ -340,11 +394,11 @@ class Mailbox:
             return delivery
         if not sealed:
             delivery.close()
-            self._reject(posting, "not encrypted, but encryption is on: refused (fail closed). A peer with "
-                                  "SYFT_FLWR_ENCRYPTION_ENABLED=false must switch it back on")
+            self._reject(posting, NOT_SEALED)
             return None
         try:
-            plain, size = self.sealer.open(routing, delivery.open_payload(), env.size, payload_sha256=env.sha256)
+            plain, size = self.sealer.open(routing, delivery.open_payload(), env.size, payload_sha256=env.sha256,
+                                           layout=self._layout_of(env))
         except MissingPeerKey as exc:
             delivery.close()
             self._note(posting, str(exc))
@@ -368,6 +422,8 @@ class Mailbox:
 # -- checks: each returns None when the posting passes, else the reason it is skipped ---------------
 
 NO_ROUTING = "no valid routing metadata; a foreign or damaged file, left untouched"
+NOT_SEALED = ("not encrypted, but encryption is on: refused (fail closed). A peer with "
+              "SYFT_FLWR_ENCRYPTION_ENABLED=false must switch it back on")
 MALFORMED = ("its message id or sender is malformed (ids are 1-64 letters, digits or . _ @ + -); "
              "a foreign or forged file, left untouched")
 # Header fields that must equal the listed routing metadata (created_at and ttl are checked by expiry).
@@ -411,3 +467,7 @@ def _oversize(size: int, limit: int | None, max_payload: int | None) -> str | No
 def _disagreement(envelope: Envelope, routing: Routing) -> str | None:
     bad = [f for f in AGREEING_FIELDS if getattr(envelope, f) != getattr(routing, f)]
     return f"envelope header disagrees with its metadata on {', '.join(bad)}" if bad else None
+
+
+class _Refused(Exception):
+    """A streamed body's header shows the message must not be acted on (the text says why)."""

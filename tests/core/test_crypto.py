@@ -29,8 +29,11 @@ def box(hub, email, peers, identity=None, pins=None):
     return mailbox
 
 
-@pytest.fixture
-def pair():
+@pytest.fixture(params=["buffered", "streamed"])
+def pair(request, monkeypatch):
+    """Two mailboxes; "streamed" opens every body while it is read (the path of bodies over 8 MiB)."""
+    if request.param == "streamed":
+        monkeypatch.setattr("syft_flwr_gdrive.transport.mailbox.IN_MEMORY_BODY", 1024)
     hub = MemoryHub()
     ds, do = box(hub, DS, [DO]), box(hub, DO, [DS])
     ds.poll()  # learn the peer's keys from the listing
@@ -50,13 +53,14 @@ def test_sealed_roundtrip_and_nothing_readable_on_storage(pair):
     assert delivery.payload == secret and delivery.envelope.codecs[0] != CODEC_SEAL
 
 
-@pytest.mark.parametrize("where", ["start", "middle", "signature"])
+@pytest.mark.parametrize("where", ["magic", "version", "start", "middle", "last", "signature", "end"])
 def test_tampered_messages_are_rejected(pair, caplog, where):
     hub, ds, do = pair
     ds.send(kind="request", recipient=DO, run_id=1, payload=os.urandom(3000))
     [(handle, stored)] = hub.files.items()
     env, payload = decode(stored.body)
-    pos = {"start": 60, "middle": len(payload) // 2, "signature": len(payload) - 3}[where]
+    pos = {"magic": 0, "version": 4, "start": 60, "middle": len(payload) // 2, "last": len(payload) - 69,
+           "signature": len(payload) - 5, "end": len(payload) - 1}[where]
     forged = bytearray(payload)
     forged[pos] ^= 0x01
     stored.body = encode(env, bytes(forged))  # a valid envelope around the altered payload

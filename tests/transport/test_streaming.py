@@ -12,7 +12,9 @@ from flwr.app import Array, ArrayRecord, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 from syft_flwr_gdrive.blobs import BlobCache, BlobPlacer
-from syft_flwr_gdrive.crypto import CHUNK, CryptoError, Identity, PinStore, Sealer, SPOOL_IN_MEMORY
+from syft_flwr_gdrive.crypto import CHUNK, CryptoError, Identity, PinStore, Sealer
+
+SPOOL_IN_MEMORY = 8 * 1024 * 1024  # beyond this, bodies used to spool to disk
 from syft_flwr_gdrive.drive.api import DriveError, _StreamMedia
 from syft_flwr_gdrive.flower_codec import decode_message, encode_message
 from syft_flwr_gdrive.transport.contract import Routing
@@ -138,3 +140,129 @@ def test_blob_cache_keeps_the_model_on_disk_not_in_memory(task_identity):
     assert client.call_counts()["get_blob"] == 3
     cache.close()
     assert decode_message(io.BytesIO(p1), len(p1), fetch_blob=fetch).content["arrays"]["w"].data == first
+
+
+# -- opening while downloading ----------------------------------------------------------------
+
+
+def test_pipe_sink_consumes_in_order_in_its_worker_and_reports_its_failure():
+    import threading
+
+    from syft_flwr_gdrive.transport.pipe import PipeError, PipeSink
+
+    got, threads, fronts = [], set(), []
+    pipe = PipeSink(lambda piece: (got.append(bytes(piece)), threads.add(threading.get_ident())), front=fronts.append)
+    for i in range(20):
+        assert pipe.write(bytes([i]) * 3) == 3
+    pipe.finish()
+    assert got == [bytes([i]) * 3 for i in range(20)] and len(fronts) == 20
+    assert threads and threading.get_ident() not in threads  # consumed beside the writer, not in it
+    with pytest.raises(PipeError):
+        pipe.write(b"late")
+
+    def boom(piece):
+        raise ValueError("bad chunk")
+
+    failing = PipeSink(boom)
+    with pytest.raises(ValueError, match="bad chunk"):
+        for _ in range(100):  # the failure surfaces at a later write or at finish
+            failing.write(b"x")
+        failing.finish()
+
+
+def test_chunk_reader_hands_a_whole_region_over_and_drops_what_a_big_read_copied():
+    from syft_flwr_gdrive.transport.segments import ChunkReader
+
+    region = os.urandom(5000)
+    reader = ChunkReader(release_at=1000)
+    for part in (b"head", region, b"ab", b"cd"):
+        reader.append(part)
+    assert reader.read(2) == b"he" and reader.read(2) == b"ad"
+    assert reader.read(5000) is region  # exactly one buffer: no copy
+    with pytest.raises(io.UnsupportedOperation):
+        reader.seek(0)  # handed over and dropped
+    assert reader.read() == b"abcd" and reader.read(3) == b""
+    small = ChunkReader(release_at=1000)
+    small.append(b"abc")
+    small.append(b"def")
+    assert small.read() == b"abcdef" and small.seek(1) == 1 and small.read(2) == b"bc"  # small reads keep all
+
+
+def _sealed_body(alice, routing, plain: bytes) -> bytes:
+    from syft_flwr_gdrive.crypto import CODEC_SEAL
+    from syft_flwr_gdrive.flower_codec import CODEC_PARTS
+    from syft_flwr_gdrive.transport.envelope import header_bytes
+
+    sealed, digest = alice.seal(routing, SegmentReader([plain]), len(plain))
+    env = Envelope(run_id=routing.run_id, message_id=routing.message_id, sender=routing.sender,
+                   recipient=routing.recipient, kind=routing.kind, app=routing.app, created_at=routing.created_at,
+                   ttl=routing.ttl, codecs=(CODEC_SEAL, CODEC_PARTS), sha256=digest, size=sealed.size)
+    return header_bytes(env) + sealed.read(sealed.size)
+
+
+def _sink_open(bob, routing, body: bytes, piece: int, layout=None):
+    from syft_flwr_gdrive.transport.streamed import SealedBodySink
+
+    seen = []
+    sink = SealedBodySink(bob, routing, on_header=seen.append, layout_of=lambda env: layout)
+    try:
+        for start in range(0, len(body), piece):
+            sink.write(body[start : start + piece])
+        env, plain, size = sink.finish()
+    except BaseException:
+        sink.abort()
+        raise
+    assert len(seen) == 1 and seen[0] is env
+    return plain, size
+
+
+@pytest.mark.parametrize("piece", [1, 7, 64 * KIB + 3, CHUNK + 16, 8 * CHUNK])
+def test_sealed_body_sink_opens_a_body_written_in_pieces_of_any_size(piece):
+    alice, bob, routing = _sealers()
+    routing = Routing(**{**routing.__dict__, "created_at": 4e9})  # not expired
+    plain = os.urandom(2 * CHUNK + 5 if piece > 1000 else 3000)
+    plain_reader, size = _sink_open(bob, routing, _sealed_body(alice, routing, plain), piece)
+    assert size == len(plain) and plain_reader.read() == plain
+
+
+@pytest.mark.parametrize("where", ["envelope", "sealed-header", "first-chunk", "chunk-boundary", "last-chunk",
+                                   "signature", "end-marker", "cut", "padded"])
+def test_sealed_body_sink_refuses_any_changed_byte_and_hands_nothing_out(where):
+    from syft_flwr_gdrive.transport.envelope import EnvelopeError
+
+    alice, bob, routing = _sealers()
+    routing = Routing(**{**routing.__dict__, "created_at": 4e9})
+    plain = os.urandom(2 * CHUNK + 5)
+    body = bytearray(_sealed_body(alice, routing, plain))
+    payload_at = len(body) - (len(plain) + 3 * 16 + 41 + 68)
+    pos = {"envelope": 30, "sealed-header": payload_at + 10, "first-chunk": payload_at + 41 + 5,
+           "chunk-boundary": payload_at + 41 + CHUNK + 16, "last-chunk": len(body) - 68 - 3,
+           "signature": len(body) - 10, "end-marker": len(body) - 1}.get(where)
+    if pos is not None:
+        body[pos] ^= 0x01
+    elif where == "cut":
+        del body[-100:]
+    else:
+        body += b"\0"
+    with pytest.raises((CryptoError, EnvelopeError)):
+        _sink_open(bob, routing, bytes(body), 64 * KIB + 1)
+
+
+def test_a_parts_payload_is_opened_into_one_buffer_per_array(task_identity):
+    from syft_flwr_gdrive.flower_codec import parts_layout
+
+    alice, bob, routing = _sealers()
+    routing = Routing(**{**routing.__dict__, "created_at": 4e9})
+    msg = _model(3 * CHUNK, 5)
+    msg.content["arrays"]["v"] = Array(dtype="uint8", shape=(10,), stype="raw", data=b"0123456789")
+    plain = b"".join(bytes(s) for s in encode_message(msg))
+    index_len = int.from_bytes(plain[:4], "big")
+    layout = parts_layout(plain[: 4 + index_len])
+    assert layout is not None and layout[1:] == [3 * CHUNK + 16, 10] and sum(layout) == len(plain)
+    assert parts_layout(plain[:3]) is None and parts_layout(b"\0\0\0\2{]") == []
+    reader, size = _sink_open(bob, routing, _sealed_body(alice, routing, plain), 8 * CHUNK, layout=parts_layout)
+    region = reader._chunks[1]
+    back = decode_message(reader, size)
+    assert back.content["arrays"]["w"].data == msg.content["arrays"]["w"].data
+    assert back.content["arrays"]["w"].data is region  # handed over, not copied
+    assert back.content["arrays"]["v"].data == b"0123456789"
