@@ -78,6 +78,21 @@ def reply_id_for(request_id: str, email: str) -> str:
     return hashlib.sha256(f"reply:{request_id}:{email}".encode("utf-8")).hexdigest()[:32]
 
 
+def _apply_part(message: Message, private: Mapping[str, Any]) -> bool:
+    """A bundle carries one Flower message for all its recipients; each part's own metadata
+    (message id, destination, times) comes from the part, sealed for this recipient alone."""
+    fields = {"message_id": str, "dst_node_id": int, "created_at": float, "ttl": float}
+    values: dict[str, Any] = {}
+    for name, kind in fields.items():
+        value = private.get(name)
+        if isinstance(value, bool) or not isinstance(value, (kind, int) if kind is float else kind):
+            return False
+        values[name] = kind(value)
+    for name, value in values.items():
+        message.metadata.__dict__[f"_{name}"] = value
+    return True
+
+
 class ClientLoop:
     """Serve one ClientApp through a Mailbox until this run's stop signal."""
 
@@ -227,6 +242,10 @@ class ClientLoop:
             self._attempts.pop(env.message_id, None)
             logger.warning("request %s from %s skipped: %s", env.message_id, env.sender, printable(exc))
             self._refuse(env.message_id, env.run_id, env.sender, UNREADABLE)
+            return
+        if delivery.private is not None and not _apply_part(message, delivery.private):
+            logger.warning("request %s from %s skipped: its bundle part's metadata is malformed", env.message_id, env.sender)
+            self.mailbox.mark_handled(env.message_id)
             return
         meta = message.metadata
         if meta.message_id != env.message_id or meta.run_id != env.run_id or meta.dst_node_id != self.node_id:

@@ -42,6 +42,7 @@ ENV_QUOTA = "SYFT_FLWR_QUOTA_UNITS_PER_MIN"
 ENV_ENCRYPTION = "SYFT_FLWR_ENCRYPTION_ENABLED"
 ENV_MAX_MESSAGE_MB = "SYFT_FLWR_MAX_MESSAGE_MB"
 ENV_ADAPTIVE_POLL = "SYFT_FLWR_ADAPTIVE_POLL"
+ENV_BUNDLES = "SYFT_FLWR_BUNDLES"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -184,6 +185,8 @@ class Settings:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_MB * 1024 * 1024
     # Poll faster while a reply or the next request is due, never slower than poll_interval (poll_schedule.py).
     adaptive_poll: bool = True
+    # The server sends a push of N messages as one bundle file per distinct content (transport/bundles.py).
+    bundles: bool = True
 
     @classmethod
     def from_env(
@@ -239,6 +242,7 @@ class Settings:
             quota_units_per_min=_positive_float(env[ENV_QUOTA], ENV_QUOTA) if env.get(ENV_QUOTA) else None,
             encryption=_flag(env.get(ENV_ENCRYPTION, "true"), ENV_ENCRYPTION),
             adaptive_poll=_flag(env.get(ENV_ADAPTIVE_POLL, "true"), ENV_ADAPTIVE_POLL),
+            bundles=_flag(env.get(ENV_BUNDLES, "true"), ENV_BUNDLES),
             max_message_bytes=_megabytes(env.get(ENV_MAX_MESSAGE_MB, str(DEFAULT_MAX_MESSAGE_MB)), ENV_MAX_MESSAGE_MB),
         )
         if overrides:

@@ -54,6 +54,7 @@ STOP_MESSAGE_TYPE = SYSTEM_MESSAGE_TYPE
 # Error code of the replies the grid makes up for requests it could not deliver (excluded datasite,
 # failed send): Flower's strategies then count a failure for that node and go on with the others.
 UNDELIVERED_ERROR_CODE = 2
+MAX_BUNDLE_PAYLOAD = 16 * 1024 * 1024  # larger shared content (many arrays under the blob size) goes one file per recipient
 
 
 @dataclass
@@ -193,6 +194,9 @@ class TransportGrid(Grid):
                 raise ValueError(f"message ttl must be positive, got {msg.metadata.ttl}")
             prepared.append((msg, recipient))
 
+        if self.mailbox.bundling:
+            return self._push_bundled(prepared)
+
         def send_one(item: tuple[Message, str]) -> str:
             msg, recipient = item
             meta = msg.metadata
@@ -213,6 +217,68 @@ class TransportGrid(Grid):
             self._schedule.expect()  # replies are due: poll fast, backing off toward the interval
             self.blobs.end_push()
             self._collect_blobs()
+
+    def _push_bundled(self, prepared: list[tuple[Message, str]]) -> list[str]:
+        """One bundle per distinct content (FedAvg's N instructions share one): 1 write, not N."""
+        ids = [msg.metadata.message_id for msg, _ in prepared]
+        groups: dict[tuple, list[tuple[Message, str]]] = {}
+        sealer = self.mailbox.sealer
+        try:
+            for msg, recipient in prepared:
+                if recipient not in self.excluded and sealer is not None and not sealer.knows(recipient):
+                    self.exclude(recipient, "no trusted public key (its key changed? see `syft-flwr-gdrive trust`)")
+                if recipient in self.excluded:
+                    self._undelivered(msg, recipient, f"datasite excluded: {self.excluded[recipient]}", excluded=True)
+                    continue
+                body = msg.content if msg.has_content() else msg.error
+                groups.setdefault((id(body), msg.metadata.message_type, msg.metadata.group_id), []).append((msg, recipient))
+            for group in groups.values():
+                try:
+                    self._send_bundle(group)
+                except Exception as exc:  # Drive refused for good after retries: these requests fail, the run goes on
+                    for msg, recipient in group:
+                        logger.error("could not send %s (round %s) to %s: %s", msg.metadata.message_type,
+                                     round_of(msg), recipient, exc)
+                        self._undelivered(msg, recipient, f"could not be delivered ({type(exc).__name__})", excluded=False)
+        finally:
+            self._schedule.expect()
+            self.blobs.end_push()
+            self._collect_blobs()
+        return ids
+
+    def _send_bundle(self, group: list[tuple[Message, str]]) -> None:
+        """Encode the shared content once, seal it once for every recipient, store it as one file."""
+        used: list[str] = []
+
+        def place(data: bytes) -> BlobRef | None:
+            placed = self.blobs(data)
+            if placed is not None:
+                used.append(placed.locator)
+            return placed
+
+        template = group[0][0]
+        payload = b"".join(bytes(s) for s in encode_message(template, place_blob=place, run_info=self.run_info))
+        if len(payload) > MAX_BUNDLE_PAYLOAD:  # many small arrays: keep bundles small, send one file each
+            for msg, recipient in group:
+                try:
+                    self._send_request(msg, recipient)
+                except Exception as exc:  # as in the unbundled path: this request fails, the others go on
+                    logger.error("could not send %s to %s: %s", msg.metadata.message_type, recipient, exc)
+                    self._undelivered(msg, recipient, f"could not be delivered ({type(exc).__name__})", excluded=False)
+            return
+        created_at = min(msg.metadata.created_at for msg, _ in group)
+        expires_at = max(msg.metadata.created_at + msg.metadata.ttl for msg, _ in group)
+        parts = [(recipient, msg.metadata.message_id,
+                  {"message_id": msg.metadata.message_id, "dst_node_id": msg.metadata.dst_node_id,
+                   "created_at": msg.metadata.created_at, "ttl": msg.metadata.ttl, "codecs": [CODEC_PARTS]})
+                 for msg, recipient in group]
+        _, handle = self.mailbox.send_bundle(kind=KIND_REQUEST, run_id=self.run_id, parts=parts, payload=payload,
+                                             created_at=created_at, ttl=expires_at - created_at)
+        with self._cond:
+            for msg, recipient in group:
+                meta = msg.metadata
+                self._pending[meta.message_id] = _Pending(
+                    recipient, handle, meta.created_at + meta.ttl, tuple(used), round_of(msg), meta.message_type)
 
     def _undelivered(self, msg: Message, recipient: str, reason: str, *, excluded: bool) -> str:
         """File a local error reply for a request that was not sent; returns the request's id."""
@@ -395,9 +461,10 @@ class TransportGrid(Grid):
         """Delete unanswered requests; each counts as a missing reply of its round."""
         with self._cond:
             gone = [self._pending.pop(mid) for mid in list(message_ids) if mid in self._pending]
+            still = {p.handle for p in self._pending.values()}  # a bundle goes once none of its parts waits
         for pending in gone:
             self.tally.missing(pending.round, pending.recipient)
-        handles = [pending.handle for pending in gone]
+        handles = sorted({pending.handle for pending in gone} - still)
         try:
             self.mailbox.delete_own(handles)
         except Exception as exc:  # leftovers are removed by the next run; never mask the caller's flow
@@ -487,6 +554,7 @@ class TransportGrid(Grid):
                 return None
             self._replies[env.reply_to] = message
             self._cond.notify_all()
+            shared = any(p.handle == pending.handle for p in self._pending.values())  # a bundle's other parts
         if message.has_error():
             if pending.message_type and message.metadata.message_type != pending.message_type:
                 # A refusal of an unread request cannot know the request's type: give strategies the real one.
@@ -497,4 +565,4 @@ class TransportGrid(Grid):
                            pending.message_type or "?", kind)
         else:
             self.tally.reply(pending.round, env.sender)
-        return pending.handle
+        return None if shared else pending.handle

@@ -8,8 +8,9 @@ content key wrapped to its X25519 key, plus optional private bytes only it can r
 The whole header (every recipient's routing and wrap) and the ciphertext's SHA-256 are
 signed with the sender's Ed25519 key, so nothing in it can be changed, added or moved
 to another bundle; each wrap's AEAD also binds its recipient's routing, so a recipient
-opens only its own part. This module is the format; the transport that stores bundles
-is not built yet (see bench/README.md, "Writes per exchange").
+opens only its own part. With encryption off, :func:`pack_plain` gives the same header
+and parts in the clear (no wraps, no signature; trust is then the storage's owner and folder,
+as for any unsealed message). ``transport/bundles.py`` stores and opens bundles.
 
 Layout (``sfg-mseal-v1``)::
 
@@ -202,3 +203,59 @@ def open_bundle(sealer: Sealer, data: bytes, me: str) -> Opened:
         raise CryptoError("my part of the bundle does not open with my key: not for me, or altered") from None
     return Opened(head=head, part=Part(part.recipient, part.message_id, part.reply_to, unwrapped[KEY_BYTES:]),
                   payload=payload, recipients=len(parts))
+
+
+# -- encryption off ----------------------------------------------------------------------
+
+PLAIN_MAGIC = b"SFGP"
+
+
+def pack_plain(head: BundleHead, parts: Sequence[Part], payload: bytes) -> bytes:
+    """A bundle in the clear (encryption switched off): same header, each part's private bytes in base64."""
+    if not parts or len(parts) > MAX_PARTS:
+        raise CryptoError(f"a bundle needs 1 to {MAX_PARTS} recipients, not {len(parts)}")
+    seen = [_address(p.recipient) for p in parts]
+    if len(set(seen)) != len(seen):
+        raise CryptoError("a bundle names a recipient twice; send one part per recipient")
+    header = json.dumps({**head.to_json(), "parts": [
+        {"to": p.recipient, "msg": p.message_id, "re": p.reply_to, "private": base64.b64encode(p.private).decode()}
+        for p in parts]}, sort_keys=True, separators=(",", ":")).encode()
+    if len(header) > MAX_HEADER:
+        raise CryptoError(f"a bundle header of {len(header)} bytes is over {MAX_HEADER}; split the recipients")
+    return b"".join([_HEAD.pack(PLAIN_MAGIC, VERSION, len(header)), header, payload, PLAIN_MAGIC])
+
+
+def is_plain(data: bytes) -> bool:
+    return data[:len(PLAIN_MAGIC)] == PLAIN_MAGIC
+
+
+def open_plain(data: bytes, me: str) -> Opened:
+    """My part of a clear bundle; :class:`CryptoError` if malformed or not exactly one part is mine."""
+    if len(data) < _HEAD.size + len(PLAIN_MAGIC) or data[-len(PLAIN_MAGIC):] != PLAIN_MAGIC:
+        raise CryptoError("not a complete bundle (too short or no end marker)")
+    magic, version, length = _HEAD.unpack_from(data)
+    if magic != PLAIN_MAGIC or version != VERSION:
+        raise CryptoError("not a clear bundle of a version this build reads")
+    if length > MAX_HEADER or _HEAD.size + length + len(PLAIN_MAGIC) > len(data):
+        raise CryptoError("the bundle's header length is out of range")
+    try:
+        doc = json.loads(data[_HEAD.size:_HEAD.size + length].decode("utf-8"))
+        head = BundleHead(app=str(doc["app"]), run_id=int(doc["run_id"]), bundle_id=str(doc["bundle_id"]),
+                          kind=str(doc["kind"]), sender=str(doc["sender"]), created_at=float(doc["created_at"]),
+                          ttl=float(doc["ttl"]))
+        parts = doc["parts"]
+        if not isinstance(parts, list) or not 0 < len(parts) <= MAX_PARTS:
+            raise ValueError("parts out of range")
+        for p in parts:
+            if not (isinstance(p, dict) and all(isinstance(p.get(k), str) for k in ("to", "msg", "re", "private"))):
+                raise ValueError("a part is malformed")
+        mine = [p for p in parts if _address(p["to"]) == _address(me)]
+        if len(mine) != 1:
+            raise CryptoError(f"the bundle has {len(mine)} parts for {me}; exactly one expected")
+        raw = mine[0]
+        private = base64.b64decode(raw["private"], validate=True)
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise CryptoError(f"the bundle's header is malformed ({type(exc).__name__})") from None
+    payload = data[_HEAD.size + length:len(data) - len(PLAIN_MAGIC)]
+    return Opened(head=head, part=Part(raw["to"], raw["msg"], raw["re"], private), payload=payload,
+                  recipients=len(parts))

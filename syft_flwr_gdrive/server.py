@@ -128,6 +128,8 @@ def serve(
     completed, error = False, None
     try:
         mailbox.prepare()
+        if settings.bundles:
+            mailbox.enable_bundles()  # before the announcement: it tells clients where the bundles are
         mailbox.announce_run(run_id)
         grid.remove_stale_files()
         excluded = grid.await_keys(settings.msg_timeout)

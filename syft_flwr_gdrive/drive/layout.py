@@ -44,6 +44,8 @@ P_KEY_KX = "sfg_kx"  # on outbox folders: the owner's X25519 public key (base64)
 P_KEY_SIGN = "sfg_ks"  # on outbox folders: the owner's Ed25519 public key (base64)
 P_BLOB = "sfg_blob"  # a shared blob's random id (never its content's hash: Drive would learn which model it is)
 P_BLOB_APP = "sfg_blob_app"  # blobs use their own app key so polls never list them
+P_BUNDLES = "sfg_bundles"  # on outbox folders: the id of the owner's shared folder its bundles live in
+KIND_BUNDLE = "bundle"  # sfg_kind of a bundle file: one message to many recipients (multiseal)
 
 # What a poll asks Drive for: enough to route and vet without downloading. Drive may leave
 # an owner's emailAddress out for readers; permissionId is always there (docs/drive-assumptions.md).
@@ -156,6 +158,47 @@ def inline_body(props: Mapping[str, Any] | None) -> bytes | None:
         return base64.b64decode("".join(pieces), validate=True)
     except (binascii.Error, ValueError):
         return None
+
+
+def bundle_properties(routing: Routing) -> dict[str, str]:
+    """A bundle's properties: routing without a recipient (its parts name them, inside the file).
+
+    ``sfg_blob_app`` too, so a server's start-up and ``clean`` remove leftovers with its blobs."""
+    return {
+        P_VERSION: str(FORMAT_VERSION),
+        P_APP: app_hash(routing.app),
+        P_BLOB_APP: app_hash(routing.app),
+        P_RUN: str(routing.run_id),
+        P_MSG: routing.message_id,
+        P_KIND: KIND_BUNDLE,
+        P_FROM: routing.sender,
+        P_CREATED: repr(float(routing.created_at)),
+        P_TTL: repr(float(routing.ttl)),
+    }
+
+
+def bundle_routing(props: Mapping[str, Any] | None, app: str, me: str) -> Routing | None:
+    """A bundle's routing as a request to ``me`` (its part ids are inside); None if not a valid bundle."""
+    props = props or {}
+    try:
+        if (props.get(P_VERSION) != str(FORMAT_VERSION) or props.get(P_APP) != app_hash(app)
+                or props.get(P_KIND) != KIND_BUNDLE):
+            return None
+        routing = Routing(run_id=int(props[P_RUN]), message_id=str(props[P_MSG]), reply_to="", kind=KIND_BUNDLE,
+                          sender=str(props[P_FROM]).lower(), recipient=me, app=app,
+                          created_at=float(props[P_CREATED]), ttl=float(props[P_TTL]))
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+    if not routing.message_id or not (math.isfinite(routing.created_at) and math.isfinite(routing.ttl) and routing.ttl > 0):
+        return None
+    return routing
+
+
+def announced_bundles(props: Mapping[str, Any] | None) -> str | None:
+    """The folder an outbox folder's owner keeps its bundles in, if it says."""
+    props = props or {}
+    value = props.get(P_BUNDLES)
+    return str(value) if props.get(P_ROLE) == "outbox" and value else None
 
 
 def routing_from_properties(props: Mapping[str, Any] | None, app: str) -> Routing | None:

@@ -50,7 +50,7 @@ REDISCOVER_FOR = 60.0  # ...for this long per (peer, run)
 MAX_RETRY_SECONDS = 300.0  # one Drive call never retries longer (nor longer than the message timeout)
 POLL_RETRY_SECONDS = 10.0  # a poll's calls stop retrying after this: the next poll comes soon anyway, and a
 #                            waiter must not sit out a 30 s backoff past its own deadline
-_CONFIRM_KINDS = ("request", "stop")  # inbound kinds whose disappearance someone acts on
+_CONFIRM_KINDS = ("request", "stop", layout.KIND_BUNDLE)  # inbound kinds whose disappearance someone acts on
 _LIMITERS: dict[float, QuotaLimiter] = {}
 _LIMITERS_LOCK = threading.Lock()
 
@@ -90,11 +90,13 @@ class DriveTransport:
         self._discovered_at: dict[str, float] = {}
         self._publishing_keys: set[str] = set()  # apps I publish keys for (encryption on: peers do too)
         self._blob_folders: dict[str, str] = {}  # app -> shared blobs folder id
+        self._bundle_folders: dict[str, str] = {}  # app -> the folder my bundles go in (bundles enabled)
         self._folder_props: dict[str, dict[str, str]] = {}  # my outbox folder id -> its properties as last seen
         self._peer_blob_folders: set[tuple[str, str, str]] = set()  # (owner, app, folder id) checked to be owner's blobs folder
         self._mine: dict[str, dict[str, Posting]] = {}  # app -> my message files not deleted yet
         self._inbound: dict[str, dict[str, Posting]] = {}  # app -> inbound postings seen and not known gone
         self._gone: set[str] = set()  # handles deleted (by me) or confirmed gone by id
+        self._ignored: set[str] = set()  # peers' bundles with no part for me: not listed, not confirmed gone
         self._newer_seen: dict[tuple[str, int], float] = {}  # (peer, run) -> first seen newer than announced
         self._chunk = layout.PARENTS_PER_QUERY
         self.last_poll_lists = 0  # files.list calls the last poll took (1 up to PARENTS_PER_QUERY folders)
@@ -163,9 +165,31 @@ class DriveTransport:
 
     def announce_run(self, app: str, run_id: int) -> None:
         """Stamp the run id on each of my outbox folders of ``app`` (duplicates too: peers read them all)."""
+        props = {layout.P_RUN: str(run_id)}
+        if app in self._bundle_folders:  # in the same update: a peer that sees the run sees where its bundles are
+            props[layout.P_BUNDLES] = self._bundle_folders[app]
         for folder_id in sorted(self._my_folders.get(app, ())):
-            self.api.update(folder_id, properties={layout.P_RUN: str(run_id)}, fields="id")
-            self._folder_props.setdefault(folder_id, {})[layout.P_RUN] = str(run_id)
+            self.api.update(folder_id, properties=props, fields="id")
+            self._folder_props.setdefault(folder_id, {}).update(props)
+
+    def enable_bundles(self, app: str) -> None:
+        """Send bundles of ``app`` into my shared blobs folder (created and shared with the peers now);
+        its id goes out with the next :meth:`announce_run`."""
+        self._bundle_folders[app] = self._blobs_folder(app)
+
+    def send_bundle(self, routing: Routing, body: bytes) -> str:
+        """One create in my shared blobs folder, read by every peer of the app; small bundles ride inline."""
+        if routing.app not in self._bundle_folders:
+            self.enable_bundles(routing.app)
+        props = layout.bundle_properties(routing)
+        if len(body) <= INLINE_MAX:
+            props.update(layout.inline_properties(body, used=len(props)))
+        name = f"bundle-{routing.run_id}-{routing.message_id}.sfgd"
+        try:
+            created = self._upload(name, as_reader(body), self._bundle_folders[routing.app], props)
+        except DriveError as exc:
+            raise TransportError(f"could not send a bundle of {routing.kind}s: {exc}") from exc
+        return str(created["id"])
 
     def publish_keys(self, app: str, keys: dict[str, str]) -> None:
         """Put my public keys on each of my outbox folders of ``app`` (skipped where already there)."""
@@ -231,12 +255,15 @@ class DriveTransport:
                 if self._needs_discovery(app):
                     self._discover(app)
                 peer_of = {fid: info["peer"] for fid, info in self._peer_folders.get(app, {}).items()}
+                bundles_of = self._peer_bundle_folders(app, set(peer_of))
                 mine = set(self._my_folders.get(app, ()))
-                files = self._list_parents(sorted(peer_of) + sorted(mine - set(peer_of)))
+                files = self._list_parents(sorted(peer_of) + sorted(set(bundles_of) - set(peer_of))
+                                           + sorted(mine - set(peer_of) - set(bundles_of)))
         except DriveError as exc:
             raise TransportError(f"could not list messages: {exc}") from exc
         inbound: dict[str, Posting] = {}
         outbound: dict[str, Posting] = {}
+        bundles: dict[str, Posting] = {}
         for f in files:
             handle = str(f["id"])
             if f.get("mimeType") == layout.FOLDER_MIME or handle in self._gone:
@@ -248,24 +275,31 @@ class DriveTransport:
                 outbound[handle] = self._posting(f, self.email, app)
             elif parent in peer_of:
                 inbound[handle] = self._posting(f, self._owner_identity(f.get("owners"), peer_of[parent]), app)
+            elif (parent in bundles_of and handle not in self._ignored
+                  and (f.get("properties") or {}).get(layout.P_KIND) == layout.KIND_BUNDLE):
+                owner = next((p for p in bundles_of[parent] if self._owner_identity(f.get("owners"), p) == p), None)
+                bundles[handle] = Posting(
+                    handle=handle, owner=owner or self._owner_identity(f.get("owners"), ""),
+                    routing=layout.bundle_routing(f.get("properties"), app, self.email), size=int(f.get("size") or 0),
+                    name=str(f.get("name") or ""), inline=layout.inline_body(f.get("properties")))
         with self._lock:
             known_mine = self._mine.setdefault(app, {})
             known_mine.update(outbound)
             outbound = {h: p for h, p in known_mine.items() if h not in self._gone}
             seen = self._inbound.setdefault(app, {})
-            vanished = [p for h, p in seen.items() if h not in inbound and h not in self._gone]
+            vanished = [p for h, p in seen.items() if h not in inbound and h not in bundles and h not in self._gone]
         with deadline(POLL_RETRY_SECONDS):
             for posting in vanished:  # gone, or only lagging? A get by id is consistent.
                 if posting.routing is not None and posting.routing.kind in _CONFIRM_KINDS and not self._confirmed_gone(posting.handle):
-                    inbound[posting.handle] = posting
+                    (bundles if posting.routing.kind == layout.KIND_BUNDLE else inbound)[posting.handle] = posting
         with self._lock:
-            self._inbound[app] = dict(inbound)
+            self._inbound[app] = {**inbound, **bundles}
         if self._newer_run_listed(app, inbound.values()):
             try:  # the announcement we hold lags behind the peer's messages: read it again now
                 self._discover(app)
             except DriveError as exc:
                 logger.info("could not refresh peers' run announcements (%s); next poll", exc)
-        return Listing(tuple(inbound.values()), tuple(outbound.values()), self._announcements(app))
+        return Listing(tuple(inbound.values()), tuple(outbound.values()), self._announcements(app), tuple(bundles.values()))
 
     def read_to(self, posting: Posting, out: BinaryIO, *, max_bytes: int | None = None) -> int:
         if max_bytes is not None and posting.size > max_bytes:
@@ -383,6 +417,24 @@ class DriveTransport:
             if run is not None or keys is not None:
                 out.append(Announcement(info["peer"], run, keys))
         return tuple(out)
+
+    def ignore_bundle(self, handle: str) -> None:
+        with self._lock:
+            self._ignored.add(handle)
+            for seen in self._inbound.values():
+                seen.pop(handle, None)
+
+    def _peer_bundle_folders(self, app: str, outboxes: set[str]) -> dict[str, list[str]]:
+        """Folders peers announce (on their outbox folders to me) as where their bundles live -> those peers.
+
+        Only a peer's own outbox folder (owner vetted at discovery) can name one; a file listed there
+        still counts as a peer's only if Drive says that peer owns it."""
+        out: dict[str, list[str]] = {}
+        for info in self._peer_folders.get(app, {}).values():
+            folder = layout.announced_bundles(info.get("props"))
+            if folder and folder not in outboxes and info["peer"] not in out.setdefault(folder, []):
+                out[folder].append(info["peer"])
+        return out
 
     def _peer_of(self, owner: dict[str, Any], peers: Sequence[str]) -> str | None:
         """The configured peer Drive says owns something: by permission id, else by email."""

@@ -62,6 +62,7 @@ class Listing:
     inbound: tuple[Posting, ...]
     outbound: tuple[Posting, ...]
     announcements: tuple[Announcement, ...] = ()
+    bundles: tuple[Posting, ...] = ()  # peers' multi-recipient messages (routing.kind "bundle", recipient me)
 
 
 class TransportError(RuntimeError):
@@ -128,3 +129,20 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Release connections and threads."""
+
+
+@runtime_checkable
+class BundleStore(Protocol):
+    """Optional: a transport that stores one message for many recipients (``multiseal`` bundles).
+
+    A sender's bundles live in one place every peer of the app reads; ``poll`` lists peers'
+    bundles in ``Listing.bundles`` (the storage's owner and place vetted as for postings)."""
+
+    def enable_bundles(self, app: str) -> None:
+        """Make the place my bundles of ``app`` go readable by all peers, and tell them where it is."""
+
+    def send_bundle(self, routing: Routing, body: bytes) -> str:
+        """Store one bundle (``routing.recipient`` is unused); returns its handle."""
+
+    def ignore_bundle(self, handle: str) -> None:
+        """A listed bundle with no part for me: leave it out of my listings from now on."""

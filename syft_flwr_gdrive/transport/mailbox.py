@@ -18,15 +18,16 @@ nothing is deleted that this participant does not own, so nothing is lost.
 from __future__ import annotations
 
 import logging
+import json
 import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
-from typing import BinaryIO, Callable, Iterable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
 
 from syft_flwr_gdrive.accounts import canonical_email
-from syft_flwr_gdrive.transport.contract import Listing, Posting, Routing, Transport, TransportError
+from syft_flwr_gdrive.transport.contract import BundleStore, Listing, Posting, Routing, Transport, TransportError
 from syft_flwr_gdrive.crypto import CODEC_SEAL, CryptoError, MissingPeerKey, PlainLayout, PublicKeys, Sealer
 from syft_flwr_gdrive.transport.envelope import (
     MAX_HEADER_BYTES, Envelope, EnvelopeError, decode_file, encode_segments, header_bytes, valid_email,
@@ -34,6 +35,9 @@ from syft_flwr_gdrive.transport.envelope import (
 )
 from syft_flwr_gdrive.transport.segments import Buffer, ConcatReader, SegmentReader
 from syft_flwr_gdrive.transport.streamed import SealedBodySink
+from syft_flwr_gdrive.multiseal import BundleHead, Part
+from syft_flwr_gdrive.transport.bundles import BundleReader
+from syft_flwr_gdrive.transport.bundles import pack as pack_bundle
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.logsafe import printable as _printable
 
@@ -53,6 +57,7 @@ class Delivery:
     posting: Posting
     body: BinaryIO
     offset: int
+    private: dict[str, Any] | None = None  # a bundle part's own fields (its Flower metadata); None for a file of its own
 
     def open_payload(self) -> BinaryIO:
         """The body positioned at the payload's first byte (``envelope.size`` bytes follow)."""
@@ -81,10 +86,11 @@ class PollResult:
     deliveries: tuple[Delivery, ...]
     listing: Listing
     refused: tuple[Refusal, ...] = ()  # each reported once
+    parts: frozenset[str] = frozenset()  # ids of my parts in bundles still listed
 
     def inbound_message_ids(self) -> set[str]:
-        """Ids of everything addressed to me that is still stored (handled or not)."""
-        return {p.routing.message_id for p in self.listing.inbound if p.routing is not None}
+        """Ids of everything addressed to me that is still stored (handled or not), bundle parts included."""
+        return {p.routing.message_id for p in self.listing.inbound if p.routing is not None} | self.parts
 
 
 def new_message_id() -> str:
@@ -126,6 +132,8 @@ class Mailbox:
         self.announced: dict[str, int] = {}  # peer (canonical email) -> the newest run it announces
         self.sealer = sealer
         self.plain_layouts = dict(plain_layouts or {})
+        self.bundles = BundleReader(self)
+        self.bundling = False  # pushes go as bundles (see enable_bundles)
 
     @property
     def email(self) -> str:
@@ -135,6 +143,13 @@ class Mailbox:
         self.transport.prepare(self.app, sorted(self.peers))
         if self.sealer is not None:
             self.transport.publish_keys(self.app, self.sealer.identity.public.encode())
+
+    def enable_bundles(self) -> bool:
+        """Send pushes as bundles from now on, if the transport stores them; True if it does."""
+        if isinstance(self.transport, BundleStore):
+            self.transport.enable_bundles(self.app)
+            self.bundling = True
+        return self.bundling
 
     def announce_run(self, run_id: int) -> None:
         """Let peers know ``run_id`` is this participant's current run (clients then ignore others)."""
@@ -191,6 +206,30 @@ class Mailbox:
             body.close()
         return envelope.message_id, handle
 
+    def send_bundle(
+        self,
+        *,
+        kind: str,
+        run_id: int,
+        parts: Sequence[tuple[str, str, dict[str, Any]]],
+        payload: bytes,
+        created_at: float,
+        ttl: float,
+    ) -> tuple[str, str]:
+        """One stored message for many recipients: ``parts`` are (recipient, message id, private fields).
+
+        Needs a transport that stores bundles (``BundleStore``); returns (bundle id, handle).
+        Raises ``MissingPeerKey`` (nothing sent) when a recipient's key is not known."""
+        head = BundleHead(app=self.app, run_id=run_id, bundle_id=new_message_id(), kind=kind, sender=self.email,
+                          created_at=created_at, ttl=ttl)
+        sealed = pack_bundle(self.sealer, head, [
+            Part(recipient.lower(), message_id, private=json.dumps(private, separators=(",", ":")).encode())
+            for recipient, message_id, private in parts], payload)
+        routing = Routing(run_id=run_id, message_id=head.bundle_id, reply_to="", kind=kind, sender=self.email,
+                          recipient="", app=self.app, created_at=created_at, ttl=ttl)
+        assert isinstance(self.transport, BundleStore), "send_bundle needs a transport that stores bundles"
+        return head.bundle_id, self.transport.send_bundle(routing, sealed)
+
     def poll(self, accept: Callable[[Routing], str | None] | None = None) -> PollResult:
         """One poll: list, check, read and verify new messages.
 
@@ -220,7 +259,11 @@ class Mailbox:
             delivery = self._check(posting, accept, refused)
             if delivery is not None:
                 deliveries.append(delivery)
-        return PollResult(tuple(deliveries), listing, tuple(refused))
+        for posting in listing.bundles:
+            delivery = self.bundles.check(posting, accept, refused)
+            if delivery is not None:
+                deliveries.append(delivery)
+        return PollResult(tuple(deliveries), listing, tuple(refused), frozenset(self.bundles.part_ids(listing.bundles)))
 
     def mark_handled(self, message_id: str) -> bool:
         """Remember that a message was acted on; False if it already was."""

@@ -48,6 +48,7 @@ ROUNDS = 3
 HOSTILE_ROUNDS = 8
 STRANGER = "mallory@evil.example"
 TARGET = CLIENTS[0]
+SINGLE_FILES = {"SYFT_FLWR_BUNDLES": "false"}  # requests as one file each, as these tests capture and replant them
 # A valid envelope around a payload that is not what the recipient can use: refused as unencrypted or
 # undecryptable (payload encryption on) or as not a Flower message (off). One line either way.
 PAYLOAD_REFUSED = ("skipped: ", "not encrypted", "rejected: ")
@@ -120,7 +121,10 @@ def assert_completed(fed, rounds: int = ROUNDS) -> None:
 
 def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_completes(tmp_path: Path, drive: FakeDriveServer):
     drive.faults.write_rate = 0.0  # the planting below (dozens of files as the server) is not what the write limit is about
-    with make_federation(tmp_path, drive, run_config={"num-server-rounds": HOSTILE_ROUNDS}) as fed, RequestCapture(drive) as capture:
+    # One file per request (SYFT_FLWR_BUNDLES=false): the files planted below are made from captured ones.
+    # Hostile bundles: tests/reliability/test_bundles.py.
+    with make_federation(tmp_path, drive, run_config={"num-server-rounds": HOSTILE_ROUNDS},
+                         extra_env=SINGLE_FILES) as fed, RequestCapture(drive) as capture:
         # Clients 0 and 1 and the server start; client 2 starts once the server vetted what was planted in its name.
         fed.client(0).start()
         fed.client(1).start()
@@ -312,7 +316,7 @@ def test_requests_replayed_from_an_earlier_run_are_not_acted_on(tmp_path: Path, 
     """A real request of run A, uploaded again (as the server) during run B, as is and re-labelled."""
     state = tmp_path / "state"  # the same participants (and ledgers) in both runs
     one = dict(client_emails=CLIENTS[:1], run_config={"num-server-rounds": 1, "min-clients": 1},
-               extra_env={"SYFT_FLWR_STATE_DIR": str(state)})
+               extra_env={"SYFT_FLWR_STATE_DIR": str(state), **SINGLE_FILES})
     with make_federation(tmp_path / "a", drive, **one) as first, RequestCapture(drive) as capture:
         first.start_all()
         assert first.wait(60)
