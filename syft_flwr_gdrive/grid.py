@@ -22,20 +22,23 @@ raise ``SYFT_FLWR_MSG_TIMEOUT`` to wait longer.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from flwr.app import Error, Message, RecordDict
+from flwr.app import Error, Message, Metadata, RecordDict
+from flwr.app.message.message import make_message
 from flwr.common import ConfigRecord
 from flwr.serverapp import Grid
 from flwr.supercore.constant import SYSTEM_MESSAGE_TYPE
 from flwr.supercore.run import Run
 
 from syft_flwr_gdrive.blobs import BlobCache, BlobPlacer
+from syft_flwr_gdrive.coalesce import Coalescer
 from syft_flwr_gdrive.crypto import MissingPeerKey
 from syft_flwr_gdrive.flower_codec import (
     CODEC_PARTS, SERVER_NODE_ID, BlobRef, PayloadError, decode_message, encode_message, node_id_for,
@@ -65,6 +68,16 @@ class _Pending:
     blobs: tuple[str, ...] = ()  # shared blobs this request refers to
     round: str = "-"
     message_type: str = ""
+
+
+@dataclass
+class _Group:
+    """One distinct content of a push: its shared payload, the blobs it names, and who gets it."""
+
+    digest: str
+    payload: bytes
+    blobs: tuple[str, ...]
+    members: list[tuple[Message, str]] = field(default_factory=list)
 
 
 class TransportGrid(Grid):
@@ -98,6 +111,7 @@ class TransportGrid(Grid):
         self.blobs = BlobPlacer(mailbox.transport, mailbox.app)
         # Replies never need shared blobs, but one that names a blob gets the same checks as a client's fetch.
         self._reply_blobs = BlobCache(mailbox.transport, mailbox.app, max_bytes=mailbox.max_payload, max_items=0)
+        self._coalescer: Coalescer[Message] = Coalescer(self.push_messages, self._complete, result_timeout=msg_timeout + 60)
         self._closed = False
         self.tally = Tally()
         self.excluded: dict[str, str] = {}  # datasite -> why it is left out of this run
@@ -174,6 +188,11 @@ class TransportGrid(Grid):
                                 "changed (see `syft-flwr-gdrive trust`)")
         return waiting
 
+    def _complete(self, messages: list[Message]) -> bool:
+        """Does a gathered push address every datasite still in the run? (then it need not wait for more)"""
+        live = {nid for nid, email in self._email_by_node.items() if email not in self.excluded}
+        return {m.metadata.dst_node_id for m in messages} >= live
+
     def email_of(self, node_id: int) -> str:
         try:
             return self._email_by_node[node_id]
@@ -219,9 +238,13 @@ class TransportGrid(Grid):
             self._collect_blobs()
 
     def _push_bundled(self, prepared: list[tuple[Message, str]]) -> list[str]:
-        """One bundle per distinct content (FedAvg's N instructions share one): 1 write, not N."""
+        """One bundle per distinct content: 1 write for N instructions that differ only in their metadata.
+
+        Contents are compared by the SHA-256 of their encoding (the legacy path makes one RecordDict
+        per client; the Message API shares one, encoded once here)."""
         ids = [msg.metadata.message_id for msg, _ in prepared]
-        groups: dict[tuple, list[tuple[Message, str]]] = {}
+        groups: dict[tuple[str, str, str], _Group] = {}
+        encoded: dict[int, _Group] = {}  # id(content) -> its encoding (messages stay alive: ids are not reused)
         sealer = self.mailbox.sealer
         try:
             for msg, recipient in prepared:
@@ -231,12 +254,21 @@ class TransportGrid(Grid):
                     self._undelivered(msg, recipient, f"datasite excluded: {self.excluded[recipient]}", excluded=True)
                     continue
                 body = msg.content if msg.has_content() else msg.error
-                groups.setdefault((id(body), msg.metadata.message_type, msg.metadata.group_id), []).append((msg, recipient))
+                try:
+                    if id(body) not in encoded:
+                        encoded[id(body)] = self._encode_shared(msg)
+                except Exception as exc:  # a blob upload refused for good: this request fails, the others go on
+                    logger.error("could not send %s (round %s) to %s: %s", msg.metadata.message_type, round_of(msg), recipient, exc)
+                    self._undelivered(msg, recipient, f"could not be delivered ({type(exc).__name__})", excluded=False)
+                    continue
+                shared = encoded[id(body)]
+                key = (shared.digest, msg.metadata.message_type, msg.metadata.group_id)
+                groups.setdefault(key, _Group(shared.digest, shared.payload, shared.blobs)).members.append((msg, recipient))
             for group in groups.values():
                 try:
                     self._send_bundle(group)
                 except Exception as exc:  # Drive refused for good after retries: these requests fail, the run goes on
-                    for msg, recipient in group:
+                    for msg, recipient in group.members:
                         logger.error("could not send %s (round %s) to %s: %s", msg.metadata.message_type,
                                      round_of(msg), recipient, exc)
                         self._undelivered(msg, recipient, f"could not be delivered ({type(exc).__name__})", excluded=False)
@@ -246,8 +278,8 @@ class TransportGrid(Grid):
             self._collect_blobs()
         return ids
 
-    def _send_bundle(self, group: list[tuple[Message, str]]) -> None:
-        """Encode the shared content once, seal it once for every recipient, store it as one file."""
+    def _encode_shared(self, msg: Message) -> "_Group":
+        """The payload every recipient of this content shares: the message with its per-recipient metadata blanked."""
         used: list[str] = []
 
         def place(data: bytes) -> BlobRef | None:
@@ -256,29 +288,41 @@ class TransportGrid(Grid):
                 used.append(placed.locator)
             return placed
 
-        template = group[0][0]
-        payload = b"".join(bytes(s) for s in encode_message(template, place_blob=place, run_info=self.run_info))
-        if len(payload) > MAX_BUNDLE_PAYLOAD:  # many small arrays: keep bundles small, send one file each
-            for msg, recipient in group:
+        meta = msg.metadata
+        shell = make_message(
+            metadata=Metadata(run_id=meta.run_id, message_id="", src_node_id=meta.src_node_id, dst_node_id=0,
+                              reply_to_message_id="", group_id=meta.group_id, created_at=0.0, ttl=1.0,
+                              message_type=meta.message_type),
+            content=msg.content if msg.has_content() else None,
+            error=msg.error if msg.has_error() else None,
+        )
+        payload = b"".join(bytes(s) for s in encode_message(shell, place_blob=place, run_info=self.run_info))
+        return _Group(hashlib.sha256(payload).hexdigest(), payload, tuple(used))
+
+    def _send_bundle(self, group: "_Group") -> None:
+        """Seal the shared payload once for every recipient and store it as one file."""
+        if len(group.payload) > MAX_BUNDLE_PAYLOAD:  # many small arrays: keep bundles small, one file each
+            for msg, recipient in group.members:
                 try:
                     self._send_request(msg, recipient)
                 except Exception as exc:  # as in the unbundled path: this request fails, the others go on
                     logger.error("could not send %s to %s: %s", msg.metadata.message_type, recipient, exc)
                     self._undelivered(msg, recipient, f"could not be delivered ({type(exc).__name__})", excluded=False)
             return
-        created_at = min(msg.metadata.created_at for msg, _ in group)
-        expires_at = max(msg.metadata.created_at + msg.metadata.ttl for msg, _ in group)
+        members = group.members
+        created_at = min(msg.metadata.created_at for msg, _ in members)
+        expires_at = max(msg.metadata.created_at + msg.metadata.ttl for msg, _ in members)
         parts = [(recipient, msg.metadata.message_id,
                   {"message_id": msg.metadata.message_id, "dst_node_id": msg.metadata.dst_node_id,
                    "created_at": msg.metadata.created_at, "ttl": msg.metadata.ttl, "codecs": [CODEC_PARTS]})
-                 for msg, recipient in group]
-        _, handle = self.mailbox.send_bundle(kind=KIND_REQUEST, run_id=self.run_id, parts=parts, payload=payload,
+                 for msg, recipient in members]
+        _, handle = self.mailbox.send_bundle(kind=KIND_REQUEST, run_id=self.run_id, parts=parts, payload=group.payload,
                                              created_at=created_at, ttl=expires_at - created_at)
         with self._cond:
-            for msg, recipient in group:
+            for msg, recipient in members:
                 meta = msg.metadata
                 self._pending[meta.message_id] = _Pending(
-                    recipient, handle, meta.created_at + meta.ttl, tuple(used), round_of(msg), meta.message_type)
+                    recipient, handle, meta.created_at + meta.ttl, group.blobs, round_of(msg), meta.message_type)
 
     def _undelivered(self, msg: Message, recipient: str, reason: str, *, excluded: bool) -> str:
         """File a local error reply for a request that was not sent; returns the request's id."""
@@ -342,7 +386,13 @@ class TransportGrid(Grid):
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         wait = self.effective_timeout(timeout)
-        waiting = set(self.push_messages(messages))
+        if self.mailbox.bundling:  # the legacy path's one-message calls from a thread pool become one push
+            batch = list(messages)
+            for msg in batch:
+                self.email_of(msg.metadata.dst_node_id)  # a bad node id fails its own caller, not the batch
+            waiting = set(self._coalescer.submit(batch))
+        else:
+            waiting = set(self.push_messages(messages))
         deadline = time.monotonic() + wait
         replies: list[Message] = []
         while waiting:
