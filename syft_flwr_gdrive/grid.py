@@ -28,7 +28,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from flwr.app import Error, Message, Metadata, RecordDict
 from flwr.app.message.message import make_message
@@ -218,7 +218,6 @@ class TransportGrid(Grid):
 
         def send_one(item: tuple[Message, str]) -> str:
             msg, recipient = item
-            meta = msg.metadata
             if recipient in self.excluded:
                 return self._undelivered(msg, recipient, f"datasite excluded: {self.excluded[recipient]}", excluded=True)
             try:
@@ -227,8 +226,7 @@ class TransportGrid(Grid):
                 self.exclude(recipient, "no trusted public key (its key changed? see `syft-flwr-gdrive trust`)")
                 return self._undelivered(msg, recipient, f"datasite excluded: {self.excluded[recipient]}", excluded=True)
             except Exception as exc:  # Drive refused for good after retries: this request fails, the run goes on
-                logger.error("could not send %s (round %s) to %s: %s", meta.message_type, round_of(msg), recipient, exc)
-                return self._undelivered(msg, recipient, f"could not be delivered ({type(exc).__name__})", excluded=False)
+                return self._not_sent(msg, recipient, exc)
 
         try:
             return list(self._pool.map(send_one, prepared))
@@ -258,8 +256,7 @@ class TransportGrid(Grid):
                     if id(body) not in encoded:
                         encoded[id(body)] = self._encode_shared(msg)
                 except Exception as exc:  # a blob upload refused for good: this request fails, the others go on
-                    logger.error("could not send %s (round %s) to %s: %s", msg.metadata.message_type, round_of(msg), recipient, exc)
-                    self._undelivered(msg, recipient, f"could not be delivered ({type(exc).__name__})", excluded=False)
+                    self._not_sent(msg, recipient, exc)
                     continue
                 shared = encoded[id(body)]
                 key = (shared.digest, msg.metadata.message_type, msg.metadata.group_id)
@@ -269,24 +266,28 @@ class TransportGrid(Grid):
                     self._send_bundle(group)
                 except Exception as exc:  # Drive refused for good after retries: these requests fail, the run goes on
                     for msg, recipient in group.members:
-                        logger.error("could not send %s (round %s) to %s: %s", msg.metadata.message_type,
-                                     round_of(msg), recipient, exc)
-                        self._undelivered(msg, recipient, f"could not be delivered ({type(exc).__name__})", excluded=False)
+                        self._not_sent(msg, recipient, exc)
         finally:
             self._schedule.expect()
             self.blobs.end_push()
             self._collect_blobs()
         return ids
 
-    def _encode_shared(self, msg: Message) -> "_Group":
-        """The payload every recipient of this content shares: the message with its per-recipient metadata blanked."""
-        used: list[str] = []
+    def _placer(self, used: list[str]) -> Callable[[bytes], BlobRef | None]:
+        """Place large arrays as shared blobs, noting each blob's locator in ``used``."""
 
         def place(data: bytes) -> BlobRef | None:
             placed = self.blobs(data)
             if placed is not None:
                 used.append(placed.locator)
             return placed
+
+        return place
+
+    def _encode_shared(self, msg: Message) -> "_Group":
+        """The payload every recipient of this content shares: the message with its per-recipient metadata blanked."""
+        used: list[str] = []
+        place = self._placer(used)
 
         meta = msg.metadata
         shell = make_message(
@@ -306,8 +307,7 @@ class TransportGrid(Grid):
                 try:
                     self._send_request(msg, recipient)
                 except Exception as exc:  # as in the unbundled path: this request fails, the others go on
-                    logger.error("could not send %s to %s: %s", msg.metadata.message_type, recipient, exc)
-                    self._undelivered(msg, recipient, f"could not be delivered ({type(exc).__name__})", excluded=False)
+                    self._not_sent(msg, recipient, exc)
             return
         members = group.members
         created_at = min(msg.metadata.created_at for msg, _ in members)
@@ -323,6 +323,11 @@ class TransportGrid(Grid):
                 meta = msg.metadata
                 self._pending[meta.message_id] = _Pending(
                     recipient, handle, meta.created_at + meta.ttl, group.blobs, round_of(msg), meta.message_type)
+
+    def _not_sent(self, msg: Message, recipient: str, exc: Exception) -> str:
+        """Log a request Drive refused for good and file its error reply (the run goes on without it)."""
+        logger.error("could not send %s (round %s) to %s: %s", msg.metadata.message_type, round_of(msg), recipient, exc)
+        return self._undelivered(msg, recipient, f"could not be delivered ({type(exc).__name__})", excluded=False)
 
     def _undelivered(self, msg: Message, recipient: str, reason: str, *, excluded: bool) -> str:
         """File a local error reply for a request that was not sent; returns the request's id."""
@@ -342,12 +347,7 @@ class TransportGrid(Grid):
         run_id = self.run_id
         meta = msg.metadata
         used: list[str] = []
-
-        def place(data: bytes) -> BlobRef | None:
-            placed = self.blobs(data)
-            if placed is not None:
-                used.append(placed.locator)
-            return placed
+        place = self._placer(used)
 
         message_id, handle = self.mailbox.send(
             kind=KIND_REQUEST,

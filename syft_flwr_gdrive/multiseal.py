@@ -249,13 +249,16 @@ def open_plain(data: bytes, me: str) -> Opened:
         for p in parts:
             if not (isinstance(p, dict) and all(isinstance(p.get(k), str) for k in ("to", "msg", "re", "private"))):
                 raise ValueError("a part is malformed")
-        mine = [p for p in parts if _address(p["to"]) == _address(me)]
-        if len(mine) != 1:
-            raise CryptoError(f"the bundle has {len(mine)} parts for {me}; exactly one expected")
-        raw = mine[0]
-        private = base64.b64decode(raw["private"], validate=True)
     except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise CryptoError(f"the bundle's header is malformed ({type(exc).__name__})") from None
+    mine = [p for p in parts if _address(p["to"]) == _address(me)]
+    if len(mine) != 1:
+        raise CryptoError(f"the bundle has {len(mine)} parts for {me}; exactly one expected")
+    raw = mine[0]
+    try:
+        private = base64.b64decode(raw["private"], validate=True)
+    except ValueError:
+        raise CryptoError("my part's private bytes are not base64") from None
     payload = data[_HEAD.size + length:len(data) - len(PLAIN_MAGIC)]
     return Opened(head=head, part=Part(raw["to"], raw["msg"], raw["re"], private), payload=payload,
                   recipients=len(parts))

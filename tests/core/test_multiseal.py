@@ -9,19 +9,13 @@ import struct
 import pytest
 
 from syft_flwr_gdrive.crypto import CryptoError, Identity, MissingPeerKey, PinStore, Sealer
-from syft_flwr_gdrive.multiseal import BundleHead, Part, _signed, open_bundle, read_head, seal_bundle
+from syft_flwr_gdrive.multiseal import (
+    BundleHead, Part, _signed, open_bundle, open_plain, pack_plain, read_head, seal_bundle,
+)
+from tests.helpers.keys import sealers
 
 DS, A, B, C, EVE = "ds@x.com", "a@x.com", "b@x.com", "c@x.com", "eve@x.com"
 HEAD = BundleHead(app="flwr/c", run_id=7, bundle_id="b" * 32, kind="request", sender=DS, created_at=1000.0, ttl=60.0)
-
-
-def sealers(*emails):
-    out = {e: Sealer(Identity.ephemeral(), PinStore(None)) for e in emails}
-    for e, s in out.items():
-        for other, o in out.items():
-            if other != e:
-                s.learn(other, o.identity.public)
-    return out
 
 
 @pytest.fixture
@@ -140,3 +134,17 @@ def test_recipients_are_accounts_not_spellings():
     assert open_bundle(gm["ann.lee@gmail.com"], data, "annlee@googlemail.com").part.message_id == "1" * 32
     with pytest.raises(CryptoError, match="twice"):
         seal_bundle(gm[DS], HEAD, [Part("ann.lee@gmail.com", "1" * 32), Part("annlee@gmail.com", "2" * 32)], b"x")
+
+
+def test_a_clear_bundle_gives_each_recipient_its_own_part_and_nothing_for_others():
+    data = pack_plain(HEAD, parts(), b"model")
+    got = open_plain(data, "A@X.com")
+    assert (got.head, got.part.message_id, got.part.private, got.payload) == (HEAD, "1" * 32, b"meta-a", b"model")
+    with pytest.raises(CryptoError, match="0 parts for c@x.com"):
+        open_plain(data, C)
+
+
+@pytest.mark.parametrize("damage", [lambda d: d[:-1], lambda d: d[:8] + b"{" + d[9:], lambda d: b"SFGM" + d[4:]])
+def test_a_damaged_clear_bundle_is_a_crypto_error_not_a_crash(damage):
+    with pytest.raises(CryptoError):
+        open_plain(damage(pack_plain(HEAD, parts(), b"model")), A)

@@ -13,7 +13,6 @@ import time
 
 import pytest
 
-from syft_flwr_gdrive.crypto import Identity, PinStore, Sealer
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.errors import DriveError
@@ -22,6 +21,7 @@ from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
+from tests.helpers.keys import sealers
 
 DS, A, B, C, EVE = "ds@x.com", "a@x.com", "b@x.com", "c@x.com", "eve@x.com"
 M_A, M_B = "1" * 32, "2" * 32
@@ -37,14 +37,6 @@ def drive():
 def transport(drive, email):
     return DriveTransport(DriveApi.for_fake(drive.url, email), email)
 
-
-def sealers(*emails):
-    out = {e: Sealer(Identity.ephemeral(), PinStore(None)) for e in emails}
-    for e, s in out.items():
-        for other, o in out.items():
-            if other != e:
-                s.learn(other, o.identity.public)
-    return out
 
 
 def federation(drive, app, *, encrypted=True, client_peers=(DS,)):
