@@ -18,11 +18,13 @@ nothing is deleted that this participant does not own, so nothing is lost.
 from __future__ import annotations
 
 import logging
+import functools
 import json
 import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
 
@@ -43,6 +45,7 @@ from syft_flwr_gdrive.logsafe import printable as _printable
 
 logger = logging.getLogger(__name__)
 
+READ_WORKERS = 8  # messages of one poll checked and downloaded side by side
 IN_MEMORY_BODY = 8 * 1024 * 1024  # bodies up to this size are read into memory, larger ones spool to disk
 DEFAULT_TTL = 12 * 3600.0  # seconds a sent message stays valid unless the caller says otherwise
 SEAL_BYTES_PER = 65536  # sealing adds one byte per 64 KiB of payload (16 bytes per MiB)
@@ -134,6 +137,7 @@ class Mailbox:
         self.plain_layouts = dict(plain_layouts or {})
         self.bundles = BundleReader(self)
         self.bundling = False  # pushes go as bundles (see enable_bundles)
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def email(self) -> str:
@@ -253,17 +257,24 @@ class Mailbox:
                 keys = PublicKeys.decode(a.keys) if a.keys else None
                 if keys is not None:
                     self.sealer.learn(canonical_email(a.owner), keys)
-        deliveries: list[Delivery] = []
         refused: list[Refusal] = []
-        for posting in listing.inbound:
-            delivery = self._check(posting, accept, refused)
-            if delivery is not None:
-                deliveries.append(delivery)
-        for posting in listing.bundles:
-            delivery = self.bundles.check(posting, accept, refused)
-            if delivery is not None:
-                deliveries.append(delivery)
+        checks = [(p, functools.partial(self._check, p, accept, refused)) for p in listing.inbound]
+        checks += [(p, functools.partial(self.bundles.check, p, accept, refused)) for p in listing.bundles]
+        # A check may download a body: small ones side by side (N replies in ~N/8 latencies, not N);
+        # large ones one at a time, so memory stays bounded by one large body as before.
+        small = [check for p, check in checks if p.size <= IN_MEMORY_BODY]
+        large = [check for p, check in checks if p.size > IN_MEMORY_BODY]
+        checked = list(self._readers().map(lambda check: check(), small)) if len(small) > 1 else [c() for c in small]
+        checked += [check() for check in large]
+        deliveries = [d for d in checked if d is not None]
         return PollResult(tuple(deliveries), listing, tuple(refused), frozenset(self.bundles.part_ids(listing.bundles)))
+
+    def _readers(self) -> ThreadPoolExecutor:
+        """Threads that check (and download) one poll's messages side by side; made on first need."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=READ_WORKERS, thread_name_prefix="mailbox-read")
+            return self._pool
 
     def mark_handled(self, message_id: str) -> bool:
         """Remember that a message was acted on; False if it already was."""
