@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Generic, Sequence, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -32,7 +33,7 @@ class _Batch(Generic[T]):
 class Coalescer(Generic[T]):
     """Thread-safe: ``submit`` from many threads; ``push`` runs once per batch, in the batch's first caller."""
 
-    def __init__(self, push: Callable[[list[T]], Sequence[str]], enough: Callable[[list[T]], bool], *,
+    def __init__(self, push: Callable[[list[T]], Iterable[str]], enough: Callable[[list[T]], bool], *,
                  window: float = WINDOW, max_wait: float = MAX_WAIT, result_timeout: float = 3600.0) -> None:
         self._push = push
         self._enough = enough

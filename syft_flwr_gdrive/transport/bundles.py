@@ -20,11 +20,22 @@ from __future__ import annotations
 import io
 import json
 import time
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from syft_flwr_gdrive.accounts import canonical_email
 from syft_flwr_gdrive.crypto import CryptoError, MissingPeerKey, Sealer
-from syft_flwr_gdrive.multiseal import BundleHead, Opened, Part, is_plain, open_bundle, open_plain, pack_plain, read_head, seal_bundle
+from syft_flwr_gdrive.multiseal import (
+    BundleHead,
+    Opened,
+    Part,
+    is_plain,
+    open_bundle,
+    open_plain,
+    pack_plain,
+    read_head,
+    seal_bundle,
+)
 from syft_flwr_gdrive.transport.contract import BundleStore, Posting, Routing, TransportError
 from syft_flwr_gdrive.transport.envelope import KIND_REQUEST, Envelope, valid_email, valid_message_id
 
@@ -53,7 +64,7 @@ def _count_mine(data: bytes, me: str, sealed: bool) -> int | None:
 class BundleReader:
     """A recipient's side of bundles, for one mailbox: check, open, and remember my part of each file."""
 
-    def __init__(self, mailbox: "Mailbox") -> None:
+    def __init__(self, mailbox: Mailbox) -> None:
         self.mailbox = mailbox
         self._mine: dict[str, str | None] = {}  # bundle handle -> my part's message id (None: no part is mine)
 
@@ -68,7 +79,7 @@ class BundleReader:
             self.mailbox.transport.ignore_bundle(posting.handle)
 
     def check(self, posting: Posting, accept: Callable[[Routing], str | None] | None,
-              refused: list["Refusal"]) -> "Delivery | None":
+              refused: list[Refusal]) -> Delivery | None:
         box = self.mailbox
         if posting.handle in box._rejected:
             return None
@@ -97,7 +108,9 @@ class BundleReader:
                 return None
         if time.time() > routing.created_at + routing.ttl:
             return None  # expired: its sender removes it; nothing to answer
-        limit = MAX_BUNDLE_BYTES if box.max_payload is None else min(MAX_BUNDLE_BYTES, box.max_payload + 4 * 1024 * 1024)
+        limit = MAX_BUNDLE_BYTES
+        if box.max_payload is not None:  # the payload, plus a header of up to ~400 bytes per recipient
+            limit = min(MAX_BUNDLE_BYTES, box.max_payload + 4 * 1024 * 1024)
         if posting.size > limit:
             box._reject(posting, f"a bundle of {posting.size} bytes, over {limit}; refused without downloading it")
             return None
@@ -111,7 +124,7 @@ class BundleReader:
             return None
         return self._open(posting, routing, data)
 
-    def _open(self, posting: Posting, routing: Routing, data: bytes) -> "Delivery | None":
+    def _open(self, posting: Posting, routing: Routing, data: bytes) -> Delivery | None:
         from syft_flwr_gdrive.transport.mailbox import Delivery
 
         box = self.mailbox
@@ -155,7 +168,8 @@ class BundleReader:
         if part.message_id in box.ledger:
             return None
         if box.max_payload is not None and len(opened.payload) > box.max_payload:
-            box._reject(posting, f"rejected: {len(opened.payload)} bytes is over the message limit of {box.max_payload} bytes")
+            box._reject(posting, f"rejected: {len(opened.payload)} bytes is over the message limit "
+                                 f"of {box.max_payload} bytes")
             return None
         try:
             meta = json.loads(part.private.decode("utf-8")) if part.private else {}

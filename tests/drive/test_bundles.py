@@ -72,7 +72,8 @@ def test_one_file_each_recipient_gets_only_its_own_part(drive, encrypted):
     got = {}
     for email in (A, B):
         [d] = clients[email].poll().deliveries
-        got[email] = (d.envelope.message_id, d.envelope.sender, d.envelope.recipient, d.envelope.kind, d.private, d.payload)
+        env = d.envelope
+        got[email] = (env.message_id, env.sender, env.recipient, env.kind, d.private, d.payload)
     assert got[A] == (M_A, DS, A, "request", {"n": "a"}, PAYLOAD)
     assert got[B] == (M_B, DS, B, "request", {"n": "b"}, PAYLOAD)
     assert clients[C].poll().deliveries == ()
@@ -143,15 +144,17 @@ def test_a_clear_bundle_is_refused_when_encryption_is_on(drive, caplog):
     _, handle = send(server)
     with caplog.at_level(logging.WARNING):
         assert clients[A].poll().deliveries == ()
-    assert any(handle in r.getMessage() and "in the clear, but encryption is on" in r.getMessage() for r in caplog.records)
+    lines = [r.getMessage() for r in caplog.records if handle in r.getMessage()]
+    assert any("in the clear, but encryption is on" in line for line in lines), lines
 
 
 # -- the grid: a push of N is one create, N replies one delete --------------------------------------------
 
 def grid_federation(drive, app):
+    from flwr.supercore.task_identity import TaskIdentity
+
     from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
     from syft_flwr_gdrive.grid import TransportGrid
-    from flwr.supercore.task_identity import TaskIdentity
 
     keys = sealers(DS, A, B, C)
     box = Mailbox(transport(drive, DS), app, [A, B, C], Ledger(None), sealer=keys[DS])
