@@ -43,6 +43,11 @@ ENV_ENCRYPTION = "SYFT_FLWR_ENCRYPTION_ENABLED"
 ENV_MAX_MESSAGE_MB = "SYFT_FLWR_MAX_MESSAGE_MB"
 ENV_ADAPTIVE_POLL = "SYFT_FLWR_ADAPTIVE_POLL"
 ENV_BUNDLES = "SYFT_FLWR_BUNDLES"
+ENV_PREFIX = "SYFT_FLWR_"
+# Read into the shared Settings; every other SYFT_FLWR_* variable is a transport's own option.
+_SHARED_ENV = frozenset({ENV_EMAIL, ENV_MSG_TIMEOUT, ENV_POLL_INTERVAL, ENV_DRIVE_URL, ENV_TOKEN_FILE, ENV_SERVICE_ACCOUNT,
+                         ENV_STATE_DIR, ENV_AGGREGATOR, ENV_TRANSPORT, ENV_QUOTA, ENV_ENCRYPTION, ENV_MAX_MESSAGE_MB,
+                         ENV_ADAPTIVE_POLL, ENV_BUNDLES})
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -187,6 +192,9 @@ class Settings:
     adaptive_poll: bool = True
     # The server sends a push of N messages as one bundle file per distinct content (transport/bundles.py).
     bundles: bool = True
+    # Options only the chosen transport understands (SYFT_FLWR_* variables beyond the shared ones, by
+    # variable name, e.g. SYFT_FLWR_DIR for the directory transport); the transport validates its own.
+    transport_options: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     @classmethod
     def from_env(
@@ -244,11 +252,14 @@ class Settings:
             adaptive_poll=_flag(env.get(ENV_ADAPTIVE_POLL, "true"), ENV_ADAPTIVE_POLL),
             bundles=_flag(env.get(ENV_BUNDLES, "true"), ENV_BUNDLES),
             max_message_bytes=_megabytes(env.get(ENV_MAX_MESSAGE_MB, str(DEFAULT_MAX_MESSAGE_MB)), ENV_MAX_MESSAGE_MB),
+            transport_options={k: v for k, v in env.items() if k.startswith(ENV_PREFIX) and k not in _SHARED_ENV},
         )
         if overrides:
             if "msg_timeout" in overrides:
                 overrides["msg_timeout"] = _positive_float(overrides["msg_timeout"], "msg_timeout")
                 overrides.setdefault("msg_timeout_explicit", True)
+            if "transport_options" in overrides:  # added to those of the environment
+                overrides["transport_options"] = {**settings.transport_options, **overrides["transport_options"]}
             if "poll_interval" in overrides:
                 overrides["poll_interval"] = _positive_float(overrides["poll_interval"], "poll_interval")
             settings = replace(settings, **overrides)

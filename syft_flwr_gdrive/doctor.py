@@ -1,74 +1,29 @@
-"""``doctor``: check a participant's set-up step by step and say what to fix."""
+"""``doctor``: check a participant's set-up step by step and say what to fix (the transport adds its own checks)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Mapping
 
 from syft_flwr_gdrive.config import ConfigError, Settings
+from syft_flwr_gdrive.plugin import transport_class
+from syft_flwr_gdrive.transport.contract import Check
 
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
+__all__ = ["Check", "run_checks"]
 
 
 def run_checks(environ: Mapping[str, str] | None = None, **overrides: object) -> list[Check]:
-    """Settings, credentials, Drive reachability, account match and scopes; stops at the first blocker."""
-    from syft_flwr_gdrive.drive.api import DriveApi
-    from syft_flwr_gdrive.drive.auth import SCOPES, CredentialsError, load_credentials
-    from syft_flwr_gdrive.drive.errors import DriveError
-    from syft_flwr_gdrive.drive.retry import RetryPolicy
-
-    quick = RetryPolicy(max_attempts=3, max_total=10.0, initial_wait=0.5)  # a check should answer fast
-
+    """Settings, my keys, then the transport's own checks (for Drive: credentials, reachability,
+    account, scopes); stops at the first blocker."""
     checks: list[Check] = []
     try:
         settings = Settings.from_env(environ, **overrides)  # type: ignore[arg-type]
+        transport = transport_class(settings.transport)
     except ConfigError as exc:
         return [Check("settings", False, str(exc), "fix the setting named above")]
-    checks.append(Check("settings", True, f"SYFTBOX_EMAIL={settings.email}, poll {settings.poll_interval}s, timeout {settings.msg_timeout}s"))
+    checks.append(Check("settings", True, f"SYFTBOX_EMAIL={settings.email}, transport {settings.transport}, "
+                                          f"poll {settings.poll_interval}s, timeout {settings.msg_timeout}s"))
     checks.append(_key_check(settings))
-
-    fake = bool(settings.drive_url) and not (settings.token_file or settings.service_account_file)
-    try:
-        if fake:
-            api = DriveApi.for_fake(settings.drive_url, settings.email, retry=quick)  # type: ignore[arg-type]
-            checks.append(Check("credentials", True, f"fake Drive at {settings.drive_url}: no credentials needed"))
-        else:
-            creds = load_credentials(
-                token_file=settings.token_file, service_account_file=settings.service_account_file,
-                use_adc=not (settings.token_file or settings.service_account_file),
-            )
-            source = settings.token_file or settings.service_account_file or "Application Default Credentials"
-            checks.append(Check("credentials", True, f"loaded from {source}"))
-            granted = set(getattr(creds, "scopes", None) or [])
-            if granted and not granted & set(SCOPES):
-                checks.append(Check("scopes", False, f"granted {sorted(granted)}", f"log in again with the scope {SCOPES[0]}"))
-                return checks
-            api = DriveApi(creds, base_url=settings.drive_url, retry=quick)
-    except CredentialsError as exc:
-        checks.append(Check("credentials", False, str(exc), "see the text above"))
-        return checks
-
-    try:
-        account = api.about_me()
-    except DriveError as exc:
-        checks.append(Check("drive", False, f"Drive did not answer: {exc}",
-                            "check the network, SYFT_FLWR_DRIVE_URL, and that the Drive API is enabled for the project"))
-        return checks
-    checks.append(Check("drive", True, f"reachable ({settings.drive_url or 'www.googleapis.com'})"))
-    from syft_flwr_gdrive.accounts import same_account
-
-    if not same_account(account, settings.email):  # gmail: Drive reports the form the account registered
-        checks.append(Check("account", False, f"the credentials are for {account}, but SYFTBOX_EMAIL is {settings.email}",
-                            f"set SYFTBOX_EMAIL={account} or log in as {settings.email}"))
-    else:
-        checks.append(Check("account", True, f"credentials belong to {account}"))
-    return checks
+    return checks + transport.diagnose(settings)
 
 
 def _key_check(settings: Settings) -> Check:

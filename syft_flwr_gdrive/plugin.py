@@ -5,16 +5,16 @@ A package adds a transport by declaring, in its pyproject::
     [project.entry-points."syft_flwr.transports"]
     mytransport = "my_pkg.module:MyTransport"
 
-where ``MyTransport`` implements ``syft_flwr_gdrive.transport.contract.Transport``
-and has a ``from_settings(settings)`` class method.
+where ``MyTransport`` subclasses ``syft_flwr_gdrive.transport.contract.Transport``
+(its abstract primitives, ``from_settings`` among them) and passes the contract test suite.
 """
 
 from __future__ import annotations
 
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
 
 from syft_flwr_gdrive.config import SYFTBOX_TRANSPORT, ConfigError, Settings, syftbox_transport_error
+from syft_flwr_gdrive.transport.contract import Transport
 
 GROUP = "syft_flwr.transports"
 
@@ -24,7 +24,7 @@ def available_transports() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 
-def transport_class(name: str) -> Any:
+def transport_class(name: str) -> type[Transport]:
     """Load the class registered under ``name``; a clear error lists what is installed."""
     found = available_transports()
     if name == SYFTBOX_TRANSPORT and name not in found:
@@ -36,9 +36,13 @@ def transport_class(name: str) -> Any:
             "`transport` in [tool.syft_flwr] or SYFT_FLWR_TRANSPORT to one of those, or install "
             "the package that provides it (is syft-flwr-gdrive installed with `pip install -e .`?)."
         )
-    return found[name].load()
+    cls = found[name].load()
+    if not (isinstance(cls, type) and issubclass(cls, Transport)):
+        raise ConfigError(f"The transport {name!r} ({found[name].value}) is not a subclass of "
+                          "syft_flwr_gdrive.transport.contract.Transport; update the package that provides it.")
+    return cls
 
 
-def create_transport(settings: Settings) -> Any:
+def create_transport(settings: Settings) -> Transport:
     """Instantiate the transport the settings name."""
     return transport_class(settings.transport).from_settings(settings)

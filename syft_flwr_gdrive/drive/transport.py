@@ -37,7 +37,9 @@ from syft_flwr_gdrive.drive.blob_checks import vet_peer_blob
 from syft_flwr_gdrive.drive.errors import DriveError, DriveNotFound, DrivePermissionDenied, DriveTooLarge
 from syft_flwr_gdrive.drive.retry import RetryPolicy, deadline
 from syft_flwr_gdrive.accounts import canonical_email, same_account
-from syft_flwr_gdrive.transport.contract import Announcement, BlobRefused, Listing, Posting, Routing, TransportError
+from syft_flwr_gdrive.transport.contract import (
+    Announcement, BlobRefused, Check, Listing, Posting, Routing, Transport, TransportError,
+)
 from syft_flwr_gdrive.transport.segments import Buffer, as_reader
 
 logger = logging.getLogger(__name__)
@@ -63,12 +65,29 @@ def shared_limiter(units_per_min: float | None) -> QuotaLimiter | None:
         return _LIMITERS.setdefault(units_per_min, QuotaLimiter(units_per_min))
 
 
+def drive_api(settings: Settings, *, retry: RetryPolicy, limiter: QuotaLimiter | None = None) -> tuple[DriveApi, str]:
+    """The one place credentials are chosen: a Drive URL and no credentials mean the fake Drive.
+
+    Returns the API and where its credentials came from (for ``doctor``).
+    """
+    from syft_flwr_gdrive.drive.auth import load_credentials
+
+    chosen = settings.token_file or settings.service_account_file
+    if settings.drive_url and not chosen:
+        api = DriveApi.for_fake(settings.drive_url, settings.email, limiter=limiter, retry=retry)
+        return api, f"fake Drive at {settings.drive_url}: no credentials needed"
+    credentials = load_credentials(token_file=settings.token_file, service_account_file=settings.service_account_file,
+                                   use_adc=not chosen)
+    api = DriveApi(credentials, base_url=settings.drive_url, limiter=limiter, retry=retry)
+    return api, f"loaded from {chosen or 'Application Default Credentials'}"
+
+
 def _created(folder: dict[str, Any]) -> tuple[str, str]:
     """Sort key: oldest first (RFC 3339 strings sort by time), ties by id: the same everywhere."""
     return (str(folder.get("createdTime") or "~"), str(folder.get("id")))
 
 
-class DriveTransport:
+class DriveTransport(Transport):
     """Transport over one account's Google Drive (or the fake Drive server)."""
 
     name: ClassVar[str] = "p2p"
@@ -103,23 +122,43 @@ class DriveTransport:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "DriveTransport":
-        """Credentials from settings; the fake Drive (a URL and no credentials) needs none."""
-        from syft_flwr_gdrive.drive.auth import load_credentials, verify_account
+        """Credentials from settings (see :func:`drive_api`); the account must be ``settings.email``."""
+        from syft_flwr_gdrive.drive.auth import verify_account
 
-        uses_fake = bool(settings.drive_url) and not (settings.token_file or settings.service_account_file)
-        limiter = shared_limiter(settings.quota_units_per_min)
         retry = RetryPolicy(max_total=min(MAX_RETRY_SECONDS, settings.msg_timeout))
-        if uses_fake:
-            api = DriveApi.for_fake(settings.drive_url, settings.email, limiter=limiter, retry=retry)  # type: ignore[arg-type]
-        else:
-            credentials = load_credentials(
-                token_file=settings.token_file,
-                service_account_file=settings.service_account_file,
-                use_adc=not (settings.token_file or settings.service_account_file),
-            )
-            api = DriveApi(credentials, base_url=settings.drive_url, limiter=limiter, retry=retry)
+        api, _source = drive_api(settings, retry=retry, limiter=shared_limiter(settings.quota_units_per_min))
         verify_account(api, settings.email)
         return cls(api, settings.email, state_dir=settings.participant_state_dir())
+
+    @classmethod
+    def diagnose(cls, settings: Settings) -> list[Check]:
+        """Credentials, scopes, Drive reachability and the account; stops at the first blocker."""
+        from syft_flwr_gdrive.drive.auth import SCOPES, CredentialsError
+
+        quick = RetryPolicy(max_attempts=3, max_total=10.0, initial_wait=0.5)  # a check should answer fast
+        checks: list[Check] = []
+        try:
+            api, source = drive_api(settings, retry=quick)
+        except CredentialsError as exc:
+            return [Check("credentials", False, str(exc), "see the text above")]
+        checks.append(Check("credentials", True, source))
+        granted = set(getattr(api.credentials, "scopes", None) or [])
+        if granted and not granted & set(SCOPES):
+            checks.append(Check("scopes", False, f"granted {sorted(granted)}", f"log in again with the scope {SCOPES[0]}"))
+            return checks
+        try:
+            account = api.about_me()
+        except DriveError as exc:
+            checks.append(Check("drive", False, f"Drive did not answer: {exc}",
+                                "check the network, SYFT_FLWR_DRIVE_URL, and that the Drive API is enabled for the project"))
+            return checks
+        checks.append(Check("drive", True, f"reachable ({settings.drive_url or 'www.googleapis.com'})"))
+        if not same_account(account, settings.email):  # gmail: Drive reports the form the account registered
+            checks.append(Check("account", False, f"the credentials are for {account}, but SYFTBOX_EMAIL is {settings.email}",
+                                f"set SYFTBOX_EMAIL={account} or log in as {settings.email}"))
+        else:
+            checks.append(Check("account", True, f"credentials belong to {account}"))
+        return checks
 
     # -- contract -----------------------------------------------------------------------
 
@@ -339,14 +378,16 @@ class DriveTransport:
     def call_counts(self) -> dict[str, int]:
         return self.api.calls.snapshot()
 
-    def close(self) -> None:
-        pass
-
-    # -- housekeeping beyond the contract ------------------------------------------------
-
-    def my_message_files(self) -> list[dict[str, Any]]:
-        """Every message file I own, of any app or run (what `clean` removes)."""
-        return self.api.list_files(layout.all_my_messages_query(self.email), fields=layout.LISTING_FIELDS)
+    def my_postings(self, app: str | None = None) -> list[Posting]:
+        """Every message file I own, of ``app`` or of any app and run (what `clean` removes)."""
+        try:
+            files = self.api.list_files(layout.all_my_messages_query(self.email), fields=layout.LISTING_FIELDS)
+        except DriveError as exc:
+            raise TransportError(f"could not list my message files: {exc}") from exc
+        wanted = None if app is None else layout.app_hash(app)
+        return [Posting(str(f["id"]), self.email, layout.routing_from_properties(f.get("properties"), app or ""),
+                        int(f.get("size") or 0), str(f.get("name") or f["id"]))
+                for f in files if wanted is None or (f.get("properties") or {}).get(layout.P_APP) == wanted]
 
     # -- discovery and trust ----------------------------------------------------------------
 

@@ -3,14 +3,20 @@
 A transport moves opaque message bodies between participants known by email
 and lists what is waiting, cheaply, without reading bodies. Everything about
 trust, runs, de-duplication and clean-up lives above it in ``Mailbox``, so a
-second transport only has to implement these few methods.
+second transport only has to implement the abstract primitives of ``Transport``.
 """
 
 from __future__ import annotations
 
+import abc
+import dataclasses
+import math
+import io
+import threading
 from dataclasses import dataclass
 from typing import BinaryIO, ClassVar, Protocol, Sequence, runtime_checkable
 
+from syft_flwr_gdrive.config import ConfigError, Settings
 from syft_flwr_gdrive.transport.segments import Buffer
 
 
@@ -27,6 +33,31 @@ class Routing:
     app: str
     created_at: float
     ttl: float
+
+    def as_dict(self) -> dict[str, str | int | float]:
+        """The fields by name (JSON-ready)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: object) -> "Routing | None":
+        """Routing from :meth:`as_dict`'s form; None unless every field is there with its type and times are finite."""
+        if not isinstance(data, dict):
+            return None
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            value = data.get(f.name)
+            if f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if type(value) is not _FIELD_TYPE[str(f.type)]:
+                return None
+            values[f.name] = value
+        routing = cls(**values)  # type: ignore[arg-type]
+        if not (math.isfinite(routing.created_at) and math.isfinite(routing.ttl) and routing.ttl > 0):
+            return None
+        return routing
+
+
+_FIELD_TYPE = {"int": int, "str": str, "float": float}
 
 
 @dataclass(frozen=True)
@@ -73,42 +104,110 @@ class BlobRefused(TransportError):
     """A blob a peer referred to is not its own, not where its blobs live, or not the size it said: never read."""
 
 
-@runtime_checkable
-class Transport(Protocol):
-    """Moves message bodies; found by name through the ``syft_flwr.transports`` entry points."""
+@dataclass(frozen=True)
+class Check:
+    """One line of ``doctor``: what was checked, whether it passed, and what to do if not."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+class Transport(abc.ABC):
+    """Moves message bodies; found by name through the ``syft_flwr.transports`` entry points.
+
+    In the manner of kombu's virtual transport: a subclass implements the few abstract
+    primitives (construction from settings, send, poll, read_to, delete, its own leftovers,
+    and the two folder-level stamps peers see in their poll: run and keys); everything else
+    has a default it may override (shared blobs are optional; ``read`` goes through
+    ``read_to``; calls are counted by :meth:`_count`). Options that only one transport
+    understands (a Drive URL, a directory) are read by that transport from
+    ``settings.transport_options``, never added to the shared ``Settings``.
+    The contract test suite (``tests/transport/test_contract.py``) runs against every transport.
+    """
 
     name: ClassVar[str]
     email: str
 
-    def prepare(self, app: str, peers: Sequence[str]) -> None:
-        """Create whatever storage ``app`` needs so ``peers`` can read what I send them."""
+    # -- construction -------------------------------------------------------------------
 
+    @classmethod
+    @abc.abstractmethod
+    def from_settings(cls, settings: Settings) -> "Transport":
+        """Build a transport for ``settings.email`` from the shared settings and its own options."""
+
+    @classmethod
+    def diagnose(cls, settings: Settings) -> list[Check]:
+        """``doctor``'s checks specific to this transport (credentials, reachability...).
+
+        The default builds the transport and says so; a transport with more to check overrides it.
+        """
+        try:
+            cls.from_settings(settings).close()
+        except (ConfigError, TransportError) as exc:
+            return [Check(cls.name, False, str(exc), "see the text above")]
+        return [Check(cls.name, True, f"the {cls.name!r} transport is ready")]
+
+    # -- abstract primitives ------------------------------------------------------------
+
+    @abc.abstractmethod
     def announce_run(self, app: str, run_id: int) -> None:
         """Tell my peers (in the same listing they poll) which run of ``app`` is current."""
 
+    @abc.abstractmethod
     def publish_keys(self, app: str, keys: dict[str, str]) -> None:
         """Publish my public keys to ``app``'s peers (in the same listing they poll)."""
 
+    @abc.abstractmethod
     def send(self, routing: Routing, body: Buffer | Sequence[Buffer] | BinaryIO) -> str:
         """Store ``body`` (buffers, or a seekable reader with ``.size``) for ``routing.recipient``.
 
         Returns a handle. Idempotent under retry.
         """
 
+    @abc.abstractmethod
     def poll(self, app: str) -> Listing:
-        """List postings of ``app`` addressed to me and my own, in O(1) storage calls."""
+        """List postings of ``app`` addressed to me and my own, in O(1) storage calls.
+
+        ``owner`` of an inbound posting is what the storage says about its writer, never
+        what the posting claims; a posting whose routing cannot be read has ``routing=None``.
+        """
+
+    @abc.abstractmethod
+    def read_to(self, posting: Posting, out: BinaryIO, *, max_bytes: int | None = None) -> int:
+        """Stream a posting's body into ``out`` in bounded memory; returns its size.
+
+        Raises ``TransportError`` if it is gone or longer than ``max_bytes``.
+        """
+
+    @abc.abstractmethod
+    def delete(self, handles: Sequence[str]) -> None:
+        """Delete my own postings or blobs (already-missing ones are not an error; others' raise)."""
+
+    @abc.abstractmethod
+    def my_postings(self, app: str | None = None) -> list[Posting]:
+        """Every message I stored and did not delete, of ``app`` or of every app (what ``clean`` removes)."""
+
+    # -- defaults -----------------------------------------------------------------------
+
+    def prepare(self, app: str, peers: Sequence[str]) -> None:
+        """Create whatever storage ``app`` needs so ``peers`` can read what I send them (default: nothing)."""
+        self._count("prepare")
 
     def read(self, posting: Posting, *, max_bytes: int | None = None) -> bytes:
-        """Return a posting's whole body."""
-
-    def read_to(self, posting: Posting, out: BinaryIO, *, max_bytes: int | None = None) -> int:
-        """Stream a posting's body into ``out`` in bounded memory; returns its size."""
+        """Return a posting's whole body (through :meth:`read_to`)."""
+        out = io.BytesIO()
+        self.read_to(posting, out, max_bytes=max_bytes)
+        return out.getvalue()
 
     def put_blob(self, app: str, data: Buffer | BinaryIO) -> str:
         """Store content (buffers, or a seekable reader with ``.size``) readable by all of ``app``'s peers.
 
-        Returns a locator. The content is opaque here (callers encrypt it).
+        Returns a locator. The content is opaque here (callers encrypt it). Optional: the
+        default refuses, and senders then put every array inline.
         """
+        raise TransportError(f"the {self.name!r} transport does not store shared blobs")
 
     def get_blob(self, app: str, locator: str, *, owner: str, size: int, out: BinaryIO) -> int:
         """Stream into ``out`` a blob that ``owner`` stored for ``app``, of exactly ``size`` bytes.
@@ -117,18 +216,37 @@ class Transport(Protocol):
         it, that it lies where ``owner`` keeps the blobs of ``app``, and its size; raises
         ``BlobRefused`` if not (a peer may name any file it likes).
         """
+        raise BlobRefused(f"the {self.name!r} transport does not store shared blobs")
 
     def list_my_blobs(self, app: str) -> list[str]:
         """Locators of the blobs of ``app`` I own (to remove leftovers)."""
-
-    def delete(self, handles: Sequence[str]) -> None:
-        """Delete my own postings or blobs (already-missing ones are not an error)."""
+        return []
 
     def call_counts(self) -> dict[str, int]:
         """Storage calls made so far, by method, for reports and benchmarks."""
+        counts, lock = self._counter()
+        with lock:
+            return dict(counts)
 
     def close(self) -> None:
-        """Release connections and threads."""
+        """Release connections and threads (default: nothing to release)."""
+
+    def _count(self, method: str) -> None:
+        """Count one storage call (for :meth:`call_counts`)."""
+        counts, lock = self._counter()
+        with lock:
+            counts[method] = counts.get(method, 0) + 1
+
+    def _counter(self) -> tuple[dict[str, int], threading.Lock]:
+        """The call counts and their lock, made on first use (subclasses need not call a base ``__init__``)."""
+        state = self.__dict__.get("_call_counter")
+        if state is None:
+            with _COUNTER_GUARD:
+                state = self.__dict__.setdefault("_call_counter", ({}, threading.Lock()))
+        return state
+
+
+_COUNTER_GUARD = threading.Lock()
 
 
 @runtime_checkable

@@ -13,7 +13,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import BinaryIO, ClassVar, Sequence
 
-from syft_flwr_gdrive.transport.contract import Announcement, BlobRefused, Listing, Posting, Routing, TransportError
+from syft_flwr_gdrive.config import ConfigError, Settings
+from syft_flwr_gdrive.transport.contract import (
+    Announcement, BlobRefused, Listing, Posting, Routing, Transport, TransportError,
+)
 from syft_flwr_gdrive.transport.segments import Buffer, as_reader
 
 
@@ -45,7 +48,7 @@ class MemoryHub:
             return handle
 
 
-class MemoryTransport:
+class MemoryTransport(Transport):
     """Transport over a MemoryHub; counts calls like the Drive transport does."""
 
     name: ClassVar[str] = "memory"
@@ -53,15 +56,11 @@ class MemoryTransport:
     def __init__(self, email: str, hub: MemoryHub) -> None:
         self.email = email.lower()
         self.hub = hub
-        self._counts: dict[str, int] = {}
-        self._count_lock = threading.Lock()
 
-    def _count(self, method: str) -> None:
-        with self._count_lock:
-            self._counts[method] = self._counts.get(method, 0) + 1
-
-    def prepare(self, app: str, peers: Sequence[str]) -> None:
-        self._count("prepare")
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "MemoryTransport":
+        raise ConfigError("The memory transport lives in one process (tests build it with a MemoryHub); "
+                          "set SYFT_FLWR_TRANSPORT to p2p (Google Drive) or dir (a shared directory).")
 
     def announce_run(self, app: str, run_id: int) -> None:
         self._count("announce")
@@ -96,18 +95,22 @@ class MemoryTransport:
                 inbound.append(posting)
         return Listing(tuple(inbound), tuple(outbound), tuple(runs))
 
-    def read(self, posting: Posting, *, max_bytes: int | None = None) -> bytes:
+    def read_to(self, posting: Posting, out: BinaryIO, *, max_bytes: int | None = None) -> int:
         self._count("read")
         with self.hub.lock:
             stored = self.hub.files.get(posting.handle)
         if stored is None:
             raise TransportError(f"message {posting.handle} is gone")
-        return stored.body if max_bytes is None else stored.body[: max_bytes + 1]
+        if max_bytes is not None and len(stored.body) > max_bytes:
+            raise TransportError(f"message {posting.handle} is {len(stored.body)} bytes, over the {max_bytes}-byte limit")
+        out.write(stored.body)
+        return len(stored.body)
 
-    def read_to(self, posting: Posting, out: BinaryIO, *, max_bytes: int | None = None) -> int:
-        data = self.read(posting, max_bytes=max_bytes)
-        out.write(data)
-        return len(data)
+    def my_postings(self, app: str | None = None) -> list[Posting]:
+        with self.hub.lock:
+            items = list(self.hub.files.items())
+        return [Posting(h, s.owner, s.routing, len(s.body), s.name) for h, s in items
+                if s.owner == self.email and (app is None or (s.routing is not None and s.routing.app == app))]
 
     def put_blob(self, app: str, data: Buffer | BinaryIO) -> str:
         self._count("put_blob")
@@ -152,10 +155,3 @@ class MemoryTransport:
                 if stored is not None and stored.owner != self.email:
                     raise TransportError(f"{self.email} may not delete {handle}, owned by {stored.owner}")
                 self.hub.files.pop(handle, None)
-
-    def call_counts(self) -> dict[str, int]:
-        with self._count_lock:
-            return dict(self._counts)
-
-    def close(self) -> None:
-        pass

@@ -92,7 +92,7 @@ def run_app(tmp: Path, name: str, *, run_config: str, node_configs: list, timeou
         leftovers = {}
         for email in (SERVER, *CLIENTS):
             transport = DriveTransport(DriveApi.for_fake(url, email), email)
-            count = len(transport.my_message_files()) + len(transport.list_my_blobs(f"flwr/{name.replace('_', '-')}"))
+            count = len(transport.my_postings()) + len(transport.list_my_blobs(f"flwr/{name.replace('_', '-')}"))
             if count:
                 leftovers[email] = count
     return Run(fed, records, out, leftovers, finished)
@@ -305,7 +305,7 @@ def test_a_datasite_whose_key_changed_is_left_out_and_the_run_goes_on(legacy, tm
             fed.start_all()
             assert fed.wait(120, keys=["server", "client0"])
             bob_alive = fed.client(1).alive()  # no trusted key: nothing can be sealed for him, not even a stop
-        left = {email: len(DriveTransport(DriveApi.for_fake(drive.url, email), email).my_message_files())
+        left = {email: len(DriveTransport(DriveApi.for_fake(drive.url, email), email).my_postings())
                 for email in (SERVER, *CLIENTS)}
     assert left == {SERVER: 0, CLIENTS[0]: 0, CLIENTS[1]: 0}
     report = fed.server().report()

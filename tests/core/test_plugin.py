@@ -26,3 +26,20 @@ def test_transport_comes_from_project_pyproject(tmp_path):
 
 def test_drive_transport_satisfies_the_contract(mocker):
     assert isinstance(DriveTransport(mocker.Mock(), "a@x.com"), Transport)
+
+
+def test_an_entry_point_that_is_not_a_transport_is_refused_by_name(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    from syft_flwr_gdrive import plugin
+
+    fake = EntryPoint(name="bogus", value="builtins:object", group=plugin.GROUP)
+    monkeypatch.setattr(plugin, "available_transports", lambda: {"bogus": fake})
+    with pytest.raises(ConfigError, match=r"'bogus' \(builtins:object\) is not a subclass of .*Transport"):
+        transport_class("bogus")
+
+
+def test_dir_is_registered_too():
+    from syft_flwr_gdrive.transport.directory import DirectoryTransport
+
+    assert transport_class("dir") is DirectoryTransport

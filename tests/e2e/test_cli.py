@@ -141,4 +141,4 @@ def test_clean_removes_a_crashed_servers_files(tmp_path: Path, drive):
     done = run(["clean", "--app", "x", "--drive-url", drive.url], env_for(SERVER))
     assert done.returncode == 0 and "3 message file(s) found, 3 deleted" in done.stdout
     settle(drive)
-    assert t.my_message_files() == []
+    assert t.my_postings() == []

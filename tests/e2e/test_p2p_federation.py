@@ -137,4 +137,4 @@ def test_hostile_and_stale_files_are_skipped_and_nothing_is_lost(tmp_path: Path,
     # next run's clean-up, the stranger's stays, and so does client 1's (`clean` removes it).
     # Client 1's forged file sits in a folder its process does not use (to the target), so it stays too.
     assert leftover_message_files(drive) == {SERVER: 2, CLIENTS[1]: 1}
-    assert len(transport_for(drive, stranger).my_message_files()) == 1
+    assert len(transport_for(drive, stranger).my_postings()) == 1

@@ -58,7 +58,7 @@ def leftover_message_files(drive: FakeDriveServer) -> dict[str, int]:
     try:
         left = {}
         for email in (SERVER, *CLIENTS):
-            files = transport_for(drive, email).my_message_files()
+            files = transport_for(drive, email).my_postings()
             if files:
                 left[email] = len(files)
         return left

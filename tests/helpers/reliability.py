@@ -105,7 +105,7 @@ def leftover_message_files(drive: FakeDriveServer, emails=(SERVER, *CLIENTS)) ->
         left = {}
         for email in emails:
             files = owned_files(drive, email)
-            assert len(files) >= len(transport_for(drive, email).my_message_files())
+            assert len(files) >= len(transport_for(drive, email).my_postings())
             if files:
                 left[email] = len(files)
         return left

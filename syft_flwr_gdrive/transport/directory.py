@@ -1,0 +1,305 @@
+"""The ``dir`` transport: message files in a directory every participant can reach.
+
+Suits a folder synced by Drive for desktop or Dropbox, an NFS share, or tests.
+Each participant writes only under its own subfolder, named by its email;
+whose subfolder a file is in is what this transport reports as its owner::
+
+    ROOT/<email>/<app folder>/announce.json          current run and public keys (peers read it)
+    ROOT/<email>/<app folder>/to/<peer>/<id>.msg     one message: a JSON routing line, then the body
+    ROOT/<email>/<app folder>/blobs/<locator>.bin    shared blobs (content is already encrypted)
+
+Every file is written to a temporary name in its folder and moved into place with
+``os.replace``, so a reader (or a sync client) never sees half a file. Polling lists
+folders and reads each message's first line; bodies are read only when asked.
+
+Trust: the owner is whoever's subfolder holds the file, so use a directory where each
+participant's subfolder is writable only by them (file permissions, per-folder shares);
+with encryption on (the default) a forged file also fails its signature check.
+Options: ``SYFT_FLWR_DIR`` (the shared directory; required).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar, Iterator, Sequence
+
+from syft_flwr_gdrive.accounts import canonical_email
+from syft_flwr_gdrive.config import ConfigError, Settings
+from syft_flwr_gdrive.transport.contract import (
+    Announcement, BlobRefused, Check, Listing, Posting, Routing, Transport, TransportError,
+)
+from syft_flwr_gdrive.transport.segments import Buffer, as_reader
+
+OPTION_DIR = "SYFT_FLWR_DIR"
+MAX_HEADER = 4096  # a routing line is a few hundred bytes; anything longer is not ours
+CHUNK = 1 << 20
+ANNOUNCE = "announce.json"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._@+-]{1,64}$")  # message ids (as the envelope checks them)
+_LOCATOR = re.compile(r"^[0-9a-f]{32}$")
+
+
+def app_folder(app: str) -> str:
+    """A folder name for ``app``: readable, and distinct for distinct apps."""
+    readable = re.sub(r"[^A-Za-z0-9._-]", "_", app)[:60]
+    return f"{readable}-{hashlib.sha256(app.encode('utf-8')).hexdigest()[:12]}"
+
+
+def write_atomic(path: Path, chunks: Iterator[bytes]) -> int:
+    """Write ``chunks`` to ``path`` via a temporary file in the same folder and ``os.replace``; returns the size."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    size = 0
+    try:
+        with open(tmp, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+                size += len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return size
+
+
+def _reader_chunks(reader: Any) -> Iterator[bytes]:
+    reader.seek(0)
+    while chunk := reader.read(CHUNK):
+        yield chunk
+
+
+class DirectoryTransport(Transport):
+    """Transport over a shared directory; one instance per participant."""
+
+    name: ClassVar[str] = "dir"
+
+    def __init__(self, root: Path | str, email: str) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise ConfigError(f"The shared directory {self.root} does not exist. Create it (mkdir -p {self.root}) "
+                              f"or point {OPTION_DIR} at the folder every participant shares.")
+        self.email = canonical_email(email)
+        self.home = self.root / self.email
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "DirectoryTransport":
+        root = settings.transport_options.get(OPTION_DIR, "").strip()
+        if not root:
+            raise ConfigError(f"The dir transport needs the shared directory: set {OPTION_DIR}=/path/to/folder, "
+                              "the same folder (synced, or on a share) for every participant.")
+        return cls(Path(root).expanduser(), settings.email)
+
+    @classmethod
+    def diagnose(cls, settings: Settings) -> list[Check]:
+        """The directory exists and I can write into my subfolder of it."""
+        try:
+            transport = cls.from_settings(settings)
+        except ConfigError as exc:
+            return [Check("directory", False, str(exc), f"set {OPTION_DIR} to an existing shared folder")]
+        probe = transport.home / f".doctor-{uuid.uuid4().hex}"
+        try:
+            write_atomic(probe, iter([b"ok"]))
+            probe.unlink()
+        except OSError as exc:
+            return [Check("directory", False, f"cannot write into {transport.home}: {exc}",
+                          "give this account write access to its own subfolder of the shared directory")]
+        return [Check("directory", True, f"shared directory {transport.root}, my subfolder {transport.home.name}")]
+
+    # -- primitives --------------------------------------------------------------------
+
+    def announce_run(self, app: str, run_id: int) -> None:
+        self._update_announcement(app, run_id=run_id)
+
+    def publish_keys(self, app: str, keys: dict[str, str]) -> None:
+        self._update_announcement(app, keys=dict(keys))
+
+    def send(self, routing: Routing, body: Buffer | Sequence[Buffer] | BinaryIO) -> str:
+        self._count("write")
+        if not _SAFE_ID.match(routing.message_id):
+            raise TransportError(f"message id {routing.message_id!r} cannot name a file (1-64 of A-Z a-z 0-9 . _ @ + -)")
+        recipient = canonical_email(routing.recipient)
+        path = self.home / app_folder(routing.app) / "to" / recipient / f"{routing.kind}-{routing.message_id}.msg"
+        header = json.dumps(routing.as_dict(), sort_keys=True).encode("utf-8") + b"\n"
+        reader = as_reader(body)
+        try:
+            write_atomic(path, _chain([header], _reader_chunks(reader)))
+        except OSError as exc:
+            raise TransportError(f"could not write {path}: {exc}") from exc
+        return self._handle(path)
+
+    def poll(self, app: str) -> Listing:
+        self._count("list")
+        folder = app_folder(app)
+        inbound: list[Posting] = []
+        announcements: list[Announcement] = []
+        try:
+            owners = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError as exc:
+            raise TransportError(f"could not list {self.root}: {exc}") from exc
+        for owner in owners:
+            if owner == self.email:
+                continue
+            base = self.root / owner / folder
+            inbound.extend(self._postings(base / "to" / self.email, owner))
+            state = self._announcement(base)
+            if state is not None:
+                announcements.append(Announcement(owner, state.get("run_id"), state.get("keys")))
+        outbound = [p for box in self._subfolders(self.home / folder / "to") for p in self._postings(box, self.email)]
+        return Listing(tuple(inbound), tuple(outbound), tuple(announcements))
+
+    def read_to(self, posting: Posting, out: BinaryIO, *, max_bytes: int | None = None) -> int:
+        self._count("read")
+        path = self._path(posting.handle)
+        try:
+            with open(path, "rb") as f:
+                header = f.readline(MAX_HEADER)
+                size = os.fstat(f.fileno()).st_size - len(header)
+                if max_bytes is not None and size > max_bytes:
+                    raise TransportError(f"message file {posting.handle} is {size} bytes, over the {max_bytes}-byte limit")
+                shutil.copyfileobj(f, out, CHUNK)
+        except FileNotFoundError:
+            raise TransportError(f"message file {posting.handle} is gone") from None
+        except OSError as exc:
+            raise TransportError(f"could not read {path}: {exc}") from exc
+        return size
+
+    def delete(self, handles: Sequence[str]) -> None:
+        self._count("delete")
+        for handle in handles:
+            if "/" in handle:
+                path = self._path(handle)
+                if handle.split("/")[0] != self.email:
+                    raise TransportError(f"{self.email} may not delete {handle}: it is not in my subfolder")
+                targets = [path]
+            elif _LOCATOR.match(handle):
+                targets = list(self.home.glob(f"*/blobs/{handle}.bin"))
+            else:
+                raise TransportError(f"{handle!r} is neither a message handle nor a blob locator of this transport")
+            try:
+                for target in targets:
+                    target.unlink(missing_ok=True)
+            except OSError as exc:
+                raise TransportError(f"could not delete {handle}: {exc}") from exc
+
+    def my_postings(self, app: str | None = None) -> list[Posting]:
+        apps = [self.home / app_folder(app)] if app is not None else self._subfolders(self.home)
+        return [p for base in apps for box in self._subfolders(base / "to") for p in self._postings(box, self.email)]
+
+    # -- shared blobs ----------------------------------------------------------------------
+
+    def put_blob(self, app: str, data: Buffer | BinaryIO) -> str:
+        self._count("put_blob")
+        locator = uuid.uuid4().hex
+        try:
+            write_atomic(self.home / app_folder(app) / "blobs" / f"{locator}.bin", _reader_chunks(as_reader(data)))
+        except OSError as exc:
+            raise TransportError(f"could not store a shared blob: {exc}") from exc
+        return locator
+
+    def get_blob(self, app: str, locator: str, *, owner: str, size: int, out: BinaryIO) -> int:
+        """Read a blob only from ``owner``'s blobs folder of ``app``, and only if it is ``size`` bytes."""
+        self._count("get_blob")
+        if not _LOCATOR.match(locator):
+            raise BlobRefused(f"{locator!r} is not a blob locator of the dir transport")
+        path = self.root / canonical_email(owner) / app_folder(app) / "blobs" / f"{locator}.bin"
+        try:
+            with open(path, "rb") as f:
+                found = os.fstat(f.fileno()).st_size
+                if found != size:
+                    raise BlobRefused(f"blob {locator} is {found} bytes, not the {size} its message says")
+                shutil.copyfileobj(f, out, CHUNK)
+        except FileNotFoundError:
+            raise BlobRefused(f"blob {locator} is not one of {owner}'s blobs of this app (or is gone)") from None
+        except OSError as exc:
+            raise TransportError(f"could not read blob {locator}: {exc}") from exc
+        return size
+
+    def list_my_blobs(self, app: str) -> list[str]:
+        return sorted(p.stem for p in (self.home / app_folder(app) / "blobs").glob("*.bin") if _LOCATOR.match(p.stem))
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _handle(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def _path(self, handle: str) -> Path:
+        """A handle back to a path inside the root (``owner/app/to/peer/file``: nothing else, no ``..``)."""
+        parts = handle.split("/")
+        if len(parts) != 5 or parts[2] != "to" or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
+            raise TransportError(f"{handle!r} is not a message handle of the dir transport")
+        return self.root.joinpath(*parts)
+
+    @staticmethod
+    def _subfolders(path: Path) -> list[Path]:
+        try:
+            return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise TransportError(f"could not list {path}: {exc}") from exc
+
+    def _postings(self, box: Path, owner: str) -> list[Posting]:
+        """Message files in one folder; a file whose routing line cannot be read has ``routing=None``."""
+        try:
+            names = sorted(n for n in os.listdir(box) if n.endswith(".msg") and not n.startswith("."))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise TransportError(f"could not list {box}: {exc}") from exc
+        out = []
+        for name in names:
+            try:
+                with open(box / name, "rb") as f:
+                    header = f.readline(MAX_HEADER)
+                    size = os.fstat(f.fileno()).st_size - len(header)
+            except FileNotFoundError:
+                continue  # deleted since the listing
+            except OSError:
+                continue  # unreadable: another poll will tell
+            out.append(Posting(self._handle(box / name), owner, _routing(header), size, name))
+        return out
+
+    def _announcement(self, base: Path) -> dict[str, Any] | None:
+        try:
+            data = json.loads((base / ANNOUNCE).read_bytes()[:MAX_HEADER])
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        run_id, keys = data.get("run_id"), data.get("keys")
+        return {
+            "run_id": run_id if isinstance(run_id, int) and not isinstance(run_id, bool) else None,
+            "keys": ({str(k): str(v) for k, v in keys.items()} if isinstance(keys, dict) else None),
+        }
+
+    def _update_announcement(self, app: str, **changes: Any) -> None:
+        """Read-modify-write of my own announcement (only I write it)."""
+        self._count("announce")
+        base = self.home / app_folder(app)
+        state = self._announcement(base) or {"run_id": None, "keys": None}
+        state.update(changes)
+        try:
+            write_atomic(base / ANNOUNCE, iter([json.dumps(state, sort_keys=True).encode("utf-8")]))
+        except OSError as exc:
+            raise TransportError(f"could not write {base / ANNOUNCE}: {exc}") from exc
+
+
+def _routing(header: bytes) -> Routing | None:
+    if not header.endswith(b"\n"):
+        return None
+    try:
+        return Routing.from_dict(json.loads(header))
+    except ValueError:
+        return None
+
+
+def _chain(*parts: Any) -> Iterator[bytes]:
+    for part in parts:
+        yield from part
