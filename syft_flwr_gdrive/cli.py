@@ -229,7 +229,7 @@ def client(
     _run_errors(go)
 
 
-def _run_with_live_view(title_clients: int, out_dir: Path, start: Any) -> dict:
+def _run_with_live_view(title_clients: int, out_dir: Path, start: Any, transport: str = "p2p") -> dict:
     """Run a local federation with a live table of rounds and answers; then print its report."""
     from rich.console import Console
     from rich.live import Live
@@ -238,9 +238,10 @@ def _run_with_live_view(title_clients: int, out_dir: Path, start: Any) -> dict:
     from syft_flwr_gdrive.demo import Progress
 
     console = Console(stderr=False)
+    storage = "fake Google Drive" if transport == "p2p" else "a shared directory"
 
     def view(p: Progress) -> Table:
-        table = Table(title=f"Federation on fake Google Drive - {p.elapsed:5.1f}s", show_edge=False)
+        table = Table(title=f"Federation on {storage} - {p.elapsed:5.1f}s", show_edge=False)
         table.add_column("round")
         table.add_column("participant")
         table.add_column("messages answered", justify="right")
@@ -250,7 +251,7 @@ def _run_with_live_view(title_clients: int, out_dir: Path, start: Any) -> dict:
         return table
 
     def go() -> dict:
-        console.print(f"Starting a fake Google Drive, 1 server and {title_clients} client processes ({out_dir})")
+        console.print(f"Starting 1 server and {title_clients} client processes over {storage} ({out_dir})")
         with Live(view(Progress()), console=console, refresh_per_second=4, transient=False) as live:
             return start(lambda p: live.update(view(p)))
 
@@ -264,7 +265,7 @@ def _run_with_live_view(title_clients: int, out_dir: Path, start: Any) -> dict:
             metrics.add_row(str(rnd), f"{history['loss'][i]:.4f}", f"{history['accuracy'][i]:.4f}",
                             str(history.get("num_clients", [""] * (i + 1))[i]))
         console.print(metrics)
-    calls = Table(title="Google Drive API calls", show_edge=False)
+    calls = Table(title="Google Drive API calls" if transport == "p2p" else "Storage calls", show_edge=False)
     for col in ("participant", "role", "exit", "total", "per round", "by method"):
         calls.add_column(col)
     for email, info in report["participants"].items():
@@ -301,6 +302,8 @@ def run_project(
     drive_profile: str = typer.Option("default", help="Fake Drive profile: 'default' or 'strict' (only what Drive documents: lag on every change, write limit, hidden owner emails, ...)."),
     out: Optional[Path] = typer.Option(None, help="Folder for report.json, the plot and logs; default runs/run-<time>."),
     timeout: float = typer.Option(600.0, help="Give up after this many seconds."),
+    transport: str = typer.Option("p2p", help="'p2p': an embedded fake Google Drive; 'dir': a shared directory (--dir)."),
+    shared_dir: Optional[Path] = typer.Option(None, "--dir", help="The dir transport's shared directory; default OUT/shared."),
 ) -> None:
     """Federate your own Flower project on this machine: N data owners over an embedded fake Google Drive.
 
@@ -314,9 +317,9 @@ def run_project(
         project=project.expanduser().resolve(), clients=clients, run_config=run_config or "",
         node_configs=tuple(node_config or (DEFAULT_NODE_CONFIG,)), poll_interval=poll_interval,
         latency_ms=latency_ms, error_rate=error_rate, drop_rate=drop_rate, seed=seed, timeout=timeout,
-        drive_profile=drive_profile, **({"out_dir": out} if out else {}),
+        drive_profile=drive_profile, transport=transport, shared_dir=shared_dir, **({"out_dir": out} if out else {}),
     )
-    _run_with_live_view(clients, options.out_dir, lambda on_progress: run_local(options, on_progress))
+    _run_with_live_view(clients, options.out_dir, lambda on_progress: run_local(options, on_progress), transport)
 
 
 @app.command()
@@ -332,6 +335,8 @@ def demo(
     drive_profile: str = typer.Option("default", help="Fake Drive profile: 'default' or 'strict' (only what Drive documents)."),
     out: Optional[Path] = typer.Option(None, help="Folder for report.json, metrics.png and logs; default runs/demo-<time>."),
     timeout: float = typer.Option(600.0, help="Give up after this many seconds."),
+    transport: str = typer.Option("p2p", help="'p2p': an embedded fake Google Drive; 'dir': a shared directory (--dir)."),
+    shared_dir: Optional[Path] = typer.Option(None, "--dir", help="The dir transport's shared directory; default OUT/shared."),
 ) -> None:
     """Train a real model with N data owners over an embedded fake Google Drive (no account needed).
 
@@ -342,9 +347,9 @@ def demo(
     options = DemoOptions(
         clients=clients, rounds=rounds, poll_interval=poll_interval, app=app_style, latency_ms=latency_ms,
         error_rate=error_rate, drop_rate=drop_rate, seed=seed, timeout=timeout, drive_profile=drive_profile,
-        **({"out_dir": out} if out else {}),
+        transport=transport, shared_dir=shared_dir, **({"out_dir": out} if out else {}),
     )
-    _run_with_live_view(clients, options.out_dir, lambda on_progress: run_demo(options, on_progress))
+    _run_with_live_view(clients, options.out_dir, lambda on_progress: run_demo(options, on_progress), transport)
 
 
 @app.command()
@@ -481,14 +486,14 @@ def clean(
     drive_url: Optional[str] = typer.Option(None, help="Drive API base URL (the fake Drive's); default: real Google Drive."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be deleted."),
 ) -> None:
-    """Delete this participant's leftover message files from Drive (peers clean their own)."""
+    """Delete this participant's leftover message files (peers clean their own)."""
     def go() -> Any:
-        from syft_flwr_gdrive.drive.transport import DriveTransport
         from syft_flwr_gdrive.maintenance import clean as clean_files
+        from syft_flwr_gdrive.plugin import create_transport
         from syft_flwr_gdrive.server import app_key
 
         settings = _settings(email, drive_url, None)
-        return clean_files(DriveTransport.from_settings(settings), app=app_key(app_name) if app_name else None, dry_run=dry_run)
+        return clean_files(create_transport(settings), app=app_key(app_name) if app_name else None, dry_run=dry_run)
 
     result = _run_errors(go)
     for name in result.names:

@@ -1,20 +1,22 @@
-"""A whole federation on this machine over the embedded fake Google Drive: ``run`` and ``demo``.
+"""A whole federation on this machine over the embedded fake Google Drive (or a shared directory): ``run`` and ``demo``.
 
 ``run`` federates the user's own Flower project (like ``flwr run`` with a local
-federation): it starts the fake Drive in this process, then a server and N
-clients as separate processes, each running the project unchanged, shows live
-progress, and writes a JSON report (and, when the app records a history, a PNG
-plot). ``demo`` is ``run`` on the bundled digits app (``fixtures/``).
+federation): it starts the fake Drive in this process (``transport="p2p"``) or
+uses a directory (``transport="dir"``), then a server and N clients as separate
+processes, each running the project unchanged, shows live progress, and writes
+a JSON report (and, when the app records a history, a PNG plot). ``demo`` is
+``run`` on the bundled digits app (``fixtures/``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from syft_flwr_gdrive.config import ConfigError
 from syft_flwr_gdrive.fake import FakeDriveServer, FaultConfig
@@ -25,6 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 APPS = {"message": "message_app", "legacy": "legacy_app"}
 _ROUND_RE = re.compile(r"\[ROUND (\d+)(?:/(\d+))?\]")
 DEFAULT_NODE_CONFIG = "partition-id={i} num-partitions={n}"
+TRANSPORTS = ("p2p", "dir")  # the embedded fake Google Drive, or a shared directory
 
 
 @dataclass
@@ -46,6 +49,8 @@ class LocalRunOptions:
     timeout: float = 600.0
     label: str = ""  # for the plot's title; default the project's folder name
     expected_rounds: int | None = None  # the demo knows how many rounds make a success
+    transport: str = "p2p"  # "p2p": the embedded fake Google Drive; "dir": a shared directory
+    shared_dir: Path | None = None  # the dir transport's directory; default OUT/shared
 
 
 @dataclass
@@ -62,6 +67,8 @@ class DemoOptions:
     drive_profile: str = "default"
     out_dir: Path = field(default_factory=lambda: Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S"))
     timeout: float = 600.0
+    transport: str = "p2p"
+    shared_dir: Path | None = None
 
     def as_run(self) -> LocalRunOptions:
         if not 1 <= self.rounds <= 100:
@@ -73,6 +80,7 @@ class DemoOptions:
             error_rate=self.error_rate, drop_rate=self.drop_rate, seed=self.seed, drive_profile=self.drive_profile,
             out_dir=self.out_dir,
             timeout=self.timeout, label=f"{self.app} app", expected_rounds=self.rounds,
+            transport=self.transport, shared_dir=self.shared_dir,
         )
 
 
@@ -113,6 +121,12 @@ def validate(options: LocalRunOptions) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1).")
     if options.latency_ms < 0 or options.poll_interval <= 0:
         raise ConfigError("--latency-ms must be >= 0 and --poll-interval > 0.")
+    if options.transport not in TRANSPORTS:
+        raise ConfigError(f"--transport {options.transport!r} is not one of {', '.join(TRANSPORTS)}.")
+    if options.transport != "p2p" and (options.latency_ms or options.error_rate or options.drop_rate
+                                       or options.drive_profile != "default"):
+        raise ConfigError("--latency-ms, --error-rate, --drop-rate and --drive-profile shape the fake Google Drive: "
+                          "use them with --transport p2p.")
     if options.drive_profile not in ("default", "strict"):
         raise ConfigError(f"--drive-profile {options.drive_profile!r} is not a profile: use 'default' or 'strict'.")
     if not (Path(options.project) / "pyproject.toml").is_file():
@@ -153,21 +167,16 @@ def run_local(options: LocalRunOptions, on_progress: Callable[[Progress], None] 
     validate(options)
     out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    faults = FaultConfig(
-        latency=options.latency_ms / 1000.0,
-        error_rate=options.error_rate,
-        drop_rate=options.drop_rate,
-        seed=options.seed,
-    )
     emails = [f"dataowner{i + 1}@example.com" for i in range(options.clients)]
     started = time.monotonic()
-    with FakeDriveServer(faults=faults, profile=options.drive_profile) as drive:
+    with _storage(options, out) as (drive_url, extra_env, storage_stats):
         fed = LocalFederation(
-            out / "participants", Path(options.project), drive.url,
+            out / "participants", Path(options.project), drive_url,
             server_email="datascientist@example.com", client_emails=emails,
             poll_interval=options.poll_interval, msg_timeout=options.msg_timeout,
             run_config=options.run_config,
             node_configs=[node_config_for(options, i) for i in range(options.clients)],
+            extra_env=extra_env,
         )
         with fed:
             fed.start_all()
@@ -182,11 +191,29 @@ def run_local(options: LocalRunOptions, on_progress: Callable[[Progress], None] 
             last = read_progress(fed, started)
             if on_progress:
                 on_progress(last)
-            report = build_report(fed, options, time.monotonic() - started, finished, drive.stats(), last)
+            report = build_report(fed, options, time.monotonic() - started, finished, storage_stats(), last)
     (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     report["plot"] = write_plot(report, out / "metrics.png")
     (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return report
+
+
+@contextlib.contextmanager
+def _storage(options: LocalRunOptions, out: Path) -> Iterator[tuple[str | None, dict[str, str], Callable[[], dict]]]:
+    """What the participants share: (Drive URL or None, their extra environment, the storage's stats)."""
+    if options.transport == "dir":
+        shared = Path(options.shared_dir or out / "shared").resolve()
+        shared.mkdir(parents=True, exist_ok=True)
+        yield None, {"SYFT_FLWR_TRANSPORT": "dir", "SYFT_FLWR_DIR": str(shared)}, dict
+        return
+    faults = FaultConfig(
+        latency=options.latency_ms / 1000.0,
+        error_rate=options.error_rate,
+        drop_rate=options.drop_rate,
+        seed=options.seed,
+    )
+    with FakeDriveServer(faults=faults, profile=options.drive_profile) as drive:
+        yield drive.url, {}, drive.stats
 
 
 def build_report(fed: LocalFederation, options: LocalRunOptions, elapsed: float, finished: bool, drive_stats: dict,
@@ -225,6 +252,7 @@ def build_report(fed: LocalFederation, options: LocalRunOptions, elapsed: float,
         "summary": server_report.get("summary"),
         "per_round": server_report.get("rounds"),
         "excluded": server_report.get("excluded"),
+        "transport": options.transport,
         "faults": {"latency_ms": options.latency_ms, "error_rate": options.error_rate, "drop_rate": options.drop_rate,
                    "drive_profile": options.drive_profile},
         "history": history,

@@ -67,11 +67,12 @@ class Participant:
 
 @dataclass
 class LocalFederation:
-    """Launch participants of one Flower project against one Drive URL."""
+    """Launch participants of one Flower project against one Drive URL (or, with ``drive_url=None``,
+    whatever storage ``extra_env`` names, e.g. ``SYFT_FLWR_TRANSPORT=dir``)."""
 
     workdir: Path
     project: Path
-    drive_url: str
+    drive_url: str | None
     server_email: str = "ds@example.com"
     client_emails: Sequence[str] = ("do1@example.com", "do2@example.com", "do3@example.com")
     poll_interval: float = 0.5
@@ -99,9 +100,10 @@ class LocalFederation:
 
     def _env(self, email: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SYFT")}
+        if self.drive_url:
+            env["SYFT_FLWR_DRIVE_URL"] = self.drive_url
         env.update(
             SYFTBOX_EMAIL=email,
-            SYFT_FLWR_DRIVE_URL=self.drive_url,
             SYFT_FLWR_POLL_INTERVAL=str(self.poll_interval),
             SYFT_FLWR_MSG_TIMEOUT=str(self.msg_timeout),
             SYFT_FLWR_STATE_DIR=str(self.state_dir or self.workdir / "state"),
