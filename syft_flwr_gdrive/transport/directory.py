@@ -27,7 +27,7 @@ import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, ClassVar, Iterator, Sequence
 
 from syft_flwr_gdrive.accounts import canonical_email
 from syft_flwr_gdrive.config import ConfigError, Settings
@@ -157,18 +157,13 @@ class DirectoryTransport(Transport):
     def read_to(self, posting: Posting, out: BinaryIO, *, max_bytes: int | None = None) -> int:
         self._count("read")
         path = self._path(posting.handle)
-        try:
-            with open(path, "rb") as f:
-                header = f.readline(MAX_HEADER)
-                size = os.fstat(f.fileno()).st_size - len(header)
-                if max_bytes is not None and size > max_bytes:
-                    raise TransportError(f"message file {posting.handle} is {size} bytes, over the {max_bytes}-byte limit")
-                shutil.copyfileobj(f, out, CHUNK)
-        except FileNotFoundError:
-            raise TransportError(f"message file {posting.handle} is gone") from None
-        except OSError as exc:
-            raise TransportError(f"could not read {path}: {exc}") from exc
-        return size
+
+        def check(size: int) -> None:
+            if max_bytes is not None and size > max_bytes:
+                raise TransportError(f"message file {posting.handle} is {size} bytes, over the {max_bytes}-byte limit")
+
+        return _copy_body(path, out, header=True, check=check,
+                          gone=TransportError(f"message file {posting.handle} is gone"))
 
     def delete(self, handles: Sequence[str]) -> None:
         self._count("delete")
@@ -209,17 +204,13 @@ class DirectoryTransport(Transport):
         if not _LOCATOR.match(locator):
             raise BlobRefused(f"{locator!r} is not a blob locator of the dir transport")
         path = self.root / canonical_email(owner) / app_folder(app) / "blobs" / f"{locator}.bin"
-        try:
-            with open(path, "rb") as f:
-                found = os.fstat(f.fileno()).st_size
-                if found != size:
-                    raise BlobRefused(f"blob {locator} is {found} bytes, not the {size} its message says")
-                shutil.copyfileobj(f, out, CHUNK)
-        except FileNotFoundError:
-            raise BlobRefused(f"blob {locator} is not one of {owner}'s blobs of this app (or is gone)") from None
-        except OSError as exc:
-            raise TransportError(f"could not read blob {locator}: {exc}") from exc
-        return size
+
+        def check(found: int) -> None:
+            if found != size:
+                raise BlobRefused(f"blob {locator} is {found} bytes, not the {size} its message says")
+
+        return _copy_body(path, out, header=False, check=check,
+                          gone=BlobRefused(f"blob {locator} is not one of {owner}'s blobs of this app (or is gone)"))
 
     def list_my_blobs(self, app: str) -> list[str]:
         return sorted(p.stem for p in (self.home / app_folder(app) / "blobs").glob("*.bin") if _LOCATOR.match(p.stem))
@@ -289,6 +280,24 @@ class DirectoryTransport(Transport):
             write_atomic(base / ANNOUNCE, iter([json.dumps(state, sort_keys=True).encode("utf-8")]))
         except OSError as exc:
             raise TransportError(f"could not write {base / ANNOUNCE}: {exc}") from exc
+
+
+def _copy_body(path: Path, out: BinaryIO, *, header: bool, check: Callable[[int], None], gone: Exception) -> int:
+    """Copy a file (after its routing line when ``header``) into ``out`` once ``check(size)`` passed; returns the size.
+
+    A missing file raises ``gone``; another I/O error a ``TransportError`` naming the path.
+    """
+    try:
+        with open(path, "rb") as f:
+            skipped = len(f.readline(MAX_HEADER)) if header else 0
+            size = os.fstat(f.fileno()).st_size - skipped
+            check(size)
+            shutil.copyfileobj(f, out, CHUNK)
+    except FileNotFoundError:
+        raise gone from None
+    except OSError as exc:
+        raise TransportError(f"could not read {path}: {exc}") from exc
+    return size
 
 
 def _routing(header: bytes) -> Routing | None:
