@@ -4,15 +4,18 @@ sharing nothing but a folder (the contract is the shared protocol, not Drive).""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 from syft_flwr_gdrive.federation import LocalFederation
 from syft_flwr_gdrive.transport.directory import DirectoryTransport
-
-from .conftest import CLIENTS, MESSAGE_APP, SERVER
-from .test_cli import env_for, run
+from tests.helpers.e2e import CLI, CLIENTS, MESSAGE_APP, SERVER, env_for
 
 ROUNDS = 2
+
+
+def run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(CLI + args, env=env_for(), capture_output=True, text=True, timeout=timeout)
 
 
 def test_three_clients_train_over_a_shared_directory(tmp_path: Path):
@@ -43,11 +46,11 @@ def test_three_clients_train_over_a_shared_directory(tmp_path: Path):
 def test_demo_command_over_a_shared_directory(tmp_path: Path):
     out, shared = tmp_path / "demo", tmp_path / "shared"
     proc = run(["demo", "--transport", "dir", "--dir", str(shared), "--clients", "2", "--rounds", "2",
-                "--out", str(out), "--poll-interval", "0.2"], env_for(), timeout=300)
+                "--out", str(out), "--poll-interval", "0.2"], timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["ok"] and report["rounds_completed"] == 2 and report["transport"] == "dir"
     assert "over a shared directory" in proc.stdout and "Storage calls" in proc.stdout
     assert sorted(p.name for p in shared.iterdir()) == sorted(report["participants"])
-    bad = run(["demo", "--transport", "dir", "--error-rate", "0.1"], env_for())
+    bad = run(["demo", "--transport", "dir", "--error-rate", "0.1"])
     assert bad.returncode == 2 and "--transport p2p" in bad.stderr
