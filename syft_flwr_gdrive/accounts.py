@@ -9,7 +9,10 @@ package compares or derives from an address (peers, node ids, trust) goes throug
 
 from __future__ import annotations
 
+import hashlib
+
 GMAIL_DOMAINS = ("gmail.com", "googlemail.com")
+FIRST_NODE_ID = 2  # Flower's node id 0 is "no node" and 1 its SuperLink (our server): participants' ids start above
 
 
 def canonical_email(email: str) -> str:
@@ -23,3 +26,15 @@ def canonical_email(email: str) -> str:
 
 def same_account(a: str, b: str) -> bool:
     return bool(a) and bool(b) and canonical_email(a) == canonical_email(b)
+
+
+def node_id_for(email: str) -> int:
+    """A stable 63-bit Flower node id for a participant's email.
+
+    Derived, not assigned, so the server and every client agree on it without
+    talking; never 0 and never the server's own id. Here, not in the Flower codec,
+    because storage layouts name recipients by it too and must not import Flower.
+    """
+    digest = hashlib.sha256(canonical_email(email).encode("utf-8")).digest()
+    node_id = int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
+    return node_id if node_id >= FIRST_NODE_ID else node_id + FIRST_NODE_ID

@@ -21,7 +21,8 @@ from typing import BinaryIO
 
 from syft_flwr_gdrive.crypto import BlobOpener, CryptoError, new_blob_key, open_blob, seal_blob, sealed_blob_size
 from syft_flwr_gdrive.flower_codec import BlobRef, PayloadError
-from syft_flwr_gdrive.transport.contract import BlobRefused, Transport
+from syft_flwr_gdrive.transport.contract import BlobRefused
+from syft_flwr_gdrive.transport.mailbox import Mailbox
 from syft_flwr_gdrive.transport.pipe import PipeSink
 from syft_flwr_gdrive.transport.segments import Buffer, SegmentReader
 
@@ -34,9 +35,8 @@ SPOOL_IN_MEMORY = 8 * 1024 * 1024  # a downloaded blob's ciphertext spools to di
 class BlobPlacer:
     """Server side: one encrypted upload per distinct array content per run; thread-safe."""
 
-    def __init__(self, transport: Transport, app: str, min_bytes: int = BLOB_MIN_BYTES) -> None:
-        self.transport = transport
-        self.app = app
+    def __init__(self, mailbox: Mailbox, min_bytes: int = BLOB_MIN_BYTES) -> None:
+        self.mailbox = mailbox
         self.min_bytes = min_bytes
         self._lock = threading.Lock()
         self._by_sha: dict[str, BlobRef] = {}
@@ -57,7 +57,7 @@ class BlobPlacer:
             if ref is None:
                 key = new_blob_key()
                 sealed = seal_blob(SegmentReader([data]), len(data), key)  # encrypted chunk by chunk while uploading
-                ref = BlobRef(self.transport.put_blob(self.app, sealed), sha, len(data), key)
+                ref = BlobRef(self.mailbox.put_blob(sealed), sha, len(data), key)
                 self.uploaded_bytes += sealed.size
                 with self._lock:
                     self._by_sha[sha] = ref
@@ -106,9 +106,8 @@ class BlobCache:
     and memory never holds a model the app has dropped (the bytes handed out are the app's).
     """
 
-    def __init__(self, transport: Transport, app: str, *, max_bytes: int | None = None, max_items: int = 1) -> None:
-        self.transport = transport
-        self.app = app
+    def __init__(self, mailbox: Mailbox, *, max_bytes: int | None = None, max_items: int = 1) -> None:
+        self.mailbox = mailbox
         self.max_bytes = max_bytes
         self.max_items = max_items
         self._items: OrderedDict[str, BinaryIO] = OrderedDict()  # sha256 -> spooled ciphertext
@@ -132,7 +131,7 @@ class BlobCache:
 
         pipe = PipeSink(consume, name="blob-open")
         try:
-            self.transport.get_blob(self.app, ref.locator, owner=owner, size=stored_size, out=pipe)  # type: ignore[arg-type]
+            self.mailbox.get_blob(ref.locator, owner=owner, size=stored_size, out=pipe)  # type: ignore[arg-type]
             pipe.finish()
             data = opener.finish()
         except BaseException as exc:

@@ -33,11 +33,11 @@ from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 from flwr.supercore.constant import SYSTEM_MESSAGE_TYPE
 
-from syft_flwr_gdrive.accounts import canonical_email
+from syft_flwr_gdrive.accounts import canonical_email, node_id_for
 from syft_flwr_gdrive.blobs import BlobCache
 from syft_flwr_gdrive.config import ConfigError
 from syft_flwr_gdrive.flower_codec import (
-    CODEC_PARTS, SERVER_NODE_ID, PayloadError, decode_message_and_run, encode_message, node_id_for,
+    CODEC_PARTS, SERVER_NODE_ID, PayloadError, decode_message_and_run, encode_message,
 )
 from syft_flwr_gdrive.identity import AppIdentity, differences
 from syft_flwr_gdrive.logsafe import printable
@@ -134,7 +134,7 @@ class ClientLoop:
         self.report = ClientReport()
         self._current_run: int | None = None
         self._context: Context | None = None
-        self._blobs = BlobCache(mailbox.transport, mailbox.app, max_bytes=mailbox.max_payload)
+        self._blobs = BlobCache(mailbox, max_bytes=mailbox.max_payload)
         self._attempts: dict[str, int] = {}  # request id -> failed fetches so far
 
     # -- main loop ----------------------------------------------------------------------
@@ -365,7 +365,7 @@ class ClientLoop:
         outbound: tuple = ()
         while True:
             try:
-                listing = self.mailbox.transport.poll(self.mailbox.app)
+                listing = self.mailbox.stored()
             except Exception as exc:
                 logger.warning("poll failed during shutdown (%s)", exc)
                 listing = None

@@ -72,19 +72,6 @@ BlobPlacer = Callable[[bytes], "BlobRef | None"]
 BlobFetcher = Callable[[BlobRef], bytes]
 
 
-def node_id_for(email: str) -> int:
-    """A stable 63-bit Flower node id for a participant's email.
-
-    Derived, not assigned, so the server and every client agree on it without
-    talking; never 0 and never the server's own id.
-    """
-    from syft_flwr_gdrive.accounts import canonical_email
-
-    digest = hashlib.sha256(canonical_email(email).encode("utf-8")).digest()
-    node_id = int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
-    return node_id if node_id > SERVER_NODE_ID else node_id + 2
-
-
 # -- encoding --------------------------------------------------------------------------
 
 

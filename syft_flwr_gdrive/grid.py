@@ -37,11 +37,12 @@ from flwr.serverapp import Grid
 from flwr.supercore.constant import SYSTEM_MESSAGE_TYPE
 from flwr.supercore.run import Run
 
+from syft_flwr_gdrive.accounts import node_id_for
 from syft_flwr_gdrive.blobs import BlobCache, BlobPlacer
 from syft_flwr_gdrive.coalesce import Coalescer
 from syft_flwr_gdrive.crypto import MissingPeerKey
 from syft_flwr_gdrive.flower_codec import (
-    CODEC_PARTS, SERVER_NODE_ID, BlobRef, PayloadError, decode_message, encode_message, node_id_for,
+    CODEC_PARTS, SERVER_NODE_ID, BlobRef, PayloadError, decode_message, encode_message,
 )
 from syft_flwr_gdrive.poll_schedule import PollPolicy, PollSchedule
 from syft_flwr_gdrive.logsafe import printable
@@ -108,9 +109,9 @@ class TransportGrid(Grid):
         self._poll_lock = threading.Lock()
         self._schedule = poll_schedule or PollSchedule(PollPolicy(poll_interval))
         self._pool = ThreadPoolExecutor(max_workers=send_workers, thread_name_prefix="grid-send")
-        self.blobs = BlobPlacer(mailbox.transport, mailbox.app)
+        self.blobs = BlobPlacer(mailbox)
         # Replies never need shared blobs, but one that names a blob gets the same checks as a client's fetch.
-        self._reply_blobs = BlobCache(mailbox.transport, mailbox.app, max_bytes=mailbox.max_payload, max_items=0)
+        self._reply_blobs = BlobCache(mailbox, max_bytes=mailbox.max_payload, max_items=0)
         self._coalescer: Coalescer[Message] = Coalescer(self.push_messages, self._complete, result_timeout=msg_timeout + 60)
         self._closed = False
         self.tally = Tally()
@@ -479,9 +480,9 @@ class TransportGrid(Grid):
 
     def remove_stale_files(self) -> int:
         """Delete my own message files of other runs (crashed or finished earlier runs)."""
-        listing = self.mailbox.transport.poll(self.mailbox.app)
+        listing = self.mailbox.stored()
         stale = [p.handle for p in listing.outbound if p.routing is None or p.routing.run_id != self.run_id]
-        stale += self.mailbox.transport.list_my_blobs(self.mailbox.app)
+        stale += self.mailbox.my_blobs()
         if stale:
             logger.info("removing %d message file(s) left by earlier runs", len(stale))
             self.mailbox.delete_own(stale)

@@ -18,7 +18,7 @@ import hashlib
 import math
 from typing import Any, Mapping
 
-from syft_flwr_gdrive.flower_codec import node_id_for
+from syft_flwr_gdrive.accounts import node_id_for
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.envelope import FORMAT_VERSION, KINDS
 

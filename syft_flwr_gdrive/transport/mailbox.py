@@ -284,6 +284,22 @@ class Mailbox:
         if handles:
             self.transport.delete(list(handles))
 
+    def stored(self) -> Listing:
+        """What is stored now, unchecked: my own postings (to clean up) and those addressed to me."""
+        return self.transport.poll(self.app)
+
+    def put_blob(self, data: Buffer | BinaryIO) -> str:
+        """Store (already encrypted) content once for every peer of this app; returns its locator."""
+        return self.transport.put_blob(self.app, data)
+
+    def get_blob(self, locator: str, *, owner: str, size: int, out: BinaryIO) -> int:
+        """Stream ``owner``'s blob of this app into ``out`` after the transport vetted owner, place and size."""
+        return self.transport.get_blob(self.app, locator, owner=owner, size=size, out=out)
+
+    def my_blobs(self) -> list[str]:
+        """Locators of my blobs of this app (leftovers to remove)."""
+        return self.transport.list_my_blobs(self.app)
+
     # -- checks ---------------------------------------------------------------------
 
     def _reject(self, posting: Posting, reason: str) -> bool:

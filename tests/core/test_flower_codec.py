@@ -15,6 +15,7 @@ from syft_flwr_gdrive.flower_codec import (
     CODEC_PARTS, CODEC_PROTO, PayloadError, decode_message, encode_message, message_from_bytes, message_to_bytes,
 )
 from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
+from tests.helpers.mailboxes import store
 
 
 @pytest.fixture(autouse=True)
@@ -51,12 +52,12 @@ def test_roundtrip_inline():
 def test_legacy_parameters_arrays_roundtrip_inline_and_as_blobs():
     """flwr's server_fn compatibility layer sends arrays with an empty dtype and shape (found by the e2e run)."""
     hub = MemoryHub()
-    placer = BlobPlacer(MemoryTransport("ds@x.com", hub), "flwr/t", min_bytes=1024)
+    placer = BlobPlacer(store(MemoryTransport("ds@x.com", hub)), min_bytes=1024)
     legacy = {"0": Array(dtype="", shape=(), stype="numpy.ndarray", data=b"\x93NUMPY" + bytes(5000)),
               "1": Array(dtype="", shape=(), stype="", data=b"tiny")}
     msg = Message(RecordDict({"fitins.parameters": ArrayRecord(legacy)}), 77, "train")
     p = b"".join(bytes(s) for s in encode_message(msg, place_blob=placer))
-    cache = BlobCache(MemoryTransport("a@x.com", hub), "flwr/t")
+    cache = BlobCache(store(MemoryTransport("a@x.com", hub)))
     back = decode_message(io.BytesIO(p), len(p), fetch_blob=functools.partial(cache.fetch, owner="ds@x.com"))
     for key, array in legacy.items():
         got = back.content["fitins.parameters"][key]
@@ -79,14 +80,14 @@ def test_legacy_proto_codec_is_still_read():
 def test_big_arrays_go_to_one_encrypted_shared_blob_and_are_fetched_once():
     hub = MemoryHub()
     server, client = MemoryTransport("ds@x.com", hub), MemoryTransport("a@x.com", hub)
-    placer = BlobPlacer(server, "flwr/t", min_bytes=1024)
+    placer = BlobPlacer(store(server), min_bytes=1024)
     msg = sample(big=100_000)  # 400 kB array -> blob; the small ones stay inline
     payloads = [b"".join(bytes(s) for s in encode_message(msg, place_blob=placer)) for _ in range(5)]
     assert server.call_counts()["put_blob"] == 1 and placer.uploaded_bytes == 400_128 + 16  # one AEAD tag per MiB
     assert all(len(p) < 10_000 for p in payloads)  # the broadcast array is not in the messages
     [(_locator, (_owner, stored))] = hub.blobs.items()
     assert msg.content["arrays"]["0"].data[:4096] not in stored  # only ciphertext is stored
-    cache = BlobCache(client, "flwr/t")
+    cache = BlobCache(store(client))
     for p in payloads:
         assert_same(msg, decode_message(io.BytesIO(p), len(p), fetch_blob=functools.partial(cache.fetch, owner="ds@x.com")))
     assert client.call_counts()["get_blob"] == 1
@@ -94,7 +95,7 @@ def test_big_arrays_go_to_one_encrypted_shared_blob_and_are_fetched_once():
 
 def _blob_payload(hub):
     server = MemoryTransport("ds@x.com", hub)
-    return b"".join(bytes(s) for s in encode_message(sample(big=100_000), place_blob=BlobPlacer(server, "flwr/t", min_bytes=1024)))
+    return b"".join(bytes(s) for s in encode_message(sample(big=100_000), place_blob=BlobPlacer(store(server), min_bytes=1024)))
 
 
 def test_tampered_blob_is_rejected():
@@ -102,7 +103,7 @@ def test_tampered_blob_is_rejected():
     p = _blob_payload(hub)
     [(locator, (owner, data))] = hub.blobs.items()
     hub.blobs[locator] = (owner, data[:-1] + bytes([data[-1] ^ 1]))
-    cache = BlobCache(MemoryTransport("a@x.com", hub), "flwr/t")
+    cache = BlobCache(store(MemoryTransport("a@x.com", hub)))
     with pytest.raises(PayloadError, match="does not decrypt"):
         decode_message(io.BytesIO(p), len(p), fetch_blob=functools.partial(cache.fetch, owner="ds@x.com"))
 
@@ -111,7 +112,7 @@ def test_a_blob_is_fetched_only_from_the_sender():
     hub = MemoryHub()
     p = _blob_payload(hub)  # stored by ds@x.com; a message "from" eve names it
     client = MemoryTransport("a@x.com", hub)
-    cache = BlobCache(client, "flwr/t")
+    cache = BlobCache(store(client))
     with pytest.raises(PayloadError, match="not one of eve@x.com's blobs"):
         decode_message(io.BytesIO(p), len(p), fetch_blob=functools.partial(cache.fetch, owner="eve@x.com"))
 
@@ -120,7 +121,7 @@ def test_a_blob_over_the_message_limit_is_refused_before_it_is_fetched():
     hub = MemoryHub()
     p = _blob_payload(hub)
     client = MemoryTransport("a@x.com", hub)
-    cache = BlobCache(client, "flwr/t")
+    cache = BlobCache(store(client))
     with pytest.raises(PayloadError, match="limit"):
         decode_message(io.BytesIO(p), len(p), max_bytes=100_000,
                        fetch_blob=functools.partial(cache.fetch, owner="ds@x.com"))

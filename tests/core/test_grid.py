@@ -12,7 +12,8 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
-from syft_flwr_gdrive.flower_codec import CODEC_PARTS, SERVER_NODE_ID, message_from_bytes, message_to_bytes, node_id_for
+from syft_flwr_gdrive.accounts import FIRST_NODE_ID, node_id_for
+from syft_flwr_gdrive.flower_codec import CODEC_PARTS, SERVER_NODE_ID, message_from_bytes, message_to_bytes
 from syft_flwr_gdrive.grid import TransportGrid
 from syft_flwr_gdrive.transport.envelope import decode
 from syft_flwr_gdrive.transport.ledger import Ledger
@@ -51,6 +52,7 @@ def test_node_ids_are_derived_from_emails(grid):
     g, _ = grid
     assert sorted(g.get_node_ids()) == sorted(node_id_for(e) for e in CLIENTS)
     assert node_id_for("A@X.com ") == node_id_for("a@x.com") != SERVER_NODE_ID
+    assert SERVER_NODE_ID < FIRST_NODE_ID  # derived ids can never be Flower's server node
 
 
 def test_push_sets_ids_and_sends_a_flower_message(grid):

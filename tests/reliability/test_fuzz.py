@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from syft_flwr_gdrive.drive import layout
-from syft_flwr_gdrive.flower_codec import node_id_for
+from syft_flwr_gdrive.accounts import node_id_for
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.envelope import (
     KINDS,

@@ -34,7 +34,8 @@ from syft_flwr_gdrive.client_loop import ClientLoop, reply_id_for
 from syft_flwr_gdrive.crypto import Identity, PinStore, Sealer
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.fake import FakeDriveServer
-from syft_flwr_gdrive.flower_codec import CODEC_PARTS, decode_message, encode_message, node_id_for
+from syft_flwr_gdrive.accounts import node_id_for
+from syft_flwr_gdrive.flower_codec import CODEC_PARTS, decode_message, encode_message
 from syft_flwr_gdrive.grid import TransportGrid
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox

@@ -21,6 +21,7 @@ from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.envelope import Envelope, decode_file, encode
 from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
 from syft_flwr_gdrive.transport.segments import SegmentReader
+from tests.helpers.mailboxes import store
 
 KIB = 1024
 
@@ -122,8 +123,8 @@ def _model(nbytes: int, seed: int) -> Message:
 def test_blob_cache_keeps_the_model_on_disk_not_in_memory(task_identity):
     hub = MemoryHub()
     server, client = MemoryTransport("ds@x.com", hub), MemoryTransport("a@x.com", hub)
-    placer = BlobPlacer(server, "flwr/t", min_bytes=1024)
-    cache = BlobCache(client, "flwr/t")
+    placer = BlobPlacer(store(server), min_bytes=1024)
+    cache = BlobCache(store(client))
     fetch = functools.partial(cache.fetch, owner="ds@x.com")
     m1 = _model(300 * KIB, 1)
     p1 = b"".join(bytes(s) for s in encode_message(m1, place_blob=placer))

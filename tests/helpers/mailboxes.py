@@ -1,0 +1,12 @@
+"""A bare mailbox over a transport: what blob placers and caches take in unit tests."""
+
+from __future__ import annotations
+
+from syft_flwr_gdrive.transport.contract import Transport
+from syft_flwr_gdrive.transport.ledger import Ledger
+from syft_flwr_gdrive.transport.mailbox import Mailbox
+
+
+def store(transport: Transport, app: str = "flwr/t") -> Mailbox:
+    """A mailbox of ``app`` with no peers and an in-memory ledger (blobs need no peers)."""
+    return Mailbox(transport, app, [], Ledger(None))
