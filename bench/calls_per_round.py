@@ -240,7 +240,7 @@ def idle_poll(peers: int, pending: int, seed: int, workdir: Path) -> dict[str, A
     from syft_flwr_gdrive.config import Settings
     from syft_flwr_gdrive.fake import FaultConfig
     from syft_flwr_gdrive.plugin import create_transport
-    from syft_flwr_gdrive.server import app_key
+    from syft_flwr_gdrive.participant import app_key
     from syft_flwr_gdrive.transport.ledger import Ledger
     from syft_flwr_gdrive.transport.mailbox import Mailbox
 

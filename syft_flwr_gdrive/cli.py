@@ -490,7 +490,7 @@ def clean(
     def go() -> Any:
         from syft_flwr_gdrive.maintenance import clean as clean_files
         from syft_flwr_gdrive.plugin import create_transport
-        from syft_flwr_gdrive.server import app_key
+        from syft_flwr_gdrive.participant import app_key
 
         settings = _settings(email, drive_url, None)
         return clean_files(create_transport(settings), app=app_key(app_name) if app_name else None, dry_run=dry_run)

@@ -10,14 +10,11 @@ from typing import Any, Mapping
 from flwr.clientapp import ClientApp
 
 from syft_flwr_gdrive.client_loop import ClientLoop, ClientReport
-from syft_flwr_gdrive.crypto import sealer_for
 from syft_flwr_gdrive.config import ConfigError, ProjectConfig, Settings, validate_email
-from syft_flwr_gdrive.flower_codec import CODEC_PARTS, parts_layout
+from syft_flwr_gdrive.participant import open_mailbox
 from syft_flwr_gdrive.plugin import create_transport
 from syft_flwr_gdrive.poll_schedule import PollSchedule
-from syft_flwr_gdrive.server import app_key
-from syft_flwr_gdrive.transport.ledger import Ledger
-from syft_flwr_gdrive.transport.mailbox import Mailbox
+from syft_flwr_gdrive.transport.contract import Transport
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +30,7 @@ def syftbox_flwr_client(
     app_identity: Any = None,
     allow_project_changes: bool = False,
     settings: Settings | None = None,
-    transport: Any = None,
+    transport: Transport | None = None,
     stop_event: threading.Event | None = None,
 ) -> ClientReport:
     """Poll for the aggregator's requests, run ``client_app`` on each, reply; return on stop.
@@ -55,13 +52,7 @@ def syftbox_flwr_client(
     if server == settings.email:
         raise ConfigError(f"{settings.email} is both the aggregator and this client; use distinct accounts.")
     transport = transport or create_transport(settings)
-    key = app_key(app_name)
-    mailbox = Mailbox(
-        transport, key, [server], Ledger.for_app(settings.participant_state_dir(), key),
-        sealer=sealer_for(settings.participant_state_dir(), enabled=settings.encryption),
-        max_payload=settings.max_message_bytes,
-        plain_layouts={CODEC_PARTS: parts_layout},
-    )
+    mailbox = open_mailbox(settings, transport, app_name, [server])
     loop = ClientLoop(
         client_app, mailbox, poll_interval=settings.poll_interval, node_config=node_config, run_config=run_config,
         stop_event=stop_event, poll_schedule=PollSchedule.for_settings(settings),

@@ -22,16 +22,14 @@ from flwr.server.run_serverapp import run as run_server
 from flwr.serverapp import ServerApp
 from flwr.supercore.task_identity import TaskIdentity
 
-from syft_flwr_gdrive.crypto import sealer_for
 from syft_flwr_gdrive.config import ConfigError, ProjectConfig, Settings, validate_email
-from syft_flwr_gdrive.flower_codec import CODEC_PARTS, SERVER_NODE_ID, parts_layout
+from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
 from syft_flwr_gdrive.grid import TransportGrid
+from syft_flwr_gdrive.participant import app_key, open_mailbox
 from syft_flwr_gdrive.plugin import create_transport
 from syft_flwr_gdrive.poll_schedule import PollSchedule
-from syft_flwr_gdrive.transport.contract import TransportError
+from syft_flwr_gdrive.transport.contract import Transport, TransportError
 from syft_flwr_gdrive.userconfig import run_info
-from syft_flwr_gdrive.transport.ledger import Ledger
-from syft_flwr_gdrive.transport.mailbox import Mailbox
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +41,6 @@ def new_run_id() -> int:
     random tail keeps two servers started in the same millisecond apart.
     """
     return (int(time.time() * 1000) << 20) | secrets.randbits(20)
-
-
-def app_key(app_name: str) -> str:
-    """The name under which an app's messages are filed (the seed's ``flwr/<app>``)."""
-    name = app_name.strip()
-    if not name:
-        raise ConfigError("app_name is empty; give the federated app a name, e.g. 'diabetes_prediction'.")
-    return name if name.startswith("flwr/") else f"flwr/{name}"
 
 
 @dataclass
@@ -74,7 +64,7 @@ def syftbox_flwr_server(
     project_dir: Path | None = None,
     *,
     settings: Settings | None = None,
-    transport: object | None = None,
+    transport: Transport | None = None,
 ) -> Context:
     """Run ``server_app`` against ``datasites``; returns the updated (or, on error, original) context."""
     return serve(server_app, context, datasites, app_name, project_dir, settings=settings, transport=transport).context
@@ -88,7 +78,7 @@ def serve(
     project_dir: Path | None = None,
     *,
     settings: Settings | None = None,
-    transport: object | None = None,
+    transport: Transport | None = None,
     app_fingerprint: dict[str, Any] | None = None,
 ) -> ServerOutcome:
     """``syftbox_flwr_server`` that also says how the run went (for exit codes and reports).
@@ -104,15 +94,7 @@ def serve(
     if settings.email in peers:
         raise ConfigError(f"{settings.email} is both the server and a datasite; use distinct accounts.")
     transport = transport or create_transport(settings)
-    mailbox = Mailbox(
-        transport,  # type: ignore[arg-type]
-        app_key(app_name),
-        peers,
-        Ledger.for_app(settings.participant_state_dir(), app_key(app_name)),
-        sealer=sealer_for(settings.participant_state_dir(), enabled=settings.encryption),
-        max_payload=settings.max_message_bytes,
-        plain_layouts={CODEC_PARTS: parts_layout},
-    )
+    mailbox = open_mailbox(settings, transport, app_name, peers)
     grid = TransportGrid(
         mailbox, peers, msg_timeout=settings.msg_timeout, poll_interval=settings.poll_interval,
         poll_schedule=PollSchedule.for_settings(settings),

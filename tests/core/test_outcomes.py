@@ -20,7 +20,8 @@ from flwr.serverapp.strategy import FedAvg
 from syft_flwr_gdrive.client_loop import ClientLoop
 from syft_flwr_gdrive.config import Settings
 from syft_flwr_gdrive.crypto import Identity, PinStore, Sealer
-from syft_flwr_gdrive.server import app_key, serve
+from syft_flwr_gdrive.participant import app_key
+from syft_flwr_gdrive.server import serve
 from syft_flwr_gdrive.tally import Tally, error_type, round_of
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox

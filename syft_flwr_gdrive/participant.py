@@ -1,0 +1,33 @@
+"""What the server and a client set up alike: the app's key and a mailbox built from the settings.
+
+Shared here so that ``client.py`` does not import ``server.py`` (nor the other way round).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from syft_flwr_gdrive.config import ConfigError, Settings
+from syft_flwr_gdrive.crypto import sealer_for
+from syft_flwr_gdrive.flower_codec import CODEC_PARTS, parts_layout
+from syft_flwr_gdrive.transport.contract import Transport
+from syft_flwr_gdrive.transport.ledger import Ledger
+from syft_flwr_gdrive.transport.mailbox import Mailbox
+
+
+def app_key(app_name: str) -> str:
+    """The name under which an app's messages are filed (the seed's ``flwr/<app>``)."""
+    name = app_name.strip()
+    if not name:
+        raise ConfigError("app_name is empty; give the federated app a name, e.g. 'diabetes_prediction'.")
+    return name if name.startswith("flwr/") else f"flwr/{name}"
+
+
+def open_mailbox(settings: Settings, transport: Transport, app_name: str, peers: Iterable[str]) -> Mailbox:
+    """A mailbox for ``app_name`` with ``peers``: my ledger and keys from my state dir, my size limit, sealing if on,
+    and the Flower codec's payload layout (so big sealed payloads open while they download)."""
+    key = app_key(app_name)
+    state = settings.participant_state_dir()
+    return Mailbox(transport, key, peers, Ledger.for_app(state, key),
+                   sealer=sealer_for(state, enabled=settings.encryption), max_payload=settings.max_message_bytes,
+                   plain_layouts={CODEC_PARTS: parts_layout})
