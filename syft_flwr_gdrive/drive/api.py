@@ -13,7 +13,6 @@ import io
 import logging
 import threading
 import time
-import urllib.parse
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,7 +57,6 @@ DEFAULT_FILE_FIELDS = (
     "id,name,mimeType,parents,appProperties,size,md5Checksum,"
     "createdTime,modifiedTime,trashed,owners(emailAddress)"
 )
-_TOKEN_SAFE = "@.+-_!#$&*=?^`{|}~/"  # what the fake's fake_token_for leaves unencoded
 _MAX_BATCH = 100  # Drive rejects batches of more than 100 calls
 _MAX_GENERATE_IDS = 1000
 
@@ -285,15 +283,12 @@ class DriveApi:
 
     @classmethod
     def for_fake(cls, base_url: str, email: str, **kwargs: Any) -> "DriveApi":
-        """A DriveApi for the fake server, authenticated as ``email`` by a ``fake:<email>`` token.
-
-        The email is percent-encoded like the fake's ``fake_token_for`` because
-        httplib2 mangles header values that contain a backslash.
-        """
+        """A DriveApi for the fake server, authenticated as ``email`` by the token the fake itself defines."""
         from google.oauth2.credentials import Credentials as OAuthCredentials
 
-        token = "fake:" + urllib.parse.quote(email.strip().lower(), safe=_TOKEN_SAFE)
-        return cls(OAuthCredentials(token=token), base_url=base_url, **kwargs)
+        from syft_flwr_gdrive.fake.api import fake_token_for
+
+        return cls(OAuthCredentials(token=fake_token_for(email)), base_url=base_url, **kwargs)
 
     escape_q = staticmethod(escape_q)
 

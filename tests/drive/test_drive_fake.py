@@ -118,8 +118,13 @@ def test_two_users_sharing_ownership_and_all_methods(srv):
 def test_fake_token_matches_the_fake_servers_encoding():
     from syft_flwr_gdrive.fake import fake_token_for
 
-    for email in ("alice@example.com", "O'Neil\\x@Example.com", "a+b@x.org"):
+    for email in ("alice@example.com", "O'Neil\\x@Example.com", "a+b@x.org", "a#b@x.org"):
         assert DriveApi.for_fake("http://127.0.0.1:1/", email).credentials.token == fake_token_for(email)
+
+
+def test_an_address_with_a_hash_is_one_account_not_an_app_id(srv):
+    """``#`` separates the fake's app id in a token: for_fake takes the fake's own encoding, so it is escaped."""
+    assert DriveApi.for_fake(srv.url, "a#b@example.com").about_me() == "a#b@example.com"
 
 
 def test_socket_timeout_is_transient_then_unavailable(srv):
