@@ -122,7 +122,8 @@ def settings_for(spec: dict[str, Any], email: str) -> Any:
 
     return Settings.from_env(
         {}, email=email, poll_interval=float(spec["poll_interval"]), msg_timeout=float(spec["msg_timeout"]),
-        state_dir=Path(spec["state_dir"]), drive_url=spec["drive_url"], **(spec.get("settings_overrides") or {}),
+        state_dir=Path(spec["state_dir"]), transport_options={"drive_url": spec["drive_url"], **(spec.get("transport_options") or {})},
+        **(spec.get("settings_overrides") or {}),
     )
 
 

@@ -250,7 +250,7 @@ def idle_poll(peers: int, pending: int, seed: int, workdir: Path) -> dict[str, A
     state = workdir / f"idle-{peers}"
 
     def mailbox(drive: Any, email: str, peer_list: list[str]) -> Mailbox:
-        settings = Settings.from_env({}, email=email, poll_interval=1.0, msg_timeout=60, state_dir=state, drive_url=drive.url)
+        settings = Settings.from_env({}, email=email, poll_interval=1.0, msg_timeout=60, state_dir=state, transport_options={"drive_url": drive.url})
         return Mailbox(create_transport(settings), app, peer_list, Ledger(None))
 
     def one_poll(tap: H.DriveTap, fn: Any, user: str, repeat: int = 5) -> dict[str, Any]:

@@ -9,8 +9,8 @@
    (default 0.5) x the heaviest user's busiest minute, so the unthrottled run
    would exceed it by 1/fraction.
 3. (unless ``--skip-paced``) the throttled run once more with the package's own
-   client-side pacing on (``quota_units_per_min=B`` in every participant's
-   Settings, i.e. SYFT_FLWR_QUOTA_UNITS_PER_MIN).
+   client-side pacing on (the Drive transport's option ``quota_units_per_min=B`` in every
+   participant's settings, i.e. SYFT_FLWR_QUOTA_UNITS_PER_MIN).
 
 Reported: whether the run finished (all rounds, all replies), its time against
 the unthrottled one, the quota errors the fake answered (per user), the
@@ -62,7 +62,7 @@ def run(args: Any, wd: Path, name: str, budget: int, pace: int = 0) -> tuple[H.F
             drive.url, wd / name, n_clients=args.clients, mode=args.mode, poll_interval=args.poll,
             msg_timeout=args.msg_timeout, timeout=args.timeout, project=H.message_app(),
             run_config={"num-server-rounds": args.rounds, "min-clients": args.clients}, verbose=args.verbose,
-            extra_spec={"settings_overrides": {"quota_units_per_min": pace}} if pace else None,
+            extra_spec={"transport_options": {"quota_units_per_min": pace}} if pace else None,
         )
         events = tap.snapshot()
         fake_stats = drive.stats()

@@ -58,12 +58,9 @@ def _settings(email: Optional[str], drive_url: Optional[str], poll_interval: Opt
         overrides["email"] = email
     if poll_interval is not None:
         overrides["poll_interval"] = poll_interval
-    settings = Settings.from_env(project=project, **overrides)
     if drive_url:
-        from dataclasses import replace
-
-        settings = replace(settings, drive_url=drive_url)
-    return settings
+        overrides["transport_options"] = {"drive_url": drive_url}
+    return Settings.from_env(project=project, **overrides)
 
 
 def _record_to_jsonable(record: Any) -> Any:

@@ -55,7 +55,7 @@ def syftbox_flwr_client(
     mailbox = open_mailbox(settings, transport, app_name, [server])
     loop = ClientLoop(
         client_app, mailbox, poll_interval=settings.poll_interval, node_config=node_config, run_config=run_config,
-        stop_event=stop_event, poll_schedule=PollSchedule.for_settings(settings),
+        stop_event=stop_event, poll_schedule=PollSchedule.for_settings(settings, min_gap=transport.min_poll_gap()),
         app_identity=app_identity, allow_project_changes=allow_project_changes,
     )
     try:

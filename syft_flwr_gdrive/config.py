@@ -32,22 +32,17 @@ MAX_EMAIL_LENGTH = 100  # Drive properties hold key + value in 124 bytes
 ENV_EMAIL = "SYFTBOX_EMAIL"
 ENV_MSG_TIMEOUT = "SYFT_FLWR_MSG_TIMEOUT"
 ENV_POLL_INTERVAL = "SYFT_FLWR_POLL_INTERVAL"
-ENV_DRIVE_URL = "SYFT_FLWR_DRIVE_URL"
-ENV_TOKEN_FILE = "SYFT_FLWR_TOKEN_FILE"
-ENV_SERVICE_ACCOUNT = "SYFT_FLWR_SERVICE_ACCOUNT_FILE"
 ENV_STATE_DIR = "SYFT_FLWR_STATE_DIR"
 ENV_AGGREGATOR = "SYFT_FLWR_AGGREGATOR"
 ENV_TRANSPORT = "SYFT_FLWR_TRANSPORT"
-ENV_QUOTA = "SYFT_FLWR_QUOTA_UNITS_PER_MIN"
 ENV_ENCRYPTION = "SYFT_FLWR_ENCRYPTION_ENABLED"
 ENV_MAX_MESSAGE_MB = "SYFT_FLWR_MAX_MESSAGE_MB"
 ENV_ADAPTIVE_POLL = "SYFT_FLWR_ADAPTIVE_POLL"
 ENV_BUNDLES = "SYFT_FLWR_BUNDLES"
 ENV_PREFIX = "SYFT_FLWR_"
-# Read into the shared Settings; every other SYFT_FLWR_* variable is a transport's own option.
-_SHARED_ENV = frozenset({ENV_EMAIL, ENV_MSG_TIMEOUT, ENV_POLL_INTERVAL, ENV_DRIVE_URL, ENV_TOKEN_FILE, ENV_SERVICE_ACCOUNT,
-                         ENV_STATE_DIR, ENV_AGGREGATOR, ENV_TRANSPORT, ENV_QUOTA, ENV_ENCRYPTION, ENV_MAX_MESSAGE_MB,
-                         ENV_ADAPTIVE_POLL, ENV_BUNDLES})
+# Read into the shared Settings; every other SYFT_FLWR_<NAME> variable is option <name> of the transport.
+_SHARED_ENV = frozenset({ENV_EMAIL, ENV_MSG_TIMEOUT, ENV_POLL_INTERVAL, ENV_STATE_DIR, ENV_AGGREGATOR, ENV_TRANSPORT,
+                         ENV_ENCRYPTION, ENV_MAX_MESSAGE_MB, ENV_ADAPTIVE_POLL, ENV_BUNDLES})
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -91,14 +86,22 @@ def validate_email(value: str, *, what: str = ENV_EMAIL) -> str:
     return canonical_email(email)
 
 
-def _positive_float(raw: str | float, name: str) -> float:
+def option_env(option: str) -> str:
+    """The environment variable of a transport option: ``drive_url`` is ``SYFT_FLWR_DRIVE_URL``."""
+    return ENV_PREFIX + option.upper()
+
+
+def positive_float(raw: str | float, name: str, *, unit: str = "seconds", example: str = "3.0") -> float:
+    """A positive, finite number, or a ConfigError naming the setting, the unit and an example."""
     try:
         value = float(raw)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name}={raw!r} is not a number. Set it to seconds, e.g. {name}=3.0.") from None
+        raise ConfigError(f"{name}={raw!r} is not a number. Set it to {unit}, e.g. {name}={example}.") from None
     if not value > 0 or value != value or value == float("inf"):
-        raise ConfigError(f"{name}={raw!r} must be a positive, finite number of seconds.")
+        raise ConfigError(f"{name}={raw!r} must be a positive, finite number of {unit}.")
     return value
+
+
 
 
 def _megabytes(raw: str, name: str) -> int:
@@ -162,8 +165,8 @@ class ProjectConfig:
             aggregator=validate_email(aggregator, what=f"{source} aggregator") if aggregator else None,
             datasites=tuple(validate_email(d, what=f"{source} datasites") for d in datasites),
             transport=transport,
-            msg_timeout=_positive_float(section["msg_timeout"], "msg_timeout") if "msg_timeout" in section else None,
-            poll_interval=_positive_float(section["poll_interval"], "poll_interval") if "poll_interval" in section else None,
+            msg_timeout=positive_float(section["msg_timeout"], "msg_timeout") if "msg_timeout" in section else None,
+            poll_interval=positive_float(section["poll_interval"], "poll_interval") if "poll_interval" in section else None,
         )
 
 
@@ -175,15 +178,10 @@ class Settings:
     msg_timeout: float = DEFAULT_MSG_TIMEOUT
     poll_interval: float = DEFAULT_POLL_INTERVAL
     transport: str = DEFAULT_TRANSPORT
-    drive_url: str | None = None
-    token_file: Path | None = None
-    service_account_file: Path | None = None
     state_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "syft_flwr_gdrive")
     aggregator: str | None = None
     # True when msg_timeout came from the user (env or pyproject), not the default.
     msg_timeout_explicit: bool = False
-    # Drive quota units per minute per user to stay under (client-side pacing); None: no pacing.
-    quota_units_per_min: float | None = None
     # End-to-end encryption and signatures of every payload (on unless explicitly switched off).
     encryption: bool = True
     # Largest message accepted from a peer, shared blobs included (bytes); larger ones are refused unread.
@@ -192,8 +190,8 @@ class Settings:
     adaptive_poll: bool = True
     # The server sends a push of N messages as one bundle file per distinct content (transport/bundles.py).
     bundles: bool = True
-    # Options only the chosen transport understands (SYFT_FLWR_* variables beyond the shared ones, by
-    # variable name, e.g. SYFT_FLWR_DIR for the directory transport); the transport validates its own.
+    # Options only the chosen transport understands: SYFT_FLWR_<NAME> variables beyond the shared ones, as
+    # {"name": value} (SYFT_FLWR_DRIVE_URL is "drive_url", SYFT_FLWR_DIR "dir"); the transport validates its own.
     transport_options: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     @classmethod
@@ -218,14 +216,14 @@ class Settings:
 
         timeout_explicit = True
         if ENV_MSG_TIMEOUT in env:
-            msg_timeout = _positive_float(env[ENV_MSG_TIMEOUT], ENV_MSG_TIMEOUT)
+            msg_timeout = positive_float(env[ENV_MSG_TIMEOUT], ENV_MSG_TIMEOUT)
         elif project.msg_timeout is not None:
             msg_timeout = project.msg_timeout
         else:
             msg_timeout, timeout_explicit = DEFAULT_MSG_TIMEOUT, False
 
         if ENV_POLL_INTERVAL in env:
-            poll_interval = _positive_float(env[ENV_POLL_INTERVAL], ENV_POLL_INTERVAL)
+            poll_interval = positive_float(env[ENV_POLL_INTERVAL], ENV_POLL_INTERVAL)
         else:
             poll_interval = project.poll_interval or DEFAULT_POLL_INTERVAL
 
@@ -235,11 +233,6 @@ class Settings:
             msg_timeout=msg_timeout,
             poll_interval=poll_interval,
             transport=env.get(ENV_TRANSPORT) or project.transport,
-            drive_url=env.get(ENV_DRIVE_URL) or None,
-            token_file=Path(env[ENV_TOKEN_FILE]).expanduser() if env.get(ENV_TOKEN_FILE) else None,
-            service_account_file=(
-                Path(env[ENV_SERVICE_ACCOUNT]).expanduser() if env.get(ENV_SERVICE_ACCOUNT) else None
-            ),
             state_dir=(
                 Path(env[ENV_STATE_DIR]).expanduser()
                 if env.get(ENV_STATE_DIR)
@@ -247,21 +240,21 @@ class Settings:
             ),
             aggregator=validate_email(aggregator_raw, what=ENV_AGGREGATOR) if aggregator_raw else None,
             msg_timeout_explicit=timeout_explicit,
-            quota_units_per_min=_positive_float(env[ENV_QUOTA], ENV_QUOTA) if env.get(ENV_QUOTA) else None,
             encryption=_flag(env.get(ENV_ENCRYPTION, "true"), ENV_ENCRYPTION),
             adaptive_poll=_flag(env.get(ENV_ADAPTIVE_POLL, "true"), ENV_ADAPTIVE_POLL),
             bundles=_flag(env.get(ENV_BUNDLES, "true"), ENV_BUNDLES),
             max_message_bytes=_megabytes(env.get(ENV_MAX_MESSAGE_MB, str(DEFAULT_MAX_MESSAGE_MB)), ENV_MAX_MESSAGE_MB),
-            transport_options={k: v for k, v in env.items() if k.startswith(ENV_PREFIX) and k not in _SHARED_ENV},
+            transport_options={k[len(ENV_PREFIX):].lower(): v for k, v in env.items()
+                               if k.startswith(ENV_PREFIX) and k not in _SHARED_ENV},
         )
         if overrides:
             if "msg_timeout" in overrides:
-                overrides["msg_timeout"] = _positive_float(overrides["msg_timeout"], "msg_timeout")
+                overrides["msg_timeout"] = positive_float(overrides["msg_timeout"], "msg_timeout")
                 overrides.setdefault("msg_timeout_explicit", True)
             if "transport_options" in overrides:  # added to those of the environment
                 overrides["transport_options"] = {**settings.transport_options, **overrides["transport_options"]}
             if "poll_interval" in overrides:
-                overrides["poll_interval"] = _positive_float(overrides["poll_interval"], "poll_interval")
+                overrides["poll_interval"] = positive_float(overrides["poll_interval"], "poll_interval")
             settings = replace(settings, **overrides)
         return settings
 

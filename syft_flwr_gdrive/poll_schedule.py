@@ -21,11 +21,11 @@ the default 3 s that, not Drive, decided how long a round took. The policy:
 * Anything that arrives restarts the fast phase (``arrived``): replies
   trickling in from many clients are collected at the fast cadence.
 
-Polls are reads (a ``files.list``, 100 quota units): they never touch a
-per-account write limit. With client-side quota pacing on
-(``SYFT_FLWR_QUOTA_UNITS_PER_MIN``), the fast gap is widened so polling alone
-uses at most ``POLL_QUOTA_SHARE`` of the budget; ``adaptive=False``
-(``SYFT_FLWR_ADAPTIVE_POLL=false``) polls at the interval always.
+Polls are reads: they never touch a per-account write limit. A transport may ask
+for a minimum gap between polls (``Transport.min_poll_gap``: Drive's, under
+``SYFT_FLWR_QUOTA_UNITS_PER_MIN``, keeps polling within a quarter of the quota);
+the fast gap is never shorter. ``adaptive=False`` (``SYFT_FLWR_ADAPTIVE_POLL=false``)
+polls at the interval always.
 
 Pure and clock-injected: no I/O, no sleeping. The grid's shared poller and the
 client loop ask it how long to wait and tell it when they polled.
@@ -39,12 +39,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from syft_flwr_gdrive.drive.ratelimit import units_for
-
 FAST = 0.25  # first gap when something is due, seconds
 HOLD = 1.0  # seconds spent at the fast gap before backing off
 BACKOFF = 2.0  # each gap after the hold is about this many times the last
-POLL_QUOTA_SHARE = 0.25  # with quota pacing: fast polling alone uses at most this share of the budget
 LEAD_SHARE = 0.5  # the first poll of a fast phase comes at this share of the learned lead
 LEAD_MEMORY = 4  # leads remembered; the least of them is used (variation makes polls earlier, not later)
 DUE_TOLERANCE = 0.05  # a poll this close to its due time (as a share of the gap) counts as due
@@ -67,13 +64,10 @@ class PollPolicy:
             raise ValueError(f"hold must be >= 0 and backoff >= 1, got {self.hold!r} and {self.backoff!r}")
 
     @classmethod
-    def for_settings(cls, settings: Any) -> "PollPolicy":
-        """From ``Settings``: the interval, the off switch, and room under a configured quota."""
-        fast = FAST
-        quota = getattr(settings, "quota_units_per_min", None)
-        if quota:
-            fast = max(fast, 60.0 * units_for("files.list") / (POLL_QUOTA_SHARE * float(quota)))
-        return cls(interval=float(settings.poll_interval), adaptive=bool(getattr(settings, "adaptive_poll", True)), fast=fast)
+    def for_settings(cls, settings: Any, *, min_gap: float = 0.0) -> "PollPolicy":
+        """From ``Settings``: the interval and the off switch; ``min_gap`` is the transport's (its quota's) floor."""
+        return cls(interval=float(settings.poll_interval), adaptive=bool(getattr(settings, "adaptive_poll", True)),
+                   fast=max(FAST, min_gap))
 
     def first_delay(self, lead: float | None) -> float:
         """Seconds from ``expect`` to the first poll of the fast phase, given the learned lead (None: none yet)."""
@@ -115,8 +109,8 @@ class PollSchedule:
         self._leads: deque[float] = deque(maxlen=LEAD_MEMORY)
 
     @classmethod
-    def for_settings(cls, settings: Any) -> "PollSchedule":
-        return cls(PollPolicy.for_settings(settings))
+    def for_settings(cls, settings: Any, *, min_gap: float = 0.0) -> "PollSchedule":
+        return cls(PollPolicy.for_settings(settings, min_gap=min_gap))
 
     @property
     def lead(self) -> float | None:

@@ -97,7 +97,7 @@ def serve(
     mailbox = open_mailbox(settings, transport, app_name, peers)
     grid = TransportGrid(
         mailbox, peers, msg_timeout=settings.msg_timeout, poll_interval=settings.poll_interval,
-        poll_schedule=PollSchedule.for_settings(settings),
+        poll_schedule=PollSchedule.for_settings(settings, min_gap=transport.min_poll_gap()),
     )
     grid.run_info = run_info(context.run_config, app_fingerprint)
     run_id = new_run_id()

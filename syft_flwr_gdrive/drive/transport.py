@@ -32,6 +32,7 @@ from syft_flwr_gdrive.config import MAX_EMAIL_LENGTH, ConfigError, Settings
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.idbook import IdBook
+from syft_flwr_gdrive.drive.options import DriveOptions
 from syft_flwr_gdrive.drive.ratelimit import QuotaLimiter
 from syft_flwr_gdrive.drive.blob_checks import vet_peer_blob
 from syft_flwr_gdrive.drive.errors import DriveError, DriveNotFound, DrivePermissionDenied, DriveTooLarge
@@ -65,20 +66,21 @@ def shared_limiter(units_per_min: float | None) -> QuotaLimiter | None:
         return _LIMITERS.setdefault(units_per_min, QuotaLimiter(units_per_min))
 
 
-def drive_api(settings: Settings, *, retry: RetryPolicy, limiter: QuotaLimiter | None = None) -> tuple[DriveApi, str]:
+def drive_api(email: str, options: DriveOptions, *, retry: RetryPolicy,
+              limiter: QuotaLimiter | None = None) -> tuple[DriveApi, str]:
     """The one place credentials are chosen: a Drive URL and no credentials mean the fake Drive.
 
     Returns the API and where its credentials came from (for ``doctor``).
     """
     from syft_flwr_gdrive.drive.auth import load_credentials
 
-    chosen = settings.token_file or settings.service_account_file
-    if settings.drive_url and not chosen:
-        api = DriveApi.for_fake(settings.drive_url, settings.email, limiter=limiter, retry=retry)
-        return api, f"fake Drive at {settings.drive_url}: no credentials needed"
-    credentials = load_credentials(token_file=settings.token_file, service_account_file=settings.service_account_file,
+    chosen = options.credentials_file
+    if options.url and not chosen:
+        api = DriveApi.for_fake(options.url, email, limiter=limiter, retry=retry)
+        return api, f"fake Drive at {options.url}: no credentials needed"
+    credentials = load_credentials(token_file=options.token_file, service_account_file=options.service_account_file,
                                    use_adc=not chosen)
-    api = DriveApi(credentials, base_url=settings.drive_url, limiter=limiter, retry=retry)
+    api = DriveApi(credentials, base_url=options.url, limiter=limiter, retry=retry)
     return api, f"loaded from {chosen or 'Application Default Credentials'}"
 
 
@@ -92,11 +94,12 @@ class DriveTransport(Transport):
 
     name: ClassVar[str] = "p2p"
 
-    def __init__(self, api: DriveApi, email: str, *, state_dir: Path | None = None) -> None:
+    def __init__(self, api: DriveApi, email: str, *, state_dir: Path | None = None, min_poll_gap: float = 0.0) -> None:
         if len(email) > MAX_EMAIL_LENGTH:  # "sfg_from" + email must fit a 124-byte property
             raise ConfigError(f"{email!r} is longer than {MAX_EMAIL_LENGTH} characters, more than Drive metadata can hold.")
         self.api = api
         self.email = canonical_email(email)
+        self._min_poll_gap = min_poll_gap
         self._lock = threading.Lock()
         self._ids: list[str] = []
         self._book = IdBook(state_dir / "drive-folders.json" if state_dir is not None else None)
@@ -125,10 +128,11 @@ class DriveTransport(Transport):
         """Credentials from settings (see :func:`drive_api`); the account must be ``settings.email``."""
         from syft_flwr_gdrive.drive.auth import verify_account
 
+        options = DriveOptions.from_settings(settings)
         retry = RetryPolicy(max_total=min(MAX_RETRY_SECONDS, settings.msg_timeout))
-        api, _source = drive_api(settings, retry=retry, limiter=shared_limiter(settings.quota_units_per_min))
+        api, _source = drive_api(settings.email, options, retry=retry, limiter=shared_limiter(options.quota_units_per_min))
         verify_account(api, settings.email)
-        return cls(api, settings.email, state_dir=settings.participant_state_dir())
+        return cls(api, settings.email, state_dir=settings.participant_state_dir(), min_poll_gap=options.min_poll_gap())
 
     @classmethod
     def diagnose(cls, settings: Settings) -> list[Check]:
@@ -138,7 +142,10 @@ class DriveTransport(Transport):
         quick = RetryPolicy(max_attempts=3, max_total=10.0, initial_wait=0.5)  # a check should answer fast
         checks: list[Check] = []
         try:
-            api, source = drive_api(settings, retry=quick)
+            options = DriveOptions.from_settings(settings)
+            api, source = drive_api(settings.email, options, retry=quick)
+        except ConfigError as exc:
+            return [Check("settings", False, str(exc), "fix the setting named above")]
         except CredentialsError as exc:
             return [Check("credentials", False, str(exc), "see the text above")]
         checks.append(Check("credentials", True, source))
@@ -152,7 +159,7 @@ class DriveTransport(Transport):
             checks.append(Check("drive", False, f"Drive did not answer: {exc}",
                                 "check the network, SYFT_FLWR_DRIVE_URL, and that the Drive API is enabled for the project"))
             return checks
-        checks.append(Check("drive", True, f"reachable ({settings.drive_url or 'www.googleapis.com'})"))
+        checks.append(Check("drive", True, f"reachable ({options.url or 'www.googleapis.com'})"))
         if not same_account(account, settings.email):  # gmail: Drive reports the form the account registered
             checks.append(Check("account", False, f"the credentials are for {account}, but SYFTBOX_EMAIL is {settings.email}",
                                 f"set SYFTBOX_EMAIL={account} or log in as {settings.email}"))
@@ -377,6 +384,10 @@ class DriveTransport(Transport):
 
     def call_counts(self) -> dict[str, int]:
         return self.api.calls.snapshot()
+
+    def min_poll_gap(self) -> float:
+        """Room for polls under SYFT_FLWR_QUOTA_UNITS_PER_MIN (0: no pacing configured)."""
+        return self._min_poll_gap
 
     def my_postings(self, app: str | None = None) -> list[Posting]:
         """Every message file I own, of ``app`` or of any app and run (what `clean` removes)."""

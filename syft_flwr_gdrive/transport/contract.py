@@ -231,6 +231,13 @@ class Transport(abc.ABC):
     def close(self) -> None:
         """Release connections and threads (default: nothing to release)."""
 
+    def min_poll_gap(self) -> float:
+        """The shortest gap between polls, in seconds, this transport asks for (e.g. to stay within a quota).
+
+        The poll schedule never polls faster; the default asks for nothing.
+        """
+        return 0.0
+
     def _count(self, method: str) -> None:
         """Count one storage call (for :meth:`call_counts`)."""
         counts, lock = self._counter()

@@ -30,13 +30,13 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, ClassVar, Iterator, Sequence
 
 from syft_flwr_gdrive.accounts import canonical_email
-from syft_flwr_gdrive.config import ConfigError, Settings
+from syft_flwr_gdrive.config import ConfigError, Settings, option_env
 from syft_flwr_gdrive.transport.contract import (
     Announcement, BlobRefused, Check, Listing, Posting, Routing, Transport, TransportError,
 )
 from syft_flwr_gdrive.transport.segments import Buffer, as_reader
 
-OPTION_DIR = "SYFT_FLWR_DIR"
+OPTION_DIR = "dir"  # SYFT_FLWR_DIR
 MAX_HEADER = 4096  # a routing line is a few hundred bytes; anything longer is not ours
 CHUNK = 1 << 20
 ANNOUNCE = "announce.json"
@@ -84,7 +84,7 @@ class DirectoryTransport(Transport):
         self.root = Path(root)
         if not self.root.is_dir():
             raise ConfigError(f"The shared directory {self.root} does not exist. Create it (mkdir -p {self.root}) "
-                              f"or point {OPTION_DIR} at the folder every participant shares.")
+                              f"or point {option_env(OPTION_DIR)} at the folder every participant shares.")
         self.email = canonical_email(email)
         self.home = self.root / self.email
 
@@ -92,7 +92,7 @@ class DirectoryTransport(Transport):
     def from_settings(cls, settings: Settings) -> "DirectoryTransport":
         root = settings.transport_options.get(OPTION_DIR, "").strip()
         if not root:
-            raise ConfigError(f"The dir transport needs the shared directory: set {OPTION_DIR}=/path/to/folder, "
+            raise ConfigError(f"The dir transport needs the shared directory: set {option_env(OPTION_DIR)}=/path/to/folder, "
                               "the same folder (synced, or on a share) for every participant.")
         return cls(Path(root).expanduser(), settings.email)
 
@@ -102,7 +102,7 @@ class DirectoryTransport(Transport):
         try:
             transport = cls.from_settings(settings)
         except ConfigError as exc:
-            return [Check("directory", False, str(exc), f"set {OPTION_DIR} to an existing shared folder")]
+            return [Check("directory", False, str(exc), f"set {option_env(OPTION_DIR)} to an existing shared folder")]
         probe = transport.home / f".doctor-{uuid.uuid4().hex}"
         try:
             write_atomic(probe, iter([b"ok"]))

@@ -81,3 +81,10 @@ def test_the_checker_sees_imports_inside_functions_and_relative_ones():
     assert offending(names, {"syft_flwr_gdrive.flower_codec", "syft_flwr_gdrive.grid"}) == [
         "flwr.app", "syft_flwr_gdrive.flower_codec", "syft_flwr_gdrive.flower_codec.x",
         "syft_flwr_gdrive.grid", "syft_flwr_gdrive.grid.G"]
+
+
+@pytest.mark.parametrize("name", ["grid", "client_loop", "client", "server", "participant", "blobs", "flower_codec",
+                                  "poll_schedule", "tally", "identity", "userconfig", "crypto", "multiseal"])
+def test_the_adapter_knows_no_particular_transport(name):
+    """Above the contract nothing imports drive/: Drive's quota reaches the poll schedule as Transport.min_poll_gap."""
+    assert [n for n in imports_of(PACKAGE / f"{name}.py") if n.startswith("syft_flwr_gdrive.drive")] == []

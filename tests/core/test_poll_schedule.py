@@ -5,11 +5,11 @@ Pure: a fake clock drives the schedule; nothing sleeps and nothing is timed.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import pytest
 
 from syft_flwr_gdrive.config import Settings
+from syft_flwr_gdrive.drive.options import DriveOptions
 from syft_flwr_gdrive.poll_schedule import BACKOFF, FAST, HOLD, LEAD_MEMORY, LEAD_SHARE, PollPolicy, PollSchedule
 
 
@@ -166,9 +166,14 @@ def test_only_the_first_arrival_after_expect_is_a_lead() -> None:
 
 
 def test_quota_pacing_widens_the_fast_gap() -> None:
-    roomy = PollPolicy.for_settings(SimpleNamespace(poll_interval=3.0, adaptive_poll=True, quota_units_per_min=325_000))
+    def policy(quota: int) -> PollPolicy:
+        settings = Settings.from_env({"SYFTBOX_EMAIL": "a@x.com", "SYFT_FLWR_POLL_INTERVAL": "3",
+                                      "SYFT_FLWR_QUOTA_UNITS_PER_MIN": str(quota)})
+        return PollPolicy.for_settings(settings, min_gap=DriveOptions.from_settings(settings).min_poll_gap())
+
+    roomy = policy(325_000)
     assert roomy.fast == FAST
-    tight = PollPolicy.for_settings(SimpleNamespace(poll_interval=3.0, adaptive_poll=True, quota_units_per_min=8_000))
+    tight = policy(8_000)
     # fast polls (files.list, 100 units) alone may use at most a quarter of the budget
     assert 60.0 / tight.fast * 100 <= 0.25 * 8_000 + 1e-6
     assert tight.gap(0.0) == 3.0  # so tight that the fast phase is the interval itself

@@ -1,0 +1,53 @@
+"""The Drive transport's own options: endpoint, credentials and quota pacing.
+
+They are not shared ``Settings`` (another transport has no use for them): each is read
+from ``settings.transport_options``, i.e. from ``SYFT_FLWR_<NAME>`` (``SYFT_FLWR_DRIVE_URL``,
+``SYFT_FLWR_TOKEN_FILE``, ``SYFT_FLWR_SERVICE_ACCOUNT_FILE``, ``SYFT_FLWR_QUOTA_UNITS_PER_MIN``)
+or from ``Settings.from_env(transport_options={...})``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from syft_flwr_gdrive.config import Settings, option_env, positive_float
+from syft_flwr_gdrive.drive.ratelimit import units_for
+
+DRIVE_URL, TOKEN_FILE, SERVICE_ACCOUNT_FILE, QUOTA = "drive_url", "token_file", "service_account_file", "quota_units_per_min"
+POLL_QUOTA_SHARE = 0.25  # with quota pacing: polls alone use at most this share of the budget
+
+
+@dataclass(frozen=True)
+class DriveOptions:
+    url: str | None = None  # a Drive API base URL (the fake's); None: Google's
+    token_file: Path | None = None  # OAuth authorized-user token JSON
+    service_account_file: Path | None = None  # service-account key JSON
+    quota_units_per_min: float | None = None  # client-side pacing below this per-user quota; None: none
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "DriveOptions":
+        given = settings.transport_options
+
+        def path(name: str) -> Path | None:
+            return Path(str(given[name])).expanduser() if given.get(name) else None
+
+        quota = given.get(QUOTA)
+        return cls(
+            url=str(given[DRIVE_URL]) if given.get(DRIVE_URL) else None,
+            token_file=path(TOKEN_FILE),
+            service_account_file=path(SERVICE_ACCOUNT_FILE),
+            quota_units_per_min=(positive_float(quota, option_env(QUOTA), unit="Drive quota units per minute",
+                                                example="100000") if quota else None),
+        )
+
+    @property
+    def credentials_file(self) -> Path | None:
+        """The token or service-account file chosen, if any (none: the fake with a URL, else ADC)."""
+        return self.token_file or self.service_account_file
+
+    def min_poll_gap(self) -> float:
+        """Seconds between polls (``files.list``) so that polling alone stays within its share of the quota."""
+        if not self.quota_units_per_min:
+            return 0.0
+        return 60.0 * units_for("files.list") / (POLL_QUOTA_SHARE * self.quota_units_per_min)
