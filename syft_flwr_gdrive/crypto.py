@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from syft_flwr_gdrive.statefile import write_json_atomic
-from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.routing import Routing
 from syft_flwr_gdrive.transport.segments import Buffer, ChunkReader, SeekableReader
 
 logger = logging.getLogger(__name__)
@@ -250,18 +250,12 @@ def sealer_for(state_dir: Path, *, enabled: bool) -> "Sealer | None":
 # -- sealing -----------------------------------------------------------------------------
 
 
-def _routing_bytes(routing: Routing) -> bytes:
-    fields = [routing.app, routing.run_id, routing.message_id, routing.reply_to, routing.kind,
-              routing.sender, routing.recipient, repr(float(routing.created_at)), repr(float(routing.ttl))]
-    return json.dumps(fields, separators=(",", ":")).encode("utf-8")
-
-
 def _nonce(index: int, last: bool) -> bytes:
     return struct.pack(">QI", index, 1 if last else 0)
 
 
 def _derive(shared: bytes, eph_pub: bytes, recipient_kx: bytes, routing: Routing) -> bytes:
-    info = b"sfg-seal-v1|" + eph_pub + recipient_kx + _routing_bytes(routing)
+    info = b"sfg-seal-v1|" + eph_pub + recipient_kx + routing.authenticated_data()
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(shared)
 
 
@@ -474,7 +468,7 @@ class Sealer:
         eph = X25519PrivateKey.generate()
         eph_pub = _raw_public(eph.public_key())
         key = _derive(eph.exchange(X25519PublicKey.from_public_bytes(recipient.kx)), eph_pub, recipient.kx, routing)
-        aad = _routing_bytes(routing)
+        aad = routing.authenticated_data()
         header = _HEAD.pack(MAGIC, VERSION, eph_pub, CHUNK)
         unsigned = SealedReader(plain, plain_size, key, aad, b"")
         cipher_digest, payload_digest = hashlib.sha256(), hashlib.sha256(header)
@@ -618,7 +612,7 @@ class SealedOpener:
         self._head = bytearray()
         self._trailer = bytearray()
         self._pos = 0
-        self._aad = _routing_bytes(routing)
+        self._aad = routing.authenticated_data()
         self._eph_pub = b""
         self._stream: _ChunkStream | None = None
         self._plain = ChunkReader()

@@ -15,13 +15,17 @@ name is stored as a hash and emails are limited in length.
 from __future__ import annotations
 
 import hashlib
-import math
+from dataclasses import replace
 from typing import Any, Mapping
 
 from syft_flwr_gdrive.accounts import node_id_for
-from syft_flwr_gdrive.transport.contract import Routing
-from syft_flwr_gdrive.transport.envelope import FORMAT_VERSION, KINDS
+from syft_flwr_gdrive.routing import Routing
+from syft_flwr_gdrive.transport.envelope import KINDS
 
+# How files and folders are arranged and described on Drive (the properties below), versioned apart
+# from the message format (transport/envelope.WIRE_VERSION).
+LAYOUT_VERSION = 1  # what this build writes
+LAYOUT_READS = frozenset({1})  # what it reads
 ROOT_FOLDER_NAME = "syft_flwr_gdrive"
 FOLDER_MIME = "application/vnd.google-apps.folder"
 MESSAGE_MIME = "application/octet-stream"
@@ -46,6 +50,9 @@ P_BLOB = "sfg_blob"  # a shared blob's random id (never its content's hash: Driv
 P_BLOB_APP = "sfg_blob_app"  # blobs use their own app key so polls never list them
 P_BUNDLES = "sfg_bundles"  # on outbox folders: the id of the owner's shared folder its bundles live in
 KIND_BUNDLE = "bundle"  # sfg_kind of a bundle file: one message to many recipients (multiseal)
+# Where each field of Routing lives in a message file's properties (the app as its hash, below).
+ROUTING_PROPERTIES = {"app": P_APP, "run_id": P_RUN, "message_id": P_MSG, "reply_to": P_REPLY_TO, "kind": P_KIND,
+                      "sender": P_FROM, "recipient": P_TO_EMAIL, "created_at": P_CREATED, "ttl": P_TTL}
 
 # What a poll asks Drive for: enough to route and vet without downloading. Drive may leave
 # an owner's emailAddress out for readers; permissionId is always there (docs/drive-assumptions.md).
@@ -75,15 +82,15 @@ def outbox_folder_name(app: str, peer: str) -> str:
 
 def outbox_properties(app: str, peer: str) -> dict[str, str]:
     return {P_ROLE: "outbox", P_APP: app_hash(app), P_TO: str(node_id_for(peer)), P_TO_EMAIL: peer,
-            P_VERSION: str(FORMAT_VERSION)}
+            P_VERSION: str(LAYOUT_VERSION)}
 
 
 def blobs_folder_properties(app: str) -> dict[str, str]:
-    return {P_ROLE: "blobs", P_BLOB_APP: app_hash(app), P_VERSION: str(FORMAT_VERSION)}
+    return {P_ROLE: "blobs", P_BLOB_APP: app_hash(app), P_VERSION: str(LAYOUT_VERSION)}
 
 
 def blob_properties(app: str, blob_id: str) -> dict[str, str]:
-    return {P_BLOB: blob_id, P_BLOB_APP: app_hash(app), P_VERSION: str(FORMAT_VERSION)}
+    return {P_BLOB: blob_id, P_BLOB_APP: app_hash(app), P_VERSION: str(LAYOUT_VERSION)}
 
 
 def blobs_folder_query(app: str, me: str) -> str:
@@ -105,19 +112,21 @@ def message_file_name(routing: Routing) -> str:
 
 
 def message_properties(routing: Routing) -> dict[str, str]:
-    return {
-        P_VERSION: str(FORMAT_VERSION),
-        P_APP: app_hash(routing.app),
-        P_RUN: str(routing.run_id),
-        P_MSG: routing.message_id,
-        P_REPLY_TO: routing.reply_to,
-        P_KIND: routing.kind,
-        P_FROM: routing.sender,
-        P_TO: str(node_id_for(routing.recipient)),
-        P_TO_EMAIL: routing.recipient,
-        P_CREATED: repr(float(routing.created_at)),
-        P_TTL: repr(float(routing.ttl)),
-    }
+    """Every routing field (``ROUTING_PROPERTIES``), the layout version and the recipient's node id."""
+    text = {**routing.as_text(), "app": app_hash(routing.app)}
+    return {P_VERSION: str(LAYOUT_VERSION), **{ROUTING_PROPERTIES[name]: value for name, value in text.items()},
+            P_TO: str(node_id_for(routing.recipient))}
+
+
+def version_problem(props: Mapping[str, Any] | None) -> str | None:
+    """Why a file's layout version cannot be read (naming both versions and the fix), or None if it can."""
+    found = (props or {}).get(P_VERSION)
+    if found in {str(v) for v in LAYOUT_READS}:
+        return None
+    readable = ", ".join(str(v) for v in sorted(LAYOUT_READS))
+    return (f"Drive layout version {found!r} is not one this build reads (it reads {readable}, writes "
+            f"{LAYOUT_VERSION}): its writer runs a different syft-flwr-gdrive release. Fix: upgrade, so that every "
+            "participant runs the same release (pip install -U syft-flwr-gdrive)")
 
 
 MAX_PROPERTIES = 30  # Drive: public properties per file from one app
@@ -164,34 +173,23 @@ def bundle_properties(routing: Routing) -> dict[str, str]:
     """A bundle's properties: routing without a recipient (its parts name them, inside the file).
 
     ``sfg_blob_app`` too, so a server's start-up and ``clean`` remove leftovers with its blobs."""
-    return {
-        P_VERSION: str(FORMAT_VERSION),
-        P_APP: app_hash(routing.app),
-        P_BLOB_APP: app_hash(routing.app),
-        P_RUN: str(routing.run_id),
-        P_MSG: routing.message_id,
-        P_KIND: KIND_BUNDLE,
-        P_FROM: routing.sender,
-        P_CREATED: repr(float(routing.created_at)),
-        P_TTL: repr(float(routing.ttl)),
-    }
+    text = {**routing.as_text(), "app": app_hash(routing.app), "kind": KIND_BUNDLE}
+    del text["recipient"]
+    return {P_VERSION: str(LAYOUT_VERSION), P_BLOB_APP: app_hash(routing.app),
+            **{ROUTING_PROPERTIES[name]: value for name, value in text.items()}}
 
 
 def bundle_routing(props: Mapping[str, Any] | None, app: str, me: str) -> Routing | None:
     """A bundle's routing as a request to ``me`` (its part ids are inside); None if not a valid bundle."""
     props = props or {}
-    try:
-        if (props.get(P_VERSION) != str(FORMAT_VERSION) or props.get(P_APP) != app_hash(app)
-                or props.get(P_KIND) != KIND_BUNDLE):
-            return None
-        routing = Routing(run_id=int(props[P_RUN]), message_id=str(props[P_MSG]), reply_to="", kind=KIND_BUNDLE,
-                          sender=str(props[P_FROM]).lower(), recipient=me, app=app,
-                          created_at=float(props[P_CREATED]), ttl=float(props[P_TTL]))
-    except (KeyError, TypeError, ValueError, OverflowError):
+    if version_problem(props) or props.get(P_APP) != app_hash(app) or props.get(P_KIND) != KIND_BUNDLE:
         return None
-    if not routing.message_id or not (math.isfinite(routing.created_at) and math.isfinite(routing.ttl) and routing.ttl > 0):
+    text = {name: props.get(key) for name, key in ROUTING_PROPERTIES.items()}
+    text.update(app=app, reply_to="", recipient=me)
+    routing = Routing.from_text(text)
+    if routing is None or not routing.message_id:
         return None
-    return routing
+    return replace(routing, sender=routing.sender.lower())
 
 
 def announced_bundles(props: Mapping[str, Any] | None) -> str | None:
@@ -202,31 +200,16 @@ def announced_bundles(props: Mapping[str, Any] | None) -> str | None:
 
 
 def routing_from_properties(props: Mapping[str, Any] | None, app: str) -> Routing | None:
-    """Parse a file's properties; None if anything is missing or malformed."""
-    if not props:
+    """Parse a file's properties; None if anything is missing or malformed, or the layout version unreadable."""
+    if not props or version_problem(props) or props.get(P_APP) != app_hash(app):
         return None
-    try:
-        if props.get(P_VERSION) != str(FORMAT_VERSION) or props.get(P_APP) != app_hash(app):
-            return None
-        kind = str(props[P_KIND])
-        if kind not in KINDS:
-            return None
-        routing = Routing(
-            run_id=int(props[P_RUN]),
-            message_id=str(props[P_MSG]),
-            reply_to=str(props.get(P_REPLY_TO) or ""),
-            kind=kind,
-            sender=str(props[P_FROM]).lower(),
-            recipient=str(props[P_TO_EMAIL]).lower(),
-            app=app,
-            created_at=float(props[P_CREATED]),
-            ttl=float(props[P_TTL]),
-        )
-    except (KeyError, TypeError, ValueError, OverflowError):
+    text = {name: props.get(key) for name, key in ROUTING_PROPERTIES.items()}
+    text.update(app=app, reply_to=text["reply_to"] or "")  # Drive may drop a property whose value is empty
+    routing = Routing.from_text(text)
+    if routing is None or routing.kind not in KINDS or not routing.message_id:
         return None
-    if str(node_id_for(routing.recipient)) != props.get(P_TO) or not routing.message_id:
-        return None
-    if not (math.isfinite(routing.created_at) and math.isfinite(routing.ttl) and routing.ttl > 0):
+    routing = replace(routing, sender=routing.sender.lower(), recipient=routing.recipient.lower())
+    if str(node_id_for(routing.recipient)) != props.get(P_TO):
         return None
     return routing
 
@@ -291,5 +274,5 @@ def all_my_messages_query(me: str) -> str:
     """Every message file I own, of any app (for `clean`)."""
     return (
         f"'{escape_q(me)}' in owners and mimeType != '{FOLDER_MIME}' and "
-        f"{prop_clause(P_VERSION, str(FORMAT_VERSION))} and trashed = false"
+        f"({' or '.join(prop_clause(P_VERSION, str(v)) for v in sorted(LAYOUT_READS))}) and trashed = false"
     )

@@ -100,6 +100,7 @@ class DriveTransport(Transport):
         self.api = api
         self.email = canonical_email(email)
         self._min_poll_gap = min_poll_gap
+        self._unreadable: set[str] = set()  # message files of a layout version this build cannot read (logged once)
         self._lock = threading.Lock()
         self._ids: list[str] = []
         self._book = IdBook(state_dir / "drive-folders.json" if state_dir is not None else None)
@@ -507,12 +508,16 @@ class DriveTransport(Transport):
             return peer
         return str(owner.get("emailAddress") or (f"permission id {owner['permissionId']}" if owner.get("permissionId") else ""))
 
-    @staticmethod
-    def _posting(f: dict[str, Any], owner: str, app: str) -> Posting:
+    def _posting(self, f: dict[str, Any], owner: str, app: str) -> Posting:
+        routing = layout.routing_from_properties(f.get("properties"), app)
+        problem = layout.version_problem(f.get("properties")) if routing is None else None
+        if problem and str(f["id"]) not in self._unreadable:  # say once why it is not read: no routing at all
+            self._unreadable.add(str(f["id"]))
+            logger.warning("message file %s: %s", f["id"], problem)
         return Posting(
             handle=str(f["id"]),
             owner=owner,
-            routing=layout.routing_from_properties(f.get("properties"), app),
+            routing=routing,
             size=int(f.get("size") or 0),
             name=str(f.get("name") or ""),
             inline=layout.inline_body(f.get("properties")),

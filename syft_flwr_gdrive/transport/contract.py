@@ -9,55 +9,16 @@ second transport only has to implement the abstract primitives of ``Transport``.
 from __future__ import annotations
 
 import abc
-import dataclasses
-import math
 import io
 import threading
 from dataclasses import dataclass
 from typing import BinaryIO, ClassVar, Protocol, Sequence, runtime_checkable
 
 from syft_flwr_gdrive.config import ConfigError, Settings
+from syft_flwr_gdrive.routing import Routing
 from syft_flwr_gdrive.transport.segments import Buffer
 
-
-@dataclass(frozen=True)
-class Routing:
-    """Routing metadata stored beside a body, readable without downloading it."""
-
-    run_id: int
-    message_id: str
-    reply_to: str
-    kind: str
-    sender: str
-    recipient: str
-    app: str
-    created_at: float
-    ttl: float
-
-    def as_dict(self) -> dict[str, str | int | float]:
-        """The fields by name (JSON-ready)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: object) -> "Routing | None":
-        """Routing from :meth:`as_dict`'s form; None unless every field is there with its type and times are finite."""
-        if not isinstance(data, dict):
-            return None
-        values: dict[str, object] = {}
-        for f in dataclasses.fields(cls):
-            value = data.get(f.name)
-            if f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if type(value) is not _FIELD_TYPE[str(f.type)]:
-                return None
-            values[f.name] = value
-        routing = cls(**values)  # type: ignore[arg-type]
-        if not (math.isfinite(routing.created_at) and math.isfinite(routing.ttl) and routing.ttl > 0):
-            return None
-        return routing
-
-
-_FIELD_TYPE = {"int": int, "str": str, "float": float}
+__all__ = ["Announcement", "BlobRefused", "Check", "Listing", "Posting", "Routing", "Transport", "TransportError"]
 
 
 @dataclass(frozen=True)

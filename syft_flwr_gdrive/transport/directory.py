@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -31,12 +32,17 @@ from typing import Any, BinaryIO, Callable, ClassVar, Iterator, Sequence
 
 from syft_flwr_gdrive.accounts import canonical_email
 from syft_flwr_gdrive.config import ConfigError, Settings, option_env
+from syft_flwr_gdrive.logsafe import printable
 from syft_flwr_gdrive.transport.contract import (
     Announcement, BlobRefused, Check, Listing, Posting, Routing, Transport, TransportError,
 )
 from syft_flwr_gdrive.transport.segments import Buffer, as_reader
 
+logger = logging.getLogger(__name__)
 OPTION_DIR = "dir"  # SYFT_FLWR_DIR
+# The layout of the directory and of its files' routing line, versioned apart from the message format.
+LAYOUT_VERSION = 1  # what this build writes
+LAYOUT_READS = frozenset({1})  # what it reads
 MAX_HEADER = 4096  # a routing line is a few hundred bytes; anything longer is not ours
 CHUNK = 1 << 20
 ANNOUNCE = "announce.json"
@@ -87,6 +93,7 @@ class DirectoryTransport(Transport):
                               f"or point {option_env(OPTION_DIR)} at the folder every participant shares.")
         self.email = canonical_email(email)
         self.home = self.root / self.email
+        self._unreadable: set[str] = set()  # message files of a layout version this build cannot read (logged once)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "DirectoryTransport":
@@ -126,7 +133,7 @@ class DirectoryTransport(Transport):
             raise TransportError(f"message id {routing.message_id!r} cannot name a file (1-64 of A-Z a-z 0-9 . _ @ + -)")
         recipient = canonical_email(routing.recipient)
         path = self.home / app_folder(routing.app) / "to" / recipient / f"{routing.kind}-{routing.message_id}.msg"
-        header = json.dumps(routing.as_dict(), sort_keys=True).encode("utf-8") + b"\n"
+        header = json.dumps({"layout": LAYOUT_VERSION, **routing.as_dict()}, sort_keys=True).encode("utf-8") + b"\n"
         reader = as_reader(body)
         try:
             write_atomic(path, _chain([header], _reader_chunks(reader)))
@@ -254,7 +261,12 @@ class DirectoryTransport(Transport):
                 continue  # deleted since the listing
             except OSError:
                 continue  # unreadable: another poll will tell
-            out.append(Posting(self._handle(box / name), owner, _routing(header), size, name))
+            handle = self._handle(box / name)
+            routing, problem = _routing(header)
+            if problem and handle not in self._unreadable:  # say once why it is not read
+                self._unreadable.add(handle)
+                logger.warning("message file %s: %s", printable(handle), problem)
+            out.append(Posting(handle, owner, routing, size, name))
         return out
 
     def _announcement(self, base: Path) -> dict[str, Any] | None:
@@ -300,13 +312,23 @@ def _copy_body(path: Path, out: BinaryIO, *, header: bool, check: Callable[[int]
     return size
 
 
-def _routing(header: bytes) -> Routing | None:
+def _routing(header: bytes) -> tuple[Routing | None, str]:
+    """The routing line's fields, or None and (for a layout version this build cannot read) why."""
     if not header.endswith(b"\n"):
-        return None
+        return None, ""
     try:
-        return Routing.from_dict(json.loads(header))
+        data = json.loads(header)
     except ValueError:
-        return None
+        return None, ""
+    if not isinstance(data, dict):
+        return None, ""
+    found = data.get("layout")
+    if isinstance(found, bool) or found not in LAYOUT_READS:
+        readable = ", ".join(str(v) for v in sorted(LAYOUT_READS))
+        return None, (f"directory layout version {found!r} is not one this build reads (it reads {readable}, writes "
+                      f"{LAYOUT_VERSION}): its writer runs a different syft-flwr-gdrive release. Fix: upgrade, so "
+                      "that every participant runs the same release (pip install -U syft-flwr-gdrive)")
+    return Routing.from_dict(data), ""
 
 
 def _chain(*parts: Any) -> Iterator[bytes]:

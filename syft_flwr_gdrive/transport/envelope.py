@@ -20,13 +20,16 @@ import math
 import re
 import struct
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from typing import Any, BinaryIO, Callable, Sequence
 
+from syft_flwr_gdrive.routing import Routing
 from syft_flwr_gdrive.transport.segments import Buffer
 
 MAGIC = b"SFGD"
-FORMAT_VERSION = 1
+# The wire format (this header) is versioned apart from any storage layout (drive/layout.LAYOUT_VERSION).
+WIRE_VERSION = 1  # what this build writes
+WIRE_READS = frozenset({1})  # what it reads
 MAX_HEADER_BYTES = 64 * 1024
 _LEN = struct.Struct(">I")
 PREFIX_BYTES = len(MAGIC) + _LEN.size
@@ -65,23 +68,14 @@ class EnvelopeError(ValueError):
     """A message body is not a valid envelope; the text says what is wrong."""
 
 
-@dataclass(frozen=True)
-class Envelope:
-    """Routing and integrity header of one message."""
+@dataclass(frozen=True, kw_only=True)
+class Envelope(Routing):
+    """Routing (every field of ``Routing``) and the integrity header of one message."""
 
-    run_id: int
-    message_id: str
-    sender: str
-    recipient: str
-    kind: str
-    app: str
-    reply_to: str = ""
-    created_at: float = field(default_factory=time.time)
-    ttl: float = 43200.0
     codecs: tuple[str, ...] = (CODEC_FLWR_PROTO,)
     sha256: str = ""
     size: int = 0
-    version: int = FORMAT_VERSION
+    version: int = WIRE_VERSION
 
     def expired(self, now: float | None = None) -> bool:
         """True once the message's time to live has run out."""
@@ -114,21 +108,9 @@ def encode_segments(envelope: Envelope, payload: Sequence[Buffer]) -> list[Buffe
     return [header_bytes(_replace(envelope, sha256=digest.hexdigest(), size=size)), *payload]
 
 
-_FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "run_id": (int,),
-    "message_id": (str,),
-    "sender": (str,),
-    "recipient": (str,),
-    "kind": (str,),
-    "app": (str,),
-    "reply_to": (str,),
-    "created_at": (int, float),
-    "ttl": (int, float),
-    "codecs": (list,),
-    "sha256": (str,),
-    "size": (int,),
-    "version": (int,),
-}
+# The JSON types of the header's fields, from Envelope's (hence Routing's) own field types.
+_JSON_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "str": (str,), "float": (int, float), "tuple[str, ...]": (list,)}
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {f.name: _JSON_TYPES[str(f.type)] for f in fields(Envelope)}
 
 
 def decode_header(prefix: bytes) -> tuple[Envelope, int]:
@@ -155,10 +137,12 @@ def decode_header(prefix: bytes) -> tuple[Envelope, int]:
     if not isinstance(raw, dict):
         raise EnvelopeError("header is not a JSON object")
     version = raw.get("version")
-    if version != FORMAT_VERSION:
+    if isinstance(version, bool) or version not in WIRE_READS:
+        readable = ", ".join(str(v) for v in sorted(WIRE_READS))
         raise EnvelopeError(
-            f"unsupported envelope format version {version!r} (this build reads version {FORMAT_VERSION}); "
-            "all participants must run compatible syft-flwr-gdrive releases"
+            f"message format version {version!r} is not one this build reads (it reads {readable}, writes "
+            f"{WIRE_VERSION}): the sender runs a different syft-flwr-gdrive release. Fix: upgrade, so that every "
+            "participant runs the same release (pip install -U syft-flwr-gdrive)"
         )
     unknown = set(raw) - set(_FIELD_TYPES)
     missing = set(_FIELD_TYPES) - set(raw)

@@ -173,29 +173,18 @@ class Mailbox:
         codecs: tuple[str, ...] | None = None,
     ) -> tuple[str, str]:
         """Send ``payload`` (bytes, or buffers sent without joining) to ``recipient``; returns (message_id, handle)."""
-        envelope = Envelope(
+        routing = Routing(
+            app=self.app,
             run_id=run_id,
             message_id=message_id or new_message_id(),
+            reply_to=reply_to,
+            kind=kind,
             sender=self.email,
             recipient=recipient.lower(),
-            kind=kind,
-            app=self.app,
-            reply_to=reply_to,
             ttl=ttl,
             **({"created_at": created_at} if created_at is not None else {}),
-            **({"codecs": tuple(codecs)} if codecs else {}),
         )
-        routing = Routing(
-            run_id=envelope.run_id,
-            message_id=envelope.message_id,
-            reply_to=envelope.reply_to,
-            kind=envelope.kind,
-            sender=envelope.sender,
-            recipient=envelope.recipient,
-            app=envelope.app,
-            created_at=envelope.created_at,
-            ttl=envelope.ttl,
-        )
+        envelope = Envelope(**routing.as_dict(), **({"codecs": tuple(codecs)} if codecs else {}))  # type: ignore[arg-type]
         segments = [payload] if isinstance(payload, (bytes, bytearray, memoryview)) else list(payload)
         if self.sealer is None:
             body: BinaryIO = SegmentReader(encode_segments(envelope, segments))
@@ -496,8 +485,8 @@ NOT_SEALED = ("not encrypted, but encryption is on: refused (fail closed). A pee
               "SYFT_FLWR_ENCRYPTION_ENABLED=false must switch it back on")
 MALFORMED = ("its message id or sender is malformed (ids are 1-64 letters, digits or . _ @ + -); "
              "a foreign or forged file, left untouched")
-# Header fields that must equal the listed routing metadata (created_at and ttl are checked by expiry).
-AGREEING_FIELDS = ("run_id", "message_id", "reply_to", "kind", "sender", "recipient", "app")
+# Routing fields the header must repeat exactly as listed (created_at and ttl are checked by expiry).
+AGREEING_FIELDS = tuple(name for name in Routing.field_names() if name not in ("created_at", "ttl"))
 
 
 def _malformed(routing: Routing) -> str | None:
@@ -535,7 +524,7 @@ def _oversize(size: int, limit: int | None, max_payload: int | None) -> str | No
 
 
 def _disagreement(envelope: Envelope, routing: Routing) -> str | None:
-    bad = [f for f in AGREEING_FIELDS if getattr(envelope, f) != getattr(routing, f)]
+    bad = [name for name in envelope.routing().disagreement(routing) if name in AGREEING_FIELDS]
     return f"envelope header disagrees with its metadata on {', '.join(bad)}" if bad else None
 
 

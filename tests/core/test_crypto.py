@@ -73,7 +73,7 @@ def test_re_signed_message_is_rejected(pair, caplog):
     hub, ds, do = pair
     eve = Sealer(Identity.ephemeral(), PinStore(None))
     eve.learn(DO, do.sealer.identity.public)
-    routing = Routing(1, "m-eve", "", "request", DS, DO, APP, time.time(), 600)
+    routing = Routing(run_id=1, message_id="m-eve", kind="request", sender=DS, recipient=DO, app=APP, created_at=time.time(), ttl=600)
     sealed, digest = eve.seal(routing, io.BytesIO(b"do what I say"), 13)
     from syft_flwr_gdrive.transport.envelope import Envelope, header_bytes
 

@@ -88,3 +88,8 @@ def test_the_checker_sees_imports_inside_functions_and_relative_ones():
 def test_the_adapter_knows_no_particular_transport(name):
     """Above the contract nothing imports drive/: Drive's quota reaches the poll schedule as Transport.min_poll_gap."""
     assert [n for n in imports_of(PACKAGE / f"{name}.py") if n.startswith("syft_flwr_gdrive.drive")] == []
+
+
+def test_routing_is_a_leaf_and_crypto_needs_no_transport_contract():
+    assert [n for n in imports_of(PACKAGE / "routing.py") if n.startswith("syft_flwr_gdrive")] == []
+    assert not any(n.startswith("syft_flwr_gdrive.transport.contract") for n in imports_of(PACKAGE / "crypto.py"))

@@ -124,3 +124,18 @@ def test_small_bodies_ride_in_properties_and_need_no_download(drive):
     assert props and layout.inline_body(props) == body
     assert layout.inline_properties(os.urandom(5000), used=11) == {}
     assert layout.inline_body({"sfg_b00": "not base64!"}) is None
+
+
+def test_a_message_of_a_newer_drive_layout_is_listed_unread_and_named_once(drive, caplog):
+    from syft_flwr_gdrive.drive import layout
+
+    ds, do = transport(drive, DS), transport(drive, DO)
+    ds.prepare("flwr/layout", [DO])
+    do.prepare("flwr/layout", [DS])
+    routing = Routing(app="flwr/layout", run_id=1, message_id="new", kind="request", sender=DS, recipient=DO)
+    props = {**layout.message_properties(routing), layout.P_VERSION: "2"}
+    ds.api.upload_bytes("new.sfgd", b"body", parent_id=ds._outboxes[("flwr/layout", DO)], properties=props)
+    assert [p.routing for p in do.poll("flwr/layout").inbound] == [None]
+    do.poll("flwr/layout")
+    said = [r.getMessage() for r in caplog.records if "layout version" in r.getMessage()]
+    assert len(said) == 1 and "'2' is not one this build reads (it reads 1, writes 1)" in said[0] and "upgrade" in said[0]

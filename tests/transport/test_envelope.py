@@ -54,8 +54,10 @@ def _with_header(**changes):
 
 
 def test_wrong_version_names_the_fix():
-    with pytest.raises(EnvelopeError, match="compatible syft-flwr-gdrive"):
+    with pytest.raises(EnvelopeError, match=r"version 99 is not one this build reads \(it reads 1, writes 1\).*Fix: upgrade"):
         decode(_with_header(version=99))
+    with pytest.raises(EnvelopeError, match="version True"):
+        decode(_with_header(version=True))
 
 
 @pytest.mark.parametrize(
