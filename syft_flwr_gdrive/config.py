@@ -174,11 +174,14 @@ class ProjectConfig:
 class Settings:
     """Everything a participant process needs to talk to its peers."""
 
+    # This participant's Google account email, canonical (accounts.canonical_email), and where its state lives.
     email: str
+    state_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "syft_flwr_gdrive")
+    # Longest wait for replies to one batch, and the idle gap between polls, in seconds.
     msg_timeout: float = DEFAULT_MSG_TIMEOUT
     poll_interval: float = DEFAULT_POLL_INTERVAL
+    # The transport plugin by name (plugin.py); its own options are in transport_options.
     transport: str = DEFAULT_TRANSPORT
-    state_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "syft_flwr_gdrive")
     aggregator: str | None = None
     # True when msg_timeout came from the user (env or pyproject), not the default.
     msg_timeout_explicit: bool = False
