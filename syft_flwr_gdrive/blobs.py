@@ -24,7 +24,7 @@ from syft_flwr_gdrive.flower_codec import BlobRef, PayloadError
 from syft_flwr_gdrive.transport.contract import BlobRefused
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 from syft_flwr_gdrive.transport.pipe import PipeSink
-from syft_flwr_gdrive.transport.segments import Buffer, SegmentReader
+from syft_flwr_gdrive.segments import Buffer, SegmentReader
 
 logger = logging.getLogger(__name__)
 

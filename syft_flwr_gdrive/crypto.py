@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from syft_flwr_gdrive.statefile import write_json_atomic
 from syft_flwr_gdrive.routing import Routing
-from syft_flwr_gdrive.transport.segments import Buffer, ChunkReader, SeekableReader
+from syft_flwr_gdrive.segments import Buffer, ChunkReader, SeekableReader
 
 logger = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from flwr.common.serde import message_from_proto, message_to_proto
 from flwr.proto.message_pb2 import Message as ProtoMessage  # pylint: disable=no-name-in-module
 
 from syft_flwr_gdrive.transport.contract import TransportError
-from syft_flwr_gdrive.transport.segments import Buffer
+from syft_flwr_gdrive.segments import Buffer
 
 SERVER_NODE_ID = SUPERLINK_NODE_ID
 CODEC_PROTO = "flwr-message-proto"

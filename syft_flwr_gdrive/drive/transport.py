@@ -41,7 +41,7 @@ from syft_flwr_gdrive.accounts import canonical_email, same_account
 from syft_flwr_gdrive.transport.contract import (
     Announcement, BlobRefused, Check, Listing, Posting, Routing, Transport, TransportError,
 )
-from syft_flwr_gdrive.transport.segments import Buffer, as_reader
+from syft_flwr_gdrive.segments import Buffer, as_reader
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import BinaryIO, ClassVar, Protocol, Sequence, runtime_checkable
 
 from syft_flwr_gdrive.config import ConfigError, Settings
 from syft_flwr_gdrive.routing import Routing
-from syft_flwr_gdrive.transport.segments import Buffer
+from syft_flwr_gdrive.segments import Buffer
 
 __all__ = ["Announcement", "BlobRefused", "Check", "Listing", "Posting", "Routing", "Transport", "TransportError"]
 

@@ -36,7 +36,7 @@ from syft_flwr_gdrive.logsafe import printable
 from syft_flwr_gdrive.transport.contract import (
     Announcement, BlobRefused, Check, Listing, Posting, Routing, Transport, TransportError,
 )
-from syft_flwr_gdrive.transport.segments import Buffer, as_reader
+from syft_flwr_gdrive.segments import Buffer, as_reader
 
 logger = logging.getLogger(__name__)
 OPTION_DIR = "dir"  # SYFT_FLWR_DIR

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, BinaryIO, Callable, Sequence
 
 from syft_flwr_gdrive.routing import Routing
-from syft_flwr_gdrive.transport.segments import Buffer
+from syft_flwr_gdrive.segments import Buffer
 
 MAGIC = b"SFGD"
 # The wire format (this header) is versioned apart from any storage layout (drive/layout.LAYOUT_VERSION).

@@ -35,7 +35,7 @@ from syft_flwr_gdrive.transport.envelope import (
     MAX_HEADER_BYTES, Envelope, EnvelopeError, decode_file, encode_segments, header_bytes, valid_email,
     valid_message_id,
 )
-from syft_flwr_gdrive.transport.segments import Buffer, ConcatReader, SegmentReader
+from syft_flwr_gdrive.segments import Buffer, ConcatReader, SegmentReader
 from syft_flwr_gdrive.transport.streamed import SealedBodySink
 from syft_flwr_gdrive.multiseal import BundleHead, Part
 from syft_flwr_gdrive.transport.bundles import BundleReader

@@ -17,7 +17,7 @@ from syft_flwr_gdrive.config import ConfigError, Settings
 from syft_flwr_gdrive.transport.contract import (
     Announcement, BlobRefused, Listing, Posting, Routing, Transport, TransportError,
 )
-from syft_flwr_gdrive.transport.segments import Buffer, as_reader
+from syft_flwr_gdrive.segments import Buffer, as_reader
 
 
 @dataclass

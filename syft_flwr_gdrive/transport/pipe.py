@@ -14,7 +14,7 @@ import queue
 import threading
 from typing import Callable
 
-from syft_flwr_gdrive.transport.segments import Buffer
+from syft_flwr_gdrive.segments import Buffer
 
 _END = object()
 _TICK = 0.1  # seconds between checks while waiting (keeps Ctrl-C and a failed side prompt)

@@ -17,7 +17,7 @@ from syft_flwr_gdrive.crypto import PlainLayout, Sealer, SealedOpener
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.envelope import MAGIC, MAX_HEADER_BYTES, PREFIX_BYTES, Envelope, EnvelopeError, decode_header
 from syft_flwr_gdrive.transport.pipe import PipeSink
-from syft_flwr_gdrive.transport.segments import Buffer, ChunkReader
+from syft_flwr_gdrive.segments import Buffer, ChunkReader
 
 
 class SealedBodySink:

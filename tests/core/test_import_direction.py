@@ -90,6 +90,11 @@ def test_the_adapter_knows_no_particular_transport(name):
     assert [n for n in imports_of(PACKAGE / f"{name}.py") if n.startswith("syft_flwr_gdrive.drive")] == []
 
 
-def test_routing_is_a_leaf_and_crypto_needs_no_transport_contract():
-    assert [n for n in imports_of(PACKAGE / "routing.py") if n.startswith("syft_flwr_gdrive")] == []
-    assert not any(n.startswith("syft_flwr_gdrive.transport.contract") for n in imports_of(PACKAGE / "crypto.py"))
+@pytest.mark.parametrize("name", ["routing", "segments", "accounts"])
+def test_leaves_import_nothing_of_the_package(name):
+    assert [n for n in imports_of(PACKAGE / f"{name}.py") if n.startswith("syft_flwr_gdrive")] == []
+
+
+def test_no_cycle_through_crypto():
+    """The mailbox (transport/) uses crypto, so crypto uses nothing of transport/ (routing and segments are leaves)."""
+    assert [n for n in imports_of(PACKAGE / "crypto.py") if n.startswith("syft_flwr_gdrive.transport")] == []

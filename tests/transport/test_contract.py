@@ -21,7 +21,7 @@ from syft_flwr_gdrive.maintenance import clean
 from syft_flwr_gdrive.transport.contract import BlobRefused, Routing, Transport, TransportError
 from syft_flwr_gdrive.transport.directory import DirectoryTransport
 from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
-from syft_flwr_gdrive.transport.segments import SegmentReader
+from syft_flwr_gdrive.segments import SegmentReader
 
 Make = Callable[[str], Transport]
 APP, OTHER_APP = "flwr/contract", "flwr/other"

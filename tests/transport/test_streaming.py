@@ -20,7 +20,7 @@ from syft_flwr_gdrive.flower_codec import decode_message, encode_message
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.envelope import Envelope, decode_file, encode
 from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
-from syft_flwr_gdrive.transport.segments import SegmentReader
+from syft_flwr_gdrive.segments import SegmentReader
 from tests.helpers.mailboxes import store
 
 KIB = 1024
@@ -172,7 +172,7 @@ def test_pipe_sink_consumes_in_order_in_its_worker_and_reports_its_failure():
 
 
 def test_chunk_reader_hands_a_whole_region_over_and_drops_what_a_big_read_copied():
-    from syft_flwr_gdrive.transport.segments import ChunkReader
+    from syft_flwr_gdrive.segments import ChunkReader
 
     region = os.urandom(5000)
     reader = ChunkReader(release_at=1000)
