@@ -20,8 +20,9 @@ def run_checks(environ: Mapping[str, str] | None = None, **overrides: object) ->
         transport = transport_class(settings.transport)
     except ConfigError as exc:
         return [Check("settings", False, str(exc), "fix the setting named above")]
-    checks.append(Check("settings", True, f"SYFTBOX_EMAIL={settings.email}, transport {settings.transport}, "
-                                          f"poll {settings.poll_interval}s, timeout {settings.msg_timeout}s"))
+    detail = (f"SYFTBOX_EMAIL={settings.email}, transport {settings.transport}, "
+              f"poll {settings.poll_interval}s, timeout {settings.msg_timeout}s")
+    checks.append(Check("settings", True, detail))
     checks.append(_key_check(settings))
     return checks + transport.diagnose(settings)
 

@@ -5,7 +5,7 @@ Shared here so that ``client.py`` does not import ``server.py`` (nor the other w
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from syft_flwr_gdrive.config import ConfigError, Settings
 from syft_flwr_gdrive.crypto import sealer_for
@@ -28,6 +28,12 @@ def open_mailbox(settings: Settings, transport: Transport, app_name: str, peers:
     and the Flower codec's payload layout (so big sealed payloads open while they download)."""
     key = app_key(app_name)
     state = settings.participant_state_dir()
-    return Mailbox(transport, key, peers, Ledger.for_app(state, key),
-                   sealer=sealer_for(state, enabled=settings.encryption), max_payload=settings.max_message_bytes,
-                   plain_layouts={CODEC_PARTS: parts_layout})
+    return Mailbox(
+        transport,
+        key,
+        peers,
+        Ledger.for_app(state, key),
+        sealer=sealer_for(state, enabled=settings.encryption),
+        max_payload=settings.max_message_bytes,
+        plain_layouts={CODEC_PARTS: parts_layout},
+    )

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import math
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 _TYPES = {"int": int, "str": str, "float": float}
 
@@ -40,7 +40,7 @@ class Routing:
         """Routing's own fields, in order (a subclass's extra fields are not routing)."""
         return tuple(f.name for f in dataclasses.fields(Routing))
 
-    def routing(self) -> "Routing":
+    def routing(self) -> Routing:
         """Just the routing part (of an envelope, say)."""
         return Routing(**{name: getattr(self, name) for name in Routing.field_names()})
 
@@ -58,15 +58,17 @@ class Routing:
 
     def _exact(self) -> dict[str, str | int]:
         """The fields in order, float fields as ``repr(float(...))`` (exact, and the same for 5 and 5.0)."""
-        return {f.name: repr(float(getattr(self, f.name))) if f.type == "float" else getattr(self, f.name)
-                for f in dataclasses.fields(Routing)}
+        return {
+            f.name: repr(float(getattr(self, f.name))) if f.type == "float" else getattr(self, f.name)
+            for f in dataclasses.fields(Routing)
+        }
 
-    def disagreement(self, other: "Routing") -> list[str]:
+    def disagreement(self, other: Routing) -> list[str]:
         """Names of the routing fields on which ``other`` says something else."""
         return [name for name in Routing.field_names() if getattr(self, name) != getattr(other, name)]
 
     @classmethod
-    def from_dict(cls, data: object) -> "Routing | None":
+    def from_dict(cls, data: object) -> Routing | None:
         """From :meth:`as_dict`'s form; None unless every field is there with its type and times are sane."""
         if not isinstance(data, dict):
             return None
@@ -81,7 +83,7 @@ class Routing:
         return _sane(Routing(**values))  # type: ignore[arg-type]
 
     @classmethod
-    def from_text(cls, text: Mapping[str, object]) -> "Routing | None":
+    def from_text(cls, text: Mapping[str, object]) -> Routing | None:
         """From :meth:`as_text`'s form (strings, e.g. storage metadata); None if a field is missing or malformed."""
         values: dict[str, object] = {}
         try:

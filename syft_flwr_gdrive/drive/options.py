@@ -14,7 +14,12 @@ from pathlib import Path
 from syft_flwr_gdrive.config import Settings, option_env, positive_float
 from syft_flwr_gdrive.drive.ratelimit import units_for
 
-DRIVE_URL, TOKEN_FILE, SERVICE_ACCOUNT_FILE, QUOTA = "drive_url", "token_file", "service_account_file", "quota_units_per_min"
+DRIVE_URL, TOKEN_FILE, SERVICE_ACCOUNT_FILE, QUOTA = (
+    "drive_url",
+    "token_file",
+    "service_account_file",
+    "quota_units_per_min",
+)
 POLL_QUOTA_SHARE = 0.25  # with quota pacing: polls alone use at most this share of the budget
 
 
@@ -26,7 +31,7 @@ class DriveOptions:
     quota_units_per_min: float | None = None  # client-side pacing below this per-user quota; None: none
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "DriveOptions":
+    def from_settings(cls, settings: Settings) -> DriveOptions:
         given = settings.transport_options
 
         def path(name: str) -> Path | None:
@@ -37,8 +42,11 @@ class DriveOptions:
             url=str(given[DRIVE_URL]) if given.get(DRIVE_URL) else None,
             token_file=path(TOKEN_FILE),
             service_account_file=path(SERVICE_ACCOUNT_FILE),
-            quota_units_per_min=(positive_float(quota, option_env(QUOTA), unit="Drive quota units per minute",
-                                                example="100000") if quota else None),
+            quota_units_per_min=(
+                positive_float(quota, option_env(QUOTA), unit="Drive quota units per minute", example="100000")
+                if quota
+                else None
+            ),
         )
 
     @property

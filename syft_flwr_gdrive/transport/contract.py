@@ -189,7 +189,7 @@ class Transport(abc.ABC):
         with lock:
             return dict(counts)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: most transports hold nothing to release
         """Release connections and threads (default: nothing to release)."""
 
     def min_poll_gap(self) -> float:

@@ -27,16 +27,24 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, ClassVar, Iterator, Sequence
+from typing import Any, BinaryIO, ClassVar
 
 from syft_flwr_gdrive.accounts import canonical_email
 from syft_flwr_gdrive.config import ConfigError, Settings, option_env
 from syft_flwr_gdrive.logsafe import printable
-from syft_flwr_gdrive.transport.contract import (
-    Announcement, BlobRefused, Check, Listing, Posting, Routing, Transport, TransportError,
-)
 from syft_flwr_gdrive.segments import Buffer, as_reader
+from syft_flwr_gdrive.transport.contract import (
+    Announcement,
+    BlobRefused,
+    Check,
+    Listing,
+    Posting,
+    Routing,
+    Transport,
+    TransportError,
+)
 
 logger = logging.getLogger(__name__)
 OPTION_DIR = "dir"  # SYFT_FLWR_DIR
@@ -89,18 +97,22 @@ class DirectoryTransport(Transport):
     def __init__(self, root: Path | str, email: str) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise ConfigError(f"The shared directory {self.root} does not exist. Create it (mkdir -p {self.root}) "
-                              f"or point {option_env(OPTION_DIR)} at the folder every participant shares.")
+            raise ConfigError(
+                f"The shared directory {self.root} does not exist. Create it (mkdir -p {self.root}) "
+                f"or point {option_env(OPTION_DIR)} at the folder every participant shares."
+            )
         self.email = canonical_email(email)
         self.home = self.root / self.email
         self._unreadable: set[str] = set()  # message files of a layout version this build cannot read (logged once)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "DirectoryTransport":
+    def from_settings(cls, settings: Settings) -> DirectoryTransport:
         root = settings.transport_options.get(OPTION_DIR, "").strip()
         if not root:
-            raise ConfigError(f"The dir transport needs the shared directory: set {option_env(OPTION_DIR)}=/path/to/folder, "
-                              "the same folder (synced, or on a share) for every participant.")
+            raise ConfigError(
+                f"The dir transport needs the shared directory: set {option_env(OPTION_DIR)}=/path/to/folder, "
+                "the same folder (synced, or on a share) for every participant."
+            )
         return cls(Path(root).expanduser(), settings.email)
 
     @classmethod
@@ -115,8 +127,14 @@ class DirectoryTransport(Transport):
             write_atomic(probe, iter([b"ok"]))
             probe.unlink()
         except OSError as exc:
-            return [Check("directory", False, f"cannot write into {transport.home}: {exc}",
-                          "give this account write access to its own subfolder of the shared directory")]
+            return [
+                Check(
+                    "directory",
+                    False,
+                    f"cannot write into {transport.home}: {exc}",
+                    "give this account write access to its own subfolder of the shared directory",
+                )
+            ]
         return [Check("directory", True, f"shared directory {transport.root}, my subfolder {transport.home.name}")]
 
     # -- primitives --------------------------------------------------------------------
@@ -130,7 +148,9 @@ class DirectoryTransport(Transport):
     def send(self, routing: Routing, body: Buffer | Sequence[Buffer] | BinaryIO) -> str:
         self._count("write")
         if not _SAFE_ID.match(routing.message_id):
-            raise TransportError(f"message id {routing.message_id!r} cannot name a file (1-64 of A-Z a-z 0-9 . _ @ + -)")
+            raise TransportError(
+                f"message id {routing.message_id!r} cannot name a file (1-64 of A-Z a-z 0-9 . _ @ + -)"
+            )
         recipient = canonical_email(routing.recipient)
         path = self.home / app_folder(routing.app) / "to" / recipient / f"{routing.kind}-{routing.message_id}.msg"
         header = json.dumps({"layout": LAYOUT_VERSION, **routing.as_dict()}, sort_keys=True).encode("utf-8") + b"\n"
@@ -169,8 +189,9 @@ class DirectoryTransport(Transport):
             if max_bytes is not None and size > max_bytes:
                 raise TransportError(f"message file {posting.handle} is {size} bytes, over the {max_bytes}-byte limit")
 
-        return _copy_body(path, out, header=True, check=check,
-                          gone=TransportError(f"message file {posting.handle} is gone"))
+        return _copy_body(
+            path, out, header=True, check=check, gone=TransportError(f"message file {posting.handle} is gone")
+        )
 
     def delete(self, handles: Sequence[str]) -> None:
         self._count("delete")
@@ -216,8 +237,13 @@ class DirectoryTransport(Transport):
             if found != size:
                 raise BlobRefused(f"blob {locator} is {found} bytes, not the {size} its message says")
 
-        return _copy_body(path, out, header=False, check=check,
-                          gone=BlobRefused(f"blob {locator} is not one of {owner}'s blobs of this app (or is gone)"))
+        return _copy_body(
+            path,
+            out,
+            header=False,
+            check=check,
+            gone=BlobRefused(f"blob {locator} is not one of {owner}'s blobs of this app (or is gone)"),
+        )
 
     def list_my_blobs(self, app: str) -> list[str]:
         return sorted(p.stem for p in (self.home / app_folder(app) / "blobs").glob("*.bin") if _LOCATOR.match(p.stem))
@@ -325,9 +351,11 @@ def _routing(header: bytes) -> tuple[Routing | None, str]:
     found = data.get("layout")
     if isinstance(found, bool) or found not in LAYOUT_READS:
         readable = ", ".join(str(v) for v in sorted(LAYOUT_READS))
-        return None, (f"directory layout version {found!r} is not one this build reads (it reads {readable}, writes "
-                      f"{LAYOUT_VERSION}): its writer runs a different syft-flwr-gdrive release. Fix: upgrade, so "
-                      "that every participant runs the same release (pip install -U syft-flwr-gdrive)")
+        return None, (
+            f"directory layout version {found!r} is not one this build reads (it reads {readable}, writes "
+            f"{LAYOUT_VERSION}): its writer runs a different syft-flwr-gdrive release. Fix: upgrade, so "
+            "that every participant runs the same release (pip install -U syft-flwr-gdrive)"
+        )
     return Routing.from_dict(data), ""
 
 

@@ -13,9 +13,27 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "syft_flwr_gdrive"
 # The Flower adapter and everything above it: what the mailbox, the contract and the transports never import.
-ADAPTER = {"grid", "client_loop", "flower_codec", "blobs", "client", "server", "participant", "cli", "demo",
-           "federation", "project", "identity", "userconfig", "tally", "peercheck", "bootstrap", "doctor",
-           "maintenance", "plugin"}
+ADAPTER = {
+    "grid",
+    "client_loop",
+    "flower_codec",
+    "blobs",
+    "client",
+    "server",
+    "participant",
+    "cli",
+    "demo",
+    "federation",
+    "project",
+    "identity",
+    "userconfig",
+    "tally",
+    "peercheck",
+    "bootstrap",
+    "doctor",
+    "maintenance",
+    "plugin",
+}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -44,8 +62,11 @@ def modules(folder: str) -> list[Path]:
 
 
 def offending(names: set[str], banned: set[str]) -> list[str]:
-    return sorted(name for name in names
-                  if name.split(".")[0] == "flwr" or any(name == b or name.startswith(b + ".") for b in banned))
+    return sorted(
+        name
+        for name in names
+        if name.split(".")[0] == "flwr" or any(name == b or name.startswith(b + ".") for b in banned)
+    )
 
 
 @pytest.mark.parametrize("path", modules("drive") + modules("transport"), ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -58,7 +79,9 @@ def test_storage_and_mailbox_import_no_flower_and_no_adapter(path):
 
 @pytest.mark.parametrize("path", modules("fake"), ids=lambda p: p.name)
 def test_the_fake_drive_imports_nothing_else_of_the_package(path):
-    assert [n for n in imports_of(path) if n.startswith("syft_flwr_gdrive") and not n.startswith("syft_flwr_gdrive.fake")] == []
+    assert [
+        n for n in imports_of(path) if n.startswith("syft_flwr_gdrive") and not n.startswith("syft_flwr_gdrive.fake")
+    ] == []
 
 
 def test_client_does_not_import_server():
@@ -68,10 +91,14 @@ def test_client_does_not_import_server():
 @pytest.mark.parametrize("name", ["grid.py", "client_loop.py", "blobs.py"])
 def test_the_adapter_talks_to_the_mailbox_not_to_its_transport(name):
     tree = ast.parse((PACKAGE / name).read_text(encoding="utf-8"))
-    reaches = [node.lineno for node in ast.walk(tree)
-               if isinstance(node, ast.Attribute) and node.attr == "transport"
-               and isinstance(node.value, (ast.Name, ast.Attribute))
-               and (getattr(node.value, "id", None) or getattr(node.value, "attr", "")).endswith("mailbox")]
+    reaches = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr == "transport"
+        and isinstance(node.value, (ast.Name, ast.Attribute))
+        and (getattr(node.value, "id", None) or getattr(node.value, "attr", "")).endswith("mailbox")
+    ]
     assert reaches == [], f"{name} reaches into mailbox.transport on lines {reaches}"
 
 
@@ -79,12 +106,32 @@ def test_the_checker_sees_imports_inside_functions_and_relative_ones():
     source = "def f():\n    from syft_flwr_gdrive.flower_codec import x\n    import flwr.app\nfrom ..grid import G\n"
     names = imports_in(source, ["syft_flwr_gdrive", "drive"])
     assert offending(names, {"syft_flwr_gdrive.flower_codec", "syft_flwr_gdrive.grid"}) == [
-        "flwr.app", "syft_flwr_gdrive.flower_codec", "syft_flwr_gdrive.flower_codec.x",
-        "syft_flwr_gdrive.grid", "syft_flwr_gdrive.grid.G"]
+        "flwr.app",
+        "syft_flwr_gdrive.flower_codec",
+        "syft_flwr_gdrive.flower_codec.x",
+        "syft_flwr_gdrive.grid",
+        "syft_flwr_gdrive.grid.G",
+    ]
 
 
-@pytest.mark.parametrize("name", ["grid", "client_loop", "client", "server", "participant", "blobs", "flower_codec",
-                                  "poll_schedule", "tally", "identity", "userconfig", "crypto", "multiseal"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "grid",
+        "client_loop",
+        "client",
+        "server",
+        "participant",
+        "blobs",
+        "flower_codec",
+        "poll_schedule",
+        "tally",
+        "identity",
+        "userconfig",
+        "crypto",
+        "multiseal",
+    ],
+)
 def test_the_adapter_knows_no_particular_transport(name):
     """Above the contract nothing imports drive/: Drive's quota reaches the poll schedule as Transport.min_poll_gap."""
     assert [n for n in imports_of(PACKAGE / f"{name}.py") if n.startswith("syft_flwr_gdrive.drive")] == []

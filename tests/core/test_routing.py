@@ -10,8 +10,17 @@ from syft_flwr_gdrive.routing import Routing
 from syft_flwr_gdrive.transport.directory import DirectoryTransport
 from syft_flwr_gdrive.transport.envelope import Envelope, decode_header, header_bytes
 
-R = Routing(app="flwr/x", run_id=3, message_id="m1", reply_to="m0", kind="reply", sender="a@x.com",
-            recipient="b@x.com", created_at=1.5, ttl=600.0)
+R = Routing(
+    app="flwr/x",
+    run_id=3,
+    message_id="m1",
+    reply_to="m0",
+    kind="reply",
+    sender="a@x.com",
+    recipient="b@x.com",
+    created_at=1.5,
+    ttl=600.0,
+)
 
 
 def test_the_envelope_header_is_routing_plus_integrity():
@@ -57,12 +66,21 @@ def test_sealing_binds_every_field_in_order_exactly():
 def test_text_and_dict_forms_round_trip_and_refuse_what_is_wrong():
     assert Routing.from_text(R.as_text()) == R and Routing.from_dict(R.as_dict()) == R
     assert Routing.from_dict({**R.as_dict(), "created_at": 5}) == dataclasses.replace(R, created_at=5.0)
-    for bad in ({**R.as_dict(), "run_id": "1"}, {**R.as_dict(), "run_id": True}, {**R.as_dict(), "ttl": -1.0},
-                {**R.as_dict(), "created_at": float("nan")}, {k: v for k, v in R.as_dict().items() if k != "kind"},
-                ["not", "a", "dict"]):
+    for bad in (
+        {**R.as_dict(), "run_id": "1"},
+        {**R.as_dict(), "run_id": True},
+        {**R.as_dict(), "ttl": -1.0},
+        {**R.as_dict(), "created_at": float("nan")},
+        {k: v for k, v in R.as_dict().items() if k != "kind"},
+        ["not", "a", "dict"],
+    ):
         assert Routing.from_dict(bad) is None
-    for bad_text in ({**R.as_text(), "run_id": "x"}, {**R.as_text(), "ttl": "inf"}, {**R.as_text(), "kind": None},
-                     {k: v for k, v in R.as_text().items() if k != "sender"}):
+    for bad_text in (
+        {**R.as_text(), "run_id": "x"},
+        {**R.as_text(), "ttl": "inf"},
+        {**R.as_text(), "kind": None},
+        {k: v for k, v in R.as_text().items() if k != "sender"},
+    ):
         assert Routing.from_text(bad_text) is None
 
 

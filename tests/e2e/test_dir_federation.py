@@ -21,9 +21,17 @@ def run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
 def test_three_clients_train_over_a_shared_directory(tmp_path: Path):
     shared = tmp_path / "shared"
     shared.mkdir()
-    fed = LocalFederation(tmp_path / "fed", MESSAGE_APP, None, server_email=SERVER, client_emails=CLIENTS,
-                          poll_interval=0.2, msg_timeout=40.0, run_config={"num-server-rounds": ROUNDS},
-                          extra_env={"SYFT_FLWR_TRANSPORT": "dir", "SYFT_FLWR_DIR": str(shared)})
+    fed = LocalFederation(
+        tmp_path / "fed",
+        MESSAGE_APP,
+        None,
+        server_email=SERVER,
+        client_emails=CLIENTS,
+        poll_interval=0.2,
+        msg_timeout=40.0,
+        run_config={"num-server-rounds": ROUNDS},
+        extra_env={"SYFT_FLWR_TRANSPORT": "dir", "SYFT_FLWR_DIR": str(shared)},
+    )
     with fed:
         fed.start_all()
         assert fed.wait(240), "the federation did not finish in 240 s"
@@ -45,8 +53,24 @@ def test_three_clients_train_over_a_shared_directory(tmp_path: Path):
 
 def test_demo_command_over_a_shared_directory(tmp_path: Path):
     out, shared = tmp_path / "demo", tmp_path / "shared"
-    proc = run(["demo", "--transport", "dir", "--dir", str(shared), "--clients", "2", "--rounds", "2",
-                "--out", str(out), "--poll-interval", "0.2"], timeout=300)
+    proc = run(
+        [
+            "demo",
+            "--transport",
+            "dir",
+            "--dir",
+            str(shared),
+            "--clients",
+            "2",
+            "--rounds",
+            "2",
+            "--out",
+            str(out),
+            "--poll-interval",
+            "0.2",
+        ],
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["ok"] and report["rounds_completed"] == 2 and report["transport"] == "dir"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import io
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -18,10 +18,10 @@ from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.maintenance import clean
+from syft_flwr_gdrive.segments import SegmentReader
 from syft_flwr_gdrive.transport.contract import BlobRefused, Routing, Transport, TransportError
 from syft_flwr_gdrive.transport.directory import DirectoryTransport
 from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
-from syft_flwr_gdrive.segments import SegmentReader
 
 Make = Callable[[str], Transport]
 APP, OTHER_APP = "flwr/contract", "flwr/other"
@@ -55,8 +55,17 @@ def make(request, tmp_path) -> Iterator[Make]:
 
 
 def routing(sender: str, recipient: str, message_id: str = "m1", *, app: str = APP, kind: str = "request") -> Routing:
-    return Routing(run_id=7, message_id=message_id, reply_to="", kind=kind, sender=sender, recipient=recipient,
-                   app=app, created_at=time.time(), ttl=600.0)
+    return Routing(
+        run_id=7,
+        message_id=message_id,
+        reply_to="",
+        kind=kind,
+        sender=sender,
+        recipient=recipient,
+        app=app,
+        created_at=time.time(),
+        ttl=600.0,
+    )
 
 
 def pair(make: Make, app: str = APP) -> tuple[Transport, Transport]:

@@ -20,8 +20,17 @@ A, B, EVE = "alice@example.com", "bob@example.com", "eve@example.com"
 
 
 def routing(sender=A, recipient=B, message_id="m1") -> Routing:
-    return Routing(run_id=1, message_id=message_id, reply_to="", kind="request", sender=sender, recipient=recipient,
-                   app=APP, created_at=time.time(), ttl=600.0)
+    return Routing(
+        run_id=1,
+        message_id=message_id,
+        reply_to="",
+        kind="request",
+        sender=sender,
+        recipient=recipient,
+        app=APP,
+        created_at=time.time(),
+        ttl=600.0,
+    )
 
 
 def test_built_from_its_own_option_through_the_plugin(tmp_path):
@@ -30,10 +39,13 @@ def test_built_from_its_own_option_through_the_plugin(tmp_path):
     assert isinstance(transport, DirectoryTransport) and transport.root == tmp_path and transport.email == A
 
 
-@pytest.mark.parametrize("env, says", [
-    ({}, "set SYFT_FLWR_DIR="),
-    ({"SYFT_FLWR_DIR": "/nonexistent/shared"}, "does not exist"),
-])
+@pytest.mark.parametrize(
+    "env, says",
+    [
+        ({}, "set SYFT_FLWR_DIR="),
+        ({"SYFT_FLWR_DIR": "/nonexistent/shared"}, "does not exist"),
+    ],
+)
 def test_a_missing_directory_is_a_clear_config_error(env, says):
     settings = Settings.from_env({"SYFTBOX_EMAIL": A, "SYFT_FLWR_TRANSPORT": "dir", **env})
     with pytest.raises(ConfigError, match=says):
@@ -41,8 +53,12 @@ def test_a_missing_directory_is_a_clear_config_error(env, says):
 
 
 def test_doctor_checks_the_directory_through_the_transport(tmp_path):
-    env = {"SYFTBOX_EMAIL": A, "SYFT_FLWR_TRANSPORT": "dir", "SYFT_FLWR_DIR": str(tmp_path),
-           "SYFT_FLWR_STATE_DIR": str(tmp_path / "state")}
+    env = {
+        "SYFTBOX_EMAIL": A,
+        "SYFT_FLWR_TRANSPORT": "dir",
+        "SYFT_FLWR_DIR": str(tmp_path),
+        "SYFT_FLWR_STATE_DIR": str(tmp_path / "state"),
+    }
     checks = run_checks(env)
     assert [c.name for c in checks] == ["settings", "keys", "directory"] and all(c.ok for c in checks)
     assert not any(p.name.startswith(".doctor") for p in (tmp_path / A).iterdir())
@@ -63,7 +79,9 @@ def test_a_planted_file_is_listed_without_routing_and_refused_by_the_mailbox(tmp
     box = tmp_path / A / app_folder(APP) / "to" / B
     box.mkdir(parents=True)
     (box / "junk.msg").write_bytes(b"not json\nbody")
-    (box / "half.msg").write_bytes(json.dumps({"layout": 1, **routing().as_dict(), "ttl": "forever"}).encode() + b"\nbody")
+    (box / "half.msg").write_bytes(
+        json.dumps({"layout": 1, **routing().as_dict(), "ttl": "forever"}).encode() + b"\nbody"
+    )
     listing = DirectoryTransport(tmp_path, B).poll(APP)
     assert sorted((p.name, p.routing) for p in listing.inbound) == [("half.msg", None), ("junk.msg", None)]
     mailbox = Mailbox(DirectoryTransport(tmp_path, B), APP, [A], Ledger(None))
