@@ -130,6 +130,9 @@ def test_the_checker_sees_imports_inside_functions_and_relative_ones():
         "userconfig",
         "crypto",
         "multiseal",
+        "peercheck",
+        "maintenance",
+        "doctor",
     ],
 )
 def test_the_adapter_knows_no_particular_transport(name):
