@@ -121,7 +121,7 @@ def message_properties(routing: Routing) -> dict[str, str]:
 def version_problem(props: Mapping[str, Any] | None) -> str | None:
     """Why a file's layout version cannot be read (naming both versions and the fix), or None if it can."""
     found = (props or {}).get(P_VERSION)
-    if found in {str(v) for v in LAYOUT_READS}:
+    if isinstance(found, str) and found in {str(v) for v in LAYOUT_READS}:
         return None
     readable = ", ".join(str(v) for v in sorted(LAYOUT_READS))
     return (f"Drive layout version {found!r} is not one this build reads (it reads {readable}, writes "

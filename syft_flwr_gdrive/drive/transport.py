@@ -100,7 +100,6 @@ class DriveTransport(Transport):
         self.api = api
         self.email = canonical_email(email)
         self._min_poll_gap = min_poll_gap
-        self._unreadable: set[str] = set()  # message files of a layout version this build cannot read (logged once)
         self._lock = threading.Lock()
         self._ids: list[str] = []
         self._book = IdBook(state_dir / "drive-folders.json" if state_dir is not None else None)
@@ -510,10 +509,6 @@ class DriveTransport(Transport):
 
     def _posting(self, f: dict[str, Any], owner: str, app: str) -> Posting:
         routing = layout.routing_from_properties(f.get("properties"), app)
-        problem = layout.version_problem(f.get("properties")) if routing is None else None
-        if problem and str(f["id"]) not in self._unreadable:  # say once why it is not read: no routing at all
-            self._unreadable.add(str(f["id"]))
-            logger.warning("message file %s: %s", f["id"], problem)
         return Posting(
             handle=str(f["id"]),
             owner=owner,
@@ -521,6 +516,7 @@ class DriveTransport(Transport):
             size=int(f.get("size") or 0),
             name=str(f.get("name") or ""),
             inline=layout.inline_body(f.get("properties")),
+            unreadable=(layout.version_problem(f.get("properties")) or "") if routing is None else "",
         )
 
     def _confirmed_gone(self, handle: str) -> bool:

@@ -36,6 +36,7 @@ class Posting:
     size: int
     name: str = ""
     inline: bytes | None = None  # the body, when the listing already carried it (small messages)
+    unreadable: str = ""  # why ``routing`` is None, when the storage can tell (a layout version this build cannot read)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import re
 import shutil
@@ -33,7 +32,6 @@ from typing import Any, BinaryIO, ClassVar
 
 from syft_flwr_gdrive.accounts import canonical_email
 from syft_flwr_gdrive.config import ConfigError, Settings, option_env
-from syft_flwr_gdrive.logsafe import printable
 from syft_flwr_gdrive.segments import Buffer, as_reader
 from syft_flwr_gdrive.transport.contract import (
     Announcement,
@@ -46,7 +44,6 @@ from syft_flwr_gdrive.transport.contract import (
     TransportError,
 )
 
-logger = logging.getLogger(__name__)
 OPTION_DIR = "dir"  # SYFT_FLWR_DIR
 # The layout of the directory and of its files' routing line, versioned apart from the message format.
 LAYOUT_VERSION = 1  # what this build writes
@@ -103,7 +100,6 @@ class DirectoryTransport(Transport):
             )
         self.email = canonical_email(email)
         self.home = self.root / self.email
-        self._unreadable: set[str] = set()  # message files of a layout version this build cannot read (logged once)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DirectoryTransport:
@@ -289,10 +285,7 @@ class DirectoryTransport(Transport):
                 continue  # unreadable: another poll will tell
             handle = self._handle(box / name)
             routing, problem = _routing(header)
-            if problem and handle not in self._unreadable:  # say once why it is not read
-                self._unreadable.add(handle)
-                logger.warning("message file %s: %s", printable(handle), problem)
-            out.append(Posting(handle, owner, routing, size, name))
+            out.append(Posting(handle, owner, routing, size, name, unreadable=problem))
         return out
 
     def _announcement(self, base: Path) -> dict[str, Any] | None:

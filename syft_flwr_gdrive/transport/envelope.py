@@ -137,7 +137,7 @@ def decode_header(prefix: bytes) -> tuple[Envelope, int]:
     if not isinstance(raw, dict):
         raise EnvelopeError("header is not a JSON object")
     version = raw.get("version")
-    if isinstance(version, bool) or version not in WIRE_READS:
+    if not isinstance(version, int) or isinstance(version, bool) or version not in WIRE_READS:
         readable = ", ".join(str(v) for v in sorted(WIRE_READS))
         raise EnvelopeError(
             f"message format version {version!r} is not one this build reads (it reads {readable}, writes "

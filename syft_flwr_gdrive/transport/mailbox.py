@@ -316,7 +316,8 @@ class Mailbox:
             return None
         routing = posting.routing
         if routing is None:
-            return self._skip(posting, NO_ROUTING)
+            return self._skip(posting, f"unreadable routing metadata: {posting.unreadable}" if posting.unreadable
+                              else NO_ROUTING)
         reason = _malformed(routing)
         if reason is None and routing.message_id in self.ledger:
             return None  # handled before
