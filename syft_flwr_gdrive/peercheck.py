@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from syft_flwr_gdrive.accounts import canonical_email
-from syft_flwr_gdrive.transport.contract import Posting, Routing, Transport
+from syft_flwr_gdrive.transport.contract import Posting, Routing, Transport, TransportError
 
 DOCTOR_APP = "syft-flwr-gdrive/doctor"
 
