@@ -17,14 +17,16 @@ import logging
 import tempfile
 import threading
 from collections import OrderedDict
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from syft_flwr_gdrive.crypto import BlobOpener, CryptoError, new_blob_key, open_blob, seal_blob, sealed_blob_size
+from syft_flwr_gdrive.crypto import (
+    CHUNK, TAG, BlobOpener, CryptoError, new_blob_key, open_blob, seal_blob, sealed_blob_size,
+)
 from syft_flwr_gdrive.flower_codec import BlobRef, PayloadError
+from syft_flwr_gdrive.segments import SegmentReader
 from syft_flwr_gdrive.transport.contract import BlobRefused
 from syft_flwr_gdrive.transport.mailbox import Mailbox
-from syft_flwr_gdrive.transport.pipe import PipeSink
-from syft_flwr_gdrive.segments import Buffer, SegmentReader
+from syft_flwr_gdrive.transport.pipe import TailSink
 
 logger = logging.getLogger(__name__)
 
@@ -122,29 +124,38 @@ class BlobCache:
         if self.max_bytes is not None and ref.size > self.max_bytes:
             raise PayloadError(f"a shared blob of {ref.size} bytes exceeds the {self.max_bytes}-byte message limit")
         stored_size = sealed_blob_size(ref.size)
-        spool: BinaryIO = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # type: ignore[assignment]
+        if stored_size <= SPOOL_IN_MEMORY:  # small: download, then decrypt
+            small: BinaryIO = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # type: ignore[assignment]
+            self._download(ref, owner, stored_size, small, small)
+            return self._open_and_keep(small, ref)
+        # Big: the ciphertext goes to disk (kept for the next fetch) while a worker reads it back behind
+        # the download and decrypts and hashes it, so those passes overlap the transfer.
+        spool: BinaryIO = tempfile.TemporaryFile()  # type: ignore[assignment]
         opener = BlobOpener(ref.size, ref.key, ref.sha256)
-
-        def consume(piece: Buffer) -> None:  # in the pipe's worker, while the next chunk downloads
-            spool.write(piece)
-            opener.feed(piece)
-
-        pipe = PipeSink(consume, name="blob-open")
+        sink = TailSink(spool, opener.feed, block=CHUNK + TAG, name="blob-open")
         try:
-            self.mailbox.get_blob(ref.locator, owner=owner, size=stored_size, out=pipe)  # type: ignore[arg-type]
-            pipe.finish()
+            self._download(ref, owner, stored_size, sink, spool)
+            sink.finish()
             data = opener.finish()
         except BaseException as exc:
-            pipe.abort()
+            sink.abort()
             spool.close()
-            if isinstance(exc, BlobRefused):
-                raise PayloadError(f"shared blob refused: {exc}") from None
             if isinstance(exc, CryptoError):
                 raise PayloadError(str(exc)) from None
             raise
-        self.fetched_bytes += stored_size
         self._keep(ref.sha256, spool)
         return data
+
+    def _download(self, ref: BlobRef, owner: str, size: int, out: Any, spool: BinaryIO) -> None:
+        """Fetch the blob's ciphertext into ``out``; ``spool`` is closed if that fails."""
+        try:
+            self.mailbox.get_blob(ref.locator, owner=owner, size=size, out=out)
+        except BaseException as exc:
+            spool.close()
+            if isinstance(exc, BlobRefused):
+                raise PayloadError(f"shared blob refused: {exc}") from None
+            raise
+        self.fetched_bytes += size
 
     def _open_and_keep(self, spool: BinaryIO, ref: BlobRef) -> bytes:
         """Decrypt and verify the ciphertext in ``spool``, then keep it for the next fetch (closed on failure)."""

@@ -332,8 +332,13 @@ class _ChunkStream:
     Each chunk's tag is checked as soon as the chunk is complete; ``InvalidTag`` propagates.
     """
 
-    def __init__(self, key: bytes, aad: bytes, body_size: int, take: Callable[[bytes], None]) -> None:
-        self._aead, self._aad, self._take = ChaCha20Poly1305(key), aad, take
+    def __init__(
+        self, key: bytes, aad: bytes, body_size: int, take: Callable[[bytes], None],
+        into: Callable[[int], memoryview] | None = None,
+    ) -> None:
+        """Each chunk's plaintext goes to ``take(plain)``, or with ``into``, is decrypted straight into
+        the buffer ``into(n)`` returns (no allocation per chunk) and ``take`` is not called."""
+        self._aead, self._aad, self._take, self._into = ChaCha20Poly1305(key), aad, take, into
         self._body_size = body_size
         self._chunks = max(1, -(-body_size // (CHUNK + TAG)))
         self._index = 0
@@ -357,8 +362,11 @@ class _ChunkStream:
                 self._open(memoryview(piece_bytes))
 
     def _open(self, piece: memoryview) -> None:
-        last = self._index == self._chunks - 1
-        self._take(self._aead.decrypt(_nonce(self._index, last), piece, self._aad))
+        nonce = _nonce(self._index, self._index == self._chunks - 1)
+        if self._into is not None:
+            self._aead.decrypt_into(nonce, piece, self._aad, self._into(len(piece) - TAG))
+        else:
+            self._take(self._aead.decrypt(nonce, piece, self._aad))
         self._index += 1
 
     def finish(self) -> None:
@@ -386,12 +394,27 @@ class BlobOpener:
         self._plain_size, self._sha256 = plain_size, sha256
         self._digest = hashlib.sha256() if sha256 is not None else None
         self._out = _sized_buffer(plain_size)
-        self._stream = _ChunkStream(key, _BLOB_AAD, sealed_blob_size(plain_size), self._take)
+        self._view: memoryview | None = self._out.getbuffer() if plain_size else None
+        self._filled = self._digested = 0
+        self._stream = _ChunkStream(key, _BLOB_AAD, sealed_blob_size(plain_size), self._take, self._into)
 
-    def _take(self, plain: bytes) -> None:
-        if self._digest is not None:
-            self._digest.update(plain)
-        self._out.write(plain)
+    def _take(self, plain: bytes) -> None:  # only an empty blob's one empty chunk comes here
+        if len(plain):
+            raise CryptoError("the shared blob is longer than its declared size")
+
+    def _into(self, n: int) -> memoryview:
+        """The next ``n`` bytes of the output buffer; the previous chunk, now decrypted, is digested first."""
+        if self._view is None or self._filled + n > len(self._view):
+            raise CryptoError("the shared blob is longer than its declared size")
+        self._digest_upto(self._filled)
+        target = self._view[self._filled : self._filled + n]
+        self._filled += n
+        return target
+
+    def _digest_upto(self, end: int) -> None:
+        if self._digest is not None and self._view is not None:
+            self._digest.update(self._view[self._digested : end])
+        self._digested = end
 
     def feed(self, data: Buffer) -> None:
         try:
@@ -406,6 +429,10 @@ class BlobOpener:
             self._stream.finish()
         except CryptoError:
             raise CryptoError("the shared blob is shorter than its declared size") from None
+        self._digest_upto(self._filled)
+        if self._view is not None:
+            self._view.release()  # getvalue() below must not see an export
+            self._view = None
         if self._digest is not None and self._digest.hexdigest() != self._sha256:
             raise CryptoError("the shared blob does not match its SHA-256")
         data, self._out = self._out.getvalue(), io.BytesIO()

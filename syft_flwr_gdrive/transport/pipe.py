@@ -10,9 +10,11 @@ chunks whatever the file's size.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
-from typing import Callable
+from collections.abc import Callable
+from typing import BinaryIO
 
 from syft_flwr_gdrive.segments import Buffer
 
@@ -38,12 +40,13 @@ class PipeSink:
         consume: Callable[[Buffer], None],
         *,
         front: Callable[[Buffer], None] | None = None,
-        depth: int = 1,
+        depth: int = 1,  # 1: one piece being consumed while the writer fetches the next
         name: str = "pipe-sink",
     ) -> None:
         self._consume = consume
         self._front = front
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=max(1, depth))
+        self._queue: queue.Queue[object] = queue.Queue()
+        self._slots = threading.Semaphore(max(1, depth))  # pieces written but not consumed yet
         self._error: BaseException | None = None
         self._halt = threading.Event()
         self._closed = False
@@ -82,14 +85,12 @@ class PipeSink:
         self._drain()
 
     def _put(self, item: object) -> None:
-        while True:
-            try:
-                self._queue.put(item, timeout=_TICK)
-                return
-            except queue.Full:
+        if item is not _END:  # wait for a free slot: the worker has consumed the piece before the last
+            while not self._slots.acquire(timeout=_TICK):
                 self._raise_failure()
                 if not self._thread.is_alive():
-                    raise PipeError(f"the {self._thread.name} worker stopped") from None
+                    raise PipeError(f"the {self._thread.name} worker stopped")
+        self._queue.put(item)
 
     def _raise_failure(self) -> None:
         if self._error is not None:
@@ -110,6 +111,9 @@ class PipeSink:
                 self._halt.set()
                 self._drain()
                 return
+            finally:
+                del item  # the piece's memory goes before the writer may download the next one
+                self._slots.release()
 
     def _drain(self) -> None:
         try:
@@ -117,3 +121,75 @@ class PipeSink:
                 self._queue.get_nowait()
         except queue.Empty:
             pass
+
+
+class TailSink:
+    """Writes each piece to ``file`` (a real file, from offset 0) while a worker reads it back behind the writer.
+
+    For a download that is kept on disk anyway (the blob cache keeps the ciphertext): the worker
+    re-reads what was written, ``block`` bytes at a time into one reused buffer (from the page
+    cache), and hands each to ``consume``, which must not keep it. Only the chunk being
+    downloaded is in memory, where a ``PipeSink`` would also hold the one being consumed.
+    """
+
+    def __init__(self, file: BinaryIO, consume: Callable[[memoryview], None], *, block: int,
+                 name: str = "tail-sink") -> None:
+        self._file, self._fd, self._consume = file, file.fileno(), consume
+        self._buffer = bytearray(block)
+        self._written = self._consumed = 0
+        self._done = False
+        self._error: BaseException | None = None
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def write(self, data: Buffer) -> int:
+        if self._done:
+            raise PipeError("write to a finished or aborted pipe")
+        if self._error is not None:
+            raise self._error
+        n = self._file.write(data)
+        self._file.flush()  # the worker reads the file descriptor, not Python's buffer
+        with self._cond:
+            self._written += len(data)
+            self._cond.notify_all()
+        return n
+
+    def finish(self, timeout: float = FINISH_TIMEOUT) -> None:
+        """Wait until everything written was consumed; raises the worker's error, or TimeoutError."""
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
+        waited = 0.0
+        while self._thread.is_alive():
+            self._thread.join(_TICK)
+            waited += _TICK
+            if waited >= timeout and self._thread.is_alive():
+                raise TimeoutError(f"the {self._thread.name} worker did not finish within {timeout:.0f} s")
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        with self._cond:
+            self._done = True
+            self._error = self._error or PipeError("aborted")
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        view = memoryview(self._buffer)
+        try:
+            while True:
+                with self._cond:
+                    while self._consumed >= self._written and not self._done:
+                        self._cond.wait(_TICK)
+                    if self._error is not None or (self._done and self._consumed >= self._written):
+                        return
+                    available = self._written - self._consumed
+                n = os.preadv(self._fd, [view[: min(len(view), available)]], self._consumed)
+                if n <= 0:
+                    raise PipeError(f"the file ended at {self._consumed} of {self._written} written bytes")
+                self._consume(view[:n])
+                self._consumed += n
+        except BaseException as exc:  # noqa: BLE001 - handed to the writer, who raises it
+            with self._cond:
+                self._error = self._error or exc

@@ -11,11 +11,18 @@ nothing unverified ever reaches the decoder or the app.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from syft_flwr_gdrive.crypto import PlainLayout, Sealer, SealedOpener
+from syft_flwr_gdrive.crypto import PlainLayout, SealedOpener, Sealer
 from syft_flwr_gdrive.transport.contract import Routing
-from syft_flwr_gdrive.transport.envelope import MAGIC, MAX_HEADER_BYTES, PREFIX_BYTES, Envelope, EnvelopeError, decode_header
+from syft_flwr_gdrive.transport.envelope import (
+    MAGIC,
+    MAX_HEADER_BYTES,
+    PREFIX_BYTES,
+    Envelope,
+    EnvelopeError,
+    decode_header,
+)
 from syft_flwr_gdrive.transport.pipe import PipeSink
 from syft_flwr_gdrive.segments import Buffer, ChunkReader
 

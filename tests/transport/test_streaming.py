@@ -267,3 +267,54 @@ def test_a_parts_payload_is_opened_into_one_buffer_per_array(task_identity):
     assert back.content["arrays"]["w"].data == msg.content["arrays"]["w"].data
     assert back.content["arrays"]["w"].data is region  # handed over, not copied
     assert back.content["arrays"]["v"].data == b"0123456789"
+
+
+def test_tail_sink_reads_back_behind_the_writer_in_blocks_and_reports_a_failure(tmp_path):
+    from syft_flwr_gdrive.transport.pipe import TailSink
+
+    data = os.urandom(5 * 1000 + 7)
+    got: list[bytes] = []
+    with open(tmp_path / "spool", "w+b") as fh:
+        sink = TailSink(fh, lambda view: got.append(bytes(view)), block=1000)
+        for start in range(0, len(data), 1500):
+            sink.write(data[start : start + 1500])
+        sink.finish()
+        assert b"".join(got) == data and max(len(g) for g in got) <= 1000
+        fh.seek(0)
+        assert fh.read() == data  # the file keeps it all
+
+    def boom(view):
+        raise ValueError("bad block")
+
+    with open(tmp_path / "spool2", "w+b") as fh:
+        failing = TailSink(fh, boom, block=10)
+        with pytest.raises(ValueError, match="bad block"):
+            failing.write(b"x" * 100)
+            failing.finish()
+
+
+@pytest.mark.parametrize("tamper", [None, "first", "last", "cut"])
+def test_a_big_blob_is_decrypted_while_it_downloads_and_kept_on_disk(task_identity, monkeypatch, tamper):
+    from syft_flwr_gdrive import blobs
+    from syft_flwr_gdrive.flower_codec import PayloadError
+
+    monkeypatch.setattr(blobs, "SPOOL_IN_MEMORY", 64 * KIB)  # the big-blob path, at a test's size
+    hub = MemoryHub()
+    server, client = MemoryTransport("ds@x.com", hub), MemoryTransport("a@x.com", hub)
+    placer = BlobPlacer(server, "flwr/t", min_bytes=1024)
+    msg = _model(2 * CHUNK + 3, 4)
+    p = b"".join(bytes(s) for s in encode_message(msg, place_blob=placer))
+    cache = BlobCache(client, "flwr/t")
+    fetch = functools.partial(cache.fetch, owner="ds@x.com")
+    if tamper is not None:
+        [(locator, (owner, stored))] = hub.blobs.items()
+        at = {"first": 10, "last": len(stored) - 1}.get(tamper)
+        hub.blobs[locator] = (owner, stored[:-5] if at is None else stored[:at] + bytes([stored[at] ^ 1]) + stored[at + 1 :])
+        with pytest.raises(PayloadError):
+            decode_message(io.BytesIO(p), len(p), fetch_blob=fetch)
+        return
+    want = msg.content["arrays"]["w"].data
+    assert decode_message(io.BytesIO(p), len(p), fetch_blob=fetch).content["arrays"]["w"].data == want
+    assert decode_message(io.BytesIO(p), len(p), fetch_blob=fetch).content["arrays"]["w"].data == want
+    assert client.call_counts()["get_blob"] == 1  # the second came from the kept ciphertext
+    cache.close()
