@@ -130,7 +130,7 @@ class BlobCache:
             return self._open_and_keep(small, ref)
         # Big: the ciphertext goes to disk (kept for the next fetch) while a worker reads it back behind
         # the download and decrypts and hashes it, so those passes overlap the transfer.
-        spool: BinaryIO = tempfile.TemporaryFile()  # type: ignore[assignment]
+        spool: BinaryIO = tempfile.TemporaryFile()
         opener = BlobOpener(ref.size, ref.key, ref.sha256)
         sink = TailSink(spool, opener.feed, block=CHUNK + TAG, name="blob-open")
         try:

@@ -36,7 +36,7 @@ import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, cast
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -524,6 +524,8 @@ class Sealer:
     ) -> tuple[BinaryIO, int]:
         """Verify and decrypt a payload from ``routing.sender``; returns (plaintext reader, size).
 
+        The reader is a ``ChunkReader`` over the plaintext in memory, read like a binary file.
+
         With ``payload_sha256`` (the envelope's digest of the whole sealed payload) that digest is
         checked in the same pass as the decryption, so the caller need not read the payload twice.
         """
@@ -536,7 +538,8 @@ class Sealer:
             opener.front(data)
             opener.feed(data)
             left -= len(data)
-        return opener.finish()
+        plain, size = opener.finish()
+        return cast(BinaryIO, plain), size
 
 
 # Given the first bytes of a plaintext, the sizes of the regions it is made of (they must add up to

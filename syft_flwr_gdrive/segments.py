@@ -161,7 +161,7 @@ class ChunkReader(SeekableReader):
             raise io.UnsupportedOperation(f"bytes before {self._released} were already handed out and dropped")
         return pos
 
-    def read(self, size: int | None = -1) -> bytes:  # type: ignore[override]
+    def read(self, size: int | None = -1) -> bytes:
         n = self.size - self._pos if size is None or size < 0 else min(size, self.size - self._pos)
         if n <= 0:
             return b""

@@ -26,7 +26,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence, cast
 
 from syft_flwr_gdrive.accounts import canonical_email
 from syft_flwr_gdrive.transport.contract import BundleStore, Listing, Posting, Routing, Transport, TransportError
@@ -430,7 +430,7 @@ class Mailbox:
             plain.close()
             self._reject(posting, f"rejected: {size} bytes is over the message limit of {self.max_payload} bytes")
             return None
-        return Delivery(replace(envelope, codecs=envelope.codecs[1:], size=size), posting, plain, 0)
+        return Delivery(replace(envelope, codecs=envelope.codecs[1:], size=size), posting, cast(BinaryIO, plain), 0)
 
     def _layout_of(self, envelope: Envelope) -> PlainLayout | None:
         """The layout of a sealed payload's plaintext, from the codec under the seal (None if unknown)."""
