@@ -36,7 +36,7 @@ import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, cast
+from typing import BinaryIO, Callable, Iterator, cast
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -275,10 +275,19 @@ class SealedReader(SeekableReader):
 
     def _chunk(self, index: int) -> bytes:
         if self._cache is None or self._cache[0] != index:
-            self._plain.seek(index * CHUNK)
-            data = self._plain.read(min(CHUNK, self._plain_size - index * CHUNK))
+            start, n = index * CHUNK, min(CHUNK, self._plain_size - index * CHUNK)
+            view = getattr(self._plain, "view", None)  # a SegmentReader lends its buffers: no copy
+            data = view(start, n) if view is not None else None
+            if data is None:
+                self._plain.seek(start)
+                data = self._plain.read(n)
             self._cache = (index, self._aead.encrypt(_nonce(index, index == self._chunks - 1), data, self._aad))
         return self._cache[1]
+
+    def chunks(self) -> Iterator[bytes]:
+        """The encrypted body chunk by chunk, without the copies ``read`` makes (for digesting it)."""
+        for index in range(self._chunks):
+            yield self._chunk(index)
 
     def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
         out = memoryview(buffer).cast("B")
@@ -499,7 +508,7 @@ class Sealer:
         header = _HEAD.pack(MAGIC, VERSION, eph_pub, CHUNK)
         unsigned = SealedReader(plain, plain_size, key, aad, b"")
         cipher_digest, payload_digest = hashlib.sha256(), hashlib.sha256(header)
-        while chunk := unsigned.read(CHUNK + TAG):
+        for chunk in unsigned.chunks():
             cipher_digest.update(chunk)
             payload_digest.update(chunk)
         signature = self.identity.sign(b"sfg-sig-v1|" + aad + eph_pub + cipher_digest.digest())

@@ -61,6 +61,15 @@ class SegmentReader(SeekableReader):
             self._pos += n
         return written
 
+    def view(self, pos: int, n: int) -> memoryview | None:
+        """The ``n`` bytes at ``pos`` without a copy if one segment holds them all (else None)."""
+        if n <= 0 or pos < 0 or pos + n > self.size:
+            return None
+        index = self._segment_at(pos)
+        inner = pos - self._starts[index]
+        seg = self._segments[index]
+        return seg[inner : inner + n] if inner + n <= len(seg) else None
+
     def _segment_at(self, pos: int) -> int:
         lo, hi = 0, len(self._starts) - 1
         while lo < hi:  # last segment whose start <= pos

@@ -318,3 +318,9 @@ def test_a_big_blob_is_decrypted_while_it_downloads_and_kept_on_disk(task_identi
     assert decode_message(io.BytesIO(p), len(p), fetch_blob=fetch).content["arrays"]["w"].data == want
     assert client.call_counts()["get_blob"] == 1  # the second came from the kept ciphertext
     cache.close()
+
+
+def test_segment_reader_lends_a_view_within_one_segment_only():
+    reader = SegmentReader([b"abc", b"defgh"])
+    assert bytes(reader.view(3, 5)) == b"defgh" and bytes(reader.view(0, 2)) == b"ab"
+    assert reader.view(2, 2) is None and reader.view(6, 5) is None and reader.view(0, 0) is None
