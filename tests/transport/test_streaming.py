@@ -301,10 +301,10 @@ def test_a_big_blob_is_decrypted_while_it_downloads_and_kept_on_disk(task_identi
     monkeypatch.setattr(blobs, "SPOOL_IN_MEMORY", 64 * KIB)  # the big-blob path, at a test's size
     hub = MemoryHub()
     server, client = MemoryTransport("ds@x.com", hub), MemoryTransport("a@x.com", hub)
-    placer = BlobPlacer(server, "flwr/t", min_bytes=1024)
+    placer = BlobPlacer(store(server), min_bytes=1024)
     msg = _model(2 * CHUNK + 3, 4)
     p = b"".join(bytes(s) for s in encode_message(msg, place_blob=placer))
-    cache = BlobCache(client, "flwr/t")
+    cache = BlobCache(store(client))
     fetch = functools.partial(cache.fetch, owner="ds@x.com")
     if tamper is not None:
         [(locator, (owner, stored))] = hub.blobs.items()
