@@ -14,7 +14,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, ParamSpec
 
 
 from flwr.app import Context
@@ -32,6 +32,7 @@ from syft_flwr_gdrive.transport.contract import Transport, TransportError
 from syft_flwr_gdrive.userconfig import run_info
 
 logger = logging.getLogger(__name__)
+P = ParamSpec("P")
 
 
 def new_run_id() -> int:
@@ -54,20 +55,6 @@ class ServerOutcome:
     rounds: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     excluded: dict[str, str] = field(default_factory=dict)
-
-
-def syftbox_flwr_server(
-    server_app: ServerApp,
-    context: Context,
-    datasites: list[str],
-    app_name: str,
-    project_dir: Path | None = None,
-    *,
-    settings: Settings | None = None,
-    transport: Transport | None = None,
-) -> Context:
-    """Run ``server_app`` against ``datasites``; returns the updated (or, on error, original) context."""
-    return serve(server_app, context, datasites, app_name, project_dir, settings=settings, transport=transport).context
 
 
 def serve(
@@ -138,6 +125,20 @@ def serve(
         grid.close()
         _log_summary(run_id, grid)
     return ServerOutcome(updated, run_id, completed, error, grid.tally.rounds(), grid.tally.summary(), dict(grid.excluded))
+
+
+def _context_of(run: Callable[P, ServerOutcome]) -> Callable[P, Context]:
+    """The syft-flwr entry point's contract over ``run``: the same arguments, only the resulting Context."""
+
+    def syftbox_flwr_server(*args: P.args, **kwargs: P.kwargs) -> Context:
+        """Run ``server_app`` against ``datasites`` (the arguments of :func:`serve`); returns the updated
+        (or, on error, original) context."""
+        return run(*args, **kwargs).context
+
+    return syftbox_flwr_server
+
+
+syftbox_flwr_server = _context_of(serve)
 
 
 def _log_summary(run_id: int, grid: TransportGrid) -> None:
