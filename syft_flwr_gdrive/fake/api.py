@@ -201,16 +201,17 @@ class Route:
 
 
 
-def _page_size(req: Request, default: int = 100) -> int:
-    raw = req.arg("pageSize")
+def _bounded_int(req: Request, name: str, default: int) -> int:
+    """An integer query parameter in Drive's range [1, 1000] (pageSize, count); refused as Drive refuses it."""
+    raw = req.arg(name)
     if raw is None or raw == "":
         return default
     try:
         n = int(raw)
     except ValueError:
-        raise invalid(f"Invalid value '{raw}'. Values must be within the range: [1, 1000]", "pageSize") from None
+        n = 0
     if not 1 <= n <= 1000:
-        raise invalid(f"Invalid value '{raw}'. Values must be within the range: [1, 1000]", "pageSize")
+        raise invalid(f"Invalid value '{raw}'. Values must be within the range: [1, 1000]", name)
     return n
 
 
@@ -408,13 +409,7 @@ class Api:
         return json_response(fieldsel.select(about, spec, "About", "*"))
 
     def h_generate_ids(self, req: Request, user: str) -> Response:
-        raw = req.arg("count", "10") or "10"
-        try:
-            count = int(raw)
-        except ValueError:
-            raise invalid(f"Invalid value '{raw}'. Values must be within the range: [1, 1000]", "count") from None
-        if not 1 <= count <= 1000:
-            raise invalid(f"Invalid value '{raw}'. Values must be within the range: [1, 1000]", "count")
+        count = _bounded_int(req, "count", 10)
         space = req.arg("space", "drive") or "drive"
         if space not in ("drive", "appDataFolder"):
             raise invalid(f"Invalid value for space: {space}", "space")
@@ -431,7 +426,7 @@ class Api:
         corpora = req.arg("corpora", "user")
         if corpora not in ("user", "allDrives", "drive", "domain"):
             raise invalid(f"Invalid value for corpora: {corpora}", "corpora")
-        page_size = _page_size(req)
+        page_size = _bounded_int(req, "pageSize", 100)
         spec = req.arg("fields")
         if spec:  # validate before doing the work, like Drive
             fieldsel.validate(fieldsel.parse(spec), "FileList")
@@ -656,7 +651,7 @@ class Api:
         spec = req.arg("fields")
         if spec:
             fieldsel.validate(fieldsel.parse(spec), "ChangeList")
-        changes, nxt, new_start = self.store.list_changes(user, token, _page_size(req), float(self.faults.config.list_lag),
+        changes, nxt, new_start = self.store.list_changes(user, token, _bounded_int(req, "pageSize", 100), float(self.faults.config.list_lag),
                                                           req.flag("includeRemoved", True))
         out: dict[str, Any] = {"kind": "drive#changeList", "changes": changes}
         if nxt:

@@ -193,18 +193,18 @@ class _Parser:
         return node
 
     def expr(self) -> Node:
-        parts = [self.conj()]
-        while self.is_kw("or"):
-            self.take()
-            parts.append(self.conj())
-        return parts[0] if len(parts) == 1 else Or(tuple(parts))
+        return self.chain("or", self.conj, Or)
 
     def conj(self) -> Node:
-        parts = [self.unary()]
-        while self.is_kw("and"):
+        return self.chain("and", self.unary, And)
+
+    def chain(self, keyword: str, operand: Callable[[], Node], combine: Callable[[tuple[Node, ...]], Node]) -> Node:
+        """``operand (keyword operand)*``: one node, or ``combine`` of all of them ("and" binds tighter than "or")."""
+        parts = [operand()]
+        while self.is_kw(keyword):
             self.take()
-            parts.append(self.unary())
-        return parts[0] if len(parts) == 1 else And(tuple(parts))
+            parts.append(operand())
+        return parts[0] if len(parts) == 1 else combine(tuple(parts))
 
     def unary(self) -> Node:
         if self.is_kw("not"):
