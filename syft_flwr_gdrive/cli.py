@@ -10,12 +10,14 @@ problem, 4 the federated run failed, 130 interrupted.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
@@ -101,19 +103,63 @@ def _run_errors(fn: Any) -> Any:
         raise _fail(str(exc), EXIT_DRIVE)
 
 
+# Options that several commands take, declared once.
+ProjectDir = Annotated[Path, typer.Option("--project", "-p", help="Flower project directory (holds pyproject.toml).")]
+EMAIL_HELP = "This participant's email; default: $SYFTBOX_EMAIL."
+Email = Annotated[Optional[str], typer.Option(help=EMAIL_HELP)]
+
+# The options of `server` and `client`: one per field of Participant.
+PARTICIPANT_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "email": (Optional[str], typer.Option(None, help=EMAIL_HELP)),
+    "drive_url": (Optional[str], typer.Option(None, help="Drive API base URL, e.g. the fake Drive's; "
+                                                         "default: real Google Drive.")),
+    "poll_interval": (Optional[float], typer.Option(None, help="Seconds between polls; "
+                                                               "default $SYFT_FLWR_POLL_INTERVAL or 3.0.")),
+    "verbose": (bool, typer.Option(False, "--verbose", "-v")),
+}
+
+
+@dataclass(frozen=True)
+class Participant:
+    """Who runs a server or client, against which Drive, polling how often (PARTICIPANT_OPTIONS)."""
+
+    email: Optional[str] = None
+    drive_url: Optional[str] = None
+    poll_interval: Optional[float] = None
+    verbose: bool = False
+
+    def settings(self, project: Any = None) -> Settings:
+        return _settings(self.email, self.drive_url, self.poll_interval, project)
+
+
+def _with_options(options: dict[str, tuple[Any, Any]]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Declare ``options`` on a command (which takes them as ``**kwargs``) for typer to parse: one declaration
+    serves every command that shares them."""
+
+    def declare(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command)
+        own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+                  for name, (kind, option) in options.items()]
+        # typer reads inspect.signature, which honours __signature__ (typeshed does not declare it on callables)
+        command.__signature__ = signature.replace(parameters=own + shared)  # type: ignore[attr-defined]
+        return command
+
+    return declare
+
+
 @app.command()
+@_with_options(PARTICIPANT_OPTIONS)
 def server(
-    project: Path = typer.Option(..., "--project", "-p", help="Flower project directory (holds pyproject.toml)."),
+    project: ProjectDir,
     datasites: Optional[str] = typer.Option(None, help="Comma-separated data owner emails; default: \\[tool.syft_flwr] datasites."),
-    email: Optional[str] = typer.Option(None, help="This participant's email; default: $SYFTBOX_EMAIL."),
-    drive_url: Optional[str] = typer.Option(None, help="Drive API base URL, e.g. the fake Drive's; default: real Google Drive."),
-    poll_interval: Optional[float] = typer.Option(None, help="Seconds between polls; default $SYFT_FLWR_POLL_INTERVAL or 3.0."),
     run_config: Optional[str] = typer.Option(None, help="Override \\[tool.flwr.app.config] keys, as in `flwr run`: 'num-server-rounds=3 lr=0.1' or a JSON object."),
     report: Optional[Path] = typer.Option(None, help="Write a JSON report (completed, per-round replies and errors, context state, Drive calls) here."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    **participant: Any,
 ) -> None:
     """Run the project's ServerApp as the aggregator (data scientist)."""
-    _setup_logging(verbose)
+    me = Participant(**participant)
+    _setup_logging(me.verbose)
 
     def go() -> None:
         from flwr.app import Context, RecordDict
@@ -126,7 +172,7 @@ def server(
 
         overrides = parse_user_config(run_config, option="--run-config")
         proj = FlowerProject.load(project, overrides)
-        settings = _settings(email, drive_url, poll_interval, proj.syft)
+        settings = me.settings(proj.syft)
         if proj.syft.aggregator and proj.syft.aggregator != settings.email:
             raise ConfigError(
                 f"{proj.path}/pyproject.toml names {proj.syft.aggregator} as the aggregator, but this is "
@@ -166,25 +212,24 @@ def server(
 
 
 @app.command()
+@_with_options(PARTICIPANT_OPTIONS)
 def client(
-    project: Path = typer.Option(..., "--project", "-p", help="Flower project directory (holds pyproject.toml)."),
+    project: ProjectDir,
     aggregator: Optional[str] = typer.Option(None, help="The data scientist's email; default $SYFT_FLWR_AGGREGATOR or \\[tool.syft_flwr] aggregator."),
-    email: Optional[str] = typer.Option(None, help="This participant's email; default: $SYFTBOX_EMAIL."),
-    drive_url: Optional[str] = typer.Option(None, help="Drive API base URL, e.g. the fake Drive's; default: real Google Drive."),
-    poll_interval: Optional[float] = typer.Option(None, help="Seconds between polls; default $SYFT_FLWR_POLL_INTERVAL or 3.0."),
     node_config: Optional[str] = typer.Option(None, help='The ClientApp\'s context.node_config, as in flower-supernode: \'partition-id=0 num-partitions=3 data-path="/data/a.csv"\' or a JSON object.'),
     report: Optional[Path] = typer.Option(None, help="Write a JSON report (what was handled, Drive calls) here."),
     allow_project_changes: bool = typer.Option(
         False, "--allow-project-changes",
         help="Development only: run the server's requests even if this project's files differ from the server's app."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    **participant: Any,
 ) -> None:
     """Serve the project's ClientApp as a data owner until the aggregator's stop signal.
 
     Requests of a server whose app differs from this project (files or \\[tool.flwr.app]) are refused,
     and the client exits 2 after the run, naming the files that differ.
     """
-    _setup_logging(verbose)
+    me = Participant(**participant)
+    _setup_logging(me.verbose)
 
     def go() -> None:
         from syft_flwr_gdrive.client import syftbox_flwr_client
@@ -195,7 +240,7 @@ def client(
         from syft_flwr_gdrive.userconfig import parse_user_config
 
         proj = FlowerProject.load(project)
-        settings = _settings(email, drive_url, poll_interval, proj.syft)
+        settings = me.settings(proj.syft)
         config = parse_user_config(node_config, option="--node-config")
         server_email = aggregator or settings.aggregator
         if server_email:  # check before Drive is contacted, so a typo fails at once
@@ -283,7 +328,28 @@ def _run_with_live_view(title_clients: int, out_dir: Path, start: Any, transport
     return report
 
 
+# The options `run` and `demo` share, declared once: one per field of FederationKnobs.
+FAKE_DRIVE_OPTIONS: dict[str, tuple[type, Any]] = {
+    "poll_interval": (float, typer.Option(0.25, help="Seconds between Drive polls (the real default is 3.0; "
+                                                     "the fake answers fast).")),
+    "msg_timeout": (float, typer.Option(60.0, help="Seconds the server waits for a round's replies.")),
+    "latency_ms": (float, typer.Option(0.0, help="Injected latency per Drive call, in milliseconds.")),
+    "error_rate": (float, typer.Option(0.0, help="Fraction of Drive calls answered with 429/403/500/503.")),
+    "drop_rate": (float, typer.Option(0.0, help="Fraction of Drive connections dropped without an answer.")),
+    "seed": (int, typer.Option(0, help="Seed of the injected faults.")),
+    "drive_profile": (str, typer.Option("default", help="Fake Drive profile: 'default' or 'strict' (only what Drive "
+                                                        "documents: lag on every change, write limit, hidden owner "
+                                                        "emails, ...).")),
+    "timeout": (float, typer.Option(600.0, help="Give up after this many seconds.")),
+    "transport": (str, typer.Option("p2p", help="'p2p': an embedded fake Google Drive; 'dir': a shared directory "
+                                                "(--dir).")),
+    "shared_dir": (Optional[Path], typer.Option(None, "--dir", help="The dir transport's shared directory; "
+                                                                    "default OUT/shared.")),
+}
+
+
 @app.command("run")
+@_with_options(FAKE_DRIVE_OPTIONS)
 def run_project(
     project: Path = typer.Option(Path("."), "--project", "-p", help="Your Flower project directory (holds pyproject.toml)."),
     clients: int = typer.Option(2, help="Number of simulated data owners (client processes)."),
@@ -291,16 +357,8 @@ def run_project(
     node_config: Optional[list[str]] = typer.Option(
         None, help="Each client's node_config. Once: a template for all, {i} = client index (0..N-1), {n} = N; "
                    "or once per client. Default: 'partition-id={i} num-partitions={n}'."),
-    poll_interval: float = typer.Option(0.25, help="Seconds between Drive polls (the real default is 3.0; the fake answers fast)."),
-    latency_ms: float = typer.Option(0.0, help="Injected latency per Drive call, in milliseconds."),
-    error_rate: float = typer.Option(0.0, help="Fraction of Drive calls answered with 429/403/500/503."),
-    drop_rate: float = typer.Option(0.0, help="Fraction of Drive connections dropped without an answer."),
-    seed: int = typer.Option(0, help="Seed of the injected faults."),
-    drive_profile: str = typer.Option("default", help="Fake Drive profile: 'default' or 'strict' (only what Drive documents: lag on every change, write limit, hidden owner emails, ...)."),
     out: Optional[Path] = typer.Option(None, help="Folder for report.json, the plot and logs; default runs/run-<time>."),
-    timeout: float = typer.Option(600.0, help="Give up after this many seconds."),
-    transport: str = typer.Option("p2p", help="'p2p': an embedded fake Google Drive; 'dir': a shared directory (--dir)."),
-    shared_dir: Optional[Path] = typer.Option(None, "--dir", help="The dir transport's shared directory; default OUT/shared."),
+    **knobs: Any,
 ) -> None:
     """Federate your own Flower project on this machine: N data owners over an embedded fake Google Drive.
 
@@ -312,28 +370,19 @@ def run_project(
 
     options = LocalRunOptions(
         project=project.expanduser().resolve(), clients=clients, run_config=run_config or "",
-        node_configs=tuple(node_config or (DEFAULT_NODE_CONFIG,)), poll_interval=poll_interval,
-        latency_ms=latency_ms, error_rate=error_rate, drop_rate=drop_rate, seed=seed, timeout=timeout,
-        drive_profile=drive_profile, transport=transport, shared_dir=shared_dir, **({"out_dir": out} if out else {}),
+        node_configs=tuple(node_config or (DEFAULT_NODE_CONFIG,)), **({"out_dir": out} if out else {}), **knobs,
     )
-    _run_with_live_view(clients, options.out_dir, lambda on_progress: run_local(options, on_progress), transport)
+    _run_with_live_view(clients, options.out_dir, lambda on_progress: run_local(options, on_progress), options.transport)
 
 
 @app.command()
+@_with_options(FAKE_DRIVE_OPTIONS)
 def demo(
     clients: int = typer.Option(3, help="Number of data owners (client processes)."),
     rounds: int = typer.Option(5, help="Federated rounds."),
-    poll_interval: float = typer.Option(0.25, help="Seconds between Drive polls (the real default is 3.0; the fake answers fast)."),
     app_style: str = typer.Option("message", "--app", help="Bundled app style: 'message' (@app.main + FedAvg) or 'legacy' (server_fn)."),
-    latency_ms: float = typer.Option(0.0, help="Injected latency per Drive call, in milliseconds."),
-    error_rate: float = typer.Option(0.0, help="Fraction of Drive calls answered with 429/403/500/503."),
-    drop_rate: float = typer.Option(0.0, help="Fraction of Drive connections dropped without an answer."),
-    seed: int = typer.Option(0, help="Seed of the injected faults."),
-    drive_profile: str = typer.Option("default", help="Fake Drive profile: 'default' or 'strict' (only what Drive documents)."),
     out: Optional[Path] = typer.Option(None, help="Folder for report.json, metrics.png and logs; default runs/demo-<time>."),
-    timeout: float = typer.Option(600.0, help="Give up after this many seconds."),
-    transport: str = typer.Option("p2p", help="'p2p': an embedded fake Google Drive; 'dir': a shared directory (--dir)."),
-    shared_dir: Optional[Path] = typer.Option(None, "--dir", help="The dir transport's shared directory; default OUT/shared."),
+    **knobs: Any,
 ) -> None:
     """Train a real model with N data owners over an embedded fake Google Drive (no account needed).
 
@@ -341,12 +390,8 @@ def demo(
     """
     from syft_flwr_gdrive.demo import DemoOptions, run_demo
 
-    options = DemoOptions(
-        clients=clients, rounds=rounds, poll_interval=poll_interval, app=app_style, latency_ms=latency_ms,
-        error_rate=error_rate, drop_rate=drop_rate, seed=seed, timeout=timeout, drive_profile=drive_profile,
-        transport=transport, shared_dir=shared_dir, **({"out_dir": out} if out else {}),
-    )
-    _run_with_live_view(clients, options.out_dir, lambda on_progress: run_demo(options, on_progress), transport)
+    options = DemoOptions(clients=clients, rounds=rounds, app=app_style, **({"out_dir": out} if out else {}), **knobs)
+    _run_with_live_view(clients, options.out_dir, lambda on_progress: run_demo(options, on_progress), options.transport)
 
 
 @app.command()
@@ -396,7 +441,7 @@ def login(
 
 @app.command()
 def doctor(
-    email: Optional[str] = typer.Option(None, help="This participant's email; default: $SYFTBOX_EMAIL."),
+    email: Email = None,
     drive_url: Optional[str] = typer.Option(None, help="Drive API base URL (the fake Drive's); default: real Google Drive."),
     peer: Optional[str] = typer.Option(None, help="Also test a round trip with this peer (share, list, read, delete); "
                                                   "they run `doctor --peer <your email>` at the same time."),
@@ -446,7 +491,7 @@ def _doctor_peer(environ: dict[str, str], overrides: dict[str, Any], peer: str, 
 @app.command()
 def trust(
     accept: Optional[str] = typer.Option(None, help="Pin the changed key this peer was refused for (confirm its fingerprint with them first)."),
-    email: Optional[str] = typer.Option(None, help="This participant's email; default: $SYFTBOX_EMAIL."),
+    email: Email = None,
 ) -> None:
     """List peers' pinned key fingerprints and refused (changed) keys; accept a changed key explicitly."""
     from syft_flwr_gdrive.crypto import CryptoError
@@ -479,7 +524,7 @@ def trust(
 @app.command()
 def clean(
     app_name: Optional[str] = typer.Option(None, "--app", help="Only this app's files (e.g. message-digits); default: all apps."),
-    email: Optional[str] = typer.Option(None, help="This participant's email; default: $SYFTBOX_EMAIL."),
+    email: Email = None,
     drive_url: Optional[str] = typer.Option(None, help="Drive API base URL (the fake Drive's); default: real Google Drive."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be deleted."),
 ) -> None:

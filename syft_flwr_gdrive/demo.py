@@ -14,7 +14,7 @@ import contextlib
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -30,57 +30,53 @@ DEFAULT_NODE_CONFIG = "partition-id={i} num-partitions={n}"
 TRANSPORTS = ("p2p", "dir")  # the embedded fake Google Drive, or a shared directory
 
 
-@dataclass
-class LocalRunOptions:
+@dataclass(kw_only=True)
+class FederationKnobs:
+    """How a local federation runs (which storage, its injected faults, pace and time limit): shared by ``run``
+    and ``demo`` (cli.py declares their command-line options once, from these fields)."""
+
+    poll_interval: float = 0.25
+    msg_timeout: float = 60.0
+    latency_ms: float = 0.0  # injected per Drive call
+    error_rate: float = 0.0  # fraction of calls answered 429/403/500/503
+    drop_rate: float = 0.0  # fraction of connections dropped
+    seed: int = 0  # of the injected faults
+    drive_profile: str = "default"  # "strict": only what Drive documents (docs/drive-assumptions.md)
+    timeout: float = 600.0  # seconds before the federation is given up
+    transport: str = "p2p"  # "p2p": the embedded fake Google Drive; "dir": a shared directory
+    shared_dir: Path | None = None  # the dir transport's directory; default OUT/shared
+
+
+@dataclass(kw_only=True)
+class LocalRunOptions(FederationKnobs):
     """A local federation of a Flower project; ``node_configs`` is one template for every client or one per client."""
 
     project: Path
     clients: int = 2
     run_config: str = ""  # Flower's "k=v k2=v2" form or JSON, as `flwr run --run-config`
     node_configs: Sequence[str] = (DEFAULT_NODE_CONFIG,)  # "{i}" is the client's index, "{n}" the number of clients
-    poll_interval: float = 0.25
-    msg_timeout: float = 60.0
-    latency_ms: float = 0.0
-    error_rate: float = 0.0
-    drop_rate: float = 0.0
-    seed: int = 0
-    drive_profile: str = "default"  # "strict": only what Drive documents (docs/drive-assumptions.md)
     out_dir: Path = field(default_factory=lambda: Path("runs") / time.strftime("run-%Y%m%d-%H%M%S"))
-    timeout: float = 600.0
     label: str = ""  # for the plot's title; default the project's folder name
     expected_rounds: int | None = None  # the demo knows how many rounds make a success
-    transport: str = "p2p"  # "p2p": the embedded fake Google Drive; "dir": a shared directory
-    shared_dir: Path | None = None  # the dir transport's directory; default OUT/shared
 
 
-@dataclass
-class DemoOptions:
+@dataclass(kw_only=True)
+class DemoOptions(FederationKnobs):
+    """``run`` on a bundled app (``APPS``) for a number of rounds."""
+
     clients: int = 3
     rounds: int = 5
-    poll_interval: float = 0.25
-    msg_timeout: float = 60.0
     app: str = "message"
-    latency_ms: float = 0.0
-    error_rate: float = 0.0
-    drop_rate: float = 0.0
-    seed: int = 0
-    drive_profile: str = "default"
     out_dir: Path = field(default_factory=lambda: Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S"))
-    timeout: float = 600.0
-    transport: str = "p2p"
-    shared_dir: Path | None = None
 
     def as_run(self) -> LocalRunOptions:
         if not 1 <= self.rounds <= 100:
             raise ConfigError("--rounds must be between 1 and 100.")
+        knobs = {f.name: getattr(self, f.name) for f in fields(FederationKnobs)}
         return LocalRunOptions(
             project=app_dir(self.app), clients=self.clients,
             run_config=json.dumps({"num-server-rounds": self.rounds, "min-clients": self.clients}),
-            poll_interval=self.poll_interval, msg_timeout=self.msg_timeout, latency_ms=self.latency_ms,
-            error_rate=self.error_rate, drop_rate=self.drop_rate, seed=self.seed, drive_profile=self.drive_profile,
-            out_dir=self.out_dir,
-            timeout=self.timeout, label=f"{self.app} app", expected_rounds=self.rounds,
-            transport=self.transport, shared_dir=self.shared_dir,
+            out_dir=self.out_dir, label=f"{self.app} app", expected_rounds=self.rounds, **knobs,
         )
 
 
