@@ -560,32 +560,6 @@ class DriveApi:
         )
         return self._execute("permissions.create", req, resource=file_id)
 
-    def changes_start_token(self) -> str:
-        """Token marking 'now' in the account's change feed."""
-        resp = self._execute("changes.getStartPageToken", self._service.changes().getStartPageToken())
-        return str(resp["startPageToken"])
-
-    def list_changes(
-        self, token: str, *, file_fields: str = DEFAULT_FILE_FIELDS, page_size: int = 1000
-    ) -> tuple[list[dict[str, Any]], str]:
-        """All changes since ``token`` (following pages) and the token to poll next."""
-        changes: list[dict[str, Any]] = []
-        fields = f"nextPageToken,newStartPageToken,changes(fileId,removed,time,file({file_fields}))"
-        while True:
-            req = self._service.changes().list(
-                pageToken=token,
-                pageSize=max(1, min(page_size, 1000)),
-                fields=fields,
-                includeRemoved=True,
-                spaces="drive",
-            )
-            resp = self._execute("changes.list", req)
-            changes.extend(resp.get("changes", []))
-            if resp.get("nextPageToken"):
-                token = resp["nextPageToken"]
-                continue
-            return changes, str(resp.get("newStartPageToken", token))
-
     # --------------------------------------------------------------- creates
 
     def _create(

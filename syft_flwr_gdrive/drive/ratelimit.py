@@ -14,11 +14,9 @@ from typing import Callable
 
 UNITS_BY_METHOD: dict[str, int] = {
     "files.list": 100,
-    "changes.list": 100,
     "files.get": 5,
     "about.get": 5,
     "files.generateIds": 5,
-    "changes.getStartPageToken": 5,
     "media.download": 200,
 }
 MODIFY_UNITS = 50  # create, update, delete, permissions, uploads

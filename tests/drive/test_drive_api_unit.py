@@ -305,16 +305,5 @@ def test_share_sends_no_notification(scripted):
         api.share("f", "bob@example.com", role="owner")
 
 
-def test_changes_follow_pages(scripted):
-    api, _ = scripted([
-        ok({"startPageToken": "10"}),
-        ok({"changes": [{"fileId": "a"}], "nextPageToken": "11"}),
-        ok({"changes": [{"fileId": "b"}], "newStartPageToken": "12"}),
-    ])
-    tok = api.changes_start_token()
-    changes, new = api.list_changes(tok)
-    assert [c["fileId"] for c in changes] == ["a", "b"] and new == "12"
-
-
 def test_tiny_policy_is_used_by_default_fixture():
     assert TINY.max_wait < 0.01
