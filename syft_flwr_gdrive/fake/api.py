@@ -500,7 +500,7 @@ class Api:
             w.discard()
             raise
 
-    def _read_related(self, req: Request, check: Callable[[dict], None]) -> tuple[dict, BlobInfo, Optional[str]]:
+    def _read_related(self, req: Request, check: Callable[[dict], object]) -> tuple[dict, BlobInfo, Optional[str]]:
         """Parse a multipart/related upload: JSON metadata, then media streamed to disk."""
         ctype = req.headers.get("content-type", "")
         if not ctype.lower().startswith("multipart/related"):
@@ -563,8 +563,8 @@ class Api:
         if kind == "media":
             self.store.check_create(user, {})
             info = self._stream_to_blob(req.body)
-            mime = req.headers.get("content-type") or "application/octet-stream"
-            return self._committed(lambda: self.store.create(user, {}, info, default_mime=mime), info, req)
+            media_type = req.headers.get("content-type") or "application/octet-stream"
+            return self._committed(lambda: self.store.create(user, {}, info, default_mime=media_type), info, req)
         meta, info, mime = self._read_related(req, lambda m: self.store.check_create(user, m))
         return self._committed(lambda: self.store.create(user, meta, info, default_mime=mime), info, req)
 

@@ -41,7 +41,7 @@ _FILE: dict[str, Any] = {
     )
 }
 _FILE.update(owners=_USER, lastModifyingUser=_USER, sharingUser=_USER, trashingUser=_USER, permissions=_PERMISSION)
-_CHANGE = {k: None for k in ("changeType", "drive", "driveId", "fileId", "kind", "removed", "teamDrive", "teamDriveId", "time", "type")}
+_CHANGE: dict[str, Any] = {k: None for k in ("changeType", "drive", "driveId", "fileId", "kind", "removed", "teamDrive", "teamDriveId", "time", "type")}
 _CHANGE["file"] = _FILE
 
 SCHEMAS: dict[str, dict[str, Any]] = {

@@ -33,7 +33,8 @@ class _Handler(BaseHTTPRequestHandler):
     server: "FakeHTTPServer"
 
     def setup(self) -> None:
-        self.timeout = self.server.idle_timeout
+        # StreamRequestHandler reads the idle timeout from the class attribute; an instance one shadows it per connection.
+        self.timeout = self.server.idle_timeout  # type: ignore[misc]
         super().setup()
         # headers and body leave in separate writes; without NODELAY, Nagle + delayed ACK add 40 ms
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -92,7 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (ConnectionError, TimeoutError, ValueError, OSError):
             self._drop()
             return
-        host = self.headers.get("Host") or "%s:%s" % self.server.server_address[:2]
+        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
         req = Request.build(self.command, self.path, dict(self.headers.items()), body, f"http://{host}/")
         try:
             route = api.route_name(req)
@@ -144,7 +145,8 @@ class _Handler(BaseHTTPRequestHandler):
             if self.close_connection:
                 self.send_header("Connection", "close")
             if resp.stream is None and self.command != "HEAD" and len(resp.body) <= 64 * 1024:
-                self._headers_buffer.append(b"\r\n" + resp.body)  # one write for small answers
+                # one write for small answers: BaseHTTPRequestHandler's header buffer is undocumented, so untyped
+                self._headers_buffer.append(b"\r\n" + resp.body)  # type: ignore[attr-defined]
                 self.flush_headers()
                 return
             self.end_headers()

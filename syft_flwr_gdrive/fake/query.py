@@ -24,10 +24,14 @@ class FileView(Protocol):
 
     name: str
     mime_type: str
-    description: str
     parents: list[str]
-    app_properties: dict[str, str]
     properties: dict[str, str]
+
+    @property
+    def description(self) -> str: ...  # read-only: a view may compute it
+
+    @property
+    def app_properties(self) -> dict[str, str]: ...  # read-only: the calling app's share, for a view
     created: float
     modified: float
     owner: str
@@ -383,10 +387,13 @@ def parent_candidates(node: Node) -> set[str] | None:
             out = out & s
         return out
     if isinstance(node, Or):
-        sets = [parent_candidates(p) for p in node.parts]
-        if any(s is None for s in sets):
-            return None
-        return set().union(*sets)  # type: ignore[arg-type]
+        union: set[str] = set()
+        for part in node.parts:
+            found = parent_candidates(part)
+            if found is None:
+                return None
+            union |= found
+        return union
     return None
 
 

@@ -12,6 +12,7 @@ server restarted on the same ``data_dir`` keeps its files, ids and change tokens
 from __future__ import annotations
 
 import bisect
+import builtins
 import copy
 import hashlib
 import json
@@ -23,7 +24,7 @@ import tempfile
 import threading
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Optional
+from typing import Any, BinaryIO, Iterable, Optional, Sequence
 
 from . import query as q
 from . import strict
@@ -51,11 +52,11 @@ class _View:
         return getattr(self.rec, name)
 
     @property
-    def description(self) -> str:  # type: ignore[override]
+    def description(self) -> str:
         return self.rec.description or ""
 
     @property
-    def app_properties(self) -> dict[str, str]:  # type: ignore[override]
+    def app_properties(self) -> dict[str, str]:
         return self.rec.app_properties.get(self.store._app(self.email), {})
 
     def is_trashed(self) -> bool:
@@ -171,9 +172,11 @@ class Store(Resources):
     def _replay(self, e: dict) -> None:
         op = e["op"]
         if op == "put":
-            rec = FileRec(**e["f"])
-            if any(isinstance(v, str) for v in rec.app_properties.values()):  # journals from before per-app properties
-                rec.app_properties = {DEFAULT_APP: dict(rec.app_properties)}  # type: ignore[dict-item]
+            fields = e["f"]
+            props = fields.get("app_properties") or {}
+            if any(isinstance(v, str) for v in props.values()):  # journals from before per-app properties
+                fields = {**fields, "app_properties": {DEFAULT_APP: props}}
+            rec = FileRec(**fields)
             old = self.files.get(rec.id)
             if old:
                 self._unlink_children(old)
@@ -365,7 +368,7 @@ class Store(Resources):
             mime = meta.get("mimeType") or default_mime or ("application/octet-stream" if content else "application/octet-stream")
             rec = FileRec(
                 id=fid,
-                name=meta.get("name") if isinstance(meta.get("name"), str) else "Untitled",
+                name=name if isinstance(name := meta.get("name"), str) else "Untitled",
                 mime_type=mime,
                 owner=email,
                 parents=parents,
@@ -424,7 +427,7 @@ class Store(Resources):
                 raise invalid("Folders cannot have content.")
             return rec.id
 
-    def update(self, email: str, file_id: str, meta: dict, add_parents: list[str] = (), remove_parents: list[str] = (),
+    def update(self, email: str, file_id: str, meta: dict, add_parents: Sequence[str] = (), remove_parents: Sequence[str] = (),
                content: Optional[BlobInfo] = None, default_mime: Optional[str] = None) -> dict:
         """files.update (PATCH semantics): writers edit, only the owner trashes."""
         with self.lock:
@@ -593,16 +596,16 @@ class Store(Resources):
             return [self.resource(rec, email, memo) for _, rec in page], token
 
     @staticmethod
-    def _raw_key(rec: FileRec, order: list[tuple[str, bool]]) -> list:
+    def _raw_key(rec: FileRec, order: builtins.list[tuple[str, bool]]) -> builtins.list:
         return [ORDER_KEYS[k](rec) for k, _ in order] + [rec.seq]
 
     @staticmethod
-    def _wrap_key(raw: list, order: list[tuple[str, bool]]) -> tuple:
+    def _wrap_key(raw: builtins.list, order: builtins.list[tuple[str, bool]]) -> tuple:
         if len(raw) != len(order) + 1:
             raise ValueError("bad key")
         return tuple(Desc(v) if desc else v for v, (_, desc) in zip(raw, order)) + (raw[-1],)
 
-    def _sort_key(self, rec: FileRec, order: list[tuple[str, bool]]) -> tuple:
+    def _sort_key(self, rec: FileRec, order: builtins.list[tuple[str, bool]]) -> tuple:
         return self._wrap_key(self._raw_key(rec, order), order)
 
     # ------------------------------------------------------------------ permissions
@@ -677,7 +680,7 @@ class Store(Resources):
                 self._record_change(r.id)
             return self._permission_resource(perm, False)
 
-    def list_permissions(self, email: str, file_id: str) -> list[dict]:
+    def list_permissions(self, email: str, file_id: str) -> builtins.list[dict]:
         with self.lock:
             rec = self._visible(file_id, email)
             if self._role(rec, email) < ROLE_RANK["writer"]:
@@ -714,7 +717,7 @@ class Store(Resources):
             return str(self.next_change)
 
     def list_changes(self, email: str, token: str, page_size: int, lag: float, include_removed: bool = True
-                     ) -> tuple[list[dict], Optional[str], Optional[str]]:
+                     ) -> tuple[builtins.list[dict], Optional[str], Optional[str]]:
         """changes.list: (changes, nextPageToken, newStartPageToken). Changes still inside
         the list-lag window are held back and the returned token does not skip them."""
         try:

@@ -9,7 +9,7 @@ docs/drive-assumptions.md).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 from . import query as q
 from .errors import ApiError
@@ -80,7 +80,7 @@ def check_complexity(node: Optional[q.Node], max_terms: int, reject_mixed_or: bo
             raise too_complex(mixed)
 
 
-def map_emails(node: q.Node, account: "callable") -> q.Node:  # type: ignore[valid-type]
+def map_emails(node: q.Node, account: Callable[[str], str]) -> q.Node:
     """The query with each ``'x' in owners|readers|writers`` address replaced by its account's form."""
     if isinstance(node, q.And):
         return q.And(tuple(map_emails(p, account) for p in node.parts))

@@ -88,7 +88,8 @@ class Sessions:
         Raises ConnectionAbortedError if the body did not arrive whole (nothing is kept)."""
         with s.lock:
             if content_range is None:  # the whole content in one request
-                start, end, total = 0, length - 1, length
+                start, end = 0, length - 1
+                total: Optional[int] = length
                 probe = False
             else:
                 m = _RANGE.match(content_range)
