@@ -4,12 +4,14 @@ The public entry points are re-exported lazily so that importing the package
 (for example to start the fake Drive server) does not pull in Flower.
 """
 
+from typing import Any
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "syftbox_flwr_server", "syftbox_flwr_client"]
 
 
-def __getattr__(name: str):  # pragma: no cover - thin lazy re-export
+def __getattr__(name: str) -> Any:  # pragma: no cover - thin lazy re-export
     if name == "syftbox_flwr_server":
         from syft_flwr_gdrive.server import syftbox_flwr_server
 

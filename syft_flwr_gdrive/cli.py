@@ -370,8 +370,10 @@ def run_project(
 
     options = LocalRunOptions(
         project=project.expanduser().resolve(), clients=clients, run_config=run_config or "",
-        node_configs=tuple(node_config or (DEFAULT_NODE_CONFIG,)), **({"out_dir": out} if out else {}), **knobs,
+        node_configs=tuple(node_config or (DEFAULT_NODE_CONFIG,)), **knobs,
     )
+    if out:
+        options.out_dir = out
     _run_with_live_view(clients, options.out_dir, lambda on_progress: run_local(options, on_progress), options.transport)
 
 
@@ -390,7 +392,9 @@ def demo(
     """
     from syft_flwr_gdrive.demo import DemoOptions, run_demo
 
-    options = DemoOptions(clients=clients, rounds=rounds, app=app_style, **({"out_dir": out} if out else {}), **knobs)
+    options = DemoOptions(clients=clients, rounds=rounds, app=app_style, **knobs)
+    if out:
+        options.out_dir = out
     _run_with_live_view(clients, options.out_dir, lambda on_progress: run_demo(options, on_progress), options.transport)
 
 

@@ -178,7 +178,7 @@ class PinStore:
                     "%s now publishes different public keys (fingerprint %s, pinned %s): refusing them. If %s "
                     "really re-created its keys, confirm the new fingerprint with them, then run "
                     "`syft-flwr-gdrive trust --accept %s` (pins are kept in %s).",
-                    peer, keys.fingerprint(), PublicKeys.decode(pinned).fingerprint() if PublicKeys.decode(pinned) else "?",
+                    peer, keys.fingerprint(), old.fingerprint() if (old := PublicKeys.decode(pinned)) else "?",
                     peer, peer, self._path,
                 )
             return False

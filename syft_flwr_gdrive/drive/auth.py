@@ -235,7 +235,7 @@ def _from_adc(scopes: Sequence[str]) -> Credentials:
 
 def _from_colab(scopes: Sequence[str]) -> Credentials:
     try:
-        from google.colab import auth as colab_auth  # type: ignore[import-not-found]
+        from google.colab import auth as colab_auth
     except ImportError as exc:
         raise CredentialsError(
             "Colab authentication was requested but this is not Google Colab. Fix: use a "

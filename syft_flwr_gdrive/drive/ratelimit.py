@@ -54,7 +54,7 @@ class QuotaLimiter:
         self._lock = threading.Lock()
         self.waited = 0.0
 
-    def acquire(self, units: int, *, timeout: float = 300.0) -> None:
+    def acquire(self, units: float, *, timeout: float = 300.0) -> None:
         """Take ``units``; waits for the bucket to refill. Raises TimeoutError past ``timeout``."""
         units = min(float(units), self.capacity)
         deadline = self._clock() + timeout

@@ -86,10 +86,12 @@ def time_left() -> float | None:
     return None if end is None else end - time.monotonic()
 
 
-def _past_deadline(state: tenacity.RetryCallState) -> bool:
+class _PastDeadline(tenacity.stop.stop_base):
     """Stop retrying when the next wait would end after the caller's deadline."""
-    left = time_left()
-    return left is not None and left <= (state.upcoming_sleep or 0.0)
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        left = time_left()
+        return left is not None and left <= (retry_state.upcoming_sleep or 0.0)
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,7 @@ class RetryPolicy:
             retry=tenacity.retry_if_exception(is_transient),
             stop=tenacity.stop_after_attempt(self.max_attempts)
             | tenacity.stop_before_delay(self.max_total)
-            | _past_deadline,
+            | _PastDeadline(),
             wait=_wait,
             sleep=self.sleep,
             before_sleep=on_retry,

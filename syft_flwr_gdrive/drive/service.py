@@ -148,7 +148,8 @@ def build_drive_service(
         http = new_authorized_http(credentials, timeout=timeout, hook=hook)
         return HttpRequest(http, *args, **kwargs)
 
-    return discovery.build_from_document(
+    # googleapiclient documents build_from_document; google-api-python-client-stubs leaves it out
+    return discovery.build_from_document(  # type: ignore[attr-defined]
         drive_discovery_doc(base_url),
         http=new_authorized_http(credentials, timeout=timeout, hook=hook),
         requestBuilder=request_builder,
