@@ -137,7 +137,7 @@ def _with_options(options: dict[str, tuple[Any, Any]]) -> Callable[[Callable[...
     serves every command that shares them."""
 
     def declare(command: Callable[..., None]) -> Callable[..., None]:
-        signature = inspect.signature(command)
+        signature = inspect.signature(command, eval_str=True)  # the module postpones annotations: typer needs objects
         own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
         shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
                   for name, (kind, option) in options.items()]
