@@ -96,11 +96,11 @@ def _run_errors(fn: Any) -> Any:
         return fn()
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except ConfigError as exc:
-        raise _fail(str(exc), EXIT_CONFIG)
+        raise _fail(str(exc), EXIT_CONFIG) from exc
     except (CredentialsError, DriveError, TransportError) as exc:
-        raise _fail(str(exc), EXIT_DRIVE)
+        raise _fail(str(exc), EXIT_DRIVE) from exc
 
 
 # Options that several commands take, declared once.
@@ -507,13 +507,13 @@ def trust(
         try:
             fingerprint = accept_key(settings, accept)
         except CryptoError as exc:
-            raise _fail(f"{exc}. `syft-flwr-gdrive trust` lists the refused keys.", EXIT_CONFIG)
+            raise _fail(f"{exc}. `syft-flwr-gdrive trust` lists the refused keys.", EXIT_CONFIG) from exc
         typer.echo(f"pinned {accept.strip().lower()}'s new key (fingerprint {fingerprint}); restart your run to use it")
         return
     try:
         mine, peers = my_fingerprint(settings), peer_keys(settings)
     except CryptoError as exc:
-        raise _fail(str(exc), EXIT_CONFIG)
+        raise _fail(str(exc), EXIT_CONFIG) from exc
     typer.echo(f"me       {settings.email}: " + (f"fingerprint {mine}" if mine else "no keys yet (made on the first run)"))
     if not peers:
         typer.echo("no peer keys pinned yet (a peer's key is pinned the first time its messages are seen)")

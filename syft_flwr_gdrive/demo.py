@@ -144,7 +144,7 @@ def read_progress(fed: LocalFederation, started: float) -> Progress:
     for match in _ROUND_RE.finditer(server_log):
         progress.round = int(match.group(1))
         progress.rounds = int(match.group(2) or 0)
-    for key, participant in fed.participants.items():
+    for participant in fed.participants.values():
         if participant.role == "client":
             progress.answered[participant.email] = participant.log_text().count(": answered ")
     progress.done = not fed.server().alive()
@@ -218,7 +218,7 @@ def build_report(fed: LocalFederation, options: LocalRunOptions, elapsed: float,
     history = (server_report.get("state") or {}).get("history") or {}
     participants = {}
     rounds = options.expected_rounds or progress.rounds or progress.round
-    for key, p in fed.participants.items():
+    for p in fed.participants.values():
         rep = p.report() or {}
         calls = rep.get("drive_calls") or {}
         participants[p.email] = {

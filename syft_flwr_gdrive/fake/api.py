@@ -371,7 +371,7 @@ class Api:
                     data = {**self.faults.config.to_dict(), **body} if req.method == "PATCH" else body
                     self.faults.config = FaultConfig.from_dict(data)
                 except (TypeError, ValueError) as e:
-                    raise invalid(str(e))
+                    raise invalid(str(e)) from None
                 if body.get("reset_quota") is not None:
                     self.faults.reset_quota()
                 return json_response(self.faults.config.to_dict())

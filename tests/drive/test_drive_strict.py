@@ -54,7 +54,7 @@ def test_hidden_owner_emails_trust_by_permission_id(drive):
     do.prepare(APP, [DS])
     ds.announce_run(APP, 7)
     ds.send(request(7, "m1"), b"hello")
-    listing = poll_until(do, lambda l: any(p.routing and p.routing.message_id == "m1" for p in l.inbound))
+    listing = poll_until(do, lambda listing: any(p.routing and p.routing.message_id == "m1" for p in listing.inbound))
     posting = next(p for p in listing.inbound if p.routing and p.routing.message_id == "m1")
     raw = drive.store.resource(drive.store.files[posting.handle], DO)["owners"][0]
     assert "emailAddress" not in raw  # Drive hid it...
@@ -71,7 +71,7 @@ def test_a_foreign_file_in_a_peers_outbox_is_reported_with_drives_owner_not_the_
     mallory = DriveApi.for_fake(drive.url, MALLORY)
     forged = request(1, "forged")
     mallory.upload_bytes("request-1-forged.sfgd", b"x", parent_id=folder, properties=layout.message_properties(forged))
-    listing = poll_until(do, lambda l: any(p.routing and p.routing.message_id == "forged" for p in l.inbound))
+    listing = poll_until(do, lambda listing: any(p.routing and p.routing.message_id == "forged" for p in listing.inbound))
     posting = next(p for p in listing.inbound if p.routing and p.routing.message_id == "forged")
     assert posting.owner != DS and posting.owner.startswith("permission id ")
     assert Mailbox(do, APP, [DS], Ledger(None)).poll().deliveries == ()  # refused as forged
@@ -144,7 +144,7 @@ def test_a_vanished_request_is_confirmed_gone_by_id_before_it_disappears(drive):
     ds.prepare(APP, [DO])
     do.prepare(APP, [DS])
     handle = ds.send(request(1, "r1"), b"x")
-    poll_until(do, lambda l: handle in {p.handle for p in l.inbound})
+    poll_until(do, lambda listing: handle in {p.handle for p in listing.inbound})
     drive.faults.list_lag = 30.0  # from now on, listings may show any state of the last 30 s
     seen = [handle in {p.handle for p in do.poll(APP).inbound} for _ in range(15)]
     assert all(seen)  # never dropped: each absence was checked by id
@@ -161,7 +161,7 @@ def test_too_complex_queries_fall_back_to_smaller_listings(drive):
     ds.prepare(APP, [DO])
     do.prepare(APP, [DS])
     handle = ds.send(request(1, "r1"), b"x")
-    poll_until(do, lambda l: handle in {p.handle for p in l.inbound})  # discovered, listed (in chunks of 4)
+    poll_until(do, lambda listing: handle in {p.handle for p in listing.inbound})  # discovered, listed (in chunks of 4)
     folders = sorted(do._peer_folders[APP]) + [f"1{i:032d}" for i in range(10)]
     do._chunk = 40
     files = do._list_parents(folders)

@@ -159,7 +159,7 @@ def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_complete
         }
         unknown_reply = r("c2unknown", c2, SERVER, kind="reply", reply_to="0" * 32)
         plant(drive, c2, unknown_reply, envelope_body(unknown_reply, junk))
-        for label, (handle, _reason) in to_server.items():
+        for handle, _reason in to_server.values():
             wait_for_log(fed.server(), handle, 30)
         wait_for_log(fed.server(), "c2unknown", 30)
         fed.client(2).start()

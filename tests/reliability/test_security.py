@@ -182,7 +182,7 @@ def test_a_reply_naming_a_foreign_file_causes_no_download_of_it(drive: FakeDrive
         request_ids = grid.push_messages(requests)
         deliveries = sorted(client.poll().deliveries, key=lambda d: request_ids.index(d.envelope.message_id))
         assert len(deliveries) == len(targets)
-        for delivery, (label, (locator, sha, size)) in zip(deliveries, targets.items()):
+        for delivery, (locator, sha, size) in zip(deliveries, targets.values()):
             request = decode_message(delivery.open_payload(), delivery.envelope.size, codecs=delivery.envelope.codecs)
             delivery.close()
             reply = Message(RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x01" * 8)})}),
@@ -233,7 +233,7 @@ def test_a_request_naming_a_foreign_file_causes_no_download_and_is_not_retried(d
     client_downloads = downloads_of(client)
     caplog.set_level(logging.INFO)
     sent = []
-    for label, (locator, sha, size) in targets.items():
+    for locator, sha, size in targets.values():
         msg = Message(RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x00" * 8)})}),
                       node_id_for(DO), "train", group_id="1")
         msg.metadata.__dict__["_message_id"] = os.urandom(16).hex()
