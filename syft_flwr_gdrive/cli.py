@@ -106,14 +106,14 @@ def _run_errors(fn: Any) -> Any:
 # Options that several commands take, declared once.
 ProjectDir = Annotated[Path, typer.Option("--project", "-p", help="Flower project directory (holds pyproject.toml).")]
 EMAIL_HELP = "This participant's email; default: $SYFTBOX_EMAIL."
-Email = Annotated[Optional[str], typer.Option(help=EMAIL_HELP)]
+Email = Annotated[str | None, typer.Option(help=EMAIL_HELP)]
 
 # The options of `server` and `client`: one per field of Participant.
 PARTICIPANT_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "email": (Optional[str], typer.Option(None, help=EMAIL_HELP)),
-    "drive_url": (Optional[str], typer.Option(None, help="Drive API base URL, e.g. the fake Drive's; "
+    "email": (str | None, typer.Option(None, help=EMAIL_HELP)),
+    "drive_url": (str | None, typer.Option(None, help="Drive API base URL, e.g. the fake Drive's; "
                                                          "default: real Google Drive.")),
-    "poll_interval": (Optional[float], typer.Option(None, help="Seconds between polls; "
+    "poll_interval": (float | None, typer.Option(None, help="Seconds between polls; "
                                                                "default $SYFT_FLWR_POLL_INTERVAL or 3.0.")),
     "verbose": (bool, typer.Option(False, "--verbose", "-v")),
 }
@@ -216,7 +216,9 @@ def server(
 def client(
     project: ProjectDir,
     aggregator: Optional[str] = typer.Option(None, help="The data scientist's email; default $SYFT_FLWR_AGGREGATOR or \\[tool.syft_flwr] aggregator."),
-    node_config: Optional[str] = typer.Option(None, help='The ClientApp\'s context.node_config, as in flower-supernode: \'partition-id=0 num-partitions=3 data-path="/data/a.csv"\' or a JSON object.'),
+    node_config: Optional[str] = typer.Option(
+        None, help="The ClientApp's context.node_config, as in flower-supernode: "
+                   "'partition-id=0 num-partitions=3 data-path=\"/data/a.csv\"' or a JSON object."),
     report: Optional[Path] = typer.Option(None, help="Write a JSON report (what was handled, Drive calls) here."),
     allow_project_changes: bool = typer.Option(
         False, "--allow-project-changes",

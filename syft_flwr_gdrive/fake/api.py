@@ -40,7 +40,10 @@ DEFAULT_FIELDS = {
     "FileList": "kind,nextPageToken,incompleteSearch,files(kind,id,name,mimeType)",
     "Permission": "kind,id,type,role",
     "PermissionList": "kind,nextPageToken,permissions(kind,id,type,role)",
-    "ChangeList": "kind,nextPageToken,newStartPageToken,changes(kind,changeType,type,time,removed,fileId,file(kind,id,name,mimeType))",
+    "ChangeList": (
+        "kind,nextPageToken,newStartPageToken,"
+        "changes(kind,changeType,type,time,removed,fileId,file(kind,id,name,mimeType))"
+    ),
     "GeneratedIds": "kind,space,ids",
     "StartPageToken": "kind,startPageToken",
 }

@@ -33,7 +33,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: "FakeHTTPServer"
 
     def setup(self) -> None:
-        # StreamRequestHandler reads the idle timeout from the class attribute; an instance one shadows it per connection.
+        # StreamRequestHandler reads the class attribute; an instance one sets it per connection.
         self.timeout = self.server.idle_timeout  # type: ignore[misc]
         super().setup()
         # headers and body leave in separate writes; without NODELAY, Nagle + delayed ACK add 40 ms

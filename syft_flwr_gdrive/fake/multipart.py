@@ -231,7 +231,8 @@ def render_batch(responses: list[InnerResponse]) -> tuple[bytes, str]:
     boundary = "batch_" + secrets.token_hex(12)
     out = bytearray()
     for r in responses:
-        out += f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: {response_content_id(r.content_id)}\r\n\r\n".encode()
+        content_id = response_content_id(r.content_id)
+        out += f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: {content_id}\r\n\r\n".encode()
         out += f"HTTP/1.1 {r.status} {r.reason}\r\n".encode()
         for k, v in r.headers:
             out += f"{k}: {v}\r\n".encode()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from dataclasses import dataclass
-from typing import Callable, Protocol, Union
+from typing import Callable, Protocol
 
 from .errors import ApiError
 
@@ -146,7 +146,7 @@ class Has:
     value: str
 
 
-Node = Union[And, Or, Not, Cmp, In, Has]
+Node = And | Or | Not | Cmp | In | Has
 
 _STRING_FIELDS = {"name": {"=", "!=", "contains"}, "mimeType": {"=", "!=", "contains"}, "fullText": {"contains"}}
 _TIME_FIELDS = {"createdTime", "modifiedTime"}

@@ -100,8 +100,10 @@ def test_duplicate_outboxes_resolve_to_the_oldest_and_announcements_are_read_fro
     first.announce_run(APP, 1)
     second.announce_run(APP, 2)
     drive.faults.list_lag = 0.0  # then Drive catches up
-    outboxes = lambda: sorted(f.id for f in drive.store.files.values()  # noqa: E731
-                              if f.owner == DS and f.properties.get(layout.P_ROLE) == "outbox")
+    def outboxes() -> list[str]:
+        return sorted(f.id for f in drive.store.files.values()
+                      if f.owner == DS and f.properties.get(layout.P_ROLE) == "outbox")
+
     assert len(outboxes()) == 2
     do = transport(drive, DO)
     do.prepare(APP, [DS])

@@ -112,7 +112,8 @@ def test_owner_emails_are_hidden_from_readers_but_the_permission_id_is_not(stric
 def test_or_across_collections_and_long_queries_are_too_complex(strict):
     svc = drive_service(strict.url, ALICE)
     for q in ("properties has { key='a' and value='b' } or 'me' in owners",
-              "('x' in parents or 'y' in parents) and ('me' in owners or 'x' in readers) or properties has { key='a' and value='b' }",
+              "('x' in parents or 'y' in parents) and ('me' in owners or 'x' in readers) "
+              "or properties has { key='a' and value='b' }",
               " or ".join(f"'p{i}' in parents" for i in range(61))):
         with pytest.raises(HttpError) as err:
             svc.files().list(q=q).execute()

@@ -276,7 +276,8 @@ def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_complete
     assert not problems, "\n".join(problems)
     # The exact replay of a handled request was not handled again (ids are unique in 'answered').
     assert lines_with(client_log, replay_same) == []
-    print(f"\nplanted {len(to_client) + len(to_client_by_id) + 1} files for client 0 and {len(to_server) + 1} for the server")
+    planted_for_client = len(to_client) + len(to_client_by_id) + 1
+    print(f"\nplanted {planted_for_client} files for client 0 and {len(to_server) + 1} for the server")
 
     # Nothing the target did not own was deleted: the server's and the stranger's planted files remain.
     server_files = {f["id"] for f in owned_files(drive, SERVER)}
@@ -388,7 +389,8 @@ def _bad_header_bodies(routing) -> dict[str, bytes]:
 #   DECODER_ESCAPE_BUG
 def test_undecodable_headers_from_a_peer_are_skipped_not_fatal(tmp_path: Path, drive: FakeDriveServer):
     with make_federation(tmp_path, drive, client_emails=CLIENTS[:1], run_config={"num-server-rounds": 1, "min-clients": 1}) as fed:
-        fed.server().start()  # the client starts later: its planted replies must not be cleaned up before the server looks
+        # the client starts later: its planted replies must not be cleaned up before the server looks
+        fed.server().start()
         run_id = announced_run(drive, TARGET, APP)
         planted: list[tuple[str, str]] = []  # (who must log it, handle)
         for label, body in _bad_header_bodies(make_routing(run_id, "x", TARGET, SERVER, APP, kind="reply", reply_to="0" * 32)).items():
