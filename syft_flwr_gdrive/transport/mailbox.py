@@ -354,12 +354,12 @@ class Mailbox:
             return self._drop(posting, envelope.message_id, reason)
         return self._unseal(Delivery(envelope, posting, body, offset), routing)
 
-    def _skip(self, posting: Posting, reason: str) -> None:
-        """Reject a posting for good (one log line) and deliver nothing."""
+    def _skip(self, posting: Posting, reason: str) -> Delivery | None:
+        """Reject a posting for good (one log line); the delivery is none."""
         self._reject(posting, reason)
         return None
 
-    def _drop(self, posting: Posting, message_id: str, reason: str) -> None:
+    def _drop(self, posting: Posting, message_id: str, reason: str) -> Delivery | None:
         """Reject a posting for good and record its message as handled: it is never looked at again."""
         self._reject(posting, reason)
         self.ledger.add(message_id)
@@ -369,7 +369,8 @@ class Mailbox:
         """Download a posting's body (spooled to disk past IN_MEMORY_BODY) and decode its envelope.
 
         None if it cannot be read now (asked again at the next poll) or is no valid envelope (rejected)."""
-        body: BinaryIO = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BODY)
+        # a binary file object; typeshed types SpooledTemporaryFile as IO[bytes], not BinaryIO
+        body = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BODY))
         try:
             if posting.inline is not None and len(posting.inline) == posting.size:
                 body.write(posting.inline)  # the listing carried it: no download
@@ -384,10 +385,12 @@ class Mailbox:
             return None
         except EnvelopeError as exc:
             body.close()
-            return self._skip(posting, f"invalid envelope: {exc}")
+            self._reject(posting, f"invalid envelope: {exc}")
+            return None
         except Exception as exc:  # a hostile body must never break the poll loop
             body.close()
-            return self._skip(posting, f"invalid envelope ({type(exc).__name__})")
+            self._reject(posting, f"invalid envelope ({type(exc).__name__})")
+            return None
         return envelope, body, offset
 
     def _check_streamed(self, posting: Posting, routing: Routing, limit: int | None) -> Delivery | None:
