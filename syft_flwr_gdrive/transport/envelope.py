@@ -81,21 +81,12 @@ class Envelope(Routing):
         """True once the message's time to live has run out."""
         return (time.time() if now is None else now) > self.created_at + self.ttl
 
-    def with_payload(self, payload: bytes) -> "Envelope":
-        """Copy of this header describing ``payload`` (hash and size filled in)."""
-        return _replace(self, sha256=hashlib.sha256(payload).hexdigest(), size=len(payload))
-
 
 def _replace(env: Envelope, **changes: Any) -> Envelope:
     data = asdict(env)
     data.update(changes)
     data["codecs"] = tuple(data["codecs"])
     return Envelope(**data)
-
-
-def encode(envelope: Envelope, payload: bytes) -> bytes:
-    """Serialise header and payload into one message body."""
-    return b"".join(bytes(s) for s in encode_segments(envelope, [payload]))
 
 
 def encode_segments(envelope: Envelope, payload: Sequence[Buffer]) -> list[Buffer]:
@@ -227,16 +218,3 @@ def decode_file(
         raise EnvelopeError("payload SHA-256 does not match the header (corrupted in transit or tampered)")
     fh.seek(offset)
     return envelope, offset
-
-
-def decode(body: bytes, *, max_payload: int | None = None) -> tuple[Envelope, bytes]:
-    """Parse and verify a whole message body; returns header and payload."""
-    envelope, offset = decode_header(body)
-    if max_payload is not None and envelope.size > max_payload:
-        raise EnvelopeError(f"payload of {envelope.size} bytes exceeds the {max_payload}-byte limit")
-    payload = body[offset:]
-    if len(payload) != envelope.size:
-        raise EnvelopeError(f"payload is {len(payload)} bytes but the header says {envelope.size} (truncated or padded)")
-    if hashlib.sha256(payload).hexdigest() != envelope.sha256:
-        raise EnvelopeError("payload SHA-256 does not match the header (corrupted in transit or tampered)")
-    return envelope, payload

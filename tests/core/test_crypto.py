@@ -14,7 +14,7 @@ from syft_flwr_gdrive.crypto import (
     CODEC_SEAL, CryptoError, Identity, PinStore, PublicKeys, Sealer, sealer_for,
 )
 from syft_flwr_gdrive.transport.contract import Routing
-from syft_flwr_gdrive.transport.envelope import decode, encode
+from tests.helpers.envelopes import decode, encode
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport

@@ -15,7 +15,7 @@ from flwr.supercore.task_identity import TaskIdentity
 from syft_flwr_gdrive.accounts import FIRST_NODE_ID, node_id_for
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS, SERVER_NODE_ID, message_from_bytes, message_to_bytes
 from syft_flwr_gdrive.grid import TransportGrid
-from syft_flwr_gdrive.transport.envelope import decode
+from tests.helpers.envelopes import decode
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport

@@ -94,7 +94,8 @@ def test_second_run_is_unaffected_by_a_crashed_first_run(tmp_path: Path, drive: 
 
 def test_hostile_and_stale_files_are_skipped_and_nothing_is_lost(tmp_path: Path, drive: FakeDriveServer):
     from syft_flwr_gdrive.transport.contract import Routing
-    from syft_flwr_gdrive.transport.envelope import Envelope, encode
+    from syft_flwr_gdrive.transport.envelope import Envelope
+    from tests.helpers.envelopes import encode
 
     stranger = "mallory@evil.example"
     target = CLIENTS[0]

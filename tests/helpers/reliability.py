@@ -19,7 +19,8 @@ from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer, FaultConfig
 from syft_flwr_gdrive.federation import LocalFederation, Participant
 from syft_flwr_gdrive.transport.contract import Routing
-from syft_flwr_gdrive.transport.envelope import Envelope, encode
+from syft_flwr_gdrive.transport.envelope import Envelope
+from tests.helpers.envelopes import encode
 
 HERE = Path(__file__).resolve().parents[1] / "reliability"
 REPO = HERE.parents[1]

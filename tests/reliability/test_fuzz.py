@@ -29,11 +29,10 @@ from syft_flwr_gdrive.transport.envelope import (
     PREFIX_BYTES,
     Envelope,
     EnvelopeError,
-    decode,
     decode_file,
     decode_header,
-    encode,
 )
+from tests.helpers.envelopes import decode, encode, with_payload
 
 FUZZ = settings(max_examples=400, deadline=1000, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 APP = "flwr/fuzz-app"
@@ -165,7 +164,7 @@ def test_valid_bodies_round_trip(case, max_payload):
     env, payload, body = case
     decoded_env, decoded_payload = decode_all_ways(body)
     assert decoded_payload == payload
-    assert decoded_env == env.with_payload(payload)
+    assert decoded_env == with_payload(env, payload)
     if len(payload) > max_payload:
         with pytest.raises(EnvelopeError, match="exceeds"):
             decode(body, max_payload=max_payload)

@@ -19,7 +19,8 @@ import pytest
 
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.fake import FakeDriveServer
-from syft_flwr_gdrive.transport.envelope import MAGIC, decode, encode
+from syft_flwr_gdrive.transport.envelope import MAGIC
+from tests.helpers.envelopes import decode, encode
 
 from tests.helpers.reliability import (
     CLIENTS,

@@ -2,9 +2,8 @@ import struct
 
 import pytest
 
-from syft_flwr_gdrive.transport.envelope import (
-    MAGIC, Envelope, EnvelopeError, decode, decode_header, encode,
-)
+from syft_flwr_gdrive.transport.envelope import MAGIC, Envelope, EnvelopeError, decode_header
+from tests.helpers.envelopes import decode, encode
 
 
 def env(**kw):

@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 
 from syft_flwr_gdrive.transport.contract import Listing, Posting, Routing
-from syft_flwr_gdrive.transport.envelope import Envelope, encode
+from syft_flwr_gdrive.transport.envelope import Envelope
+from tests.helpers.envelopes import encode
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox, body_limit
 from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport

@@ -18,7 +18,8 @@ SPOOL_IN_MEMORY = 8 * 1024 * 1024  # beyond this, bodies used to spool to disk
 from syft_flwr_gdrive.drive.api import DriveError, _StreamMedia
 from syft_flwr_gdrive.flower_codec import decode_message, encode_message
 from syft_flwr_gdrive.transport.contract import Routing
-from syft_flwr_gdrive.transport.envelope import Envelope, decode_file, encode
+from syft_flwr_gdrive.transport.envelope import Envelope, decode_file
+from tests.helpers.envelopes import encode
 from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
 from syft_flwr_gdrive.segments import SegmentReader
 from tests.helpers.mailboxes import store
