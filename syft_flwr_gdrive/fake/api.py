@@ -686,25 +686,35 @@ class Api:
 
 # Every route and the Api method that answers it (a table, not names built at run time: find-usages works).
 _ID = r"(?P<id>[^/]+)"
+_PID = r"(?P<pid>[^/]+)"
+_FILES = "/drive/v3/files"
+_PERMS = f"{_FILES}/{_ID}/permissions"
+_UPLOAD = "(?:/resumable)?/upload/drive/v3/files"
+
+
+def _route(method: str, path: str, name: str, handler: Callable[..., Response], cost: Optional[str]) -> Route:
+    return Route(method, re.compile(f"^{path}$"), name, handler, cost)
+
+
 ROUTES = [
-    Route("GET", re.compile(r"^/drive/v3/about/?$"), "about.get", Api.h_about, "get"),
-    Route("GET", re.compile(r"^/drive/v3/files/generateIds/?$"), "files.generateIds", Api.h_generate_ids, "get"),
-    Route("GET", re.compile(r"^/drive/v3/files/?$"), "files.list", Api.h_files_list, "list"),
-    Route("POST", re.compile(r"^/drive/v3/files/?$"), "files.create", Api.h_files_create, "modify"),
-    Route("GET", re.compile(rf"^/drive/v3/files/{_ID}/permissions/?$"), "permissions.list", Api.h_perm_list, "get"),
-    Route("POST", re.compile(rf"^/drive/v3/files/{_ID}/permissions/?$"), "permissions.create", Api.h_perm_create, "modify"),
-    Route("GET", re.compile(rf"^/drive/v3/files/{_ID}/permissions/(?P<pid>[^/]+)$"), "permissions.get", Api.h_perm_get, "get"),
-    Route("PATCH", re.compile(rf"^/drive/v3/files/{_ID}/permissions/(?P<pid>[^/]+)$"), "permissions.update", Api.h_perm_update, "modify"),
-    Route("DELETE", re.compile(rf"^/drive/v3/files/{_ID}/permissions/(?P<pid>[^/]+)$"), "permissions.delete", Api.h_perm_delete, "modify"),
-    Route("GET", re.compile(rf"^/drive/v3/files/{_ID}$"), "files.get", Api.h_files_get, "get"),
-    Route("PATCH", re.compile(rf"^/drive/v3/files/{_ID}$"), "files.update", Api.h_files_update, "modify"),
-    Route("DELETE", re.compile(rf"^/drive/v3/files/{_ID}$"), "files.delete", Api.h_files_delete, "modify"),
-    Route("GET", re.compile(r"^/drive/v3/changes/startPageToken/?$"), "changes.getStartPageToken", Api.h_start_token, "get"),
-    Route("GET", re.compile(r"^/drive/v3/changes/?$"), "changes.list", Api.h_changes_list, "list"),
-    Route("PUT", re.compile(r"^(?:/resumable)?/upload/drive/v3/files(?:/[^/]+)?/?$"), "upload.chunk", Api.h_upload_chunk, None),
-    Route("POST", re.compile(r"^(?:/resumable)?/upload/drive/v3/files/?$"), "upload.create", Api.h_upload_create, "modify"),
-    Route("PATCH", re.compile(rf"^(?:/resumable)?/upload/drive/v3/files/{_ID}$"), "upload.update", Api.h_upload_update, "modify"),
-    Route("POST", re.compile(r"^/batch(?:/drive/v3)?/?$"), "batch", Api.h_batch, None),
+    _route("GET", "/drive/v3/about/?", "about.get", Api.h_about, "get"),
+    _route("GET", f"{_FILES}/generateIds/?", "files.generateIds", Api.h_generate_ids, "get"),
+    _route("GET", f"{_FILES}/?", "files.list", Api.h_files_list, "list"),
+    _route("POST", f"{_FILES}/?", "files.create", Api.h_files_create, "modify"),
+    _route("GET", f"{_PERMS}/?", "permissions.list", Api.h_perm_list, "get"),
+    _route("POST", f"{_PERMS}/?", "permissions.create", Api.h_perm_create, "modify"),
+    _route("GET", f"{_PERMS}/{_PID}", "permissions.get", Api.h_perm_get, "get"),
+    _route("PATCH", f"{_PERMS}/{_PID}", "permissions.update", Api.h_perm_update, "modify"),
+    _route("DELETE", f"{_PERMS}/{_PID}", "permissions.delete", Api.h_perm_delete, "modify"),
+    _route("GET", f"{_FILES}/{_ID}", "files.get", Api.h_files_get, "get"),
+    _route("PATCH", f"{_FILES}/{_ID}", "files.update", Api.h_files_update, "modify"),
+    _route("DELETE", f"{_FILES}/{_ID}", "files.delete", Api.h_files_delete, "modify"),
+    _route("GET", "/drive/v3/changes/startPageToken/?", "changes.getStartPageToken", Api.h_start_token, "get"),
+    _route("GET", "/drive/v3/changes/?", "changes.list", Api.h_changes_list, "list"),
+    _route("PUT", f"{_UPLOAD}(?:/[^/]+)?/?", "upload.chunk", Api.h_upload_chunk, None),
+    _route("POST", f"{_UPLOAD}/?", "upload.create", Api.h_upload_create, "modify"),
+    _route("PATCH", f"{_UPLOAD}/{_ID}", "upload.update", Api.h_upload_update, "modify"),
+    _route("POST", "/batch(?:/drive/v3)?/?", "batch", Api.h_batch, None),
 ]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from .errors import ApiError
 
@@ -130,7 +130,7 @@ class Not:
 class Cmp:
     field: str
     op: str
-    value: Union[str, bool, float]
+    value: str | bool | float
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,7 @@ class _Parser:
             self.fail(f"expected an operator after {field!r}")
         return Cmp(field, op, self.value(field, op))
 
-    def value(self, field: str, op: str) -> Union[str, bool, float]:
+    def value(self, field: str, op: str) -> str | bool | float:
         t = self.take()
         if field in _STRING_FIELDS:
             if op not in _STRING_FIELDS[field]:
@@ -318,18 +318,19 @@ def _ms(t: float) -> int:
     return int(round(t * 1000))
 
 
-def _cmp(a: object, op: str, b: object) -> bool:
+def _cmp(a: Any, op: str, b: Any) -> bool:
+    """``a op b`` for a query's comparison; the parser only pairs values of one kind (strings, numbers)."""
     if op == "=":
         return a == b
     if op == "!=":
         return a != b
     if op == "<":
-        return a < b  # type: ignore[operator]
+        return a < b
     if op == "<=":
-        return a <= b  # type: ignore[operator]
+        return a <= b
     if op == ">":
-        return a > b  # type: ignore[operator]
-    return a >= b  # type: ignore[operator]
+        return a > b
+    return a >= b
 
 
 def evaluate(node: Node, f: FileView, resolve_id: Callable[[str], str] = lambda s: s, me: str = "") -> bool:
@@ -356,14 +357,14 @@ def evaluate(node: Node, f: FileView, resolve_id: Callable[[str], str] = lambda 
         return f.role_of(email) >= need
     field, op, v = node.field, node.op, node.value
     if field == "name":
-        return name_contains(f.name, v) if op == "contains" else _cmp(f.name, op, v)  # type: ignore[arg-type]
+        return name_contains(f.name, str(v)) if op == "contains" else _cmp(f.name, op, v)
     if field == "mimeType":
-        return v.casefold() in f.mime_type.casefold() if op == "contains" else _cmp(f.mime_type, op, v)  # type: ignore[union-attr]
+        return str(v).casefold() in f.mime_type.casefold() if op == "contains" else _cmp(f.mime_type, op, v)
     if field == "fullText":
         return str(v).casefold() in f"{f.name}\n{f.description}".casefold()
     if field in _TIME_FIELDS:
         t = f.created if field == "createdTime" else f.modified
-        return _cmp(_ms(t), op, _ms(v))  # type: ignore[arg-type]
+        return _cmp(_ms(t), op, _ms(float(v)))  # the parser gives time fields a float
     if field == "trashed":
         return _cmp(f.is_trashed(), op, v)
     if field == "starred":

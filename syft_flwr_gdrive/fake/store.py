@@ -78,6 +78,11 @@ class _View:
 
 
 
+def _permission_not_found(permission_id: str) -> ApiError:
+    return ApiError(404, "notFound", f"Permission not found: {permission_id}.", location="permissionId",
+                    locationType="parameter")
+
+
 class Store(Resources):
     """All of the fake Drive's state. Every public method is thread-safe."""
 
@@ -672,7 +677,7 @@ class Store(Resources):
                 raise invalid(f"Invalid permission role: {role!r}", "permission.role")
             mine = [p for p in rec.permissions if p["id"] == permission_id]
             if not mine:
-                raise ApiError(404, "notFound", f"Permission not found: {permission_id}.", location="permissionId", locationType="parameter")
+                raise _permission_not_found(permission_id)
             perm = {**mine[0], "role": role}
             rec.permissions = [perm if p["id"] == permission_id else p for p in rec.permissions]
             self._put(rec)
@@ -691,7 +696,7 @@ class Store(Resources):
         for p in self.list_permissions(email, file_id):
             if p["id"] == permission_id:
                 return p
-        raise ApiError(404, "notFound", f"Permission not found: {permission_id}.", location="permissionId", locationType="parameter")
+        raise _permission_not_found(permission_id)
 
     def delete_permission(self, email: str, file_id: str, permission_id: str) -> None:
         with self.lock:
@@ -702,7 +707,7 @@ class Store(Resources):
             if not mine:
                 if any(p["id"] == permission_id for p in self._effective_permissions(rec)):
                     raise ApiError(403, "cannotDeletePermission", "Inherited permissions cannot be removed from the item itself.")
-                raise ApiError(404, "notFound", f"Permission not found: {permission_id}.", location="permissionId", locationType="parameter")
+                raise _permission_not_found(permission_id)
             affected = [rec] + self._descendants(rec.id)
             before = {r.id: self._audience(r) for r in affected}
             rec.permissions = [p for p in rec.permissions if p["id"] != permission_id]
