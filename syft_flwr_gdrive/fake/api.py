@@ -484,7 +484,8 @@ class Api:
                 err = ApiError(416, "requestedRangeNotSatisfiable", "Request range not satisfiable")
                 return Response(416, [("Content-Type", JSON_TYPE), ("Content-Range", f"bytes */{size}")], err.to_bytes())
             headers.append(("Content-Range", f"bytes {first}-{last}/{size}"))
-            return Response(206, headers, stream=(fh, first, last - first + 1))  # type: ignore[arg-type]
+            assert fh is not None  # a file with bytes in range has a blob
+            return Response(206, headers, stream=(fh, first, last - first + 1))
         except BaseException:
             if fh is not None:
                 fh.close()

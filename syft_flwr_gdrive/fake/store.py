@@ -766,8 +766,8 @@ class Store(Resources):
                 visible = rec is not None and not rec.is_root and self._role(rec, email, memo) > 0
                 item: dict[str, Any] = {"kind": "drive#change", "changeType": "file", "type": "file", "time": rfc3339(c.time),
                                         "fileId": fid, "removed": not visible}
-                if visible:
-                    item["file"] = self.resource(rec, email, memo)  # type: ignore[arg-type]
+                if visible and rec is not None:
+                    item["file"] = self.resource(rec, email, memo)
                 elif not include_removed:
                     continue
                 out.append(item)
