@@ -85,11 +85,11 @@ class _WireMixin:
         hook = getattr(_current_hook, "hook", None)
         if hook is not None:
             hook(str(getattr(self, "host", "")), str(args[0] if args else kwargs.get("method", "")))
-        return super().request(*args, **kwargs)  # type: ignore[misc]
+        return super().request(*args, **kwargs)  # type: ignore[misc]  # a mixin: the connection class is next in the MRO
 
     def getresponse(self) -> Any:
         try:
-            return super().getresponse()  # type: ignore[misc]
+            return super().getresponse()  # type: ignore[misc]  # a mixin: the connection class is next in the MRO
         except (http.client.BadStatusLine, http.client.ResponseNotReady) as exc:
             raise ConnectionDropped(f"connection dropped before a response: {exc!r}") from exc
 
