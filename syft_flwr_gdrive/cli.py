@@ -331,7 +331,7 @@ def _run_with_live_view(title_clients: int, out_dir: Path, start: Any, transport
 
 
 # The options `run` and `demo` share, declared once: one per field of FederationKnobs.
-FAKE_DRIVE_OPTIONS: dict[str, tuple[type, Any]] = {
+FAKE_DRIVE_OPTIONS: dict[str, tuple[Any, Any]] = {
     "poll_interval": (float, typer.Option(0.25, help="Seconds between Drive polls (the real default is 3.0; "
                                                      "the fake answers fast).")),
     "msg_timeout": (float, typer.Option(60.0, help="Seconds the server waits for a round's replies.")),
