@@ -49,7 +49,7 @@ class BlobPlacer:
         self.uploaded_bytes = 0
 
     def __call__(self, data: bytes) -> BlobRef | None:
-        if len(data) < self.min_bytes:
+        if len(data) < self.min_bytes or not self.mailbox.shares_blobs:
             return None
         sha = self._digest(data)
         with self._lock:

@@ -93,6 +93,7 @@ class DriveTransport(Transport):
     """Transport over one account's Google Drive (or the fake Drive server)."""
 
     name: ClassVar[str] = "p2p"
+    shares_blobs: ClassVar[bool] = True
 
     def __init__(self, api: DriveApi, email: str, *, state_dir: Path | None = None, min_poll_gap: float = 0.0) -> None:
         if len(email) > MAX_EMAIL_LENGTH:  # "sfg_from" + email must fit a 124-byte property

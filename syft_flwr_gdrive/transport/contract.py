@@ -91,6 +91,9 @@ class Transport(abc.ABC):
 
     name: ClassVar[str]
     email: str
+    # True if put_blob/get_blob/list_my_blobs are implemented: a big array then goes once to every peer as a
+    # shared blob. A transport that leaves them to the defaults says False, and senders put arrays inline.
+    shares_blobs: ClassVar[bool] = False
 
     # -- construction -------------------------------------------------------------------
 
@@ -167,7 +170,7 @@ class Transport(abc.ABC):
         """Store content (buffers, or a seekable reader with ``.size``) readable by all of ``app``'s peers.
 
         Returns a locator. The content is opaque here (callers encrypt it). Optional: the
-        default refuses, and senders then put every array inline.
+        default refuses, and (``shares_blobs`` False) senders put every array inline instead.
         """
         raise TransportError(f"the {self.name!r} transport does not store shared blobs")
 

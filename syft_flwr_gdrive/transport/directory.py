@@ -90,6 +90,7 @@ class DirectoryTransport(Transport):
     """Transport over a shared directory; one instance per participant."""
 
     name: ClassVar[str] = "dir"
+    shares_blobs: ClassVar[bool] = True
 
     def __init__(self, root: Path | str, email: str) -> None:
         self.root = Path(root)

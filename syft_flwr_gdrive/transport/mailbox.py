@@ -277,6 +277,11 @@ class Mailbox:
         """What is stored now, unchecked: my own postings (to clean up) and those addressed to me."""
         return self.transport.poll(self.app)
 
+    @property
+    def shares_blobs(self) -> bool:
+        """Whether the transport stores shared blobs (else big arrays travel inline in each message)."""
+        return self.transport.shares_blobs
+
     def put_blob(self, data: Buffer | BinaryIO) -> str:
         """Store (already encrypted) content once for every peer of this app; returns its locator."""
         return self.transport.put_blob(self.app, data)

@@ -52,6 +52,7 @@ class MemoryTransport(Transport):
     """Transport over a MemoryHub; counts calls like the Drive transport does."""
 
     name: ClassVar[str] = "memory"
+    shares_blobs: ClassVar[bool] = True
 
     def __init__(self, email: str, hub: MemoryHub) -> None:
         self.email = email.lower()

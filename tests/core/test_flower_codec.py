@@ -146,3 +146,22 @@ def test_array_data_is_not_copied_when_encoding():
     data = msg.content["arrays"]["0"].data
     segments = encode_message(msg)
     assert any(isinstance(s, memoryview) and s.obj is data for s in segments)
+
+
+def test_a_transport_without_shared_blobs_gets_big_arrays_inline():
+    """Blobs are an optional part of the contract: with the base class's defaults, nothing is uploaded."""
+    from syft_flwr_gdrive.transport.contract import Transport
+
+    class NoBlobs(MemoryTransport):
+        shares_blobs = False
+        put_blob = Transport.put_blob
+        get_blob = Transport.get_blob
+        list_my_blobs = Transport.list_my_blobs
+
+    server = NoBlobs("ds@x.com", MemoryHub())
+    placer = BlobPlacer(store(server), min_bytes=1024)
+    msg = sample(big=100_000)
+    payload = b"".join(bytes(s) for s in encode_message(msg, place_blob=placer))
+    assert len(payload) > 400_000 and "put_blob" not in server.call_counts() and placer.uploaded_bytes == 0
+    assert_same(msg, decode_message(io.BytesIO(payload), len(payload)))
+    assert server.list_my_blobs("flwr/t") == []

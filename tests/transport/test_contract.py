@@ -173,3 +173,19 @@ def test_calls_are_counted(make):
     counts = a.call_counts()
     assert counts and all(isinstance(k, str) and isinstance(v, int) for k, v in counts.items())
     assert sum(counts.values()) >= 1
+
+
+def test_the_defaults_of_the_base_class():
+    """What a transport gets without writing it: read through read_to, no blobs, no poll floor, a doctor line."""
+    from syft_flwr_gdrive.config import Settings
+
+    a = MemoryTransport(A, MemoryHub())
+    a.send(routing(A, B), b"body")
+    [posting] = MemoryTransport(B, a.hub).poll(APP).inbound
+    assert Transport.read(a, posting) == b"body" and a.min_poll_gap() == 0.0
+    with pytest.raises(TransportError, match="does not store shared blobs"):
+        Transport.put_blob(a, APP, b"x")
+    with pytest.raises(BlobRefused):
+        Transport.get_blob(a, APP, "loc", owner=B, size=1, out=io.BytesIO())
+    [check] = MemoryTransport.diagnose(Settings(email=A))
+    assert not check.ok and "memory transport lives in one process" in check.detail
