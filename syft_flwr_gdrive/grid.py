@@ -389,9 +389,10 @@ class TransportGrid(Grid):
         wait = self.effective_timeout(timeout)
         if self.mailbox.bundling:  # the legacy path's one-message calls from a thread pool become one push
             batch = list(messages)
-            for msg in batch:
-                self.email_of(msg.metadata.dst_node_id)  # a bad node id fails its own caller, not the batch
+            for node_id in [msg.metadata.dst_node_id for msg in batch]:
+                self.email_of(node_id)  # a bad node id fails its own caller, not the batch
             waiting = set(self._coalescer.submit(batch))
+            del batch  # the requests' arrays are the app's to free while the replies are awaited (else 2x peak)
         else:
             waiting = set(self.push_messages(messages))
         deadline = time.monotonic() + wait
