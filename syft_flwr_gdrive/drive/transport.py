@@ -21,10 +21,12 @@ disappears), read 1 (download by id), delete 1 batch per 100 files.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Sequence
 
@@ -51,6 +53,7 @@ DISCOVER_EVERY = 10.0  # seconds between listings of peers' outbox folders once 
 REDISCOVER_EVERY = 1.0  # sooner when a peer's message names a newer run than it announces...
 REDISCOVER_FOR = 60.0  # ...for this long per (peer, run)
 MAX_RETRY_SECONDS = 300.0  # one Drive call never retries longer (nor longer than the message timeout)
+LIST_WORKERS = 4  # a poll's listings (one per 40 folders) run side by side
 POLL_RETRY_SECONDS = 10.0  # a poll's calls stop retrying after this: the next poll comes soon anyway, and a
 #                            waiter must not sit out a 30 s backoff past its own deadline
 _CONFIRM_KINDS = ("request", "stop", layout.KIND_BUNDLE)  # inbound kinds whose disappearance someone acts on
@@ -122,6 +125,7 @@ class DriveTransport(Transport):
         self._ignored: set[str] = set()  # peers' bundles with no part for me: not listed, not confirmed gone
         self._newer_seen: dict[tuple[str, int], float] = {}  # (peer, run) -> first seen newer than announced
         self._chunk = layout.PARENTS_PER_QUERY
+        self._list_pool: ThreadPoolExecutor | None = None
         self.last_poll_lists = 0  # files.list calls the last poll took (1 up to PARENTS_PER_QUERY folders)
 
     @classmethod
@@ -531,24 +535,42 @@ class DriveTransport(Transport):
             return False  # cannot tell now; keep it and ask again next poll
 
     def _list_parents(self, folder_ids: list[str]) -> list[dict[str, Any]]:
-        """Files in ``folder_ids``: one listing per chunk; smaller chunks when Drive rejects the query."""
+        """Files in ``folder_ids``: one listing per chunk, the chunks side by side (a server with 50
+        datasites lists 100 folders in 3 calls: one latency, not three); smaller chunks when Drive
+        rejects the query."""
+        chunks = [folder_ids[i : i + self._chunk] for i in range(0, len(folder_ids), self._chunk)]
+        if len(chunks) > 1:  # each worker keeps the caller's retry deadline (a context variable)
+            contexts = [contextvars.copy_context() for _ in chunks]
+            results = list(self._listers().map(lambda ctx, chunk: ctx.run(self._list_chunk, chunk), contexts, chunks))
+        else:
+            results = [self._list_chunk(chunk) for chunk in chunks]
+        self.last_poll_lists = sum(calls for _, calls in results)
+        return [f for files, _ in results for f in files]
+
+    def _list_chunk(self, chunk: list[str]) -> tuple[list[dict[str, Any]], int]:
+        """One chunk's files and the listings they took (more than one if Drive said the query is too complex)."""
         out: list[dict[str, Any]] = []
         calls = 0
-        todo = [folder_ids[i : i + self._chunk] for i in range(0, len(folder_ids), self._chunk)]
+        todo = [chunk]
         while todo:
-            chunk = todo.pop(0)
+            part = todo.pop(0)
             try:
                 calls += 1
-                out.extend(self.api.list_files(layout.parents_query(chunk), fields=layout.LISTING_FIELDS))
+                out.extend(self.api.list_files(layout.parents_query(part), fields=layout.LISTING_FIELDS))
             except DriveError as exc:
-                if exc.status != 400 or len(chunk) == 1:
+                if exc.status != 400 or len(part) == 1:
                     raise
-                self._chunk = max(1, len(chunk) // 2)
+                size = self._chunk = max(1, min(self._chunk, len(part) // 2))
                 logger.warning("Drive rejected a listing over %d folders (%s); using %d folder(s) per listing from now on",
-                               len(chunk), exc, self._chunk)
-                todo[:0] = [chunk[i : i + self._chunk] for i in range(0, len(chunk), self._chunk)]
-        self.last_poll_lists = calls
-        return out
+                               len(part), exc, size)
+                todo[:0] = [part[i : i + size] for i in range(0, len(part), size)]
+        return out, calls
+
+    def _listers(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._list_pool is None:
+                self._list_pool = ThreadPoolExecutor(max_workers=LIST_WORKERS, thread_name_prefix="drive-list")
+            return self._list_pool
 
     # -- internals --------------------------------------------------------------------------
 

@@ -141,3 +141,17 @@ def test_a_message_of_a_newer_drive_layout_is_listed_unread_and_named_once(drive
     assert inbox.poll().deliveries == () and inbox.poll().deliveries == ()
     said = [r.getMessage() for r in caplog.records if "layout version" in r.getMessage()]
     assert len(said) == 1 and "upgrade" in said[0]
+
+
+def test_a_poll_over_many_folders_lists_its_chunks_side_by_side_and_finds_every_file(drive):
+    ds, do = transport(drive, DS), transport(drive, DO)
+    app = "flwr/chunks"
+    ds.prepare(app, [DO])
+    do.prepare(app, [DS])
+    ds.send(Routing(run_id=1, message_id="m1", reply_to="", kind="request", sender=DS, recipient=DO, app=app,
+                    created_at=time.time(), ttl=600), b"x")
+    [outbox] = do._peer_folders[app]
+    missing = [f"1{i:040d}xyz" for i in range(99)]  # 100 folders: three listings of at most 40
+    for ids in ([outbox, *missing], [*missing, outbox]):
+        found = do._list_parents(ids)
+        assert [f["properties"]["sfg_msg"] for f in found] == ["m1"] and do.last_poll_lists == 3
