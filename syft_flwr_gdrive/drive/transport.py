@@ -364,8 +364,11 @@ class DriveTransport(Transport):
             raise TransportError(f"could not download {posting.handle}: {exc}") from exc
 
     def read(self, posting: Posting, *, max_bytes: int | None = None) -> bytes:
+        """A small body, read by a poll (maybe on a reader thread): retried no longer than a poll's listings,
+        so Ctrl-C never waits on a long backoff; the next poll tries again."""
         try:
-            return self.api.download_bytes(posting.handle, max_bytes=max_bytes)
+            with deadline(POLL_RETRY_SECONDS):
+                return self.api.download_bytes(posting.handle, max_bytes=max_bytes)
         except DriveNotFound as exc:
             self._gone.add(posting.handle)
             raise TransportError(f"message file {posting.handle} is gone") from exc
