@@ -372,6 +372,7 @@ class ClientLoop:
             if listing is not None:
                 outbound = listing.outbound
                 inbound_ids = {p.routing.message_id for p in listing.inbound if p.routing}
+                inbound_ids |= self.mailbox.bundles.part_ids(listing.bundles)  # a stop that came in a bundle
                 if stop_id not in inbound_ids:
                     break
             if time.monotonic() >= deadline or self.stop_event.wait(self.poll_interval):

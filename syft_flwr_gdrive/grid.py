@@ -274,6 +274,19 @@ class TransportGrid(Grid):
             self._collect_blobs()
         return ids
 
+    def _store_bundle(self, group: "_Group", kind: str) -> str:
+        """One file for the group: each member's Flower metadata is its part's private bytes; returns its handle."""
+        members = group.members
+        created_at = min(msg.metadata.created_at for msg, _ in members)
+        expires_at = max(msg.metadata.created_at + msg.metadata.ttl for msg, _ in members)
+        parts = [(recipient, msg.metadata.message_id,
+                  {"message_id": msg.metadata.message_id, "dst_node_id": msg.metadata.dst_node_id,
+                   "created_at": msg.metadata.created_at, "ttl": msg.metadata.ttl, "codecs": [CODEC_PARTS]})
+                 for msg, recipient in members]
+        _, handle = self.mailbox.send_bundle(kind=kind, run_id=self.run_id, parts=parts, payload=group.payload,
+                                             created_at=created_at, ttl=expires_at - created_at)
+        return handle
+
     def _placer(self, used: list[str]) -> Callable[[bytes], BlobRef | None]:
         """Place large arrays as shared blobs, noting each blob's locator in ``used``."""
 
@@ -310,17 +323,9 @@ class TransportGrid(Grid):
                 except Exception as exc:  # as in the unbundled path: this request fails, the others go on
                     self._not_sent(msg, recipient, exc)
             return
-        members = group.members
-        created_at = min(msg.metadata.created_at for msg, _ in members)
-        expires_at = max(msg.metadata.created_at + msg.metadata.ttl for msg, _ in members)
-        parts = [(recipient, msg.metadata.message_id,
-                  {"message_id": msg.metadata.message_id, "dst_node_id": msg.metadata.dst_node_id,
-                   "created_at": msg.metadata.created_at, "ttl": msg.metadata.ttl, "codecs": [CODEC_PARTS]})
-                 for msg, recipient in members]
-        _, handle = self.mailbox.send_bundle(kind=KIND_REQUEST, run_id=self.run_id, parts=parts, payload=group.payload,
-                                             created_at=created_at, ttl=expires_at - created_at)
+        handle = self._store_bundle(group, KIND_REQUEST)
         with self._cond:
-            for msg, recipient in members:
+            for msg, recipient in group.members:
                 meta = msg.metadata
                 self._pending[meta.message_id] = _Pending(
                     recipient, handle, meta.created_at + meta.ttl, group.blobs, round_of(msg), meta.message_type)
@@ -435,12 +440,27 @@ class TransportGrid(Grid):
         """
         run_id = self.run_id
 
-        def send_stop(node_id: int) -> None:
+        def stop_message(node_id: int) -> Message:
             content = RecordDict({"config": ConfigRecord({"action": "stop", "reason": reason})})
             msg = Message(content, node_id, STOP_MESSAGE_TYPE, group_id=group_id)
             msg.metadata.__dict__["_message_id"] = new_message_id()
             msg.metadata.__dict__["_run_id"] = run_id
             msg.metadata.__dict__["_src_node_id"] = SERVER_NODE_ID
+            return msg
+
+        def send_stops(node_ids: list[int]) -> None:
+            """All stops as one bundle: one write, not N, at the end of every run."""
+            msgs = [stop_message(nid) for nid in node_ids]
+            shared = self._encode_shared(msgs[0])
+            group = _Group(shared.digest, shared.payload, shared.blobs, [(m, self._email_by_node[m.metadata.dst_node_id])
+                                                                        for m in msgs])
+            handle = self._store_bundle(group, KIND_STOP)
+            with self._cond:
+                for _, recipient in group.members:
+                    self._stop_handles[recipient] = handle
+
+        def send_stop(node_id: int) -> None:
+            msg = stop_message(node_id)
             recipient = self._email_by_node[node_id]
             _, handle = self.mailbox.send(
                 kind=KIND_STOP, recipient=recipient, run_id=run_id, payload=encode_message(msg),
@@ -452,7 +472,9 @@ class TransportGrid(Grid):
 
         failures = 0
         reachable = [nid for nid, email in self._email_by_node.items() if email not in self.excluded]
-        for future in [self._pool.submit(send_stop, nid) for nid in reachable]:
+        sends = [self._pool.submit(send_stops, reachable)] if self.mailbox.bundling and reachable else \
+            [self._pool.submit(send_stop, nid) for nid in reachable]
+        for future in sends:
             try:
                 future.result()
             except Exception as exc:  # keep stopping the others; report once
@@ -578,6 +600,8 @@ class TransportGrid(Grid):
             with self._cond:
                 self._stop_acks.add(env.sender)
                 handle = self._stop_handles.pop(env.sender, None)
+                if handle in self._stop_handles.values():
+                    handle = None  # a stop bundle: deleted with the last acknowledgement
                 self._cond.notify_all()
             return handle
         try:

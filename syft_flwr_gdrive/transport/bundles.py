@@ -37,11 +37,12 @@ from syft_flwr_gdrive.multiseal import (
     seal_bundle,
 )
 from syft_flwr_gdrive.transport.contract import BundleStore, Posting, Routing, TransportError
-from syft_flwr_gdrive.transport.envelope import KIND_REQUEST, Envelope, valid_email, valid_message_id
+from syft_flwr_gdrive.transport.envelope import KIND_REQUEST, KIND_STOP, Envelope, valid_email, valid_message_id
 
 if TYPE_CHECKING:
     from syft_flwr_gdrive.transport.mailbox import Delivery, Mailbox, Refusal
 
+BUNDLED_KINDS = (KIND_REQUEST, KIND_STOP)  # what a bundle may carry: the server's instructions and stop signals
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024  # a bundle carries small payloads (large arrays travel as shared blobs)
 
 
@@ -156,9 +157,10 @@ class BundleReader:
             box._reject(posting, f"bundle rejected: could not be opened ({type(exc).__name__})")
             return None
         head, part = opened.head, opened.part
-        signed = (head.app, head.run_id, head.bundle_id, head.kind, canonical_email(head.sender))
-        listed = (routing.app, routing.run_id, routing.message_id, KIND_REQUEST, canonical_email(routing.sender))
-        if signed != listed or head.created_at != routing.created_at or head.ttl != routing.ttl:
+        signed = (head.app, head.run_id, head.bundle_id, canonical_email(head.sender))
+        listed = (routing.app, routing.run_id, routing.message_id, canonical_email(routing.sender))
+        if signed != listed or head.created_at != routing.created_at or head.ttl != routing.ttl \
+                or head.kind not in BUNDLED_KINDS:
             box._reject(posting, "the bundle's signed head disagrees with its listed routing (moved or altered)")
             return None
         if not valid_message_id(part.message_id) or part.reply_to:
@@ -180,6 +182,6 @@ class BundleReader:
             box._reject(posting, "my part of the bundle carries malformed private metadata")
             return None
         envelope = Envelope(run_id=head.run_id, message_id=part.message_id, sender=canonical_email(head.sender),
-                            recipient=canonical_email(me), kind=KIND_REQUEST, app=head.app, created_at=head.created_at,
+                            recipient=canonical_email(me), kind=head.kind, app=head.app, created_at=head.created_at,
                             ttl=head.ttl, codecs=tuple(meta.get("codecs") or ()), size=len(opened.payload))
         return Delivery(envelope, posting, io.BytesIO(opened.payload), 0, private=meta)

@@ -239,3 +239,28 @@ def test_legacy_one_message_calls_from_a_thread_pool_become_one_bundle(drive):
     assert [len(r) for r in results] == [1, 1, 1] and not any(r[0].has_error() for r in results)
     assert calls(grid.mailbox, "files.create") - creates == 1 and grid._coalescer.pushes == 1
     grid.close()
+
+
+def test_stop_signals_are_one_bundle_deleted_after_the_last_acknowledgement(drive):
+    grid, clients = grid_federation(drive, "flwr/b-stop")
+    creates = calls(grid.mailbox, "files.create")
+    acked: dict[str, bool] = {}
+
+    def acknowledge():
+        deadline = time.monotonic() + 20
+        while len(acked) < 3 and time.monotonic() < deadline:
+            for email, box in clients.items():
+                for d in box.poll().deliveries:
+                    assert d.envelope.kind == "stop" and d.envelope.sender == DS
+                    box.send(kind="stop-ack", recipient=DS, run_id=5, payload=b"", reply_to=d.envelope.message_id)
+                    box.mark_handled(d.envelope.message_id)
+                    acked[email] = True
+            time.sleep(0.05)
+
+    acking = threading.Thread(target=acknowledge, daemon=True)
+    acking.start()
+    assert grid.send_stop_signal(wait=20) == {A, B, C}
+    acking.join(20)
+    assert calls(grid.mailbox, "files.create") - creates == 1  # one stop file for three datasites
+    grid.close()
+    assert not grid.mailbox.transport.list_my_blobs("flwr/b-stop")  # deleted once all three acknowledged
