@@ -36,7 +36,7 @@ import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, cast
+from typing import BinaryIO, Callable, Iterator
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from syft_flwr_gdrive.statefile import write_json_atomic
 from syft_flwr_gdrive.routing import Routing
-from syft_flwr_gdrive.segments import Buffer, ChunkReader, SeekableReader
+from syft_flwr_gdrive.segments import Buffer, ChunkReader, SeekableReader, as_binary
 
 logger = logging.getLogger(__name__)
 
@@ -548,7 +548,7 @@ class Sealer:
             opener.feed(data)
             left -= len(data)
         plain, size = opener.finish()
-        return cast(BinaryIO, plain), size
+        return as_binary(plain), size
 
 
 # Given the first bytes of a plaintext, the sizes of the regions it is made of (they must add up to

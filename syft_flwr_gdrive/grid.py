@@ -120,7 +120,7 @@ class TransportGrid(Grid):
 
     # -- run ------------------------------------------------------------------------
 
-    def set_run(self, run: Run | int) -> None:  # type: ignore[override]
+    def set_run(self, run: Run | int) -> None:
         """Accepts a ``Run`` (the ABC) or a bare run id (the built-in grids)."""
         if isinstance(run, Run):
             self._run = run

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 import io
-from typing import Sequence, Union
+from typing import BinaryIO, Sequence, Union, cast
 
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -96,14 +96,14 @@ def as_segments(body: Union[Buffer, Sequence[Buffer]]) -> list[Buffer]:
 class ConcatReader(SeekableReader):
     """Seekable stream over parts that are themselves seekable sized readers (e.g. a header and a sealed payload)."""
 
-    def __init__(self, parts: Sequence[io.RawIOBase]) -> None:
+    def __init__(self, parts: Sequence[SeekableReader]) -> None:
         super().__init__()
         self._parts = list(parts)
         self._starts = []
         total = 0
         for part in self._parts:
             self._starts.append(total)
-            total += part.size  # type: ignore[attr-defined]
+            total += part.size
         self.size = total
         self._pos = 0
 
@@ -132,11 +132,19 @@ class ConcatReader(SeekableReader):
         super().close()
 
 
-def as_reader(body: Union[Buffer, Sequence[Buffer], io.RawIOBase]) -> io.RawIOBase:
+def as_reader(body: Union[Buffer, Sequence[Buffer], BinaryIO, io.RawIOBase]) -> SeekableReader:
     """A seekable reader with ``.size`` for a buffer, buffers, or such a reader."""
-    if hasattr(body, "readinto") and hasattr(body, "size"):
-        return body  # type: ignore[return-value]
-    return SegmentReader(as_segments(body))  # type: ignore[arg-type]
+    if isinstance(body, SeekableReader):
+        return body
+    if hasattr(body, "readinto") and hasattr(body, "size"):  # a sized reader of another kind
+        return cast(SeekableReader, body)
+    return SegmentReader(as_segments(cast("Buffer | Sequence[Buffer]", body)))
+
+
+def as_binary(reader: io.RawIOBase) -> BinaryIO:
+    """One of the readers here where a binary file is expected: it has every method the package calls on one,
+    but typeshed does not count a RawIOBase as a BinaryIO."""
+    return cast(BinaryIO, reader)
 
 
 class ChunkReader(SeekableReader):

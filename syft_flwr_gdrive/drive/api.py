@@ -166,7 +166,8 @@ class _StreamMedia(MediaUpload):
     def has_stream(self) -> bool:
         return False
 
-    def getbytes(self, begin: int, length: int) -> bytearray:
+    # a bytearray avoids copying each chunk; googleapiclient only measures and sends it (its stubs say bytes)
+    def getbytes(self, begin: int, length: int) -> bytearray:  # type: ignore[override]
         length = max(0, min(length, self._size - begin))
         chunk = bytearray(length)
         view = memoryview(chunk)
@@ -526,11 +527,11 @@ class DriveApi:
                     if is_ambiguous(exc):
                         maybe_done.add(fid)
                     continue
-                err = to_drive_error(exc, method="files.delete", resource=fid, retries=round_no - 1)
-                if isinstance(err, DriveNotFound) and (missing_ok or fid in maybe_done):
+                error = to_drive_error(exc, method="files.delete", resource=fid, retries=round_no - 1)
+                if isinstance(error, DriveNotFound) and (missing_ok or fid in maybe_done):
                     results[fid] = None
                 else:
-                    results[fid] = err
+                    results[fid] = error
             if not retry_next:
                 return
             wait = self.retry.wait_for(round_no, last_exc)

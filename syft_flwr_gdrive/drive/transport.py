@@ -43,7 +43,7 @@ from syft_flwr_gdrive.accounts import canonical_email, same_account
 from syft_flwr_gdrive.transport.contract import (
     Announcement, BlobRefused, Check, Listing, Posting, Routing, Transport, TransportError,
 )
-from syft_flwr_gdrive.segments import Buffer, as_reader
+from syft_flwr_gdrive.segments import Buffer, SeekableReader, as_binary, as_reader
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ class DriveTransport(Transport):
                 self.api.update(folder_id, properties=wanted, fields="id")
                 self._folder_props.setdefault(folder_id, {}).update(wanted)
 
-    def send(self, routing: Routing, body: Buffer | Sequence[Buffer] | BinaryIO) -> str:
+    def send(self, routing: Routing, body: Buffer | Sequence[Buffer] | BinaryIO | SeekableReader) -> str:
         reader = as_reader(body)
         recipient = canonical_email(routing.recipient)
         folder = self._outboxes.get((routing.app, recipient))
@@ -274,7 +274,7 @@ class DriveTransport(Transport):
                 name=layout.message_file_name(routing))
         return handle
 
-    def put_blob(self, app: str, data: Buffer | BinaryIO) -> str:
+    def put_blob(self, app: str, data: Buffer | BinaryIO | SeekableReader) -> str:
         """Upload content once into my blobs folder of ``app``, shared read-only with all its peers."""
         blob_id = uuid.uuid4().hex  # random: the name and properties say nothing about the content
         try:
@@ -635,13 +635,16 @@ class DriveTransport(Transport):
             return self.api.create_folder(name, parent_id=parent, properties=props, file_id=file_id,
                                           fields=layout.FOLDER_FIELDS)
 
-    def _upload(self, name: str, reader: Any, folder: str, props: dict[str, str]) -> dict[str, Any]:
+    def _upload(self, name: str, reader: SeekableReader, folder: str, props: dict[str, str]) -> dict[str, Any]:
         """One create: a multipart request for small bodies, a chunked resumable upload for big ones."""
-        common = dict(parent_id=folder, properties=props, file_id=self._next_id(), mime_type=layout.MESSAGE_MIME, fields="id")
+        file_id, mime = self._next_id(), layout.MESSAGE_MIME
         reader.seek(0)
         if reader.size <= self.api.chunk_size:
-            return self.api.upload_bytes(name, reader.read(reader.size), **common)
-        return self.api.upload_stream(name, reader, reader.size, **common)
+            data = reader.read(reader.size) or b""
+            return self.api.upload_bytes(name, data, parent_id=folder, properties=props, file_id=file_id,
+                                         mime_type=mime, fields="id")
+        return self.api.upload_stream(name, as_binary(reader), reader.size, parent_id=folder, properties=props,
+                                      file_id=file_id, mime_type=mime, fields="id")
 
     def _blobs_folder(self, app: str) -> str:
         if app not in self._blob_folders:

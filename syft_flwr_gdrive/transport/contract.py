@@ -16,7 +16,7 @@ from typing import BinaryIO, ClassVar, Protocol, Sequence, runtime_checkable
 
 from syft_flwr_gdrive.config import ConfigError, Settings
 from syft_flwr_gdrive.routing import Routing
-from syft_flwr_gdrive.segments import Buffer
+from syft_flwr_gdrive.segments import Buffer, SeekableReader
 
 __all__ = ["Announcement", "BlobRefused", "Check", "Listing", "Posting", "Routing", "Transport", "TransportError"]
 
@@ -125,7 +125,7 @@ class Transport(abc.ABC):
         """Publish my public keys to ``app``'s peers (in the same listing they poll)."""
 
     @abc.abstractmethod
-    def send(self, routing: Routing, body: Buffer | Sequence[Buffer] | BinaryIO) -> str:
+    def send(self, routing: Routing, body: Buffer | Sequence[Buffer] | BinaryIO | SeekableReader) -> str:
         """Store ``body`` (buffers, or a seekable reader with ``.size``) for ``routing.recipient``.
 
         Returns a handle. Idempotent under retry.
@@ -166,7 +166,7 @@ class Transport(abc.ABC):
         self.read_to(posting, out, max_bytes=max_bytes)
         return out.getvalue()
 
-    def put_blob(self, app: str, data: Buffer | BinaryIO) -> str:
+    def put_blob(self, app: str, data: Buffer | BinaryIO | SeekableReader) -> str:
         """Store content (buffers, or a seekable reader with ``.size``) readable by all of ``app``'s peers.
 
         Returns a locator. The content is opaque here (callers encrypt it). Optional: the

@@ -32,7 +32,7 @@ from typing import Any, BinaryIO, ClassVar
 
 from syft_flwr_gdrive.accounts import canonical_email
 from syft_flwr_gdrive.config import ConfigError, Settings, option_env
-from syft_flwr_gdrive.segments import Buffer, as_reader
+from syft_flwr_gdrive.segments import Buffer, SeekableReader, as_reader
 from syft_flwr_gdrive.transport.contract import (
     Announcement,
     BlobRefused,
@@ -142,7 +142,7 @@ class DirectoryTransport(Transport):
     def publish_keys(self, app: str, keys: dict[str, str]) -> None:
         self._update_announcement(app, keys=dict(keys))
 
-    def send(self, routing: Routing, body: Buffer | Sequence[Buffer] | BinaryIO) -> str:
+    def send(self, routing: Routing, body: Buffer | Sequence[Buffer] | BinaryIO | SeekableReader) -> str:
         self._count("write")
         if not _SAFE_ID.match(routing.message_id):
             raise TransportError(
@@ -214,7 +214,7 @@ class DirectoryTransport(Transport):
 
     # -- shared blobs ----------------------------------------------------------------------
 
-    def put_blob(self, app: str, data: Buffer | BinaryIO) -> str:
+    def put_blob(self, app: str, data: Buffer | BinaryIO | SeekableReader) -> str:
         self._count("put_blob")
         locator = uuid.uuid4().hex
         try:

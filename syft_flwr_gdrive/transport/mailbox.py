@@ -35,7 +35,7 @@ from syft_flwr_gdrive.transport.envelope import (
     MAX_HEADER_BYTES, Envelope, EnvelopeError, decode_file, encode_segments, header_bytes, valid_email,
     valid_message_id,
 )
-from syft_flwr_gdrive.segments import Buffer, ConcatReader, SegmentReader
+from syft_flwr_gdrive.segments import Buffer, ConcatReader, SeekableReader, SegmentReader, as_binary
 from syft_flwr_gdrive.transport.streamed import SealedBodySink
 from syft_flwr_gdrive.multiseal import BundleHead, Part
 from syft_flwr_gdrive.transport.bundles import BundleReader
@@ -187,10 +187,10 @@ class Mailbox:
         envelope = Envelope(**routing.as_dict(), **({"codecs": tuple(codecs)} if codecs else {}))  # type: ignore[arg-type]
         segments = [payload] if isinstance(payload, (bytes, bytearray, memoryview)) else list(payload)
         if self.sealer is None:
-            body: BinaryIO = SegmentReader(encode_segments(envelope, segments))
+            body: SeekableReader = SegmentReader(encode_segments(envelope, segments))
         else:  # MissingPeerKey propagates: the caller decides whether to wait for the key
             plain = SegmentReader(segments)
-            sealed, digest = self.sealer.seal(routing, plain, plain.size)
+            sealed, digest = self.sealer.seal(routing, as_binary(plain), plain.size)
             envelope = replace(envelope, codecs=(CODEC_SEAL, *envelope.codecs), sha256=digest, size=sealed.size)
             body = ConcatReader([SegmentReader([header_bytes(envelope)]), sealed])
         try:
@@ -282,7 +282,7 @@ class Mailbox:
         """Whether the transport stores shared blobs (else big arrays travel inline in each message)."""
         return self.transport.shares_blobs
 
-    def put_blob(self, data: Buffer | BinaryIO) -> str:
+    def put_blob(self, data: Buffer | BinaryIO | SeekableReader) -> str:
         """Store (already encrypted) content once for every peer of this app; returns its locator."""
         return self.transport.put_blob(self.app, data)
 
@@ -438,7 +438,7 @@ class Mailbox:
             plain.close()
             self._reject(posting, f"rejected: {size} bytes is over the message limit of {self.max_payload} bytes")
             return None
-        return Delivery(replace(envelope, codecs=envelope.codecs[1:], size=size), posting, cast(BinaryIO, plain), 0)
+        return Delivery(replace(envelope, codecs=envelope.codecs[1:], size=size), posting, as_binary(plain), 0)
 
     def _layout_of(self, envelope: Envelope) -> PlainLayout | None:
         """The layout of a sealed payload's plaintext, from the codec under the seal (None if unknown)."""

@@ -17,7 +17,7 @@ from syft_flwr_gdrive.config import ConfigError, Settings
 from syft_flwr_gdrive.transport.contract import (
     Announcement, BlobRefused, Listing, Posting, Routing, Transport, TransportError,
 )
-from syft_flwr_gdrive.segments import Buffer, as_reader
+from syft_flwr_gdrive.segments import Buffer, SeekableReader, as_reader
 
 
 @dataclass
@@ -73,7 +73,7 @@ class MemoryTransport(Transport):
         with self.hub.lock:
             self.hub.keys[(self.email, app)] = dict(keys)
 
-    def send(self, routing: Routing, body: Buffer | Sequence[Buffer] | BinaryIO) -> str:
+    def send(self, routing: Routing, body: Buffer | Sequence[Buffer] | BinaryIO | SeekableReader) -> str:
         self._count("send")
         reader = as_reader(body)
         reader.seek(0)
@@ -113,7 +113,7 @@ class MemoryTransport(Transport):
         return [Posting(h, s.owner, s.routing, len(s.body), s.name) for h, s in items
                 if s.owner == self.email and (app is None or (s.routing is not None and s.routing.app == app))]
 
-    def put_blob(self, app: str, data: Buffer | BinaryIO) -> str:
+    def put_blob(self, app: str, data: Buffer | BinaryIO | SeekableReader) -> str:
         self._count("put_blob")
         reader = as_reader(data)
         reader.seek(0)
