@@ -104,12 +104,14 @@ def _run_errors(fn: Any) -> Any:
 
 
 # Options that several commands take, declared once.
-ProjectDir = Annotated[Path, typer.Option("--project", "-p", help="Flower project directory (holds pyproject.toml).")]
 EMAIL_HELP = "This participant's email; default: $SYFTBOX_EMAIL."
 Email = Annotated[str | None, typer.Option(help=EMAIL_HELP)]
 
 # The options of `server` and `client`: one per field of Participant.
 PARTICIPANT_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "project": (Path, typer.Option(..., "--project", "-p", help="Flower project directory (holds pyproject.toml).")),
+    "report": (Path | None, typer.Option(None, help="Also write the JSON report printed at the end (how the run "
+                                                    "went, Drive calls) here.")),
     "email": (str | None, typer.Option(None, help=EMAIL_HELP)),
     "drive_url": (str | None, typer.Option(None, help="Drive API base URL, e.g. the fake Drive's; "
                                                          "default: real Google Drive.")),
@@ -121,8 +123,10 @@ PARTICIPANT_OPTIONS: dict[str, tuple[Any, Any]] = {
 
 @dataclass(frozen=True)
 class Participant:
-    """Who runs a server or client, against which Drive, polling how often (PARTICIPANT_OPTIONS)."""
+    """Who runs a server or client, on which project, against which Drive, polling how often (PARTICIPANT_OPTIONS)."""
 
+    project: Path
+    report: Optional[Path] = None
     email: Optional[str] = None
     drive_url: Optional[str] = None
     poll_interval: Optional[float] = None
@@ -130,6 +134,13 @@ class Participant:
 
     def settings(self, project: Any = None) -> Settings:
         return _settings(self.email, self.drive_url, self.poll_interval, project)
+
+    def publish(self, report: dict[str, Any]) -> None:
+        """Print the run's JSON report, and write it where --report says."""
+        text = json.dumps(report, indent=2, sort_keys=True)
+        if self.report:
+            self.report.write_text(text + "\n", encoding="utf-8")
+        typer.echo(text)
 
 
 def _with_options(options: dict[str, tuple[Any, Any]]) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -148,13 +159,17 @@ def _with_options(options: dict[str, tuple[Any, Any]]) -> Callable[[Callable[...
     return declare
 
 
+Datasites = Annotated[
+    str | None, typer.Option(help="Comma-separated data owner emails; default: \\[tool.syft_flwr] datasites.")]
+RunConfigOverrides = Annotated[str | None, typer.Option(
+    help="Override \\[tool.flwr.app.config] keys, as in `flwr run`: 'num-server-rounds=3 lr=0.1' or a JSON object.")]
+
+
 @app.command()
 @_with_options(PARTICIPANT_OPTIONS)
 def server(
-    project: ProjectDir,
-    datasites: Optional[str] = typer.Option(None, help="Comma-separated data owner emails; default: \\[tool.syft_flwr] datasites."),
-    run_config: Optional[str] = typer.Option(None, help="Override \\[tool.flwr.app.config] keys, as in `flwr run`: 'num-server-rounds=3 lr=0.1' or a JSON object."),
-    report: Optional[Path] = typer.Option(None, help="Write a JSON report (completed, per-round replies and errors, context state, Drive calls) here."),
+    datasites: Datasites = None,
+    run_config: RunConfigOverrides = None,
     **participant: Any,
 ) -> None:
     """Run the project's ServerApp as the aggregator (data scientist)."""
@@ -171,7 +186,7 @@ def server(
         from syft_flwr_gdrive.userconfig import parse_user_config
 
         overrides = parse_user_config(run_config, option="--run-config")
-        proj = FlowerProject.load(project, overrides)
+        proj = FlowerProject.load(me.project, overrides)
         settings = me.settings(proj.syft)
         if proj.syft.aggregator and proj.syft.aggregator != settings.email:
             raise ConfigError(
@@ -201,28 +216,29 @@ def server(
             "state": {k: _record_to_jsonable(v) for k, v in outcome.context.state.items()},
             "drive_calls": transport.call_counts(),
         }
-        text = json.dumps(data, indent=2, sort_keys=True)
-        if report:
-            report.write_text(text + "\n", encoding="utf-8")
-        typer.echo(text)
+        me.publish(data)
         if not outcome.completed:  # the ServerApp raised, or the run could not start
             raise typer.Exit(EXIT_RUN)
 
     _run_errors(go)
 
 
+Aggregator = Annotated[str | None, typer.Option(
+    help="The data scientist's email; default $SYFT_FLWR_AGGREGATOR or \\[tool.syft_flwr] aggregator.")]
+NodeConfig = Annotated[str | None, typer.Option(
+    help="The ClientApp's context.node_config, as in flower-supernode: "
+         "'partition-id=0 num-partitions=3 data-path=\"/data/a.csv\"' or a JSON object.")]
+AllowProjectChanges = Annotated[bool, typer.Option(
+    "--allow-project-changes",
+    help="Development only: run the server's requests even if this project's files differ from the server's app.")]
+
+
 @app.command()
 @_with_options(PARTICIPANT_OPTIONS)
 def client(
-    project: ProjectDir,
-    aggregator: Optional[str] = typer.Option(None, help="The data scientist's email; default $SYFT_FLWR_AGGREGATOR or \\[tool.syft_flwr] aggregator."),
-    node_config: Optional[str] = typer.Option(
-        None, help="The ClientApp's context.node_config, as in flower-supernode: "
-                   "'partition-id=0 num-partitions=3 data-path=\"/data/a.csv\"' or a JSON object."),
-    report: Optional[Path] = typer.Option(None, help="Write a JSON report (what was handled, Drive calls) here."),
-    allow_project_changes: bool = typer.Option(
-        False, "--allow-project-changes",
-        help="Development only: run the server's requests even if this project's files differ from the server's app."),
+    aggregator: Aggregator = None,
+    node_config: NodeConfig = None,
+    allow_project_changes: AllowProjectChanges = False,
     **participant: Any,
 ) -> None:
     """Serve the project's ClientApp as a data owner until the aggregator's stop signal.
@@ -241,7 +257,7 @@ def client(
         from syft_flwr_gdrive.identity import app_identity
         from syft_flwr_gdrive.userconfig import parse_user_config
 
-        proj = FlowerProject.load(project)
+        proj = FlowerProject.load(me.project)
         settings = me.settings(proj.syft)
         config = parse_user_config(node_config, option="--node-config")
         server_email = aggregator or settings.aggregator
@@ -260,10 +276,7 @@ def client(
             "stopped_by": result.stopped_by, "drive_calls": transport.call_counts(),
             "project_differences": result.project_differences, "refused": result.refused,
         }
-        text = json.dumps(data, indent=2, sort_keys=True)
-        if report:
-            report.write_text(text + "\n", encoding="utf-8")
-        typer.echo(text)
+        me.publish(data)
         if result.stopped_by == "interrupt":
             raise typer.Exit(EXIT_INTERRUPTED)
         if result.refused:
