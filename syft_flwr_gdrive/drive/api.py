@@ -54,7 +54,7 @@ FOLDER_MIME = "application/vnd.google-apps.folder"
 UPLOAD_CHUNK_UNIT = 256 * 1024
 #: What we usually need to route and trust a file without downloading it.
 DEFAULT_FILE_FIELDS = (
-    "id,name,mimeType,parents,appProperties,size,md5Checksum,"
+    "id,name,mimeType,parents,properties,size,md5Checksum,"
     "createdTime,modifiedTime,trashed,owners(emailAddress)"
 )
 _MAX_BATCH = 100  # Drive rejects batches of more than 100 calls
@@ -436,19 +436,16 @@ class DriveApi:
         file_id: str,
         *,
         name: str | None = None,
-        app_properties: Mapping[str, str | None] | None = None,
         add_parents: Iterable[str] | None = None,
         remove_parents: Iterable[str] | None = None,
         trashed: bool | None = None,
         fields: str = DEFAULT_FILE_FIELDS,
         properties: Mapping[str, str | None] | None = None,
     ) -> dict[str, Any]:
-        """Change metadata (rename, (app)properties, move, trash); content is untouched."""
+        """Change metadata (rename, properties, move, trash); content is untouched."""
         body: dict[str, Any] = {}
         if name is not None:
             body["name"] = name
-        if app_properties is not None:
-            body["appProperties"] = dict(app_properties)
         if properties is not None:
             body["properties"] = dict(properties)
         if trashed is not None:
@@ -596,7 +593,6 @@ class DriveApi:
     def _metadata(
         name: str,
         parent_id: str | None,
-        app_properties: Mapping[str, str] | None,
         file_id: str | None,
         mime_type: str | None,
         properties: Mapping[str, str] | None = None,
@@ -604,8 +600,6 @@ class DriveApi:
         body: dict[str, Any] = {"name": name}
         if parent_id:
             body["parents"] = [parent_id]
-        if app_properties:
-            body["appProperties"] = dict(app_properties)
         if properties:
             body["properties"] = dict(properties)
         if file_id:
@@ -618,7 +612,6 @@ class DriveApi:
         self,
         name: str,
         parent_id: str | None = None,
-        app_properties: Mapping[str, str] | None = None,
         *,
         file_id: str | None = None,
         fields: str = DEFAULT_FILE_FIELDS,
@@ -626,10 +619,10 @@ class DriveApi:
     ) -> dict[str, Any]:
         """Create a folder (duplicates by name are allowed by Drive; pass file_id for idempotency).
 
-        ``app_properties`` are private to the OAuth app that wrote them; ``properties``
-        are visible to every app, which is what peers with their own OAuth clients need.
+        ``properties`` are visible to every app, which is what peers with their own OAuth clients need
+        (``appProperties`` would be private to the OAuth app that wrote them).
         """
-        body = self._metadata(name, parent_id, app_properties, file_id, FOLDER_MIME, properties)
+        body = self._metadata(name, parent_id, file_id, FOLDER_MIME, properties)
 
         def run() -> dict[str, Any]:
             req = self._service.files().create(body=body, fields=fields)
@@ -643,7 +636,6 @@ class DriveApi:
         data: bytes,
         *,
         parent_id: str | None,
-        app_properties: Mapping[str, str] | None = None,
         file_id: str | None = None,
         mime_type: str = "application/octet-stream",
         fields: str = DEFAULT_FILE_FIELDS,
@@ -657,10 +649,9 @@ class DriveApi:
         """
         if len(data) > self.chunk_size or data.endswith(b"\r"):
             return self._upload_resumable(
-                name, io.BytesIO(data), len(data), parent_id, app_properties, file_id, mime_type, fields,
-                properties,
+                name, io.BytesIO(data), len(data), parent_id, file_id, mime_type, fields, properties,
             )
-        body = self._metadata(name, parent_id, app_properties, file_id, None, properties)
+        body = self._metadata(name, parent_id, file_id, None, properties)
 
         def run() -> dict[str, Any]:
             media = MediaInMemoryUpload(bytes(data), mimetype=mime_type, resumable=False)
@@ -676,7 +667,6 @@ class DriveApi:
         size: int,
         *,
         parent_id: str | None,
-        app_properties: Mapping[str, str] | None = None,
         file_id: str | None = None,
         mime_type: str = "application/octet-stream",
         fields: str = DEFAULT_FILE_FIELDS,
@@ -697,14 +687,13 @@ class DriveApi:
                 name,
                 data,
                 parent_id=parent_id,
-                app_properties=app_properties,
                 file_id=file_id,
                 mime_type=mime_type,
                 fields=fields,
                 properties=properties,
             )
         return self._upload_resumable(
-            name, stream, size, parent_id, app_properties, file_id, mime_type, fields, properties
+            name, stream, size, parent_id, file_id, mime_type, fields, properties
         )
 
     def _upload_resumable(
@@ -713,13 +702,12 @@ class DriveApi:
         stream: BinaryIO,
         size: int,
         parent_id: str | None,
-        app_properties: Mapping[str, str] | None,
         file_id: str | None,
         mime_type: str,
         fields: str,
         properties: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        body = self._metadata(name, parent_id, app_properties, file_id, None, properties)
+        body = self._metadata(name, parent_id, file_id, None, properties)
         media = _StreamMedia(stream, size, mime_type, self.chunk_size)
 
         def run() -> dict[str, Any]:

@@ -137,7 +137,7 @@ def test_delete_after_ambiguous_failure_accepts_404(scripted):
 
 def test_multipart_upload_body(scripted):
     api, http = scripted([ok({"id": "f1", "name": "a b"})])
-    api.upload_bytes("a b", b"\x00payload", parent_id="p1", app_properties={"k": "v"})
+    api.upload_bytes("a b", b"\x00payload", parent_id="p1", properties={"k": "v"})
     req = http.requests[0]
     assert "uploadType=multipart" in req["uri"] and req["method"] == "POST"
     body = req["body"] if isinstance(req["body"], bytes) else req["body"].encode("latin-1")

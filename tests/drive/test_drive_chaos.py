@@ -60,7 +60,7 @@ def run_operations(api: DriveApi, n_ops: int = 200, seed: int = 99) -> dict[str,
                 data = rng.randbytes(rng.randrange(0, 3000))
             name = f"file-{counter:03d} o'k \\ {op}"
             props = {"n": str(counter)}
-            out = api.upload_bytes(name, data, parent_id=root["id"], app_properties=props, file_id=fid)
+            out = api.upload_bytes(name, data, parent_id=root["id"], properties=props, file_id=fid)
             assert out["id"] == fid and out["name"] == name and int(out["size"]) == len(data)
             model[fid] = {"name": name, "data": data, "parent": root["id"], "props": props,
                           "seq": counter}
@@ -70,7 +70,7 @@ def run_operations(api: DriveApi, n_ops: int = 200, seed: int = 99) -> dict[str,
             fid = rng.choice(existing)
             got = api.get(fid)
             assert got["name"] == model[fid]["name"] and got["parents"] == [model[fid]["parent"]]
-            assert got["appProperties"] == model[fid]["props"]
+            assert got["properties"] == model[fid]["props"]
             assert got["md5Checksum"] == hashlib.md5(model[fid]["data"]).hexdigest()
         elif op == "download":
             fid = rng.choice(existing)
@@ -83,7 +83,7 @@ def run_operations(api: DriveApi, n_ops: int = 200, seed: int = 99) -> dict[str,
         elif op == "props":
             fid = rng.choice(existing)
             model[fid]["props"] = {**model[fid]["props"], "state": f"s{rng.randrange(100)}"}
-            assert api.update(fid, app_properties=model[fid]["props"])["appProperties"] == model[fid]["props"]
+            assert api.update(fid, properties=model[fid]["props"])["properties"] == model[fid]["props"]
         elif op == "move":
             fid = rng.choice(existing)
             src = model[fid]["parent"]

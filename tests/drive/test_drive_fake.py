@@ -52,9 +52,9 @@ def test_two_users_sharing_ownership_and_all_methods(srv):
     with pytest.raises(AccountMismatchError, match="alice@example.com.*bob@example.com"):
         verify_account(alice, BOB)
 
-    inbox = alice.create_folder("inbox", app_properties={"role": "inbox"})
-    assert inbox["mimeType"] == FOLDER_MIME and inbox["appProperties"] == {"role": "inbox"}
-    msg = alice.upload_bytes("m1", b"hello bob", parent_id=inbox["id"], app_properties={"run": "r1"})
+    inbox = alice.create_folder("inbox", properties={"role": "inbox"})
+    assert inbox["mimeType"] == FOLDER_MIME and inbox["properties"] == {"role": "inbox"}
+    msg = alice.upload_bytes("m1", b"hello bob", parent_id=inbox["id"], properties={"run": "r1"})
     assert msg["parents"] == [inbox["id"]] and msg["size"] == "9"
     assert msg["md5Checksum"] == hashlib.md5(b"hello bob").hexdigest()
 
@@ -83,13 +83,13 @@ def test_two_users_sharing_ownership_and_all_methods(srv):
     assert alice.list_files(f"'{inbox['id']}' in parents and '{BOB}' in owners") == [
         alice.get(reply["id"])]
 
-    # update: rename, appProperties, move between folders, trash.
+    # update: rename, properties, move between folders, trash.
     done = alice.create_folder("done")
-    moved = alice.update(msg["id"], name="m1-read", app_properties={"state": "read"},
+    moved = alice.update(msg["id"], name="m1-read", properties={"state": "read"},
                          add_parents=[done["id"]], remove_parents=[inbox["id"]])
     assert moved["name"] == "m1-read" and moved["parents"] == [done["id"]]
-    assert moved["appProperties"] == {"run": "r1", "state": "read"}
-    assert alice.update(msg["id"], app_properties={"run": None})["appProperties"] == {"state": "read"}
+    assert moved["properties"] == {"run": "r1", "state": "read"}
+    assert alice.update(msg["id"], properties={"run": None})["properties"] == {"state": "read"}
     assert names(bob.list_files(f"'{inbox['id']}' in parents")) == ["r1"]
     assert alice.update(msg["id"], trashed=True)["trashed"] is True
     assert alice.list_files(f"'{done['id']}' in parents and trashed = false") == []
@@ -142,11 +142,11 @@ def test_escaping_names(srv, name):
     alice = api_for(srv, ALICE)
     folder = alice.create_folder("esc")
     target = alice.upload_bytes(name, name.encode(), parent_id=folder["id"],
-                                app_properties={"label": name})
+                                properties={"label": name})
     alice.upload_bytes("a decoy", b"d", parent_id=folder["id"])
     q = f"name = '{escape_q(name)}' and '{folder['id']}' in parents"
     assert [f["id"] for f in alice.list_files(q)] == [target["id"]]
-    q2 = f"appProperties has {{ key='label' and value='{escape_q(name)}' }}"
+    q2 = f"properties has {{ key='label' and value='{escape_q(name)}' }}"
     assert [f["id"] for f in alice.list_files(q2)] == [target["id"]]
 
 
@@ -298,8 +298,8 @@ def test_eight_threads_share_one_api_and_get_their_own_answers(srv):
             for i in range(6):
                 body = f"thread {t} item {i} ".encode() * (t + i + 1)
                 f = alice.upload_bytes(f"t{t}-{i}", body, parent_id=mine["id"],
-                                       app_properties={"t": str(t), "i": str(i)})
-                assert f["name"] == f"t{t}-{i}" and f["appProperties"] == {"t": str(t), "i": str(i)}
+                                       properties={"t": str(t), "i": str(i)})
+                assert f["name"] == f"t{t}-{i}" and f["properties"] == {"t": str(t), "i": str(i)}
                 made[f["id"]] = body
             for fid, body in made.items():
                 assert alice.get(fid, fields="id,parents")["parents"] == [mine["id"]]

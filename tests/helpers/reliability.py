@@ -77,16 +77,6 @@ def planter(drive: FakeDriveServer, email: str) -> DriveTransport:
     return _PLANTERS[key]
 
 
-def uses_app_properties() -> bool:
-    """Whether the package keeps routing in ``appProperties`` (else in public ``properties``)."""
-    return "appProperties" in layout.LISTING_FIELDS
-
-
-def meta_kwargs(props: dict[str, str]) -> dict:
-    """DriveApi create keyword for routing metadata, wherever the package keeps it."""
-    return {"app_properties": props} if uses_app_properties() else {"properties": props}
-
-
 def file_props(f: dict) -> dict:
     """A listed file's routing metadata (``appProperties`` and ``properties`` merged)."""
     return {**(f.get("properties") or {}), **(f.get("appProperties") or {})}
@@ -184,7 +174,7 @@ def plant(drive: FakeDriveServer, owner: str, routing: Routing, body: bytes, *, 
     created = api_for(drive, owner).upload_bytes(
         name if name is not None else layout.message_file_name(routing), body, parent_id=folder,
         mime_type="application/octet-stream", fields="id",
-        **meta_kwargs(props if props is not None else layout.message_properties(routing)),
+        properties=props if props is not None else layout.message_properties(routing),
     )
     return str(created["id"])
 

@@ -27,7 +27,6 @@ from tests.helpers.reliability import (
     make_federation,
     make_routing,
     outbox_of,
-    uses_app_properties,
 )
 
 JUNK = 10_000
@@ -68,9 +67,8 @@ class ListRecorder:
 
 def _junk_body(owner: str, folder: str, i: int) -> dict:
     routing = make_routing(1, f"junk{i:05d}", owner, TARGET, MESSAGE_APP_KEY)
-    key = "appProperties" if uses_app_properties() else "properties"
     return {"name": f"request-1-junk{i:05d}.sfgd", "parents": [folder], "mimeType": "application/octet-stream",
-            key: layout.message_properties(routing)}
+            "properties": layout.message_properties(routing)}
 
 
 def create_junk(drive: FakeDriveServer, owner: str, folder: str, n: int) -> None:
