@@ -358,7 +358,7 @@ FAKE_DRIVE_OPTIONS: dict[str, tuple[Any, Any]] = {
     "timeout": (float, typer.Option(600.0, help="Give up after this many seconds.")),
     "transport": (str, typer.Option("p2p", help="'p2p': an embedded fake Google Drive; 'dir': a shared directory "
                                                 "(--dir).")),
-    "shared_dir": (Optional[Path], typer.Option(None, "--dir", help="The dir transport's shared directory; "
+    "shared_dir": (Path | None, typer.Option(None, "--dir", help="The dir transport's shared directory; "
                                                                     "default OUT/shared.")),
 }
 

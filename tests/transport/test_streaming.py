@@ -14,7 +14,6 @@ from flwr.supercore.task_identity import TaskIdentity
 from syft_flwr_gdrive.blobs import BlobCache, BlobPlacer
 from syft_flwr_gdrive.crypto import CHUNK, CryptoError, Identity, PinStore, Sealer
 
-SPOOL_IN_MEMORY = 8 * 1024 * 1024  # beyond this, bodies used to spool to disk
 from syft_flwr_gdrive.drive.api import DriveError, _StreamMedia
 from syft_flwr_gdrive.flower_codec import decode_message, encode_message
 from syft_flwr_gdrive.transport.contract import Routing
@@ -23,6 +22,8 @@ from tests.helpers.envelopes import encode
 from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
 from syft_flwr_gdrive.segments import SegmentReader
 from tests.helpers.mailboxes import store
+
+SPOOL_IN_MEMORY = 8 * 1024 * 1024  # beyond this, bodies used to spool to disk
 
 KIB = 1024
 
