@@ -17,7 +17,7 @@ import logging
 import tempfile
 import threading
 from collections import OrderedDict
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 from syft_flwr_gdrive.crypto import (
     CHUNK, TAG, BlobOpener, CryptoError, new_blob_key, open_blob, seal_blob, sealed_blob_size,
@@ -133,18 +133,13 @@ class BlobCache:
         spool: BinaryIO = tempfile.TemporaryFile()
         opener = BlobOpener(ref.size, ref.key, ref.sha256)
         sink = TailSink(spool, opener.feed, block=CHUNK + TAG, name="blob-open")
-        try:
+
+        def download_and_open() -> bytes:
             self._download(ref, owner, stored_size, sink, spool)
             sink.finish()
-            data = opener.finish()
-        except BaseException as exc:
-            sink.abort()
-            spool.close()
-            if isinstance(exc, CryptoError):
-                raise PayloadError(str(exc)) from None
-            raise
-        self._keep(ref.sha256, spool)
-        return data
+            return opener.finish()
+
+        return self._open_then_keep(spool, ref, download_and_open, abort=sink.abort)
 
     def _download(self, ref: BlobRef, owner: str, size: int, out: Any, spool: BinaryIO) -> None:
         """Fetch the blob's ciphertext into ``out``; ``spool`` is closed if that fails."""
@@ -159,10 +154,23 @@ class BlobCache:
 
     def _open_and_keep(self, spool: BinaryIO, ref: BlobRef) -> bytes:
         """Decrypt and verify the ciphertext in ``spool``, then keep it for the next fetch (closed on failure)."""
-        try:
+
+        def open_plain() -> bytes:
             spool.seek(0)
-            data = open_blob(spool, ref.size, ref.key, ref.sha256)
+            return open_blob(spool, ref.size, ref.key, ref.sha256)
+
+        return self._open_then_keep(spool, ref, open_plain)
+
+    def _open_then_keep(
+        self, spool: BinaryIO, ref: BlobRef, open_plain: Callable[[], bytes], abort: Callable[[], None] | None = None
+    ) -> bytes:
+        """``open_plain()`` (decrypt and verify), then keep ``spool`` for the next fetch. On failure ``abort()``
+        runs and ``spool`` is closed, and a blob that fails its checks is reported as a PayloadError."""
+        try:
+            data = open_plain()
         except BaseException as exc:
+            if abort is not None:
+                abort()
             spool.close()
             if isinstance(exc, CryptoError):
                 raise PayloadError(str(exc)) from None

@@ -33,6 +33,16 @@ class SeekableReader(io.RawIOBase):
         self._pos = max(0, base + offset)
         return self._pos
 
+    def _place(self, sizes: Sequence[int]) -> None:
+        """Lay pieces of these sizes end to end: each one's start offset (``_starts``), the total ``size``."""
+        self._starts: list[int] = []
+        total = 0
+        for n in sizes:
+            self._starts.append(total)
+            total += n
+        self.size = total
+        self._pos = 0
+
 
 class SegmentReader(SeekableReader):
     """Seekable, read-only stream over a sequence of buffers."""
@@ -40,13 +50,7 @@ class SegmentReader(SeekableReader):
     def __init__(self, segments: Sequence[Buffer]) -> None:
         super().__init__()
         self._segments = [memoryview(s).cast("B") for s in segments if len(s)]
-        self._starts: list[int] = []
-        total = 0
-        for seg in self._segments:
-            self._starts.append(total)
-            total += len(seg)
-        self.size = total
-        self._pos = 0
+        self._place([len(seg) for seg in self._segments])
 
     def readinto(self, buffer: Buffer) -> int:  # type: ignore[override]
         out = memoryview(buffer).cast("B")
@@ -99,13 +103,7 @@ class ConcatReader(SeekableReader):
     def __init__(self, parts: Sequence[SeekableReader]) -> None:
         super().__init__()
         self._parts = list(parts)
-        self._starts = []
-        total = 0
-        for part in self._parts:
-            self._starts.append(total)
-            total += part.size
-        self.size = total
-        self._pos = 0
+        self._place([part.size for part in self._parts])
 
     def readinto(self, buffer: Buffer) -> int:  # type: ignore[override]
         out = memoryview(buffer).cast("B")
