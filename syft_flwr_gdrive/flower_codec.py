@@ -26,7 +26,9 @@ import json
 import re
 import struct
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, TypedDict
+
+from typing_extensions import Unpack
 
 from flwr.app import Array, ArrayRecord, Message, RecordDict
 from flwr.app.message.message import make_message
@@ -131,16 +133,17 @@ def _read_exact(stream: BinaryIO, n: int, what: str) -> bytes:
     return data
 
 
-def decode_message(
-    stream: BinaryIO,
-    size: int,
-    *,
-    codecs: tuple[str, ...] = (CODEC_PARTS,),
-    fetch_blob: BlobFetcher | None = None,
-    max_bytes: int | None = None,
-) -> Message:
+class DecodeOptions(TypedDict, total=False):
+    """How a payload may be read: the codecs accepted, where shared blobs come from, the size limit."""
+
+    codecs: tuple[str, ...]
+    fetch_blob: BlobFetcher | None
+    max_bytes: int | None
+
+
+def decode_message(stream: BinaryIO, size: int, **options: Unpack[DecodeOptions]) -> Message:
     """Read a Message from ``size`` payload bytes at the stream's position."""
-    return decode_message_and_run(stream, size, codecs=codecs, fetch_blob=fetch_blob, max_bytes=max_bytes)[0]
+    return decode_message_and_run(stream, size, **options)[0]
 
 
 def decode_message_and_run(

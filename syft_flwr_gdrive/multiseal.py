@@ -33,7 +33,7 @@ import json
 import os
 import struct
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -144,6 +144,24 @@ def seal_bundle(sealer: Sealer, head: BundleHead, parts: Sequence[Part], payload
     return b"".join([_HEAD.pack(MAGIC, VERSION, len(header)), header, cipher, signature, MAGIC])
 
 
+def _head_from(doc: dict[str, Any]) -> BundleHead:
+    """The bundle header's routing fields, typed (KeyError/ValueError/TypeError on a bad header)."""
+    return BundleHead(app=str(doc["app"]), run_id=int(doc["run_id"]), bundle_id=str(doc["bundle_id"]),
+                      kind=str(doc["kind"]), sender=str(doc["sender"]), created_at=float(doc["created_at"]),
+                      ttl=float(doc["ttl"]))
+
+
+def _parts_from(doc: dict[str, Any], keys: tuple[str, ...]) -> list[dict]:
+    """The header's parts: 1..MAX_PARTS objects, each with a string for every key (ValueError otherwise)."""
+    parts = doc["parts"]
+    if not isinstance(parts, list) or not 0 < len(parts) <= MAX_PARTS:
+        raise ValueError("parts out of range")
+    for p in parts:
+        if not (isinstance(p, dict) and all(isinstance(p.get(k), str) for k in keys)):
+            raise ValueError("a part is malformed")
+    return parts
+
+
 def read_head(data: bytes) -> tuple[BundleHead, list[dict], bytes, bytes, bytes, bytes]:
     """Parse without verifying: (head, parts, eph public, header bytes, ciphertext, signature)."""
     if len(data) < _HEAD.size + SIG_BYTES + len(MAGIC) or data[-len(MAGIC):] != MAGIC:
@@ -158,16 +176,11 @@ def read_head(data: bytes) -> tuple[BundleHead, list[dict], bytes, bytes, bytes,
     signature = data[len(data) - SIG_BYTES - len(MAGIC):len(data) - len(MAGIC)]
     try:
         doc = json.loads(header.decode("utf-8"))
-        head = BundleHead(app=str(doc["app"]), run_id=int(doc["run_id"]), bundle_id=str(doc["bundle_id"]),
-                          kind=str(doc["kind"]), sender=str(doc["sender"]), created_at=float(doc["created_at"]),
-                          ttl=float(doc["ttl"]))
+        head = _head_from(doc)
         eph_pub = base64.b64decode(doc["eph"], validate=True)
-        parts = doc["parts"]
-        if not isinstance(parts, list) or not 0 < len(parts) <= MAX_PARTS or len(eph_pub) != 32:
-            raise ValueError("parts or ephemeral key out of range")
-        for p in parts:
-            if not (isinstance(p, dict) and all(isinstance(p.get(k), str) for k in ("to", "msg", "re", "wrap"))):
-                raise ValueError("a part is malformed")
+        if len(eph_pub) != 32:
+            raise ValueError("ephemeral key out of range")
+        parts = _parts_from(doc, ("to", "msg", "re", "wrap"))
     except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise CryptoError(f"the bundle's header is malformed ({type(exc).__name__})") from None
     return head, parts, eph_pub, header, cipher, signature
@@ -240,15 +253,8 @@ def open_plain(data: bytes, me: str) -> Opened:
         raise CryptoError("the bundle's header length is out of range")
     try:
         doc = json.loads(data[_HEAD.size:_HEAD.size + length].decode("utf-8"))
-        head = BundleHead(app=str(doc["app"]), run_id=int(doc["run_id"]), bundle_id=str(doc["bundle_id"]),
-                          kind=str(doc["kind"]), sender=str(doc["sender"]), created_at=float(doc["created_at"]),
-                          ttl=float(doc["ttl"]))
-        parts = doc["parts"]
-        if not isinstance(parts, list) or not 0 < len(parts) <= MAX_PARTS:
-            raise ValueError("parts out of range")
-        for p in parts:
-            if not (isinstance(p, dict) and all(isinstance(p.get(k), str) for k in ("to", "msg", "re", "private"))):
-                raise ValueError("a part is malformed")
+        head = _head_from(doc)
+        parts = _parts_from(doc, ("to", "msg", "re", "private"))
     except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise CryptoError(f"the bundle's header is malformed ({type(exc).__name__})") from None
     mine = [p for p in parts if _address(p["to"]) == _address(me)]

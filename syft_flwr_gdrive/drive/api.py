@@ -16,9 +16,10 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, TypedDict
 
 import tenacity
+from typing_extensions import Unpack
 from google.auth.credentials import Credentials
 from googleapiclient.http import MediaInMemoryUpload, MediaUpload
 
@@ -249,6 +250,34 @@ class _LimitedWriter:
         return self.buffer.write(data)
 
 
+
+class ListOptions(TypedDict, total=False):
+    """What a listing may ask besides its query: the fields of each file, page size (1-1000), order."""
+
+    fields: str
+    page_size: int
+    order_by: str | None
+
+
+class UploadOptions(TypedDict, total=False):
+    """What an upload may say besides its name, content and folder (one list for both upload methods)."""
+
+    file_id: str | None  # a pre-generated id makes the create idempotent
+    mime_type: str
+    fields: str
+    properties: Mapping[str, str] | None
+
+
+def _upload_options(options: UploadOptions) -> tuple[str | None, str, str, Mapping[str, str] | None]:
+    """The options with their defaults: file id, MIME type, response fields, properties."""
+    return (
+        options.get("file_id"),
+        options.get("mime_type", "application/octet-stream"),
+        options.get("fields", DEFAULT_FILE_FIELDS),
+        options.get("properties"),
+    )
+
+
 class DriveApi:
     """Typed, retried, counted access to Drive v3 for one account.
 
@@ -390,18 +419,14 @@ class DriveApi:
         return self._execute("files.get", req, resource=file_id)
 
     def list_page(
-        self,
-        q: str,
-        *,
-        fields: str = DEFAULT_FILE_FIELDS,
-        page_size: int = 1000,
-        order_by: str | None = None,
-        page_token: str | None = None,
+        self, q: str, *, page_token: str | None = None, **options: Unpack[ListOptions]
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of ``files.list``: (files, next_page_token or None)."""
+        fields = options.get("fields", DEFAULT_FILE_FIELDS)
+        order_by = options.get("order_by")
         kwargs: dict[str, Any] = dict(
             q=q,
-            pageSize=max(1, min(page_size, 1000)),
+            pageSize=max(1, min(options.get("page_size", 1000), 1000)),
             fields=f"nextPageToken,files({fields})",
             spaces="drive",
         )
@@ -412,21 +437,12 @@ class DriveApi:
         resp = self._execute("files.list", self._service.files().list(**kwargs))
         return list(resp.get("files", [])), resp.get("nextPageToken")
 
-    def list_files(
-        self,
-        q: str,
-        *,
-        fields: str = DEFAULT_FILE_FIELDS,
-        page_size: int = 1000,
-        order_by: str | None = None,
-    ) -> list[dict[str, Any]]:
+    def list_files(self, q: str, **options: Unpack[ListOptions]) -> list[dict[str, Any]]:
         """Every file matching ``q``, following all pages."""
         out: list[dict[str, Any]] = []
         token: str | None = None
         while True:
-            files, token = self.list_page(
-                q, fields=fields, page_size=page_size, order_by=order_by, page_token=token
-            )
+            files, token = self.list_page(q, page_token=token, **options)
             out.extend(files)
             if not token:
                 return out
@@ -631,15 +647,7 @@ class DriveApi:
         return self._create("files.create", run, file_id=file_id, name=name, fields=fields)
 
     def upload_bytes(
-        self,
-        name: str,
-        data: bytes,
-        *,
-        parent_id: str | None,
-        file_id: str | None = None,
-        mime_type: str = "application/octet-stream",
-        fields: str = DEFAULT_FILE_FIELDS,
-        properties: Mapping[str, str] | None = None,
+        self, name: str, data: bytes, *, parent_id: str | None, **options: Unpack[UploadOptions]
     ) -> dict[str, Any]:
         """Create a file with content: one multipart request if small, resumable above chunk_size.
 
@@ -647,6 +655,7 @@ class DriveApi:
         multipart part with a bare LF, so a server may read that ``\\r`` as half
         of a CRLF delimiter and drop it.
         """
+        file_id, mime_type, fields, properties = _upload_options(options)
         if len(data) > self.chunk_size or data.endswith(b"\r"):
             return self._upload_resumable(
                 name, io.BytesIO(data), len(data), parent_id, file_id, mime_type, fields, properties,
@@ -661,16 +670,7 @@ class DriveApi:
         return self._create("files.create", run, file_id=file_id, name=name, fields=fields)
 
     def upload_stream(
-        self,
-        name: str,
-        stream: BinaryIO,
-        size: int,
-        *,
-        parent_id: str | None,
-        file_id: str | None = None,
-        mime_type: str = "application/octet-stream",
-        fields: str = DEFAULT_FILE_FIELDS,
-        properties: Mapping[str, str] | None = None,
+        self, name: str, stream: BinaryIO, size: int, *, parent_id: str | None, **options: Unpack[UploadOptions]
     ) -> dict[str, Any]:
         """Create a file from a stream of ``size`` bytes with a chunked resumable upload.
 
@@ -683,18 +683,8 @@ class DriveApi:
             raise ValueError("size must be >= 0")
         if size <= self.chunk_size:
             data = _read_exactly(stream, size)
-            return self.upload_bytes(
-                name,
-                data,
-                parent_id=parent_id,
-                file_id=file_id,
-                mime_type=mime_type,
-                fields=fields,
-                properties=properties,
-            )
-        return self._upload_resumable(
-            name, stream, size, parent_id, file_id, mime_type, fields, properties
-        )
+            return self.upload_bytes(name, data, parent_id=parent_id, **options)
+        return self._upload_resumable(name, stream, size, parent_id, *_upload_options(options))
 
     def _upload_resumable(
         self,
