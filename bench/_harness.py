@@ -22,10 +22,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections import Counter
+from collections import defaultdict
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -45,15 +50,21 @@ def select_code(rev: str, workdir: Path) -> dict[str, Any]:
     if "syft_flwr_gdrive" in sys.modules:
         raise RuntimeError("select_code() must run before syft_flwr_gdrive is imported")
     if rev != "worktree":
-        commit = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=REPO, capture_output=True,
-                                text=True, timeout=30)
+        commit = subprocess.run(
+            ["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=REPO, capture_output=True, text=True, timeout=30
+        )
         if commit.returncode != 0:
             raise SystemExit(f"--code {rev!r} is not a git revision of {REPO}: {commit.stderr.strip()}")
         root = workdir / f"code-{commit.stdout.strip()[:12]}"
         if not (root / "syft_flwr_gdrive").is_dir():
             root.mkdir(parents=True, exist_ok=True)
-            archive = subprocess.run(["git", "archive", "--format=tar", commit.stdout.strip(), "syft_flwr_gdrive", "fixtures"],
-                                     cwd=REPO, capture_output=True, timeout=120, check=True)
+            archive = subprocess.run(
+                ["git", "archive", "--format=tar", commit.stdout.strip(), "syft_flwr_gdrive", "fixtures"],
+                cwd=REPO,
+                capture_output=True,
+                timeout=120,
+                check=True,
+            )
             subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True, timeout=120)
         CODE.update(rev=rev, root=root, commit=commit.stdout.strip())
         sys.path.insert(0, str(root))
@@ -73,16 +84,30 @@ def message_app() -> Path:
 def legacy_app() -> Path:
     return Path(CODE["root"]) / "fixtures" / "legacy_app"
 
+
 # Drive's published quota units per call class (the fake charges the same).
 UNIT_COSTS = {"list": 100, "get": 5, "download": 200, "modify": 50}
 # route -> cost class, used if the fake's own table cannot be imported.
 _FALLBACK_ROUTE_COST = {
-    "about.get": "get", "files.generateIds": "get", "files.list": "list", "files.create": "modify",
-    "permissions.list": "get", "permissions.create": "modify", "permissions.get": "get",
-    "permissions.update": "modify", "permissions.delete": "modify", "files.get": "get",
-    "files.download": "download", "files.update": "modify", "files.delete": "modify",
-    "changes.getStartPageToken": "get", "changes.list": "list", "upload.chunk": None,
-    "upload.create": "modify", "upload.update": "modify", "batch": None,
+    "about.get": "get",
+    "files.generateIds": "get",
+    "files.list": "list",
+    "files.create": "modify",
+    "permissions.list": "get",
+    "permissions.create": "modify",
+    "permissions.get": "get",
+    "permissions.update": "modify",
+    "permissions.delete": "modify",
+    "files.get": "get",
+    "files.download": "download",
+    "files.update": "modify",
+    "files.delete": "modify",
+    "changes.getStartPageToken": "get",
+    "changes.list": "list",
+    "upload.chunk": None,
+    "upload.create": "modify",
+    "upload.update": "modify",
+    "batch": None,
 }
 
 
@@ -241,7 +266,7 @@ def max_units_per_minute(events: Sequence[CallEvent], costs: dict[str, str | Non
     charged.sort()
     best = total = 0
     j = 0
-    for i, (t, u) in enumerate(charged):
+    for t, u in charged:
         total += u
         while charged[j][0] <= t - 60.0:
             total -= charged[j][1]
@@ -294,7 +319,11 @@ class ProcessGroup:
         with log.open("ab") as fh:
             popen = subprocess.Popen(
                 [sys.executable, str(WORKER), role, str(spec_path)],
-                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=str(REPO),
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=str(REPO),
                 start_new_session=True,  # Ctrl-C in the terminal reaches only us; we stop them ourselves
             )
         proc = Proc(name, popen, log, out)
@@ -457,14 +486,27 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a smaller, faster run (for a smoke check)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fake's fault stream and the payloads (default 0)")
-    p.add_argument("--workdir", type=Path, default=None, help="keep worker logs, specs and reports here (default: a temp dir, removed)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep worker logs, specs and reports here (default: a temp dir, removed)",
+    )
     p.add_argument("--verbose", action="store_true", help="print worker log tails")
-    p.add_argument("--drive-profile", choices=["default", "strict"], default="default", action=_ProfileAction,
-                   help="fake Drive profile; strict: only what Drive documents (lag on every change, 3 writes/s per "
-                        "account, hidden owner emails, ...; docs/drive-assumptions.md)")
-    p.add_argument("--code", default="HEAD",
-                   help="what to measure: a git revision, snapshotted with git archive (default HEAD), or 'worktree' "
-                        "for the live working tree (uncommitted edits included)")
+    p.add_argument(
+        "--drive-profile",
+        choices=["default", "strict"],
+        default="default",
+        action=_ProfileAction,
+        help="fake Drive profile; strict: only what Drive documents (lag on every change, 3 writes/s per "
+        "account, hidden owner emails, ...; docs/drive-assumptions.md)",
+    )
+    p.add_argument(
+        "--code",
+        default="HEAD",
+        help="what to measure: a git revision, snapshotted with git archive (default HEAD), or 'worktree' "
+        "for the live working tree (uncommitted edits included)",
+    )
     return p
 
 
@@ -489,9 +531,16 @@ def code_version() -> dict[str, Any]:
     info: dict[str, Any] = {"code": CODE["rev"], "commit": CODE["commit"], "drive_profile": DRIVE_PROFILE["name"]}
     if CODE["rev"] == "worktree":
         try:
-            head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
-            dirty = subprocess.run(["git", "status", "--porcelain", "--", "syft_flwr_gdrive", "fixtures"], cwd=REPO,
-                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            head = subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain", "--", "syft_flwr_gdrive", "fixtures"],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
             info.update(commit=head, uncommitted_files=len(dirty.splitlines()) if dirty else 0)
         except (OSError, subprocess.SubprocessError):
             pass
@@ -519,7 +568,9 @@ def install_sigterm_as_interrupt() -> None:
 
 def print_json_last(result: dict[str, Any]) -> None:
     try:  # other work on the machine skews timings: say how busy it was
-        result.setdefault("machine", {"cpus": os.cpu_count(), "loadavg_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()]})
+        result.setdefault(
+            "machine", {"cpus": os.cpu_count(), "loadavg_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()]}
+        )
     except OSError:
         pass
     sys.stdout.flush()
@@ -583,8 +634,16 @@ def round_intervals(exchanges: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
     for i, r in enumerate(keys):
         start = min(e["t0"] for e in rounds[r])
         end = min(e["t0"] for e in rounds[keys[i + 1]]) if i + 1 < len(keys) else max(e["t1"] for e in rounds[r])
-        out.append({"round": r, "start": start, "end": end, "exchanges": len(rounds[r]), "last": i + 1 == len(keys),
-                    "wall": max(e["t1"] for e in rounds[r]) - start})
+        out.append(
+            {
+                "round": r,
+                "start": start,
+                "end": end,
+                "exchanges": len(rounds[r]),
+                "last": i + 1 == len(keys),
+                "wall": max(e["t1"] for e in rounds[r]) - start,
+            }
+        )
     return out
 
 

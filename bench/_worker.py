@@ -27,8 +27,9 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:
@@ -96,8 +97,9 @@ class CountingHandler(logging.Handler):
 
 
 def setup_logging() -> CountingHandler:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(threadName)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(threadName)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     for noisy in ("googleapiclient.discovery_cache", "googleapiclient.discovery", "urllib3", "flwr"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("flwr").propagate = False  # flwr prints through its own handler already
@@ -121,8 +123,12 @@ def settings_for(spec: dict[str, Any], email: str) -> Any:
     from syft_flwr_gdrive.config import Settings
 
     return Settings.from_env(
-        {}, email=email, poll_interval=float(spec["poll_interval"]), msg_timeout=float(spec["msg_timeout"]),
-        state_dir=Path(spec["state_dir"]), transport_options={"drive_url": spec["drive_url"], **(spec.get("transport_options") or {})},
+        {},
+        email=email,
+        poll_interval=float(spec["poll_interval"]),
+        msg_timeout=float(spec["msg_timeout"]),
+        state_dir=Path(spec["state_dir"]),
+        transport_options={"drive_url": spec["drive_url"], **(spec.get("transport_options") or {})},
         **(spec.get("settings_overrides") or {}),
     )
 
@@ -161,7 +167,8 @@ def record_to_jsonable(record: Any) -> Any:
 
 
 def make_recording_app(inner: Any, exchanges: list[dict[str, Any]]) -> Any:
-    from flwr.serverapp import Grid, ServerApp
+    from flwr.serverapp import Grid
+    from flwr.serverapp import ServerApp
 
     class RecordingGrid(Grid):
         """Delegates to the real grid; timestamps each send_and_receive / push."""
@@ -177,7 +184,9 @@ def make_recording_app(inner: Any, exchanges: list[dict[str, Any]]) -> Any:
         def run(self) -> Any:
             return self._inner.run
 
-        def create_message(self, content: Any, message_type: str, dst_node_id: int, group_id: str, ttl: float | None = None) -> Any:
+        def create_message(
+            self, content: Any, message_type: str, dst_node_id: int, group_id: str, ttl: float | None = None
+        ) -> Any:
             return self._inner.create_message(content, message_type, dst_node_id, group_id, ttl)
 
         def get_node_ids(self) -> Iterable[int]:
@@ -209,8 +218,14 @@ def make_recording_app(inner: Any, exchanges: list[dict[str, Any]]) -> Any:
             out = list(self._inner.send_and_receive(noted(), timeout=timeout))
             t1 = time.time()
             entry = {
-                "type": ",".join(sorted(kinds)), "group": ",".join(sorted(groups)), "n": count, "replies": len(out),
-                "errors": sum(1 for m in out if m.has_error()), "t0": t0, "t1": t1, "rss_before_kib": rss0,
+                "type": ",".join(sorted(kinds)),
+                "group": ",".join(sorted(groups)),
+                "n": count,
+                "replies": len(out),
+                "errors": sum(1 for m in out if m.has_error()),
+                "t0": t0,
+                "t1": t1,
+                "rss_before_kib": rss0,
             }
             with self._lock:
                 exchanges.append(entry)
@@ -230,7 +245,8 @@ def make_recording_app(inner: Any, exchanges: list[dict[str, Any]]) -> Any:
 
 
 def run_server(spec: dict[str, Any], logs: CountingHandler) -> dict[str, Any]:
-    from flwr.app import Context, RecordDict
+    from flwr.app import Context
+    from flwr.app import RecordDict
 
     from syft_flwr_gdrive.server import syftbox_flwr_server
 
@@ -257,11 +273,12 @@ def run_server(spec: dict[str, Any], logs: CountingHandler) -> dict[str, Any]:
     if sampler:
         sampler.start()
     try:
-        result = syftbox_flwr_server(app, context, list(spec["datasites"]), app_name, settings=settings, transport=transport)
+        result = syftbox_flwr_server(
+            app, context, list(spec["datasites"]), app_name, settings=settings, transport=transport
+        )
         # syftbox_flwr_server returns the context it was given (Flower updates it in place); an error
         # in the ServerApp is logged and leaves the fresh, empty state untouched.
-        report["completed"] = bool(result.state) and not any(
-            "server encountered an error" in k for k in logs.counts)
+        report["completed"] = bool(result.state) and not any("server encountered an error" in k for k in logs.counts)
         report["state"] = {k: record_to_jsonable(v) for k, v in result.state.items()}
     finally:
         report["t_end"] = time.time()
@@ -291,8 +308,15 @@ def make_timed_app(inner: Any, email: str, calls: list[dict[str, Any]]) -> Any:
             try:
                 return inner(message, context)
             finally:
-                calls.append({"email": email, "type": message.metadata.message_type, "t0": t0, "t1": time.time(),
-                              "rss_before_kib": rss0})
+                calls.append(
+                    {
+                        "email": email,
+                        "type": message.metadata.message_type,
+                        "t0": t0,
+                        "t1": time.time(),
+                        "rss_before_kib": rss0,
+                    }
+                )
 
     return TimedClientApp()
 
@@ -325,8 +349,14 @@ def run_clients(spec: dict[str, Any], logs: CountingHandler) -> dict[str, Any]:
             node_config = {"partition-id": index, "num-partitions": int(spec["num_partitions"])}
             node_config.update(spec.get("node_config") or {})
             rep = syftbox_flwr_client(
-                make_timed_app(client_app, email, app_calls), app_name, aggregator=spec["server_email"],
-                node_config=node_config, settings=settings, transport=transport, stop_event=stop, **loop_kwargs,
+                make_timed_app(client_app, email, app_calls),
+                app_name,
+                aggregator=spec["server_email"],
+                node_config=node_config,
+                settings=settings,
+                transport=transport,
+                stop_event=stop,
+                **loop_kwargs,
             )
             entry.update(run_id=rep.run_id, handled=rep.handled, errors=rep.errors, stopped_by=rep.stopped_by)
         except BaseException as exc:  # report, never hang the others
@@ -338,8 +368,10 @@ def run_clients(spec: dict[str, Any], logs: CountingHandler) -> dict[str, Any]:
             with lock:
                 results.append(entry)
 
-    threads = [threading.Thread(target=serve, args=(i, e), name=f"client-{e.split('@')[0]}", daemon=True)
-               for i, e in spec["clients"]]
+    threads = [
+        threading.Thread(target=serve, args=(i, e), name=f"client-{e.split('@')[0]}", daemon=True)
+        for i, e in spec["clients"]
+    ]
     report: dict[str, Any] = {"role": "clients", "vm_rss_start_kib": proc_status_kib("VmRSS"), "t_start": time.time()}
     if sampler:
         sampler.start()
@@ -420,7 +452,10 @@ def main() -> int:
         report, code = {"role": role, "interrupted": True}, 130
     except BaseException as exc:
         logging.getLogger("bench.worker").exception("worker failed")
-        report, code = {"role": role, "exception": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-3000:]}, 1
+        report, code = (
+            {"role": role, "exception": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-3000:]},
+            1,
+        )
     report["pid"] = os.getpid()
     mod = sys.modules.get("syft_flwr_gdrive")
     report["code_path"] = str(Path(mod.__file__).resolve().parent) if mod is not None and mod.__file__ else None

@@ -18,12 +18,19 @@ import hashlib
 import io
 import tempfile
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Array
+from flwr.app import ArrayRecord
+from flwr.app import ConfigRecord
+from flwr.app import Context
+from flwr.app import Message
+from flwr.app import MetricRecord
+from flwr.app import RecordDict
 from flwr.clientapp import ClientApp
-from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp import Grid
+from flwr.serverapp import ServerApp
 
 _CHUNK = 2 * 1024 * 1024  # the apps' own scratch: small, so peak RSS shows the transport, not the app
 _NUMPY_STYPE = Array(np.zeros(1, dtype=np.uint8)).stype
@@ -58,8 +65,10 @@ def _echo_main(grid: Grid, context: Context) -> None:
             if kind == "evaluate":
                 current = model(server_round)  # the "aggregated" model of this round
             config = ConfigRecord({"compute-s": compute if kind == "train" else 0.0})
-            msgs = [grid.create_message(RecordDict({"arrays": current, "config": config}), kind, node, str(server_round))
-                    for node in nodes]
+            msgs = [
+                grid.create_message(RecordDict({"arrays": current, "config": config}), kind, node, str(server_round))
+                for node in nodes
+            ]
             replies = list(grid.send_and_receive(msgs, timeout=timeout))
             answered += sum(1 for r in replies if not r.has_error())
     context.state["echo"] = MetricRecord({"rounds": rounds, "answered": answered, "expected": 2 * rounds * len(nodes)})
@@ -108,7 +117,7 @@ def _uint8_array(chunks: Iterator[bytes], nbytes: int) -> Array:
 
 def _raw(array_data: bytes, nbytes: int) -> memoryview:
     """The raw array bytes inside Flower's .npy-format ``Array.data`` (no copy)."""
-    return memoryview(array_data)[len(array_data) - nbytes:]
+    return memoryview(array_data)[len(array_data) - nbytes :]
 
 
 def _handed_over(outbox: list[Message]) -> Iterator[Message]:
@@ -131,14 +140,20 @@ def _payload_main(grid: Grid, context: Context) -> None:
         rng = np.random.default_rng(seed + k)
         expected = hashlib.sha256()
 
-        def chunks() -> Iterator[bytes]:
+        def chunks(rng=rng, expected=expected) -> Iterator[bytes]:  # this iteration's generator and digest
             for start in range(0, size, _CHUNK):
                 chunk = rng.integers(0, 256, size=min(_CHUNK, size - start), dtype=np.uint8)
                 expected.update((chunk + np.uint8(1)).tobytes())
                 yield chunk.tobytes()
 
-        outbox = [grid.create_message(RecordDict({"arrays": ArrayRecord({"payload": _uint8_array(chunks(), size)})}),
-                                      "train", node, str(k + 1))]
+        outbox = [
+            grid.create_message(
+                RecordDict({"arrays": ArrayRecord({"payload": _uint8_array(chunks(), size)})}),
+                "train",
+                node,
+                str(k + 1),
+            )
+        ]
         t0 = time.perf_counter()
         # Hand the grid the only reference (a generator that pops it): once the request is sent nothing
         # holds it, so the reply arrives while the app holds one payload, not two.
@@ -164,7 +179,7 @@ def _payload_echo(msg: Message, context: Context) -> Message:
 
     def chunks() -> Iterator[bytes]:
         for start in range(0, n, _CHUNK):
-            yield (np.frombuffer(raw[start:start + _CHUNK], dtype=np.uint8) + np.uint8(1)).tobytes()
+            yield (np.frombuffer(raw[start : start + _CHUNK], dtype=np.uint8) + np.uint8(1)).tobytes()
 
     with tempfile.TemporaryFile() as fh:  # write the reply out, drop the request, read the reply in
         fh.write(_npy_header(n))

@@ -37,8 +37,12 @@ def parse_args() -> Any:
     p.add_argument("--apps", default="echo,message", help="apps to run: echo, message or both (default echo,message)")
     p.add_argument("--model-kib", type=int, default=1024, help="echo app model size in KiB (default 1024)")
     p.add_argument("--poll", type=float, default=0.3, help="poll interval in seconds (default 0.3)")
-    p.add_argument("--mode", choices=("processes", "threads"), default="threads",
-                   help="clients as threads of one process (default) or one process each; byte counts do not depend on it")
+    p.add_argument(
+        "--mode",
+        choices=("processes", "threads"),
+        default="threads",
+        help="clients as threads of one process (default) or one process each; byte counts do not depend on it",
+    )
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per run before giving up (default 300)")
     a = p.parse_args()
     H.apply_quick(a, p, {"clients": "2,5", "rounds": 3})
@@ -63,16 +67,28 @@ def run_one(app: str, n: int, args: Any, workdir: Path) -> dict[str, Any]:
     clients = H.client_emails(n)
     if app == "echo":
         model = args.model_kib * 1024
-        kw: dict[str, Any] = {"server_app": "bench_apps:echo_server_app", "client_app": "bench_apps:echo_client_app",
-                              "app_name": "bench-echo",
-                              "run_config": {"num-server-rounds": args.rounds, "payload-bytes": model, "seed": args.seed}}
+        kw: dict[str, Any] = {
+            "server_app": "bench_apps:echo_server_app",
+            "client_app": "bench_apps:echo_client_app",
+            "app_name": "bench-echo",
+            "run_config": {"num-server-rounds": args.rounds, "payload-bytes": model, "seed": args.seed},
+        }
     else:
         model = model_bytes_message_app()
         kw = {"project": H.message_app(), "run_config": {"num-server-rounds": args.rounds, "min-clients": n}}
     with H.fake_drive(FaultConfig(seed=args.seed)) as drive:
         tap = H.DriveTap(drive)
-        fed = H.run_federation(drive.url, workdir / f"{app}-n{n}", n_clients=n, mode=args.mode, poll_interval=args.poll,
-                               msg_timeout=120.0, timeout=args.timeout, verbose=args.verbose, **kw)
+        fed = H.run_federation(
+            drive.url,
+            workdir / f"{app}-n{n}",
+            n_clients=n,
+            mode=args.mode,
+            poll_interval=args.poll,
+            msg_timeout=120.0,
+            timeout=args.timeout,
+            verbose=args.verbose,
+            **kw,
+        )
         events = tap.snapshot()
     rounds = [r for r in H.round_intervals(fed.exchanges) if 2 <= r["round"] <= args.rounds - 1 and not r["last"]]
     up_bytes, up_reqs, down = [], [], []
@@ -84,8 +100,13 @@ def run_one(app: str, n: int, args: Any, workdir: Path) -> dict[str, Any]:
         down.append(sum(ev.bytes_out for ev in win if ev.user in clients and ev.route == "files.download") / n)
     k = max(1, len(rounds))
     out = {
-        "app": app, "clients": n, "mode": args.mode, "completed": fed.completed, "elapsed_s": round(fed.elapsed, 2),
-        "model_bytes": model, "steady_rounds": len(rounds),
+        "app": app,
+        "clients": n,
+        "mode": args.mode,
+        "completed": fed.completed,
+        "elapsed_s": round(fed.elapsed, 2),
+        "model_bytes": model,
+        "steady_rounds": len(rounds),
         "server_upload_bytes_per_round": sum(up_bytes) / k,
         "server_upload_x_model": sum(up_bytes) / k / model,
         "server_upload_files_per_round": sum(up_reqs) / k,
@@ -107,10 +128,13 @@ def main() -> int:
                 print(f"== {app} app, N={n}, {args.rounds} rounds ...", flush=True)
                 r = run_one(app, n, args, wd)
                 result["runs"].append(r)
-                print(f"   completed {r['completed']} in {r['elapsed_s']}s; model {r['model_bytes'] / 1024:.1f} KiB; "
-                      f"server uploads {r['server_upload_bytes_per_round'] / 1024:.1f} KiB/round = "
-                      f"{r['server_upload_x_model']:.2f} x model in {r['server_upload_files_per_round']:.1f} files; "
-                      f"each client downloads {r['client_download_x_model']:.2f} x model/round", flush=True)
+                print(
+                    f"   completed {r['completed']} in {r['elapsed_s']}s; model {r['model_bytes'] / 1024:.1f} KiB; "
+                    f"server uploads {r['server_upload_bytes_per_round'] / 1024:.1f} KiB/round = "
+                    f"{r['server_upload_x_model']:.2f} x model in {r['server_upload_files_per_round']:.1f} files; "
+                    f"each client downloads {r['client_download_x_model']:.2f} x model/round",
+                    flush=True,
+                )
     print("   summary: server upload per round / model size")
     for app in args.app_list:
         rows = [r for r in result["runs"] if r["app"] == app]
@@ -120,8 +144,10 @@ def main() -> int:
             slope = (b["server_upload_x_model"] - a["server_upload_x_model"]) / max(1, b["clients"] - a["clients"])
             result[f"{app}_upload_x_model_per_extra_client"] = slope
             result[f"{app}_model_uploaded"] = "once per round" if abs(slope) < 0.2 else "per client"
-            print(f"              -> {slope:.2f} x model more per extra client: the model is uploaded "
-                  f"{result[f'{app}_model_uploaded']}")
+            print(
+                f"              -> {slope:.2f} x model more per extra client: the model is uploaded "
+                f"{result[f'{app}_model_uploaded']}"
+            )
     H.print_json_last(result)
     return 0 if all(r["completed"] for r in result["runs"]) else 1
 

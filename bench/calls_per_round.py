@@ -24,7 +24,7 @@ And the cost of a straightforward per-file polling design with the same polls
 and messages: one files.list per watched peer folder per poll, one get per
 received file, one create per sent file, one delete per deleted file.
 
-Targets (issue / DESIGN.md section 5): steady-state server calls per round
+Targets: steady-state server calls per round
 <= 3N + 2; idle poll O(1); ours <= 1/5 of the per-file polling design.
 """
 
@@ -43,20 +43,45 @@ import _harness as H  # noqa: E402
 def parse_args() -> Any:
     p = H.base_parser(__doc__)
     p.add_argument("--clients", default="2,10,50", help="comma-separated client counts (default 2,10,50)")
-    p.add_argument("--rounds", type=int, default=5, help="Flower rounds per run, >= 3 (default 5; steady = rounds 2..R-1)")
-    p.add_argument("--poll", type=float, default=0.5, help="poll interval in seconds for every participant (default 0.5)")
-    p.add_argument("--latency", type=float, default=0.0,
-                   help="seconds added to every Drive request, L (default 0); round_s_over_floor divides by 2(6L + p)")
-    p.add_argument("--mode", choices=("auto", "processes", "threads"), default="auto",
-                   help="clients as one OS process each, or as threads of one process; auto: processes up to 10 clients")
-    p.add_argument("--app", choices=("message", "legacy", "echo"), default="message",
-                   help="message / legacy: the digits fixtures; echo: bench_apps echo (FedAvg's traffic, no compute) (default message)")
-    p.add_argument("--compute-s", type=float, default=0.0,
-                   help="echo app: seconds of emulated local training per train request (longer rounds, more polls)")
+    p.add_argument(
+        "--rounds", type=int, default=5, help="Flower rounds per run, >= 3 (default 5; steady = rounds 2..R-1)"
+    )
+    p.add_argument(
+        "--poll", type=float, default=0.5, help="poll interval in seconds for every participant (default 0.5)"
+    )
+    p.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="seconds added to every Drive request, L (default 0); round_s_over_floor divides by 2(6L + p)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("auto", "processes", "threads"),
+        default="auto",
+        help="clients as one OS process each, or as threads of one process; auto: processes up to 10 clients",
+    )
+    p.add_argument(
+        "--app",
+        choices=("message", "legacy", "echo"),
+        default="message",
+        help="message / legacy: the digits fixtures; echo: bench_apps echo (FedAvg's traffic, no compute) "
+        "(default message)",
+    )
+    p.add_argument(
+        "--compute-s",
+        type=float,
+        default=0.0,
+        help="echo app: seconds of emulated local training per train request (longer rounds, more polls)",
+    )
     p.add_argument("--model-kib", type=int, default=4, help="echo app: model size in KiB (default 4)")
-    p.add_argument("--pending", type=int, default=200, help="pending messages in the idle-poll experiment (default 200)")
+    p.add_argument(
+        "--pending", type=int, default=200, help="pending messages in the idle-poll experiment (default 200)"
+    )
     p.add_argument("--idle-peers", default="2,50", help="peer counts in the idle-poll experiment (default 2,50)")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds per federation run before giving up (default 300)")
+    p.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds per federation run before giving up (default 300)"
+    )
     p.add_argument("--skip-idle", action="store_true", help="skip the idle-poll experiment")
     a = p.parse_args()
     H.apply_quick(a, p, {"clients": "2,5", "rounds": 3, "pending": 50, "idle_peers": "2,10"})
@@ -85,7 +110,9 @@ def naive_cost(events: list[H.CallEvent], folders: int, received: float) -> floa
     return c["files.list"] * folders + received + creates(events) + c["files.delete"]
 
 
-def interval_figures(events: list[H.CallEvent], server: str, clients: list[str], t0: float, t1: float) -> dict[str, Any]:
+def interval_figures(
+    events: list[H.CallEvent], server: str, clients: list[str], t0: float, t1: float
+) -> dict[str, Any]:
     win = H.window(events, t0, t1)
     users = H.by_user(win)
     s_ev = users.get(server, [])
@@ -107,7 +134,9 @@ def interval_figures(events: list[H.CallEvent], server: str, clients: list[str],
         "server_polls": H.calls_of(s_ev)["files.list"],
         "client_requests": per_client,
         "client_api_calls": per_client_api,
-        "client_by_method": dict(Counter(ev.route + (" (batch part)" if ev.part else "") for c in clients for ev in users.get(c, []))),
+        "client_by_method": dict(
+            Counter(ev.route + (" (batch part)" if ev.part else "") for c in clients for ev in users.get(c, []))
+        ),
         "server_writes": H.writes_of(s_ev),
         "server_refused_writes": H.refused_writes_of(s_ev),
         "client_writes": per_client_writes,
@@ -163,21 +192,43 @@ def run_one(n: int, args: Any, workdir: Path) -> dict[str, Any]:
     clients = H.client_emails(n)
     if args.app == "echo":
         app_kw: dict[str, Any] = {
-            "server_app": "bench_apps:echo_server_app", "client_app": "bench_apps:echo_client_app", "app_name": "bench-echo",
-            "run_config": {"num-server-rounds": args.rounds, "payload-bytes": args.model_kib * 1024, "seed": args.seed,
-                           "client-compute-s": args.compute_s}}
+            "server_app": "bench_apps:echo_server_app",
+            "client_app": "bench_apps:echo_client_app",
+            "app_name": "bench-echo",
+            "run_config": {
+                "num-server-rounds": args.rounds,
+                "payload-bytes": args.model_kib * 1024,
+                "seed": args.seed,
+                "client-compute-s": args.compute_s,
+            },
+        }
     else:
-        app_kw = {"project": H.message_app() if args.app == "message" else H.legacy_app(),
-                  "run_config": {"num-server-rounds": args.rounds, "min-clients": n}}
+        app_kw = {
+            "project": H.message_app() if args.app == "message" else H.legacy_app(),
+            "run_config": {"num-server-rounds": args.rounds, "min-clients": n},
+        }
     with H.fake_drive(FaultConfig(seed=args.seed, latency=args.latency)) as drive:
         tap = H.DriveTap(drive)
         fed = H.run_federation(
-            drive.url, workdir / f"n{n}", n_clients=n, mode=mode, poll_interval=args.poll,
-            msg_timeout=max(60.0, args.timeout / 2), timeout=args.timeout, verbose=args.verbose, **app_kw,
+            drive.url,
+            workdir / f"n{n}",
+            n_clients=n,
+            mode=mode,
+            poll_interval=args.poll,
+            msg_timeout=max(60.0, args.timeout / 2),
+            timeout=args.timeout,
+            verbose=args.verbose,
+            **app_kw,
         )
         events = tap.snapshot()
-    out: dict[str, Any] = {"clients": n, "mode": mode, "completed": fed.completed, "elapsed_s": round(fed.elapsed, 2),
-                           "server_exit": fed.server_exit, "client_exits": fed.client_exits}
+    out: dict[str, Any] = {
+        "clients": n,
+        "mode": mode,
+        "completed": fed.completed,
+        "elapsed_s": round(fed.elapsed, 2),
+        "server_exit": fed.server_exit,
+        "client_exits": fed.client_exits,
+    }
     exchanges = H.exchange_intervals(fed.exchanges)
     rounds = H.round_intervals(fed.exchanges)
     out["exchanges"] = len(exchanges)
@@ -219,7 +270,8 @@ def run_one(n: int, args: Any, workdir: Path) -> dict[str, Any]:
         "client_writes_per_exchange": pe.get("client_writes_mean"),
         "client_writes_per_exchange_max": pe.get("client_writes_max"),
         "refused_writes_per_exchange": (pe["server_refused_writes_mean"] + pe["client_refused_writes_mean"] * n)
-        if pe.get("count") else None,
+        if pe.get("count")
+        else None,
         "round_s": pr.get("seconds_mean"),
         "round_floor_s": floor,
         "round_s_over_floor": pr["seconds_mean"] / floor if pr.get("count") else None,
@@ -239,8 +291,8 @@ def idle_poll(peers: int, pending: int, seed: int, workdir: Path) -> dict[str, A
     """Calls of one poll by the server with `peers` peers: 0 pending, P pending elsewhere, P handled."""
     from syft_flwr_gdrive.config import Settings
     from syft_flwr_gdrive.fake import FaultConfig
-    from syft_flwr_gdrive.plugin import create_transport
     from syft_flwr_gdrive.participant import app_key
+    from syft_flwr_gdrive.plugin import create_transport
     from syft_flwr_gdrive.transport.ledger import Ledger
     from syft_flwr_gdrive.transport.mailbox import Mailbox
 
@@ -250,7 +302,14 @@ def idle_poll(peers: int, pending: int, seed: int, workdir: Path) -> dict[str, A
     state = workdir / f"idle-{peers}"
 
     def mailbox(drive: Any, email: str, peer_list: list[str]) -> Mailbox:
-        settings = Settings.from_env({}, email=email, poll_interval=1.0, msg_timeout=60, state_dir=state, transport_options={"drive_url": drive.url})
+        settings = Settings.from_env(
+            {},
+            email=email,
+            poll_interval=1.0,
+            msg_timeout=60,
+            state_dir=state,
+            transport_options={"drive_url": drive.url},
+        )
         return Mailbox(create_transport(settings), app, peer_list, Ledger(None))
 
     def one_poll(tap: H.DriveTap, fn: Any, user: str, repeat: int = 5) -> dict[str, Any]:
@@ -274,7 +333,7 @@ def idle_poll(peers: int, pending: int, seed: int, workdir: Path) -> dict[str, A
         server.announce_run(1)
         out["empty"] = one_poll(tap, lambda: server.transport.poll(server.app), H.SERVER_EMAIL)
         # P messages from a peer to a third party: invisible to me
-        for i in range(pending):
+        for _ in range(pending):
             clients[0].send(kind="request", recipient=other, run_id=1, payload=b"x" * 64)
         out["pending_peer_to_other"] = one_poll(tap, lambda: server.transport.poll(server.app), H.SERVER_EMAIL)
         # P messages I wrote to a peer, not yet answered (they come back in my listing, for clean-up)
@@ -286,7 +345,9 @@ def idle_poll(peers: int, pending: int, seed: int, workdir: Path) -> dict[str, A
             clients[i % peers].send(kind="reply", recipient=H.SERVER_EMAIL, run_id=1, payload=b"x" * 64)
         first = tap.mark()
         got = server.poll()
-        out["first_poll_downloads"] = H.calls_of([ev for ev in tap.since(first) if ev.user == H.SERVER_EMAIL])["files.download"]
+        out["first_poll_downloads"] = H.calls_of([ev for ev in tap.since(first) if ev.user == H.SERVER_EMAIL])[
+            "files.download"
+        ]
         for d in got.deliveries:
             server.mark_handled(d.envelope.message_id)
         out["pending_to_me_handled"] = one_poll(tap, lambda: server.poll(), H.SERVER_EMAIL)
@@ -300,8 +361,16 @@ def idle_poll(peers: int, pending: int, seed: int, workdir: Path) -> dict[str, A
 def main() -> int:
     args = parse_args()
     H.install_sigterm_as_interrupt()
-    result: dict[str, Any] = {"bench": "calls_per_round", "poll_interval": args.poll, "latency": args.latency,
-                              "rounds": args.rounds, "app": args.app, "compute_s": args.compute_s, "runs": [], "idle_poll": []}
+    result: dict[str, Any] = {
+        "bench": "calls_per_round",
+        "poll_interval": args.poll,
+        "latency": args.latency,
+        "rounds": args.rounds,
+        "app": args.app,
+        "compute_s": args.compute_s,
+        "runs": [],
+        "idle_poll": [],
+    }
     with H.Workdir(args.workdir, "calls") as wd:
         result["version"] = H.select_code(args.code, wd)
         for n in args.client_counts:
@@ -309,43 +378,69 @@ def main() -> int:
             run = run_one(n, args, wd)
             result["runs"].append(run)
             pr, pe = run["per_round"], run["per_exchange"]
-            print(f"   mode {run['mode']}, completed {run['completed']}, {run['elapsed_s']}s, "
-                  f"{run['exchanges']} exchanges of {run['messages_per_exchange']:.1f} messages; steady rounds {pr.get('count', 0)}")
+            print(
+                f"   mode {run['mode']}, completed {run['completed']}, {run['elapsed_s']}s, "
+                f"{run['exchanges']} exchanges of {run['messages_per_exchange']:.1f} messages; steady rounds "
+                f"{pr.get('count', 0)}"
+            )
             if pr.get("count"):
-                print(f"   server per round:    {pr['server_requests_mean']:.1f} calls (target 3N+2 = {3 * n + 2}); "
-                      f"{pr['server_api_calls_mean']:.1f} API calls with batch parts; {pr['server_polls_mean']:.1f} polls")
+                print(
+                    f"   server per round:    {pr['server_requests_mean']:.1f} calls (target 3N+2 = {3 * n + 2}); "
+                    f"{pr['server_api_calls_mean']:.1f} API calls with batch parts; {pr['server_polls_mean']:.1f} polls"
+                )
                 print(f"     by method: {H.fmt_counter(pr['server_by_method_mean'], 1)}")
-                print(f"   server per exchange: {pe['server_requests_mean']:.1f} calls "
-                      f"({', '.join(f'{t} {v:.1f}' for t, v in run['per_exchange_by_type'].items())})")
-                print(f"   client per round:    mean {pr['client_requests_mean']:.1f}, max {pr['client_requests_max']} calls; "
-                      f"per exchange mean {pe['client_requests_mean']:.1f}")
+                print(
+                    f"   server per exchange: {pe['server_requests_mean']:.1f} calls "
+                    f"({', '.join(f'{t} {v:.1f}' for t, v in run['per_exchange_by_type'].items())})"
+                )
+                print(
+                    f"   client per round:    mean {pr['client_requests_mean']:.1f}, max "
+                    f"{pr['client_requests_max']} calls; "
+                    f"per exchange mean {pe['client_requests_mean']:.1f}"
+                )
                 print(f"     by method (per client): {H.fmt_counter(pr['client_by_method_mean_per_client'], 2)}")
-                print(f"   per-file polling design: server {pr['server_naive_mean']:.1f}/round -> ours/naive "
-                      f"{pr['server_ratio_to_naive']:.2f}; whole federation {pr['all_requests_mean']:.1f} vs "
-                      f"{pr['all_naive_mean']:.1f} -> {pr['all_ratio_to_naive']:.2f} (DESIGN target <= 0.20)")
+                print(
+                    f"   per-file polling design: server {pr['server_naive_mean']:.1f}/round -> ours/naive "
+                    f"{pr['server_ratio_to_naive']:.2f}; whole federation {pr['all_requests_mean']:.1f} vs "
+                    f"{pr['all_naive_mean']:.1f} -> {pr['all_ratio_to_naive']:.2f} (target <= 0.20)"
+                )
             fg = run["figures"]
             if fg["server_writes_per_exchange"] is not None:
-                print(f"   writes per exchange: server {fg['server_writes_per_exchange']:.1f}, each client "
-                      f"{fg['client_writes_per_exchange']:.2f} (max {fg['client_writes_per_exchange_max']}); refused "
-                      f"{fg['refused_writes_per_exchange']:.1f}; round {fg['round_s']:.2f}s = "
-                      f"{fg['round_s_over_floor']:.2f} x 2(6L+p) = {fg['round_floor_s']:.2f}s")
+                print(
+                    f"   writes per exchange: server {fg['server_writes_per_exchange']:.1f}, each client "
+                    f"{fg['client_writes_per_exchange']:.2f} (max {fg['client_writes_per_exchange_max']}); refused "
+                    f"{fg['refused_writes_per_exchange']:.1f}; round {fg['round_s']:.2f}s = "
+                    f"{fg['round_s_over_floor']:.2f} x 2(6L+p) = {fg['round_floor_s']:.2f}s"
+                )
             if run.get("server_fixed_per_exchange") is not None:
                 k = run["server_polls_per_exchange_for_one_fifth"]
-                print(f"   projection: server ratio -> 1/N = {1 / n:.2f} as polls per exchange grow; reaches 1/5 at "
-                      + (f"{k:.1f} polls per exchange" if k is not None else "no poll count (N <= 5)"))
-            print(f"   set-up calls by the server before round 1: {run['server_setup_requests']} "
-                  f"({H.fmt_counter(run['server_setup_by_method'], 0)})", flush=True)
+                print(
+                    f"   projection: server ratio -> 1/N = {1 / n:.2f} as polls per exchange grow; reaches 1/5 at "
+                    + (f"{k:.1f} polls per exchange" if k is not None else "no poll count (N <= 5)")
+                )
+            print(
+                f"   set-up calls by the server before round 1: {run['server_setup_requests']} "
+                f"({H.fmt_counter(run['server_setup_by_method'], 0)})",
+                flush=True,
+            )
         if not args.skip_idle:
             for peers in args.idle_peer_counts:
                 print(f"== idle poll, {peers} peers, {args.pending} pending ...", flush=True)
                 ip = idle_poll(peers, args.pending, args.seed, wd)
                 result["idle_poll"].append(ip)
-                print("   calls per poll: " + ", ".join(
-                    f"{k} {ip[k]['calls']} ({ip[k]['seconds_mean'] * 1000:.0f} ms)"
-                    for k in ("empty", "pending_peer_to_other", "pending_mine_outbound", "pending_to_me_handled")))
+                print(
+                    "   calls per poll: "
+                    + ", ".join(
+                        f"{k} {ip[k]['calls']} ({ip[k]['seconds_mean'] * 1000:.0f} ms)"
+                        for k in ("empty", "pending_peer_to_other", "pending_mine_outbound", "pending_to_me_handled")
+                    )
+                )
                 print(f"   per-file polling design: {ip['naive_idle_poll_calls']} lists per idle poll", flush=True)
-    idle_calls = [ip[k]["calls"] for ip in result["idle_poll"] for k in
-                  ("empty", "pending_peer_to_other", "pending_mine_outbound", "pending_to_me_handled")]
+    idle_calls = [
+        ip[k]["calls"]
+        for ip in result["idle_poll"]
+        for k in ("empty", "pending_peer_to_other", "pending_mine_outbound", "pending_to_me_handled")
+    ]
     result["idle_poll_o1"] = bool(idle_calls) and max(idle_calls) == 1
     result["figures"] = {str(r["clients"]): r["figures"] for r in result["runs"]}
     H.print_json_last(result)

@@ -41,19 +41,29 @@ def parse_args() -> Any:
     p = H.base_parser(__doc__)
     p.add_argument("--size-mib", type=float, default=256, help="payload size in MiB (default 256; 1024 for 1 GiB)")
     p.add_argument("--poll", type=float, default=0.2, help="poll interval in seconds (default 0.2)")
-    p.add_argument("--exchanges", type=int, default=3,
-                   help="exchanges in the run, each with a fresh payload like a new global model per round (default 3)")
+    p.add_argument(
+        "--exchanges",
+        type=int,
+        default=3,
+        help="exchanges in the run, each with a fresh payload like a new global model per round (default 3)",
+    )
     p.add_argument("--raw-repeat", type=int, default=2, help="raw DriveApi upload+download repetitions (default 2)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds before giving up (default 900)")
     p.add_argument("--skip-raw", action="store_true", help="skip the raw DriveApi baseline")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="repetitions of (raw, federation, raw); the median throughput ratio is reported (default 1)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="repetitions of (raw, federation, raw); the median throughput ratio is reported (default 1)",
+    )
     a = p.parse_args()
     H.apply_quick(a, p, {"size_mib": 32, "exchanges": 2, "raw_repeat": 1})
     return a
 
 
-def spans(events: list[H.CallEvent], user: str, routes: tuple[str, ...], t0: float, t1: float) -> tuple[float, float] | None:
+def spans(
+    events: list[H.CallEvent], user: str, routes: tuple[str, ...], t0: float, t1: float
+) -> tuple[float, float] | None:
     ts = [ev.t for ev in events if ev.user == user and ev.route in routes and t0 <= ev.t <= t1]
     return (min(ts), max(ts)) if ts else None
 
@@ -83,7 +93,7 @@ class StoreSampler:
             except Exception:
                 pass
 
-    def __enter__(self) -> "StoreSampler":
+    def __enter__(self) -> StoreSampler:
         self._thread.start()
         return self
 
@@ -102,8 +112,11 @@ def raw_io(args: Any, wd: Any, drive_url: str, size: int, name: str, repeat: int
     print(f"== raw DriveApi upload_bytes + download_to of the same size, own process ({name}) ...", flush=True)
     group = H.ProcessGroup(wd)
     try:
-        proc = group.spawn(name, "raw-io", {"drive_url": drive_url, "size": size, "seed": args.seed,
-                                             "repeat": repeat, "email": "raw@example.com"})
+        proc = group.spawn(
+            name,
+            "raw-io",
+            {"drive_url": drive_url, "size": size, "seed": args.seed, "repeat": repeat, "email": "raw@example.com"},
+        )
         group.wait([proc], time.monotonic() + args.timeout)
     finally:
         group.stop()
@@ -135,12 +148,24 @@ def measure_once(args: Any, wd: Any, drive: Any, size: int, client: str, k: int)
     tap = H.DriveTap(drive)
     with StoreSampler(drive) as store:
         fed = H.run_federation(
-            drive.url, wd / f"run{tag}", n_clients=1, mode="processes", poll_interval=args.poll,
-            msg_timeout=args.timeout, timeout=args.timeout, server_app="bench_apps:payload_server_app",
-            client_app="bench_apps:payload_client_app", app_name="bench-payload",
-            run_config={"payload-bytes": size, "seed": args.seed, "round-timeout": args.timeout,
-                        "exchanges": args.exchanges},
-            extra_spec={"rss_samples": True}, verbose=args.verbose,
+            drive.url,
+            wd / f"run{tag}",
+            n_clients=1,
+            mode="processes",
+            poll_interval=args.poll,
+            msg_timeout=args.timeout,
+            timeout=args.timeout,
+            server_app="bench_apps:payload_server_app",
+            client_app="bench_apps:payload_client_app",
+            app_name="bench-payload",
+            run_config={
+                "payload-bytes": size,
+                "seed": args.seed,
+                "round-timeout": args.timeout,
+                "exchanges": args.exchanges,
+            },
+            extra_spec={"rss_samples": True},
+            verbose=args.verbose,
         )
     events = tap.snapshot()
     result["drive_stored_max_x_payload"] = store.max_bytes / size
@@ -169,38 +194,53 @@ def measure_once(args: Any, wd: Any, drive: Any, size: int, client: str, k: int)
         if calls:
             labelled["client app"] = (calls[0]["t0"], calls[0]["t1"])
         app_s = (calls[0]["t1"] - calls[0]["t0"]) if calls else 0.0
-        row = {"exchange": k + 1, "wall_s": t1 - t0, "throughput_MBps": 2 * size / (t1 - t0) / 1e6,
-               "client_app_s": app_s, "throughput_excl_app_MBps": 2 * size / (t1 - t0 - app_s) / 1e6,
-               "phases_s": {name: (sp[1] - sp[0] if sp else None) for name, sp in labelled.items()},
-               "server_rss_before_mib": (ex.get("rss_before_kib") or 0) / 1024,
-               "server_peak_mib": (window_peak(server_samples, t0, t1) or 0) / 1024,
-               "client_peak_mib": (window_peak(client_samples, t0, t1) or 0) / 1024,
-               "server_peak": peak_label([s for s in server_samples if t0 <= s[0] <= t1], labelled),
-               "client_peak": peak_label([s for s in client_samples if t0 <= s[0] <= t1], labelled)}
+        row = {
+            "exchange": k + 1,
+            "wall_s": t1 - t0,
+            "throughput_MBps": 2 * size / (t1 - t0) / 1e6,
+            "client_app_s": app_s,
+            "throughput_excl_app_MBps": 2 * size / (t1 - t0 - app_s) / 1e6,
+            "phases_s": {name: (sp[1] - sp[0] if sp else None) for name, sp in labelled.items()},
+            "server_rss_before_mib": (ex.get("rss_before_kib") or 0) / 1024,
+            "server_peak_mib": (window_peak(server_samples, t0, t1) or 0) / 1024,
+            "client_peak_mib": (window_peak(client_samples, t0, t1) or 0) / 1024,
+            "server_peak": peak_label([s for s in server_samples if t0 <= s[0] <= t1], labelled),
+            "client_peak": peak_label([s for s in client_samples if t0 <= s[0] <= t1], labelled),
+        }
         rows.append(row)
-        print(f"   exchange {k + 1}: {row['wall_s']:.2f}s -> {row['throughput_MBps']:.1f} MB/s end to end; phases "
-              + ", ".join(f"{n} {v:.2f}" for n, v in row["phases_s"].items() if v is not None)
-              + f"; server RSS before {row['server_rss_before_mib']:.0f} MiB, peak {row['server_peak_mib']:.0f} MiB "
-              f"(during {', '.join(row['server_peak'].get('peak_during') or ['-'])}); client peak "
-              f"{row['client_peak_mib']:.0f} MiB (during {', '.join(row['client_peak'].get('peak_during') or ['-'])})")
+        print(
+            f"   exchange {k + 1}: {row['wall_s']:.2f}s -> {row['throughput_MBps']:.1f} MB/s end to end; phases "
+            + ", ".join(f"{n} {v:.2f}" for n, v in row["phases_s"].items() if v is not None)
+            + f"; server RSS before {row['server_rss_before_mib']:.0f} MiB, peak {row['server_peak_mib']:.0f} MiB "
+            f"(during {', '.join(row['server_peak'].get('peak_during') or ['-'])}); client peak "
+            f"{row['client_peak_mib']:.0f} MiB (during {', '.join(row['client_peak'].get('peak_during') or ['-'])})"
+        )
     result["per_exchange"] = rows
     if rows:
         result["throughput_MBps"] = sum(r["throughput_MBps"] for r in rows) / len(rows)
         result["throughput_excl_app_MBps"] = sum(r["throughput_excl_app_MBps"] for r in rows) / len(rows)
         result["exchange_s_mean"] = sum(r["wall_s"] for r in rows) / len(rows)
-        print(f"   completed {fed.completed}, every echo verified {ok}: mean {result['throughput_MBps']:.1f} MB/s "
-              f"end to end (2 x {size / 1e6:.0f} MB through Drive per exchange); "
-              f"{result['throughput_excl_app_MBps']:.1f} MB/s without the client app's own time")
+        print(
+            f"   completed {fed.completed}, every echo verified {ok}: mean {result['throughput_MBps']:.1f} MB/s "
+            f"end to end (2 x {size / 1e6:.0f} MB through Drive per exchange); "
+            f"{result['throughput_excl_app_MBps']:.1f} MB/s without the client app's own time"
+        )
     mem: dict[str, Any] = {}
     for role, rep in {"server": fed.server, "client": cworker}.items():
         hwm, base = rep.get("vm_hwm_kib"), rep.get("vm_rss_start_kib")
         if not hwm:
             continue
-        m = {"vm_hwm_mib": hwm / 1024, "rss_start_mib": (base or 0) / 1024, "peak_x_payload": hwm * 1024 / size,
-             "net_peak_x_payload": (hwm - (base or 0)) * 1024 / size}
+        m = {
+            "vm_hwm_mib": hwm / 1024,
+            "rss_start_mib": (base or 0) / 1024,
+            "peak_x_payload": hwm * 1024 / size,
+            "net_peak_x_payload": (hwm - (base or 0)) * 1024 / size,
+        }
         mem[role] = m
-        print(f"   {role}: peak RSS {m['vm_hwm_mib']:.0f} MiB = {m['peak_x_payload']:.2f} x payload "
-              f"(net of {m['rss_start_mib']:.0f} MiB at start: {m['net_peak_x_payload']:.2f} x; target <= 1.3 x net)")
+        print(
+            f"   {role}: peak RSS {m['vm_hwm_mib']:.0f} MiB = {m['peak_x_payload']:.2f} x payload "
+            f"(net of {m['rss_start_mib']:.0f} MiB at start: {m['net_peak_x_payload']:.2f} x; target <= 1.3 x net)"
+        )
     result["memory"] = mem
     result["meets_memory_2_5x"] = bool(mem) and all(m["peak_x_payload"] < 2.5 for m in mem.values())
     print(f"   fake Drive storage in use peaked at {result['drive_stored_max_x_payload']:.2f} x payload")
@@ -208,21 +248,34 @@ def measure_once(args: Any, wd: Any, drive: Any, size: int, client: str, k: int)
         up = sum(r["upload_s"] for r in raw["runs"]) / len(raw["runs"])
         down = sum(r["download_s"] for r in raw["runs"]) / len(raw["runs"])
         raw_rate = size / (up + down) / 1e6
-        result["raw"] = {"upload_s": up, "download_s": down, "ok": all(r["ok"] for r in raw["runs"]),
-                         "runs": len(raw["runs"]), "throughput_MBps": raw_rate, "upload_MBps": size / up / 1e6,
-                         "download_MBps": size / down / 1e6, "vm_hwm_mib": raw.get("vm_hwm_kib", 0) / 1024,
-                         "peak_x_payload": raw.get("vm_hwm_kib", 0) * 1024 / size, "calls": raw.get("drive_calls"),
-                         "net_peak_x_payload": (raw.get("vm_hwm_kib", 0) - (raw.get("vm_rss_start_kib") or 0)) * 1024 / size}
-        print(f"   raw DriveApi (mean of {len(raw['runs'])}): upload {up:.2f}s + download {down:.2f}s -> "
-              f"{raw_rate:.1f} MB/s; peak RSS {result['raw']['vm_hwm_mib']:.0f} MiB "
-              f"({result['raw']['peak_x_payload']:.2f} x, net {result['raw']['net_peak_x_payload']:.2f} x, holding the "
-              "payload once and streaming the download to a file)")
+        result["raw"] = {
+            "upload_s": up,
+            "download_s": down,
+            "ok": all(r["ok"] for r in raw["runs"]),
+            "runs": len(raw["runs"]),
+            "throughput_MBps": raw_rate,
+            "upload_MBps": size / up / 1e6,
+            "download_MBps": size / down / 1e6,
+            "vm_hwm_mib": raw.get("vm_hwm_kib", 0) / 1024,
+            "peak_x_payload": raw.get("vm_hwm_kib", 0) * 1024 / size,
+            "calls": raw.get("drive_calls"),
+            "net_peak_x_payload": (raw.get("vm_hwm_kib", 0) - (raw.get("vm_rss_start_kib") or 0)) * 1024 / size,
+        }
+        print(
+            f"   raw DriveApi (mean of {len(raw['runs'])}): upload {up:.2f}s + download {down:.2f}s -> "
+            f"{raw_rate:.1f} MB/s; peak RSS {result['raw']['vm_hwm_mib']:.0f} MiB "
+            f"({result['raw']['peak_x_payload']:.2f} x, net {result['raw']['net_peak_x_payload']:.2f} x, holding the "
+            "payload once and streaming the download to a file)"
+        )
         if rows:
             result["throughput_vs_raw"] = result["throughput_MBps"] / raw_rate
             result["throughput_excl_app_vs_raw"] = result["throughput_excl_app_MBps"] / raw_rate
             result["meets_throughput_50pct"] = result["throughput_vs_raw"] >= 0.5
-            print(f"   end to end / raw = {result['throughput_vs_raw'] * 100:.0f}% (target >= 90% without the client app); without the client "
-                  f"app's time {result['throughput_excl_app_vs_raw'] * 100:.0f}%")
+            print(
+                f"   end to end / raw = {result['throughput_vs_raw'] * 100:.0f}% (target >= 90% without the "
+                "client app); without the client "
+                f"app's time {result['throughput_excl_app_vs_raw'] * 100:.0f}%"
+            )
     elif raw:
         result["raw_error"] = str(raw)[-1500:]
     # The named figures (issue 12), comparable from one change to the next: peak RSS net of the interpreter
@@ -234,8 +287,10 @@ def measure_once(args: Any, wd: Any, drive: Any, size: int, client: str, k: int)
     if "throughput_excl_app_vs_raw" in result:
         result["throughput_over_raw"] = round(result["throughput_excl_app_vs_raw"], 3)
         result["throughput_over_raw_incl_app"] = round(result["throughput_vs_raw"], 3)
-    print(f"   peak_rss_net_x {result['peak_rss_net_x']} (target <= 1.3); throughput_over_raw "
-          f"{result.get('throughput_over_raw')} (target >= 0.9)")
+    print(
+        f"   peak_rss_net_x {result['peak_rss_net_x']} (target <= 1.3); throughput_over_raw "
+        f"{result.get('throughput_over_raw')} (target >= 0.9)"
+    )
     if not fed.completed:
         result["server_log_tail"] = (fed.logs.get("server") or "")[-1500:]
     return result, ok
@@ -256,21 +311,30 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out = dict(median_run)
     out["completed"] = all(r.get("completed") for r in runs)
     out["echo_verified"] = all(r.get("echo_verified") for r in runs)
-    out["per_exchange"] = [{**row, "repetition": k + 1} for k, r in enumerate(runs) for row in r.get("per_exchange", [])]
+    out["per_exchange"] = [
+        {**row, "repetition": k + 1} for k, r in enumerate(runs) for row in r.get("per_exchange", [])
+    ]
     worst: dict[str, float] = {}
     for r in runs:
         for role, x in (r.get("peak_rss_net_x") or {}).items():
             worst[role] = max(worst.get(role, 0.0), x)
     out["peak_rss_net_x"] = worst
-    out["repetitions"] = [{k: r.get(k) for k in ("throughput_over_raw", "throughput_over_raw_incl_app", "peak_rss_net_x",
-                                                 "exchange_s_mean")} | {"raw_MBps": (r.get("raw") or {}).get("throughput_MBps")}
-                          for r in runs]
+    out["repetitions"] = [
+        {
+            k: r.get(k)
+            for k in ("throughput_over_raw", "throughput_over_raw_incl_app", "peak_rss_net_x", "exchange_s_mean")
+        }
+        | {"raw_MBps": (r.get("raw") or {}).get("throughput_MBps")}
+        for r in runs
+    ]
     out["throughput_over_raw_runs"] = ratios
     if known:
         out["throughput_over_raw"] = known[len(known) // 2][0]
         out["throughput_over_raw_incl_app"] = median_run.get("throughput_over_raw_incl_app")
-    print(f"== {len(runs)} repetitions: throughput_over_raw {ratios} -> median {out.get('throughput_over_raw')}; "
-          f"peak_rss_net_x (worst) {worst}")
+    print(
+        f"== {len(runs)} repetitions: throughput_over_raw {ratios} -> median {out.get('throughput_over_raw')}; "
+        f"peak_rss_net_x (worst) {worst}"
+    )
     return out
 
 
@@ -280,10 +344,18 @@ def main() -> int:
 
     size = int(args.size_mib * MIB)
     client = H.client_emails(1)[0]
-    result: dict[str, Any] = {"bench": "large_payload", "bytes": size,
-                              "mib": size / MIB, "poll_interval": args.poll, "exchanges_requested": args.exchanges}
-    print(f"== payload {size / MIB:.0f} MiB server -> client -> server, {args.exchanges} exchange(s) with fresh "
-          f"content each (poll {args.poll}s)", flush=True)
+    result: dict[str, Any] = {
+        "bench": "large_payload",
+        "bytes": size,
+        "mib": size / MIB,
+        "poll_interval": args.poll,
+        "exchanges_requested": args.exchanges,
+    }
+    print(
+        f"== payload {size / MIB:.0f} MiB server -> client -> server, {args.exchanges} exchange(s) with fresh "
+        f"content each (poll {args.poll}s)",
+        flush=True,
+    )
     with H.Workdir(args.workdir, "payload") as wd:
         result["version"] = H.select_code(args.code, wd)
         from syft_flwr_gdrive.fake import FaultConfig

@@ -17,13 +17,22 @@ import logging
 import tempfile
 import threading
 from collections import OrderedDict
-from typing import Any, BinaryIO, Callable
+from collections.abc import Callable
+from typing import Any
+from typing import BinaryIO
 
-from syft_flwr_gdrive.crypto import (
-    CHUNK, TAG, BlobOpener, CryptoError, new_blob_key, open_blob, seal_blob, sealed_blob_size,
-)
-from syft_flwr_gdrive.flower_codec import BlobRef, PayloadError
-from syft_flwr_gdrive.segments import SegmentReader, as_binary
+from syft_flwr_gdrive.crypto import CHUNK
+from syft_flwr_gdrive.crypto import TAG
+from syft_flwr_gdrive.crypto import BlobOpener
+from syft_flwr_gdrive.crypto import CryptoError
+from syft_flwr_gdrive.crypto import new_blob_key
+from syft_flwr_gdrive.crypto import open_blob
+from syft_flwr_gdrive.crypto import seal_blob
+from syft_flwr_gdrive.crypto import sealed_blob_size
+from syft_flwr_gdrive.flower_codec import BlobRef
+from syft_flwr_gdrive.flower_codec import PayloadError
+from syft_flwr_gdrive.segments import SegmentReader
+from syft_flwr_gdrive.segments import as_binary
 from syft_flwr_gdrive.transport.contract import BlobRefused
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 from syft_flwr_gdrive.transport.pipe import TailSink
@@ -58,7 +67,9 @@ class BlobPlacer:
             ref = self._by_sha.get(sha)
             if ref is None:
                 key = new_blob_key()
-                sealed = seal_blob(as_binary(SegmentReader([data])), len(data), key)  # encrypted chunk by chunk while uploading
+                sealed = seal_blob(
+                    as_binary(SegmentReader([data])), len(data), key
+                )  # encrypted chunk by chunk while uploading
                 ref = BlobRef(self.mailbox.put_blob(sealed), sha, len(data), key)
                 self.uploaded_bytes += sealed.size
                 with self._lock:

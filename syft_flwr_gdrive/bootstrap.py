@@ -8,12 +8,15 @@ Keys of the section that bootstrap does not set (an ``app_name`` written by syft
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import tomli_w
 
-from syft_flwr_gdrive.config import ConfigError, ProjectConfig, tomllib, validate_email
+from syft_flwr_gdrive.config import ConfigError
+from syft_flwr_gdrive.config import ProjectConfig
+from syft_flwr_gdrive.config import tomllib
+from syft_flwr_gdrive.config import validate_email
 from syft_flwr_gdrive.plugin import available_transports
 
 _SECTION = re.compile(r"^\[tool\.syft_flwr\]\s*$", re.MULTILINE)
@@ -31,7 +34,9 @@ def bootstrap(
     """Create or replace the section; returns the pyproject path. Validates before writing."""
     path = Path(project_dir) / "pyproject.toml"
     if not path.is_file():
-        raise ConfigError(f"No pyproject.toml in {project_dir}. Point --project at a Flower project (`flwr new` creates one).")
+        raise ConfigError(
+            f"No pyproject.toml in {project_dir}. Point --project at a Flower project (`flwr new` creates one)."
+        )
     aggregator = validate_email(aggregator, what="--aggregator")
     sites = [validate_email(d, what="--datasites") for d in datasites]
     if not sites:
@@ -47,8 +52,10 @@ def bootstrap(
         raise ConfigError(f"{path} is not valid TOML ({exc}); fix it before bootstrapping.") from None
     inline = [k for k, v in existing.items() if isinstance(v, dict) and f"[tool.syft_flwr.{k}]" not in text]
     if inline:  # the section's text is rewritten; an inline table in it would be lost
-        raise ConfigError(f"{path}: [tool.syft_flwr] holds inline tables ({', '.join(inline)}); move them to "
-                          f"[tool.syft_flwr.<name>] tables of their own, then bootstrap again.")
+        raise ConfigError(
+            f"{path}: [tool.syft_flwr] holds inline tables ({', '.join(inline)}); move them to "
+            f"[tool.syft_flwr.<name>] tables of their own, then bootstrap again."
+        )
     section: dict[str, object] = {k: v for k, v in existing.items() if not isinstance(v, dict)}  # subtables stay put
     section.update(aggregator=aggregator, datasites=sites, transport=transport)
     if app_name:

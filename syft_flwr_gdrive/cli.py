@@ -15,13 +15,17 @@ import json
 import logging
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated
+from typing import Any
 
 import typer
 
-from syft_flwr_gdrive.config import ConfigError, Settings, validate_email
+from syft_flwr_gdrive.config import ConfigError
+from syft_flwr_gdrive.config import Settings
+from syft_flwr_gdrive.config import validate_email
 
 EXIT_OK, EXIT_CONFIG, EXIT_DRIVE, EXIT_RUN, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
 
@@ -42,19 +46,20 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Flower's logger has a console handler of its own and also propagates to ours: without this every
     # Flower line is printed twice. Ours stays, so all lines share one format with timestamps.
-    from flwr.supercore.logger import FLOWER_LOGGER, ConsoleHandler
+    from flwr.supercore.logger import FLOWER_LOGGER
+    from flwr.supercore.logger import ConsoleHandler
 
     for handler in list(FLOWER_LOGGER.handlers):
         if isinstance(handler, ConsoleHandler):
             FLOWER_LOGGER.removeHandler(handler)
 
 
-def _fail(message: str, code: int) -> "typer.Exit":
+def _fail(message: str, code: int) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
 
 
-def _settings(email: Optional[str], drive_url: Optional[str], poll_interval: Optional[float], project: Any = None) -> Settings:
+def _settings(email: str | None, drive_url: str | None, poll_interval: float | None, project: Any = None) -> Settings:
     overrides: dict[str, Any] = {}
     if email:
         overrides["email"] = email
@@ -110,13 +115,19 @@ Email = Annotated[str | None, typer.Option(help=EMAIL_HELP)]
 # The options of `server` and `client`: one per field of Participant.
 PARTICIPANT_OPTIONS: dict[str, tuple[Any, Any]] = {
     "project": (Path, typer.Option(..., "--project", "-p", help="Flower project directory (holds pyproject.toml).")),
-    "report": (Path | None, typer.Option(None, help="Also write the JSON report printed at the end (how the run "
-                                                    "went, Drive calls) here.")),
+    "report": (
+        Path | None,
+        typer.Option(None, help="Also write the JSON report printed at the end (how the run went, Drive calls) here."),
+    ),
     "email": (str | None, typer.Option(None, help=EMAIL_HELP)),
-    "drive_url": (str | None, typer.Option(None, help="Drive API base URL, e.g. the fake Drive's; "
-                                                         "default: real Google Drive.")),
-    "poll_interval": (float | None, typer.Option(None, help="Seconds between polls; "
-                                                               "default $SYFT_FLWR_POLL_INTERVAL or 3.0.")),
+    "drive_url": (
+        str | None,
+        typer.Option(None, help="Drive API base URL, e.g. the fake Drive's; default: real Google Drive."),
+    ),
+    "poll_interval": (
+        float | None,
+        typer.Option(None, help="Seconds between polls; default $SYFT_FLWR_POLL_INTERVAL or 3.0."),
+    ),
     "verbose": (bool, typer.Option(False, "--verbose", "-v")),
 }
 
@@ -126,10 +137,10 @@ class Participant:
     """Who runs a server or client, on which project, against which Drive, polling how often (PARTICIPANT_OPTIONS)."""
 
     project: Path
-    report: Optional[Path] = None
-    email: Optional[str] = None
-    drive_url: Optional[str] = None
-    poll_interval: Optional[float] = None
+    report: Path | None = None
+    email: str | None = None
+    drive_url: str | None = None
+    poll_interval: float | None = None
     verbose: bool = False
 
     def settings(self, project: Any = None) -> Settings:
@@ -150,8 +161,10 @@ def _with_options(options: dict[str, tuple[Any, Any]]) -> Callable[[Callable[...
     def declare(command: Callable[..., None]) -> Callable[..., None]:
         signature = inspect.signature(command, eval_str=True)  # the module postpones annotations: typer needs objects
         own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-        shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
-                  for name, (kind, option) in options.items()]
+        shared = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+            for name, (kind, option) in options.items()
+        ]
         # typer reads inspect.signature, which honours __signature__ (typeshed does not declare it on callables)
         command.__signature__ = signature.replace(parameters=own + shared)  # type: ignore[attr-defined]
         return command
@@ -160,9 +173,14 @@ def _with_options(options: dict[str, tuple[Any, Any]]) -> Callable[[Callable[...
 
 
 Datasites = Annotated[
-    str | None, typer.Option(help="Comma-separated data owner emails; default: \\[tool.syft_flwr] datasites.")]
-RunConfigOverrides = Annotated[str | None, typer.Option(
-    help="Override \\[tool.flwr.app.config] keys, as in `flwr run`: 'num-server-rounds=3 lr=0.1' or a JSON object.")]
+    str | None, typer.Option(help="Comma-separated data owner emails; default: \\[tool.syft_flwr] datasites.")
+]
+RunConfigOverrides = Annotated[
+    str | None,
+    typer.Option(
+        help="Override \\[tool.flwr.app.config] keys, as in `flwr run`: 'num-server-rounds=3 lr=0.1' or a JSON object."
+    ),
+]
 
 
 @app.command()
@@ -177,11 +195,12 @@ def server(
     _setup_logging(me.verbose)
 
     def go() -> None:
-        from flwr.app import Context, RecordDict
+        from flwr.app import Context
+        from flwr.app import RecordDict
 
+        from syft_flwr_gdrive.identity import app_identity
         from syft_flwr_gdrive.plugin import create_transport
         from syft_flwr_gdrive.project import FlowerProject
-        from syft_flwr_gdrive.identity import app_identity
         from syft_flwr_gdrive.server import serve
         from syft_flwr_gdrive.userconfig import parse_user_config
 
@@ -201,7 +220,12 @@ def server(
         context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=proj.run_config)
         identity = app_identity(proj.path)
         outcome = serve(
-            proj.load_server_app(), context, sites, proj.app_name, settings=settings, transport=transport,
+            proj.load_server_app(),
+            context,
+            sites,
+            proj.app_name,
+            settings=settings,
+            transport=transport,
             app_fingerprint=identity.as_run_info(),
         )
         data = {
@@ -223,14 +247,24 @@ def server(
     _run_errors(go)
 
 
-Aggregator = Annotated[str | None, typer.Option(
-    help="The data scientist's email; default $SYFT_FLWR_AGGREGATOR or \\[tool.syft_flwr] aggregator.")]
-NodeConfig = Annotated[str | None, typer.Option(
-    help="The ClientApp's context.node_config, as in flower-supernode: "
-         "'partition-id=0 num-partitions=3 data-path=\"/data/a.csv\"' or a JSON object.")]
-AllowProjectChanges = Annotated[bool, typer.Option(
-    "--allow-project-changes",
-    help="Development only: run the server's requests even if this project's files differ from the server's app.")]
+Aggregator = Annotated[
+    str | None,
+    typer.Option(help="The data scientist's email; default $SYFT_FLWR_AGGREGATOR or \\[tool.syft_flwr] aggregator."),
+]
+NodeConfig = Annotated[
+    str | None,
+    typer.Option(
+        help="The ClientApp's context.node_config, as in flower-supernode: "
+        "'partition-id=0 num-partitions=3 data-path=\"/data/a.csv\"' or a JSON object."
+    ),
+]
+AllowProjectChanges = Annotated[
+    bool,
+    typer.Option(
+        "--allow-project-changes",
+        help="Development only: run the server's requests even if this project's files differ from the server's app.",
+    ),
+]
 
 
 @app.command()
@@ -251,10 +285,9 @@ def client(
 
     def go() -> None:
         from syft_flwr_gdrive.client import syftbox_flwr_client
+        from syft_flwr_gdrive.identity import app_identity
         from syft_flwr_gdrive.plugin import create_transport
         from syft_flwr_gdrive.project import FlowerProject
-
-        from syft_flwr_gdrive.identity import app_identity
         from syft_flwr_gdrive.userconfig import parse_user_config
 
         proj = FlowerProject.load(me.project)
@@ -266,22 +299,37 @@ def client(
         client_app = proj.load_client_app()
         transport = create_transport(settings)
         result = syftbox_flwr_client(
-            client_app, proj.app_name, aggregator=server_email, node_config=config, run_config=proj.run_config,
-            app_identity=app_identity(proj.path), allow_project_changes=allow_project_changes,
-            settings=settings, transport=transport,
+            client_app,
+            proj.app_name,
+            aggregator=server_email,
+            node_config=config,
+            run_config=proj.run_config,
+            app_identity=app_identity(proj.path),
+            allow_project_changes=allow_project_changes,
+            settings=settings,
+            transport=transport,
         )
         data = {
-            "run_id": result.run_id, "handled": result.handled, "errors": result.errors,
-            "error_types": result.error_types, "run_config": result.run_config, "node_config": config,
-            "stopped_by": result.stopped_by, "drive_calls": transport.call_counts(),
-            "project_differences": result.project_differences, "refused": result.refused,
+            "run_id": result.run_id,
+            "handled": result.handled,
+            "errors": result.errors,
+            "error_types": result.error_types,
+            "run_config": result.run_config,
+            "node_config": config,
+            "stopped_by": result.stopped_by,
+            "drive_calls": transport.call_counts(),
+            "project_differences": result.project_differences,
+            "refused": result.refused,
         }
         me.publish(data)
         if result.stopped_by == "interrupt":
             raise typer.Exit(EXIT_INTERRUPTED)
         if result.refused:
-            raise _fail(f"refused {result.refused} request(s): this project differs from the server's app "
-                        f"({'; '.join(result.project_differences)})", EXIT_CONFIG)
+            raise _fail(
+                f"refused {result.refused} request(s): this project differs from the server's app "
+                f"({'; '.join(result.project_differences)})",
+                EXIT_CONFIG,
+            )
 
     _run_errors(go)
 
@@ -319,24 +367,41 @@ def _run_with_live_view(title_clients: int, out_dir: Path, start: Any, transport
         for col in ("round", "loss", "accuracy", "clients"):
             metrics.add_column(col, justify="right")
         for i, rnd in enumerate(history["round"]):
-            metrics.add_row(str(rnd), f"{history['loss'][i]:.4f}", f"{history['accuracy'][i]:.4f}",
-                            str(history.get("num_clients", [""] * (i + 1))[i]))
+            metrics.add_row(
+                str(rnd),
+                f"{history['loss'][i]:.4f}",
+                f"{history['accuracy'][i]:.4f}",
+                str(history.get("num_clients", [""] * (i + 1))[i]),
+            )
         console.print(metrics)
     calls = Table(title="Google Drive API calls" if transport == "p2p" else "Storage calls", show_edge=False)
     for col in ("participant", "role", "exit", "total", "per round", "by method"):
         calls.add_column(col)
     for email, info in report["participants"].items():
-        by_method = " ".join(f"{k.split('.')[-1]}:{v}" for k, v in sorted(info["drive_calls"].items(), key=lambda kv: -kv[1]))
-        calls.add_row(email, info["role"], str(info["exit_code"]), str(info["drive_calls_total"]),
-                      str(info["drive_calls_per_round"]), by_method)
+        by_method = " ".join(
+            f"{k.split('.')[-1]}:{v}" for k, v in sorted(info["drive_calls"].items(), key=lambda kv: -kv[1])
+        )
+        calls.add_row(
+            email,
+            info["role"],
+            str(info["exit_code"]),
+            str(info["drive_calls_total"]),
+            str(info["drive_calls_per_round"]),
+            by_method,
+        )
     console.print(calls)
     summary = report.get("summary") or {}
     if summary:
         types = ", ".join(f"{k} x{n}" for k, n in sorted((summary.get("error_types") or {}).items()))
-        console.print(f"Replies: {summary.get('replies', 0)}, error replies: {summary.get('errors', 0)}"
-                      + (f" ({types})" if types else "") + f", missing: {summary.get('missing', 0)}")
-    console.print(f"{report['rounds_completed']}/{report['rounds']} rounds in {report['elapsed_seconds']}s. "
-                  f"Report: {out_dir / 'report.json'}" + (f", plot: {report['plot']}" if report.get("plot") else ""))
+        console.print(
+            f"Replies: {summary.get('replies', 0)}, error replies: {summary.get('errors', 0)}"
+            + (f" ({types})" if types else "")
+            + f", missing: {summary.get('missing', 0)}"
+        )
+    console.print(
+        f"{report['rounds_completed']}/{report['rounds']} rounds in {report['elapsed_seconds']}s. "
+        f"Report: {out_dir / 'report.json'}" + (f", plot: {report['plot']}" if report.get("plot") else "")
+    )
     if not report["ok"]:
         typer.echo("error: the federation did not complete; see the participants' logs named in the report.", err=True)
         raise typer.Exit(EXIT_RUN)
@@ -345,34 +410,52 @@ def _run_with_live_view(title_clients: int, out_dir: Path, start: Any, transport
 
 # The options `run` and `demo` share, declared once: one per field of FederationKnobs.
 FAKE_DRIVE_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "poll_interval": (float, typer.Option(0.25, help="Seconds between Drive polls (the real default is 3.0; "
-                                                     "the fake answers fast).")),
+    "poll_interval": (
+        float,
+        typer.Option(0.25, help="Seconds between Drive polls (the real default is 3.0; the fake answers fast)."),
+    ),
     "msg_timeout": (float, typer.Option(60.0, help="Seconds the server waits for a round's replies.")),
     "latency_ms": (float, typer.Option(0.0, help="Injected latency per Drive call, in milliseconds.")),
     "error_rate": (float, typer.Option(0.0, help="Fraction of Drive calls answered with 429/403/500/503.")),
     "drop_rate": (float, typer.Option(0.0, help="Fraction of Drive connections dropped without an answer.")),
     "seed": (int, typer.Option(0, help="Seed of the injected faults.")),
-    "drive_profile": (str, typer.Option("default", help="Fake Drive profile: 'default' or 'strict' (only what Drive "
-                                                        "documents: lag on every change, write limit, hidden owner "
-                                                        "emails, ...).")),
+    "drive_profile": (
+        str,
+        typer.Option(
+            "default",
+            help="Fake Drive profile: 'default' or 'strict' (only what Drive "
+            "documents: lag on every change, write limit, hidden owner "
+            "emails, ...).",
+        ),
+    ),
     "timeout": (float, typer.Option(600.0, help="Give up after this many seconds.")),
-    "transport": (str, typer.Option("p2p", help="'p2p': an embedded fake Google Drive; 'dir': a shared directory "
-                                                "(--dir).")),
-    "shared_dir": (Path | None, typer.Option(None, "--dir", help="The dir transport's shared directory; "
-                                                                    "default OUT/shared.")),
+    "transport": (
+        str,
+        typer.Option("p2p", help="'p2p': an embedded fake Google Drive; 'dir': a shared directory (--dir)."),
+    ),
+    "shared_dir": (
+        Path | None,
+        typer.Option(None, "--dir", help="The dir transport's shared directory; default OUT/shared."),
+    ),
 }
 
 
 @app.command("run")
 @_with_options(FAKE_DRIVE_OPTIONS)
 def run_project(
-    project: Path = typer.Option(Path("."), "--project", "-p", help="Your Flower project directory (holds pyproject.toml)."),
+    project: Path = typer.Option(
+        Path("."), "--project", "-p", help="Your Flower project directory (holds pyproject.toml)."
+    ),
     clients: int = typer.Option(2, help="Number of simulated data owners (client processes)."),
-    run_config: Optional[str] = typer.Option(None, help="Override \\[tool.flwr.app.config], as in `flwr run`: 'num-server-rounds=3 lr=0.1' or JSON."),
-    node_config: Optional[list[str]] = typer.Option(
-        None, help="Each client's node_config. Once: a template for all, {i} = client index (0..N-1), {n} = N; "
-                   "or once per client. Default: 'partition-id={i} num-partitions={n}'."),
-    out: Optional[Path] = typer.Option(None, help="Folder for report.json, the plot and logs; default runs/run-<time>."),
+    run_config: str | None = typer.Option(
+        None, help="Override \\[tool.flwr.app.config], as in `flwr run`: 'num-server-rounds=3 lr=0.1' or JSON."
+    ),
+    node_config: list[str] | None = typer.Option(
+        None,
+        help="Each client's node_config. Once: a template for all, {i} = client index (0..N-1), {n} = N; "
+        "or once per client. Default: 'partition-id={i} num-partitions={n}'.",
+    ),
+    out: Path | None = typer.Option(None, help="Folder for report.json, the plot and logs; default runs/run-<time>."),
     **knobs: Any,
 ) -> None:
     """Federate your own Flower project on this machine: N data owners over an embedded fake Google Drive.
@@ -381,15 +464,22 @@ def run_project(
     through (fake) Drive exactly as it would over real Google Drive. Relative paths the app writes
     land in OUT/participants.
     """
-    from syft_flwr_gdrive.demo import DEFAULT_NODE_CONFIG, LocalRunOptions, run_local
+    from syft_flwr_gdrive.demo import DEFAULT_NODE_CONFIG
+    from syft_flwr_gdrive.demo import LocalRunOptions
+    from syft_flwr_gdrive.demo import run_local
 
     options = LocalRunOptions(
-        project=project.expanduser().resolve(), clients=clients, run_config=run_config or "",
-        node_configs=tuple(node_config or (DEFAULT_NODE_CONFIG,)), **knobs,
+        project=project.expanduser().resolve(),
+        clients=clients,
+        run_config=run_config or "",
+        node_configs=tuple(node_config or (DEFAULT_NODE_CONFIG,)),
+        **knobs,
     )
     if out:
         options.out_dir = out
-    _run_with_live_view(clients, options.out_dir, lambda on_progress: run_local(options, on_progress), options.transport)
+    _run_with_live_view(
+        clients, options.out_dir, lambda on_progress: run_local(options, on_progress), options.transport
+    )
 
 
 @app.command()
@@ -397,15 +487,20 @@ def run_project(
 def demo(
     clients: int = typer.Option(3, help="Number of data owners (client processes)."),
     rounds: int = typer.Option(5, help="Federated rounds."),
-    app_style: str = typer.Option("message", "--app", help="Bundled app style: 'message' (@app.main + FedAvg) or 'legacy' (server_fn)."),
-    out: Optional[Path] = typer.Option(None, help="Folder for report.json, metrics.png and logs; default runs/demo-<time>."),
+    app_style: str = typer.Option(
+        "message", "--app", help="Bundled app style: 'message' (@app.main + FedAvg) or 'legacy' (server_fn)."
+    ),
+    out: Path | None = typer.Option(
+        None, help="Folder for report.json, metrics.png and logs; default runs/demo-<time>."
+    ),
     **knobs: Any,
 ) -> None:
     """Train a real model with N data owners over an embedded fake Google Drive (no account needed).
 
     This is `run` on the bundled digits app.
     """
-    from syft_flwr_gdrive.demo import DemoOptions, run_demo
+    from syft_flwr_gdrive.demo import DemoOptions
+    from syft_flwr_gdrive.demo import run_demo
 
     options = DemoOptions(clients=clients, rounds=rounds, app=app_style, **knobs)
     if out:
@@ -418,30 +513,42 @@ def bootstrap(
     project: Path = typer.Option(..., "--project", "-p", help="Flower project directory (holds pyproject.toml)."),
     aggregator: str = typer.Option(..., help="The data scientist's email (runs the server)."),
     datasites: str = typer.Option(..., help="Comma-separated emails of the data owners."),
-    app_name: Optional[str] = typer.Option(None, help="Name the app's messages are filed under; default: the project name."),
+    app_name: str | None = typer.Option(
+        None, help="Name the app's messages are filed under; default: the project name."
+    ),
     transport: str = typer.Option("p2p", help="Transport plugin name."),
 ) -> None:
     """Write \\[tool.syft_flwr] (aggregator, datasites, transport, app name) into a Flower project."""
     from syft_flwr_gdrive.bootstrap import bootstrap as write_section
 
-    path = _run_errors(lambda: write_section(
-        project, aggregator=aggregator, datasites=[d for d in datasites.split(",") if d.strip()],
-        app_name=app_name, transport=transport,
-    ))
+    path = _run_errors(
+        lambda: write_section(
+            project,
+            aggregator=aggregator,
+            datasites=[d for d in datasites.split(",") if d.strip()],
+            app_name=app_name,
+            transport=transport,
+        )
+    )
     typer.echo(f"wrote [tool.syft_flwr] to {path}")
 
 
 @app.command()
 def login(
-    client_secret: Path = typer.Option(..., help="OAuth client secret JSON (Desktop app) from the Google Cloud console."),
+    client_secret: Path = typer.Option(
+        ..., help="OAuth client secret JSON (Desktop app) from the Google Cloud console."
+    ),
     token_file: Path = typer.Option(Path("token.json"), help="Where to save the token (keep it private)."),
     port: int = typer.Option(0, help="Local port for the OAuth redirect (0: any free port)."),
 ) -> None:
     """Sign in with a browser and save an OAuth token file (needs the 'login' extra)."""
+
     def go() -> Path:
         if not client_secret.is_file():
-            raise ConfigError(f"{client_secret} does not exist. Download an OAuth client (type Desktop app) JSON from "
-                              "the Google Cloud console > APIs & Services > Credentials.")
+            raise ConfigError(
+                f"{client_secret} does not exist. Download an OAuth client (type Desktop app) JSON from "
+                "the Google Cloud console > APIs & Services > Credentials."
+            )
         try:
             from google_auth_oauthlib.flow import InstalledAppFlow
         except ImportError:
@@ -461,9 +568,14 @@ def login(
 @app.command()
 def doctor(
     email: Email = None,
-    drive_url: Optional[str] = typer.Option(None, help="Drive API base URL (the fake Drive's); default: real Google Drive."),
-    peer: Optional[str] = typer.Option(None, help="Also test a round trip with this peer (share, list, read, delete); "
-                                                  "they run `doctor --peer <your email>` at the same time."),
+    drive_url: str | None = typer.Option(
+        None, help="Drive API base URL (the fake Drive's); default: real Google Drive."
+    ),
+    peer: str | None = typer.Option(
+        None,
+        help="Also test a round trip with this peer (share, list, read, delete); "
+        "they run `doctor --peer <your email>` at the same time.",
+    ),
     peer_timeout: float = typer.Option(60.0, help="Seconds to wait for the peer's side of --peer."),
 ) -> None:
     """Check settings, credentials, Drive reachability and the account; say what to fix."""
@@ -509,13 +621,16 @@ def _doctor_peer(environ: dict[str, str], overrides: dict[str, Any], peer: str, 
 
 @app.command()
 def trust(
-    accept: Optional[str] = typer.Option(None, help="Pin the changed key this peer was refused for (confirm its fingerprint with them first)."),
+    accept: str | None = typer.Option(
+        None, help="Pin the changed key this peer was refused for (confirm its fingerprint with them first)."
+    ),
     email: Email = None,
 ) -> None:
     """List peers' pinned key fingerprints and refused (changed) keys; accept a changed key explicitly."""
     from syft_flwr_gdrive.crypto import CryptoError
     from syft_flwr_gdrive.trust import accept as accept_key
-    from syft_flwr_gdrive.trust import my_fingerprint, peer_keys
+    from syft_flwr_gdrive.trust import my_fingerprint
+    from syft_flwr_gdrive.trust import peer_keys
 
     settings = _run_errors(lambda: _settings(email, None, None))
     if accept:
@@ -529,29 +644,38 @@ def trust(
         mine, peers = my_fingerprint(settings), peer_keys(settings)
     except CryptoError as exc:
         raise _fail(str(exc), EXIT_CONFIG) from exc
-    typer.echo(f"me       {settings.email}: " + (f"fingerprint {mine}" if mine else "no keys yet (made on the first run)"))
+    typer.echo(
+        f"me       {settings.email}: " + (f"fingerprint {mine}" if mine else "no keys yet (made on the first run)")
+    )
     if not peers:
         typer.echo("no peer keys pinned yet (a peer's key is pinned the first time its messages are seen)")
     for entry in peers:
         line = f"peer     {entry.peer}: " + (f"pinned {entry.pinned}" if entry.pinned else "not pinned")
         if entry.refused:
-            line += (f"; REFUSED a different key {entry.refused}: if {entry.peer} re-created its keys, confirm "
-                     f"that fingerprint with them, then `syft-flwr-gdrive trust --accept {entry.peer}`")
+            line += (
+                f"; REFUSED a different key {entry.refused}: if {entry.peer} re-created its keys, confirm "
+                f"that fingerprint with them, then `syft-flwr-gdrive trust --accept {entry.peer}`"
+            )
         typer.echo(line)
 
 
 @app.command()
 def clean(
-    app_name: Optional[str] = typer.Option(None, "--app", help="Only this app's files (e.g. message-digits); default: all apps."),
+    app_name: str | None = typer.Option(
+        None, "--app", help="Only this app's files (e.g. message-digits); default: all apps."
+    ),
     email: Email = None,
-    drive_url: Optional[str] = typer.Option(None, help="Drive API base URL (the fake Drive's); default: real Google Drive."),
+    drive_url: str | None = typer.Option(
+        None, help="Drive API base URL (the fake Drive's); default: real Google Drive."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be deleted."),
 ) -> None:
     """Delete this participant's leftover message files (peers clean their own)."""
+
     def go() -> Any:
         from syft_flwr_gdrive.maintenance import clean as clean_files
-        from syft_flwr_gdrive.plugin import create_transport
         from syft_flwr_gdrive.participant import app_key
+        from syft_flwr_gdrive.plugin import create_transport
 
         settings = _settings(email, drive_url, None)
         return clean_files(create_transport(settings), app=app_key(app_name) if app_name else None, dry_run=dry_run)

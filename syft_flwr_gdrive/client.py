@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from flwr.clientapp import ClientApp
 
-from syft_flwr_gdrive.client_loop import ClientLoop, ClientReport
-from syft_flwr_gdrive.config import ConfigError, ProjectConfig, Settings, validate_email
+from syft_flwr_gdrive.client_loop import ClientLoop
+from syft_flwr_gdrive.client_loop import ClientReport
+from syft_flwr_gdrive.config import ConfigError
+from syft_flwr_gdrive.config import ProjectConfig
+from syft_flwr_gdrive.config import Settings
+from syft_flwr_gdrive.config import validate_email
 from syft_flwr_gdrive.participant import open_mailbox
 from syft_flwr_gdrive.plugin import create_transport
 from syft_flwr_gdrive.poll_schedule import PollSchedule
@@ -46,7 +51,7 @@ def syftbox_flwr_client(
     if not server:
         raise ConfigError(
             "The aggregator's email is unknown. Pass aggregator=..., set SYFT_FLWR_AGGREGATOR, "
-            "or add `aggregator = \"ds@example.com\"` under [tool.syft_flwr] in the project's pyproject.toml."
+            'or add `aggregator = "ds@example.com"` under [tool.syft_flwr] in the project\'s pyproject.toml.'
         )
     server = validate_email(server, what="aggregator")
     if server == settings.email:
@@ -54,9 +59,15 @@ def syftbox_flwr_client(
     transport = transport or create_transport(settings)
     mailbox = open_mailbox(settings, transport, app_name, [server])
     loop = ClientLoop(
-        client_app, mailbox, poll_interval=settings.poll_interval, node_config=node_config, run_config=run_config,
-        stop_event=stop_event, poll_schedule=PollSchedule.for_settings(settings, min_gap=transport.min_poll_gap()),
-        app_identity=app_identity, allow_project_changes=allow_project_changes,
+        client_app,
+        mailbox,
+        poll_interval=settings.poll_interval,
+        node_config=node_config,
+        run_config=run_config,
+        stop_event=stop_event,
+        poll_schedule=PollSchedule.for_settings(settings, min_gap=transport.min_poll_gap()),
+        app_identity=app_identity,
+        allow_project_changes=allow_project_changes,
     )
     try:
         return loop.run()

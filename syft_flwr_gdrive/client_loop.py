@@ -24,28 +24,45 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
 
-from flwr.app import Context, Error, Message, Metadata, RecordDict
+from flwr.app import Context
+from flwr.app import Error
+from flwr.app import Message
+from flwr.app import Metadata
+from flwr.app import RecordDict
 from flwr.app.message.message import make_message
 from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 from flwr.supercore.constant import SYSTEM_MESSAGE_TYPE
 
-from syft_flwr_gdrive.accounts import canonical_email, node_id_for
+from syft_flwr_gdrive.accounts import canonical_email
+from syft_flwr_gdrive.accounts import node_id_for
 from syft_flwr_gdrive.blobs import BlobCache
 from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.flower_codec import (
-    CODEC_PARTS, SERVER_NODE_ID, PayloadError, decode_message_and_run, encode_message,
-)
-from syft_flwr_gdrive.identity import AppIdentity, differences
+from syft_flwr_gdrive.flower_codec import CODEC_PARTS
+from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
+from syft_flwr_gdrive.flower_codec import PayloadError
+from syft_flwr_gdrive.flower_codec import decode_message_and_run
+from syft_flwr_gdrive.flower_codec import encode_message
+from syft_flwr_gdrive.identity import AppIdentity
+from syft_flwr_gdrive.identity import differences
 from syft_flwr_gdrive.logsafe import printable
-from syft_flwr_gdrive.poll_schedule import PollPolicy, PollSchedule
+from syft_flwr_gdrive.poll_schedule import PollPolicy
+from syft_flwr_gdrive.poll_schedule import PollSchedule
 from syft_flwr_gdrive.tally import round_of
 from syft_flwr_gdrive.transport.contract import Routing
-from syft_flwr_gdrive.transport.envelope import KIND_REPLY, KIND_REQUEST, KIND_STOP, KIND_STOP_ACK, STOP_ACK_WAIT
-from syft_flwr_gdrive.transport.mailbox import Delivery, Mailbox, PollResult
+from syft_flwr_gdrive.transport.envelope import KIND_REPLY
+from syft_flwr_gdrive.transport.envelope import KIND_REQUEST
+from syft_flwr_gdrive.transport.envelope import KIND_STOP
+from syft_flwr_gdrive.transport.envelope import KIND_STOP_ACK
+from syft_flwr_gdrive.transport.envelope import STOP_ACK_WAIT
+from syft_flwr_gdrive.transport.mailbox import Delivery
+from syft_flwr_gdrive.transport.mailbox import Mailbox
+from syft_flwr_gdrive.transport.mailbox import PollResult
 from syft_flwr_gdrive.userconfig import run_config_of
 
 logger = logging.getLogger(__name__)
@@ -75,7 +92,7 @@ class ClientReport:
 
 def reply_id_for(request_id: str, email: str) -> str:
     """Deterministic reply id, so a reply re-sent after a crash is recognised as the same message."""
-    return hashlib.sha256(f"reply:{request_id}:{email}".encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(f"reply:{request_id}:{email}".encode()).hexdigest()[:32]
 
 
 def _apply_part(message: Message, private: Mapping[str, Any]) -> bool:
@@ -142,7 +159,9 @@ class ClientLoop:
     def run(self) -> ClientReport:
         """Serve until stopped; Ctrl-C returns within one poll interval."""
         self.mailbox.prepare()
-        logger.info("client %s polling every %.1fs for app %r", self.mailbox.email, self.poll_interval, self.mailbox.app)
+        logger.info(
+            "client %s polling every %.1fs for app %r", self.mailbox.email, self.poll_interval, self.mailbox.app
+        )
         try:
             while not self.stop_event.is_set():
                 started, handled = time.monotonic(), self.report.handled
@@ -173,14 +192,19 @@ class ClientLoop:
             r = refusal.routing
             if r.kind == KIND_REQUEST and r.message_id not in self.mailbox.ledger:
                 limit_mib = (self.mailbox.max_payload or 0) / (1024 * 1024)
-                self._refuse(r.message_id, r.run_id, r.sender,
-                             f"the request is over this datasite's message limit of {limit_mib:.0f} MiB (SYFT_FLWR_MAX_MESSAGE_MB)")
+                self._refuse(
+                    r.message_id,
+                    r.run_id,
+                    r.sender,
+                    f"the request is over this datasite's message limit of {limit_mib:.0f} MiB "
+                    "(SYFT_FLWR_MAX_MESSAGE_MB)",
+                )
         try:
             return self._handle_all(result)
         finally:  # housekeeping after the replies, so it never delays one
             self._delete_answered(result.listing.outbound, result.inbound_message_ids())
 
-    def _handle_all(self, result: "PollResult") -> bool:
+    def _handle_all(self, result: PollResult) -> bool:
         for delivery in sorted(result.deliveries, key=lambda d: (d.envelope.run_id, d.envelope.created_at)):
             if self.stop_event.is_set():
                 return False
@@ -223,33 +247,50 @@ class ClientLoop:
         )
         self.report.run_config = dict(self._context.run_config)
         if run_config is not None:  # JSON escapes whatever the server put in strings: no forged log lines
-            logger.info("run %d: run config from the server: %s", run_id, json.dumps(dict(run_config), sort_keys=True)[:2000])
+            logger.info(
+                "run %d: run config from the server: %s", run_id, json.dumps(dict(run_config), sort_keys=True)[:2000]
+            )
 
     def _handle_request(self, delivery: Delivery) -> None:
         env = delivery.envelope
         try:
             message, info = decode_message_and_run(
-                delivery.open_payload(), env.size, codecs=env.codecs, max_bytes=self.mailbox.max_payload,
+                delivery.open_payload(),
+                env.size,
+                codecs=env.codecs,
+                max_bytes=self.mailbox.max_payload,
                 fetch_blob=functools.partial(self._blobs.fetch, owner=env.sender),
             )
         except Exception as exc:  # PayloadError, or a blob that could not be fetched (maybe transient)
             if not isinstance(exc, PayloadError):
                 attempts = self._attempts[env.message_id] = self._attempts.get(env.message_id, 0) + 1
                 if attempts < MAX_ATTEMPTS:
-                    logger.warning("request %s from %s: %s; will retry (attempt %d of %d)",
-                                   env.message_id, env.sender, printable(exc), attempts, MAX_ATTEMPTS)
+                    logger.warning(
+                        "request %s from %s: %s; will retry (attempt %d of %d)",
+                        env.message_id,
+                        env.sender,
+                        printable(exc),
+                        attempts,
+                        MAX_ATTEMPTS,
+                    )
                     return
             self._attempts.pop(env.message_id, None)
             logger.warning("request %s from %s skipped: %s", env.message_id, env.sender, printable(exc))
             self._refuse(env.message_id, env.run_id, env.sender, UNREADABLE)
             return
         if delivery.private is not None and not _apply_part(message, delivery.private):
-            logger.warning("request %s from %s skipped: its bundle part's metadata is malformed", env.message_id, env.sender)
+            logger.warning(
+                "request %s from %s skipped: its bundle part's metadata is malformed", env.message_id, env.sender
+            )
             self.mailbox.mark_handled(env.message_id)
             return
         meta = message.metadata
         if meta.message_id != env.message_id or meta.run_id != env.run_id or meta.dst_node_id != self.node_id:
-            logger.warning("request %s from %s skipped: its Flower metadata disagrees with its envelope", env.message_id, env.sender)
+            logger.warning(
+                "request %s from %s skipped: its Flower metadata disagrees with its envelope",
+                env.message_id,
+                env.sender,
+            )
             self.mailbox.mark_handled(env.message_id)
             return
         try:
@@ -258,8 +299,11 @@ class ClientLoop:
             logger.warning("request %s: %s; using this project's run config", env.message_id, printable(exc))
             run_config = None
         if self._current_run != env.run_id and run_config is None:
-            logger.warning("run %d: the server sent no run config (an older version?); the ClientApp sees this "
-                           "project's [tool.flwr.app.config]", env.run_id)
+            logger.warning(
+                "run %d: the server sent no run config (an older version?); the ClientApp sees this "
+                "project's [tool.flwr.app.config]",
+                env.run_id,
+            )
         self._enter_run(env.run_id, run_config)
         assert self._context is not None
         if self._project_differs(env.run_id, info):
@@ -286,8 +330,13 @@ class ClientLoop:
             return
         self.mailbox.mark_handled(env.message_id)
         self.report.handled += 1
-        logger.info("run %d: answered %s (%s, round %s)", env.run_id, printable(meta.message_type, 60), env.message_id[:8],
-                    printable(round_of(message), 60))
+        logger.info(
+            "run %d: answered %s (%s, round %s)",
+            env.run_id,
+            printable(meta.message_type, 60),
+            env.message_id[:8],
+            printable(round_of(message), 60),
+        )
 
     def _project_differs(self, run_id: int, info: Any) -> bool:
         """Compare the server's announced app with mine; True if this request must be refused."""
@@ -300,12 +349,19 @@ class ClientLoop:
             self._project_checked.add(run_id)
             self.report.project_differences = diffs
             if self.allow_project_changes:
-                logger.warning("run %d: my project differs from the server's (%s); running it anyway "
-                               "(--allow-project-changes)", run_id, printable("; ".join(diffs), 4000))
+                logger.warning(
+                    "run %d: my project differs from the server's (%s); running it anyway (--allow-project-changes)",
+                    run_id,
+                    printable("; ".join(diffs), 4000),
+                )
             else:
-                logger.error("run %d: REFUSING the server's requests: my project differs from the one the server "
-                             "runs (%s). Review the server's version of these files and update yours, or (for "
-                             "development only) start the client with --allow-project-changes.", run_id, printable("; ".join(diffs), 4000))
+                logger.error(
+                    "run %d: REFUSING the server's requests: my project differs from the one the server "
+                    "runs (%s). Review the server's version of these files and update yours, or (for "
+                    "development only) start the client with --allow-project-changes.",
+                    run_id,
+                    printable("; ".join(diffs), 4000),
+                )
         return not self.allow_project_changes
 
     def _execute(self, message: Message, context: Context) -> Message:
@@ -318,7 +374,9 @@ class ClientLoop:
             self.report.errors += 1
             kind = type(exc).__name__
             self.report.error_types[kind] = self.report.error_types.get(kind, 0) + 1
-            logger.exception("ClientApp failed on %s; replying with an error", printable(message.metadata.message_type, 60))
+            logger.exception(
+                "ClientApp failed on %s; replying with an error", printable(message.metadata.message_type, 60)
+            )
             error = Error(code=CLIENT_APP_ERROR_CODE, reason=f"ClientApp raised {type(exc).__name__}")
             return Message(error, reply_to=message)
 
@@ -326,17 +384,29 @@ class ClientLoop:
         """Answer a request this client will not act on with an error reply (the server need not wait), once."""
         reply = make_message(
             metadata=Metadata(
-                run_id=run_id, message_id=reply_id_for(request_id, self.mailbox.email), src_node_id=self.node_id,
-                dst_node_id=SERVER_NODE_ID, reply_to_message_id=request_id, group_id="", created_at=time.time(),
-                ttl=43200.0, message_type=SYSTEM_MESSAGE_TYPE,  # the request's own type is unknown: it was not read
+                run_id=run_id,
+                message_id=reply_id_for(request_id, self.mailbox.email),
+                src_node_id=self.node_id,
+                dst_node_id=SERVER_NODE_ID,
+                reply_to_message_id=request_id,
+                group_id="",
+                created_at=time.time(),
+                ttl=43200.0,
+                message_type=SYSTEM_MESSAGE_TYPE,  # the request's own type is unknown: it was not read
             ),
             error=Error(code=REFUSED_ERROR_CODE, reason=reason),
         )
         try:
             self.mailbox.send(
-                kind=KIND_REPLY, recipient=server, run_id=run_id, payload=encode_message(reply),
-                message_id=reply.metadata.message_id, reply_to=request_id, ttl=reply.metadata.ttl,
-                created_at=reply.metadata.created_at, codecs=(CODEC_PARTS,),
+                kind=KIND_REPLY,
+                recipient=server,
+                run_id=run_id,
+                payload=encode_message(reply),
+                message_id=reply.metadata.message_id,
+                reply_to=request_id,
+                ttl=reply.metadata.ttl,
+                created_at=reply.metadata.created_at,
+                codecs=(CODEC_PARTS,),
             )
         except Exception as exc:  # the server's wait times out instead; never retried forever
             logger.warning("could not send an error reply for a refused request (%s)", printable(exc))
@@ -348,8 +418,12 @@ class ClientLoop:
         env = delivery.envelope
         try:
             self.mailbox.send(
-                kind=KIND_STOP_ACK, recipient=env.sender, run_id=env.run_id, payload=b"",
-                message_id=reply_id_for(env.message_id, self.mailbox.email), reply_to=env.message_id,
+                kind=KIND_STOP_ACK,
+                recipient=env.sender,
+                run_id=env.run_id,
+                payload=b"",
+                message_id=reply_id_for(env.message_id, self.mailbox.email),
+                reply_to=env.message_id,
             )
         except Exception as exc:
             logger.warning("could not acknowledge the stop signal (%s)", exc)
@@ -382,14 +456,19 @@ class ClientLoop:
             try:
                 self.mailbox.delete_own(mine)
             except Exception as exc:
-                logger.warning("could not delete %d of my message files (%s); `syft-flwr-gdrive clean` removes them", len(mine), exc)
+                logger.warning(
+                    "could not delete %d of my message files (%s); `syft-flwr-gdrive clean` removes them",
+                    len(mine),
+                    exc,
+                )
 
     def _delete_answered(self, outbound: tuple, inbound_ids: set[str]) -> None:
         """Delete my replies whose requests the server has already removed."""
         done = [
             p.handle
             for p in outbound
-            if p.routing is None or (p.routing.kind in (KIND_REPLY, KIND_STOP_ACK) and p.routing.reply_to not in inbound_ids)
+            if p.routing is None
+            or (p.routing.kind in (KIND_REPLY, KIND_STOP_ACK) and p.routing.reply_to not in inbound_ids)
         ]
         if done:
             try:

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Generic, TypeVar
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Sequence
+from typing import Generic
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -33,8 +36,15 @@ class _Batch(Generic[T]):
 class Coalescer(Generic[T]):
     """Thread-safe: ``submit`` from many threads; ``push`` runs once per batch, in the batch's first caller."""
 
-    def __init__(self, push: Callable[[list[T]], Iterable[str]], enough: Callable[[list[T]], bool], *,
-                 window: float = WINDOW, max_wait: float = MAX_WAIT, result_timeout: float = 3600.0) -> None:
+    def __init__(
+        self,
+        push: Callable[[list[T]], Iterable[str]],
+        enough: Callable[[list[T]], bool],
+        *,
+        window: float = WINDOW,
+        max_wait: float = MAX_WAIT,
+        result_timeout: float = 3600.0,
+    ) -> None:
         self._push = push
         self._enough = enough
         self.window = window
@@ -80,7 +90,7 @@ class Coalescer(Generic[T]):
             ids = list(self._push(flat))
             out, at = [], 0
             for size in sizes:
-                out.append(ids[at:at + size])
+                out.append(ids[at : at + size])
                 at += size
             batch.result = out
             self.pushes += 1

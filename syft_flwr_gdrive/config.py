@@ -12,9 +12,12 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from syft_flwr_gdrive.accounts import canonical_email
 
@@ -41,8 +44,20 @@ ENV_ADAPTIVE_POLL = "SYFT_FLWR_ADAPTIVE_POLL"
 ENV_BUNDLES = "SYFT_FLWR_BUNDLES"
 ENV_PREFIX = "SYFT_FLWR_"
 # Read into the shared Settings; every other SYFT_FLWR_<NAME> variable is option <name> of the transport.
-_SHARED_ENV = frozenset({ENV_EMAIL, ENV_MSG_TIMEOUT, ENV_POLL_INTERVAL, ENV_STATE_DIR, ENV_AGGREGATOR, ENV_TRANSPORT,
-                         ENV_ENCRYPTION, ENV_MAX_MESSAGE_MB, ENV_ADAPTIVE_POLL, ENV_BUNDLES})
+_SHARED_ENV = frozenset(
+    {
+        ENV_EMAIL,
+        ENV_MSG_TIMEOUT,
+        ENV_POLL_INTERVAL,
+        ENV_STATE_DIR,
+        ENV_AGGREGATOR,
+        ENV_TRANSPORT,
+        ENV_ENCRYPTION,
+        ENV_MAX_MESSAGE_MB,
+        ENV_ADAPTIVE_POLL,
+        ENV_BUNDLES,
+    }
+)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -60,9 +75,11 @@ SYFTBOX_TRANSPORT = "syftbox"
 
 def syftbox_transport_error(source: str) -> str:
     """What to say to a project bootstrapped by syft-flwr for SyftBox."""
-    return (f'{source} sets transport = "syftbox" (syft-flwr\'s SyftBox transport). This package carries '
-            f'messages over Google Drive: set transport = "p2p" under [tool.syft_flwr] (or re-run '
-            f'`syft-flwr-gdrive bootstrap`, which keeps your other keys). See docs/coming-from-syft-flwr.md.')
+    return (
+        f'{source} sets transport = "syftbox" (syft-flwr\'s SyftBox transport). This package carries '
+        f'messages over Google Drive: set transport = "p2p" under [tool.syft_flwr] (or re-run '
+        f"`syft-flwr-gdrive bootstrap`, which keeps your other keys). See docs/coming-from-syft-flwr.md."
+    )
 
 
 def validate_email(value: str, *, what: str = ENV_EMAIL) -> str:
@@ -102,14 +119,14 @@ def positive_float(raw: str | float, name: str, *, unit: str = "seconds", exampl
     return value
 
 
-
-
 def _megabytes(raw: str, name: str) -> int:
     """A size in MiB (fractions allowed) as bytes; at least 1 MiB."""
     try:
         value = float(raw)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name}={raw!r} is not a number. Set it to megabytes, e.g. {name}={DEFAULT_MAX_MESSAGE_MB}.") from None
+        raise ConfigError(
+            f"{name}={raw!r} is not a number. Set it to megabytes, e.g. {name}={DEFAULT_MAX_MESSAGE_MB}."
+        ) from None
     if not 1 <= value < 2**40 or value != value:
         raise ConfigError(f"{name}={raw!r} must be at least 1 (megabytes), e.g. {name}={DEFAULT_MAX_MESSAGE_MB}.")
     return int(value * 1024 * 1024)
@@ -136,7 +153,7 @@ class ProjectConfig:
     poll_interval: float | None = None
 
     @classmethod
-    def load(cls, project_dir: Path | str) -> "ProjectConfig":
+    def load(cls, project_dir: Path | str) -> ProjectConfig:
         """Read a project directory's pyproject; a missing section means defaults."""
         path = Path(project_dir) / "pyproject.toml"
         if not path.is_file():
@@ -152,7 +169,7 @@ class ProjectConfig:
         return cls.from_mapping(section, source=str(path))
 
     @classmethod
-    def from_mapping(cls, section: Mapping[str, Any], *, source: str = "[tool.syft_flwr]") -> "ProjectConfig":
+    def from_mapping(cls, section: Mapping[str, Any], *, source: str = "[tool.syft_flwr]") -> ProjectConfig:
         datasites = section.get("datasites", [])
         if not isinstance(datasites, (list, tuple)):
             raise ConfigError(f"{source}: datasites must be a list of emails.")
@@ -166,7 +183,9 @@ class ProjectConfig:
             datasites=tuple(validate_email(d, what=f"{source} datasites") for d in datasites),
             transport=transport,
             msg_timeout=positive_float(section["msg_timeout"], "msg_timeout") if "msg_timeout" in section else None,
-            poll_interval=positive_float(section["poll_interval"], "poll_interval") if "poll_interval" in section else None,
+            poll_interval=positive_float(section["poll_interval"], "poll_interval")
+            if "poll_interval" in section
+            else None,
         )
 
 
@@ -204,7 +223,7 @@ class Settings:
         *,
         project: ProjectConfig | None = None,
         **overrides: Any,
-    ) -> "Settings":
+    ) -> Settings:
         """Build settings from the environment, a project config and explicit overrides."""
         env = os.environ if environ is None else environ
         project = project or ProjectConfig()
@@ -247,8 +266,11 @@ class Settings:
             adaptive_poll=_flag(env.get(ENV_ADAPTIVE_POLL, "true"), ENV_ADAPTIVE_POLL),
             bundles=_flag(env.get(ENV_BUNDLES, "true"), ENV_BUNDLES),
             max_message_bytes=_megabytes(env.get(ENV_MAX_MESSAGE_MB, str(DEFAULT_MAX_MESSAGE_MB)), ENV_MAX_MESSAGE_MB),
-            transport_options={k[len(ENV_PREFIX):].lower(): v for k, v in env.items()
-                               if k.startswith(ENV_PREFIX) and k not in _SHARED_ENV},
+            transport_options={
+                k[len(ENV_PREFIX) :].lower(): v
+                for k, v in env.items()
+                if k.startswith(ENV_PREFIX) and k not in _SHARED_ENV
+            },
         )
         if overrides:
             if "msg_timeout" in overrides:

@@ -34,20 +34,29 @@ import logging
 import os
 import struct
 import threading
+from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from syft_flwr_gdrive.statefile import write_json_atomic
 from syft_flwr_gdrive.routing import Routing
-from syft_flwr_gdrive.segments import Buffer, ChunkReader, SeekableReader, as_binary
+from syft_flwr_gdrive.segments import Buffer
+from syft_flwr_gdrive.segments import ChunkReader
+from syft_flwr_gdrive.segments import SeekableReader
+from syft_flwr_gdrive.segments import as_binary
+from syft_flwr_gdrive.statefile import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +101,7 @@ class PublicKeys:
         return {"kx": base64.b64encode(self.kx).decode(), "ks": base64.b64encode(self.sign).decode()}
 
     @classmethod
-    def decode(cls, data: dict[str, str]) -> "PublicKeys | None":
+    def decode(cls, data: dict[str, str]) -> PublicKeys | None:
         try:
             kx, ks = base64.b64decode(data["kx"], validate=True), base64.b64decode(data["ks"], validate=True)
         except (KeyError, TypeError, ValueError):
@@ -112,7 +121,7 @@ class Identity:
         self.public = PublicKeys(_raw_public(kx.public_key()), _raw_public(sign.public_key()))
 
     @classmethod
-    def load_or_create(cls, path: Path) -> "Identity":
+    def load_or_create(cls, path: Path) -> Identity:
         if path.exists():
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
@@ -129,13 +138,18 @@ class Identity:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"kx": base64.b64encode(_raw_private(identity._kx)).decode(),
-                       "sign": base64.b64encode(_raw_private(identity._sign)).decode()}, fh)
+            json.dump(
+                {
+                    "kx": base64.b64encode(_raw_private(identity._kx)).decode(),
+                    "sign": base64.b64encode(_raw_private(identity._sign)).decode(),
+                },
+                fh,
+            )
         logger.info("created encryption keys in %s (fingerprint %s)", path, identity.public.fingerprint())
         return identity
 
     @classmethod
-    def ephemeral(cls) -> "Identity":
+    def ephemeral(cls) -> Identity:
         """Keys that live in memory only (tests)."""
         return cls(X25519PrivateKey.generate(), Ed25519PrivateKey.generate())
 
@@ -178,8 +192,12 @@ class PinStore:
                     "%s now publishes different public keys (fingerprint %s, pinned %s): refusing them. If %s "
                     "really re-created its keys, confirm the new fingerprint with them, then run "
                     "`syft-flwr-gdrive trust --accept %s` (pins are kept in %s).",
-                    peer, keys.fingerprint(), old.fingerprint() if (old := PublicKeys.decode(pinned)) else "?",
-                    peer, peer, self._path,
+                    peer,
+                    keys.fingerprint(),
+                    old.fingerprint() if (old := PublicKeys.decode(pinned)) else "?",
+                    peer,
+                    peer,
+                    self._path,
                 )
             return False
 
@@ -235,7 +253,7 @@ class PinStore:
         write_json_atomic(self._path, self._pins)
 
 
-def sealer_for(state_dir: Path, *, enabled: bool) -> "Sealer | None":
+def sealer_for(state_dir: Path, *, enabled: bool) -> Sealer | None:
     """The participant's Sealer (keys in ``state_dir``), or None, loudly, when switched off."""
     if not enabled:
         logger.warning(
@@ -262,7 +280,9 @@ def _derive(shared: bytes, eph_pub: bytes, recipient_kx: bytes, routing: Routing
 class SealedReader(SeekableReader):
     """The sealed payload, encrypted chunk by chunk as it is read (seekable, bounded memory)."""
 
-    def __init__(self, plain: BinaryIO, plain_size: int, key: bytes, aad: bytes, header: bytes, trailer: bytes = b"") -> None:
+    def __init__(
+        self, plain: BinaryIO, plain_size: int, key: bytes, aad: bytes, header: bytes, trailer: bytes = b""
+    ) -> None:
         super().__init__()
         self._plain, self._plain_size = plain, plain_size
         self._aead, self._aad = ChaCha20Poly1305(key), aad
@@ -342,7 +362,11 @@ class _ChunkStream:
     """
 
     def __init__(
-        self, key: bytes, aad: bytes, body_size: int, take: Callable[[bytes], None],
+        self,
+        key: bytes,
+        aad: bytes,
+        body_size: int,
+        take: Callable[[bytes], None],
         into: Callable[[int], memoryview] | None = None,
     ) -> None:
         """Each chunk's plaintext goes to ``take(plain)``, or with ``into``, is decrypted straight into
@@ -517,8 +541,13 @@ class Sealer:
         return SealedReader(plain, plain_size, key, aad, header, trailer), payload_digest.hexdigest()
 
     def opener(
-        self, routing: Routing, sealed_size: int, *, payload_sha256: str | None = None, layout: "PlainLayout | None" = None
-    ) -> "SealedOpener":
+        self,
+        routing: Routing,
+        sealed_size: int,
+        *,
+        payload_sha256: str | None = None,
+        layout: PlainLayout | None = None,
+    ) -> SealedOpener:
         """An opener for a sealed payload from ``routing.sender`` that is fed as it arrives (e.g. downloads).
 
         ``layout`` (the payload codec's) lets the plaintext be kept in one buffer per region (see
@@ -528,8 +557,13 @@ class Sealer:
         return SealedOpener(self, routing, sealed_size, payload_sha256, layout)
 
     def open(
-        self, routing: Routing, sealed: BinaryIO, sealed_size: int, *, payload_sha256: str | None = None,
-        layout: "PlainLayout | None" = None,
+        self,
+        routing: Routing,
+        sealed: BinaryIO,
+        sealed_size: int,
+        *,
+        payload_sha256: str | None = None,
+        layout: PlainLayout | None = None,
     ) -> tuple[BinaryIO, int]:
         """Verify and decrypt a payload from ``routing.sender``; returns (plaintext reader, size).
 
@@ -633,7 +667,11 @@ class SealedOpener:
     """
 
     def __init__(
-        self, sealer: Sealer, routing: Routing, sealed_size: int, payload_sha256: str | None,
+        self,
+        sealer: Sealer,
+        routing: Routing,
+        sealed_size: int,
+        payload_sha256: str | None,
         layout: PlainLayout | None = None,
     ) -> None:
         sender = sealer._keys_of(routing.sender)
@@ -708,7 +746,9 @@ class SealedOpener:
         try:
             Ed25519PublicKey.from_public_bytes(self._sender.sign).verify(bytes(self._trailer[:SIG_BYTES]), signed)
         except InvalidSignature:
-            raise CryptoError(f"the signature is not {self._routing.sender}'s pinned key: forged or re-signed") from None
+            raise CryptoError(
+                f"the signature is not {self._routing.sender}'s pinned key: forged or re-signed"
+            ) from None
         plain, self._plain = self._plain, ChunkReader()
         plain.seek(0)
         return plain, plain.size

@@ -14,12 +14,18 @@ import contextlib
 import json
 import re
 import time
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.fake import FakeDriveServer, FaultConfig
+from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.federation import LocalFederation
 from syft_flwr_gdrive.userconfig import parse_user_config
 
@@ -74,9 +80,13 @@ class DemoOptions(FederationKnobs):
             raise ConfigError("--rounds must be between 1 and 100.")
         knobs = {f.name: getattr(self, f.name) for f in fields(FederationKnobs)}
         return LocalRunOptions(
-            project=app_dir(self.app), clients=self.clients,
+            project=app_dir(self.app),
+            clients=self.clients,
             run_config=json.dumps({"num-server-rounds": self.rounds, "min-clients": self.clients}),
-            out_dir=self.out_dir, label=f"{self.app} app", expected_rounds=self.rounds, **knobs,
+            out_dir=self.out_dir,
+            label=f"{self.app} app",
+            expected_rounds=self.rounds,
+            **knobs,
         )
 
 
@@ -119,17 +129,22 @@ def validate(options: LocalRunOptions) -> None:
         raise ConfigError("--latency-ms must be >= 0 and --poll-interval > 0.")
     if options.transport not in TRANSPORTS:
         raise ConfigError(f"--transport {options.transport!r} is not one of {', '.join(TRANSPORTS)}.")
-    if options.transport != "p2p" and (options.latency_ms or options.error_rate or options.drop_rate
-                                       or options.drive_profile != "default"):
-        raise ConfigError("--latency-ms, --error-rate, --drop-rate and --drive-profile shape the fake Google Drive: "
-                          "use them with --transport p2p.")
+    if options.transport != "p2p" and (
+        options.latency_ms or options.error_rate or options.drop_rate or options.drive_profile != "default"
+    ):
+        raise ConfigError(
+            "--latency-ms, --error-rate, --drop-rate and --drive-profile shape the fake Google Drive: "
+            "use them with --transport p2p."
+        )
     if options.drive_profile not in ("default", "strict"):
         raise ConfigError(f"--drive-profile {options.drive_profile!r} is not a profile: use 'default' or 'strict'.")
     if not (Path(options.project) / "pyproject.toml").is_file():
         raise ConfigError(f"No pyproject.toml in {options.project}: pass the Flower project's folder with -p.")
     if not options.node_configs or len(options.node_configs) not in (1, options.clients):
-        raise ConfigError(f"Give --node-config once (a template for every client, {{i}} = client index) or "
-                          f"once per client ({options.clients} times), not {len(options.node_configs)} times.")
+        raise ConfigError(
+            f"Give --node-config once (a template for every client, {{i}} = client index) or "
+            f"once per client ({options.clients} times), not {len(options.node_configs)} times."
+        )
     from syft_flwr_gdrive.project import FlowerProject
 
     # Fail here, not in the server process: unknown keys, a broken pyproject.
@@ -167,9 +182,13 @@ def run_local(options: LocalRunOptions, on_progress: Callable[[Progress], None] 
     started = time.monotonic()
     with _storage(options, out) as (drive_url, extra_env, storage_stats):
         fed = LocalFederation(
-            out / "participants", Path(options.project), drive_url,
-            server_email="datascientist@example.com", client_emails=emails,
-            poll_interval=options.poll_interval, msg_timeout=options.msg_timeout,
+            out / "participants",
+            Path(options.project),
+            drive_url,
+            server_email="datascientist@example.com",
+            client_emails=emails,
+            poll_interval=options.poll_interval,
+            msg_timeout=options.msg_timeout,
             run_config=options.run_config,
             node_configs=[node_config_for(options, i) for i in range(options.clients)],
             extra_env=extra_env,
@@ -212,8 +231,14 @@ def _storage(options: LocalRunOptions, out: Path) -> Iterator[tuple[str | None, 
         yield drive.url, {}, drive.stats
 
 
-def build_report(fed: LocalFederation, options: LocalRunOptions, elapsed: float, finished: bool, drive_stats: dict,
-                 progress: Progress) -> dict[str, Any]:
+def build_report(
+    fed: LocalFederation,
+    options: LocalRunOptions,
+    elapsed: float,
+    finished: bool,
+    drive_stats: dict,
+    progress: Progress,
+) -> dict[str, Any]:
     server_report = fed.server().report() or {}
     history = (server_report.get("state") or {}).get("history") or {}
     participants = {}
@@ -249,12 +274,19 @@ def build_report(fed: LocalFederation, options: LocalRunOptions, elapsed: float,
         "per_round": server_report.get("rounds"),
         "excluded": server_report.get("excluded"),
         "transport": options.transport,
-        "faults": {"latency_ms": options.latency_ms, "error_rate": options.error_rate, "drop_rate": options.drop_rate,
-                   "drive_profile": options.drive_profile},
+        "faults": {
+            "latency_ms": options.latency_ms,
+            "error_rate": options.error_rate,
+            "drop_rate": options.drop_rate,
+            "drive_profile": options.drive_profile,
+        },
         "history": history,
         "participants": participants,
-        "fake_drive": {"faults_injected": drive_stats.get("faults"), "requests": sum((drive_stats.get("requests") or {}).values()),
-                       "writes": drive_stats.get("writes")},
+        "fake_drive": {
+            "faults_injected": drive_stats.get("faults"),
+            "requests": sum((drive_stats.get("requests") or {}).values()),
+            "writes": drive_stats.get("writes"),
+        },
     }
 
 

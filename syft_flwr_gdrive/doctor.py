@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
-from syft_flwr_gdrive.config import ConfigError, Settings
+from syft_flwr_gdrive.config import ConfigError
+from syft_flwr_gdrive.config import Settings
 from syft_flwr_gdrive.plugin import transport_class
 from syft_flwr_gdrive.transport.contract import Check
 
@@ -20,8 +21,10 @@ def run_checks(environ: Mapping[str, str] | None = None, **overrides: object) ->
         transport = transport_class(settings.transport)
     except ConfigError as exc:
         return [Check("settings", False, str(exc), "fix the setting named above")]
-    detail = (f"SYFTBOX_EMAIL={settings.email}, transport {settings.transport}, "
-              f"poll {settings.poll_interval}s, timeout {settings.msg_timeout}s")
+    detail = (
+        f"SYFTBOX_EMAIL={settings.email}, transport {settings.transport}, "
+        f"poll {settings.poll_interval}s, timeout {settings.msg_timeout}s"
+    )
     checks.append(Check("settings", True, detail))
     checks.append(_key_check(settings))
     return checks + transport.diagnose(settings)
@@ -30,7 +33,8 @@ def run_checks(environ: Mapping[str, str] | None = None, **overrides: object) ->
 def _key_check(settings: Settings) -> Check:
     """My key fingerprint: what a peer compares when it asks whether a changed key is really mine."""
     from syft_flwr_gdrive.crypto import CryptoError
-    from syft_flwr_gdrive.trust import keys_file, my_fingerprint
+    from syft_flwr_gdrive.trust import keys_file
+    from syft_flwr_gdrive.trust import my_fingerprint
 
     if not settings.encryption:
         return Check("keys", True, "end-to-end encryption is OFF (SYFT_FLWR_ENCRYPTION_ENABLED=false)")
@@ -40,4 +44,6 @@ def _key_check(settings: Settings) -> Check:
         return Check("keys", False, str(exc), "restore the key file from a backup")
     if fingerprint is None:
         return Check("keys", True, f"no keys yet; made on the first run in {keys_file(settings).parent}")
-    return Check("keys", True, f"my key fingerprint {fingerprint} (peers see this; `syft-flwr-gdrive trust` lists theirs)")
+    return Check(
+        "keys", True, f"my key fingerprint {fingerprint} (peers see this; `syft-flwr-gdrive trust` lists theirs)"
+    )

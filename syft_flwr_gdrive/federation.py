@@ -13,9 +13,12 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 
 @dataclass
@@ -33,8 +36,13 @@ class Participant:
         log = self.log_path.open("ab")
         try:
             self.process = subprocess.Popen(
-                self.args, env=self.env, stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL,
-                start_new_session=True, cwd=self.cwd,
+                self.args,
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.cwd,
             )
         finally:
             log.close()
@@ -121,23 +129,49 @@ class LocalFederation:
         if key not in self.participants:
             report = self.workdir / f"{key}.json"
             self.participants[key] = Participant(
-                email, "client",
-                self._cli() + ["client", "--project", str(self.project), "--aggregator", self.server_email,
-                               "--node-config", self.node_config(index), "--report", str(report)],
-                self._env(email), report, self.workdir / f"{key}.log", cwd=self.workdir,
+                email,
+                "client",
+                self._cli()
+                + [
+                    "client",
+                    "--project",
+                    str(self.project),
+                    "--aggregator",
+                    self.server_email,
+                    "--node-config",
+                    self.node_config(index),
+                    "--report",
+                    str(report),
+                ],
+                self._env(email),
+                report,
+                self.workdir / f"{key}.log",
+                cwd=self.workdir,
             )
         return self.participants[key]
 
     def server(self) -> Participant:
         if "server" not in self.participants:
             report = self.workdir / "server.json"
-            args = self._cli() + ["server", "--project", str(self.project), "--datasites", ",".join(self.client_emails),
-                                  "--report", str(report)]
+            args = self._cli() + [
+                "server",
+                "--project",
+                str(self.project),
+                "--datasites",
+                ",".join(self.client_emails),
+                "--report",
+                str(report),
+            ]
             if self.run_config:
                 text = self.run_config if isinstance(self.run_config, str) else json.dumps(dict(self.run_config))
                 args += ["--run-config", text]
             self.participants["server"] = Participant(
-                self.server_email, "server", args, self._env(self.server_email), report, self.workdir / "server.log",
+                self.server_email,
+                "server",
+                args,
+                self._env(self.server_email),
+                report,
+                self.workdir / "server.log",
                 cwd=self.workdir,
             )
         return self.participants["server"]
@@ -168,7 +202,7 @@ class LocalFederation:
         for p in self.participants.values():
             p.kill(signal.SIGKILL)
 
-    def __enter__(self) -> "LocalFederation":
+    def __enter__(self) -> LocalFederation:
         return self
 
     def __exit__(self, *exc: object) -> None:

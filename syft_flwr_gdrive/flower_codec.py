@@ -25,19 +25,25 @@ import io
 import json
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, TypedDict
+from typing import Any
+from typing import BinaryIO
+from typing import TypedDict
 
-from typing_extensions import Unpack
-
-from flwr.app import Array, ArrayRecord, Message, RecordDict
+from flwr.app import Array
+from flwr.app import ArrayRecord
+from flwr.app import Message
+from flwr.app import RecordDict
 from flwr.app.message.message import make_message
 from flwr.common.constant import SUPERLINK_NODE_ID
-from flwr.common.serde import message_from_proto, message_to_proto
+from flwr.common.serde import message_from_proto
+from flwr.common.serde import message_to_proto
 from flwr.proto.message_pb2 import Message as ProtoMessage  # pylint: disable=no-name-in-module
+from typing_extensions import Unpack
 
-from syft_flwr_gdrive.transport.contract import TransportError
 from syft_flwr_gdrive.segments import Buffer
+from syft_flwr_gdrive.transport.contract import TransportError
 
 SERVER_NODE_ID = SUPERLINK_NODE_ID
 CODEC_PROTO = "flwr-message-proto"
@@ -96,12 +102,19 @@ def encode_message(
             for array_key, array in record.items():
                 data = memoryview(array.data)
                 entry: dict[str, Any] = {
-                    "record": record_key, "key": array_key, "dtype": array.dtype,
-                    "shape": list(array.shape), "stype": array.stype, "size": len(data), "blob": None,
+                    "record": record_key,
+                    "key": array_key,
+                    "dtype": array.dtype,
+                    "shape": list(array.shape),
+                    "stype": array.stype,
+                    "size": len(data),
+                    "blob": None,
                 }
                 placed = place_blob(array.data) if place_blob is not None else None
                 if placed is not None:
-                    entry.update(sha256=placed.sha256, blob=placed.locator, blob_key=base64.b64encode(placed.key).decode("ascii"))
+                    entry.update(
+                        sha256=placed.sha256, blob=placed.locator, blob_key=base64.b64encode(placed.key).decode("ascii")
+                    )
                 if entry["blob"] is None:
                     inline.append(data)
                 entries.append(entry)
@@ -191,7 +204,9 @@ def _decode(
         raise PayloadError("payload sizes in the index do not add up")
     blob_total = sum(e.blob.size for e in entries if e.blob is not None)
     if max_bytes is not None and size + blob_total > max_bytes:
-        raise PayloadError(f"message with its shared blobs is {size + blob_total} bytes, over the {max_bytes}-byte limit")
+        raise PayloadError(
+            f"message with its shared blobs is {size + blob_total} bytes, over the {max_bytes}-byte limit"
+        )
     shell = _from_proto(_read_exact(stream, proto_len, "message"))
     if not entries:
         return shell, run_info
@@ -199,7 +214,9 @@ def _decode(
     for entry in entries:
         record = content.get(entry.record)
         if not isinstance(record, ArrayRecord):
-            raise PayloadError(f"array {_short(entry.key)} belongs to {_short(entry.record)}, which is not an ArrayRecord")
+            raise PayloadError(
+                f"array {_short(entry.key)} belongs to {_short(entry.record)}, which is not an ArrayRecord"
+            )
         if entry.blob is not None:
             if fetch_blob is None:
                 raise PayloadError("payload refers to a shared blob but this transport cannot fetch blobs")
@@ -270,11 +287,17 @@ def _parse_entry(i: int, raw: Any) -> IndexEntry:
     if not _ENTRY_FIELDS <= set(raw) <= (_ENTRY_FIELDS | {"sha256", "blob_key"} if has_blob else _ENTRY_FIELDS):
         raise PayloadError(f"{where} has missing or unknown fields")
     record, key, dtype, stype = raw["record"], raw["key"], raw["dtype"], raw["stype"]
-    if not (isinstance(record, str) and isinstance(key, str) and len(record) <= MAX_NAME_CHARS
-            and len(key) <= MAX_NAME_CHARS):
+    if not (
+        isinstance(record, str)
+        and isinstance(key, str)
+        and len(record) <= MAX_NAME_CHARS
+        and len(key) <= MAX_NAME_CHARS
+    ):
         raise PayloadError(f"{where}: record and key must be strings of at most {MAX_NAME_CHARS} characters")
     if not all(isinstance(t, str) and len(t) <= MAX_TYPE_CHARS and t.isprintable() for t in (dtype, stype)):
-        raise PayloadError(f"{where}: dtype or stype is not a type name of at most {MAX_TYPE_CHARS} printable characters")
+        raise PayloadError(
+            f"{where}: dtype or stype is not a type name of at most {MAX_TYPE_CHARS} printable characters"
+        )
     shape = raw["shape"]
     if not (isinstance(shape, list) and len(shape) <= MAX_DIMS and all(_is_count(d) for d in shape)):
         raise PayloadError(f"{where}: shape is not a list of at most {MAX_DIMS} non-negative integers")
@@ -293,7 +316,9 @@ def _parse_entry(i: int, raw: Any) -> IndexEntry:
         except (binascii.Error, ValueError):
             blob_key = b""
         if len(blob_key) != BLOB_KEY_BYTES:
-            raise PayloadError(f"{where}: the blob has no valid {BLOB_KEY_BYTES}-byte key (unencrypted blobs are refused)")
+            raise PayloadError(
+                f"{where}: the blob has no valid {BLOB_KEY_BYTES}-byte key (unencrypted blobs are refused)"
+            )
         blob = BlobRef(locator, sha, size, blob_key)
     return IndexEntry(record, key, dtype, tuple(shape), stype, size, blob)
 

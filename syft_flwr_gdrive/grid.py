@@ -26,11 +26,17 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from dataclasses import field
 
-from flwr.app import Error, Message, Metadata, RecordDict
+from flwr.app import Error
+from flwr.app import Message
+from flwr.app import Metadata
+from flwr.app import RecordDict
 from flwr.app.message.message import make_message
 from flwr.common import ConfigRecord
 from flwr.serverapp import Grid
@@ -38,18 +44,32 @@ from flwr.supercore.constant import SYSTEM_MESSAGE_TYPE
 from flwr.supercore.run import Run
 
 from syft_flwr_gdrive.accounts import node_id_for
-from syft_flwr_gdrive.blobs import BlobCache, BlobPlacer
+from syft_flwr_gdrive.blobs import BlobCache
+from syft_flwr_gdrive.blobs import BlobPlacer
 from syft_flwr_gdrive.coalesce import Coalescer
 from syft_flwr_gdrive.crypto import MissingPeerKey
-from syft_flwr_gdrive.flower_codec import (
-    CODEC_PARTS, SERVER_NODE_ID, BlobRef, PayloadError, decode_message, encode_message,
-)
-from syft_flwr_gdrive.poll_schedule import PollPolicy, PollSchedule
+from syft_flwr_gdrive.flower_codec import CODEC_PARTS
+from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
+from syft_flwr_gdrive.flower_codec import BlobRef
+from syft_flwr_gdrive.flower_codec import PayloadError
+from syft_flwr_gdrive.flower_codec import decode_message
+from syft_flwr_gdrive.flower_codec import encode_message
 from syft_flwr_gdrive.logsafe import printable
-from syft_flwr_gdrive.transport.contract import Routing, TransportError
-from syft_flwr_gdrive.transport.envelope import KIND_REPLY, KIND_REQUEST, KIND_STOP, KIND_STOP_ACK, STOP_ACK_WAIT
-from syft_flwr_gdrive.transport.mailbox import Delivery, Mailbox, new_message_id
-from syft_flwr_gdrive.tally import Tally, error_type, round_of
+from syft_flwr_gdrive.poll_schedule import PollPolicy
+from syft_flwr_gdrive.poll_schedule import PollSchedule
+from syft_flwr_gdrive.tally import Tally
+from syft_flwr_gdrive.tally import error_type
+from syft_flwr_gdrive.tally import round_of
+from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.contract import TransportError
+from syft_flwr_gdrive.transport.envelope import KIND_REPLY
+from syft_flwr_gdrive.transport.envelope import KIND_REQUEST
+from syft_flwr_gdrive.transport.envelope import KIND_STOP
+from syft_flwr_gdrive.transport.envelope import KIND_STOP_ACK
+from syft_flwr_gdrive.transport.envelope import STOP_ACK_WAIT
+from syft_flwr_gdrive.transport.mailbox import Delivery
+from syft_flwr_gdrive.transport.mailbox import Mailbox
+from syft_flwr_gdrive.transport.mailbox import new_message_id
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +78,9 @@ STOP_MESSAGE_TYPE = SYSTEM_MESSAGE_TYPE
 # Error code of the replies the grid makes up for requests it could not deliver (excluded datasite,
 # failed send): Flower's strategies then count a failure for that node and go on with the others.
 UNDELIVERED_ERROR_CODE = 2
-MAX_BUNDLE_PAYLOAD = 16 * 1024 * 1024  # larger shared content (many arrays under the blob size) goes one file per recipient
+MAX_BUNDLE_PAYLOAD = (
+    16 * 1024 * 1024
+)  # larger shared content (many arrays under the blob size) goes one file per recipient
 
 
 @dataclass
@@ -112,7 +134,9 @@ class TransportGrid(Grid):
         self.blobs = BlobPlacer(mailbox)
         # Replies never need shared blobs, but one that names a blob gets the same checks as a client's fetch.
         self._reply_blobs = BlobCache(mailbox, max_bytes=mailbox.max_payload, max_items=0)
-        self._coalescer: Coalescer[Message] = Coalescer(self.push_messages, self._complete, result_timeout=msg_timeout + 60)
+        self._coalescer: Coalescer[Message] = Coalescer(
+            self.push_messages, self._complete, result_timeout=msg_timeout + 60
+        )
         self._closed = False
         self.tally = Tally()
         self.excluded: dict[str, str] = {}  # datasite -> why it is left out of this run
@@ -178,15 +202,20 @@ class TransportGrid(Grid):
         deadline = time.monotonic() + timeout
         waiting = {e for e in everyone if not sealer.knows(e)}
         if waiting:
-            logger.info("waiting up to %.0fs for the public keys of %s (are their clients running?)", timeout, sorted(waiting))
+            logger.info(
+                "waiting up to %.0fs for the public keys of %s (are their clients running?)", timeout, sorted(waiting)
+            )
         while waiting and time.monotonic() < deadline:
             self._poll_if_due(force=True)
             waiting = {e for e in waiting if not sealer.knows(e)}
             if waiting:
                 time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
         for email in sorted(waiting):
-            self.exclude(email, f"no trusted public key within {timeout:.0f}s: its client is not running, or its key "
-                                "changed (see `syft-flwr-gdrive trust`)")
+            self.exclude(
+                email,
+                f"no trusted public key within {timeout:.0f}s: its client is not running, or its key "
+                "changed (see `syft-flwr-gdrive trust`)",
+            )
         return waiting
 
     def _complete(self, messages: list[Message]) -> bool:
@@ -220,12 +249,16 @@ class TransportGrid(Grid):
         def send_one(item: tuple[Message, str]) -> str:
             msg, recipient = item
             if recipient in self.excluded:
-                return self._undelivered(msg, recipient, f"datasite excluded: {self.excluded[recipient]}", excluded=True)
+                return self._undelivered(
+                    msg, recipient, f"datasite excluded: {self.excluded[recipient]}", excluded=True
+                )
             try:
                 return self._send_request(msg, recipient)
             except MissingPeerKey:
                 self.exclude(recipient, "no trusted public key (its key changed? see `syft-flwr-gdrive trust`)")
-                return self._undelivered(msg, recipient, f"datasite excluded: {self.excluded[recipient]}", excluded=True)
+                return self._undelivered(
+                    msg, recipient, f"datasite excluded: {self.excluded[recipient]}", excluded=True
+                )
             except Exception as exc:  # Drive refused for good after retries: this request fails, the run goes on
                 return self._not_sent(msg, recipient, exc)
 
@@ -261,7 +294,9 @@ class TransportGrid(Grid):
                     continue
                 shared = encoded[id(body)]
                 key = (shared.digest, msg.metadata.message_type, msg.metadata.group_id)
-                groups.setdefault(key, _Group(shared.digest, shared.payload, shared.blobs)).members.append((msg, recipient))
+                groups.setdefault(key, _Group(shared.digest, shared.payload, shared.blobs)).members.append(
+                    (msg, recipient)
+                )
             for group in groups.values():
                 try:
                     self._send_bundle(group)
@@ -274,17 +309,33 @@ class TransportGrid(Grid):
             self._collect_blobs()
         return ids
 
-    def _store_bundle(self, group: "_Group", kind: str) -> str:
+    def _store_bundle(self, group: _Group, kind: str) -> str:
         """One file for the group: each member's Flower metadata is its part's private bytes; returns its handle."""
         members = group.members
         created_at = min(msg.metadata.created_at for msg, _ in members)
         expires_at = max(msg.metadata.created_at + msg.metadata.ttl for msg, _ in members)
-        parts = [(recipient, msg.metadata.message_id,
-                  {"message_id": msg.metadata.message_id, "dst_node_id": msg.metadata.dst_node_id,
-                   "created_at": msg.metadata.created_at, "ttl": msg.metadata.ttl, "codecs": [CODEC_PARTS]})
-                 for msg, recipient in members]
-        _, handle = self.mailbox.send_bundle(kind=kind, run_id=self.run_id, parts=parts, payload=group.payload,
-                                             created_at=created_at, ttl=expires_at - created_at)
+        parts = [
+            (
+                recipient,
+                msg.metadata.message_id,
+                {
+                    "message_id": msg.metadata.message_id,
+                    "dst_node_id": msg.metadata.dst_node_id,
+                    "created_at": msg.metadata.created_at,
+                    "ttl": msg.metadata.ttl,
+                    "codecs": [CODEC_PARTS],
+                },
+            )
+            for msg, recipient in members
+        ]
+        _, handle = self.mailbox.send_bundle(
+            kind=kind,
+            run_id=self.run_id,
+            parts=parts,
+            payload=group.payload,
+            created_at=created_at,
+            ttl=expires_at - created_at,
+        )
         return handle
 
     def _placer(self, used: list[str]) -> Callable[[bytes], BlobRef | None]:
@@ -298,23 +349,31 @@ class TransportGrid(Grid):
 
         return place
 
-    def _encode_shared(self, msg: Message) -> "_Group":
+    def _encode_shared(self, msg: Message) -> _Group:
         """The payload every recipient of this content shares: the message with its per-recipient metadata blanked."""
         used: list[str] = []
         place = self._placer(used)
 
         meta = msg.metadata
         shell = make_message(
-            metadata=Metadata(run_id=meta.run_id, message_id="", src_node_id=meta.src_node_id, dst_node_id=0,
-                              reply_to_message_id="", group_id=meta.group_id, created_at=0.0, ttl=1.0,
-                              message_type=meta.message_type),
+            metadata=Metadata(
+                run_id=meta.run_id,
+                message_id="",
+                src_node_id=meta.src_node_id,
+                dst_node_id=0,
+                reply_to_message_id="",
+                group_id=meta.group_id,
+                created_at=0.0,
+                ttl=1.0,
+                message_type=meta.message_type,
+            ),
             content=msg.content if msg.has_content() else None,
             error=msg.error if msg.has_error() else None,
         )
         payload = b"".join(bytes(s) for s in encode_message(shell, place_blob=place, run_info=self.run_info))
         return _Group(hashlib.sha256(payload).hexdigest(), payload, tuple(used))
 
-    def _send_bundle(self, group: "_Group") -> None:
+    def _send_bundle(self, group: _Group) -> None:
         """Seal the shared payload once for every recipient and store it as one file."""
         if len(group.payload) > MAX_BUNDLE_PAYLOAD:  # many small arrays: keep bundles small, one file each
             for msg, recipient in group.members:
@@ -328,7 +387,8 @@ class TransportGrid(Grid):
             for msg, recipient in group.members:
                 meta = msg.metadata
                 self._pending[meta.message_id] = _Pending(
-                    recipient, handle, meta.created_at + meta.ttl, group.blobs, round_of(msg), meta.message_type)
+                    recipient, handle, meta.created_at + meta.ttl, group.blobs, round_of(msg), meta.message_type
+                )
 
     def _not_sent(self, msg: Message, recipient: str, exc: Exception) -> str:
         """Log a request Drive refused for good and file its error reply (the run goes on without it)."""
@@ -415,7 +475,10 @@ class TransportGrid(Grid):
         if waiting:
             logger.warning(
                 "%d of %d replies did not arrive within %.0fs (SYFT_FLWR_MSG_TIMEOUT / strategy timeout); "
-                "their requests are withdrawn", len(waiting), len(waiting) + len(replies), wait,
+                "their requests are withdrawn",
+                len(waiting),
+                len(waiting) + len(replies),
+                wait,
             )
             self._withdraw(waiting)
         # A canonical order (by node id), not arrival order: strategies sum floats in this order, and
@@ -430,7 +493,9 @@ class TransportGrid(Grid):
 
     # -- stop signal ------------------------------------------------------------------
 
-    def send_stop_signal(self, group_id: str = "final", reason: str = "Server stopped", *, wait: float | None = None) -> set[str]:
+    def send_stop_signal(
+        self, group_id: str = "final", reason: str = "Server stopped", *, wait: float | None = None
+    ) -> set[str]:
         """Tell every reachable datasite this run is over; wait (bounded) for their acknowledgements.
 
         Excluded datasites are skipped: nothing can be sealed for a peer without a trusted key.
@@ -452,8 +517,12 @@ class TransportGrid(Grid):
             """All stops as one bundle: one write, not N, at the end of every run."""
             msgs = [stop_message(nid) for nid in node_ids]
             shared = self._encode_shared(msgs[0])
-            group = _Group(shared.digest, shared.payload, shared.blobs, [(m, self._email_by_node[m.metadata.dst_node_id])
-                                                                        for m in msgs])
+            group = _Group(
+                shared.digest,
+                shared.payload,
+                shared.blobs,
+                [(m, self._email_by_node[m.metadata.dst_node_id]) for m in msgs],
+            )
             handle = self._store_bundle(group, KIND_STOP)
             with self._cond:
                 for _, recipient in group.members:
@@ -463,8 +532,13 @@ class TransportGrid(Grid):
             msg = stop_message(node_id)
             recipient = self._email_by_node[node_id]
             _, handle = self.mailbox.send(
-                kind=KIND_STOP, recipient=recipient, run_id=run_id, payload=encode_message(msg),
-                message_id=msg.metadata.message_id, ttl=msg.metadata.ttl, created_at=msg.metadata.created_at,
+                kind=KIND_STOP,
+                recipient=recipient,
+                run_id=run_id,
+                payload=encode_message(msg),
+                message_id=msg.metadata.message_id,
+                ttl=msg.metadata.ttl,
+                created_at=msg.metadata.created_at,
                 codecs=(CODEC_PARTS,),
             )
             with self._cond:
@@ -472,8 +546,11 @@ class TransportGrid(Grid):
 
         failures = 0
         reachable = [nid for nid, email in self._email_by_node.items() if email not in self.excluded]
-        sends = [self._pool.submit(send_stops, reachable)] if self.mailbox.bundling and reachable else \
-            [self._pool.submit(send_stop, nid) for nid in reachable]
+        sends = (
+            [self._pool.submit(send_stops, reachable)]
+            if self.mailbox.bundling and reachable
+            else [self._pool.submit(send_stop, nid) for nid in reachable]
+        )
         for future in sends:
             try:
                 future.result()
@@ -484,7 +561,9 @@ class TransportGrid(Grid):
             logger.error("%d stop signal(s) not sent; those clients keep polling until stopped by hand", failures)
         # Acks travel stop -> client poll -> ack -> server poll, each subject to Drive's listing lag:
         # wait long enough for that (returning as soon as every datasite acknowledged).
-        deadline = time.monotonic() + (wait if wait is not None else min(self.msg_timeout, max(10 * self.poll_interval, STOP_ACK_WAIT)))
+        deadline = time.monotonic() + (
+            wait if wait is not None else min(self.msg_timeout, max(10 * self.poll_interval, STOP_ACK_WAIT))
+        )
         everyone = {self._email_by_node[nid] for nid in reachable}
         self._schedule.expect()
         while time.monotonic() < deadline:
@@ -496,7 +575,9 @@ class TransportGrid(Grid):
         with self._cond:
             missing = everyone - self._stop_acks
         if missing:
-            logger.warning("no stop acknowledgement from %s; their stop files stay until the next run or `clean`", sorted(missing))
+            logger.warning(
+                "no stop acknowledgement from %s; their stop files stay until the next run or `clean`", sorted(missing)
+            )
         return everyone - missing
 
     # -- housekeeping -------------------------------------------------------------------
@@ -527,7 +608,9 @@ class TransportGrid(Grid):
                 self.mailbox.delete_own(blobs)
                 self.blobs.forget()
             except Exception as exc:
-                logger.warning("could not delete %d shared blob(s): %s; `syft-flwr-gdrive clean` removes them", len(blobs), exc)
+                logger.warning(
+                    "could not delete %d shared blob(s): %s; `syft-flwr-gdrive clean` removes them", len(blobs), exc
+                )
 
     # -- internals ----------------------------------------------------------------------
 
@@ -566,8 +649,12 @@ class TransportGrid(Grid):
                 try:
                     handle = self._take(delivery)
                 except Exception as exc:  # noqa: BLE001 - one bad reply must not cost the others their poll
-                    logger.warning("reply %s from %s could not be handled (%s); skipped",
-                                   delivery.envelope.message_id, delivery.envelope.sender, printable(exc))
+                    logger.warning(
+                        "reply %s from %s could not be handled (%s); skipped",
+                        delivery.envelope.message_id,
+                        delivery.envelope.sender,
+                        printable(exc),
+                    )
                     continue
                 if handle:
                     answered.append(handle)
@@ -606,18 +693,25 @@ class TransportGrid(Grid):
             return handle
         try:
             message = decode_message(
-                delivery.open_payload(), env.size, codecs=env.codecs, max_bytes=self.mailbox.max_payload,
+                delivery.open_payload(),
+                env.size,
+                codecs=env.codecs,
+                max_bytes=self.mailbox.max_payload,
                 fetch_blob=functools.partial(self._reply_blobs.fetch, owner=env.sender),
             )
         except (PayloadError, TransportError) as exc:
-            logger.warning("reply %s from %s is not a Flower message (%s); skipped", env.message_id, env.sender, printable(exc))
+            logger.warning(
+                "reply %s from %s is not a Flower message (%s); skipped", env.message_id, env.sender, printable(exc)
+            )
             return None
         meta = message.metadata
         if meta.reply_to_message_id != env.reply_to or meta.run_id != self.run_id:
             logger.warning("reply %s from %s disagrees with its envelope; skipped", env.message_id, env.sender)
             return None
         if meta.src_node_id != node_id_for(env.sender):
-            logger.warning("reply %s claims node %d but comes from %s; skipped", env.message_id, meta.src_node_id, env.sender)
+            logger.warning(
+                "reply %s claims node %d but comes from %s; skipped", env.message_id, meta.src_node_id, env.sender
+            )
             return None
         with self._cond:
             pending = self._pending.pop(env.reply_to, None)
@@ -626,7 +720,12 @@ class TransportGrid(Grid):
                 return None
             if pending.recipient != env.sender:
                 self._pending[env.reply_to] = pending
-                logger.warning("reply to %s came from %s, but it was sent to %s; skipped", env.reply_to, env.sender, pending.recipient)
+                logger.warning(
+                    "reply to %s came from %s, but it was sent to %s; skipped",
+                    env.reply_to,
+                    env.sender,
+                    pending.recipient,
+                )
                 return None
             self._replies[env.reply_to] = message
             self._cond.notify_all()
@@ -637,8 +736,13 @@ class TransportGrid(Grid):
                 message.metadata.__dict__["_message_type"] = pending.message_type
             kind = error_type(message)
             self.tally.reply(pending.round, env.sender, kind)
-            logger.warning("round %s: %s answered %s with an error: %s", pending.round, env.sender,
-                           pending.message_type or "?", kind)
+            logger.warning(
+                "round %s: %s answered %s with an error: %s",
+                pending.round,
+                env.sender,
+                pending.message_type or "?",
+                kind,
+            )
         else:
             self.tally.reply(pending.round, env.sender)
         return None if shared else pending.handle

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from syft_flwr_gdrive.config import ConfigError, tomllib
+from syft_flwr_gdrive.config import ConfigError
+from syft_flwr_gdrive.config import tomllib
 
 MAX_MANIFEST_FILES = 500  # beyond this only the fingerprint travels (no per-file diff)
 APP_SECTION = "[tool.flwr.app]"
@@ -39,7 +41,8 @@ class AppIdentity:
 def app_identity(project_dir: Path | str) -> AppIdentity:
     """The identity of the Flower project in ``project_dir`` (Flower's FAB file rules)."""
     from flwr.cli.build import get_filtered_fab_paths
-    from flwr.cli.utils import collect_files, filter_paths_for_publish
+    from flwr.cli.utils import collect_files
+    from flwr.cli.utils import filter_paths_for_publish
 
     root = Path(project_dir).expanduser().resolve()
     try:
@@ -64,7 +67,9 @@ def differences(mine: AppIdentity, theirs: Any) -> list[str] | None:
         return None
     files = theirs.get("files")
     if not isinstance(files, Mapping):
-        return [f"the app's fingerprint differs (server {str(theirs['fingerprint'])[:16]}, mine {mine.fingerprint[:16]})"]
+        return [
+            f"the app's fingerprint differs (server {str(theirs['fingerprint'])[:16]}, mine {mine.fingerprint[:16]})"
+        ]
     out: list[str] = []
     for path in sorted(set(files) | set(mine.files), key=str)[:50]:
         name = _printable(str(path))

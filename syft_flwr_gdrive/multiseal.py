@@ -32,18 +32,23 @@ import hashlib
 import json
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from syft_flwr_gdrive.accounts import canonical_email
-from syft_flwr_gdrive.crypto import CryptoError, Sealer, _raw_public
+from syft_flwr_gdrive.crypto import CryptoError
+from syft_flwr_gdrive.crypto import Sealer
+from syft_flwr_gdrive.crypto import _raw_public
 
 CODEC_MULTI = "sfg-mseal-v1"
 MAGIC = b"SFGM"
@@ -74,8 +79,15 @@ class BundleHead:
     ttl: float
 
     def to_json(self) -> dict:
-        return {"app": self.app, "run_id": int(self.run_id), "bundle_id": self.bundle_id, "kind": self.kind,
-                "sender": self.sender, "created_at": float(self.created_at), "ttl": float(self.ttl)}
+        return {
+            "app": self.app,
+            "run_id": int(self.run_id),
+            "bundle_id": self.bundle_id,
+            "kind": self.kind,
+            "sender": self.sender,
+            "created_at": float(self.created_at),
+            "ttl": float(self.ttl),
+        }
 
     def aad(self) -> bytes:
         return b"sfg-mseal-v1|" + json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode()
@@ -91,8 +103,11 @@ class Part:
     private: bytes = b""
 
     def aad(self, head: BundleHead) -> bytes:
-        return head.aad() + b"|" + json.dumps([self.recipient, self.message_id, self.reply_to],
-                                              separators=(",", ":")).encode()
+        return (
+            head.aad()
+            + b"|"
+            + json.dumps([self.recipient, self.message_id, self.reply_to], separators=(",", ":")).encode()
+        )
 
 
 @dataclass(frozen=True)
@@ -133,10 +148,14 @@ def seal_bundle(sealer: Sealer, head: BundleHead, parts: Sequence[Part], payload
         aad = part.aad(head)
         kek = _kek(eph.exchange(X25519PublicKey.from_public_bytes(kx)), eph_pub, kx, aad)
         wrap = ChaCha20Poly1305(kek).encrypt(_ZERO_NONCE, content_key + part.private, aad)
-        wraps.append({"to": part.recipient, "msg": part.message_id, "re": part.reply_to,
-                      "wrap": base64.b64encode(wrap).decode()})
-    header = json.dumps({**head.to_json(), "eph": base64.b64encode(eph_pub).decode(), "parts": wraps},
-                        sort_keys=True, separators=(",", ":")).encode()
+        wraps.append(
+            {"to": part.recipient, "msg": part.message_id, "re": part.reply_to, "wrap": base64.b64encode(wrap).decode()}
+        )
+    header = json.dumps(
+        {**head.to_json(), "eph": base64.b64encode(eph_pub).decode(), "parts": wraps},
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
     if len(header) > MAX_HEADER:
         raise CryptoError(f"a bundle header of {len(header)} bytes is over {MAX_HEADER}; split the recipients")
     cipher = ChaCha20Poly1305(content_key).encrypt(_ZERO_NONCE, payload, head.aad())
@@ -146,9 +165,15 @@ def seal_bundle(sealer: Sealer, head: BundleHead, parts: Sequence[Part], payload
 
 def _head_from(doc: dict[str, Any]) -> BundleHead:
     """The bundle header's routing fields, typed (KeyError/ValueError/TypeError on a bad header)."""
-    return BundleHead(app=str(doc["app"]), run_id=int(doc["run_id"]), bundle_id=str(doc["bundle_id"]),
-                      kind=str(doc["kind"]), sender=str(doc["sender"]), created_at=float(doc["created_at"]),
-                      ttl=float(doc["ttl"]))
+    return BundleHead(
+        app=str(doc["app"]),
+        run_id=int(doc["run_id"]),
+        bundle_id=str(doc["bundle_id"]),
+        kind=str(doc["kind"]),
+        sender=str(doc["sender"]),
+        created_at=float(doc["created_at"]),
+        ttl=float(doc["ttl"]),
+    )
 
 
 def _parts_from(doc: dict[str, Any], keys: tuple[str, ...]) -> list[dict]:
@@ -164,16 +189,16 @@ def _parts_from(doc: dict[str, Any], keys: tuple[str, ...]) -> list[dict]:
 
 def read_head(data: bytes) -> tuple[BundleHead, list[dict], bytes, bytes, bytes, bytes]:
     """Parse without verifying: (head, parts, eph public, header bytes, ciphertext, signature)."""
-    if len(data) < _HEAD.size + SIG_BYTES + len(MAGIC) or data[-len(MAGIC):] != MAGIC:
+    if len(data) < _HEAD.size + SIG_BYTES + len(MAGIC) or data[-len(MAGIC) :] != MAGIC:
         raise CryptoError("not a complete bundle (too short or no end marker)")
     magic, version, length = _HEAD.unpack_from(data)
     if magic != MAGIC or version != VERSION:
         raise CryptoError("not a bundle of a version this build reads")
     if length > MAX_HEADER or _HEAD.size + length + SIG_BYTES + len(MAGIC) > len(data):
         raise CryptoError("the bundle's header length is out of range")
-    header = data[_HEAD.size:_HEAD.size + length]
-    cipher = data[_HEAD.size + length:len(data) - SIG_BYTES - len(MAGIC)]
-    signature = data[len(data) - SIG_BYTES - len(MAGIC):len(data) - len(MAGIC)]
+    header = data[_HEAD.size : _HEAD.size + length]
+    cipher = data[_HEAD.size + length : len(data) - SIG_BYTES - len(MAGIC)]
+    signature = data[len(data) - SIG_BYTES - len(MAGIC) : len(data) - len(MAGIC)]
     try:
         doc = json.loads(header.decode("utf-8"))
         head = _head_from(doc)
@@ -214,8 +239,12 @@ def open_bundle(sealer: Sealer, data: bytes, me: str) -> Opened:
         payload = ChaCha20Poly1305(unwrapped[:KEY_BYTES]).decrypt(_ZERO_NONCE, cipher, head.aad())
     except (InvalidTag, ValueError):
         raise CryptoError("my part of the bundle does not open with my key: not for me, or altered") from None
-    return Opened(head=head, part=Part(part.recipient, part.message_id, part.reply_to, unwrapped[KEY_BYTES:]),
-                  payload=payload, recipients=len(parts))
+    return Opened(
+        head=head,
+        part=Part(part.recipient, part.message_id, part.reply_to, unwrapped[KEY_BYTES:]),
+        payload=payload,
+        recipients=len(parts),
+    )
 
 
 # -- encryption off ----------------------------------------------------------------------
@@ -230,21 +259,34 @@ def pack_plain(head: BundleHead, parts: Sequence[Part], payload: bytes) -> bytes
     seen = [_address(p.recipient) for p in parts]
     if len(set(seen)) != len(seen):
         raise CryptoError("a bundle names a recipient twice; send one part per recipient")
-    header = json.dumps({**head.to_json(), "parts": [
-        {"to": p.recipient, "msg": p.message_id, "re": p.reply_to, "private": base64.b64encode(p.private).decode()}
-        for p in parts]}, sort_keys=True, separators=(",", ":")).encode()
+    header = json.dumps(
+        {
+            **head.to_json(),
+            "parts": [
+                {
+                    "to": p.recipient,
+                    "msg": p.message_id,
+                    "re": p.reply_to,
+                    "private": base64.b64encode(p.private).decode(),
+                }
+                for p in parts
+            ],
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
     if len(header) > MAX_HEADER:
         raise CryptoError(f"a bundle header of {len(header)} bytes is over {MAX_HEADER}; split the recipients")
     return b"".join([_HEAD.pack(PLAIN_MAGIC, VERSION, len(header)), header, payload, PLAIN_MAGIC])
 
 
 def is_plain(data: bytes) -> bool:
-    return data[:len(PLAIN_MAGIC)] == PLAIN_MAGIC
+    return data[: len(PLAIN_MAGIC)] == PLAIN_MAGIC
 
 
 def open_plain(data: bytes, me: str) -> Opened:
     """My part of a clear bundle; :class:`CryptoError` if malformed or not exactly one part is mine."""
-    if len(data) < _HEAD.size + len(PLAIN_MAGIC) or data[-len(PLAIN_MAGIC):] != PLAIN_MAGIC:
+    if len(data) < _HEAD.size + len(PLAIN_MAGIC) or data[-len(PLAIN_MAGIC) :] != PLAIN_MAGIC:
         raise CryptoError("not a complete bundle (too short or no end marker)")
     magic, version, length = _HEAD.unpack_from(data)
     if magic != PLAIN_MAGIC or version != VERSION:
@@ -252,7 +294,7 @@ def open_plain(data: bytes, me: str) -> Opened:
     if length > MAX_HEADER or _HEAD.size + length + len(PLAIN_MAGIC) > len(data):
         raise CryptoError("the bundle's header length is out of range")
     try:
-        doc = json.loads(data[_HEAD.size:_HEAD.size + length].decode("utf-8"))
+        doc = json.loads(data[_HEAD.size : _HEAD.size + length].decode("utf-8"))
         head = _head_from(doc)
         parts = _parts_from(doc, ("to", "msg", "re", "private"))
     except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
@@ -265,6 +307,7 @@ def open_plain(data: bytes, me: str) -> Opened:
         private = base64.b64decode(raw["private"], validate=True)
     except ValueError:
         raise CryptoError("my part's private bytes are not base64") from None
-    payload = data[_HEAD.size + length:len(data) - len(PLAIN_MAGIC)]
-    return Opened(head=head, part=Part(raw["to"], raw["msg"], raw["re"], private), payload=payload,
-                  recipients=len(parts))
+    payload = data[_HEAD.size + length : len(data) - len(PLAIN_MAGIC)]
+    return Opened(
+        head=head, part=Part(raw["to"], raw["msg"], raw["re"], private), payload=payload, recipients=len(parts)
+    )

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from syft_flwr_gdrive.config import ConfigError, Settings
+from syft_flwr_gdrive.config import ConfigError
+from syft_flwr_gdrive.config import Settings
 from syft_flwr_gdrive.crypto import sealer_for
-from syft_flwr_gdrive.flower_codec import CODEC_PARTS, parts_layout
+from syft_flwr_gdrive.flower_codec import CODEC_PARTS
+from syft_flwr_gdrive.flower_codec import parts_layout
 from syft_flwr_gdrive.transport.contract import Transport
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from syft_flwr_gdrive.accounts import canonical_email
-from syft_flwr_gdrive.transport.contract import Posting, Routing, Transport, TransportError
+from syft_flwr_gdrive.transport.contract import Posting
+from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.contract import Transport
+from syft_flwr_gdrive.transport.contract import TransportError
 
 DOCTOR_APP = "syft-flwr-gdrive/doctor"
 
@@ -29,8 +32,14 @@ class Step:
     detail: str
 
 
-def check_peer(transport: Transport, peer: str, *, timeout: float = 60.0, poll: float = 1.0,
-               sleep: Callable[[float], None] = time.sleep) -> list[Step]:
+def check_peer(
+    transport: Transport,
+    peer: str,
+    *,
+    timeout: float = 60.0,
+    poll: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Step]:
     """Run the round trip with ``peer`` through any transport (the contract only); stops at the first failure."""
     peer = canonical_email(peer)
     me = transport.email
@@ -49,8 +58,17 @@ def check_peer(transport: Transport, peer: str, *, timeout: float = 60.0, poll: 
         return ok
 
     def routing(kind: str, reply_to: str = "") -> Routing:
-        return Routing(run_id=1, message_id=uuid.uuid4().hex, reply_to=reply_to, kind=kind, sender=me,
-                       recipient=peer, app=DOCTOR_APP, created_at=time.time(), ttl=600.0)
+        return Routing(
+            run_id=1,
+            message_id=uuid.uuid4().hex,
+            reply_to=reply_to,
+            kind=kind,
+            sender=me,
+            recipient=peer,
+            app=DOCTOR_APP,
+            created_at=time.time(),
+            ttl=600.0,
+        )
 
     def wait_for(what: str, match: Callable[[Posting], bool]) -> Posting:
         while True:
@@ -58,8 +76,10 @@ def check_peer(transport: Transport, peer: str, *, timeout: float = 60.0, poll: 
                 if match(p):
                     return p
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"no {what} from {peer} within {timeout:.0f}s: is `syft-flwr-gdrive doctor --peer {me}` "
-                                   f"running on their side, and did they share with this exact address?")
+                raise TimeoutError(
+                    f"no {what} from {peer} within {timeout:.0f}s: is `syft-flwr-gdrive doctor --peer {me}` "
+                    f"running on their side, and did they share with this exact address?"
+                )
             sleep(poll)
 
     ping = routing("request")
@@ -89,8 +109,10 @@ def check_peer(transport: Transport, peer: str, *, timeout: float = 60.0, poll: 
     def answer() -> str:
         assert found["ping"].routing is not None
         mine.append(transport.send(routing("reply", found["ping"].routing.message_id), b"pong from " + me.encode()))
-        wait_for("answer to my ping", lambda p: p.routing is not None and p.routing.kind == "reply"
-                 and p.routing.reply_to == ping.message_id)
+        wait_for(
+            "answer to my ping",
+            lambda p: p.routing is not None and p.routing.kind == "reply" and p.routing.reply_to == ping.message_id,
+        )
         return f"{peer} read my ping and answered"
 
     def delete() -> str:
@@ -105,8 +127,14 @@ def check_peer(transport: Transport, peer: str, *, timeout: float = 60.0, poll: 
         transport.delete(mine[1:])
         return f"deleted my {len(mine)} file(s) once {peer} had what it needed"
 
-    for name, action in (("share", share), ("send", send_ping), ("list", find_ping), ("read", read_ping),
-                         ("round trip", answer), ("delete", delete)):
+    for name, action in (
+        ("share", share),
+        ("send", send_ping),
+        ("list", find_ping),
+        ("read", read_ping),
+        ("round trip", answer),
+        ("delete", delete),
+    ):
         if not timed(name, action):
             if mine and name != "delete":
                 try:

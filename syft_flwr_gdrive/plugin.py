@@ -11,9 +11,13 @@ where ``MyTransport`` subclasses ``syft_flwr_gdrive.transport.contract.Transport
 
 from __future__ import annotations
 
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
+from importlib.metadata import entry_points
 
-from syft_flwr_gdrive.config import SYFTBOX_TRANSPORT, ConfigError, Settings, syftbox_transport_error
+from syft_flwr_gdrive.config import SYFTBOX_TRANSPORT
+from syft_flwr_gdrive.config import ConfigError
+from syft_flwr_gdrive.config import Settings
+from syft_flwr_gdrive.config import syftbox_transport_error
 from syft_flwr_gdrive.transport.contract import Transport
 
 GROUP = "syft_flwr.transports"
@@ -38,8 +42,10 @@ def transport_class(name: str) -> type[Transport]:
         )
     cls = found[name].load()
     if not (isinstance(cls, type) and issubclass(cls, Transport)):
-        raise ConfigError(f"The transport {name!r} ({found[name].value}) is not a subclass of "
-                          "syft_flwr_gdrive.transport.contract.Transport; update the package that provides it.")
+        raise ConfigError(
+            f"The transport {name!r} ({found[name].value}) is not a subclass of "
+            "syft_flwr_gdrive.transport.contract.Transport; update the package that provides it."
+        )
     return cls
 
 

@@ -36,8 +36,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 FAST = 0.25  # first gap when something is due, seconds
 HOLD = 1.0  # seconds spent at the fast gap before backing off
@@ -64,10 +65,13 @@ class PollPolicy:
             raise ValueError(f"hold must be >= 0 and backoff >= 1, got {self.hold!r} and {self.backoff!r}")
 
     @classmethod
-    def for_settings(cls, settings: Any, *, min_gap: float = 0.0) -> "PollPolicy":
+    def for_settings(cls, settings: Any, *, min_gap: float = 0.0) -> PollPolicy:
         """From ``Settings``: the interval and the off switch; ``min_gap`` is the transport's (its quota's) floor."""
-        return cls(interval=float(settings.poll_interval), adaptive=bool(getattr(settings, "adaptive_poll", True)),
-                   fast=max(FAST, min_gap))
+        return cls(
+            interval=float(settings.poll_interval),
+            adaptive=bool(getattr(settings, "adaptive_poll", True)),
+            fast=max(FAST, min_gap),
+        )
 
     def first_delay(self, lead: float | None) -> float:
         """Seconds from ``expect`` to the first poll of the fast phase, given the learned lead (None: none yet)."""
@@ -109,7 +113,7 @@ class PollSchedule:
         self._leads: deque[float] = deque(maxlen=LEAD_MEMORY)
 
     @classmethod
-    def for_settings(cls, settings: Any, *, min_gap: float = 0.0) -> "PollSchedule":
+    def for_settings(cls, settings: Any, *, min_gap: float = 0.0) -> PollSchedule:
         return cls(PollPolicy.for_settings(settings, min_gap=min_gap))
 
     @property

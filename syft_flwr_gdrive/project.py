@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from flwr.clientapp import ClientApp
-from flwr.common.config import fuse_dicts, get_fused_config_from_dir, get_project_config
+from flwr.common.config import fuse_dicts
+from flwr.common.config import get_fused_config_from_dir
+from flwr.common.config import get_project_config
 from flwr.serverapp import ServerApp
 from flwr.supercore.object_ref import load_app
 
-from syft_flwr_gdrive.config import ConfigError, ProjectConfig
+from syft_flwr_gdrive.config import ConfigError
+from syft_flwr_gdrive.config import ProjectConfig
 
 
 class ProjectError(ConfigError):
@@ -27,15 +30,19 @@ class FlowerProject:
     name: str
 
     @classmethod
-    def load(cls, path: Path | str, override_config: dict[str, Any] | None = None) -> "FlowerProject":
+    def load(cls, path: Path | str, override_config: dict[str, Any] | None = None) -> FlowerProject:
         path = Path(path).expanduser().resolve()
         if not path.is_dir():
-            raise ProjectError(f"Flower project directory {path} does not exist. Pass the folder holding its pyproject.toml.")
+            raise ProjectError(
+                f"Flower project directory {path} does not exist. Pass the folder holding its pyproject.toml."
+            )
         try:
             config = get_project_config(path)
             defaults = dict(get_fused_config_from_dir(path, {}))
         except FileNotFoundError:
-            raise ProjectError(f"No pyproject.toml in {path}; is this a Flower project (`flwr new` creates one)?") from None
+            raise ProjectError(
+                f"No pyproject.toml in {path}; is this a Flower project (`flwr new` creates one)?"
+            ) from None
         except ValueError as exc:
             raise ProjectError(f"{path / 'pyproject.toml'} is not a valid Flower project: {exc}") from None
         unknown = sorted(set(override_config or {}) - set(defaults))
@@ -67,7 +74,9 @@ class FlowerProject:
     def _load(self, key: str, kind: type) -> Any:
         ref = self.components.get(key)
         if not ref:
-            raise ProjectError(f"{self.path / 'pyproject.toml'} lacks [tool.flwr.app.components] {key} = 'module:attr'.")
+            raise ProjectError(
+                f"{self.path / 'pyproject.toml'} lacks [tool.flwr.app.components] {key} = 'module:attr'."
+            )
         try:
             obj = load_app(ref, ProjectError, self.path)
         except ModuleNotFoundError as exc:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import bisect
 import io
-from typing import BinaryIO, Sequence, Union, cast
+from collections.abc import Sequence
+from typing import BinaryIO
+from typing import cast
 
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 
 
 class SeekableReader(io.RawIOBase):
@@ -90,7 +92,7 @@ class SegmentReader(SeekableReader):
         return b"".join(bytes(s) for s in self._segments)
 
 
-def as_segments(body: Union[Buffer, Sequence[Buffer]]) -> list[Buffer]:
+def as_segments(body: Buffer | Sequence[Buffer]) -> list[Buffer]:
     """Accept one buffer or a sequence of them."""
     if isinstance(body, (bytes, bytearray, memoryview)):
         return [body]
@@ -130,7 +132,7 @@ class ConcatReader(SeekableReader):
         super().close()
 
 
-def as_reader(body: Union[Buffer, Sequence[Buffer], BinaryIO, io.RawIOBase]) -> SeekableReader:
+def as_reader(body: Buffer | Sequence[Buffer] | BinaryIO | io.RawIOBase) -> SeekableReader:
     """A seekable reader with ``.size`` for a buffer, buffers, or such a reader."""
     if isinstance(body, SeekableReader):
         return body

@@ -12,23 +12,30 @@ import logging
 import secrets
 import time
 import traceback
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
-from typing import Any, Callable, ParamSpec
-
+from typing import Any
+from typing import ParamSpec
 
 from flwr.app import Context
 from flwr.server.run_serverapp import run as run_server
 from flwr.serverapp import ServerApp
 from flwr.supercore.task_identity import TaskIdentity
 
-from syft_flwr_gdrive.config import ConfigError, ProjectConfig, Settings, validate_email
+from syft_flwr_gdrive.config import ConfigError
+from syft_flwr_gdrive.config import ProjectConfig
+from syft_flwr_gdrive.config import Settings
+from syft_flwr_gdrive.config import validate_email
 from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
 from syft_flwr_gdrive.grid import TransportGrid
-from syft_flwr_gdrive.participant import app_key, open_mailbox
+from syft_flwr_gdrive.participant import app_key
+from syft_flwr_gdrive.participant import open_mailbox
 from syft_flwr_gdrive.plugin import create_transport
 from syft_flwr_gdrive.poll_schedule import PollSchedule
-from syft_flwr_gdrive.transport.contract import Transport, TransportError
+from syft_flwr_gdrive.transport.contract import Transport
+from syft_flwr_gdrive.transport.contract import TransportError
 from syft_flwr_gdrive.userconfig import run_info
 
 logger = logging.getLogger(__name__)
@@ -83,7 +90,10 @@ def serve(
     transport = transport or create_transport(settings)
     mailbox = open_mailbox(settings, transport, app_name, peers)
     grid = TransportGrid(
-        mailbox, peers, msg_timeout=settings.msg_timeout, poll_interval=settings.poll_interval,
+        mailbox,
+        peers,
+        msg_timeout=settings.msg_timeout,
+        poll_interval=settings.poll_interval,
         poll_schedule=PollSchedule.for_settings(settings, min_gap=transport.min_poll_gap()),
     )
     grid.run_info = run_info(context.run_config, app_fingerprint)
@@ -124,7 +134,9 @@ def serve(
             logger.error("could not send stop signals: %s", exc)
         grid.close()
         _log_summary(run_id, grid)
-    return ServerOutcome(updated, run_id, completed, error, grid.tally.rounds(), grid.tally.summary(), dict(grid.excluded))
+    return ServerOutcome(
+        updated, run_id, completed, error, grid.tally.rounds(), grid.tally.summary(), dict(grid.excluded)
+    )
 
 
 def _context_of(run: Callable[P, ServerOutcome]) -> Callable[P, Context]:
@@ -149,6 +161,11 @@ def _log_summary(run_id: int, grid: TransportGrid) -> None:
     logger.log(
         logging.WARNING if bad else logging.INFO,
         "run %d: %d replies, %d error replies%s, %d missing, %d requests to excluded datasites%s",
-        run_id, total["replies"], total["errors"], f" ({types})" if types else "", total["missing"], total["excluded"],
+        run_id,
+        total["replies"],
+        total["errors"],
+        f" ({types})" if types else "",
+        total["missing"],
+        total["excluded"],
         f" ({', '.join(sorted(grid.excluded))})" if grid.excluded else "",
     )

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from flwr.app import Message
@@ -51,8 +52,13 @@ class SiteRound:
     error_types: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"replies": self.replies, "errors": self.errors, "missing": self.missing,
-                "excluded": self.excluded, "error_types": dict(self.error_types)}
+        return {
+            "replies": self.replies,
+            "errors": self.errors,
+            "missing": self.missing,
+            "excluded": self.excluded,
+            "error_types": dict(self.error_types),
+        }
 
 
 class Tally:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from syft_flwr_gdrive.config import Settings
-from syft_flwr_gdrive.crypto import Identity, PinStore
+from syft_flwr_gdrive.crypto import Identity
+from syft_flwr_gdrive.crypto import PinStore
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,11 @@ def peer_keys(settings: Settings) -> list[PeerKey]:
     store = pin_store(settings)
     pinned, refused = store.pinned(), store.refused()
     return [
-        PeerKey(peer, pinned[peer].fingerprint() if peer in pinned else None,
-                refused[peer].fingerprint() if peer in refused else None)
+        PeerKey(
+            peer,
+            pinned[peer].fingerprint() if peer in pinned else None,
+            refused[peer].fingerprint() if peer in refused else None,
+        )
         for peer in sorted(set(pinned) | set(refused))
     ]
 

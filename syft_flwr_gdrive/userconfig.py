@@ -9,7 +9,8 @@ own ``parse_config_args``; or a ``.toml`` file; or, as before, a JSON object.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from syft_flwr_gdrive.config import ConfigError
 

@@ -14,30 +14,36 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Iterator
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, TypedDict
+from typing import Any
+from typing import BinaryIO
+from typing import TypedDict
 
 import tenacity
-from typing_extensions import Unpack
 from google.auth.credentials import Credentials
-from googleapiclient.http import MediaInMemoryUpload, MediaUpload
+from googleapiclient.http import MediaInMemoryUpload
+from googleapiclient.http import MediaUpload
+from typing_extensions import Unpack
 
-from syft_flwr_gdrive.drive.errors import (
-    DriveConflict,
-    DriveError,
-    DriveNotFound,
-    DriveTooLarge,
-)
-from syft_flwr_gdrive.drive.retry import (
-    RetryPolicy,
-    describe,
-    is_ambiguous,
-    is_transient,
-    to_drive_error,
-)
-from syft_flwr_gdrive.drive.ratelimit import MODIFY_UNITS, QuotaLimiter, units_for
-from syft_flwr_gdrive.drive.service import build_drive_service, new_authorized_http
+from syft_flwr_gdrive.drive.errors import DriveConflict
+from syft_flwr_gdrive.drive.errors import DriveError
+from syft_flwr_gdrive.drive.errors import DriveNotFound
+from syft_flwr_gdrive.drive.errors import DriveTooLarge
+from syft_flwr_gdrive.drive.ratelimit import MODIFY_UNITS
+from syft_flwr_gdrive.drive.ratelimit import QuotaLimiter
+from syft_flwr_gdrive.drive.ratelimit import units_for
+from syft_flwr_gdrive.drive.retry import RetryPolicy
+from syft_flwr_gdrive.drive.retry import describe
+from syft_flwr_gdrive.drive.retry import is_ambiguous
+from syft_flwr_gdrive.drive.retry import is_transient
+from syft_flwr_gdrive.drive.retry import to_drive_error
+from syft_flwr_gdrive.drive.service import build_drive_service
+from syft_flwr_gdrive.drive.service import new_authorized_http
 
 __all__ = [
     "DriveApi",
@@ -55,8 +61,7 @@ FOLDER_MIME = "application/vnd.google-apps.folder"
 UPLOAD_CHUNK_UNIT = 256 * 1024
 #: What we usually need to route and trust a file without downloading it.
 DEFAULT_FILE_FIELDS = (
-    "id,name,mimeType,parents,properties,size,md5Checksum,"
-    "createdTime,modifiedTime,trashed,owners(emailAddress)"
+    "id,name,mimeType,parents,properties,size,md5Checksum,createdTime,modifiedTime,trashed,owners(emailAddress)"
 )
 _MAX_BATCH = 100  # Drive rejects batches of more than 100 calls
 _MAX_GENERATE_IDS = 1000
@@ -250,7 +255,6 @@ class _LimitedWriter:
         return self.buffer.write(data)
 
 
-
 class ListOptions(TypedDict, total=False):
     """What a listing may ask besides its query: the fields of each file, page size (1-1000), order."""
 
@@ -307,12 +311,10 @@ class DriveApi:
         self.limiter = limiter  # paces quota units; shared by every thread (and DriveApi) of a process
         self.calls = CallCounter()
         self._tls = threading.local()
-        self._service = build_drive_service(
-            credentials, base_url=base_url, timeout=timeout, hook=self._on_http_request
-        )
+        self._service = build_drive_service(credentials, base_url=base_url, timeout=timeout, hook=self._on_http_request)
 
     @classmethod
-    def for_fake(cls, base_url: str, email: str, **kwargs: Any) -> "DriveApi":
+    def for_fake(cls, base_url: str, email: str, **kwargs: Any) -> DriveApi:
         """A DriveApi for the fake server, authenticated as ``email`` by the token the fake itself defines."""
         from google.oauth2.credentials import Credentials as OAuthCredentials
 
@@ -337,9 +339,7 @@ class DriveApi:
             self._tls.method = previous
 
     def _new_http(self) -> Any:
-        return new_authorized_http(
-            self.credentials, timeout=self.timeout, hook=self._on_http_request
-        )
+        return new_authorized_http(self.credentials, timeout=self.timeout, hook=self._on_http_request)
 
     def _execute(
         self,
@@ -484,9 +484,7 @@ class DriveApi:
                 return
             raise
 
-    def delete_many(
-        self, file_ids: Iterable[str], *, missing_ok: bool = False
-    ) -> dict[str, DriveError | None]:
+    def delete_many(self, file_ids: Iterable[str], *, missing_ok: bool = False) -> dict[str, DriveError | None]:
         """Delete many files with batch requests of at most 100 calls.
 
         Returns ``{file_id: None}`` for deleted files and a typed error for the
@@ -498,9 +496,7 @@ class DriveApi:
             self._delete_batch(ids[start : start + _MAX_BATCH], missing_ok, results)
         return results
 
-    def _delete_batch(
-        self, ids: list[str], missing_ok: bool, results: dict[str, DriveError | None]
-    ) -> None:
+    def _delete_batch(self, ids: list[str], missing_ok: bool, results: dict[str, DriveError | None]) -> None:
         todo = list(ids)
         maybe_done: set[str] = set()
         round_no = 0
@@ -509,7 +505,12 @@ class DriveApi:
             round_no += 1
             outcomes: dict[str, BaseException | None] = {}
 
-            def on_part(request_id: str, _response: Any, exception: BaseException | None) -> None:
+            def on_part(
+                request_id: str,
+                _response: Any,
+                exception: BaseException | None,
+                outcomes: dict[str, BaseException | None] = outcomes,  # this round's
+            ) -> None:
                 outcomes[request_id] = exception
 
             batch = self._service.new_batch_http_request(callback=on_part)
@@ -518,7 +519,10 @@ class DriveApi:
             state = _Attempts()
             try:
                 self._execute(
-                    "batch", batch, call=lambda b, http: b.execute(http=http), attempts=state,
+                    "batch",
+                    batch,
+                    call=lambda b, http: b.execute(http=http),
+                    attempts=state,
                     units=MODIFY_UNITS * len(todo),
                 )
             except DriveError as err:
@@ -552,13 +556,10 @@ class DriveApi:
             if round_no >= self.retry.max_attempts or out_of_time:
                 for fid in retry_next:
                     assert last_exc is not None
-                    results[fid] = to_drive_error(
-                        last_exc, method="files.delete", resource=fid, retries=round_no - 1
-                    )
+                    results[fid] = to_drive_error(last_exc, method="files.delete", resource=fid, retries=round_no - 1)
                 return
             self.calls.add_retry("files.delete", len(retry_next))
-            log.info("Drive batch delete: %d parts failed transiently; retry in %.2fs",
-                     len(retry_next), wait)
+            log.info("Drive batch delete: %d parts failed transiently; retry in %.2fs", len(retry_next), wait)
             self.retry.sleep(wait)
             todo = retry_next
 
@@ -658,7 +659,14 @@ class DriveApi:
         file_id, mime_type, fields, properties = _upload_options(options)
         if len(data) > self.chunk_size or data.endswith(b"\r"):
             return self._upload_resumable(
-                name, io.BytesIO(data), len(data), parent_id, file_id, mime_type, fields, properties,
+                name,
+                io.BytesIO(data),
+                len(data),
+                parent_id,
+                file_id,
+                mime_type,
+                fields,
+                properties,
             )
         body = self._metadata(name, parent_id, file_id, None, properties)
 
@@ -732,7 +740,8 @@ class DriveApi:
         return sink.buffer.getvalue()
 
     def download_to(self, file_id: str, out: BinaryIO, *, max_bytes: int | None = None) -> int:
-        """Stream a file's content to ``out`` in ranged chunks; returns the byte count (refuses more than ``max_bytes``)."""
+        """Stream a file's content to ``out`` in ranged chunks; returns the byte count (refuses more than
+        ``max_bytes``)."""
         return self._download(file_id, out, max_bytes)
 
     def _download(self, file_id: str, out: Any, max_bytes: int | None) -> int:

@@ -19,8 +19,10 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING
+from typing import Any
 
 import google.auth
 import google.auth.exceptions
@@ -156,18 +158,15 @@ def _from_token_file(path: Path, scopes: Sequence[str], save_refreshed: bool) ->
         try:
             creds = oauth2_credentials.Credentials.from_authorized_user_info(data, scopes=None)
         except ValueError as exc:
-            raise CredentialsError(
-                f"Token file {path} is incomplete ({exc}). {_LOGIN_FIX}"
-            ) from exc
+            raise CredentialsError(f"Token file {path} is incomplete ({exc}). {_LOGIN_FIX}") from exc
     elif data.get("token"):
         creds = oauth2_credentials.Credentials(
-            token=data["token"], expiry=_parse_expiry(data.get("expiry")),
+            token=data["token"],
+            expiry=_parse_expiry(data.get("expiry")),
             scopes=data.get("scopes"),
         )
     else:
-        raise CredentialsError(
-            f"{path} is JSON but not an OAuth token (no 'token' or 'refresh_token'). {_LOGIN_FIX}"
-        )
+        raise CredentialsError(f"{path} is JSON but not an OAuth token (no 'token' or 'refresh_token'). {_LOGIN_FIX}")
     _check_scopes(creds, f"The token in {path}")
     if creds.expired or not creds.token:
         if not creds.refresh_token:
@@ -184,8 +183,7 @@ def _from_token_file(path: Path, scopes: Sequence[str], save_refreshed: bool) ->
             ) from exc
         except google.auth.exceptions.TransportError as exc:
             raise CredentialsError(
-                f"Could not reach Google to refresh the token in {path} ({exc}). Fix: check "
-                "the network and try again."
+                f"Could not reach Google to refresh the token in {path} ({exc}). Fix: check the network and try again."
             ) from exc
         if save_refreshed:
             _save_token(path, creds)
@@ -205,7 +203,7 @@ def _from_service_account(
             else ""
         )
         raise CredentialsError(
-            f"{path} is not a service-account key (no \"type\": \"service_account\").{hint} "
+            f'{path} is not a service-account key (no "type": "service_account").{hint} '
             "Fix: download a JSON key from IAM > Service accounts > Keys."
         )
     try:
@@ -274,7 +272,7 @@ def load_credentials(
     raise CredentialsError(f"No Google credentials are configured. {_LOGIN_FIX}")
 
 
-def verify_account(api: "DriveApi", expected_email: str) -> str:
+def verify_account(api: DriveApi, expected_email: str) -> str:
     """Check that the credentials act as ``expected_email`` (same account); return the email Drive reports."""
     from syft_flwr_gdrive.accounts import same_account
 

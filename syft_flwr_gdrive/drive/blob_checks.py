@@ -45,7 +45,13 @@ def _owned_by(meta: dict[str, Any], owner: str, permission_id: str | None) -> bo
 
 
 def vet_peer_blob(
-    api: DriveApi, locator: str, *, owner: str, app: str, size: int, trusted_folders: set[tuple[str, str, str]],
+    api: DriveApi,
+    locator: str,
+    *,
+    owner: str,
+    app: str,
+    size: int,
+    trusted_folders: set[tuple[str, str, str]],
     owner_permission_id: str | None = None,
 ) -> None:
     """Raise ``BlobRefused`` unless ``locator`` is ``owner``'s blob of ``app`` of exactly ``size`` bytes.
@@ -58,7 +64,11 @@ def vet_peer_blob(
     if not _owned_by(meta, owner, owner_permission_id):
         raise BlobRefused(f"file {locator} is owned by {owners or 'nobody visible'}, not by the sender {owner}")
     props = meta.get("properties") or {}
-    if meta.get("mimeType") == layout.FOLDER_MIME or meta.get("trashed") or props.get(layout.P_BLOB_APP) != layout.app_hash(app):
+    if (
+        meta.get("mimeType") == layout.FOLDER_MIME
+        or meta.get("trashed")
+        or props.get(layout.P_BLOB_APP) != layout.app_hash(app)
+    ):
         raise BlobRefused(f"file {locator} is not a shared blob of this app")
     parents = list(meta.get("parents") or [])
     if len(parents) != 1:

@@ -31,9 +31,7 @@ __all__ = [
 #: 403 reasons that mean "slow down" rather than "not allowed".
 RATE_LIMIT_REASONS = frozenset({"userRateLimitExceeded", "rateLimitExceeded"})
 #: 403 reasons that mean a quota is used up for longer than a retry can wait.
-QUOTA_REASONS = frozenset(
-    {"dailyLimitExceeded", "quotaExceeded", "sharingRateLimitExceeded"}
-)
+QUOTA_REASONS = frozenset({"dailyLimitExceeded", "quotaExceeded", "sharingRateLimitExceeded"})
 
 
 class DriveError(Exception):
@@ -175,8 +173,7 @@ def error_from_status(
     if status == 404:
         return DriveNotFound(
             f"Drive file not found{what}: it was deleted, never existed, or is not shared "
-            "with this account. Fix: check the id and that the owner shared it with you."
-            + detail,
+            "with this account. Fix: check the id and that the owner shared it with you." + detail,
             **kw,
         )
     if status == 401:
@@ -190,8 +187,7 @@ def error_from_status(
         return DriveRateLimited(_quota_hint(reason) + detail, **kw)
     if status == 403 and reason == "storageQuotaExceeded":
         return DriveError(
-            "Drive storage is full for this account. Fix: free space or use an account "
-            "with more storage." + detail,
+            "Drive storage is full for this account. Fix: free space or use an account with more storage." + detail,
             **kw,
         )
     if status == 403:

@@ -15,8 +15,9 @@ name is stored as a hash and emails are limited in length.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Mapping
+from typing import Any
 
 from syft_flwr_gdrive.accounts import node_id_for
 from syft_flwr_gdrive.routing import Routing
@@ -51,8 +52,17 @@ P_BLOB_APP = "sfg_blob_app"  # blobs use their own app key so polls never list t
 P_BUNDLES = "sfg_bundles"  # on outbox folders: the id of the owner's shared folder its bundles live in
 KIND_BUNDLE = "bundle"  # sfg_kind of a bundle file: one message to many recipients (multiseal)
 # Where each field of Routing lives in a message file's properties (the app as its hash, below).
-ROUTING_PROPERTIES = {"app": P_APP, "run_id": P_RUN, "message_id": P_MSG, "reply_to": P_REPLY_TO, "kind": P_KIND,
-                      "sender": P_FROM, "recipient": P_TO_EMAIL, "created_at": P_CREATED, "ttl": P_TTL}
+ROUTING_PROPERTIES = {
+    "app": P_APP,
+    "run_id": P_RUN,
+    "message_id": P_MSG,
+    "reply_to": P_REPLY_TO,
+    "kind": P_KIND,
+    "sender": P_FROM,
+    "recipient": P_TO_EMAIL,
+    "created_at": P_CREATED,
+    "ttl": P_TTL,
+}
 
 # What a poll asks Drive for: enough to route and vet without downloading. Drive may leave
 # an owner's emailAddress out for readers; permissionId is always there (docs/drive-assumptions.md).
@@ -81,8 +91,13 @@ def outbox_folder_name(app: str, peer: str) -> str:
 
 
 def outbox_properties(app: str, peer: str) -> dict[str, str]:
-    return {P_ROLE: "outbox", P_APP: app_hash(app), P_TO: str(node_id_for(peer)), P_TO_EMAIL: peer,
-            P_VERSION: str(LAYOUT_VERSION)}
+    return {
+        P_ROLE: "outbox",
+        P_APP: app_hash(app),
+        P_TO: str(node_id_for(peer)),
+        P_TO_EMAIL: peer,
+        P_VERSION: str(LAYOUT_VERSION),
+    }
 
 
 def blobs_folder_properties(app: str) -> dict[str, str]:
@@ -114,8 +129,11 @@ def message_file_name(routing: Routing) -> str:
 def message_properties(routing: Routing) -> dict[str, str]:
     """Every routing field (``ROUTING_PROPERTIES``), the layout version and the recipient's node id."""
     text = {**routing.as_text(), "app": app_hash(routing.app)}
-    return {P_VERSION: str(LAYOUT_VERSION), **{ROUTING_PROPERTIES[name]: value for name, value in text.items()},
-            P_TO: str(node_id_for(routing.recipient))}
+    return {
+        P_VERSION: str(LAYOUT_VERSION),
+        **{ROUTING_PROPERTIES[name]: value for name, value in text.items()},
+        P_TO: str(node_id_for(routing.recipient)),
+    }
 
 
 def version_problem(props: Mapping[str, Any] | None) -> str | None:
@@ -124,9 +142,11 @@ def version_problem(props: Mapping[str, Any] | None) -> str | None:
     if isinstance(found, str) and found in {str(v) for v in LAYOUT_READS}:
         return None
     readable = ", ".join(str(v) for v in sorted(LAYOUT_READS))
-    return (f"Drive layout version {found!r} is not one this build reads (it reads {readable}, writes "
-            f"{LAYOUT_VERSION}): its writer runs a different syft-flwr-gdrive release. Fix: upgrade, so that every "
-            "participant runs the same release (pip install -U syft-flwr-gdrive)")
+    return (
+        f"Drive layout version {found!r} is not one this build reads (it reads {readable}, writes "
+        f"{LAYOUT_VERSION}): its writer runs a different syft-flwr-gdrive release. Fix: upgrade, so that every "
+        "participant runs the same release (pip install -U syft-flwr-gdrive)"
+    )
 
 
 MAX_PROPERTIES = 30  # Drive: public properties per file from one app
@@ -175,8 +195,11 @@ def bundle_properties(routing: Routing) -> dict[str, str]:
     ``sfg_blob_app`` too, so a server's start-up and ``clean`` remove leftovers with its blobs."""
     text = {**routing.as_text(), "app": app_hash(routing.app), "kind": KIND_BUNDLE}
     del text["recipient"]
-    return {P_VERSION: str(LAYOUT_VERSION), P_BLOB_APP: app_hash(routing.app),
-            **{ROUTING_PROPERTIES[name]: value for name, value in text.items()}}
+    return {
+        P_VERSION: str(LAYOUT_VERSION),
+        P_BLOB_APP: app_hash(routing.app),
+        **{ROUTING_PROPERTIES[name]: value for name, value in text.items()},
+    }
 
 
 def bundle_routing(props: Mapping[str, Any] | None, app: str, me: str) -> Routing | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 UNITS_BY_METHOD: dict[str, int] = {
     "files.list": 100,

@@ -21,22 +21,23 @@ import random
 import socket
 import ssl
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import field
 
 import httplib2
 import tenacity
 from google.auth import exceptions as auth_exceptions
-from googleapiclient.errors import BatchError, HttpError
+from googleapiclient.errors import BatchError
+from googleapiclient.errors import HttpError
 
-from syft_flwr_gdrive.drive.errors import (
-    RATE_LIMIT_REASONS,
-    DriveAuthError,
-    DriveError,
-    DriveUnavailable,
-    error_from_status,
-    parse_error_body,
-)
+from syft_flwr_gdrive.drive.errors import RATE_LIMIT_REASONS
+from syft_flwr_gdrive.drive.errors import DriveAuthError
+from syft_flwr_gdrive.drive.errors import DriveError
+from syft_flwr_gdrive.drive.errors import DriveUnavailable
+from syft_flwr_gdrive.drive.errors import error_from_status
+from syft_flwr_gdrive.drive.errors import parse_error_body
 
 __all__ = [
     "RetryPolicy",
@@ -50,9 +51,7 @@ __all__ = [
 ]
 
 #: errno names that mean "the connection broke", mirroring googleapiclient's list.
-_TRANSIENT_ERRNOS = frozenset(
-    {"ETIMEDOUT", "WSAETIMEDOUT", "EPIPE", "ECONNABORTED", "ECONNREFUSED", "ECONNRESET"}
-)
+_TRANSIENT_ERRNOS = frozenset({"ETIMEDOUT", "WSAETIMEDOUT", "EPIPE", "ECONNABORTED", "ECONNREFUSED", "ECONNRESET"})
 #: httplib2 errors that are bugs or configuration, not network weather.
 _PERMANENT_HTTPLIB2 = (httplib2.RedirectLimit, httplib2.RedirectMissingLocation)
 
@@ -134,9 +133,7 @@ class RetryPolicy:
                 wait = max(wait, min(hint, self.max_retry_after))
         return wait
 
-    def retrying(
-        self, on_retry: Callable[[tenacity.RetryCallState], None] | None = None
-    ) -> tenacity.Retrying:
+    def retrying(self, on_retry: Callable[[tenacity.RetryCallState], None] | None = None) -> tenacity.Retrying:
         """A tenacity ``Retrying`` that retries only :func:`is_transient` failures."""
 
         def _wait(state: tenacity.RetryCallState) -> float:
@@ -251,9 +248,7 @@ def to_drive_error(
         return exc
     if isinstance(exc, HttpError) and exc.resp is not None:
         body = parse_error_body(exc.content)
-        return error_from_status(
-            _http_status(exc), body, method=method, resource=resource, retries=retries
-        )
+        return error_from_status(_http_status(exc), body, method=method, resource=resource, retries=retries)
     if isinstance(exc, BatchError):
         return DriveUnavailable(
             f"Drive's batch answer could not be read ({exc.reason}) after {retries} retries. "
@@ -286,4 +281,3 @@ def describe(exc: BaseException) -> str:
         reason = _reason(exc)
         return f"HTTP {status}" + (f" {reason}" if reason else "")
     return f"{type(exc).__name__}: {exc}"
-

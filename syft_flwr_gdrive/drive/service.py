@@ -23,14 +23,17 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 import google_auth_httplib2
 import httplib2
 from google.auth.credentials import Credentials
-from googleapiclient import discovery, discovery_cache
-from googleapiclient.http import HttpRequest, build_http
+from googleapiclient import discovery
+from googleapiclient import discovery_cache
+from googleapiclient.http import HttpRequest
+from googleapiclient.http import build_http
 
 __all__ = [
     "drive_discovery_doc",
@@ -48,8 +51,7 @@ def _bundled_doc() -> str:
     doc = discovery_cache.get_static_doc("drive", "v3")
     if doc is None:  # pragma: no cover - only with a broken googleapiclient install
         raise RuntimeError(
-            "googleapiclient ships no Drive v3 discovery document. Fix: reinstall "
-            "google-api-python-client (>=2.100)."
+            "googleapiclient ships no Drive v3 discovery document. Fix: reinstall google-api-python-client (>=2.100)."
         )
     return doc
 

@@ -26,24 +26,42 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Sequence
+from typing import Any
+from typing import BinaryIO
+from typing import ClassVar
 
-from syft_flwr_gdrive.config import MAX_EMAIL_LENGTH, ConfigError, Settings
+from syft_flwr_gdrive.accounts import canonical_email
+from syft_flwr_gdrive.accounts import same_account
+from syft_flwr_gdrive.config import MAX_EMAIL_LENGTH
+from syft_flwr_gdrive.config import ConfigError
+from syft_flwr_gdrive.config import Settings
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.api import DriveApi
+from syft_flwr_gdrive.drive.blob_checks import vet_peer_blob
+from syft_flwr_gdrive.drive.errors import DriveError
+from syft_flwr_gdrive.drive.errors import DriveNotFound
+from syft_flwr_gdrive.drive.errors import DrivePermissionDenied
+from syft_flwr_gdrive.drive.errors import DriveTooLarge
 from syft_flwr_gdrive.drive.idbook import IdBook
 from syft_flwr_gdrive.drive.options import DriveOptions
 from syft_flwr_gdrive.drive.ratelimit import QuotaLimiter
-from syft_flwr_gdrive.drive.blob_checks import vet_peer_blob
-from syft_flwr_gdrive.drive.errors import DriveError, DriveNotFound, DrivePermissionDenied, DriveTooLarge
-from syft_flwr_gdrive.drive.retry import RetryPolicy, deadline
-from syft_flwr_gdrive.accounts import canonical_email, same_account
-from syft_flwr_gdrive.transport.contract import (
-    Announcement, BlobRefused, Check, Listing, Posting, Routing, Transport, TransportError,
-)
-from syft_flwr_gdrive.segments import Buffer, SeekableReader, as_binary, as_reader
+from syft_flwr_gdrive.drive.retry import RetryPolicy
+from syft_flwr_gdrive.drive.retry import deadline
+from syft_flwr_gdrive.segments import Buffer
+from syft_flwr_gdrive.segments import SeekableReader
+from syft_flwr_gdrive.segments import as_binary
+from syft_flwr_gdrive.segments import as_reader
+from syft_flwr_gdrive.transport.contract import Announcement
+from syft_flwr_gdrive.transport.contract import BlobRefused
+from syft_flwr_gdrive.transport.contract import Check
+from syft_flwr_gdrive.transport.contract import Listing
+from syft_flwr_gdrive.transport.contract import Posting
+from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.contract import Transport
+from syft_flwr_gdrive.transport.contract import TransportError
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +87,9 @@ def shared_limiter(units_per_min: float | None) -> QuotaLimiter | None:
         return _LIMITERS.setdefault(units_per_min, QuotaLimiter(units_per_min))
 
 
-def drive_api(email: str, options: DriveOptions, *, retry: RetryPolicy,
-              limiter: QuotaLimiter | None = None) -> tuple[DriveApi, str]:
+def drive_api(
+    email: str, options: DriveOptions, *, retry: RetryPolicy, limiter: QuotaLimiter | None = None
+) -> tuple[DriveApi, str]:
     """The one place credentials are chosen: a Drive URL and no credentials mean the fake Drive.
 
     Returns the API and where its credentials came from (for ``doctor``).
@@ -81,8 +100,9 @@ def drive_api(email: str, options: DriveOptions, *, retry: RetryPolicy,
     if options.url and not chosen:
         api = DriveApi.for_fake(options.url, email, limiter=limiter, retry=retry)
         return api, f"fake Drive at {options.url}: no credentials needed"
-    credentials = load_credentials(token_file=options.token_file, service_account_file=options.service_account_file,
-                                   use_adc=not chosen)
+    credentials = load_credentials(
+        token_file=options.token_file, service_account_file=options.service_account_file, use_adc=not chosen
+    )
     api = DriveApi(credentials, base_url=options.url, limiter=limiter, retry=retry)
     return api, f"loaded from {chosen or 'Application Default Credentials'}"
 
@@ -100,7 +120,9 @@ class DriveTransport(Transport):
 
     def __init__(self, api: DriveApi, email: str, *, state_dir: Path | None = None, min_poll_gap: float = 0.0) -> None:
         if len(email) > MAX_EMAIL_LENGTH:  # "sfg_from" + email must fit a 124-byte property
-            raise ConfigError(f"{email!r} is longer than {MAX_EMAIL_LENGTH} characters, more than Drive metadata can hold.")
+            raise ConfigError(
+                f"{email!r} is longer than {MAX_EMAIL_LENGTH} characters, more than Drive metadata can hold."
+            )
         self.api = api
         self.email = canonical_email(email)
         self._min_poll_gap = min_poll_gap
@@ -118,7 +140,9 @@ class DriveTransport(Transport):
         self._blob_folders: dict[str, str] = {}  # app -> shared blobs folder id
         self._bundle_folders: dict[str, str] = {}  # app -> the folder my bundles go in (bundles enabled)
         self._folder_props: dict[str, dict[str, str]] = {}  # my outbox folder id -> its properties as last seen
-        self._peer_blob_folders: set[tuple[str, str, str]] = set()  # (owner, app, folder id) checked to be owner's blobs folder
+        self._peer_blob_folders: set[tuple[str, str, str]] = (
+            set()
+        )  # (owner, app, folder id) checked to be owner's blobs folder
         self._mine: dict[str, dict[str, Posting]] = {}  # app -> my message files not deleted yet
         self._inbound: dict[str, dict[str, Posting]] = {}  # app -> inbound postings seen and not known gone
         self._gone: set[str] = set()  # handles deleted (by me) or confirmed gone by id
@@ -129,20 +153,23 @@ class DriveTransport(Transport):
         self.last_poll_lists = 0  # files.list calls the last poll took (1 up to PARENTS_PER_QUERY folders)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "DriveTransport":
+    def from_settings(cls, settings: Settings) -> DriveTransport:
         """Credentials from settings (see :func:`drive_api`); the account must be ``settings.email``."""
         from syft_flwr_gdrive.drive.auth import verify_account
 
         options = DriveOptions.from_settings(settings)
         retry = RetryPolicy(max_total=min(MAX_RETRY_SECONDS, settings.msg_timeout))
-        api, _source = drive_api(settings.email, options, retry=retry, limiter=shared_limiter(options.quota_units_per_min))
+        api, _source = drive_api(
+            settings.email, options, retry=retry, limiter=shared_limiter(options.quota_units_per_min)
+        )
         verify_account(api, settings.email)
         return cls(api, settings.email, state_dir=settings.participant_state_dir(), min_poll_gap=options.min_poll_gap())
 
     @classmethod
     def diagnose(cls, settings: Settings) -> list[Check]:
         """Credentials, scopes, Drive reachability and the account; stops at the first blocker."""
-        from syft_flwr_gdrive.drive.auth import SCOPES, CredentialsError
+        from syft_flwr_gdrive.drive.auth import SCOPES
+        from syft_flwr_gdrive.drive.auth import CredentialsError
 
         quick = RetryPolicy(max_attempts=3, max_total=10.0, initial_wait=0.5)  # a check should answer fast
         checks: list[Check] = []
@@ -156,18 +183,32 @@ class DriveTransport(Transport):
         checks.append(Check("credentials", True, source))
         granted = set(getattr(api.credentials, "scopes", None) or [])
         if granted and not granted & set(SCOPES):
-            checks.append(Check("scopes", False, f"granted {sorted(granted)}", f"log in again with the scope {SCOPES[0]}"))
+            checks.append(
+                Check("scopes", False, f"granted {sorted(granted)}", f"log in again with the scope {SCOPES[0]}")
+            )
             return checks
         try:
             account = api.about_me()
         except DriveError as exc:
-            checks.append(Check("drive", False, f"Drive did not answer: {exc}",
-                                "check the network, SYFT_FLWR_DRIVE_URL, and that the Drive API is enabled for the project"))
+            checks.append(
+                Check(
+                    "drive",
+                    False,
+                    f"Drive did not answer: {exc}",
+                    "check the network, SYFT_FLWR_DRIVE_URL, and that the Drive API is enabled for the project",
+                )
+            )
             return checks
         checks.append(Check("drive", True, f"reachable ({options.url or 'www.googleapis.com'})"))
         if not same_account(account, settings.email):  # gmail: Drive reports the form the account registered
-            checks.append(Check("account", False, f"the credentials are for {account}, but SYFTBOX_EMAIL is {settings.email}",
-                                f"set SYFTBOX_EMAIL={account} or log in as {settings.email}"))
+            checks.append(
+                Check(
+                    "account",
+                    False,
+                    f"the credentials are for {account}, but SYFTBOX_EMAIL is {settings.email}",
+                    f"set SYFTBOX_EMAIL={account} or log in as {settings.email}",
+                )
+            )
         else:
             checks.append(Check("account", True, f"credentials belong to {account}"))
         return checks
@@ -200,15 +241,20 @@ class DriveTransport(Transport):
                 if found is not None:
                     folders.append(found)
             if not folders:
-                folders = [self._create_folder(key, layout.outbox_folder_name(app, peer), root,
-                                               layout.outbox_properties(app, peer))]
+                folders = [
+                    self._create_folder(
+                        key, layout.outbox_folder_name(app, peer), root, layout.outbox_properties(app, peer)
+                    )
+                ]
             folders.sort(key=_created)
             primary = folders[0]
             self._book.put(key, str(primary["id"]))
             self._outboxes[(app, peer)] = str(primary["id"])
             for folder in folders:
                 mine.add(str(folder["id"]))
-                self._folder_props[str(folder["id"])] = dict(folder.get("properties") or layout.outbox_properties(app, peer))
+                self._folder_props[str(folder["id"])] = dict(
+                    folder.get("properties") or layout.outbox_properties(app, peer)
+                )
             self._ensure_shared(primary, peer)
             for extra in folders[1:]:
                 self._retire_extra(app, extra)
@@ -270,25 +316,39 @@ class DriveTransport(Transport):
         handle = str(created["id"])
         with self._lock:  # listings lag; my own files count as present until I delete them
             self._mine.setdefault(routing.app, {})[handle] = Posting(
-                handle=handle, owner=self.email, routing=routing, size=reader.size,
-                name=layout.message_file_name(routing))
+                handle=handle,
+                owner=self.email,
+                routing=routing,
+                size=reader.size,
+                name=layout.message_file_name(routing),
+            )
         return handle
 
     def put_blob(self, app: str, data: Buffer | BinaryIO | SeekableReader) -> str:
         """Upload content once into my blobs folder of ``app``, shared read-only with all its peers."""
         blob_id = uuid.uuid4().hex  # random: the name and properties say nothing about the content
         try:
-            created = self._upload(f"blob-{blob_id}.bin", as_reader(data), self._blobs_folder(app), layout.blob_properties(app, blob_id))
+            created = self._upload(
+                f"blob-{blob_id}.bin", as_reader(data), self._blobs_folder(app), layout.blob_properties(app, blob_id)
+            )
         except DriveError as exc:
             raise TransportError(f"could not upload a shared blob: {exc}") from exc
         return str(created["id"])
 
     def get_blob(self, app: str, locator: str, *, owner: str, size: int, out: BinaryIO) -> int:
-        """Download a peer's blob, only once its metadata shows it is ``owner``'s, in its blobs folder, ``size`` bytes."""
+        """Download a peer's blob, only once its metadata shows it is ``owner``'s, in its blobs folder,
+        ``size`` bytes."""
         owner = canonical_email(owner)
         try:
-            vet_peer_blob(self.api, locator, owner=owner, app=app, size=size, trusted_folders=self._peer_blob_folders,
-                          owner_permission_id=self._peer_pids.get(owner))
+            vet_peer_blob(
+                self.api,
+                locator,
+                owner=owner,
+                app=app,
+                size=size,
+                trusted_folders=self._peer_blob_folders,
+                owner_permission_id=self._peer_pids.get(owner),
+            )
             return self.api.download_to(locator, out, max_bytes=size)
         except (DriveNotFound, DrivePermissionDenied, DriveTooLarge) as exc:
             raise BlobRefused(f"shared blob {locator}: {exc}") from None
@@ -308,8 +368,11 @@ class DriveTransport(Transport):
                 peer_of = {fid: info["peer"] for fid, info in self._peer_folders.get(app, {}).items()}
                 bundles_of = self._peer_bundle_folders(app, set(peer_of))
                 mine = set(self._my_folders.get(app, ()))
-                files = self._list_parents(sorted(peer_of) + sorted(set(bundles_of) - set(peer_of))
-                                           + sorted(mine - set(peer_of) - set(bundles_of)))
+                files = self._list_parents(
+                    sorted(peer_of)
+                    + sorted(set(bundles_of) - set(peer_of))
+                    + sorted(mine - set(peer_of) - set(bundles_of))
+                )
         except DriveError as exc:
             raise TransportError(f"could not list messages: {exc}") from exc
         inbound: dict[str, Posting] = {}
@@ -326,13 +389,20 @@ class DriveTransport(Transport):
                 outbound[handle] = self._posting(f, self.email, app)
             elif parent in peer_of:
                 inbound[handle] = self._posting(f, self._owner_identity(f.get("owners"), peer_of[parent]), app)
-            elif (parent in bundles_of and handle not in self._ignored
-                  and (f.get("properties") or {}).get(layout.P_KIND) == layout.KIND_BUNDLE):
+            elif (
+                parent in bundles_of
+                and handle not in self._ignored
+                and (f.get("properties") or {}).get(layout.P_KIND) == layout.KIND_BUNDLE
+            ):
                 owner = next((p for p in bundles_of[parent] if self._owner_identity(f.get("owners"), p) == p), None)
                 bundles[handle] = Posting(
-                    handle=handle, owner=owner or self._owner_identity(f.get("owners"), ""),
-                    routing=layout.bundle_routing(f.get("properties"), app, self.email), size=int(f.get("size") or 0),
-                    name=str(f.get("name") or ""), inline=layout.inline_body(f.get("properties")))
+                    handle=handle,
+                    owner=owner or self._owner_identity(f.get("owners"), ""),
+                    routing=layout.bundle_routing(f.get("properties"), app, self.email),
+                    size=int(f.get("size") or 0),
+                    name=str(f.get("name") or ""),
+                    inline=layout.inline_body(f.get("properties")),
+                )
         with self._lock:
             known_mine = self._mine.setdefault(app, {})
             known_mine.update(outbound)
@@ -341,7 +411,11 @@ class DriveTransport(Transport):
             vanished = [p for h, p in seen.items() if h not in inbound and h not in bundles and h not in self._gone]
         with deadline(POLL_RETRY_SECONDS):
             for posting in vanished:  # gone, or only lagging? A get by id is consistent.
-                if posting.routing is not None and posting.routing.kind in _CONFIRM_KINDS and not self._confirmed_gone(posting.handle):
+                if (
+                    posting.routing is not None
+                    and posting.routing.kind in _CONFIRM_KINDS
+                    and not self._confirmed_gone(posting.handle)
+                ):
                     (bundles if posting.routing.kind == layout.KIND_BUNDLE else inbound)[posting.handle] = posting
         with self._lock:
             self._inbound[app] = {**inbound, **bundles}
@@ -350,11 +424,15 @@ class DriveTransport(Transport):
                 self._discover(app)
             except DriveError as exc:
                 logger.info("could not refresh peers' run announcements (%s); next poll", exc)
-        return Listing(tuple(inbound.values()), tuple(outbound.values()), self._announcements(app), tuple(bundles.values()))
+        return Listing(
+            tuple(inbound.values()), tuple(outbound.values()), self._announcements(app), tuple(bundles.values())
+        )
 
     def read_to(self, posting: Posting, out: BinaryIO, *, max_bytes: int | None = None) -> int:
         if max_bytes is not None and posting.size > max_bytes:
-            raise TransportError(f"message file {posting.handle} is {posting.size} bytes, over the {max_bytes}-byte limit")
+            raise TransportError(
+                f"message file {posting.handle} is {posting.size} bytes, over the {max_bytes}-byte limit"
+            )
         try:
             return self.api.download_to(posting.handle, out, max_bytes=max_bytes)
         except DriveNotFound as exc:
@@ -404,9 +482,17 @@ class DriveTransport(Transport):
         except DriveError as exc:
             raise TransportError(f"could not list my message files: {exc}") from exc
         wanted = None if app is None else layout.app_hash(app)
-        return [Posting(str(f["id"]), self.email, layout.routing_from_properties(f.get("properties"), app or ""),
-                        int(f.get("size") or 0), str(f.get("name") or f["id"]))
-                for f in files if wanted is None or (f.get("properties") or {}).get(layout.P_APP) == wanted]
+        return [
+            Posting(
+                str(f["id"]),
+                self.email,
+                layout.routing_from_properties(f.get("properties"), app or ""),
+                int(f.get("size") or 0),
+                str(f.get("name") or f["id"]),
+            )
+            for f in files
+            if wanted is None or (f.get("properties") or {}).get(layout.P_APP) == wanted
+        ]
 
     # -- discovery and trust ----------------------------------------------------------------
 
@@ -416,8 +502,11 @@ class DriveTransport(Transport):
         before it stamps its keys on it, and a listing in between must not hide them for 10 s.
         One more list call per poll then: a peer that never starts costs that much."""
         keyed = app in self._publishing_keys  # then peers publish keys too, maybe after I saw their folder
-        ready = {info["peer"] for info in self._peer_folders.get(app, {}).values()
-                 if not keyed or layout.announced_keys(info.get("props")) is not None}
+        ready = {
+            info["peer"]
+            for info in self._peer_folders.get(app, {}).values()
+            if not keyed or layout.announced_keys(info.get("props")) is not None
+        }
         if any(p not in ready for p in self._peers.get(app, [])):
             return True
         return time.monotonic() - self._discovered_at.get(app, float("-inf")) >= DISCOVER_EVERY
@@ -471,7 +560,9 @@ class DriveTransport(Transport):
     def _announcements(self, app: str) -> tuple[Announcement, ...]:
         """One announcement per peer outbox folder (the mailbox keeps the newest run per peer)."""
         out = []
-        for _fid, info in sorted(self._peer_folders.get(app, {}).items(), key=lambda kv: (str(kv[1].get("created") or "~"), kv[0])):
+        for _fid, info in sorted(
+            self._peer_folders.get(app, {}).items(), key=lambda kv: (str(kv[1].get("created") or "~"), kv[0])
+        ):
             props = info.get("props") or {}
             run, keys = layout.announced_run(props), layout.announced_keys(props)
             if run is not None or keys is not None:
@@ -513,7 +604,9 @@ class DriveTransport(Transport):
         owner = (owners or [{}])[0] if isinstance(owners, list) else {}
         if self._peer_of(owner, [peer]) == peer:
             return peer
-        return str(owner.get("emailAddress") or (f"permission id {owner['permissionId']}" if owner.get("permissionId") else ""))
+        return str(
+            owner.get("emailAddress") or (f"permission id {owner['permissionId']}" if owner.get("permissionId") else "")
+        )
 
     def _posting(self, f: dict[str, Any], owner: str, app: str) -> Posting:
         routing = layout.routing_from_properties(f.get("properties"), app)
@@ -564,8 +657,12 @@ class DriveTransport(Transport):
                 if exc.status != 400 or len(part) == 1:
                     raise
                 size = self._chunk = max(1, min(self._chunk, len(part) // 2))
-                logger.warning("Drive rejected a listing over %d folders (%s); using %d folder(s) per listing from now on",
-                               len(part), exc, size)
+                logger.warning(
+                    "Drive rejected a listing over %d folders (%s); using %d folder(s) per listing from now on",
+                    len(part),
+                    exc,
+                    size,
+                )
                 todo[:0] = [part[i : i + size] for i in range(0, len(part), size)]
         return out, calls
 
@@ -590,7 +687,11 @@ class DriveTransport(Transport):
     def _ensure_shared(self, folder: dict[str, Any], peer: str) -> None:
         """Share ``folder`` read-only with ``peer`` unless done; learn the peer's permission id either way."""
         for perm in folder.get("permissions") or []:
-            if same_account(perm.get("emailAddress") or "", peer) and perm.get("role") in ("reader", "writer", "commenter"):
+            if same_account(perm.get("emailAddress") or "", peer) and perm.get("role") in (
+                "reader",
+                "writer",
+                "commenter",
+            ):
                 if perm.get("id"):
                     self._peer_pids[peer] = str(perm["id"])
                 return
@@ -625,15 +726,17 @@ class DriveTransport(Transport):
             file_id = self._next_id()
             self._book.put(key, file_id)
         try:
-            return self.api.create_folder(name, parent_id=parent, properties=props, file_id=file_id,
-                                          fields=layout.FOLDER_FIELDS)
+            return self.api.create_folder(
+                name, parent_id=parent, properties=props, file_id=file_id, fields=layout.FOLDER_FIELDS
+            )
         except DriveError as exc:
             if exc.status != 400:
                 raise
             file_id = self._next_id()  # Drive no longer accepts the recorded id: take a fresh one
             self._book.put(key, file_id)
-            return self.api.create_folder(name, parent_id=parent, properties=props, file_id=file_id,
-                                          fields=layout.FOLDER_FIELDS)
+            return self.api.create_folder(
+                name, parent_id=parent, properties=props, file_id=file_id, fields=layout.FOLDER_FIELDS
+            )
 
     def _upload(self, name: str, reader: SeekableReader, folder: str, props: dict[str, str]) -> dict[str, Any]:
         """One create: a multipart request for small bodies, a chunked resumable upload for big ones."""
@@ -641,10 +744,19 @@ class DriveTransport(Transport):
         reader.seek(0)
         if reader.size <= self.api.chunk_size:
             data = reader.read(reader.size) or b""
-            return self.api.upload_bytes(name, data, parent_id=folder, properties=props, file_id=file_id,
-                                         mime_type=mime, fields="id")
-        return self.api.upload_stream(name, as_binary(reader), reader.size, parent_id=folder, properties=props,
-                                      file_id=file_id, mime_type=mime, fields="id")
+            return self.api.upload_bytes(
+                name, data, parent_id=folder, properties=props, file_id=file_id, mime_type=mime, fields="id"
+            )
+        return self.api.upload_stream(
+            name,
+            as_binary(reader),
+            reader.size,
+            parent_id=folder,
+            properties=props,
+            file_id=file_id,
+            mime_type=mime,
+            fields="id",
+        )
 
     def _blobs_folder(self, app: str) -> str:
         if app not in self._blob_folders:
@@ -652,10 +764,16 @@ class DriveTransport(Transport):
             recorded = self._book.get(key)
             folder = self._get_mine(recorded, layout.FOLDER_FIELDS) if recorded else None
             if folder is None:
-                found = self.api.list_files(layout.blobs_folder_query(app, self.email), fields=layout.FOLDER_FIELDS,
-                                            order_by="createdTime")
-                folder = found[0] if found else self._create_folder(
-                    key, f"{app.replace('/', '_')} shared", self._root(), layout.blobs_folder_properties(app))
+                found = self.api.list_files(
+                    layout.blobs_folder_query(app, self.email), fields=layout.FOLDER_FIELDS, order_by="createdTime"
+                )
+                folder = (
+                    found[0]
+                    if found
+                    else self._create_folder(
+                        key, f"{app.replace('/', '_')} shared", self._root(), layout.blobs_folder_properties(app)
+                    )
+                )
             self._book.put(key, str(folder["id"]))
             shared = [p.get("emailAddress") or "" for p in folder.get("permissions") or []]
             for peer in self._peers.get(app, []):
@@ -680,7 +798,9 @@ class DriveTransport(Transport):
             if found:
                 self._root_id = str(found[0]["id"])
             else:
-                self._root_id = str(self._create_folder("root", layout.ROOT_FOLDER_NAME, None, {layout.P_ROLE: "root"})["id"])
+                self._root_id = str(
+                    self._create_folder("root", layout.ROOT_FOLDER_NAME, None, {layout.P_ROLE: "root"})["id"]
+                )
             self._book.put("root", self._root_id)
         return self._root_id
 
@@ -693,4 +813,3 @@ class DriveTransport(Transport):
             raise TransportError(
                 f"could not share my outbox with {peer} ({exc}). Check that {peer} is a Google account email."
             ) from exc
-

@@ -15,26 +15,34 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from .faults import FaultConfig
 from .server import FakeDriveServer
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="fake-gdrive", description="A fake Google Drive v3 server for offline runs.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=0,
-                   help="port (default 0: pick a free one; give one, e.g. --port 8765, to know the URL in advance)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="port (default 0: pick a free one; give one, e.g. --port 8765, to know the URL in advance)",
+    )
     p.add_argument("--data-dir", default=None, help="keep files here across restarts (default: a temporary directory)")
     p.add_argument("--latency-ms", type=float, default=0.0, help="added latency per Drive request, in milliseconds")
     p.add_argument("--error-rate", type=float, default=0.0, help="share of calls answered 429/403/500/503")
     p.add_argument("--error-kinds", default=None, help="comma list of injected errors (429,403,500,503)")
     p.add_argument("--drop-rate", type=float, default=0.0, help="share of requests whose connection is dropped")
     p.add_argument("--list-lag", type=float, default=0.0, help="seconds before new files appear in list/changes")
-    p.add_argument("--drive-profile", choices=["default", "strict"], default="default",
-                   help="strict: only what Drive documents (lag on every change, write limit, hidden owner emails, ...)")
+    p.add_argument(
+        "--drive-profile",
+        choices=["default", "strict"],
+        default="default",
+        help="strict: only what Drive documents (lag on every change, write limit, hidden owner emails, ...)",
+    )
     p.add_argument("--quota-units-per-min", type=int, default=0, help="per-user quota units per minute (0: unlimited)")
     p.add_argument("--seed", type=int, default=None, help="seed for the fault random stream")
     p.add_argument("--port-file", default=None, help="write the server URL to this file when ready")
@@ -45,14 +53,20 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def config_from(args: argparse.Namespace) -> FaultConfig:
-    cfg = FaultConfig(latency=args.latency_ms / 1000.0, error_rate=args.error_rate, drop_rate=args.drop_rate,
-                      list_lag=args.list_lag, quota_units_per_min=args.quota_units_per_min, seed=args.seed)
+    cfg = FaultConfig(
+        latency=args.latency_ms / 1000.0,
+        error_rate=args.error_rate,
+        drop_rate=args.drop_rate,
+        list_lag=args.list_lag,
+        quota_units_per_min=args.quota_units_per_min,
+        seed=args.seed,
+    )
     if args.error_kinds:
         cfg.error_kinds = [k.strip() for k in args.error_kinds.split(",") if k.strip()]
     return cfg.validate()
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         faults = config_from(args)
@@ -67,8 +81,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        server = FakeDriveServer(args.host, args.port, args.data_dir, faults, strict_tokens=args.strict_tokens,
-                                 profile=args.drive_profile)
+        server = FakeDriveServer(
+            args.host, args.port, args.data_dir, faults, strict_tokens=args.strict_tokens, profile=args.drive_profile
+        )
     except ValueError as e:
         print(f"fake-gdrive: {e}", file=sys.stderr)
         return 2
@@ -83,9 +98,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             os.replace(tmp, args.port_file)
         if args.human:
             print(server.url, flush=True)
-            print(f"fake Google Drive listening (pid {os.getpid()}). In each participant's terminal:\n"
-                  f"  export SYFT_FLWR_DRIVE_URL={server.url}\n"
-                  "Files live in memory (or --data-dir) until Ctrl-C.", flush=True)
+            print(
+                f"fake Google Drive listening (pid {os.getpid()}). In each participant's terminal:\n"
+                f"  export SYFT_FLWR_DRIVE_URL={server.url}\n"
+                "Files live in memory (or --data-dir) until Ctrl-C.",
+                flush=True,
+            )
         else:
             print(json.dumps({"url": server.url, "port": server.port, "pid": os.getpid()}), flush=True)
         while not stop.wait(0.5):

@@ -8,10 +8,10 @@ put in it; only a file's owner deletes or trashes it. Invisible files answer 404
 
 from __future__ import annotations
 
-from typing import Optional
-
-from .errors import forbidden, not_found
-from .records import ROLE_RANK, FileRec
+from .errors import forbidden
+from .errors import not_found
+from .records import ROLE_RANK
+from .records import FileRec
 
 
 class AccessRules:
@@ -48,7 +48,7 @@ class AccessRules:
         memo[folder_id] = r
         return r
 
-    def _role(self, rec: FileRec, email: str, memo: Optional[dict] = None) -> int:
+    def _role(self, rec: FileRec, email: str, memo: dict | None = None) -> int:
         """0 (no access) .. 4 (owner) for ``email`` on ``rec``."""
         if rec.owner == email:
             return ROLE_RANK["owner"]
@@ -106,12 +106,14 @@ class AccessRules:
     @staticmethod
     def _shared_with_me(rec: FileRec, email: str) -> bool:
         """Drive's ``sharedWithMe``: shared directly with ``email`` by someone else."""
-        return rec.owner != email and any(p["type"] == "user" and p.get("emailAddress") == email for p in rec.permissions)
+        return rec.owner != email and any(
+            p["type"] == "user" and p.get("emailAddress") == email for p in rec.permissions
+        )
 
     def _resolve(self, file_id: str, email: str) -> str:
         return self.users.get(email, file_id) if file_id == "root" else file_id
 
-    def _visible(self, file_id: str, email: str, memo: Optional[dict] = None) -> FileRec:
+    def _visible(self, file_id: str, email: str, memo: dict | None = None) -> FileRec:
         """The file if ``email`` may see it; Drive answers 404 (not 403) otherwise."""
         rec = self.files.get(self._resolve(file_id, email))
         if rec is None or self._role(rec, email, memo) == 0:

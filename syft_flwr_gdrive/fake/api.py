@@ -16,19 +16,27 @@ import re
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Optional
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import BinaryIO
 
 from . import fields as fieldsel
 from . import multipart
 from . import query as q
 from . import strict
-from .blobs import BlobInfo, BlobWriter, copy_stream
-from .errors import ApiError, error_body, invalid
+from .blobs import BlobInfo
+from .blobs import BlobWriter
+from .blobs import copy_stream
+from .errors import ApiError
+from .errors import error_body
+from .errors import invalid
 from .faults import FaultEngine
 from .records import DEFAULT_APP
 from .store import Store
-from .uploads import Session, Sessions
+from .uploads import Session
+from .uploads import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +56,26 @@ DEFAULT_FIELDS = {
     "StartPageToken": "kind,startPageToken",
 }
 
-REASONS = {200: "OK", 201: "Created", 204: "No Content", 206: "Partial Content", 308: "Resume Incomplete",
-           400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict", 413: "Payload Too Large",
-           416: "Requested range not satisfiable", 429: "Too Many Requests", 500: "Internal Server Error",
-           503: "Service Unavailable"}
+REASONS = {
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    206: "Partial Content",
+    308: "Resume Incomplete",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    409: "Conflict",
+    413: "Payload Too Large",
+    416: "Requested range not satisfiable",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
-def fake_token_for(email: str, app: Optional[str] = None) -> str:
+def fake_token_for(email: str, app: str | None = None) -> str:
     """The bearer token that means ``email`` to the fake without any registration.
 
     ``fake:<email>``, percent-encoded where needed (httplib2 mangles header values that
@@ -72,7 +93,7 @@ def fake_token_for(email: str, app: Optional[str] = None) -> str:
 _APP_RE = re.compile(r"[A-Za-z0-9._-]+")
 
 
-def parse_fake_token(token: str) -> Optional[tuple[str, Optional[str]]]:
+def parse_fake_token(token: str) -> tuple[str, str | None] | None:
     """(email, app) of a ``fake:`` token, or None if it is not one."""
     if not token.startswith("fake:"):
         return None
@@ -96,7 +117,7 @@ class Body:
         self.consumed = 0
 
     @classmethod
-    def of(cls, data: bytes) -> "Body":
+    def of(cls, data: bytes) -> Body:
         pos = 0
 
         def read(n: int) -> bytes:
@@ -145,7 +166,7 @@ class Request:
     body: Body
     base_url: str  # "http://127.0.0.1:PORT/"
 
-    def arg(self, name: str, default: Optional[str] = None) -> Optional[str]:
+    def arg(self, name: str, default: str | None = None) -> str | None:
         v = self.query.get(name)
         return v[-1] if v else default
 
@@ -160,7 +181,7 @@ class Request:
         return default if v is None else v.lower() in ("true", "1", "yes")
 
     @classmethod
-    def build(cls, method: str, target: str, headers: dict[str, str], body: Body, base_url: str) -> "Request":
+    def build(cls, method: str, target: str, headers: dict[str, str], body: Body, base_url: str) -> Request:
         parts = urllib.parse.urlsplit(target)
         path = urllib.parse.unquote(parts.path)
         query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
@@ -172,7 +193,7 @@ class Response:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
-    stream: Optional[tuple[BinaryIO, int, int]] = None  # (file, offset, length); the HTTP layer closes it
+    stream: tuple[BinaryIO, int, int] | None = None  # (file, offset, length); the HTTP layer closes it
 
     @property
     def length(self) -> int:
@@ -183,7 +204,7 @@ class Response:
             self.stream[0].close()
 
 
-def json_response(obj: Any, status: int = 200, extra: Optional[list[tuple[str, str]]] = None) -> Response:
+def json_response(obj: Any, status: int = 200, extra: list[tuple[str, str]] | None = None) -> Response:
     return Response(status, [("Content-Type", JSON_TYPE)] + (extra or []), json.dumps(obj).encode())
 
 
@@ -200,8 +221,7 @@ class Route:
     pattern: re.Pattern
     name: str
     handler: Callable[..., Response]  # an Api method, called with (api, request, user, **path parameters)
-    cost: Optional[str]  # quota class; None: not charged
-
+    cost: str | None  # quota class; None: not charged
 
 
 def _bounded_int(req: Request, name: str, default: int) -> int:
@@ -238,7 +258,7 @@ class Api:
         self.store = store
         self.faults = faults
         self.strict_tokens = strict_tokens
-        self.tokens: dict[str, tuple[str, Optional[str]]] = {}  # registered token -> (email, app)
+        self.tokens: dict[str, tuple[str, str | None]] = {}  # registered token -> (email, app)
         self.sessions = Sessions(store.uploads_dir)
         self._stats_lock = threading.Lock()
         self.requests: collections.Counter[str] = collections.Counter()
@@ -248,7 +268,7 @@ class Api:
 
     # ------------------------------------------------------------------ plumbing
 
-    def match(self, req: Request) -> tuple[Optional[Route], dict[str, str]]:
+    def match(self, req: Request) -> tuple[Route | None, dict[str, str]]:
         for r in ROUTES:
             if r.method == req.method:
                 m = r.pattern.match(req.path)
@@ -278,25 +298,39 @@ class Api:
                 for k, v in form.items():
                     req.query.setdefault(k, []).extend(v)
 
-    def user_of(self, req: Request, fallback: Optional[str] = None) -> str:
+    def user_of(self, req: Request, fallback: str | None = None) -> str:
         auth = req.headers.get("authorization", "")
-        token = auth[7:].strip() if auth.lower().startswith("bearer ") else (req.arg("access_token") or req.arg("oauth_token"))
+        token = (
+            auth[7:].strip()
+            if auth.lower().startswith("bearer ")
+            else (req.arg("access_token") or req.arg("oauth_token"))
+        )
         if not token:
             if fallback:
                 return fallback
-            raise ApiError(401, "authError", "Request is missing required authentication credential. Expected OAuth 2 access token.",
-                           location="Authorization", locationType="header")
+            raise ApiError(
+                401,
+                "authError",
+                "Request is missing required authentication credential. Expected OAuth 2 access token.",
+                location="Authorization",
+                locationType="header",
+            )
         found = self.tokens.get(token)
         if found is None and not self.strict_tokens:
             found = parse_fake_token(token)
         if found is None:
-            raise ApiError(401, "authError", "Request had invalid authentication credentials. Expected OAuth 2 access token.",
-                           location="Authorization", locationType="header")
+            raise ApiError(
+                401,
+                "authError",
+                "Request had invalid authentication credentials. Expected OAuth 2 access token.",
+                location="Authorization",
+                locationType="header",
+            )
         email, app = found
         self.store.ensure_user(email, app or DEFAULT_APP)
         return email
 
-    def count(self, key: str, user: Optional[str], status: int) -> None:
+    def count(self, key: str, user: str | None, status: int) -> None:
         with self._stats_lock:
             self.requests[key] += 1
             if user:
@@ -305,14 +339,21 @@ class Api:
 
     def stats(self) -> dict:
         with self._stats_lock:
-            return {"requests": dict(self.requests), "by_user": dict(self.by_user), "statuses": dict(self.statuses),
-                    "faults": self.faults.counts(), "writes": self.faults.write_counts(), "store": self.store.stats(), "uptime": round(time.time() - self.started, 3)}
+            return {
+                "requests": dict(self.requests),
+                "by_user": dict(self.by_user),
+                "statuses": dict(self.statuses),
+                "faults": self.faults.counts(),
+                "writes": self.faults.write_counts(),
+                "store": self.store.stats(),
+                "uptime": round(time.time() - self.started, 3),
+            }
 
     # ------------------------------------------------------------------ entry points
 
-    def handle(self, req: Request, outer_user: Optional[str] = None) -> Response:
+    def handle(self, req: Request, outer_user: str | None = None) -> Response:
         """Answer one Drive API call (or an admin call); never raises ApiError."""
-        user: Optional[str] = None
+        user: str | None = None
         name = "unknown"
         try:
             self.normalize(req)
@@ -328,7 +369,9 @@ class Api:
             else:
                 user = self.user_of(req, outer_user)
             cfg = self.faults.config
-            self.store.configure(float(cfg.list_lag) if cfg.lag_all else 0.0, bool(cfg.hide_owner_emails), bool(cfg.gmail_dots))
+            self.store.configure(
+                float(cfg.list_lag) if cfg.lag_all else 0.0, bool(cfg.hide_owner_emails), bool(cfg.gmail_dots)
+            )
             if user is not None:
                 user = self.store.account(user)
             fault = self.faults.call(name) if route.name != "batch" else None
@@ -398,8 +441,13 @@ class Api:
     def h_about(self, req: Request, user: str) -> Response:
         spec = req.arg("fields")
         if not spec:
-            raise ApiError(400, "required", "The 'fields' parameter is required for this method.", location="fields",
-                           locationType="parameter")
+            raise ApiError(
+                400,
+                "required",
+                "The 'fields' parameter is required for this method.",
+                location="fields",
+                locationType="parameter",
+            )
         about = {
             "kind": "drive#about",
             "user": self.store.user_resource(user, user),
@@ -433,8 +481,15 @@ class Api:
         spec = req.arg("fields")
         if spec:  # validate before doing the work, like Drive
             fieldsel.validate(fieldsel.parse(spec), "FileList")
-        files, token = self.store.list(user, node, req.arg("orderBy"), page_size, req.arg("pageToken") or None,
-                                       float(self.faults.config.list_lag), text)
+        files, token = self.store.list(
+            user,
+            node,
+            req.arg("orderBy"),
+            page_size,
+            req.arg("pageToken") or None,
+            float(self.faults.config.list_lag),
+            text,
+        )
         out: dict[str, Any] = {"kind": "drive#fileList", "incompleteSearch": False, "files": files}
         if token:
             out["nextPageToken"] = token
@@ -482,7 +537,9 @@ class Api:
                 if fh:
                     fh.close()
                 err = ApiError(416, "requestedRangeNotSatisfiable", "Request range not satisfiable")
-                return Response(416, [("Content-Type", JSON_TYPE), ("Content-Range", f"bytes */{size}")], err.to_bytes())
+                return Response(
+                    416, [("Content-Type", JSON_TYPE), ("Content-Range", f"bytes */{size}")], err.to_bytes()
+                )
             headers.append(("Content-Range", f"bytes {first}-{last}/{size}"))
             assert fh is not None  # a file with bytes in range has a blob
             return Response(206, headers, stream=(fh, first, last - first + 1))
@@ -504,7 +561,7 @@ class Api:
             w.discard()
             raise
 
-    def _read_related(self, req: Request, check: Callable[[dict], object]) -> tuple[dict, BlobInfo, Optional[str]]:
+    def _read_related(self, req: Request, check: Callable[[dict], object]) -> tuple[dict, BlobInfo, str | None]:
         """Parse a multipart/related upload: JSON metadata, then media streamed to disk."""
         ctype = req.headers.get("content-type", "")
         if not ctype.lower().startswith("multipart/related"):
@@ -536,7 +593,9 @@ class Api:
     def _upload_type(self, req: Request) -> str:
         kind = req.arg("uploadType")
         if kind not in ("media", "multipart", "resumable"):
-            raise invalid(f"Invalid value for uploadType: {kind!r} (expected media, multipart or resumable)", "uploadType")
+            raise invalid(
+                f"Invalid value for uploadType: {kind!r} (expected media, multipart or resumable)", "uploadType"
+            )
         return kind
 
     def _session_location(self, req: Request, sid: str) -> str:
@@ -544,17 +603,24 @@ class Api:
         query.append(("upload_id", sid))
         path = req.path.lstrip("/")
         if path.startswith("resumable/"):
-            path = path[len("resumable/"):]
+            path = path[len("resumable/") :]
         return req.base_url + path + "?" + urllib.parse.urlencode(query)
 
-    def _start_session(self, req: Request, user: str, meta: dict, file_id: Optional[str]) -> Response:
+    def _start_session(self, req: Request, user: str, meta: dict, file_id: str | None) -> Response:
         total_raw = req.headers.get("x-upload-content-length")
         try:
             total = int(total_raw) if total_raw not in (None, "") else None
         except ValueError:
             raise invalid(f"Invalid X-Upload-Content-Length: {total_raw!r}") from None
-        s = self.sessions.open(user, meta, req.headers.get("x-upload-content-type"), total, file_id,
-                               req.arg_list("addParents"), req.arg_list("removeParents"))
+        s = self.sessions.open(
+            user,
+            meta,
+            req.headers.get("x-upload-content-type"),
+            total,
+            file_id,
+            req.arg_list("addParents"),
+            req.arg_list("removeParents"),
+        )
         location = self._session_location(req, s.id)
         return Response(200, [("Location", location), ("X-GUploader-UploadID", s.id)])
 
@@ -598,7 +664,7 @@ class Api:
             raise
         return self._file_response(res, req)
 
-    def h_upload_chunk(self, req: Request, user: Optional[str]) -> Response:
+    def h_upload_chunk(self, req: Request, user: str | None) -> Response:
         sid = req.arg("upload_id")
         if not sid:
             raise ApiError(404, "notFound", "Not Found: PUT without upload_id")
@@ -609,7 +675,9 @@ class Api:
         def finalize(sess: Session, info: BlobInfo) -> dict:
             if sess.file_id is None:
                 return self.store.create(sess.user, sess.meta, info, default_mime=sess.mime)
-            return self.store.update(sess.user, sess.file_id, sess.meta, sess.add_parents, sess.remove_parents, info, sess.mime)
+            return self.store.update(
+                sess.user, sess.file_id, sess.meta, sess.add_parents, sess.remove_parents, info, sess.mime
+            )
 
         outcome = self.sessions.put(s, req.headers.get("content-range"), length, req.body.read, finalize)
         if outcome.resource is not None:
@@ -623,8 +691,13 @@ class Api:
 
     def h_perm_create(self, req: Request, user: str, id: str) -> Response:
         body = _json_body(req)
-        perm = self.store.create_permission(user, id, body, transfer=req.flag("transferOwnership"),
-                                            workspace_domains=self.faults.config.workspace_domains)
+        perm = self.store.create_permission(
+            user,
+            id,
+            body,
+            transfer=req.flag("transferOwnership"),
+            workspace_domains=self.faults.config.workspace_domains,
+        )
         return json_response(self._select(perm, req, "Permission"))
 
     def h_perm_list(self, req: Request, user: str, id: str) -> Response:
@@ -651,12 +724,19 @@ class Api:
     def h_changes_list(self, req: Request, user: str) -> Response:
         token = req.arg("pageToken")
         if not token:
-            raise ApiError(400, "required", "Required parameter: pageToken", location="pageToken", locationType="parameter")
+            raise ApiError(
+                400, "required", "Required parameter: pageToken", location="pageToken", locationType="parameter"
+            )
         spec = req.arg("fields")
         if spec:
             fieldsel.validate(fieldsel.parse(spec), "ChangeList")
-        changes, nxt, new_start = self.store.list_changes(user, token, _bounded_int(req, "pageSize", 100), float(self.faults.config.list_lag),
-                                                          req.flag("includeRemoved", True))
+        changes, nxt, new_start = self.store.list_changes(
+            user,
+            token,
+            _bounded_int(req, "pageSize", 100),
+            float(self.faults.config.list_lag),
+            req.flag("includeRemoved", True),
+        )
         out: dict[str, Any] = {"kind": "drive#changeList", "changes": changes}
         if nxt:
             out["nextPageToken"] = nxt
@@ -674,12 +754,25 @@ class Api:
         for part in inner:
             ireq = Request.build(part.method, part.target, part.headers, Body.of(part.body), req.base_url)
             if ireq.path.startswith(("/upload/", "/resumable/", "/batch", "/_fake/")) or ireq.arg("alt") == "media":
-                resp = error_response(invalid("Media uploads, downloads and nested batches are not allowed in a batch request."))
+                resp = error_response(
+                    invalid("Media uploads, downloads and nested batches are not allowed in a batch request.")
+                )
             else:
                 resp = self.handle(ireq, outer_user=user)
-            self.count(f"{ireq.method} {ireq.headers.get('x-fake-route', 'unknown')}", ireq.headers.get("x-fake-user"), resp.status)
-            answers.append(multipart.InnerResponse(part.content_id, resp.status, REASONS.get(resp.status, "Unknown"),
-                                                   [(k, v) for k, v in resp.headers if k.lower() != "content-length"], resp.body))
+            self.count(
+                f"{ireq.method} {ireq.headers.get('x-fake-route', 'unknown')}",
+                ireq.headers.get("x-fake-user"),
+                resp.status,
+            )
+            answers.append(
+                multipart.InnerResponse(
+                    part.content_id,
+                    resp.status,
+                    REASONS.get(resp.status, "Unknown"),
+                    [(k, v) for k, v in resp.headers if k.lower() != "content-length"],
+                    resp.body,
+                )
+            )
             resp.close()
         data, ctype = multipart.render_batch(answers)
         return Response(200, [("Content-Type", ctype)], data)
@@ -693,7 +786,7 @@ _PERMS = f"{_FILES}/{_ID}/permissions"
 _UPLOAD = "(?:/resumable)?/upload/drive/v3/files"
 
 
-def _route(method: str, path: str, name: str, handler: Callable[..., Response], cost: Optional[str]) -> Route:
+def _route(method: str, path: str, name: str, handler: Callable[..., Response], cost: str | None) -> Route:
     return Route(method, re.compile(f"^{path}$"), name, handler, cost)
 
 

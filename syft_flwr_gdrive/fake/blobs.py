@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Optional
+from typing import BinaryIO
 
 CHUNK = 1 << 20  # 1 MiB: the most body the fake holds in memory at once per request
 
@@ -34,13 +35,13 @@ class BlobWriter:
     without losing the checksums of the chunks already stored.
     """
 
-    def __init__(self, directory: Path, name: Optional[str] = None) -> None:
+    def __init__(self, directory: Path, name: str | None = None) -> None:
         self.path = directory / (name or uuid.uuid4().hex)
         self._fh: BinaryIO = open(self.path, "w+b")
         self.size = 0
         self._md5 = hashlib.md5()
         self._sha = hashlib.sha256()
-        self._saved: tuple[int, "hashlib._Hash", "hashlib._Hash"] | None = None
+        self._saved: tuple[int, hashlib._Hash, hashlib._Hash] | None = None
 
     def write(self, data: bytes) -> None:
         self._fh.write(data)

@@ -14,8 +14,9 @@ import dataclasses
 import random
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
 
 from .errors import ApiError
 
@@ -52,9 +53,9 @@ class FaultConfig:
     list_lag: float = 0.0  #: seconds before a new file shows up in files.list / changes.list
     quota_units_per_min: int = 0  #: per-user budget (list 100, get 5, download 200, modify 50); 0 = unlimited
     quota_status: int = 403  #: 403 userRateLimitExceeded or 429 rateLimitExceeded when over budget
-    seed: Optional[int] = None  #: seed of the fault random stream (None: nondeterministic)
+    seed: int | None = None  #: seed of the fault random stream (None: nondeterministic)
     #: route names faults apply to (e.g. ``["files.create", "upload.chunk"]``); None means all
-    routes: Optional[list[str]] = None
+    routes: list[str] | None = None
     # -- the strict profile: what Drive's documentation allows beyond the happy path ------------
     #: ``list_lag`` also delays updates and deletes, each listing drawing a random age per file
     #: in [0, list_lag] (reads are not monotonic: a later list may show an older state)
@@ -70,7 +71,7 @@ class FaultConfig:
     #: Workspace domains whose users transfer ownership within the domain without acceptance
     workspace_domains: list[str] = field(default_factory=list)
 
-    def validate(self) -> "FaultConfig":
+    def validate(self) -> FaultConfig:
         for name in ("error_rate", "error_after_fraction", "drop_rate", "drop_after_fraction"):
             v = getattr(self, name)
             if not 0.0 <= float(v) <= 1.0:
@@ -99,14 +100,14 @@ class FaultConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def for_profile(cls, profile: str = "default", **overrides: Any) -> "FaultConfig":
+    def for_profile(cls, profile: str = "default", **overrides: Any) -> FaultConfig:
         """The settings of a named profile (``default`` or ``strict``), with ``overrides`` applied."""
         if profile not in PROFILES:
             raise ValueError(f"unknown Drive profile {profile!r}; choose one of {sorted(PROFILES)}")
         return cls(**{**PROFILES[profile], **overrides}).validate()
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FaultConfig":
+    def from_dict(cls, data: dict[str, Any]) -> FaultConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -150,7 +151,7 @@ def _error(status: int, reason: str) -> ApiError:
 class FaultEngine:
     """Draws faults from a live :class:`FaultConfig` and keeps per-user quota windows."""
 
-    def __init__(self, config: Optional[FaultConfig] = None) -> None:
+    def __init__(self, config: FaultConfig | None = None) -> None:
         self._lock = threading.Lock()
         self._config = (config or FaultConfig()).validate()
         self._seed_seen = self._config.seed
@@ -182,7 +183,7 @@ class FaultEngine:
         routes = self._config.routes
         return routes is None or route in routes
 
-    def transport(self, route: str) -> tuple[float, Optional[str]]:
+    def transport(self, route: str) -> tuple[float, str | None]:
         """(latency seconds, drop phase None/"before"/"after") for one HTTP request."""
         cfg = self._config
         if not self._applies(route):
@@ -197,7 +198,7 @@ class FaultEngine:
                 self.injected["latency"] += 1
         return float(cfg.latency), drop
 
-    def call(self, route: str) -> Optional[CallFault]:
+    def call(self, route: str) -> CallFault | None:
         """Maybe an injected error for one API call (batch parts are calls too)."""
         cfg = self._config
         if cfg.error_rate <= 0 or not self._applies(route):
@@ -212,7 +213,7 @@ class FaultEngine:
             self.injected[f"error_{kind}"] += 1
         return CallFault(_error(status, reason), after)
 
-    def charge(self, user: str, cost_class: str, now: Optional[float] = None) -> Optional[ApiError]:
+    def charge(self, user: str, cost_class: str, now: float | None = None) -> ApiError | None:
         """Spend quota units for ``user``; the error to answer when the budget is exhausted."""
         cfg = self._config
         limit = int(cfg.quota_units_per_min)
@@ -240,7 +241,7 @@ class FaultEngine:
             self._usage_sum[user] = total + cost
         return None
 
-    def charge_write(self, user: str, now: Optional[float] = None) -> Optional[ApiError]:
+    def charge_write(self, user: str, now: float | None = None) -> ApiError | None:
         """Take one write from ``user``'s bucket (``write_rate``/s, ``write_burst`` deep); the error if empty."""
         cfg = self._config
         rate = float(cfg.write_rate)

@@ -8,7 +8,8 @@ a typo in product code fails offline the same way it would against Google.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
+from typing import Optional
 
 from .errors import ApiError
 
@@ -18,30 +19,99 @@ _USER = {k: None for k in ("displayName", "emailAddress", "kind", "me", "permiss
 _PERMISSION = {
     k: None
     for k in (
-        "allowFileDiscovery", "deleted", "displayName", "domain", "emailAddress", "expirationTime", "id",
-        "inheritedPermissionsDisabled", "kind", "pendingOwner", "permissionDetails", "photoLink", "role",
-        "teamDrivePermissionDetails", "type", "view",
+        "allowFileDiscovery",
+        "deleted",
+        "displayName",
+        "domain",
+        "emailAddress",
+        "expirationTime",
+        "id",
+        "inheritedPermissionsDisabled",
+        "kind",
+        "pendingOwner",
+        "permissionDetails",
+        "photoLink",
+        "role",
+        "teamDrivePermissionDetails",
+        "type",
+        "view",
     )
 }
 _FILE: dict[str, Any] = {
     k: None
     for k in (
-        "appProperties", "capabilities", "clientEncryptionDetails", "contentHints", "contentRestrictions",
-        "copyRequiresWriterPermission", "createdTime", "description", "downloadRestrictions", "driveId",
-        "explicitlyTrashed", "exportLinks", "fileExtension", "folderColorRgb", "fullFileExtension",
-        "hasAugmentedPermissions", "hasThumbnail", "headRevisionId", "iconLink", "id", "imageMediaMetadata",
-        "inheritedPermissionsDisabled", "isAppAuthorized", "kind", "labelInfo", "lastModifyingUser",
-        "linkShareMetadata", "md5Checksum", "mimeType", "modifiedByMe", "modifiedByMeTime", "modifiedTime", "name",
-        "originalFilename", "ownedByMe", "owners", "parents", "permissionIds", "permissions", "properties",
-        "quotaBytesUsed", "resourceKey", "sha1Checksum", "sha256Checksum", "shared", "sharedWithMeTime",
-        "sharingUser", "shortcutDetails", "size", "spaces", "starred", "teamDriveId", "thumbnailLink",
-        "thumbnailVersion", "trashed", "trashedTime", "trashingUser", "version", "videoMediaMetadata",
-        "viewedByMe", "viewedByMeTime", "viewersCanCopyContent", "webContentLink", "webViewLink",
+        "appProperties",
+        "capabilities",
+        "clientEncryptionDetails",
+        "contentHints",
+        "contentRestrictions",
+        "copyRequiresWriterPermission",
+        "createdTime",
+        "description",
+        "downloadRestrictions",
+        "driveId",
+        "explicitlyTrashed",
+        "exportLinks",
+        "fileExtension",
+        "folderColorRgb",
+        "fullFileExtension",
+        "hasAugmentedPermissions",
+        "hasThumbnail",
+        "headRevisionId",
+        "iconLink",
+        "id",
+        "imageMediaMetadata",
+        "inheritedPermissionsDisabled",
+        "isAppAuthorized",
+        "kind",
+        "labelInfo",
+        "lastModifyingUser",
+        "linkShareMetadata",
+        "md5Checksum",
+        "mimeType",
+        "modifiedByMe",
+        "modifiedByMeTime",
+        "modifiedTime",
+        "name",
+        "originalFilename",
+        "ownedByMe",
+        "owners",
+        "parents",
+        "permissionIds",
+        "permissions",
+        "properties",
+        "quotaBytesUsed",
+        "resourceKey",
+        "sha1Checksum",
+        "sha256Checksum",
+        "shared",
+        "sharedWithMeTime",
+        "sharingUser",
+        "shortcutDetails",
+        "size",
+        "spaces",
+        "starred",
+        "teamDriveId",
+        "thumbnailLink",
+        "thumbnailVersion",
+        "trashed",
+        "trashedTime",
+        "trashingUser",
+        "version",
+        "videoMediaMetadata",
+        "viewedByMe",
+        "viewedByMeTime",
+        "viewersCanCopyContent",
+        "webContentLink",
+        "webViewLink",
         "writersCanShare",
     )
 }
 _FILE.update(owners=_USER, lastModifyingUser=_USER, sharingUser=_USER, trashingUser=_USER, permissions=_PERMISSION)
-_CHANGE: dict[str, Any] = {k: None for k in ("changeType", "drive", "driveId", "fileId", "kind", "removed", "teamDrive", "teamDriveId", "time", "type")}
+_CHANGE: dict[str, Any] = {
+    k: None
+    for k in ("changeType", "drive", "driveId", "fileId", "kind", "removed", "teamDrive", "teamDriveId", "time", "type")
+}
 _CHANGE["file"] = _FILE
 
 SCHEMAS: dict[str, dict[str, Any]] = {
@@ -54,8 +124,17 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "About": {
         k: None
         for k in (
-            "appInstalled", "canCreateDrives", "canCreateTeamDrives", "driveThemes", "exportFormats",
-            "folderColorPalette", "importFormats", "kind", "maxImportSizes", "maxUploadSize", "storageQuota",
+            "appInstalled",
+            "canCreateDrives",
+            "canCreateTeamDrives",
+            "driveThemes",
+            "exportFormats",
+            "folderColorPalette",
+            "importFormats",
+            "kind",
+            "maxImportSizes",
+            "maxUploadSize",
+            "storageQuota",
             "teamDriveThemes",
         )
     }
@@ -93,7 +172,7 @@ def parse(spec: str) -> Tree:
                     pos += 1
                     continue
                 break
-            sub: Optional[Tree] = None
+            sub: Tree | None = None
             while pos < len(spec) and spec[pos] == " ":
                 pos += 1
             if pos < len(spec) and spec[pos] == "(":
@@ -122,7 +201,7 @@ def parse(spec: str) -> Tree:
     return selectors(0)
 
 
-def _merge(tree: Tree, key: str, sub: Optional[Tree]) -> None:
+def _merge(tree: Tree, key: str, sub: Tree | None) -> None:
     if key not in tree:
         tree[key] = sub
         return
@@ -137,7 +216,7 @@ def _merge(tree: Tree, key: str, sub: Optional[Tree]) -> None:
 def validate(tree: Tree, schema: str) -> None:
     """Raise ``400 invalidParameter`` if ``tree`` selects a field ``schema`` does not have."""
 
-    def walk(t: Tree, s: Optional[dict]) -> None:
+    def walk(t: Tree, s: dict | None) -> None:
         if s is None:
             return
         for k, sub in t.items():
@@ -151,7 +230,7 @@ def validate(tree: Tree, schema: str) -> None:
     walk(tree, SCHEMAS[schema])
 
 
-def apply(obj: Any, tree: Optional[Tree]) -> Any:
+def apply(obj: Any, tree: Tree | None) -> Any:
     """Keep only the selected parts of ``obj`` (lists are filtered element-wise)."""
     if tree is None:
         return obj
@@ -169,14 +248,14 @@ def apply(obj: Any, tree: Optional[Tree]) -> Any:
     return {k: apply(obj[k], sub) for k, sub in tree.items() if k in obj}
 
 
-def select(obj: dict, spec: Optional[str], schema: str, default: str) -> dict:
+def select(obj: dict, spec: str | None, schema: str, default: str) -> dict:
     """Apply ``spec`` (or the method's ``default`` field set) to a response object."""
     tree = parse(spec if spec else default)
     validate(tree, schema)
     return apply(obj, tree)
 
 
-def needs(spec: Optional[str], default: str, name: str) -> bool:
+def needs(spec: str | None, default: str, name: str) -> bool:
     """Cheap check whether a (possibly nested) selection mentions ``name`` or ``*``."""
     s = spec or default
     return "*" in s or name in s

@@ -13,10 +13,14 @@ import socket
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+from http.server import ThreadingHTTPServer
 from typing import Any
 
-from .api import Api, Body, Request, Response
+from .api import Api
+from .api import Body
+from .api import Request
+from .api import Response
 from .blobs import CHUNK
 from .faults import FaultEngine
 
@@ -30,7 +34,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "FakeGoogleDrive/1.0"
     sys_version = ""
-    server: "FakeHTTPServer"
+    server: FakeHTTPServer
 
     def setup(self) -> None:
         # StreamRequestHandler reads the class attribute; an instance one sets it per connection.
@@ -186,7 +190,9 @@ class FakeHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], api: Api, faults: FaultEngine, body_timeout: float, idle_timeout: float) -> None:
+    def __init__(
+        self, address: tuple[str, int], api: Api, faults: FaultEngine, body_timeout: float, idle_timeout: float
+    ) -> None:
         self.api = api
         self.faults = faults
         self.body_timeout = body_timeout

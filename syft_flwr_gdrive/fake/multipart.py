@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass, field
-from typing import Callable, Optional
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
 
 from .blobs import CHUNK
 from .errors import ApiError
@@ -78,7 +79,7 @@ class StreamingRelated:
                 line, self._buf = self._buf, b""
                 return line
 
-    def next_part(self) -> Optional[dict[str, str]]:
+    def next_part(self) -> dict[str, str] | None:
         """Advance to the next part and return its headers (None after the last part)."""
         if self.finished:
             return None
@@ -154,6 +155,7 @@ class StreamingRelated:
 
 # ---------------------------------------------------------------------------- batch
 
+
 @dataclass
 class InnerRequest:
     content_id: str
@@ -215,7 +217,9 @@ def parse_batch(body: bytes, content_type: str) -> list[InnerRequest]:
                 ibody = ibody[: int(headers["content-length"])]
             except ValueError:
                 pass
-        out.append(InnerRequest(ph.get("content-id", f"<{n + 1}>"), request_line[0].upper(), request_line[1], headers, ibody))
+        out.append(
+            InnerRequest(ph.get("content-id", f"<{n + 1}>"), request_line[0].upper(), request_line[1], headers, ibody)
+        )
     return out
 
 

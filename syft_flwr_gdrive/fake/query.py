@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any
+from typing import Protocol
 
 from .errors import ApiError
 
@@ -32,6 +34,7 @@ class FileView(Protocol):
 
     @property
     def app_properties(self) -> dict[str, str]: ...  # read-only: the calling app's share, for a view
+
     created: float
     modified: float
     owner: str
@@ -46,10 +49,13 @@ class QueryError(ApiError):
     """A malformed or unsupported ``q``: Drive answers 400 ``invalid``."""
 
     def __init__(self, detail: str, query: str) -> None:
-        super().__init__(400, "invalid", f"Invalid Value: q ({detail}): {query}", location="q", locationType="parameter")
+        super().__init__(
+            400, "invalid", f"Invalid Value: q ({detail}): {query}", location="q", locationType="parameter"
+        )
 
 
 # ---------------------------------------------------------------------------- tokens
+
 
 @dataclass(frozen=True)
 class Tok:
@@ -111,19 +117,20 @@ def tokenize(q: str) -> list[Tok]:
 
 # ---------------------------------------------------------------------------- AST
 
+
 @dataclass(frozen=True)
 class And:
-    parts: tuple["Node", ...]
+    parts: tuple[Node, ...]
 
 
 @dataclass(frozen=True)
 class Or:
-    parts: tuple["Node", ...]
+    parts: tuple[Node, ...]
 
 
 @dataclass(frozen=True)
 class Not:
-    part: "Node"
+    part: Node
 
 
 @dataclass(frozen=True)
@@ -304,6 +311,7 @@ def parse_time(text: str) -> float:
 
 
 # ---------------------------------------------------------------------------- evaluation
+
 
 def name_contains(name: str, needle: str) -> bool:
     """Drive's ``name contains``: case-insensitive prefix of the name or of a later

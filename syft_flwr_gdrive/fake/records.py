@@ -12,11 +12,13 @@ import hashlib
 import json
 import secrets
 import time
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
 
 from . import query as q
-from .errors import ApiError, invalid
+from .errors import ApiError
+from .errors import invalid
 
 FOLDER_MIME = "application/vnd.google-apps.folder"
 ROLE_RANK = q.ROLE_RANK
@@ -28,19 +30,74 @@ MAX_PROPS = 30  # Drive: at most 30 appProperties (per app) and 30 public proper
 MAX_PROP_BYTES = 124  # Drive: key + value at most 124 bytes (UTF-8)
 
 CREATE_FIELDS = {
-    "name", "mimeType", "parents", "description", "appProperties", "properties", "starred", "id", "createdTime",
-    "modifiedTime", "trashed", "originalFilename", "contentHints", "folderColorRgb", "copyRequiresWriterPermission",
-    "writersCanShare", "viewedByMeTime", "kind", "contentRestrictions", "shortcutDetails", "inheritedPermissionsDisabled",
+    "name",
+    "mimeType",
+    "parents",
+    "description",
+    "appProperties",
+    "properties",
+    "starred",
+    "id",
+    "createdTime",
+    "modifiedTime",
+    "trashed",
+    "originalFilename",
+    "contentHints",
+    "folderColorRgb",
+    "copyRequiresWriterPermission",
+    "writersCanShare",
+    "viewedByMeTime",
+    "kind",
+    "contentRestrictions",
+    "shortcutDetails",
+    "inheritedPermissionsDisabled",
 }
 UPDATE_FIELDS = CREATE_FIELDS - {"id", "createdTime", "parents"}
 READ_ONLY = {
-    "owners", "size", "md5Checksum", "sha1Checksum", "sha256Checksum", "version", "capabilities", "permissions",
-    "permissionIds", "ownedByMe", "webViewLink", "webContentLink", "iconLink", "headRevisionId", "quotaBytesUsed",
-    "shared", "explicitlyTrashed", "trashedTime", "trashingUser", "lastModifyingUser", "sharingUser", "spaces",
-    "hasThumbnail", "thumbnailLink", "thumbnailVersion", "exportLinks", "fullFileExtension", "fileExtension",
-    "modifiedByMe", "modifiedByMeTime", "isAppAuthorized", "teamDriveId", "driveId", "sharedWithMeTime",
-    "viewedByMe", "resourceKey", "linkShareMetadata", "labelInfo", "hasAugmentedPermissions", "imageMediaMetadata",
-    "videoMediaMetadata", "clientEncryptionDetails", "downloadRestrictions", "viewersCanCopyContent",
+    "owners",
+    "size",
+    "md5Checksum",
+    "sha1Checksum",
+    "sha256Checksum",
+    "version",
+    "capabilities",
+    "permissions",
+    "permissionIds",
+    "ownedByMe",
+    "webViewLink",
+    "webContentLink",
+    "iconLink",
+    "headRevisionId",
+    "quotaBytesUsed",
+    "shared",
+    "explicitlyTrashed",
+    "trashedTime",
+    "trashingUser",
+    "lastModifyingUser",
+    "sharingUser",
+    "spaces",
+    "hasThumbnail",
+    "thumbnailLink",
+    "thumbnailVersion",
+    "exportLinks",
+    "fullFileExtension",
+    "fileExtension",
+    "modifiedByMe",
+    "modifiedByMeTime",
+    "isAppAuthorized",
+    "teamDriveId",
+    "driveId",
+    "sharedWithMeTime",
+    "viewedByMe",
+    "resourceKey",
+    "linkShareMetadata",
+    "labelInfo",
+    "hasAugmentedPermissions",
+    "imageMediaMetadata",
+    "videoMediaMetadata",
+    "clientEncryptionDetails",
+    "downloadRestrictions",
+    "viewersCanCopyContent",
 }
 
 
@@ -81,20 +138,20 @@ class FileRec:
     created: float
     modified: float
     seq: int  # creation order: stable tie-breaker for sorting and paging
-    description: Optional[str] = None
+    description: str | None = None
     app_properties: dict[str, dict[str, str]] = field(default_factory=dict)  # OAuth app -> its private properties
     properties: dict[str, str] = field(default_factory=dict)
     starred: bool = False
     explicitly_trashed: bool = False
-    trashed_time: Optional[float] = None
+    trashed_time: float | None = None
     version: int = 1
-    size: Optional[int] = None
-    md5: Optional[str] = None
-    sha256: Optional[str] = None
-    blob: Optional[str] = None
+    size: int | None = None
+    md5: str | None = None
+    sha256: str | None = None
+    blob: str | None = None
     permissions: list[dict[str, str]] = field(default_factory=list)  # direct: id, type, role, emailAddress
     is_root: bool = False
-    last_modifier: Optional[str] = None
+    last_modifier: str | None = None
 
     @property
     def is_folder(self) -> bool:
@@ -106,7 +163,7 @@ class Change:
     seq: int
     file_id: str
     time: float
-    removed_for: Optional[list[str]] = None  # users who lost sight of the file with this change
+    removed_for: list[str] | None = None  # users who lost sight of the file with this change
 
 
 class Desc:
@@ -117,10 +174,10 @@ class Desc:
     def __init__(self, v: Any) -> None:
         self.v = v
 
-    def __lt__(self, other: "Desc") -> bool:
+    def __lt__(self, other: Desc) -> bool:
         return other.v < self.v
 
-    def __gt__(self, other: "Desc") -> bool:
+    def __gt__(self, other: Desc) -> bool:
         return other.v > self.v
 
     def __eq__(self, other: object) -> bool:
@@ -142,14 +199,18 @@ ORDER_KEYS = {
 }
 
 
-def parse_order(order_by: Optional[str]) -> list[tuple[str, bool]]:
+def parse_order(order_by: str | None) -> list[tuple[str, bool]]:
     """``"createdTime desc,name"`` -> [("createdTime", True), ("name", False)]."""
     out: list[tuple[str, bool]] = []
     for part in (order_by or "").split(","):
         words = part.split()
         if not words:
             continue
-        if len(words) > 2 or words[0] not in ORDER_KEYS or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
+        if (
+            len(words) > 2
+            or words[0] not in ORDER_KEYS
+            or (len(words) == 2 and words[1].lower() not in ("asc", "desc"))
+        ):
             raise invalid(f"Invalid Value: orderBy {order_by!r}", "orderBy")
         out.append((words[0], len(words) == 2 and words[1].lower() == "desc"))
     return out
@@ -168,11 +229,20 @@ def check_fields(meta: dict, allowed: set[str], for_update: bool) -> None:
         if k in allowed:
             continue
         if k == "parents" and for_update:
-            raise ApiError(403, "fieldNotWritable", "The parents field is not directly writable in update requests. "
-                           "Use the addParents and removeParents parameters instead.")
+            raise ApiError(
+                403,
+                "fieldNotWritable",
+                "The parents field is not directly writable in update requests. "
+                "Use the addParents and removeParents parameters instead.",
+            )
         if k in READ_ONLY or k in ("id", "createdTime"):
-            raise ApiError(403, "fieldNotWritable", f"The resource body includes fields which are not directly writable: {k}")
-        raise ApiError(400, "badRequest", f"Invalid JSON payload received. Unknown name \"{k}\" at 'resource': Cannot find field.")
+            raise ApiError(
+                403, "fieldNotWritable", f"The resource body includes fields which are not directly writable: {k}"
+            )
+        raise ApiError(
+            400, "badRequest", f"Invalid JSON payload received. Unknown name \"{k}\" at 'resource': Cannot find field."
+        )
+
 
 def check_props(name: str, props: Any, current: dict[str, str]) -> dict[str, str]:
     """Merge a properties patch (``None`` deletes a key) and enforce Drive's limits."""
@@ -194,7 +264,8 @@ def check_props(name: str, props: Any, current: dict[str, str]) -> dict[str, str
         raise invalid(f"A file may have at most {MAX_PROPS} {name}, got {len(out)}")
     return out
 
-def time_field(meta: dict, key: str) -> Optional[float]:
+
+def time_field(meta: dict, key: str) -> float | None:
     if key not in meta or meta[key] is None:
         return None
     try:

@@ -7,10 +7,14 @@ Mixed into :class:`store.Store`, whose lock callers already hold.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Optional
+from typing import Any
 
 from .access import AccessRules
-from .records import ROLE_RANK, FileRec, display_name, permission_id_for, rfc3339
+from .records import ROLE_RANK
+from .records import FileRec
+from .records import display_name
+from .records import permission_id_for
+from .records import rfc3339
 
 
 class Resources(AccessRules):
@@ -31,8 +35,15 @@ class Resources(AccessRules):
         return out
 
     def _permission_resource(self, p: dict, inherited: bool) -> dict:
-        out = {"kind": "drive#permission", "id": p["id"], "type": p["type"], "role": p["role"], "deleted": False,
-               "pendingOwner": False, "permissionDetails": [{"permissionType": "file", "role": p["role"], "inherited": inherited}]}
+        out = {
+            "kind": "drive#permission",
+            "id": p["id"],
+            "type": p["type"],
+            "role": p["role"],
+            "deleted": False,
+            "pendingOwner": False,
+            "permissionDetails": [{"permissionType": "file", "role": p["role"], "inherited": inherited}],
+        }
         if p["type"] == "user":
             out["emailAddress"] = p["emailAddress"]
             out["displayName"] = display_name(p["emailAddress"])
@@ -57,7 +68,7 @@ class Resources(AccessRules):
                     found[p["id"]] = (p, True)
         return [self._permission_resource(p, inh) for p, inh in found.values()]
 
-    def resource(self, rec: FileRec, viewer: str, memo: Optional[dict] = None) -> dict:
+    def resource(self, rec: FileRec, viewer: str, memo: dict | None = None) -> dict:
         """The full v3 File resource of ``rec`` as ``viewer`` sees it (``fields`` filters later)."""
         rank = self._role(rec, viewer, memo)
         writer = rank >= ROLE_RANK["writer"]
@@ -106,7 +117,11 @@ class Resources(AccessRules):
             del out["parents"]
         if not rec.is_folder:
             size = rec.size or 0
-            out.update(size=str(size), quotaBytesUsed=str(size if owner else 0), headRevisionId=f"0B{rec.id[-10:]}{rec.version}")
+            out.update(
+                size=str(size),
+                quotaBytesUsed=str(size if owner else 0),
+                headRevisionId=f"0B{rec.id[-10:]}{rec.version}",
+            )
             out["md5Checksum"] = rec.md5 or hashlib.md5(b"").hexdigest()
             out["sha256Checksum"] = rec.sha256 or hashlib.sha256(b"").hexdigest()
             out["webContentLink"] = f"https://drive.google.com/uc?id={rec.id}&export=download"

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Optional
 
-from .api import Api, fake_token_for
-from .faults import PROFILES, FaultConfig, FaultEngine
+from .api import Api
+from .api import fake_token_for
+from .faults import PROFILES
+from .faults import FaultConfig
+from .faults import FaultEngine
 from .httpd import FakeHTTPServer
 from .store import Store
 
 
-def with_profile(faults: Optional[FaultConfig], profile: str) -> FaultConfig:
+def with_profile(faults: FaultConfig | None, profile: str) -> FaultConfig:
     """``faults`` with the profile's settings wherever ``faults`` keeps the default value."""
     if profile not in PROFILES:
         raise ValueError(f"unknown Drive profile {profile!r}; choose one of {sorted(PROFILES)}")
@@ -47,9 +49,17 @@ class FakeDriveServer:
             settings fill the fields that ``faults`` leaves at their defaults.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, data_dir: Optional[str | os.PathLike] = None,
-                 faults: Optional[FaultConfig] = None, strict_tokens: bool = False, body_timeout: float = 10.0,
-                 idle_timeout: float = 300.0, profile: str = "default") -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        data_dir: str | os.PathLike | None = None,
+        faults: FaultConfig | None = None,
+        strict_tokens: bool = False,
+        body_timeout: float = 10.0,
+        idle_timeout: float = 300.0,
+        profile: str = "default",
+    ) -> None:
         self.host = host
         self._port = port
         self.data_dir = data_dir
@@ -58,15 +68,15 @@ class FakeDriveServer:
         self.strict_tokens = strict_tokens
         self.body_timeout = body_timeout
         self.idle_timeout = idle_timeout
-        self._pending_users: dict[str, tuple[str, Optional[str]]] = {}
-        self.store: Optional[Store] = None
-        self.api: Optional[Api] = None
-        self._httpd: Optional[FakeHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._pending_users: dict[str, tuple[str, str | None]] = {}
+        self.store: Store | None = None
+        self.api: Api | None = None
+        self._httpd: FakeHTTPServer | None = None
+        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> "FakeDriveServer":
+    def start(self) -> FakeDriveServer:
         if self._httpd is not None:
             return self
         self.store = Store(self.data_dir)
@@ -75,12 +85,15 @@ class FakeDriveServer:
         for email, _ in set(self._pending_users.values()):
             self.store.ensure_user(email)
         try:
-            self._httpd = FakeHTTPServer((self.host, self._port), self.api, self._engine, self.body_timeout, self.idle_timeout)
+            self._httpd = FakeHTTPServer(
+                (self.host, self._port), self.api, self._engine, self.body_timeout, self.idle_timeout
+            )
         except BaseException:
             self.store.close()
             raise
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="fake-drive-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="fake-drive-server", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -101,7 +114,7 @@ class FakeDriveServer:
         if self.store is not None:
             self.store.close()
 
-    def __enter__(self) -> "FakeDriveServer":
+    def __enter__(self) -> FakeDriveServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -124,7 +137,7 @@ class FakeDriveServer:
     def running(self) -> bool:
         return self._httpd is not None
 
-    def add_user(self, email: str, token: Optional[str] = None, app: Optional[str] = None) -> str:
+    def add_user(self, email: str, token: str | None = None, app: str | None = None) -> str:
         """Register ``email`` with a token (default ``fake_token_for(email, app)``); returns the token.
 
         ``app`` is the OAuth app the token stands for (``appProperties`` are private per app)."""

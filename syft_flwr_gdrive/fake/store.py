@@ -22,18 +22,39 @@ import secrets
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Optional, Sequence
+from typing import Any
+from typing import BinaryIO
 
 from . import query as q
 from . import strict
 from .blobs import BlobInfo
-from .errors import ApiError, forbidden, invalid
-from .records import (
-    ANYONE_ID, CREATE_FIELDS, DEFAULT_APP, FOLDER_MIME, ORDER_KEYS, ROLE_RANK, UPDATE_FIELDS, Change, Desc, FileRec, b64,
-    check_fields, check_props, new_id, now, parse_order, permission_id_for, rfc3339, time_field, unb64,
-)
+from .errors import ApiError
+from .errors import forbidden
+from .errors import invalid
+from .records import ANYONE_ID
+from .records import CREATE_FIELDS
+from .records import DEFAULT_APP
+from .records import FOLDER_MIME
+from .records import ORDER_KEYS
+from .records import ROLE_RANK
+from .records import UPDATE_FIELDS
+from .records import Change
+from .records import Desc
+from .records import FileRec
+from .records import b64
+from .records import check_fields
+from .records import check_props
+from .records import new_id
+from .records import now
+from .records import parse_order
+from .records import permission_id_for
+from .records import rfc3339
+from .records import time_field
+from .records import unb64
 from .resources import Resources
 
 CHANGES_KEPT = 50_000  # change-log entries kept across a restart / compaction
@@ -45,7 +66,7 @@ class _View:
 
     __slots__ = ("rec", "store", "email", "memo")
 
-    def __init__(self, rec: FileRec, store: "Store", email: str, memo: dict) -> None:
+    def __init__(self, rec: FileRec, store: Store, email: str, memo: dict) -> None:
         self.rec, self.store, self.email, self.memo = rec, store, email, memo
 
     def __getattr__(self, name: str) -> Any:
@@ -76,17 +97,16 @@ class _View:
         return self.store._role(self.rec, email, {})
 
 
-
-
 def _permission_not_found(permission_id: str) -> ApiError:
-    return ApiError(404, "notFound", f"Permission not found: {permission_id}.", location="permissionId",
-                    locationType="parameter")
+    return ApiError(
+        404, "notFound", f"Permission not found: {permission_id}.", location="permissionId", locationType="parameter"
+    )
 
 
 class Store(Resources):
     """All of the fake Drive's state. Every public method is thread-safe."""
 
-    def __init__(self, data_dir: Optional[os.PathLike | str] = None) -> None:
+    def __init__(self, data_dir: os.PathLike | str | None = None) -> None:
         self._own_dir = data_dir is None
         self.dir = Path(tempfile.mkdtemp(prefix="fake-gdrive-")) if data_dir is None else Path(data_dir)
         self.blobs_dir = self.dir / "blobs"
@@ -104,13 +124,13 @@ class Store(Resources):
         self.next_change = 1
         self.next_file_seq = 1
         self._journal_path = self.dir / "meta.jsonl"
-        self._journal: Optional[Any] = None
+        self._journal: Any | None = None
         # strict profile (set from the live fault config on every request, see configure())
         self.lag_window = 0.0  # > 0: list shows each file as it was up to this many seconds ago
         self.hide_emails = False
         self.gmail_dots = False
         self.accounts: dict[str, str] = {}  # gmail key -> the account's registered address form
-        self.history: dict[str, list[tuple[float, Optional[FileRec]]]] = {}  # id -> (since, state) while lagging
+        self.history: dict[str, list[tuple[float, FileRec | None]]] = {}  # id -> (since, state) while lagging
         self._rng = random.Random()
         self._load()
 
@@ -146,7 +166,7 @@ class Store(Resources):
         for fid in [f for f, h in self.history.items() if h[-1][0] <= horizon or self.lag_window <= 0]:
             del self.history[fid]
 
-    def _lagged(self, fid: str) -> Optional[FileRec]:
+    def _lagged(self, fid: str) -> FileRec | None:
         """The state of ``fid`` some random moment within the lag window (not monotonic)."""
         hist = self.history.get(fid)
         if hist is None:
@@ -162,7 +182,7 @@ class Store(Resources):
 
     def _load(self) -> None:
         if self._journal_path.exists():
-            with open(self._journal_path, "r", encoding="utf-8") as fh:
+            with open(self._journal_path, encoding="utf-8") as fh:
                 for line in fh:
                     try:
                         e = json.loads(line)
@@ -268,7 +288,7 @@ class Store(Resources):
                 if not s:
                     del self.children[p]
 
-    def _record_change(self, file_id: str, removed_for: Optional[Iterable[str]] = None) -> None:
+    def _record_change(self, file_id: str, removed_for: Iterable[str] | None = None) -> None:
         c = Change(self.next_change, file_id, now(), sorted(set(removed_for)) if removed_for is not None else None)
         self.next_change += 1
         self.changes.append(c)
@@ -277,7 +297,7 @@ class Store(Resources):
 
     # ------------------------------------------------------------------ users
 
-    def ensure_user(self, email: str, app: Optional[str] = None) -> str:
+    def ensure_user(self, email: str, app: str | None = None) -> str:
         """Register ``email`` on first sight (creating its My Drive root); returns the root id.
 
         ``app`` is the OAuth app the user's current token belongs to: Drive keeps
@@ -306,15 +326,13 @@ class Store(Resources):
         self.next_file_seq += 1
         return s
 
-
-
-
-
     def _check_parent(self, parent_id: str, email: str) -> str:
         pid = self._resolve(parent_id, email)
         prec = self.files.get(pid)
         if prec is None or self._role(prec, email) == 0:
-            raise ApiError(404, "notFound", f"File not found: {parent_id}.", location="fileId", locationType="parameter")
+            raise ApiError(
+                404, "notFound", f"File not found: {parent_id}.", location="fileId", locationType="parameter"
+            )
         if not prec.is_folder:
             raise invalid(f"The specified parent is not a folder: {parent_id}", "parents")
         if self._role(prec, email) < ROLE_RANK["writer"]:
@@ -363,14 +381,18 @@ class Store(Resources):
         time_field(meta, "modifiedTime")
         return fid or new_id(), resolved
 
-    def create(self, email: str, meta: dict, content: Optional[BlobInfo] = None, default_mime: Optional[str] = None) -> dict:
+    def create(self, email: str, meta: dict, content: BlobInfo | None = None, default_mime: str | None = None) -> dict:
         """files.create: the creator owns the new file, wherever it is placed."""
         with self.lock:
             check_fields(meta, CREATE_FIELDS, False)
             fid, parents = self._prepare_create(email, meta, dry_run=False)
             t = now()
             app_props = check_props("appProperties", meta.get("appProperties"), {})
-            mime = meta.get("mimeType") or default_mime or ("application/octet-stream" if content else "application/octet-stream")
+            mime = (
+                meta.get("mimeType")
+                or default_mime
+                or ("application/octet-stream" if content else "application/octet-stream")
+            )
             rec = FileRec(
                 id=fid,
                 name=name if isinstance(name := meta.get("name"), str) else "Untitled",
@@ -405,10 +427,15 @@ class Store(Resources):
             self._record_change(fid)
             return self.resource(rec, email)
 
-    def _attach(self, rec: FileRec, content: Optional[BlobInfo]) -> None:
+    def _attach(self, rec: FileRec, content: BlobInfo | None) -> None:
         old = rec.blob
         if content is None:
-            rec.size, rec.md5, rec.sha256, rec.blob = 0, hashlib.md5(b"").hexdigest(), hashlib.sha256(b"").hexdigest(), None
+            rec.size, rec.md5, rec.sha256, rec.blob = (
+                0,
+                hashlib.md5(b"").hexdigest(),
+                hashlib.sha256(b"").hexdigest(),
+                None,
+            )
         else:
             name = f"{rec.id}.{secrets.token_hex(4)}"
             os.replace(content.path, self.blobs_dir / name)
@@ -432,8 +459,16 @@ class Store(Resources):
                 raise invalid("Folders cannot have content.")
             return rec.id
 
-    def update(self, email: str, file_id: str, meta: dict, add_parents: Sequence[str] = (), remove_parents: Sequence[str] = (),
-               content: Optional[BlobInfo] = None, default_mime: Optional[str] = None) -> dict:
+    def update(
+        self,
+        email: str,
+        file_id: str,
+        meta: dict,
+        add_parents: Sequence[str] = (),
+        remove_parents: Sequence[str] = (),
+        content: BlobInfo | None = None,
+        default_mime: str | None = None,
+    ) -> dict:
         """files.update (PATCH semantics): writers edit, only the owner trashes."""
         with self.lock:
             check_fields(meta, UPDATE_FIELDS, True)
@@ -459,7 +494,11 @@ class Store(Resources):
             app = self._app(email)
             mine = rec.app_properties.get(app, {})
             app_props = check_props("appProperties", meta["appProperties"], mine) if "appProperties" in meta else mine
-            props = check_props("properties", meta["properties"], rec.properties) if "properties" in meta else rec.properties
+            props = (
+                check_props("properties", meta["properties"], rec.properties)
+                if "properties" in meta
+                else rec.properties
+            )
             mtime = time_field(meta, "modifiedTime")
             if "name" in meta:
                 if not isinstance(meta["name"], str):
@@ -474,7 +513,10 @@ class Store(Resources):
             if "trashed" in meta:
                 rec.explicitly_trashed = bool(meta["trashed"])
                 rec.trashed_time = now() if rec.explicitly_trashed else None
-            rec.app_properties = {**{k: v for k, v in rec.app_properties.items() if k != app}, **({app: app_props} if app_props else {})}
+            rec.app_properties = {
+                **{k: v for k, v in rec.app_properties.items() if k != app},
+                **({app: app_props} if app_props else {}),
+            }
             rec.properties = props
             moved = new_parents != rec.parents
             affected = [rec, *self._descendants(rec.id)] if moved else [rec]
@@ -534,7 +576,7 @@ class Store(Resources):
                 lost = orphan_audiences[o.id] - self._audience(o)
                 self._record_change(o.id, lost)
 
-    def open_content(self, email: str, file_id: str) -> tuple[Optional[BinaryIO], int, str, dict]:
+    def open_content(self, email: str, file_id: str) -> tuple[BinaryIO | None, int, str, dict]:
         """(open file or None for empty, size, mimeType, resource) for a download.
 
         The file is opened under the lock and streamed by the caller without it; a
@@ -542,19 +584,31 @@ class Store(Resources):
         with self.lock:
             rec = self._visible(file_id, email)
             if rec.is_folder:
-                raise ApiError(403, "fileNotDownloadable",
-                               "Only files with binary content can be downloaded. Use Export with Docs Editors files.",
-                               location="alt", locationType="parameter")
+                raise ApiError(
+                    403,
+                    "fileNotDownloadable",
+                    "Only files with binary content can be downloaded. Use Export with Docs Editors files.",
+                    location="alt",
+                    locationType="parameter",
+                )
             fh = open(self.blobs_dir / rec.blob, "rb") if rec.blob else None
             return fh, rec.size or 0, rec.mime_type, self.resource(rec, email)
 
-    def list(self, email: str, node: Optional[q.Node], order_by: Optional[str], page_size: int,
-             page_token: Optional[str], lag: float, query_text: str = "") -> tuple[list[dict], Optional[str]]:
+    def list(
+        self,
+        email: str,
+        node: q.Node | None,
+        order_by: str | None,
+        page_size: int,
+        page_token: str | None,
+        lag: float,
+        query_text: str = "",
+    ) -> tuple[list[dict], str | None]:
         """files.list: visible files matching ``node``, keyset-paginated so that files added
         between pages are neither skipped nor repeated."""
         order = parse_order(order_by)
         fingerprint = hashlib.sha256(f"{email}\n{query_text}\n{order_by or ''}".encode()).hexdigest()[:16]
-        after: Optional[tuple] = None
+        after: tuple | None = None
         if page_token:
             try:
                 tok = unb64(page_token)
@@ -586,7 +640,11 @@ class Store(Resources):
             resolve = lambda s: self._resolve(s, email)  # noqa: E731
             hits = []
             for rec in cands:
-                if rec.is_root or (lag > 0 and not lag_all and rec.created > cutoff) or self._role(rec, email, memo) == 0:
+                if (
+                    rec.is_root
+                    or (lag > 0 and not lag_all and rec.created > cutoff)
+                    or self._role(rec, email, memo) == 0
+                ):
                     continue
                 if node is None or q.evaluate(node, _View(rec, self, email, memo), resolve, email):
                     hits.append((self._sort_key(rec, order), rec))
@@ -615,8 +673,9 @@ class Store(Resources):
 
     # ------------------------------------------------------------------ permissions
 
-    def create_permission(self, email: str, file_id: str, body: dict, transfer: bool = False,
-                          workspace_domains: Iterable[str] = ()) -> dict:
+    def create_permission(
+        self, email: str, file_id: str, body: dict, transfer: bool = False, workspace_domains: Iterable[str] = ()
+    ) -> dict:
         """permissions.create: writers share; a user has one permission id per file.
 
         ``role=owner`` with ``transferOwnership`` moves ownership at once when owner and
@@ -625,7 +684,9 @@ class Store(Resources):
             rec = self._writable(file_id, email)
             ptype, role = body.get("type"), body.get("role")
             if ptype not in ("user", "anyone"):
-                raise invalid(f"Invalid permission type: {ptype!r} (the fake supports user and anyone)", "permission.type")
+                raise invalid(
+                    f"Invalid permission type: {ptype!r} (the fake supports user and anyone)", "permission.type"
+                )
             if role == "owner" and ptype == "user" and transfer and rec.owner == email:
                 target = self.account(str(body.get("emailAddress") or ""))
                 domain = target.rpartition("@")[2]
@@ -633,7 +694,9 @@ class Store(Resources):
                     return self._transfer(rec, target)
             if role not in ("reader", "commenter", "writer"):
                 if role == "owner":
-                    raise ApiError(403, "consentRequiredForOwnershipTransfer", "Ownership transfer is not supported by the fake.")
+                    raise ApiError(
+                        403, "consentRequiredForOwnershipTransfer", "Ownership transfer is not supported by the fake."
+                    )
                 raise invalid(f"Invalid permission role: {role!r}", "permission.role")
             if ptype == "user":
                 target = self.account(str(body.get("emailAddress") or ""))
@@ -657,13 +720,16 @@ class Store(Resources):
         self._hist_before(rec.id)
         old = rec.owner
         writer = {"id": permission_id_for(old), "type": "user", "role": "writer", "emailAddress": old}
-        rec.permissions = [p for p in rec.permissions if p["id"] not in (writer["id"], permission_id_for(target))] + [writer]
+        rec.permissions = [p for p in rec.permissions if p["id"] not in (writer["id"], permission_id_for(target))] + [
+            writer
+        ]
         rec.owner = target
         self._put(rec)
         self._hist_after(rec.id)
         self._record_change(rec.id)
-        return self._permission_resource({"id": permission_id_for(target), "type": "user", "role": "owner",
-                                          "emailAddress": target}, False)
+        return self._permission_resource(
+            {"id": permission_id_for(target), "type": "user", "role": "owner", "emailAddress": target}, False
+        )
 
     def update_permission(self, email: str, file_id: str, permission_id: str, body: dict) -> dict:
         """permissions.update: change the role of a direct permission (writers only)."""
@@ -671,7 +737,11 @@ class Store(Resources):
             rec = self._writable(file_id, email)
             extra = set(body) - {"role", "kind", "id", "type", "emailAddress"}
             if extra:
-                raise ApiError(403, "fieldNotWritable", f"The resource body includes fields which are not directly writable: {sorted(extra)}")
+                raise ApiError(
+                    403,
+                    "fieldNotWritable",
+                    f"The resource body includes fields which are not directly writable: {sorted(extra)}",
+                )
             role = body.get("role")
             if role not in ("reader", "commenter", "writer"):
                 raise invalid(f"Invalid permission role: {role!r}", "permission.role")
@@ -706,7 +776,9 @@ class Store(Resources):
             mine = [p for p in rec.permissions if p["id"] == permission_id]
             if not mine:
                 if any(p["id"] == permission_id for p in self._effective_permissions(rec)):
-                    raise ApiError(403, "cannotDeletePermission", "Inherited permissions cannot be removed from the item itself.")
+                    raise ApiError(
+                        403, "cannotDeletePermission", "Inherited permissions cannot be removed from the item itself."
+                    )
                 raise _permission_not_found(permission_id)
             affected = [rec] + self._descendants(rec.id)
             before = {r.id: self._audience(r) for r in affected}
@@ -721,8 +793,9 @@ class Store(Resources):
         with self.lock:
             return str(self.next_change)
 
-    def list_changes(self, email: str, token: str, page_size: int, lag: float, include_removed: bool = True
-                     ) -> tuple[builtins.list[dict], Optional[str], Optional[str]]:
+    def list_changes(
+        self, email: str, token: str, page_size: int, lag: float, include_removed: bool = True
+    ) -> tuple[builtins.list[dict], str | None, str | None]:
         """changes.list: (changes, nextPageToken, newStartPageToken). Changes still inside
         the list-lag window are held back and the returned token does not skip them."""
         try:
@@ -736,9 +809,9 @@ class Store(Resources):
             i = bisect.bisect_left(self._change_seqs, start)
             picked: dict[str, Change] = {}
             seen_count = 0
-            next_token: Optional[str] = None
+            next_token: str | None = None
             memo: dict = {}
-            stopped_at: Optional[int] = None
+            stopped_at: int | None = None
             while i < len(self.changes):
                 c = self.changes[i]
                 if lag > 0 and c.time > cutoff:
@@ -764,8 +837,14 @@ class Store(Resources):
             for fid, c in picked.items():
                 rec = self.files.get(fid)
                 visible = rec is not None and not rec.is_root and self._role(rec, email, memo) > 0
-                item: dict[str, Any] = {"kind": "drive#change", "changeType": "file", "type": "file", "time": rfc3339(c.time),
-                                        "fileId": fid, "removed": not visible}
+                item: dict[str, Any] = {
+                    "kind": "drive#change",
+                    "changeType": "file",
+                    "type": "file",
+                    "time": rfc3339(c.time),
+                    "fileId": fid,
+                    "removed": not visible,
+                }
                 if visible and rec is not None:
                     item["file"] = self.resource(rec, email, memo)
                 elif not include_removed:
@@ -777,5 +856,9 @@ class Store(Resources):
 
     def stats(self) -> dict[str, int]:
         with self.lock:
-            return {"files": sum(1 for r in self.files.values() if not r.is_root), "users": len(self.users),
-                    "changes": len(self.changes), "blob_bytes": sum(r.size or 0 for r in self.files.values())}
+            return {
+                "files": sum(1 for r in self.files.values() if not r.is_root),
+                "users": len(self.users),
+                "changes": len(self.changes),
+                "blob_bytes": sum(r.size or 0 for r in self.files.values()),
+            }

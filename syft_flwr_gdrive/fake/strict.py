@@ -9,7 +9,7 @@ docs/drive-assumptions.md).
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from . import query as q
 from .errors import ApiError
@@ -54,7 +54,7 @@ def _collections(node: q.Node) -> set[str]:
     return set()
 
 
-def _mixed_or(node: q.Node) -> Optional[str]:
+def _mixed_or(node: q.Node) -> str | None:
     if isinstance(node, q.Or):
         kinds = [_collections(p) for p in node.parts]
         used = set().union(*kinds)
@@ -68,7 +68,7 @@ def _mixed_or(node: q.Node) -> Optional[str]:
     return None
 
 
-def check_complexity(node: Optional[q.Node], max_terms: int, reject_mixed_or: bool) -> None:
+def check_complexity(node: q.Node | None, max_terms: int, reject_mixed_or: bool) -> None:
     """Raise 400 "The query is too complex" where the strict profile says so."""
     if node is None:
         return

@@ -13,12 +13,17 @@ from __future__ import annotations
 import re
 import secrets
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
-from .blobs import BlobInfo, BlobWriter, copy_stream
-from .errors import ApiError, invalid
+from .blobs import BlobInfo
+from .blobs import BlobWriter
+from .blobs import copy_stream
+from .errors import ApiError
+from .errors import invalid
 
 CHUNK_GRANULARITY = 256 * 1024
 _RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\s*$")
@@ -29,14 +34,14 @@ class Session:
     id: str
     user: str
     meta: dict
-    mime: Optional[str]
-    total: Optional[int]
-    file_id: Optional[str]  # None: create; else the file whose content is replaced
+    mime: str | None
+    total: int | None
+    file_id: str | None  # None: create; else the file whose content is replaced
     add_parents: list[str]
     remove_parents: list[str]
     writer: BlobWriter
     lock: threading.Lock = field(default_factory=threading.Lock)
-    result: Optional[dict] = None  # the finished file resource
+    result: dict | None = None  # the finished file resource
 
     @property
     def received(self) -> int:
@@ -46,7 +51,7 @@ class Session:
 class ChunkOutcome:
     """What to answer for one PUT: 308 + received bytes, or 200 + file resource."""
 
-    def __init__(self, received: int, resource: Optional[dict] = None) -> None:
+    def __init__(self, received: int, resource: dict | None = None) -> None:
         self.received = received
         self.resource = resource
 
@@ -59,10 +64,20 @@ class Sessions:
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
 
-    def open(self, user: str, meta: dict, mime: Optional[str], total: Optional[int], file_id: Optional[str] = None,
-             add_parents: Optional[list[str]] = None, remove_parents: Optional[list[str]] = None) -> Session:
+    def open(
+        self,
+        user: str,
+        meta: dict,
+        mime: str | None,
+        total: int | None,
+        file_id: str | None = None,
+        add_parents: list[str] | None = None,
+        remove_parents: list[str] | None = None,
+    ) -> Session:
         sid = "ADPyc" + secrets.token_urlsafe(24)
-        s = Session(sid, user, meta, mime, total, file_id, add_parents or [], remove_parents or [], BlobWriter(self._dir, sid))
+        s = Session(
+            sid, user, meta, mime, total, file_id, add_parents or [], remove_parents or [], BlobWriter(self._dir, sid)
+        )
         with self._lock:
             self._sessions[sid] = s
         return s
@@ -81,15 +96,21 @@ class Sessions:
             if s.result is None:
                 s.writer.discard()
 
-    def put(self, s: Session, content_range: Optional[str], length: int, read: Callable[[int], bytes],
-            finalize: Callable[[Session, BlobInfo], dict]) -> ChunkOutcome:
+    def put(
+        self,
+        s: Session,
+        content_range: str | None,
+        length: int,
+        read: Callable[[int], bytes],
+        finalize: Callable[[Session, BlobInfo], dict],
+    ) -> ChunkOutcome:
         """Apply one PUT to session ``s``. ``finalize`` turns the finished blob into a file.
 
         Raises ConnectionAbortedError if the body did not arrive whole (nothing is kept)."""
         with s.lock:
             if content_range is None:  # the whole content in one request
                 start, end = 0, length - 1
-                total: Optional[int] = length
+                total: int | None = length
                 probe = False
             else:
                 m = _RANGE.match(content_range)

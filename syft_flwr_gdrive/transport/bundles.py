@@ -20,27 +20,37 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from syft_flwr_gdrive.accounts import canonical_email
-from syft_flwr_gdrive.crypto import CryptoError, MissingPeerKey, Sealer
-from syft_flwr_gdrive.multiseal import (
-    BundleHead,
-    Opened,
-    Part,
-    is_plain,
-    open_bundle,
-    open_plain,
-    pack_plain,
-    read_head,
-    seal_bundle,
-)
-from syft_flwr_gdrive.transport.contract import BundleStore, Posting, Routing, TransportError
-from syft_flwr_gdrive.transport.envelope import KIND_REQUEST, KIND_STOP, Envelope, valid_email, valid_message_id
+from syft_flwr_gdrive.crypto import CryptoError
+from syft_flwr_gdrive.crypto import MissingPeerKey
+from syft_flwr_gdrive.crypto import Sealer
+from syft_flwr_gdrive.multiseal import BundleHead
+from syft_flwr_gdrive.multiseal import Opened
+from syft_flwr_gdrive.multiseal import Part
+from syft_flwr_gdrive.multiseal import is_plain
+from syft_flwr_gdrive.multiseal import open_bundle
+from syft_flwr_gdrive.multiseal import open_plain
+from syft_flwr_gdrive.multiseal import pack_plain
+from syft_flwr_gdrive.multiseal import read_head
+from syft_flwr_gdrive.multiseal import seal_bundle
+from syft_flwr_gdrive.transport.contract import BundleStore
+from syft_flwr_gdrive.transport.contract import Posting
+from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.contract import TransportError
+from syft_flwr_gdrive.transport.envelope import KIND_REQUEST
+from syft_flwr_gdrive.transport.envelope import KIND_STOP
+from syft_flwr_gdrive.transport.envelope import Envelope
+from syft_flwr_gdrive.transport.envelope import valid_email
+from syft_flwr_gdrive.transport.envelope import valid_message_id
 
 if TYPE_CHECKING:
-    from syft_flwr_gdrive.transport.mailbox import Delivery, Mailbox, Refusal
+    from syft_flwr_gdrive.transport.mailbox import Delivery
+    from syft_flwr_gdrive.transport.mailbox import Mailbox
+    from syft_flwr_gdrive.transport.mailbox import Refusal
 
 BUNDLED_KINDS = (KIND_REQUEST, KIND_STOP)  # what a bundle may carry: the server's instructions and stop signals
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024  # a bundle carries small payloads (large arrays travel as shared blobs)
@@ -79,8 +89,9 @@ class BundleReader:
         if isinstance(self.mailbox.transport, BundleStore):
             self.mailbox.transport.ignore_bundle(posting.handle)
 
-    def check(self, posting: Posting, accept: Callable[[Routing], str | None] | None,
-              refused: list[Refusal]) -> Delivery | None:
+    def check(
+        self, posting: Posting, accept: Callable[[Routing], str | None] | None, refused: list[Refusal]
+    ) -> Delivery | None:
         box = self.mailbox
         if posting.handle in box._rejected:
             return None
@@ -96,8 +107,11 @@ class BundleReader:
             box._reject(posting, "a bundle whose id or sender is malformed; a foreign or forged file, left untouched")
             return None
         if canonical_email(posting.owner) != canonical_email(routing.sender):
-            box._reject(posting, f"a bundle claiming to be from {routing.sender!r} but the storage says "
-                                 f"{posting.owner!r} wrote it (forged sender)")
+            box._reject(
+                posting,
+                f"a bundle claiming to be from {routing.sender!r} but the storage says "
+                f"{posting.owner!r} wrote it (forged sender)",
+            )
             return None
         if canonical_email(routing.sender) not in box.peers:
             box._reject(posting, f"a bundle from {routing.sender!r}, not a peer of this app (unknown sender)")
@@ -132,12 +146,18 @@ class BundleReader:
         me = box.email
         sealed = not is_plain(data)
         if box.sealer is None and sealed:
-            box._reject(posting, "an encrypted bundle, but encryption is switched off here "
-                                 "(unset SYFT_FLWR_ENCRYPTION_ENABLED=false to read it)")
+            box._reject(
+                posting,
+                "an encrypted bundle, but encryption is switched off here "
+                "(unset SYFT_FLWR_ENCRYPTION_ENABLED=false to read it)",
+            )
             return None
         if box.sealer is not None and not sealed:
-            box._reject(posting, "a bundle in the clear, but encryption is on: refused (fail closed). A peer with "
-                                 "SYFT_FLWR_ENCRYPTION_ENABLED=false must switch it back on")
+            box._reject(
+                posting,
+                "a bundle in the clear, but encryption is on: refused (fail closed). A peer with "
+                "SYFT_FLWR_ENCRYPTION_ENABLED=false must switch it back on",
+            )
             return None
         if _count_mine(data, me, sealed) == 0:
             self._not_mine(posting)
@@ -159,8 +179,12 @@ class BundleReader:
         head, part = opened.head, opened.part
         signed = (head.app, head.run_id, head.bundle_id, canonical_email(head.sender))
         listed = (routing.app, routing.run_id, routing.message_id, canonical_email(routing.sender))
-        if signed != listed or head.created_at != routing.created_at or head.ttl != routing.ttl \
-                or head.kind not in BUNDLED_KINDS:
+        if (
+            signed != listed
+            or head.created_at != routing.created_at
+            or head.ttl != routing.ttl
+            or head.kind not in BUNDLED_KINDS
+        ):
             box._reject(posting, "the bundle's signed head disagrees with its listed routing (moved or altered)")
             return None
         if not valid_message_id(part.message_id) or part.reply_to:
@@ -170,18 +194,31 @@ class BundleReader:
         if part.message_id in box.ledger:
             return None
         if box.max_payload is not None and len(opened.payload) > box.max_payload:
-            box._reject(posting, f"rejected: {len(opened.payload)} bytes is over the message limit "
-                                 f"of {box.max_payload} bytes")
+            box._reject(
+                posting, f"rejected: {len(opened.payload)} bytes is over the message limit of {box.max_payload} bytes"
+            )
             return None
         try:
             meta = json.loads(part.private.decode("utf-8")) if part.private else {}
-            if not isinstance(meta, dict) or not isinstance(meta.get("codecs", []), list) \
-                    or not all(isinstance(c, str) for c in meta.get("codecs", [])):
+            if (
+                not isinstance(meta, dict)
+                or not isinstance(meta.get("codecs", []), list)
+                or not all(isinstance(c, str) for c in meta.get("codecs", []))
+            ):
                 raise ValueError("not an object with a list of codecs")
         except (UnicodeDecodeError, ValueError):
             box._reject(posting, "my part of the bundle carries malformed private metadata")
             return None
-        envelope = Envelope(run_id=head.run_id, message_id=part.message_id, sender=canonical_email(head.sender),
-                            recipient=canonical_email(me), kind=head.kind, app=head.app, created_at=head.created_at,
-                            ttl=head.ttl, codecs=tuple(meta.get("codecs") or ()), size=len(opened.payload))
+        envelope = Envelope(
+            run_id=head.run_id,
+            message_id=part.message_id,
+            sender=canonical_email(head.sender),
+            recipient=canonical_email(me),
+            kind=head.kind,
+            app=head.app,
+            created_at=head.created_at,
+            ttl=head.ttl,
+            codecs=tuple(meta.get("codecs") or ()),
+            size=len(opened.payload),
+        )
         return Delivery(envelope, posting, io.BytesIO(opened.payload), 0, private=meta)

@@ -11,12 +11,18 @@ from __future__ import annotations
 import abc
 import io
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, ClassVar, Protocol, Sequence, runtime_checkable
+from typing import BinaryIO
+from typing import ClassVar
+from typing import Protocol
+from typing import runtime_checkable
 
-from syft_flwr_gdrive.config import ConfigError, Settings
+from syft_flwr_gdrive.config import ConfigError
+from syft_flwr_gdrive.config import Settings
 from syft_flwr_gdrive.routing import Routing
-from syft_flwr_gdrive.segments import Buffer, SeekableReader
+from syft_flwr_gdrive.segments import Buffer
+from syft_flwr_gdrive.segments import SeekableReader
 
 __all__ = ["Announcement", "BlobRefused", "Check", "Listing", "Posting", "Routing", "Transport", "TransportError"]
 
@@ -99,7 +105,7 @@ class Transport(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def from_settings(cls, settings: Settings) -> "Transport":
+    def from_settings(cls, settings: Settings) -> Transport:
         """Build a transport for ``settings.email`` from the shared settings and its own options."""
 
     @classmethod

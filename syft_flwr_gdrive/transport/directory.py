@@ -26,23 +26,29 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import Any
+from typing import BinaryIO
+from typing import ClassVar
 
 from syft_flwr_gdrive.accounts import canonical_email
-from syft_flwr_gdrive.config import ConfigError, Settings, option_env
-from syft_flwr_gdrive.segments import Buffer, SeekableReader, as_reader
-from syft_flwr_gdrive.transport.contract import (
-    Announcement,
-    BlobRefused,
-    Check,
-    Listing,
-    Posting,
-    Routing,
-    Transport,
-    TransportError,
-)
+from syft_flwr_gdrive.config import ConfigError
+from syft_flwr_gdrive.config import Settings
+from syft_flwr_gdrive.config import option_env
+from syft_flwr_gdrive.segments import Buffer
+from syft_flwr_gdrive.segments import SeekableReader
+from syft_flwr_gdrive.segments import as_reader
+from syft_flwr_gdrive.transport.contract import Announcement
+from syft_flwr_gdrive.transport.contract import BlobRefused
+from syft_flwr_gdrive.transport.contract import Check
+from syft_flwr_gdrive.transport.contract import Listing
+from syft_flwr_gdrive.transport.contract import Posting
+from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.contract import Transport
+from syft_flwr_gdrive.transport.contract import TransportError
 
 OPTION_DIR = "dir"  # SYFT_FLWR_DIR
 # The layout of the directory and of its files' routing line, versioned apart from the message format.

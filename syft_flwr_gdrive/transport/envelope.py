@@ -20,8 +20,13 @@ import math
 import re
 import struct
 import time
-from dataclasses import asdict, dataclass, fields
-from typing import Any, BinaryIO, Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import fields
+from typing import Any
+from typing import BinaryIO
 
 from syft_flwr_gdrive.routing import Routing
 from syft_flwr_gdrive.segments import Buffer
@@ -100,7 +105,12 @@ def encode_segments(envelope: Envelope, payload: Sequence[Buffer]) -> list[Buffe
 
 
 # The JSON types of the header's fields, from Envelope's (hence Routing's) own field types.
-_JSON_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "str": (str,), "float": (int, float), "tuple[str, ...]": (list,)}
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "str": (str,),
+    "float": (int, float),
+    "tuple[str, ...]": (list,),
+}
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {f.name: _JSON_TYPES[str(f.type)] for f in fields(Envelope)}
 
 
@@ -206,7 +216,9 @@ def decode_file(
     if max_payload is not None and envelope.size > max_payload:
         raise EnvelopeError(f"payload of {envelope.size} bytes exceeds the {max_payload}-byte limit")
     if total - offset != envelope.size:
-        raise EnvelopeError(f"payload is {total - offset} bytes but the header says {envelope.size} (truncated or padded)")
+        raise EnvelopeError(
+            f"payload is {total - offset} bytes but the header says {envelope.size} (truncated or padded)"
+        )
     if digest_checked_later is not None and digest_checked_later(envelope):
         fh.seek(offset)
         return envelope, offset

@@ -30,7 +30,7 @@ class Ledger:
                     path.write_text("\n".join(lines[-MAX_REMEMBERED:]) + "\n", encoding="utf-8")
 
     @classmethod
-    def for_app(cls, state_dir: Path | None, app: str) -> "Ledger":
+    def for_app(cls, state_dir: Path | None, app: str) -> Ledger:
         """The ledger of one app under a participant's state dir (None keeps it in memory)."""
         if state_dir is None:
             return cls(None)

@@ -17,31 +17,57 @@ nothing is deleted that this participant does not own, so nothing is lost.
 
 from __future__ import annotations
 
-import logging
 import functools
 import json
+import logging
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence, cast
+from dataclasses import dataclass
+from dataclasses import replace
+from typing import Any
+from typing import BinaryIO
+from typing import cast
 
 from syft_flwr_gdrive.accounts import canonical_email
-from syft_flwr_gdrive.transport.contract import BundleStore, Listing, Posting, Routing, Transport, TransportError
-from syft_flwr_gdrive.crypto import CODEC_SEAL, CryptoError, MissingPeerKey, PlainLayout, PublicKeys, Sealer
-from syft_flwr_gdrive.transport.envelope import (
-    MAX_HEADER_BYTES, Envelope, EnvelopeError, decode_file, encode_segments, header_bytes, valid_email,
-    valid_message_id,
-)
-from syft_flwr_gdrive.segments import Buffer, ConcatReader, SeekableReader, SegmentReader, as_binary
-from syft_flwr_gdrive.transport.streamed import SealedBodySink
-from syft_flwr_gdrive.multiseal import BundleHead, Part
+from syft_flwr_gdrive.crypto import CODEC_SEAL
+from syft_flwr_gdrive.crypto import CryptoError
+from syft_flwr_gdrive.crypto import MissingPeerKey
+from syft_flwr_gdrive.crypto import PlainLayout
+from syft_flwr_gdrive.crypto import PublicKeys
+from syft_flwr_gdrive.crypto import Sealer
+from syft_flwr_gdrive.logsafe import printable as _printable
+from syft_flwr_gdrive.multiseal import BundleHead
+from syft_flwr_gdrive.multiseal import Part
+from syft_flwr_gdrive.segments import Buffer
+from syft_flwr_gdrive.segments import ConcatReader
+from syft_flwr_gdrive.segments import SeekableReader
+from syft_flwr_gdrive.segments import SegmentReader
+from syft_flwr_gdrive.segments import as_binary
 from syft_flwr_gdrive.transport.bundles import BundleReader
 from syft_flwr_gdrive.transport.bundles import pack as pack_bundle
+from syft_flwr_gdrive.transport.contract import BundleStore
+from syft_flwr_gdrive.transport.contract import Listing
+from syft_flwr_gdrive.transport.contract import Posting
+from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.contract import Transport
+from syft_flwr_gdrive.transport.contract import TransportError
+from syft_flwr_gdrive.transport.envelope import MAX_HEADER_BYTES
+from syft_flwr_gdrive.transport.envelope import Envelope
+from syft_flwr_gdrive.transport.envelope import EnvelopeError
+from syft_flwr_gdrive.transport.envelope import decode_file
+from syft_flwr_gdrive.transport.envelope import encode_segments
+from syft_flwr_gdrive.transport.envelope import header_bytes
+from syft_flwr_gdrive.transport.envelope import valid_email
+from syft_flwr_gdrive.transport.envelope import valid_message_id
 from syft_flwr_gdrive.transport.ledger import Ledger
-from syft_flwr_gdrive.logsafe import printable as _printable
+from syft_flwr_gdrive.transport.streamed import SealedBodySink
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +86,9 @@ class Delivery:
     posting: Posting
     body: BinaryIO
     offset: int
-    private: dict[str, Any] | None = None  # a bundle part's own fields (its Flower metadata); None for a file of its own
+    private: dict[str, Any] | None = (
+        None  # a bundle part's own fields (its Flower metadata); None for a file of its own
+    )
 
     def open_payload(self) -> BinaryIO:
         """The body positioned at the payload's first byte (``envelope.size`` bytes follow)."""
@@ -116,7 +144,7 @@ class Mailbox:
         ledger: Ledger,
         *,
         max_payload: int | None = None,
-        sealer: "Sealer | None" = None,
+        sealer: Sealer | None = None,
         plain_layouts: Mapping[str, PlainLayout] | None = None,
     ) -> None:
         """``sealer`` switches on end-to-end encryption: everything sent is sealed, and
@@ -213,13 +241,35 @@ class Mailbox:
 
         Needs a transport that stores bundles (``BundleStore``); returns (bundle id, handle).
         Raises ``MissingPeerKey`` (nothing sent) when a recipient's key is not known."""
-        head = BundleHead(app=self.app, run_id=run_id, bundle_id=new_message_id(), kind=kind, sender=self.email,
-                          created_at=created_at, ttl=ttl)
-        sealed = pack_bundle(self.sealer, head, [
-            Part(recipient.lower(), message_id, private=json.dumps(private, separators=(",", ":")).encode())
-            for recipient, message_id, private in parts], payload)
-        routing = Routing(run_id=run_id, message_id=head.bundle_id, reply_to="", kind=kind, sender=self.email,
-                          recipient="", app=self.app, created_at=created_at, ttl=ttl)
+        head = BundleHead(
+            app=self.app,
+            run_id=run_id,
+            bundle_id=new_message_id(),
+            kind=kind,
+            sender=self.email,
+            created_at=created_at,
+            ttl=ttl,
+        )
+        sealed = pack_bundle(
+            self.sealer,
+            head,
+            [
+                Part(recipient.lower(), message_id, private=json.dumps(private, separators=(",", ":")).encode())
+                for recipient, message_id, private in parts
+            ],
+            payload,
+        )
+        routing = Routing(
+            run_id=run_id,
+            message_id=head.bundle_id,
+            reply_to="",
+            kind=kind,
+            sender=self.email,
+            recipient="",
+            app=self.app,
+            created_at=created_at,
+            ttl=ttl,
+        )
         assert isinstance(self.transport, BundleStore), "send_bundle needs a transport that stores bundles"
         return head.bundle_id, self.transport.send_bundle(routing, sealed)
 
@@ -302,7 +352,9 @@ class Mailbox:
             if posting.handle in self._rejected:
                 return False
             self._rejected.add(posting.handle)
-        logger.warning("skipping message file %s (%s): %s", posting.handle, _printable(posting.name or "?"), _printable(reason))
+        logger.warning(
+            "skipping message file %s (%s): %s", posting.handle, _printable(posting.name or "?"), _printable(reason)
+        )
         return True
 
     def _note(self, posting: Posting, reason: str) -> None:
@@ -321,8 +373,9 @@ class Mailbox:
             return None
         routing = posting.routing
         if routing is None:
-            return self._skip(posting, f"unreadable routing metadata: {posting.unreadable}" if posting.unreadable
-                              else NO_ROUTING)
+            return self._skip(
+                posting, f"unreadable routing metadata: {posting.unreadable}" if posting.unreadable else NO_ROUTING
+            )
         reason = _malformed(routing)
         if reason is None and routing.message_id in self.ledger:
             return None  # handled before
@@ -456,8 +509,11 @@ class Mailbox:
         if self.sealer is None:
             if sealed:
                 delivery.close()
-                self._reject(posting, "encrypted, but encryption is switched off here "
-                                      "(unset SYFT_FLWR_ENCRYPTION_ENABLED=false to read it)")
+                self._reject(
+                    posting,
+                    "encrypted, but encryption is switched off here "
+                    "(unset SYFT_FLWR_ENCRYPTION_ENABLED=false to read it)",
+                )
                 return None
             return delivery
         if not sealed:
@@ -465,8 +521,9 @@ class Mailbox:
             self._reject(posting, NOT_SEALED)
             return None
         try:
-            plain, size = self.sealer.open(routing, delivery.open_payload(), env.size, payload_sha256=env.sha256,
-                                           layout=self._layout_of(env))
+            plain, size = self.sealer.open(
+                routing, delivery.open_payload(), env.size, payload_sha256=env.sha256, layout=self._layout_of(env)
+            )
         except MissingPeerKey as exc:
             delivery.close()
             self._note(posting, str(exc))
@@ -490,10 +547,14 @@ class Mailbox:
 # -- checks: each returns None when the posting passes, else the reason it is skipped ---------------
 
 NO_ROUTING = "no valid routing metadata; a foreign or damaged file, left untouched"
-NOT_SEALED = ("not encrypted, but encryption is on: refused (fail closed). A peer with "
-              "SYFT_FLWR_ENCRYPTION_ENABLED=false must switch it back on")
-MALFORMED = ("its message id or sender is malformed (ids are 1-64 letters, digits or . _ @ + -); "
-             "a foreign or forged file, left untouched")
+NOT_SEALED = (
+    "not encrypted, but encryption is on: refused (fail closed). A peer with "
+    "SYFT_FLWR_ENCRYPTION_ENABLED=false must switch it back on"
+)
+MALFORMED = (
+    "its message id or sender is malformed (ids are 1-64 letters, digits or . _ @ + -); "
+    "a foreign or forged file, left untouched"
+)
 # Routing fields the header must repeat exactly as listed (created_at and ttl are checked by expiry).
 AGREEING_FIELDS = tuple(name for name in Routing.field_names() if name not in ("created_at", "ttl"))
 
@@ -528,8 +589,10 @@ def _expired(created_at: float, ttl: float) -> str | None:
 def _oversize(size: int, limit: int | None, max_payload: int | None) -> str | None:
     if limit is None or size <= limit:
         return None
-    return (f"{size} bytes is over the message limit of {max_payload} bytes "
-            "(SYFT_FLWR_MAX_MESSAGE_MB); refused without downloading it")
+    return (
+        f"{size} bytes is over the message limit of {max_payload} bytes "
+        "(SYFT_FLWR_MAX_MESSAGE_MB); refused without downloading it"
+    )
 
 
 def _disagreement(envelope: Envelope, routing: Routing) -> str | None:

@@ -10,14 +10,24 @@ from __future__ import annotations
 
 import itertools
 import threading
-from dataclasses import dataclass, field
-from typing import BinaryIO, ClassVar, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from typing import BinaryIO
+from typing import ClassVar
 
-from syft_flwr_gdrive.config import ConfigError, Settings
-from syft_flwr_gdrive.transport.contract import (
-    Announcement, BlobRefused, Listing, Posting, Routing, Transport, TransportError,
-)
-from syft_flwr_gdrive.segments import Buffer, SeekableReader, as_reader
+from syft_flwr_gdrive.config import ConfigError
+from syft_flwr_gdrive.config import Settings
+from syft_flwr_gdrive.segments import Buffer
+from syft_flwr_gdrive.segments import SeekableReader
+from syft_flwr_gdrive.segments import as_reader
+from syft_flwr_gdrive.transport.contract import Announcement
+from syft_flwr_gdrive.transport.contract import BlobRefused
+from syft_flwr_gdrive.transport.contract import Listing
+from syft_flwr_gdrive.transport.contract import Posting
+from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.contract import Transport
+from syft_flwr_gdrive.transport.contract import TransportError
 
 
 @dataclass
@@ -59,9 +69,11 @@ class MemoryTransport(Transport):
         self.hub = hub
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "MemoryTransport":
-        raise ConfigError("The memory transport lives in one process (tests build it with a MemoryHub); "
-                          "set SYFT_FLWR_TRANSPORT to p2p (Google Drive) or dir (a shared directory).")
+    def from_settings(cls, settings: Settings) -> MemoryTransport:
+        raise ConfigError(
+            "The memory transport lives in one process (tests build it with a MemoryHub); "
+            "set SYFT_FLWR_TRANSPORT to p2p (Google Drive) or dir (a shared directory)."
+        )
 
     def announce_run(self, app: str, run_id: int) -> None:
         self._count("announce")
@@ -103,15 +115,20 @@ class MemoryTransport(Transport):
         if stored is None:
             raise TransportError(f"message {posting.handle} is gone")
         if max_bytes is not None and len(stored.body) > max_bytes:
-            raise TransportError(f"message {posting.handle} is {len(stored.body)} bytes, over the {max_bytes}-byte limit")
+            raise TransportError(
+                f"message {posting.handle} is {len(stored.body)} bytes, over the {max_bytes}-byte limit"
+            )
         out.write(stored.body)
         return len(stored.body)
 
     def my_postings(self, app: str | None = None) -> list[Posting]:
         with self.hub.lock:
             items = list(self.hub.files.items())
-        return [Posting(h, s.owner, s.routing, len(s.body), s.name) for h, s in items
-                if s.owner == self.email and (app is None or (s.routing is not None and s.routing.app == app))]
+        return [
+            Posting(h, s.owner, s.routing, len(s.body), s.name)
+            for h, s in items
+            if s.owner == self.email and (app is None or (s.routing is not None and s.routing.app == app))
+        ]
 
     def put_blob(self, app: str, data: Buffer | BinaryIO | SeekableReader) -> str:
         self._count("put_blob")

@@ -132,8 +132,9 @@ class TailSink:
     downloaded is in memory, where a ``PipeSink`` would also hold the one being consumed.
     """
 
-    def __init__(self, file: BinaryIO, consume: Callable[[memoryview], None], *, block: int,
-                 name: str = "tail-sink") -> None:
+    def __init__(
+        self, file: BinaryIO, consume: Callable[[memoryview], None], *, block: int, name: str = "tail-sink"
+    ) -> None:
         self._file, self._fd, self._consume = file, file.fileno(), consume
         self._buffer = bytearray(block)
         self._written = self._consumed = 0

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from syft_flwr_gdrive.crypto import PlainLayout, SealedOpener, Sealer
+from syft_flwr_gdrive.crypto import PlainLayout
+from syft_flwr_gdrive.crypto import SealedOpener
+from syft_flwr_gdrive.crypto import Sealer
+from syft_flwr_gdrive.segments import Buffer
+from syft_flwr_gdrive.segments import ChunkReader
 from syft_flwr_gdrive.transport.contract import Routing
-from syft_flwr_gdrive.transport.envelope import (
-    MAGIC,
-    MAX_HEADER_BYTES,
-    PREFIX_BYTES,
-    Envelope,
-    EnvelopeError,
-    decode_header,
-)
+from syft_flwr_gdrive.transport.envelope import MAGIC
+from syft_flwr_gdrive.transport.envelope import MAX_HEADER_BYTES
+from syft_flwr_gdrive.transport.envelope import PREFIX_BYTES
+from syft_flwr_gdrive.transport.envelope import Envelope
+from syft_flwr_gdrive.transport.envelope import EnvelopeError
+from syft_flwr_gdrive.transport.envelope import decode_header
 from syft_flwr_gdrive.transport.pipe import PipeSink
-from syft_flwr_gdrive.segments import Buffer, ChunkReader
 
 
 class SealedBodySink:
@@ -104,8 +105,10 @@ class SealedBodySink:
         if self.envelope is None or self._opener is None or self._pipe is None:
             raise EnvelopeError(f"truncated: the body ended inside its envelope header ({len(self._prefix)} bytes)")
         if self._left:
-            raise EnvelopeError(f"payload is {self.envelope.size - self._left} bytes but the header says "
-                                f"{self.envelope.size} (truncated)")
+            raise EnvelopeError(
+                f"payload is {self.envelope.size - self._left} bytes but the header says "
+                f"{self.envelope.size} (truncated)"
+            )
         self._pipe.finish()
         plain, size = self._opener.finish()
         return self.envelope, plain, size

@@ -15,10 +15,11 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -70,20 +71,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_app(tmp: Path, name: str, *, run_config: str, node_configs: list, timeout: float = 240,
-            drive_process: bool = False) -> Run:
+def run_app(
+    tmp: Path, name: str, *, run_config: str, node_configs: list, timeout: float = 240, drive_process: bool = False
+) -> Run:
     project = tmp / name
     shutil.copytree(CORPUS / name, project, ignore=shutil.ignore_patterns("__pycache__"))
-    boot = subprocess.run(CLI + ["bootstrap", "-p", str(project), "--aggregator", SERVER, "--datasites", ",".join(CLIENTS)],
-                          capture_output=True, text=True, timeout=60)
+    boot = subprocess.run(
+        CLI + ["bootstrap", "-p", str(project), "--aggregator", SERVER, "--datasites", ",".join(CLIENTS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert boot.returncode == 0, boot.stderr
     records, out = tmp / "records", tmp / "out"
     records.mkdir()
-    with (fake_drive_process(free_port()) if drive_process else FakeDriveServer()) as drive:
+    with fake_drive_process(free_port()) if drive_process else FakeDriveServer() as drive:
         url = drive if isinstance(drive, str) else drive.url
         fed = LocalFederation(
-            tmp / "fed", project, url, server_email=SERVER, client_emails=CLIENTS, poll_interval=0.2,
-            msg_timeout=60.0, run_config=run_config.replace("OUT", str(out)), node_configs=node_configs,
+            tmp / "fed",
+            project,
+            url,
+            server_email=SERVER,
+            client_emails=CLIENTS,
+            poll_interval=0.2,
+            msg_timeout=60.0,
+            run_config=run_config.replace("OUT", str(out)),
+            node_configs=node_configs,
             extra_env={"COMPAT_RECORD_DIR": str(records)},
         )
         with fed:
@@ -115,7 +128,8 @@ def tabular(tmp_path_factory) -> Run:
     # Overrides in Flower's own `flwr run --run-config` form; node configs in both accepted forms,
     # and alice's ClientApp raises in round 2.
     return run_app(
-        tmp_path_factory.mktemp("tabular"), "tabular_message",
+        tmp_path_factory.mktemp("tabular"),
+        "tabular_message",
         run_config='num-server-rounds=3 penalty="none" output-dir="OUT"',
         node_configs=["partition-id=0 num-partitions=2 fail-in-round=2", {"partition-id": 1, "num-partitions": 2}],
     )
@@ -129,8 +143,15 @@ def test_message_api_app_completes_with_exit_0_everywhere_and_leaves_nothing(tab
 
 
 def test_message_api_clients_see_the_servers_run_config_and_their_node_config(tabular):
-    expected = {"num-server-rounds": 3, "penalty": "none", "local-epochs": 1, "learning-rate": 0.1,
-                "fraction-train": 1.0, "histogram-feature": "x0", "output-dir": str(tabular.out)}
+    expected = {
+        "num-server-rounds": 3,
+        "penalty": "none",
+        "local-epochs": 1,
+        "learning-rate": 0.1,
+        "fraction-train": 1.0,
+        "histogram-feature": "x0",
+        "output-dir": str(tabular.out),
+    }
     [main] = [r for r in tabular.seen("server") if r["kind"] == "main"]
     assert main["run_config"] == expected  # defaults overlaid with the server's overrides
     for i in range(2):
@@ -182,9 +203,10 @@ def test_flower_log_lines_appear_once(tabular):
 @pytest.fixture(scope="module")
 def legacy(tmp_path_factory) -> Run:
     return run_app(
-        tmp_path_factory.mktemp("legacy"), "numpy_legacy",
+        tmp_path_factory.mktemp("legacy"),
+        "numpy_legacy",
         run_config='{"local-epochs": 2, "checkpoint-dir": "OUT"}',
-        node_configs=['partition-id=0 num-partitions=2', 'partition-id=1 num-partitions=2 site="bob"'],
+        node_configs=["partition-id=0 num-partitions=2", 'partition-id=1 num-partitions=2 site="bob"'],
         drive_process=True,  # the fake Drive as its own process, started with `fake-drive --port P`
     )
 
@@ -198,8 +220,13 @@ def test_legacy_app_completes_with_no_failed_replies(legacy):
 
 
 def test_legacy_client_fn_and_server_fn_see_the_same_run_config(legacy):
-    expected = {"num-server-rounds": 2, "fraction-fit": 1.0, "local-epochs": 2, "learning-rate": 0.05,
-                "checkpoint-dir": str(legacy.out)}
+    expected = {
+        "num-server-rounds": 2,
+        "fraction-fit": 1.0,
+        "local-epochs": 2,
+        "learning-rate": 0.05,
+        "checkpoint-dir": str(legacy.out),
+    }
     [server_fn] = [r for r in legacy.seen("server") if r["kind"] == "server_fn"]
     assert server_fn["run_config"] == expected
     for i in range(2):
@@ -223,10 +250,25 @@ def test_legacy_evaluate_fn_writes_checkpoints(legacy):
 def test_run_command_federates_a_project_on_the_embedded_fake(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(
-        CLI + ["run", "-p", str(CORPUS / "numpy_legacy"), "--clients", "3", "--out", str(out),
-               "--run-config", "num-server-rounds=1", "--node-config", "partition-id={i} num-partitions={n}",
-               "--poll-interval", "0.2"],
-        capture_output=True, text=True, timeout=300,
+        CLI
+        + [
+            "run",
+            "-p",
+            str(CORPUS / "numpy_legacy"),
+            "--clients",
+            "3",
+            "--out",
+            str(out),
+            "--run-config",
+            "num-server-rounds=1",
+            "--node-config",
+            "partition-id={i} num-partitions={n}",
+            "--poll-interval",
+            "0.2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
@@ -240,13 +282,22 @@ def test_run_command_federates_a_project_on_the_embedded_fake(tmp_path):
 
 
 def test_run_command_rejects_bad_input_before_starting_anything(tmp_path):
-    bad = subprocess.run(CLI + ["run", "-p", str(CORPUS / "numpy_legacy"), "--clients", "3",
-                                "--node-config", "a=1", "--node-config", "a=2"], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        CLI
+        + ["run", "-p", str(CORPUS / "numpy_legacy"), "--clients", "3", "--node-config", "a=1", "--node-config", "a=2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "once per client (3 times), not 2" in bad.stderr
     unknown = subprocess.run(CLI + ["run", "-p", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and "No pyproject.toml" in unknown.stderr
-    typo = subprocess.run(CLI + ["run", "-p", str(CORPUS / "numpy_legacy"), "--run-config", "num-rounds=3"],
-                          capture_output=True, text=True, timeout=60)
+    typo = subprocess.run(
+        CLI + ["run", "-p", str(CORPUS / "numpy_legacy"), "--run-config", "num-rounds=3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert typo.returncode == 2 and "num-rounds" in typo.stderr and "num-server-rounds" in typo.stderr
 
 
@@ -266,8 +317,16 @@ def test_a_client_whose_project_differs_refuses_unless_told_otherwise(tmp_path):
         task.write_text(task.read_text() + f"\n# {who} edited this\n")
         copies.append(copy)
     with FakeDriveServer() as drive:
-        fed = LocalFederation(tmp_path / "fed", server_project, drive.url, server_email=SERVER, client_emails=CLIENTS,
-                              poll_interval=0.2, msg_timeout=60.0, run_config="num-server-rounds=1")
+        fed = LocalFederation(
+            tmp_path / "fed",
+            server_project,
+            drive.url,
+            server_email=SERVER,
+            client_emails=CLIENTS,
+            poll_interval=0.2,
+            msg_timeout=60.0,
+            run_config="num-server-rounds=1",
+        )
         for i, copy in enumerate(copies):
             args = fed.client(i).args
             args[args.index("--project") + 1] = str(copy)
@@ -295,18 +354,30 @@ def test_a_datasite_whose_key_changed_is_left_out_and_the_run_goes_on(legacy, tm
     refuses the new one: bob is excluded and reported, alice trains, the server exits 0; `trust`
     shows the refused key and `trust --accept` pins it."""
     state = legacy.fed.workdir / "state"
-    bob_state = Settings.from_env({"SYFTBOX_EMAIL": CLIENTS[1], "SYFT_FLWR_STATE_DIR": str(state)}).participant_state_dir()
+    bob_state = Settings.from_env(
+        {"SYFTBOX_EMAIL": CLIENTS[1], "SYFT_FLWR_STATE_DIR": str(state)}
+    ).participant_state_dir()
     shutil.rmtree(bob_state)
     with FakeDriveServer() as drive:
-        fed = LocalFederation(tmp_path / "fed", legacy.fed.project, drive.url, server_email=SERVER, client_emails=CLIENTS,
-                              poll_interval=0.2, msg_timeout=6.0, state_dir=state,
-                              run_config='{"checkpoint-dir": "ckpt"}')
+        fed = LocalFederation(
+            tmp_path / "fed",
+            legacy.fed.project,
+            drive.url,
+            server_email=SERVER,
+            client_emails=CLIENTS,
+            poll_interval=0.2,
+            msg_timeout=6.0,
+            state_dir=state,
+            run_config='{"checkpoint-dir": "ckpt"}',
+        )
         with fed:
             fed.start_all()
             assert fed.wait(120, keys=["server", "client0"])
             bob_alive = fed.client(1).alive()  # no trusted key: nothing can be sealed for him, not even a stop
-        left = {email: len(DriveTransport(DriveApi.for_fake(drive.url, email), email).my_postings())
-                for email in (SERVER, *CLIENTS)}
+        left = {
+            email: len(DriveTransport(DriveApi.for_fake(drive.url, email), email).my_postings())
+            for email in (SERVER, *CLIENTS)
+        }
     assert left == {SERVER: 0, CLIENTS[0]: 0, CLIENTS[1]: 0}
     report = fed.server().report()
     assert fed.server().process.returncode == 0 and report["completed"], fed.server().log_text()[-3000:]
@@ -318,11 +389,16 @@ def test_a_datasite_whose_key_changed_is_left_out_and_the_run_goes_on(legacy, tm
     log = fed.server().log_text()
     assert f"trust --accept {CLIENTS[1]}" in log and f"datasite {CLIENTS[1]} is excluded from this run" in log
 
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SYFT")},
-           "SYFTBOX_EMAIL": SERVER, "SYFT_FLWR_STATE_DIR": str(state)}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SYFT")},
+        "SYFTBOX_EMAIL": SERVER,
+        "SYFT_FLWR_STATE_DIR": str(state),
+    }
     listing = subprocess.run(CLI + ["trust"], env=env, capture_output=True, text=True, timeout=60)
     assert listing.returncode == 0 and f"{CLIENTS[1]}: pinned" in listing.stdout and "REFUSED" in listing.stdout
-    accepted = subprocess.run(CLI + ["trust", "--accept", CLIENTS[1]], env=env, capture_output=True, text=True, timeout=60)
+    accepted = subprocess.run(
+        CLI + ["trust", "--accept", CLIENTS[1]], env=env, capture_output=True, text=True, timeout=60
+    )
     assert accepted.returncode == 0 and "pinned" in accepted.stdout
     assert "REFUSED" not in subprocess.run(CLI + ["trust"], env=env, capture_output=True, text=True, timeout=60).stdout
 
@@ -332,11 +408,21 @@ def test_server_exits_4_with_completed_false_when_no_datasite_can_be_reached(tmp
     project = tmp_path / "numpy_legacy"
     shutil.copytree(CORPUS / "numpy_legacy", project, ignore=shutil.ignore_patterns("__pycache__"))
     with FakeDriveServer() as drive:
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("SYFT")}, "SYFTBOX_EMAIL": SERVER,
-               "SYFT_FLWR_DRIVE_URL": drive.url, "SYFT_FLWR_STATE_DIR": str(tmp_path / "state"),
-               "SYFT_FLWR_MSG_TIMEOUT": "1", "SYFT_FLWR_POLL_INTERVAL": "0.2"}
-        proc = subprocess.run(CLI + ["server", "-p", str(project), "--datasites", ",".join(CLIENTS)],
-                              env=env, capture_output=True, text=True, timeout=120)
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("SYFT")},
+            "SYFTBOX_EMAIL": SERVER,
+            "SYFT_FLWR_DRIVE_URL": drive.url,
+            "SYFT_FLWR_STATE_DIR": str(tmp_path / "state"),
+            "SYFT_FLWR_MSG_TIMEOUT": "1",
+            "SYFT_FLWR_POLL_INTERVAL": "0.2",
+        }
+        proc = subprocess.run(
+            CLI + ["server", "-p", str(project), "--datasites", ",".join(CLIENTS)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert proc.returncode == 4, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert report["completed"] is False and "no datasite can be reached" in report["error"]

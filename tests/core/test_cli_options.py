@@ -6,7 +6,9 @@ import click
 import pytest
 import typer
 
-from syft_flwr_gdrive.cli import FAKE_DRIVE_OPTIONS, PARTICIPANT_OPTIONS, app
+from syft_flwr_gdrive.cli import FAKE_DRIVE_OPTIONS
+from syft_flwr_gdrive.cli import PARTICIPANT_OPTIONS
+from syft_flwr_gdrive.cli import app
 
 
 def _options(command: str) -> dict[str, click.Option]:

@@ -14,6 +14,7 @@ def pusher(log):
     def push(items):
         log.append(list(items))
         return [f"id-{x}" for x in items]
+
     return push
 
 

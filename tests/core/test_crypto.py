@@ -9,15 +9,22 @@ import time
 
 import pytest
 
-from syft_flwr_gdrive.config import ConfigError, Settings
-from syft_flwr_gdrive.crypto import (
-    CODEC_SEAL, CryptoError, Identity, PinStore, PublicKeys, Sealer, sealer_for,
-)
+from syft_flwr_gdrive.config import ConfigError
+from syft_flwr_gdrive.config import Settings
+from syft_flwr_gdrive.crypto import CODEC_SEAL
+from syft_flwr_gdrive.crypto import CryptoError
+from syft_flwr_gdrive.crypto import Identity
+from syft_flwr_gdrive.crypto import PinStore
+from syft_flwr_gdrive.crypto import PublicKeys
+from syft_flwr_gdrive.crypto import Sealer
+from syft_flwr_gdrive.crypto import sealer_for
 from syft_flwr_gdrive.transport.contract import Routing
-from tests.helpers.envelopes import decode, encode
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
-from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
+from syft_flwr_gdrive.transport.memory import MemoryHub
+from syft_flwr_gdrive.transport.memory import MemoryTransport
+from tests.helpers.envelopes import decode
+from tests.helpers.envelopes import encode
 
 APP, DS, DO, EVE = "flwr/c", "ds@x.com", "do@x.com", "eve@x.com"
 
@@ -59,8 +66,15 @@ def test_tampered_messages_are_rejected(pair, caplog, where):
     ds.send(kind="request", recipient=DO, run_id=1, payload=os.urandom(3000))
     [(handle, stored)] = hub.files.items()
     env, payload = decode(stored.body)
-    pos = {"magic": 0, "version": 4, "start": 60, "middle": len(payload) // 2, "last": len(payload) - 69,
-           "signature": len(payload) - 5, "end": len(payload) - 1}[where]
+    pos = {
+        "magic": 0,
+        "version": 4,
+        "start": 60,
+        "middle": len(payload) // 2,
+        "last": len(payload) - 69,
+        "signature": len(payload) - 5,
+        "end": len(payload) - 1,
+    }[where]
     forged = bytearray(payload)
     forged[pos] ^= 0x01
     stored.body = encode(env, bytes(forged))  # a valid envelope around the altered payload
@@ -73,12 +87,26 @@ def test_re_signed_message_is_rejected(pair, caplog):
     hub, ds, do = pair
     eve = Sealer(Identity.ephemeral(), PinStore(None))
     eve.learn(DO, do.sealer.identity.public)
-    routing = Routing(run_id=1, message_id="m-eve", kind="request", sender=DS, recipient=DO, app=APP, created_at=time.time(), ttl=600)
+    routing = Routing(
+        run_id=1, message_id="m-eve", kind="request", sender=DS, recipient=DO, app=APP, created_at=time.time(), ttl=600
+    )
     sealed, digest = eve.seal(routing, io.BytesIO(b"do what I say"), 13)
-    from syft_flwr_gdrive.transport.envelope import Envelope, header_bytes
+    from syft_flwr_gdrive.transport.envelope import Envelope
+    from syft_flwr_gdrive.transport.envelope import header_bytes
 
-    env = Envelope(run_id=1, message_id="m-eve", sender=DS, recipient=DO, kind="request", app=APP,
-                   created_at=routing.created_at, ttl=600, codecs=(CODEC_SEAL, "x"), sha256=digest, size=sealed.size)
+    env = Envelope(
+        run_id=1,
+        message_id="m-eve",
+        sender=DS,
+        recipient=DO,
+        kind="request",
+        app=APP,
+        created_at=routing.created_at,
+        ttl=600,
+        codecs=(CODEC_SEAL, "x"),
+        sha256=digest,
+        size=sealed.size,
+    )
     hub.put(DS, routing, header_bytes(env) + sealed.read())  # even with the owner check passed
     assert do.poll().deliveries == ()
     assert "forged or re-signed" in caplog.text

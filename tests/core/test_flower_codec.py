@@ -7,14 +7,26 @@ import io
 
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
+from flwr.app import Array
+from flwr.app import ArrayRecord
+from flwr.app import ConfigRecord
+from flwr.app import Error
+from flwr.app import Message
+from flwr.app import MetricRecord
+from flwr.app import RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from syft_flwr_gdrive.blobs import BlobCache, BlobPlacer
-from syft_flwr_gdrive.flower_codec import (
-    CODEC_PARTS, CODEC_PROTO, PayloadError, decode_message, encode_message, message_from_bytes, message_to_bytes,
-)
-from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
+from syft_flwr_gdrive.blobs import BlobCache
+from syft_flwr_gdrive.blobs import BlobPlacer
+from syft_flwr_gdrive.flower_codec import CODEC_PARTS
+from syft_flwr_gdrive.flower_codec import CODEC_PROTO
+from syft_flwr_gdrive.flower_codec import PayloadError
+from syft_flwr_gdrive.flower_codec import decode_message
+from syft_flwr_gdrive.flower_codec import encode_message
+from syft_flwr_gdrive.flower_codec import message_from_bytes
+from syft_flwr_gdrive.flower_codec import message_to_bytes
+from syft_flwr_gdrive.transport.memory import MemoryHub
+from syft_flwr_gdrive.transport.memory import MemoryTransport
 from tests.helpers.mailboxes import store
 
 
@@ -24,12 +36,14 @@ def identity():
 
 
 def sample(big: int = 10) -> Message:
-    content = RecordDict({
-        "arrays": ArrayRecord([np.arange(big, dtype=np.float32), np.eye(3)]),
-        "more": ArrayRecord([np.array([1, 2, 3], dtype=np.int8)]),
-        "config": ConfigRecord({"lr": 0.1, "name": "x"}),
-        "metrics": MetricRecord({"acc": 0.5}),
-    })
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord([np.arange(big, dtype=np.float32), np.eye(3)]),
+            "more": ArrayRecord([np.array([1, 2, 3], dtype=np.int8)]),
+            "config": ConfigRecord({"lr": 0.1, "name": "x"}),
+            "metrics": MetricRecord({"acc": 0.5}),
+        }
+    )
     msg = Message(content, 77, "train", group_id="3")
     msg.metadata.__dict__["_message_id"] = "abc"
     return msg
@@ -53,8 +67,10 @@ def test_legacy_parameters_arrays_roundtrip_inline_and_as_blobs():
     """flwr's server_fn compatibility layer sends arrays with an empty dtype and shape (found by the e2e run)."""
     hub = MemoryHub()
     placer = BlobPlacer(store(MemoryTransport("ds@x.com", hub)), min_bytes=1024)
-    legacy = {"0": Array(dtype="", shape=(), stype="numpy.ndarray", data=b"\x93NUMPY" + bytes(5000)),
-              "1": Array(dtype="", shape=(), stype="", data=b"tiny")}
+    legacy = {
+        "0": Array(dtype="", shape=(), stype="numpy.ndarray", data=b"\x93NUMPY" + bytes(5000)),
+        "1": Array(dtype="", shape=(), stype="", data=b"tiny"),
+    }
     msg = Message(RecordDict({"fitins.parameters": ArrayRecord(legacy)}), 77, "train")
     p = b"".join(bytes(s) for s in encode_message(msg, place_blob=placer))
     cache = BlobCache(store(MemoryTransport("a@x.com", hub)))
@@ -89,13 +105,17 @@ def test_big_arrays_go_to_one_encrypted_shared_blob_and_are_fetched_once():
     assert msg.content["arrays"]["0"].data[:4096] not in stored  # only ciphertext is stored
     cache = BlobCache(store(client))
     for p in payloads:
-        assert_same(msg, decode_message(io.BytesIO(p), len(p), fetch_blob=functools.partial(cache.fetch, owner="ds@x.com")))
+        assert_same(
+            msg, decode_message(io.BytesIO(p), len(p), fetch_blob=functools.partial(cache.fetch, owner="ds@x.com"))
+        )
     assert client.call_counts()["get_blob"] == 1
 
 
 def _blob_payload(hub):
     server = MemoryTransport("ds@x.com", hub)
-    return b"".join(bytes(s) for s in encode_message(sample(big=100_000), place_blob=BlobPlacer(store(server), min_bytes=1024)))
+    return b"".join(
+        bytes(s) for s in encode_message(sample(big=100_000), place_blob=BlobPlacer(store(server), min_bytes=1024))
+    )
 
 
 def test_tampered_blob_is_rejected():
@@ -123,8 +143,9 @@ def test_a_blob_over_the_message_limit_is_refused_before_it_is_fetched():
     client = MemoryTransport("a@x.com", hub)
     cache = BlobCache(store(client))
     with pytest.raises(PayloadError, match="limit"):
-        decode_message(io.BytesIO(p), len(p), max_bytes=100_000,
-                       fetch_blob=functools.partial(cache.fetch, owner="ds@x.com"))
+        decode_message(
+            io.BytesIO(p), len(p), max_bytes=100_000, fetch_blob=functools.partial(cache.fetch, owner="ds@x.com")
+        )
     assert client.call_counts().get("get_blob", 0) == 0
 
 

@@ -7,18 +7,25 @@ import time
 
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord, Message, RecordDict
+from flwr.app import ArrayRecord
+from flwr.app import Message
+from flwr.app import RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
-from syft_flwr_gdrive.accounts import FIRST_NODE_ID, node_id_for
-from syft_flwr_gdrive.flower_codec import CODEC_PARTS, SERVER_NODE_ID, message_from_bytes, message_to_bytes
+from syft_flwr_gdrive.accounts import FIRST_NODE_ID
+from syft_flwr_gdrive.accounts import node_id_for
+from syft_flwr_gdrive.flower_codec import CODEC_PARTS
+from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
+from syft_flwr_gdrive.flower_codec import message_from_bytes
+from syft_flwr_gdrive.flower_codec import message_to_bytes
 from syft_flwr_gdrive.grid import TransportGrid
-from tests.helpers.envelopes import decode
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
-from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
+from syft_flwr_gdrive.transport.memory import MemoryHub
+from syft_flwr_gdrive.transport.memory import MemoryTransport
+from tests.helpers.envelopes import decode
 
 SERVER, CLIENTS = "ds@x.com", ["a@x.com", "b@x.com"]
 
@@ -108,8 +115,15 @@ def test_replies_reach_the_right_threads(grid):
                 req = message_from_bytes(d.payload)
                 reply = Message(RecordDict({"who": ArrayRecord([np.array([len(email)])])}), reply_to=req)
                 reply.metadata.__dict__["_message_id"] = "r-" + email
-                box.send(kind="reply", recipient=SERVER, run_id=42, payload=message_to_bytes(reply),
-                         message_id="r-" + email, reply_to=d.envelope.message_id, codecs=(CODEC_PARTS,))
+                box.send(
+                    kind="reply",
+                    recipient=SERVER,
+                    run_id=42,
+                    payload=message_to_bytes(reply),
+                    message_id="r-" + email,
+                    reply_to=d.envelope.message_id,
+                    codecs=(CODEC_PARTS,),
+                )
                 box.mark_handled(d.envelope.message_id)
                 answered[email] = d.envelope.message_id
             time.sleep(0.02)

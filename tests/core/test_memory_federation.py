@@ -6,19 +6,27 @@ import threading
 
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord
+from flwr.app import Context
+from flwr.app import Message
+from flwr.app import MetricRecord
+from flwr.app import RecordDict
 from flwr.clientapp import ClientApp
-from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp import Grid
+from flwr.serverapp import ServerApp
 from flwr.serverapp.strategy import FedAvg
 
 from syft_flwr_gdrive.client_loop import ClientLoop
-from syft_flwr_gdrive.crypto import Identity, PinStore, Sealer
 from syft_flwr_gdrive.config import Settings
+from syft_flwr_gdrive.crypto import Identity
+from syft_flwr_gdrive.crypto import PinStore
+from syft_flwr_gdrive.crypto import Sealer
 from syft_flwr_gdrive.participant import app_key
 from syft_flwr_gdrive.server import syftbox_flwr_server
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
-from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
+from syft_flwr_gdrive.transport.memory import MemoryHub
+from syft_flwr_gdrive.transport.memory import MemoryTransport
 
 SERVER = "ds@example.com"
 CLIENTS = ["a_1@example.com", "b.2+x@example.com", "o'neil@example.com"]
@@ -67,14 +75,17 @@ def run_federation(tmp_path, client_apps, *, rounds=2, client_encryption=True, m
     for email, app, target in zip(CLIENTS, client_apps, (1.0, 2.0, 3.0)):
         sealer = Sealer(Identity.ephemeral(), PinStore(None)) if client_encryption else None
         mailbox = Mailbox(MemoryTransport(email, hub), app_key("demo"), [SERVER], Ledger(None), sealer=sealer)
-        loops.append(ClientLoop(app, mailbox, poll_interval=0.05, node_config={"target": target}, stop_event=stop, linger=1.0))
+        loops.append(
+            ClientLoop(app, mailbox, poll_interval=0.05, node_config={"target": target}, stop_event=stop, linger=1.0)
+        )
     threads = [threading.Thread(target=loop.run, daemon=True) for loop in loops]
     for t in threads:
         t.start()
     try:
         context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
-        out = syftbox_flwr_server(make_server_app(rounds), context, CLIENTS, "demo", settings=settings,
-                                  transport=MemoryTransport(SERVER, hub))
+        out = syftbox_flwr_server(
+            make_server_app(rounds), context, CLIENTS, "demo", settings=settings, transport=MemoryTransport(SERVER, hub)
+        )
     finally:
         for t in threads:
             t.join(timeout=10 if client_encryption else 0.5)
@@ -103,8 +114,9 @@ def test_client_app_error_reply_hides_details(tmp_path, caplog):
 
 def test_fail_closed_when_clients_have_encryption_off(tmp_path, caplog):
     """The server has encryption on (the default): plaintext clients are never sent to nor read."""
-    out, loops, hub = run_federation(tmp_path, [make_client_app() for _ in CLIENTS], rounds=1,
-                                     client_encryption=False, msg_timeout=1.0)
+    out, loops, hub = run_federation(
+        tmp_path, [make_client_app() for _ in CLIENTS], rounds=1, client_encryption=False, msg_timeout=1.0
+    )
     assert "final" not in out.state  # the server's error path returned the original context
     assert all(loop.report.handled == 0 for loop in loops)
     assert "no trusted public key" in caplog.text and "no datasite can be reached" in caplog.text

@@ -8,10 +8,19 @@ import struct
 
 import pytest
 
-from syft_flwr_gdrive.crypto import CryptoError, Identity, MissingPeerKey, PinStore, Sealer
-from syft_flwr_gdrive.multiseal import (
-    BundleHead, Part, _signed, open_bundle, open_plain, pack_plain, read_head, seal_bundle,
-)
+from syft_flwr_gdrive.crypto import CryptoError
+from syft_flwr_gdrive.crypto import Identity
+from syft_flwr_gdrive.crypto import MissingPeerKey
+from syft_flwr_gdrive.crypto import PinStore
+from syft_flwr_gdrive.crypto import Sealer
+from syft_flwr_gdrive.multiseal import BundleHead
+from syft_flwr_gdrive.multiseal import Part
+from syft_flwr_gdrive.multiseal import _signed
+from syft_flwr_gdrive.multiseal import open_bundle
+from syft_flwr_gdrive.multiseal import open_plain
+from syft_flwr_gdrive.multiseal import pack_plain
+from syft_flwr_gdrive.multiseal import read_head
+from syft_flwr_gdrive.multiseal import seal_bundle
 from tests.helpers.keys import sealers
 
 DS, A, B, C, EVE = "ds@x.com", "a@x.com", "b@x.com", "c@x.com", "eve@x.com"
@@ -52,19 +61,22 @@ def test_a_recipient_cannot_open_anothers_part_by_claiming_its_address(party):
 def _rewrite_header(data: bytes, change) -> bytes:
     """The bundle with its header JSON changed and everything else (signature included) kept."""
     _, _, length = struct.unpack_from(">4sBI", data)
-    doc = json.loads(data[9:9 + length])
+    doc = json.loads(data[9 : 9 + length])
     change(doc)
     header = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-    return data[:5] + struct.pack(">I", len(header)) + header + data[9 + length:]
+    return data[:5] + struct.pack(">I", len(header)) + header + data[9 + length :]
 
 
-@pytest.mark.parametrize("tamper", [
-    lambda d: d["parts"][0].update(wrap=d["parts"][1]["wrap"]),  # swapped wrap
-    lambda d: d["parts"][0].update(msg="3" * 32),  # re-routed message id
-    lambda d: d["parts"][0].update(re="4" * 32),  # forged reply-to
-    lambda d: d.update(run_id=8),  # moved to another run
-    lambda d: d["parts"].append(dict(d["parts"][0], to=EVE)),  # recipient added
-])
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda d: d["parts"][0].update(wrap=d["parts"][1]["wrap"]),  # swapped wrap
+        lambda d: d["parts"][0].update(msg="3" * 32),  # re-routed message id
+        lambda d: d["parts"][0].update(re="4" * 32),  # forged reply-to
+        lambda d: d.update(run_id=8),  # moved to another run
+        lambda d: d["parts"].append(dict(d["parts"][0], to=EVE)),  # recipient added
+    ],
+)
 def test_a_tampered_wrap_or_routing_is_refused(party, tamper):
     data = _rewrite_header(seal_bundle(party[DS], HEAD, parts(), b"x"), tamper)
     with pytest.raises(CryptoError, match="signature"):
@@ -94,7 +106,7 @@ def test_a_wrap_altered_and_re_signed_by_the_sender_does_not_open(party):
     assert [p["to"] for p in raw_parts] == [A, B]
     forged = _rewrite_header(data, lambda d: d["parts"][1].update(wrap=d["parts"][0]["wrap"]))
     _, _, _, header, cipher, _ = read_head(forged)
-    resigned = forged[:len(forged) - 68] + party[DS].identity.sign(_signed(header, cipher)) + b"SFGM"
+    resigned = forged[: len(forged) - 68] + party[DS].identity.sign(_signed(header, cipher)) + b"SFGM"
     with pytest.raises(CryptoError, match="does not open with my key"):
         open_bundle(party[B], resigned, B)
 
@@ -115,7 +127,9 @@ def test_junk_is_refused_with_a_reason(party, junk):
 
 
 def test_malformed_header_is_refused(party):
-    data = _rewrite_header(seal_bundle(party[DS], HEAD, parts(), b"x"), lambda d: d.update(eph=base64.b64encode(b"1").decode()))
+    data = _rewrite_header(
+        seal_bundle(party[DS], HEAD, parts(), b"x"), lambda d: d.update(eph=base64.b64encode(b"1").decode())
+    )
     with pytest.raises(CryptoError, match="malformed"):
         open_bundle(party[A], data, A)
 

@@ -11,21 +11,31 @@ import logging
 import threading
 
 import numpy as np
-import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord
+from flwr.app import ConfigRecord
+from flwr.app import Context
+from flwr.app import Message
+from flwr.app import MetricRecord
+from flwr.app import RecordDict
 from flwr.clientapp import ClientApp
-from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp import Grid
+from flwr.serverapp import ServerApp
 from flwr.serverapp.strategy import FedAvg
 
 from syft_flwr_gdrive.client_loop import ClientLoop
 from syft_flwr_gdrive.config import Settings
-from syft_flwr_gdrive.crypto import Identity, PinStore, Sealer
+from syft_flwr_gdrive.crypto import Identity
+from syft_flwr_gdrive.crypto import PinStore
+from syft_flwr_gdrive.crypto import Sealer
 from syft_flwr_gdrive.participant import app_key
 from syft_flwr_gdrive.server import serve
-from syft_flwr_gdrive.tally import Tally, error_type, round_of
+from syft_flwr_gdrive.tally import Tally
+from syft_flwr_gdrive.tally import error_type
+from syft_flwr_gdrive.tally import round_of
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
-from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
+from syft_flwr_gdrive.transport.memory import MemoryHub
+from syft_flwr_gdrive.transport.memory import MemoryTransport
 
 SERVER = "ds@example.com"
 CLIENTS = ["a@example.com", "b@example.com", "c@example.com"]
@@ -42,8 +52,9 @@ def client_app(seen: list, fail_rounds: tuple[int, ...] = ()) -> ClientApp:
             raise KeyError("penalty")
         arrays = msg.content["arrays"].to_numpy_ndarrays()
         step = float(context.run_config["step"])
-        content = RecordDict({"arrays": ArrayRecord([a + step for a in arrays]),
-                              "metrics": MetricRecord({"num-examples": 1})})
+        content = RecordDict(
+            {"arrays": ArrayRecord([a + step for a in arrays]), "metrics": MetricRecord({"num-examples": 1})}
+        )
         return Message(content, reply_to=msg)
 
     return app
@@ -69,17 +80,25 @@ def federate(tmp_path, apps, *, run_config, rounds=2, msg_timeout=10.0, default_
     for email, app in zip(CLIENTS, apps):
         if app is None:
             continue
-        box = Mailbox(MemoryTransport(email, hub), app_key("t"), [SERVER], Ledger(None),
-                      sealer=Sealer(Identity.ephemeral(), PinStore(None)))
-        loops.append(ClientLoop(app, box, poll_interval=0.05, stop_event=stop, linger=1.0,
-                                run_config=default_run_config))
+        box = Mailbox(
+            MemoryTransport(email, hub),
+            app_key("t"),
+            [SERVER],
+            Ledger(None),
+            sealer=Sealer(Identity.ephemeral(), PinStore(None)),
+        )
+        loops.append(
+            ClientLoop(app, box, poll_interval=0.05, stop_event=stop, linger=1.0, run_config=default_run_config)
+        )
     threads = [threading.Thread(target=loop.run, daemon=True) for loop in loops]
     for t in threads:
         t.start()
     try:
         settings = Settings.from_env({}, email=SERVER, poll_interval=0.05, msg_timeout=msg_timeout, state_dir=tmp_path)
         context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=dict(run_config))
-        outcome = serve(server_app(rounds), context, CLIENTS, "t", settings=settings, transport=MemoryTransport(SERVER, hub))
+        outcome = serve(
+            server_app(rounds), context, CLIENTS, "t", settings=settings, transport=MemoryTransport(SERVER, hub)
+        )
     finally:
         for t in threads:
             t.join(timeout=10)
@@ -89,8 +108,12 @@ def federate(tmp_path, apps, *, run_config, rounds=2, msg_timeout=10.0, default_
 
 def test_clients_see_the_servers_run_config_not_their_own(tmp_path):
     seen: list = []
-    outcome, loops, hub = federate(tmp_path, [client_app(seen) for _ in CLIENTS],
-                                   run_config={"step": 0.5, "name": "x"}, default_run_config={"step": 9.0})
+    outcome, loops, hub = federate(
+        tmp_path,
+        [client_app(seen) for _ in CLIENTS],
+        run_config={"step": 0.5, "name": "x"},
+        default_run_config={"step": 9.0},
+    )
     assert outcome.completed and outcome.error is None
     assert len(seen) == 6 and all(cfg == {"step": 0.5, "name": "x"} for cfg in seen)
     assert all(loop.report.run_config == {"step": 0.5, "name": "x"} for loop in loops)
@@ -107,10 +130,17 @@ def test_error_replies_are_counted_per_round_and_logged_once_each(tmp_path, capl
     assert outcome.completed  # the ServerApp returned normally: a run with error replies still completed
     by_round = {r["round"]: r["datasites"] for r in outcome.rounds}
     assert by_round["1"]["c@example.com"]["errors"] == 0
-    assert by_round["2"]["c@example.com"] == {"replies": 1, "errors": 1, "missing": 0, "excluded": 0,
-                                              "error_types": {"KeyError": 1}}
+    assert by_round["2"]["c@example.com"] == {
+        "replies": 1,
+        "errors": 1,
+        "missing": 0,
+        "excluded": 0,
+        "error_types": {"KeyError": 1},
+    }
     assert outcome.summary["errors"] == 1 and outcome.summary["error_types"] == {"KeyError": 1}
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "with an error" in r.getMessage()]
+    warnings = [
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "with an error" in r.getMessage()
+    ]
     assert warnings == ["round 2: c@example.com answered train with an error: KeyError"]
     assert any("1 error replies (KeyError x1)" in r.getMessage() for r in caplog.records)
     assert loops[2].report.error_types == {"KeyError": 1}
@@ -155,8 +185,9 @@ def test_a_serverapp_that_raises_is_not_completed_and_says_why(tmp_path):
         raise ValueError("strategy misconfigured")
 
     hub = MemoryHub()
-    settings = Settings.from_env({}, email=SERVER, poll_interval=0.05, msg_timeout=1.0, state_dir=tmp_path,
-                                 encryption=False)
+    settings = Settings.from_env(
+        {}, email=SERVER, poll_interval=0.05, msg_timeout=1.0, state_dir=tmp_path, encryption=False
+    )
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
     outcome = serve(app, context, CLIENTS, "t", settings=settings, transport=MemoryTransport(SERVER, hub))
     assert not outcome.completed and outcome.error == "ValueError: strategy misconfigured"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from syft_flwr_gdrive.peercheck import check_peer
 from syft_flwr_gdrive.transport.contract import TransportError
-from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
+from syft_flwr_gdrive.transport.memory import MemoryHub
+from syft_flwr_gdrive.transport.memory import MemoryTransport
 
 
 class StorageDownOnDelete(MemoryTransport):

@@ -1,8 +1,12 @@
 import pytest
 
-from syft_flwr_gdrive.config import ConfigError, ProjectConfig, Settings
+from syft_flwr_gdrive.config import ConfigError
+from syft_flwr_gdrive.config import ProjectConfig
+from syft_flwr_gdrive.config import Settings
 from syft_flwr_gdrive.drive.transport import DriveTransport
-from syft_flwr_gdrive.plugin import available_transports, create_transport, transport_class
+from syft_flwr_gdrive.plugin import available_transports
+from syft_flwr_gdrive.plugin import create_transport
+from syft_flwr_gdrive.plugin import transport_class
 from syft_flwr_gdrive.transport.contract import Transport
 
 

@@ -10,21 +10,30 @@ from typing import Any
 
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord
+from flwr.app import Context
+from flwr.app import Message
+from flwr.app import MetricRecord
+from flwr.app import RecordDict
 from flwr.clientapp import ClientApp
-from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp import Grid
+from flwr.serverapp import ServerApp
 from flwr.serverapp.strategy import FedAvg
 
 import syft_flwr_gdrive.server as server_module
 from syft_flwr_gdrive.client_loop import ClientLoop
 from syft_flwr_gdrive.config import Settings
-from syft_flwr_gdrive.crypto import Identity, PinStore, Sealer
-from syft_flwr_gdrive.poll_schedule import PollPolicy, PollSchedule
+from syft_flwr_gdrive.crypto import Identity
+from syft_flwr_gdrive.crypto import PinStore
+from syft_flwr_gdrive.crypto import Sealer
 from syft_flwr_gdrive.participant import app_key
+from syft_flwr_gdrive.poll_schedule import PollPolicy
+from syft_flwr_gdrive.poll_schedule import PollSchedule
 from syft_flwr_gdrive.server import syftbox_flwr_server
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
-from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
+from syft_flwr_gdrive.transport.memory import MemoryHub
+from syft_flwr_gdrive.transport.memory import MemoryTransport
 
 SERVER = "ds@example.com"
 CLIENTS = ["a@example.com", "b@example.com", "c@example.com"]
@@ -85,27 +94,43 @@ class RecordingSchedule(PollSchedule):
         return due
 
 
-def run(tmp_path: Any, mocker: Any, *, adaptive: bool, rounds: int = 2) -> tuple[RecordingSchedule, list[ClientLoop], Context]:
+def run(
+    tmp_path: Any, mocker: Any, *, adaptive: bool, rounds: int = 2
+) -> tuple[RecordingSchedule, list[ClientLoop], Context]:
     hub = MemoryHub()
-    settings = Settings.from_env({}, email=SERVER, poll_interval=INTERVAL, msg_timeout=20.0, state_dir=tmp_path,
-                                 adaptive_poll=adaptive)
+    settings = Settings.from_env(
+        {}, email=SERVER, poll_interval=INTERVAL, msg_timeout=20.0, state_dir=tmp_path, adaptive_poll=adaptive
+    )
     server_schedule = RecordingSchedule(PollPolicy.for_settings(settings))
     mocker.patch.object(server_module.PollSchedule, "for_settings", return_value=server_schedule)
     stop = threading.Event()
     loops = []
     for email in CLIENTS:
-        mailbox = Mailbox(MemoryTransport(email, hub), app_key("demo"), [SERVER], Ledger(None),
-                          sealer=Sealer(Identity.ephemeral(), PinStore(None)))
-        loops.append(ClientLoop(make_client_app(), mailbox, poll_interval=INTERVAL,
-                                stop_event=stop, linger=1.0,
-                                poll_schedule=RecordingSchedule(PollPolicy(INTERVAL, adaptive=adaptive))))
+        mailbox = Mailbox(
+            MemoryTransport(email, hub),
+            app_key("demo"),
+            [SERVER],
+            Ledger(None),
+            sealer=Sealer(Identity.ephemeral(), PinStore(None)),
+        )
+        loops.append(
+            ClientLoop(
+                make_client_app(),
+                mailbox,
+                poll_interval=INTERVAL,
+                stop_event=stop,
+                linger=1.0,
+                poll_schedule=RecordingSchedule(PollPolicy(INTERVAL, adaptive=adaptive)),
+            )
+        )
     threads = [threading.Thread(target=loop.run, daemon=True) for loop in loops]
     for t in threads:
         t.start()
     try:
         context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
-        out = syftbox_flwr_server(make_server_app(rounds), context, CLIENTS, "demo", settings=settings,
-                                  transport=MemoryTransport(SERVER, hub))
+        out = syftbox_flwr_server(
+            make_server_app(rounds), context, CLIENTS, "demo", settings=settings, transport=MemoryTransport(SERVER, hub)
+        )
     finally:
         stop.set()
         for t in threads:

@@ -5,12 +5,17 @@ Pure: a fake clock drives the schedule; nothing sleeps and nothing is timed.
 
 from __future__ import annotations
 
-
 import pytest
 
 from syft_flwr_gdrive.config import Settings
 from syft_flwr_gdrive.drive.options import DriveOptions
-from syft_flwr_gdrive.poll_schedule import BACKOFF, FAST, HOLD, LEAD_MEMORY, LEAD_SHARE, PollPolicy, PollSchedule
+from syft_flwr_gdrive.poll_schedule import BACKOFF
+from syft_flwr_gdrive.poll_schedule import FAST
+from syft_flwr_gdrive.poll_schedule import HOLD
+from syft_flwr_gdrive.poll_schedule import LEAD_MEMORY
+from syft_flwr_gdrive.poll_schedule import LEAD_SHARE
+from syft_flwr_gdrive.poll_schedule import PollPolicy
+from syft_flwr_gdrive.poll_schedule import PollSchedule
 
 
 class Clock:
@@ -43,7 +48,7 @@ def test_fast_then_doubling_then_the_interval() -> None:
     gaps = gaps_after_expect(policy, 12)
     fast = [g for g in gaps if g == pytest.approx(FAST)]
     assert len(fast) >= int(HOLD / FAST)  # the hold: a second of polls at the fast gap
-    grown = gaps[len(fast):]
+    grown = gaps[len(fast) :]
     assert grown[-1] == pytest.approx(3.0) and gaps[-2] == pytest.approx(3.0)  # back at the idle cadence
     backing_off = [g for g in grown if g < 3.0]
     assert backing_off, gaps
@@ -167,8 +172,9 @@ def test_only_the_first_arrival_after_expect_is_a_lead() -> None:
 
 def test_quota_pacing_widens_the_fast_gap() -> None:
     def policy(quota: int) -> PollPolicy:
-        settings = Settings.from_env({"SYFTBOX_EMAIL": "a@x.com", "SYFT_FLWR_POLL_INTERVAL": "3",
-                                      "SYFT_FLWR_QUOTA_UNITS_PER_MIN": str(quota)})
+        settings = Settings.from_env(
+            {"SYFTBOX_EMAIL": "a@x.com", "SYFT_FLWR_POLL_INTERVAL": "3", "SYFT_FLWR_QUOTA_UNITS_PER_MIN": str(quota)}
+        )
         return PollPolicy.for_settings(settings, min_gap=DriveOptions.from_settings(settings).min_poll_gap())
 
     roomy = policy(325_000)

@@ -8,7 +8,9 @@ import json
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.routing import Routing
 from syft_flwr_gdrive.transport.directory import DirectoryTransport
-from syft_flwr_gdrive.transport.envelope import Envelope, decode_header, header_bytes
+from syft_flwr_gdrive.transport.envelope import Envelope
+from syft_flwr_gdrive.transport.envelope import decode_header
+from syft_flwr_gdrive.transport.envelope import header_bytes
 
 R = Routing(
     app="flwr/x",

@@ -7,7 +7,9 @@ from typer.testing import CliRunner
 
 from syft_flwr_gdrive.cli import app
 from syft_flwr_gdrive.config import Settings
-from syft_flwr_gdrive.crypto import Identity, PinStore, sealer_for
+from syft_flwr_gdrive.crypto import Identity
+from syft_flwr_gdrive.crypto import PinStore
+from syft_flwr_gdrive.crypto import sealer_for
 
 PEER = "alice@example.com"
 
@@ -41,7 +43,10 @@ def test_trust_and_doctor_commands(tmp_path, monkeypatch):
     listing = runner.invoke(app, ["trust"])
     assert listing.exit_code == 0
     assert f"fingerprint {sealer.identity.public.fingerprint()}" in listing.output
-    assert f"pinned {old.fingerprint()}" in listing.output and f"REFUSED a different key {new.fingerprint()}" in listing.output
+    assert (
+        f"pinned {old.fingerprint()}" in listing.output
+        and f"REFUSED a different key {new.fingerprint()}" in listing.output
+    )
     accepted = runner.invoke(app, ["trust", "--accept", PEER])
     assert accepted.exit_code == 0 and new.fingerprint() in accepted.output
     assert f"pinned {new.fingerprint()}" in runner.invoke(app, ["trust"]).output

@@ -5,17 +5,23 @@ from __future__ import annotations
 import pytest
 
 from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.userconfig import check_user_config, parse_user_config, run_config_of, run_info
+from syft_flwr_gdrive.userconfig import check_user_config
+from syft_flwr_gdrive.userconfig import parse_user_config
+from syft_flwr_gdrive.userconfig import run_config_of
+from syft_flwr_gdrive.userconfig import run_info
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("partition-id=0 num-partitions=2", {"partition-id": 0, "num-partitions": 2}),
-    ('data-path="/data/my file.csv" lr=0.1 on=true', {"data-path": "/data/my file.csv", "lr": 0.1, "on": True}),
-    ('{"partition-id": 1, "num-partitions": 3}', {"partition-id": 1, "num-partitions": 3}),
-    ('{"a": {"b": 1}}', {"a.b": 1}),  # nested JSON is flattened the way Flower flattens TOML tables
-    ("", {}),
-    (None, {}),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("partition-id=0 num-partitions=2", {"partition-id": 0, "num-partitions": 2}),
+        ('data-path="/data/my file.csv" lr=0.1 on=true', {"data-path": "/data/my file.csv", "lr": 0.1, "on": True}),
+        ('{"partition-id": 1, "num-partitions": 3}', {"partition-id": 1, "num-partitions": 3}),
+        ('{"a": {"b": 1}}', {"a.b": 1}),  # nested JSON is flattened the way Flower flattens TOML tables
+        ("", {}),
+        (None, {}),
+    ],
+)
 def test_both_forms_parse(text, expected):
     assert parse_user_config(text, option="--node-config") == expected
 
@@ -26,12 +32,15 @@ def test_a_toml_file(tmp_path):
     assert parse_user_config(str(path), option="--node-config") == {"partition-id": 2, "data-path": "/d.csv"}
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("data-path=/data/a.csv", "strings quoted"),  # unquoted string: Flower's parser refuses; we say how to fix
-    ("{not json", "not valid JSON"),
-    ("just-a-word", "no key=value pair"),
-    ('{"a": [1, 2]}', "needs to be of type"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("data-path=/data/a.csv", "strings quoted"),  # unquoted string: Flower's parser refuses; we say how to fix
+        ("{not json", "not valid JSON"),
+        ("just-a-word", "no key=value pair"),
+        ('{"a": [1, 2]}', "needs to be of type"),
+    ],
+)
 def test_bad_input_names_the_fix(text, needle):
     with pytest.raises(ConfigError, match=needle):
         parse_user_config(text, option="--node-config")

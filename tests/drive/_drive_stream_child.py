@@ -40,7 +40,7 @@ class PatternStream(io.RawIOBase):
                 take = min(self._block, self._left)
                 self._pending = self._rng.randbytes(take)
                 self._left -= take
-            piece, self._pending = self._pending[: n - len(out)], self._pending[n - len(out):]
+            piece, self._pending = self._pending[: n - len(out)], self._pending[n - len(out) :]
             out += piece
         data = bytes(out)
         self.sha.update(data)
@@ -72,17 +72,21 @@ def main() -> None:
     got = api.download_to(meta["id"], sink)
     _, download_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    print(json.dumps({
-        "uploaded_sha256": source.sha.hexdigest(),
-        "downloaded_sha256": sink.sha.hexdigest(),
-        "downloaded_bytes": got,
-        "sink_bytes": sink.size,
-        "remote_size": int(meta.get("size", -1)),
-        "upload_peak": upload_peak,
-        "download_peak": download_peak,
-        "calls": api.calls.snapshot(),
-        "retries": api.calls.retries,
-    }))
+    print(
+        json.dumps(
+            {
+                "uploaded_sha256": source.sha.hexdigest(),
+                "downloaded_sha256": sink.sha.hexdigest(),
+                "downloaded_bytes": got,
+                "sink_bytes": sink.size,
+                "remote_size": int(meta.get("size", -1)),
+                "upload_peak": upload_peak,
+                "download_peak": download_peak,
+                "calls": api.calls.snapshot(),
+                "retries": api.calls.retries,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.helpers.scripted_http import TINY, ScriptedHttp
 from google.oauth2.credentials import Credentials
 
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.service import _HookedAuthorizedHttp
+from tests.helpers.scripted_http import TINY
+from tests.helpers.scripted_http import ScriptedHttp
 
 
 @pytest.fixture
@@ -18,11 +19,11 @@ def scripted(monkeypatch):
 
     def make(script: list[Any], **kwargs: Any) -> tuple[DriveApi, ScriptedHttp]:
         kwargs.setdefault("retry", TINY)
-        api = DriveApi(Credentials(token="fake:unit@example.com"),
-                       base_url="http://drive.test/", **kwargs)
+        api = DriveApi(Credentials(token="fake:unit@example.com"), base_url="http://drive.test/", **kwargs)
         http = ScriptedHttp(script)
         monkeypatch.setattr(
-            api, "_new_http",
+            api,
+            "_new_http",
             lambda: _HookedAuthorizedHttp(api.credentials, http, api._on_http_request),
         )
         return api, http

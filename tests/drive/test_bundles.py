@@ -38,7 +38,6 @@ def transport(drive, email):
     return DriveTransport(DriveApi.for_fake(drive.url, email), email)
 
 
-
 def federation(drive, app, *, encrypted=True, client_peers=(DS,)):
     """A server that bundles (announcing run 1) and mailboxes for A, B, C (C a peer but never a recipient)."""
     keys = sealers(DS, A, B, C, EVE) if encrypted else {}
@@ -55,8 +54,14 @@ def federation(drive, app, *, encrypted=True, client_peers=(DS,)):
 
 
 def send(server, payload=PAYLOAD, run_id=1):
-    return server.send_bundle(kind="request", run_id=run_id, payload=payload, created_at=time.time(), ttl=600,
-                              parts=[(A, M_A, {"n": "a"}), (B, M_B, {"n": "b"})])
+    return server.send_bundle(
+        kind="request",
+        run_id=run_id,
+        payload=payload,
+        created_at=time.time(),
+        ttl=600,
+        parts=[(A, M_A, {"n": "a"}), (B, M_B, {"n": "b"})],
+    )
 
 
 def calls(box, name):
@@ -119,8 +124,20 @@ def test_a_bundle_copied_by_another_peer_is_refused_as_forged(drive, caplog):
     eve.prepare()
     eve.enable_bundles()
     eve.announce_run(1)
-    forged = eve.transport.send_bundle(Routing(run_id=1, message_id="f" * 32, reply_to="", kind="request", sender=DS,
-                                               recipient="", app=app, created_at=time.time(), ttl=600), data)
+    forged = eve.transport.send_bundle(
+        Routing(
+            run_id=1,
+            message_id="f" * 32,
+            reply_to="",
+            kind="request",
+            sender=DS,
+            recipient="",
+            app=app,
+            created_at=time.time(),
+            ttl=600,
+        ),
+        data,
+    )
     a = clients[A]
     a.transport._discovered_at.clear()  # see EVE's announcement now rather than in 10 s
     with caplog.at_level(logging.WARNING):
@@ -150,6 +167,7 @@ def test_a_clear_bundle_is_refused_when_encryption_is_on(drive, caplog):
 
 # -- the grid: a push of N is one create, N replies one delete --------------------------------------------
 
+
 def grid_federation(drive, app):
     from flwr.supercore.task_identity import TaskIdentity
 
@@ -177,7 +195,9 @@ def answer_all(clients, expected):
     from flwr.app import Message
 
     from syft_flwr_gdrive.client_loop import _apply_part
-    from syft_flwr_gdrive.flower_codec import CODEC_PARTS, decode_message, encode_message
+    from syft_flwr_gdrive.flower_codec import CODEC_PARTS
+    from syft_flwr_gdrive.flower_codec import decode_message
+    from syft_flwr_gdrive.flower_codec import encode_message
 
     got = {}
     deadline = time.monotonic() + 20
@@ -187,8 +207,15 @@ def answer_all(clients, expected):
                 msg = decode_message(d.open_payload(), d.envelope.size, codecs=d.envelope.codecs)
                 assert _apply_part(msg, d.private)
                 reply = Message(msg.content, reply_to=msg)
-                box.send(kind="reply", recipient=DS, run_id=5, payload=encode_message(reply),
-                         message_id=reply.metadata.message_id, reply_to=d.envelope.message_id, codecs=(CODEC_PARTS,))
+                box.send(
+                    kind="reply",
+                    recipient=DS,
+                    run_id=5,
+                    payload=encode_message(reply),
+                    message_id=reply.metadata.message_id,
+                    reply_to=d.envelope.message_id,
+                    codecs=(CODEC_PARTS,),
+                )
                 box.mark_handled(d.envelope.message_id)
                 got[email] = (msg.metadata.message_id, msg.metadata.dst_node_id, msg.content["config"]["round"])
         time.sleep(0.05)
@@ -196,7 +223,9 @@ def answer_all(clients, expected):
 
 
 def test_a_push_of_n_is_one_bundle_answered_by_all_and_deleted_once(drive):
-    from flwr.app import ConfigRecord, Message, RecordDict
+    from flwr.app import ConfigRecord
+    from flwr.app import Message
+    from flwr.app import RecordDict
 
     from syft_flwr_gdrive.accounts import node_id_for
 
@@ -222,15 +251,19 @@ def test_a_push_of_n_is_one_bundle_answered_by_all_and_deleted_once(drive):
 def test_legacy_one_message_calls_from_a_thread_pool_become_one_bundle(drive):
     from concurrent.futures import ThreadPoolExecutor
 
-    from flwr.app import ConfigRecord, Message, RecordDict
+    from flwr.app import ConfigRecord
+    from flwr.app import Message
+    from flwr.app import RecordDict
 
     from syft_flwr_gdrive.accounts import node_id_for
 
     grid, clients = grid_federation(drive, "flwr/b-legacy")
     creates = calls(grid.mailbox, "files.create")
     # The legacy path: one RecordDict per client (equal contents), one send_and_receive per client thread.
-    msgs = [Message(RecordDict({"config": ConfigRecord({"round": 2})}), node_id_for(e), "train", group_id="2")
-            for e in (A, B, C)]
+    msgs = [
+        Message(RecordDict({"config": ConfigRecord({"round": 2})}), node_id_for(e), "train", group_id="2")
+        for e in (A, B, C)
+    ]
     answering = threading.Thread(target=answer_all, args=(clients, 3), daemon=True)
     answering.start()
     with ThreadPoolExecutor(3) as pool:

@@ -6,18 +6,19 @@ import io
 import json
 
 import pytest
-from tests.helpers.scripted_http import TINY, err, ok
 
-from syft_flwr_gdrive.drive.api import DriveApi, escape_q
-from syft_flwr_gdrive.drive.errors import (
-    DriveConflict,
-    DriveNotFound,
-    DrivePermissionDenied,
-    DriveRateLimited,
-    DriveTooLarge,
-    DriveUnavailable,
-)
+from syft_flwr_gdrive.drive.api import DriveApi
+from syft_flwr_gdrive.drive.api import escape_q
+from syft_flwr_gdrive.drive.errors import DriveConflict
+from syft_flwr_gdrive.drive.errors import DriveNotFound
+from syft_flwr_gdrive.drive.errors import DrivePermissionDenied
+from syft_flwr_gdrive.drive.errors import DriveRateLimited
+from syft_flwr_gdrive.drive.errors import DriveTooLarge
+from syft_flwr_gdrive.drive.errors import DriveUnavailable
 from syft_flwr_gdrive.drive.retry import RetryPolicy
+from tests.helpers.scripted_http import TINY
+from tests.helpers.scripted_http import err
+from tests.helpers.scripted_http import ok
 
 KIB = 1024
 
@@ -37,13 +38,15 @@ def test_chunk_size_must_be_multiple_of_256k():
 
 
 def test_transient_failures_are_retried_and_counted(scripted):
-    api, http = scripted([
-        err(503, "backendError"),
-        ConnectionResetError(104, "reset"),
-        err(429, "rateLimitExceeded"),
-        err(403, "userRateLimitExceeded"),
-        ok({"id": "f1", "name": "a"}),
-    ])
+    api, http = scripted(
+        [
+            err(503, "backendError"),
+            ConnectionResetError(104, "reset"),
+            err(429, "rateLimitExceeded"),
+            err(403, "userRateLimitExceeded"),
+            ok({"id": "f1", "name": "a"}),
+        ]
+    )
     assert api.get("f1")["id"] == "f1"
     assert api.calls.snapshot() == {"files.get": 5}
     assert api.calls.retries == 4 and api.calls.total == 5
@@ -84,29 +87,32 @@ def test_exhausted_retries_raise_unavailable(scripted):
 def test_retry_after_is_honoured(scripted):
     sleeps: list[float] = []
     policy = RetryPolicy(max_attempts=3, initial_wait=0.001, max_wait=0.001, sleep=sleeps.append)
-    api, _ = scripted([err(429, "rateLimitExceeded", **{"retry-after": "2"}), ok({"ids": ["x"]})],
-                      retry=policy)
+    api, _ = scripted([err(429, "rateLimitExceeded", **{"retry-after": "2"}), ok({"ids": ["x"]})], retry=policy)
     assert api.generate_ids(1) == ["x"]
     assert sleeps == [2.0]
 
 
 def test_list_files_follows_pages(scripted):
-    api, http = scripted([
-        ok({"files": [{"id": "1"}], "nextPageToken": "p2"}),
-        ok({"files": [{"id": "2"}], "nextPageToken": "p3"}),
-        ok({"files": [{"id": "3"}]}),
-    ])
+    api, http = scripted(
+        [
+            ok({"files": [{"id": "1"}], "nextPageToken": "p2"}),
+            ok({"files": [{"id": "2"}], "nextPageToken": "p3"}),
+            ok({"files": [{"id": "3"}]}),
+        ]
+    )
     assert [f["id"] for f in api.list_files("name = 'x'", page_size=1)] == ["1", "2", "3"]
     assert "pageToken=p3" in http.requests[2]["uri"]
     assert api.calls.snapshot() == {"files.list": 3}
 
 
 def test_idempotent_create_returns_existing_file_on_409(scripted):
-    api, http = scripted([
-        ConnectionResetError(104, "reset"),  # the first create may have happened
-        err(409, "duplicate"),               # ...it did
-        ok({"id": "gen1", "name": "msg"}),   # files.get by id
-    ])
+    api, http = scripted(
+        [
+            ConnectionResetError(104, "reset"),  # the first create may have happened
+            err(409, "duplicate"),  # ...it did
+            ok({"id": "gen1", "name": "msg"}),  # files.get by id
+        ]
+    )
     out = api.upload_bytes("msg", b"hello", parent_id="p", file_id="gen1")
     assert out == {"id": "gen1", "name": "msg"}
     assert api.calls.snapshot() == {"files.create": 2, "files.get": 1}
@@ -145,10 +151,12 @@ def test_multipart_upload_body(scripted):
 
 
 def test_body_ending_in_cr_is_not_sent_multipart(scripted):
-    api, http = scripted([
-        (200, {"location": "http://drive.test/upload/s1"}, b""),
-        ok({"id": "f", "name": "cr"}),
-    ])
+    api, http = scripted(
+        [
+            (200, {"location": "http://drive.test/upload/s1"}, b""),
+            ok({"id": "f", "name": "cr"}),
+        ]
+    )
     api.upload_bytes("cr", b"ends with CR\r", parent_id=None)
     assert "uploadType=resumable" in http.requests[0]["uri"]
     assert http.requests[1]["body"] == b"ends with CR\r"
@@ -161,14 +169,17 @@ def _chunk_response(end: int):
 def test_resumable_upload_resumes_after_dropped_chunk(scripted):
     chunk = 256 * KIB
     data = bytes(range(256)) * (3 * chunk // 256)  # 3 chunks
-    api, http = scripted([
-        (200, {"location": "http://drive.test/upload/s1"}, b""),  # start session
-        _chunk_response(chunk - 1),                               # chunk 1 ok
-        ConnectionResetError(104, "reset"),                       # chunk 2 dropped
-        _chunk_response(chunk - 1),                               # probe: only chunk 1 kept
-        _chunk_response(2 * chunk - 1),                           # chunk 2 again
-        ok({"id": "big", "name": "big"}),                         # chunk 3 finishes
-    ], chunk_size=chunk)
+    api, http = scripted(
+        [
+            (200, {"location": "http://drive.test/upload/s1"}, b""),  # start session
+            _chunk_response(chunk - 1),  # chunk 1 ok
+            ConnectionResetError(104, "reset"),  # chunk 2 dropped
+            _chunk_response(chunk - 1),  # probe: only chunk 1 kept
+            _chunk_response(2 * chunk - 1),  # chunk 2 again
+            ok({"id": "big", "name": "big"}),  # chunk 3 finishes
+        ],
+        chunk_size=chunk,
+    )
     out = api.upload_stream("big", io.BytesIO(data), len(data), parent_id="p")
     assert out["id"] == "big"
     puts = [r for r in http.requests if r["method"] == "PUT"]
@@ -199,15 +210,18 @@ def test_resumable_upload_from_non_seekable_stream_resends_partial_chunk(scripte
         def read(self, n: int = -1) -> bytes:
             return self._src.read(min(n, 1000) if n > 0 else 1000)
 
-    api, http = scripted([
-        (200, {"location": "http://drive.test/upload/s1"}, b""),
-        (308, {"range": "bytes=0-99"}, b""),   # server kept only 100 bytes of chunk 1
-        _chunk_response(chunk + 99),
-        ok({"id": "p", "name": "p"}),
-    ], chunk_size=chunk)
+    api, http = scripted(
+        [
+            (200, {"location": "http://drive.test/upload/s1"}, b""),
+            (308, {"range": "bytes=0-99"}, b""),  # server kept only 100 bytes of chunk 1
+            _chunk_response(chunk + 99),
+            ok({"id": "p", "name": "p"}),
+        ],
+        chunk_size=chunk,
+    )
     api.upload_stream("p", Pipe(data), len(data), parent_id=None)
     puts = [r for r in http.requests if r["method"] == "PUT"]
-    assert puts[1]["body"] == data[100:chunk + 100]
+    assert puts[1]["body"] == data[100 : chunk + 100]
     assert puts[0]["body"][:100] + puts[1]["body"] + puts[2]["body"] == data
 
 
@@ -217,21 +231,25 @@ def test_ranged_download_retries_failed_chunk_from_its_offset(scripted):
     total = len(data)
 
     def part(start: int, end: int):
-        return (206, {"content-range": f"bytes {start}-{end}/{total}"}, data[start:end + 1])
+        return (206, {"content-range": f"bytes {start}-{end}/{total}"}, data[start : end + 1])
 
-    api, http = scripted([
-        part(0, chunk - 1),
-        ConnectionResetError(104, "reset"),
-        err(500, "backendError"),
-        part(chunk, 2 * chunk - 1),
-        part(2 * chunk, total - 1),
-    ], chunk_size=chunk)
+    api, http = scripted(
+        [
+            part(0, chunk - 1),
+            ConnectionResetError(104, "reset"),
+            err(500, "backendError"),
+            part(chunk, 2 * chunk - 1),
+            part(2 * chunk, total - 1),
+        ],
+        chunk_size=chunk,
+    )
     out = io.BytesIO()
     assert api.download_to("f", out) == total
     assert out.getvalue() == data
     ranges = [r["headers"]["range"] for r in http.requests]
     assert ranges == [f"bytes=0-{chunk - 1}"] + [f"bytes={chunk}-{2 * chunk - 1}"] * 3 + [
-        f"bytes={2 * chunk}-{3 * chunk - 1}"]
+        f"bytes={2 * chunk}-{3 * chunk - 1}"
+    ]
     assert all("alt=media" in r["uri"] for r in http.requests)
     assert api.calls.snapshot() == {"media.download": 5} and api.calls.retries == 2
 
@@ -268,16 +286,20 @@ def _err_body(code: int, reason: str) -> dict:
 
 
 def test_delete_many_maps_parts_and_retries_transient_parts(scripted):
-    api, http = scripted([
-        _batch_response([
-            (204, {}),
-            (404, _err_body(404, "notFound")),
-            (403, _err_body(403, "insufficientFilePermissions")),
-            (503, _err_body(503, "backendError")),
-            (429, _err_body(429, "rateLimitExceeded")),
-        ]),
-        _batch_response([(404, _err_body(404, "notFound")), (204, {})]),
-    ])
+    api, http = scripted(
+        [
+            _batch_response(
+                [
+                    (204, {}),
+                    (404, _err_body(404, "notFound")),
+                    (403, _err_body(403, "insufficientFilePermissions")),
+                    (503, _err_body(503, "backendError")),
+                    (429, _err_body(429, "rateLimitExceeded")),
+                ]
+            ),
+            _batch_response([(404, _err_body(404, "notFound")), (204, {})]),
+        ]
+    )
     res = api.delete_many(["a", "b", "c", "d", "e"])
     assert res["a"] is None and res["d"] is None and res["e"] is None  # d: 404 after a 503
     assert isinstance(res["b"], DriveNotFound)
@@ -299,8 +321,7 @@ def test_share_sends_no_notification(scripted):
     api, http = scripted([ok({"id": "perm", "role": "writer"})])
     api.share("f", "bob@example.com", role="writer")
     assert "sendNotificationEmail=false" in http.requests[0]["uri"]
-    assert json.loads(http.requests[0]["body"]) == {
-        "type": "user", "role": "writer", "emailAddress": "bob@example.com"}
+    assert json.loads(http.requests[0]["body"]) == {"type": "user", "role": "writer", "emailAddress": "bob@example.com"}
     with pytest.raises(ValueError):
         api.share("f", "bob@example.com", role="owner")
 

@@ -13,13 +13,11 @@ from google.oauth2 import credentials as oauth2_credentials
 from google.oauth2 import service_account
 
 from syft_flwr_gdrive.drive import auth
-from syft_flwr_gdrive.drive.auth import (
-    DRIVE_SCOPE,
-    AccountMismatchError,
-    CredentialsError,
-    load_credentials,
-    verify_account,
-)
+from syft_flwr_gdrive.drive.auth import DRIVE_SCOPE
+from syft_flwr_gdrive.drive.auth import AccountMismatchError
+from syft_flwr_gdrive.drive.auth import CredentialsError
+from syft_flwr_gdrive.drive.auth import load_credentials
+from syft_flwr_gdrive.drive.auth import verify_account
 
 
 def write(tmp_path, name, content):
@@ -90,8 +88,9 @@ def test_expired_token_with_refresh_token_is_refreshed_and_saved(tmp_path, mocke
 
 
 def test_refresh_failure_names_the_fix(tmp_path, mocker):
-    mocker.patch.object(oauth2_credentials.Credentials, "refresh",
-                        side_effect=google.auth.exceptions.RefreshError("invalid_grant"))
+    mocker.patch.object(
+        oauth2_credentials.Credentials, "refresh", side_effect=google.auth.exceptions.RefreshError("invalid_grant")
+    )
     p = write(tmp_path, "t.json", {**AUTHORIZED_USER, "expiry": "2001-01-01T00:00:00Z"})
     with pytest.raises(CredentialsError, match="revoked.*log in again"):
         load_credentials(token_file=p)
@@ -115,17 +114,24 @@ def test_token_without_drive_scope(tmp_path):
 
 
 def test_service_account(tmp_path, mocker):
-    info = {"type": "service_account", "client_email": "sa@p.iam.gserviceaccount.com",
-            "private_key": "k", "token_uri": "https://oauth2.googleapis.com/token"}
-    made = mocker.patch.object(service_account.Credentials, "from_service_account_info",
-                               return_value=mocker.Mock())
+    info = {
+        "type": "service_account",
+        "client_email": "sa@p.iam.gserviceaccount.com",
+        "private_key": "k",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    made = mocker.patch.object(service_account.Credentials, "from_service_account_info", return_value=mocker.Mock())
     load_credentials(service_account_file=write(tmp_path, "sa.json", info))
     assert made.call_args.kwargs["scopes"] == [DRIVE_SCOPE]
 
 
 def test_service_account_damaged(tmp_path):
-    info = {"type": "service_account", "client_email": "sa@p", "private_key": "not a key",
-            "token_uri": "https://oauth2.googleapis.com/token"}
+    info = {
+        "type": "service_account",
+        "client_email": "sa@p",
+        "private_key": "not a key",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
     with pytest.raises(CredentialsError, match="damaged or incomplete"):
         load_credentials(service_account_file=write(tmp_path, "sa.json", info))
 
@@ -144,8 +150,7 @@ def test_adc(mocker):
 
 
 def test_adc_missing(mocker):
-    mocker.patch.object(google.auth, "default",
-                        side_effect=google.auth.exceptions.DefaultCredentialsError("none"))
+    mocker.patch.object(google.auth, "default", side_effect=google.auth.exceptions.DefaultCredentialsError("none"))
     mocker.patch.object(auth, "in_colab", return_value=False)
     with pytest.raises(CredentialsError, match="application-default login"):
         load_credentials(use_adc=True)

@@ -9,16 +9,23 @@ import random
 import pytest
 
 from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.errors import DriveNotFound, DrivePermissionDenied
+from syft_flwr_gdrive.drive.errors import DriveNotFound
+from syft_flwr_gdrive.drive.errors import DrivePermissionDenied
 from syft_flwr_gdrive.drive.retry import RetryPolicy
-from syft_flwr_gdrive.fake import FakeDriveServer, FaultConfig
+from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.fake import FaultConfig
 
 ALICE = "alice@example.com"
 KIB = 1024
-POLICY = RetryPolicy(max_attempts=20, max_total=60, initial_wait=0.0005, max_wait=0.005,
-                     max_retry_after=0.005)
-CHAOS = dict(seed=1234, error_rate=0.3, error_kinds=["429", "500", "503"],
-             error_after_fraction=0.5, drop_rate=0.1, drop_after_fraction=0.5)
+POLICY = RetryPolicy(max_attempts=20, max_total=60, initial_wait=0.0005, max_wait=0.005, max_retry_after=0.005)
+CHAOS = dict(
+    seed=1234,
+    error_rate=0.3,
+    error_kinds=["429", "500", "503"],
+    error_after_fraction=0.5,
+    drop_rate=0.1,
+    drop_after_fraction=0.5,
+)
 
 
 def sha(data: bytes) -> str:
@@ -44,8 +51,19 @@ def run_operations(api: DriveApi, n_ops: int = 200, seed: int = 99) -> dict[str,
 
     for _ in range(n_ops):
         op = rng.choices(
-            ["upload", "stream", "list", "get", "download", "rename", "props", "move", "trash",
-             "delete", "delete_many"],
+            [
+                "upload",
+                "stream",
+                "list",
+                "get",
+                "download",
+                "rename",
+                "props",
+                "move",
+                "trash",
+                "delete",
+                "delete_many",
+            ],
             weights=[24, 4, 8, 10, 12, 8, 6, 4, 3, 8, 3],
         )[0]
         existing = sorted(model, key=lambda k: model[k]["seq"])  # ids differ between runs
@@ -62,8 +80,7 @@ def run_operations(api: DriveApi, n_ops: int = 200, seed: int = 99) -> dict[str,
             props = {"n": str(counter)}
             out = api.upload_bytes(name, data, parent_id=root["id"], properties=props, file_id=fid)
             assert out["id"] == fid and out["name"] == name and int(out["size"]) == len(data)
-            model[fid] = {"name": name, "data": data, "parent": root["id"], "props": props,
-                          "seq": counter}
+            model[fid] = {"name": name, "data": data, "parent": root["id"], "props": props, "seq": counter}
         elif op == "list":
             assert sorted(f["name"] for f in api.list_files(q_live, fields="id,name")) == live_in(root["id"])
         elif op == "get":
@@ -114,8 +131,7 @@ def run_operations(api: DriveApi, n_ops: int = 200, seed: int = 99) -> dict[str,
         for f in files:
             state[f"{label}/{f['name']}"] = sha(api.download_bytes(f["id"]))
     expected = {
-        f"{'root' if m['parent'] == root['id'] else 'side'}/{m['name']}": sha(m["data"])
-        for m in model.values()
+        f"{'root' if m['parent'] == root['id'] else 'side'}/{m['name']}": sha(m["data"]) for m in model.values()
     }
     assert state == expected
     return state

@@ -13,20 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from syft_flwr_gdrive.drive.api import FOLDER_MIME, DriveApi, escape_q
-from syft_flwr_gdrive.drive.auth import AccountMismatchError, verify_account
-from syft_flwr_gdrive.drive.errors import (
-    DriveAuthError,
-    DriveNotFound,
-    DrivePermissionDenied,
-    DriveRateLimited,
-    DriveUnavailable,
-)
+from syft_flwr_gdrive.drive.api import FOLDER_MIME
+from syft_flwr_gdrive.drive.api import DriveApi
+from syft_flwr_gdrive.drive.api import escape_q
+from syft_flwr_gdrive.drive.auth import AccountMismatchError
+from syft_flwr_gdrive.drive.auth import verify_account
+from syft_flwr_gdrive.drive.errors import DriveAuthError
+from syft_flwr_gdrive.drive.errors import DriveNotFound
+from syft_flwr_gdrive.drive.errors import DrivePermissionDenied
+from syft_flwr_gdrive.drive.errors import DriveRateLimited
+from syft_flwr_gdrive.drive.errors import DriveUnavailable
 from syft_flwr_gdrive.drive.retry import RetryPolicy
-from syft_flwr_gdrive.fake import FakeDriveServer, FaultConfig
+from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.fake import FaultConfig
 
-POLICY = RetryPolicy(max_attempts=15, max_total=60, initial_wait=0.001, max_wait=0.01,
-                     max_retry_after=0.01)
+POLICY = RetryPolicy(max_attempts=15, max_total=60, initial_wait=0.001, max_wait=0.01, max_retry_after=0.01)
 KIB, MIB = 1024, 1024 * 1024
 ALICE, BOB = "alice@example.com", "bob@example.com"
 
@@ -80,13 +81,13 @@ def test_two_users_sharing_ownership_and_all_methods(srv):
     assert alice.calls.retries == retries_before
     with pytest.raises(DrivePermissionDenied):
         bob.delete(msg["id"])
-    assert alice.list_files(f"'{inbox['id']}' in parents and '{BOB}' in owners") == [
-        alice.get(reply["id"])]
+    assert alice.list_files(f"'{inbox['id']}' in parents and '{BOB}' in owners") == [alice.get(reply["id"])]
 
     # update: rename, properties, move between folders, trash.
     done = alice.create_folder("done")
-    moved = alice.update(msg["id"], name="m1-read", properties={"state": "read"},
-                         add_parents=[done["id"]], remove_parents=[inbox["id"]])
+    moved = alice.update(
+        msg["id"], name="m1-read", properties={"state": "read"}, add_parents=[done["id"]], remove_parents=[inbox["id"]]
+    )
     assert moved["name"] == "m1-read" and moved["parents"] == [done["id"]]
     assert moved["properties"] == {"run": "r1", "state": "read"}
     assert alice.update(msg["id"], properties={"run": None})["properties"] == {"state": "read"}
@@ -137,12 +138,13 @@ def test_unknown_token_is_an_auth_error():
         assert info.value.retries == 0
 
 
-@pytest.mark.parametrize("name", ["o'brien", "back\\slash", "both \\' mixed", "it''s \\\\ here", "x' or name contains 'a"])
+@pytest.mark.parametrize(
+    "name", ["o'brien", "back\\slash", "both \\' mixed", "it''s \\\\ here", "x' or name contains 'a"]
+)
 def test_escaping_names(srv, name):
     alice = api_for(srv, ALICE)
     folder = alice.create_folder("esc")
-    target = alice.upload_bytes(name, name.encode(), parent_id=folder["id"],
-                                properties={"label": name})
+    target = alice.upload_bytes(name, name.encode(), parent_id=folder["id"], properties={"label": name})
     alice.upload_bytes("a decoy", b"d", parent_id=folder["id"])
     q = f"name = '{escape_q(name)}' and '{folder['id']}' in parents"
     assert [f["id"] for f in alice.list_files(q)] == [target["id"]]
@@ -171,8 +173,9 @@ def test_pagination_over_2500_files(srv):
     alice = api_for(srv, ALICE)
     folder = alice.create_folder("many")
     with ThreadPoolExecutor(8) as pool:
-        created = list(pool.map(lambda i: alice.create_folder(f"f{i:04d}", folder["id"], fields="id")["id"],
-                                range(2500)))
+        created = list(
+            pool.map(lambda i: alice.create_folder(f"f{i:04d}", folder["id"], fields="id")["id"], range(2500))
+        )
     before = alice.calls.snapshot().get("files.list", 0)
     listed = alice.list_files(f"'{folder['id']}' in parents", fields="id,name", order_by="name")
     assert len(listed) == 2500 and sorted(f["id"] for f in listed) == sorted(created)
@@ -187,8 +190,9 @@ def test_pagination_over_2500_files(srv):
 def test_64mib_stream_roundtrip_with_bounded_client_memory(srv):
     size, chunk = 64 * MIB, 2 * MIB
     child = Path(__file__).with_name("_drive_stream_child.py")
-    out = subprocess.run([sys.executable, str(child), srv.url, ALICE, str(size), str(chunk)],
-                         capture_output=True, text=True, timeout=240)
+    out = subprocess.run(
+        [sys.executable, str(child), srv.url, ALICE, str(size), str(chunk)], capture_output=True, text=True, timeout=240
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["downloaded_bytes"] == report["sink_bytes"] == report["remote_size"] == size
@@ -202,8 +206,17 @@ def test_64mib_stream_roundtrip_with_bounded_client_memory(srv):
 
 def test_binary_payloads_roundtrip_exactly(srv):
     alice = api_for(srv, ALICE)
-    payloads = [b"", b"\r", b"a\r", b"\r\n", b"\n", b"x\r\n--boundary--\r\n", bytes(range(256)) * 3,
-                bytes(range(256))[::-1], b"\r" * 1000]
+    payloads = [
+        b"",
+        b"\r",
+        b"a\r",
+        b"\r\n",
+        b"\n",
+        b"x\r\n--boundary--\r\n",
+        bytes(range(256)) * 3,
+        bytes(range(256))[::-1],
+        b"\r" * 1000,
+    ]
     for i, data in enumerate(payloads):
         f = alice.upload_bytes(f"p{i}", data, parent_id=None)
         assert int(f["size"]) == len(data), (i, data[:20])
@@ -215,9 +228,15 @@ def test_idempotent_create_with_generated_id_under_ambiguous_failures(srv):
     folder = alice.create_folder("idem")
     ids = alice.generate_ids(40)
     # Every create may take effect and then lose its answer (dropped, or a 5xx "after").
-    srv.faults = FaultConfig(seed=11, drop_rate=0.4, drop_after_fraction=1.0, error_rate=0.3,
-                             error_kinds=["500", "503"], error_after_fraction=1.0,
-                             routes=["files.create", "upload.create", "upload.chunk"])
+    srv.faults = FaultConfig(
+        seed=11,
+        drop_rate=0.4,
+        drop_after_fraction=1.0,
+        error_rate=0.3,
+        error_kinds=["500", "503"],
+        error_after_fraction=1.0,
+        routes=["files.create", "upload.create", "upload.chunk"],
+    )
     made = []
     for i, fid in enumerate(ids):
         if i % 4 == 0:
@@ -256,9 +275,17 @@ def test_call_counters_add_up_and_match_the_server(srv):
     alice.delete(small["id"])
     with pytest.raises(DriveNotFound):
         alice.get(small["id"])
-    expected = {"about.get": 1, "files.create": 2, "media.upload": 4, "files.get": 2,
-                "files.list": 1, "media.download": 3, "files.update": 1,
-                "permissions.create": 1, "files.delete": 1}
+    expected = {
+        "about.get": 1,
+        "files.create": 2,
+        "media.upload": 4,
+        "files.get": 2,
+        "files.list": 1,
+        "media.download": 3,
+        "files.update": 1,
+        "permissions.create": 1,
+        "files.delete": 1,
+    }
     assert alice.calls.snapshot() == expected
     assert alice.calls.total == sum(expected.values()) == 16
     assert alice.calls.retries == 0
@@ -297,8 +324,7 @@ def test_eight_threads_share_one_api_and_get_their_own_answers(srv):
             made = {}
             for i in range(6):
                 body = f"thread {t} item {i} ".encode() * (t + i + 1)
-                f = alice.upload_bytes(f"t{t}-{i}", body, parent_id=mine["id"],
-                                       properties={"t": str(t), "i": str(i)})
+                f = alice.upload_bytes(f"t{t}-{i}", body, parent_id=mine["id"], properties={"t": str(t), "i": str(i)})
                 assert f["name"] == f"t{t}-{i}" and f["properties"] == {"t": str(t), "i": str(i)}
                 made[f["id"]] = body
             for fid, body in made.items():
@@ -351,8 +377,14 @@ def test_resumable_upload_resumes_after_failed_chunks_instead_of_restarting(srv)
     chunk, n_chunks = 256 * KIB, 24
     data = bytes(range(256)) * (chunk * n_chunks // 256)
     alice = api_for(srv, ALICE, chunk_size=chunk)
-    srv.faults = FaultConfig(seed=3, drop_rate=0.15, error_rate=0.15, error_kinds=["500", "503"],
-                             error_after_fraction=0.5, routes=["upload.chunk"])
+    srv.faults = FaultConfig(
+        seed=3,
+        drop_rate=0.15,
+        error_rate=0.15,
+        error_kinds=["500", "503"],
+        error_after_fraction=0.5,
+        routes=["upload.chunk"],
+    )
     meta = alice.upload_stream("resumed", io.BytesIO(data), len(data), parent_id=None)
     stats = srv.stats()
     srv.faults = FaultConfig()

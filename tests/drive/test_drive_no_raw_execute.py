@@ -17,15 +17,18 @@ def _violations(path: Path) -> list[str]:
         if isinstance(node, ast.FunctionDef) and node.name == "_execute":
             allowed.update(id(n) for n in ast.walk(node))
         # lambdas handed to self._execute(..., call=lambda ...) run inside it
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "_execute"):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "_execute":
             for kw in node.keywords:
                 if kw.arg == "call" and isinstance(kw.value, ast.Lambda):
                     allowed.update(id(n) for n in ast.walk(kw.value))
     bad = []
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr in SENDERS and id(node) not in allowed):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in SENDERS
+            and id(node) not in allowed
+        ):
             bad.append(f"{path.name}:{node.lineno} .{node.func.attr}()")
         if isinstance(node, ast.keyword) and node.arg == "num_retries":
             if not (isinstance(node.value, ast.Constant) and node.value.value == 0):

@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 import http.client
-import socket
 
 import httplib2
 import pytest
-from tests.helpers.scripted_http import drive_error_body
 from google.auth import exceptions as auth_exceptions
 from googleapiclient.errors import HttpError
 
-from syft_flwr_gdrive.drive.errors import (
-    DriveAuthError,
-    DriveConflict,
-    DriveError,
-    DriveNotFound,
-    DrivePermissionDenied,
-    DriveRateLimited,
-    DriveUnavailable,
-    parse_error_body,
-)
-from syft_flwr_gdrive.drive.retry import (
-    RetryPolicy,
-    is_transient,
-    retry_after_seconds,
-    to_drive_error,
-)
+from syft_flwr_gdrive.drive.errors import DriveAuthError
+from syft_flwr_gdrive.drive.errors import DriveConflict
+from syft_flwr_gdrive.drive.errors import DriveError
+from syft_flwr_gdrive.drive.errors import DriveNotFound
+from syft_flwr_gdrive.drive.errors import DrivePermissionDenied
+from syft_flwr_gdrive.drive.errors import DriveRateLimited
+from syft_flwr_gdrive.drive.errors import DriveUnavailable
+from syft_flwr_gdrive.drive.errors import parse_error_body
+from syft_flwr_gdrive.drive.retry import RetryPolicy
+from syft_flwr_gdrive.drive.retry import is_transient
+from syft_flwr_gdrive.drive.retry import retry_after_seconds
+from syft_flwr_gdrive.drive.retry import to_drive_error
+from tests.helpers.scripted_http import drive_error_body
 
 
 def http_error(status: int, reason: str | None = None, **headers: str) -> HttpError:
@@ -55,7 +50,7 @@ def http_error(status: int, reason: str | None = None, **headers: str) -> HttpEr
         (http_error(400, "badRequest"), False),
         (http_error(401, "authError"), False),
         (http_error(409, "duplicate"), False),
-        (socket.timeout("timed out"), True),
+        (TimeoutError("timed out"), True),
         (TimeoutError(), True),
         (ConnectionResetError(104, "reset"), True),
         (BrokenPipeError(32, "pipe"), True),
@@ -90,7 +85,7 @@ def test_classification(exc, transient):
         (http_error(401, "authError"), DriveAuthError),
         (auth_exceptions.RefreshError("revoked"), DriveAuthError),
         (ConnectionResetError(104, "reset"), DriveUnavailable),
-        (socket.timeout("timed out"), DriveUnavailable),
+        (TimeoutError("timed out"), DriveUnavailable),
     ],
 )
 def test_mapping_to_typed_errors(exc, cls):
@@ -116,7 +111,7 @@ def test_unknown_exceptions_are_not_wrapped():
 def test_parse_error_body_shapes():
     body = parse_error_body(drive_error_body(404, "notFound", "File not found: x."))
     assert (body.code, body.reason, body.message, body.domain) == (404, "notFound", "File not found: x.", "global")
-    assert parse_error_body(b"") .reason is None
+    assert parse_error_body(b"").reason is None
     assert parse_error_body(b"<html>502 Bad Gateway</html>").message.startswith("<html>")
     assert parse_error_body(b'{"error": "invalid_grant", "error_description": "Bad"}').reason == "invalid_grant"
     assert parse_error_body(b'{"error": {"code": 429, "status": "RESOURCE_EXHAUSTED"}}').reason == "RESOURCE_EXHAUSTED"

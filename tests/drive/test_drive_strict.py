@@ -14,7 +14,8 @@ from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.errors import DriveError
 from syft_flwr_gdrive.drive.retry import deadline
 from syft_flwr_gdrive.drive.transport import DriveTransport
-from syft_flwr_gdrive.fake import FakeDriveServer, FaultConfig
+from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
@@ -34,8 +35,17 @@ def transport(drive, email, state_dir=None):
 
 
 def request(run: int, mid: str, sender: str = DS, recipient: str = DO) -> Routing:
-    return Routing(run_id=run, message_id=mid, reply_to="", kind="request", sender=sender, recipient=recipient,
-                   app=APP, created_at=time.time(), ttl=600)
+    return Routing(
+        run_id=run,
+        message_id=mid,
+        reply_to="",
+        kind="request",
+        sender=sender,
+        recipient=recipient,
+        app=APP,
+        created_at=time.time(),
+        ttl=600,
+    )
 
 
 def poll_until(t: DriveTransport, predicate, timeout: float = 5.0):
@@ -71,7 +81,9 @@ def test_a_foreign_file_in_a_peers_outbox_is_reported_with_drives_owner_not_the_
     mallory = DriveApi.for_fake(drive.url, MALLORY)
     forged = request(1, "forged")
     mallory.upload_bytes("request-1-forged.sfgd", b"x", parent_id=folder, properties=layout.message_properties(forged))
-    listing = poll_until(do, lambda listing: any(p.routing and p.routing.message_id == "forged" for p in listing.inbound))
+    listing = poll_until(
+        do, lambda listing: any(p.routing and p.routing.message_id == "forged" for p in listing.inbound)
+    )
     posting = next(p for p in listing.inbound if p.routing and p.routing.message_id == "forged")
     assert posting.owner != DS and posting.owner.startswith("permission id ")
     assert Mailbox(do, APP, [DS], Ledger(None)).poll().deliveries == ()  # refused as forged
@@ -100,9 +112,11 @@ def test_duplicate_outboxes_resolve_to_the_oldest_and_announcements_are_read_fro
     first.announce_run(APP, 1)
     second.announce_run(APP, 2)
     drive.faults.list_lag = 0.0  # then Drive catches up
+
     def outboxes() -> list[str]:
-        return sorted(f.id for f in drive.store.files.values()
-                      if f.owner == DS and f.properties.get(layout.P_ROLE) == "outbox")
+        return sorted(
+            f.id for f in drive.store.files.values() if f.owner == DS and f.properties.get(layout.P_ROLE) == "outbox"
+        )
 
     assert len(outboxes()) == 2
     do = transport(drive, DO)

@@ -12,7 +12,8 @@ import pytest
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer
-from syft_flwr_gdrive.transport.contract import Routing, TransportError
+from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.contract import TransportError
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 
@@ -74,8 +75,20 @@ def test_one_list_call_per_poll_whatever_is_pending(drive):
     do.poll(app)
     idle = do.call_counts()["files.list"] - before
     for i in range(300):
-        ds.send(Routing(run_id=1, message_id=f"m{i}", reply_to="", kind="request", sender=DS, recipient=DO, app=app,
-                        created_at=time.time(), ttl=600), b"x")
+        ds.send(
+            Routing(
+                run_id=1,
+                message_id=f"m{i}",
+                reply_to="",
+                kind="request",
+                sender=DS,
+                recipient=DO,
+                app=app,
+                created_at=time.time(),
+                ttl=600,
+            ),
+            b"x",
+        )
     before = do.call_counts()["files.list"]
     listing = do.poll(app)
     assert len(listing.inbound) == 300
@@ -96,8 +109,20 @@ def test_peers_with_different_oauth_apps_see_each_others_routing(drive):
     app = "flwr/two-apps"
     ds.prepare(app, [DO])
     ds.announce_run(app, 5)
-    ds.send(Routing(run_id=5, message_id="m", reply_to="", kind="request", sender=DS, recipient=DO, app=app,
-                    created_at=time.time(), ttl=600), b"x")
+    ds.send(
+        Routing(
+            run_id=5,
+            message_id="m",
+            reply_to="",
+            kind="request",
+            sender=DS,
+            recipient=DO,
+            app=app,
+            created_at=time.time(),
+            ttl=600,
+        ),
+        b"x",
+    )
     listing = do.poll(app)
     assert [p.routing.message_id for p in listing.inbound if p.routing] == ["m"]
     assert [(a.owner, a.run_id) for a in listing.announcements] == [(DS, 5)]
@@ -148,8 +173,20 @@ def test_a_poll_over_many_folders_lists_its_chunks_side_by_side_and_finds_every_
     app = "flwr/chunks"
     ds.prepare(app, [DO])
     do.prepare(app, [DS])
-    ds.send(Routing(run_id=1, message_id="m1", reply_to="", kind="request", sender=DS, recipient=DO, app=app,
-                    created_at=time.time(), ttl=600), b"x")
+    ds.send(
+        Routing(
+            run_id=1,
+            message_id="m1",
+            reply_to="",
+            kind="request",
+            sender=DS,
+            recipient=DO,
+            app=app,
+            created_at=time.time(),
+            ttl=600,
+        ),
+        b"x",
+    )
     [outbox] = do._peer_folders[app]
     missing = [f"1{i:040d}xyz" for i in range(99)]  # 100 folders: three listings of at most 40
     for ids in ([outbox, *missing], [*missing, outbox]):

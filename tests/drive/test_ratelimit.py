@@ -2,7 +2,10 @@ import threading
 
 import pytest
 
-from syft_flwr_gdrive.drive.ratelimit import BURST, SAFETY, QuotaLimiter, units_for
+from syft_flwr_gdrive.drive.ratelimit import BURST
+from syft_flwr_gdrive.drive.ratelimit import SAFETY
+from syft_flwr_gdrive.drive.ratelimit import QuotaLimiter
+from syft_flwr_gdrive.drive.ratelimit import units_for
 
 
 class FakeClock:
@@ -19,7 +22,12 @@ class FakeClock:
 
 
 def test_units_follow_drive_costs():
-    assert (units_for("files.list"), units_for("files.get"), units_for("media.download"), units_for("files.create")) == (100, 5, 200, 50)
+    assert (
+        units_for("files.list"),
+        units_for("files.get"),
+        units_for("media.download"),
+        units_for("files.create"),
+    ) == (100, 5, 200, 50)
 
 
 def test_spending_in_any_minute_stays_under_the_budget():

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from syft_flwr_gdrive.fake import FakeDriveServer
+from tests.helpers.e2e import CALL_TABLE
+from tests.helpers.e2e import DRIVE_PROFILE
 
-from tests.helpers.e2e import CALL_TABLE, DRIVE_PROFILE
 
 @pytest.fixture
 def drive() -> Iterator[FakeDriveServer]:

@@ -12,8 +12,13 @@ import pytest
 
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.transport import DriveTransport
+from tests.helpers.e2e import CLI
+from tests.helpers.e2e import CLIENTS
+from tests.helpers.e2e import MESSAGE_APP
+from tests.helpers.e2e import SERVER
+from tests.helpers.e2e import env_for
+from tests.helpers.e2e import settle
 
-from tests.helpers.e2e import CLI, CLIENTS, MESSAGE_APP, SERVER, env_for, settle
 
 def copy_project(tmp_path: Path) -> Path:
     """A writable copy of the sample project (with the shared fixtures code and data it imports)."""
@@ -48,21 +53,61 @@ def test_demo_rejects_bad_options():
 
 def test_bootstrap_then_server_and_clients_from_the_project(tmp_path: Path, drive):
     project = copy_project(tmp_path)
-    proc = run(["bootstrap", "--project", str(project), "--aggregator", SERVER, "--datasites", ",".join(CLIENTS),
-                "--app-name", "digits-study"], env_for())
+    proc = run(
+        [
+            "bootstrap",
+            "--project",
+            str(project),
+            "--aggregator",
+            SERVER,
+            "--datasites",
+            ",".join(CLIENTS),
+            "--app-name",
+            "digits-study",
+        ],
+        env_for(),
+    )
     assert proc.returncode == 0, proc.stderr
     text = (project / "pyproject.toml").read_text()
     assert "[tool.syft_flwr]" in text and "[tool.flwr.app.components]" in text  # the rest is kept
     # Idempotent: a second bootstrap replaces the section instead of adding another.
-    assert run(["bootstrap", "--project", str(project), "--aggregator", SERVER, "--datasites", ",".join(CLIENTS),
-                "--app-name", "digits-study"], env_for()).returncode == 0
+    assert (
+        run(
+            [
+                "bootstrap",
+                "--project",
+                str(project),
+                "--aggregator",
+                SERVER,
+                "--datasites",
+                ",".join(CLIENTS),
+                "--app-name",
+                "digits-study",
+            ],
+            env_for(),
+        ).returncode
+        == 0
+    )
     assert (project / "pyproject.toml").read_text().count("[tool.syft_flwr]") == 1
 
-    common = dict(SYFT_FLWR_DRIVE_URL=drive.url, SYFT_FLWR_POLL_INTERVAL="0.2", SYFT_FLWR_STATE_DIR=str(tmp_path / "st"))
+    common = dict(
+        SYFT_FLWR_DRIVE_URL=drive.url, SYFT_FLWR_POLL_INTERVAL="0.2", SYFT_FLWR_STATE_DIR=str(tmp_path / "st")
+    )
     clients = [
-        subprocess.Popen(CLI + ["client", "--project", str(project), "--node-config",
-                                json.dumps({"partition-id": i, "num-partitions": 3})],
-                         env=env_for(email, **common), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            CLI
+            + [
+                "client",
+                "--project",
+                str(project),
+                "--node-config",
+                json.dumps({"partition-id": i, "num-partitions": 3}),
+            ],
+            env=env_for(email, **common),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i, email in enumerate(CLIENTS)
     ]
     try:
@@ -87,10 +132,30 @@ def test_bootstrap_then_server_and_clients_from_the_project(tmp_path: Path, driv
         (["server", "--project", "/nonexistent/project"], {"SYFTBOX_EMAIL": "ds@x.com"}, 2, "does not exist"),
         (["server", "--project", str(MESSAGE_APP)], {}, 2, "SYFTBOX_EMAIL is not set"),
         (["server", "--project", str(MESSAGE_APP)], {"SYFTBOX_EMAIL": "ds@x.com"}, 2, "No datasites"),
-        (["server", "--project", str(MESSAGE_APP), "--datasites", "a@x.com,bogus"], {"SYFTBOX_EMAIL": "ds@x.com"}, 2, "'bogus' is not a valid email"),
-        (["client", "--project", str(MESSAGE_APP), "--aggregator", "ds@x.com", "--node-config", "{oops"], {"SYFTBOX_EMAIL": "a@x.com"}, 2, "not valid JSON"),
-        (["bootstrap", "--project", str(MESSAGE_APP), "--aggregator", "ds@x.com", "--datasites", "ds@x.com"], {}, 2, "both the aggregator and a datasite"),
-        (["bootstrap", "--project", "/nonexistent", "--aggregator", "ds@x.com", "--datasites", "a@x.com"], {}, 2, "No pyproject.toml"),
+        (
+            ["server", "--project", str(MESSAGE_APP), "--datasites", "a@x.com,bogus"],
+            {"SYFTBOX_EMAIL": "ds@x.com"},
+            2,
+            "'bogus' is not a valid email",
+        ),
+        (
+            ["client", "--project", str(MESSAGE_APP), "--aggregator", "ds@x.com", "--node-config", "{oops"],
+            {"SYFTBOX_EMAIL": "a@x.com"},
+            2,
+            "not valid JSON",
+        ),
+        (
+            ["bootstrap", "--project", str(MESSAGE_APP), "--aggregator", "ds@x.com", "--datasites", "ds@x.com"],
+            {},
+            2,
+            "both the aggregator and a datasite",
+        ),
+        (
+            ["bootstrap", "--project", "/nonexistent", "--aggregator", "ds@x.com", "--datasites", "a@x.com"],
+            {},
+            2,
+            "No pyproject.toml",
+        ),
         (["login", "--client-secret", "/nonexistent/secret.json"], {}, 2, "Google Cloud console"),
         (["clean"], {"SYFTBOX_EMAIL": "a@x.com", "SYFT_FLWR_TOKEN_FILE": "/nonexistent/token.json"}, 3, "token.json"),
     ],
@@ -104,7 +169,12 @@ def test_error_paths_name_the_problem_and_exit_with_a_documented_code(args, env,
 
 def test_server_refuses_to_run_as_someone_else_than_the_projects_aggregator(tmp_path: Path, drive):
     project = copy_project(tmp_path)
-    assert run(["bootstrap", "--project", str(project), "--aggregator", SERVER, "--datasites", CLIENTS[0]], env_for()).returncode == 0
+    assert (
+        run(
+            ["bootstrap", "--project", str(project), "--aggregator", SERVER, "--datasites", CLIENTS[0]], env_for()
+        ).returncode
+        == 0
+    )
     proc = run(["server", "--project", str(project), "--drive-url", drive.url], env_for("intruder@x.com"))
     assert proc.returncode == 2 and f"names {SERVER} as the aggregator" in proc.stderr
 
@@ -131,8 +201,20 @@ def test_clean_removes_a_crashed_servers_files(tmp_path: Path, drive):
 
     t = DriveTransport(DriveApi.for_fake(drive.url, SERVER), SERVER)
     for i in range(3):
-        t.send(Routing(run_id=1, message_id=f"m{i}", reply_to="", kind="request", sender=SERVER, recipient=CLIENTS[i],
-                       app="flwr/x", created_at=time.time(), ttl=60), b"body")
+        t.send(
+            Routing(
+                run_id=1,
+                message_id=f"m{i}",
+                reply_to="",
+                kind="request",
+                sender=SERVER,
+                recipient=CLIENTS[i],
+                app="flwr/x",
+                created_at=time.time(),
+                ttl=60,
+            ),
+            b"body",
+        )
     settle(drive)
     dry = run(["clean", "--dry-run", "--drive-url", drive.url], env_for(SERVER))
     assert dry.returncode == 0 and "3 message file(s) found, 0 deleted" in dry.stdout

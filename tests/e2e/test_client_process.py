@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 
-from tests.helpers.e2e import MESSAGE_APP, SERVER
+from tests.helpers.e2e import MESSAGE_APP
+from tests.helpers.e2e import SERVER
 
 
 def client_cmd(*extra: str) -> list[str]:
@@ -23,8 +24,12 @@ def clean_env(**values: str) -> dict[str, str]:
 
 def test_ctrl_c_exits_within_one_poll_interval(tmp_path, drive):
     poll = 30.0  # much longer than the allowance below: exiting fast must not depend on the poll ending
-    env = clean_env(SYFTBOX_EMAIL="do1@example.com", SYFT_FLWR_DRIVE_URL=drive.url,
-                    SYFT_FLWR_POLL_INTERVAL=str(poll), SYFT_FLWR_STATE_DIR=str(tmp_path))
+    env = clean_env(
+        SYFTBOX_EMAIL="do1@example.com",
+        SYFT_FLWR_DRIVE_URL=drive.url,
+        SYFT_FLWR_POLL_INTERVAL=str(poll),
+        SYFT_FLWR_STATE_DIR=str(tmp_path),
+    )
     proc = subprocess.Popen(client_cmd("--aggregator", SERVER), env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     seen = ""
@@ -39,16 +44,26 @@ def test_ctrl_c_exits_within_one_poll_interval(tmp_path, drive):
 
 
 def test_missing_email_is_a_config_error_naming_the_fix(tmp_path):
-    out = subprocess.run(client_cmd("--aggregator", SERVER), env=clean_env(), capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        client_cmd("--aggregator", SERVER), env=clean_env(), capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 2
     assert "SYFTBOX_EMAIL is not set" in out.stderr and "export SYFTBOX_EMAIL=" in out.stderr
     assert "Traceback" not in out.stderr
 
 
 def test_bad_email_and_missing_aggregator(tmp_path, drive):
-    out = subprocess.run(client_cmd(), env=clean_env(SYFTBOX_EMAIL="not-an-email"), capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        client_cmd(), env=clean_env(SYFTBOX_EMAIL="not-an-email"), capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 2 and "not a valid email" in out.stderr
-    out = subprocess.run(client_cmd(), env=clean_env(SYFTBOX_EMAIL="do1@example.com", SYFT_FLWR_DRIVE_URL=drive.url,
-                                                      SYFT_FLWR_STATE_DIR=str(tmp_path)),
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        client_cmd(),
+        env=clean_env(
+            SYFTBOX_EMAIL="do1@example.com", SYFT_FLWR_DRIVE_URL=drive.url, SYFT_FLWR_STATE_DIR=str(tmp_path)
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "aggregator" in out.stderr and "SYFT_FLWR_AGGREGATOR" in out.stderr

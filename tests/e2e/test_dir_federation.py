@@ -9,7 +9,11 @@ from pathlib import Path
 
 from syft_flwr_gdrive.federation import LocalFederation
 from syft_flwr_gdrive.transport.directory import DirectoryTransport
-from tests.helpers.e2e import CLI, CLIENTS, MESSAGE_APP, SERVER, env_for
+from tests.helpers.e2e import CLI
+from tests.helpers.e2e import CLIENTS
+from tests.helpers.e2e import MESSAGE_APP
+from tests.helpers.e2e import SERVER
+from tests.helpers.e2e import env_for
 
 ROUNDS = 2
 

@@ -5,16 +5,20 @@ from __future__ import annotations
 import subprocess
 
 from syft_flwr_gdrive.fake import FakeDriveServer
-
-from tests.helpers.e2e import CLI, env_for
+from tests.helpers.e2e import CLI
+from tests.helpers.e2e import env_for
 
 ALICE, BOB = "alice.doc@example.com", "bob.doc@example.com"
 
 
 def doctor(email: str, peer: str, url: str, timeout: float, state) -> subprocess.Popen:
-    return subprocess.Popen(CLI + ["doctor", "--peer", peer, "--peer-timeout", str(timeout)],
-                            env=env_for(email, SYFT_FLWR_DRIVE_URL=url, SYFT_FLWR_STATE_DIR=str(state)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        CLI + ["doctor", "--peer", peer, "--peer-timeout", str(timeout)],
+        env=env_for(email, SYFT_FLWR_DRIVE_URL=url, SYFT_FLWR_STATE_DIR=str(state)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_two_accounts_that_run_doctor_peer_at_once_can_federate(tmp_path):

@@ -12,20 +12,17 @@ from pathlib import Path
 import pytest
 
 from syft_flwr_gdrive.fake import FakeDriveServer
-
-from tests.helpers.e2e import (
-    CLIENTS,
-    LEGACY_APP,
-    MESSAGE_APP,
-    ROUNDS,
-    SERVER,
-    assert_federation_succeeded,
-    leftover_message_files,
-    make_federation,
-    record_calls,
-    transport_for,
-    wait_for_log,
-)
+from tests.helpers.e2e import CLIENTS
+from tests.helpers.e2e import LEGACY_APP
+from tests.helpers.e2e import MESSAGE_APP
+from tests.helpers.e2e import ROUNDS
+from tests.helpers.e2e import SERVER
+from tests.helpers.e2e import assert_federation_succeeded
+from tests.helpers.e2e import leftover_message_files
+from tests.helpers.e2e import make_federation
+from tests.helpers.e2e import record_calls
+from tests.helpers.e2e import transport_for
+from tests.helpers.e2e import wait_for_log
 
 APP = "flwr/message-digits"
 
@@ -47,8 +44,11 @@ def _announced_run(drive: FakeDriveServer, recipient: str, timeout: float = 60) 
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         folders = transport_for(drive, SERVER).api.list_files(layout.outbox_query(APP, SERVER), fields="id,properties")
-        runs = [layout.announced_run(f.get("properties")) for f in folders
-                if layout.outbox_recipient_matches(f.get("properties"), recipient)]
+        runs = [
+            layout.announced_run(f.get("properties"))
+            for f in folders
+            if layout.outbox_recipient_matches(f.get("properties"), recipient)
+        ]
         if any(r is not None for r in runs):
             return max(r for r in runs if r is not None)
         time.sleep(0.1)
@@ -105,19 +105,42 @@ def test_hostile_and_stale_files_are_skipped_and_nothing_is_lost(tmp_path: Path,
         run_id = _announced_run(drive, target)
 
         def routing(sender: str, mid: str, run: int = run_id) -> Routing:
-            return Routing(run_id=run, message_id=mid, reply_to="", kind="request", sender=sender,
-                           recipient=target, app=APP, created_at=time.time(), ttl=600.0)
+            return Routing(
+                run_id=run,
+                message_id=mid,
+                reply_to="",
+                kind="request",
+                sender=sender,
+                recipient=target,
+                app=APP,
+                created_at=time.time(),
+                ttl=600.0,
+            )
 
         def valid_body(r: Routing) -> bytes:
-            env = Envelope(run_id=r.run_id, message_id=r.message_id, sender=r.sender, recipient=r.recipient,
-                           kind=r.kind, app=r.app, created_at=r.created_at, ttl=r.ttl)
+            env = Envelope(
+                run_id=r.run_id,
+                message_id=r.message_id,
+                sender=r.sender,
+                recipient=r.recipient,
+                kind=r.kind,
+                app=r.app,
+                created_at=r.created_at,
+                ttl=r.ttl,
+            )
             return encode(env, b"\x00not a flower message")
 
         planted = {
             "corrupt": transport_for(drive, SERVER).send(routing(SERVER, "corrupt"), b"garbage, not an envelope"),
-            "non-peer": transport_for(drive, stranger).send(routing(stranger, "stranger"), valid_body(routing(stranger, "stranger"))),
-            "forged": transport_for(drive, CLIENTS[1]).send(routing(SERVER, "forged"), valid_body(routing(SERVER, "forged"))),
-            "other-run": transport_for(drive, SERVER).send(routing(SERVER, "old", run_id - 1), valid_body(routing(SERVER, "old", run_id - 1))),
+            "non-peer": transport_for(drive, stranger).send(
+                routing(stranger, "stranger"), valid_body(routing(stranger, "stranger"))
+            ),
+            "forged": transport_for(drive, CLIENTS[1]).send(
+                routing(SERVER, "forged"), valid_body(routing(SERVER, "forged"))
+            ),
+            "other-run": transport_for(drive, SERVER).send(
+                routing(SERVER, "old", run_id - 1), valid_body(routing(SERVER, "old", run_id - 1))
+            ),
         }
         assert fed.wait(180)
         assert_federation_succeeded(fed)

@@ -11,9 +11,14 @@ import re
 import time
 from pathlib import Path
 
-from syft_flwr_gdrive.fake import FakeDriveServer, FaultConfig
-
-from tests.helpers.e2e import CLIENTS, SERVER, assert_federation_succeeded, leftover_message_files, make_federation, wait_for_log
+from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.fake import FaultConfig
+from tests.helpers.e2e import CLIENTS
+from tests.helpers.e2e import SERVER
+from tests.helpers.e2e import assert_federation_succeeded
+from tests.helpers.e2e import leftover_message_files
+from tests.helpers.e2e import make_federation
+from tests.helpers.e2e import wait_for_log
 
 
 def test_every_client_follows_a_server_restarted_inside_the_list_lag(tmp_path: Path):
@@ -39,8 +44,11 @@ def test_every_client_follows_a_server_restarted_inside_the_list_lag(tmp_path: P
                 report = fed.client(i).report()
                 assert report["run_id"] == new_run, (CLIENTS[i], report["runs_seen"], new_run)
                 assert report["stopped_by"] == "stop-signal"
-        folders = [f for f in drive.store.files.values()
-                   if f.owner == SERVER and (f.properties or {}).get("sfg_role") == "outbox"]
+        folders = [
+            f
+            for f in drive.store.files.values()
+            if f.owner == SERVER and (f.properties or {}).get("sfg_role") == "outbox"
+        ]
         assert len(folders) == len(CLIENTS), [f.id for f in folders]  # one outbox per client, no duplicates
         time.sleep(0.1)
         assert leftover_message_files(drive) == {}

@@ -6,12 +6,13 @@ discovery document, exactly as production code does; nothing here mocks the clie
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 
 import pytest
-from tests.helpers.fake_service import drive_service
 
 from syft_flwr_gdrive.fake import FakeDriveServer
+from tests.helpers.fake_service import drive_service
 
 
 @pytest.fixture

@@ -10,11 +10,12 @@ import http.client
 import json
 
 import pytest
-from tests.helpers.fake_service import http_error
 from googleapiclient.errors import HttpError
 
-from syft_flwr_gdrive.fake import FaultConfig, fake_token_for
+from syft_flwr_gdrive.fake import FaultConfig
+from syft_flwr_gdrive.fake import fake_token_for
 from syft_flwr_gdrive.fake.faults import FaultEngine
+from tests.helpers.fake_service import http_error
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 EXPECTED_REASON = {429: "rateLimitExceeded", 403: "userRateLimitExceeded", 500: "backendError", 503: "backendError"}
@@ -161,8 +162,9 @@ def test_latency_is_applied_and_counted(drive, server):
     assert server.stats()["faults"]["latency"] >= 1
 
 
-@pytest.mark.parametrize("bad", [{"error_rate": 1.5}, {"drop_rate": -0.1}, {"error_kinds": ["418"]}, {"quota_status": 500},
-                                 {"nonsense": 1}])
+@pytest.mark.parametrize(
+    "bad", [{"error_rate": 1.5}, {"drop_rate": -0.1}, {"error_kinds": ["418"]}, {"quota_status": 500}, {"nonsense": 1}]
+)
 def test_fault_config_validation(bad):
     with pytest.raises(ValueError):
         FaultConfig.from_dict(bad)

@@ -19,7 +19,10 @@ DOC = {
 
 def test_nested_selection_filters_lists_elementwise():
     out = fields.select(DOC, "nextPageToken, files(id,owners(emailAddress))", "FileList", "*")
-    assert out == {"nextPageToken": "t", "files": [{"id": "1", "owners": [{"emailAddress": "x@y"}]}, {"id": "2", "owners": []}]}
+    assert out == {
+        "nextPageToken": "t",
+        "files": [{"id": "1", "owners": [{"emailAddress": "x@y"}]}, {"id": "2", "owners": []}],
+    }
 
 
 def test_slash_paths_star_and_defaults():
@@ -27,7 +30,9 @@ def test_slash_paths_star_and_defaults():
     assert fields.select(DOC, "*", "FileList", "kind") == DOC
     assert fields.select(DOC, None, "FileList", "kind") == {"kind": "drive#fileList"}
     assert fields.select(DOC, "files(*)", "FileList", "*") == {"files": DOC["files"]}
-    assert fields.select(DOC, " files ( id , name ) ", "FileList", "*") == {"files": [{"id": "1", "name": "a"}, {"id": "2", "name": "b"}]}
+    assert fields.select(DOC, " files ( id , name ) ", "FileList", "*") == {
+        "files": [{"id": "1", "name": "a"}, {"id": "2", "name": "b"}]
+    }
 
 
 @pytest.mark.parametrize("bad", ["files(nope)", "bogus", "files(id", "files(owners(color))", ",", "files()"])

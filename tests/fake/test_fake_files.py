@@ -5,16 +5,17 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import urllib.parse
 
 import pytest
 from googleapiclient.errors import HttpError
 from googleapiclient.http import MediaIoBaseUpload
 
-from syft_flwr_gdrive.fake import FakeDriveServer, fake_token_for
+from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.fake import fake_token_for
 from syft_flwr_gdrive.fake.query import escape
-
-from tests.helpers.fake_service import FOLDER, drive_service, http_error
+from tests.helpers.fake_service import FOLDER
+from tests.helpers.fake_service import drive_service
+from tests.helpers.fake_service import http_error
 
 ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
 
@@ -51,7 +52,10 @@ def test_about_tells_users_apart(drive):
         user = drive(email).about().get(fields="user").execute()["user"]
         assert user["emailAddress"] == email and user["me"] is True
         assert user["displayName"] and user["permissionId"]
-    assert drive(ALICE).about().get(fields="user(permissionId)").execute() != drive(BOB).about().get(fields="user(permissionId)").execute()
+    assert (
+        drive(ALICE).about().get(fields="user(permissionId)").execute()
+        != drive(BOB).about().get(fields="user(permissionId)").execute()
+    )
 
 
 def test_about_requires_fields(drive):
@@ -66,8 +70,9 @@ def test_visibility_follows_sharing_including_inherited(drive):
     expect_error(b.files().get(fileId=doc["id"]), 404, "notFound")
     assert names(b, "name = 'doc.txt'") == []
 
-    a.permissions().create(fileId=outer, body={"type": "user", "role": "reader", "emailAddress": BOB},
-                           sendNotificationEmail=False).execute()
+    a.permissions().create(
+        fileId=outer, body={"type": "user", "role": "reader", "emailAddress": BOB}, sendNotificationEmail=False
+    ).execute()
     got = b.files().get(fileId=doc["id"], fields="id,owners(emailAddress),capabilities(canEdit,canDelete)").execute()
     assert got["owners"][0]["emailAddress"] == ALICE
     assert got["capabilities"] == {"canEdit": False, "canDelete": False}
@@ -157,16 +162,32 @@ def test_generate_ids_make_creates_idempotent(drive):
 def test_update_metadata_properties_and_parents(drive):
     a = drive(ALICE)
     src, dst = folder(a, "src"), folder(a, "dst")
-    f = a.files().create(body={"name": "n", "parents": [src], "appProperties": {"a": "1", "b": "2"},
-                               "properties": {"pub": "x"}}, fields="id,version").execute()
-    upd = a.files().update(fileId=f["id"], addParents=dst, removeParents=src,
-                           body={"name": "renamed", "description": "d", "appProperties": {"a": None, "c": "3"}},
-                           fields="name,description,appProperties,properties,parents,version").execute()
+    f = (
+        a.files()
+        .create(
+            body={"name": "n", "parents": [src], "appProperties": {"a": "1", "b": "2"}, "properties": {"pub": "x"}},
+            fields="id,version",
+        )
+        .execute()
+    )
+    upd = (
+        a.files()
+        .update(
+            fileId=f["id"],
+            addParents=dst,
+            removeParents=src,
+            body={"name": "renamed", "description": "d", "appProperties": {"a": None, "c": "3"}},
+            fields="name,description,appProperties,properties,parents,version",
+        )
+        .execute()
+    )
     assert upd["name"] == "renamed" and upd["description"] == "d"
     assert upd["appProperties"] == {"b": "2", "c": "3"} and upd["properties"] == {"pub": "x"}
     assert upd["parents"] == [dst] and int(upd["version"]) > int(f["version"])
     assert names(a, f"'{src}' in parents") == [] and names(a, f"'{dst}' in parents") == ["renamed"]
-    assert names(a, "appProperties has { key='c' and value='3' } and properties has { key='pub' and value='x' }") == ["renamed"]
+    assert names(a, "appProperties has { key='c' and value='3' } and properties has { key='pub' and value='x' }") == [
+        "renamed"
+    ]
     expect_error(a.files().update(fileId=f["id"], body={"parents": [src]}), 403, "fieldNotWritable")
     expect_error(a.files().update(fileId=f["id"], addParents=src), 403, "cannotAddParent")
     expect_error(a.files().update(fileId=f["id"], body={"appProperties": {"k": "v" * 200}}), 400, "invalid")
@@ -174,14 +195,25 @@ def test_update_metadata_properties_and_parents(drive):
 
 
 def test_app_properties_are_private_to_the_oauth_app(drive):
-    a_app1, b_app1, b_app2 = drive(ALICE, fake_token_for(ALICE, "app1")), drive(BOB, fake_token_for(BOB, "app1")), \
-        drive(BOB, fake_token_for(BOB, "app2"))
+    a_app1, b_app1, b_app2 = (
+        drive(ALICE, fake_token_for(ALICE, "app1")),
+        drive(BOB, fake_token_for(BOB, "app1")),
+        drive(BOB, fake_token_for(BOB, "app2")),
+    )
     box = folder(a_app1, "box")
     a_app1.permissions().create(fileId=box, body={"type": "user", "role": "writer", "emailAddress": BOB}).execute()
-    fid = a_app1.files().create(body={"name": "m", "parents": [box], "appProperties": {"k": "v"}, "properties": {"p": "1"}},
-                                fields="id").execute()["id"]
+    fid = (
+        a_app1.files()
+        .create(
+            body={"name": "m", "parents": [box], "appProperties": {"k": "v"}, "properties": {"p": "1"}}, fields="id"
+        )
+        .execute()["id"]
+    )
     q = "appProperties has { key='k' and value='v' }"
-    assert b_app1.files().get(fileId=fid, fields="appProperties,properties").execute() == {"appProperties": {"k": "v"}, "properties": {"p": "1"}}
+    assert b_app1.files().get(fileId=fid, fields="appProperties,properties").execute() == {
+        "appProperties": {"k": "v"},
+        "properties": {"p": "1"},
+    }
     assert names(b_app1, q) == ["m"]
     assert b_app2.files().get(fileId=fid, fields="appProperties,properties").execute() == {"properties": {"p": "1"}}
     assert names(b_app2, q) == [] and names(b_app2, "properties has { key='p' and value='1' }") == ["m"]
@@ -196,7 +228,10 @@ def test_trash_is_listed_unless_excluded_and_only_owner_trashes(drive):
     f = a.files().create(body={"name": "old", "parents": [box]}, fields="id").execute()
     expect_error(b.files().update(fileId=f["id"], body={"trashed": True}), 403, "insufficientFilePermissions")
     a.files().update(fileId=box, body={"trashed": True}).execute()
-    assert a.files().get(fileId=f["id"], fields="trashed,explicitlyTrashed").execute() == {"trashed": True, "explicitlyTrashed": False}
+    assert a.files().get(fileId=f["id"], fields="trashed,explicitlyTrashed").execute() == {
+        "trashed": True,
+        "explicitlyTrashed": False,
+    }
     assert names(a, "name = 'old'") == ["old"]  # Drive lists trashed files unless told not to
     assert names(a, "name = 'old' and trashed = false") == []
 
@@ -204,18 +239,30 @@ def test_trash_is_listed_unless_excluded_and_only_owner_trashes(drive):
 def test_permissions_routes(drive):
     a, b = drive(ALICE), drive(BOB)
     box = folder(a, "box")
-    p = a.permissions().create(fileId=box, body={"type": "user", "role": "commenter", "emailAddress": BOB},
-                               fields="id,type,role,emailAddress").execute()
+    p = (
+        a.permissions()
+        .create(
+            fileId=box,
+            body={"type": "user", "role": "commenter", "emailAddress": BOB},
+            fields="id,type,role,emailAddress",
+        )
+        .execute()
+    )
     assert p["emailAddress"] == BOB and p["role"] == "commenter"
     perms = a.permissions().list(fileId=box, fields="permissions(id,role,emailAddress)").execute()["permissions"]
     assert {(x["emailAddress"], x["role"]) for x in perms} == {(ALICE, "owner"), (BOB, "commenter")}
     expect_error(b.permissions().list(fileId=box), 403, "insufficientFilePermissions")  # commenters do not see sharing
     assert a.permissions().get(fileId=box, permissionId=p["id"], fields="role").execute() == {"role": "commenter"}
-    expect_error(b.permissions().create(fileId=box, body={"type": "user", "role": "reader", "emailAddress": CAROL}),
-                 403, "insufficientFilePermissions")
+    expect_error(
+        b.permissions().create(fileId=box, body={"type": "user", "role": "reader", "emailAddress": CAROL}),
+        403,
+        "insufficientFilePermissions",
+    )
     up = a.permissions().update(fileId=box, permissionId=p["id"], body={"role": "writer"}, fields="role").execute()
     assert up == {"role": "writer"}
-    b.permissions().create(fileId=box, body={"type": "user", "role": "reader", "emailAddress": CAROL}).execute()  # now allowed
+    b.permissions().create(
+        fileId=box, body={"type": "user", "role": "reader", "emailAddress": CAROL}
+    ).execute()  # now allowed
     owner_pid = next(x["id"] for x in perms if x["role"] == "owner")
     expect_error(a.permissions().delete(fileId=box, permissionId=owner_pid), 403, "cannotRemoveOwner")
     a.permissions().delete(fileId=box, permissionId=p["id"]).execute()
@@ -229,14 +276,23 @@ def test_permissions_routes(drive):
 def test_default_and_partial_fields(drive):
     a = drive(ALICE)
     f = upload(a, "x.bin", b"12345", appProperties={"k": "v"})
-    assert a.files().get(fileId=f["id"]).execute() == {"kind": "drive#file", "id": f["id"], "name": "x.bin",
-                                                       "mimeType": "application/octet-stream"}
+    assert a.files().get(fileId=f["id"]).execute() == {
+        "kind": "drive#file",
+        "id": f["id"],
+        "name": "x.bin",
+        "mimeType": "application/octet-stream",
+    }
     full = a.files().get(fileId=f["id"], fields="*").execute()
     assert full["size"] == "5" and full["md5Checksum"] == "827ccb0eea8a706c4c34a16891f84e7b"
     assert full["sha256Checksum"] and full["ownedByMe"] is True and full["appProperties"] == {"k": "v"}
     assert full["createdTime"].endswith("Z") and len(full["createdTime"]) == 24
     listed = a.files().list().execute()
-    assert set(listed) == {"kind", "incompleteSearch", "files"} and set(listed["files"][0]) == {"kind", "id", "name", "mimeType"}
+    assert set(listed) == {"kind", "incompleteSearch", "files"} and set(listed["files"][0]) == {
+        "kind",
+        "id",
+        "name",
+        "mimeType",
+    }
     expect_error(a.files().get(fileId=f["id"], fields="nosuchfield"), 400, "invalidParameter")
     expect_error(a.files().list(fields="files(id,nosuch)"), 400, "invalidParameter")
 
@@ -269,14 +325,20 @@ def test_pagination_over_2500_files(drive, server):
     created: list[str] = []
     files = a.files()  # building the resource is the slow part of the client; do it once
     for _ in range(25):  # 25 batches of 100 creates
-        batch = a.new_batch_http_request(callback=lambda rid, res, exc: created.append(res["id"]) if exc is None else None)
+        batch = a.new_batch_http_request(
+            callback=lambda rid, res, exc: created.append(res["id"]) if exc is None else None
+        )
         for _ in range(100):
             batch.add(files.create(body={"name": "m", "parents": [box]}, fields="id"))
         batch.execute()
     assert len(created) == 2500
     seen, token, pages = [], None, 0
     while True:
-        res = a.files().list(q=f"'{box}' in parents", pageSize=1000, pageToken=token, fields="nextPageToken,files(id)").execute()
+        res = (
+            a.files()
+            .list(q=f"'{box}' in parents", pageSize=1000, pageToken=token, fields="nextPageToken,files(id)")
+            .execute()
+        )
         seen += [f["id"] for f in res["files"]]
         pages += 1
         token = res.get("nextPageToken")
@@ -319,14 +381,20 @@ def test_changes_feed(drive):
     hidden = a.files().create(body={"name": "not shared"}, fields="id").execute()["id"]
     a.permissions().create(fileId=box, body={"type": "user", "role": "writer", "emailAddress": BOB}).execute()
     f = upload(a, "inside", b"1", box)
-    res = b.changes().list(pageToken=token_b, fields="newStartPageToken,nextPageToken,changes(fileId,removed,file(name))").execute()
+    res = (
+        b.changes()
+        .list(pageToken=token_b, fields="newStartPageToken,nextPageToken,changes(fileId,removed,file(name))")
+        .execute()
+    )
     assert {c["fileId"] for c in res["changes"]} == {box, f["id"]}
     assert hidden not in {c["fileId"] for c in res["changes"]}
     assert "nextPageToken" not in res
     token_b = res["newStartPageToken"]
     a.files().delete(fileId=f["id"]).execute()
     res = b.changes().list(pageToken=token_b, fields="*").execute()
-    assert [(c["fileId"], c["removed"]) for c in res["changes"]] == [(f["id"], True)] and "file" not in res["changes"][0]
+    assert [(c["fileId"], c["removed"]) for c in res["changes"]] == [(f["id"], True)] and "file" not in res["changes"][
+        0
+    ]
     # paging: one change per page
     t = a.changes().getStartPageToken().execute()["startPageToken"]
     for n in ("x", "y", "z"):
@@ -375,20 +443,31 @@ def test_strict_tokens_only_accept_registered_users(tmp_path):
         token = srv.add_user(ALICE, token="secret-token")
         ok = drive_service(srv.url, ALICE, token)
         assert ok.about().get(fields="user(emailAddress)").execute() == {"user": {"emailAddress": ALICE}}
-        status, _, _ = _raw(srv, "GET", "/drive/v3/about?fields=user", {"Authorization": f"Bearer {fake_token_for(BOB)}"})
+        status, _, _ = _raw(
+            srv, "GET", "/drive/v3/about?fields=user", {"Authorization": f"Bearer {fake_token_for(BOB)}"}
+        )
         assert status == 401
 
 
 def test_admin_routes(server):
     status, _, body = _raw(server, "GET", "/_fake/faults")
     assert status == 200 and json.loads(body)["error_rate"] == 0
-    status, _, body = _raw(server, "POST", "/_fake/faults", {"Content-Type": "application/json"},
-                           json.dumps({"latency": 0.0, "list_lag": 3.5, "seed": 7}))
+    status, _, body = _raw(
+        server,
+        "POST",
+        "/_fake/faults",
+        {"Content-Type": "application/json"},
+        json.dumps({"latency": 0.0, "list_lag": 3.5, "seed": 7}),
+    )
     assert status == 200 and json.loads(body)["list_lag"] == 3.5
     assert server.faults.list_lag == 3.5 and server.faults.error_rate == 0
-    status, _, body = _raw(server, "POST", "/_fake/faults", {"Content-Type": "application/json"}, json.dumps({"error_rate": 2}))
+    status, _, body = _raw(
+        server, "POST", "/_fake/faults", {"Content-Type": "application/json"}, json.dumps({"error_rate": 2})
+    )
     assert status == 400
-    status, _, body = _raw(server, "POST", "/_fake/faults", {"Content-Type": "application/json"}, json.dumps({"bogus": 1}))
+    status, _, body = _raw(
+        server, "POST", "/_fake/faults", {"Content-Type": "application/json"}, json.dumps({"bogus": 1})
+    )
     assert status == 400
     _raw(server, "GET", "/drive/v3/about?fields=user", {"Authorization": f"Bearer {fake_token_for(ALICE)}"})
     status, _, body = _raw(server, "GET", "/_fake/stats")
@@ -400,7 +479,9 @@ def test_concurrent_clients_in_threads(drive):
     import threading
 
     box = folder(drive(ALICE), "box")
-    drive(ALICE).permissions().create(fileId=box, body={"type": "user", "role": "writer", "emailAddress": BOB}).execute()
+    drive(ALICE).permissions().create(
+        fileId=box, body={"type": "user", "role": "writer", "emailAddress": BOB}
+    ).execute()
     errors: list[BaseException] = []
 
     def work(email, n):
@@ -417,7 +498,10 @@ def test_concurrent_clients_in_threads(drive):
     for t in threads:
         t.join()
     assert not errors
-    assert len(drive(BOB).files().list(q=f"'{box}' in parents", pageSize=1000, fields="files(id)").execute()["files"]) == 100
+    assert (
+        len(drive(BOB).files().list(q=f"'{box}' in parents", pageSize=1000, fields="files(id)").execute()["files"])
+        == 100
+    )
 
 
 def test_root_and_me_aliases(drive):
@@ -429,7 +513,9 @@ def test_root_and_me_aliases(drive):
     b.files().create(body={"name": "bobs", "parents": [box]}).execute()
     assert names(a, "'root' in parents") == ["box", "top"]
     root = a.files().get(fileId="root", fields="id,name,mimeType").execute()
-    assert root["mimeType"] == FOLDER and a.files().get(fileId=top, fields="parents").execute()["parents"] == [root["id"]]
+    assert root["mimeType"] == FOLDER and a.files().get(fileId=top, fields="parents").execute()["parents"] == [
+        root["id"]
+    ]
     assert names(a, "'me' in owners") == ["box", "nested", "top"]
     assert names(b, "'me' in owners") == ["bobs"]
     assert names(b, "not 'me' in owners") == ["box", "nested"]

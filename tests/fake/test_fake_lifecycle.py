@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.helpers.fake_service import FOLDER, drive_service
 from googleapiclient.errors import HttpError
 from googleapiclient.http import MediaIoBaseUpload
 
 from syft_flwr_gdrive.fake import FakeDriveServer
+from tests.helpers.fake_service import FOLDER
+from tests.helpers.fake_service import drive_service
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 REPO = Path(__file__).resolve().parents[2]
@@ -28,9 +29,15 @@ def test_restart_with_same_data_dir_keeps_everything(tmp_path):
         a = drive_service(srv.url, ALICE)
         box = a.files().create(body={"name": "box", "mimeType": FOLDER}, fields="id").execute()["id"]
         a.permissions().create(fileId=box, body={"type": "user", "role": "reader", "emailAddress": BOB}).execute()
-        kept = a.files().create(body={"name": "kept", "parents": [box], "appProperties": {"run": "7"}},
-                                media_body=MediaIoBaseUpload(io.BytesIO(b"payload"), "application/octet-stream"),
-                                fields="id,md5Checksum").execute()
+        kept = (
+            a.files()
+            .create(
+                body={"name": "kept", "parents": [box], "appProperties": {"run": "7"}},
+                media_body=MediaIoBaseUpload(io.BytesIO(b"payload"), "application/octet-stream"),
+                fields="id,md5Checksum",
+            )
+            .execute()
+        )
         gone = a.files().create(body={"name": "gone", "parents": [box]}, fields="id").execute()["id"]
         a.files().delete(fileId=gone).execute()
         spare_id, used_id = a.files().generateIds(count=2).execute()["ids"]
@@ -40,8 +47,14 @@ def test_restart_with_same_data_dir_keeps_everything(tmp_path):
     for _ in range(2):  # twice: the journal compacted at the first restart must be complete too
         with FakeDriveServer(data_dir=data) as srv:
             a, b = drive_service(srv.url, ALICE), drive_service(srv.url, BOB)
-            got = b.files().list(q=f"'{box}' in parents and appProperties has {{ key='run' and value='7' }}",
-                                 fields="files(id,md5Checksum)").execute()["files"]
+            got = (
+                b.files()
+                .list(
+                    q=f"'{box}' in parents and appProperties has {{ key='run' and value='7' }}",
+                    fields="files(id,md5Checksum)",
+                )
+                .execute()["files"]
+            )
             assert got == [{"id": kept["id"], "md5Checksum": kept["md5Checksum"]}]
             assert b.files().get_media(fileId=kept["id"]).execute() == b"payload"
             with pytest.raises(HttpError):
@@ -71,8 +84,9 @@ def test_journal_compaction_while_running_loses_nothing(tmp_path, monkeypatch):
         made = {}
         for i in range(6):
             body = f"content {i}".encode()
-            fid = files.create(body={"name": f"f{i}"}, fields="id",
-                               media_body=MediaIoBaseUpload(io.BytesIO(body), "text/plain")).execute()["id"]
+            fid = files.create(
+                body={"name": f"f{i}"}, fields="id", media_body=MediaIoBaseUpload(io.BytesIO(body), "text/plain")
+            ).execute()["id"]
             for k in range(8):
                 files.update(fileId=fid, body={"description": f"d{i}.{k}"}).execute()
             made[fid] = (body, f"d{i}.7")
@@ -101,8 +115,14 @@ def test_stop_is_quick_with_idle_keepalive_connections_and_idempotent():
 
 def _spawn(*args: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.Popen([sys.executable, "-m", "syft_flwr_gdrive.fake", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, cwd=REPO, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "syft_flwr_gdrive.fake", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=REPO,
+        text=True,
+    )
 
 
 def _first_line(proc: subprocess.Popen, wait: float = 30.0) -> str:
@@ -115,8 +135,18 @@ def _first_line(proc: subprocess.Popen, wait: float = 30.0) -> str:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_cli_prints_url_serves_and_stops_on_signal(tmp_path, sig):
     port_file = tmp_path / "url.txt"
-    proc = _spawn("--port", "0", "--port-file", str(port_file), "--seed", "3", "--latency-ms", "1",
-                  "--data-dir", str(tmp_path / "d"))
+    proc = _spawn(
+        "--port",
+        "0",
+        "--port-file",
+        str(port_file),
+        "--seed",
+        "3",
+        "--latency-ms",
+        "1",
+        "--data-dir",
+        str(tmp_path / "d"),
+    )
     try:
         info = json.loads(_first_line(proc))
         assert info["url"].startswith("http://127.0.0.1:") and info["url"].endswith("/")

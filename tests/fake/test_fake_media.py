@@ -14,11 +14,13 @@ import tracemalloc
 import urllib.parse
 
 import pytest
-from tests.helpers.fake_service import FOLDER, http_error
 from googleapiclient.errors import HttpError
-from googleapiclient.http import MediaIoBaseDownload, MediaIoBaseUpload
+from googleapiclient.http import MediaIoBaseDownload
+from googleapiclient.http import MediaIoBaseUpload
 
 from syft_flwr_gdrive.fake import fake_token_for
+from tests.helpers.fake_service import FOLDER
+from tests.helpers.fake_service import http_error
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 MiB = 1 << 20
@@ -114,8 +116,11 @@ def test_64mib_resumable_upload_and_ranged_download_in_bounded_memory(drive):
     tracemalloc.start()
     try:
         media = MediaIoBaseUpload(src, "application/octet-stream", chunksize=8 * MiB, resumable=True)
-        made = run_upload(a.files().create(body={"name": "model.bin", "parents": [box]}, media_body=media,
-                                           fields="id,size,md5Checksum"))
+        made = run_upload(
+            a.files().create(
+                body={"name": "model.bin", "parents": [box]}, media_body=media, fields="id,size,md5Checksum"
+            )
+        )
         sink = download(b, made["id"], chunksize=4 * MiB)
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -150,8 +155,13 @@ def test_resume_after_interrupted_chunk_probes_and_continues(drive, server):
 
 def test_resumable_protocol_details_on_the_wire(server):
     start = "/upload/drive/v3/files?uploadType=resumable&fields=id%2Csize%2Cname"
-    st, h, body = raw(server, "POST", start, json.dumps({"name": "wire"}).encode(),
-                      {"Content-Type": "application/json; charset=UTF-8", "X-Upload-Content-Length": "300000"})
+    st, h, body = raw(
+        server,
+        "POST",
+        start,
+        json.dumps({"name": "wire"}).encode(),
+        {"Content-Type": "application/json; charset=UTF-8", "X-Upload-Content-Length": "300000"},
+    )
     assert st == 200 and body == b"" and "upload_id=" in h["location"]
     target = "/" + h["location"].split("/", 3)[3]
     assert urllib.parse.parse_qs(urllib.parse.urlsplit(target).query)["fields"] == ["id,size,name"]
@@ -165,8 +175,12 @@ def test_resumable_protocol_details_on_the_wire(server):
     assert st == 400  # total disagrees with the declared size
     st, _, body = raw(server, "PUT", target, b"z" * (300000 - 262144), {"Content-Range": "bytes 262144-299999/300000"})
     assert st == 200 and json.loads(body)["size"] == "300000" and set(json.loads(body)) == {"id", "size", "name"}
-    st, _, _ = raw(server, "PUT", "/upload/drive/v3/files?uploadType=resumable&upload_id=nope",
-                   headers={"Content-Range": "bytes */1"})
+    st, _, _ = raw(
+        server,
+        "PUT",
+        "/upload/drive/v3/files?uploadType=resumable&upload_id=nope",
+        headers={"Content-Range": "bytes */1"},
+    )
     assert st == 404
 
 
@@ -181,20 +195,38 @@ def test_multipart_and_media_uploads_keep_bytes_exact(drive):
     empty = MediaIoBaseUpload(io.BytesIO(b""), "text/plain", chunksize=256 * 1024, resumable=True)
     made = run_upload(a.files().create(body={"name": "empty-resumable"}, media_body=empty, fields="size,md5Checksum"))
     assert made == {"size": "0", "md5Checksum": hashlib.md5(b"").hexdigest()}
-    media_only = a.files().create(media_body=MediaIoBaseUpload(io.BytesIO(b"abc"), "text/plain"), fields="id,name,mimeType").execute()
+    media_only = (
+        a.files()
+        .create(media_body=MediaIoBaseUpload(io.BytesIO(b"abc"), "text/plain"), fields="id,name,mimeType")
+        .execute()
+    )
     assert media_only["name"] == "Untitled" and media_only["mimeType"] == "text/plain"
 
 
 def test_content_updates_by_multipart_and_resumable(drive):
     a, b = drive(ALICE), drive(BOB)
-    made = a.files().create(body={"name": "v"}, media_body=MediaIoBaseUpload(io.BytesIO(b"one"), "text/plain"),
-                            fields="id,version").execute()
-    up = a.files().update(fileId=made["id"], body={"name": "v2"}, media_body=MediaIoBaseUpload(io.BytesIO(b"two!"), "text/plain"),
-                          fields="name,size,version").execute()
+    made = (
+        a.files()
+        .create(body={"name": "v"}, media_body=MediaIoBaseUpload(io.BytesIO(b"one"), "text/plain"), fields="id,version")
+        .execute()
+    )
+    up = (
+        a.files()
+        .update(
+            fileId=made["id"],
+            body={"name": "v2"},
+            media_body=MediaIoBaseUpload(io.BytesIO(b"two!"), "text/plain"),
+            fields="name,size,version",
+        )
+        .execute()
+    )
     assert up["name"] == "v2" and up["size"] == "4" and int(up["version"]) > int(made["version"])
     src = PatternFile(600 * 1024)
-    req = a.files().update(fileId=made["id"], media_body=MediaIoBaseUpload(src, "text/plain", chunksize=256 * 1024, resumable=True),
-                           fields="size,md5Checksum")
+    req = a.files().update(
+        fileId=made["id"],
+        media_body=MediaIoBaseUpload(src, "text/plain", chunksize=256 * 1024, resumable=True),
+        fields="size,md5Checksum",
+    )
     assert run_upload(req) == {"size": str(src.size), "md5Checksum": src.md5()}
     with pytest.raises(HttpError) as e:
         b.files().update(fileId=made["id"], media_body=MediaIoBaseUpload(io.BytesIO(b"x"), "text/plain")).execute()
@@ -204,18 +236,31 @@ def test_content_updates_by_multipart_and_resumable(drive):
 def test_range_downloads_and_empty_file(drive, server):
     a = drive(ALICE)
     data = bytes(range(256)) * 4
-    fid = a.files().create(body={"name": "r"}, media_body=MediaIoBaseUpload(io.BytesIO(data), "application/octet-stream"),
-                           fields="id").execute()["id"]
+    fid = (
+        a.files()
+        .create(
+            body={"name": "r"}, media_body=MediaIoBaseUpload(io.BytesIO(data), "application/octet-stream"), fields="id"
+        )
+        .execute()["id"]
+    )
     st, h, body = raw(server, "GET", f"/drive/v3/files/{fid}?alt=media", headers={"Range": "bytes=5-9"})
-    assert st == 206 and body == data[5:10] and h["content-range"] == f"bytes 5-9/{len(data)}" and h["content-length"] == "5"
+    assert (
+        st == 206
+        and body == data[5:10]
+        and h["content-range"] == f"bytes 5-9/{len(data)}"
+        and h["content-length"] == "5"
+    )
     st, h, body = raw(server, "GET", f"/drive/v3/files/{fid}?alt=media", headers={"Range": "bytes=-3"})
     assert st == 206 and body == data[-3:]
     st, h, body = raw(server, "GET", f"/drive/v3/files/{fid}?alt=media", headers={"Range": f"bytes={len(data)}-"})
     assert st == 416 and h["content-range"] == f"bytes */{len(data)}"
     sink = download(a, fid, chunksize=100)
     assert sink.n == len(data) and sink.h.hexdigest() == hashlib.md5(data).hexdigest()
-    empty = a.files().create(body={"name": "empty"}, media_body=MediaIoBaseUpload(io.BytesIO(b""), "text/plain"),
-                             fields="id").execute()["id"]
+    empty = (
+        a.files()
+        .create(body={"name": "empty"}, media_body=MediaIoBaseUpload(io.BytesIO(b""), "text/plain"), fields="id")
+        .execute()["id"]
+    )
     st, h, body = raw(server, "GET", f"/drive/v3/files/{empty}?alt=media", headers={"Range": "bytes=0-99"})
     assert st == 416 and h["content-range"] == "bytes */0"
     assert download(a, empty, chunksize=100).n == 0  # MediaIoBaseDownload treats the 416 as done

@@ -26,11 +26,33 @@ def trickle(data: bytes, seed: int = 0):
 
 
 @pytest.mark.parametrize("eol", [b"\n", b"\r\n"])
-@pytest.mark.parametrize("payload", [b"", b"plain", b"ends with CR\r", b"\n--=\r\n--==B=x--==" * 5, bytes(range(256)) * 9])
+@pytest.mark.parametrize(
+    "payload", [b"", b"plain", b"ends with CR\r", b"\n--=\r\n--==B=x--==" * 5, bytes(range(256)) * 9]
+)
 def test_related_body_streams_exact_bytes(eol, payload):
     b = b"==B=="  # payloads below contain near misses of the delimiter, never the delimiter itself
-    body = (b"--" + b + eol + b"Content-Type: application/json" + eol + eol + b'{"name": "x"}' + eol
-            + b"--" + b + eol + b"Content-Type: application/x-test" + eol + eol + payload + eol + b"--" + b + b"--" + eol)
+    body = (
+        b"--"
+        + b
+        + eol
+        + b"Content-Type: application/json"
+        + eol
+        + eol
+        + b'{"name": "x"}'
+        + eol
+        + b"--"
+        + b
+        + eol
+        + b"Content-Type: application/x-test"
+        + eol
+        + eol
+        + payload
+        + eol
+        + b"--"
+        + b
+        + b"--"
+        + eol
+    )
     p = multipart.StreamingRelated(trickle(body), len(body), b.decode())
     assert p.next_part() == {"content-type": "application/json"}
     assert p.read_body(1000) == b'{"name": "x"}'
@@ -51,19 +73,26 @@ def test_related_body_without_closing_boundary_is_400():
 
 
 def test_batch_parse_and_render_round_trip_shapes():
-    body = (b"--xyz\r\nContent-Type: application/http\r\nContent-ID: <a + 1>\r\n\r\n"
-            b"GET /drive/v3/files/abc?fields=id HTTP/1.1\r\nAuthorization: Bearer t\r\n\r\n\r\n"
-            b"--xyz\r\nContent-Type: application/http\r\nContent-ID: <a + 2>\r\n\r\n"
-            b"POST /drive/v3/files HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}\r\n"
-            b"--xyz--\r\n")
+    body = (
+        b"--xyz\r\nContent-Type: application/http\r\nContent-ID: <a + 1>\r\n\r\n"
+        b"GET /drive/v3/files/abc?fields=id HTTP/1.1\r\nAuthorization: Bearer t\r\n\r\n\r\n"
+        b"--xyz\r\nContent-Type: application/http\r\nContent-ID: <a + 2>\r\n\r\n"
+        b"POST /drive/v3/files HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}\r\n"
+        b"--xyz--\r\n"
+    )
     reqs = multipart.parse_batch(body, 'multipart/mixed; boundary="xyz"')
-    assert [(r.method, r.target, r.body) for r in reqs] == [("GET", "/drive/v3/files/abc?fields=id", b""),
-                                                           ("POST", "/drive/v3/files", b"{}")]
+    assert [(r.method, r.target, r.body) for r in reqs] == [
+        ("GET", "/drive/v3/files/abc?fields=id", b""),
+        ("POST", "/drive/v3/files", b"{}"),
+    ]
     assert reqs[0].headers["authorization"] == "Bearer t"
     data, ctype = multipart.render_batch([multipart.InnerResponse(r.content_id, 200, "OK", [], b"{}") for r in reqs])
     assert ctype.startswith("multipart/mixed; boundary=")
     assert b"Content-ID: <response-a + 1>" in data and b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}" in data
-    too_many = b"".join(b"--xyz\r\nContent-Type: application/http\r\n\r\nGET /x HTTP/1.1\r\n\r\n\r\n" for _ in range(101)) + b"--xyz--"
+    too_many = (
+        b"".join(b"--xyz\r\nContent-Type: application/http\r\n\r\nGET /x HTTP/1.1\r\n\r\n\r\n" for _ in range(101))
+        + b"--xyz--"
+    )
     with pytest.raises(ApiError) as e:
         multipart.parse_batch(too_many, "multipart/mixed; boundary=xyz")
     assert e.value.status == 400

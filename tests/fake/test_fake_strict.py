@@ -9,11 +9,14 @@ from __future__ import annotations
 import time
 
 import pytest
-from tests.helpers.fake_service import FOLDER, drive_service, http_error
 from googleapiclient.errors import HttpError
 
-from syft_flwr_gdrive.fake import FakeDriveServer, FaultConfig
+from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.fake.faults import FaultEngine
+from tests.helpers.fake_service import FOLDER
+from tests.helpers.fake_service import drive_service
+from tests.helpers.fake_service import http_error
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 
@@ -46,8 +49,10 @@ def test_updates_and_deletes_lag_in_listings_and_reads_are_not_monotonic(strict)
     f = svc.files().create(body={"name": "a", "properties": {"v": "1"}}, fields="id").execute()
     time.sleep(0.7)
     svc.files().update(fileId=f["id"], body={"properties": {"v": "2"}}).execute()
-    seen = [svc.files().list(q="name = 'a'", fields="files(properties)").execute()["files"][0]["properties"]["v"]
-            for _ in range(40)]
+    seen = [
+        svc.files().list(q="name = 'a'", fields="files(properties)").execute()["files"][0]["properties"]["v"]
+        for _ in range(40)
+    ]
     assert set(seen) == {"1", "2"}  # old and new states mixed within the window...
     assert any(a == "2" and b == "1" for a, b in zip(seen, seen[1:]))  # ...and a later read may be older
     assert svc.files().get(fileId=f["id"], fields="properties").execute()["properties"]["v"] == "2"  # get is current
@@ -99,8 +104,16 @@ def test_write_bucket_refills_at_the_configured_rate():
 def test_owner_emails_are_hidden_from_readers_but_the_permission_id_is_not(strict):
     alice, bob = drive_service(strict.url, ALICE), drive_service(strict.url, BOB)
     folder = alice.files().create(body={"name": "box", "mimeType": FOLDER}, fields="id").execute()
-    perm = alice.permissions().create(fileId=folder["id"], body={"type": "user", "role": "reader", "emailAddress": BOB},
-                                      sendNotificationEmail=False, fields="id").execute()
+    perm = (
+        alice.permissions()
+        .create(
+            fileId=folder["id"],
+            body={"type": "user", "role": "reader", "emailAddress": BOB},
+            sendNotificationEmail=False,
+            fields="id",
+        )
+        .execute()
+    )
     mine = alice.files().get(fileId=folder["id"], fields="owners(emailAddress,permissionId)").execute()["owners"][0]
     theirs = bob.files().get(fileId=folder["id"], fields="owners(emailAddress,permissionId)").execute()["owners"][0]
     assert mine["emailAddress"] == ALICE
@@ -111,10 +124,12 @@ def test_owner_emails_are_hidden_from_readers_but_the_permission_id_is_not(stric
 
 def test_or_across_collections_and_long_queries_are_too_complex(strict):
     svc = drive_service(strict.url, ALICE)
-    for q in ("properties has { key='a' and value='b' } or 'me' in owners",
-              "('x' in parents or 'y' in parents) and ('me' in owners or 'x' in readers) "
-              "or properties has { key='a' and value='b' }",
-              " or ".join(f"'p{i}' in parents" for i in range(61))):
+    for q in (
+        "properties has { key='a' and value='b' } or 'me' in owners",
+        "('x' in parents or 'y' in parents) and ('me' in owners or 'x' in readers) "
+        "or properties has { key='a' and value='b' }",
+        " or ".join(f"'p{i}' in parents" for i in range(61)),
+    ):
         with pytest.raises(HttpError) as err:
             svc.files().list(q=q).execute()
         assert err.value.resp.status == 400 and b"The query is too complex" in err.value.content
@@ -129,10 +144,19 @@ def test_gmail_addresses_are_one_account_reported_in_one_form(strict):
     got = same.files().get(fileId=folder["id"], fields="ownedByMe,owners(emailAddress)").execute()
     assert got["ownedByMe"] is True and got["owners"][0]["emailAddress"] == "j.doe@gmail.com"
     assert [f["id"] for f in same.files().list(q="'jdoe@gmail.com' in owners").execute()["files"]] == [folder["id"]]
-    perm = drive_service(strict.url, ALICE).files().create(body={"name": "s", "mimeType": FOLDER}, fields="id").execute()
-    shared = drive_service(strict.url, ALICE).permissions().create(
-        fileId=perm["id"], body={"type": "user", "role": "reader", "emailAddress": "jd.oe@gmail.com"},
-        fields="emailAddress").execute()
+    perm = (
+        drive_service(strict.url, ALICE).files().create(body={"name": "s", "mimeType": FOLDER}, fields="id").execute()
+    )
+    shared = (
+        drive_service(strict.url, ALICE)
+        .permissions()
+        .create(
+            fileId=perm["id"],
+            body={"type": "user", "role": "reader", "emailAddress": "jd.oe@gmail.com"},
+            fields="emailAddress",
+        )
+        .execute()
+    )
     assert shared["emailAddress"] == "j.doe@gmail.com"
 
 
@@ -140,12 +164,14 @@ def test_workspace_owner_transfers_within_the_domain_without_acceptance(strict):
     mallory, victim = "mallory@workspace.example", "victim@workspace.example"
     svc = drive_service(strict.url, mallory)
     f = svc.files().create(body={"name": "forged", "properties": {"sfg_from": victim}}, fields="id").execute()
-    svc.permissions().create(fileId=f["id"], body={"type": "user", "role": "owner", "emailAddress": victim},
-                             transferOwnership=True).execute()
+    svc.permissions().create(
+        fileId=f["id"], body={"type": "user", "role": "owner", "emailAddress": victim}, transferOwnership=True
+    ).execute()
     owner = drive_service(strict.url, victim).files().get(fileId=f["id"], fields="owners(emailAddress)").execute()
     assert owner["owners"][0]["emailAddress"] == victim
     other = drive_service(strict.url, ALICE).files().create(body={"name": "g"}, fields="id").execute()
     with pytest.raises(HttpError) as err:  # consumer accounts still need the new owner's consent
         drive_service(strict.url, ALICE).permissions().create(
-            fileId=other["id"], body={"type": "user", "role": "owner", "emailAddress": BOB}, transferOwnership=True).execute()
+            fileId=other["id"], body={"type": "user", "role": "owner", "emailAddress": BOB}, transferOwnership=True
+        ).execute()
     assert err.value.resp.status == 403

@@ -12,14 +12,23 @@ import gzip
 
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
-from flwr.common import EvaluateIns, FitIns, ndarrays_to_parameters, parameters_to_ndarrays
+from fl_common.data import DEFAULT_DATA_PATH
+from fl_common.task import DEFAULTS
+from fl_common.task import initial_weights
+from flwr.app import ArrayRecord
+from flwr.app import ConfigRecord
+from flwr.app import Context
+from flwr.app import Message
+from flwr.app import MessageType
+from flwr.app import RecordDict
+from flwr.common import EvaluateIns
+from flwr.common import FitIns
+from flwr.common import ndarrays_to_parameters
+from flwr.common import parameters_to_ndarrays
 from flwr.compat.common import recorddict_compat as compat
 
-from fl_common.data import DEFAULT_DATA_PATH
-from fl_common.task import DEFAULTS, initial_weights
-
-from tests.helpers.direct_grid import roundtrip, task_identity
+from tests.helpers.direct_grid import roundtrip
+from tests.helpers.direct_grid import task_identity
 
 RUN_ID = 42
 NUM_CLIENTS = 3
@@ -110,7 +119,9 @@ def message_train(client_app, weights, pid, server_round, **cfg):
 
 
 def message_evaluate(client_app, weights, pid, server_round):
-    ins = instruction(fedavg_content(weights, {"server-round": server_round}), 100 + pid, MessageType.EVALUATE, server_round)
+    ins = instruction(
+        fedavg_content(weights, {"server-round": server_round}), 100 + pid, MessageType.EVALUATE, server_round
+    )
     reply = roundtrip(client_app(ins, node_context(pid)))
     assert not reply.has_error()
     return reply

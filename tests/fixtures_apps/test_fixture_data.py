@@ -7,8 +7,10 @@ import hashlib
 
 import numpy as np
 import pytest
-
-from fl_common.data import DEFAULT_DATA_PATH, load_dataset, load_partition, partition_indices
+from fl_common.data import DEFAULT_DATA_PATH
+from fl_common.data import load_dataset
+from fl_common.data import load_partition
+from fl_common.data import partition_indices
 
 SHA256_GZ = "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22"
 

@@ -14,11 +14,12 @@ import threading
 
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord, MetricRecord
-
 from fl_common.data import load_partition
 from fl_common.model import SoftmaxRegression
-from fl_common.task import HISTORY_KEYS, read_history
+from fl_common.task import HISTORY_KEYS
+from fl_common.task import read_history
+from flwr.app import ArrayRecord
+from flwr.app import MetricRecord
 
 from tests.helpers.direct_grid import run_federation
 
@@ -123,9 +124,11 @@ def test_a_failing_client_is_a_failure_not_a_crash(kind, legacy_app, message_app
     # Node 102's node_config lacks "num-partitions": its ClientApp raises, the Grid
     # returns an error reply, and each round goes on with the other two nodes.
     server_app, client_app, run_config = legacy_app if kind == "legacy" else message_app
-    nodes = {100: {"partition-id": 0, "num-partitions": 3},
-             101: {"partition-id": 1, "num-partitions": 3},
-             102: {"partition-id": 2}}
+    nodes = {
+        100: {"partition-id": 0, "num-partitions": 3},
+        101: {"partition-id": 1, "num-partitions": 3},
+        102: {"partition-id": 2},
+    }
     cfg = dict(run_config, **{"num-server-rounds": 2})
     context, _ = run_federation(server_app, client_app, 3, cfg, node_configs=nodes)
     history = read_history(context.state)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from fl_common.data import load_partition
 from fl_common.model import SoftmaxRegression
 

@@ -11,19 +11,27 @@ threads, with which timeouts) so tests can pin that behaviour down.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable
+from collections.abc import Iterator
+from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 from uuid import uuid4
 
-from flwr.app import Context, Error, Message, RecordDict
+from flwr.app import Context
+from flwr.app import Error
+from flwr.app import Message
+from flwr.app import RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common.constant import SUPERLINK_NODE_ID
-from flwr.common.serde import message_from_proto, message_to_proto
+from flwr.common.serde import message_from_proto
+from flwr.common.serde import message_to_proto
 from flwr.proto.message_pb2 import Message as ProtoMessage  # pylint: disable=no-name-in-module
 from flwr.server.run_serverapp import run as run_serverapp
-from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp import Grid
+from flwr.serverapp import ServerApp
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
@@ -136,9 +144,7 @@ class DirectGrid(Grid):
         with self._lock:
             return [self._replies.pop(i) for i in list(message_ids) if i in self._replies]
 
-    def send_and_receive(
-        self, messages: Iterable[Message], *, timeout: float | None = None
-    ) -> Iterable[Message]:
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         messages = list(messages)
         self._record("send_and_receive", messages, timeout)
         return self.pull_messages(self.push_messages(messages))
@@ -175,9 +181,7 @@ def run_federation(
     ``flwr.server.run_serverapp.run``, as a real launcher would.
     """
     if node_configs is None:
-        node_configs = {
-            100 + i: {"partition-id": i, "num-partitions": num_clients} for i in range(num_clients)
-        }
+        node_configs = {100 + i: {"partition-id": i, "num-partitions": num_clients} for i in range(num_clients)}
     grid = DirectGrid(client_app=client_app, node_configs=node_configs, run_id=run_id)
     if context is None:
         context = Context(

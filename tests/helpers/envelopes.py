@@ -10,7 +10,9 @@ import hashlib
 import io
 from dataclasses import replace
 
-from syft_flwr_gdrive.transport.envelope import Envelope, decode_file, encode_segments
+from syft_flwr_gdrive.transport.envelope import Envelope
+from syft_flwr_gdrive.transport.envelope import decode_file
+from syft_flwr_gdrive.transport.envelope import encode_segments
 
 
 def encode(envelope: Envelope, payload: bytes) -> bytes:

@@ -10,21 +10,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from syft_flwr_gdrive.fake import FakeDriveServer, FaultConfig
+from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.federation import LocalFederation
-
-from tests.helpers.reliability import (
-    DIGEST_APP,
-    DRIVE_PROFILE,
-    SERVER,
-    file_props,
-    leftover_message_files,
-    make_federation,
-    owned_files,
-)
+from tests.helpers.reliability import DIGEST_APP
+from tests.helpers.reliability import DRIVE_PROFILE
+from tests.helpers.reliability import SERVER
+from tests.helpers.reliability import file_props
+from tests.helpers.reliability import leftover_message_files
+from tests.helpers.reliability import make_federation
+from tests.helpers.reliability import owned_files
 
 ROUNDS = 5
 FAULTS = dict(error_rate=0.2, drop_rate=0.05, list_lag=2.0, seed=20240611)
+
+
 @dataclass
 class RunPair:
     clean: LocalFederation
@@ -56,7 +56,7 @@ class PairOfRuns:
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name="reliability-fault-runs", daemon=True)
 
-    def start(self) -> "PairOfRuns":
+    def start(self) -> PairOfRuns:
         self._thread.start()
         return self
 
@@ -84,15 +84,19 @@ class PairOfRuns:
 
     def _pair(self) -> RunPair:
         started = time.monotonic()
-        with FakeDriveServer(profile=DRIVE_PROFILE) as clean_drive, \
-                FakeDriveServer(faults=FaultConfig(**FAULTS), profile=DRIVE_PROFILE) as faulty_drive:
+        with (
+            FakeDriveServer(profile=DRIVE_PROFILE) as clean_drive,
+            FakeDriveServer(faults=FaultConfig(**FAULTS), profile=DRIVE_PROFILE) as faulty_drive,
+        ):
             clean = make_federation(self.base / "clean", clean_drive, DIGEST_APP)
             faulty = make_federation(self.base / "faulty", faulty_drive, DIGEST_APP)
             self.feds += [clean, faulty]
             boxes: dict[str, dict] = {"clean": {}, "faulty": {}}
             try:
-                threads = [threading.Thread(target=_run, args=(fed, 200, boxes[name]), daemon=True)
-                           for name, fed in (("clean", clean), ("faulty", faulty))]
+                threads = [
+                    threading.Thread(target=_run, args=(fed, 200, boxes[name]), daemon=True)
+                    for name, fed in (("clean", clean), ("faulty", faulty))
+                ]
                 for t in threads:
                     t.start()
                 for t in threads:
@@ -105,5 +109,12 @@ class PairOfRuns:
             faults = faulty_drive.stats()["faults"]
             faulty_drive.faults = FaultConfig()
             stop_files = [f for f in owned_files(faulty_drive, SERVER) if file_props(f).get("sfg_kind") == "stop"]
-            return RunPair(clean, faulty, leftover_message_files(clean_drive), leftover_message_files(faulty_drive),
-                           stop_files, faults, time.monotonic() - started)
+            return RunPair(
+                clean,
+                faulty,
+                leftover_message_files(clean_drive),
+                leftover_message_files(faulty_drive),
+                stop_files,
+                faults,
+                time.monotonic() - started,
+            )

@@ -16,17 +16,20 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
 
 import pytest
 
+from syft_flwr_gdrive.accounts import canonical_email
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.errors import DriveError
 from syft_flwr_gdrive.drive.retry import RetryPolicy
 from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer
-from syft_flwr_gdrive.accounts import canonical_email
 
 ENV = {who: (f"SYFT_FLWR_LIVE_{who}_TOKEN", f"SYFT_FLWR_LIVE_{who}_EMAIL") for who in "ABC"}
 FAKE_ACCOUNTS = {"A": "a.live@gmail.com", "B": "b.live@example.com", "C": "c.live@workspace.example"}
@@ -73,8 +76,9 @@ class Backend:
         return file_id
 
     def folder(self, who: str, properties: dict[str, str] | None = None, parent: str | None = None) -> str:
-        made = self.api(who).create_folder(f"sfg-live-{uuid.uuid4().hex[:8]}", parent_id=parent, properties=properties,
-                                           fields="id")
+        made = self.api(who).create_folder(
+            f"sfg-live-{uuid.uuid4().hex[:8]}", parent_id=parent, properties=properties, fields="id"
+        )
         return self.track(who, str(made["id"]))
 
     def eventually(self, probe: Callable[[], Any], what: str, timeout: float | None = None) -> tuple[Any, float]:
@@ -102,9 +106,14 @@ def fake_backend(profile: str) -> Iterator[Backend]:
         # The default fake treats gmail spellings as different accounts: use the canonical ones there.
         emails = {k: (v if profile == "strict" else canonical_email(v)) for k, v in FAKE_ACCOUNTS.items()}
         quick = RetryPolicy(initial_wait=0.05, max_wait=0.5, max_total=30.0)
-        backend = Backend(f"fake-{profile}", emails, lambda who: DriveApi.for_fake(server.url, emails[who], retry=quick),
-                          lag=server.faults.list_lag if server.faults.lag_all or server.faults.list_lag else 0.5,
-                          strict=profile == "strict", server=server)
+        backend = Backend(
+            f"fake-{profile}",
+            emails,
+            lambda who: DriveApi.for_fake(server.url, emails[who], retry=quick),
+            lag=server.faults.list_lag if server.faults.lag_all or server.faults.list_lag else 0.5,
+            strict=profile == "strict",
+            server=server,
+        )
         try:
             yield backend
         finally:
@@ -117,8 +126,11 @@ def google_backend() -> Iterator[Backend]:
     reason = google_missing()
     if reason:
         pytest.skip(reason)
-    emails = {who: os.environ[ENV[who][1]].strip().lower() for who in "ABC" if os.environ.get(ENV[who][1])
-              and os.environ.get(ENV[who][0])}
+    emails = {
+        who: os.environ[ENV[who][1]].strip().lower()
+        for who in "ABC"
+        if os.environ.get(ENV[who][1]) and os.environ.get(ENV[who][0])
+    }
 
     def make_api(who: str) -> DriveApi:
         return DriveApi(load_credentials(token_file=os.environ[ENV[who][0]]))

@@ -14,10 +14,14 @@ from collections import Counter
 from pathlib import Path
 
 from syft_flwr_gdrive.drive import layout
-from syft_flwr_gdrive.drive.api import FOLDER_MIME, DriveApi, escape_q
+from syft_flwr_gdrive.drive.api import FOLDER_MIME
+from syft_flwr_gdrive.drive.api import DriveApi
+from syft_flwr_gdrive.drive.api import escape_q
 from syft_flwr_gdrive.drive.transport import DriveTransport
-from syft_flwr_gdrive.fake import FakeDriveServer, FaultConfig
-from syft_flwr_gdrive.federation import LocalFederation, Participant
+from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.fake import FaultConfig
+from syft_flwr_gdrive.federation import LocalFederation
+from syft_flwr_gdrive.federation import Participant
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.envelope import Envelope
 from tests.helpers.envelopes import encode
@@ -34,9 +38,10 @@ DIGEST_APP_KEY = "flwr/digest-digits"
 
 # "2026-01-01 10:00:00,000 INFO syft_flwr_gdrive.client_loop: run 123: answered train (0123abcd, round 1)",
 # at the start of a line (text quoted inside another line, e.g. a file name, does not count)
-ANSWERED = re.compile(r"^\S+ \S+ INFO syft_flwr_gdrive\.client_loop: run (\d+): answered (\S+) \(([0-9a-f]{8}|[^,]+), round ([^)]*)\)",
-                      re.MULTILINE)
-
+ANSWERED = re.compile(
+    r"^\S+ \S+ INFO syft_flwr_gdrive\.client_loop: run (\d+): answered (\S+) \(([0-9a-f]{8}|[^,]+), round ([^)]*)\)",
+    re.MULTILINE,
+)
 
 
 # SYFT_FLWR_DRIVE_PROFILE=strict runs the suite against the strict fake (docs/drive-assumptions.md).
@@ -131,8 +136,12 @@ def duplicates(items) -> dict:
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 60.0) -> subprocess.CompletedProcess:
     """Run the CLI to completion (killed on timeout by subprocess.run)."""
     return subprocess.run(
-        [sys.executable, "-m", "syft_flwr_gdrive.cli", *args], env=env, capture_output=True, text=True,
-        timeout=timeout, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "syft_flwr_gdrive.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -148,12 +157,15 @@ def assert_clean_exit(fed: LocalFederation, rounds: int) -> dict:
         if participant.role != "client":
             continue
         assert participant.process is not None and participant.process.returncode == 0, (
-            key, participant.log_text()[-4000:])
+            key,
+            participant.log_text()[-4000:],
+        )
         assert participant.report()["stopped_by"] == "stop-signal", participant.report()
     return report
 
 
 # -- planting files as any account ------------------------------------------------------------
+
 
 def outbox_of(drive: FakeDriveServer, owner: str, app: str, recipient: str) -> str:
     """Id of ``owner``'s outbox folder of ``app`` to ``recipient`` (created and shared if missing)."""
@@ -162,8 +174,15 @@ def outbox_of(drive: FakeDriveServer, owner: str, app: str, recipient: str) -> s
     return t._outboxes[(app, recipient)]  # the folder it sends into (found by id: listings may lag)
 
 
-def plant(drive: FakeDriveServer, owner: str, routing: Routing, body: bytes, *, name: str | None = None,
-          props: dict[str, str] | None = None) -> str:
+def plant(
+    drive: FakeDriveServer,
+    owner: str,
+    routing: Routing,
+    body: bytes,
+    *,
+    name: str | None = None,
+    props: dict[str, str] | None = None,
+) -> str:
     """Upload ``body`` as ``owner`` into its outbox to ``routing.recipient``; returns the file id.
 
     By default name and metadata are what the package itself writes for ``routing``.
@@ -172,38 +191,76 @@ def plant(drive: FakeDriveServer, owner: str, routing: Routing, body: bytes, *, 
         return planter(drive, owner).send(routing, body)
     folder = outbox_of(drive, owner, routing.app, routing.recipient)
     created = api_for(drive, owner).upload_bytes(
-        name if name is not None else layout.message_file_name(routing), body, parent_id=folder,
-        mime_type="application/octet-stream", fields="id",
+        name if name is not None else layout.message_file_name(routing),
+        body,
+        parent_id=folder,
+        mime_type="application/octet-stream",
+        fields="id",
         properties=props if props is not None else layout.message_properties(routing),
     )
     return str(created["id"])
 
 
-def make_routing(run_id: int, message_id: str, sender: str, recipient: str, app: str, kind: str = "request",
-                 reply_to: str = "", created_at: float | None = None, ttl: float = 600.0) -> Routing:
-    return Routing(run_id=run_id, message_id=message_id, reply_to=reply_to, kind=kind, sender=sender,
-                   recipient=recipient, app=app, created_at=time.time() if created_at is None else created_at, ttl=ttl)
+def make_routing(
+    run_id: int,
+    message_id: str,
+    sender: str,
+    recipient: str,
+    app: str,
+    kind: str = "request",
+    reply_to: str = "",
+    created_at: float | None = None,
+    ttl: float = 600.0,
+) -> Routing:
+    return Routing(
+        run_id=run_id,
+        message_id=message_id,
+        reply_to=reply_to,
+        kind=kind,
+        sender=sender,
+        recipient=recipient,
+        app=app,
+        created_at=time.time() if created_at is None else created_at,
+        ttl=ttl,
+    )
 
 
 def envelope_body(routing: Routing, payload: bytes, **header_changes) -> bytes:
     """A well-formed envelope for ``routing`` (header fields overridable) around ``payload``."""
-    fields = dict(run_id=routing.run_id, message_id=routing.message_id, sender=routing.sender,
-                  recipient=routing.recipient, kind=routing.kind, app=routing.app, reply_to=routing.reply_to,
-                  created_at=routing.created_at, ttl=routing.ttl)
+    fields = dict(
+        run_id=routing.run_id,
+        message_id=routing.message_id,
+        sender=routing.sender,
+        recipient=routing.recipient,
+        kind=routing.kind,
+        app=routing.app,
+        reply_to=routing.reply_to,
+        created_at=routing.created_at,
+        ttl=routing.ttl,
+    )
     fields.update(header_changes)
     return encode(Envelope(**fields), payload)
 
 
-def announced_run(drive: FakeDriveServer, recipient: str, app: str, sender: str = SERVER, timeout: float = 60,
-                  not_run: int | None = None) -> int:
+def announced_run(
+    drive: FakeDriveServer,
+    recipient: str,
+    app: str,
+    sender: str = SERVER,
+    timeout: float = 60,
+    not_run: int | None = None,
+) -> int:
     """The run ``sender`` announces to ``recipient`` (waits for an announcement other than ``not_run``).
 
     Read from the sender's own outbox folders (as their owner), so it works whatever the profile hides."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         folders = api_for(drive, sender).list_files(layout.outbox_query(app, sender), fields="id,properties")
-        runs = [layout.announced_run(f.get("properties")) for f in folders
-                if layout.outbox_recipient_matches(f.get("properties"), recipient)]
+        runs = [
+            layout.announced_run(f.get("properties"))
+            for f in folders
+            if layout.outbox_recipient_matches(f.get("properties"), recipient)
+        ]
         runs = [r for r in runs if r is not None and r != not_run]
         if runs:
             return max(runs)

@@ -6,19 +6,20 @@ import json
 from typing import Any
 
 import httplib2
-import pytest
-from google.oauth2.credentials import Credentials
 
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.retry import RetryPolicy
 from syft_flwr_gdrive.drive import service
-from syft_flwr_gdrive.drive.service import _HookedAuthorizedHttp
+from syft_flwr_gdrive.drive.retry import RetryPolicy
 
 
 def drive_error_body(code: int, reason: str, message: str = "boom") -> bytes:
     return json.dumps(
-        {"error": {"code": code, "message": message,
-                   "errors": [{"domain": "global", "reason": reason, "message": message}]}}
+        {
+            "error": {
+                "code": code,
+                "message": message,
+                "errors": [{"domain": "global", "reason": reason, "message": message}],
+            }
+        }
     ).encode()
 
 
@@ -30,8 +31,7 @@ class ScriptedHttp:
         self.requests: list[dict[str, Any]] = []
         self.timeout = None
 
-    def request(self, uri, method="GET", body=None, headers=None, redirections=5,
-                connection_type=None, **_: Any):
+    def request(self, uri, method="GET", body=None, headers=None, redirections=5, connection_type=None, **_: Any):
         self.requests.append({"uri": uri, "method": method, "body": body, "headers": dict(headers or {})})
         hook = getattr(service._current_hook, "hook", None)  # what the real connection reports
         if hook is not None:
@@ -59,7 +59,4 @@ def err(status: int, reason: str, **headers: str):
     return (status, {"content-type": "application/json", **headers}, drive_error_body(status, reason))
 
 
-TINY = RetryPolicy(max_attempts=5, max_total=30, initial_wait=0.001, max_wait=0.004,
-                   max_retry_after=0.01)
-
-
+TINY = RetryPolicy(max_attempts=5, max_total=30, initial_wait=0.001, max_wait=0.004, max_retry_after=0.01)

@@ -5,11 +5,13 @@ Which accounts real Drive needs, and how they are named: tests/helpers/live_back
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers.live_backends import Backend, fake_backend, google_backend
+from tests.helpers.live_backends import Backend
+from tests.helpers.live_backends import fake_backend
+from tests.helpers.live_backends import google_backend
 
 
 @pytest.fixture(params=["fake-default", "fake-strict", "google"])

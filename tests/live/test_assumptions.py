@@ -14,11 +14,13 @@ import uuid
 
 import pytest
 
-from syft_flwr_gdrive.drive import layout
-from syft_flwr_gdrive.drive.errors import DriveConflict, DriveError, DriveNotFound, DrivePermissionDenied
 from syft_flwr_gdrive.accounts import canonical_email
+from syft_flwr_gdrive.drive import layout
+from syft_flwr_gdrive.drive.errors import DriveConflict
+from syft_flwr_gdrive.drive.errors import DriveError
+from syft_flwr_gdrive.drive.errors import DriveNotFound
+from syft_flwr_gdrive.drive.errors import DrivePermissionDenied
 from syft_flwr_gdrive.peercheck import check_peer
-
 from tests.helpers.live_backends import Backend
 
 OUTBOX = {layout.P_ROLE: "outbox", layout.P_APP: layout.app_hash("live/test")}
@@ -32,8 +34,9 @@ def shared_folder(b: Backend, props: dict[str, str] | None = None) -> tuple[str,
 
 
 def upload(b: Backend, who: str, folder: str, props: dict[str, str] | None = None, body: bytes = b"x") -> str:
-    made = b.api(who).upload_bytes(f"f-{uuid.uuid4().hex[:6]}", body, parent_id=folder, properties=props or {"k": "v"},
-                                   fields="id")
+    made = b.api(who).upload_bytes(
+        f"f-{uuid.uuid4().hex[:6]}", body, parent_id=folder, properties=props or {"k": "v"}, fields="id"
+    )
     return b.track(who, str(made["id"]))
 
 
@@ -45,11 +48,14 @@ def test_row01_in_parents_lists_a_folder_shared_with_me(backend: Backend):
     folder, _ = shared_folder(backend)
     other, _ = shared_folder(backend)
     f1, f2 = upload(backend, "A", folder), upload(backend, "A", other)
-    _, lag = backend.eventually(lambda: {f["id"] for f in listed(backend, "B", layout.parents_query([folder]))} == {f1},
-                                "B listing A's shared folder by parent")
+    _, lag = backend.eventually(
+        lambda: {f["id"] for f in listed(backend, "B", layout.parents_query([folder]))} == {f1},
+        "B listing A's shared folder by parent",
+    )
     _, lag2 = backend.eventually(
         lambda: {f["id"] for f in listed(backend, "B", layout.parents_query([folder, other]))} >= {f1, f2},
-        "B listing two shared folders OR'ed")
+        "B listing two shared folders OR'ed",
+    )
     print(f"\n[{backend.name}] row 1: one folder listed after {lag:.1f}s, an OR of two after {lag2:.1f}s more")
 
 
@@ -64,10 +70,13 @@ def test_row02_or_of_forty_parents_or_a_fallback(backend: Backend):
         assert exc.status == 400, exc
         accepted = False
     transport = backend.transport("B")
-    found, _ = backend.eventually(lambda: {f["id"] for f in transport._list_parents(ids)} >= {f1},
-                                  "the transport's chunked listing")
-    print(f"\n[{backend.name}] row 2: 40 OR'ed parents {'accepted' if accepted else 'refused (400)'}; "
-          f"transport used {transport._chunk} folder(s) per listing, {transport.last_poll_lists} call(s)")
+    found, _ = backend.eventually(
+        lambda: {f["id"] for f in transport._list_parents(ids)} >= {f1}, "the transport's chunked listing"
+    )
+    print(
+        f"\n[{backend.name}] row 2: 40 OR'ed parents {'accepted' if accepted else 'refused (400)'}; "
+        f"transport used {transport._chunk} folder(s) per listing, {transport.last_poll_lists} call(s)"
+    )
     if backend.strict and not backend.live:
         with pytest.raises(DriveError) as err:  # the strict fake refuses what Drive may refuse
             backend.api("B").list_files(layout.parents_query(ids + ids[1:30]), fields="id")
@@ -77,8 +86,10 @@ def test_row02_or_of_forty_parents_or_a_fallback(backend: Backend):
 def test_row03_shared_with_me_finds_peers_outbox_folders(backend: Backend):
     folder, _ = shared_folder(backend, OUTBOX)
     q = layout.peer_outboxes_query("live/test")
-    found, lag = backend.eventually(lambda: [f for f in listed(backend, "B", q, layout.DISCOVERY_FIELDS) if f["id"] == folder],
-                                    "B discovering A's outbox via sharedWithMe")
+    found, lag = backend.eventually(
+        lambda: [f for f in listed(backend, "B", q, layout.DISCOVERY_FIELDS) if f["id"] == folder],
+        "B discovering A's outbox via sharedWithMe",
+    )
     assert not [f for f in listed(backend, "A", q) if f["id"] == folder], "my own folder is not 'shared with me'"
     print(f"\n[{backend.name}] row 3: discovered after {lag:.1f}s")
 
@@ -147,8 +158,12 @@ def test_row09_workspace_transfer_never_reaches_a_poll(backend: Backend):
     box = backend.folder(attacker, {**OUTBOX, layout.P_TO_EMAIL: victim})
     backend.api(attacker).share(box, victim, role="reader")
     forged = upload(backend, attacker, box)
-    backend.api(attacker)._execute("permissions.create", backend.api(attacker)._service.permissions().create(
-        fileId=forged, body={"type": "user", "role": "owner", "emailAddress": peer}, transferOwnership=True))
+    backend.api(attacker)._execute(
+        "permissions.create",
+        backend.api(attacker)
+        ._service.permissions()
+        .create(fileId=forged, body={"type": "user", "role": "owner", "emailAddress": peer}, transferOwnership=True),
+    )
     backend.created.append((sender, forged))
     time.sleep(backend.lag + 0.5)
     listing = receiver.poll("live/test")
@@ -165,12 +180,17 @@ def test_row10_listings_converge_after_create_update_delete(backend: Backend):
     _, created = backend.eventually(lambda: any(f["id"] == f1 for f in listed(backend, "B", q)), "a new file")
     backend.api("A").update(f1, properties={"v": "2"}, fields="id")
     _, updated = backend.eventually(
-        lambda: any(f["id"] == f1 and f.get("properties", {}).get("v") == "2" for f in listed(backend, "B", q, "id,properties")),
-        "an update")
+        lambda: any(
+            f["id"] == f1 and f.get("properties", {}).get("v") == "2" for f in listed(backend, "B", q, "id,properties")
+        ),
+        "an update",
+    )
     backend.api("A").delete(f1)
     _, deleted = backend.eventually(lambda: all(f["id"] != f1 for f in listed(backend, "B", q)), "a delete")
-    print(f"\n[{backend.name}] row 10: visible to the reader after create {created:.1f}s, update {updated:.1f}s, "
-          f"delete {deleted:.1f}s")
+    print(
+        f"\n[{backend.name}] row 10: visible to the reader after create {created:.1f}s, update {updated:.1f}s, "
+        f"delete {deleted:.1f}s"
+    )
 
 
 def test_row11_get_by_id_reads_its_own_write(backend: Backend):
@@ -192,8 +212,10 @@ def test_row12_bursts_of_writes_get_through_with_backoff(backend: Backend):
     took = time.monotonic() - started
     retries = {k: v - before.get(k, 0) for k, v in api.calls.retry_snapshot().items() if v - before.get(k, 0)}
     if backend.server is not None:
-        print(f"\n[{backend.name}] row 12: 15 creates in {took:.1f}s, retries {retries}, fake counted "
-              f"{backend.server.stats()['writes']}")
+        print(
+            f"\n[{backend.name}] row 12: 15 creates in {took:.1f}s, retries {retries}, fake counted "
+            f"{backend.server.stats()['writes']}"
+        )
         if backend.strict:
             assert backend.server.stats()["writes"]["throttled"].get(backend.email("A"), 0) >= 1
     else:
@@ -206,7 +228,9 @@ def test_row13_create_with_a_generated_id_is_idempotent(backend: Backend):
     file_id = api.generate_ids(1)[0]
     made = api.upload_bytes("same", b"x", parent_id=folder, file_id=file_id, fields="id,name")
     backend.track("A", made["id"])
-    again = api.upload_bytes("same", b"x", parent_id=folder, file_id=file_id, fields="id,name")  # 409 -> the existing file
+    again = api.upload_bytes(
+        "same", b"x", parent_id=folder, file_id=file_id, fields="id,name"
+    )  # 409 -> the existing file
     assert again["id"] == made["id"] == file_id
     with pytest.raises(DriveConflict):
         api.upload_bytes("other name", b"x", parent_id=folder, file_id=file_id, fields="id,name")
@@ -238,7 +262,9 @@ def test_two_accounts_federate_a_timed_round_trip(backend: Backend):
     results: dict[str, list] = {}
 
     def side(me: str, other: str) -> None:
-        results[me] = check_peer(backend.transport(me), backend.email(other), timeout=max(60.0, 8 * backend.lag), poll=0.3)
+        results[me] = check_peer(
+            backend.transport(me), backend.email(other), timeout=max(60.0, 8 * backend.lag), poll=0.3
+        )
 
     threads = [threading.Thread(target=side, args=pair) for pair in (("A", "B"), ("B", "A"))]
     for t in threads:

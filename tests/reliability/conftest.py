@@ -6,12 +6,11 @@ Every participant runs the user-facing CLI (``python -m syft_flwr_gdrive.cli``) 
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from syft_flwr_gdrive.fake import FakeDriveServer
-
 from tests.helpers.fault_runs import PairOfRuns
 from tests.helpers.reliability import DRIVE_PROFILE
 

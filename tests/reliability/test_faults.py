@@ -18,22 +18,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from syft_flwr_gdrive.fake import FakeDriveServer, FaultConfig
+from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.federation import LocalFederation
-
-from tests.helpers.fault_runs import ROUNDS, PairOfRuns, RunPair
-from tests.helpers.reliability import (
-    CLIENTS,
-    DRIVE_PROFILE,
-    MESSAGE_APP,
-    SERVER,
-    answered,
-    assert_clean_exit,
-    duplicates,
-    leftover_message_files,
-    make_federation,
-    wait_for_log,
-)
+from tests.helpers.fault_runs import ROUNDS
+from tests.helpers.fault_runs import PairOfRuns
+from tests.helpers.fault_runs import RunPair
+from tests.helpers.reliability import CLIENTS
+from tests.helpers.reliability import DRIVE_PROFILE
+from tests.helpers.reliability import MESSAGE_APP
+from tests.helpers.reliability import SERVER
+from tests.helpers.reliability import answered
+from tests.helpers.reliability import assert_clean_exit
+from tests.helpers.reliability import duplicates
+from tests.helpers.reliability import leftover_message_files
+from tests.helpers.reliability import make_federation
+from tests.helpers.reliability import wait_for_log
 
 STOP_ACK_BUG = (
     "grid.send_stop_signal waits only min(SYFT_FLWR_MSG_TIMEOUT, max(10 x poll interval, 5 s)) for stop-acks; "
@@ -73,8 +73,12 @@ SLOW_UPLOAD_LOSS = (
 
 def lost_to_slow_upload(fed: LocalFederation) -> list[str]:
     """The signature of SLOW_UPLOAD_LOSS: a reply given up by a client and missed by the server."""
-    gave_up = [line for i in range(len(CLIENTS)) for line in fed.client(i).log_text().splitlines()
-               if "could not send the reply to" in line]
+    gave_up = [
+        line
+        for i in range(len(CLIENTS))
+        for line in fed.client(i).log_text().splitlines()
+        if "could not send the reply to" in line
+    ]
     missed = [line for line in fed.server().log_text().splitlines() if "did not arrive within" in line]
     return gave_up + missed if gave_up and missed else []
 
@@ -151,8 +155,13 @@ def test_no_stop_file_is_left_after_a_completed_run_under_listing_lag(tmp_path: 
     run (evaluate and the stop exchange) pays for it.
     """
     with FakeDriveServer(profile=DRIVE_PROFILE) as drive:
-        with make_federation(tmp_path, drive, MESSAGE_APP, client_emails=CLIENTS[:1],
-                             run_config={"num-server-rounds": 1, "min-clients": 1}) as fed:
+        with make_federation(
+            tmp_path,
+            drive,
+            MESSAGE_APP,
+            client_emails=CLIENTS[:1],
+            run_config={"num-server-rounds": 1, "min-clients": 1},
+        ) as fed:
             fed.start_all()
             wait_for_log(fed.client(0), "answered train", 60)
             drive.faults = FaultConfig.for_profile(DRIVE_PROFILE, list_lag=3.0)

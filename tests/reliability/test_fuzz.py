@@ -16,23 +16,26 @@ import math
 import struct
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck
+from hypothesis import example
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
-from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.accounts import node_id_for
+from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.transport.contract import Routing
-from syft_flwr_gdrive.transport.envelope import (
-    KINDS,
-    MAGIC,
-    MAX_HEADER_BYTES,
-    PREFIX_BYTES,
-    Envelope,
-    EnvelopeError,
-    decode_file,
-    decode_header,
-)
-from tests.helpers.envelopes import decode, encode, with_payload
+from syft_flwr_gdrive.transport.envelope import KINDS
+from syft_flwr_gdrive.transport.envelope import MAGIC
+from syft_flwr_gdrive.transport.envelope import MAX_HEADER_BYTES
+from syft_flwr_gdrive.transport.envelope import PREFIX_BYTES
+from syft_flwr_gdrive.transport.envelope import Envelope
+from syft_flwr_gdrive.transport.envelope import EnvelopeError
+from syft_flwr_gdrive.transport.envelope import decode_file
+from syft_flwr_gdrive.transport.envelope import decode_header
+from tests.helpers.envelopes import decode
+from tests.helpers.envelopes import encode
+from tests.helpers.envelopes import with_payload
 
 FUZZ = settings(max_examples=400, deadline=1000, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 APP = "flwr/fuzz-app"
@@ -46,9 +49,11 @@ def _count() -> None:
 def decode_all_ways(body: bytes, max_payload: int | None = None):
     """decode, decode_file and decode_header must agree: all succeed, or all raise EnvelopeError."""
     outcomes = []
-    for fn in (lambda: decode(body, max_payload=max_payload),
-               lambda: decode_file(io.BytesIO(body), max_payload=max_payload),
-               lambda: decode_header(body)):
+    for fn in (
+        lambda: decode(body, max_payload=max_payload),
+        lambda: decode_file(io.BytesIO(body), max_payload=max_payload),
+        lambda: decode_header(body),
+    ):
         try:
             outcomes.append(fn())
         except EnvelopeError as exc:
@@ -68,7 +73,11 @@ def decode_all_ways(body: bytes, max_payload: int | None = None):
 
 # Realistic JSON values (integers within 64 bits; floats may be NaN/inf, which json writes).
 json_scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats() | st.text(max_size=40)
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
 
 ids = st.from_regex(r"[A-Za-z0-9._@+-]{1,64}", fullmatch=True)
 emails = st.from_regex(r"[a-z0-9.'+_-]{1,20}@[a-z0-9-]{1,15}\.[a-z]{2,5}", fullmatch=True)
@@ -98,18 +107,20 @@ def valid_bodies(draw) -> tuple[Envelope, bytes, bytes]:
 def mutated_bodies(draw) -> bytes:
     """A valid body damaged in one of the ways storage, networks or people damage files."""
     env, payload, body = draw(valid_bodies())
-    how = draw(st.sampled_from(["truncate", "flip", "insert", "delete", "length", "header-field", "header-json", "splice"]))
+    how = draw(
+        st.sampled_from(["truncate", "flip", "insert", "delete", "length", "header-field", "header-json", "splice"])
+    )
     if how == "truncate":
         return body[: draw(st.integers(0, len(body)))]
     if how == "flip":
         i = draw(st.integers(0, len(body) - 1))
-        return body[:i] + bytes([body[i] ^ draw(st.integers(1, 255))]) + body[i + 1:]
+        return body[:i] + bytes([body[i] ^ draw(st.integers(1, 255))]) + body[i + 1 :]
     if how == "insert":
         i = draw(st.integers(0, len(body)))
         return body[:i] + draw(st.binary(min_size=1, max_size=64)) + body[i:]
     if how == "delete":
         i = draw(st.integers(0, len(body) - 1))
-        return body[:i] + body[i + draw(st.integers(1, 64)):]
+        return body[:i] + body[i + draw(st.integers(1, 64)) :]
     if how == "length":
         return MAGIC + struct.pack(">I", draw(st.integers(0, 2**32 - 1))) + body[PREFIX_BYTES:]
     (header_len,) = struct.unpack(">I", body[4:8])
@@ -130,6 +141,7 @@ def mutated_bodies(draw) -> bytes:
 
 
 # -- envelope ----------------------------------------------------------------------------------
+
 
 @FUZZ
 @given(st.binary(max_size=4096))
@@ -177,9 +189,21 @@ def _header_body(header: bytes, payload: bytes = b"") -> bytes:
 
 
 def _fields(**changes) -> dict:
-    fields = dict(version=1, run_id=1, message_id="m", sender="s@x.io", recipient="r@x.io", kind="request",
-                  app=APP, reply_to="", created_at=1.0, ttl=60.0, codecs=["flwr-message-proto"],
-                  sha256=hashlib.sha256(b"").hexdigest(), size=0)
+    fields = dict(
+        version=1,
+        run_id=1,
+        message_id="m",
+        sender="s@x.io",
+        recipient="r@x.io",
+        kind="request",
+        app=APP,
+        reply_to="",
+        created_at=1.0,
+        ttl=60.0,
+        codecs=["flwr-message-proto"],
+        sha256=hashlib.sha256(b"").hexdigest(),
+        size=0,
+    )
     fields.update(changes)
     return fields
 
@@ -208,8 +232,11 @@ def test_hostile_headers_raise_envelope_error(body):
 # Regression test (was a strict xfail, fixed in 584af16); the bug was:
 #   envelope.decode_header accepts NaN/Infinity for created_at and ttl (Python's json reads them; the 'ttl <= 0'
 #   check is False for NaN): a message with ttl NaN or created_at Infinity never expires
-@pytest.mark.parametrize("changes", [dict(ttl=math.nan), dict(ttl=math.inf), dict(created_at=math.inf), dict(created_at=math.nan)],
-                         ids=["ttl-nan", "ttl-inf", "created_at-inf", "created_at-nan"])
+@pytest.mark.parametrize(
+    "changes",
+    [dict(ttl=math.nan), dict(ttl=math.inf), dict(created_at=math.inf), dict(created_at=math.nan)],
+    ids=["ttl-nan", "ttl-inf", "created_at-inf", "created_at-nan"],
+)
 def test_non_finite_times_are_rejected(changes):
     with pytest.raises(EnvelopeError):
         decode(_header_body(json.dumps(_fields(**changes)).encode()))
@@ -217,20 +244,48 @@ def test_non_finite_times_are_rejected(changes):
 
 # -- routing_from_properties -----------------------------------------------------------------
 
+
 def _props(**changes) -> dict:
     recipient = "r@x.io"
     props = {
-        layout.P_VERSION: "1", layout.P_APP: layout.app_hash(APP), layout.P_RUN: "7", layout.P_MSG: "m1",
-        layout.P_REPLY_TO: "", layout.P_KIND: "request", layout.P_FROM: "s@x.io", layout.P_TO: str(node_id_for(recipient)),
-        layout.P_TO_EMAIL: recipient, layout.P_CREATED: "1.0", layout.P_TTL: "60.0",
+        layout.P_VERSION: "1",
+        layout.P_APP: layout.app_hash(APP),
+        layout.P_RUN: "7",
+        layout.P_MSG: "m1",
+        layout.P_REPLY_TO: "",
+        layout.P_KIND: "request",
+        layout.P_FROM: "s@x.io",
+        layout.P_TO: str(node_id_for(recipient)),
+        layout.P_TO_EMAIL: recipient,
+        layout.P_CREATED: "1.0",
+        layout.P_TTL: "60.0",
     }
     props.update(changes)
     return props
 
 
-any_values = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30) | st.binary(max_size=10) | st.lists(st.integers(), max_size=3)
-PROP_KEYS = [layout.P_VERSION, layout.P_APP, layout.P_RUN, layout.P_MSG, layout.P_REPLY_TO, layout.P_KIND, layout.P_FROM,
-             layout.P_TO, layout.P_TO_EMAIL, layout.P_CREATED, layout.P_TTL]
+any_values = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=30)
+    | st.binary(max_size=10)
+    | st.lists(st.integers(), max_size=3)
+)
+PROP_KEYS = [
+    layout.P_VERSION,
+    layout.P_APP,
+    layout.P_RUN,
+    layout.P_MSG,
+    layout.P_REPLY_TO,
+    layout.P_KIND,
+    layout.P_FROM,
+    layout.P_TO,
+    layout.P_TO_EMAIL,
+    layout.P_CREATED,
+    layout.P_TTL,
+]
 # what Drive can hand back: string values (Drive stores appProperties as strings)
 string_dicts = st.dictionaries(st.sampled_from(PROP_KEYS) | st.text(max_size=12), st.text(max_size=40), max_size=14)
 
@@ -243,7 +298,9 @@ def mutated_props(draw) -> dict:
         if draw(st.booleans()):
             props.pop(key, None)
         else:
-            props[key] = draw(st.text(max_size=40) | st.sampled_from(["nan", "inf", "-1", "0", "1e999", "", " 7 ", "request", "stop"]))
+            props[key] = draw(
+                st.text(max_size=40) | st.sampled_from(["nan", "inf", "-1", "0", "1e999", "", " 7 ", "request", "stop"])
+            )
     return props
 
 
@@ -266,8 +323,11 @@ def test_routing_from_string_properties_is_a_routing_or_none(props):
 #   layout.routing_from_properties raises OverflowError for a non-string sfg_run of float('inf') (int(inf)); it
 #   catches only KeyError/TypeError/ValueError
 @FUZZ
-@given(st.dictionaries(st.sampled_from(PROP_KEYS) | st.text(max_size=12), any_values, max_size=14)
-       .map(lambda d: {**_props(), **d}))
+@given(
+    st.dictionaries(st.sampled_from(PROP_KEYS) | st.text(max_size=12), any_values, max_size=14).map(
+        lambda d: {**_props(), **d}
+    )
+)
 @example({**_props(), layout.P_RUN: math.inf})
 def test_routing_from_arbitrary_dicts_is_a_routing_or_none(props):
     _count()
@@ -277,17 +337,27 @@ def test_routing_from_arbitrary_dicts_is_a_routing_or_none(props):
 # Regression test (was a strict xfail, fixed in 584af16); the bug was:
 #   layout.routing_from_properties accepts sfg_ttl/sfg_at of 'nan' or 'inf' (float() parses them; the 'ttl <= 0'
 #   check is False for NaN), so the Mailbox's expiry check never fires for such a file
-@pytest.mark.parametrize("key, value", [(layout.P_TTL, "nan"), (layout.P_TTL, "inf"), (layout.P_CREATED, "inf"), (layout.P_CREATED, "nan")])
+@pytest.mark.parametrize(
+    "key, value", [(layout.P_TTL, "nan"), (layout.P_TTL, "inf"), (layout.P_CREATED, "inf"), (layout.P_CREATED, "nan")]
+)
 def test_routing_with_non_finite_times_is_rejected(key, value):
     assert layout.routing_from_properties(_props(**{key: value}), APP) is None
 
 
 def test_valid_properties_round_trip():
-    routing = Routing(run_id=7, message_id="m1", reply_to="", kind="request", sender="s@x.io", recipient="r@x.io",
-                      app=APP, created_at=1.0, ttl=60.0)
+    routing = Routing(
+        run_id=7,
+        message_id="m1",
+        reply_to="",
+        kind="request",
+        sender="s@x.io",
+        recipient="r@x.io",
+        app=APP,
+        created_at=1.0,
+        ttl=60.0,
+    )
     assert layout.routing_from_properties(layout.message_properties(routing), APP) == routing
     assert layout.routing_from_properties(layout.message_properties(routing), "flwr/other") is None
-
 
 
 # -- parts payload index (flower_codec) ----------------------------------------------------------
@@ -296,13 +366,24 @@ def test_valid_properties_round_trip():
 
 def _valid_index() -> dict:
     import numpy as np
-    from flwr.app import ArrayRecord, Metadata, RecordDict
+    from flwr.app import ArrayRecord
+    from flwr.app import Metadata
+    from flwr.app import RecordDict
     from flwr.app.message.message import make_message
 
     from syft_flwr_gdrive.flower_codec import encode_message
 
-    meta = Metadata(run_id=1, message_id="m", src_node_id=1, dst_node_id=5, reply_to_message_id="", group_id="1",
-                    created_at=1.0, ttl=60.0, message_type="train")
+    meta = Metadata(
+        run_id=1,
+        message_id="m",
+        src_node_id=1,
+        dst_node_id=5,
+        reply_to_message_id="",
+        group_id="1",
+        created_at=1.0,
+        ttl=60.0,
+        message_type="train",
+    )
     msg = make_message(meta, RecordDict({"arrays": ArrayRecord([np.arange(4, dtype=np.float32), np.eye(2)])}))
     index_seg, proto, *inline = [bytes(s) for s in encode_message(msg)]
     return {"index": json.loads(index_seg[4:]), "proto": proto, "inline": b"".join(inline)}
@@ -321,8 +402,11 @@ def mutated_indexes(draw) -> dict:
     elif how == "drop":
         entry.pop(draw(st.sampled_from(sorted(entry))))
     elif how == "blob":
-        entry.update(blob=draw(json_values | st.text(max_size=30)), sha256=draw(json_values | st.just("0" * 64)),
-                     blob_key=draw(json_values | st.just(base64.b64encode(bytes(32)).decode())))
+        entry.update(
+            blob=draw(json_values | st.text(max_size=30)),
+            sha256=draw(json_values | st.just("0" * 64)),
+            blob_key=draw(json_values | st.just(base64.b64encode(bytes(32)).decode())),
+        )
     else:
         index[draw(st.sampled_from(["message", "arrays", "other"]))] = draw(json_values)
     return index
@@ -330,11 +414,14 @@ def mutated_indexes(draw) -> dict:
 
 @FUZZ
 @given(index=mutated_indexes() | json_values, tail=st.sampled_from(["valid", "random"]), noise=st.binary(max_size=64))
-@example(index={**_VALID["index"], "arrays": [{**_VALID["index"]["arrays"][0], "size": "abc"}]}, tail="valid", noise=b"")
+@example(
+    index={**_VALID["index"], "arrays": [{**_VALID["index"]["arrays"][0], "size": "abc"}]}, tail="valid", noise=b""
+)
 @example(index={"message": 10**30, "arrays": []}, tail="valid", noise=b"")
 @example(index={"message": 0, "arrays": [{}] * 3}, tail="random", noise=b"")
 def test_parts_payloads_decode_or_raise_payload_error(index, tail, noise):
-    from syft_flwr_gdrive.flower_codec import PayloadError, decode_message
+    from syft_flwr_gdrive.flower_codec import PayloadError
+    from syft_flwr_gdrive.flower_codec import decode_message
 
     _count()
     raw = json.dumps(index).encode()
@@ -349,10 +436,21 @@ def test_parts_payloads_decode_or_raise_payload_error(index, tail, noise):
         assert len(ref.sha256) == 64 and len(ref.key) == 32 and isinstance(ref.size, int)
 
 
-@pytest.mark.parametrize("field, value", [
-    ("message_id", "a\nb"), ("message_id", "x" * 65), ("message_id", ""), ("reply_to", "a b"), ("reply_to", "q'uote"),
-    ("sender", "a\n@x.io"), ("recipient", "no-at-sign"), ("codecs", ["x\ny"]), ("codecs", ["c"] * 9), ("app", "a\x1bb"),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("message_id", "a\nb"),
+        ("message_id", "x" * 65),
+        ("message_id", ""),
+        ("reply_to", "a b"),
+        ("reply_to", "q'uote"),
+        ("sender", "a\n@x.io"),
+        ("recipient", "no-at-sign"),
+        ("codecs", ["x\ny"]),
+        ("codecs", ["c"] * 9),
+        ("app", "a\x1bb"),
+    ],
+)
 def test_peer_chosen_header_fields_are_validated(field, value):
     """Ids, emails, codec names and the app reach log lines, file names and the ledger: checked when parsed."""
     with pytest.raises(EnvelopeError):

@@ -15,32 +15,27 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.transport.envelope import MAGIC
-from tests.helpers.envelopes import decode, encode
-
-from tests.helpers.reliability import (
-    CLIENTS,
-    MESSAGE_APP,
-    MESSAGE_APP_KEY,
-    SERVER,
-    announced_run,
-    answered,
-    api_for,
-    assert_clean_exit,
-    duplicates,
-    envelope_body,
-    file_props,
-    leftover_message_files,
-    make_federation,
-    make_routing,
-    owned_files,
-    plant,
-    wait_for_log,
-)
+from tests.helpers.envelopes import decode
+from tests.helpers.envelopes import encode
+from tests.helpers.reliability import CLIENTS
+from tests.helpers.reliability import MESSAGE_APP_KEY
+from tests.helpers.reliability import SERVER
+from tests.helpers.reliability import announced_run
+from tests.helpers.reliability import answered
+from tests.helpers.reliability import api_for
+from tests.helpers.reliability import assert_clean_exit
+from tests.helpers.reliability import duplicates
+from tests.helpers.reliability import envelope_body
+from tests.helpers.reliability import file_props
+from tests.helpers.reliability import leftover_message_files
+from tests.helpers.reliability import make_federation
+from tests.helpers.reliability import make_routing
+from tests.helpers.reliability import owned_files
+from tests.helpers.reliability import plant
+from tests.helpers.reliability import wait_for_log
 
 APP = MESSAGE_APP_KEY
 ROUNDS = 3
@@ -66,7 +61,7 @@ class RequestCapture:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "RequestCapture":
+    def __enter__(self) -> RequestCapture:
         self._thread.start()
         return self
 
@@ -120,12 +115,20 @@ def assert_completed(fed, rounds: int = ROUNDS) -> None:
             assert len(lines) == 2 * rounds and duplicates(m for _r, _t, m, _n in lines) == {}, (key, lines)
 
 
-def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_completes(tmp_path: Path, drive: FakeDriveServer):
-    drive.faults.write_rate = 0.0  # the planting below (dozens of files as the server) is not what the write limit is about
+def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_completes(
+    tmp_path: Path, drive: FakeDriveServer
+):
+    drive.faults.write_rate = (
+        0.0  # the planting below (dozens of files as the server) is not what the write limit is about
+    )
     # One file per request (SYFT_FLWR_BUNDLES=false): the files planted below are made from captured ones.
     # Hostile bundles: tests/reliability/test_bundles.py.
-    with make_federation(tmp_path, drive, run_config={"num-server-rounds": HOSTILE_ROUNDS},
-                         extra_env=SINGLE_FILES) as fed, RequestCapture(drive) as capture:
+    with (
+        make_federation(
+            tmp_path, drive, run_config={"num-server-rounds": HOSTILE_ROUNDS}, extra_env=SINGLE_FILES
+        ) as fed,
+        RequestCapture(drive) as capture,
+    ):
         # Clients 0 and 1 and the server start; client 2 starts once the server vetted what was planted in its name.
         fed.client(0).start()
         fed.client(1).start()
@@ -144,19 +147,41 @@ def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_complete
         # -- to the server, in the name of client 2 (not running yet) and of a stranger --------------
         c2 = CLIENTS[2]
         to_server = {
-            "corrupt-reply": (plant(drive, c2, r("c2corrupt", c2, SERVER, kind="reply", reply_to="0" * 32),
-                                    b"garbage, not an envelope"), "invalid envelope"),
-            "forged-reply": (plant(drive, c2, r("c2forged", CLIENTS[0], SERVER, kind="reply", reply_to="0" * 32),
-                                   envelope_body(r("c2forged", CLIENTS[0], SERVER, kind="reply", reply_to="0" * 32), junk)),
-                             "forged sender"),
-            "other-run-reply": (plant(drive, c2, r("c2old", c2, SERVER, run=run_id - 1, kind="reply", reply_to="0" * 32),
-                                      envelope_body(r("c2old", c2, SERVER, run=run_id - 1, kind="reply", reply_to="0" * 32), junk)),
-                                f"belongs to run {run_id - 1}"),
+            "corrupt-reply": (
+                plant(
+                    drive, c2, r("c2corrupt", c2, SERVER, kind="reply", reply_to="0" * 32), b"garbage, not an envelope"
+                ),
+                "invalid envelope",
+            ),
+            "forged-reply": (
+                plant(
+                    drive,
+                    c2,
+                    r("c2forged", CLIENTS[0], SERVER, kind="reply", reply_to="0" * 32),
+                    envelope_body(r("c2forged", CLIENTS[0], SERVER, kind="reply", reply_to="0" * 32), junk),
+                ),
+                "forged sender",
+            ),
+            "other-run-reply": (
+                plant(
+                    drive,
+                    c2,
+                    r("c2old", c2, SERVER, run=run_id - 1, kind="reply", reply_to="0" * 32),
+                    envelope_body(r("c2old", c2, SERVER, run=run_id - 1, kind="reply", reply_to="0" * 32), junk),
+                ),
+                f"belongs to run {run_id - 1}",
+            ),
         }
         # Files outside a peer's outbox folder never reach a poll: not listed, so not even logged.
         never_listed = {
-            "server stranger-reply": (plant(drive, STRANGER, r("mreply", STRANGER, SERVER, kind="reply", reply_to="0" * 32),
-                                            envelope_body(r("mreply", STRANGER, SERVER, kind="reply", reply_to="0" * 32), junk))),
+            "server stranger-reply": (
+                plant(
+                    drive,
+                    STRANGER,
+                    r("mreply", STRANGER, SERVER, kind="reply", reply_to="0" * 32),
+                    envelope_body(r("mreply", STRANGER, SERVER, kind="reply", reply_to="0" * 32), junk),
+                )
+            ),
         }
         unknown_reply = r("c2unknown", c2, SERVER, kind="reply", reply_to="0" * 32)
         plant(drive, c2, unknown_reply, envelope_body(unknown_reply, junk))
@@ -170,44 +195,96 @@ def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_complete
         valid = r("valid-template")
         body = envelope_body(valid, os.urandom(1000))
         big = os.urandom(12 * 1024 * 1024)
-        to_client.update({
-            "corrupt": (plant(drive, SERVER, r("corrupt"), b"garbage, not an envelope"), "invalid envelope"),
-            "empty": (plant(drive, SERVER, r("empty"), b""), "invalid envelope"),
-            "truncated-payload": (plant(drive, SERVER, r("valid-template"), body[:-500]), "invalid envelope: payload is"),
-            "truncated-header": (plant(drive, SERVER, r("trunchead"), envelope_body(r("trunchead"), junk)[:30]),
-                                 "invalid envelope: truncated"),
-            "padded": (plant(drive, SERVER, r("padded"), envelope_body(r("padded"), junk) + b"\x00" * 100),
-                       "invalid envelope: payload is"),
-            "header-length-4GiB": (plant(drive, SERVER, r("hugelen"), MAGIC + b"\xff\xff\xff\xf0" + b"{}"),
-                                   "invalid envelope: header of"),
-            "tampered-payload": (plant(drive, SERVER, r("tampered"), envelope_body(r("tampered"), junk)[:-1] + b"!"),
-                                 "invalid envelope: payload SHA-256"),
-            "envelope-version-2": (plant(drive, SERVER, r("v2"), envelope_body(r("v2"), junk, version=2)),
-                                   "message format version 2 is not one this build reads"),
-            "metadata-version-2": (plant(drive, SERVER, r("mv2"), envelope_body(r("mv2"), junk),
-                                         props={**layout.message_properties(r("mv2")), layout.P_VERSION: "2"}),
-                                   "Drive layout version '2' is not one this build reads"),
-            "metadata-garbled": (plant(drive, SERVER, r("mg"), envelope_body(r("mg"), junk),
-                                       props={**layout.message_properties(r("mg")), layout.P_RUN: "soon"}),
-                                 "no valid routing metadata"),
-            "header-disagrees": (plant(drive, SERVER, r("hd"), envelope_body(r("hd"), junk, message_id="other")),
-                                 "disagrees with its metadata on message_id"),
-            "older-run": (plant(drive, SERVER, r("old", run=run_id - 1), envelope_body(r("old", run=run_id - 1), junk)),
-                          f"belongs to run {run_id - 1}"),
-            "newer-run": (plant(drive, SERVER, r("new", run=run_id + 1), envelope_body(r("new", run=run_id + 1), junk)),
-                          f"belongs to run {run_id + 1}"),
-            "expired": (plant(drive, SERVER, r("expired", created_at=time.time() - 7200, ttl=60),
-                              envelope_body(r("expired", created_at=time.time() - 7200, ttl=60), junk)), "expired"),
-        })
-        never_listed.update({  # in the planters' own outboxes to the target, which is not their peer
-            "client forged-sender": plant(drive, CLIENTS[1], r("forged"), envelope_body(r("forged"), junk)),
-            "client non-peer": plant(drive, STRANGER, r("stranger", STRANGER), envelope_body(r("stranger", STRANGER), junk)),
-        })
+        to_client.update(
+            {
+                "corrupt": (plant(drive, SERVER, r("corrupt"), b"garbage, not an envelope"), "invalid envelope"),
+                "empty": (plant(drive, SERVER, r("empty"), b""), "invalid envelope"),
+                "truncated-payload": (
+                    plant(drive, SERVER, r("valid-template"), body[:-500]),
+                    "invalid envelope: payload is",
+                ),
+                "truncated-header": (
+                    plant(drive, SERVER, r("trunchead"), envelope_body(r("trunchead"), junk)[:30]),
+                    "invalid envelope: truncated",
+                ),
+                "padded": (
+                    plant(drive, SERVER, r("padded"), envelope_body(r("padded"), junk) + b"\x00" * 100),
+                    "invalid envelope: payload is",
+                ),
+                "header-length-4GiB": (
+                    plant(drive, SERVER, r("hugelen"), MAGIC + b"\xff\xff\xff\xf0" + b"{}"),
+                    "invalid envelope: header of",
+                ),
+                "tampered-payload": (
+                    plant(drive, SERVER, r("tampered"), envelope_body(r("tampered"), junk)[:-1] + b"!"),
+                    "invalid envelope: payload SHA-256",
+                ),
+                "envelope-version-2": (
+                    plant(drive, SERVER, r("v2"), envelope_body(r("v2"), junk, version=2)),
+                    "message format version 2 is not one this build reads",
+                ),
+                "metadata-version-2": (
+                    plant(
+                        drive,
+                        SERVER,
+                        r("mv2"),
+                        envelope_body(r("mv2"), junk),
+                        props={**layout.message_properties(r("mv2")), layout.P_VERSION: "2"},
+                    ),
+                    "Drive layout version '2' is not one this build reads",
+                ),
+                "metadata-garbled": (
+                    plant(
+                        drive,
+                        SERVER,
+                        r("mg"),
+                        envelope_body(r("mg"), junk),
+                        props={**layout.message_properties(r("mg")), layout.P_RUN: "soon"},
+                    ),
+                    "no valid routing metadata",
+                ),
+                "header-disagrees": (
+                    plant(drive, SERVER, r("hd"), envelope_body(r("hd"), junk, message_id="other")),
+                    "disagrees with its metadata on message_id",
+                ),
+                "older-run": (
+                    plant(drive, SERVER, r("old", run=run_id - 1), envelope_body(r("old", run=run_id - 1), junk)),
+                    f"belongs to run {run_id - 1}",
+                ),
+                "newer-run": (
+                    plant(drive, SERVER, r("new", run=run_id + 1), envelope_body(r("new", run=run_id + 1), junk)),
+                    f"belongs to run {run_id + 1}",
+                ),
+                "expired": (
+                    plant(
+                        drive,
+                        SERVER,
+                        r("expired", created_at=time.time() - 7200, ttl=60),
+                        envelope_body(r("expired", created_at=time.time() - 7200, ttl=60), junk),
+                    ),
+                    "expired",
+                ),
+            }
+        )
+        never_listed.update(
+            {  # in the planters' own outboxes to the target, which is not their peer
+                "client forged-sender": plant(drive, CLIENTS[1], r("forged"), envelope_body(r("forged"), junk)),
+                "client non-peer": plant(
+                    drive, STRANGER, r("stranger", STRANGER), envelope_body(r("stranger", STRANGER), junk)
+                ),
+            }
+        )
         # Valid envelopes whose payload is not a Flower message: logged by message id.
-        to_client_by_id["not-flower"] = (plant(drive, SERVER, r("notflower"), envelope_body(r("notflower"), junk)),
-                                         "notflower", PAYLOAD_REFUSED)
-        to_client_by_id["oversized-12MiB"] = (plant(drive, SERVER, r("oversized"), envelope_body(r("oversized"), big)),
-                                              "oversized", PAYLOAD_REFUSED)
+        to_client_by_id["not-flower"] = (
+            plant(drive, SERVER, r("notflower"), envelope_body(r("notflower"), junk)),
+            "notflower",
+            PAYLOAD_REFUSED,
+        )
+        to_client_by_id["oversized-12MiB"] = (
+            plant(drive, SERVER, r("oversized"), envelope_body(r("oversized"), big)),
+            "oversized",
+            PAYLOAD_REFUSED,
+        )
         # File names people and programs produce; each body is corrupt, so each gets one line.
         names = {
             "name-quote": "it's o'hara's.sfgd",
@@ -231,7 +308,10 @@ def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_complete
             "id-newline": "x\n2000-01-01 00:00:00,000 INFO syft_flwr_gdrive.client_loop: run 1: answered train",
         }
         for label, mid in weird_ids.items():
-            to_client[label] = (plant(drive, SERVER, r(mid), envelope_body(r(mid), junk)), "message id or sender is malformed")
+            to_client[label] = (
+                plant(drive, SERVER, r(mid), envelope_body(r(mid), junk)),
+                "message id or sender is malformed",
+            )
 
         # -- replays of real requests of this run -------------------------------------------------
         props0, body0 = capture.wait_for(TARGET)
@@ -241,12 +321,18 @@ def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_complete
         replay_same = plant(drive, SERVER, layout.routing_from_properties(props0, APP), body0)
         cross = layout.routing_from_properties(props1, APP)
         cross = dataclasses.replace(cross, recipient=TARGET)
-        to_client["replay-of-another-clients-request"] = (plant(drive, SERVER, cross, body1),
-                                                          "disagrees with its metadata on recipient")
+        to_client["replay-of-another-clients-request"] = (
+            plant(drive, SERVER, cross, body1),
+            "disagrees with its metadata on recipient",
+        )
         env1, payload1 = decode(body1)
         readdressed = dataclasses.replace(cross, message_id="ab" * 16)
-        handle = plant(drive, SERVER, readdressed,
-                       encode(dataclasses.replace(env1, recipient=TARGET, message_id=readdressed.message_id), payload1))
+        handle = plant(
+            drive,
+            SERVER,
+            readdressed,
+            encode(dataclasses.replace(env1, recipient=TARGET, message_id=readdressed.message_id), payload1),
+        )
         to_client_by_id["replay-readdressed"] = (handle, readdressed.message_id, PAYLOAD_FORGED)
 
         assert fed.wait(120), "federation did not finish:\n" + fed.server().log_text()[-3000:]
@@ -284,7 +370,10 @@ def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_complete
     server_files = {f["id"] for f in owned_files(drive, SERVER)}
     for label, (handle, _reason) in to_client.items():
         assert handle in server_files, f"{label} ({handle}) was deleted by someone other than its owner"
-    assert {f["id"] for f in owned_files(drive, STRANGER)} >= {never_listed["client non-peer"], never_listed["server stranger-reply"]}
+    assert {f["id"] for f in owned_files(drive, STRANGER)} >= {
+        never_listed["client non-peer"],
+        never_listed["server stranger-reply"],
+    }
     left = leftover_message_files(drive)
     # Clients removed all they wrote in their outboxes to the server, planted files included; client 1's
     # forged file sits in its outbox to client 0, which its process does not use (`clean` removes it).
@@ -301,7 +390,9 @@ LOG_INJECTION_BUG = (
 #   LOG_INJECTION_BUG
 def test_a_file_name_cannot_forge_log_lines(tmp_path: Path, drive: FakeDriveServer):
     forged = "2000-01-01 00:00:00,000 INFO syft_flwr_gdrive.client_loop: run 1: answered train (deadbeef, round 9)"
-    with make_federation(tmp_path, drive, client_emails=CLIENTS[:1], run_config={"num-server-rounds": 1, "min-clients": 1}) as fed:
+    with make_federation(
+        tmp_path, drive, client_emails=CLIENTS[:1], run_config={"num-server-rounds": 1, "min-clients": 1}
+    ) as fed:
         fed.start_all()
         run_id = announced_run(drive, TARGET, APP)
         # A peer's file (strangers' files are never listed): its name is the peer's to choose.
@@ -310,15 +401,20 @@ def test_a_file_name_cannot_forge_log_lines(tmp_path: Path, drive: FakeDriveServ
         wait_for_log(fed.client(0), handle, 30)
         assert fed.wait(60)
         log = fed.client(0).log_text()
-    assert not any(line.startswith(forged) for line in log.splitlines()), "a file name wrote a line of its own into the log"
+    assert not any(line.startswith(forged) for line in log.splitlines()), (
+        "a file name wrote a line of its own into the log"
+    )
     assert len(answered(log)) == 2
 
 
 def test_requests_replayed_from_an_earlier_run_are_not_acted_on(tmp_path: Path, drive: FakeDriveServer):
     """A real request of run A, uploaded again (as the server) during run B, as is and re-labelled."""
     state = tmp_path / "state"  # the same participants (and ledgers) in both runs
-    one = dict(client_emails=CLIENTS[:1], run_config={"num-server-rounds": 1, "min-clients": 1},
-               extra_env={"SYFT_FLWR_STATE_DIR": str(state), **SINGLE_FILES})
+    one = dict(
+        client_emails=CLIENTS[:1],
+        run_config={"num-server-rounds": 1, "min-clients": 1},
+        extra_env={"SYFT_FLWR_STATE_DIR": str(state), **SINGLE_FILES},
+    )
     with make_federation(tmp_path / "a", drive, **one) as first, RequestCapture(drive) as capture:
         first.start_all()
         assert first.wait(60)
@@ -335,23 +431,36 @@ def test_requests_replayed_from_an_earlier_run_are_not_acted_on(tmp_path: Path, 
         wait_for_log(second.client(0), "answered train", 60)
         as_is = plant(drive, SERVER, old, old_body)
         new_ids = dataclasses.replace(old, message_id="cd" * 16)
-        as_is_new_id = plant(drive, SERVER, new_ids, encode(dataclasses.replace(decode(old_body)[0], message_id=new_ids.message_id),
-                                                            decode(old_body)[1]))
+        as_is_new_id = plant(
+            drive,
+            SERVER,
+            new_ids,
+            encode(dataclasses.replace(decode(old_body)[0], message_id=new_ids.message_id), decode(old_body)[1]),
+        )
         relabelled = plant(drive, SERVER, dataclasses.replace(old, run_id=run_b, message_id="ef" * 16), old_body)
         env, payload = decode(old_body)
         rewritten_id = "01" * 16
-        rewritten = plant(drive, SERVER, dataclasses.replace(old, run_id=run_b, message_id=rewritten_id),
-                          encode(dataclasses.replace(env, run_id=run_b, message_id=rewritten_id), payload))
+        rewritten = plant(
+            drive,
+            SERVER,
+            dataclasses.replace(old, run_id=run_b, message_id=rewritten_id),
+            encode(dataclasses.replace(env, run_id=run_b, message_id=rewritten_id), payload),
+        )
         deadline = time.monotonic() + 30
-        while not (lines_with(second.client(0).log_text(), rewritten)
-                   or lines_with(second.client(0).log_text(), f"request {rewritten_id} from")):
+        while not (
+            lines_with(second.client(0).log_text(), rewritten)
+            or lines_with(second.client(0).log_text(), f"request {rewritten_id} from")
+        ):
             assert time.monotonic() < deadline, "the rewritten replay was never vetted"
             time.sleep(0.1)
         assert second.wait(60)
         assert_clean_exit(second, 4)
         log = second.client(0).log_text()
 
-    expect = {as_is_new_id: f"belongs to run {old.run_id}", relabelled: "disagrees with its metadata on run_id, message_id"}
+    expect = {
+        as_is_new_id: f"belongs to run {old.run_id}",
+        relabelled: "disagrees with its metadata on run_id, message_id",
+    }
     for handle, reason in expect.items():
         lines = lines_with(log, handle)
         assert len(lines) == 1 and reason in lines[0], lines
@@ -389,12 +498,16 @@ def _bad_header_bodies(routing) -> dict[str, bytes]:
 # Regression test (was a strict xfail, fixed in 584af16); the bug was:
 #   DECODER_ESCAPE_BUG
 def test_undecodable_headers_from_a_peer_are_skipped_not_fatal(tmp_path: Path, drive: FakeDriveServer):
-    with make_federation(tmp_path, drive, client_emails=CLIENTS[:1], run_config={"num-server-rounds": 1, "min-clients": 1}) as fed:
+    with make_federation(
+        tmp_path, drive, client_emails=CLIENTS[:1], run_config={"num-server-rounds": 1, "min-clients": 1}
+    ) as fed:
         # the client starts later: its planted replies must not be cleaned up before the server looks
         fed.server().start()
         run_id = announced_run(drive, TARGET, APP)
         planted: list[tuple[str, str]] = []  # (who must log it, handle)
-        for label, body in _bad_header_bodies(make_routing(run_id, "x", TARGET, SERVER, APP, kind="reply", reply_to="0" * 32)).items():
+        for label, body in _bad_header_bodies(
+            make_routing(run_id, "x", TARGET, SERVER, APP, kind="reply", reply_to="0" * 32)
+        ).items():
             r = make_routing(run_id, f"to-server-{label}", TARGET, SERVER, APP, kind="reply", reply_to="0" * 32)
             planted.append(("server", plant(drive, TARGET, r, body)))
         for label, body in _bad_header_bodies(make_routing(run_id, "x", SERVER, TARGET, APP)).items():

@@ -8,26 +8,22 @@ or logged for the junk, and the federation completes.
 
 from __future__ import annotations
 
-import math
-import time
 import threading
+import time
 import urllib.parse
 from collections import defaultdict
 from pathlib import Path
 
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.fake import FakeDriveServer
-
-from tests.helpers.reliability import (
-    CLIENTS,
-    MESSAGE_APP_KEY,
-    SERVER,
-    api_for,
-    assert_clean_exit,
-    make_federation,
-    make_routing,
-    outbox_of,
-)
+from tests.helpers.reliability import CLIENTS
+from tests.helpers.reliability import MESSAGE_APP_KEY
+from tests.helpers.reliability import SERVER
+from tests.helpers.reliability import api_for
+from tests.helpers.reliability import assert_clean_exit
+from tests.helpers.reliability import make_federation
+from tests.helpers.reliability import make_routing
+from tests.helpers.reliability import outbox_of
 
 JUNK = 10_000
 STRANGER = "mallory@evil.example"
@@ -67,8 +63,12 @@ class ListRecorder:
 
 def _junk_body(owner: str, folder: str, i: int) -> dict:
     routing = make_routing(1, f"junk{i:05d}", owner, TARGET, MESSAGE_APP_KEY)
-    return {"name": f"request-1-junk{i:05d}.sfgd", "parents": [folder], "mimeType": "application/octet-stream",
-            "properties": layout.message_properties(routing)}
+    return {
+        "name": f"request-1-junk{i:05d}.sfgd",
+        "parents": [folder],
+        "mimeType": "application/octet-stream",
+        "properties": layout.message_properties(routing),
+    }
 
 
 def create_junk(drive: FakeDriveServer, owner: str, folder: str, n: int) -> None:
@@ -97,15 +97,18 @@ def create_junk(drive: FakeDriveServer, owner: str, folder: str, n: int) -> None
 
 def test_ten_thousand_junk_files_keep_polls_bounded(tmp_path: Path, drive: FakeDriveServer):
     folder = outbox_of(drive, STRANGER, MESSAGE_APP_KEY, TARGET)
-    drive.faults.write_rate = 0.0  # a batch of 100 creates would hit the strict profile's write limit; not the point here
+    drive.faults.write_rate = (
+        0.0  # a batch of 100 creates would hit the strict profile's write limit; not the point here
+    )
     create_junk(drive, STRANGER, folder, JUNK)
     if drive.faults.lag_all:
         time.sleep(drive.faults.list_lag + 0.2)  # the strict profile lags new files in listings
     listed = api_for(drive, TARGET).list_files(layout.parents_query([folder]), fields="id")
     assert len(listed) >= JUNK, "the junk is not visible to the client at all"
     recorder = ListRecorder(drive)
-    with make_federation(tmp_path, drive, client_emails=(TARGET,),
-                         run_config={"num-server-rounds": 2, "min-clients": 1}) as fed:
+    with make_federation(
+        tmp_path, drive, client_emails=(TARGET,), run_config={"num-server-rounds": 2, "min-clients": 1}
+    ) as fed:
         fed.start_all()
         assert fed.wait(120), fed.client(0).log_text()[-3000:]
         assert_clean_exit(fed, 2)
@@ -114,8 +117,10 @@ def test_ten_thousand_junk_files_keep_polls_bounded(tmp_path: Path, drive: FakeD
 
     assert report["handled"] == 4
     pages = recorder.polls(TARGET)
-    print(f"\n{len(pages)} polls of {TARGET} beside {JUNK} junk files of a stranger; pages per poll: max {max(pages)}; "
-          f"client drive calls {report['drive_calls']}")
+    print(
+        f"\n{len(pages)} polls of {TARGET} beside {JUNK} junk files of a stranger; pages per poll: max {max(pages)}; "
+        f"client drive calls {report['drive_calls']}"
+    )
     assert len(pages) >= 3
     assert max(pages) == 1, pages  # the stranger's folder is never listed
     assert all(folder not in q for q, _ in recorder.calls[TARGET] if "in parents" in q)

@@ -11,17 +11,14 @@ import time
 from pathlib import Path
 
 from syft_flwr_gdrive.fake import FakeDriveServer
-
-from tests.helpers.reliability import (
-    CLIENTS,
-    SERVER,
-    answered,
-    assert_clean_exit,
-    duplicates,
-    leftover_message_files,
-    make_federation,
-    wait_for_log,
-)
+from tests.helpers.reliability import CLIENTS
+from tests.helpers.reliability import SERVER
+from tests.helpers.reliability import answered
+from tests.helpers.reliability import assert_clean_exit
+from tests.helpers.reliability import duplicates
+from tests.helpers.reliability import leftover_message_files
+from tests.helpers.reliability import make_federation
+from tests.helpers.reliability import wait_for_log
 
 ROUNDS = 5
 SEED = int(os.environ.get("RELIABILITY_SEED", "0")) or random.SystemRandom().randrange(1, 10**6)
@@ -69,11 +66,19 @@ def test_client_killed_and_restarted_three_times_still_finishes(tmp_path: Path, 
 def _clean_as(drive: FakeDriveServer, email: str, state_dir: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYFT")}
     env.update(SYFTBOX_EMAIL=email, SYFT_FLWR_DRIVE_URL=drive.url, SYFT_FLWR_STATE_DIR=str(state_dir))
-    return subprocess.Popen([sys.executable, "-m", "syft_flwr_gdrive.cli", "clean"], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "syft_flwr_gdrive.cli", "clean"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
-def test_server_killed_mid_run_clients_keep_polling_and_clean_removes_everything(tmp_path: Path, drive: FakeDriveServer):
+def test_server_killed_mid_run_clients_keep_polling_and_clean_removes_everything(
+    tmp_path: Path, drive: FakeDriveServer
+):
     rng = random.Random(SEED)
     kill_after = rng.randrange(1, 2 * ROUNDS - 1)
     print(f"\nseed {SEED}: server killed after client 0 answered {kill_after} request(s)")

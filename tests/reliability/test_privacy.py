@@ -20,8 +20,13 @@ import pytest
 
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.fake import FakeDriveServer
-
-from tests.helpers.reliability import CLIENTS, LEAKY_APP, SERVER, api_for, assert_clean_exit, file_props, leftover_message_files, make_federation
+from tests.helpers.reliability import CLIENTS
+from tests.helpers.reliability import LEAKY_APP
+from tests.helpers.reliability import SERVER
+from tests.helpers.reliability import api_for
+from tests.helpers.reliability import file_props
+from tests.helpers.reliability import leftover_message_files
+from tests.helpers.reliability import make_federation
 
 CLIENT = CLIENTS[0]
 VALUE = "SECRET-7f3a9c-glucose-242.4242"
@@ -38,7 +43,7 @@ class OwnedFilesCapture:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "OwnedFilesCapture":
+    def __enter__(self) -> OwnedFilesCapture:
         self._thread.start()
         return self
 
@@ -80,13 +85,27 @@ class OwnedFilesCapture:
 
 
 @pytest.mark.parametrize("encryption", ["default", "off"])
-def test_client_app_errors_reach_the_server_without_data_paths_or_tracebacks(tmp_path: Path, drive: FakeDriveServer, encryption):
+def test_client_app_errors_reach_the_server_without_data_paths_or_tracebacks(
+    tmp_path: Path, drive: FakeDriveServer, encryption
+):
     private_dir = tmp_path / "alice-private-records-8c1e"
     private_dir.mkdir()
     data_file = private_dir / "patients.csv"
     data_file.write_text(VALUE + "\n", encoding="utf-8")
-    forbidden = [VALUE, str(data_file), str(private_dir), private_dir.name, "patients.csv", "labels-for-this-patient",
-                 "cannot use record", "out of range", "Traceback", 'File "', "FileNotFoundError", "client_app.py"]
+    forbidden = [
+        VALUE,
+        str(data_file),
+        str(private_dir),
+        private_dir.name,
+        "patients.csv",
+        "labels-for-this-patient",
+        "cannot use record",
+        "out of range",
+        "Traceback",
+        'File "',
+        "FileNotFoundError",
+        "client_app.py",
+    ]
     extra_env = {"SYFT_FLWR_ENCRYPTION_ENABLED": "false"} if encryption == "off" else {}
 
     with make_federation(tmp_path / "fed", drive, LEAKY_APP, client_emails=(CLIENT,), extra_env=extra_env) as fed:
@@ -96,7 +115,9 @@ def test_client_app_errors_reach_the_server_without_data_paths_or_tracebacks(tmp
             fed.start_all()
             assert fed.wait(90), fed.server().log_text()[-3000:]
         assert fed.server().process.returncode == 0, fed.server().log_text()[-3000:]
-        assert client.process.returncode == 0 and client.report()["stopped_by"] == "stop-signal", client.log_text()[-3000:]
+        assert client.process.returncode == 0 and client.report()["stopped_by"] == "stop-signal", client.log_text()[
+            -3000:
+        ]
         received = fed.server().report()["state"]["received"]
         server_log = fed.server().log_text()
         client_log = client.log_text()
@@ -109,8 +130,10 @@ def test_client_app_errors_reach_the_server_without_data_paths_or_tracebacks(tmp
     assert (received["evaluate-replies"], received["evaluate-errors"]) == (1, 1), received
     assert (received["query-replies"], received["query-errors"]) == (1, 0), received
     assert received["train-reasons"] and received["evaluate-reasons"]
-    print(f"\nerror reasons the server received: {received['train-reasons']!r}, {received['evaluate-reasons']!r}; "
-          f"{len(capture.bodies)} client files downloaded, {len(capture.seen)} seen")
+    print(
+        f"\nerror reasons the server received: {received['train-reasons']!r}, {received['evaluate-reasons']!r}; "
+        f"{len(capture.bodies)} client files downloaded, {len(capture.seen)} seen"
+    )
 
     what_server_was_told = json.dumps(received)
     leaks = [word for word in forbidden if word in what_server_was_told]

@@ -12,10 +12,14 @@ import threading
 import time
 
 import numpy as np
-import pytest
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord
+from flwr.app import Context
+from flwr.app import Message
+from flwr.app import MetricRecord
+from flwr.app import RecordDict
 from flwr.clientapp import ClientApp
-from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp import Grid
+from flwr.serverapp import ServerApp
 from flwr.serverapp.strategy import FedAvg
 
 from syft_flwr_gdrive.client_loop import ClientLoop
@@ -24,9 +28,8 @@ from syft_flwr_gdrive.participant import app_key
 from syft_flwr_gdrive.server import syftbox_flwr_server
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
-from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
-
-from tests.helpers.reliability import ORDER_BUG
+from syft_flwr_gdrive.transport.memory import MemoryHub
+from syft_flwr_gdrive.transport.memory import MemoryTransport
 
 SERVER = "ds@example.com"
 CLIENTS = ["a@example.com", "b@example.com", "c@example.com"]
@@ -40,7 +43,9 @@ def client_app(value: float, delay: float) -> ClientApp:
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         time.sleep(delay)
-        content = RecordDict({"arrays": ArrayRecord([np.full(4, value)]), "metrics": MetricRecord({"num-examples": 10})})
+        content = RecordDict(
+            {"arrays": ArrayRecord([np.full(4, value)]), "metrics": MetricRecord({"num-examples": 10})}
+        )
         return Message(content, reply_to=msg)
 
     return app
@@ -61,21 +66,25 @@ def server_app() -> ServerApp:
 def final_weights(tmp_path, arrival: list[str]) -> bytes:
     hub = MemoryHub()
     # Plain payloads: the in-process clients below have no encryption keys (the order bug is below the crypto).
-    settings = Settings.from_env({"SYFT_FLWR_ENCRYPTION_ENABLED": "false"}, email=SERVER, poll_interval=0.05,
-                                 msg_timeout=20, state_dir=tmp_path)
+    settings = Settings.from_env(
+        {"SYFT_FLWR_ENCRYPTION_ENABLED": "false"}, email=SERVER, poll_interval=0.05, msg_timeout=20, state_dir=tmp_path
+    )
     stop = threading.Event()
     loops = []
     for email in CLIENTS:
         delay = 0.6 * arrival.index(email)
         mailbox = Mailbox(MemoryTransport(email, hub), app_key("order"), [SERVER], Ledger(None))
-        loops.append(ClientLoop(client_app(VALUES[email], delay), mailbox, poll_interval=0.05, stop_event=stop, linger=0.5))
+        loops.append(
+            ClientLoop(client_app(VALUES[email], delay), mailbox, poll_interval=0.05, stop_event=stop, linger=0.5)
+        )
     threads = [threading.Thread(target=loop.run, daemon=True) for loop in loops]
     for t in threads:
         t.start()
     try:
         context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
-        out = syftbox_flwr_server(server_app(), context, CLIENTS, "order", settings=settings,
-                                  transport=MemoryTransport(SERVER, hub))
+        out = syftbox_flwr_server(
+            server_app(), context, CLIENTS, "order", settings=settings, transport=MemoryTransport(SERVER, hub)
+        )
     finally:
         stop.set()
         for t in threads:

@@ -21,26 +21,34 @@ import logging
 import os
 import struct
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.app import Array
+from flwr.app import ArrayRecord
+from flwr.app import ConfigRecord
+from flwr.app import Message
+from flwr.app import RecordDict
 from flwr.clientapp import ClientApp
 from flwr.supercore.task_identity import TaskIdentity
 
-from syft_flwr_gdrive.client_loop import ClientLoop, reply_id_for
-from syft_flwr_gdrive.crypto import Identity, PinStore, Sealer
+from syft_flwr_gdrive.accounts import node_id_for
+from syft_flwr_gdrive.client_loop import ClientLoop
+from syft_flwr_gdrive.client_loop import reply_id_for
+from syft_flwr_gdrive.crypto import Identity
+from syft_flwr_gdrive.crypto import PinStore
+from syft_flwr_gdrive.crypto import Sealer
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.fake import FakeDriveServer
-from syft_flwr_gdrive.accounts import node_id_for
-from syft_flwr_gdrive.flower_codec import CODEC_PARTS, decode_message, encode_message
+from syft_flwr_gdrive.flower_codec import CODEC_PARTS
+from syft_flwr_gdrive.flower_codec import decode_message
+from syft_flwr_gdrive.flower_codec import encode_message
 from syft_flwr_gdrive.grid import TransportGrid
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
-
-from tests.helpers.reliability import api_for, transport_for
+from tests.helpers.reliability import api_for
+from tests.helpers.reliability import transport_for
 
 APP = "flwr/security"
 DS, DO, EVE = "ds_sec@example.com", "do_sec@example.com", "eve_sec@example.com"
@@ -59,7 +67,9 @@ def identity():
 
 
 def mailbox(drive: FakeDriveServer, email: str, peers: list[str]) -> Mailbox:
-    box = Mailbox(transport_for(drive, email), APP, peers, Ledger(None), sealer=Sealer(Identity.ephemeral(), PinStore(None)))
+    box = Mailbox(
+        transport_for(drive, email), APP, peers, Ledger(None), sealer=Sealer(Identity.ephemeral(), PinStore(None))
+    )
     box.prepare()
     return box
 
@@ -108,27 +118,48 @@ def test_with_encryption_on_no_payload_byte_is_readable_in_drive_storage(drive: 
     grid.mailbox.poll()  # learn the client's keys
     model = recognisable(3 * 1024 * 1024 + 123, "GLOBAL-MODEL-WEIGHTS")  # a shared blob (>= 256 KiB), several chunks
     small = recognisable(4000, "INLINE-ARRAY")  # travels inline
-    content = RecordDict({
-        "arrays": ArrayRecord({"w": Array("uint8", (len(model),), "numpy.ndarray", model),
-                               "b": Array("uint8", (len(small),), "numpy.ndarray", small)}),
-        "config": ConfigRecord({"note": "CONFIG-SECRET-42"}),
-    })
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord(
+                {
+                    "w": Array("uint8", (len(model),), "numpy.ndarray", model),
+                    "b": Array("uint8", (len(small),), "numpy.ndarray", small),
+                }
+            ),
+            "config": ConfigRecord({"note": "CONFIG-SECRET-42"}),
+        }
+    )
     try:
         msgs = [Message(content, node_id_for(DO), "train", group_id="1")]
         [_mid] = grid.push_messages(msgs)
         assert grid.blobs.locators(), "the model should have travelled as a shared blob"
-        needles = {"model start": model[:40], "model middle": model[2_000_000:2_000_040],
-                   "model end": model[-40:], "inline array": small[1000:1040], "config": b"CONFIG-SECRET-42"}
+        needles = {
+            "model start": model[:40],
+            "model middle": model[2_000_000:2_000_040],
+            "model end": model[-40:],
+            "inline array": small[1000:1040],
+            "config": b"CONFIG-SECRET-42",
+        }
         needles.update({f"{k} (base64)": base64.b64encode(v)[:40] for k, v in list(needles.items())})
-        found = [(label, path.name) for path, data in stored_bytes(drive) for label, needle in needles.items() if needle in data]
+        found = [
+            (label, path.name)
+            for path, data in stored_bytes(drive)
+            for label, needle in needles.items()
+            if needle in data
+        ]
         assert not found, f"plaintext readable in the fake Drive's storage: {found}"
 
         # The recipient still gets every byte.
         [delivery] = client.poll().deliveries
         loop = ClientLoop(ClientApp(), client, poll_interval=0.05)
         import functools
-        received = decode_message(delivery.open_payload(), delivery.envelope.size, codecs=delivery.envelope.codecs,
-                                  fetch_blob=functools.partial(loop._blobs.fetch, owner=DS))
+
+        received = decode_message(
+            delivery.open_payload(),
+            delivery.envelope.size,
+            codecs=delivery.envelope.codecs,
+            fetch_blob=functools.partial(loop._blobs.fetch, owner=DS),
+        )
         delivery.close()
         assert received.content["arrays"]["w"].data == model and received.content["arrays"]["b"].data == small
         assert received.content["config"]["note"] == "CONFIG-SECRET-42"
@@ -153,9 +184,17 @@ def with_foreign_blob(payload_segments, array_key: str, *, locator: str, sha256:
     return struct.pack(">I", len(raw)) + raw + proto + b"".join(kept)
 
 
-def private_file(drive: FakeDriveServer, owner: str, data: bytes, *, parent: str | None = None, props: dict | None = None) -> str:
-    created = api_for(drive, owner).upload_bytes("private.bin", data, parent_id=parent, mime_type="application/octet-stream",
-                                                 fields="id", **({"properties": props} if props else {}))
+def private_file(
+    drive: FakeDriveServer, owner: str, data: bytes, *, parent: str | None = None, props: dict | None = None
+) -> str:
+    created = api_for(drive, owner).upload_bytes(
+        "private.bin",
+        data,
+        parent_id=parent,
+        mime_type="application/octet-stream",
+        fields="id",
+        **({"properties": props} if props else {}),
+    )
     return str(created["id"])
 
 
@@ -171,26 +210,44 @@ def test_a_reply_naming_a_foreign_file_causes_no_download_of_it(drive: FakeDrive
     api_for(drive, DO).share(outside, DS, role="reader")
     big_link = private_file(drive, EVE, os.urandom(1024 * 1024))  # a stranger's file shared with the server
     api_for(drive, EVE).share(big_link, DS, role="reader")
-    targets = {"server's own private file (hash known)": (own_private, hashlib.sha256(secret).hexdigest(), len(secret)),
-               "client's file outside its blobs folder": (outside, hashlib.sha256(secret).hexdigest(), len(secret)),
-               "stranger's file": (big_link, "0" * 64, 1024 * 1024)}
+    targets = {
+        "server's own private file (hash known)": (own_private, hashlib.sha256(secret).hexdigest(), len(secret)),
+        "client's file outside its blobs folder": (outside, hashlib.sha256(secret).hexdigest(), len(secret)),
+        "stranger's file": (big_link, "0" * 64, 1024 * 1024),
+    }
     server_downloads = downloads_of(grid.mailbox)
     try:
         caplog.set_level(logging.INFO)
-        requests = [Message(RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x00" * 8)})}),
-                            node_id_for(DO), "train", group_id="1") for _ in targets]
+        requests = [
+            Message(
+                RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x00" * 8)})}),
+                node_id_for(DO),
+                "train",
+                group_id="1",
+            )
+            for _ in targets
+        ]
         request_ids = grid.push_messages(requests)
         deliveries = sorted(client.poll().deliveries, key=lambda d: request_ids.index(d.envelope.message_id))
         assert len(deliveries) == len(targets)
         for delivery, (locator, sha, size) in zip(deliveries, targets.values()):
             request = decode_message(delivery.open_payload(), delivery.envelope.size, codecs=delivery.envelope.codecs)
             delivery.close()
-            reply = Message(RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x01" * 8)})}),
-                            reply_to=request)
+            reply = Message(
+                RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x01" * 8)})}),
+                reply_to=request,
+            )
             reply.metadata.__dict__["_message_id"] = reply_id_for(request.metadata.message_id, DO)
             payload = with_foreign_blob(encode_message(reply), "w", locator=locator, sha256=sha, size=size)
-            client.send(kind="reply", recipient=DS, run_id=RUN, payload=payload, message_id=reply.metadata.message_id,
-                        reply_to=request.metadata.message_id, codecs=(CODEC_PARTS,))
+            client.send(
+                kind="reply",
+                recipient=DS,
+                run_id=RUN,
+                payload=payload,
+                message_id=reply.metadata.message_id,
+                reply_to=request.metadata.message_id,
+                codecs=(CODEC_PARTS,),
+            )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and len(grid.mailbox.ledger._ids) < len(targets):  # type: ignore[attr-defined]
             grid._poll_if_due(force=True)
@@ -223,25 +280,43 @@ def test_a_request_naming_a_foreign_file_causes_no_download_and_is_not_retried(d
     client_private = private_file(drive, DO, secret)  # the client's own private file
     in_wrong_folder = private_file(drive, DS, secret)  # the server's, but not in its blobs folder
     for fid in (client_private, in_wrong_folder):
-        api_for(drive, DO if fid == client_private else DS).share(fid, DS if fid == client_private else DO, role="reader")
+        api_for(drive, DO if fid == client_private else DS).share(
+            fid, DS if fid == client_private else DO, role="reader"
+        )
     # The server's genuine blobs folder holds a file whose size is not what the request declares.
     blobs_folder = server.transport._blobs_folder(APP)  # type: ignore[attr-defined]
-    wrong_size = private_file(drive, DS, os.urandom(1000), parent=blobs_folder, props=layout.blob_properties(APP, "x" * 32))
-    targets = {"client's own private file": (client_private, hashlib.sha256(secret).hexdigest(), len(secret)),
-               "server file outside its blobs folder": (in_wrong_folder, hashlib.sha256(secret).hexdigest(), len(secret)),
-               "blob of the wrong size": (wrong_size, "0" * 64, 10**9)}
+    wrong_size = private_file(
+        drive, DS, os.urandom(1000), parent=blobs_folder, props=layout.blob_properties(APP, "x" * 32)
+    )
+    targets = {
+        "client's own private file": (client_private, hashlib.sha256(secret).hexdigest(), len(secret)),
+        "server file outside its blobs folder": (in_wrong_folder, hashlib.sha256(secret).hexdigest(), len(secret)),
+        "blob of the wrong size": (wrong_size, "0" * 64, 10**9),
+    }
     client_downloads = downloads_of(client)
     caplog.set_level(logging.INFO)
     sent = []
     for locator, sha, size in targets.values():
-        msg = Message(RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x00" * 8)})}),
-                      node_id_for(DO), "train", group_id="1")
+        msg = Message(
+            RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x00" * 8)})}),
+            node_id_for(DO),
+            "train",
+            group_id="1",
+        )
         msg.metadata.__dict__["_message_id"] = os.urandom(16).hex()
         msg.metadata.__dict__["_run_id"] = RUN
         msg.metadata.__dict__["_src_node_id"] = 1
         payload = with_foreign_blob(encode_message(msg), "w", locator=locator, sha256=sha, size=size)
-        server.send(kind="request", recipient=DO, run_id=RUN, payload=payload, message_id=msg.metadata.message_id,
-                    codecs=(CODEC_PARTS,), created_at=msg.metadata.created_at, ttl=msg.metadata.ttl)
+        server.send(
+            kind="request",
+            recipient=DO,
+            run_id=RUN,
+            payload=payload,
+            message_id=msg.metadata.message_id,
+            codecs=(CODEC_PARTS,),
+            created_at=msg.metadata.created_at,
+            ttl=msg.metadata.ttl,
+        )
         sent.append(msg.metadata.message_id)
     loop = ClientLoop(ClientApp(), client, poll_interval=0.05)
     loop.client_app = _EchoApp()  # type: ignore[assignment]
@@ -266,12 +341,23 @@ def run_client_thread(drive: FakeDriveServer, tmp_path: Path, env: dict[str, str
     from syft_flwr_gdrive.client import syftbox_flwr_client
     from syft_flwr_gdrive.config import Settings
 
-    settings = Settings.from_env({"SYFTBOX_EMAIL": DO, "SYFT_FLWR_DRIVE_URL": drive.url, "SYFT_FLWR_STATE_DIR": str(tmp_path),
-                                  "SYFT_FLWR_POLL_INTERVAL": "0.05", **env})
+    settings = Settings.from_env(
+        {
+            "SYFTBOX_EMAIL": DO,
+            "SYFT_FLWR_DRIVE_URL": drive.url,
+            "SYFT_FLWR_STATE_DIR": str(tmp_path),
+            "SYFT_FLWR_POLL_INTERVAL": "0.05",
+            **env,
+        }
+    )
     transport = transport_for(drive, DO)
     stop = threading.Event()
-    thread = threading.Thread(target=syftbox_flwr_client, args=(_EchoApp(), "security"),
-                              kwargs=dict(aggregator=DS, settings=settings, transport=transport, stop_event=stop), daemon=True)
+    thread = threading.Thread(
+        target=syftbox_flwr_client,
+        args=(_EchoApp(), "security"),
+        kwargs=dict(aggregator=DS, settings=settings, transport=transport, stop_event=stop),
+        daemon=True,
+    )
     return thread, stop, transport
 
 
@@ -282,7 +368,9 @@ def wait_for_reply(server: Mailbox, request_id: str, timeout: float = 20.0):
             try:
                 if delivery.envelope.reply_to == request_id:
                     server.mark_handled(delivery.envelope.message_id)
-                    return decode_message(delivery.open_payload(), delivery.envelope.size, codecs=delivery.envelope.codecs)
+                    return decode_message(
+                        delivery.open_payload(), delivery.envelope.size, codecs=delivery.envelope.codecs
+                    )
             finally:
                 delivery.close()
         time.sleep(0.05)
@@ -290,7 +378,8 @@ def wait_for_reply(server: Mailbox, request_id: str, timeout: float = 20.0):
 
 
 def test_an_oversize_request_is_refused_from_its_listed_size_with_one_line_and_an_error_reply(
-        drive: FakeDriveServer, tmp_path: Path, caplog):
+    drive: FakeDriveServer, tmp_path: Path, caplog
+):
     """Was: no size limit in production (max_payload never set), any body was spooled and decrypted; no answer."""
     caplog.set_level(logging.INFO)
     server = mailbox(drive, DS, [DO])
@@ -305,8 +394,14 @@ def test_an_oversize_request_is_refused_from_its_listed_size_with_one_line_and_a
             server.poll()
             time.sleep(0.05)
         request_id = os.urandom(16).hex()
-        _mid, handle = server.send(kind="request", recipient=DO, run_id=RUN, payload=os.urandom(3 * 1024 * 1024),
-                                   message_id=request_id, codecs=(CODEC_PARTS,))
+        _mid, handle = server.send(
+            kind="request",
+            recipient=DO,
+            run_id=RUN,
+            payload=os.urandom(3 * 1024 * 1024),
+            message_id=request_id,
+            codecs=(CODEC_PARTS,),
+        )
         reply = wait_for_reply(server, request_id)
         assert reply.has_error() and reply.error.code == 3 and "message limit of 1 MiB" in reply.error.reason
         assert reply.metadata.reply_to_message_id == request_id
@@ -342,8 +437,12 @@ def test_a_malformed_index_entry_is_one_skipped_message_not_a_stalled_poll(drive
     try:
         # Server side: a bad reply and a good one in the same poll.
         def request() -> Message:
-            return Message(RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x00" * 8)})}),
-                           node_id_for(DO), "train", group_id="1")
+            return Message(
+                RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x00" * 8)})}),
+                node_id_for(DO),
+                "train",
+                group_id="1",
+            )
 
         ids = grid.push_messages([request(), request()])
         deliveries = client.poll().deliveries
@@ -352,13 +451,22 @@ def test_a_malformed_index_entry_is_one_skipped_message_not_a_stalled_poll(drive
         for delivery in deliveries:
             req = decode_message(delivery.open_payload(), delivery.envelope.size, codecs=delivery.envelope.codecs)
             delivery.close()
-            reply = Message(RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x01" * 8)})}),
-                            reply_to=req)
+            reply = Message(
+                RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x01" * 8)})}),
+                reply_to=req,
+            )
             reply.metadata.__dict__["_message_id"] = reply_id_for(req.metadata.message_id, DO)
             bad = req.metadata.message_id == ids[0]
             payload = malformed_index_payload(reply) if bad else b"".join(bytes(s) for s in encode_message(reply))
-            client.send(kind="reply", recipient=DS, run_id=RUN, payload=payload, message_id=reply.metadata.message_id,
-                        reply_to=req.metadata.message_id, codecs=(CODEC_PARTS,))
+            client.send(
+                kind="reply",
+                recipient=DS,
+                run_id=RUN,
+                payload=payload,
+                message_id=reply.metadata.message_id,
+                reply_to=req.metadata.message_id,
+                codecs=(CODEC_PARTS,),
+            )
             replies[req.metadata.message_id] = reply.metadata.message_id
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not list(grid.pull_messages([ids[1]])):
@@ -374,8 +482,14 @@ def test_a_malformed_index_entry_is_one_skipped_message_not_a_stalled_poll(drive
         msg.metadata.__dict__["_message_id"] = os.urandom(16).hex()
         msg.metadata.__dict__["_run_id"] = RUN
         msg.metadata.__dict__["_src_node_id"] = 1
-        grid.mailbox.send(kind="request", recipient=DO, run_id=RUN, payload=malformed_index_payload(msg),
-                          message_id=msg.metadata.message_id, codecs=(CODEC_PARTS,))
+        grid.mailbox.send(
+            kind="request",
+            recipient=DO,
+            run_id=RUN,
+            payload=malformed_index_payload(msg),
+            message_id=msg.metadata.message_id,
+            codecs=(CODEC_PARTS,),
+        )
         loop = ClientLoop(ClientApp(), client, poll_interval=0.05)
         for _ in range(4):
             loop._poll_once()
@@ -383,7 +497,9 @@ def test_a_malformed_index_entry_is_one_skipped_message_not_a_stalled_poll(drive
         assert len(lines) == 1 and "skipped" in lines[0], lines
         assert msg.metadata.message_id in client.ledger
         answer = wait_for_reply(grid.mailbox, msg.metadata.message_id)
-        assert answer.has_error() and "details are in its log" in answer.error.reason  # nothing a probe could learn from
+        assert (
+            answer.has_error() and "details are in its log" in answer.error.reason
+        )  # nothing a probe could learn from
     finally:
         grid.close()
 
@@ -391,20 +507,39 @@ def test_a_malformed_index_entry_is_one_skipped_message_not_a_stalled_poll(drive
 def test_peer_chosen_ids_cannot_forge_log_lines_or_split_the_ledger(tmp_path: Path, caplog):
     """Was: a newline in a peer's message id wrote a log line of its own (grid.py) and split into extra
     tokens in the handled-ids ledger, which is read back with split()."""
-    from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
+    from syft_flwr_gdrive.transport.memory import MemoryHub
+    from syft_flwr_gdrive.transport.memory import MemoryTransport
 
     caplog.set_level(logging.INFO)
     hub = MemoryHub()
     forged_line = "2000-01-01 00:00:00,000 INFO syft_flwr_gdrive.grid: FORGED"
-    grid = TransportGrid(Mailbox(MemoryTransport(DS, hub), APP, [DO], Ledger(tmp_path / "ledger.log")), [DO],
-                         msg_timeout=5, poll_interval=0.05)
+    grid = TransportGrid(
+        Mailbox(MemoryTransport(DS, hub), APP, [DO], Ledger(tmp_path / "ledger.log")),
+        [DO],
+        msg_timeout=5,
+        poll_interval=0.05,
+    )
     grid.set_run(RUN)
     peer = Mailbox(MemoryTransport(DO, hub), APP, [DS], Ledger(None))
     for bad_id in (f"x\n{forged_line}", "two words", "tab\there", "a" * 65, "quote'id", "slash/id", "ünï"):
-        peer.send(kind="reply", recipient=DS, run_id=RUN, payload=b"not a flower message", message_id=bad_id,
-                  reply_to="0" * 32, codecs=(CODEC_PARTS,))
-    peer.send(kind="reply", recipient=DS, run_id=RUN, payload=b"x", message_id="ok-id", reply_to=f"r\n{forged_line}",
-              codecs=(CODEC_PARTS,))
+        peer.send(
+            kind="reply",
+            recipient=DS,
+            run_id=RUN,
+            payload=b"not a flower message",
+            message_id=bad_id,
+            reply_to="0" * 32,
+            codecs=(CODEC_PARTS,),
+        )
+    peer.send(
+        kind="reply",
+        recipient=DS,
+        run_id=RUN,
+        payload=b"x",
+        message_id="ok-id",
+        reply_to=f"r\n{forged_line}",
+        codecs=(CODEC_PARTS,),
+    )
     for _ in range(3):
         grid._poll_if_due(force=True)
     grid.close()

@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,13 @@ from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.maintenance import clean
 from syft_flwr_gdrive.segments import SegmentReader
-from syft_flwr_gdrive.transport.contract import BlobRefused, Routing, Transport, TransportError
+from syft_flwr_gdrive.transport.contract import BlobRefused
+from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.contract import Transport
+from syft_flwr_gdrive.transport.contract import TransportError
 from syft_flwr_gdrive.transport.directory import DirectoryTransport
-from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
+from syft_flwr_gdrive.transport.memory import MemoryHub
+from syft_flwr_gdrive.transport.memory import MemoryTransport
 
 Make = Callable[[str], Transport]
 APP, OTHER_APP = "flwr/contract", "flwr/other"

@@ -7,11 +7,14 @@ import time
 
 import pytest
 
-from syft_flwr_gdrive.config import ConfigError, Settings
+from syft_flwr_gdrive.config import ConfigError
+from syft_flwr_gdrive.config import Settings
 from syft_flwr_gdrive.doctor import run_checks
 from syft_flwr_gdrive.plugin import create_transport
-from syft_flwr_gdrive.transport.contract import Routing, TransportError
-from syft_flwr_gdrive.transport.directory import DirectoryTransport, app_folder
+from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.contract import TransportError
+from syft_flwr_gdrive.transport.directory import DirectoryTransport
+from syft_flwr_gdrive.transport.directory import app_folder
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 

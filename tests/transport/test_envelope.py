@@ -2,8 +2,12 @@ import struct
 
 import pytest
 
-from syft_flwr_gdrive.transport.envelope import MAGIC, Envelope, EnvelopeError, decode_header
-from tests.helpers.envelopes import decode, encode
+from syft_flwr_gdrive.transport.envelope import MAGIC
+from syft_flwr_gdrive.transport.envelope import Envelope
+from syft_flwr_gdrive.transport.envelope import EnvelopeError
+from syft_flwr_gdrive.transport.envelope import decode_header
+from tests.helpers.envelopes import decode
+from tests.helpers.envelopes import encode
 
 
 def env(**kw):
@@ -53,7 +57,9 @@ def _with_header(**changes):
 
 
 def test_wrong_version_names_the_fix():
-    with pytest.raises(EnvelopeError, match=r"version 99 is not one this build reads \(it reads 1, writes 1\).*Fix: upgrade"):
+    with pytest.raises(
+        EnvelopeError, match=r"version 99 is not one this build reads \(it reads 1, writes 1\).*Fix: upgrade"
+    ):
         decode(_with_header(version=99))
     with pytest.raises(EnvelopeError, match="version True"):
         decode(_with_header(version=True))
@@ -61,9 +67,16 @@ def test_wrong_version_names_the_fix():
 
 @pytest.mark.parametrize(
     "changes, reason",
-    [({"kind": "bogus"}, "kind"), ({"run_id": "7"}, "wrong type"), ({"run_id": True}, "wrong type"),
-     ({"sender": None}, "lacks"), ({"extra": 1}, "unknown"), ({"ttl": 0}, "non-positive"),
-     ({"sha256": "abc"}, "64-character"), ({"codecs": [1]}, "codecs")],
+    [
+        ({"kind": "bogus"}, "kind"),
+        ({"run_id": "7"}, "wrong type"),
+        ({"run_id": True}, "wrong type"),
+        ({"sender": None}, "lacks"),
+        ({"extra": 1}, "unknown"),
+        ({"ttl": 0}, "non-positive"),
+        ({"sha256": "abc"}, "64-character"),
+        ({"codecs": [1]}, "codecs"),
+    ],
 )
 def test_malformed_headers(changes, reason):
     with pytest.raises(EnvelopeError, match=reason):

@@ -6,27 +6,49 @@ from dataclasses import replace
 
 import pytest
 
-from syft_flwr_gdrive.transport.contract import Listing, Posting, Routing
+from syft_flwr_gdrive.transport.contract import Listing
+from syft_flwr_gdrive.transport.contract import Posting
+from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.envelope import Envelope
-from tests.helpers.envelopes import encode
 from syft_flwr_gdrive.transport.ledger import Ledger
-from syft_flwr_gdrive.transport.mailbox import Mailbox, body_limit
-from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
+from syft_flwr_gdrive.transport.mailbox import Mailbox
+from syft_flwr_gdrive.transport.mailbox import body_limit
+from syft_flwr_gdrive.transport.memory import MemoryHub
+from syft_flwr_gdrive.transport.memory import MemoryTransport
+from tests.helpers.envelopes import encode
 
 APP = "flwr/t"
 ME, PEER, STRANGER = "me@x.com", "peer@x.com", "evil@x.com"
 
 
 def routing(**kw):
-    base = dict(run_id=5, message_id="m1", reply_to="", kind="request", sender=PEER, recipient=ME, app=APP,
-                created_at=time.time(), ttl=86400.0)
+    base = dict(
+        run_id=5,
+        message_id="m1",
+        reply_to="",
+        kind="request",
+        sender=PEER,
+        recipient=ME,
+        app=APP,
+        created_at=time.time(),
+        ttl=86400.0,
+    )
     base.update(kw)
     return Routing(**base)
 
 
 def body_for(r: Routing, payload=b"hello"):
-    env = Envelope(run_id=r.run_id, message_id=r.message_id, sender=r.sender, recipient=r.recipient, kind=r.kind,
-                   app=r.app, reply_to=r.reply_to, created_at=r.created_at, ttl=r.ttl)
+    env = Envelope(
+        run_id=r.run_id,
+        message_id=r.message_id,
+        sender=r.sender,
+        recipient=r.recipient,
+        kind=r.kind,
+        app=r.app,
+        reply_to=r.reply_to,
+        created_at=r.created_at,
+        ttl=r.ttl,
+    )
     return encode(env, payload)
 
 
@@ -130,7 +152,8 @@ def test_an_oversize_message_is_refused_unread_once(tmp_path, caplog):
     first, second = box.poll(), box.poll()
     assert first.deliveries == second.deliveries == ()
     assert [(x.routing.message_id, "over the message limit of 1000 bytes" in x.reason) for x in first.refused] == [
-        ("big", True)]
+        ("big", True)
+    ]
     assert second.refused == ()  # reported once
     assert handle in hub.files
 

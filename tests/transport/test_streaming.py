@@ -8,19 +8,30 @@ import io
 import os
 
 import pytest
-from flwr.app import Array, ArrayRecord, Message, RecordDict
+from flwr.app import Array
+from flwr.app import ArrayRecord
+from flwr.app import Message
+from flwr.app import RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from syft_flwr_gdrive.blobs import BlobCache, BlobPlacer
-from syft_flwr_gdrive.crypto import CHUNK, CryptoError, Identity, PinStore, Sealer
-
-from syft_flwr_gdrive.drive.api import DriveError, _StreamMedia
-from syft_flwr_gdrive.flower_codec import decode_message, encode_message
-from syft_flwr_gdrive.transport.contract import Routing
-from syft_flwr_gdrive.transport.envelope import Envelope, decode_file
-from tests.helpers.envelopes import encode
-from syft_flwr_gdrive.transport.memory import MemoryHub, MemoryTransport
+from syft_flwr_gdrive.blobs import BlobCache
+from syft_flwr_gdrive.blobs import BlobPlacer
+from syft_flwr_gdrive.crypto import CHUNK
+from syft_flwr_gdrive.crypto import CryptoError
+from syft_flwr_gdrive.crypto import Identity
+from syft_flwr_gdrive.crypto import PinStore
+from syft_flwr_gdrive.crypto import Sealer
+from syft_flwr_gdrive.drive.api import DriveError
+from syft_flwr_gdrive.drive.api import _StreamMedia
+from syft_flwr_gdrive.flower_codec import decode_message
+from syft_flwr_gdrive.flower_codec import encode_message
 from syft_flwr_gdrive.segments import SegmentReader
+from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.envelope import Envelope
+from syft_flwr_gdrive.transport.envelope import decode_file
+from syft_flwr_gdrive.transport.memory import MemoryHub
+from syft_flwr_gdrive.transport.memory import MemoryTransport
+from tests.helpers.envelopes import encode
 from tests.helpers.mailboxes import store
 
 SPOOL_IN_MEMORY = 8 * 1024 * 1024  # beyond this, bodies used to spool to disk
@@ -63,8 +74,17 @@ def _sealers() -> tuple[Sealer, Sealer, Routing]:
     alice, bob = Sealer(Identity.ephemeral(), PinStore(None)), Sealer(Identity.ephemeral(), PinStore(None))
     alice.learn("bob@x.com", bob.identity.public)
     bob.learn("alice@x.com", alice.identity.public)
-    routing = Routing(app="flwr/t", run_id=1, message_id="m1", reply_to="", kind="request",
-                      sender="alice@x.com", recipient="bob@x.com", created_at=1.0, ttl=60.0)
+    routing = Routing(
+        app="flwr/t",
+        run_id=1,
+        message_id="m1",
+        reply_to="",
+        kind="request",
+        sender="alice@x.com",
+        recipient="bob@x.com",
+        created_at=1.0,
+        ttl=60.0,
+    )
     return alice, bob, routing
 
 
@@ -116,8 +136,12 @@ def task_identity():
 
 def _model(nbytes: int, seed: int) -> Message:
     data = bytes([seed]) * 16 + os.urandom(nbytes)
-    msg = Message(RecordDict({"arrays": ArrayRecord({"w": Array(dtype="uint8", shape=(len(data),), stype="raw", data=data)})}),
-                  7, "train", group_id="1")
+    msg = Message(
+        RecordDict({"arrays": ArrayRecord({"w": Array(dtype="uint8", shape=(len(data),), stype="raw", data=data)})}),
+        7,
+        "train",
+        group_id="1",
+    )
     msg.metadata.__dict__["_message_id"] = f"m{seed}"
     return msg
 
@@ -138,7 +162,10 @@ def test_blob_cache_keeps_the_model_on_disk_not_in_memory(task_identity):
     placer.end_push()
     m2 = _model(300 * KIB, 2)
     p2 = b"".join(bytes(s) for s in encode_message(m2, place_blob=placer))
-    assert decode_message(io.BytesIO(p2), len(p2), fetch_blob=fetch).content["arrays"]["w"].data == m2.content["arrays"]["w"].data
+    assert (
+        decode_message(io.BytesIO(p2), len(p2), fetch_blob=fetch).content["arrays"]["w"].data
+        == m2.content["arrays"]["w"].data
+    )
     decode_message(io.BytesIO(p1), len(p1), fetch_blob=fetch)  # only the last blob is kept
     assert client.call_counts()["get_blob"] == 3
     cache.close()
@@ -151,7 +178,8 @@ def test_blob_cache_keeps_the_model_on_disk_not_in_memory(task_identity):
 def test_pipe_sink_consumes_in_order_in_its_worker_and_reports_its_failure():
     import threading
 
-    from syft_flwr_gdrive.transport.pipe import PipeError, PipeSink
+    from syft_flwr_gdrive.transport.pipe import PipeError
+    from syft_flwr_gdrive.transport.pipe import PipeSink
 
     got, threads, fronts = [], set(), []
     pipe = PipeSink(lambda piece: (got.append(bytes(piece)), threads.add(threading.get_ident())), front=fronts.append)
@@ -197,9 +225,19 @@ def _sealed_body(alice, routing, plain: bytes) -> bytes:
     from syft_flwr_gdrive.transport.envelope import header_bytes
 
     sealed, digest = alice.seal(routing, SegmentReader([plain]), len(plain))
-    env = Envelope(run_id=routing.run_id, message_id=routing.message_id, sender=routing.sender,
-                   recipient=routing.recipient, kind=routing.kind, app=routing.app, created_at=routing.created_at,
-                   ttl=routing.ttl, codecs=(CODEC_SEAL, CODEC_PARTS), sha256=digest, size=sealed.size)
+    env = Envelope(
+        run_id=routing.run_id,
+        message_id=routing.message_id,
+        sender=routing.sender,
+        recipient=routing.recipient,
+        kind=routing.kind,
+        app=routing.app,
+        created_at=routing.created_at,
+        ttl=routing.ttl,
+        codecs=(CODEC_SEAL, CODEC_PARTS),
+        sha256=digest,
+        size=sealed.size,
+    )
     return header_bytes(env) + sealed.read(sealed.size)
 
 
@@ -228,8 +266,20 @@ def test_sealed_body_sink_opens_a_body_written_in_pieces_of_any_size(piece):
     assert size == len(plain) and plain_reader.read() == plain
 
 
-@pytest.mark.parametrize("where", ["envelope", "sealed-header", "first-chunk", "chunk-boundary", "last-chunk",
-                                   "signature", "end-marker", "cut", "padded"])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "envelope",
+        "sealed-header",
+        "first-chunk",
+        "chunk-boundary",
+        "last-chunk",
+        "signature",
+        "end-marker",
+        "cut",
+        "padded",
+    ],
+)
 def test_sealed_body_sink_refuses_any_changed_byte_and_hands_nothing_out(where):
     from syft_flwr_gdrive.transport.envelope import EnvelopeError
 
@@ -238,9 +288,15 @@ def test_sealed_body_sink_refuses_any_changed_byte_and_hands_nothing_out(where):
     plain = os.urandom(2 * CHUNK + 5)
     body = bytearray(_sealed_body(alice, routing, plain))
     payload_at = len(body) - (len(plain) + 3 * 16 + 41 + 68)
-    pos = {"envelope": 30, "sealed-header": payload_at + 10, "first-chunk": payload_at + 41 + 5,
-           "chunk-boundary": payload_at + 41 + CHUNK + 16, "last-chunk": len(body) - 68 - 3,
-           "signature": len(body) - 10, "end-marker": len(body) - 1}.get(where)
+    pos = {
+        "envelope": 30,
+        "sealed-header": payload_at + 10,
+        "first-chunk": payload_at + 41 + 5,
+        "chunk-boundary": payload_at + 41 + CHUNK + 16,
+        "last-chunk": len(body) - 68 - 3,
+        "signature": len(body) - 10,
+        "end-marker": len(body) - 1,
+    }.get(where)
     if pos is not None:
         body[pos] ^= 0x01
     elif where == "cut":
@@ -311,7 +367,10 @@ def test_a_big_blob_is_decrypted_while_it_downloads_and_kept_on_disk(task_identi
     if tamper is not None:
         [(locator, (owner, stored))] = hub.blobs.items()
         at = {"first": 10, "last": len(stored) - 1}.get(tamper)
-        hub.blobs[locator] = (owner, stored[:-5] if at is None else stored[:at] + bytes([stored[at] ^ 1]) + stored[at + 1 :])
+        hub.blobs[locator] = (
+            owner,
+            stored[:-5] if at is None else stored[:at] + bytes([stored[at] ^ 1]) + stored[at + 1 :],
+        )
         with pytest.raises(PayloadError):
             decode_message(io.BytesIO(p), len(p), fetch_blob=fetch)
         return

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-from flwr.app import ConfigRecord, Context
-from flwr.serverapp import Grid, ServerApp
-
 from fl_common.task import MODEL_RECORD
+from flwr.app import ConfigRecord
+from flwr.app import Context
+from flwr.serverapp import Grid
+from flwr.serverapp import ServerApp
 from message_digits.server_app import main as digits_main
 
 app = ServerApp()
@@ -29,5 +30,9 @@ def main(grid: Grid, context: Context) -> None:
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(array.tobytes())
     context.state["model_digest"] = ConfigRecord(
-        {"sha256": digest.hexdigest(), "arrays": len(arrays), "hex": [np.ascontiguousarray(a).tobytes().hex() for a in arrays]}
+        {
+            "sha256": digest.hexdigest(),
+            "arrays": len(arrays),
+            "hex": [np.ascontiguousarray(a).tobytes().hex() for a in arrays],
+        }
     )

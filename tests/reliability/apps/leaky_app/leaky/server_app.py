@@ -7,8 +7,12 @@ what the server was told.
 
 from __future__ import annotations
 
-from flwr.app import ConfigRecord, Context, Message, RecordDict
-from flwr.serverapp import Grid, ServerApp
+from flwr.app import ConfigRecord
+from flwr.app import Context
+from flwr.app import Message
+from flwr.app import RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp import ServerApp
 
 app = ServerApp()
 
@@ -19,8 +23,10 @@ def main(grid: Grid, context: Context) -> None:
     timeout = float(context.run_config.get("round-timeout", 30.0))
     received: dict = {}
     for message_type in ("train", "evaluate", "query"):
-        messages = [Message(RecordDict({"config": ConfigRecord({"round": 1})}), node, message_type, group_id="1")
-                    for node in nodes]
+        messages = [
+            Message(RecordDict({"config": ConfigRecord({"round": 1})}), node, message_type, group_id="1")
+            for node in nodes
+        ]
         replies = list(grid.send_and_receive(messages, timeout=timeout))
         errors = [reply for reply in replies if reply.has_error()]
         received[f"{message_type}-replies"] = len(replies)
