@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/syft-flwr-gdrive demo $(ARGS)
 
-test: $(STAMP)
+# Style and types first (make lint), then every test: what CI runs (.ci/run).
+test: lint
 	$(PY) -m pytest $(ARGS)
 
 # Style (ruff format + ruff check) and types (mypy), configured in pyproject.toml.
