@@ -136,6 +136,7 @@ class BlobCache:
             raise PayloadError(f"a shared blob of {ref.size} bytes exceeds the {self.max_bytes}-byte message limit")
         stored_size = sealed_blob_size(ref.size)
         if stored_size <= SPOOL_IN_MEMORY:  # small: download, then decrypt
+            # a binary file; typeshed types SpooledTemporaryFile as IO[bytes], not BinaryIO
             small: BinaryIO = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # type: ignore[assignment]
             self._download(ref, owner, stored_size, small, small)
             return self._open_and_keep(small, ref)
@@ -194,6 +195,7 @@ class BlobCache:
         with self._lock:
             if self.max_items and sha256 not in self._items:
                 self._items[sha256] = spool
+                # handed to the cache: cleared so that the close below leaves it open
                 spool = None  # type: ignore[assignment]
             while len(self._items) > self.max_items:
                 dropped.append(self._items.popitem(last=False)[1])

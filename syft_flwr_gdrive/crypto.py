@@ -309,6 +309,7 @@ class SealedReader(SeekableReader):
         for index in range(self._chunks):
             yield self._chunk(index)
 
+    # RawIOBase.readinto's buffer type is narrower in typeshed; any buffer memoryview can cast works here
     def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
         out = memoryview(buffer).cast("B")
         written = 0

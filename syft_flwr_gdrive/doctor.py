@@ -17,6 +17,7 @@ def run_checks(environ: Mapping[str, str] | None = None, **overrides: object) ->
     account, scopes); stops at the first blocker."""
     checks: list[Check] = []
     try:
+        # overrides are Settings fields by name (the CLI's options); from_env validates each value
         settings = Settings.from_env(environ, **overrides)  # type: ignore[arg-type]
         transport = transport_class(settings.transport)
     except ConfigError as exc:

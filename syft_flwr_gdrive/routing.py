@@ -80,6 +80,7 @@ class Routing:
             if type(value) is not _TYPES[str(f.type)]:
                 return None
             values[f.name] = value
+        # values holds every Routing field, each type checked above; mypy cannot follow a dict of mixed types
         return _sane(Routing(**values))  # type: ignore[arg-type]
 
     @classmethod
@@ -94,6 +95,7 @@ class Routing:
                 values[f.name] = _TYPES[str(f.type)](raw)
         except (KeyError, ValueError, OverflowError):
             return None
+        # values holds every Routing field, each type checked above; mypy cannot follow a dict of mixed types
         return _sane(Routing(**values))  # type: ignore[arg-type]
 
 

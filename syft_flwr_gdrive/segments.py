@@ -54,6 +54,7 @@ class SegmentReader(SeekableReader):
         self._segments = [memoryview(s).cast("B") for s in segments if len(s)]
         self._place([len(seg) for seg in self._segments])
 
+    # typeshed's RawIOBase.readinto takes a WriteableBuffer; ours takes any buffer memoryview can cast
     def readinto(self, buffer: Buffer) -> int:  # type: ignore[override]
         out = memoryview(buffer).cast("B")
         written = 0
@@ -107,6 +108,7 @@ class ConcatReader(SeekableReader):
         self._parts = list(parts)
         self._place([part.size for part in self._parts])
 
+    # typeshed's RawIOBase.readinto takes a WriteableBuffer; ours takes any buffer memoryview can cast
     def readinto(self, buffer: Buffer) -> int:  # type: ignore[override]
         out = memoryview(buffer).cast("B")
         written = 0
@@ -204,6 +206,7 @@ class ChunkReader(SeekableReader):
             index += 1
         return out.getvalue()
 
+    # typeshed's RawIOBase.readinto takes a WriteableBuffer; ours takes any buffer memoryview can cast
     def readinto(self, buffer: Buffer) -> int:  # type: ignore[override]
         data = self.read(len(memoryview(buffer)))
         memoryview(buffer).cast("B")[: len(data)] = data

@@ -212,6 +212,7 @@ class Mailbox:
             ttl=ttl,
             **({"created_at": created_at} if created_at is not None else {}),
         )
+        # as_dict() has exactly Routing's fields, which Envelope takes too; mypy sees only dict[str, object]
         envelope = Envelope(**routing.as_dict(), **({"codecs": tuple(codecs)} if codecs else {}))  # type: ignore[arg-type]
         segments = [payload] if isinstance(payload, (bytes, bytearray, memoryview)) else list(payload)
         if self.sealer is None:
@@ -468,6 +469,7 @@ class Mailbox:
 
         sink = SealedBodySink(self.sealer, routing, on_header=on_header, max_payload=limit, layout_of=self._layout_of)
         try:
+            # read_to only calls out.write(); the sink decrypts what it is given instead of storing it
             self.transport.read_to(posting, sink, max_bytes=limit)  # type: ignore[arg-type]
             envelope, plain, size = sink.finish()
         except BaseException as exc:

@@ -105,6 +105,7 @@ class PipeSink:
             if item is _END:
                 return
             try:
+                # the queue holds buffers or the _END marker, and _END was handled just above
                 self._consume(item)  # type: ignore[arg-type]
             except BaseException as exc:  # noqa: BLE001 - handed to the writer, who raises it
                 self._error = exc
