@@ -18,11 +18,13 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 from typing import ParamSpec
+from typing import TypedDict
 
 from flwr.app import Context
 from flwr.server.run_serverapp import run as run_server
 from flwr.serverapp import ServerApp
 from flwr.supercore.task_identity import TaskIdentity
+from typing_extensions import Unpack
 
 from syft_flwr_gdrive.config import ConfigError
 from syft_flwr_gdrive.config import ProjectConfig
@@ -64,16 +66,21 @@ class ServerOutcome:
     excluded: dict[str, str] = field(default_factory=dict)
 
 
+class ServeOptions(TypedDict, total=False):
+    """What a caller may hand ``serve`` instead of letting it read the environment."""
+
+    settings: Settings | None  # default: Settings.from_env for the project
+    transport: Transport | None  # default: the one the settings name (plugin entry point)
+    app_fingerprint: dict[str, Any] | None  # the app's identity, sent so clients can compare
+
+
 def serve(
     server_app: ServerApp,
     context: Context,
     datasites: list[str],
     app_name: str,
     project_dir: Path | None = None,
-    *,
-    settings: Settings | None = None,
-    transport: Transport | None = None,
-    app_fingerprint: dict[str, Any] | None = None,
+    **options: Unpack[ServeOptions],
 ) -> ServerOutcome:
     """``syftbox_flwr_server`` that also says how the run went (for exit codes and reports).
 
@@ -81,13 +88,13 @@ def serve(
     ClientApp's Context holds the same run config as the server's.
     """
     project = ProjectConfig.load(project_dir) if project_dir is not None else None
-    settings = settings or Settings.from_env(project=project)
+    settings = options.get("settings") or Settings.from_env(project=project)
     if not datasites:
         raise ConfigError("datasites is empty: list the emails of the data owners to train with.")
     peers = sorted({validate_email(d, what="datasites") for d in datasites})
     if settings.email in peers:
         raise ConfigError(f"{settings.email} is both the server and a datasite; use distinct accounts.")
-    transport = transport or create_transport(settings)
+    transport = options.get("transport") or create_transport(settings)
     mailbox = open_mailbox(settings, transport, app_name, peers)
     grid = TransportGrid(
         mailbox,
@@ -96,7 +103,7 @@ def serve(
         poll_interval=settings.poll_interval,
         poll_schedule=PollSchedule.for_settings(settings, min_gap=transport.min_poll_gap()),
     )
-    grid.run_info = run_info(context.run_config, app_fingerprint)
+    grid.run_info = run_info(context.run_config, options.get("app_fingerprint"))
     run_id = new_run_id()
     grid.set_run(run_id)
     # Flower's Message() constructor stamps instructions with this process-wide identity.
