@@ -19,6 +19,7 @@ from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
+from tests.helpers.routings import request_routing
 
 DS, DO, MALLORY = "ds@x.com", "do@x.com", "mallory@x.com"
 APP = "flwr/strict"
@@ -35,17 +36,7 @@ def transport(drive, email, state_dir=None):
 
 
 def request(run: int, mid: str, sender: str = DS, recipient: str = DO) -> Routing:
-    return Routing(
-        run_id=run,
-        message_id=mid,
-        reply_to="",
-        kind="request",
-        sender=sender,
-        recipient=recipient,
-        app=APP,
-        created_at=time.time(),
-        ttl=600,
-    )
+    return request_routing(run, mid, sender=sender, recipient=recipient, app=APP)
 
 
 def poll_until(t: DriveTransport, predicate, timeout: float = 5.0):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import time
 
 import pytest
 
@@ -16,6 +15,7 @@ from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import TransportError
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
+from tests.helpers.routings import request_routing
 
 APP = "flwr/t"
 DS, DO, EVE = "ds@x.com", "do@x.com", "eve@x.com"
@@ -76,17 +76,7 @@ def test_one_list_call_per_poll_whatever_is_pending(drive):
     idle = do.call_counts()["files.list"] - before
     for i in range(300):
         ds.send(
-            Routing(
-                run_id=1,
-                message_id=f"m{i}",
-                reply_to="",
-                kind="request",
-                sender=DS,
-                recipient=DO,
-                app=app,
-                created_at=time.time(),
-                ttl=600,
-            ),
+            request_routing(1, f"m{i}", sender=DS, recipient=DO, app=app),
             b"x",
         )
     before = do.call_counts()["files.list"]
@@ -110,17 +100,7 @@ def test_peers_with_different_oauth_apps_see_each_others_routing(drive):
     ds.prepare(app, [DO])
     ds.announce_run(app, 5)
     ds.send(
-        Routing(
-            run_id=5,
-            message_id="m",
-            reply_to="",
-            kind="request",
-            sender=DS,
-            recipient=DO,
-            app=app,
-            created_at=time.time(),
-            ttl=600,
-        ),
+        request_routing(5, "m", sender=DS, recipient=DO, app=app),
         b"x",
     )
     listing = do.poll(app)
@@ -174,17 +154,7 @@ def test_a_poll_over_many_folders_lists_its_chunks_side_by_side_and_finds_every_
     ds.prepare(app, [DO])
     do.prepare(app, [DS])
     ds.send(
-        Routing(
-            run_id=1,
-            message_id="m1",
-            reply_to="",
-            kind="request",
-            sender=DS,
-            recipient=DO,
-            app=app,
-            created_at=time.time(),
-            ttl=600,
-        ),
+        request_routing(1, "m1", sender=DS, recipient=DO, app=app),
         b"x",
     )
     [outbox] = do._peer_folders[app]
