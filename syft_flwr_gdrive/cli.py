@@ -14,6 +14,7 @@ import inspect
 import json
 import logging
 import math
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -698,7 +699,18 @@ def fake_drive(ctx: typer.Context) -> None:
     raise typer.Exit(fake_main(["--human", *ctx.args]) or 0)
 
 
+def _interruptible() -> None:
+    """Let Ctrl-C (SIGINT) stop this process even if it started with SIGINT ignored.
+
+    A shell without job control (a script, CI, ``nohup``-less ``&``) starts background commands
+    that way, and ``run``/``demo`` stop their participants with SIGINT before anything harsher:
+    ignored, a participant would lose its clean shutdown (stop signals, deleting its files)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main() -> None:
+    _interruptible()
     app()
 
 

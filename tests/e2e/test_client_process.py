@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.helpers.e2e import MESSAGE_APP
 from tests.helpers.e2e import SERVER
 
@@ -22,7 +24,13 @@ def clean_env(**values: str) -> dict[str, str]:
     return env
 
 
-def test_ctrl_c_exits_within_one_poll_interval(tmp_path, drive):
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("started_ignoring_sigint", [False, True], ids=["default", "sigint-ignored-at-start"])
+def test_ctrl_c_exits_within_one_poll_interval(tmp_path, drive, started_ignoring_sigint):
+    """Also when started the way a shell without job control starts background jobs (SIGINT ignored)."""
     poll = 30.0  # much longer than the allowance below: exiting fast must not depend on the poll ending
     env = clean_env(
         SYFTBOX_EMAIL="do1@example.com",
@@ -30,7 +38,13 @@ def test_ctrl_c_exits_within_one_poll_interval(tmp_path, drive):
         SYFT_FLWR_POLL_INTERVAL=str(poll),
         SYFT_FLWR_STATE_DIR=str(tmp_path),
     )
-    proc = subprocess.Popen(client_cmd("--aggregator", SERVER), env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        client_cmd("--aggregator", SERVER),
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ignore_sigint if started_ignoring_sigint else None,
+    )
     deadline = time.monotonic() + 60
     seen = ""
     while time.monotonic() < deadline and "polling every" not in seen:
