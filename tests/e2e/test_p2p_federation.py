@@ -94,8 +94,8 @@ def test_second_run_is_unaffected_by_a_crashed_first_run(tmp_path: Path, drive: 
 
 def test_hostile_and_stale_files_are_skipped_and_nothing_is_lost(tmp_path: Path, drive: FakeDriveServer):
     from syft_flwr_gdrive.transport.contract import Routing
-    from syft_flwr_gdrive.transport.envelope import Envelope
-    from tests.helpers.envelopes import encode
+    from tests.helpers.envelopes import body_for
+    from tests.helpers.routings import request_routing
 
     stranger = "mallory@evil.example"
     target = CLIENTS[0]
@@ -105,30 +105,10 @@ def test_hostile_and_stale_files_are_skipped_and_nothing_is_lost(tmp_path: Path,
         run_id = _announced_run(drive, target)
 
         def routing(sender: str, mid: str, run: int = run_id) -> Routing:
-            return Routing(
-                run_id=run,
-                message_id=mid,
-                reply_to="",
-                kind="request",
-                sender=sender,
-                recipient=target,
-                app=APP,
-                created_at=time.time(),
-                ttl=600.0,
-            )
+            return request_routing(run, mid, sender=sender, recipient=target, app=APP)
 
         def valid_body(r: Routing) -> bytes:
-            env = Envelope(
-                run_id=r.run_id,
-                message_id=r.message_id,
-                sender=r.sender,
-                recipient=r.recipient,
-                kind=r.kind,
-                app=r.app,
-                created_at=r.created_at,
-                ttl=r.ttl,
-            )
-            return encode(env, b"\x00not a flower message")
+            return body_for(r, b"\x00not a flower message")
 
         planted = {
             "corrupt": transport_for(drive, SERVER).send(routing(SERVER, "corrupt"), b"garbage, not an envelope"),

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+from dataclasses import fields
 from dataclasses import replace
+from typing import Any
 
+from syft_flwr_gdrive.routing import Routing
 from syft_flwr_gdrive.transport.envelope import Envelope
 from syft_flwr_gdrive.transport.envelope import decode_file
 from syft_flwr_gdrive.transport.envelope import encode_segments
@@ -30,3 +33,15 @@ def decode(body: bytes, *, max_payload: int | None = None) -> tuple[Envelope, by
 def with_payload(envelope: Envelope, payload: bytes) -> Envelope:
     """``envelope`` describing ``payload``: its SHA-256 and size filled in, as ``encode`` does."""
     return replace(envelope, sha256=hashlib.sha256(payload).hexdigest(), size=len(payload))
+
+
+def envelope_for(routing: Routing, **header_changes: Any) -> Envelope:
+    """The envelope header a sender writes for ``routing`` (any header field overridable, e.g. to forge one)."""
+    values = {f.name: getattr(routing, f.name) for f in fields(Routing)}
+    values.update(header_changes)
+    return Envelope(**values)
+
+
+def body_for(routing: Routing, payload: bytes = b"hello", **header_changes: Any) -> bytes:
+    """A well-formed message body for ``routing`` around ``payload`` (header fields overridable)."""
+    return encode(envelope_for(routing, **header_changes), payload)

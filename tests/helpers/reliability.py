@@ -23,8 +23,8 @@ from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.federation import LocalFederation
 from syft_flwr_gdrive.federation import Participant
 from syft_flwr_gdrive.transport.contract import Routing
-from syft_flwr_gdrive.transport.envelope import Envelope
-from tests.helpers.envelopes import encode
+from tests.helpers.envelopes import body_for
+from tests.helpers.routings import request_routing
 
 HERE = Path(__file__).resolve().parents[1] / "reliability"
 REPO = HERE.parents[1]
@@ -212,34 +212,22 @@ def make_routing(
     created_at: float | None = None,
     ttl: float = 600.0,
 ) -> Routing:
-    return Routing(
-        run_id=run_id,
-        message_id=message_id,
-        reply_to=reply_to,
-        kind=kind,
+    return request_routing(
+        run_id,
+        message_id,
         sender=sender,
         recipient=recipient,
         app=app,
-        created_at=time.time() if created_at is None else created_at,
+        kind=kind,
+        reply_to=reply_to,
         ttl=ttl,
+        **({} if created_at is None else {"created_at": created_at}),
     )
 
 
 def envelope_body(routing: Routing, payload: bytes, **header_changes) -> bytes:
     """A well-formed envelope for ``routing`` (header fields overridable) around ``payload``."""
-    fields = dict(
-        run_id=routing.run_id,
-        message_id=routing.message_id,
-        sender=routing.sender,
-        recipient=routing.recipient,
-        kind=routing.kind,
-        app=routing.app,
-        reply_to=routing.reply_to,
-        created_at=routing.created_at,
-        ttl=routing.ttl,
-    )
-    fields.update(header_changes)
-    return encode(Envelope(**fields), payload)
+    return body_for(routing, payload, **header_changes)
 
 
 def announced_run(

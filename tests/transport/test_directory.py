@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -17,23 +16,14 @@ from syft_flwr_gdrive.transport.directory import DirectoryTransport
 from syft_flwr_gdrive.transport.directory import app_folder
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
+from tests.helpers.routings import request_routing
 
 APP = "flwr/dir"
 A, B, EVE = "alice@example.com", "bob@example.com", "eve@example.com"
 
 
 def routing(sender=A, recipient=B, message_id="m1") -> Routing:
-    return Routing(
-        run_id=1,
-        message_id=message_id,
-        reply_to="",
-        kind="request",
-        sender=sender,
-        recipient=recipient,
-        app=APP,
-        created_at=time.time(),
-        ttl=600.0,
-    )
+    return request_routing(1, message_id, sender=sender, recipient=recipient, app=APP)
 
 
 def test_built_from_its_own_option_through_the_plugin(tmp_path):

@@ -8,48 +8,20 @@ import pytest
 
 from syft_flwr_gdrive.transport.contract import Listing
 from syft_flwr_gdrive.transport.contract import Posting
-from syft_flwr_gdrive.transport.contract import Routing
-from syft_flwr_gdrive.transport.envelope import Envelope
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 from syft_flwr_gdrive.transport.mailbox import body_limit
 from syft_flwr_gdrive.transport.memory import MemoryHub
 from syft_flwr_gdrive.transport.memory import MemoryTransport
-from tests.helpers.envelopes import encode
+from tests.helpers.envelopes import body_for
+from tests.helpers.routings import request_routing
 
 APP = "flwr/t"
 ME, PEER, STRANGER = "me@x.com", "peer@x.com", "evil@x.com"
 
 
 def routing(**kw):
-    base = dict(
-        run_id=5,
-        message_id="m1",
-        reply_to="",
-        kind="request",
-        sender=PEER,
-        recipient=ME,
-        app=APP,
-        created_at=time.time(),
-        ttl=86400.0,
-    )
-    base.update(kw)
-    return Routing(**base)
-
-
-def body_for(r: Routing, payload=b"hello"):
-    env = Envelope(
-        run_id=r.run_id,
-        message_id=r.message_id,
-        sender=r.sender,
-        recipient=r.recipient,
-        kind=r.kind,
-        app=r.app,
-        reply_to=r.reply_to,
-        created_at=r.created_at,
-        ttl=r.ttl,
-    )
-    return encode(env, payload)
+    return replace(request_routing(5, "m1", sender=PEER, recipient=ME, app=APP, ttl=86400.0), **kw)
 
 
 @pytest.fixture
