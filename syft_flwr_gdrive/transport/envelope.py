@@ -6,9 +6,15 @@ Wire format of a message body::
 
 The header says everything a receiver needs to decide what to do with the
 payload (which run, which message, who sent it to whom, when it expires, how
-the payload is encoded, and its SHA-256), so a file found on any storage can be
-checked on its own. The decoder trusts nothing: every field is type-checked,
-sizes are bounded, and the payload hash is verified.
+the payload is encoded, its size and its SHA-256), so a file found on any
+storage can be checked on its own. The decoder trusts nothing: every field is
+type-checked, sizes are bounded, and the payload hash is verified.
+
+Since version 2 a sealed payload (outermost codec ``sfg-seal-v1``) may go without
+the SHA-256 (``sha256`` empty): the seal's signature already covers every byte
+of it, and leaving the digest out is what lets a sender stream the payload
+without a pass over it before the header (see ``crypto.SealedReader``). A digest
+that is given is always checked; version 1 (always with a digest) is still read.
 """
 
 from __future__ import annotations
@@ -28,13 +34,14 @@ from dataclasses import fields
 from typing import Any
 from typing import BinaryIO
 
+from syft_flwr_gdrive.crypto import CODEC_SEAL
 from syft_flwr_gdrive.routing import Routing
 from syft_flwr_gdrive.segments import Buffer
 
 MAGIC = b"SFGD"
 # The wire format (this header) is versioned apart from any storage layout (drive/layout.LAYOUT_VERSION).
-WIRE_VERSION = 1  # what this build writes
-WIRE_READS = frozenset({1})  # what it reads
+WIRE_VERSION = 2  # what this build writes: 2 = a sealed payload's SHA-256 may be left out
+WIRE_READS = frozenset({1, 2})  # what it reads (a version 1 body is a version 2 body that gives every digest)
 MAX_HEADER_BYTES = 64 * 1024
 _LEN = struct.Struct(">I")
 PREFIX_BYTES = len(MAGIC) + _LEN.size
@@ -179,8 +186,10 @@ def decode_header(prefix: bytes) -> tuple[Envelope, int]:
             raise EnvelopeError(f"header field {name!r} is not a finite number")
     if raw["ttl"] <= 0:
         raise EnvelopeError("header has a non-positive ttl")
-    if len(raw["sha256"]) != 64:
-        raise EnvelopeError("header field 'sha256' is not a 64-character hex digest")
+    if len(raw["sha256"]) != 64 and not (raw["sha256"] == "" and version >= 2 and codecs[:1] == [CODEC_SEAL]):
+        raise EnvelopeError(
+            "header field 'sha256' is not a 64-character hex digest (only a sealed payload's may be empty)"
+        )
     raw["codecs"] = tuple(raw["codecs"])
     return Envelope(**raw), end
 
@@ -204,6 +213,8 @@ def decode_file(
     at one chunk whatever the body's size. If ``digest_checked_later(envelope)``
     is true the payload's SHA-256 is left to the caller, who checks it in the
     pass it makes anyway (a sealed payload's is checked while it is decrypted).
+    A sealed payload sent without a digest is left to the opener, whose signature
+    check covers every byte of it.
     """
     fh.seek(0, io.SEEK_END)
     total = fh.tell()
@@ -219,8 +230,8 @@ def decode_file(
         raise EnvelopeError(
             f"payload is {total - offset} bytes but the header says {envelope.size} (truncated or padded)"
         )
-    if digest_checked_later is not None and digest_checked_later(envelope):
-        fh.seek(offset)
+    if not envelope.sha256 or (digest_checked_later is not None and digest_checked_later(envelope)):
+        fh.seek(offset)  # no digest: a sealed payload, verified by its signature when it is opened
         return envelope, offset
     digest = hashlib.sha256()
     fh.seek(offset)

@@ -219,8 +219,10 @@ class Mailbox:
             body: SeekableReader = SegmentReader(encode_segments(envelope, segments))
         else:  # MissingPeerKey propagates: the caller decides whether to wait for the key
             plain = SegmentReader(segments)
-            sealed, digest = self.sealer.seal(routing, as_binary(plain), plain.size)
-            envelope = replace(envelope, codecs=(CODEC_SEAL, *envelope.codecs), sha256=digest, size=sealed.size)
+            # no digest in the header: the seal's signature covers the payload, and the stream is signed as it
+            # is read, so the upload starts at once instead of after a pass over the whole payload
+            sealed = self.sealer.seal(routing, as_binary(plain), plain.size)
+            envelope = replace(envelope, codecs=(CODEC_SEAL, *envelope.codecs), sha256="", size=sealed.size)
             body = ConcatReader([SegmentReader([header_bytes(envelope)]), sealed])
         try:
             handle = self.transport.send(routing, body)
@@ -524,7 +526,11 @@ class Mailbox:
             return None
         try:
             plain, size = self.sealer.open(
-                routing, delivery.open_payload(), env.size, payload_sha256=env.sha256, layout=self._layout_of(env)
+                routing,
+                delivery.open_payload(),
+                env.size,
+                payload_sha256=env.sha256 or None,
+                layout=self._layout_of(env),
             )
         except MissingPeerKey as exc:
             delivery.close()

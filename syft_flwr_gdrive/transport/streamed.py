@@ -2,10 +2,11 @@
 
 The body is ``envelope header | sealed payload``. As the ranged chunks arrive, the
 header is parsed (and vetted by the caller's ``on_header`` before any payload byte is
-looked at), the envelope's SHA-256 is updated in the downloading thread, and a worker
+looked at), the envelope's SHA-256, if the header gives one (a version 1 sender's), is
+updated in the downloading thread, and a worker
 checks each chunk's AEAD tag, digests the ciphertext for the signature and decrypts
 into memory (``transport.pipe.PipeSink``). ``finish`` hands out the plaintext only once
-the envelope digest, every tag, the length and the sender's signature checked out, so
+the envelope digest (if any), every tag, the length and the sender's signature checked out, so
 nothing unverified ever reaches the decoder or the app.
 """
 
@@ -87,7 +88,9 @@ class SealedBodySink:
             raise EnvelopeError(f"payload of {envelope.size} bytes exceeds the {self._max_payload}-byte limit")
         self._on_header(envelope)
         layout = self._layout_of(envelope) if self._layout_of is not None else None
-        opener = self._sealer.opener(self._routing, envelope.size, payload_sha256=envelope.sha256, layout=layout)
+        opener = self._sealer.opener(
+            self._routing, envelope.size, payload_sha256=envelope.sha256 or None, layout=layout
+        )
         self.envelope, self._left, self._opener = envelope, envelope.size, opener
         self._pipe = PipeSink(opener.feed, name="message-open")
         return view

@@ -6,6 +6,7 @@ import io
 import logging
 import os
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -19,6 +20,9 @@ from syft_flwr_gdrive.crypto import PublicKeys
 from syft_flwr_gdrive.crypto import Sealer
 from syft_flwr_gdrive.crypto import sealer_for
 from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.envelope import WIRE_VERSION
+from syft_flwr_gdrive.transport.envelope import Envelope
+from syft_flwr_gdrive.transport.envelope import header_bytes
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 from syft_flwr_gdrive.transport.memory import MemoryHub
@@ -56,30 +60,72 @@ def test_sealed_roundtrip_and_nothing_readable_on_storage(pair):
     assert secret[:20] not in stored.body  # only ciphertext at rest
     env, _ = decode(stored.body)
     assert env.codecs[0] == CODEC_SEAL
+    assert env.version == WIRE_VERSION == 2 and env.sha256 == ""  # signed as it streams: no digest up front
     [delivery] = do.poll().deliveries
     assert delivery.payload == secret and delivery.envelope.codecs[0] != CODEC_SEAL
 
 
-@pytest.mark.parametrize("where", ["magic", "version", "start", "middle", "last", "signature", "end"])
-def test_tampered_messages_are_rejected(pair, caplog, where):
+def _rewrap(env, payload: bytes, digest: str) -> bytes:
+    """A valid envelope around ``payload``: with its SHA-256 ("given"), without ("none": version 2's
+    sealed payload), or as the previous release wrote it ("v1")."""
+    if digest == "given":
+        return encode(env, payload)
+    if digest == "v1":
+        return encode(replace(env, version=1), payload)
+    return header_bytes(replace(env, sha256="", size=len(payload))) + payload
+
+
+@pytest.mark.parametrize("digest", ["none", "given", "v1"])
+@pytest.mark.parametrize(
+    "where", ["magic", "version", "start", "middle", "last", "signature", "end", "no-end", "half-trailer", "no-trailer"]
+)
+def test_tampered_messages_are_rejected(pair, caplog, where, digest):
     hub, ds, do = pair
     ds.send(kind="request", recipient=DO, run_id=1, payload=os.urandom(3000))
     [(handle, stored)] = hub.files.items()
     env, payload = decode(stored.body)
-    pos = {
-        "magic": 0,
-        "version": 4,
-        "start": 60,
-        "middle": len(payload) // 2,
-        "last": len(payload) - 69,
-        "signature": len(payload) - 5,
-        "end": len(payload) - 1,
-    }[where]
-    forged = bytearray(payload)
-    forged[pos] ^= 0x01
-    stored.body = encode(env, bytes(forged))  # a valid envelope around the altered payload
+    cut = {"no-end": 1, "half-trailer": 34, "no-trailer": 68}.get(where)
+    if cut is not None:
+        forged = bytearray(payload[:-cut])  # a truncated trailer, in an envelope that says so
+    else:
+        pos = {
+            "magic": 0,
+            "version": 4,
+            "start": 60,
+            "middle": len(payload) // 2,
+            "last": len(payload) - 69,
+            "signature": len(payload) - 5,
+            "end": len(payload) - 1,
+        }[where]
+        forged = bytearray(payload)
+        forged[pos] ^= 0x01
+    stored.body = _rewrap(env, bytes(forged), digest)  # a valid envelope around the altered payload
     assert do.poll().deliveries == ()
     assert "rejected" in caplog.text and handle in caplog.text
+
+
+@pytest.mark.parametrize("digest", ["none", "given", "v1"])
+def test_an_untampered_body_opens_with_or_without_its_digest(pair, digest):
+    """Version 2 leaves a sealed payload's digest out; a given one (a version 1 sender's) is checked."""
+    hub, ds, do = pair
+    secret = os.urandom(3000)
+    ds.send(kind="request", recipient=DO, run_id=1, payload=secret)
+    [stored] = hub.files.values()
+    env, payload = decode(stored.body)
+    stored.body = _rewrap(env, payload, digest)
+    [delivery] = do.poll().deliveries
+    assert delivery.payload == secret
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_wrong_digest_is_refused_even_when_the_seal_is_intact(pair, caplog, version):
+    hub, ds, do = pair
+    ds.send(kind="request", recipient=DO, run_id=1, payload=os.urandom(3000))
+    [(handle, stored)] = hub.files.items()
+    env, payload = decode(stored.body)
+    stored.body = header_bytes(replace(env, version=version, sha256="0" * 64)) + payload
+    assert do.poll().deliveries == ()
+    assert "SHA-256 does not match" in caplog.text and handle in caplog.text
 
 
 def test_re_signed_message_is_rejected(pair, caplog):
@@ -90,10 +136,7 @@ def test_re_signed_message_is_rejected(pair, caplog):
     routing = Routing(
         run_id=1, message_id="m-eve", kind="request", sender=DS, recipient=DO, app=APP, created_at=time.time(), ttl=600
     )
-    sealed, digest = eve.seal(routing, io.BytesIO(b"do what I say"), 13)
-    from syft_flwr_gdrive.transport.envelope import Envelope
-    from syft_flwr_gdrive.transport.envelope import header_bytes
-
+    sealed = eve.seal(routing, io.BytesIO(b"do what I say"), 13)
     env = Envelope(
         run_id=1,
         message_id="m-eve",
@@ -104,7 +147,6 @@ def test_re_signed_message_is_rejected(pair, caplog):
         created_at=routing.created_at,
         ttl=600,
         codecs=(CODEC_SEAL, "x"),
-        sha256=digest,
         size=sealed.size,
     )
     hub.put(DS, routing, header_bytes(env) + sealed.read())  # even with the owner check passed

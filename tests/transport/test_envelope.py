@@ -2,7 +2,10 @@ import struct
 
 import pytest
 
+from syft_flwr_gdrive.crypto import CODEC_SEAL
 from syft_flwr_gdrive.transport.envelope import MAGIC
+from syft_flwr_gdrive.transport.envelope import WIRE_READS
+from syft_flwr_gdrive.transport.envelope import WIRE_VERSION
 from syft_flwr_gdrive.transport.envelope import Envelope
 from syft_flwr_gdrive.transport.envelope import EnvelopeError
 from syft_flwr_gdrive.transport.envelope import decode_header
@@ -57,8 +60,9 @@ def _with_header(**changes):
 
 
 def test_wrong_version_names_the_fix():
+    assert (WIRE_VERSION, WIRE_READS) == (2, {1, 2})
     with pytest.raises(
-        EnvelopeError, match=r"version 99 is not one this build reads \(it reads 1, writes 1\).*Fix: upgrade"
+        EnvelopeError, match=r"version 99 is not one this build reads \(it reads 1, 2, writes 2\).*Fix: upgrade"
     ):
         decode(_with_header(version=99))
     with pytest.raises(EnvelopeError, match="version True"):
@@ -81,6 +85,33 @@ def test_wrong_version_names_the_fix():
 def test_malformed_headers(changes, reason):
     with pytest.raises(EnvelopeError, match=reason):
         decode_header(_with_header(**changes))
+
+
+@pytest.mark.parametrize(
+    "version, codecs, allowed",
+    [
+        (2, [CODEC_SEAL, "sfg-flwr-parts-v1"], True),  # the seal's signature covers the payload
+        (2, ["sfg-flwr-parts-v1"], False),  # nothing else would check a plaintext payload
+        (2, ["sfg-flwr-parts-v1", CODEC_SEAL], False),  # only the outermost codec counts
+        (1, [CODEC_SEAL, "sfg-flwr-parts-v1"], False),  # version 1 always gave the digest
+    ],
+)
+def test_only_a_sealed_payload_may_go_without_its_digest(version, codecs, allowed):
+    body = _with_header(version=version, codecs=codecs, sha256="")
+    if allowed:
+        header, payload = decode(body)  # left to the seal's own checks, not hashed here
+        assert header.sha256 == "" and payload == b"p" and header.version == version
+    else:
+        with pytest.raises(EnvelopeError, match="only a sealed payload's may be empty"):
+            decode(body)
+
+
+def test_a_version_1_body_is_still_read_and_its_digest_checked():
+    body = _with_header(version=1)  # what the previous release wrote: every payload with its SHA-256
+    header, payload = decode(body)
+    assert header.version == 1 and payload == b"p"
+    with pytest.raises(EnvelopeError, match="SHA-256 does not match"):
+        decode(body[:-1] + b"q")
 
 
 def test_payload_limit():

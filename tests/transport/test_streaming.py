@@ -92,23 +92,55 @@ def _sealers() -> tuple[Sealer, Sealer, Routing]:
 def test_sealed_stream_reads_back_the_digested_bytes_and_opens(size):
     alice, bob, routing = _sealers()
     plain = os.urandom(size)
-    sealed, digest = alice.seal(routing, SegmentReader([plain]), size)
+    sealed = alice.seal(routing, SegmentReader([plain]), size)
     try:
         body = bytearray()
         while piece := sealed.read(300 * KIB + 1):  # odd read sizes cross header, chunks and trailer
             body += piece
-        assert len(body) == sealed.size and hashlib.sha256(body).hexdigest() == digest
+        assert len(body) == sealed.size
         sealed.seek(sealed.size // 2)  # an upload resend seeks back
         assert sealed.read(100) == bytes(body[sealed.size // 2 : sealed.size // 2 + 100])
+        sealed.seek(0)  # and reading it all again gives the same bytes, signature included
+        assert sealed.read() == bytes(body)
     finally:
         sealed.close()
+    digest = hashlib.sha256(body).hexdigest()
     out, n = bob.open(routing, io.BytesIO(bytes(body)), len(body), payload_sha256=digest)
     assert n == size and out.read() == plain
 
 
+@pytest.mark.parametrize("order", ["trailer-first", "skip-a-chunk", "resend-twice"])
+def test_a_sealed_stream_read_out_of_order_signs_every_chunk_once(order):
+    """The signature is made when a read first reaches the trailer: chunks skipped before are digested
+    then, chunks read again (an upload's resend) are not digested twice."""
+    alice, bob, routing = _sealers()
+    plain = os.urandom(3 * CHUNK + 5)
+    sealed = alice.seal(routing, SegmentReader([plain]), len(plain))
+    try:
+        if order == "trailer-first":
+            sealed.seek(sealed.size - 68)
+            trailer = sealed.read()
+        elif order == "skip-a-chunk":
+            sealed.read(CHUNK // 2)
+            sealed.seek(41 + 2 * (CHUNK + 16) + 7)  # chunk 1 never read before the trailer
+            trailer = sealed.read()[-68:]
+        else:
+            for _ in range(2):
+                sealed.seek(0)
+                sealed.read(2 * CHUNK)
+            trailer = sealed.read()[-68:]
+        sealed.seek(0)
+        body = sealed.read()
+    finally:
+        sealed.close()
+    assert len(body) == sealed.size and body.endswith(trailer)
+    out, n = bob.open(routing, io.BytesIO(body), len(body))
+    assert n == len(plain) and out.read() == plain
+
+
 def test_open_checks_the_envelope_digest_in_its_own_pass():
     alice, bob, routing = _sealers()
-    sealed, digest = alice.seal(routing, io.BytesIO(b"x" * 5000), 5000)
+    sealed = alice.seal(routing, io.BytesIO(b"x" * 5000), 5000)
     body = sealed.read(sealed.size)
     sealed.close()
     with pytest.raises(CryptoError, match="SHA-256 does not match"):
@@ -224,7 +256,7 @@ def _sealed_body(alice, routing, plain: bytes) -> bytes:
     from syft_flwr_gdrive.flower_codec import CODEC_PARTS
     from syft_flwr_gdrive.transport.envelope import header_bytes
 
-    sealed, digest = alice.seal(routing, SegmentReader([plain]), len(plain))
+    sealed = alice.seal(routing, SegmentReader([plain]), len(plain))
     env = Envelope(
         run_id=routing.run_id,
         message_id=routing.message_id,
@@ -235,7 +267,6 @@ def _sealed_body(alice, routing, plain: bytes) -> bytes:
         created_at=routing.created_at,
         ttl=routing.ttl,
         codecs=(CODEC_SEAL, CODEC_PARTS),
-        sha256=digest,
         size=sealed.size,
     )
     return header_bytes(env) + sealed.read(sealed.size)
