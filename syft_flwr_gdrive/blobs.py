@@ -18,6 +18,7 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from typing import BinaryIO
 
@@ -41,17 +42,28 @@ logger = logging.getLogger(__name__)
 
 BLOB_MIN_BYTES = 256 * 1024  # smaller arrays travel inline: a blob costs an extra upload and download
 SPOOL_IN_MEMORY = 8 * 1024 * 1024  # a downloaded blob's ciphertext spools to disk beyond this
+FINGERPRINT_SAMPLES = 64  # slices of a placed array read for its fingerprint ...
+FINGERPRINT_SLICE = 256  # ... of this many bytes each
+HASH_TIMEOUT = 600.0  # seconds for the SHA-256 beside an upload (1 GiB takes about 1 s here)
 
 
 class BlobPlacer:
-    """Server side: one encrypted upload per distinct array content per run; thread-safe."""
+    """Server side: one encrypted upload per distinct array content per run; thread-safe.
+
+    Content is de-duplicated by its SHA-256 (which also travels in each message, for the receiver's
+    check). Hashing a model before its upload would add a pass over it to every push, so the placer
+    first takes a cheap fingerprint (``sample_fingerprint``): content whose fingerprint no stored blob
+    has is new for certain and is uploaded at once, its SHA-256 computed in a thread beside the upload
+    (``hashlib`` releases the GIL); only content that may be stored already is hashed first.
+    """
 
     def __init__(self, mailbox: Mailbox, min_bytes: int = BLOB_MIN_BYTES) -> None:
         self.mailbox = mailbox
         self.min_bytes = min_bytes
         self._lock = threading.Lock()
         self._by_sha: dict[str, BlobRef] = {}
-        self._sha_locks: dict[str, threading.Lock] = {}
+        self._fingerprints: dict[str, str] = {}  # sha256 of each stored blob -> its sample fingerprint
+        self._locks: dict[str, threading.Lock] = {}  # by fingerprint: one upload per content at a time
         # id(data) -> (data, sha) while one push encodes N messages sharing one RecordDict; cleared after
         # each push (end_push) so no old model is kept alive.
         self._digests: dict[int, tuple[bytes, str]] = {}
@@ -60,20 +72,39 @@ class BlobPlacer:
     def __call__(self, data: bytes) -> BlobRef | None:
         if len(data) < self.min_bytes or not self.mailbox.shares_blobs:
             return None
-        sha = self._digest(data)
+        fingerprint = sample_fingerprint(data)
         with self._lock:
-            sha_lock = self._sha_locks.setdefault(sha, threading.Lock())
-        with sha_lock:
-            ref = self._by_sha.get(sha)
-            if ref is None:
-                key = new_blob_key()
-                sealed = seal_blob(
-                    as_binary(SegmentReader([data])), len(data), key
-                )  # encrypted chunk by chunk while uploading
-                ref = BlobRef(self.mailbox.put_blob(sealed), sha, len(data), key)
-                self.uploaded_bytes += sealed.size
-                with self._lock:
-                    self._by_sha[sha] = ref
+            lock = self._locks.setdefault(fingerprint, threading.Lock())
+        with lock:
+            with self._lock:
+                maybe_stored = fingerprint in self._fingerprints.values()
+                known = self._digests.get(id(data))
+            sha = known[1] if known is not None and known[0] is data else None
+            if sha is None and maybe_stored:
+                sha = self._digest(data)
+            ref = self._by_sha.get(sha) if sha is not None else None
+            return ref if ref is not None else self._upload(data, fingerprint, sha)
+
+    def _upload(self, data: bytes, fingerprint: str, sha: str | None) -> BlobRef:
+        """Encrypt and upload ``data`` as a new blob, hashing it beside the upload when ``sha`` is not known."""
+        key = new_blob_key()
+        sealed = seal_blob(as_binary(SegmentReader([data])), len(data), key)  # encrypted chunk by chunk while uploading
+        hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-hash") if sha is None else None
+        try:
+            hashing = hasher.submit(_sha256_hex, data) if hasher is not None else None
+            locator = self.mailbox.put_blob(sealed)
+            if hashing is not None:
+                sha = hashing.result(timeout=HASH_TIMEOUT)
+        finally:
+            if hasher is not None:
+                hasher.shutdown(wait=False, cancel_futures=True)
+        assert sha is not None
+        ref = BlobRef(locator, sha, len(data), key)
+        with self._lock:
+            self.uploaded_bytes += sealed.size
+            self._by_sha[sha] = ref
+            self._fingerprints[sha] = fingerprint
+            self._digests[id(data)] = (data, sha)
         return ref
 
     def _digest(self, data: bytes) -> str:
@@ -81,7 +112,7 @@ class BlobPlacer:
             known = self._digests.get(id(data))
             if known is not None and known[0] is data:
                 return known[1]
-        sha = hashlib.sha256(data).hexdigest()
+        sha = _sha256_hex(data)
         with self._lock:
             self._digests[id(data)] = (data, sha)
         return sha
@@ -100,11 +131,30 @@ class BlobPlacer:
         gone = set(locators)
         with self._lock:
             self._by_sha = {sha: ref for sha, ref in self._by_sha.items() if ref.locator not in gone}
+            self._fingerprints = {sha: fp for sha, fp in self._fingerprints.items() if sha in self._by_sha}
 
     def forget(self) -> None:
         with self._lock:
             self._by_sha.clear()
+            self._fingerprints.clear()
             self._digests.clear()
+
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sample_fingerprint(data: bytes) -> str:
+    """The size and SHA-256 of ``FINGERPRINT_SAMPLES`` slices spread over ``data``: equal contents always
+    have equal fingerprints, so a fingerprint no stored blob has means new content. (Cheap: ~16 KiB read
+    whatever the size. Equal fingerprints prove nothing; the placer hashes such content in full.)"""
+    view = memoryview(data).cast("B")
+    digest = hashlib.sha256(len(view).to_bytes(8, "big"))
+    step = max(1, len(view) // FINGERPRINT_SAMPLES)
+    for start in range(0, len(view), step):
+        digest.update(view[start : start + FINGERPRINT_SLICE])
+    digest.update(view[-FINGERPRINT_SLICE:])
+    return digest.hexdigest()
 
 
 class BlobCache:

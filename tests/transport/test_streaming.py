@@ -416,3 +416,68 @@ def test_segment_reader_lends_a_view_within_one_segment_only():
     reader = SegmentReader([b"abc", b"defgh"])
     assert bytes(reader.view(3, 5)) == b"defgh" and bytes(reader.view(0, 2)) == b"ab"
     assert reader.view(2, 2) is None and reader.view(6, 5) is None and reader.view(0, 0) is None
+
+
+# -- the blob placer: de-duplication without a hashing pass before new content's upload ----------
+
+
+def test_new_content_is_hashed_beside_its_upload_and_known_content_is_not_uploaded_again(monkeypatch):
+    import threading
+
+    from syft_flwr_gdrive import blobs
+
+    hashed_in: list[str] = []
+    real = blobs._sha256_hex
+
+    def spy(data: bytes) -> str:
+        hashed_in.append(threading.current_thread().name)
+        return real(data)
+
+    monkeypatch.setattr(blobs, "_sha256_hex", spy)
+    hub = MemoryHub()
+    server = MemoryTransport("ds@x.com", hub)
+    placer = BlobPlacer(store(server), min_bytes=1024)
+    data = os.urandom(300 * KIB)
+    ref = placer(data)
+    assert ref is not None and ref.sha256 == hashlib.sha256(data).hexdigest()
+    assert len(hashed_in) == 1 and hashed_in[0].startswith("blob-hash")  # beside the upload, not before it
+    assert placer(data) is ref and len(hashed_in) == 1  # the same object within a push: no second hash
+    placer.end_push()
+    copy = bytes(bytearray(data))  # equal content, another object (a later push): hashed in full, then reused
+    assert placer(copy) is ref and len(hashed_in) == 2 and hashed_in[1] == threading.current_thread().name
+    assert server.call_counts()["put_blob"] == 1
+
+
+def test_content_that_only_shares_the_fingerprint_is_uploaded_as_a_new_blob():
+    from syft_flwr_gdrive.blobs import sample_fingerprint
+
+    hub = MemoryHub()
+    server = MemoryTransport("ds@x.com", hub)
+    placer = BlobPlacer(store(server), min_bytes=1024)
+    original = os.urandom(300 * KIB)
+    first = placer(original)
+    data = bytearray(original)
+    data[1000] ^= 1  # outside every sampled slice: same fingerprint, different content
+    changed = bytes(data)
+    assert sample_fingerprint(changed) == sample_fingerprint(original) and changed != original
+    second = placer(changed)
+    assert first is not None and second is not None and second.locator != first.locator
+    assert second.sha256 == hashlib.sha256(changed).hexdigest() != first.sha256
+    assert server.call_counts()["put_blob"] == 2
+
+
+def test_a_failed_blob_upload_leaves_nothing_behind(monkeypatch):
+    hub = MemoryHub()
+    server = MemoryTransport("ds@x.com", hub)
+    placer = BlobPlacer(store(server), min_bytes=1024)
+    data = os.urandom(300 * KIB)
+
+    def refuse(*args, **kwargs):
+        raise DriveError("quota")
+
+    monkeypatch.setattr(placer.mailbox, "put_blob", refuse)
+    with pytest.raises(DriveError):
+        placer(data)
+    monkeypatch.undo()
+    ref = placer(data)  # tried again: uploaded, as nothing was recorded for the failed attempt
+    assert ref is not None and server.call_counts()["put_blob"] == 1 and placer.locators() == [ref.locator]
