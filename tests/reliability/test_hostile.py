@@ -18,6 +18,7 @@ from pathlib import Path
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.transport.envelope import MAGIC
+from syft_flwr_gdrive.transport.envelope import WIRE_VERSION
 from tests.helpers.envelopes import decode
 from tests.helpers.envelopes import encode
 from tests.helpers.reliability import CLIENTS
@@ -219,9 +220,9 @@ def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_complete
                     plant(drive, SERVER, r("tampered"), envelope_body(r("tampered"), junk)[:-1] + b"!"),
                     "invalid envelope: payload SHA-256",
                 ),
-                "envelope-version-2": (
-                    plant(drive, SERVER, r("v2"), envelope_body(r("v2"), junk, version=2)),
-                    "message format version 2 is not one this build reads",
+                "envelope-version-next": (
+                    plant(drive, SERVER, r("vnext"), envelope_body(r("vnext"), junk, version=WIRE_VERSION + 1)),
+                    f"message format version {WIRE_VERSION + 1} is not one this build reads",
                 ),
                 "metadata-version-2": (
                     plant(
