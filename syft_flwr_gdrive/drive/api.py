@@ -418,6 +418,44 @@ class DriveApi:
         req = self._service.files().get(fileId=file_id, fields=fields)
         return self._execute("files.get", req, resource=file_id)
 
+    def get_many(
+        self, file_ids: Iterable[str], fields: str = DEFAULT_FILE_FIELDS
+    ) -> dict[str, dict[str, Any] | DriveError]:
+        """Many files' metadata by id in one batch request per 100 ids: ``{id: resource or typed error}``.
+
+        A missing file is a :class:`DriveNotFound` in the answer, not an exception: callers ask
+        for files that may not exist yet. The batch request itself is retried like any call;
+        a part that failed transiently is reported, not retried (the caller asks again later).
+        Each part costs what a ``files.get`` costs in the quota (and in the pacer)."""
+        ids = list(dict.fromkeys(file_ids))
+        results: dict[str, dict[str, Any] | DriveError] = {}
+        for start in range(0, len(ids), _MAX_BATCH):
+            self._get_batch(ids[start : start + _MAX_BATCH], fields, results)
+        return results
+
+    def _get_batch(self, ids: list[str], fields: str, results: dict[str, dict[str, Any] | DriveError]) -> None:
+        answers: dict[str, tuple[Any, BaseException | None]] = {}
+
+        def on_part(request_id: str, response: Any, exception: BaseException | None) -> None:
+            answers[request_id] = (response, exception)
+
+        batch = self._service.new_batch_http_request(callback=on_part)
+        for i, fid in enumerate(ids):
+            batch.add(self._service.files().get(fileId=fid, fields=fields), request_id=str(i))
+        self._execute(
+            "batch",
+            batch,
+            call=lambda b, http: b.execute(http=http),
+            units=units_for("files.get") * len(ids),
+        )
+        for i, fid in enumerate(ids):
+            response, exc = answers.get(str(i), (None, None))
+            if exc is None and isinstance(response, dict):
+                results[fid] = response
+                continue
+            error = to_drive_error(exc, method="files.get", resource=fid) if exc is not None else None
+            results[fid] = error or DriveError(f"no answer for file {fid} in Drive's batch reply", method="files.get")
+
     def list_page(
         self, q: str, *, page_token: str | None = None, **options: Unpack[ListOptions]
     ) -> tuple[list[dict[str, Any]], str | None]:
