@@ -15,6 +15,7 @@ name is stored as a hash and emails are limited in length.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -51,6 +52,7 @@ P_BLOB = "sfg_blob"  # a shared blob's random id (never its content's hash: Driv
 P_BLOB_APP = "sfg_blob_app"  # blobs use their own app key so polls never list them
 P_BUNDLES = "sfg_bundles"  # on outbox folders: the id of the owner's shared folder its bundles live in
 KIND_BUNDLE = "bundle"  # sfg_kind of a bundle file: one message to many recipients (multiseal)
+P_NEXT = "sfg_nx"  # on message and bundle files: the id the sender's next file of the same stream will have
 # Where each field of Routing lives in a message file's properties (the app as its hash, below).
 ROUTING_PROPERTIES = {
     "app": P_APP,
@@ -187,6 +189,18 @@ def inline_body(props: Mapping[str, Any] | None) -> bytes | None:
         return base64.b64decode("".join(pieces), validate=True)
     except (binascii.Error, ValueError):
         return None
+
+
+_FILE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # what Drive's generated ids look like (no '/', no quotes)
+
+
+def promised_id(props: Mapping[str, Any] | None) -> str | None:
+    """The id the writer promised to its stream's next file (``sfg_nx``), if well formed.
+
+    A promise is only a hint where to look: the file found there passes every check a listed
+    file passes (owner, folder) before it counts, so a wrong promise costs a lookup, nothing else."""
+    value = (props or {}).get(P_NEXT)
+    return value if isinstance(value, str) and _FILE_ID.fullmatch(value) else None
 
 
 def bundle_properties(routing: Routing) -> dict[str, str]:

@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from typing import BinaryIO
@@ -47,6 +48,8 @@ from syft_flwr_gdrive.drive.errors import DrivePermissionDenied
 from syft_flwr_gdrive.drive.errors import DriveTooLarge
 from syft_flwr_gdrive.drive.idbook import IdBook
 from syft_flwr_gdrive.drive.options import DriveOptions
+from syft_flwr_gdrive.drive.promises import PromiseBook
+from syft_flwr_gdrive.drive.promises import Stream
 from syft_flwr_gdrive.drive.ratelimit import QuotaLimiter
 from syft_flwr_gdrive.drive.retry import RetryPolicy
 from syft_flwr_gdrive.drive.retry import deadline
@@ -74,6 +77,8 @@ MAX_RETRY_SECONDS = 300.0  # one Drive call never retries longer (nor longer tha
 LIST_WORKERS = 4  # a poll's listings (one per 40 folders) run side by side
 POLL_RETRY_SECONDS = 10.0  # a poll's calls stop retrying after this: the next poll comes soon anyway, and a
 #                            waiter must not sit out a 30 s backoff past its own deadline
+LIST_EVERY = 4  # with promises outstanding, every 4th poll lists (the others fetch by id): see poll()
+PROMISED_FIELDS = layout.LISTING_FIELDS + ",trashed"  # a fetched file as a listing shows it (which leaves trashed out)
 _CONFIRM_KINDS = ("request", "stop", layout.KIND_BUNDLE)  # inbound kinds whose disappearance someone acts on
 _LIMITERS: dict[float, QuotaLimiter] = {}
 _LIMITERS_LOCK = threading.Lock()
@@ -107,6 +112,22 @@ def drive_api(
     return api, f"loaded from {chosen or 'Application Default Credentials'}"
 
 
+@dataclass(frozen=True)
+class _Places:
+    """Where a poll looks, by folder id: peers' outboxes to me, peers' bundle folders, my outboxes."""
+
+    peer_of: dict[str, str]  # a peer's outbox folder to me -> that peer
+    bundles_of: dict[str, list[str]]  # a folder peers announced for their bundles -> those peers
+    mine: set[str]
+
+    def folders(self) -> list[str]:
+        return (
+            sorted(self.peer_of)
+            + sorted(set(self.bundles_of) - set(self.peer_of))
+            + sorted(self.mine - set(self.peer_of) - set(self.bundles_of))
+        )
+
+
 def _created(folder: dict[str, Any]) -> tuple[str, str]:
     """Sort key: oldest first (RFC 3339 strings sort by time), ties by id: the same everywhere."""
     return (str(folder.get("createdTime") or "~"), str(folder.get("id")))
@@ -128,6 +149,9 @@ class DriveTransport(Transport):
         self._min_poll_gap = min_poll_gap
         self._lock = threading.Lock()
         self._ids: list[str] = []
+        self._promised: dict[tuple[str, str], str] = {}  # (app, recipient; "" for bundles) -> id its next file gets
+        self._promises = PromiseBook()  # what peers promised me (reader side)
+        self._gets_in_a_row: dict[str, int] = {}  # app -> polls since its last listing (see LIST_EVERY)
         self._book = IdBook(state_dir / "drive-folders.json" if state_dir is not None else None)
         self._root_id: str | None = None
         self._outboxes: dict[tuple[str, str], str] = {}  # (app, peer) -> my primary outbox folder id
@@ -145,6 +169,7 @@ class DriveTransport(Transport):
         )  # (owner, app, folder id) checked to be owner's blobs folder
         self._mine: dict[str, dict[str, Posting]] = {}  # app -> my message files not deleted yet
         self._inbound: dict[str, dict[str, Posting]] = {}  # app -> inbound postings seen and not known gone
+        self._bundles_seen: dict[str, dict[str, Posting]] = {}  # app -> peers' bundles seen and not known gone
         self._gone: set[str] = set()  # handles deleted (by me) or confirmed gone by id
         self._ignored: set[str] = set()  # peers' bundles with no part for me: not listed, not confirmed gone
         self._newer_seen: dict[tuple[str, int], float] = {}  # (peer, run) -> first seen newer than announced
@@ -278,12 +303,12 @@ class DriveTransport(Transport):
         """One create in my shared blobs folder, read by every peer of the app; small bundles ride inline."""
         if routing.app not in self._bundle_folders:
             self.enable_bundles(routing.app)
-        props = layout.bundle_properties(routing)
+        file_id, props = self._promise((routing.app, ""), layout.bundle_properties(routing))
         if len(body) <= INLINE_MAX:
             props.update(layout.inline_properties(body, used=len(props)))
         name = f"bundle-{routing.run_id}-{routing.message_id}.sfgd"
         try:
-            created = self._upload(name, as_reader(body), self._bundle_folders[routing.app], props)
+            created = self._create_promised(name, as_reader(body), self._bundle_folders[routing.app], props, file_id)
         except DriveError as exc:
             raise TransportError(f"could not send a bundle of {routing.kind}s: {exc}") from exc
         return str(created["id"])
@@ -305,12 +330,12 @@ class DriveTransport(Transport):
         if folder is None:
             self.prepare(routing.app, [recipient])
             folder = self._outboxes[(routing.app, recipient)]
-        props = layout.message_properties(routing)
+        file_id, props = self._promise((routing.app, recipient), layout.message_properties(routing))
         if reader.size <= INLINE_MAX:
             reader.seek(0)
             props.update(layout.inline_properties(reader.read(reader.size), used=len(props)))
         try:
-            created = self._upload(layout.message_file_name(routing), reader, folder, props)
+            created = self._create_promised(layout.message_file_name(routing), reader, folder, props, file_id)
         except DriveError as exc:
             raise TransportError(f"could not send {routing.kind} to {routing.recipient}: {exc}") from exc
         handle = str(created["id"])
@@ -361,64 +386,38 @@ class DriveTransport(Transport):
         return [h for h in found if h not in self._gone]
 
     def poll(self, app: str) -> Listing:
+        """What peers sent me and what I sent. With files promised to me outstanding, a poll fetches
+        them by id (one batch call), and every :data:`LIST_EVERY`-th poll lists instead; without, it lists."""
         try:
             with deadline(POLL_RETRY_SECONDS):
                 if self._needs_discovery(app):
                     self._discover(app)
-                peer_of = {fid: info["peer"] for fid, info in self._peer_folders.get(app, {}).items()}
-                bundles_of = self._peer_bundle_folders(app, set(peer_of))
-                mine = set(self._my_folders.get(app, ()))
-                files = self._list_parents(
-                    sorted(peer_of)
-                    + sorted(set(bundles_of) - set(peer_of))
-                    + sorted(mine - set(peer_of) - set(bundles_of))
-                )
+                places = self._places(app)
+                wanted = self._promises.outstanding(app)
+                if wanted and self._gets_in_a_row.get(app, 0) < LIST_EVERY - 1:
+                    self._gets_in_a_row[app] = self._gets_in_a_row.get(app, 0) + 1
+                    return self._poll_promised(app, places, wanted)
+                self._gets_in_a_row[app] = 0
+                files = self._list_parents(places.folders())
         except DriveError as exc:
             raise TransportError(f"could not list messages: {exc}") from exc
-        inbound: dict[str, Posting] = {}
-        outbound: dict[str, Posting] = {}
-        bundles: dict[str, Posting] = {}
-        for f in files:
-            handle = str(f["id"])
-            if f.get("mimeType") == layout.FOLDER_MIME or handle in self._gone:
-                continue
-            parent = str((f.get("parents") or [""])[0])
-            if parent in mine:
-                if f.get("ownedByMe") is False:
-                    continue  # nobody else can write into my read-only shares; ignore if Drive says otherwise
-                outbound[handle] = self._posting(f, self.email, app)
-            elif parent in peer_of:
-                inbound[handle] = self._posting(f, self._owner_identity(f.get("owners"), peer_of[parent]), app)
-            elif (
-                parent in bundles_of
-                and handle not in self._ignored
-                and (f.get("properties") or {}).get(layout.P_KIND) == layout.KIND_BUNDLE
-            ):
-                owner = next((p for p in bundles_of[parent] if self._owner_identity(f.get("owners"), p) == p), None)
-                bundles[handle] = Posting(
-                    handle=handle,
-                    owner=owner or self._owner_identity(f.get("owners"), ""),
-                    routing=layout.bundle_routing(f.get("properties"), app, self.email),
-                    size=int(f.get("size") or 0),
-                    name=str(f.get("name") or ""),
-                    inline=layout.inline_body(f.get("properties")),
-                )
+        inbound, outbound, bundles = self._sort(app, files, places)
         with self._lock:
             known_mine = self._mine.setdefault(app, {})
             known_mine.update(outbound)
             outbound = {h: p for h, p in known_mine.items() if h not in self._gone}
-            seen = self._inbound.setdefault(app, {})
+            seen = {**self._inbound.get(app, {}), **self._bundles_seen.get(app, {})}
             vanished = [p for h, p in seen.items() if h not in inbound and h not in bundles and h not in self._gone]
+        defer = bool(self._promises.outstanding(app))  # then the next poll's batch get asks: no call now
         with deadline(POLL_RETRY_SECONDS):
             for posting in vanished:  # gone, or only lagging? A get by id is consistent.
-                if (
-                    posting.routing is not None
-                    and posting.routing.kind in _CONFIRM_KINDS
-                    and not self._confirmed_gone(posting.handle)
-                ):
-                    (bundles if posting.routing.kind == layout.KIND_BUNDLE else inbound)[posting.handle] = posting
+                if posting.routing is None or posting.routing.kind not in _CONFIRM_KINDS:
+                    continue
+                if not defer and self._confirmed_gone(posting.handle):
+                    continue
+                (bundles if posting.routing.kind == layout.KIND_BUNDLE else inbound)[posting.handle] = posting
         with self._lock:
-            self._inbound[app] = {**inbound, **bundles}
+            self._inbound[app], self._bundles_seen[app] = inbound, bundles
         if self._newer_run_listed(app, inbound.values()):
             try:  # the announcement we hold lags behind the peer's messages: read it again now
                 self._discover(app)
@@ -427,6 +426,118 @@ class DriveTransport(Transport):
         return Listing(
             tuple(inbound.values()), tuple(outbound.values()), self._announcements(app), tuple(bundles.values())
         )
+
+    def _places(self, app: str) -> _Places:
+        peer_of = {fid: info["peer"] for fid, info in self._peer_folders.get(app, {}).items()}
+        return _Places(peer_of, self._peer_bundle_folders(app, set(peer_of)), set(self._my_folders.get(app, ())))
+
+    def _poll_promised(self, app: str, places: _Places, wanted: dict[str, Stream]) -> Listing:
+        """The files peers promised me, fetched by id in one batch (a 404 means "not written yet"), and in
+        the same batch the requests, stops and bundles I hold (a 404: withdrawn; by id, not by a lagging
+        listing). Everything else as the last listing left it."""
+        with self._lock:
+            held = [
+                h
+                for h, p in (*self._inbound.get(app, {}).items(), *self._bundles_seen.get(app, {}).items())
+                if p.routing is not None and p.routing.kind in _CONFIRM_KINDS and h not in self._gone
+            ]
+        answers = self.api.get_many([*wanted, *held], fields=PROMISED_FIELDS)
+        found = []
+        for file_id, stream in wanted.items():
+            answer = answers.get(file_id)
+            if not isinstance(answer, dict) or answer.get("trashed"):
+                continue  # not written yet (or Drive could not say now): ask again next poll
+            if self._keeps_promise(answer, stream, places):
+                found.append(answer)
+            else:
+                self._promises.refuse(file_id)
+        inbound, _outbound, bundles = self._sort(app, found, places)
+        with self._lock:
+            for handle in held:
+                answer = answers.get(handle)
+                if isinstance(answer, DriveNotFound) or (isinstance(answer, dict) and answer.get("trashed")):
+                    self._gone.add(handle)  # (another error: cannot tell now; kept, asked again next poll)
+            seen_inbound = self._inbound.setdefault(app, {})
+            seen_bundles = self._bundles_seen.setdefault(app, {})
+            seen_inbound.update(inbound)
+            seen_bundles.update(bundles)
+            inbound = {h: p for h, p in seen_inbound.items() if h not in self._gone}
+            bundles = {h: p for h, p in seen_bundles.items() if h not in self._gone and h not in self._ignored}
+            outbound = {h: p for h, p in self._mine.setdefault(app, {}).items() if h not in self._gone}
+        self.last_poll_lists = 0
+        return Listing(
+            tuple(inbound.values()), tuple(outbound.values()), self._announcements(app), tuple(bundles.values())
+        )
+
+    def _keeps_promise(self, f: dict[str, Any], stream: Stream, places: _Places) -> bool:
+        """Is the file at a promised id the promising peer's, where that peer's files of the stream lie?
+        The checks a listed file passes; a forged or stale promise never lets anyone else's file in."""
+        _app, kind, peer = stream
+        parent = str((f.get("parents") or [""])[0])
+        owner = self._owner_identity(f.get("owners"), peer)
+        if kind == "direct":
+            placed = places.peer_of.get(parent) == peer
+        else:
+            placed = (
+                peer in places.bundles_of.get(parent, ())
+                and (f.get("properties") or {}).get(layout.P_KIND) == layout.KIND_BUNDLE
+            )
+        if owner == peer and placed and f.get("mimeType") != layout.FOLDER_MIME:
+            return True
+        logger.warning(
+            "ignored file %s: %s promised it as its next %s file, but Drive says %s owns it, in folder %s; "
+            "that peer's files are found by listing until its next one lists",
+            f.get("id"),
+            peer,
+            "bundle" if kind == "bundle" else "message",
+            owner or "someone else",
+            parent or "(none)",
+        )
+        return False
+
+    def _sort(
+        self, app: str, files: list[dict[str, Any]], places: _Places
+    ) -> tuple[dict[str, Posting], dict[str, Posting], dict[str, Posting]]:
+        """Files of a poll -> (inbound, outbound, bundles) by where they lie and who Drive says owns them.
+        Peers' files that pass those checks also tell the promise book what they promised."""
+        inbound: dict[str, Posting] = {}
+        outbound: dict[str, Posting] = {}
+        bundles: dict[str, Posting] = {}
+        for f in files:
+            handle = str(f["id"])
+            if f.get("mimeType") == layout.FOLDER_MIME or handle in self._gone:
+                continue
+            parent = str((f.get("parents") or [""])[0])
+            props = f.get("properties") or {}
+            if parent in places.mine:
+                if f.get("ownedByMe") is False:
+                    continue  # nobody else can write into my read-only shares; ignore if Drive says otherwise
+                outbound[handle] = self._posting(f, self.email, app)
+            elif parent in places.peer_of:
+                peer = places.peer_of[parent]
+                posting = inbound[handle] = self._posting(f, self._owner_identity(f.get("owners"), peer), app)
+                if posting.owner == peer and posting.routing is not None:
+                    self._promises.seen(
+                        (app, "direct", peer), handle, posting.routing.created_at, layout.promised_id(props)
+                    )
+            elif parent in places.bundles_of and props.get(layout.P_KIND) == layout.KIND_BUNDLE:
+                owner = next(
+                    (p for p in places.bundles_of[parent] if self._owner_identity(f.get("owners"), p) == p), None
+                )
+                routing = layout.bundle_routing(props, app, self.email)
+                if owner is not None and routing is not None:
+                    self._promises.seen((app, "bundle", owner), handle, routing.created_at, layout.promised_id(props))
+                if handle in self._ignored:
+                    continue
+                bundles[handle] = Posting(
+                    handle=handle,
+                    owner=owner or self._owner_identity(f.get("owners"), ""),
+                    routing=routing,
+                    size=int(f.get("size") or 0),
+                    name=str(f.get("name") or ""),
+                    inline=layout.inline_body(props),
+                )
+        return inbound, outbound, bundles
 
     def read_to(self, posting: Posting, out: BinaryIO, *, max_bytes: int | None = None) -> int:
         if max_bytes is not None and posting.size > max_bytes:
@@ -572,7 +683,7 @@ class DriveTransport(Transport):
     def ignore_bundle(self, handle: str) -> None:
         with self._lock:
             self._ignored.add(handle)
-            for seen in self._inbound.values():
+            for seen in (*self._inbound.values(), *self._bundles_seen.values()):
                 seen.pop(handle, None)
 
     def _peer_bundle_folders(self, app: str, outboxes: set[str]) -> dict[str, list[str]]:
@@ -738,9 +849,32 @@ class DriveTransport(Transport):
                 name, parent_id=parent, properties=props, file_id=file_id, fields=layout.FOLDER_FIELDS
             )
 
-    def _upload(self, name: str, reader: SeekableReader, folder: str, props: dict[str, str]) -> dict[str, Any]:
+    def _promise(self, stream: tuple[str, str], props: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """The id of a stream's next file (the one promised last time, if any) and its properties with the
+        promise of the file after it (``sfg_nx``): the reader fetches that by id before it lists."""
+        with self._lock:
+            file_id = self._promised.pop(stream, None) or self._take_id()
+            self._promised[stream] = promised = self._take_id()
+        return file_id, {**props, layout.P_NEXT: promised}
+
+    def _create_promised(
+        self, name: str, reader: SeekableReader, folder: str, props: dict[str, str], file_id: str
+    ) -> dict[str, Any]:
+        """Create at the promised id; if Drive refuses that id (400: no longer valid; 409: someone else's
+        file has it), at a fresh one: the promise is not kept, and readers find the file by listing."""
+        try:
+            return self._upload(name, reader, folder, props, file_id=file_id)
+        except DriveError as exc:
+            if exc.status not in (400, 409):
+                raise
+            logger.info("Drive refused the promised id %s (%s); creating %s at a fresh id", file_id, exc, name)
+            return self._upload(name, reader, folder, props)
+
+    def _upload(
+        self, name: str, reader: SeekableReader, folder: str, props: dict[str, str], *, file_id: str | None = None
+    ) -> dict[str, Any]:
         """One create: a multipart request for small bodies, a chunked resumable upload for big ones."""
-        file_id, mime = self._next_id(), layout.MESSAGE_MIME
+        file_id, mime = file_id or self._next_id(), layout.MESSAGE_MIME
         reader.seek(0)
         if reader.size <= self.api.chunk_size:
             data = reader.read(reader.size) or b""
@@ -784,9 +918,13 @@ class DriveTransport(Transport):
 
     def _next_id(self) -> str:
         with self._lock:
-            if not self._ids:
-                self._ids = self.api.generate_ids(ID_BATCH)
-            return self._ids.pop()
+            return self._take_id()
+
+    def _take_id(self) -> str:
+        """A fresh pre-generated id (``self._lock`` held)."""
+        if not self._ids:
+            self._ids = self.api.generate_ids(ID_BATCH)
+        return self._ids.pop()
 
     def _root(self) -> str:
         if self._root_id is None:
