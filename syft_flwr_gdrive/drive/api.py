@@ -67,6 +67,17 @@ _MAX_BATCH = 100  # Drive rejects batches of more than 100 calls
 _MAX_GENERATE_IDS = 1000
 
 
+def _with_fields(fields: str, *more: str) -> str:
+    """A ``fields`` selector with top-level fields added unless already there."""
+    top, depth, start = set(), 0, 0
+    for i, ch in enumerate(fields + ","):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            top.add(fields[start:i].split("(")[0].strip())
+            start = i + 1
+    return ",".join([fields, *[m for m in more if m not in top]])
+
+
 def escape_q(value: str) -> str:
     """Escape ``value`` for use inside a single-quoted Drive ``q`` string literal."""
     return value.replace("\\", "\\\\").replace("'", "\\'")
@@ -624,17 +635,19 @@ class DriveApi:
         name: str,
         fields: str,
     ) -> dict[str, Any]:
-        """Run a create; with a pre-generated id, a 409 means an earlier attempt already made it."""
+        """Run a create; with a pre-generated id, a 409 means an earlier attempt already made it, if the
+        file at that id is mine and has the name I gave (peers can read the ids I promise: one of them may
+        have taken the id first)."""
         try:
             return run()
         except DriveConflict:
             if file_id is None:
                 raise
             try:
-                existing = self.get(file_id, fields=fields)
+                existing = self.get(file_id, fields=_with_fields(fields, "name", "ownedByMe"))
             except DriveNotFound:
                 existing = None
-            if existing is None or existing.get("name", name) != name:
+            if existing is None or existing.get("name") != name or existing.get("ownedByMe") is not True:
                 raise DriveConflict(
                     f"File id {file_id} is already used by another file. Fix: generate a "
                     "fresh id with generate_ids() for each new file.",

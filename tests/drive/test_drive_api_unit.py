@@ -110,17 +110,24 @@ def test_idempotent_create_returns_existing_file_on_409(scripted):
         [
             ConnectionResetError(104, "reset"),  # the first create may have happened
             err(409, "duplicate"),  # ...it did
-            ok({"id": "gen1", "name": "msg"}),  # files.get by id
+            ok({"id": "gen1", "name": "msg", "ownedByMe": True}),  # files.get by id
         ]
     )
     out = api.upload_bytes("msg", b"hello", parent_id="p", file_id="gen1")
-    assert out == {"id": "gen1", "name": "msg"}
+    assert out == {"id": "gen1", "name": "msg", "ownedByMe": True}
     assert api.calls.snapshot() == {"files.create": 2, "files.get": 1}
     assert api.calls.retries == 1
 
 
 def test_409_for_a_different_file_is_a_conflict(scripted):
     api, _ = scripted([err(409, "duplicate"), ok({"id": "gen1", "name": "other"})])
+    with pytest.raises(DriveConflict, match="already used"):
+        api.create_folder("mine", file_id="gen1")
+
+
+def test_409_for_someone_elses_file_of_the_same_name_is_a_conflict(scripted):
+    """A peer who read the id I promised may take it first, name and all: never taken for my create."""
+    api, _ = scripted([err(409, "duplicate"), ok({"id": "gen1", "name": "mine", "ownedByMe": False})])
     with pytest.raises(DriveConflict, match="already used"):
         api.create_folder("mine", file_id="gen1")
 
