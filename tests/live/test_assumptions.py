@@ -257,6 +257,24 @@ def test_row15_owned_by_me(backend: Backend):
     assert backend.api("B").get(f1, fields="ownedByMe")["ownedByMe"] is False
 
 
+def test_row16_a_file_at_a_generated_id_is_fetched_by_id_before_it_lists(backend: Backend):
+    folder, _ = shared_folder(backend)
+    api_a, api_b = backend.api("A"), backend.api("B")
+    promised, never = api_a.generate_ids(2)
+    assert isinstance(api_b.get_many([promised], fields="id")[promised], DriveNotFound)  # not yet
+    made = api_a.upload_bytes("promised", b"x", parent_id=folder, file_id=promised, fields="id")
+    backend.track("A", str(made["id"]))
+    listed_at_once = promised in {f["id"] for f in listed(backend, "B", layout.parents_query([folder]))}
+    answers = api_b.get_many([promised, never], fields=layout.LISTING_FIELDS)
+    found = answers[promised]
+    assert isinstance(found, dict) and found["parents"] == [folder] and found["ownedByMe"] is False
+    assert isinstance(answers[never], DriveNotFound)
+    print(
+        f"\n[{backend.name}] row 16: fetched by id at once; a listing at that moment "
+        f"{'showed' if listed_at_once else 'hid'} it"
+    )
+
+
 def test_two_accounts_federate_a_timed_round_trip(backend: Backend):
     """What `doctor --peer` does, from both sides at once: share, discover, list, read, answer, delete."""
     results: dict[str, list] = {}
