@@ -10,13 +10,18 @@ Only documented Drive behaviour is relied on (docs/drive-assumptions.md):
 * a file counts as a peer's only if it sits in that peer's outbox folder AND Drive's
   owner is that peer: by email, or by permission id when Drive hides the email;
 * listings are eventually consistent, so my own files count as present until I delete
-  them, and a request or stop that vanishes from a listing is confirmed gone by id.
+  them, and a request or stop that vanishes from a listing is confirmed gone by id;
+* a file found by id is current: each message or bundle file names the id of its writer's
+  next file of the stream (``sfg_nx``, :mod:`.promises`), and a reader with such promises
+  outstanding fetches them by id instead of waiting for the listing to show them.
 
 Cost per operation (Drive calls): announce a run 1 per outbox, send 1 (multipart create
 with a pre-generated id, so a retried create is idempotent; ids are fetched 100 at a
 time), poll 1 per 40 folders (plus one discovery listing every
 :data:`DISCOVER_EVERY` seconds, and one ``files.get`` per request or stop that
-disappears), read 1 (download by id), delete 1 batch per 100 files.
+disappears) or, with promises outstanding, 1 batch get per 100 promised or held files
+(every :data:`LIST_EVERY`-th poll lists instead), read 1 (download by id), delete 1 batch
+per 100 files.
 """
 
 from __future__ import annotations
@@ -77,7 +82,13 @@ MAX_RETRY_SECONDS = 300.0  # one Drive call never retries longer (nor longer tha
 LIST_WORKERS = 4  # a poll's listings (one per 40 folders) run side by side
 POLL_RETRY_SECONDS = 10.0  # a poll's calls stop retrying after this: the next poll comes soon anyway, and a
 #                            waiter must not sit out a 30 s backoff past its own deadline
-LIST_EVERY = 4  # with promises outstanding, every 4th poll lists (the others fetch by id): see poll()
+# With promises outstanding, every 4th poll lists and the others fetch by id. Listings find what nothing
+# promised (a stream's first file, a restarted writer, a new run); a listing poll cannot see a promised
+# file younger than the list lag, so the file waits one poll more when its moment falls on a listing.
+# At the fast poll gap (0.25 s) 4 polls are about a second, the strict profile's lag: what only a
+# listing can find is found about as soon as a listing could show it, and 3 polls in 4 find
+# promised files the moment they exist.
+LIST_EVERY = 4
 PROMISED_FIELDS = layout.LISTING_FIELDS + ",trashed"  # a fetched file as a listing shows it (which leaves trashed out)
 _CONFIRM_KINDS = ("request", "stop", layout.KIND_BUNDLE)  # inbound kinds whose disappearance someone acts on
 _LIMITERS: dict[float, QuotaLimiter] = {}
