@@ -139,6 +139,7 @@ class CallEvent:
     bytes_in: int  # request body (uploads)
     bytes_out: int  # response body (downloads)
     part: bool  # a call inside a batch request
+    inner: tuple[str, ...] = ()  # a batch request's parts, by route
 
 
 class DriveTap:
@@ -147,21 +148,24 @@ class DriveTap:
     Relies on the fake's ``Api.handle(req, outer_user=...)`` and the
     ``x-fake-route``/``x-fake-user`` headers it stamps on handled requests.
     A part of a batch request is one event with ``part=True``; the batch itself
-    is one more event (route ``batch``).
+    is one more event (route ``batch``) that lists its parts' routes (``inner``).
     """
 
     def __init__(self, drive: Any) -> None:
         self.events: list[CallEvent] = []
         self._lock = threading.Lock()
+        self._parts = threading.local()  # the routes of the batch being answered on this thread
         api = drive.api
         if api is None:
             raise RuntimeError("start the fake Drive before tapping it")
         original = api.handle
 
         def handle(req: Any, *args: Any, **kwargs: Any) -> Any:
+            outer = kwargs.get("outer_user", args[0] if args else None)
+            if not outer:
+                self._parts.routes = []
             resp = original(req, *args, **kwargs)
             try:
-                outer = kwargs.get("outer_user", args[0] if args else None)
                 headers = req.headers
                 route = headers.get("x-fake-route") or "unknown"
                 if route != "admin":
@@ -174,7 +178,10 @@ class DriveTap:
                         bytes_in=0 if outer else int(getattr(body, "length", 0) or 0),
                         bytes_out=int(getattr(resp, "length", 0) or 0),
                         part=bool(outer),
+                        inner=() if outer else tuple(getattr(self._parts, "routes", ())),
                     )
+                    if outer:
+                        getattr(self._parts, "routes", []).append(route)
                     with self._lock:
                         self.events.append(ev)
             except Exception:  # never break the fake because of the benchmark
@@ -206,6 +213,11 @@ def calls_of(events: Iterable[CallEvent]) -> Counter:
     for ev in events:
         c[ev.route] += 1
     return c
+
+
+def polls_of(events: Iterable[CallEvent]) -> int:
+    """Poll requests: listings (one per 40 folders) and batch requests of gets (files promised by id)."""
+    return sum(1 for ev in events if ev.route == "files.list" or (ev.route == "batch" and "files.get" in ev.inner))
 
 
 def requests_of(events: Iterable[CallEvent]) -> int:

@@ -107,7 +107,7 @@ def naive_cost(events: list[H.CallEvent], folders: int, received: float) -> floa
     """Same polls and messages, per-file polling: one list per watched folder per poll, one get per
     received file, one create per sent file, one delete per deleted file (no batches)."""
     c = H.calls_of(events)
-    return c["files.list"] * folders + received + creates(events) + c["files.delete"]
+    return H.polls_of(events) * folders + received + creates(events) + c["files.delete"]
 
 
 def interval_figures(
@@ -131,7 +131,7 @@ def interval_figures(
         "server_requests": H.requests_of(s_ev),
         "server_api_calls": len(s_ev),
         "server_by_method": dict(Counter(ev.route + (" (batch part)" if ev.part else "") for ev in s_ev)),
-        "server_polls": H.calls_of(s_ev)["files.list"],
+        "server_polls": H.polls_of(s_ev),
         "client_requests": per_client,
         "client_api_calls": per_client_api,
         "client_by_method": dict(

@@ -148,8 +148,8 @@ def round_calls(
         users = H.by_user(H.window(events, r["start"], r["end"]))
         per_client = [H.requests_of(users.get(c, [])) for c in clients]
         server = H.requests_of(users.get(H.SERVER_EMAIL, []))
-        server_lists = sum(1 for ev in users.get(H.SERVER_EMAIL, []) if ev.route == "files.list")
-        client_lists = sum(1 for c in clients for ev in users.get(c, []) if ev.route == "files.list")
+        server_lists = H.polls_of(users.get(H.SERVER_EMAIL, []))  # listings and batch gets of promised files
+        client_lists = sum(H.polls_of(users.get(c, [])) for c in clients)
         out.append(
             {
                 "trial": trial,

@@ -394,11 +394,14 @@ def test_a_file_name_cannot_forge_log_lines(tmp_path: Path, drive: FakeDriveServ
     with make_federation(
         tmp_path, drive, client_emails=CLIENTS[:1], run_config={"num-server-rounds": 1, "min-clients": 1}
     ) as fed:
-        fed.start_all()
+        fed.server().start()
         run_id = announced_run(drive, TARGET, APP)
         # A peer's file (strangers' files are never listed): its name is the peer's to choose.
         injected = make_routing(run_id, "injected", SERVER, TARGET, APP)
         handle = plant(drive, SERVER, injected, b"junk", name="report.sfgd\n" + forged)
+        # The client starts after the plant: its first poll lists (nothing is promised yet). Later polls
+        # fetch promised files by id and list only every 4th time, and a one-round run may end before that.
+        fed.client(0).start()
         wait_for_log(fed.client(0), handle, 30)
         assert fed.wait(60)
         log = fed.client(0).log_text()
