@@ -132,6 +132,8 @@ def interval_figures(
         "server_api_calls": len(s_ev),
         "server_by_method": dict(Counter(ev.route + (" (batch part)" if ev.part else "") for ev in s_ev)),
         "server_polls": H.polls_of(s_ev),
+        "server_units": H.units_of(s_ev),  # Drive quota units (list 100, get 5, download 200, modify 50)
+        "client_units": [H.units_of(users.get(c, [])) for c in clients],
         "client_requests": per_client,
         "client_api_calls": per_client_api,
         "client_by_method": dict(
@@ -173,6 +175,9 @@ def summarize(intervals: list[dict[str, Any]], n: int) -> dict[str, Any]:
         "client_requests_max": max(max(iv["client_requests"]) for iv in intervals),
         "client_by_method_mean_per_client": {m: v / k / n for m, v in sorted(client_by_method.items())},
         "server_writes_mean": mean("server_writes"),
+        "server_units_mean": mean("server_units"),
+        "client_units_mean": sum(sum(iv["client_units"]) for iv in intervals) / k / n,
+        "client_api_calls_mean": sum(sum(iv["client_api_calls"]) for iv in intervals) / k / n,
         "server_refused_writes_mean": mean("server_refused_writes"),
         "client_writes_mean": sum(sum(iv["client_writes"]) for iv in intervals) / k / n,
         "client_writes_max": max(max(iv["client_writes"]) for iv in intervals),
@@ -397,6 +402,11 @@ def main() -> int:
                     f"   client per round:    mean {pr['client_requests_mean']:.1f}, max "
                     f"{pr['client_requests_max']} calls; "
                     f"per exchange mean {pe['client_requests_mean']:.1f}"
+                )
+                print(
+                    f"   per exchange: server {pe['server_api_calls_mean']:.1f} API calls, "
+                    f"{pe['server_units_mean']:.0f} quota units; each client {pe['client_api_calls_mean']:.1f} API "
+                    f"calls, {pe['client_units_mean']:.0f} quota units"
                 )
                 print(f"     by method (per client): {H.fmt_counter(pr['client_by_method_mean_per_client'], 2)}")
                 print(
