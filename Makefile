@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/syft-flwr-gdrive demo $(ARGS)
 
-# Style and types first (make lint), then every test: what CI runs (.ci/run).
+# Style and types first (make lint), then every test: what CI runs (.ci/run), before test-strict.
 test: lint
 	$(PY) -m pytest $(ARGS)
 
