@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from syft_flwr_gdrive.accounts import canonical_email
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.api import FOLDER_MIME
 from syft_flwr_gdrive.drive.api import DriveApi
@@ -167,11 +168,34 @@ def assert_clean_exit(fed: LocalFederation, rounds: int) -> dict:
 # -- planting files as any account ------------------------------------------------------------
 
 
+def _listed_outbox(drive: FakeDriveServer, owner: str, app: str, recipient: str) -> str | None:
+    """The oldest outbox ``owner`` already has for ``recipient``, as a listing shows it once the fake's list
+    lag has passed (a planter that looked only once could miss a folder created a moment ago, make a
+    duplicate, and plant where the recipient does not look until its next discovery)."""
+    deadline = time.monotonic() + drive.faults.list_lag + 0.5
+    while True:
+        folders = api_for(drive, owner).list_files(
+            layout.outbox_query(app, owner), fields="id,properties", order_by="createdTime"
+        )
+        for f in folders:
+            if layout.outbox_recipient_matches(f.get("properties"), canonical_email(recipient)):
+                return str(f["id"])
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.1)
+
+
 def outbox_of(drive: FakeDriveServer, owner: str, app: str, recipient: str) -> str:
-    """Id of ``owner``'s outbox folder of ``app`` to ``recipient`` (created and shared if missing)."""
+    """Id of ``owner``'s outbox folder of ``app`` to ``recipient`` (the existing one; created and shared if missing)."""
     t = planter(drive, owner)
-    t.prepare(app, [recipient])
-    return t._outboxes[(app, recipient)]  # the folder it sends into (found by id: listings may lag)
+    key = (app, canonical_email(recipient))
+    if key not in t._outboxes:
+        found = _listed_outbox(drive, owner, app, recipient)
+        if found is not None:
+            t._outboxes[key] = found  # the folder its sends go into
+        else:
+            t.prepare(app, [recipient])
+    return t._outboxes[key]
 
 
 def plant(
@@ -187,9 +211,9 @@ def plant(
 
     By default name and metadata are what the package itself writes for ``routing``.
     """
+    folder = outbox_of(drive, owner, routing.app, routing.recipient)
     if name is None and props is None:
         return planter(drive, owner).send(routing, body)
-    folder = outbox_of(drive, owner, routing.app, routing.recipient)
     created = api_for(drive, owner).upload_bytes(
         name if name is not None else layout.message_file_name(routing),
         body,

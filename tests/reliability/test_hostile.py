@@ -391,8 +391,10 @@ LOG_INJECTION_BUG = (
 #   LOG_INJECTION_BUG
 def test_a_file_name_cannot_forge_log_lines(tmp_path: Path, drive: FakeDriveServer):
     forged = "2000-01-01 00:00:00,000 INFO syft_flwr_gdrive.client_loop: run 1: answered train (deadbeef, round 9)"
+    # Three rounds, not one: on the strict fake a listing shows a new file up to 1 s late, and a
+    # one-round run could end before the client ever lists the planted file.
     with make_federation(
-        tmp_path, drive, client_emails=CLIENTS[:1], run_config={"num-server-rounds": 1, "min-clients": 1}
+        tmp_path, drive, client_emails=CLIENTS[:1], run_config={"num-server-rounds": 3, "min-clients": 1}
     ) as fed:
         fed.server().start()
         run_id = announced_run(drive, TARGET, APP)
@@ -408,7 +410,7 @@ def test_a_file_name_cannot_forge_log_lines(tmp_path: Path, drive: FakeDriveServ
     assert not any(line.startswith(forged) for line in log.splitlines()), (
         "a file name wrote a line of its own into the log"
     )
-    assert len(answered(log)) == 2
+    assert len(answered(log)) == 6
 
 
 def test_requests_replayed_from_an_earlier_run_are_not_acted_on(tmp_path: Path, drive: FakeDriveServer):
