@@ -51,6 +51,13 @@ def parse_args() -> Any:
     p.add_argument("--timeout", type=float, default=900.0, help="seconds before giving up (default 900)")
     p.add_argument("--skip-raw", action="store_true", help="skip the raw DriveApi baseline")
     p.add_argument(
+        "--encryption",
+        choices=("on", "off"),
+        default="on",
+        help="end-to-end encryption of the participants (default on; off is a diagnostic: how much of an "
+        "exchange the sealing costs. Shared blobs are encrypted either way.)",
+    )
+    p.add_argument(
         "--repeat",
         type=int,
         default=1,
@@ -164,7 +171,10 @@ def measure_once(args: Any, wd: Any, drive: Any, size: int, client: str, k: int)
                 "round-timeout": args.timeout,
                 "exchanges": args.exchanges,
             },
-            extra_spec={"rss_samples": True},
+            extra_spec={
+                "rss_samples": True,
+                **({"settings_overrides": {"encryption": False}} if args.encryption == "off" else {}),
+            },
             verbose=args.verbose,
         )
     events = tap.snapshot()
@@ -350,6 +360,7 @@ def main() -> int:
         "mib": size / MIB,
         "poll_interval": args.poll,
         "exchanges_requested": args.exchanges,
+        "encryption": args.encryption,
     }
     print(
         f"== payload {size / MIB:.0f} MiB server -> client -> server, {args.exchanges} exchange(s) with fresh "
