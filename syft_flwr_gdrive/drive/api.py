@@ -18,6 +18,8 @@ from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import Mapping
+from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +61,7 @@ log = logging.getLogger(__name__)
 FOLDER_MIME = "application/vnd.google-apps.folder"
 #: Drive requires resumable chunks to be multiples of 256 KiB.
 UPLOAD_CHUNK_UNIT = 256 * 1024
+READ_AHEAD_TIMEOUT = 120.0  # seconds for one chunk read ahead of an upload (milliseconds when all is well)
 #: What we usually need to route and trust a file without downloading it.
 DEFAULT_FILE_FIELDS = (
     "id,name,mimeType,parents,properties,size,md5Checksum,createdTime,modifiedTime,trashed,owners(emailAddress)"
@@ -152,9 +155,14 @@ class _StreamMedia(MediaUpload):
     joining the two, which would be one more copy of the chunk.) A seekable
     stream is re-read from the right offset when googleapiclient resends after
     a probe; for a non-seekable one the last chunk is kept for that.
+
+    With ``read_ahead`` (seekable streams), the next chunk is read in a worker
+    thread while the current one is sent: a stream that encrypts as it is read
+    then does so beside the request instead of between two requests, for one
+    more chunk in memory. Call ``close()`` when the upload is over.
     """
 
-    def __init__(self, stream: BinaryIO, size: int, mimetype: str, chunksize: int) -> None:
+    def __init__(self, stream: BinaryIO, size: int, mimetype: str, chunksize: int, *, read_ahead: bool = False) -> None:
         super().__init__()
         self._stream = stream
         self._size = size
@@ -167,6 +175,12 @@ class _StreamMedia(MediaUpload):
             self._origin = stream.tell() if self._seekable else 0
         except (AttributeError, OSError):
             self._seekable, self._origin = False, 0
+        self._ahead: tuple[int, Future[bytearray]] | None = None  # (offset, the next chunk being read)
+        self._reader = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-read-ahead")
+            if read_ahead and self._seekable
+            else None
+        )
 
     def chunksize(self) -> int:
         return self._chunksize
@@ -186,6 +200,32 @@ class _StreamMedia(MediaUpload):
     # a bytearray avoids copying each chunk; googleapiclient only measures and sends it (its stubs say bytes)
     def getbytes(self, begin: int, length: int) -> bytearray:  # type: ignore[override]
         length = max(0, min(length, self._size - begin))
+        chunk = self._take_ahead(begin, length)
+        if chunk is None:
+            chunk = self._read(begin, length)
+        if self._reader is not None and begin + length < self._size:
+            n = min(self._chunksize, self._size - begin - length)
+            self._ahead = (begin + length, self._reader.submit(self._read, begin + length, n))
+        return chunk
+
+    def _take_ahead(self, begin: int, length: int) -> bytearray | None:
+        """The chunk read ahead if it is the one asked for (None otherwise: it is read again)."""
+        if self._ahead is None:
+            return None
+        at, future = self._ahead
+        self._ahead = None
+        if at == begin:
+            chunk = future.result(timeout=READ_AHEAD_TIMEOUT)  # the read's own error (a short stream) surfaces here
+            if len(chunk) == length:
+                return chunk
+            return None
+        try:  # a resend from elsewhere: wait for the worker to leave the stream, drop what it read
+            future.result(timeout=READ_AHEAD_TIMEOUT)
+        except DriveError:
+            pass  # read again below, where it matters
+        return None
+
+    def _read(self, begin: int, length: int) -> bytearray:
         chunk = bytearray(length)
         view = memoryview(chunk)
         try:
@@ -207,6 +247,12 @@ class _StreamMedia(MediaUpload):
             )
         self._last = None if self._seekable else (begin, chunk)
         return chunk
+
+    def close(self) -> None:
+        """Stop reading ahead and drop a chunk read ahead (the upload is over or failed)."""
+        self._ahead = None
+        if self._reader is not None:
+            self._reader.shutdown(wait=False, cancel_futures=True)
 
     def _move_to(self, begin: int) -> None:
         if self._seekable:
@@ -743,7 +789,9 @@ class DriveApi:
         if size <= self.chunk_size:
             data = _read_exactly(stream, size)
             return self.upload_bytes(name, data, parent_id=parent_id, **options)
-        return self._upload_resumable(name, stream, size, parent_id, *_upload_options(options))
+        # read ahead: a stream that does work as it is read (a sealed payload encrypts and signs) does it beside
+        # the previous chunk's request; upload_bytes's in-memory copy has nothing worth overlapping
+        return self._upload_resumable(name, stream, size, parent_id, *_upload_options(options), read_ahead=True)
 
     def _upload_resumable(
         self,
@@ -755,9 +803,11 @@ class DriveApi:
         mime_type: str,
         fields: str,
         properties: Mapping[str, str] | None = None,
+        *,
+        read_ahead: bool = False,
     ) -> dict[str, Any]:
         body = self._metadata(name, parent_id, file_id, None, properties)
-        media = _StreamMedia(stream, size, mime_type, self.chunk_size)
+        media = _StreamMedia(stream, size, mime_type, self.chunk_size, read_ahead=read_ahead)
 
         def run() -> dict[str, Any]:
             restarts = 0
@@ -780,7 +830,10 @@ class DriveApi:
                 if done is not None:
                     return done
 
-        return self._create("media.upload", run, file_id=file_id, name=name, fields=fields)
+        try:
+            return self._create("media.upload", run, file_id=file_id, name=name, fields=fields)
+        finally:
+            media.close()
 
     # ------------------------------------------------------------- downloads
 

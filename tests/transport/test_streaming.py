@@ -56,6 +56,42 @@ def test_stream_media_reads_chunks_and_rereads_a_resent_one_from_a_seekable_stre
     assert bytes(media.getbytes(512 * KIB, 256 * KIB)) == data[512 * KIB :]  # the short last chunk
 
 
+def test_stream_media_reads_the_next_chunk_ahead_in_a_worker_and_still_serves_resends():
+    import threading
+
+    data = os.urandom(900 * KIB)
+
+    class Recording(io.BytesIO):
+        def __init__(self, raw: bytes) -> None:
+            super().__init__(raw)
+            self.readers: list[tuple[int, str]] = []
+
+        def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+            self.readers.append((self.tell(), threading.current_thread().name))
+            return super().readinto(buffer)
+
+    src = Recording(data)
+    media = _StreamMedia(src, len(data), "application/octet-stream", 256 * KIB, read_ahead=True)
+    try:
+        got = [bytes(media.getbytes(k * 256 * KIB, 256 * KIB)) for k in range(2)]
+        assert bytes(media.getbytes(0, 256 * KIB)) == data[: 256 * KIB]  # a resend from the start
+        got += [bytes(media.getbytes(k * 256 * KIB, 256 * KIB)) for k in range(2, 4)]
+    finally:
+        media.close()
+    assert b"".join(got) == data
+    ahead = {pos for pos, name in src.readers if name.startswith("upload-read-ahead")}
+    assert 256 * KIB in ahead and 3 * 256 * KIB in ahead  # read while the previous chunk was being sent
+    short = _StreamMedia(
+        io.BytesIO(b"x" * 300 * KIB), 600 * KIB, "application/octet-stream", 256 * KIB, read_ahead=True
+    )
+    try:
+        assert len(short.getbytes(0, 256 * KIB)) == 256 * KIB
+        with pytest.raises(DriveError, match="real size"):  # the read-ahead's failure, where the chunk is asked for
+            short.getbytes(256 * KIB, 256 * KIB)
+    finally:
+        short.close()
+
+
 def test_stream_media_over_a_segment_reader_and_a_short_stream():
     parts = [os.urandom(1000), os.urandom(300 * KIB), b"tail"]
     whole = b"".join(parts)
