@@ -202,10 +202,12 @@ class _StreamMedia(MediaUpload):
         length = max(0, min(length, self._size - begin))
         chunk = self._take_ahead(begin, length)
         if chunk is None:
-            chunk = self._read(begin, length)
+            chunk = self._read(begin, bytearray(length))
         if self._reader is not None and begin + length < self._size:
-            n = min(self._chunksize, self._size - begin - length)
-            self._ahead = (begin + length, self._reader.submit(self._read, begin + length, n))
+            # the buffer is made here, the worker only fills it: memory a worker thread allocates goes to a
+            # malloc arena of its own, which kept 15-20 MiB of freed chunks resident in the benchmark
+            ahead = bytearray(min(self._chunksize, self._size - begin - length))
+            self._ahead = (begin + length, self._reader.submit(self._read, begin + length, ahead))
         return chunk
 
     def _take_ahead(self, begin: int, length: int) -> bytearray | None:
@@ -225,8 +227,9 @@ class _StreamMedia(MediaUpload):
             pass  # read again below, where it matters
         return None
 
-    def _read(self, begin: int, length: int) -> bytearray:
-        chunk = bytearray(length)
+    def _read(self, begin: int, chunk: bytearray) -> bytearray:
+        """Fill ``chunk`` from the stream's offset ``begin``; returns it."""
+        length = len(chunk)
         view = memoryview(chunk)
         try:
             have = 0
