@@ -81,6 +81,17 @@ def _with_fields(fields: str, *more: str) -> str:
     return ",".join([fields, *[m for m in more if m not in top]])
 
 
+def _detached(exception: BaseException | None) -> BaseException | None:
+    """A batch part's error without its traceback.
+
+    googleapiclient raises and catches each failed part's error inside ``BatchHttpRequest.execute``;
+    kept with its traceback, it holds that frame and, through ``f_back``, every caller's frame and
+    their locals (a poll's decoded replies: a whole model) until the cyclic GC happens to run."""
+    if exception is not None:
+        exception.__traceback__ = None
+    return exception
+
+
 def escape_q(value: str) -> str:
     """Escape ``value`` for use inside a single-quoted Drive ``q`` string literal."""
     return value.replace("\\", "\\\\").replace("'", "\\'")
@@ -497,7 +508,7 @@ class DriveApi:
         answers: dict[str, tuple[Any, BaseException | None]] = {}
 
         def on_part(request_id: str, response: Any, exception: BaseException | None) -> None:
-            answers[request_id] = (response, exception)
+            answers[request_id] = (response, _detached(exception))
 
         batch = self._service.new_batch_http_request(callback=on_part)
         for i, fid in enumerate(ids):
@@ -609,7 +620,7 @@ class DriveApi:
                 exception: BaseException | None,
                 outcomes: dict[str, BaseException | None] = outcomes,  # this round's
             ) -> None:
-                outcomes[request_id] = exception
+                outcomes[request_id] = _detached(exception)
 
             batch = self._service.new_batch_http_request(callback=on_part)
             for i, fid in enumerate(todo):
@@ -625,7 +636,7 @@ class DriveApi:
                 )
             except DriveError as err:
                 for fid in todo:
-                    results[fid] = err
+                    results[fid] = err.with_traceback(None)  # kept in the answer: hold no frames (see _detached)
                 return
             if state.ambiguous:
                 maybe_done.update(todo)
