@@ -33,11 +33,18 @@ VALUE = "SECRET-7f3a9c-glucose-242.4242"
 
 
 class OwnedFilesCapture:
-    """Downloads every file ``email`` owns, as ``email``, every 30 ms, with name and metadata."""
+    """Downloads every file ``email`` owns, as ``email``, every 30 ms, with name and metadata.
+
+    Files are found in the fake's store, then read by id as ``email``: a listing lags (1 s under
+    the strict profile), and a reply now lives less than that (the server fetches it by its
+    promised id and the client deletes it soon after)."""
+
+    FIELDS = "id,name,mimeType,description,appProperties,properties"
 
     def __init__(self, drive: FakeDriveServer, email: str) -> None:
+        self.drive = drive
+        self.email = email
         self.api = api_for(drive, email)
-        self.q = f"'{email}' in owners and trashed = false"
         self.seen: dict[str, dict] = {}
         self.bodies: dict[str, bytes] = {}
         self._stop = threading.Event()
@@ -53,10 +60,14 @@ class OwnedFilesCapture:
         self.sweep()
 
     def sweep(self) -> None:
-        try:
-            files = self.api.list_files(self.q, fields="id,name,mimeType,description,appProperties,properties")
-        except Exception:
-            return
+        with self.drive.store.lock:
+            ids = [fid for fid, rec in self.drive.store.files.items() if rec.owner == self.email]
+        files = []
+        for fid in ids:
+            try:
+                files.append(self.api.get(fid, fields=self.FIELDS))
+            except Exception:
+                pass  # deleted meanwhile
         for f in files:
             self.seen[f["id"]] = f
             if f.get("mimeType") != layout.FOLDER_MIME and f["id"] not in self.bodies:
