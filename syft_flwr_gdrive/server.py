@@ -113,10 +113,11 @@ def serve(
     updated = context
     completed, error = False, None
     try:
-        mailbox.prepare()
+        mailbox.prepare(keys=False)
         if settings.bundles:
             mailbox.enable_bundles()  # before the announcement: it tells clients where the bundles are
         mailbox.announce_run(run_id)
+        mailbox.publish_keys()  # after the run: a client that sees my keys sees the run (Mailbox.publish_keys)
         grid.remove_stale_files()
         excluded = grid.await_keys(settings.msg_timeout)
         if excluded and len(excluded) == len(peers):

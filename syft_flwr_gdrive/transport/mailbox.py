@@ -171,8 +171,18 @@ class Mailbox:
     def email(self) -> str:
         return self.transport.email
 
-    def prepare(self) -> None:
+    def prepare(self, *, keys: bool = True) -> None:
+        """Make my folders for the peers and (unless ``keys`` is False: see :meth:`publish_keys`) publish my keys."""
         self.transport.prepare(self.app, sorted(self.peers))
+        if keys:
+            self.publish_keys()
+
+    def publish_keys(self) -> None:
+        """Put my public keys where peers look (nothing without encryption).
+
+        A server publishes them after announcing its run: a client that finds the keys stops looking
+        for the server's folders at every poll (and looks again 10 s later), so keys seen before the
+        run announcement would hide the run, and where its bundles are, for up to 10 s."""
         if self.sealer is not None:
             self.transport.publish_keys(self.app, self.sealer.identity.public.encode())
 

@@ -120,3 +120,25 @@ def test_fail_closed_when_clients_have_encryption_off(tmp_path, caplog):
     assert "final" not in out.state  # the server's error path returned the original context
     assert all(loop.report.handled == 0 for loop in loops)
     assert "no trusted public key" in caplog.text and "no datasite can be reached" in caplog.text
+
+
+def test_the_server_publishes_its_keys_after_announcing_its_run(tmp_path):
+    """A client that has found the server's keys looks for its folders only every 10 s (Drive
+    transport): keys published before the run announcement could hide the run that long."""
+    order: list[str] = []
+
+    class Recording(MemoryTransport):
+        def publish_keys(self, app: str, keys: dict[str, str]) -> None:
+            order.append("keys")
+            super().publish_keys(app, keys)
+
+        def announce_run(self, app: str, run_id: int) -> None:
+            order.append("run")
+            super().announce_run(app, run_id)
+
+    settings = Settings.from_env({}, email=SERVER, poll_interval=0.05, msg_timeout=0.2, state_dir=tmp_path)
+    context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
+    syftbox_flwr_server(
+        make_server_app(1), context, CLIENTS, "demo", settings=settings, transport=Recording(SERVER, MemoryHub())
+    )
+    assert order[:2] == ["run", "keys"], order
