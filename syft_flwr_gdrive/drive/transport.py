@@ -429,7 +429,7 @@ class DriveTransport(Transport):
                 (bundles if posting.routing.kind == layout.KIND_BUNDLE else inbound)[posting.handle] = posting
         with self._lock:
             self._inbound[app], self._bundles_seen[app] = inbound, bundles
-        if self._newer_run_listed(app, inbound.values()):
+        if self._newer_run_listed(app, [*inbound.values(), *bundles.values()]):
             try:  # the announcement we hold lags behind the peer's messages: read it again now
                 self._discover(app)
             except DriveError as exc:

@@ -16,6 +16,7 @@ import pytest
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.errors import DriveError
+from syft_flwr_gdrive.drive.transport import REDISCOVER_EVERY
 from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.transport.contract import Routing
@@ -297,3 +298,23 @@ def test_stop_signals_are_one_bundle_deleted_after_the_last_acknowledgement(driv
     assert calls(grid.mailbox, "files.create") - creates == 1  # one stop file for three datasites
     grid.close()
     assert not grid.mailbox.transport.list_my_blobs("flwr/b-stop")  # deleted once all three acknowledged
+
+
+def test_a_bundle_of_a_newer_run_has_the_client_read_the_announcement_again_at_once(drive):
+    """A client that stays up between runs: the next run's server (a new process, no promises) sends its
+    first bundle into the same folder. The client takes it at once and reads the new announcement at
+    the same poll, not at its next discovery 10 s later (as a message in the outbox already made it do)."""
+    app = "flwr/b-rerun"
+    server, clients, keys = federation(drive, app)
+    box = clients[A]
+    assert not box.poll().deliveries  # knows run 1 and where bundles are
+    again = Mailbox(transport(drive, DS), app, [A, B, C], Ledger(None), sealer=keys[DS])
+    again.prepare(keys=False)
+    assert again.enable_bundles()
+    again.announce_run(2)
+    again.publish_keys()
+    send(again, run_id=2)
+    time.sleep(REDISCOVER_EVERY + 0.1)  # a rediscovery is due at most this often
+    got = box.poll().deliveries  # a bundle nothing promised is found by listing
+    assert [(d.envelope.run_id, d.envelope.message_id) for d in got] == [(2, M_A)]
+    assert {a.run_id for a in box.transport.poll(app).announcements if a.owner == DS} == {2}
