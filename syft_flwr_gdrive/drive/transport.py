@@ -172,6 +172,7 @@ class DriveTransport(Transport):
         self._peer_folders: dict[str, dict[str, dict[str, Any]]] = {}  # app -> folder id -> {peer, props, seen}
         self._discovered_at: dict[str, float] = {}
         self._publishing_keys: set[str] = set()  # apps I publish keys for (encryption on: peers do too)
+        self._announcing: set[str] = set()  # apps I announce runs of (a server): I wait for no peer's run
         self._blob_folders: dict[str, str] = {}  # app -> shared blobs folder id
         self._bundle_folders: dict[str, str] = {}  # app -> the folder my bundles go in (bundles enabled)
         self._folder_props: dict[str, dict[str, str]] = {}  # my outbox folder id -> its properties as last seen
@@ -298,6 +299,7 @@ class DriveTransport(Transport):
 
     def announce_run(self, app: str, run_id: int) -> None:
         """Stamp the run id on each of my outbox folders of ``app`` (duplicates too: peers read them all)."""
+        self._announcing.add(app)
         props = {layout.P_RUN: str(run_id)}
         if app in self._bundle_folders:  # in the same update: a peer that sees the run sees where its bundles are
             props[layout.P_BUNDLES] = self._bundle_folders[app]
@@ -622,7 +624,9 @@ class DriveTransport(Transport):
         """Every DISCOVER_EVERY seconds, and at every poll while a peer has no known outbox yet, or
         (when I publish keys) none of its outboxes carries its keys yet: a peer creates its folder
         before it stamps its keys on it, and a listing in between must not hide them for 10 s.
-        One more list call per poll then: a peer that never starts costs that much."""
+        One more list call per poll then: a peer that never starts costs that much. Every
+        REDISCOVER_EVERY seconds while I wait for a run (I announce none) and no peer announces
+        one: a server makes its folder before it announces its run (and, unencrypted, has no keys to wait for)."""
         keyed = app in self._publishing_keys  # then peers publish keys too, maybe after I saw their folder
         ready = {
             info["peer"]
@@ -631,7 +635,12 @@ class DriveTransport(Transport):
         }
         if any(p not in ready for p in self._peers.get(app, [])):
             return True
-        return time.monotonic() - self._discovered_at.get(app, float("-inf")) >= DISCOVER_EVERY
+        since = time.monotonic() - self._discovered_at.get(app, float("-inf"))
+        if app not in self._announcing and not any(
+            layout.announced_run(info.get("props")) is not None for info in self._peer_folders.get(app, {}).values()
+        ):  # a client whose server made its folder but has not announced a run yet (it will, in a moment)
+            return since >= REDISCOVER_EVERY
+        return since >= DISCOVER_EVERY
 
     def _discover(self, app: str) -> None:
         """Peers' outbox folders to me, found as folders shared with me directly; kept by id.

@@ -318,3 +318,20 @@ def test_a_bundle_of_a_newer_run_has_the_client_read_the_announcement_again_at_o
     got = box.poll().deliveries  # a bundle nothing promised is found by listing
     assert [(d.envelope.run_id, d.envelope.message_id) for d in got] == [(2, M_A)]
     assert {a.run_id for a in box.transport.poll(app).announcements if a.owner == DS} == {2}
+
+
+def test_an_unencrypted_client_sees_the_first_run_soon_after_the_servers_folder_appears(drive):
+    """Without keys a client counts the server ready once its folder exists; the run announcement comes
+    a moment later, and must be read again within a second or two, not at the 10 s rediscovery."""
+    app = "flwr/b-first-clear"
+    server = Mailbox(transport(drive, DS), app, [A], Ledger(None))
+    server.prepare()
+    box = Mailbox(transport(drive, A), app, [DS], Ledger(None))
+    box.prepare()
+    assert not box.poll().deliveries  # found the server's folder: no run yet
+    assert server.enable_bundles()
+    server.announce_run(1)
+    send(server)
+    time.sleep(REDISCOVER_EVERY + 0.1)
+    got = box.poll().deliveries
+    assert [(d.envelope.run_id, d.envelope.message_id) for d in got] == [(1, M_A)]

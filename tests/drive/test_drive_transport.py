@@ -70,6 +70,7 @@ def test_one_list_call_per_poll_whatever_is_pending(drive):
     ds, do = transport(drive, DS), transport(drive, DO)
     app = "flwr/cost"
     ds.prepare(app, [DO])
+    ds.announce_run(app, 1)  # as a server does before it sends (a client waiting for a run looks again each second)
     do.prepare(app, [DS])
     before = do.call_counts().get("files.list", 0)
     do.poll(app)
