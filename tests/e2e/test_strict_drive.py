@@ -18,6 +18,7 @@ from tests.helpers.e2e import SERVER
 from tests.helpers.e2e import assert_federation_succeeded
 from tests.helpers.e2e import leftover_message_files
 from tests.helpers.e2e import make_federation
+from tests.helpers.e2e import transport_for
 from tests.helpers.e2e import wait_for_log
 
 
@@ -51,6 +52,11 @@ def test_every_client_follows_a_server_restarted_inside_the_list_lag(tmp_path: P
         ]
         assert len(folders) == len(CLIENTS), [f.id for f in folders]  # one outbox per client, no duplicates
         time.sleep(0.1)
-        assert leftover_message_files(drive) == {}
+        # The killed run's last files can be too new for search when the new run starts (2 s of lag):
+        # they wait for the next run's start (or `clean`); the new run itself leaves nothing.
+        drive.faults = FaultConfig()
+        left = [p.routing.run_id if p.routing else None for p in transport_for(drive, SERVER).my_postings()]
+        assert new_run not in left and len(left) <= 2, left
+        assert {k: v for k, v in leftover_message_files(drive).items() if k != SERVER} == {}
         writes = drive.stats()["writes"]
         print(f"\nstrict restart: writes accepted {writes['accepted']}, throttled {writes['throttled']}")
