@@ -168,18 +168,24 @@ def assert_clean_exit(fed: LocalFederation, rounds: int) -> dict:
 # -- planting files as any account ------------------------------------------------------------
 
 
+def listed_outboxes(drive: FakeDriveServer, owner: str, app: str, recipient: str) -> list[dict]:
+    """``owner``'s outbox folders of ``app`` for ``recipient`` as a listing shows them now, oldest first
+    (read as their owner, so it works whatever the profile hides)."""
+    folders = api_for(drive, owner).list_files(
+        layout.outbox_query(app, owner), fields="id,properties", order_by="createdTime"
+    )
+    return [f for f in folders if layout.outbox_recipient_matches(f.get("properties"), canonical_email(recipient))]
+
+
 def _listed_outbox(drive: FakeDriveServer, owner: str, app: str, recipient: str) -> str | None:
     """The oldest outbox ``owner`` already has for ``recipient``, as a listing shows it once the fake's list
     lag has passed (a planter that looked only once could miss a folder created a moment ago, make a
     duplicate, and plant where the recipient does not look until its next discovery)."""
     deadline = time.monotonic() + drive.faults.list_lag + 0.5
     while True:
-        folders = api_for(drive, owner).list_files(
-            layout.outbox_query(app, owner), fields="id,properties", order_by="createdTime"
-        )
-        for f in folders:
-            if layout.outbox_recipient_matches(f.get("properties"), canonical_email(recipient)):
-                return str(f["id"])
+        folders = listed_outboxes(drive, owner, app, recipient)
+        if folders:
+            return str(folders[0]["id"])
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.1)
@@ -267,12 +273,7 @@ def announced_run(
     Read from the sender's own outbox folders (as their owner), so it works whatever the profile hides."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        folders = api_for(drive, sender).list_files(layout.outbox_query(app, sender), fields="id,properties")
-        runs = [
-            layout.announced_run(f.get("properties"))
-            for f in folders
-            if layout.outbox_recipient_matches(f.get("properties"), recipient)
-        ]
+        runs = [layout.announced_run(f.get("properties")) for f in listed_outboxes(drive, sender, app, recipient)]
         runs = [r for r in runs if r is not None and r != not_run]
         if runs:
             return max(runs)
