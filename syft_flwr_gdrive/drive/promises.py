@@ -79,7 +79,3 @@ class PromiseBook:
             for chain in self._chains.values():
                 if chain.head == handle:
                     chain.head = None
-
-    def refused(self, handle: str) -> bool:
-        with self._lock:
-            return handle in self._refused
