@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import functools
 import json
 import logging
 import re
@@ -33,6 +34,7 @@ from .errors import ApiError
 from .errors import error_body
 from .errors import invalid
 from .faults import FaultEngine
+from .links import UP
 from .records import DEFAULT_APP
 from .store import Store
 from .uploads import Session
@@ -115,6 +117,8 @@ class Body:
         self._read = read
         self.length = length
         self.consumed = 0
+        #: the uplink the body crosses: given n, waits and returns how many bytes may be read now
+        self.pace: Callable[[int], int] | None = None
 
     @classmethod
     def of(cls, data: bytes) -> Body:
@@ -136,6 +140,8 @@ class Body:
         n = min(n, self.remaining)
         if n <= 0:
             return b""
+        if self.pace is not None:
+            n = self.pace(n)
         data = self._read(n)
         self.consumed += len(data)
         return data
@@ -345,6 +351,7 @@ class Api:
                 "statuses": dict(self.statuses),
                 "faults": self.faults.counts(),
                 "writes": self.faults.write_counts(),
+                "links": self.faults.link_counts(),
                 "store": self.store.stats(),
                 "uptime": round(time.time() - self.started, 3),
             }
@@ -624,7 +631,12 @@ class Api:
         location = self._session_location(req, s.id)
         return Response(200, [("Location", location), ("X-GUploader-UploadID", s.id)])
 
+    def _on_uplink(self, req: Request, user: str) -> None:
+        """Read the upload body at ``user``'s uplink rate (``FaultConfig.upload_bytes_per_s``)."""
+        req.body.pace = functools.partial(self.faults.pace, user, UP)
+
     def h_upload_create(self, req: Request, user: str) -> Response:
+        self._on_uplink(req, user)
         kind = self._upload_type(req)
         if kind == "resumable":
             meta = _json_body(req)
@@ -639,6 +651,7 @@ class Api:
         return self._committed(lambda: self.store.create(user, meta, info, default_mime=mime), info, req)
 
     def h_upload_update(self, req: Request, user: str, id: str) -> Response:
+        self._on_uplink(req, user)
         kind = self._upload_type(req)
         add, remove = req.arg_list("addParents"), req.arg_list("removeParents")
         if kind == "resumable":
@@ -670,6 +683,7 @@ class Api:
             raise ApiError(404, "notFound", "Not Found: PUT without upload_id")
         s = self.sessions.get(sid)
         req.headers["x-fake-user"] = s.user  # stats: chunks count for the session's user
+        self._on_uplink(req, s.user)
         length = req.body.remaining
 
         def finalize(sess: Session, info: BlobInfo) -> dict:

@@ -1,4 +1,4 @@
-"""Fault injection: latency, Drive error bodies, dropped connections, list lag, quota.
+"""Fault injection: latency, Drive error bodies, dropped connections, list lag, quota, bandwidth.
 
 Real Drive is slow, rate limited, eventually consistent and occasionally drops
 connections; code that only ever met a perfect server breaks on first contact. The
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 import random
 import threading
 import time
@@ -19,6 +20,10 @@ from dataclasses import field
 from typing import Any
 
 from .errors import ApiError
+from .links import MIN_RATE
+from .links import UP
+from .links import Links
+from .links import slice_bytes
 
 #: injectable error kinds: name -> (HTTP status, Drive reason)
 ERROR_KINDS: dict[str, tuple[int, str]] = {
@@ -56,6 +61,12 @@ class FaultConfig:
     seed: int | None = None  #: seed of the fault random stream (None: nondeterministic)
     #: route names faults apply to (e.g. ``["files.create", "upload.chunk"]``); None means all
     routes: list[str] | None = None
+    #: each account's uplink in bytes/s, shared by all its requests: upload bodies (media, multipart,
+    #: resumable chunks) are read no faster (0: unlimited; else >= 1000). Applies to every route.
+    upload_bytes_per_s: float = 0.0
+    #: each account's downlink in bytes/s, shared by all its requests: ``alt=media`` bodies (whole or
+    #: ranged) are sent no faster (0: unlimited; else >= 1000). Applies to every route.
+    download_bytes_per_s: float = 0.0
     # -- the strict profile: what Drive's documentation allows beyond the happy path ------------
     #: ``list_lag`` also delays updates and deletes, each listing drawing a random age per file
     #: in [0, list_lag] (reads are not monotonic: a later list may show an older state)
@@ -89,6 +100,8 @@ class FaultConfig:
             raise ValueError("write_rate must be >= 0 and write_burst >= 1")
         if int(self.max_query_terms) < 0:
             raise ValueError("max_query_terms must be >= 0")
+        for name in ("upload_bytes_per_s", "download_bytes_per_s"):
+            setattr(self, name, _link_rate(name, getattr(self, name)))
         self.workspace_domains = [str(d).lower() for d in self.workspace_domains]
         self.error_kinds = [str(k) for k in self.error_kinds]
         bad = [k for k in self.error_kinds if k not in ERROR_KINDS]
@@ -144,6 +157,16 @@ class CallFault:
     after: bool = False
 
 
+def _link_rate(name: str, value: Any) -> float:
+    """A link rate field as a float, or a ValueError that names the field and what it accepts."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or 0 < value < MIN_RATE:
+        raise ValueError(
+            f"{name} must be a number of bytes per second: 0 (unlimited) or at least {MIN_RATE:.0f}, got {value!r}"
+        )
+    return float(value)
+
+
 def _error(status: int, reason: str) -> ApiError:
     return ApiError(status, reason, _MESSAGES.get(reason, reason))
 
@@ -162,6 +185,8 @@ class FaultEngine:
         self._buckets: dict[str, tuple[float, float]] = {}  # user -> (tokens, at) for the write limit
         self.writes: collections.Counter[str] = collections.Counter()  # accepted writes per user
         self.writes_throttled: collections.Counter[str] = collections.Counter()  # refused by the write limit
+        self.links = Links()  # each account's uplink and downlink (upload/download_bytes_per_s)
+        self._halt = threading.Event()  # set while the server stops: link waits end at once
 
     @property
     def config(self) -> FaultConfig:
@@ -264,6 +289,37 @@ class FaultEngine:
             self._buckets[user] = (tokens - 1.0, now)
             self.writes[user] += 1
         return None
+
+    def pace(self, user: str, direction: str, n: int) -> int:
+        """Let up to ``n`` body bytes of ``user`` cross their ``direction`` link (``links.UP``/``DOWN``).
+
+        Returns how many may pass now: all ``n`` when the link is unlimited, else one slice, after
+        waiting (no lock held) until the link has carried it. Every wait ends when the server stops."""
+        rate = float(self._config.upload_bytes_per_s if direction == UP else self._config.download_bytes_per_s)
+        if rate > 0:
+            n = min(n, slice_bytes(rate))
+        due = self.links.reserve(user, direction, n, rate)
+        if rate > 0:
+            self._wait_until(due)
+        return n
+
+    def _wait_until(self, due: float) -> None:
+        while not self._halt.is_set():
+            left = due - self.links.clock()
+            if left <= 0:
+                return
+            self._halt.wait(left)
+
+    def halt_waits(self, halted: bool = True) -> None:
+        """End every link wait at once (server stopping), or allow them again (server starting)."""
+        if halted:
+            self._halt.set()
+        else:
+            self._halt.clear()
+
+    def link_counts(self) -> dict[str, dict[str, int]]:
+        """Body bytes per account on each link: ``{"up": {user: n}, "down": {user: n}}``."""
+        return self.links.counts()
 
     def write_counts(self) -> dict[str, dict[str, int]]:
         """Writes per user: accepted, and refused by the sustained write limit."""

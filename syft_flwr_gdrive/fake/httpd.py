@@ -23,6 +23,7 @@ from .api import Request
 from .api import Response
 from .blobs import CHUNK
 from .faults import FaultEngine
+from .links import DOWN
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +134,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
             return
         api.count(f"{req.method} {route}", user, resp.status)
-        self._write(resp)
+        self._write(resp, user)
         self.connection.settimeout(srv.idle_timeout)
         log.debug("fake drive: %s %s -> %s in %.3fs", req.method, req.path, resp.status, time.monotonic() - started)
 
     # ------------------------------------------------------------------ response
 
-    def _write(self, resp: Response) -> None:
+    def _write(self, resp: Response, user: str | None = None) -> None:
         try:
             reason = _reason(resp.status)
             self.send_response(resp.status, reason)
@@ -157,15 +158,24 @@ class _Handler(BaseHTTPRequestHandler):
             if self.command == "HEAD":
                 return
             if resp.stream is not None:
-                fh, offset, count = resp.stream
-                if count:
-                    self.connection.sendfile(fh, offset, count)
+                self._send_file(*resp.stream, user)
             elif resp.body:
                 self.wfile.write(resp.body)
         except (ConnectionError, TimeoutError, OSError):
             self.close_connection = True
         finally:
             resp.close()
+
+    def _send_file(self, fh: Any, offset: int, count: int, user: str | None) -> None:
+        """A download body from disk, at ``user``'s downlink rate (``FaultConfig.download_bytes_per_s``)."""
+        faults = self.server.faults
+        while count > 0:
+            n = faults.pace(user, DOWN, count) if user else count
+            sent = self.connection.sendfile(fh, offset, n)
+            if sent <= 0:
+                raise ConnectionAbortedError("the file ended before its recorded size")
+            offset += sent
+            count -= sent
 
     def _drop(self) -> None:
         """Close the connection without answering (a dropped connection, as seen by the client)."""

@@ -91,6 +91,7 @@ class FakeDriveServer:
         except BaseException:
             self.store.close()
             raise
+        self._engine.halt_waits(False)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="fake-drive-server", daemon=True
         )
@@ -103,6 +104,7 @@ class FakeDriveServer:
         if httpd is None:
             return
         httpd.stopping.set()
+        self._engine.halt_waits()  # a request waiting on its link ends now, not after its slice
         httpd.shutdown()
         httpd.server_close()
         httpd.close_connections(timeout)
