@@ -22,6 +22,14 @@ Reported:
 * the most bytes the fake Drive stored at once, / S;
 * where the time and the memory peak went (from the fake's call log and an RSS
   sampler in each process).
+
+``--link-mbps UP[,DOWN]`` gives every account (server, client and the raw
+baseline's alike) its own network link of that many MB/s (10^6 bytes/s; one value
+for both directions): the fake reads each account's uploads and sends its
+downloads no faster (FaultConfig upload_bytes_per_s / download_bytes_per_s), as a
+user's uplink and downlink would. Without it the fake serves at memory speed from
+the same cores the participants' crypto runs on, and the ratio measures CPU
+contention with the fake; the unthrottled figure stays the primary one.
 """
 
 from __future__ import annotations
@@ -63,9 +71,41 @@ def parse_args() -> Any:
         default=1,
         help="repetitions of (raw, federation, raw); the median throughput ratio is reported (default 1)",
     )
+    p.add_argument(
+        "--link-mbps",
+        type=link_mbps,
+        default=None,
+        metavar="UP[,DOWN]",
+        help="each account's uplink and downlink in MB/s (10^6 bytes/s; one value = both), for the raw baseline "
+        "and the federation alike (default: unlimited, the fake at memory speed)",
+    )
     a = p.parse_args()
     H.apply_quick(a, p, {"size_mib": 32, "exchanges": 2, "raw_repeat": 1})
     return a
+
+
+def link_mbps(text: str) -> tuple[float, float]:
+    """``UP[,DOWN]`` in MB/s -> (up, down); one value is both. An argparse type: errors name the fix."""
+    import argparse
+
+    parts = [x.strip() for x in text.split(",")]
+    try:
+        values = [float(x) for x in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or not all(0.001 <= v < float("inf") for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected UP or UP,DOWN in MB/s (numbers >= 0.001, e.g. 100 or 100,25), got {text!r}"
+        )
+    return (values[0], values[-1])
+
+
+def link_faults(args: Any) -> dict[str, float]:
+    """The FaultConfig fields of ``--link-mbps`` (none without it)."""
+    if args.link_mbps is None:
+        return {}
+    up, down = args.link_mbps
+    return {"upload_bytes_per_s": up * 1e6, "download_bytes_per_s": down * 1e6}
 
 
 def spans(
@@ -361,10 +401,16 @@ def main() -> int:
         "poll_interval": args.poll,
         "exchanges_requested": args.exchanges,
         "encryption": args.encryption,
+        "link_mbps": dict(zip(("up", "down"), args.link_mbps)) if args.link_mbps else None,
     }
     print(
         f"== payload {size / MIB:.0f} MiB server -> client -> server, {args.exchanges} exchange(s) with fresh "
-        f"content each (poll {args.poll}s)",
+        f"content each (poll {args.poll}s)"
+        + (
+            f"; each account's link {args.link_mbps[0]:g} MB/s up, {args.link_mbps[1]:g} MB/s down"
+            if args.link_mbps
+            else ""
+        ),
         flush=True,
     )
     with H.Workdir(args.workdir, "payload") as wd:
@@ -375,7 +421,14 @@ def main() -> int:
         for k in range(args.repeat):  # each on a fresh fake Drive: participants' keys and folders are per run
             if args.repeat > 1:
                 print(f"== repetition {k + 1} of {args.repeat}", flush=True)
-            with H.fake_drive(FaultConfig(seed=args.seed)) as drive:
+            try:
+                faults = FaultConfig(seed=args.seed, **link_faults(args))
+            except TypeError:
+                raise SystemExit(
+                    f"--link-mbps needs a fake Drive with upload_bytes_per_s (the code measured, {args.code}, "
+                    "has none): measure a later revision or leave --link-mbps out"
+                ) from None
+            with H.fake_drive(faults) as drive:
                 runs.append(measure_once(args, wd, drive, size, client, k))
     ok = all(good for _, good in runs)
     result.update(combine([r for r, _ in runs]))
