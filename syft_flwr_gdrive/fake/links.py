@@ -6,11 +6,14 @@ another user's traffic does not slow them down. Without this the fake serves bod
 memory speed from the same CPU the client runs on, and a benchmark measures CPU
 contention instead of what a user meets (bench/README.md §3).
 
-Each (account, direction) is a token bucket with no burst that may go into debt: a
-virtual clock, ``busy_until``, says when the bytes reserved so far have crossed the link.
-A reservation of ``n`` bytes is due at ``max(now, busy_until) + n / rate``; the caller
-waits until then *outside* the lock, so parallel requests of one account are served in
-reservation order and share the rate, and an idle link grants no credit for later.
+Each (account, direction) is a token bucket that may go into debt: a virtual clock,
+``busy_until``, says when the bytes reserved so far have crossed the link. A reservation of
+``n`` bytes is due at ``busy_until + n / rate``; the caller waits until then *outside* the
+lock, so parallel requests of one account are served in reservation order and share the
+rate. A link idle for more than ``IDLE_GRACE`` starts again from now (no credit for idle
+time: a transfer on a fresh link takes at least size / rate); a shorter gap, the fake's own
+work on a slice between two waits (writing, hashing), is not idle time for the link, which
+went on carrying the bytes in flight.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ MAX_SLICE = 1 << 20
 SLICE_SECONDS = 0.05
 #: the slowest link accepted (bytes/s): with MIN_SLICE it bounds one slice's wait to ~16 s
 MIN_RATE = 1000.0
+#: a gap shorter than this between a link's reservations is the server's own work, not idle time
+IDLE_GRACE = SLICE_SECONDS
 
 
 def slice_bytes(rate: float) -> int:
@@ -71,9 +76,9 @@ class Links:
             link = self._links.get((user, direction))
             if link is None:
                 link = self._links[(user, direction)] = _Link()
-            if link.rate != rate:
+            if link.rate != rate or now - link.busy_until > IDLE_GRACE:
                 link.rate, link.busy_until = rate, now
-            link.busy_until = max(now, link.busy_until) + n / rate
+            link.busy_until += n / rate
             return link.busy_until
 
     def counts(self) -> dict[str, dict[str, int]]:

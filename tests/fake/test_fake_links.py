@@ -148,8 +148,9 @@ def test_each_account_and_direction_has_its_own_link():
     assert links.reserve(BOB, UP, 1000, 1000.0, now=0.0) == 1.0  # not queued behind alice
     assert links.reserve(ALICE, DOWN, 1000, 1000.0, now=0.0) == 1.0  # her downlink is not her uplink
     assert links.reserve(ALICE, UP, 500, 1000.0, now=0.0) == 1.5  # her parallel requests share one uplink
+    assert links.reserve(ALICE, UP, 500, 1000.0, now=1.52) == 2.0  # a short gap: the fake's own work, not idle
     assert links.reserve(ALICE, UP, 500, 1000.0, now=5.0) == 5.5  # an idle link grants no credit
-    assert links.counts() == {"up": {ALICE: 2000, BOB: 1000}, "down": {ALICE: 1000}}
+    assert links.counts() == {"up": {ALICE: 2500, BOB: 1000}, "down": {ALICE: 1000}}
 
 
 def test_a_changed_rate_starts_the_link_afresh():
