@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from typing import BinaryIO
 
+from syft_flwr_gdrive.crypto import BLOB_CIPHER
 from syft_flwr_gdrive.crypto import CHUNK
 from syft_flwr_gdrive.crypto import TAG
 from syft_flwr_gdrive.crypto import BlobOpener
@@ -88,7 +89,8 @@ class BlobPlacer:
     def _upload(self, data: bytes, fingerprint: str, sha: str | None) -> BlobRef:
         """Encrypt and upload ``data`` as a new blob, hashing it beside the upload when ``sha`` is not known."""
         key = new_blob_key()
-        sealed = seal_blob(as_binary(SegmentReader([data])), len(data), key)  # encrypted chunk by chunk while uploading
+        # encrypted chunk by chunk while uploading
+        sealed = seal_blob(as_binary(SegmentReader([data])), len(data), key, BLOB_CIPHER)
         hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-hash") if sha is None else None
         try:
             hashing = hasher.submit(_sha256_hex, data) if hasher is not None else None
@@ -99,7 +101,7 @@ class BlobPlacer:
             if hasher is not None:
                 hasher.shutdown(wait=False, cancel_futures=True)
         assert sha is not None
-        ref = BlobRef(locator, sha, len(data), key)
+        ref = BlobRef(locator, sha, len(data), key, BLOB_CIPHER)
         with self._lock:
             self.uploaded_bytes += sealed.size
             self._by_sha[sha] = ref
@@ -193,7 +195,7 @@ class BlobCache:
         # Big: the ciphertext goes to disk (kept for the next fetch) while a worker reads it back behind
         # the download and decrypts and hashes it, so those passes overlap the transfer.
         spool: BinaryIO = tempfile.TemporaryFile()
-        opener = BlobOpener(ref.size, ref.key, ref.sha256)
+        opener = BlobOpener(ref.size, ref.key, ref.sha256, ref.cipher)
         sink = TailSink(spool, opener.feed, block=CHUNK + TAG, name="blob-open")
 
         def download_and_open() -> bytes:
@@ -219,7 +221,7 @@ class BlobCache:
 
         def open_plain() -> bytes:
             spool.seek(0)
-            return open_blob(spool, ref.size, ref.key, ref.sha256)
+            return open_blob(spool, ref.size, ref.key, ref.sha256, ref.cipher)
 
         return self._open_then_keep(spool, ref, open_plain)
 

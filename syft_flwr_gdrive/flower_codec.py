@@ -42,6 +42,8 @@ from flwr.common.serde import message_to_proto
 from flwr.proto.message_pb2 import Message as ProtoMessage  # pylint: disable=no-name-in-module
 from typing_extensions import Unpack
 
+from syft_flwr_gdrive.crypto import BLOB_CHACHA
+from syft_flwr_gdrive.crypto import BLOB_CIPHERS
 from syft_flwr_gdrive.segments import Buffer
 from syft_flwr_gdrive.transport.contract import TransportError
 
@@ -65,12 +67,14 @@ class PayloadError(ValueError):
 
 @dataclass(frozen=True)
 class BlobRef:
-    """A shared array: where it is stored, its plaintext's SHA-256 and size, and the key it is encrypted with."""
+    """A shared array: where it is stored, its plaintext's SHA-256 and size, the key it is encrypted with
+    and the cipher (``crypto.BLOB_CIPHERS``)."""
 
     locator: str
     sha256: str
     size: int
     key: bytes
+    cipher: str
 
 
 # Given an array's data, store it as a shared blob and return its reference, or None to keep it inline.
@@ -113,7 +117,10 @@ def encode_message(
                 placed = place_blob(array.data) if place_blob is not None else None
                 if placed is not None:
                     entry.update(
-                        sha256=placed.sha256, blob=placed.locator, blob_key=base64.b64encode(placed.key).decode("ascii")
+                        sha256=placed.sha256,
+                        blob=placed.locator,
+                        blob_key=base64.b64encode(placed.key).decode("ascii"),
+                        blob_cipher=placed.cipher,
                     )
                 if entry["blob"] is None:
                     inline.append(data)
@@ -277,6 +284,7 @@ def parse_index(index: Any) -> tuple[int, list[IndexEntry]]:
 
 
 _ENTRY_FIELDS = {"record", "key", "dtype", "shape", "stype", "size", "blob"}
+_BLOB_FIELDS = {"sha256", "blob_key", "blob_cipher"}  # blob_cipher since message format version 3
 
 
 def _parse_entry(i: int, raw: Any) -> IndexEntry:
@@ -284,7 +292,7 @@ def _parse_entry(i: int, raw: Any) -> IndexEntry:
     if not isinstance(raw, dict):
         raise PayloadError(f"{where} is not an object")
     has_blob = raw.get("blob") is not None
-    if not _ENTRY_FIELDS <= set(raw) <= (_ENTRY_FIELDS | {"sha256", "blob_key"} if has_blob else _ENTRY_FIELDS):
+    if not _ENTRY_FIELDS <= set(raw) <= (_ENTRY_FIELDS | _BLOB_FIELDS if has_blob else _ENTRY_FIELDS):
         raise PayloadError(f"{where} has missing or unknown fields")
     record, key, dtype, stype = raw["record"], raw["key"], raw["dtype"], raw["stype"]
     if not (
@@ -319,7 +327,13 @@ def _parse_entry(i: int, raw: Any) -> IndexEntry:
             raise PayloadError(
                 f"{where}: the blob has no valid {BLOB_KEY_BYTES}-byte key (unencrypted blobs are refused)"
             )
-        blob = BlobRef(locator, sha, size, blob_key)
+        cipher = raw.get("blob_cipher", BLOB_CHACHA)  # versions 1 and 2 name none: theirs is ChaCha20-Poly1305
+        if not isinstance(cipher, str) or cipher not in BLOB_CIPHERS:
+            raise PayloadError(
+                f"{where}: the blob's cipher {_short(cipher)} is not one this build reads "
+                f"({', '.join(sorted(BLOB_CIPHERS))}); the sender runs a newer release. Fix: upgrade syft-flwr-gdrive"
+            )
+        blob = BlobRef(locator, sha, size, blob_key, cipher)
     return IndexEntry(record, key, dtype, tuple(shape), stype, size, blob)
 
 

@@ -15,6 +15,9 @@ the SHA-256 (``sha256`` empty): the seal's signature already covers every byte
 of it, and leaving the digest out is what lets a sender stream the payload
 without a pass over it before the header (see ``crypto.SealedReader``). A digest
 that is given is always checked; version 1 (always with a digest) is still read.
+Version 3 only changes the seal inside (AES-256-GCM instead of ChaCha20-Poly1305;
+the seal's own header names it), so an older reader refuses the envelope with an
+upgrade message instead of failing to decrypt.
 """
 
 from __future__ import annotations
@@ -40,8 +43,10 @@ from syft_flwr_gdrive.segments import Buffer
 
 MAGIC = b"SFGD"
 # The wire format (this header) is versioned apart from any storage layout (drive/layout.LAYOUT_VERSION).
-WIRE_VERSION = 2  # what this build writes: 2 = a sealed payload's SHA-256 may be left out
-WIRE_READS = frozenset({1, 2})  # what it reads (a version 1 body is a version 2 body that gives every digest)
+# 2 = a sealed payload's SHA-256 may be left out; 3 = sealed payloads and shared blobs use AES-256-GCM
+# (seal version 2, ``crypto.SEAL_AESGCM``); a reader before 3 cannot open them, so it must refuse the envelope
+WIRE_VERSION = 3  # what this build writes
+WIRE_READS = frozenset({1, 2, 3})  # what it reads (each version's bodies are readable under the next one's rules)
 MAX_HEADER_BYTES = 64 * 1024
 _LEN = struct.Struct(">I")
 PREFIX_BYTES = len(MAGIC) + _LEN.size

@@ -6,6 +6,7 @@ import io
 import logging
 import os
 import time
+from dataclasses import fields
 from dataclasses import replace
 
 import pytest
@@ -13,6 +14,8 @@ import pytest
 from syft_flwr_gdrive.config import ConfigError
 from syft_flwr_gdrive.config import Settings
 from syft_flwr_gdrive.crypto import CODEC_SEAL
+from syft_flwr_gdrive.crypto import SEAL_AESGCM
+from syft_flwr_gdrive.crypto import SEAL_CHACHA
 from syft_flwr_gdrive.crypto import CryptoError
 from syft_flwr_gdrive.crypto import Identity
 from syft_flwr_gdrive.crypto import PinStore
@@ -60,7 +63,8 @@ def test_sealed_roundtrip_and_nothing_readable_on_storage(pair):
     assert secret[:20] not in stored.body  # only ciphertext at rest
     env, _ = decode(stored.body)
     assert env.codecs[0] == CODEC_SEAL
-    assert env.version == WIRE_VERSION == 2 and env.sha256 == ""  # signed as it streams: no digest up front
+    assert env.version == WIRE_VERSION == 3 and env.sha256 == ""  # signed as it streams: no digest up front
+    assert payload_of(stored.body)[4] == SEAL_AESGCM  # the seal's version byte names its cipher
     [delivery] = do.poll().deliveries
     assert delivery.payload == secret and delivery.envelope.codecs[0] != CODEC_SEAL
 
@@ -126,6 +130,56 @@ def test_a_wrong_digest_is_refused_even_when_the_seal_is_intact(pair, caplog, ve
     stored.body = header_bytes(replace(env, version=version, sha256="0" * 64)) + payload
     assert do.poll().deliveries == ()
     assert "SHA-256 does not match" in caplog.text and handle in caplog.text
+
+
+def payload_of(body: bytes) -> bytes:
+    return decode(body)[1]
+
+
+def _sealed_request(sealer: Sealer, message_id: str, secret: bytes, *, version: int) -> tuple[Routing, bytes]:
+    """A request from DS to DO sealed by ``sealer`` with seal ``version``, in the envelope that release wrote."""
+    routing = Routing(
+        run_id=1,
+        message_id=message_id,
+        kind="request",
+        sender=DS,
+        recipient=DO,
+        app=APP,
+        created_at=time.time(),
+        ttl=600,
+    )
+    sealed = sealer.seal(routing, io.BytesIO(secret), len(secret), version=version)
+    env = Envelope(
+        **{f.name: getattr(routing, f.name) for f in fields(Routing)},
+        codecs=(CODEC_SEAL, "x"),
+        size=sealed.size,
+        version=2 if version == SEAL_CHACHA else WIRE_VERSION,
+    )
+    return routing, header_bytes(env) + sealed.read()
+
+
+def test_a_previous_release_chacha20_seal_still_opens(pair):
+    """Message formats 1 and 2 sealed with ChaCha20-Poly1305 (seal version 1); this build still reads them."""
+    hub, ds, do = pair
+    secret = os.urandom(3000)
+    routing, body = _sealed_request(ds.sealer, "m-old", secret, version=SEAL_CHACHA)
+    assert payload_of(body)[4] == SEAL_CHACHA
+    hub.put(DS, routing, body)
+    [delivery] = do.poll().deliveries
+    assert delivery.payload == secret
+
+
+@pytest.mark.parametrize("sealed_as, claimed", [(SEAL_AESGCM, SEAL_CHACHA), (SEAL_CHACHA, SEAL_AESGCM)])
+def test_a_seal_whose_version_byte_was_changed_does_not_open(pair, caplog, sealed_as, claimed):
+    """The version picks the cipher and enters the key derivation: a downgraded (or upgraded) seal fails its tags."""
+    hub, ds, do = pair
+    routing, body = _sealed_request(ds.sealer, "m-swap", os.urandom(3000), version=sealed_as)
+    start = len(body) - len(payload_of(body))
+    forged = bytearray(body)
+    forged[start + 4] = claimed
+    hub.put(DS, routing, bytes(forged))
+    assert do.poll().deliveries == ()
+    assert "rejected" in caplog.text and "decryption failed" in caplog.text
 
 
 def test_re_signed_message_is_rejected(pair, caplog):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import io
+import json
+import struct
 
 import numpy as np
 import pytest
@@ -18,6 +20,8 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from syft_flwr_gdrive.blobs import BlobCache
 from syft_flwr_gdrive.blobs import BlobPlacer
+from syft_flwr_gdrive.crypto import BLOB_AESGCM
+from syft_flwr_gdrive.crypto import BLOB_CHACHA
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS
 from syft_flwr_gdrive.flower_codec import CODEC_PROTO
 from syft_flwr_gdrive.flower_codec import PayloadError
@@ -126,6 +130,59 @@ def test_tampered_blob_is_rejected():
     cache = BlobCache(store(MemoryTransport("a@x.com", hub)))
     with pytest.raises(PayloadError, match="does not decrypt"):
         decode_message(io.BytesIO(p), len(p), fetch_blob=functools.partial(cache.fetch, owner="ds@x.com"))
+
+
+def _with_blob_entry(payload: bytes, **changes) -> bytes:
+    """``payload`` with its one blob entry's fields changed (a value of None removes the field)."""
+    (index_len,) = struct.unpack(">I", payload[:4])
+    index = json.loads(payload[4 : 4 + index_len])
+    [entry] = [e for e in index["arrays"] if e["blob"] is not None]
+    for name, value in changes.items():
+        if value is None:
+            entry.pop(name)
+        else:
+            entry[name] = value
+    raw = json.dumps(index).encode()
+    return struct.pack(">I", len(raw)) + raw + payload[4 + index_len :]
+
+
+def _fetch_as_client(hub, payload: bytes) -> Message:
+    cache = BlobCache(store(MemoryTransport("a@x.com", hub)))
+    return decode_message(
+        io.BytesIO(payload), len(payload), fetch_blob=functools.partial(cache.fetch, owner="ds@x.com")
+    )
+
+
+def test_blobs_are_aes_gcm_and_a_previous_release_chacha_blob_still_opens(monkeypatch):
+    """Since message format 3 a blob's index entry names its cipher; one without (formats 1 and 2) is ChaCha20."""
+    hub = MemoryHub()
+    p = _blob_payload(hub)
+    (index_len,) = struct.unpack(">I", p[:4])
+    assert [e.get("blob_cipher") for e in json.loads(p[4 : 4 + index_len])["arrays"] if e["blob"]] == [BLOB_AESGCM]
+    assert_same(sample(big=100_000), _fetch_as_client(hub, p))
+
+    monkeypatch.setattr("syft_flwr_gdrive.blobs.BLOB_CIPHER", BLOB_CHACHA)  # what a previous release stored
+    old_hub = MemoryHub()
+    old = _with_blob_entry(_blob_payload(old_hub), blob_cipher=None)  # ... and its index, naming no cipher
+    assert_same(sample(big=100_000), _fetch_as_client(old_hub, old))
+
+
+def test_a_blob_named_with_another_cipher_than_its_own_is_refused():
+    hub = MemoryHub()
+    p = _with_blob_entry(_blob_payload(hub), blob_cipher=None)  # an AES blob passed off as ChaCha20
+    with pytest.raises(PayloadError, match="does not decrypt"):
+        _fetch_as_client(hub, p)
+
+
+@pytest.mark.parametrize("cipher", ["rot13", "", ["aes-256-gcm"], 3])
+def test_a_blob_cipher_this_build_does_not_read_is_named_before_any_fetch(cipher):
+    hub = MemoryHub()
+    p = _with_blob_entry(_blob_payload(hub), blob_cipher=cipher)
+    client = MemoryTransport("a@x.com", hub)
+    cache = BlobCache(store(client))
+    with pytest.raises(PayloadError, match="not one this build reads.*Fix: upgrade"):
+        decode_message(io.BytesIO(p), len(p), fetch_blob=functools.partial(cache.fetch, owner="ds@x.com"))
+    assert client.call_counts().get("get_blob", 0) == 0
 
 
 def test_a_blob_is_fetched_only_from_the_sender():
