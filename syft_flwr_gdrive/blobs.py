@@ -2,7 +2,7 @@
 
 ``BlobPlacer`` (server side) uploads each distinct large array once per run,
 however many clients it goes to, encrypted with a fresh random key (the key
-and the plaintext's SHA-256 travel inside each recipient's sealed, signed
+and the plaintext's digest travel inside each recipient's sealed, signed
 message, so Drive only ever holds ciphertext). ``BlobCache`` (receiving side)
 fetches a blob only from the sending peer's own blobs folder, after the
 transport checked owner, folder and size from the file's metadata, and keeps
@@ -27,6 +27,7 @@ from syft_flwr_gdrive.crypto import CHUNK
 from syft_flwr_gdrive.crypto import TAG
 from syft_flwr_gdrive.crypto import BlobOpener
 from syft_flwr_gdrive.crypto import CryptoError
+from syft_flwr_gdrive.crypto import content_digest
 from syft_flwr_gdrive.crypto import new_blob_key
 from syft_flwr_gdrive.crypto import open_blob
 from syft_flwr_gdrive.crypto import seal_blob
@@ -45,29 +46,30 @@ BLOB_MIN_BYTES = 256 * 1024  # smaller arrays travel inline: a blob costs an ext
 SPOOL_IN_MEMORY = 8 * 1024 * 1024  # a downloaded blob's ciphertext spools to disk beyond this
 FINGERPRINT_SAMPLES = 64  # slices of a placed array read for its fingerprint ...
 FINGERPRINT_SLICE = 256  # ... of this many bytes each
-HASH_TIMEOUT = 600.0  # seconds for the SHA-256 beside an upload (1 GiB takes about 1 s here)
+HASH_TIMEOUT = 600.0  # seconds for the digest beside an upload (1 GiB takes about 0.2 s here)
 
 
 class BlobPlacer:
     """Server side: one encrypted upload per distinct array content per run; thread-safe.
 
-    Content is de-duplicated by its SHA-256 (which also travels in each message, for the receiver's
-    check). Hashing a model before its upload would add a pass over it to every push, so the placer
-    first takes a cheap fingerprint (``sample_fingerprint``): content whose fingerprint no stored blob
-    has is new for certain and is uploaded at once, its SHA-256 computed in a thread beside the upload
-    (``hashlib`` releases the GIL); only content that may be stored already is hashed first.
+    Content is de-duplicated by its digest (``crypto.content_digest``, which also travels in each
+    message, for the receiver's check). Hashing a model before its upload would add a pass over it to
+    every push, so the placer first takes a cheap fingerprint (``sample_fingerprint``): content whose
+    fingerprint no stored blob has is new for certain and is uploaded at once, its digest computed in a
+    thread beside the upload (the hash releases the GIL); only content that may be stored already is
+    hashed first.
     """
 
     def __init__(self, mailbox: Mailbox, min_bytes: int = BLOB_MIN_BYTES) -> None:
         self.mailbox = mailbox
         self.min_bytes = min_bytes
         self._lock = threading.Lock()
-        self._by_sha: dict[str, BlobRef] = {}
-        self._fingerprints: dict[str, str] = {}  # sha256 of each stored blob -> its sample fingerprint
+        self._by_digest: dict[str, BlobRef] = {}
+        self._fingerprints: dict[str, str] = {}  # digest of each stored blob -> its sample fingerprint
         self._locks: dict[str, threading.Lock] = {}  # by fingerprint: one upload per content at a time
-        # id(data) -> (data, sha) while one push encodes N messages sharing one RecordDict; cleared after
+        # id(data) -> (data, digest) while one push encodes N messages sharing one RecordDict; cleared after
         # each push (end_push) so no old model is kept alive.
-        self._digests: dict[int, tuple[bytes, str]] = {}
+        self._known: dict[int, tuple[bytes, str]] = {}
         self.uploaded_bytes = 0
 
     def __call__(self, data: bytes) -> BlobRef | None:
@@ -79,71 +81,67 @@ class BlobPlacer:
         with lock:
             with self._lock:
                 maybe_stored = fingerprint in self._fingerprints.values()
-                known = self._digests.get(id(data))
-            sha = known[1] if known is not None and known[0] is data else None
-            if sha is None and maybe_stored:
-                sha = self._digest(data)
-            ref = self._by_sha.get(sha) if sha is not None else None
-            return ref if ref is not None else self._upload(data, fingerprint, sha)
+                known = self._known.get(id(data))
+            digest = known[1] if known is not None and known[0] is data else None
+            if digest is None and maybe_stored:
+                digest = self._digest_of(data)
+            ref = self._by_digest.get(digest) if digest is not None else None
+            return ref if ref is not None else self._upload(data, fingerprint, digest)
 
-    def _upload(self, data: bytes, fingerprint: str, sha: str | None) -> BlobRef:
-        """Encrypt and upload ``data`` as a new blob, hashing it beside the upload when ``sha`` is not known."""
+    def _upload(self, data: bytes, fingerprint: str, digest: str | None) -> BlobRef:
+        """Encrypt and upload ``data`` as a new blob, hashing it beside the upload when ``digest`` is not known."""
         key = new_blob_key()
         # encrypted chunk by chunk while uploading
         sealed = seal_blob(as_binary(SegmentReader([data])), len(data), key, BLOB_CIPHER)
-        hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-hash") if sha is None else None
+        hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-hash") if digest is None else None
         try:
-            hashing = hasher.submit(_sha256_hex, data) if hasher is not None else None
+            hashing = hasher.submit(content_digest, data) if hasher is not None else None
             locator = self.mailbox.put_blob(sealed)
             if hashing is not None:
-                sha = hashing.result(timeout=HASH_TIMEOUT)
+                digest = hashing.result(timeout=HASH_TIMEOUT)
         finally:
             if hasher is not None:
                 hasher.shutdown(wait=False, cancel_futures=True)
-        assert sha is not None
-        ref = BlobRef(locator, sha, len(data), key, BLOB_CIPHER)
+        assert digest is not None
+        ref = BlobRef(locator, digest, len(data), key, BLOB_CIPHER)
         with self._lock:
             self.uploaded_bytes += sealed.size
-            self._by_sha[sha] = ref
-            self._fingerprints[sha] = fingerprint
-            self._digests[id(data)] = (data, sha)
+            self._by_digest[digest] = ref
+            self._fingerprints[digest] = fingerprint
+            self._known[id(data)] = (data, digest)
         return ref
 
-    def _digest(self, data: bytes) -> str:
+    def _digest_of(self, data: bytes) -> str:
         with self._lock:
-            known = self._digests.get(id(data))
+            known = self._known.get(id(data))
             if known is not None and known[0] is data:
                 return known[1]
-        sha = _sha256_hex(data)
+        digest = content_digest(data)
         with self._lock:
-            self._digests[id(data)] = (data, sha)
-        return sha
+            self._known[id(data)] = (data, digest)
+        return digest
 
     def end_push(self) -> None:
         """Drop the references kept while encoding one push (they would pin old models in memory)."""
         with self._lock:
-            self._digests.clear()
+            self._known.clear()
 
     def locators(self) -> list[str]:
         with self._lock:
-            return [ref.locator for ref in self._by_sha.values()]
+            return [ref.locator for ref in self._by_digest.values()]
 
     def drop(self, locators: list[str]) -> None:
         """Forget deleted blobs (content sent again later is uploaded again)."""
         gone = set(locators)
         with self._lock:
-            self._by_sha = {sha: ref for sha, ref in self._by_sha.items() if ref.locator not in gone}
-            self._fingerprints = {sha: fp for sha, fp in self._fingerprints.items() if sha in self._by_sha}
+            self._by_digest = {d: ref for d, ref in self._by_digest.items() if ref.locator not in gone}
+            self._fingerprints = {d: fp for d, fp in self._fingerprints.items() if d in self._by_digest}
 
     def forget(self) -> None:
         with self._lock:
-            self._by_sha.clear()
+            self._by_digest.clear()
             self._fingerprints.clear()
-            self._digests.clear()
-
-
-def _sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+            self._known.clear()
 
 
 def sample_fingerprint(data: bytes) -> str:
@@ -163,7 +161,7 @@ class BlobCache:
     """Receiving side: fetch, check and decrypt blobs through the transport, keeping the most recent few.
 
     ``fetch(ref, owner=...)`` raises ``PayloadError`` for a blob that must never be used (not
-    the sender's, wrong size, over the limit, does not decrypt or match its SHA-256) and lets
+    the sender's, wrong size, over the limit, does not decrypt or match its digest) and lets
     a ``TransportError`` (maybe transient) through.
 
     What is kept is the blob's verified ciphertext in a temporary file (in memory only up to
@@ -175,13 +173,13 @@ class BlobCache:
         self.mailbox = mailbox
         self.max_bytes = max_bytes
         self.max_items = max_items
-        self._items: OrderedDict[str, BinaryIO] = OrderedDict()  # sha256 -> spooled ciphertext
+        self._items: OrderedDict[str, BinaryIO] = OrderedDict()  # digest -> spooled ciphertext
         self._lock = threading.Lock()
         self.fetched_bytes = 0
 
     def fetch(self, ref: BlobRef, *, owner: str) -> bytes:
         with self._lock:
-            kept = self._items.pop(ref.sha256, None)  # in use by this thread until put back
+            kept = self._items.pop(ref.digest, None)  # in use by this thread until put back
         if kept is not None:
             return self._open_and_keep(kept, ref)
         if self.max_bytes is not None and ref.size > self.max_bytes:
@@ -195,7 +193,7 @@ class BlobCache:
         # Big: the ciphertext goes to disk (kept for the next fetch) while a worker reads it back behind
         # the download and decrypts and hashes it, so those passes overlap the transfer.
         spool: BinaryIO = tempfile.TemporaryFile()
-        opener = BlobOpener(ref.size, ref.key, ref.sha256, ref.cipher)
+        opener = BlobOpener(ref.size, ref.key, ref.digest, ref.cipher)
         sink = TailSink(spool, opener.feed, block=CHUNK + TAG, name="blob-open")
 
         def download_and_open() -> bytes:
@@ -221,7 +219,7 @@ class BlobCache:
 
         def open_plain() -> bytes:
             spool.seek(0)
-            return open_blob(spool, ref.size, ref.key, ref.sha256, ref.cipher)
+            return open_blob(spool, ref.size, ref.key, ref.digest, ref.cipher)
 
         return self._open_then_keep(spool, ref, open_plain)
 
@@ -239,14 +237,14 @@ class BlobCache:
             if isinstance(exc, CryptoError):
                 raise PayloadError(str(exc)) from None
             raise
-        self._keep(ref.sha256, spool)
+        self._keep(ref.digest, spool)
         return data
 
-    def _keep(self, sha256: str, spool: BinaryIO) -> None:
+    def _keep(self, digest: str, spool: BinaryIO) -> None:
         dropped: list[BinaryIO] = []
         with self._lock:
-            if self.max_items and sha256 not in self._items:
-                self._items[sha256] = spool
+            if self.max_items and digest not in self._items:
+                self._items[digest] = spool
                 # handed to the cache: cleared so that the close below leaves it open
                 spool = None  # type: ignore[assignment]
             while len(self._items) > self.max_items:

@@ -13,7 +13,7 @@ Two payload codecs:
   streamed as is), so a 1 GiB model costs no second 1 GiB in memory. An array
   may instead live in a shared *blob*, encrypted once with a fresh key (the index,
   itself inside each recipient's sealed message, gives where to fetch it, its key
-  and the SHA-256 of its plaintext): a global model broadcast to N clients is then
+  and cipher, and the digest of its plaintext): a global model broadcast to N clients is then
   uploaded once, not N times, and a client that already has it fetches nothing.
 """
 
@@ -44,6 +44,7 @@ from typing_extensions import Unpack
 
 from syft_flwr_gdrive.crypto import BLOB_CHACHA
 from syft_flwr_gdrive.crypto import BLOB_CIPHERS
+from syft_flwr_gdrive.crypto import BLOB_DIGESTS
 from syft_flwr_gdrive.segments import Buffer
 from syft_flwr_gdrive.transport.contract import TransportError
 
@@ -67,11 +68,11 @@ class PayloadError(ValueError):
 
 @dataclass(frozen=True)
 class BlobRef:
-    """A shared array: where it is stored, its plaintext's SHA-256 and size, the key it is encrypted with
-    and the cipher (``crypto.BLOB_CIPHERS``)."""
+    """A shared array: where it is stored, its plaintext's digest (``"<algorithm>:<hex>"``, see
+    ``crypto.content_digest``) and size, the key it is encrypted with and the cipher (``crypto.BLOB_CIPHERS``)."""
 
     locator: str
-    sha256: str
+    digest: str
     size: int
     key: bytes
     cipher: str
@@ -79,7 +80,7 @@ class BlobRef:
 
 # Given an array's data, store it as a shared blob and return its reference, or None to keep it inline.
 BlobPlacer = Callable[[bytes], "BlobRef | None"]
-# Given a reference, return the blob's plaintext, verified against ref.sha256 (the decoder does not hash it again).
+# Given a reference, return the blob's plaintext, verified against ref.digest (the decoder does not hash it again).
 BlobFetcher = Callable[[BlobRef], bytes]
 
 
@@ -117,7 +118,7 @@ def encode_message(
                 placed = place_blob(array.data) if place_blob is not None else None
                 if placed is not None:
                     entry.update(
-                        sha256=placed.sha256,
+                        blob_digest=placed.digest,
                         blob=placed.locator,
                         blob_key=base64.b64encode(placed.key).decode("ascii"),
                         blob_cipher=placed.cipher,
@@ -227,7 +228,7 @@ def _decode(
         if entry.blob is not None:
             if fetch_blob is None:
                 raise PayloadError("payload refers to a shared blob but this transport cannot fetch blobs")
-            data = fetch_blob(entry.blob)  # checked against entry.blob.sha256 by the fetcher, while it decrypted
+            data = fetch_blob(entry.blob)  # checked against entry.blob.digest by the fetcher, while it decrypted
             if len(data) != entry.size:
                 raise PayloadError(f"shared blob for array {_short(entry.key)} is not {entry.size} bytes")
         else:
@@ -284,7 +285,9 @@ def parse_index(index: Any) -> tuple[int, list[IndexEntry]]:
 
 
 _ENTRY_FIELDS = {"record", "key", "dtype", "shape", "stype", "size", "blob"}
-_BLOB_FIELDS = {"sha256", "blob_key", "blob_cipher"}  # blob_cipher since message format version 3
+# formats 1 and 2 wrote sha256 (a bare SHA-256) and no cipher; format 3 writes blob_digest and blob_cipher
+_BLOB_FIELDS = {"sha256", "blob_digest", "blob_key", "blob_cipher"}
+_DIGEST = re.compile(r"^([a-z0-9]{1,16}):([0-9a-f]{64})$")
 
 
 def _parse_entry(i: int, raw: Any) -> IndexEntry:
@@ -314,11 +317,10 @@ def _parse_entry(i: int, raw: Any) -> IndexEntry:
         raise PayloadError(f"{where}: size is not a byte count")
     blob = None
     if has_blob:
-        locator, sha, b64 = raw["blob"], raw.get("sha256"), raw.get("blob_key")
+        locator, b64 = raw["blob"], raw.get("blob_key")
         if not (isinstance(locator, str) and _LOCATOR.match(locator)):
             raise PayloadError(f"{where}: the blob locator is not a file id")
-        if not (isinstance(sha, str) and _HEX64.match(sha)):
-            raise PayloadError(f"{where}: the blob's sha256 is not 64 lowercase hex digits")
+        digest = _blob_digest(where, raw)
         try:
             blob_key = base64.b64decode(b64, validate=True) if isinstance(b64, str) else b""
         except (binascii.Error, ValueError):
@@ -333,8 +335,28 @@ def _parse_entry(i: int, raw: Any) -> IndexEntry:
                 f"{where}: the blob's cipher {_short(cipher)} is not one this build reads "
                 f"({', '.join(sorted(BLOB_CIPHERS))}); the sender runs a newer release. Fix: upgrade syft-flwr-gdrive"
             )
-        blob = BlobRef(locator, sha, size, blob_key, cipher)
+        blob = BlobRef(locator, digest, size, blob_key, cipher)
     return IndexEntry(record, key, dtype, tuple(shape), stype, size, blob)
+
+
+def _blob_digest(where: str, raw: dict[str, Any]) -> str:
+    """The entry's blob digest as ``"<algorithm>:<hex>"``: its blob_digest, or a previous format's sha256."""
+    if ("sha256" in raw) == ("blob_digest" in raw):
+        raise PayloadError(f"{where}: a blob needs exactly one of blob_digest and sha256")
+    if "sha256" in raw:
+        sha = raw["sha256"]
+        if not (isinstance(sha, str) and _HEX64.match(sha)):
+            raise PayloadError(f"{where}: the blob's sha256 is not 64 lowercase hex digits")
+        return f"sha256:{sha}"
+    found = _DIGEST.match(raw["blob_digest"]) if isinstance(raw["blob_digest"], str) else None
+    if found is None:
+        raise PayloadError(f"{where}: the blob's digest is not <algorithm>:<64 lowercase hex digits>")
+    if found.group(1) not in BLOB_DIGESTS:
+        raise PayloadError(
+            f"{where}: the blob's digest algorithm {found.group(1)!r} is not one this build reads "
+            f"({', '.join(sorted(BLOB_DIGESTS))}); the sender runs a newer release. Fix: upgrade syft-flwr-gdrive"
+        )
+    return found.group(0)
 
 
 def _is_count(value: Any) -> bool:

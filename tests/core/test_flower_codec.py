@@ -22,6 +22,7 @@ from syft_flwr_gdrive.blobs import BlobCache
 from syft_flwr_gdrive.blobs import BlobPlacer
 from syft_flwr_gdrive.crypto import BLOB_AESGCM
 from syft_flwr_gdrive.crypto import BLOB_CHACHA
+from syft_flwr_gdrive.crypto import content_digest
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS
 from syft_flwr_gdrive.flower_codec import CODEC_PROTO
 from syft_flwr_gdrive.flower_codec import PayloadError
@@ -132,10 +133,15 @@ def test_tampered_blob_is_rejected():
         decode_message(io.BytesIO(p), len(p), fetch_blob=functools.partial(cache.fetch, owner="ds@x.com"))
 
 
+def _index_of(payload: bytes) -> dict:
+    (index_len,) = struct.unpack(">I", payload[:4])
+    return json.loads(payload[4 : 4 + index_len])
+
+
 def _with_blob_entry(payload: bytes, **changes) -> bytes:
     """``payload`` with its one blob entry's fields changed (a value of None removes the field)."""
     (index_len,) = struct.unpack(">I", payload[:4])
-    index = json.loads(payload[4 : 4 + index_len])
+    index = _index_of(payload)
     [entry] = [e for e in index["arrays"] if e["blob"] is not None]
     for name, value in changes.items():
         if value is None:
@@ -153,18 +159,58 @@ def _fetch_as_client(hub, payload: bytes) -> Message:
     )
 
 
-def test_blobs_are_aes_gcm_and_a_previous_release_chacha_blob_still_opens(monkeypatch):
-    """Since message format 3 a blob's index entry names its cipher; one without (formats 1 and 2) is ChaCha20."""
+def test_blobs_are_aes_gcm_with_a_blake3_digest_and_a_previous_release_blob_still_opens(monkeypatch):
+    """Since message format 3 a blob's index entry names its cipher and digest algorithm; one that names
+    neither (formats 1 and 2) is ChaCha20-Poly1305 with a bare SHA-256."""
     hub = MemoryHub()
     p = _blob_payload(hub)
-    (index_len,) = struct.unpack(">I", p[:4])
-    assert [e.get("blob_cipher") for e in json.loads(p[4 : 4 + index_len])["arrays"] if e["blob"]] == [BLOB_AESGCM]
+    [entry] = [e for e in _index_of(p)["arrays"] if e["blob"]]
+    assert entry["blob_cipher"] == BLOB_AESGCM and entry["blob_digest"].startswith("blake3:") and "sha256" not in entry
     assert_same(sample(big=100_000), _fetch_as_client(hub, p))
 
-    monkeypatch.setattr("syft_flwr_gdrive.blobs.BLOB_CIPHER", BLOB_CHACHA)  # what a previous release stored
+    # what a previous release stored, and its index entry
+    monkeypatch.setattr("syft_flwr_gdrive.blobs.BLOB_CIPHER", BLOB_CHACHA)
+    monkeypatch.setattr("syft_flwr_gdrive.blobs.content_digest", functools.partial(content_digest, algorithm="sha256"))
     old_hub = MemoryHub()
-    old = _with_blob_entry(_blob_payload(old_hub), blob_cipher=None)  # ... and its index, naming no cipher
+    new_style = _blob_payload(old_hub)
+    [entry] = [e for e in _index_of(new_style)["arrays"] if e["blob"]]
+    sha = entry["blob_digest"].removeprefix("sha256:")
+    old = _with_blob_entry(new_style, blob_cipher=None, blob_digest=None, sha256=sha)
     assert_same(sample(big=100_000), _fetch_as_client(old_hub, old))
+
+
+@pytest.mark.parametrize("field", ["blob_digest", "sha256"])
+def test_a_blob_that_does_not_match_its_digest_is_refused(monkeypatch, field):
+    hub = MemoryHub()
+    if field == "sha256":
+        monkeypatch.setattr("syft_flwr_gdrive.blobs.BLOB_CIPHER", BLOB_CHACHA)
+    p = _blob_payload(hub)
+    other = "1" * 64
+    changes = {"blob_digest": f"blake3:{other}"} if field == "blob_digest" else {"blob_cipher": None}
+    if field == "sha256":
+        changes.update(blob_digest=None, sha256=other)
+    with pytest.raises(PayloadError, match="does not match its digest"):
+        _fetch_as_client(hub, _with_blob_entry(p, **changes))
+
+
+@pytest.mark.parametrize(
+    "changes, error",
+    [
+        ({"blob_digest": "md5:" + "0" * 64}, "digest algorithm 'md5' is not one this build reads.*Fix: upgrade"),
+        ({"blob_digest": "blake3:" + "0" * 63}, "not <algorithm>:<64 lowercase hex digits>"),
+        ({"blob_digest": ["blake3"]}, "not <algorithm>:<64 lowercase hex digits>"),
+        ({"sha256": "0" * 64}, "exactly one of blob_digest and sha256"),
+        ({"blob_digest": None}, "exactly one of blob_digest and sha256"),
+    ],
+)
+def test_a_bad_blob_digest_is_named_before_any_fetch(changes, error):
+    hub = MemoryHub()
+    p = _with_blob_entry(_blob_payload(hub), **changes)
+    client = MemoryTransport("a@x.com", hub)
+    cache = BlobCache(store(client))
+    with pytest.raises(PayloadError, match=error):
+        decode_message(io.BytesIO(p), len(p), fetch_blob=functools.partial(cache.fetch, owner="ds@x.com"))
+    assert client.call_counts().get("get_blob", 0) == 0
 
 
 def test_a_blob_named_with_another_cipher_than_its_own_is_refused():

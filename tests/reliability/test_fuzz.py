@@ -403,15 +403,19 @@ def mutated_indexes(draw) -> dict:
     entry = draw(st.sampled_from(index["arrays"]))
     how = draw(st.sampled_from(["field", "drop", "blob", "top"]))
     if how == "field":
-        entry[draw(st.sampled_from(sorted(entry) + ["sha256", "blob_key", "extra"]))] = draw(json_values)
+        fields = sorted(entry) + ["sha256", "blob_digest", "blob_key", "blob_cipher", "extra"]
+        entry[draw(st.sampled_from(fields))] = draw(json_values)
     elif how == "drop":
         entry.pop(draw(st.sampled_from(sorted(entry))))
     elif how == "blob":
+        digest = draw(st.sampled_from(["sha256", "blob_digest"]))  # the previous formats' field, or format 3's
         entry.update(
             blob=draw(json_values | st.text(max_size=30)),
-            sha256=draw(json_values | st.just("0" * 64)),
             blob_key=draw(json_values | st.just(base64.b64encode(bytes(32)).decode())),
         )
+        entry[digest] = draw(json_values | st.just("0" * 64) | st.just("blake3:" + "0" * 64))
+        if draw(st.booleans()):
+            entry["blob_cipher"] = draw(json_values | st.sampled_from(["aes-256-gcm", "chacha20-poly1305"]))
     else:
         index[draw(st.sampled_from(["message", "arrays", "other"]))] = draw(json_values)
     return index
@@ -425,6 +429,8 @@ def mutated_indexes(draw) -> dict:
 @example(index={"message": 10**30, "arrays": []}, tail="valid", noise=b"")
 @example(index={"message": 0, "arrays": [{}] * 3}, tail="random", noise=b"")
 def test_parts_payloads_decode_or_raise_payload_error(index, tail, noise):
+    from syft_flwr_gdrive.crypto import BLOB_CIPHERS
+    from syft_flwr_gdrive.crypto import BLOB_DIGESTS
     from syft_flwr_gdrive.flower_codec import PayloadError
     from syft_flwr_gdrive.flower_codec import decode_message
 
@@ -438,7 +444,9 @@ def test_parts_payloads_decode_or_raise_payload_error(index, tail, noise):
     except PayloadError as exc:
         assert str(exc)
     for ref in fetched:  # a blob is asked for only with a well-formed reference
-        assert len(ref.sha256) == 64 and len(ref.key) == 32 and isinstance(ref.size, int)
+        algorithm, _, hexdigest = ref.digest.partition(":")
+        assert algorithm in BLOB_DIGESTS and len(hexdigest) == 64 and len(ref.key) == 32 and isinstance(ref.size, int)
+        assert ref.cipher in BLOB_CIPHERS
 
 
 @pytest.mark.parametrize(

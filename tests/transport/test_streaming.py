@@ -8,6 +8,7 @@ import io
 import os
 
 import pytest
+from blake3 import blake3
 from flwr.app import Array
 from flwr.app import ArrayRecord
 from flwr.app import Message
@@ -21,6 +22,7 @@ from syft_flwr_gdrive.crypto import CryptoError
 from syft_flwr_gdrive.crypto import Identity
 from syft_flwr_gdrive.crypto import PinStore
 from syft_flwr_gdrive.crypto import Sealer
+from syft_flwr_gdrive.crypto import content_digest
 from syft_flwr_gdrive.drive.api import DriveError
 from syft_flwr_gdrive.drive.api import _StreamMedia
 from syft_flwr_gdrive.flower_codec import decode_message
@@ -463,19 +465,19 @@ def test_new_content_is_hashed_beside_its_upload_and_known_content_is_not_upload
     from syft_flwr_gdrive import blobs
 
     hashed_in: list[str] = []
-    real = blobs._sha256_hex
+    real = blobs.content_digest
 
     def spy(data: bytes) -> str:
         hashed_in.append(threading.current_thread().name)
         return real(data)
 
-    monkeypatch.setattr(blobs, "_sha256_hex", spy)
+    monkeypatch.setattr(blobs, "content_digest", spy)
     hub = MemoryHub()
     server = MemoryTransport("ds@x.com", hub)
     placer = BlobPlacer(store(server), min_bytes=1024)
     data = os.urandom(300 * KIB)
     ref = placer(data)
-    assert ref is not None and ref.sha256 == hashlib.sha256(data).hexdigest()
+    assert ref is not None and ref.digest == "blake3:" + blake3(data).hexdigest()
     assert len(hashed_in) == 1 and hashed_in[0].startswith("blob-hash")  # beside the upload, not before it
     assert placer(data) is ref and len(hashed_in) == 1  # the same object within a push: no second hash
     placer.end_push()
@@ -498,7 +500,7 @@ def test_content_that_only_shares_the_fingerprint_is_uploaded_as_a_new_blob():
     assert sample_fingerprint(changed) == sample_fingerprint(original) and changed != original
     second = placer(changed)
     assert first is not None and second is not None and second.locator != first.locator
-    assert second.sha256 == hashlib.sha256(changed).hexdigest() != first.sha256
+    assert second.digest == content_digest(changed) != first.digest
     assert server.call_counts()["put_blob"] == 2
 
 
