@@ -10,7 +10,7 @@ moment it exists.
 
 A *stream* is what one writer sends one reader through one place: its direct messages to me
 (its outbox folder to me), or its bundles (the folder it announced for them, read by all its
-peers). The book below is the reader's side; the writer's side is a dict in the transport.
+peers). The book below is the reader's side; the writer's side is :class:`.writes.Writer`.
 
 A promise is only a hint where to look: the transport accepts a file found at a promised id only
 if Drive says the promising peer owns it and it lies in that peer's folder for the stream, the

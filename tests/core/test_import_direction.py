@@ -148,3 +148,9 @@ def test_leaves_import_nothing_of_the_package(name):
 def test_no_cycle_through_crypto():
     """The mailbox (transport/) uses crypto, so crypto uses nothing of transport/ (routing and segments are leaves)."""
     assert [n for n in imports_of(PACKAGE / "crypto.py") if n.startswith("syft_flwr_gdrive.transport")] == []
+
+
+@pytest.mark.parametrize("path", [p for p in modules("drive") if p.name != "transport.py"], ids=lambda p: p.name)
+def test_the_drive_transports_parts_never_import_the_class_that_composes_them(path):
+    """drive/transport.py composes folders, discovery, listing, polling, writes and connect; they import it never."""
+    assert [n for n in imports_of(path) if n.startswith("syft_flwr_gdrive.drive.transport")] == []

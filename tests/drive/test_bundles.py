@@ -15,8 +15,8 @@ import pytest
 
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.api import DriveApi
+from syft_flwr_gdrive.drive.discovery import REDISCOVER_EVERY
 from syft_flwr_gdrive.drive.errors import DriveError
-from syft_flwr_gdrive.drive.transport import REDISCOVER_EVERY
 from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.transport.contract import Routing
@@ -140,7 +140,7 @@ def test_a_bundle_copied_by_another_peer_is_refused_as_forged(drive, caplog):
         data,
     )
     a = clients[A]
-    a.transport._discovered_at.clear()  # see EVE's announcement now rather than in 10 s
+    a.transport.discovery.discovered_at.clear()  # see EVE's announcement now rather than in 10 s
     with caplog.at_level(logging.WARNING):
         ids = [d.envelope.message_id for d in a.poll().deliveries]
     assert ids == [M_A]  # the server's own bundle, once; the copy is not acted on
@@ -150,7 +150,7 @@ def test_a_bundle_copied_by_another_peer_is_refused_as_forged(drive, caplog):
 
 def test_nobody_else_can_write_into_the_servers_bundles_folder(drive):
     server, clients, _ = federation(drive, "flwr/b-readonly")
-    folder = server.transport._bundle_folders["flwr/b-readonly"]
+    folder = server.transport.folders.bundle_folders["flwr/b-readonly"]
     with pytest.raises(DriveError):
         clients[A].transport.api.upload_bytes("bundle-x.sfgd", b"x", parent_id=folder, properties={})
 

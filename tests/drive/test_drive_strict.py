@@ -67,7 +67,7 @@ def test_a_foreign_file_in_a_peers_outbox_is_reported_with_drives_owner_not_the_
     ds, do = transport(drive, DS), transport(drive, DO)
     ds.prepare(APP, [DO])
     do.prepare(APP, [DS])
-    folder = ds._outboxes[(APP, DO)]
+    folder = ds.folders.outboxes[(APP, DO)]
     ds.api.share(folder, MALLORY, role="writer")  # a misconfiguration on the peer's side
     mallory = DriveApi.for_fake(drive.url, MALLORY)
     forged = request(1, "forged")
@@ -88,10 +88,10 @@ def test_strangers_folders_are_never_listed(drive):
     stranger.prepare(APP, [DO])
     handle = stranger.send(request(1, "junk", sender=MALLORY), b"junk")
     time.sleep(0.5)
-    do._discovered_at.clear()  # discover now
+    do.discovery.discovered_at.clear()  # discover now
     listing = do.poll(APP)
     assert handle not in {p.handle for p in listing.inbound}
-    assert all(MALLORY not in q for q in [layout.parents_query(sorted(do._peer_folders.get(APP, {})))])
+    assert all(MALLORY not in q for q in [layout.parents_query(sorted(do.discovery.peer_folders.get(APP, {})))])
 
 
 def test_duplicate_outboxes_resolve_to_the_oldest_and_announcements_are_read_from_all(drive):
@@ -120,7 +120,7 @@ def test_duplicate_outboxes_resolve_to_the_oldest_and_announcements_are_read_fro
     third = transport(drive, DS)
     third.prepare(APP, [DO])
     oldest = min(outboxes(), key=lambda fid: (drive.store.files[fid].created, fid))
-    assert third._outboxes[(APP, DO)] == oldest
+    assert third.folders.outboxes[(APP, DO)] == oldest
     assert outboxes() == [oldest]  # the empty extra was removed
 
 
@@ -170,11 +170,11 @@ def test_too_complex_queries_fall_back_to_smaller_listings(drive):
     do.prepare(APP, [DS])
     handle = ds.send(request(1, "r1"), b"x")
     poll_until(do, lambda listing: handle in {p.handle for p in listing.inbound})  # discovered, listed (in chunks of 4)
-    folders = sorted(do._peer_folders[APP]) + [f"1{i:032d}" for i in range(10)]
-    do._chunk = 40
-    files = do._list_parents(folders)
+    folders = sorted(do.discovery.peer_folders[APP]) + [f"1{i:032d}" for i in range(10)]
+    do.lister.chunk = 40
+    files = do.lister.list_parents(folders)
     assert handle in {f["id"] for f in files}
-    assert do._chunk <= 4 and do.last_poll_lists >= 3
+    assert do.lister.chunk <= 4 and do.last_poll_lists >= 3
 
 
 def test_each_drive_call_retries_only_until_its_callers_deadline(drive):
@@ -191,7 +191,7 @@ def test_each_drive_call_retries_only_until_its_callers_deadline(drive):
 @pytest.mark.slow  # waits out several deadlines
 def test_a_poll_gives_up_within_its_own_bound_so_waiters_keep_their_deadlines(drive):
     """Row 12: a poll under a persistent rate limit fails after POLL_RETRY_SECONDS, not after a 30 s backoff."""
-    from syft_flwr_gdrive.drive.transport import POLL_RETRY_SECONDS
+    from syft_flwr_gdrive.drive.polling import POLL_RETRY_SECONDS
     from syft_flwr_gdrive.transport.contract import TransportError
 
     do = transport(drive, DO)

@@ -139,7 +139,7 @@ def test_a_message_of_a_newer_drive_layout_is_listed_unread_and_named_once(drive
     ds.prepare("flwr/layout", [DO])
     routing = Routing(app="flwr/layout", run_id=1, message_id="new", kind="request", sender=DS, recipient=DO)
     props = {**layout.message_properties(routing), layout.P_VERSION: "2"}
-    ds.api.upload_bytes("new.sfgd", b"body", parent_id=ds._outboxes[("flwr/layout", DO)], properties=props)
+    ds.api.upload_bytes("new.sfgd", b"body", parent_id=ds.folders.outboxes[("flwr/layout", DO)], properties=props)
     inbox = Mailbox(do, "flwr/layout", [DS], Ledger(None))
     inbox.prepare()
     [posting] = do.poll("flwr/layout").inbound
@@ -158,8 +158,8 @@ def test_a_poll_over_many_folders_lists_its_chunks_side_by_side_and_finds_every_
         request_routing(1, "m1", sender=DS, recipient=DO, app=app),
         b"x",
     )
-    [outbox] = do._peer_folders[app]
+    [outbox] = do.discovery.peer_folders[app]
     missing = [f"1{i:040d}xyz" for i in range(99)]  # 100 folders: three listings of at most 40
     for ids in ([outbox, *missing], [*missing, outbox]):
-        found = do._list_parents(ids)
+        found = do.lister.list_parents(ids)
         assert [f["properties"]["sfg_msg"] for f in found] == ["m1"] and do.last_poll_lists == 3

@@ -16,7 +16,7 @@ import pytest
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.errors import DriveNotFound
-from syft_flwr_gdrive.drive.transport import LIST_EVERY
+from syft_flwr_gdrive.drive.polling import LIST_EVERY
 from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
@@ -78,7 +78,7 @@ def test_the_promised_message_is_fetched_by_id_on_the_next_poll_while_listings_h
     drive.faults.list_lag = HOUR
     second = ds.send(request("m2"), b"two")
     assert second == promised  # created at the id m1 announced
-    folder = ds._outboxes[(APP, DO)]
+    folder = ds.folders.outboxes[(APP, DO)]
     assert second not in {f["id"] for f in do.api.list_files(layout.parents_query([folder]), fields="id")}
     before, lists = http_requests(do), do.api.calls.snapshot().get("files.list", 0)
     listing = do.poll(APP)
@@ -132,7 +132,7 @@ def test_a_promise_pointing_at_a_file_someone_else_owns_is_refused(drive, caplog
     """The peer's outbox was made writable for Mallory (a misconfiguration): her file there, at the
     promised id, is never taken for the peer's; a listing reports it with Drive's owner."""
     ds, do = pair(drive)
-    folder = ds._outboxes[(APP, DO)]
+    folder = ds.folders.outboxes[(APP, DO)]
     ds.api.share(folder, MALLORY, role="writer")
     mallory = DriveApi.for_fake(drive.url, MALLORY)
     first = ds.send(request("m1"), b"one")
@@ -147,7 +147,7 @@ def test_a_promise_pointing_at_a_file_someone_else_owns_is_refused(drive, caplog
         properties=layout.message_properties(request("m2")),
         file_id=promised,
     )
-    with caplog.at_level(logging.WARNING, logger="syft_flwr_gdrive.drive.transport"):
+    with caplog.at_level(logging.WARNING, logger="syft_flwr_gdrive.drive.polling"):
         for _ in range(LIST_EVERY + 1):
             listing = do.poll(APP)
             assert all(p.owner != DS for p in listing.inbound if p.handle == promised)
@@ -168,9 +168,9 @@ def test_a_promise_pointing_outside_the_peers_outbox_is_refused(drive, caplog):
         "request-1-stray.sfgd", b"stray", parent_id=elsewhere, properties=layout.message_properties(request("stray"))
     )["id"]
     forged = {**layout.message_properties(request("m1")), layout.P_NEXT: stray}
-    ds.api.upload_bytes("request-1-m1.sfgd", b"one", parent_id=ds._outboxes[(APP, DO)], properties=forged)
+    ds.api.upload_bytes("request-1-m1.sfgd", b"one", parent_id=ds.folders.outboxes[(APP, DO)], properties=forged)
     listed_until(do, "m1")
-    with caplog.at_level(logging.WARNING, logger="syft_flwr_gdrive.drive.transport"):
+    with caplog.at_level(logging.WARNING, logger="syft_flwr_gdrive.drive.polling"):
         for _ in range(LIST_EVERY + 1):
             assert "stray" not in ids(do.poll(APP).inbound)
     lines = [r.getMessage() for r in caplog.records if stray in r.getMessage()]
@@ -211,7 +211,7 @@ def test_an_id_drive_will_not_take_is_replaced_and_the_message_still_arrives(dri
     promised = layout.promised_id(drive.store.files[first].properties)
     mallory = transport(drive, MALLORY)
     mallory.prepare(APP, [DS])
-    mallory.api.upload_bytes("squat", b"x", parent_id=mallory._outboxes[(APP, DS)], file_id=promised)
+    mallory.api.upload_bytes("squat", b"x", parent_id=mallory.folders.outboxes[(APP, DS)], file_id=promised)
     second = ds.send(request("m2"), b"two")  # 409 at the promised id: created at a fresh one
     assert second != promised
     listed_until(do, "m2")

@@ -195,13 +195,13 @@ def outbox_of(drive: FakeDriveServer, owner: str, app: str, recipient: str) -> s
     """Id of ``owner``'s outbox folder of ``app`` to ``recipient`` (the existing one; created and shared if missing)."""
     t = planter(drive, owner)
     key = (app, canonical_email(recipient))
-    if key not in t._outboxes:
+    if key not in t.folders.outboxes:
         found = _listed_outbox(drive, owner, app, recipient)
         if found is not None:
-            t._outboxes[key] = found  # the folder its sends go into
+            t.folders.outboxes[key] = found  # the folder its sends go into
         else:
             t.prepare(app, [recipient])
-    return t._outboxes[key]
+    return t.folders.outboxes[key]
 
 
 def plant(

@@ -71,11 +71,11 @@ def test_row02_or_of_forty_parents_or_a_fallback(backend: Backend):
         accepted = False
     transport = backend.transport("B")
     found, _ = backend.eventually(
-        lambda: {f["id"] for f in transport._list_parents(ids)} >= {f1}, "the transport's chunked listing"
+        lambda: {f["id"] for f in transport.lister.list_parents(ids)} >= {f1}, "the transport's chunked listing"
     )
     print(
         f"\n[{backend.name}] row 2: 40 OR'ed parents {'accepted' if accepted else 'refused (400)'}; "
-        f"transport used {transport._chunk} folder(s) per listing, {transport.last_poll_lists} call(s)"
+        f"transport used {transport.lister.chunk} folder(s) per listing, {transport.last_poll_lists} call(s)"
     )
     if backend.strict and not backend.live:
         with pytest.raises(DriveError) as err:  # the strict fake refuses what Drive may refuse

@@ -284,7 +284,7 @@ def test_a_request_naming_a_foreign_file_causes_no_download_and_is_not_retried(d
             fid, DS if fid == client_private else DO, role="reader"
         )
     # The server's genuine blobs folder holds a file whose size is not what the request declares.
-    blobs_folder = server.transport._blobs_folder(APP)  # type: ignore[attr-defined]
+    blobs_folder = server.transport.folders.blobs_folder(APP)  # type: ignore[attr-defined]
     wrong_size = private_file(
         drive, DS, os.urandom(1000), parent=blobs_folder, props=layout.blob_properties(APP, "x" * 32)
     )
