@@ -108,6 +108,50 @@ def stored_bytes(drive: FakeDriveServer) -> Iterator[tuple[Path, bytes]]:
             yield path, path.read_bytes()
 
 
+def small_request() -> Message:
+    """A train request to the client with one 8-byte array (which a test may re-point at a Drive file)."""
+    return Message(
+        RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x00" * 8)})}),
+        node_id_for(DO),
+        "train",
+        group_id="1",
+    )
+
+
+def as_sent_by_the_grid(msg: Message) -> Message:
+    """``msg`` with the ids the grid gives a request, for a test that sends it through a bare mailbox."""
+    msg.metadata.__dict__["_message_id"] = os.urandom(16).hex()
+    msg.metadata.__dict__["_run_id"] = RUN
+    msg.metadata.__dict__["_src_node_id"] = 1
+    return msg
+
+
+def request_and_reply(delivery) -> tuple[Message, Message]:
+    """The request a delivery to the client carries, and a reply to it with one 8-byte array at the id the
+    client loop would give it."""
+    request = decode_message(delivery.open_payload(), delivery.envelope.size, codecs=delivery.envelope.codecs)
+    delivery.close()
+    reply = Message(
+        RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x01" * 8)})}),
+        reply_to=request,
+    )
+    reply.metadata.__dict__["_message_id"] = reply_id_for(request.metadata.message_id, DO)
+    return request, reply
+
+
+def send_reply(client: Mailbox, request: Message, reply: Message, payload: bytes) -> None:
+    """The client's ``reply`` to ``request`` with ``payload`` as its body (well-formed or not)."""
+    client.send(
+        kind="reply",
+        recipient=DS,
+        run_id=RUN,
+        payload=payload,
+        message_id=reply.metadata.message_id,
+        reply_to=request.metadata.message_id,
+        codecs=(CODEC_PARTS,),
+    )
+
+
 # -- 1. nothing of a payload is readable on Drive ------------------------------------------------
 
 
@@ -218,36 +262,14 @@ def test_a_reply_naming_a_foreign_file_causes_no_download_of_it(drive: FakeDrive
     server_downloads = downloads_of(grid.mailbox)
     try:
         caplog.set_level(logging.INFO)
-        requests = [
-            Message(
-                RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x00" * 8)})}),
-                node_id_for(DO),
-                "train",
-                group_id="1",
-            )
-            for _ in targets
-        ]
+        requests = [small_request() for _ in targets]
         request_ids = grid.push_messages(requests)
         deliveries = sorted(client.poll().deliveries, key=lambda d: request_ids.index(d.envelope.message_id))
         assert len(deliveries) == len(targets)
         for delivery, (locator, sha, size) in zip(deliveries, targets.values()):
-            request = decode_message(delivery.open_payload(), delivery.envelope.size, codecs=delivery.envelope.codecs)
-            delivery.close()
-            reply = Message(
-                RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x01" * 8)})}),
-                reply_to=request,
-            )
-            reply.metadata.__dict__["_message_id"] = reply_id_for(request.metadata.message_id, DO)
+            request, reply = request_and_reply(delivery)
             payload = with_foreign_blob(encode_message(reply), "w", locator=locator, sha256=sha, size=size)
-            client.send(
-                kind="reply",
-                recipient=DS,
-                run_id=RUN,
-                payload=payload,
-                message_id=reply.metadata.message_id,
-                reply_to=request.metadata.message_id,
-                codecs=(CODEC_PARTS,),
-            )
+            send_reply(client, request, reply, payload)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and len(grid.mailbox.ledger._ids) < len(targets):  # type: ignore[attr-defined]
             grid._poll_if_due(force=True)
@@ -297,15 +319,7 @@ def test_a_request_naming_a_foreign_file_causes_no_download_and_is_not_retried(d
     caplog.set_level(logging.INFO)
     sent = []
     for locator, sha, size in targets.values():
-        msg = Message(
-            RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x00" * 8)})}),
-            node_id_for(DO),
-            "train",
-            group_id="1",
-        )
-        msg.metadata.__dict__["_message_id"] = os.urandom(16).hex()
-        msg.metadata.__dict__["_run_id"] = RUN
-        msg.metadata.__dict__["_src_node_id"] = 1
+        msg = as_sent_by_the_grid(small_request())
         payload = with_foreign_blob(encode_message(msg), "w", locator=locator, sha256=sha, size=size)
         server.send(
             kind="request",
@@ -436,37 +450,15 @@ def test_a_malformed_index_entry_is_one_skipped_message_not_a_stalled_poll(drive
     grid.mailbox.poll()
     try:
         # Server side: a bad reply and a good one in the same poll.
-        def request() -> Message:
-            return Message(
-                RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x00" * 8)})}),
-                node_id_for(DO),
-                "train",
-                group_id="1",
-            )
-
-        ids = grid.push_messages([request(), request()])
+        ids = grid.push_messages([small_request(), small_request()])
         deliveries = client.poll().deliveries
         assert len(deliveries) == 2
         replies = {}
         for delivery in deliveries:
-            req = decode_message(delivery.open_payload(), delivery.envelope.size, codecs=delivery.envelope.codecs)
-            delivery.close()
-            reply = Message(
-                RecordDict({"arrays": ArrayRecord({"w": Array("uint8", (8,), "numpy.ndarray", b"\x01" * 8)})}),
-                reply_to=req,
-            )
-            reply.metadata.__dict__["_message_id"] = reply_id_for(req.metadata.message_id, DO)
+            req, reply = request_and_reply(delivery)
             bad = req.metadata.message_id == ids[0]
             payload = malformed_index_payload(reply) if bad else b"".join(bytes(s) for s in encode_message(reply))
-            client.send(
-                kind="reply",
-                recipient=DS,
-                run_id=RUN,
-                payload=payload,
-                message_id=reply.metadata.message_id,
-                reply_to=req.metadata.message_id,
-                codecs=(CODEC_PARTS,),
-            )
+            send_reply(client, req, reply, payload)
             replies[req.metadata.message_id] = reply.metadata.message_id
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not list(grid.pull_messages([ids[1]])):
@@ -478,10 +470,7 @@ def test_a_malformed_index_entry_is_one_skipped_message_not_a_stalled_poll(drive
         assert len(bad_lines) == 1 and "size is not a byte count" in bad_lines[0], bad_lines
 
         # Client side: a request with the same damage is answered with an error once, never retried.
-        msg = request()
-        msg.metadata.__dict__["_message_id"] = os.urandom(16).hex()
-        msg.metadata.__dict__["_run_id"] = RUN
-        msg.metadata.__dict__["_src_node_id"] = 1
+        msg = as_sent_by_the_grid(small_request())
         grid.mailbox.send(
             kind="request",
             recipient=DO,
