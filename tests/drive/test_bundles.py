@@ -19,10 +19,10 @@ from syft_flwr_gdrive.drive.discovery import REDISCOVER_EVERY
 from syft_flwr_gdrive.drive.errors import DriveError
 from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer
-from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 from tests.helpers.keys import sealers
+from tests.helpers.routings import request_routing
 
 DS, A, B, C, EVE = "ds@x.com", "a@x.com", "b@x.com", "c@x.com", "eve@x.com"
 M_A, M_B = "1" * 32, "2" * 32
@@ -125,20 +125,7 @@ def test_a_bundle_copied_by_another_peer_is_refused_as_forged(drive, caplog):
     eve.prepare()
     eve.enable_bundles()
     eve.announce_run(1)
-    forged = eve.transport.send_bundle(
-        Routing(
-            run_id=1,
-            message_id="f" * 32,
-            reply_to="",
-            kind="request",
-            sender=DS,
-            recipient="",
-            app=app,
-            created_at=time.time(),
-            ttl=600,
-        ),
-        data,
-    )
+    forged = eve.transport.send_bundle(request_routing(1, "f" * 32, sender=DS, recipient="", app=app), data)
     a = clients[A]
     a.transport.discovery.discovered_at.clear()  # see EVE's announcement now rather than in 10 s
     with caplog.at_level(logging.WARNING):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from tests.helpers.e2e import MESSAGE_APP
 from tests.helpers.e2e import SERVER
 from tests.helpers.e2e import env_for
 from tests.helpers.e2e import settle
+from tests.helpers.routings import request_routing
 
 
 def copy_project(tmp_path: Path) -> Path:
@@ -53,41 +53,14 @@ def test_demo_rejects_bad_options():
 
 def test_bootstrap_then_server_and_clients_from_the_project(tmp_path: Path, drive):
     project = copy_project(tmp_path)
-    proc = run(
-        [
-            "bootstrap",
-            "--project",
-            str(project),
-            "--aggregator",
-            SERVER,
-            "--datasites",
-            ",".join(CLIENTS),
-            "--app-name",
-            "digits-study",
-        ],
-        env_for(),
-    )
+    bootstrap = ["bootstrap", "--project", str(project), "--aggregator", SERVER, "--datasites", ",".join(CLIENTS)]
+    bootstrap += ["--app-name", "digits-study"]
+    proc = run(bootstrap, env_for())
     assert proc.returncode == 0, proc.stderr
     text = (project / "pyproject.toml").read_text()
     assert "[tool.syft_flwr]" in text and "[tool.flwr.app.components]" in text  # the rest is kept
     # Idempotent: a second bootstrap replaces the section instead of adding another.
-    assert (
-        run(
-            [
-                "bootstrap",
-                "--project",
-                str(project),
-                "--aggregator",
-                SERVER,
-                "--datasites",
-                ",".join(CLIENTS),
-                "--app-name",
-                "digits-study",
-            ],
-            env_for(),
-        ).returncode
-        == 0
-    )
+    assert run(bootstrap, env_for()).returncode == 0
     assert (project / "pyproject.toml").read_text().count("[tool.syft_flwr]") == 1
 
     common = dict(
@@ -197,24 +170,9 @@ def test_doctor(tmp_path: Path, drive):
 
 
 def test_clean_removes_a_crashed_servers_files(tmp_path: Path, drive):
-    from syft_flwr_gdrive.transport.contract import Routing
-
     t = DriveTransport(DriveApi.for_fake(drive.url, SERVER), SERVER)
     for i in range(3):
-        t.send(
-            Routing(
-                run_id=1,
-                message_id=f"m{i}",
-                reply_to="",
-                kind="request",
-                sender=SERVER,
-                recipient=CLIENTS[i],
-                app="flwr/x",
-                created_at=time.time(),
-                ttl=60,
-            ),
-            b"body",
-        )
+        t.send(request_routing(1, f"m{i}", sender=SERVER, recipient=CLIENTS[i], app="flwr/x", ttl=60), b"body")
     settle(drive)
     dry = run(["clean", "--dry-run", "--drive-url", drive.url], env_for(SERVER))
     assert dry.returncode == 0 and "3 message file(s) found, 0 deleted" in dry.stdout

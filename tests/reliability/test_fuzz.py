@@ -38,6 +38,7 @@ from syft_flwr_gdrive.transport.envelope import decode_header
 from tests.helpers.envelopes import decode
 from tests.helpers.envelopes import encode
 from tests.helpers.envelopes import with_payload
+from tests.helpers.routings import request_routing
 
 FUZZ = settings(max_examples=400, deadline=1000, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 APP = "flwr/fuzz-app"
@@ -350,17 +351,7 @@ def test_routing_with_non_finite_times_is_rejected(key, value):
 
 
 def test_valid_properties_round_trip():
-    routing = Routing(
-        run_id=7,
-        message_id="m1",
-        reply_to="",
-        kind="request",
-        sender="s@x.io",
-        recipient="r@x.io",
-        app=APP,
-        created_at=1.0,
-        ttl=60.0,
-    )
+    routing = request_routing(7, "m1", sender="s@x.io", recipient="r@x.io", app=APP, created_at=1.0, ttl=60.0)
     assert layout.routing_from_properties(layout.message_properties(routing), APP) == routing
     assert layout.routing_from_properties(layout.message_properties(routing), "flwr/other") is None
 

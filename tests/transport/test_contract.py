@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from syft_flwr_gdrive.transport.contract import TransportError
 from syft_flwr_gdrive.transport.directory import DirectoryTransport
 from syft_flwr_gdrive.transport.memory import MemoryHub
 from syft_flwr_gdrive.transport.memory import MemoryTransport
+from tests.helpers.routings import request_routing
 
 Make = Callable[[str], Transport]
 APP, OTHER_APP = "flwr/contract", "flwr/other"
@@ -60,17 +60,7 @@ def make(request, tmp_path) -> Iterator[Make]:
 
 
 def routing(sender: str, recipient: str, message_id: str = "m1", *, app: str = APP, kind: str = "request") -> Routing:
-    return Routing(
-        run_id=7,
-        message_id=message_id,
-        reply_to="",
-        kind=kind,
-        sender=sender,
-        recipient=recipient,
-        app=app,
-        created_at=time.time(),
-        ttl=600.0,
-    )
+    return request_routing(7, message_id, sender=sender, recipient=recipient, app=app, kind=kind)
 
 
 def pair(make: Make, app: str = APP) -> tuple[Transport, Transport]:

@@ -35,6 +35,7 @@ from syft_flwr_gdrive.transport.memory import MemoryHub
 from syft_flwr_gdrive.transport.memory import MemoryTransport
 from tests.helpers.envelopes import encode
 from tests.helpers.mailboxes import store
+from tests.helpers.routings import request_routing
 
 SPOOL_IN_MEMORY = 8 * 1024 * 1024  # beyond this, bodies used to spool to disk
 
@@ -112,16 +113,8 @@ def _sealers() -> tuple[Sealer, Sealer, Routing]:
     alice, bob = Sealer(Identity.ephemeral(), PinStore(None)), Sealer(Identity.ephemeral(), PinStore(None))
     alice.learn("bob@x.com", bob.identity.public)
     bob.learn("alice@x.com", alice.identity.public)
-    routing = Routing(
-        app="flwr/t",
-        run_id=1,
-        message_id="m1",
-        reply_to="",
-        kind="request",
-        sender="alice@x.com",
-        recipient="bob@x.com",
-        created_at=1.0,
-        ttl=60.0,
+    routing = request_routing(
+        1, "m1", sender="alice@x.com", recipient="bob@x.com", app="flwr/t", created_at=1.0, ttl=60.0
     )
     return alice, bob, routing
 
