@@ -27,6 +27,7 @@ from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 from syft_flwr_gdrive.transport.memory import MemoryHub
 from syft_flwr_gdrive.transport.memory import MemoryTransport
+from tests.helpers.client_loops import loops_running
 
 SERVER = "ds@example.com"
 CLIENTS = ["a_1@example.com", "b.2+x@example.com", "o'neil@example.com"]
@@ -78,20 +79,11 @@ def run_federation(tmp_path, client_apps, *, rounds=2, client_encryption=True, m
         loops.append(
             ClientLoop(app, mailbox, poll_interval=0.05, node_config={"target": target}, stop_event=stop, linger=1.0)
         )
-    threads = [threading.Thread(target=loop.run, daemon=True) for loop in loops]
-    for t in threads:
-        t.start()
-    try:
+    with loops_running(loops, stop, drain=10 if client_encryption else 0.5):
         context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
         out = syftbox_flwr_server(
             make_server_app(rounds), context, CLIENTS, "demo", settings=settings, transport=MemoryTransport(SERVER, hub)
         )
-    finally:
-        for t in threads:
-            t.join(timeout=10 if client_encryption else 0.5)
-        stop.set()
-        for t in threads:
-            t.join(timeout=10)
     return out, loops, hub
 
 

@@ -36,6 +36,7 @@ from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 from syft_flwr_gdrive.transport.memory import MemoryHub
 from syft_flwr_gdrive.transport.memory import MemoryTransport
+from tests.helpers.client_loops import loops_running
 
 SERVER = "ds@example.com"
 CLIENTS = ["a@example.com", "b@example.com", "c@example.com"]
@@ -90,19 +91,12 @@ def federate(tmp_path, apps, *, run_config, rounds=2, msg_timeout=10.0, default_
         loops.append(
             ClientLoop(app, box, poll_interval=0.05, stop_event=stop, linger=1.0, run_config=default_run_config)
         )
-    threads = [threading.Thread(target=loop.run, daemon=True) for loop in loops]
-    for t in threads:
-        t.start()
-    try:
+    with loops_running(loops, stop, drain=10):
         settings = Settings.from_env({}, email=SERVER, poll_interval=0.05, msg_timeout=msg_timeout, state_dir=tmp_path)
         context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=dict(run_config))
         outcome = serve(
             server_app(rounds), context, CLIENTS, "t", settings=settings, transport=MemoryTransport(SERVER, hub)
         )
-    finally:
-        for t in threads:
-            t.join(timeout=10)
-        stop.set()
     return outcome, loops, hub
 
 

@@ -34,6 +34,7 @@ from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 from syft_flwr_gdrive.transport.memory import MemoryHub
 from syft_flwr_gdrive.transport.memory import MemoryTransport
+from tests.helpers.client_loops import loops_running
 
 SERVER = "ds@example.com"
 CLIENTS = ["a@example.com", "b@example.com", "c@example.com"]
@@ -123,18 +124,11 @@ def run(
                 poll_schedule=RecordingSchedule(PollPolicy(INTERVAL, adaptive=adaptive)),
             )
         )
-    threads = [threading.Thread(target=loop.run, daemon=True) for loop in loops]
-    for t in threads:
-        t.start()
-    try:
+    with loops_running(loops, stop):
         context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
         out = syftbox_flwr_server(
             make_server_app(rounds), context, CLIENTS, "demo", settings=settings, transport=MemoryTransport(SERVER, hub)
         )
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=10)
     return server_schedule, loops, out
 
 

@@ -30,6 +30,7 @@ from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 from syft_flwr_gdrive.transport.memory import MemoryHub
 from syft_flwr_gdrive.transport.memory import MemoryTransport
+from tests.helpers.client_loops import loops_running
 
 SERVER = "ds@example.com"
 CLIENTS = ["a@example.com", "b@example.com", "c@example.com"]
@@ -77,18 +78,11 @@ def final_weights(tmp_path, arrival: list[str]) -> bytes:
         loops.append(
             ClientLoop(client_app(VALUES[email], delay), mailbox, poll_interval=0.05, stop_event=stop, linger=0.5)
         )
-    threads = [threading.Thread(target=loop.run, daemon=True) for loop in loops]
-    for t in threads:
-        t.start()
-    try:
+    with loops_running(loops, stop):
         context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
         out = syftbox_flwr_server(
             server_app(), context, CLIENTS, "order", settings=settings, transport=MemoryTransport(SERVER, hub)
         )
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=10)
     assert "final" in out.state, "the round did not complete"
     return b"".join(np.ascontiguousarray(a).tobytes() for a in out.state["final"].to_numpy_ndarrays())
 
