@@ -35,6 +35,7 @@ class Places:
     mine: set[str]
 
     def folders(self) -> list[str]:
+        """Every folder to list, each once, in the same order at every poll."""
         return (
             sorted(self.peer_of)
             + sorted(set(self.bundles_of) - set(self.peer_of))

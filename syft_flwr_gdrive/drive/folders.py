@@ -143,6 +143,7 @@ class MyFolders:
         return self.blob_folders[app]
 
     def root(self) -> str:
+        """My root folder's id: recorded, else the oldest one Drive lists, else a new one."""
         if self._root_id is None:
             recorded = self._book.get("root")
             if recorded and self._get_mine(recorded, "id") is not None:

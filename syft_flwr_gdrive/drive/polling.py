@@ -215,6 +215,7 @@ class Poller:
 
     @staticmethod
     def _posting(f: dict[str, Any], owner: str, app: str) -> Posting:
+        """A listed or fetched message file as the mailbox sees it (routing None: not readable, and why)."""
         routing = layout.routing_from_properties(f.get("properties"), app)
         return Posting(
             handle=str(f["id"]),
@@ -227,6 +228,7 @@ class Poller:
         )
 
     def _confirmed_gone(self, handle: str) -> bool:
+        """Is a file that a listing lost really gone? A get by id is consistent; listings lag."""
         try:
             self.api.get(handle, fields="id")
             return False

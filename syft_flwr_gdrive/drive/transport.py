@@ -93,19 +93,18 @@ class DriveTransport(Transport):
         self.api = api
         self.email = canonical_email(email)
         self._min_poll_gap = min_poll_gap
-        owners = PeerOwners()
-        self.owners = owners  # peers' Drive permission ids, learnt from my shares and their files
+        self.owners = PeerOwners()  # peers' Drive permission ids, learnt from my shares and their files
         self.writer = Writer(api)
         self.folders = MyFolders(
             api,
             self.email,
             book=IdBook(state_dir / "drive-folders.json" if state_dir is not None else None),
             next_id=self.writer.next_id,
-            owners=owners,
+            owners=self.owners,
         )
-        self.discovery = Discovery(api, self.email, owners)
+        self.discovery = Discovery(api, self.email, self.owners)
         self.lister = FolderLister(api)
-        self.poller = Poller(api, self.email, owners)
+        self.poller = Poller(api, self.email, self.owners)
         self._peer_blob_folders: set[tuple[str, str, str]] = set()  # (owner, app, folder id) vetted as owner's
 
     @property
@@ -261,6 +260,7 @@ class DriveTransport(Transport):
         return self._listing(app, (inbound, outbound, bundles))
 
     def _listing(self, app: str, found: Sorted) -> Listing:
+        """What a poll reports: the postings found, with the peers' announcements as discovery holds them."""
         inbound, outbound, bundles = found
         return Listing(
             tuple(inbound.values()),
@@ -270,9 +270,11 @@ class DriveTransport(Transport):
         )
 
     def _discover(self, app: str) -> None:
+        """Look for the peers' outboxes to me now (only the peers ``app`` was prepared for count)."""
         self.discovery.discover(app, self.folders.peers.get(app, []))
 
     def ignore_bundle(self, handle: str) -> None:
+        """A peer's bundle with no part for me: no longer reported, nor confirmed gone by id."""
         self.poller.ignore(handle)
 
     def read_to(self, posting: Posting, out: BinaryIO, *, max_bytes: int | None = None) -> int:

@@ -33,6 +33,7 @@ class Writer:
         self._promised: dict[tuple[str, str], str] = {}  # (app, recipient; "" for bundles) -> id its next file gets
 
     def next_id(self) -> str:
+        """A fresh id for a create (a retried create at the same id cannot make a second file)."""
         with self._lock:
             return self._take_id()
 
