@@ -44,6 +44,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="strict: only what Drive documents (lag on every change, write limit, hidden owner emails, ...)",
     )
     p.add_argument("--quota-units-per-min", type=int, default=0, help="per-user quota units per minute (0: unlimited)")
+    p.add_argument(
+        "--upload-bytes-per-s",
+        type=float,
+        default=0.0,
+        help="each account's uplink: upload bodies are read no faster (0: unlimited; else >= 1000)",
+    )
+    p.add_argument(
+        "--download-bytes-per-s",
+        type=float,
+        default=0.0,
+        help="each account's downlink: download bodies are sent no faster (0: unlimited; else >= 1000)",
+    )
     p.add_argument("--seed", type=int, default=None, help="seed for the fault random stream")
     p.add_argument("--port-file", default=None, help="write the server URL to this file when ready")
     p.add_argument("--strict-tokens", action="store_true", help="accept only tokens registered with --user")
@@ -60,6 +72,8 @@ def config_from(args: argparse.Namespace) -> FaultConfig:
         list_lag=args.list_lag,
         quota_units_per_min=args.quota_units_per_min,
         seed=args.seed,
+        upload_bytes_per_s=args.upload_bytes_per_s,
+        download_bytes_per_s=args.download_bytes_per_s,
     )
     if args.error_kinds:
         cfg.error_kinds = [k.strip() for k in args.error_kinds.split(",") if k.strip()]

@@ -18,6 +18,9 @@ import pytest
 
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.fake import FaultConfig
+from syft_flwr_gdrive.fake.__main__ import config_from
+from syft_flwr_gdrive.fake.__main__ import main
+from syft_flwr_gdrive.fake.__main__ import parse_args
 from syft_flwr_gdrive.fake.faults import FaultEngine
 from syft_flwr_gdrive.fake.links import DOWN
 from syft_flwr_gdrive.fake.links import UP
@@ -137,6 +140,13 @@ def test_bad_rates_get_a_clear_error(server, field, value):
     assert getattr(server.faults, field) == 0  # the live config is unchanged
     with pytest.raises(ValueError, match=field):
         FaultConfig(**{field: value}).validate()
+
+
+def test_the_fake_cli_sets_links_and_refuses_bad_rates(capsys):
+    cfg = config_from(parse_args(["--upload-bytes-per-s", "2e6", "--download-bytes-per-s", "5e5"]))
+    assert (cfg.upload_bytes_per_s, cfg.download_bytes_per_s) == (2e6, 5e5)
+    assert main(["--download-bytes-per-s", "-5"]) == 2  # refused before any server starts
+    assert "download_bytes_per_s must be a number of bytes per second" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------- the buckets, on an explicit clock
