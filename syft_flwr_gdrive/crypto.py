@@ -328,8 +328,12 @@ class SealedReader(SeekableReader):
         trailer: bytes = b"",
         *,
         sign: Callable[[bytes], bytes] | None = None,
-        digest: Callable[[], Hasher] = hashlib.sha256,
+        digest: Callable[[], Hasher] | None = None,
     ) -> None:
+        """``sign`` and ``digest`` go together: the trailer signs the ``digest`` of the ciphertext, whose
+        algorithm the seal version decides (a default here could sign with another version's digest)."""
+        if (sign is None) != (digest is None):
+            raise ValueError("a signed SealedReader needs both sign and digest (and an unsigned one neither)")
         super().__init__()
         self._plain, self._plain_size = plain, plain_size
         self._aead, self._aad = aead, aad
@@ -337,7 +341,7 @@ class SealedReader(SeekableReader):
         self._header = header
         self._trailer: bytes | None = trailer if sign is None else None
         self._sign = sign
-        self._digest = digest()
+        self._digest = digest() if digest is not None else None
         self._digested = 0  # chunks [0, _digested) are in _digest
         self._body = plain_size + TAG * self._chunks
         self.size = len(header) + self._body + (len(trailer) if sign is None else TRAILER_BYTES)
@@ -356,7 +360,7 @@ class SealedReader(SeekableReader):
     def _chunk(self, index: int) -> bytes:
         if self._cache is None or self._cache[0] != index:
             chunk = self._encrypt(index)
-            if self._sign is not None and index == self._digested and self._trailer is None:
+            if self._digest is not None and index == self._digested and self._trailer is None:
                 self._digest.update(chunk)
                 self._digested += 1
             self._cache = (index, chunk)
@@ -364,7 +368,7 @@ class SealedReader(SeekableReader):
 
     def _trailer_bytes(self) -> bytes:
         if self._trailer is None:
-            assert self._sign is not None
+            assert self._sign is not None and self._digest is not None
             for index in range(self._digested, self._chunks):  # only chunks a read skipped
                 self._digest.update(self._encrypt(index))
             self._digested = self._chunks
