@@ -192,8 +192,8 @@ class BlobCache:
             return self._open_and_keep(small, ref)
         # Big: the ciphertext goes to disk (kept for the next fetch) while a worker reads it back behind
         # the download and decrypts and hashes it, so those passes overlap the transfer.
+        opener = BlobOpener(ref.size, ref.key, ref.digest, ref.cipher)  # checks key, cipher and digest first
         spool: BinaryIO = tempfile.TemporaryFile()
-        opener = BlobOpener(ref.size, ref.key, ref.digest, ref.cipher)
         sink = TailSink(spool, opener.feed, block=CHUNK + TAG, name="blob-open")
 
         def download_and_open() -> bytes:

@@ -29,8 +29,8 @@ recipient can read it (the HKDF info names the seal version, so a key only ever
 meets one cipher); every chunk's nonce holds its index and a last-chunk flag and
 its associated data holds the routing, so chunks cannot be reordered, cut off,
 or moved to another message. The signature covers the seal version, the routing,
-the ephemeral key and the SHA-256 of the ciphertext, so only the pinned sender
-could have produced it. Chunks are encrypted on demand while reading, so a
+the ephemeral key and the digest of the ciphertext (the version's: BLAKE3 or
+SHA-256), so only the pinned sender could have produced it. Chunks are encrypted on demand while reading, so a
 1 GiB payload never exists twice in memory.
 """
 
