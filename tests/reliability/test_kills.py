@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from tests.helpers.reliability import assert_clean_exit
 from tests.helpers.reliability import duplicates
 from tests.helpers.reliability import leftover_message_files
 from tests.helpers.reliability import make_federation
+from tests.helpers.reliability import owned_files
 from tests.helpers.reliability import wait_for_log
 
 ROUNDS = 5
@@ -76,6 +78,21 @@ def _clean_as(drive: FakeDriveServer, email: str, state_dir: Path) -> subprocess
     )
 
 
+def _wait_for_next_posting(drive: FakeDriveServer, email: str, before: set[str], timeout: float) -> None:
+    """Wait until ``email`` owns a file it did not own in ``before`` (its next phase's model or requests).
+
+    With a client held, the server's next phase waits for that client, so from its first new file on it owns
+    something until it is killed. If nothing new comes within ``timeout``, it posted that phase before
+    ``before`` was taken and is waiting already: then it must own files now.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if {f["id"] for f in owned_files(drive, email)} - before:
+            return
+        time.sleep(0.05)
+    assert owned_files(drive, email), f"{email} owns nothing while a client is held"
+
+
 def test_server_killed_mid_run_clients_keep_polling_and_clean_removes_everything(
     tmp_path: Path, drive: FakeDriveServer
 ):
@@ -84,11 +101,20 @@ def test_server_killed_mid_run_clients_keep_polling_and_clean_removes_everything
     print(f"\nseed {SEED}: server killed after client 0 answered {kill_after} request(s)")
     with make_federation(tmp_path, drive) as fed:
         fed.start_all()
-        wait_for_log(fed.client(0), "answered ", 60, count=kill_after)
-        time.sleep(rng.uniform(0.0, 0.4))
-        server = fed.server()
-        server.kill()
-        assert server.process.returncode != 0
+        held = fed.client(0)
+        wait_for_log(held, "answered ", 60, count=kill_after)
+        # Hold client 0 so the server's next requests stay unanswered: killed at a random moment, the server
+        # then always leaves requests behind (killed between phases it would own nothing, and the clean-up
+        # below would prove nothing).
+        held.process.send_signal(signal.SIGSTOP)
+        try:
+            _wait_for_next_posting(drive, SERVER, {f["id"] for f in owned_files(drive, SERVER)}, 10)
+            time.sleep(rng.uniform(0.0, 0.4))
+            server = fed.server()
+            server.kill()
+            assert server.process.returncode != 0
+        finally:
+            held.process.send_signal(signal.SIGCONT)
         before = drive.stats()["by_user"]
         time.sleep(3.0)  # 15 poll intervals
         after = drive.stats()["by_user"]
