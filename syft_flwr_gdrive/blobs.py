@@ -16,8 +16,11 @@ import hashlib
 import logging
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
+from collections.abc import Iterable
+from concurrent.futures import Future
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from typing import BinaryIO
@@ -27,6 +30,7 @@ from syft_flwr_gdrive.crypto import CHUNK
 from syft_flwr_gdrive.crypto import TAG
 from syft_flwr_gdrive.crypto import BlobOpener
 from syft_flwr_gdrive.crypto import CryptoError
+from syft_flwr_gdrive.crypto import SealedReader
 from syft_flwr_gdrive.crypto import content_digest
 from syft_flwr_gdrive.crypto import new_blob_key
 from syft_flwr_gdrive.crypto import open_blob
@@ -35,6 +39,7 @@ from syft_flwr_gdrive.crypto import sealed_blob_size
 from syft_flwr_gdrive.flower_codec import BlobRef
 from syft_flwr_gdrive.flower_codec import PayloadError
 from syft_flwr_gdrive.segments import SegmentReader
+from syft_flwr_gdrive.segments import WindowReader
 from syft_flwr_gdrive.segments import as_binary
 from syft_flwr_gdrive.transport.contract import BlobRefused
 from syft_flwr_gdrive.transport.mailbox import Mailbox
@@ -47,6 +52,12 @@ SPOOL_IN_MEMORY = 8 * 1024 * 1024  # a downloaded blob's ciphertext spools to di
 FINGERPRINT_SAMPLES = 64  # slices of a placed array read for its fingerprint ...
 FINGERPRINT_SLICE = 256  # ... of this many bytes each
 HASH_TIMEOUT = 600.0  # seconds for the digest beside an upload (1 GiB takes about 0.2 s here)
+# A blob of at least two parts' worth is stored in parts, at ids reserved before the upload, and its
+# message is sent at once: a receiver downloads part k while part k+1 uploads (see BlobPlacer).
+PART_BYTES = 64 * (CHUNK + TAG)  # ciphertext per part: whole AEAD chunks, about 64 MiB
+MAX_PARTS = 64  # a bigger blob gets bigger parts
+UPLOAD_WAIT = 24 * 3600.0  # a bound, not a target: an upload's own retries end it long before
+MIN_PART_WAIT = 60.0  # a receiver waits at least this long for a part (its request may be near its expiry)
 
 
 class BlobPlacer:
@@ -60,9 +71,13 @@ class BlobPlacer:
     hashed first.
     """
 
-    def __init__(self, mailbox: Mailbox, min_bytes: int = BLOB_MIN_BYTES) -> None:
+    def __init__(self, mailbox: Mailbox, min_bytes: int = BLOB_MIN_BYTES, part_bytes: int = PART_BYTES) -> None:
         self.mailbox = mailbox
         self.min_bytes = min_bytes
+        self.part_bytes = part_bytes
+        self._uploader: ThreadPoolExecutor | None = None  # uploads blobs stored in parts, one at a time
+        self._uploading: dict[str, Future[None]] = {}  # a parted blob's first locator -> its upload
+        self._orphans: set[str] = set()  # parts of blobs whose upload failed: to delete, never to refer to
         self._lock = threading.Lock()
         self._by_digest: dict[str, BlobRef] = {}
         self._fingerprints: dict[str, str] = {}  # digest of each stored blob -> its sample fingerprint
@@ -93,6 +108,11 @@ class BlobPlacer:
         key = new_blob_key()
         # encrypted chunk by chunk while uploading
         sealed = seal_blob(as_binary(SegmentReader([data])), len(data), key, BLOB_CIPHER)
+        part_bytes = self._part_bytes(sealed.size)
+        parts = -(-sealed.size // part_bytes)
+        locators = self.mailbox.reserve_blob(parts) if parts >= 2 else None
+        if locators is not None:
+            return self._upload_in_parts(data, fingerprint, digest, key, sealed, locators, part_bytes)
         hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-hash") if digest is None else None
         try:
             hashing = hasher.submit(content_digest, data) if hasher is not None else None
@@ -111,6 +131,78 @@ class BlobPlacer:
             self._known[id(data)] = (data, digest)
         return ref
 
+    def _part_bytes(self, stored: int) -> int:
+        """The part size for a blob of ``stored`` bytes: ``part_bytes``, or bigger to stay within ``MAX_PARTS``."""
+        per_part = max(self.part_bytes, -(-stored // MAX_PARTS))
+        return -(-per_part // (CHUNK + TAG)) * (CHUNK + TAG)
+
+    def _upload_in_parts(
+        self,
+        data: bytes,
+        fingerprint: str,
+        digest: str | None,
+        key: bytes,
+        sealed: SealedReader,
+        locators: list[str],
+        part_bytes: int,
+    ) -> BlobRef:
+        """Name the parts now and upload them in the background: the message that refers to the blob goes
+        out while it uploads (``wait_for`` before counting the message sent). Its digest must be in that
+        message, so it is computed first (BLAKE3: about 0.04 s per 256 MiB here)."""
+        if digest is None:
+            digest = content_digest(data)
+        ref = BlobRef(locators[0], digest, len(data), key, BLOB_CIPHER, tuple(locators[1:]), part_bytes)
+        with self._lock:
+            if self._uploader is None:
+                self._uploader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-parts")
+            self._uploading[ref.locator] = self._uploader.submit(self._put_parts, sealed, ref)
+            self.uploaded_bytes += sealed.size
+            self._by_digest[digest] = ref
+            self._fingerprints[digest] = fingerprint
+            self._known[id(data)] = (data, digest)
+        return ref
+
+    def _put_parts(self, sealed: SealedReader, ref: BlobRef) -> None:
+        start = 0
+        for locator, size in zip(ref.locators, ref.part_sizes(sealed.size), strict=True):
+            self.mailbox.put_blob_part(locator, WindowReader(sealed, start, size))
+            start += size
+
+    def wait_for(self, locators: Iterable[str]) -> None:
+        """Wait until the blobs among ``locators`` that are still uploading are stored; raise the first
+        upload's error (that blob is forgotten: content sent again is uploaded again)."""
+        with self._lock:
+            running = [(loc, self._uploading[loc]) for loc in locators if loc in self._uploading]
+        failure: Exception | None = None
+        for locator, upload in running:
+            try:
+                upload.result(timeout=UPLOAD_WAIT)
+            except Exception as exc:  # reported below, after every upload settled
+                failure = failure or exc
+                with self._lock:  # forgotten as content, kept as files to delete (parts stored before it failed)
+                    failed = [r for r in self._by_digest.values() if r.locator == locator]
+                    self._orphans.update(loc for r in failed for loc in r.locators)
+                    self._by_digest = {d: r for d, r in self._by_digest.items() if r.locator != locator}
+                    self._fingerprints = {d: fp for d, fp in self._fingerprints.items() if d in self._by_digest}
+            finally:
+                with self._lock:
+                    self._uploading.pop(locator, None)
+        if failure is not None:
+            raise failure
+
+    def close(self) -> None:
+        """Let running part uploads finish (bounded by ``UPLOAD_WAIT``) and stop the upload thread."""
+        with self._lock:
+            uploader, self._uploader = self._uploader, None
+            running = list(self._uploading)
+        try:
+            self.wait_for(running)
+        except Exception as exc:  # the run is over: its blobs are deleted next, whatever became of them
+            logger.info("a shared blob's upload failed at close: %s", exc)
+        finally:
+            if uploader is not None:
+                uploader.shutdown(wait=False, cancel_futures=True)
+
     def _digest_of(self, data: bytes) -> str:
         with self._lock:
             known = self._known.get(id(data))
@@ -127,14 +219,16 @@ class BlobPlacer:
             self._known.clear()
 
     def locators(self) -> list[str]:
+        """Every file of every blob placed (each part of a blob stored in parts)."""
         with self._lock:
-            return [ref.locator for ref in self._by_digest.values()]
+            return [loc for ref in self._by_digest.values() for loc in ref.locators] + sorted(self._orphans)
 
     def drop(self, locators: list[str]) -> None:
         """Forget deleted blobs (content sent again later is uploaded again)."""
         gone = set(locators)
         with self._lock:
-            self._by_digest = {d: ref for d, ref in self._by_digest.items() if ref.locator not in gone}
+            self._by_digest = {d: ref for d, ref in self._by_digest.items() if not gone & set(ref.locators)}
+            self._orphans -= gone
             self._fingerprints = {d: fp for d, fp in self._fingerprints.items() if d in self._by_digest}
 
     def forget(self) -> None:
@@ -142,6 +236,7 @@ class BlobPlacer:
             self._by_digest.clear()
             self._fingerprints.clear()
             self._known.clear()
+            self._orphans.clear()
 
 
 def sample_fingerprint(data: bytes) -> str:
@@ -177,7 +272,11 @@ class BlobCache:
         self._lock = threading.Lock()
         self.fetched_bytes = 0
 
-    def fetch(self, ref: BlobRef, *, owner: str) -> bytes:
+    def fetch(self, ref: BlobRef, *, owner: str, wait_until: float | None = None) -> bytes:
+        """The blob's verified plaintext. The parts of a blob stored in parts may still be uploading: each is
+        waited for until ``wait_until`` (wall-clock time, e.g. its request's expiry; at least
+        ``MIN_PART_WAIT`` seconds), or not at all without it."""
+        appear_by = None if wait_until is None else max(wait_until, time.time() + MIN_PART_WAIT)
         with self._lock:
             kept = self._items.pop(ref.digest, None)  # in use by this thread until put back
         if kept is not None:
@@ -188,7 +287,7 @@ class BlobCache:
         if stored_size <= SPOOL_IN_MEMORY:  # small: download, then decrypt
             # a binary file; typeshed types SpooledTemporaryFile as IO[bytes], not BinaryIO
             small: BinaryIO = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # type: ignore[assignment]
-            self._download(ref, owner, stored_size, small, small)
+            self._download(ref, owner, stored_size, small, small, appear_by)
             return self._open_and_keep(small, ref)
         # Big: the ciphertext goes to disk (kept for the next fetch) while a worker reads it back behind
         # the download and decrypts and hashes it, so those passes overlap the transfer.
@@ -197,16 +296,21 @@ class BlobCache:
         sink = TailSink(spool, opener.feed, block=CHUNK + TAG, name="blob-open")
 
         def download_and_open() -> bytes:
-            self._download(ref, owner, stored_size, sink, spool)
+            self._download(ref, owner, stored_size, sink, spool, appear_by)
             sink.finish()
             return opener.finish()
 
         return self._open_then_keep(spool, ref, download_and_open, abort=sink.abort)
 
-    def _download(self, ref: BlobRef, owner: str, size: int, out: Any, spool: BinaryIO) -> None:
-        """Fetch the blob's ciphertext into ``out``; ``spool`` is closed if that fails."""
+    def _download(
+        self, ref: BlobRef, owner: str, size: int, out: Any, spool: BinaryIO, appear_by: float | None
+    ) -> None:
+        """Fetch the blob's ciphertext into ``out``, part after part; ``spool`` is closed if that fails.
+        A blob stored whole was stored before its message was sent: nothing to wait for."""
         try:
-            self.mailbox.get_blob(ref.locator, owner=owner, size=size, out=out)
+            for locator, part_size in zip(ref.locators, ref.part_sizes(size), strict=True):
+                wait = max(0.0, appear_by - time.time()) if ref.parts and appear_by is not None else 0.0
+                self.mailbox.get_blob(locator, owner=owner, size=part_size, out=out, appear_within=wait)
         except BaseException as exc:
             spool.close()
             if isinstance(exc, BlobRefused):

@@ -259,7 +259,8 @@ class ClientLoop:
                 env.size,
                 codecs=env.codecs,
                 max_bytes=self.mailbox.max_payload,
-                fetch_blob=functools.partial(self._blobs.fetch, owner=env.sender),
+                # a blob in parts may still be uploading: wait for its parts until the request expires
+                fetch_blob=functools.partial(self._blobs.fetch, owner=env.sender, wait_until=env.created_at + env.ttl),
             )
         except Exception as exc:  # PayloadError, or a blob that could not be fetched (maybe transient)
             if not isinstance(exc, PayloadError):

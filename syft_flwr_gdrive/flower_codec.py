@@ -45,6 +45,7 @@ from typing_extensions import Unpack
 from syft_flwr_gdrive.crypto import BLOB_CHACHA
 from syft_flwr_gdrive.crypto import BLOB_CIPHERS
 from syft_flwr_gdrive.crypto import BLOB_DIGESTS
+from syft_flwr_gdrive.crypto import sealed_blob_size
 from syft_flwr_gdrive.segments import Buffer
 from syft_flwr_gdrive.transport.contract import TransportError
 
@@ -76,6 +77,22 @@ class BlobRef:
     size: int
     key: bytes
     cipher: str
+    # A blob stored in parts: the locators of the parts after the first (``locator``), and the ciphertext
+    # bytes in each part but the last. The sender names them before it uploads them, so a receiver can
+    # download part k while part k+1 is still uploading.
+    parts: tuple[str, ...] = ()
+    part_bytes: int = 0
+
+    @property
+    def locators(self) -> tuple[str, ...]:
+        """Every file the blob is stored in, in order."""
+        return (self.locator, *self.parts)
+
+    def part_sizes(self, stored_size: int) -> list[int]:
+        """The stored (ciphertext) size of each part, for a blob of ``stored_size`` stored bytes."""
+        if not self.parts:
+            return [stored_size]
+        return [self.part_bytes] * len(self.parts) + [stored_size - self.part_bytes * len(self.parts)]
 
 
 # Given an array's data, store it as a shared blob and return its reference, or None to keep it inline.
@@ -123,6 +140,8 @@ def encode_message(
                         blob_key=base64.b64encode(placed.key).decode("ascii"),
                         blob_cipher=placed.cipher,
                     )
+                    if placed.parts:
+                        entry.update(blob_parts=list(placed.parts), blob_part_bytes=placed.part_bytes)
                 if entry["blob"] is None:
                     inline.append(data)
                 entries.append(entry)
@@ -285,8 +304,11 @@ def parse_index(index: Any) -> tuple[int, list[IndexEntry]]:
 
 
 _ENTRY_FIELDS = {"record", "key", "dtype", "shape", "stype", "size", "blob"}
-# formats 1 and 2 wrote sha256 (a bare SHA-256) and no cipher; format 3 writes blob_digest and blob_cipher
-_BLOB_FIELDS = {"sha256", "blob_digest", "blob_key", "blob_cipher"}
+# formats 1 and 2 wrote sha256 (a bare SHA-256) and no cipher; format 3 writes blob_digest and blob_cipher;
+# format 4 adds blob_parts and blob_part_bytes for a blob stored in parts
+_BLOB_FIELDS = {"sha256", "blob_digest", "blob_key", "blob_cipher", "blob_parts", "blob_part_bytes"}
+MAX_BLOB_PARTS = 1024
+MIN_BLOB_PART_BYTES = 1024 * 1024  # a peer may not make a receiver fetch a model in tiny pieces
 _DIGEST = re.compile(r"^([a-z0-9]{1,16}):([0-9a-f]{64})$")
 
 
@@ -335,8 +357,37 @@ def _parse_entry(i: int, raw: Any) -> IndexEntry:
                 f"{where}: the blob's cipher {_short(cipher)} is not one this build reads "
                 f"({', '.join(sorted(BLOB_CIPHERS))}); the sender runs a newer release. Fix: upgrade syft-flwr-gdrive"
             )
-        blob = BlobRef(locator, digest, size, blob_key, cipher)
+        parts, part_bytes = _blob_parts(where, raw, locator, size)
+        blob = BlobRef(locator, digest, size, blob_key, cipher, parts, part_bytes)
     return IndexEntry(record, key, dtype, tuple(shape), stype, size, blob)
+
+
+def _blob_parts(where: str, raw: dict[str, Any], locator: str, size: int) -> tuple[tuple[str, ...], int]:
+    """The entry's further parts and part size (none for a blob in one file), consistent with its size."""
+    if "blob_parts" not in raw and "blob_part_bytes" not in raw:
+        return (), 0
+    parts, part_bytes = raw.get("blob_parts"), raw.get("blob_part_bytes")
+    if not (
+        isinstance(parts, list)
+        and 1 <= len(parts) < MAX_BLOB_PARTS
+        and all(isinstance(p, str) and _LOCATOR.match(p) for p in parts)
+        and len({locator, *parts}) == len(parts) + 1
+    ):
+        raise PayloadError(
+            f"{where}: blob_parts is not a list of 1 to {MAX_BLOB_PARTS - 1} distinct file ids other than the blob's"
+        )
+    stored = sealed_blob_size(size)
+    if not (
+        isinstance(part_bytes, int)
+        and _is_count(part_bytes)
+        and part_bytes >= MIN_BLOB_PART_BYTES
+        and part_bytes * len(parts) < stored <= part_bytes * (len(parts) + 1)
+    ):
+        raise PayloadError(
+            f"{where}: blob_part_bytes is not a part size (at least {MIN_BLOB_PART_BYTES} bytes) that splits the "
+            f"blob's {stored} stored bytes into {len(parts) + 1} parts"
+        )
+    return tuple(parts), part_bytes
 
 
 def _blob_digest(where: str, raw: dict[str, Any]) -> str:

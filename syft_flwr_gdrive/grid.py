@@ -344,7 +344,7 @@ class TransportGrid(Grid):
         def place(data: bytes) -> BlobRef | None:
             placed = self.blobs(data)
             if placed is not None:
-                used.append(placed.locator)
+                used.extend(placed.locators)
             return placed
 
         return place
@@ -383,6 +383,7 @@ class TransportGrid(Grid):
                     self._not_sent(msg, recipient, exc)
             return
         handle = self._store_bundle(group, KIND_REQUEST)
+        self._await_blobs(handle, group.blobs)
         with self._cond:
             for msg, recipient in group.members:
                 meta = msg.metadata
@@ -425,11 +426,25 @@ class TransportGrid(Grid):
             created_at=meta.created_at,
             codecs=(CODEC_PARTS,),
         )
+        self._await_blobs(handle, used)
         with self._cond:
             self._pending[message_id] = _Pending(
                 recipient, handle, meta.created_at + meta.ttl, tuple(used), round_of(msg), meta.message_type
             )
         return message_id
+
+    def _await_blobs(self, handle: str, blobs: Iterable[str]) -> None:
+        """A request may go out while the blobs it names still upload in parts (its recipients fetch each
+        part as it lands): it counts as sent once they are stored. If one fails, the request is deleted
+        (best effort: a recipient that read it gives up on the missing part) and the error raised."""
+        try:
+            self.blobs.wait_for(blobs)
+        except Exception:
+            try:
+                self.mailbox.delete_own([handle])
+            except Exception as exc:  # the request's recipients then wait for the part until it expires
+                logger.warning("could not withdraw a request whose shared blob failed to upload: %s", exc)
+            raise
 
     def _collect_blobs(self) -> None:
         """Delete shared blobs no pending request refers to any more (Drive keeps at most one model)."""
@@ -602,6 +617,7 @@ class TransportGrid(Grid):
         if leftover:
             self._withdraw(leftover)
         self._pool.shutdown(wait=True)
+        self.blobs.close()
         blobs = self.blobs.locators()
         if blobs:
             try:

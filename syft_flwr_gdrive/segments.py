@@ -100,6 +100,25 @@ def as_segments(body: Buffer | Sequence[Buffer]) -> list[Buffer]:
     return list(body)
 
 
+class WindowReader(SeekableReader):
+    """Bytes ``[start, start + size)`` of another seekable reader, as a reader of their own (a blob's part)."""
+
+    def __init__(self, base: io.RawIOBase, start: int, size: int) -> None:
+        super().__init__()
+        self._base, self._start = base, start
+        self.size = size
+
+    def readinto(self, buffer: Buffer) -> int:  # type: ignore[override]
+        out = memoryview(buffer).cast("B")
+        n = min(len(out), self.size - self._pos)
+        if n <= 0:
+            return 0
+        self._base.seek(self._start + self._pos)
+        got = self._base.readinto(out[:n]) or 0
+        self._pos += got
+        return got
+
+
 class ConcatReader(SeekableReader):
     """Seekable stream over parts that are themselves seekable sized readers (e.g. a header and a sealed payload)."""
 

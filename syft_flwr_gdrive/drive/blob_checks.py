@@ -17,6 +17,7 @@ these rules should not.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from syft_flwr_gdrive.drive import layout
@@ -92,3 +93,26 @@ def vet_peer_blob(
         raise BlobRefused(f"file {locator} has no size in its metadata") from None
     if stored != size:
         raise BlobRefused(f"file {locator} is {stored} bytes, not the {size} its message declares")
+
+
+class BlobWaits:
+    """Sleeps between asking for a reserved blob part that is not there yet: 0.05 s at first, 1.5x longer
+    each time up to 1 s (parts come every fraction of a second on a fast link, every few seconds on a slow
+    one: about one ``files.get`` a second at worst), until ``within`` seconds have passed."""
+
+    FIRST = 0.05
+    LONGEST = 1.0
+
+    def __init__(self, within: float) -> None:
+        self.within = max(0.0, within)
+        self._deadline = time.monotonic() + self.within
+        self._next = self.FIRST
+
+    def sleep(self) -> bool:
+        """Sleep before the next try; False (at once) when the time is up."""
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(self._next, left))
+        self._next = min(self._next * 1.5, self.LONGEST)
+        return True

@@ -47,6 +47,7 @@ from syft_flwr_gdrive.config import Settings
 from syft_flwr_gdrive.drive import connect
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.api import DriveApi
+from syft_flwr_gdrive.drive.blob_checks import BlobWaits
 from syft_flwr_gdrive.drive.blob_checks import vet_peer_blob
 from syft_flwr_gdrive.drive.discovery import Discovery
 from syft_flwr_gdrive.drive.errors import DriveError
@@ -207,22 +208,58 @@ class DriveTransport(Transport):
             raise TransportError(f"could not upload a shared blob: {exc}") from exc
         return str(created["id"])
 
+    def reserve_blob(self, app: str, parts: int) -> list[str] | None:
+        """Pre-generated file ids (``files.generateIds``, drive-assumptions rows 13 and 16) for the parts."""
+        try:
+            return self.api.generate_ids(parts)
+        except DriveError as exc:
+            raise TransportError(f"could not reserve file ids for a shared blob: {exc}") from exc
+
+    def put_blob_part(self, app: str, locator: str, data: SeekableReader) -> None:
+        """Upload one part at its reserved id into my blobs folder of ``app`` (a repeated create that Drive
+        answers 409 is success if the file there is mine: ``DriveApi`` checks)."""
+        blob_id = uuid.uuid4().hex
+        try:
+            self.writer.upload(
+                f"blob-{blob_id}.bin",
+                data,
+                self.folders.blobs_folder(app),
+                layout.blob_properties(app, blob_id),
+                file_id=locator,
+            )
+        except DriveError as exc:
+            raise TransportError(f"could not upload part {locator} of a shared blob: {exc}") from exc
+
     # -- reading ------------------------------------------------------------------------
 
-    def get_blob(self, app: str, locator: str, *, owner: str, size: int, out: BinaryIO) -> int:
+    def get_blob(
+        self, app: str, locator: str, *, owner: str, size: int, out: BinaryIO, appear_within: float = 0.0
+    ) -> int:
         """Download a peer's blob, only once its metadata shows it is ``owner``'s, in its blobs folder,
-        ``size`` bytes."""
+        ``size`` bytes. A part not created yet (404) is asked for again until ``appear_within`` runs out."""
         owner = canonical_email(owner)
+        waits = BlobWaits(appear_within)
         try:
-            vet_peer_blob(
-                self.api,
-                locator,
-                owner=owner,
-                app=app,
-                size=size,
-                trusted_folders=self._peer_blob_folders,
-                owner_permission_id=self.owners.permission_ids.get(owner),
-            )
+            while True:
+                try:
+                    vet_peer_blob(
+                        self.api,
+                        locator,
+                        owner=owner,
+                        app=app,
+                        size=size,
+                        trusted_folders=self._peer_blob_folders,
+                        owner_permission_id=self.owners.permission_ids.get(owner),
+                    )
+                    break
+                except DriveNotFound:
+                    if not waits.sleep():
+                        if waits.within:
+                            raise BlobRefused(
+                                f"shared blob {locator} was not stored within {waits.within:.0f} s "
+                                "(its sender stopped uploading it, or deleted it)"
+                            ) from None
+                        raise
             return self.api.download_to(locator, out, max_bytes=size)
         except (DriveNotFound, DrivePermissionDenied, DriveTooLarge) as exc:
             raise BlobRefused(f"shared blob {locator}: {exc}") from None

@@ -180,12 +180,25 @@ class Transport(abc.ABC):
         """
         raise TransportError(f"the {self.name!r} transport does not store shared blobs")
 
-    def get_blob(self, app: str, locator: str, *, owner: str, size: int, out: BinaryIO) -> int:
+    def reserve_blob(self, app: str, parts: int) -> list[str] | None:
+        """Locators for a blob stored in ``parts`` parts, known before any part is stored, so a message can
+        name them while they upload (``put_blob_part``); None if this transport stores blobs only whole
+        (the default)."""
+        return None
+
+    def put_blob_part(self, app: str, locator: str, data: SeekableReader) -> None:
+        """Store one part of a reserved blob at its locator (a receiver may be waiting for it already)."""
+        raise TransportError(f"the {self.name!r} transport does not store blobs in parts")
+
+    def get_blob(
+        self, app: str, locator: str, *, owner: str, size: int, out: BinaryIO, appear_within: float = 0.0
+    ) -> int:
         """Stream into ``out`` a blob that ``owner`` stored for ``app``, of exactly ``size`` bytes.
 
         Before reading a byte, checks from the storage's own metadata that ``owner`` owns
         it, that it lies where ``owner`` keeps the blobs of ``app``, and its size; raises
-        ``BlobRefused`` if not (a peer may name any file it likes).
+        ``BlobRefused`` if not (a peer may name any file it likes). A blob not there yet is
+        waited for up to ``appear_within`` seconds (a reserved part still uploading).
         """
         raise BlobRefused(f"the {self.name!r} transport does not store shared blobs")
 

@@ -229,8 +229,11 @@ class DirectoryTransport(Transport):
             raise TransportError(f"could not store a shared blob: {exc}") from exc
         return locator
 
-    def get_blob(self, app: str, locator: str, *, owner: str, size: int, out: BinaryIO) -> int:
-        """Read a blob only from ``owner``'s blobs folder of ``app``, and only if it is ``size`` bytes."""
+    def get_blob(
+        self, app: str, locator: str, *, owner: str, size: int, out: BinaryIO, appear_within: float = 0.0
+    ) -> int:
+        """Read a blob only from ``owner``'s blobs folder of ``app``, and only if it is ``size`` bytes
+        (stored whole: never reserved, so ``appear_within`` has nothing to wait for)."""
         self._count("get_blob")
         if not _LOCATOR.match(locator):
             raise BlobRefused(f"{locator!r} is not a blob locator of the dir transport")

@@ -44,9 +44,10 @@ from syft_flwr_gdrive.segments import Buffer
 MAGIC = b"SFGD"
 # The wire format (this header) is versioned apart from any storage layout (drive/layout.LAYOUT_VERSION).
 # 2 = a sealed payload's SHA-256 may be left out; 3 = sealed payloads and shared blobs use AES-256-GCM
-# (seal version 2, ``crypto.SEAL_AESGCM``); a reader before 3 cannot open them, so it must refuse the envelope
-WIRE_VERSION = 3  # what this build writes
-WIRE_READS = frozenset({1, 2, 3})  # what it reads (each version's bodies are readable under the next one's rules)
+# (seal version 2, ``crypto.SEAL_AESGCM``); a reader before 3 cannot open them, so it must refuse the envelope;
+# 4 = a shared blob may be stored in parts, named in the payload index before they upload (``blob_parts``)
+WIRE_VERSION = 4  # what this build writes
+WIRE_READS = frozenset({1, 2, 3, 4})  # what it reads (each version's bodies are readable under the next one's rules)
 MAX_HEADER_BYTES = 64 * 1024
 _LEN = struct.Struct(">I")
 PREFIX_BYTES = len(MAGIC) + _LEN.size

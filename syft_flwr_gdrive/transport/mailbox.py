@@ -349,9 +349,18 @@ class Mailbox:
         """Store (already encrypted) content once for every peer of this app; returns its locator."""
         return self.transport.put_blob(self.app, data)
 
-    def get_blob(self, locator: str, *, owner: str, size: int, out: BinaryIO) -> int:
-        """Stream ``owner``'s blob of this app into ``out`` after the transport vetted owner, place and size."""
-        return self.transport.get_blob(self.app, locator, owner=owner, size=size, out=out)
+    def reserve_blob(self, parts: int) -> list[str] | None:
+        """Locators of a blob in ``parts`` parts before it is stored, or None (the transport stores blobs whole)."""
+        return self.transport.reserve_blob(self.app, parts)
+
+    def put_blob_part(self, locator: str, data: SeekableReader) -> None:
+        """Store one part of a reserved blob (encrypted already) at its locator."""
+        self.transport.put_blob_part(self.app, locator, data)
+
+    def get_blob(self, locator: str, *, owner: str, size: int, out: BinaryIO, appear_within: float = 0.0) -> int:
+        """Stream ``owner``'s blob of this app into ``out`` after the transport vetted owner, place and size,
+        waiting up to ``appear_within`` seconds for it to be stored."""
+        return self.transport.get_blob(self.app, locator, owner=owner, size=size, out=out, appear_within=appear_within)
 
     def my_blobs(self) -> list[str]:
         """Locators of my blobs of this app (leftovers to remove)."""

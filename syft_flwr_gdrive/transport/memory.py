@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
@@ -145,11 +146,33 @@ class MemoryTransport(Transport):
         with self.hub.lock:
             return [loc for loc, (owner, _) in self.hub.blobs.items() if owner == self.email]
 
-    def get_blob(self, app: str, locator: str, *, owner: str, size: int, out: BinaryIO) -> int:
-        self._count("get_blob")
+    def reserve_blob(self, app: str, parts: int) -> list[str] | None:
+        self._count("reserve_blob")
         with self.hub.lock:
-            found = self.hub.blobs.get(locator)
-            stored_for = self.hub.blob_apps.get(locator)
+            return [f"blob-{next(self.hub._ids)}" for _ in range(parts)]
+
+    def put_blob_part(self, app: str, locator: str, data: SeekableReader) -> None:
+        self._count("put_blob_part")
+        data.seek(0)
+        content = data.read(data.size)
+        with self.hub.lock:
+            if locator in self.hub.blobs:
+                raise TransportError(f"blob part {locator} is stored already")
+            self.hub.blobs[locator] = (self.email, content)
+            self.hub.blob_apps[locator] = app
+
+    def get_blob(
+        self, app: str, locator: str, *, owner: str, size: int, out: BinaryIO, appear_within: float = 0.0
+    ) -> int:
+        self._count("get_blob")
+        deadline = time.monotonic() + appear_within
+        while True:
+            with self.hub.lock:
+                found = self.hub.blobs.get(locator)
+                stored_for = self.hub.blob_apps.get(locator)
+            if found is not None or time.monotonic() >= deadline:
+                break
+            time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
         if found is None:
             raise BlobRefused(f"blob {locator} does not exist (or is gone)")
         if found[0] != owner.lower() or stored_for != app:

@@ -63,7 +63,7 @@ def test_sealed_roundtrip_and_nothing_readable_on_storage(pair):
     assert secret[:20] not in stored.body  # only ciphertext at rest
     env, _ = decode(stored.body)
     assert env.codecs[0] == CODEC_SEAL
-    assert env.version == WIRE_VERSION == 3 and env.sha256 == ""  # signed as it streams: no digest up front
+    assert env.version == WIRE_VERSION == 4 and env.sha256 == ""  # signed as it streams: no digest up front
     assert payload_of(stored.body)[4] == SEAL_AESGCM  # the seal's version byte names its cipher
     [delivery] = do.poll().deliveries
     assert delivery.payload == secret and delivery.envelope.codecs[0] != CODEC_SEAL

@@ -213,6 +213,39 @@ def test_a_bad_blob_digest_is_named_before_any_fetch(changes, error):
     assert client.call_counts().get("get_blob", 0) == 0
 
 
+@pytest.mark.parametrize(
+    "changes, error",
+    [
+        ({"blob_parts": ["p1"]}, "blob_part_bytes is not a part size"),
+        ({"blob_part_bytes": 2**20}, "blob_parts is not a list"),
+        ({"blob_parts": "p1", "blob_part_bytes": 2**20}, "blob_parts is not a list"),
+        ({"blob_parts": [], "blob_part_bytes": 2**20}, "blob_parts is not a list of 1 to"),
+        ({"blob_parts": ["../x"], "blob_part_bytes": 2**20}, "distinct file ids"),
+        ({"blob_parts": ["p1", "p1"], "blob_part_bytes": 2**20}, "distinct file ids"),
+        ({"blob_parts": ["p1"] * 2000, "blob_part_bytes": 2**20}, "distinct file ids"),
+        ({"blob_parts": ["p1"], "blob_part_bytes": 1024}, r"at least 1048576 bytes\) that splits"),
+        ({"blob_parts": ["p1"], "blob_part_bytes": 2**20}, "into 2 parts"),  # 400 KB is not two 1 MiB parts
+        ({"blob_parts": ["p1"], "blob_part_bytes": True}, "blob_part_bytes is not a part size"),
+    ],
+)
+def test_bad_blob_parts_are_named_before_any_fetch(changes, error):
+    hub = MemoryHub()
+    p = _with_blob_entry(_blob_payload(hub), **changes)
+    client = MemoryTransport("a@x.com", hub)
+    cache = BlobCache(store(client))
+    with pytest.raises(PayloadError, match=error):
+        decode_message(io.BytesIO(p), len(p), fetch_blob=functools.partial(cache.fetch, owner="ds@x.com"))
+    assert client.call_counts().get("get_blob", 0) == 0
+
+
+def test_a_blob_whose_own_locator_is_listed_again_as_a_part_is_refused():
+    hub = MemoryHub()
+    p = _blob_payload(hub)
+    [entry] = [e for e in _index_of(p)["arrays"] if e["blob"]]
+    with pytest.raises(PayloadError, match="distinct file ids other than the blob's"):
+        _fetch_as_client(hub, _with_blob_entry(p, blob_parts=[entry["blob"]], blob_part_bytes=2**20))
+
+
 def test_a_blob_named_with_another_cipher_than_its_own_is_refused():
     hub = MemoryHub()
     p = _with_blob_entry(_blob_payload(hub), blob_cipher=None)  # an AES blob passed off as ChaCha20

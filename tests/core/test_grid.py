@@ -158,3 +158,50 @@ def test_old_broadcast_blobs_are_deleted_once_no_request_needs_them(grid):
         g._withdraw(ids)  # the round ends (answered or timed out)
     g.push_messages([Message(RecordDict(), node_id_for(CLIENTS[0]), "train")])
     assert hub.blobs == {}  # nothing refers to any model any more
+
+
+def _parted(g: TransportGrid) -> None:
+    """Blobs of more than one AEAD chunk go in parts of one chunk (1 MiB), as a 64 MiB model's would."""
+    from syft_flwr_gdrive.crypto import CHUNK
+    from syft_flwr_gdrive.crypto import TAG
+
+    g.blobs.min_bytes = 1024
+    g.blobs.part_bytes = CHUNK + TAG
+
+
+def test_a_model_in_parts_is_stored_when_the_push_returns_and_deleted_with_all_its_parts(grid):
+    g, hub = grid
+    g.set_run(42)
+    _parted(g)
+    for value in (1.0, 2.0):
+        model = ArrayRecord([np.full(300_000, value)])  # 2.4 MB: 3 parts
+        ids = g.push_messages([Message(RecordDict({"arrays": model}), node_id_for(e), "train") for e in CLIENTS])
+        assert len(hub.blobs) == 3  # every part stored before the push returned; the old model's deleted
+        assert len(ids) == 2 and not any(g.pull_messages(ids))  # sent, not failed
+        g._withdraw(ids)
+    g.push_messages([Message(RecordDict(), node_id_for(CLIENTS[0]), "train")])
+    assert hub.blobs == {}
+
+
+def test_a_part_refused_for_good_fails_its_requests_and_withdraws_them(grid, monkeypatch):
+    from syft_flwr_gdrive.transport.contract import TransportError
+
+    g, hub = grid
+    g.set_run(42)
+    _parted(g)
+    real = g.mailbox.transport.put_blob_part
+
+    def third_part_refused(app, locator, data):
+        if len(hub.blobs) == 2:
+            raise TransportError("could not upload part: 403 storageQuotaExceeded")
+        real(app, locator, data)
+
+    monkeypatch.setattr(g.mailbox.transport, "put_blob_part", third_part_refused)
+    model = ArrayRecord([np.full(300_000, 1.0)])
+    ids = g.push_messages([Message(RecordDict({"arrays": model}), node_id_for(e), "train") for e in CLIENTS])
+    replies = list(g.pull_messages(ids))
+    assert len(replies) == 2 and all(r.has_error() and "could not be delivered" in r.error.reason for r in replies)
+    assert [f for f in hub.files.values() if f.owner == SERVER] == []  # the request (bundle) was withdrawn
+    monkeypatch.undo()
+    g.push_messages([Message(RecordDict({"arrays": model}), node_id_for(CLIENTS[0]), "train")])
+    assert len(hub.blobs) == 3  # uploaded again in full; the failed attempt's two stored parts were deleted

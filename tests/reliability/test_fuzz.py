@@ -394,7 +394,15 @@ def mutated_indexes(draw) -> dict:
     entry = draw(st.sampled_from(index["arrays"]))
     how = draw(st.sampled_from(["field", "drop", "blob", "top"]))
     if how == "field":
-        fields = sorted(entry) + ["sha256", "blob_digest", "blob_key", "blob_cipher", "extra"]
+        fields = sorted(entry) + [
+            "sha256",
+            "blob_digest",
+            "blob_key",
+            "blob_cipher",
+            "blob_parts",
+            "blob_part_bytes",
+            "extra",
+        ]
         entry[draw(st.sampled_from(fields))] = draw(json_values)
     elif how == "drop":
         entry.pop(draw(st.sampled_from(sorted(entry))))
@@ -407,6 +415,9 @@ def mutated_indexes(draw) -> dict:
         entry[digest] = draw(json_values | st.just("0" * 64) | st.just("blake3:" + "0" * 64))
         if draw(st.booleans()):
             entry["blob_cipher"] = draw(json_values | st.sampled_from(["aes-256-gcm", "chacha20-poly1305"]))
+        if draw(st.booleans()):  # format 4: a blob in parts
+            entry["blob_parts"] = draw(json_values | st.lists(st.text(max_size=12), max_size=4))
+            entry["blob_part_bytes"] = draw(json_values | st.integers(min_value=-1, max_value=2**40))
     else:
         index[draw(st.sampled_from(["message", "arrays", "other"]))] = draw(json_values)
     return index
@@ -422,6 +433,7 @@ def mutated_indexes(draw) -> dict:
 def test_parts_payloads_decode_or_raise_payload_error(index, tail, noise):
     from syft_flwr_gdrive.crypto import BLOB_CIPHERS
     from syft_flwr_gdrive.crypto import BLOB_DIGESTS
+    from syft_flwr_gdrive.crypto import sealed_blob_size
     from syft_flwr_gdrive.flower_codec import PayloadError
     from syft_flwr_gdrive.flower_codec import decode_message
 
@@ -438,6 +450,8 @@ def test_parts_payloads_decode_or_raise_payload_error(index, tail, noise):
         algorithm, _, hexdigest = ref.digest.partition(":")
         assert algorithm in BLOB_DIGESTS and len(hexdigest) == 64 and len(ref.key) == 32 and isinstance(ref.size, int)
         assert ref.cipher in BLOB_CIPHERS
+        assert sum(ref.part_sizes(sealed_blob_size(ref.size))) == sealed_blob_size(ref.size)
+        assert all(n > 0 for n in ref.part_sizes(sealed_blob_size(ref.size)))
 
 
 @pytest.mark.parametrize(

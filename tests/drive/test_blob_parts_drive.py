@@ -1,0 +1,112 @@
+"""A blob in parts through the real googleapiclient and the fake Drive: ids reserved with
+``files.generateIds``, the receiver downloading part k while the sender uploads part k+1, and a part
+that never comes named after the wait (drive-assumptions rows 13 and 16)."""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import threading
+import time
+
+import pytest
+from flwr.app import Array
+from flwr.app import ArrayRecord
+from flwr.app import Message
+from flwr.app import RecordDict
+from flwr.supercore.task_identity import TaskIdentity
+
+from syft_flwr_gdrive.blobs import BlobCache
+from syft_flwr_gdrive.blobs import BlobPlacer
+from syft_flwr_gdrive.crypto import CHUNK
+from syft_flwr_gdrive.crypto import TAG
+from syft_flwr_gdrive.drive.api import DriveApi
+from syft_flwr_gdrive.drive.transport import DriveTransport
+from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.fake import FaultConfig
+from syft_flwr_gdrive.flower_codec import decode_message
+from syft_flwr_gdrive.flower_codec import encode_message
+from syft_flwr_gdrive.transport.contract import BlobRefused
+from syft_flwr_gdrive.transport.ledger import Ledger
+from syft_flwr_gdrive.transport.mailbox import Mailbox
+
+APP = "flwr/parts"
+DS, DO = "ds@x.com", "do@x.com"
+PART = 2 * (CHUNK + TAG)
+
+
+@pytest.fixture(autouse=True)
+def identity():
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 9, 1
+
+
+def _mailbox(drive: FakeDriveServer, me: str, peer: str) -> Mailbox:
+    transport = DriveTransport(DriveApi.for_fake(drive.url, me, chunk_size=4 * 1024 * 1024), me)
+    box = Mailbox(transport, APP, [peer], Ledger(None))
+    box.prepare()
+    return box
+
+
+class Timed:
+    """Records when each call of a mailbox method returned."""
+
+    def __init__(self, box: Mailbox, name: str) -> None:
+        self.ends: list[float] = []
+        real = getattr(box, name)
+
+        def timed(*args, **kwargs):
+            result = real(*args, **kwargs)
+            self.ends.append(time.monotonic())
+            return result
+
+        setattr(box, name, timed)
+
+
+def test_the_receiver_downloads_early_parts_while_later_ones_upload():
+    with FakeDriveServer() as drive:
+        server, client = _mailbox(drive, DS, DO), _mailbox(drive, DO, DS)
+        # every account's uplink at 4 MB/s: each 2 MiB part takes about half a second to upload
+        drive.faults = FaultConfig(upload_bytes_per_s=4e6)
+        uploads, downloads = Timed(server, "put_blob_part"), Timed(client, "get_blob")
+        placer = BlobPlacer(server, min_bytes=1024, part_bytes=PART)
+        data = os.urandom(6 * CHUNK)
+        msg = Message(
+            RecordDict({"a": ArrayRecord({"w": Array(dtype="uint8", shape=(len(data),), stype="raw", data=data)})}),
+            7,
+            "train",
+            group_id="1",
+        )
+        payload = b"".join(bytes(s) for s in encode_message(msg, place_blob=placer))  # returns before the parts
+        assert uploads.ends == []
+        cache = BlobCache(client)
+        fetch = functools.partial(cache.fetch, owner=DS, wait_until=time.time() + 60)
+        got: dict[str, bytes] = {}
+        receiver = threading.Thread(
+            target=lambda: got.setdefault(
+                "w", decode_message(io.BytesIO(payload), len(payload), fetch_blob=fetch).content["a"]["w"].data
+            )
+        )
+        receiver.start()
+        placer.close()  # waits for the parts
+        receiver.join(60)
+        assert got["w"] == data
+        assert len(uploads.ends) == len(downloads.ends) == 3
+        assert downloads.ends[0] < uploads.ends[-1]  # the first part was in hand before the last was stored
+        by_method = client.transport.call_counts()
+        assert by_method.get("files.get", 0) >= 3  # each part vetted (owner, folder, size) before download
+        server.delete_own(placer.locators())
+        assert server.my_blobs() == []
+
+
+def test_a_part_that_never_comes_is_named_after_the_wait():
+    with FakeDriveServer() as drive:
+        server, client = _mailbox(drive, DS, DO), _mailbox(drive, DO, DS)
+        [reserved] = server.reserve_blob(1) or []
+        started = time.monotonic()
+        with pytest.raises(BlobRefused, match=f"shared blob {reserved} was not stored within 1 s"):
+            client.get_blob(reserved, owner=DS, size=PART, out=io.BytesIO(), appear_within=1.0)
+        waited = time.monotonic() - started
+        assert waited >= 1.0
+        gets = client.transport.call_counts().get("files.get", 0)
+        assert 4 <= gets <= 12  # backing off from 0.05 s, not hammering Drive
