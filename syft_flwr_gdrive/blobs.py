@@ -13,6 +13,7 @@ trained in round r+1 is downloaded once, and no model is kept in memory.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import tempfile
 import threading
@@ -43,6 +44,7 @@ from syft_flwr_gdrive.segments import WindowReader
 from syft_flwr_gdrive.segments import as_binary
 from syft_flwr_gdrive.transport.contract import BlobRefused
 from syft_flwr_gdrive.transport.mailbox import Mailbox
+from syft_flwr_gdrive.transport.pipe import PipeSink
 from syft_flwr_gdrive.transport.pipe import TailSink
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ HASH_TIMEOUT = 600.0  # seconds for the digest beside an upload (1 GiB takes abo
 PART_BYTES = 64 * (CHUNK + TAG)  # ciphertext per part: whole AEAD chunks, about 64 MiB
 MAX_PARTS = 64  # a bigger blob gets bigger parts
 UPLOAD_WAIT = 24 * 3600.0  # a bound, not a target: an upload's own retries end it long before
+CANCEL_WAIT = 5.0  # seconds close gives an abandoned upload to notice (one request in flight at most)
 MIN_PART_WAIT = 60.0  # a receiver waits at least this long for a part (its request may be near its expiry)
 
 
@@ -71,13 +74,24 @@ class BlobPlacer:
     hashed first.
     """
 
-    def __init__(self, mailbox: Mailbox, min_bytes: int = BLOB_MIN_BYTES, part_bytes: int = PART_BYTES) -> None:
+    def __init__(
+        self,
+        mailbox: Mailbox,
+        min_bytes: int = BLOB_MIN_BYTES,
+        part_bytes: int | None = None,
+        *,
+        only_in_parts: bool = False,
+    ) -> None:
+        """``only_in_parts``: place only arrays that go in parts, and keep the rest inline (a client's reply
+        goes to one peer: a blob in one piece would cost it an extra file and gain nothing)."""
         self.mailbox = mailbox
         self.min_bytes = min_bytes
-        self.part_bytes = part_bytes
+        self.part_bytes = part_bytes or mailbox.blob_part_bytes or PART_BYTES
+        self.only_in_parts = only_in_parts
         self._uploader: ThreadPoolExecutor | None = None  # uploads blobs stored in parts, one at a time
         self._uploading: dict[str, Future[None]] = {}  # a parted blob's first locator -> its upload
         self._orphans: set[str] = set()  # parts of blobs whose upload failed: to delete, never to refer to
+        self._cancel = threading.Event()  # set by close: a running upload fails at its next read
         self._lock = threading.Lock()
         self._by_digest: dict[str, BlobRef] = {}
         self._fingerprints: dict[str, str] = {}  # digest of each stored blob -> its sample fingerprint
@@ -89,6 +103,8 @@ class BlobPlacer:
 
     def __call__(self, data: bytes) -> BlobRef | None:
         if len(data) < self.min_bytes or not self.mailbox.shares_blobs:
+            return None
+        if self.only_in_parts and self._parts_for(sealed_blob_size(len(data)))[0] < 2:
             return None
         fingerprint = sample_fingerprint(data)
         with self._lock:
@@ -103,16 +119,18 @@ class BlobPlacer:
             ref = self._by_digest.get(digest) if digest is not None else None
             return ref if ref is not None else self._upload(data, fingerprint, digest)
 
-    def _upload(self, data: bytes, fingerprint: str, digest: str | None) -> BlobRef:
-        """Encrypt and upload ``data`` as a new blob, hashing it beside the upload when ``digest`` is not known."""
+    def _upload(self, data: bytes, fingerprint: str, digest: str | None) -> BlobRef | None:
+        """Encrypt and upload ``data`` as a new blob, hashing it beside the upload when ``digest`` is not known
+        (None: an ``only_in_parts`` placer whose transport stores blobs only whole)."""
         key = new_blob_key()
         # encrypted chunk by chunk while uploading
         sealed = seal_blob(as_binary(SegmentReader([data])), len(data), key, BLOB_CIPHER)
-        part_bytes = self._part_bytes(sealed.size)
-        parts = -(-sealed.size // part_bytes)
+        parts, part_bytes = self._parts_for(sealed.size)
         locators = self.mailbox.reserve_blob(parts) if parts >= 2 else None
         if locators is not None:
             return self._upload_in_parts(data, fingerprint, digest, key, sealed, locators, part_bytes)
+        if self.only_in_parts:  # the transport stores blobs only whole: the array stays inline
+            return None
         hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-hash") if digest is None else None
         try:
             hashing = hasher.submit(content_digest, data) if hasher is not None else None
@@ -131,10 +149,12 @@ class BlobPlacer:
             self._known[id(data)] = (data, digest)
         return ref
 
-    def _part_bytes(self, stored: int) -> int:
-        """The part size for a blob of ``stored`` bytes: ``part_bytes``, or bigger to stay within ``MAX_PARTS``."""
+    def _parts_for(self, stored: int) -> tuple[int, int]:
+        """How many parts a blob of ``stored`` bytes goes in, and their size: ``part_bytes`` (whole AEAD
+        chunks), or bigger to stay within ``MAX_PARTS``."""
         per_part = max(self.part_bytes, -(-stored // MAX_PARTS))
-        return -(-per_part // (CHUNK + TAG)) * (CHUNK + TAG)
+        per_part = -(-per_part // (CHUNK + TAG)) * (CHUNK + TAG)
+        return -(-stored // per_part), per_part
 
     def _upload_in_parts(
         self,
@@ -165,7 +185,7 @@ class BlobPlacer:
     def _put_parts(self, sealed: SealedReader, ref: BlobRef) -> None:
         start = 0
         for locator, size in zip(ref.locators, ref.part_sizes(sealed.size), strict=True):
-            self.mailbox.put_blob_part(locator, WindowReader(sealed, start, size))
+            self.mailbox.put_blob_part(locator, WindowReader(sealed, start, size, stop=self._cancel))
             start += size
 
     def wait_for(self, locators: Iterable[str]) -> None:
@@ -191,17 +211,21 @@ class BlobPlacer:
             raise failure
 
     def close(self) -> None:
-        """Let running part uploads finish (bounded by ``UPLOAD_WAIT``) and stop the upload thread."""
+        """Stop the upload thread. Pushes wait for their parts, so an upload still running here belongs to one
+        that was interrupted (Ctrl-C, an error): it is abandoned at its next read, waited for only briefly
+        (its parts are deleted next, or by ``clean``), so that exiting stays fast."""
+        self._cancel.set()
         with self._lock:
             uploader, self._uploader = self._uploader, None
-            running = list(self._uploading)
-        try:
-            self.wait_for(running)
-        except Exception as exc:  # the run is over: its blobs are deleted next, whatever became of them
-            logger.info("a shared blob's upload failed at close: %s", exc)
-        finally:
-            if uploader is not None:
-                uploader.shutdown(wait=False, cancel_futures=True)
+            running = list(self._uploading.values())
+            self._uploading.clear()
+        if uploader is not None:
+            uploader.shutdown(wait=False, cancel_futures=True)
+        for upload in running:
+            try:
+                upload.result(timeout=CANCEL_WAIT)
+            except Exception as exc:  # cancelled, failed, or still finishing its current request
+                logger.info("a blob upload was abandoned at close (%s)", type(exc).__name__)
 
     def _digest_of(self, data: bytes) -> str:
         with self._lock:
@@ -290,10 +314,16 @@ class BlobCache:
             self._download(ref, owner, stored_size, small, small, appear_by)
             return self._open_and_keep(small, ref)
         # Big: the ciphertext goes to disk (kept for the next fetch) while a worker reads it back behind
-        # the download and decrypts and hashes it, so those passes overlap the transfer.
+        # the download and decrypts and hashes it, so those passes overlap the transfer. A cache that keeps
+        # nothing (the server's, for replies) hands each downloaded piece to the worker without the disk.
         opener = BlobOpener(ref.size, ref.key, ref.digest, ref.cipher)  # checks key, cipher and digest first
-        spool: BinaryIO = tempfile.TemporaryFile()
-        sink = TailSink(spool, opener.feed, block=CHUNK + TAG, name="blob-open")
+        spool: BinaryIO
+        sink: TailSink | PipeSink
+        if self.max_items:
+            spool = tempfile.TemporaryFile()
+            sink = TailSink(spool, opener.feed, block=CHUNK + TAG, name="blob-open")
+        else:
+            spool, sink = io.BytesIO(), PipeSink(opener.feed, name="blob-open")
 
         def download_and_open() -> bytes:
             self._download(ref, owner, stored_size, sink, spool, appear_by)

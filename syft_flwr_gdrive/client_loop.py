@@ -24,6 +24,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
@@ -42,9 +43,11 @@ from flwr.supercore.constant import SYSTEM_MESSAGE_TYPE
 from syft_flwr_gdrive.accounts import canonical_email
 from syft_flwr_gdrive.accounts import node_id_for
 from syft_flwr_gdrive.blobs import BlobCache
+from syft_flwr_gdrive.blobs import BlobPlacer
 from syft_flwr_gdrive.config import ConfigError
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS
 from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
+from syft_flwr_gdrive.flower_codec import BlobRef
 from syft_flwr_gdrive.flower_codec import PayloadError
 from syft_flwr_gdrive.flower_codec import decode_message_and_run
 from syft_flwr_gdrive.flower_codec import encode_message
@@ -152,6 +155,12 @@ class ClientLoop:
         self._current_run: int | None = None
         self._context: Context | None = None
         self._blobs = BlobCache(mailbox, max_bytes=mailbox.max_payload)
+        # A reply's model big enough to go in parts goes as a blob of mine (format 4): the small reply is
+        # sent at once and the server downloads part k while part k+1 uploads. Smaller arrays stay inline.
+        self._placer = BlobPlacer(mailbox, only_in_parts=True)
+        self._reply_blobs: dict[str, list[str]] = {}  # reply message id -> its blob's parts, deleted with it
+        self._stale_blobs: list[str] = []  # blobs of mine found at start: deleted once no reply of mine is left
+        self._swept = False  # incomplete replies of a previous process deleted (at the first poll)
         self._attempts: dict[str, int] = {}  # request id -> failed fetches so far
 
     # -- main loop ----------------------------------------------------------------------
@@ -159,6 +168,11 @@ class ClientLoop:
     def run(self) -> ClientReport:
         """Serve until stopped; Ctrl-C returns within one poll interval."""
         self.mailbox.prepare()
+        if self.mailbox.shares_blobs:
+            try:  # a previous process's reply parts: its replies may still be read, so not deleted yet
+                self._stale_blobs = self.mailbox.my_blobs()
+            except Exception as exc:
+                logger.info("could not list my blobs left from before (%s); `syft-flwr-gdrive clean` removes them", exc)
         logger.info(
             "client %s polling every %.1fs for app %r", self.mailbox.email, self.poll_interval, self.mailbox.app
         )
@@ -179,6 +193,7 @@ class ClientLoop:
             logger.info("interrupted; leaving my files for the server to act on")
         finally:
             self._blobs.close()  # the kept model's temporary file
+            self._placer.close()
         return self.report
 
     def _poll_once(self) -> bool:
@@ -199,6 +214,9 @@ class ClientLoop:
                     f"the request is over this datasite's message limit of {limit_mib:.0f} MiB "
                     "(SYFT_FLWR_MAX_MESSAGE_MB)",
                 )
+        if not self._swept:
+            self._swept = True
+            self._delete_incomplete_replies(result.listing.outbound)
         try:
             return self._handle_all(result)
         finally:  # housekeeping after the replies, so it never delays one
@@ -314,21 +332,29 @@ class ClientLoop:
         else:
             reply = self._execute(message, self._context)
         reply.metadata.__dict__["_message_id"] = reply_id_for(env.message_id, self.mailbox.email)
+        parts: list[str] = []
+        handle = None
         try:
-            self.mailbox.send(
+            _, handle = self.mailbox.send(
                 kind=KIND_REPLY,
                 recipient=env.sender,
                 run_id=env.run_id,
-                payload=encode_message(reply),
+                payload=encode_message(reply, place_blob=self._place_in(parts)),
                 message_id=reply.metadata.message_id,
                 reply_to=env.message_id,
                 ttl=reply.metadata.ttl,
                 created_at=reply.metadata.created_at,
                 codecs=(CODEC_PARTS,),
             )
+            self._placer.wait_for(parts)  # sent while its parts upload; answered once they are stored
         except Exception as exc:
             logger.error("could not send the reply to %s (%s); the request will be handled again", env.message_id, exc)
+            self._withdraw_reply(handle, parts)
             return
+        finally:
+            self._placer.end_push()
+        if parts:
+            self._reply_blobs[reply.metadata.message_id] = parts
         self.mailbox.mark_handled(env.message_id)
         self.report.handled += 1
         logger.info(
@@ -338,6 +364,46 @@ class ClientLoop:
             env.message_id[:8],
             printable(round_of(message), 60),
         )
+
+    def _delete_incomplete_replies(self, outbound: tuple) -> None:
+        """A reply of mine whose request is not marked handled was sent by a process that stopped before its
+        reply was complete (its model's parts maybe still missing): delete it, as the request is handled again."""
+        incomplete = [
+            p.handle
+            for p in outbound
+            if p.routing is not None
+            and p.routing.kind == KIND_REPLY
+            and p.routing.reply_to
+            and p.routing.reply_to not in self.mailbox.ledger
+        ]
+        if incomplete:
+            logger.info("deleting %d reply file(s) a previous run of this client left incomplete", len(incomplete))
+            try:
+                self.mailbox.delete_own(incomplete)
+            except Exception as exc:
+                logger.warning("could not delete incomplete replies (%s); the server may read them", exc)
+
+    def _place_in(self, parts: list[str]) -> Callable[[bytes], BlobRef | None]:
+        """The reply's blob placer, noting the parts of each blob it places in ``parts``."""
+
+        def place(data: bytes) -> BlobRef | None:
+            ref = self._placer(data)
+            if ref is not None:
+                parts.extend(ref.locators)
+            return ref
+
+        return place
+
+    def _withdraw_reply(self, handle: str | None, parts: list[str]) -> None:
+        """Delete a reply that was not completed (its blob failed) and the parts it stored (best effort)."""
+        gone = ([handle] if handle else []) + parts
+        if not gone:
+            return
+        try:
+            self.mailbox.delete_own(gone)
+            self._placer.drop(parts)
+        except Exception as exc:
+            logger.warning("could not delete an incomplete reply (%s); `syft-flwr-gdrive clean` removes it", exc)
 
     def _project_differs(self, run_id: int, info: Any) -> bool:
         """Compare the server's announced app with mine; True if this request must be refused."""
@@ -452,7 +518,7 @@ class ClientLoop:
                     break
             if time.monotonic() >= deadline or self.stop_event.wait(self.poll_interval):
                 break
-        mine = [p.handle for p in outbound]
+        mine = [p.handle for p in outbound] + self._placer.locators() + self._stale_blobs
         if mine:
             try:
                 self.mailbox.delete_own(mine)
@@ -465,14 +531,24 @@ class ClientLoop:
 
     def _delete_answered(self, outbound: tuple, inbound_ids: set[str]) -> None:
         """Delete my replies whose requests the server has already removed."""
-        done = [
-            p.handle
+        answered = [
+            p
             for p in outbound
             if p.routing is None
             or (p.routing.kind in (KIND_REPLY, KIND_STOP_ACK) and p.routing.reply_to not in inbound_ids)
         ]
-        if done:
+        done = [p.handle for p in answered]
+        parts = [loc for p in answered if p.routing for loc in self._reply_blobs.get(p.routing.message_id, ())]
+        replies_left = any(p.routing and p.routing.kind == KIND_REPLY for p in outbound if p not in answered)
+        stale = self._stale_blobs if not replies_left else []  # nothing can refer to them any more
+        if done or stale:
             try:
-                self.mailbox.delete_own(done)
+                self.mailbox.delete_own(done + parts + stale)
             except Exception as exc:
                 logger.info("could not delete %d answered reply file(s) yet (%s)", len(done), exc)
+                return
+            for p in answered:
+                if p.routing:
+                    self._reply_blobs.pop(p.routing.message_id, None)
+            self._placer.drop(parts)
+            self._stale_blobs = [b for b in self._stale_blobs if b not in stale]

@@ -30,6 +30,7 @@ DEFAULT_MSG_TIMEOUT = 120.0
 DEFAULT_POLL_INTERVAL = 3.0
 DEFAULT_TRANSPORT = "p2p"
 DEFAULT_MAX_MESSAGE_MB = 2048  # admits a 1 GiB model with room to spare; bounds what a peer can make you store
+DEFAULT_BLOB_PART_MB = 64  # a model of at least twice this goes in parts that download while the next uploads
 MAX_EMAIL_LENGTH = 100  # Drive properties hold key + value in 124 bytes
 
 ENV_EMAIL = "SYFTBOX_EMAIL"
@@ -40,6 +41,7 @@ ENV_AGGREGATOR = "SYFT_FLWR_AGGREGATOR"
 ENV_TRANSPORT = "SYFT_FLWR_TRANSPORT"
 ENV_ENCRYPTION = "SYFT_FLWR_ENCRYPTION_ENABLED"
 ENV_MAX_MESSAGE_MB = "SYFT_FLWR_MAX_MESSAGE_MB"
+ENV_BLOB_PART_MB = "SYFT_FLWR_BLOB_PART_MB"
 ENV_ADAPTIVE_POLL = "SYFT_FLWR_ADAPTIVE_POLL"
 ENV_BUNDLES = "SYFT_FLWR_BUNDLES"
 ENV_PREFIX = "SYFT_FLWR_"
@@ -54,6 +56,7 @@ _SHARED_ENV = frozenset(
         ENV_TRANSPORT,
         ENV_ENCRYPTION,
         ENV_MAX_MESSAGE_MB,
+        ENV_BLOB_PART_MB,
         ENV_ADAPTIVE_POLL,
         ENV_BUNDLES,
     }
@@ -119,16 +122,14 @@ def positive_float(raw: str | float, name: str, *, unit: str = "seconds", exampl
     return value
 
 
-def _megabytes(raw: str, name: str) -> int:
+def _megabytes(raw: str, name: str, example: int = DEFAULT_MAX_MESSAGE_MB) -> int:
     """A size in MiB (fractions allowed) as bytes; at least 1 MiB."""
     try:
         value = float(raw)
     except (TypeError, ValueError):
-        raise ConfigError(
-            f"{name}={raw!r} is not a number. Set it to megabytes, e.g. {name}={DEFAULT_MAX_MESSAGE_MB}."
-        ) from None
+        raise ConfigError(f"{name}={raw!r} is not a number. Set it to megabytes, e.g. {name}={example}.") from None
     if not 1 <= value < 2**40 or value != value:
-        raise ConfigError(f"{name}={raw!r} must be at least 1 (megabytes), e.g. {name}={DEFAULT_MAX_MESSAGE_MB}.")
+        raise ConfigError(f"{name}={raw!r} must be at least 1 (megabytes), e.g. {name}={example}.")
     return int(value * 1024 * 1024)
 
 
@@ -208,6 +209,9 @@ class Settings:
     encryption: bool = True
     # Largest message accepted from a peer, shared blobs included (bytes); larger ones are refused unread.
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_MB * 1024 * 1024
+    # Stored bytes per part of a model sent in parts (rounded up to whole 1 MiB encryption chunks): smaller
+    # parts overlap upload and download more, at one Drive write each.
+    blob_part_bytes: int = DEFAULT_BLOB_PART_MB * 1024 * 1024
     # Poll faster while a reply or the next request is due, never slower than poll_interval (poll_schedule.py).
     adaptive_poll: bool = True
     # The server sends a push of N messages as one bundle file per distinct content (transport/bundles.py).
@@ -266,6 +270,9 @@ class Settings:
             adaptive_poll=_flag(env.get(ENV_ADAPTIVE_POLL, "true"), ENV_ADAPTIVE_POLL),
             bundles=_flag(env.get(ENV_BUNDLES, "true"), ENV_BUNDLES),
             max_message_bytes=_megabytes(env.get(ENV_MAX_MESSAGE_MB, str(DEFAULT_MAX_MESSAGE_MB)), ENV_MAX_MESSAGE_MB),
+            blob_part_bytes=_megabytes(
+                env.get(ENV_BLOB_PART_MB, str(DEFAULT_BLOB_PART_MB)), ENV_BLOB_PART_MB, DEFAULT_BLOB_PART_MB
+            ),
             transport_options={
                 k[len(ENV_PREFIX) :].lower(): v
                 for k, v in env.items()

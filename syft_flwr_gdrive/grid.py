@@ -713,7 +713,12 @@ class TransportGrid(Grid):
                 env.size,
                 codecs=env.codecs,
                 max_bytes=self.mailbox.max_payload,
-                fetch_blob=functools.partial(self._reply_blobs.fetch, owner=env.sender),
+                # a reply's model in parts may still be uploading: wait for each part, within the reply wait
+                fetch_blob=functools.partial(
+                    self._reply_blobs.fetch,
+                    owner=env.sender,
+                    wait_until=min(env.created_at + env.ttl, time.time() + self.msg_timeout),
+                ),
             )
         except (PayloadError, TransportError) as exc:
             logger.warning(

@@ -37,5 +37,6 @@ def open_mailbox(settings: Settings, transport: Transport, app_name: str, peers:
         Ledger.for_app(state, key),
         sealer=sealer_for(state, enabled=settings.encryption),
         max_payload=settings.max_message_bytes,
+        blob_part_bytes=settings.blob_part_bytes,
         plain_layouts={CODEC_PARTS: parts_layout},
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import io
+import threading
 from collections.abc import Sequence
 from typing import BinaryIO
 from typing import cast
@@ -100,15 +101,24 @@ def as_segments(body: Buffer | Sequence[Buffer]) -> list[Buffer]:
     return list(body)
 
 
-class WindowReader(SeekableReader):
-    """Bytes ``[start, start + size)`` of another seekable reader, as a reader of their own (a blob's part)."""
+class ReadAbandoned(RuntimeError):
+    """A read from a stream whose consumer was told to stop."""
 
-    def __init__(self, base: io.RawIOBase, start: int, size: int) -> None:
+
+class WindowReader(SeekableReader):
+    """Bytes ``[start, start + size)`` of another seekable reader, as a reader of their own (a blob's part).
+
+    Once ``stop`` is set, reads raise ``ReadAbandoned``: an upload reading from it ends at its next chunk
+    (not an ``OSError``, so no retry policy takes it for a network fault)."""
+
+    def __init__(self, base: io.RawIOBase, start: int, size: int, *, stop: threading.Event | None = None) -> None:
         super().__init__()
-        self._base, self._start = base, start
+        self._base, self._start, self._stop = base, start, stop
         self.size = size
 
     def readinto(self, buffer: Buffer) -> int:  # type: ignore[override]
+        if self._stop is not None and self._stop.is_set():
+            raise ReadAbandoned("the upload was abandoned (its process is stopping)")
         out = memoryview(buffer).cast("B")
         n = min(len(out), self.size - self._pos)
         if n <= 0:

@@ -146,13 +146,16 @@ class Mailbox:
         max_payload: int | None = None,
         sealer: Sealer | None = None,
         plain_layouts: Mapping[str, PlainLayout] | None = None,
+        blob_part_bytes: int | None = None,
     ) -> None:
         """``sealer`` switches on end-to-end encryption: everything sent is sealed, and
         (fail closed) nothing unsealed is accepted. ``max_payload`` (bytes) is the largest
         message accepted; a larger message file is refused from its listed size, unread.
         ``plain_layouts`` (payload codec -> its layout) lets an opened payload keep each of
-        its arrays in a buffer of its own, so decoding does not copy them."""
+        its arrays in a buffer of its own, so decoding does not copy them. ``blob_part_bytes`` is the
+        part size of the blobs sent from here in parts (None: ``blobs.PART_BYTES``)."""
         self.transport = transport
+        self.blob_part_bytes = blob_part_bytes
         self.app = app
         self.peers = frozenset(canonical_email(p) for p in peers)
         self.ledger = ledger

@@ -44,6 +44,24 @@ def test_bad_message_limits_name_the_variable(value):
         Settings.from_env({"SYFTBOX_EMAIL": "a@x.com", "SYFT_FLWR_MAX_MESSAGE_MB": value})
 
 
+def test_blob_part_size_defaults_to_64_mib_and_reaches_the_mailbox(tmp_path):
+    from syft_flwr_gdrive.blobs import BlobPlacer
+    from syft_flwr_gdrive.participant import open_mailbox
+    from syft_flwr_gdrive.transport.memory import MemoryHub
+    from syft_flwr_gdrive.transport.memory import MemoryTransport
+
+    assert Settings.from_env({"SYFTBOX_EMAIL": "a@x.com"}).blob_part_bytes == 64 * 1024 * 1024
+    s = Settings.from_env({"SYFTBOX_EMAIL": "a@x.com", "SYFT_FLWR_BLOB_PART_MB": "8"}, state_dir=tmp_path)
+    box = open_mailbox(s, MemoryTransport("a@x.com", MemoryHub()), "demo", ["b@x.com"])
+    assert BlobPlacer(box).part_bytes == 8 * 1024 * 1024  # the placer rounds it up to whole chunks per blob
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "0.5", "-3", "nan", "inf"])
+def test_bad_blob_part_sizes_name_the_variable_and_an_example(value):
+    with pytest.raises(ConfigError, match=r"SYFT_FLWR_BLOB_PART_MB=.*e\.g\. SYFT_FLWR_BLOB_PART_MB=64"):
+        Settings.from_env({"SYFTBOX_EMAIL": "a@x.com", "SYFT_FLWR_BLOB_PART_MB": value})
+
+
 @pytest.mark.parametrize("value", ["abc", "-1", "0", "inf", "nan"])
 def test_bad_numbers_are_rejected(value):
     with pytest.raises(ConfigError, match="SYFT_FLWR_POLL_INTERVAL"):

@@ -55,34 +55,50 @@ def make_client_app(fail: bool = False) -> ClientApp:
     return app
 
 
-def make_server_app(rounds: int) -> ServerApp:
+def make_server_app(rounds: int, model_size: int = 4) -> ServerApp:
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         strategy = FedAvg(fraction_train=1.0, fraction_evaluate=1.0, min_available_nodes=3)
-        result = strategy.start(grid=grid, initial_arrays=ArrayRecord([np.zeros(4)]), num_rounds=rounds, timeout=30)
+        initial = ArrayRecord([np.zeros(model_size)])
+        result = strategy.start(grid=grid, initial_arrays=initial, num_rounds=rounds, timeout=30)
         final = result.arrays.to_numpy_ndarrays()[0]
         context.state["final"] = MetricRecord({"value": float(final.mean())})
 
     return app
 
 
-def run_federation(tmp_path, client_apps, *, rounds=2, client_encryption=True, msg_timeout=10.0):
+def run_federation(
+    tmp_path, client_apps, *, rounds=2, client_encryption=True, msg_timeout=10.0, model_size=4, part_mib=None
+):
     hub = MemoryHub()
-    settings = Settings.from_env({}, email=SERVER, poll_interval=0.05, msg_timeout=msg_timeout, state_dir=tmp_path)
+    env = {} if part_mib is None else {"SYFT_FLWR_BLOB_PART_MB": str(part_mib)}
+    settings = Settings.from_env(env, email=SERVER, poll_interval=0.05, msg_timeout=msg_timeout, state_dir=tmp_path)
     stop = threading.Event()
     loops = []
     for email, app, target in zip(CLIENTS, client_apps, (1.0, 2.0, 3.0)):
         sealer = Sealer(Identity.ephemeral(), PinStore(None)) if client_encryption else None
-        mailbox = Mailbox(MemoryTransport(email, hub), app_key("demo"), [SERVER], Ledger(None), sealer=sealer)
+        mailbox = Mailbox(
+            MemoryTransport(email, hub),
+            app_key("demo"),
+            [SERVER],
+            Ledger(None),
+            sealer=sealer,
+            blob_part_bytes=settings.blob_part_bytes,
+        )
         loops.append(
             ClientLoop(app, mailbox, poll_interval=0.05, node_config={"target": target}, stop_event=stop, linger=1.0)
         )
     with loops_running(loops, stop, drain=10 if client_encryption else 0.5):
         context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})
         out = syftbox_flwr_server(
-            make_server_app(rounds), context, CLIENTS, "demo", settings=settings, transport=MemoryTransport(SERVER, hub)
+            make_server_app(rounds, model_size),
+            context,
+            CLIENTS,
+            "demo",
+            settings=settings,
+            transport=MemoryTransport(SERVER, hub),
         )
     return out, loops, hub
 
@@ -95,6 +111,26 @@ def test_message_api_federation_over_memory_transport(tmp_path):
     assert all(loop.report.handled == 6 for loop in loops)  # 3 rounds x (train + evaluate)
     assert hub.files == {}, "message files left behind after the run"
     assert hub.blobs == {}
+
+
+def test_models_in_parts_both_ways_train_and_leave_nothing_behind(tmp_path, monkeypatch):
+    """SYFT_FLWR_BLOB_PART_MB=1: parts of one AEAD chunk, so a 3.2 MB model goes in 4 parts out and back."""
+    stored: list[str] = []
+    real = MemoryTransport.put_blob_part
+
+    def noting(self, app, locator, data):
+        stored.append(self.email)
+        real(self, app, locator, data)
+
+    monkeypatch.setattr(MemoryTransport, "put_blob_part", noting)
+    out, loops, hub = run_federation(
+        tmp_path, [make_client_app() for _ in CLIENTS], rounds=2, model_size=400_000, part_mib=1
+    )
+    assert out.state["final"]["value"] == pytest.approx(1.5, abs=1e-6)
+    assert all(loop.report.handled == 4 for loop in loops)
+    # three distinct global models (round 2 trains the one round 1 evaluated), each client's model each round
+    assert stored.count(SERVER) == 3 * 4 and all(stored.count(email) == 2 * 4 for email in CLIENTS)
+    assert hub.files == {} and hub.blobs == {}  # every part deleted, the clients' included
 
 
 def test_client_app_error_reply_hides_details(tmp_path, caplog):

@@ -88,7 +88,8 @@ def test_the_receiver_downloads_early_parts_while_later_ones_upload():
             )
         )
         receiver.start()
-        placer.close()  # waits for the parts
+        placer.wait_for(placer.locators())  # as a push does before it counts its request sent
+        placer.close()
         receiver.join(60)
         assert got["w"] == data
         assert len(uploads.ends) == len(downloads.ends) == 3

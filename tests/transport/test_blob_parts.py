@@ -126,8 +126,8 @@ def test_a_small_blob_stays_one_file():
 def test_a_huge_blob_gets_bigger_parts_not_more_of_them():
     placer = BlobPlacer(store(MemoryTransport(SERVER, MemoryHub())), part_bytes=PART)
     stored = sealed_blob_size(10 * 1024**3)  # 10 GiB at 1 MiB parts would be 10,240 of them
-    per_part = placer._part_bytes(stored)
-    assert per_part % PART == 0 and -(-stored // per_part) <= blobs.MAX_PARTS
+    parts, per_part = placer._parts_for(stored)
+    assert per_part % PART == 0 and parts == -(-stored // per_part) <= blobs.MAX_PARTS
 
 
 def test_a_part_that_fails_to_upload_fails_the_push_and_the_receiver_names_it(monkeypatch):
@@ -172,3 +172,19 @@ def test_without_a_deadline_a_missing_part_is_not_waited_for():
     assert time.monotonic() - started < 5
     gate.release.set()
     placer.close()
+
+
+def test_close_abandons_a_running_upload_at_its_next_read():
+    """Ctrl-C during an upload: close() does not wait for the remaining parts (exit stays fast)."""
+    hub = MemoryHub()
+    server = MemoryTransport(SERVER, hub)
+    gate = GatedParts(server)  # part 2 waits for the gate: the upload is "running" when close comes
+    placer = BlobPlacer(store(server), min_bytes=1024, part_bytes=PART)
+    msg, _ = _model(3 * CHUNK)
+    encode_message(msg, place_blob=placer)
+    started = time.monotonic()
+    threading.Timer(0.3, gate.release.set).start()  # the stuck request ends; the next read must not happen
+    placer.close()
+    assert time.monotonic() - started < blobs.CANCEL_WAIT
+    time.sleep(0.2)
+    assert len(gate.stored) == 1  # part 2 read its data only after the close: refused; part 3 never started
