@@ -90,6 +90,23 @@ class DriveTooLarge(DriveError):
     """A download is bigger than the caller allowed (``max_bytes``)."""
 
 
+def without_tracebacks(exc: BaseException) -> BaseException:
+    """``exc`` and the exceptions it chains to, without their tracebacks, for an error that is expected and
+    handled (a 404 while waiting for a file). A traceback holds its frames, and through ``f_back`` every
+    caller's frame, whose locals later hold what the caller goes on to make (a whole model); raised
+    through the retry layer the error is in a reference cycle with those frames, so they would live until
+    the cyclic GC happens to run."""
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        node.__traceback__ = None
+        if node.__cause__ is not None:
+            without_tracebacks(node.__cause__)
+        node = node.__context__
+    return exc
+
+
 @dataclass(frozen=True)
 class ErrorBody:
     """The useful parts of Drive's JSON error body."""

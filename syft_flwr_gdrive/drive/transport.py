@@ -54,6 +54,7 @@ from syft_flwr_gdrive.drive.errors import DriveError
 from syft_flwr_gdrive.drive.errors import DriveNotFound
 from syft_flwr_gdrive.drive.errors import DrivePermissionDenied
 from syft_flwr_gdrive.drive.errors import DriveTooLarge
+from syft_flwr_gdrive.drive.errors import without_tracebacks
 from syft_flwr_gdrive.drive.folders import MyFolders
 from syft_flwr_gdrive.drive.idbook import IdBook
 from syft_flwr_gdrive.drive.listing import FolderLister
@@ -252,7 +253,8 @@ class DriveTransport(Transport):
                         owner_permission_id=self.owners.permission_ids.get(owner),
                     )
                     break
-                except DriveNotFound:
+                except DriveNotFound as exc:
+                    without_tracebacks(exc)  # else its frames, and this caller's model, outlive the wait
                     if not waits.sleep():
                         if waits.within:
                             raise BlobRefused(
