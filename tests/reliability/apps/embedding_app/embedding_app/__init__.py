@@ -1,0 +1,1 @@
+"""FedAvg over a model with an embedding table of ``embedding-mib`` MiB and a small dense layer."""
