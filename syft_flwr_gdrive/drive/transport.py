@@ -210,9 +210,10 @@ class DriveTransport(Transport):
         return str(created["id"])
 
     def reserve_blob(self, app: str, parts: int) -> list[str] | None:
-        """Pre-generated file ids (``files.generateIds``, drive-assumptions rows 13 and 16) for the parts."""
+        """Pre-generated file ids (``files.generateIds``, drive-assumptions rows 13 and 16) for the parts, from
+        the pool every create draws on (usually no call at all)."""
         try:
-            return self.api.generate_ids(parts)
+            return self.writer.take_ids(parts)
         except DriveError as exc:
             raise TransportError(f"could not reserve file ids for a shared blob: {exc}") from exc
 

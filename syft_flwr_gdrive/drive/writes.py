@@ -37,6 +37,11 @@ class Writer:
         with self._lock:
             return self._take_id()
 
+    def take_ids(self, count: int) -> list[str]:
+        """``count`` fresh ids from the same pool (a blob's parts: no ``files.generateIds`` call of their own)."""
+        with self._lock:
+            return [self._take_id() for _ in range(count)]
+
     def _take_id(self) -> str:
         """A fresh pre-generated id (``self._lock`` held)."""
         if not self._ids:
