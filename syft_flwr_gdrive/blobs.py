@@ -141,12 +141,15 @@ class BlobPlacer:
             if hasher is not None:
                 hasher.shutdown(wait=False, cancel_futures=True)
         assert digest is not None
-        ref = BlobRef(locator, digest, len(data), key, BLOB_CIPHER)
+        return self._remember(BlobRef(locator, digest, len(data), key, BLOB_CIPHER), data, fingerprint, sealed.size)
+
+    def _remember(self, ref: BlobRef, data: bytes, fingerprint: str, stored: int) -> BlobRef:
+        """Record a placed blob: its content is not uploaded again while it is stored."""
         with self._lock:
-            self.uploaded_bytes += sealed.size
-            self._by_digest[digest] = ref
-            self._fingerprints[digest] = fingerprint
-            self._known[id(data)] = (data, digest)
+            self.uploaded_bytes += stored
+            self._by_digest[ref.digest] = ref
+            self._fingerprints[ref.digest] = fingerprint
+            self._known[id(data)] = (data, ref.digest)
         return ref
 
     def _parts_for(self, stored: int) -> tuple[int, int]:
@@ -177,12 +180,7 @@ class BlobPlacer:
         if digest is None:
             digest = content_digest(data)
         ref = BlobRef(locators[0], digest, len(data), key, BLOB_CIPHER, tuple(locators[1:]), part_bytes)
-        with self._lock:
-            self.uploaded_bytes += sealed.size
-            self._by_digest[digest] = ref
-            self._fingerprints[digest] = fingerprint
-            self._known[id(data)] = (data, digest)
-        return ref
+        return self._remember(ref, data, fingerprint, sealed.size)
 
     def _put_parts(self, sealed: SealedReader, locators: list[str], sizes: list[int]) -> None:
         start = 0

@@ -204,6 +204,11 @@ def test_a_blob_that_does_not_match_its_digest_is_refused(monkeypatch, field):
     ],
 )
 def test_a_bad_blob_digest_is_named_before_any_fetch(changes, error):
+    _refused_before_any_fetch(changes, error)
+
+
+def _refused_before_any_fetch(changes: dict, error: str) -> None:
+    """The blob entry with ``changes`` is refused with ``error`` before anything is downloaded."""
     hub = MemoryHub()
     p = _with_blob_entry(_blob_payload(hub), **changes)
     client = MemoryTransport("a@x.com", hub)
@@ -229,13 +234,7 @@ def test_a_bad_blob_digest_is_named_before_any_fetch(changes, error):
     ],
 )
 def test_bad_blob_parts_are_named_before_any_fetch(changes, error):
-    hub = MemoryHub()
-    p = _with_blob_entry(_blob_payload(hub), **changes)
-    client = MemoryTransport("a@x.com", hub)
-    cache = BlobCache(store(client))
-    with pytest.raises(PayloadError, match=error):
-        decode_message(io.BytesIO(p), len(p), fetch_blob=functools.partial(cache.fetch, owner="ds@x.com"))
-    assert client.call_counts().get("get_blob", 0) == 0
+    _refused_before_any_fetch(changes, error)
 
 
 def test_a_blob_whose_own_locator_is_listed_again_as_a_part_is_refused():
