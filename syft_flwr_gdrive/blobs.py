@@ -60,7 +60,7 @@ PART_BYTES = 64 * (CHUNK + TAG)  # ciphertext per part: whole AEAD chunks, about
 MAX_PARTS = 64  # a bigger blob gets bigger parts
 UPLOAD_WAIT = 24 * 3600.0  # a bound, not a target: an upload's own retries end it long before
 CANCEL_WAIT = 5.0  # seconds close gives an abandoned upload to notice (one request in flight at most)
-MIN_PART_WAIT = 60.0  # a receiver waits at least this long for a part (its request may be near its expiry)
+MIN_PART_WAIT = 60.0  # a client waits at least this long for a request's parts (it may be near its expiry)
 
 
 class BlobPlacer:
@@ -298,9 +298,9 @@ class BlobCache:
 
     def fetch(self, ref: BlobRef, *, owner: str, wait_until: float | None = None) -> bytes:
         """The blob's verified plaintext. The parts of a blob stored in parts may still be uploading: each is
-        waited for until ``wait_until`` (wall-clock time, e.g. its request's expiry; at least
-        ``MIN_PART_WAIT`` seconds), or not at all without it."""
-        appear_by = None if wait_until is None else max(wait_until, time.time() + MIN_PART_WAIT)
+        waited for until ``wait_until`` (wall-clock time: a client's request's expiry, the server's reply
+        wait), or not at all without it."""
+        appear_by = wait_until
         with self._lock:
             kept = self._items.pop(ref.digest, None)  # in use by this thread until put back
         if kept is not None:

@@ -42,6 +42,7 @@ from flwr.supercore.constant import SYSTEM_MESSAGE_TYPE
 
 from syft_flwr_gdrive.accounts import canonical_email
 from syft_flwr_gdrive.accounts import node_id_for
+from syft_flwr_gdrive.blobs import MIN_PART_WAIT
 from syft_flwr_gdrive.blobs import BlobCache
 from syft_flwr_gdrive.blobs import BlobPlacer
 from syft_flwr_gdrive.config import ConfigError
@@ -278,7 +279,11 @@ class ClientLoop:
                 codecs=env.codecs,
                 max_bytes=self.mailbox.max_payload,
                 # a blob in parts may still be uploading: wait for its parts until the request expires
-                fetch_blob=functools.partial(self._blobs.fetch, owner=env.sender, wait_until=env.created_at + env.ttl),
+                fetch_blob=functools.partial(
+                    self._blobs.fetch,
+                    owner=env.sender,
+                    wait_until=max(env.created_at + env.ttl, time.time() + MIN_PART_WAIT),
+                ),
             )
         except Exception as exc:  # PayloadError, or a blob that could not be fetched (maybe transient)
             if not isinstance(exc, PayloadError):
