@@ -39,6 +39,7 @@ from syft_flwr_gdrive.crypto import seal_blob
 from syft_flwr_gdrive.crypto import sealed_blob_size
 from syft_flwr_gdrive.flower_codec import BlobRef
 from syft_flwr_gdrive.flower_codec import PayloadError
+from syft_flwr_gdrive.flower_codec import split_sizes
 from syft_flwr_gdrive.segments import SegmentReader
 from syft_flwr_gdrive.segments import WindowReader
 from syft_flwr_gdrive.segments import as_binary
@@ -172,7 +173,7 @@ class BlobPlacer:
         """Name the parts now and upload them in the background: the message that refers to the blob goes
         out while it uploads (``wait_for`` before counting the message sent). Its digest must be in that
         message: it is computed while the first part uploads (BLAKE3, about 0.04 s per 256 MiB here)."""
-        sizes = [part_bytes] * (len(locators) - 1) + [sealed.size - part_bytes * (len(locators) - 1)]
+        sizes = split_sizes(sealed.size, part_bytes, len(locators))
         with self._lock:
             if self._uploader is None:
                 self._uploader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-parts")
@@ -211,9 +212,10 @@ class BlobPlacer:
             raise failure
 
     def close(self) -> None:
-        """Stop the upload thread. Pushes wait for their parts, so an upload still running here belongs to one
-        that was interrupted (Ctrl-C, an error): it is abandoned at its next read, waited for only briefly
-        (its parts are deleted next, or by ``clean``), so that exiting stays fast."""
+        """Stop the upload thread; a closed placer uploads nothing more. Pushes wait for their parts, so an
+        upload still running here belongs to one that was interrupted (Ctrl-C, an error): it is abandoned at
+        its next read, waited for only briefly (its parts are deleted next, or by ``clean``), so that exiting
+        stays fast."""
         self._cancel.set()
         with self._lock:
             uploader, self._uploader = self._uploader, None
@@ -300,7 +302,6 @@ class BlobCache:
         """The blob's verified plaintext. The parts of a blob stored in parts may still be uploading: each is
         waited for until ``wait_until`` (wall-clock time: a client's request's expiry, the server's reply
         wait), or not at all without it."""
-        appear_by = wait_until
         with self._lock:
             kept = self._items.pop(ref.digest, None)  # in use by this thread until put back
         if kept is not None:
@@ -311,7 +312,7 @@ class BlobCache:
         if stored_size <= SPOOL_IN_MEMORY:  # small: download, then decrypt
             # a binary file; typeshed types SpooledTemporaryFile as IO[bytes], not BinaryIO
             small: BinaryIO = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # type: ignore[assignment]
-            self._download(ref, owner, stored_size, small, small, appear_by)
+            self._download(ref, owner, stored_size, small, small, wait_until)
             return self._open_and_keep(small, ref)
         # Big: the ciphertext goes to disk (kept for the next fetch) while a worker reads it back behind
         # the download and decrypts and hashes it, so those passes overlap the transfer. A cache that keeps
@@ -326,20 +327,20 @@ class BlobCache:
             spool, sink = io.BytesIO(), PipeSink(opener.feed, name="blob-open")
 
         def download_and_open() -> bytes:
-            self._download(ref, owner, stored_size, sink, spool, appear_by)
+            self._download(ref, owner, stored_size, sink, spool, wait_until)
             sink.finish()
             return opener.finish()
 
         return self._open_then_keep(spool, ref, download_and_open, abort=sink.abort)
 
     def _download(
-        self, ref: BlobRef, owner: str, size: int, out: Any, spool: BinaryIO, appear_by: float | None
+        self, ref: BlobRef, owner: str, size: int, out: Any, spool: BinaryIO, wait_until: float | None
     ) -> None:
         """Fetch the blob's ciphertext into ``out``, part after part; ``spool`` is closed if that fails.
         A blob stored whole was stored before its message was sent: nothing to wait for."""
         try:
             for locator, part_size in zip(ref.locators, ref.part_sizes(size), strict=True):
-                wait = max(0.0, appear_by - time.time()) if ref.parts and appear_by is not None else 0.0
+                wait = max(0.0, wait_until - time.time()) if ref.parts and wait_until is not None else 0.0
                 self.mailbox.get_blob(locator, owner=owner, size=part_size, out=out, appear_within=wait)
         except BaseException as exc:
             spool.close()

@@ -90,9 +90,12 @@ class BlobRef:
 
     def part_sizes(self, stored_size: int) -> list[int]:
         """The stored (ciphertext) size of each part, for a blob of ``stored_size`` stored bytes."""
-        if not self.parts:
-            return [stored_size]
-        return [self.part_bytes] * len(self.parts) + [stored_size - self.part_bytes * len(self.parts)]
+        return split_sizes(stored_size, self.part_bytes, len(self.parts) + 1)
+
+
+def split_sizes(stored_size: int, part_bytes: int, count: int) -> list[int]:
+    """``count`` parts of ``part_bytes`` each, the last one holding what is left of ``stored_size``."""
+    return [part_bytes] * (count - 1) + [stored_size - part_bytes * (count - 1)]
 
 
 # Given an array's data, store it as a shared blob and return its reference, or None to keep it inline.

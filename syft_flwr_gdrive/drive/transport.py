@@ -197,17 +197,7 @@ class DriveTransport(Transport):
 
     def put_blob(self, app: str, data: Buffer | BinaryIO | SeekableReader) -> str:
         """Upload content once into my blobs folder of ``app``, shared read-only with all its peers."""
-        blob_id = uuid.uuid4().hex  # random: the name and properties say nothing about the content
-        try:
-            created = self.writer.upload(
-                f"blob-{blob_id}.bin",
-                as_reader(data),
-                self.folders.blobs_folder(app),
-                layout.blob_properties(app, blob_id),
-            )
-        except DriveError as exc:
-            raise TransportError(f"could not upload a shared blob: {exc}") from exc
-        return str(created["id"])
+        return self._upload_blob(app, as_reader(data), None, "a shared blob")
 
     def reserve_blob(self, app: str, parts: int) -> list[str] | None:
         """Pre-generated file ids (``files.generateIds``, drive-assumptions rows 13 and 16) for the parts, from
@@ -220,17 +210,22 @@ class DriveTransport(Transport):
     def put_blob_part(self, app: str, locator: str, data: SeekableReader) -> None:
         """Upload one part at its reserved id into my blobs folder of ``app`` (a repeated create that Drive
         answers 409 is success if the file there is mine: ``DriveApi`` checks)."""
-        blob_id = uuid.uuid4().hex
+        self._upload_blob(app, data, locator, f"part {locator} of a shared blob")
+
+    def _upload_blob(self, app: str, reader: SeekableReader, file_id: str | None, what: str) -> str:
+        """One blob file (a whole blob or a part) in my blobs folder of ``app``; returns its id."""
+        blob_id = uuid.uuid4().hex  # random: the name and properties say nothing about the content
         try:
-            self.writer.upload(
+            created = self.writer.upload(
                 f"blob-{blob_id}.bin",
-                data,
+                reader,
                 self.folders.blobs_folder(app),
                 layout.blob_properties(app, blob_id),
-                file_id=locator,
+                file_id=file_id,
             )
         except DriveError as exc:
-            raise TransportError(f"could not upload part {locator} of a shared blob: {exc}") from exc
+            raise TransportError(f"could not upload {what}: {exc}") from exc
+        return str(created["id"])
 
     # -- reading ------------------------------------------------------------------------
 
