@@ -120,6 +120,18 @@ class BlobPlacer:
             ref = self._by_digest.get(digest) if digest is not None else None
             return ref if ref is not None else self._upload(data, fingerprint, digest)
 
+    def noting(self, used: list[str]) -> Callable[[bytes], BlobRef | None]:
+        """This placer as a message's ``place_blob``, noting every file of each blob it places in ``used``
+        (what the message refers to: kept while it is pending, deleted with it)."""
+
+        def place(data: bytes) -> BlobRef | None:
+            ref = self(data)
+            if ref is not None:
+                used.extend(ref.locators)
+            return ref
+
+        return place
+
     def _upload(self, data: bytes, fingerprint: str, digest: str | None) -> BlobRef | None:
         """Encrypt and upload ``data`` as a new blob, hashing it beside the upload when ``digest`` is not known
         (None: an ``only_in_parts`` placer whose transport stores blobs only whole)."""

@@ -24,7 +24,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
@@ -48,7 +47,6 @@ from syft_flwr_gdrive.blobs import BlobPlacer
 from syft_flwr_gdrive.config import ConfigError
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS
 from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
-from syft_flwr_gdrive.flower_codec import BlobRef
 from syft_flwr_gdrive.flower_codec import PayloadError
 from syft_flwr_gdrive.flower_codec import decode_message_and_run
 from syft_flwr_gdrive.flower_codec import encode_message
@@ -344,7 +342,7 @@ class ClientLoop:
                 kind=KIND_REPLY,
                 recipient=env.sender,
                 run_id=env.run_id,
-                payload=encode_message(reply, place_blob=self._place_in(parts)),
+                payload=encode_message(reply, place_blob=self._placer.noting(parts)),
                 message_id=reply.metadata.message_id,
                 reply_to=env.message_id,
                 ttl=reply.metadata.ttl,
@@ -387,17 +385,6 @@ class ClientLoop:
                 self.mailbox.delete_own(incomplete)
             except Exception as exc:
                 logger.warning("could not delete incomplete replies (%s); the server may read them", exc)
-
-    def _place_in(self, parts: list[str]) -> Callable[[bytes], BlobRef | None]:
-        """The reply's blob placer, noting the parts of each blob it places in ``parts``."""
-
-        def place(data: bytes) -> BlobRef | None:
-            ref = self._placer(data)
-            if ref is not None:
-                parts.extend(ref.locators)
-            return ref
-
-        return place
 
     def _withdraw_reply(self, handle: str | None, parts: list[str]) -> None:
         """Delete a reply that was not completed (its blob failed) and the parts it stored (best effort)."""

@@ -26,7 +26,6 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,7 +49,6 @@ from syft_flwr_gdrive.coalesce import Coalescer
 from syft_flwr_gdrive.crypto import MissingPeerKey
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS
 from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
-from syft_flwr_gdrive.flower_codec import BlobRef
 from syft_flwr_gdrive.flower_codec import PayloadError
 from syft_flwr_gdrive.flower_codec import decode_message
 from syft_flwr_gdrive.flower_codec import encode_message
@@ -338,21 +336,10 @@ class TransportGrid(Grid):
         )
         return handle
 
-    def _placer(self, used: list[str]) -> Callable[[bytes], BlobRef | None]:
-        """Place large arrays as shared blobs, noting each blob's locator in ``used``."""
-
-        def place(data: bytes) -> BlobRef | None:
-            placed = self.blobs(data)
-            if placed is not None:
-                used.extend(placed.locators)
-            return placed
-
-        return place
-
     def _encode_shared(self, msg: Message) -> _Group:
         """The payload every recipient of this content shares: the message with its per-recipient metadata blanked."""
         used: list[str] = []
-        place = self._placer(used)
+        place = self.blobs.noting(used)
 
         meta = msg.metadata
         shell = make_message(
@@ -414,7 +401,7 @@ class TransportGrid(Grid):
         run_id = self.run_id
         meta = msg.metadata
         used: list[str] = []
-        place = self._placer(used)
+        place = self.blobs.noting(used)
 
         message_id, handle = self.mailbox.send(
             kind=KIND_REQUEST,
