@@ -120,7 +120,7 @@ def load_ref(ref: str) -> Any:
 
 
 def settings_for(spec: dict[str, Any], email: str) -> Any:
-    from syft_flwr_gdrive.config import Settings
+    from syft_flwr_gdrive.base.config import Settings
 
     return Settings.from_env(
         {},

@@ -294,7 +294,7 @@ def run_one(n: int, args: Any, workdir: Path) -> dict[str, Any]:
 
 def idle_poll(peers: int, pending: int, seed: int, workdir: Path) -> dict[str, Any]:
     """Calls of one poll by the server with `peers` peers: 0 pending, P pending elsewhere, P handled."""
-    from syft_flwr_gdrive.config import Settings
+    from syft_flwr_gdrive.base.config import Settings
     from syft_flwr_gdrive.fake import FaultConfig
     from syft_flwr_gdrive.participant import app_key
     from syft_flwr_gdrive.plugin import create_transport

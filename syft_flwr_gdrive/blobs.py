@@ -26,6 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from typing import BinaryIO
 
+from syft_flwr_gdrive.base.segments import SegmentReader
+from syft_flwr_gdrive.base.segments import WindowReader
+from syft_flwr_gdrive.base.segments import as_binary
 from syft_flwr_gdrive.crypto import BLOB_CIPHER
 from syft_flwr_gdrive.crypto import CHUNK
 from syft_flwr_gdrive.crypto import TAG
@@ -40,9 +43,6 @@ from syft_flwr_gdrive.crypto import sealed_blob_size
 from syft_flwr_gdrive.flower_codec import BlobRef
 from syft_flwr_gdrive.flower_codec import PayloadError
 from syft_flwr_gdrive.flower_codec import split_sizes
-from syft_flwr_gdrive.segments import SegmentReader
-from syft_flwr_gdrive.segments import WindowReader
-from syft_flwr_gdrive.segments import as_binary
 from syft_flwr_gdrive.transport.contract import BlobRefused
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 from syft_flwr_gdrive.transport.pipe import PipeSink

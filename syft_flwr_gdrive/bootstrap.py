@@ -13,10 +13,10 @@ from pathlib import Path
 
 import tomli_w
 
-from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.config import ProjectConfig
-from syft_flwr_gdrive.config import tomllib
-from syft_flwr_gdrive.config import validate_email
+from syft_flwr_gdrive.base.config import ConfigError
+from syft_flwr_gdrive.base.config import ProjectConfig
+from syft_flwr_gdrive.base.config import tomllib
+from syft_flwr_gdrive.base.config import validate_email
 from syft_flwr_gdrive.plugin import available_transports
 
 _SECTION = re.compile(r"^\[tool\.syft_flwr\]\s*$", re.MULTILINE)

@@ -24,9 +24,9 @@ from typing import Any
 
 import typer
 
-from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.config import Settings
-from syft_flwr_gdrive.config import validate_email
+from syft_flwr_gdrive.base.config import ConfigError
+from syft_flwr_gdrive.base.config import Settings
+from syft_flwr_gdrive.base.config import validate_email
 
 EXIT_OK, EXIT_CONFIG, EXIT_DRIVE, EXIT_RUN, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
 
@@ -602,7 +602,7 @@ def doctor(
 
 def _doctor_peer(environ: dict[str, str], overrides: dict[str, Any], peer: str, timeout: float) -> None:
     """The timed round trip of `doctor --peer`; exits 3 (Drive) when the two accounts cannot federate."""
-    from syft_flwr_gdrive.config import Settings
+    from syft_flwr_gdrive.base.config import Settings
     from syft_flwr_gdrive.peercheck import check_peer
     from syft_flwr_gdrive.plugin import create_transport
 

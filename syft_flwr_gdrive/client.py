@@ -10,12 +10,12 @@ from typing import Any
 
 from flwr.clientapp import ClientApp
 
+from syft_flwr_gdrive.base.config import ConfigError
+from syft_flwr_gdrive.base.config import ProjectConfig
+from syft_flwr_gdrive.base.config import Settings
+from syft_flwr_gdrive.base.config import validate_email
 from syft_flwr_gdrive.client_loop import ClientLoop
 from syft_flwr_gdrive.client_loop import ClientReport
-from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.config import ProjectConfig
-from syft_flwr_gdrive.config import Settings
-from syft_flwr_gdrive.config import validate_email
 from syft_flwr_gdrive.participant import open_mailbox
 from syft_flwr_gdrive.plugin import create_transport
 from syft_flwr_gdrive.poll_schedule import PollSchedule

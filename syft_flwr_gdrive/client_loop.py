@@ -39,12 +39,13 @@ from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 from flwr.supercore.constant import SYSTEM_MESSAGE_TYPE
 
-from syft_flwr_gdrive.accounts import canonical_email
-from syft_flwr_gdrive.accounts import node_id_for
+from syft_flwr_gdrive.base.accounts import canonical_email
+from syft_flwr_gdrive.base.accounts import node_id_for
+from syft_flwr_gdrive.base.config import ConfigError
+from syft_flwr_gdrive.base.logsafe import printable
 from syft_flwr_gdrive.blobs import MIN_PART_WAIT
 from syft_flwr_gdrive.blobs import BlobCache
 from syft_flwr_gdrive.blobs import BlobPlacer
-from syft_flwr_gdrive.config import ConfigError
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS
 from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
 from syft_flwr_gdrive.flower_codec import PayloadError
@@ -52,7 +53,6 @@ from syft_flwr_gdrive.flower_codec import decode_message_and_run
 from syft_flwr_gdrive.flower_codec import encode_message
 from syft_flwr_gdrive.identity import AppIdentity
 from syft_flwr_gdrive.identity import differences
-from syft_flwr_gdrive.logsafe import printable
 from syft_flwr_gdrive.poll_schedule import PollPolicy
 from syft_flwr_gdrive.poll_schedule import PollSchedule
 from syft_flwr_gdrive.tally import round_of

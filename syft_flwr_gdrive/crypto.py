@@ -63,12 +63,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from syft_flwr_gdrive.routing import Routing
-from syft_flwr_gdrive.segments import Buffer
-from syft_flwr_gdrive.segments import ChunkReader
-from syft_flwr_gdrive.segments import SeekableReader
-from syft_flwr_gdrive.segments import as_binary
-from syft_flwr_gdrive.statefile import write_json_atomic
+from syft_flwr_gdrive.base.routing import Routing
+from syft_flwr_gdrive.base.segments import Buffer
+from syft_flwr_gdrive.base.segments import ChunkReader
+from syft_flwr_gdrive.base.segments import SeekableReader
+from syft_flwr_gdrive.base.segments import as_binary
+from syft_flwr_gdrive.base.statefile import write_json_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from syft_flwr_gdrive.config import ConfigError
+from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.federation import LocalFederation

@@ -42,7 +42,8 @@ from flwr.serverapp import Grid
 from flwr.supercore.constant import SYSTEM_MESSAGE_TYPE
 from flwr.supercore.run import Run
 
-from syft_flwr_gdrive.accounts import node_id_for
+from syft_flwr_gdrive.base.accounts import node_id_for
+from syft_flwr_gdrive.base.logsafe import printable
 from syft_flwr_gdrive.blobs import BlobCache
 from syft_flwr_gdrive.blobs import BlobPlacer
 from syft_flwr_gdrive.coalesce import Coalescer
@@ -52,7 +53,6 @@ from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
 from syft_flwr_gdrive.flower_codec import PayloadError
 from syft_flwr_gdrive.flower_codec import decode_message
 from syft_flwr_gdrive.flower_codec import encode_message
-from syft_flwr_gdrive.logsafe import printable
 from syft_flwr_gdrive.poll_schedule import PollPolicy
 from syft_flwr_gdrive.poll_schedule import PollSchedule
 from syft_flwr_gdrive.tally import Tally

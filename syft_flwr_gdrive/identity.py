@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.config import tomllib
+from syft_flwr_gdrive.base.config import ConfigError
+from syft_flwr_gdrive.base.config import tomllib
 
 MAX_MANIFEST_FILES = 500  # beyond this only the fingerprint travels (no per-file diff)
 APP_SECTION = "[tool.flwr.app]"

@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from syft_flwr_gdrive.accounts import canonical_email
+from syft_flwr_gdrive.base.accounts import canonical_email
 from syft_flwr_gdrive.crypto import CryptoError
 from syft_flwr_gdrive.crypto import Sealer
 from syft_flwr_gdrive.crypto import _raw_public

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from syft_flwr_gdrive.accounts import canonical_email
+from syft_flwr_gdrive.base.accounts import canonical_email
 from syft_flwr_gdrive.transport.contract import Posting
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import Transport

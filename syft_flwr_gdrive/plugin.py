@@ -14,10 +14,10 @@ from __future__ import annotations
 from importlib.metadata import EntryPoint
 from importlib.metadata import entry_points
 
-from syft_flwr_gdrive.config import SYFTBOX_TRANSPORT
-from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.config import Settings
-from syft_flwr_gdrive.config import syftbox_transport_error
+from syft_flwr_gdrive.base.config import SYFTBOX_TRANSPORT
+from syft_flwr_gdrive.base.config import ConfigError
+from syft_flwr_gdrive.base.config import Settings
+from syft_flwr_gdrive.base.config import syftbox_transport_error
 from syft_flwr_gdrive.transport.contract import Transport
 
 GROUP = "syft_flwr.transports"

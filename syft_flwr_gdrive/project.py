@@ -13,8 +13,8 @@ from flwr.common.config import get_project_config
 from flwr.serverapp import ServerApp
 from flwr.supercore.object_ref import load_app
 
-from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.config import ProjectConfig
+from syft_flwr_gdrive.base.config import ConfigError
+from syft_flwr_gdrive.base.config import ProjectConfig
 
 
 class ProjectError(ConfigError):

@@ -26,10 +26,10 @@ from flwr.serverapp import ServerApp
 from flwr.supercore.task_identity import TaskIdentity
 from typing_extensions import Unpack
 
-from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.config import ProjectConfig
-from syft_flwr_gdrive.config import Settings
-from syft_flwr_gdrive.config import validate_email
+from syft_flwr_gdrive.base.config import ConfigError
+from syft_flwr_gdrive.base.config import ProjectConfig
+from syft_flwr_gdrive.base.config import Settings
+from syft_flwr_gdrive.base.config import validate_email
 from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
 from syft_flwr_gdrive.grid import TransportGrid
 from syft_flwr_gdrive.participant import app_key

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from syft_flwr_gdrive.config import Settings
+from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.crypto import Identity
 from syft_flwr_gdrive.crypto import PinStore
 

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from syft_flwr_gdrive.config import ConfigError
+from syft_flwr_gdrive.base.config import ConfigError
 
 _SCALARS = (bool, int, float, str)
 MAX_RUN_CONFIG_KEYS = 1000

@@ -274,7 +274,7 @@ def load_credentials(
 
 def verify_account(api: DriveApi, expected_email: str) -> str:
     """Check that the credentials act as ``expected_email`` (same account); return the email Drive reports."""
-    from syft_flwr_gdrive.accounts import same_account
+    from syft_flwr_gdrive.base.accounts import same_account
 
     actual = api.about_me()
     if not same_account(actual, expected_email):  # gmail: Drive reports the form the account registered

@@ -34,7 +34,7 @@ def _owners(meta: dict[str, Any]) -> list[str]:
 
 def _owned_by(meta: dict[str, Any], owner: str, permission_id: str | None) -> bool:
     """Drive says ``owner`` (alone) owns it: by email, or by permission id where Drive hides the email."""
-    from syft_flwr_gdrive.accounts import same_account
+    from syft_flwr_gdrive.base.accounts import same_account
 
     owners = meta.get("owners") or []
     if len(owners) != 1:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import threading
 
-from syft_flwr_gdrive.accounts import same_account
-from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.config import Settings
+from syft_flwr_gdrive.base.accounts import same_account
+from syft_flwr_gdrive.base.config import ConfigError
+from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.errors import DriveError
 from syft_flwr_gdrive.drive.options import DriveOptions

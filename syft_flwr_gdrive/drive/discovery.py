@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from syft_flwr_gdrive.accounts import canonical_email
+from syft_flwr_gdrive.base.accounts import canonical_email
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.owners import PeerOwners

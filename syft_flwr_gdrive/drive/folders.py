@@ -13,8 +13,8 @@ from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
 
-from syft_flwr_gdrive.accounts import canonical_email
-from syft_flwr_gdrive.accounts import same_account
+from syft_flwr_gdrive.base.accounts import canonical_email
+from syft_flwr_gdrive.base.accounts import same_account
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.errors import DriveError

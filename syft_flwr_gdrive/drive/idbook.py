@@ -14,7 +14,7 @@ import logging
 import threading
 from pathlib import Path
 
-from syft_flwr_gdrive.statefile import write_json_atomic
+from syft_flwr_gdrive.base.statefile import write_json_atomic
 
 logger = logging.getLogger(__name__)
 

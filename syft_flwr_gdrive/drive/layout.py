@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from syft_flwr_gdrive.accounts import node_id_for
-from syft_flwr_gdrive.routing import Routing
+from syft_flwr_gdrive.base.accounts import node_id_for
+from syft_flwr_gdrive.base.routing import Routing
 from syft_flwr_gdrive.transport.envelope import KINDS
 
 # How files and folders are arranged and described on Drive (the properties below), versioned apart
@@ -268,7 +268,7 @@ def peer_outboxes_query(app: str) -> str:
 
 def outbox_recipient_matches(props: Mapping[str, Any] | None, me_canonical: str) -> bool:
     """Is this outbox folder addressed to me? (by email when it says, else by node id)"""
-    from syft_flwr_gdrive.accounts import canonical_email
+    from syft_flwr_gdrive.base.accounts import canonical_email
 
     props = props or {}
     to_email = props.get(P_TO_EMAIL)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from syft_flwr_gdrive.config import Settings
-from syft_flwr_gdrive.config import option_env
-from syft_flwr_gdrive.config import positive_float
+from syft_flwr_gdrive.base.config import Settings
+from syft_flwr_gdrive.base.config import option_env
+from syft_flwr_gdrive.base.config import positive_float
 from syft_flwr_gdrive.drive.ratelimit import units_for
 
 DRIVE_URL, TOKEN_FILE, SERVICE_ACCOUNT_FILE, QUOTA = (

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from syft_flwr_gdrive.accounts import same_account
+from syft_flwr_gdrive.base.accounts import same_account
 
 
 class PeerOwners:

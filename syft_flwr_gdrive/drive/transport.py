@@ -40,10 +40,13 @@ from pathlib import Path
 from typing import BinaryIO
 from typing import ClassVar
 
-from syft_flwr_gdrive.accounts import canonical_email
-from syft_flwr_gdrive.config import MAX_EMAIL_LENGTH
-from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.config import Settings
+from syft_flwr_gdrive.base.accounts import canonical_email
+from syft_flwr_gdrive.base.config import MAX_EMAIL_LENGTH
+from syft_flwr_gdrive.base.config import ConfigError
+from syft_flwr_gdrive.base.config import Settings
+from syft_flwr_gdrive.base.segments import Buffer
+from syft_flwr_gdrive.base.segments import SeekableReader
+from syft_flwr_gdrive.base.segments import as_reader
 from syft_flwr_gdrive.drive import connect
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.api import DriveApi
@@ -65,9 +68,6 @@ from syft_flwr_gdrive.drive.polling import Poller
 from syft_flwr_gdrive.drive.polling import Sorted
 from syft_flwr_gdrive.drive.retry import deadline
 from syft_flwr_gdrive.drive.writes import Writer
-from syft_flwr_gdrive.segments import Buffer
-from syft_flwr_gdrive.segments import SeekableReader
-from syft_flwr_gdrive.segments import as_reader
 from syft_flwr_gdrive.transport.contract import BlobRefused
 from syft_flwr_gdrive.transport.contract import Check
 from syft_flwr_gdrive.transport.contract import Listing

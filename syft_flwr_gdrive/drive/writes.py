@@ -12,11 +12,11 @@ import logging
 import threading
 from typing import Any
 
+from syft_flwr_gdrive.base.segments import SeekableReader
+from syft_flwr_gdrive.base.segments import as_binary
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.errors import DriveError
-from syft_flwr_gdrive.segments import SeekableReader
-from syft_flwr_gdrive.segments import as_binary
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from syft_flwr_gdrive.accounts import canonical_email
+from syft_flwr_gdrive.base.accounts import canonical_email
 from syft_flwr_gdrive.crypto import CryptoError
 from syft_flwr_gdrive.crypto import MissingPeerKey
 from syft_flwr_gdrive.crypto import Sealer

@@ -18,11 +18,11 @@ from typing import ClassVar
 from typing import Protocol
 from typing import runtime_checkable
 
-from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.config import Settings
-from syft_flwr_gdrive.routing import Routing
-from syft_flwr_gdrive.segments import Buffer
-from syft_flwr_gdrive.segments import SeekableReader
+from syft_flwr_gdrive.base.config import ConfigError
+from syft_flwr_gdrive.base.config import Settings
+from syft_flwr_gdrive.base.routing import Routing
+from syft_flwr_gdrive.base.segments import Buffer
+from syft_flwr_gdrive.base.segments import SeekableReader
 
 __all__ = ["Announcement", "BlobRefused", "Check", "Listing", "Posting", "Routing", "Transport", "TransportError"]
 

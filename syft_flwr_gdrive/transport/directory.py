@@ -34,13 +34,13 @@ from typing import Any
 from typing import BinaryIO
 from typing import ClassVar
 
-from syft_flwr_gdrive.accounts import canonical_email
-from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.config import Settings
-from syft_flwr_gdrive.config import option_env
-from syft_flwr_gdrive.segments import Buffer
-from syft_flwr_gdrive.segments import SeekableReader
-from syft_flwr_gdrive.segments import as_reader
+from syft_flwr_gdrive.base.accounts import canonical_email
+from syft_flwr_gdrive.base.config import ConfigError
+from syft_flwr_gdrive.base.config import Settings
+from syft_flwr_gdrive.base.config import option_env
+from syft_flwr_gdrive.base.segments import Buffer
+from syft_flwr_gdrive.base.segments import SeekableReader
+from syft_flwr_gdrive.base.segments import as_reader
 from syft_flwr_gdrive.transport.contract import Announcement
 from syft_flwr_gdrive.transport.contract import BlobRefused
 from syft_flwr_gdrive.transport.contract import Check

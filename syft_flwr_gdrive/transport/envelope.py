@@ -37,9 +37,9 @@ from dataclasses import fields
 from typing import Any
 from typing import BinaryIO
 
+from syft_flwr_gdrive.base.routing import Routing
+from syft_flwr_gdrive.base.segments import Buffer
 from syft_flwr_gdrive.crypto import CODEC_SEAL
-from syft_flwr_gdrive.routing import Routing
-from syft_flwr_gdrive.segments import Buffer
 
 MAGIC = b"SFGD"
 # The wire format (this header) is versioned apart from any storage layout (drive/layout.LAYOUT_VERSION).

@@ -35,21 +35,21 @@ from typing import Any
 from typing import BinaryIO
 from typing import cast
 
-from syft_flwr_gdrive.accounts import canonical_email
+from syft_flwr_gdrive.base.accounts import canonical_email
+from syft_flwr_gdrive.base.logsafe import printable as _printable
+from syft_flwr_gdrive.base.segments import Buffer
+from syft_flwr_gdrive.base.segments import ConcatReader
+from syft_flwr_gdrive.base.segments import SeekableReader
+from syft_flwr_gdrive.base.segments import SegmentReader
+from syft_flwr_gdrive.base.segments import as_binary
 from syft_flwr_gdrive.crypto import CODEC_SEAL
 from syft_flwr_gdrive.crypto import CryptoError
 from syft_flwr_gdrive.crypto import MissingPeerKey
 from syft_flwr_gdrive.crypto import PlainLayout
 from syft_flwr_gdrive.crypto import PublicKeys
 from syft_flwr_gdrive.crypto import Sealer
-from syft_flwr_gdrive.logsafe import printable as _printable
 from syft_flwr_gdrive.multiseal import BundleHead
 from syft_flwr_gdrive.multiseal import Part
-from syft_flwr_gdrive.segments import Buffer
-from syft_flwr_gdrive.segments import ConcatReader
-from syft_flwr_gdrive.segments import SeekableReader
-from syft_flwr_gdrive.segments import SegmentReader
-from syft_flwr_gdrive.segments import as_binary
 from syft_flwr_gdrive.transport.bundles import BundleReader
 from syft_flwr_gdrive.transport.bundles import pack as pack_bundle
 from syft_flwr_gdrive.transport.contract import BundleStore

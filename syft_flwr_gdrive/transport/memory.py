@@ -17,11 +17,11 @@ from dataclasses import field
 from typing import BinaryIO
 from typing import ClassVar
 
-from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.config import Settings
-from syft_flwr_gdrive.segments import Buffer
-from syft_flwr_gdrive.segments import SeekableReader
-from syft_flwr_gdrive.segments import as_reader
+from syft_flwr_gdrive.base.config import ConfigError
+from syft_flwr_gdrive.base.config import Settings
+from syft_flwr_gdrive.base.segments import Buffer
+from syft_flwr_gdrive.base.segments import SeekableReader
+from syft_flwr_gdrive.base.segments import as_reader
 from syft_flwr_gdrive.transport.contract import Announcement
 from syft_flwr_gdrive.transport.contract import BlobRefused
 from syft_flwr_gdrive.transport.contract import Listing

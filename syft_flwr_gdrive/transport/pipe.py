@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import BinaryIO
 
-from syft_flwr_gdrive.segments import Buffer
+from syft_flwr_gdrive.base.segments import Buffer
 
 _END = object()
 _TICK = 0.1  # seconds between checks while waiting (keeps Ctrl-C and a failed side prompt)

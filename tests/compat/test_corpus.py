@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from syft_flwr_gdrive.config import Settings
+from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer

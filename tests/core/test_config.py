@@ -2,10 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.config import ProjectConfig
-from syft_flwr_gdrive.config import Settings
-from syft_flwr_gdrive.config import validate_email
+from syft_flwr_gdrive.base.config import ConfigError
+from syft_flwr_gdrive.base.config import ProjectConfig
+from syft_flwr_gdrive.base.config import Settings
+from syft_flwr_gdrive.base.config import validate_email
 
 
 @pytest.mark.parametrize("email", ["a_b@x.com", "a.b+c@x.co.uk", "o'neil@example.com", " Mixed@Case.COM "])

@@ -11,8 +11,8 @@ from dataclasses import replace
 
 import pytest
 
-from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.config import Settings
+from syft_flwr_gdrive.base.config import ConfigError
+from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.crypto import CODEC_SEAL
 from syft_flwr_gdrive.crypto import SEAL_AESGCM
 from syft_flwr_gdrive.crypto import SEAL_CHACHA

@@ -14,8 +14,8 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
-from syft_flwr_gdrive.accounts import FIRST_NODE_ID
-from syft_flwr_gdrive.accounts import node_id_for
+from syft_flwr_gdrive.base.accounts import FIRST_NODE_ID
+from syft_flwr_gdrive.base.accounts import node_id_for
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS
 from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
 from syft_flwr_gdrive.flower_codec import message_from_bytes

@@ -1,8 +1,8 @@
 import pytest
 
-from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.config import ProjectConfig
-from syft_flwr_gdrive.config import Settings
+from syft_flwr_gdrive.base.config import ConfigError
+from syft_flwr_gdrive.base.config import ProjectConfig
+from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.plugin import available_transports
 from syft_flwr_gdrive.plugin import create_transport

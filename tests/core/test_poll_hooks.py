@@ -21,8 +21,8 @@ from flwr.serverapp import ServerApp
 from flwr.serverapp.strategy import FedAvg
 
 import syft_flwr_gdrive.server as server_module
+from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.client_loop import ClientLoop
-from syft_flwr_gdrive.config import Settings
 from syft_flwr_gdrive.crypto import Identity
 from syft_flwr_gdrive.crypto import PinStore
 from syft_flwr_gdrive.crypto import Sealer

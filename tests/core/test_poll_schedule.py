@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from syft_flwr_gdrive.config import Settings
+from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.drive.options import DriveOptions
 from syft_flwr_gdrive.poll_schedule import BACKOFF
 from syft_flwr_gdrive.poll_schedule import FAST

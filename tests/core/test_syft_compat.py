@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from syft_flwr_gdrive.base.config import ConfigError
+from syft_flwr_gdrive.base.config import ProjectConfig
+from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.bootstrap import bootstrap
-from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.config import ProjectConfig
-from syft_flwr_gdrive.config import Settings
 from syft_flwr_gdrive.plugin import transport_class
 
 SYFT_FLWR_PYPROJECT = """[project]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
+from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.cli import app
-from syft_flwr_gdrive.config import Settings
 from syft_flwr_gdrive.crypto import Identity
 from syft_flwr_gdrive.crypto import PinStore
 from syft_flwr_gdrive.crypto import sealer_for

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from syft_flwr_gdrive.config import ConfigError
+from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.userconfig import check_user_config
 from syft_flwr_gdrive.userconfig import parse_user_config
 from syft_flwr_gdrive.userconfig import run_config_of

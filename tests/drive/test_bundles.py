@@ -215,7 +215,7 @@ def test_a_push_of_n_is_one_bundle_answered_by_all_and_deleted_once(drive):
     from flwr.app import Message
     from flwr.app import RecordDict
 
-    from syft_flwr_gdrive.accounts import node_id_for
+    from syft_flwr_gdrive.base.accounts import node_id_for
 
     grid, clients = grid_federation(drive, "flwr/b-grid")
     content = RecordDict({"config": ConfigRecord({"round": 1})})
@@ -243,7 +243,7 @@ def test_legacy_one_message_calls_from_a_thread_pool_become_one_bundle(drive):
     from flwr.app import Message
     from flwr.app import RecordDict
 
-    from syft_flwr_gdrive.accounts import node_id_for
+    from syft_flwr_gdrive.base.accounts import node_id_for
 
     grid, clients = grid_federation(drive, "flwr/b-legacy")
     creates = calls(grid.mailbox, "files.create")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.config import Settings
+from syft_flwr_gdrive.base.config import ConfigError
+from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.drive.options import DriveOptions
 
 

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from syft_flwr_gdrive.base.routing import Routing
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.errors import DriveNotFound
@@ -20,7 +21,6 @@ from syft_flwr_gdrive.drive.polling import LIST_EVERY
 from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
-from syft_flwr_gdrive.routing import Routing
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 from tests.helpers.routings import request_routing

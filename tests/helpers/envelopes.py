@@ -12,7 +12,7 @@ from dataclasses import fields
 from dataclasses import replace
 from typing import Any
 
-from syft_flwr_gdrive.routing import Routing
+from syft_flwr_gdrive.base.routing import Routing
 from syft_flwr_gdrive.transport.envelope import Envelope
 from syft_flwr_gdrive.transport.envelope import decode_file
 from syft_flwr_gdrive.transport.envelope import encode_segments

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from syft_flwr_gdrive.accounts import canonical_email
+from syft_flwr_gdrive.base.accounts import canonical_email
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.errors import DriveError
 from syft_flwr_gdrive.drive.retry import RetryPolicy

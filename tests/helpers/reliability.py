@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from syft_flwr_gdrive.accounts import canonical_email
+from syft_flwr_gdrive.base.accounts import canonical_email
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.api import FOLDER_MIME
 from syft_flwr_gdrive.drive.api import DriveApi

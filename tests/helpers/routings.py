@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from syft_flwr_gdrive.routing import Routing
+from syft_flwr_gdrive.base.routing import Routing
 
 
 def request_routing(run_id: int, message_id: str, *, sender: str, recipient: str, app: str, **changes: Any) -> Routing:

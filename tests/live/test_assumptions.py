@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from syft_flwr_gdrive.accounts import canonical_email
+from syft_flwr_gdrive.base.accounts import canonical_email
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.drive.errors import DriveConflict
 from syft_flwr_gdrive.drive.errors import DriveError

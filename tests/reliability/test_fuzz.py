@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from syft_flwr_gdrive.accounts import node_id_for
+from syft_flwr_gdrive.base.accounts import node_id_for
 from syft_flwr_gdrive.crypto import CODEC_SEAL
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.transport.contract import Routing

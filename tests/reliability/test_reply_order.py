@@ -22,8 +22,8 @@ from flwr.serverapp import Grid
 from flwr.serverapp import ServerApp
 from flwr.serverapp.strategy import FedAvg
 
+from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.client_loop import ClientLoop
-from syft_flwr_gdrive.config import Settings
 from syft_flwr_gdrive.participant import app_key
 from syft_flwr_gdrive.server import syftbox_flwr_server
 from syft_flwr_gdrive.transport.ledger import Ledger

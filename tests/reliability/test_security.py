@@ -33,7 +33,7 @@ from flwr.app import RecordDict
 from flwr.clientapp import ClientApp
 from flwr.supercore.task_identity import TaskIdentity
 
-from syft_flwr_gdrive.accounts import node_id_for
+from syft_flwr_gdrive.base.accounts import node_id_for
 from syft_flwr_gdrive.client_loop import ClientLoop
 from syft_flwr_gdrive.client_loop import reply_id_for
 from syft_flwr_gdrive.crypto import Identity
@@ -352,8 +352,8 @@ def run_client_thread(drive: FakeDriveServer, tmp_path: Path, env: dict[str, str
     """The real client entry point (syftbox_flwr_client) in a thread; returns (thread, stop event, transport)."""
     import threading
 
+    from syft_flwr_gdrive.base.config import Settings
     from syft_flwr_gdrive.client import syftbox_flwr_client
-    from syft_flwr_gdrive.config import Settings
 
     settings = Settings.from_env(
         {

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from syft_flwr_gdrive.base.segments import SegmentReader
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.maintenance import clean
-from syft_flwr_gdrive.segments import SegmentReader
 from syft_flwr_gdrive.transport.contract import BlobRefused
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import Transport
@@ -172,7 +172,7 @@ def test_calls_are_counted(make):
 
 def test_the_defaults_of_the_base_class():
     """What a transport gets without writing it: read through read_to, no blobs, no poll floor, a doctor line."""
-    from syft_flwr_gdrive.config import Settings
+    from syft_flwr_gdrive.base.config import Settings
 
     a = MemoryTransport(A, MemoryHub())
     a.send(routing(A, B), b"body")

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from syft_flwr_gdrive.config import ConfigError
-from syft_flwr_gdrive.config import Settings
+from syft_flwr_gdrive.base.config import ConfigError
+from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.doctor import run_checks
 from syft_flwr_gdrive.plugin import create_transport
 from syft_flwr_gdrive.transport.contract import Routing

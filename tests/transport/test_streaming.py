@@ -15,6 +15,7 @@ from flwr.app import Message
 from flwr.app import RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
+from syft_flwr_gdrive.base.segments import SegmentReader
 from syft_flwr_gdrive.blobs import BlobCache
 from syft_flwr_gdrive.blobs import BlobPlacer
 from syft_flwr_gdrive.crypto import CHUNK
@@ -27,7 +28,6 @@ from syft_flwr_gdrive.drive.api import DriveError
 from syft_flwr_gdrive.drive.api import _StreamMedia
 from syft_flwr_gdrive.flower_codec import decode_message
 from syft_flwr_gdrive.flower_codec import encode_message
-from syft_flwr_gdrive.segments import SegmentReader
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.envelope import Envelope
 from syft_flwr_gdrive.transport.envelope import decode_file
@@ -265,7 +265,7 @@ def test_pipe_sink_consumes_in_order_in_its_worker_and_reports_its_failure():
 
 
 def test_chunk_reader_hands_a_whole_region_over_and_drops_what_a_big_read_copied():
-    from syft_flwr_gdrive.segments import ChunkReader
+    from syft_flwr_gdrive.base.segments import ChunkReader
 
     region = os.urandom(5000)
     reader = ChunkReader(release_at=1000)
