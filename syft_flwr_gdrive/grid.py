@@ -47,7 +47,7 @@ from syft_flwr_gdrive.base.logsafe import printable
 from syft_flwr_gdrive.blobs import BlobCache
 from syft_flwr_gdrive.blobs import BlobPlacer
 from syft_flwr_gdrive.coalesce import Coalescer
-from syft_flwr_gdrive.crypto import MissingPeerKey
+from syft_flwr_gdrive.crypto.seal import MissingPeerKey
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS
 from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
 from syft_flwr_gdrive.flower_codec import PayloadError

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.config import Settings
-from syft_flwr_gdrive.crypto import sealer_for
+from syft_flwr_gdrive.crypto.seal import sealer_for
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS
 from syft_flwr_gdrive.flower_codec import parts_layout
 from syft_flwr_gdrive.transport.contract import Transport

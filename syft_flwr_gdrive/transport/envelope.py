@@ -39,7 +39,7 @@ from typing import BinaryIO
 
 from syft_flwr_gdrive.base.routing import Routing
 from syft_flwr_gdrive.base.segments import Buffer
-from syft_flwr_gdrive.crypto import CODEC_SEAL
+from syft_flwr_gdrive.crypto.seal import CODEC_SEAL
 
 MAGIC = b"SFGD"
 # The wire format (this header) is versioned apart from any storage layout (drive/layout.LAYOUT_VERSION).

@@ -42,14 +42,14 @@ from syft_flwr_gdrive.base.segments import ConcatReader
 from syft_flwr_gdrive.base.segments import SeekableReader
 from syft_flwr_gdrive.base.segments import SegmentReader
 from syft_flwr_gdrive.base.segments import as_binary
-from syft_flwr_gdrive.crypto import CODEC_SEAL
-from syft_flwr_gdrive.crypto import CryptoError
-from syft_flwr_gdrive.crypto import MissingPeerKey
-from syft_flwr_gdrive.crypto import PlainLayout
-from syft_flwr_gdrive.crypto import PublicKeys
-from syft_flwr_gdrive.crypto import Sealer
-from syft_flwr_gdrive.multiseal import BundleHead
-from syft_flwr_gdrive.multiseal import Part
+from syft_flwr_gdrive.crypto.multiseal import BundleHead
+from syft_flwr_gdrive.crypto.multiseal import Part
+from syft_flwr_gdrive.crypto.seal import CODEC_SEAL
+from syft_flwr_gdrive.crypto.seal import CryptoError
+from syft_flwr_gdrive.crypto.seal import MissingPeerKey
+from syft_flwr_gdrive.crypto.seal import PlainLayout
+from syft_flwr_gdrive.crypto.seal import PublicKeys
+from syft_flwr_gdrive.crypto.seal import Sealer
 from syft_flwr_gdrive.transport.bundles import BundleReader
 from syft_flwr_gdrive.transport.bundles import pack as pack_bundle
 from syft_flwr_gdrive.transport.contract import BundleStore

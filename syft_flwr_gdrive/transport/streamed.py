@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 from syft_flwr_gdrive.base.segments import Buffer
 from syft_flwr_gdrive.base.segments import ChunkReader
-from syft_flwr_gdrive.crypto import PlainLayout
-from syft_flwr_gdrive.crypto import SealedOpener
-from syft_flwr_gdrive.crypto import Sealer
+from syft_flwr_gdrive.crypto.seal import PlainLayout
+from syft_flwr_gdrive.crypto.seal import SealedOpener
+from syft_flwr_gdrive.crypto.seal import Sealer
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.envelope import MAGIC
 from syft_flwr_gdrive.transport.envelope import MAX_HEADER_BYTES

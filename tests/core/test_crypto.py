@@ -13,15 +13,15 @@ import pytest
 
 from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.config import Settings
-from syft_flwr_gdrive.crypto import CODEC_SEAL
-from syft_flwr_gdrive.crypto import SEAL_AESGCM
-from syft_flwr_gdrive.crypto import SEAL_CHACHA
-from syft_flwr_gdrive.crypto import CryptoError
-from syft_flwr_gdrive.crypto import Identity
-from syft_flwr_gdrive.crypto import PinStore
-from syft_flwr_gdrive.crypto import PublicKeys
-from syft_flwr_gdrive.crypto import Sealer
-from syft_flwr_gdrive.crypto import sealer_for
+from syft_flwr_gdrive.crypto.seal import CODEC_SEAL
+from syft_flwr_gdrive.crypto.seal import SEAL_AESGCM
+from syft_flwr_gdrive.crypto.seal import SEAL_CHACHA
+from syft_flwr_gdrive.crypto.seal import CryptoError
+from syft_flwr_gdrive.crypto.seal import Identity
+from syft_flwr_gdrive.crypto.seal import PinStore
+from syft_flwr_gdrive.crypto.seal import PublicKeys
+from syft_flwr_gdrive.crypto.seal import Sealer
+from syft_flwr_gdrive.crypto.seal import sealer_for
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.envelope import WIRE_VERSION
 from syft_flwr_gdrive.transport.envelope import Envelope

@@ -20,9 +20,9 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from syft_flwr_gdrive.blobs import BlobCache
 from syft_flwr_gdrive.blobs import BlobPlacer
-from syft_flwr_gdrive.crypto import BLOB_AESGCM
-from syft_flwr_gdrive.crypto import BLOB_CHACHA
-from syft_flwr_gdrive.crypto import content_digest
+from syft_flwr_gdrive.crypto.seal import BLOB_AESGCM
+from syft_flwr_gdrive.crypto.seal import BLOB_CHACHA
+from syft_flwr_gdrive.crypto.seal import content_digest
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS
 from syft_flwr_gdrive.flower_codec import CODEC_PROTO
 from syft_flwr_gdrive.flower_codec import PayloadError

@@ -8,19 +8,19 @@ import struct
 
 import pytest
 
-from syft_flwr_gdrive.crypto import CryptoError
-from syft_flwr_gdrive.crypto import Identity
-from syft_flwr_gdrive.crypto import MissingPeerKey
-from syft_flwr_gdrive.crypto import PinStore
-from syft_flwr_gdrive.crypto import Sealer
-from syft_flwr_gdrive.multiseal import BundleHead
-from syft_flwr_gdrive.multiseal import Part
-from syft_flwr_gdrive.multiseal import _signed
-from syft_flwr_gdrive.multiseal import open_bundle
-from syft_flwr_gdrive.multiseal import open_plain
-from syft_flwr_gdrive.multiseal import pack_plain
-from syft_flwr_gdrive.multiseal import read_head
-from syft_flwr_gdrive.multiseal import seal_bundle
+from syft_flwr_gdrive.crypto.multiseal import BundleHead
+from syft_flwr_gdrive.crypto.multiseal import Part
+from syft_flwr_gdrive.crypto.multiseal import _signed
+from syft_flwr_gdrive.crypto.multiseal import open_bundle
+from syft_flwr_gdrive.crypto.multiseal import open_plain
+from syft_flwr_gdrive.crypto.multiseal import pack_plain
+from syft_flwr_gdrive.crypto.multiseal import read_head
+from syft_flwr_gdrive.crypto.multiseal import seal_bundle
+from syft_flwr_gdrive.crypto.seal import CryptoError
+from syft_flwr_gdrive.crypto.seal import Identity
+from syft_flwr_gdrive.crypto.seal import MissingPeerKey
+from syft_flwr_gdrive.crypto.seal import PinStore
+from syft_flwr_gdrive.crypto.seal import Sealer
 from tests.helpers.keys import sealers
 
 DS, A, B, C, EVE = "ds@x.com", "a@x.com", "b@x.com", "c@x.com", "eve@x.com"

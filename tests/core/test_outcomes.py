@@ -24,9 +24,9 @@ from flwr.serverapp.strategy import FedAvg
 
 from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.client_loop import ClientLoop
-from syft_flwr_gdrive.crypto import Identity
-from syft_flwr_gdrive.crypto import PinStore
-from syft_flwr_gdrive.crypto import Sealer
+from syft_flwr_gdrive.crypto.seal import Identity
+from syft_flwr_gdrive.crypto.seal import PinStore
+from syft_flwr_gdrive.crypto.seal import Sealer
 from syft_flwr_gdrive.participant import app_key
 from syft_flwr_gdrive.server import serve
 from syft_flwr_gdrive.tally import Tally

@@ -23,9 +23,9 @@ from flwr.serverapp.strategy import FedAvg
 import syft_flwr_gdrive.server as server_module
 from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.client_loop import ClientLoop
-from syft_flwr_gdrive.crypto import Identity
-from syft_flwr_gdrive.crypto import PinStore
-from syft_flwr_gdrive.crypto import Sealer
+from syft_flwr_gdrive.crypto.seal import Identity
+from syft_flwr_gdrive.crypto.seal import PinStore
+from syft_flwr_gdrive.crypto.seal import Sealer
 from syft_flwr_gdrive.participant import app_key
 from syft_flwr_gdrive.poll_schedule import PollPolicy
 from syft_flwr_gdrive.poll_schedule import PollSchedule

@@ -7,9 +7,9 @@ from typer.testing import CliRunner
 
 from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.cli import app
-from syft_flwr_gdrive.crypto import Identity
-from syft_flwr_gdrive.crypto import PinStore
-from syft_flwr_gdrive.crypto import sealer_for
+from syft_flwr_gdrive.crypto.seal import Identity
+from syft_flwr_gdrive.crypto.seal import PinStore
+from syft_flwr_gdrive.crypto.seal import sealer_for
 
 PEER = "alice@example.com"
 

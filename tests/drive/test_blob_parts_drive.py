@@ -19,8 +19,8 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from syft_flwr_gdrive.blobs import BlobCache
 from syft_flwr_gdrive.blobs import BlobPlacer
-from syft_flwr_gdrive.crypto import CHUNK
-from syft_flwr_gdrive.crypto import TAG
+from syft_flwr_gdrive.crypto.seal import CHUNK
+from syft_flwr_gdrive.crypto.seal import TAG
 from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from syft_flwr_gdrive.crypto import Identity
-from syft_flwr_gdrive.crypto import PinStore
-from syft_flwr_gdrive.crypto import Sealer
+from syft_flwr_gdrive.crypto.seal import Identity
+from syft_flwr_gdrive.crypto.seal import PinStore
+from syft_flwr_gdrive.crypto.seal import Sealer
 
 
 def sealers(*emails: str) -> dict[str, Sealer]:

@@ -23,7 +23,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from syft_flwr_gdrive.base.accounts import node_id_for
-from syft_flwr_gdrive.crypto import CODEC_SEAL
+from syft_flwr_gdrive.crypto.seal import CODEC_SEAL
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.envelope import KINDS
@@ -431,9 +431,9 @@ def mutated_indexes(draw) -> dict:
 @example(index={"message": 10**30, "arrays": []}, tail="valid", noise=b"")
 @example(index={"message": 0, "arrays": [{}] * 3}, tail="random", noise=b"")
 def test_parts_payloads_decode_or_raise_payload_error(index, tail, noise):
-    from syft_flwr_gdrive.crypto import BLOB_CIPHERS
-    from syft_flwr_gdrive.crypto import BLOB_DIGESTS
-    from syft_flwr_gdrive.crypto import sealed_blob_size
+    from syft_flwr_gdrive.crypto.seal import BLOB_CIPHERS
+    from syft_flwr_gdrive.crypto.seal import BLOB_DIGESTS
+    from syft_flwr_gdrive.crypto.seal import sealed_blob_size
     from syft_flwr_gdrive.flower_codec import PayloadError
     from syft_flwr_gdrive.flower_codec import decode_message
 

@@ -36,9 +36,9 @@ from flwr.supercore.task_identity import TaskIdentity
 from syft_flwr_gdrive.base.accounts import node_id_for
 from syft_flwr_gdrive.client_loop import ClientLoop
 from syft_flwr_gdrive.client_loop import reply_id_for
-from syft_flwr_gdrive.crypto import Identity
-from syft_flwr_gdrive.crypto import PinStore
-from syft_flwr_gdrive.crypto import Sealer
+from syft_flwr_gdrive.crypto.seal import Identity
+from syft_flwr_gdrive.crypto.seal import PinStore
+from syft_flwr_gdrive.crypto.seal import Sealer
 from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS

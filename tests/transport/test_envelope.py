@@ -2,7 +2,7 @@ import struct
 
 import pytest
 
-from syft_flwr_gdrive.crypto import CODEC_SEAL
+from syft_flwr_gdrive.crypto.seal import CODEC_SEAL
 from syft_flwr_gdrive.transport.envelope import MAGIC
 from syft_flwr_gdrive.transport.envelope import WIRE_READS
 from syft_flwr_gdrive.transport.envelope import WIRE_VERSION

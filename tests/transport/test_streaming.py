@@ -18,12 +18,12 @@ from flwr.supercore.task_identity import TaskIdentity
 from syft_flwr_gdrive.base.segments import SegmentReader
 from syft_flwr_gdrive.blobs import BlobCache
 from syft_flwr_gdrive.blobs import BlobPlacer
-from syft_flwr_gdrive.crypto import CHUNK
-from syft_flwr_gdrive.crypto import CryptoError
-from syft_flwr_gdrive.crypto import Identity
-from syft_flwr_gdrive.crypto import PinStore
-from syft_flwr_gdrive.crypto import Sealer
-from syft_flwr_gdrive.crypto import content_digest
+from syft_flwr_gdrive.crypto.seal import CHUNK
+from syft_flwr_gdrive.crypto.seal import CryptoError
+from syft_flwr_gdrive.crypto.seal import Identity
+from syft_flwr_gdrive.crypto.seal import PinStore
+from syft_flwr_gdrive.crypto.seal import Sealer
+from syft_flwr_gdrive.crypto.seal import content_digest
 from syft_flwr_gdrive.drive.api import DriveError
 from syft_flwr_gdrive.drive.api import _StreamMedia
 from syft_flwr_gdrive.flower_codec import decode_message
@@ -283,7 +283,7 @@ def test_chunk_reader_hands_a_whole_region_over_and_drops_what_a_big_read_copied
 
 
 def _sealed_body(alice, routing, plain: bytes) -> bytes:
-    from syft_flwr_gdrive.crypto import CODEC_SEAL
+    from syft_flwr_gdrive.crypto.seal import CODEC_SEAL
     from syft_flwr_gdrive.flower_codec import CODEC_PARTS
     from syft_flwr_gdrive.transport.envelope import header_bytes
 
