@@ -82,7 +82,7 @@ class CountingHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         msg = str(record.msg)
         ours = record.name.startswith("syft_flwr_gdrive")
-        is_retry = ours and record.name.startswith("syft_flwr_gdrive.drive") and "retry" in msg
+        is_retry = ours and record.name.startswith("syft_flwr_gdrive.transport.drive") and "retry" in msg
         is_recovery = ours and ("could not" in msg or "failed" in msg)  # INFO: handled again at the next poll
         if record.levelno < logging.WARNING and not (is_retry or is_recovery):
             return
@@ -135,7 +135,7 @@ def settings_for(spec: dict[str, Any], email: str) -> Any:
 
 def transport_for(settings: Any) -> Any:
     """The transport the CLI builds (plugin lookup; for the fake: a fake token, one about.get)."""
-    from syft_flwr_gdrive.plugin import create_transport
+    from syft_flwr_gdrive.transport.registry import create_transport
 
     return create_transport(settings)
 
@@ -407,7 +407,7 @@ def run_clients(spec: dict[str, Any], logs: CountingHandler) -> dict[str, Any]:
 def run_raw_io(spec: dict[str, Any], logs: CountingHandler) -> dict[str, Any]:
     import numpy as np
 
-    from syft_flwr_gdrive.drive.api import DriveApi
+    from syft_flwr_gdrive.transport.drive.api import DriveApi
 
     size = int(spec["size"])
     api = DriveApi.for_fake(spec["drive_url"], spec.get("email", "raw@example.com"))

@@ -120,7 +120,7 @@ def surfaced(fed: H.FederationResult) -> dict[str, Any]:
                     reached[role][key] += n
                 else:
                     library[key] += n
-    retries_logged = sum(n for k, n in info.items() if "syft_flwr_gdrive.drive" in k and "retry" in k)
+    retries_logged = sum(n for k, n in info.items() if "syft_flwr_gdrive.transport.drive" in k and "retry" in k)
     return {
         "server": dict(reached["server"]),
         "clients": dict(reached["clients"]),
@@ -128,7 +128,9 @@ def surfaced(fed: H.FederationResult) -> dict[str, Any]:
         "clients_total": sum(reached["clients"].values()),
         "library_warnings": dict(library),
         "retry_log_lines": retries_logged,
-        "info_recovered": {k: n for k, n in info.items() if not ("syft_flwr_gdrive.drive" in k and "retry" in k)},
+        "info_recovered": {
+            k: n for k, n in info.items() if not ("syft_flwr_gdrive.transport.drive" in k and "retry" in k)
+        },
         "samples": (fed.server.get("log_samples") or [])[:10]
         + [x for w in fed.client_workers for x in (w.get("log_samples") or []) if "googleapiclient" not in x][:10],
     }

@@ -17,7 +17,7 @@ from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.config import ProjectConfig
 from syft_flwr_gdrive.base.config import tomllib
 from syft_flwr_gdrive.base.config import validate_email
-from syft_flwr_gdrive.plugin import available_transports
+from syft_flwr_gdrive.transport.registry import available_transports
 
 _SECTION = re.compile(r"^\[tool\.syft_flwr\]\s*$", re.MULTILINE)
 _NEXT_HEADER = re.compile(r"^\[", re.MULTILINE)

@@ -94,9 +94,9 @@ def _record_to_jsonable(record: Any) -> Any:
 
 def _run_errors(fn: Any) -> Any:
     """Map library errors to one line and an exit code."""
-    from syft_flwr_gdrive.drive.auth import CredentialsError
-    from syft_flwr_gdrive.drive.errors import DriveError
     from syft_flwr_gdrive.transport.contract import TransportError
+    from syft_flwr_gdrive.transport.drive.auth import CredentialsError
+    from syft_flwr_gdrive.transport.drive.errors import DriveError
 
     try:
         return fn()
@@ -200,9 +200,9 @@ def server(
         from flwr.app import RecordDict
 
         from syft_flwr_gdrive.identity import app_identity
-        from syft_flwr_gdrive.plugin import create_transport
         from syft_flwr_gdrive.project import FlowerProject
         from syft_flwr_gdrive.server import serve
+        from syft_flwr_gdrive.transport.registry import create_transport
         from syft_flwr_gdrive.userconfig import parse_user_config
 
         overrides = parse_user_config(run_config, option="--run-config")
@@ -287,8 +287,8 @@ def client(
     def go() -> None:
         from syft_flwr_gdrive.client import syftbox_flwr_client
         from syft_flwr_gdrive.identity import app_identity
-        from syft_flwr_gdrive.plugin import create_transport
         from syft_flwr_gdrive.project import FlowerProject
+        from syft_flwr_gdrive.transport.registry import create_transport
         from syft_flwr_gdrive.userconfig import parse_user_config
 
         proj = FlowerProject.load(me.project)
@@ -554,7 +554,7 @@ def login(
             from google_auth_oauthlib.flow import InstalledAppFlow
         except ImportError:
             raise ConfigError("login needs google-auth-oauthlib: pip install 'syft-flwr-gdrive[login]'.") from None
-        from syft_flwr_gdrive.drive.auth import SCOPES
+        from syft_flwr_gdrive.transport.drive.auth import SCOPES
 
         flow = InstalledAppFlow.from_client_secrets_file(str(client_secret), scopes=list(SCOPES))
         creds = flow.run_local_server(port=port, open_browser=True)
@@ -604,7 +604,7 @@ def _doctor_peer(environ: dict[str, str], overrides: dict[str, Any], peer: str, 
     """The timed round trip of `doctor --peer`; exits 3 (Drive) when the two accounts cannot federate."""
     from syft_flwr_gdrive.base.config import Settings
     from syft_flwr_gdrive.peercheck import check_peer
-    from syft_flwr_gdrive.plugin import create_transport
+    from syft_flwr_gdrive.transport.registry import create_transport
 
     settings = _run_errors(lambda: Settings.from_env(environ, **overrides))
     peer = _run_errors(lambda: validate_email(peer, what="--peer"))
@@ -676,7 +676,7 @@ def clean(
     def go() -> Any:
         from syft_flwr_gdrive.maintenance import clean as clean_files
         from syft_flwr_gdrive.participant import app_key
-        from syft_flwr_gdrive.plugin import create_transport
+        from syft_flwr_gdrive.transport.registry import create_transport
 
         settings = _settings(email, drive_url, None)
         return clean_files(create_transport(settings), app=app_key(app_name) if app_name else None, dry_run=dry_run)

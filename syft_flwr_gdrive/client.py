@@ -17,9 +17,9 @@ from syft_flwr_gdrive.base.config import validate_email
 from syft_flwr_gdrive.client_loop import ClientLoop
 from syft_flwr_gdrive.client_loop import ClientReport
 from syft_flwr_gdrive.participant import open_mailbox
-from syft_flwr_gdrive.plugin import create_transport
 from syft_flwr_gdrive.poll_schedule import PollSchedule
 from syft_flwr_gdrive.transport.contract import Transport
+from syft_flwr_gdrive.transport.registry import create_transport
 
 logger = logging.getLogger(__name__)
 

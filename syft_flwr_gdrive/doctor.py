@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.config import Settings
-from syft_flwr_gdrive.plugin import transport_class
 from syft_flwr_gdrive.transport.contract import Check
+from syft_flwr_gdrive.transport.registry import transport_class
 
 __all__ = ["Check", "run_checks"]
 

@@ -34,10 +34,10 @@ from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
 from syft_flwr_gdrive.grid import TransportGrid
 from syft_flwr_gdrive.participant import app_key
 from syft_flwr_gdrive.participant import open_mailbox
-from syft_flwr_gdrive.plugin import create_transport
 from syft_flwr_gdrive.poll_schedule import PollSchedule
 from syft_flwr_gdrive.transport.contract import Transport
 from syft_flwr_gdrive.transport.contract import TransportError
+from syft_flwr_gdrive.transport.registry import create_transport
 from syft_flwr_gdrive.userconfig import run_info
 
 logger = logging.getLogger(__name__)

@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 
 from syft_flwr_gdrive.base.config import Settings
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.federation import LocalFederation
+from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 
 CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "compat"
 SERVER = "ds@example.com"

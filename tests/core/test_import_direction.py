@@ -73,7 +73,7 @@ def offending(names: set[str], banned: set[str]) -> list[str]:
 def test_storage_and_mailbox_import_no_flower_and_no_adapter(path):
     banned = {f"syft_flwr_gdrive.{m}" for m in ADAPTER}
     if path.parent.name == "transport":
-        banned.add("syft_flwr_gdrive.drive")  # the contract and the mailbox know no transport
+        banned.add("syft_flwr_gdrive.transport.drive")  # the contract and the mailbox know no transport
     assert offending(imports_of(path), banned) == []
 
 
@@ -137,7 +137,7 @@ def test_the_checker_sees_imports_inside_functions_and_relative_ones():
 )
 def test_the_adapter_knows_no_particular_transport(name):
     """Above the contract nothing imports drive/: Drive's quota reaches the poll schedule as Transport.min_poll_gap."""
-    assert [n for n in imports_of(PACKAGE / f"{name}.py") if n.startswith("syft_flwr_gdrive.drive")] == []
+    assert [n for n in imports_of(PACKAGE / f"{name}.py") if n.startswith("syft_flwr_gdrive.transport.drive")] == []
 
 
 @pytest.mark.parametrize("name", ["routing", "segments", "accounts"])
@@ -153,4 +153,4 @@ def test_no_cycle_through_crypto():
 @pytest.mark.parametrize("path", [p for p in modules("drive") if p.name != "transport.py"], ids=lambda p: p.name)
 def test_the_drive_transports_parts_never_import_the_class_that_composes_them(path):
     """drive/transport.py composes folders, discovery, listing, polling, writes and connect; they import it never."""
-    assert [n for n in imports_of(path) if n.startswith("syft_flwr_gdrive.drive.transport")] == []
+    assert [n for n in imports_of(path) if n.startswith("syft_flwr_gdrive.transport.drive.transport")] == []

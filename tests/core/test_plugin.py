@@ -3,11 +3,11 @@ import pytest
 from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.config import ProjectConfig
 from syft_flwr_gdrive.base.config import Settings
-from syft_flwr_gdrive.drive.transport import DriveTransport
-from syft_flwr_gdrive.plugin import available_transports
-from syft_flwr_gdrive.plugin import create_transport
-from syft_flwr_gdrive.plugin import transport_class
 from syft_flwr_gdrive.transport.contract import Transport
+from syft_flwr_gdrive.transport.drive.transport import DriveTransport
+from syft_flwr_gdrive.transport.registry import available_transports
+from syft_flwr_gdrive.transport.registry import create_transport
+from syft_flwr_gdrive.transport.registry import transport_class
 
 
 def test_p2p_is_found_by_name_through_its_entry_point():

@@ -8,7 +8,6 @@ from __future__ import annotations
 import pytest
 
 from syft_flwr_gdrive.base.config import Settings
-from syft_flwr_gdrive.drive.options import DriveOptions
 from syft_flwr_gdrive.poll_schedule import BACKOFF
 from syft_flwr_gdrive.poll_schedule import FAST
 from syft_flwr_gdrive.poll_schedule import HOLD
@@ -16,6 +15,7 @@ from syft_flwr_gdrive.poll_schedule import LEAD_MEMORY
 from syft_flwr_gdrive.poll_schedule import LEAD_SHARE
 from syft_flwr_gdrive.poll_schedule import PollPolicy
 from syft_flwr_gdrive.poll_schedule import PollSchedule
+from syft_flwr_gdrive.transport.drive.options import DriveOptions
 
 
 class Clock:

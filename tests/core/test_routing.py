@@ -6,8 +6,8 @@ import dataclasses
 import json
 
 from syft_flwr_gdrive.base.routing import Routing
-from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.transport.directory import DirectoryTransport
+from syft_flwr_gdrive.transport.drive import layout
 from syft_flwr_gdrive.transport.envelope import Envelope
 from syft_flwr_gdrive.transport.envelope import decode_header
 from syft_flwr_gdrive.transport.envelope import header_bytes

@@ -14,8 +14,8 @@ import random
 import sys
 import tracemalloc
 
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.retry import RetryPolicy
+from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.retry import RetryPolicy
 
 
 class PatternStream(io.RawIOBase):

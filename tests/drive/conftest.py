@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from google.oauth2.credentials import Credentials
 
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.service import _HookedAuthorizedHttp
+from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.service import _HookedAuthorizedHttp
 from tests.helpers.scripted_http import TINY
 from tests.helpers.scripted_http import ScriptedHttp
 

@@ -14,9 +14,9 @@ import weakref
 
 import pytest
 
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.errors import DriveNotFound
 from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.errors import DriveNotFound
 
 DS = "ds@x.com"
 

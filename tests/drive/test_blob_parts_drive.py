@@ -21,13 +21,13 @@ from syft_flwr_gdrive.blobs import BlobCache
 from syft_flwr_gdrive.blobs import BlobPlacer
 from syft_flwr_gdrive.crypto.seal import CHUNK
 from syft_flwr_gdrive.crypto.seal import TAG
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.flower_codec import decode_message
 from syft_flwr_gdrive.flower_codec import encode_message
 from syft_flwr_gdrive.transport.contract import BlobRefused
+from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 

@@ -7,15 +7,15 @@ import json
 
 import pytest
 
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.api import escape_q
-from syft_flwr_gdrive.drive.errors import DriveConflict
-from syft_flwr_gdrive.drive.errors import DriveNotFound
-from syft_flwr_gdrive.drive.errors import DrivePermissionDenied
-from syft_flwr_gdrive.drive.errors import DriveRateLimited
-from syft_flwr_gdrive.drive.errors import DriveTooLarge
-from syft_flwr_gdrive.drive.errors import DriveUnavailable
-from syft_flwr_gdrive.drive.retry import RetryPolicy
+from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.api import escape_q
+from syft_flwr_gdrive.transport.drive.errors import DriveConflict
+from syft_flwr_gdrive.transport.drive.errors import DriveNotFound
+from syft_flwr_gdrive.transport.drive.errors import DrivePermissionDenied
+from syft_flwr_gdrive.transport.drive.errors import DriveRateLimited
+from syft_flwr_gdrive.transport.drive.errors import DriveTooLarge
+from syft_flwr_gdrive.transport.drive.errors import DriveUnavailable
+from syft_flwr_gdrive.transport.drive.retry import RetryPolicy
 from tests.helpers.scripted_http import TINY
 from tests.helpers.scripted_http import err
 from tests.helpers.scripted_http import ok

@@ -12,12 +12,12 @@ import pytest
 from google.oauth2 import credentials as oauth2_credentials
 from google.oauth2 import service_account
 
-from syft_flwr_gdrive.drive import auth
-from syft_flwr_gdrive.drive.auth import DRIVE_SCOPE
-from syft_flwr_gdrive.drive.auth import AccountMismatchError
-from syft_flwr_gdrive.drive.auth import CredentialsError
-from syft_flwr_gdrive.drive.auth import load_credentials
-from syft_flwr_gdrive.drive.auth import verify_account
+from syft_flwr_gdrive.transport.drive import auth
+from syft_flwr_gdrive.transport.drive.auth import DRIVE_SCOPE
+from syft_flwr_gdrive.transport.drive.auth import AccountMismatchError
+from syft_flwr_gdrive.transport.drive.auth import CredentialsError
+from syft_flwr_gdrive.transport.drive.auth import load_credentials
+from syft_flwr_gdrive.transport.drive.auth import verify_account
 
 
 def write(tmp_path, name, content):

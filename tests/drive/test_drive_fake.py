@@ -13,19 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from syft_flwr_gdrive.drive.api import FOLDER_MIME
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.api import escape_q
-from syft_flwr_gdrive.drive.auth import AccountMismatchError
-from syft_flwr_gdrive.drive.auth import verify_account
-from syft_flwr_gdrive.drive.errors import DriveAuthError
-from syft_flwr_gdrive.drive.errors import DriveNotFound
-from syft_flwr_gdrive.drive.errors import DrivePermissionDenied
-from syft_flwr_gdrive.drive.errors import DriveRateLimited
-from syft_flwr_gdrive.drive.errors import DriveUnavailable
-from syft_flwr_gdrive.drive.retry import RetryPolicy
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
+from syft_flwr_gdrive.transport.drive.api import FOLDER_MIME
+from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.api import escape_q
+from syft_flwr_gdrive.transport.drive.auth import AccountMismatchError
+from syft_flwr_gdrive.transport.drive.auth import verify_account
+from syft_flwr_gdrive.transport.drive.errors import DriveAuthError
+from syft_flwr_gdrive.transport.drive.errors import DriveNotFound
+from syft_flwr_gdrive.transport.drive.errors import DrivePermissionDenied
+from syft_flwr_gdrive.transport.drive.errors import DriveRateLimited
+from syft_flwr_gdrive.transport.drive.errors import DriveUnavailable
+from syft_flwr_gdrive.transport.drive.retry import RetryPolicy
 
 POLICY = RetryPolicy(max_attempts=15, max_total=60, initial_wait=0.001, max_wait=0.01, max_retry_after=0.01)
 KIB, MIB = 1024, 1024 * 1024

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import syft_flwr_gdrive.drive as drive_pkg
+import syft_flwr_gdrive.transport.drive as drive_pkg
 
 SENDERS = {"execute", "next_chunk"}
 

@@ -8,7 +8,7 @@ import pytest
 
 from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.config import Settings
-from syft_flwr_gdrive.drive.options import DriveOptions
+from syft_flwr_gdrive.transport.drive.options import DriveOptions
 
 
 def settings(**env: str) -> Settings:

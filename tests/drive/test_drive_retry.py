@@ -9,18 +9,18 @@ import pytest
 from google.auth import exceptions as auth_exceptions
 from googleapiclient.errors import HttpError
 
-from syft_flwr_gdrive.drive.errors import DriveAuthError
-from syft_flwr_gdrive.drive.errors import DriveConflict
-from syft_flwr_gdrive.drive.errors import DriveError
-from syft_flwr_gdrive.drive.errors import DriveNotFound
-from syft_flwr_gdrive.drive.errors import DrivePermissionDenied
-from syft_flwr_gdrive.drive.errors import DriveRateLimited
-from syft_flwr_gdrive.drive.errors import DriveUnavailable
-from syft_flwr_gdrive.drive.errors import parse_error_body
-from syft_flwr_gdrive.drive.retry import RetryPolicy
-from syft_flwr_gdrive.drive.retry import is_transient
-from syft_flwr_gdrive.drive.retry import retry_after_seconds
-from syft_flwr_gdrive.drive.retry import to_drive_error
+from syft_flwr_gdrive.transport.drive.errors import DriveAuthError
+from syft_flwr_gdrive.transport.drive.errors import DriveConflict
+from syft_flwr_gdrive.transport.drive.errors import DriveError
+from syft_flwr_gdrive.transport.drive.errors import DriveNotFound
+from syft_flwr_gdrive.transport.drive.errors import DrivePermissionDenied
+from syft_flwr_gdrive.transport.drive.errors import DriveRateLimited
+from syft_flwr_gdrive.transport.drive.errors import DriveUnavailable
+from syft_flwr_gdrive.transport.drive.errors import parse_error_body
+from syft_flwr_gdrive.transport.drive.retry import RetryPolicy
+from syft_flwr_gdrive.transport.drive.retry import is_transient
+from syft_flwr_gdrive.transport.drive.retry import retry_after_seconds
+from syft_flwr_gdrive.transport.drive.retry import to_drive_error
 from tests.helpers.scripted_http import drive_error_body
 
 

@@ -9,14 +9,14 @@ import time
 
 import pytest
 
-from syft_flwr_gdrive.drive import layout
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.errors import DriveError
-from syft_flwr_gdrive.drive.retry import deadline
-from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.drive import layout
+from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.errors import DriveError
+from syft_flwr_gdrive.transport.drive.retry import deadline
+from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 from tests.helpers.routings import request_routing
@@ -191,8 +191,8 @@ def test_each_drive_call_retries_only_until_its_callers_deadline(drive):
 @pytest.mark.slow  # waits out several deadlines
 def test_a_poll_gives_up_within_its_own_bound_so_waiters_keep_their_deadlines(drive):
     """Row 12: a poll under a persistent rate limit fails after POLL_RETRY_SECONDS, not after a 30 s backoff."""
-    from syft_flwr_gdrive.drive.polling import POLL_RETRY_SECONDS
     from syft_flwr_gdrive.transport.contract import TransportError
+    from syft_flwr_gdrive.transport.drive.polling import POLL_RETRY_SECONDS
 
     do = transport(drive, DO)
     do.prepare(APP, [DS])

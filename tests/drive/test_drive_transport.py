@@ -8,11 +8,11 @@ import os
 
 import pytest
 
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import TransportError
+from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 from tests.helpers.routings import request_routing
@@ -110,7 +110,7 @@ def test_peers_with_different_oauth_apps_see_each_others_routing(drive):
 
 
 def test_small_bodies_ride_in_properties_and_need_no_download(drive):
-    from syft_flwr_gdrive.drive import layout
+    from syft_flwr_gdrive.transport.drive import layout
 
     ds, do = transport(drive, DS), transport(drive, DO)
     app = "flwr/inline"
@@ -133,7 +133,7 @@ def test_small_bodies_ride_in_properties_and_need_no_download(drive):
 
 
 def test_a_message_of_a_newer_drive_layout_is_listed_unread_and_named_once(drive, caplog):
-    from syft_flwr_gdrive.drive import layout
+    from syft_flwr_gdrive.transport.drive import layout
 
     ds, do = transport(drive, DS), transport(drive, DO)
     ds.prepare("flwr/layout", [DO])

@@ -14,13 +14,13 @@ import time
 import pytest
 
 from syft_flwr_gdrive.base.routing import Routing
-from syft_flwr_gdrive.drive import layout
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.errors import DriveNotFound
-from syft_flwr_gdrive.drive.polling import LIST_EVERY
-from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
+from syft_flwr_gdrive.transport.drive import layout
+from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.errors import DriveNotFound
+from syft_flwr_gdrive.transport.drive.polling import LIST_EVERY
+from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 from tests.helpers.routings import request_routing
@@ -147,7 +147,7 @@ def test_a_promise_pointing_at_a_file_someone_else_owns_is_refused(drive, caplog
         properties=layout.message_properties(request("m2")),
         file_id=promised,
     )
-    with caplog.at_level(logging.WARNING, logger="syft_flwr_gdrive.drive.polling"):
+    with caplog.at_level(logging.WARNING, logger="syft_flwr_gdrive.transport.drive.polling"):
         for _ in range(LIST_EVERY + 1):
             listing = do.poll(APP)
             assert all(p.owner != DS for p in listing.inbound if p.handle == promised)
@@ -170,7 +170,7 @@ def test_a_promise_pointing_outside_the_peers_outbox_is_refused(drive, caplog):
     forged = {**layout.message_properties(request("m1")), layout.P_NEXT: stray}
     ds.api.upload_bytes("request-1-m1.sfgd", b"one", parent_id=ds.folders.outboxes[(APP, DO)], properties=forged)
     listed_until(do, "m1")
-    with caplog.at_level(logging.WARNING, logger="syft_flwr_gdrive.drive.polling"):
+    with caplog.at_level(logging.WARNING, logger="syft_flwr_gdrive.transport.drive.polling"):
         for _ in range(LIST_EVERY + 1):
             assert "stray" not in ids(do.poll(APP).inbound)
     lines = [r.getMessage() for r in caplog.records if stray in r.getMessage()]

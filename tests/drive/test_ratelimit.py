@@ -2,10 +2,10 @@ import threading
 
 import pytest
 
-from syft_flwr_gdrive.drive.ratelimit import BURST
-from syft_flwr_gdrive.drive.ratelimit import SAFETY
-from syft_flwr_gdrive.drive.ratelimit import QuotaLimiter
-from syft_flwr_gdrive.drive.ratelimit import units_for
+from syft_flwr_gdrive.transport.drive.ratelimit import BURST
+from syft_flwr_gdrive.transport.drive.ratelimit import SAFETY
+from syft_flwr_gdrive.transport.drive.ratelimit import QuotaLimiter
+from syft_flwr_gdrive.transport.drive.ratelimit import units_for
 
 
 class FakeClock:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.transport import DriveTransport
+from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 from tests.helpers.e2e import CLI
 from tests.helpers.e2e import CLIENTS
 from tests.helpers.e2e import MESSAGE_APP

@@ -39,7 +39,7 @@ def test_three_clients_train_a_real_model(tmp_path: Path, drive: FakeDriveServer
 
 def _announced_run(drive: FakeDriveServer, recipient: str, timeout: float = 60) -> int:
     """The run the server announces to ``recipient``, read from its own outbox folders (as their owner)."""
-    from syft_flwr_gdrive.drive import layout
+    from syft_flwr_gdrive.transport.drive import layout
 
     end = time.monotonic() + timeout
     while time.monotonic() < end:

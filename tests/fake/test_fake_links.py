@@ -16,7 +16,6 @@ import urllib.request
 
 import pytest
 
-from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.fake.__main__ import config_from
 from syft_flwr_gdrive.fake.__main__ import main
@@ -26,6 +25,7 @@ from syft_flwr_gdrive.fake.links import DOWN
 from syft_flwr_gdrive.fake.links import UP
 from syft_flwr_gdrive.fake.links import Links
 from syft_flwr_gdrive.fake.links import slice_bytes
+from syft_flwr_gdrive.transport.drive.api import DriveApi
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 MiB = 1 << 20

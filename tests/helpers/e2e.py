@@ -7,11 +7,11 @@ import sys
 import time
 from pathlib import Path
 
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.federation import LocalFederation
+from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 
 REPO = Path(__file__).resolve().parents[2]
 MESSAGE_APP = REPO / "fixtures" / "message_app"

@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 
 from syft_flwr_gdrive.base.accounts import canonical_email
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.errors import DriveError
-from syft_flwr_gdrive.drive.retry import RetryPolicy
-from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.errors import DriveError
+from syft_flwr_gdrive.transport.drive.retry import RetryPolicy
+from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 
 ENV = {who: (f"SYFT_FLWR_LIVE_{who}_TOKEN", f"SYFT_FLWR_LIVE_{who}_EMAIL") for who in "ABC"}
 FAKE_ACCOUNTS = {"A": "a.live@gmail.com", "B": "b.live@example.com", "C": "c.live@workspace.example"}
@@ -121,7 +121,7 @@ def fake_backend(profile: str) -> Iterator[Backend]:
 
 
 def google_backend() -> Iterator[Backend]:
-    from syft_flwr_gdrive.drive.auth import load_credentials
+    from syft_flwr_gdrive.transport.drive.auth import load_credentials
 
     reason = google_missing()
     if reason:

@@ -14,16 +14,16 @@ from collections import Counter
 from pathlib import Path
 
 from syft_flwr_gdrive.base.accounts import canonical_email
-from syft_flwr_gdrive.drive import layout
-from syft_flwr_gdrive.drive.api import FOLDER_MIME
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.api import escape_q
-from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.federation import LocalFederation
 from syft_flwr_gdrive.federation import Participant
 from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.drive import layout
+from syft_flwr_gdrive.transport.drive.api import FOLDER_MIME
+from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.api import escape_q
+from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 from tests.helpers.envelopes import body_for
 from tests.helpers.routings import request_routing
 

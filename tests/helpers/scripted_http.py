@@ -7,8 +7,8 @@ from typing import Any
 
 import httplib2
 
-from syft_flwr_gdrive.drive import service
-from syft_flwr_gdrive.drive.retry import RetryPolicy
+from syft_flwr_gdrive.transport.drive import service
+from syft_flwr_gdrive.transport.drive.retry import RetryPolicy
 
 
 def drive_error_body(code: int, reason: str, message: str = "boom") -> bytes:

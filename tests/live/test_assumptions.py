@@ -15,12 +15,12 @@ import uuid
 import pytest
 
 from syft_flwr_gdrive.base.accounts import canonical_email
-from syft_flwr_gdrive.drive import layout
-from syft_flwr_gdrive.drive.errors import DriveConflict
-from syft_flwr_gdrive.drive.errors import DriveError
-from syft_flwr_gdrive.drive.errors import DriveNotFound
-from syft_flwr_gdrive.drive.errors import DrivePermissionDenied
 from syft_flwr_gdrive.peercheck import check_peer
+from syft_flwr_gdrive.transport.drive import layout
+from syft_flwr_gdrive.transport.drive.errors import DriveConflict
+from syft_flwr_gdrive.transport.drive.errors import DriveError
+from syft_flwr_gdrive.transport.drive.errors import DriveNotFound
+from syft_flwr_gdrive.transport.drive.errors import DrivePermissionDenied
 from tests.helpers.live_backends import Backend
 
 OUTBOX = {layout.P_ROLE: "outbox", layout.P_APP: layout.app_hash("live/test")}

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 from syft_flwr_gdrive.base.accounts import node_id_for
 from syft_flwr_gdrive.crypto.seal import CODEC_SEAL
-from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.drive import layout
 from syft_flwr_gdrive.transport.envelope import KINDS
 from syft_flwr_gdrive.transport.envelope import MAGIC
 from syft_flwr_gdrive.transport.envelope import MAX_HEADER_BYTES

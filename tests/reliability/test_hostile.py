@@ -15,8 +15,8 @@ import threading
 import time
 from pathlib import Path
 
-from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.transport.drive import layout
 from syft_flwr_gdrive.transport.envelope import MAGIC
 from syft_flwr_gdrive.transport.envelope import WIRE_VERSION
 from tests.helpers.envelopes import decode

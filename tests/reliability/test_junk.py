@@ -14,8 +14,8 @@ import urllib.parse
 from collections import defaultdict
 from pathlib import Path
 
-from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.transport.drive import layout
 from tests.helpers.reliability import CLIENTS
 from tests.helpers.reliability import MESSAGE_APP_KEY
 from tests.helpers.reliability import SERVER

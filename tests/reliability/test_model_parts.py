@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.transport.drive import layout
 from tests.helpers.reliability import CLIENTS
 from tests.helpers.reliability import HERE
 from tests.helpers.reliability import SERVER

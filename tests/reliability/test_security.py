@@ -39,12 +39,12 @@ from syft_flwr_gdrive.client_loop import reply_id_for
 from syft_flwr_gdrive.crypto.seal import Identity
 from syft_flwr_gdrive.crypto.seal import PinStore
 from syft_flwr_gdrive.crypto.seal import Sealer
-from syft_flwr_gdrive.drive import layout
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS
 from syft_flwr_gdrive.flower_codec import decode_message
 from syft_flwr_gdrive.flower_codec import encode_message
 from syft_flwr_gdrive.grid import TransportGrid
+from syft_flwr_gdrive.transport.drive import layout
 from syft_flwr_gdrive.transport.ledger import Ledger
 from syft_flwr_gdrive.transport.mailbox import Mailbox
 from tests.helpers.reliability import api_for

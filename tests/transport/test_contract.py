@@ -15,8 +15,6 @@ from pathlib import Path
 import pytest
 
 from syft_flwr_gdrive.base.segments import SegmentReader
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.transport import DriveTransport
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.maintenance import clean
 from syft_flwr_gdrive.transport.contract import BlobRefused
@@ -24,6 +22,8 @@ from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import Transport
 from syft_flwr_gdrive.transport.contract import TransportError
 from syft_flwr_gdrive.transport.directory import DirectoryTransport
+from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 from syft_flwr_gdrive.transport.memory import MemoryHub
 from syft_flwr_gdrive.transport.memory import MemoryTransport
 from tests.helpers.routings import request_routing

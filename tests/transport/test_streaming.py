@@ -24,11 +24,11 @@ from syft_flwr_gdrive.crypto.seal import Identity
 from syft_flwr_gdrive.crypto.seal import PinStore
 from syft_flwr_gdrive.crypto.seal import Sealer
 from syft_flwr_gdrive.crypto.seal import content_digest
-from syft_flwr_gdrive.drive.api import DriveError
-from syft_flwr_gdrive.drive.api import _StreamMedia
 from syft_flwr_gdrive.flower_codec import decode_message
 from syft_flwr_gdrive.flower_codec import encode_message
 from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.drive.api import DriveError
+from syft_flwr_gdrive.transport.drive.api import _StreamMedia
 from syft_flwr_gdrive.transport.envelope import Envelope
 from syft_flwr_gdrive.transport.envelope import decode_file
 from syft_flwr_gdrive.transport.memory import MemoryHub

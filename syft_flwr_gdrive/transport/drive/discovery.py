@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from syft_flwr_gdrive.base.accounts import canonical_email
-from syft_flwr_gdrive.drive import layout
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.owners import PeerOwners
 from syft_flwr_gdrive.transport.contract import Announcement
 from syft_flwr_gdrive.transport.contract import Posting
+from syft_flwr_gdrive.transport.drive import layout
+from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.owners import PeerOwners
 
 DISCOVER_EVERY = 10.0  # seconds between listings of peers' outbox folders once every peer has one
 REDISCOVER_EVERY = 1.0  # sooner when a peer's message names a newer run than it announces...

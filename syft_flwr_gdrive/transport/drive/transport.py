@@ -47,27 +47,6 @@ from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.base.segments import Buffer
 from syft_flwr_gdrive.base.segments import SeekableReader
 from syft_flwr_gdrive.base.segments import as_reader
-from syft_flwr_gdrive.drive import connect
-from syft_flwr_gdrive.drive import layout
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.blob_checks import BlobWaits
-from syft_flwr_gdrive.drive.blob_checks import vet_peer_blob
-from syft_flwr_gdrive.drive.discovery import Discovery
-from syft_flwr_gdrive.drive.errors import DriveError
-from syft_flwr_gdrive.drive.errors import DriveNotFound
-from syft_flwr_gdrive.drive.errors import DrivePermissionDenied
-from syft_flwr_gdrive.drive.errors import DriveTooLarge
-from syft_flwr_gdrive.drive.errors import without_tracebacks
-from syft_flwr_gdrive.drive.folders import MyFolders
-from syft_flwr_gdrive.drive.idbook import IdBook
-from syft_flwr_gdrive.drive.listing import FolderLister
-from syft_flwr_gdrive.drive.options import DriveOptions
-from syft_flwr_gdrive.drive.owners import PeerOwners
-from syft_flwr_gdrive.drive.polling import POLL_RETRY_SECONDS
-from syft_flwr_gdrive.drive.polling import Poller
-from syft_flwr_gdrive.drive.polling import Sorted
-from syft_flwr_gdrive.drive.retry import deadline
-from syft_flwr_gdrive.drive.writes import Writer
 from syft_flwr_gdrive.transport.contract import BlobRefused
 from syft_flwr_gdrive.transport.contract import Check
 from syft_flwr_gdrive.transport.contract import Listing
@@ -75,6 +54,27 @@ from syft_flwr_gdrive.transport.contract import Posting
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import Transport
 from syft_flwr_gdrive.transport.contract import TransportError
+from syft_flwr_gdrive.transport.drive import connect
+from syft_flwr_gdrive.transport.drive import layout
+from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.blob_checks import BlobWaits
+from syft_flwr_gdrive.transport.drive.blob_checks import vet_peer_blob
+from syft_flwr_gdrive.transport.drive.discovery import Discovery
+from syft_flwr_gdrive.transport.drive.errors import DriveError
+from syft_flwr_gdrive.transport.drive.errors import DriveNotFound
+from syft_flwr_gdrive.transport.drive.errors import DrivePermissionDenied
+from syft_flwr_gdrive.transport.drive.errors import DriveTooLarge
+from syft_flwr_gdrive.transport.drive.errors import without_tracebacks
+from syft_flwr_gdrive.transport.drive.folders import MyFolders
+from syft_flwr_gdrive.transport.drive.idbook import IdBook
+from syft_flwr_gdrive.transport.drive.listing import FolderLister
+from syft_flwr_gdrive.transport.drive.options import DriveOptions
+from syft_flwr_gdrive.transport.drive.owners import PeerOwners
+from syft_flwr_gdrive.transport.drive.polling import POLL_RETRY_SECONDS
+from syft_flwr_gdrive.transport.drive.polling import Poller
+from syft_flwr_gdrive.transport.drive.polling import Sorted
+from syft_flwr_gdrive.transport.drive.retry import deadline
+from syft_flwr_gdrive.transport.drive.writes import Writer
 
 logger = logging.getLogger(__name__)
 

@@ -32,12 +32,12 @@ from google.auth import exceptions as auth_exceptions
 from googleapiclient.errors import BatchError
 from googleapiclient.errors import HttpError
 
-from syft_flwr_gdrive.drive.errors import RATE_LIMIT_REASONS
-from syft_flwr_gdrive.drive.errors import DriveAuthError
-from syft_flwr_gdrive.drive.errors import DriveError
-from syft_flwr_gdrive.drive.errors import DriveUnavailable
-from syft_flwr_gdrive.drive.errors import error_from_status
-from syft_flwr_gdrive.drive.errors import parse_error_body
+from syft_flwr_gdrive.transport.drive.errors import RATE_LIMIT_REASONS
+from syft_flwr_gdrive.transport.drive.errors import DriveAuthError
+from syft_flwr_gdrive.transport.drive.errors import DriveError
+from syft_flwr_gdrive.transport.drive.errors import DriveUnavailable
+from syft_flwr_gdrive.transport.drive.errors import error_from_status
+from syft_flwr_gdrive.transport.drive.errors import parse_error_body
 
 __all__ = [
     "RetryPolicy",

@@ -14,9 +14,9 @@ from typing import Any
 
 from syft_flwr_gdrive.base.segments import SeekableReader
 from syft_flwr_gdrive.base.segments import as_binary
-from syft_flwr_gdrive.drive import layout
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.errors import DriveError
+from syft_flwr_gdrive.transport.drive import layout
+from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.errors import DriveError
 
 logger = logging.getLogger(__name__)
 

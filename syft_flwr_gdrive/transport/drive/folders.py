@@ -15,14 +15,14 @@ from typing import Any
 
 from syft_flwr_gdrive.base.accounts import canonical_email
 from syft_flwr_gdrive.base.accounts import same_account
-from syft_flwr_gdrive.drive import layout
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.errors import DriveError
-from syft_flwr_gdrive.drive.errors import DriveNotFound
-from syft_flwr_gdrive.drive.errors import DrivePermissionDenied
-from syft_flwr_gdrive.drive.idbook import IdBook
-from syft_flwr_gdrive.drive.owners import PeerOwners
 from syft_flwr_gdrive.transport.contract import TransportError
+from syft_flwr_gdrive.transport.drive import layout
+from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.errors import DriveError
+from syft_flwr_gdrive.transport.drive.errors import DriveNotFound
+from syft_flwr_gdrive.transport.drive.errors import DrivePermissionDenied
+from syft_flwr_gdrive.transport.drive.idbook import IdBook
+from syft_flwr_gdrive.transport.drive.owners import PeerOwners
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Callers must be able to react to *what* went wrong (a missing file is not a
 revoked share, a quota problem is not an outage) without parsing HTTP bodies,
 and a person reading a log must learn both the problem and the fix. So every
-failure that leaves :mod:`syft_flwr_gdrive.drive` is one of the classes below,
+failure that leaves :mod:`syft_flwr_gdrive.transport.drive` is one of the classes below,
 built from Drive's JSON error body
 ``{"error": {"code", "message", "errors": [{"domain", "reason", "message"}]}}``.
 """

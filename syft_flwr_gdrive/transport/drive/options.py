@@ -14,7 +14,7 @@ from pathlib import Path
 from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.base.config import option_env
 from syft_flwr_gdrive.base.config import positive_float
-from syft_flwr_gdrive.drive.ratelimit import units_for
+from syft_flwr_gdrive.transport.drive.ratelimit import units_for
 
 DRIVE_URL, TOKEN_FILE, SERVICE_ACCOUNT_FILE, QUOTA = (
     "drive_url",

@@ -33,7 +33,7 @@ from google.oauth2 import credentials as oauth2_credentials
 from google.oauth2 import service_account
 
 if TYPE_CHECKING:  # pragma: no cover
-    from syft_flwr_gdrive.drive.api import DriveApi
+    from syft_flwr_gdrive.transport.drive.api import DriveApi
 
 __all__ = [
     "DRIVE_SCOPE",

@@ -20,9 +20,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from syft_flwr_gdrive.drive import layout
-from syft_flwr_gdrive.drive.api import DriveApi
 from syft_flwr_gdrive.transport.contract import BlobRefused
+from syft_flwr_gdrive.transport.drive import layout
+from syft_flwr_gdrive.transport.drive.api import DriveApi
 
 BLOB_FIELDS = "id,mimeType,size,trashed,parents,owners(emailAddress,permissionId),properties"
 FOLDER_FIELDS = "id,mimeType,trashed,owners(emailAddress,permissionId),properties"

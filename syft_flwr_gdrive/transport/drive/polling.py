@@ -13,16 +13,16 @@ import logging
 import threading
 from typing import Any
 
-from syft_flwr_gdrive.drive import layout
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.discovery import Places
-from syft_flwr_gdrive.drive.errors import DriveError
-from syft_flwr_gdrive.drive.errors import DriveNotFound
-from syft_flwr_gdrive.drive.owners import PeerOwners
-from syft_flwr_gdrive.drive.promises import PromiseBook
-from syft_flwr_gdrive.drive.promises import Stream
-from syft_flwr_gdrive.drive.retry import deadline
 from syft_flwr_gdrive.transport.contract import Posting
+from syft_flwr_gdrive.transport.drive import layout
+from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.discovery import Places
+from syft_flwr_gdrive.transport.drive.errors import DriveError
+from syft_flwr_gdrive.transport.drive.errors import DriveNotFound
+from syft_flwr_gdrive.transport.drive.owners import PeerOwners
+from syft_flwr_gdrive.transport.drive.promises import PromiseBook
+from syft_flwr_gdrive.transport.drive.promises import Stream
+from syft_flwr_gdrive.transport.drive.retry import deadline
 
 logger = logging.getLogger(__name__)
 

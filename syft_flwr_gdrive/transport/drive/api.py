@@ -32,20 +32,20 @@ from googleapiclient.http import MediaInMemoryUpload
 from googleapiclient.http import MediaUpload
 from typing_extensions import Unpack
 
-from syft_flwr_gdrive.drive.errors import DriveConflict
-from syft_flwr_gdrive.drive.errors import DriveError
-from syft_flwr_gdrive.drive.errors import DriveNotFound
-from syft_flwr_gdrive.drive.errors import DriveTooLarge
-from syft_flwr_gdrive.drive.ratelimit import MODIFY_UNITS
-from syft_flwr_gdrive.drive.ratelimit import QuotaLimiter
-from syft_flwr_gdrive.drive.ratelimit import units_for
-from syft_flwr_gdrive.drive.retry import RetryPolicy
-from syft_flwr_gdrive.drive.retry import describe
-from syft_flwr_gdrive.drive.retry import is_ambiguous
-from syft_flwr_gdrive.drive.retry import is_transient
-from syft_flwr_gdrive.drive.retry import to_drive_error
-from syft_flwr_gdrive.drive.service import build_drive_service
-from syft_flwr_gdrive.drive.service import new_authorized_http
+from syft_flwr_gdrive.transport.drive.errors import DriveConflict
+from syft_flwr_gdrive.transport.drive.errors import DriveError
+from syft_flwr_gdrive.transport.drive.errors import DriveNotFound
+from syft_flwr_gdrive.transport.drive.errors import DriveTooLarge
+from syft_flwr_gdrive.transport.drive.ratelimit import MODIFY_UNITS
+from syft_flwr_gdrive.transport.drive.ratelimit import QuotaLimiter
+from syft_flwr_gdrive.transport.drive.ratelimit import units_for
+from syft_flwr_gdrive.transport.drive.retry import RetryPolicy
+from syft_flwr_gdrive.transport.drive.retry import describe
+from syft_flwr_gdrive.transport.drive.retry import is_ambiguous
+from syft_flwr_gdrive.transport.drive.retry import is_transient
+from syft_flwr_gdrive.transport.drive.retry import to_drive_error
+from syft_flwr_gdrive.transport.drive.service import build_drive_service
+from syft_flwr_gdrive.transport.drive.service import new_authorized_http
 
 __all__ = [
     "DriveApi",

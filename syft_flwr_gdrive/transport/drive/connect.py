@@ -12,12 +12,12 @@ import threading
 from syft_flwr_gdrive.base.accounts import same_account
 from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.config import Settings
-from syft_flwr_gdrive.drive.api import DriveApi
-from syft_flwr_gdrive.drive.errors import DriveError
-from syft_flwr_gdrive.drive.options import DriveOptions
-from syft_flwr_gdrive.drive.ratelimit import QuotaLimiter
-from syft_flwr_gdrive.drive.retry import RetryPolicy
 from syft_flwr_gdrive.transport.contract import Check
+from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.errors import DriveError
+from syft_flwr_gdrive.transport.drive.options import DriveOptions
+from syft_flwr_gdrive.transport.drive.ratelimit import QuotaLimiter
+from syft_flwr_gdrive.transport.drive.retry import RetryPolicy
 
 MAX_RETRY_SECONDS = 300.0  # one Drive call never retries longer (nor longer than the message timeout)
 _LIMITERS: dict[float, QuotaLimiter] = {}
@@ -39,7 +39,7 @@ def drive_api(
 
     Returns the API and where its credentials came from (for ``doctor``).
     """
-    from syft_flwr_gdrive.drive.auth import load_credentials
+    from syft_flwr_gdrive.transport.drive.auth import load_credentials
 
     chosen = options.credentials_file
     if options.url and not chosen:
@@ -54,7 +54,7 @@ def drive_api(
 
 def verified_api(settings: Settings, options: DriveOptions) -> DriveApi:
     """The API a participant runs with (see :func:`drive_api`); its account must be ``settings.email``."""
-    from syft_flwr_gdrive.drive.auth import verify_account
+    from syft_flwr_gdrive.transport.drive.auth import verify_account
 
     retry = RetryPolicy(max_total=min(MAX_RETRY_SECONDS, settings.msg_timeout))
     api, _source = drive_api(settings.email, options, retry=retry, limiter=shared_limiter(options.quota_units_per_min))
@@ -64,8 +64,8 @@ def verified_api(settings: Settings, options: DriveOptions) -> DriveApi:
 
 def diagnose(settings: Settings) -> list[Check]:
     """Credentials, scopes, Drive reachability and the account; stops at the first blocker."""
-    from syft_flwr_gdrive.drive.auth import SCOPES
-    from syft_flwr_gdrive.drive.auth import CredentialsError
+    from syft_flwr_gdrive.transport.drive.auth import SCOPES
+    from syft_flwr_gdrive.transport.drive.auth import CredentialsError
 
     quick = RetryPolicy(max_attempts=3, max_total=10.0, initial_wait=0.5)  # a check should answer fast
     checks: list[Check] = []
