@@ -43,10 +43,10 @@ from syft_flwr_gdrive.crypto.seal import sealed_blob_size
 from syft_flwr_gdrive.flower_codec import BlobRef
 from syft_flwr_gdrive.flower_codec import PayloadError
 from syft_flwr_gdrive.flower_codec import split_sizes
+from syft_flwr_gdrive.mailbox.mailbox import Mailbox
+from syft_flwr_gdrive.mailbox.pipe import PipeSink
+from syft_flwr_gdrive.mailbox.pipe import TailSink
 from syft_flwr_gdrive.transport.contract import BlobRefused
-from syft_flwr_gdrive.transport.mailbox import Mailbox
-from syft_flwr_gdrive.transport.pipe import PipeSink
-from syft_flwr_gdrive.transport.pipe import TailSink
 
 logger = logging.getLogger(__name__)
 

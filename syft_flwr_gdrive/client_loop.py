@@ -53,18 +53,18 @@ from syft_flwr_gdrive.flower_codec import decode_message_and_run
 from syft_flwr_gdrive.flower_codec import encode_message
 from syft_flwr_gdrive.identity import AppIdentity
 from syft_flwr_gdrive.identity import differences
+from syft_flwr_gdrive.mailbox.envelope import KIND_REPLY
+from syft_flwr_gdrive.mailbox.envelope import KIND_REQUEST
+from syft_flwr_gdrive.mailbox.envelope import KIND_STOP
+from syft_flwr_gdrive.mailbox.envelope import KIND_STOP_ACK
+from syft_flwr_gdrive.mailbox.envelope import STOP_ACK_WAIT
+from syft_flwr_gdrive.mailbox.mailbox import Delivery
+from syft_flwr_gdrive.mailbox.mailbox import Mailbox
+from syft_flwr_gdrive.mailbox.mailbox import PollResult
 from syft_flwr_gdrive.poll_schedule import PollPolicy
 from syft_flwr_gdrive.poll_schedule import PollSchedule
 from syft_flwr_gdrive.tally import round_of
 from syft_flwr_gdrive.transport.contract import Routing
-from syft_flwr_gdrive.transport.envelope import KIND_REPLY
-from syft_flwr_gdrive.transport.envelope import KIND_REQUEST
-from syft_flwr_gdrive.transport.envelope import KIND_STOP
-from syft_flwr_gdrive.transport.envelope import KIND_STOP_ACK
-from syft_flwr_gdrive.transport.envelope import STOP_ACK_WAIT
-from syft_flwr_gdrive.transport.mailbox import Delivery
-from syft_flwr_gdrive.transport.mailbox import Mailbox
-from syft_flwr_gdrive.transport.mailbox import PollResult
 from syft_flwr_gdrive.userconfig import run_config_of
 
 logger = logging.getLogger(__name__)

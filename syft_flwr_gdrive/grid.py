@@ -53,6 +53,14 @@ from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
 from syft_flwr_gdrive.flower_codec import PayloadError
 from syft_flwr_gdrive.flower_codec import decode_message
 from syft_flwr_gdrive.flower_codec import encode_message
+from syft_flwr_gdrive.mailbox.envelope import KIND_REPLY
+from syft_flwr_gdrive.mailbox.envelope import KIND_REQUEST
+from syft_flwr_gdrive.mailbox.envelope import KIND_STOP
+from syft_flwr_gdrive.mailbox.envelope import KIND_STOP_ACK
+from syft_flwr_gdrive.mailbox.envelope import STOP_ACK_WAIT
+from syft_flwr_gdrive.mailbox.mailbox import Delivery
+from syft_flwr_gdrive.mailbox.mailbox import Mailbox
+from syft_flwr_gdrive.mailbox.mailbox import new_message_id
 from syft_flwr_gdrive.poll_schedule import PollPolicy
 from syft_flwr_gdrive.poll_schedule import PollSchedule
 from syft_flwr_gdrive.tally import Tally
@@ -60,14 +68,6 @@ from syft_flwr_gdrive.tally import error_type
 from syft_flwr_gdrive.tally import round_of
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import TransportError
-from syft_flwr_gdrive.transport.envelope import KIND_REPLY
-from syft_flwr_gdrive.transport.envelope import KIND_REQUEST
-from syft_flwr_gdrive.transport.envelope import KIND_STOP
-from syft_flwr_gdrive.transport.envelope import KIND_STOP_ACK
-from syft_flwr_gdrive.transport.envelope import STOP_ACK_WAIT
-from syft_flwr_gdrive.transport.mailbox import Delivery
-from syft_flwr_gdrive.transport.mailbox import Mailbox
-from syft_flwr_gdrive.transport.mailbox import new_message_id
 
 logger = logging.getLogger(__name__)
 

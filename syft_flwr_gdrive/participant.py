@@ -12,9 +12,9 @@ from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.crypto.seal import sealer_for
 from syft_flwr_gdrive.flower_codec import CODEC_PARTS
 from syft_flwr_gdrive.flower_codec import parts_layout
+from syft_flwr_gdrive.mailbox.ledger import Ledger
+from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.contract import Transport
-from syft_flwr_gdrive.transport.ledger import Ledger
-from syft_flwr_gdrive.transport.mailbox import Mailbox
 
 
 def app_key(app_name: str) -> str:

@@ -22,12 +22,12 @@ from syft_flwr_gdrive.crypto.seal import PinStore
 from syft_flwr_gdrive.crypto.seal import PublicKeys
 from syft_flwr_gdrive.crypto.seal import Sealer
 from syft_flwr_gdrive.crypto.seal import sealer_for
+from syft_flwr_gdrive.mailbox.envelope import WIRE_VERSION
+from syft_flwr_gdrive.mailbox.envelope import Envelope
+from syft_flwr_gdrive.mailbox.envelope import header_bytes
+from syft_flwr_gdrive.mailbox.ledger import Ledger
+from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.contract import Routing
-from syft_flwr_gdrive.transport.envelope import WIRE_VERSION
-from syft_flwr_gdrive.transport.envelope import Envelope
-from syft_flwr_gdrive.transport.envelope import header_bytes
-from syft_flwr_gdrive.transport.ledger import Ledger
-from syft_flwr_gdrive.transport.mailbox import Mailbox
 from syft_flwr_gdrive.transport.memory import MemoryHub
 from syft_flwr_gdrive.transport.memory import MemoryTransport
 from tests.helpers.envelopes import decode
@@ -47,7 +47,7 @@ def box(hub, email, peers, identity=None, pins=None):
 def pair(request, monkeypatch):
     """Two mailboxes; "streamed" opens every body while it is read (the path of bodies over 8 MiB)."""
     if request.param == "streamed":
-        monkeypatch.setattr("syft_flwr_gdrive.transport.mailbox.IN_MEMORY_BODY", 1024)
+        monkeypatch.setattr("syft_flwr_gdrive.mailbox.mailbox.IN_MEMORY_BODY", 1024)
     hub = MemoryHub()
     ds, do = box(hub, DS, [DO]), box(hub, DO, [DS])
     ds.poll()  # learn the peer's keys from the listing

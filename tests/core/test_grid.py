@@ -21,8 +21,8 @@ from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
 from syft_flwr_gdrive.flower_codec import message_from_bytes
 from syft_flwr_gdrive.flower_codec import message_to_bytes
 from syft_flwr_gdrive.grid import TransportGrid
-from syft_flwr_gdrive.transport.ledger import Ledger
-from syft_flwr_gdrive.transport.mailbox import Mailbox
+from syft_flwr_gdrive.mailbox.ledger import Ledger
+from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.memory import MemoryHub
 from syft_flwr_gdrive.transport.memory import MemoryTransport
 from tests.helpers.envelopes import decode

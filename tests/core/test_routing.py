@@ -6,11 +6,11 @@ import dataclasses
 import json
 
 from syft_flwr_gdrive.base.routing import Routing
+from syft_flwr_gdrive.mailbox.envelope import Envelope
+from syft_flwr_gdrive.mailbox.envelope import decode_header
+from syft_flwr_gdrive.mailbox.envelope import header_bytes
 from syft_flwr_gdrive.transport.directory import DirectoryTransport
 from syft_flwr_gdrive.transport.drive import layout
-from syft_flwr_gdrive.transport.envelope import Envelope
-from syft_flwr_gdrive.transport.envelope import decode_header
-from syft_flwr_gdrive.transport.envelope import header_bytes
 
 R = Routing(
     app="flwr/x",

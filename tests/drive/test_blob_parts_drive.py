@@ -25,11 +25,11 @@ from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.flower_codec import decode_message
 from syft_flwr_gdrive.flower_codec import encode_message
+from syft_flwr_gdrive.mailbox.ledger import Ledger
+from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.contract import BlobRefused
 from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
-from syft_flwr_gdrive.transport.ledger import Ledger
-from syft_flwr_gdrive.transport.mailbox import Mailbox
 
 APP = "flwr/parts"
 DS, DO = "ds@x.com", "do@x.com"

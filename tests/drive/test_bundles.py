@@ -14,13 +14,13 @@ import time
 import pytest
 
 from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.mailbox.ledger import Ledger
+from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.drive import layout
 from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.discovery import REDISCOVER_EVERY
 from syft_flwr_gdrive.transport.drive.errors import DriveError
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
-from syft_flwr_gdrive.transport.ledger import Ledger
-from syft_flwr_gdrive.transport.mailbox import Mailbox
 from tests.helpers.keys import sealers
 from tests.helpers.routings import request_routing
 

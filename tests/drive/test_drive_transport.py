@@ -9,12 +9,12 @@ import os
 import pytest
 
 from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.mailbox.ledger import Ledger
+from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import TransportError
 from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
-from syft_flwr_gdrive.transport.ledger import Ledger
-from syft_flwr_gdrive.transport.mailbox import Mailbox
 from tests.helpers.routings import request_routing
 
 APP = "flwr/t"

@@ -16,13 +16,13 @@ import pytest
 from syft_flwr_gdrive.base.routing import Routing
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
+from syft_flwr_gdrive.mailbox.ledger import Ledger
+from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.drive import layout
 from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.errors import DriveNotFound
 from syft_flwr_gdrive.transport.drive.polling import LIST_EVERY
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
-from syft_flwr_gdrive.transport.ledger import Ledger
-from syft_flwr_gdrive.transport.mailbox import Mailbox
 from tests.helpers.routings import request_routing
 
 DS, DO, MALLORY = "ds@x.com", "do@x.com", "mallory@x.com"

@@ -13,9 +13,9 @@ from dataclasses import replace
 from typing import Any
 
 from syft_flwr_gdrive.base.routing import Routing
-from syft_flwr_gdrive.transport.envelope import Envelope
-from syft_flwr_gdrive.transport.envelope import decode_file
-from syft_flwr_gdrive.transport.envelope import encode_segments
+from syft_flwr_gdrive.mailbox.envelope import Envelope
+from syft_flwr_gdrive.mailbox.envelope import decode_file
+from syft_flwr_gdrive.mailbox.envelope import encode_segments
 
 
 def encode(envelope: Envelope, payload: bytes) -> bytes:

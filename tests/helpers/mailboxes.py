@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from syft_flwr_gdrive.mailbox.ledger import Ledger
+from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.contract import Transport
-from syft_flwr_gdrive.transport.ledger import Ledger
-from syft_flwr_gdrive.transport.mailbox import Mailbox
 
 
 def store(transport: Transport, app: str = "flwr/t") -> Mailbox:

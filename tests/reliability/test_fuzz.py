@@ -24,17 +24,17 @@ from hypothesis import strategies as st
 
 from syft_flwr_gdrive.base.accounts import node_id_for
 from syft_flwr_gdrive.crypto.seal import CODEC_SEAL
+from syft_flwr_gdrive.mailbox.envelope import KINDS
+from syft_flwr_gdrive.mailbox.envelope import MAGIC
+from syft_flwr_gdrive.mailbox.envelope import MAX_HEADER_BYTES
+from syft_flwr_gdrive.mailbox.envelope import PREFIX_BYTES
+from syft_flwr_gdrive.mailbox.envelope import WIRE_READS
+from syft_flwr_gdrive.mailbox.envelope import Envelope
+from syft_flwr_gdrive.mailbox.envelope import EnvelopeError
+from syft_flwr_gdrive.mailbox.envelope import decode_file
+from syft_flwr_gdrive.mailbox.envelope import decode_header
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.drive import layout
-from syft_flwr_gdrive.transport.envelope import KINDS
-from syft_flwr_gdrive.transport.envelope import MAGIC
-from syft_flwr_gdrive.transport.envelope import MAX_HEADER_BYTES
-from syft_flwr_gdrive.transport.envelope import PREFIX_BYTES
-from syft_flwr_gdrive.transport.envelope import WIRE_READS
-from syft_flwr_gdrive.transport.envelope import Envelope
-from syft_flwr_gdrive.transport.envelope import EnvelopeError
-from syft_flwr_gdrive.transport.envelope import decode_file
-from syft_flwr_gdrive.transport.envelope import decode_header
 from tests.helpers.envelopes import decode
 from tests.helpers.envelopes import encode
 from tests.helpers.envelopes import with_payload

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.mailbox.envelope import MAGIC
+from syft_flwr_gdrive.mailbox.envelope import WIRE_VERSION
 from syft_flwr_gdrive.transport.drive import layout
-from syft_flwr_gdrive.transport.envelope import MAGIC
-from syft_flwr_gdrive.transport.envelope import WIRE_VERSION
 from tests.helpers.envelopes import decode
 from tests.helpers.envelopes import encode
 from tests.helpers.reliability import CLIENTS

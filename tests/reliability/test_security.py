@@ -44,9 +44,9 @@ from syft_flwr_gdrive.flower_codec import CODEC_PARTS
 from syft_flwr_gdrive.flower_codec import decode_message
 from syft_flwr_gdrive.flower_codec import encode_message
 from syft_flwr_gdrive.grid import TransportGrid
+from syft_flwr_gdrive.mailbox.ledger import Ledger
+from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.drive import layout
-from syft_flwr_gdrive.transport.ledger import Ledger
-from syft_flwr_gdrive.transport.mailbox import Mailbox
 from tests.helpers.reliability import api_for
 from tests.helpers.reliability import transport_for
 

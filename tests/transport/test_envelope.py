@@ -3,12 +3,12 @@ import struct
 import pytest
 
 from syft_flwr_gdrive.crypto.seal import CODEC_SEAL
-from syft_flwr_gdrive.transport.envelope import MAGIC
-from syft_flwr_gdrive.transport.envelope import WIRE_READS
-from syft_flwr_gdrive.transport.envelope import WIRE_VERSION
-from syft_flwr_gdrive.transport.envelope import Envelope
-from syft_flwr_gdrive.transport.envelope import EnvelopeError
-from syft_flwr_gdrive.transport.envelope import decode_header
+from syft_flwr_gdrive.mailbox.envelope import MAGIC
+from syft_flwr_gdrive.mailbox.envelope import WIRE_READS
+from syft_flwr_gdrive.mailbox.envelope import WIRE_VERSION
+from syft_flwr_gdrive.mailbox.envelope import Envelope
+from syft_flwr_gdrive.mailbox.envelope import EnvelopeError
+from syft_flwr_gdrive.mailbox.envelope import decode_header
 from tests.helpers.envelopes import decode
 from tests.helpers.envelopes import encode
 

@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import pytest
 
+from syft_flwr_gdrive.mailbox.ledger import Ledger
+from syft_flwr_gdrive.mailbox.mailbox import Mailbox
+from syft_flwr_gdrive.mailbox.mailbox import body_limit
 from syft_flwr_gdrive.transport.contract import Listing
 from syft_flwr_gdrive.transport.contract import Posting
-from syft_flwr_gdrive.transport.ledger import Ledger
-from syft_flwr_gdrive.transport.mailbox import Mailbox
-from syft_flwr_gdrive.transport.mailbox import body_limit
 from syft_flwr_gdrive.transport.memory import MemoryHub
 from syft_flwr_gdrive.transport.memory import MemoryTransport
 from tests.helpers.envelopes import body_for

@@ -26,11 +26,11 @@ from syft_flwr_gdrive.crypto.seal import Sealer
 from syft_flwr_gdrive.crypto.seal import content_digest
 from syft_flwr_gdrive.flower_codec import decode_message
 from syft_flwr_gdrive.flower_codec import encode_message
+from syft_flwr_gdrive.mailbox.envelope import Envelope
+from syft_flwr_gdrive.mailbox.envelope import decode_file
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.drive.api import DriveError
 from syft_flwr_gdrive.transport.drive.api import _StreamMedia
-from syft_flwr_gdrive.transport.envelope import Envelope
-from syft_flwr_gdrive.transport.envelope import decode_file
 from syft_flwr_gdrive.transport.memory import MemoryHub
 from syft_flwr_gdrive.transport.memory import MemoryTransport
 from tests.helpers.envelopes import encode
@@ -241,8 +241,8 @@ def test_blob_cache_keeps_the_model_on_disk_not_in_memory(task_identity):
 def test_pipe_sink_consumes_in_order_in_its_worker_and_reports_its_failure():
     import threading
 
-    from syft_flwr_gdrive.transport.pipe import PipeError
-    from syft_flwr_gdrive.transport.pipe import PipeSink
+    from syft_flwr_gdrive.mailbox.pipe import PipeError
+    from syft_flwr_gdrive.mailbox.pipe import PipeSink
 
     got, threads, fronts = [], set(), []
     pipe = PipeSink(lambda piece: (got.append(bytes(piece)), threads.add(threading.get_ident())), front=fronts.append)
@@ -285,7 +285,7 @@ def test_chunk_reader_hands_a_whole_region_over_and_drops_what_a_big_read_copied
 def _sealed_body(alice, routing, plain: bytes) -> bytes:
     from syft_flwr_gdrive.crypto.seal import CODEC_SEAL
     from syft_flwr_gdrive.flower_codec import CODEC_PARTS
-    from syft_flwr_gdrive.transport.envelope import header_bytes
+    from syft_flwr_gdrive.mailbox.envelope import header_bytes
 
     sealed = alice.seal(routing, SegmentReader([plain]), len(plain))
     env = Envelope(
@@ -304,7 +304,7 @@ def _sealed_body(alice, routing, plain: bytes) -> bytes:
 
 
 def _sink_open(bob, routing, body: bytes, piece: int, layout=None):
-    from syft_flwr_gdrive.transport.streamed import SealedBodySink
+    from syft_flwr_gdrive.mailbox.streamed import SealedBodySink
 
     seen = []
     sink = SealedBodySink(bob, routing, on_header=seen.append, layout_of=lambda env: layout)
@@ -343,7 +343,7 @@ def test_sealed_body_sink_opens_a_body_written_in_pieces_of_any_size(piece):
     ],
 )
 def test_sealed_body_sink_refuses_any_changed_byte_and_hands_nothing_out(where):
-    from syft_flwr_gdrive.transport.envelope import EnvelopeError
+    from syft_flwr_gdrive.mailbox.envelope import EnvelopeError
 
     alice, bob, routing = _sealers()
     routing = Routing(**{**routing.__dict__, "created_at": 4e9})
@@ -390,7 +390,7 @@ def test_a_parts_payload_is_opened_into_one_buffer_per_array(task_identity):
 
 
 def test_tail_sink_reads_back_behind_the_writer_in_blocks_and_reports_a_failure(tmp_path):
-    from syft_flwr_gdrive.transport.pipe import TailSink
+    from syft_flwr_gdrive.mailbox.pipe import TailSink
 
     data = os.urandom(5 * 1000 + 7)
     got: list[bytes] = []

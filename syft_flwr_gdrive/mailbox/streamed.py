@@ -19,14 +19,14 @@ from syft_flwr_gdrive.base.segments import ChunkReader
 from syft_flwr_gdrive.crypto.seal import PlainLayout
 from syft_flwr_gdrive.crypto.seal import SealedOpener
 from syft_flwr_gdrive.crypto.seal import Sealer
+from syft_flwr_gdrive.mailbox.envelope import MAGIC
+from syft_flwr_gdrive.mailbox.envelope import MAX_HEADER_BYTES
+from syft_flwr_gdrive.mailbox.envelope import PREFIX_BYTES
+from syft_flwr_gdrive.mailbox.envelope import Envelope
+from syft_flwr_gdrive.mailbox.envelope import EnvelopeError
+from syft_flwr_gdrive.mailbox.envelope import decode_header
+from syft_flwr_gdrive.mailbox.pipe import PipeSink
 from syft_flwr_gdrive.transport.contract import Routing
-from syft_flwr_gdrive.transport.envelope import MAGIC
-from syft_flwr_gdrive.transport.envelope import MAX_HEADER_BYTES
-from syft_flwr_gdrive.transport.envelope import PREFIX_BYTES
-from syft_flwr_gdrive.transport.envelope import Envelope
-from syft_flwr_gdrive.transport.envelope import EnvelopeError
-from syft_flwr_gdrive.transport.envelope import decode_header
-from syft_flwr_gdrive.transport.pipe import PipeSink
 
 
 class SealedBodySink:

@@ -37,20 +37,20 @@ from syft_flwr_gdrive.crypto.multiseal import seal_bundle
 from syft_flwr_gdrive.crypto.seal import CryptoError
 from syft_flwr_gdrive.crypto.seal import MissingPeerKey
 from syft_flwr_gdrive.crypto.seal import Sealer
+from syft_flwr_gdrive.mailbox.envelope import KIND_REQUEST
+from syft_flwr_gdrive.mailbox.envelope import KIND_STOP
+from syft_flwr_gdrive.mailbox.envelope import Envelope
+from syft_flwr_gdrive.mailbox.envelope import valid_email
+from syft_flwr_gdrive.mailbox.envelope import valid_message_id
 from syft_flwr_gdrive.transport.contract import BundleStore
 from syft_flwr_gdrive.transport.contract import Posting
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import TransportError
-from syft_flwr_gdrive.transport.envelope import KIND_REQUEST
-from syft_flwr_gdrive.transport.envelope import KIND_STOP
-from syft_flwr_gdrive.transport.envelope import Envelope
-from syft_flwr_gdrive.transport.envelope import valid_email
-from syft_flwr_gdrive.transport.envelope import valid_message_id
 
 if TYPE_CHECKING:
-    from syft_flwr_gdrive.transport.mailbox import Delivery
-    from syft_flwr_gdrive.transport.mailbox import Mailbox
-    from syft_flwr_gdrive.transport.mailbox import Refusal
+    from syft_flwr_gdrive.mailbox.mailbox import Delivery
+    from syft_flwr_gdrive.mailbox.mailbox import Mailbox
+    from syft_flwr_gdrive.mailbox.mailbox import Refusal
 
 BUNDLED_KINDS = (KIND_REQUEST, KIND_STOP)  # what a bundle may carry: the server's instructions and stop signals
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024  # a bundle carries small payloads (large arrays travel as shared blobs)
@@ -140,7 +140,7 @@ class BundleReader:
         return self._open(posting, routing, data)
 
     def _open(self, posting: Posting, routing: Routing, data: bytes) -> Delivery | None:
-        from syft_flwr_gdrive.transport.mailbox import Delivery
+        from syft_flwr_gdrive.mailbox.mailbox import Delivery
 
         box = self.mailbox
         me = box.email

@@ -50,24 +50,24 @@ from syft_flwr_gdrive.crypto.seal import MissingPeerKey
 from syft_flwr_gdrive.crypto.seal import PlainLayout
 from syft_flwr_gdrive.crypto.seal import PublicKeys
 from syft_flwr_gdrive.crypto.seal import Sealer
-from syft_flwr_gdrive.transport.bundles import BundleReader
-from syft_flwr_gdrive.transport.bundles import pack as pack_bundle
+from syft_flwr_gdrive.mailbox.bundles import BundleReader
+from syft_flwr_gdrive.mailbox.bundles import pack as pack_bundle
+from syft_flwr_gdrive.mailbox.envelope import MAX_HEADER_BYTES
+from syft_flwr_gdrive.mailbox.envelope import Envelope
+from syft_flwr_gdrive.mailbox.envelope import EnvelopeError
+from syft_flwr_gdrive.mailbox.envelope import decode_file
+from syft_flwr_gdrive.mailbox.envelope import encode_segments
+from syft_flwr_gdrive.mailbox.envelope import header_bytes
+from syft_flwr_gdrive.mailbox.envelope import valid_email
+from syft_flwr_gdrive.mailbox.envelope import valid_message_id
+from syft_flwr_gdrive.mailbox.ledger import Ledger
+from syft_flwr_gdrive.mailbox.streamed import SealedBodySink
 from syft_flwr_gdrive.transport.contract import BundleStore
 from syft_flwr_gdrive.transport.contract import Listing
 from syft_flwr_gdrive.transport.contract import Posting
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import Transport
 from syft_flwr_gdrive.transport.contract import TransportError
-from syft_flwr_gdrive.transport.envelope import MAX_HEADER_BYTES
-from syft_flwr_gdrive.transport.envelope import Envelope
-from syft_flwr_gdrive.transport.envelope import EnvelopeError
-from syft_flwr_gdrive.transport.envelope import decode_file
-from syft_flwr_gdrive.transport.envelope import encode_segments
-from syft_flwr_gdrive.transport.envelope import header_bytes
-from syft_flwr_gdrive.transport.envelope import valid_email
-from syft_flwr_gdrive.transport.envelope import valid_message_id
-from syft_flwr_gdrive.transport.ledger import Ledger
-from syft_flwr_gdrive.transport.streamed import SealedBodySink
 
 logger = logging.getLogger(__name__)
 
