@@ -248,10 +248,10 @@ def run_server(spec: dict[str, Any], logs: CountingHandler) -> dict[str, Any]:
     from flwr.app import Context
     from flwr.app import RecordDict
 
-    from syft_flwr_gdrive.server import syftbox_flwr_server
+    from syft_flwr_gdrive.flower.syftbox_server import syftbox_flwr_server
 
     if spec.get("project"):
-        from syft_flwr_gdrive.project import FlowerProject
+        from syft_flwr_gdrive.flower.project import FlowerProject
 
         proj = FlowerProject.load(spec["project"], dict(spec.get("run_config") or {}))
         inner = proj.load_server_app()
@@ -322,10 +322,10 @@ def make_timed_app(inner: Any, email: str, calls: list[dict[str, Any]]) -> Any:
 
 
 def run_clients(spec: dict[str, Any], logs: CountingHandler) -> dict[str, Any]:
-    from syft_flwr_gdrive.client import syftbox_flwr_client
+    from syft_flwr_gdrive.flower.syftbox_client import syftbox_flwr_client
 
     if spec.get("project"):
-        from syft_flwr_gdrive.project import FlowerProject
+        from syft_flwr_gdrive.flower.project import FlowerProject
 
         proj = FlowerProject.load(spec["project"])
         client_app = proj.load_client_app()

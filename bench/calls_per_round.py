@@ -296,9 +296,9 @@ def idle_poll(peers: int, pending: int, seed: int, workdir: Path) -> dict[str, A
     """Calls of one poll by the server with `peers` peers: 0 pending, P pending elsewhere, P handled."""
     from syft_flwr_gdrive.base.config import Settings
     from syft_flwr_gdrive.fake import FaultConfig
+    from syft_flwr_gdrive.flower.app_mailbox import app_key
     from syft_flwr_gdrive.mailbox.ledger import Ledger
     from syft_flwr_gdrive.mailbox.mailbox import Mailbox
-    from syft_flwr_gdrive.participant import app_key
     from syft_flwr_gdrive.transport.registry import create_transport
 
     app = app_key("bench-idle")

@@ -13,11 +13,11 @@ __all__ = ["__version__", "syftbox_flwr_server", "syftbox_flwr_client"]
 
 def __getattr__(name: str) -> Any:  # pragma: no cover - thin lazy re-export
     if name == "syftbox_flwr_server":
-        from syft_flwr_gdrive.server import syftbox_flwr_server
+        from syft_flwr_gdrive.flower.syftbox_server import syftbox_flwr_server
 
         return syftbox_flwr_server
     if name == "syftbox_flwr_client":
-        from syft_flwr_gdrive.client import syftbox_flwr_client
+        from syft_flwr_gdrive.flower.syftbox_client import syftbox_flwr_client
 
         return syftbox_flwr_client
     raise AttributeError(name)

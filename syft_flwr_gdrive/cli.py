@@ -199,11 +199,11 @@ def server(
         from flwr.app import Context
         from flwr.app import RecordDict
 
-        from syft_flwr_gdrive.identity import app_identity
-        from syft_flwr_gdrive.project import FlowerProject
-        from syft_flwr_gdrive.server import serve
+        from syft_flwr_gdrive.flower.fingerprint import app_identity
+        from syft_flwr_gdrive.flower.project import FlowerProject
+        from syft_flwr_gdrive.flower.syftbox_server import serve
+        from syft_flwr_gdrive.flower.userconfig import parse_user_config
         from syft_flwr_gdrive.transport.registry import create_transport
-        from syft_flwr_gdrive.userconfig import parse_user_config
 
         overrides = parse_user_config(run_config, option="--run-config")
         proj = FlowerProject.load(me.project, overrides)
@@ -285,11 +285,11 @@ def client(
     _setup_logging(me.verbose)
 
     def go() -> None:
-        from syft_flwr_gdrive.client import syftbox_flwr_client
-        from syft_flwr_gdrive.identity import app_identity
-        from syft_flwr_gdrive.project import FlowerProject
+        from syft_flwr_gdrive.flower.fingerprint import app_identity
+        from syft_flwr_gdrive.flower.project import FlowerProject
+        from syft_flwr_gdrive.flower.syftbox_client import syftbox_flwr_client
+        from syft_flwr_gdrive.flower.userconfig import parse_user_config
         from syft_flwr_gdrive.transport.registry import create_transport
-        from syft_flwr_gdrive.userconfig import parse_user_config
 
         proj = FlowerProject.load(me.project)
         settings = me.settings(proj.syft)
@@ -674,8 +674,8 @@ def clean(
     """Delete this participant's leftover message files (peers clean their own)."""
 
     def go() -> Any:
+        from syft_flwr_gdrive.flower.app_mailbox import app_key
         from syft_flwr_gdrive.maintenance import clean as clean_files
-        from syft_flwr_gdrive.participant import app_key
         from syft_flwr_gdrive.transport.registry import create_transport
 
         settings = _settings(email, drive_url, None)

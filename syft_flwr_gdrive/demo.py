@@ -27,7 +27,7 @@ from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.federation import LocalFederation
-from syft_flwr_gdrive.userconfig import parse_user_config
+from syft_flwr_gdrive.flower.userconfig import parse_user_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 APPS = {"message": "message_app", "legacy": "legacy_app"}
@@ -145,7 +145,7 @@ def validate(options: LocalRunOptions) -> None:
             f"Give --node-config once (a template for every client, {{i}} = client index) or "
             f"once per client ({options.clients} times), not {len(options.node_configs)} times."
         )
-    from syft_flwr_gdrive.project import FlowerProject
+    from syft_flwr_gdrive.flower.project import FlowerProject
 
     # Fail here, not in the server process: unknown keys, a broken pyproject.
     FlowerProject.load(options.project, parse_user_config(options.run_config, option="--run-config"))

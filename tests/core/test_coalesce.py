@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from syft_flwr_gdrive.coalesce import Coalescer
+from syft_flwr_gdrive.flower.coalesce import Coalescer
 
 
 def pusher(log):

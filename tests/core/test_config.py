@@ -45,8 +45,8 @@ def test_bad_message_limits_name_the_variable(value):
 
 
 def test_blob_part_size_defaults_to_64_mib_and_reaches_the_mailbox(tmp_path):
-    from syft_flwr_gdrive.blobs import BlobPlacer
-    from syft_flwr_gdrive.participant import open_mailbox
+    from syft_flwr_gdrive.flower.app_mailbox import open_mailbox
+    from syft_flwr_gdrive.flower.shared_blobs import BlobPlacer
     from syft_flwr_gdrive.transport.memory import MemoryHub
     from syft_flwr_gdrive.transport.memory import MemoryTransport
 

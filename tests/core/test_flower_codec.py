@@ -18,18 +18,18 @@ from flwr.app import MetricRecord
 from flwr.app import RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from syft_flwr_gdrive.blobs import BlobCache
-from syft_flwr_gdrive.blobs import BlobPlacer
 from syft_flwr_gdrive.crypto.seal import BLOB_AESGCM
 from syft_flwr_gdrive.crypto.seal import BLOB_CHACHA
 from syft_flwr_gdrive.crypto.seal import content_digest
-from syft_flwr_gdrive.flower_codec import CODEC_PARTS
-from syft_flwr_gdrive.flower_codec import CODEC_PROTO
-from syft_flwr_gdrive.flower_codec import PayloadError
-from syft_flwr_gdrive.flower_codec import decode_message
-from syft_flwr_gdrive.flower_codec import encode_message
-from syft_flwr_gdrive.flower_codec import message_from_bytes
-from syft_flwr_gdrive.flower_codec import message_to_bytes
+from syft_flwr_gdrive.flower.codec import CODEC_PARTS
+from syft_flwr_gdrive.flower.codec import CODEC_PROTO
+from syft_flwr_gdrive.flower.codec import PayloadError
+from syft_flwr_gdrive.flower.codec import decode_message
+from syft_flwr_gdrive.flower.codec import encode_message
+from syft_flwr_gdrive.flower.codec import message_from_bytes
+from syft_flwr_gdrive.flower.codec import message_to_bytes
+from syft_flwr_gdrive.flower.shared_blobs import BlobCache
+from syft_flwr_gdrive.flower.shared_blobs import BlobPlacer
 from syft_flwr_gdrive.transport.memory import MemoryHub
 from syft_flwr_gdrive.transport.memory import MemoryTransport
 from tests.helpers.mailboxes import store
@@ -169,8 +169,10 @@ def test_blobs_are_aes_gcm_with_a_blake3_digest_and_a_previous_release_blob_stil
     assert_same(sample(big=100_000), _fetch_as_client(hub, p))
 
     # what a previous release stored, and its index entry
-    monkeypatch.setattr("syft_flwr_gdrive.blobs.BLOB_CIPHER", BLOB_CHACHA)
-    monkeypatch.setattr("syft_flwr_gdrive.blobs.content_digest", functools.partial(content_digest, algorithm="sha256"))
+    monkeypatch.setattr("syft_flwr_gdrive.flower.shared_blobs.BLOB_CIPHER", BLOB_CHACHA)
+    monkeypatch.setattr(
+        "syft_flwr_gdrive.flower.shared_blobs.content_digest", functools.partial(content_digest, algorithm="sha256")
+    )
     old_hub = MemoryHub()
     new_style = _blob_payload(old_hub)
     [entry] = [e for e in _index_of(new_style)["arrays"] if e["blob"]]
@@ -183,7 +185,7 @@ def test_blobs_are_aes_gcm_with_a_blake3_digest_and_a_previous_release_blob_stil
 def test_a_blob_that_does_not_match_its_digest_is_refused(monkeypatch, field):
     hub = MemoryHub()
     if field == "sha256":
-        monkeypatch.setattr("syft_flwr_gdrive.blobs.BLOB_CIPHER", BLOB_CHACHA)
+        monkeypatch.setattr("syft_flwr_gdrive.flower.shared_blobs.BLOB_CIPHER", BLOB_CHACHA)
     p = _blob_payload(hub)
     other = "1" * 64
     changes = {"blob_digest": f"blake3:{other}"} if field == "blob_digest" else {"blob_cipher": None}

@@ -16,11 +16,11 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from syft_flwr_gdrive.base.accounts import FIRST_NODE_ID
 from syft_flwr_gdrive.base.accounts import node_id_for
-from syft_flwr_gdrive.flower_codec import CODEC_PARTS
-from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
-from syft_flwr_gdrive.flower_codec import message_from_bytes
-from syft_flwr_gdrive.flower_codec import message_to_bytes
-from syft_flwr_gdrive.grid import TransportGrid
+from syft_flwr_gdrive.flower.codec import CODEC_PARTS
+from syft_flwr_gdrive.flower.codec import SERVER_NODE_ID
+from syft_flwr_gdrive.flower.codec import message_from_bytes
+from syft_flwr_gdrive.flower.codec import message_to_bytes
+from syft_flwr_gdrive.flower.grid import TransportGrid
 from syft_flwr_gdrive.mailbox.ledger import Ledger
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.memory import MemoryHub

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from syft_flwr_gdrive.identity import APP_SECTION
-from syft_flwr_gdrive.identity import app_identity
-from syft_flwr_gdrive.identity import differences
+from syft_flwr_gdrive.flower.fingerprint import APP_SECTION
+from syft_flwr_gdrive.flower.fingerprint import app_identity
+from syft_flwr_gdrive.flower.fingerprint import differences
 
 APP = Path(__file__).resolve().parents[2] / "fixtures" / "compat" / "numpy_legacy"
 

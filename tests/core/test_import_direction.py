@@ -85,7 +85,7 @@ def test_the_fake_drive_imports_nothing_else_of_the_package(path):
 
 
 def test_client_does_not_import_server():
-    assert not any(n.startswith("syft_flwr_gdrive.server") for n in imports_of(PACKAGE / "client.py"))
+    assert not any(n.startswith("syft_flwr_gdrive.flower.syftbox_server") for n in imports_of(PACKAGE / "client.py"))
 
 
 @pytest.mark.parametrize("name", ["grid.py", "client_loop.py", "blobs.py"])
@@ -103,14 +103,14 @@ def test_the_adapter_talks_to_the_mailbox_not_to_its_transport(name):
 
 
 def test_the_checker_sees_imports_inside_functions_and_relative_ones():
-    source = "def f():\n    from syft_flwr_gdrive.flower_codec import x\n    import flwr.app\nfrom ..grid import G\n"
+    source = "def f():\n    from syft_flwr_gdrive.flower.codec import x\n    import flwr.app\nfrom ..grid import G\n"
     names = imports_in(source, ["syft_flwr_gdrive", "drive"])
-    assert offending(names, {"syft_flwr_gdrive.flower_codec", "syft_flwr_gdrive.grid"}) == [
+    assert offending(names, {"syft_flwr_gdrive.flower.codec", "syft_flwr_gdrive.flower.grid"}) == [
         "flwr.app",
-        "syft_flwr_gdrive.flower_codec",
-        "syft_flwr_gdrive.flower_codec.x",
-        "syft_flwr_gdrive.grid",
-        "syft_flwr_gdrive.grid.G",
+        "syft_flwr_gdrive.flower.codec",
+        "syft_flwr_gdrive.flower.codec.x",
+        "syft_flwr_gdrive.flower.grid",
+        "syft_flwr_gdrive.flower.grid.G",
     ]
 
 

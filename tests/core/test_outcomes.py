@@ -23,17 +23,17 @@ from flwr.serverapp import ServerApp
 from flwr.serverapp.strategy import FedAvg
 
 from syft_flwr_gdrive.base.config import Settings
-from syft_flwr_gdrive.client_loop import ClientLoop
 from syft_flwr_gdrive.crypto.seal import Identity
 from syft_flwr_gdrive.crypto.seal import PinStore
 from syft_flwr_gdrive.crypto.seal import Sealer
+from syft_flwr_gdrive.flower.app_mailbox import app_key
+from syft_flwr_gdrive.flower.client_loop import ClientLoop
+from syft_flwr_gdrive.flower.syftbox_server import serve
+from syft_flwr_gdrive.flower.tally import Tally
+from syft_flwr_gdrive.flower.tally import error_type
+from syft_flwr_gdrive.flower.tally import round_of
 from syft_flwr_gdrive.mailbox.ledger import Ledger
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
-from syft_flwr_gdrive.participant import app_key
-from syft_flwr_gdrive.server import serve
-from syft_flwr_gdrive.tally import Tally
-from syft_flwr_gdrive.tally import error_type
-from syft_flwr_gdrive.tally import round_of
 from syft_flwr_gdrive.transport.memory import MemoryHub
 from syft_flwr_gdrive.transport.memory import MemoryTransport
 from tests.helpers.client_loops import loops_running

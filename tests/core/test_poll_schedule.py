@@ -8,13 +8,13 @@ from __future__ import annotations
 import pytest
 
 from syft_flwr_gdrive.base.config import Settings
-from syft_flwr_gdrive.poll_schedule import BACKOFF
-from syft_flwr_gdrive.poll_schedule import FAST
-from syft_flwr_gdrive.poll_schedule import HOLD
-from syft_flwr_gdrive.poll_schedule import LEAD_MEMORY
-from syft_flwr_gdrive.poll_schedule import LEAD_SHARE
-from syft_flwr_gdrive.poll_schedule import PollPolicy
-from syft_flwr_gdrive.poll_schedule import PollSchedule
+from syft_flwr_gdrive.flower.poll_schedule import BACKOFF
+from syft_flwr_gdrive.flower.poll_schedule import FAST
+from syft_flwr_gdrive.flower.poll_schedule import HOLD
+from syft_flwr_gdrive.flower.poll_schedule import LEAD_MEMORY
+from syft_flwr_gdrive.flower.poll_schedule import LEAD_SHARE
+from syft_flwr_gdrive.flower.poll_schedule import PollPolicy
+from syft_flwr_gdrive.flower.poll_schedule import PollSchedule
 from syft_flwr_gdrive.transport.drive.options import DriveOptions
 
 

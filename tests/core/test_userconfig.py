@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from syft_flwr_gdrive.base.config import ConfigError
-from syft_flwr_gdrive.userconfig import check_user_config
-from syft_flwr_gdrive.userconfig import parse_user_config
-from syft_flwr_gdrive.userconfig import run_config_of
-from syft_flwr_gdrive.userconfig import run_info
+from syft_flwr_gdrive.flower.userconfig import check_user_config
+from syft_flwr_gdrive.flower.userconfig import parse_user_config
+from syft_flwr_gdrive.flower.userconfig import run_config_of
+from syft_flwr_gdrive.flower.userconfig import run_info
 
 
 @pytest.mark.parametrize(

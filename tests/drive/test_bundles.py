@@ -159,8 +159,8 @@ def test_a_clear_bundle_is_refused_when_encryption_is_on(drive, caplog):
 def grid_federation(drive, app):
     from flwr.supercore.task_identity import TaskIdentity
 
-    from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
-    from syft_flwr_gdrive.grid import TransportGrid
+    from syft_flwr_gdrive.flower.codec import SERVER_NODE_ID
+    from syft_flwr_gdrive.flower.grid import TransportGrid
 
     keys = sealers(DS, A, B, C)
     box = Mailbox(transport(drive, DS), app, [A, B, C], Ledger(None), sealer=keys[DS])
@@ -182,10 +182,10 @@ def answer_all(clients, expected):
     """Each client answers its part (as ClientLoop does); returns what each got."""
     from flwr.app import Message
 
-    from syft_flwr_gdrive.client_loop import _apply_part
-    from syft_flwr_gdrive.flower_codec import CODEC_PARTS
-    from syft_flwr_gdrive.flower_codec import decode_message
-    from syft_flwr_gdrive.flower_codec import encode_message
+    from syft_flwr_gdrive.flower.client_loop import _apply_part
+    from syft_flwr_gdrive.flower.codec import CODEC_PARTS
+    from syft_flwr_gdrive.flower.codec import decode_message
+    from syft_flwr_gdrive.flower.codec import encode_message
 
     got = {}
     deadline = time.monotonic() + 20

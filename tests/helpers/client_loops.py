@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from collections.abc import Sequence
 from contextlib import contextmanager
 
-from syft_flwr_gdrive.client_loop import ClientLoop
+from syft_flwr_gdrive.flower.client_loop import ClientLoop
 
 
 @contextmanager

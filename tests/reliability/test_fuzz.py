@@ -367,7 +367,7 @@ def _valid_index() -> dict:
     from flwr.app import RecordDict
     from flwr.app.message.message import make_message
 
-    from syft_flwr_gdrive.flower_codec import encode_message
+    from syft_flwr_gdrive.flower.codec import encode_message
 
     meta = Metadata(
         run_id=1,
@@ -434,8 +434,8 @@ def test_parts_payloads_decode_or_raise_payload_error(index, tail, noise):
     from syft_flwr_gdrive.crypto.seal import BLOB_CIPHERS
     from syft_flwr_gdrive.crypto.seal import BLOB_DIGESTS
     from syft_flwr_gdrive.crypto.seal import sealed_blob_size
-    from syft_flwr_gdrive.flower_codec import PayloadError
-    from syft_flwr_gdrive.flower_codec import decode_message
+    from syft_flwr_gdrive.flower.codec import PayloadError
+    from syft_flwr_gdrive.flower.codec import decode_message
 
     _count()
     raw = json.dumps(index).encode()

@@ -306,7 +306,7 @@ def test_hostile_files_are_skipped_with_one_log_line_and_the_federation_complete
             "id-slashes": "a/b/../c",
             "id-unicode": "ünï-名前-🚀",
             "id-long": "i" * 100,
-            "id-newline": "x\n2000-01-01 00:00:00,000 INFO syft_flwr_gdrive.client_loop: run 1: answered train",
+            "id-newline": "x\n2000-01-01 00:00:00,000 INFO syft_flwr_gdrive.flower.client_loop: run 1: answered train",
         }
         for label, mid in weird_ids.items():
             to_client[label] = (
@@ -390,7 +390,9 @@ LOG_INJECTION_BUG = (
 # Regression test (was a strict xfail, fixed in 584af16); the bug was:
 #   LOG_INJECTION_BUG
 def test_a_file_name_cannot_forge_log_lines(tmp_path: Path, drive: FakeDriveServer):
-    forged = "2000-01-01 00:00:00,000 INFO syft_flwr_gdrive.client_loop: run 1: answered train (deadbeef, round 9)"
+    forged = (
+        "2000-01-01 00:00:00,000 INFO syft_flwr_gdrive.flower.client_loop: run 1: answered train (deadbeef, round 9)"
+    )
     # Three rounds, not one: on the strict fake a listing shows a new file up to 1 s late, and a
     # one-round run could end before the client ever lists the planted file.
     with make_federation(

@@ -34,16 +34,16 @@ from flwr.clientapp import ClientApp
 from flwr.supercore.task_identity import TaskIdentity
 
 from syft_flwr_gdrive.base.accounts import node_id_for
-from syft_flwr_gdrive.client_loop import ClientLoop
-from syft_flwr_gdrive.client_loop import reply_id_for
 from syft_flwr_gdrive.crypto.seal import Identity
 from syft_flwr_gdrive.crypto.seal import PinStore
 from syft_flwr_gdrive.crypto.seal import Sealer
 from syft_flwr_gdrive.fake import FakeDriveServer
-from syft_flwr_gdrive.flower_codec import CODEC_PARTS
-from syft_flwr_gdrive.flower_codec import decode_message
-from syft_flwr_gdrive.flower_codec import encode_message
-from syft_flwr_gdrive.grid import TransportGrid
+from syft_flwr_gdrive.flower.client_loop import ClientLoop
+from syft_flwr_gdrive.flower.client_loop import reply_id_for
+from syft_flwr_gdrive.flower.codec import CODEC_PARTS
+from syft_flwr_gdrive.flower.codec import decode_message
+from syft_flwr_gdrive.flower.codec import encode_message
+from syft_flwr_gdrive.flower.grid import TransportGrid
 from syft_flwr_gdrive.mailbox.ledger import Ledger
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.drive import layout
@@ -353,7 +353,7 @@ def run_client_thread(drive: FakeDriveServer, tmp_path: Path, env: dict[str, str
     import threading
 
     from syft_flwr_gdrive.base.config import Settings
-    from syft_flwr_gdrive.client import syftbox_flwr_client
+    from syft_flwr_gdrive.flower.syftbox_client import syftbox_flwr_client
 
     settings = Settings.from_env(
         {
@@ -501,7 +501,7 @@ def test_peer_chosen_ids_cannot_forge_log_lines_or_split_the_ledger(tmp_path: Pa
 
     caplog.set_level(logging.INFO)
     hub = MemoryHub()
-    forged_line = "2000-01-01 00:00:00,000 INFO syft_flwr_gdrive.grid: FORGED"
+    forged_line = "2000-01-01 00:00:00,000 INFO syft_flwr_gdrive.flower.grid: FORGED"
     grid = TransportGrid(
         Mailbox(MemoryTransport(DS, hub), APP, [DO], Ledger(tmp_path / "ledger.log")),
         [DO],

@@ -20,14 +20,14 @@ from flwr.app import RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 from syft_flwr_gdrive import blobs
-from syft_flwr_gdrive.blobs import BlobCache
-from syft_flwr_gdrive.blobs import BlobPlacer
 from syft_flwr_gdrive.crypto.seal import CHUNK
 from syft_flwr_gdrive.crypto.seal import TAG
 from syft_flwr_gdrive.crypto.seal import sealed_blob_size
-from syft_flwr_gdrive.flower_codec import PayloadError
-from syft_flwr_gdrive.flower_codec import decode_message
-from syft_flwr_gdrive.flower_codec import encode_message
+from syft_flwr_gdrive.flower.codec import PayloadError
+from syft_flwr_gdrive.flower.codec import decode_message
+from syft_flwr_gdrive.flower.codec import encode_message
+from syft_flwr_gdrive.flower.shared_blobs import BlobCache
+from syft_flwr_gdrive.flower.shared_blobs import BlobPlacer
 from syft_flwr_gdrive.transport.contract import TransportError
 from syft_flwr_gdrive.transport.memory import MemoryHub
 from syft_flwr_gdrive.transport.memory import MemoryTransport

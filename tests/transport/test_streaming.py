@@ -16,16 +16,16 @@ from flwr.app import RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 from syft_flwr_gdrive.base.segments import SegmentReader
-from syft_flwr_gdrive.blobs import BlobCache
-from syft_flwr_gdrive.blobs import BlobPlacer
 from syft_flwr_gdrive.crypto.seal import CHUNK
 from syft_flwr_gdrive.crypto.seal import CryptoError
 from syft_flwr_gdrive.crypto.seal import Identity
 from syft_flwr_gdrive.crypto.seal import PinStore
 from syft_flwr_gdrive.crypto.seal import Sealer
 from syft_flwr_gdrive.crypto.seal import content_digest
-from syft_flwr_gdrive.flower_codec import decode_message
-from syft_flwr_gdrive.flower_codec import encode_message
+from syft_flwr_gdrive.flower.codec import decode_message
+from syft_flwr_gdrive.flower.codec import encode_message
+from syft_flwr_gdrive.flower.shared_blobs import BlobCache
+from syft_flwr_gdrive.flower.shared_blobs import BlobPlacer
 from syft_flwr_gdrive.mailbox.envelope import Envelope
 from syft_flwr_gdrive.mailbox.envelope import decode_file
 from syft_flwr_gdrive.transport.contract import Routing
@@ -284,7 +284,7 @@ def test_chunk_reader_hands_a_whole_region_over_and_drops_what_a_big_read_copied
 
 def _sealed_body(alice, routing, plain: bytes) -> bytes:
     from syft_flwr_gdrive.crypto.seal import CODEC_SEAL
-    from syft_flwr_gdrive.flower_codec import CODEC_PARTS
+    from syft_flwr_gdrive.flower.codec import CODEC_PARTS
     from syft_flwr_gdrive.mailbox.envelope import header_bytes
 
     sealed = alice.seal(routing, SegmentReader([plain]), len(plain))
@@ -370,7 +370,7 @@ def test_sealed_body_sink_refuses_any_changed_byte_and_hands_nothing_out(where):
 
 
 def test_a_parts_payload_is_opened_into_one_buffer_per_array(task_identity):
-    from syft_flwr_gdrive.flower_codec import parts_layout
+    from syft_flwr_gdrive.flower.codec import parts_layout
 
     alice, bob, routing = _sealers()
     routing = Routing(**{**routing.__dict__, "created_at": 4e9})
@@ -416,7 +416,7 @@ def test_tail_sink_reads_back_behind_the_writer_in_blocks_and_reports_a_failure(
 @pytest.mark.parametrize("tamper", [None, "first", "last", "cut"])
 def test_a_big_blob_is_decrypted_while_it_downloads_and_kept_on_disk(task_identity, monkeypatch, tamper):
     from syft_flwr_gdrive import blobs
-    from syft_flwr_gdrive.flower_codec import PayloadError
+    from syft_flwr_gdrive.flower.codec import PayloadError
 
     monkeypatch.setattr(blobs, "SPOOL_IN_MEMORY", 64 * KIB)  # the big-blob path, at a test's size
     hub = MemoryHub()
@@ -480,7 +480,7 @@ def test_new_content_is_hashed_beside_its_upload_and_known_content_is_not_upload
 
 
 def test_content_that_only_shares_the_fingerprint_is_uploaded_as_a_new_blob():
-    from syft_flwr_gdrive.blobs import sample_fingerprint
+    from syft_flwr_gdrive.flower.shared_blobs import sample_fingerprint
 
     hub = MemoryHub()
     server = MemoryTransport("ds@x.com", hub)

@@ -40,9 +40,9 @@ from syft_flwr_gdrive.crypto.seal import new_blob_key
 from syft_flwr_gdrive.crypto.seal import open_blob
 from syft_flwr_gdrive.crypto.seal import seal_blob
 from syft_flwr_gdrive.crypto.seal import sealed_blob_size
-from syft_flwr_gdrive.flower_codec import BlobRef
-from syft_flwr_gdrive.flower_codec import PayloadError
-from syft_flwr_gdrive.flower_codec import split_sizes
+from syft_flwr_gdrive.flower.codec import BlobRef
+from syft_flwr_gdrive.flower.codec import PayloadError
+from syft_flwr_gdrive.flower.codec import split_sizes
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.mailbox.pipe import PipeSink
 from syft_flwr_gdrive.mailbox.pipe import TailSink

@@ -43,16 +43,20 @@ from syft_flwr_gdrive.base.accounts import canonical_email
 from syft_flwr_gdrive.base.accounts import node_id_for
 from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.logsafe import printable
-from syft_flwr_gdrive.blobs import MIN_PART_WAIT
-from syft_flwr_gdrive.blobs import BlobCache
-from syft_flwr_gdrive.blobs import BlobPlacer
-from syft_flwr_gdrive.flower_codec import CODEC_PARTS
-from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
-from syft_flwr_gdrive.flower_codec import PayloadError
-from syft_flwr_gdrive.flower_codec import decode_message_and_run
-from syft_flwr_gdrive.flower_codec import encode_message
-from syft_flwr_gdrive.identity import AppIdentity
-from syft_flwr_gdrive.identity import differences
+from syft_flwr_gdrive.flower.codec import CODEC_PARTS
+from syft_flwr_gdrive.flower.codec import SERVER_NODE_ID
+from syft_flwr_gdrive.flower.codec import PayloadError
+from syft_flwr_gdrive.flower.codec import decode_message_and_run
+from syft_flwr_gdrive.flower.codec import encode_message
+from syft_flwr_gdrive.flower.fingerprint import AppIdentity
+from syft_flwr_gdrive.flower.fingerprint import differences
+from syft_flwr_gdrive.flower.poll_schedule import PollPolicy
+from syft_flwr_gdrive.flower.poll_schedule import PollSchedule
+from syft_flwr_gdrive.flower.shared_blobs import MIN_PART_WAIT
+from syft_flwr_gdrive.flower.shared_blobs import BlobCache
+from syft_flwr_gdrive.flower.shared_blobs import BlobPlacer
+from syft_flwr_gdrive.flower.tally import round_of
+from syft_flwr_gdrive.flower.userconfig import run_config_of
 from syft_flwr_gdrive.mailbox.envelope import KIND_REPLY
 from syft_flwr_gdrive.mailbox.envelope import KIND_REQUEST
 from syft_flwr_gdrive.mailbox.envelope import KIND_STOP
@@ -61,11 +65,7 @@ from syft_flwr_gdrive.mailbox.envelope import STOP_ACK_WAIT
 from syft_flwr_gdrive.mailbox.mailbox import Delivery
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.mailbox.mailbox import PollResult
-from syft_flwr_gdrive.poll_schedule import PollPolicy
-from syft_flwr_gdrive.poll_schedule import PollSchedule
-from syft_flwr_gdrive.tally import round_of
 from syft_flwr_gdrive.transport.contract import Routing
-from syft_flwr_gdrive.userconfig import run_config_of
 
 logger = logging.getLogger(__name__)
 

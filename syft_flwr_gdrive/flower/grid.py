@@ -44,15 +44,20 @@ from flwr.supercore.run import Run
 
 from syft_flwr_gdrive.base.accounts import node_id_for
 from syft_flwr_gdrive.base.logsafe import printable
-from syft_flwr_gdrive.blobs import BlobCache
-from syft_flwr_gdrive.blobs import BlobPlacer
-from syft_flwr_gdrive.coalesce import Coalescer
 from syft_flwr_gdrive.crypto.seal import MissingPeerKey
-from syft_flwr_gdrive.flower_codec import CODEC_PARTS
-from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
-from syft_flwr_gdrive.flower_codec import PayloadError
-from syft_flwr_gdrive.flower_codec import decode_message
-from syft_flwr_gdrive.flower_codec import encode_message
+from syft_flwr_gdrive.flower.coalesce import Coalescer
+from syft_flwr_gdrive.flower.codec import CODEC_PARTS
+from syft_flwr_gdrive.flower.codec import SERVER_NODE_ID
+from syft_flwr_gdrive.flower.codec import PayloadError
+from syft_flwr_gdrive.flower.codec import decode_message
+from syft_flwr_gdrive.flower.codec import encode_message
+from syft_flwr_gdrive.flower.poll_schedule import PollPolicy
+from syft_flwr_gdrive.flower.poll_schedule import PollSchedule
+from syft_flwr_gdrive.flower.shared_blobs import BlobCache
+from syft_flwr_gdrive.flower.shared_blobs import BlobPlacer
+from syft_flwr_gdrive.flower.tally import Tally
+from syft_flwr_gdrive.flower.tally import error_type
+from syft_flwr_gdrive.flower.tally import round_of
 from syft_flwr_gdrive.mailbox.envelope import KIND_REPLY
 from syft_flwr_gdrive.mailbox.envelope import KIND_REQUEST
 from syft_flwr_gdrive.mailbox.envelope import KIND_STOP
@@ -61,11 +66,6 @@ from syft_flwr_gdrive.mailbox.envelope import STOP_ACK_WAIT
 from syft_flwr_gdrive.mailbox.mailbox import Delivery
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.mailbox.mailbox import new_message_id
-from syft_flwr_gdrive.poll_schedule import PollPolicy
-from syft_flwr_gdrive.poll_schedule import PollSchedule
-from syft_flwr_gdrive.tally import Tally
-from syft_flwr_gdrive.tally import error_type
-from syft_flwr_gdrive.tally import round_of
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import TransportError
 

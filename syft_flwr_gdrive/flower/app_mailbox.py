@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.crypto.seal import sealer_for
-from syft_flwr_gdrive.flower_codec import CODEC_PARTS
-from syft_flwr_gdrive.flower_codec import parts_layout
+from syft_flwr_gdrive.flower.codec import CODEC_PARTS
+from syft_flwr_gdrive.flower.codec import parts_layout
 from syft_flwr_gdrive.mailbox.ledger import Ledger
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.contract import Transport

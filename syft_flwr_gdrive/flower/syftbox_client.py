@@ -14,10 +14,10 @@ from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.config import ProjectConfig
 from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.base.config import validate_email
-from syft_flwr_gdrive.client_loop import ClientLoop
-from syft_flwr_gdrive.client_loop import ClientReport
-from syft_flwr_gdrive.participant import open_mailbox
-from syft_flwr_gdrive.poll_schedule import PollSchedule
+from syft_flwr_gdrive.flower.app_mailbox import open_mailbox
+from syft_flwr_gdrive.flower.client_loop import ClientLoop
+from syft_flwr_gdrive.flower.client_loop import ClientReport
+from syft_flwr_gdrive.flower.poll_schedule import PollSchedule
 from syft_flwr_gdrive.transport.contract import Transport
 from syft_flwr_gdrive.transport.registry import create_transport
 

@@ -30,15 +30,15 @@ from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.config import ProjectConfig
 from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.base.config import validate_email
-from syft_flwr_gdrive.flower_codec import SERVER_NODE_ID
-from syft_flwr_gdrive.grid import TransportGrid
-from syft_flwr_gdrive.participant import app_key
-from syft_flwr_gdrive.participant import open_mailbox
-from syft_flwr_gdrive.poll_schedule import PollSchedule
+from syft_flwr_gdrive.flower.app_mailbox import app_key
+from syft_flwr_gdrive.flower.app_mailbox import open_mailbox
+from syft_flwr_gdrive.flower.codec import SERVER_NODE_ID
+from syft_flwr_gdrive.flower.grid import TransportGrid
+from syft_flwr_gdrive.flower.poll_schedule import PollSchedule
+from syft_flwr_gdrive.flower.userconfig import run_info
 from syft_flwr_gdrive.transport.contract import Transport
 from syft_flwr_gdrive.transport.contract import TransportError
 from syft_flwr_gdrive.transport.registry import create_transport
-from syft_flwr_gdrive.userconfig import run_info
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
