@@ -520,7 +520,7 @@ def bootstrap(
     transport: str = typer.Option("p2p", help="Transport plugin name."),
 ) -> None:
     """Write \\[tool.syft_flwr] (aggregator, datasites, transport, app name) into a Flower project."""
-    from syft_flwr_gdrive.bootstrap import bootstrap as write_section
+    from syft_flwr_gdrive.ops.project_setup import bootstrap as write_section
 
     path = _run_errors(
         lambda: write_section(
@@ -580,7 +580,7 @@ def doctor(
     peer_timeout: float = typer.Option(60.0, help="Seconds to wait for the peer's side of --peer."),
 ) -> None:
     """Check settings, credentials, Drive reachability and the account; say what to fix."""
-    from syft_flwr_gdrive.doctor import run_checks
+    from syft_flwr_gdrive.ops.checks import run_checks
 
     overrides: dict[str, Any] = {"email": email} if email else {}
     environ = dict(__import__("os").environ)
@@ -603,7 +603,7 @@ def doctor(
 def _doctor_peer(environ: dict[str, str], overrides: dict[str, Any], peer: str, timeout: float) -> None:
     """The timed round trip of `doctor --peer`; exits 3 (Drive) when the two accounts cannot federate."""
     from syft_flwr_gdrive.base.config import Settings
-    from syft_flwr_gdrive.peercheck import check_peer
+    from syft_flwr_gdrive.ops.peer_roundtrip import check_peer
     from syft_flwr_gdrive.transport.registry import create_transport
 
     settings = _run_errors(lambda: Settings.from_env(environ, **overrides))
@@ -629,9 +629,9 @@ def trust(
 ) -> None:
     """List peers' pinned key fingerprints and refused (changed) keys; accept a changed key explicitly."""
     from syft_flwr_gdrive.crypto.seal import CryptoError
-    from syft_flwr_gdrive.trust import accept as accept_key
-    from syft_flwr_gdrive.trust import my_fingerprint
-    from syft_flwr_gdrive.trust import peer_keys
+    from syft_flwr_gdrive.ops.key_files import accept as accept_key
+    from syft_flwr_gdrive.ops.key_files import my_fingerprint
+    from syft_flwr_gdrive.ops.key_files import peer_keys
 
     settings = _run_errors(lambda: _settings(email, None, None))
     if accept:
@@ -675,7 +675,7 @@ def clean(
 
     def go() -> Any:
         from syft_flwr_gdrive.flower.app_mailbox import app_key
-        from syft_flwr_gdrive.maintenance import clean as clean_files
+        from syft_flwr_gdrive.ops.leftovers import clean as clean_files
         from syft_flwr_gdrive.transport.registry import create_transport
 
         settings = _settings(email, drive_url, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from syft_flwr_gdrive.peercheck import check_peer
+from syft_flwr_gdrive.ops.peer_roundtrip import check_peer
 from syft_flwr_gdrive.transport.contract import TransportError
 from syft_flwr_gdrive.transport.memory import MemoryHub
 from syft_flwr_gdrive.transport.memory import MemoryTransport

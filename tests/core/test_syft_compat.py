@@ -7,7 +7,7 @@ import pytest
 from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.config import ProjectConfig
 from syft_flwr_gdrive.base.config import Settings
-from syft_flwr_gdrive.bootstrap import bootstrap
+from syft_flwr_gdrive.ops.project_setup import bootstrap
 from syft_flwr_gdrive.transport.registry import transport_class
 
 SYFT_FLWR_PYPROJECT = """[project]

@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from syft_flwr_gdrive.base.accounts import canonical_email
-from syft_flwr_gdrive.peercheck import check_peer
+from syft_flwr_gdrive.ops.peer_roundtrip import check_peer
 from syft_flwr_gdrive.transport.drive import layout
 from syft_flwr_gdrive.transport.drive.errors import DriveConflict
 from syft_flwr_gdrive.transport.drive.errors import DriveError

@@ -16,7 +16,7 @@ import pytest
 
 from syft_flwr_gdrive.base.segments import SegmentReader
 from syft_flwr_gdrive.fake import FakeDriveServer
-from syft_flwr_gdrive.maintenance import clean
+from syft_flwr_gdrive.ops.leftovers import clean
 from syft_flwr_gdrive.transport.contract import BlobRefused
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import Transport
