@@ -341,7 +341,7 @@ def _run_with_live_view(title_clients: int, out_dir: Path, start: Any, transport
     from rich.live import Live
     from rich.table import Table
 
-    from syft_flwr_gdrive.demo import Progress
+    from syft_flwr_gdrive.localrun.runner import Progress
 
     console = Console(stderr=False)
     storage = "fake Google Drive" if transport == "p2p" else "a shared directory"
@@ -465,9 +465,9 @@ def run_project(
     through (fake) Drive exactly as it would over real Google Drive. Relative paths the app writes
     land in OUT/participants.
     """
-    from syft_flwr_gdrive.demo import DEFAULT_NODE_CONFIG
-    from syft_flwr_gdrive.demo import LocalRunOptions
-    from syft_flwr_gdrive.demo import run_local
+    from syft_flwr_gdrive.localrun.runner import DEFAULT_NODE_CONFIG
+    from syft_flwr_gdrive.localrun.runner import LocalRunOptions
+    from syft_flwr_gdrive.localrun.runner import run_local
 
     options = LocalRunOptions(
         project=project.expanduser().resolve(),
@@ -500,8 +500,8 @@ def demo(
 
     This is `run` on the bundled digits app.
     """
-    from syft_flwr_gdrive.demo import DemoOptions
-    from syft_flwr_gdrive.demo import run_demo
+    from syft_flwr_gdrive.localrun.runner import DemoOptions
+    from syft_flwr_gdrive.localrun.runner import run_demo
 
     options = DemoOptions(clients=clients, rounds=rounds, app=app_style, **knobs)
     if out:

@@ -25,7 +25,7 @@ import pytest
 
 from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.fake import FakeDriveServer
-from syft_flwr_gdrive.federation import LocalFederation
+from syft_flwr_gdrive.localrun.federation import LocalFederation
 from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 

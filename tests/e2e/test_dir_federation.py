@@ -7,7 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from syft_flwr_gdrive.federation import LocalFederation
+from syft_flwr_gdrive.localrun.federation import LocalFederation
 from syft_flwr_gdrive.transport.directory import DirectoryTransport
 from tests.helpers.e2e import CLI
 from tests.helpers.e2e import CLIENTS

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
-from syft_flwr_gdrive.federation import LocalFederation
+from syft_flwr_gdrive.localrun.federation import LocalFederation
 from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 

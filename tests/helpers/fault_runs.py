@@ -12,7 +12,7 @@ from pathlib import Path
 
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
-from syft_flwr_gdrive.federation import LocalFederation
+from syft_flwr_gdrive.localrun.federation import LocalFederation
 from tests.helpers.reliability import DIGEST_APP
 from tests.helpers.reliability import DRIVE_PROFILE
 from tests.helpers.reliability import SERVER

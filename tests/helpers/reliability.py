@@ -16,8 +16,8 @@ from pathlib import Path
 from syft_flwr_gdrive.base.accounts import canonical_email
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
-from syft_flwr_gdrive.federation import LocalFederation
-from syft_flwr_gdrive.federation import Participant
+from syft_flwr_gdrive.localrun.federation import LocalFederation
+from syft_flwr_gdrive.localrun.federation import Participant
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.drive import layout
 from syft_flwr_gdrive.transport.drive.api import FOLDER_MIME

@@ -20,7 +20,7 @@ import pytest
 
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
-from syft_flwr_gdrive.federation import LocalFederation
+from syft_flwr_gdrive.localrun.federation import LocalFederation
 from tests.helpers.fault_runs import ROUNDS
 from tests.helpers.fault_runs import PairOfRuns
 from tests.helpers.fault_runs import RunPair

@@ -26,8 +26,8 @@ from typing import Any
 from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
-from syft_flwr_gdrive.federation import LocalFederation
 from syft_flwr_gdrive.flower.userconfig import parse_user_config
+from syft_flwr_gdrive.localrun.federation import LocalFederation
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 APPS = {"message": "message_app", "legacy": "legacy_app"}
