@@ -6,9 +6,9 @@ import click
 import pytest
 import typer
 
-from syft_flwr_gdrive.cli import FAKE_DRIVE_OPTIONS
-from syft_flwr_gdrive.cli import PARTICIPANT_OPTIONS
-from syft_flwr_gdrive.cli import app
+from syft_flwr_gdrive.cli.app import FAKE_DRIVE_OPTIONS
+from syft_flwr_gdrive.cli.app import PARTICIPANT_OPTIONS
+from syft_flwr_gdrive.cli.app import app
 
 
 def _options(command: str) -> dict[str, click.Option]:

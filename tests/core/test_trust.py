@@ -6,7 +6,7 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from syft_flwr_gdrive.base.config import Settings
-from syft_flwr_gdrive.cli import app
+from syft_flwr_gdrive.cli.app import app
 from syft_flwr_gdrive.crypto.seal import Identity
 from syft_flwr_gdrive.crypto.seal import PinStore
 from syft_flwr_gdrive.crypto.seal import sealer_for

@@ -91,7 +91,7 @@ def run_in_process(drive: FakeDriveServer, tmp_path: Path, cases) -> list[str]:
     """The same cases through typer's CliRunner, in this process (fast, for many variants)."""
     from typer.testing import CliRunner
 
-    from syft_flwr_gdrive.cli import app
+    from syft_flwr_gdrive.cli.app import app
 
     failures = []
     before = drive.stats()["by_user"]

@@ -712,7 +712,3 @@ def _interruptible() -> None:
 def main() -> None:
     _interruptible()
     app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
