@@ -35,7 +35,7 @@ def test_drive_transport_satisfies_the_contract(mocker):
 def test_an_entry_point_that_is_not_a_transport_is_refused_by_name(monkeypatch):
     from importlib.metadata import EntryPoint
 
-    from syft_flwr_gdrive import plugin
+    from syft_flwr_gdrive.transport import registry as plugin
 
     fake = EntryPoint(name="bogus", value="builtins:object", group=plugin.GROUP)
     monkeypatch.setattr(plugin, "available_transports", lambda: {"bogus": fake})

@@ -19,7 +19,7 @@ from flwr.app import Message
 from flwr.app import RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from syft_flwr_gdrive import blobs
+from syft_flwr_gdrive.flower import shared_blobs
 from syft_flwr_gdrive.crypto.seal import CHUNK
 from syft_flwr_gdrive.crypto.seal import TAG
 from syft_flwr_gdrive.crypto.seal import sealed_blob_size
@@ -127,7 +127,7 @@ def test_a_huge_blob_gets_bigger_parts_not_more_of_them():
     placer = BlobPlacer(store(MemoryTransport(SERVER, MemoryHub())), part_bytes=PART)
     stored = sealed_blob_size(10 * 1024**3)  # 10 GiB at 1 MiB parts would be 10,240 of them
     parts, per_part = placer._parts_for(stored)
-    assert per_part % PART == 0 and parts == -(-stored // per_part) <= blobs.MAX_PARTS
+    assert per_part % PART == 0 and parts == -(-stored // per_part) <= shared_blobs.MAX_PARTS
 
 
 def test_a_part_that_fails_to_upload_fails_the_push_and_the_receiver_names_it():
@@ -184,6 +184,6 @@ def test_close_abandons_a_running_upload_at_its_next_read():
     started = time.monotonic()
     threading.Timer(0.3, gate.release.set).start()  # the stuck request ends; the next read must not happen
     placer.close()
-    assert time.monotonic() - started < blobs.CANCEL_WAIT
+    assert time.monotonic() - started < shared_blobs.CANCEL_WAIT
     time.sleep(0.2)
     assert len(gate.stored) == 1  # part 2 read its data only after the close: refused; part 3 never started

@@ -415,7 +415,7 @@ def test_tail_sink_reads_back_behind_the_writer_in_blocks_and_reports_a_failure(
 
 @pytest.mark.parametrize("tamper", [None, "first", "last", "cut"])
 def test_a_big_blob_is_decrypted_while_it_downloads_and_kept_on_disk(task_identity, monkeypatch, tamper):
-    from syft_flwr_gdrive import blobs
+    from syft_flwr_gdrive.flower import shared_blobs as blobs
     from syft_flwr_gdrive.flower.codec import PayloadError
 
     monkeypatch.setattr(blobs, "SPOOL_IN_MEMORY", 64 * KIB)  # the big-blob path, at a test's size
@@ -455,7 +455,7 @@ def test_segment_reader_lends_a_view_within_one_segment_only():
 def test_new_content_is_hashed_beside_its_upload_and_known_content_is_not_uploaded_again(monkeypatch):
     import threading
 
-    from syft_flwr_gdrive import blobs
+    from syft_flwr_gdrive.flower import shared_blobs as blobs
 
     hashed_in: list[str] = []
     real = blobs.content_digest
