@@ -17,6 +17,13 @@ from collections.abc import Mapping
 
 _TYPES = {"int": int, "str": str, "float": float}
 
+# What a message is: the server's instruction, a datasite's answer, the end of a run, and its acknowledgement.
+KIND_REQUEST = "request"
+KIND_REPLY = "reply"
+KIND_STOP = "stop"
+KIND_STOP_ACK = "stop-ack"
+KINDS = frozenset({KIND_REQUEST, KIND_REPLY, KIND_STOP, KIND_STOP_ACK})
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Routing:

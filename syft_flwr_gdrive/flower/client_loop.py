@@ -43,6 +43,10 @@ from syft_flwr_gdrive.base.accounts import canonical_email
 from syft_flwr_gdrive.base.accounts import node_id_for
 from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.logsafe import printable
+from syft_flwr_gdrive.base.routing import KIND_REPLY
+from syft_flwr_gdrive.base.routing import KIND_REQUEST
+from syft_flwr_gdrive.base.routing import KIND_STOP
+from syft_flwr_gdrive.base.routing import KIND_STOP_ACK
 from syft_flwr_gdrive.flower.codec import CODEC_PARTS
 from syft_flwr_gdrive.flower.codec import SERVER_NODE_ID
 from syft_flwr_gdrive.flower.codec import PayloadError
@@ -57,10 +61,6 @@ from syft_flwr_gdrive.flower.shared_blobs import BlobCache
 from syft_flwr_gdrive.flower.shared_blobs import BlobPlacer
 from syft_flwr_gdrive.flower.tally import round_of
 from syft_flwr_gdrive.flower.userconfig import run_config_of
-from syft_flwr_gdrive.mailbox.envelope import KIND_REPLY
-from syft_flwr_gdrive.mailbox.envelope import KIND_REQUEST
-from syft_flwr_gdrive.mailbox.envelope import KIND_STOP
-from syft_flwr_gdrive.mailbox.envelope import KIND_STOP_ACK
 from syft_flwr_gdrive.mailbox.envelope import STOP_ACK_WAIT
 from syft_flwr_gdrive.mailbox.mailbox import Delivery
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox

@@ -44,6 +44,10 @@ from flwr.supercore.run import Run
 
 from syft_flwr_gdrive.base.accounts import node_id_for
 from syft_flwr_gdrive.base.logsafe import printable
+from syft_flwr_gdrive.base.routing import KIND_REPLY
+from syft_flwr_gdrive.base.routing import KIND_REQUEST
+from syft_flwr_gdrive.base.routing import KIND_STOP
+from syft_flwr_gdrive.base.routing import KIND_STOP_ACK
 from syft_flwr_gdrive.crypto.seal import MissingPeerKey
 from syft_flwr_gdrive.flower.coalesce import Coalescer
 from syft_flwr_gdrive.flower.codec import CODEC_PARTS
@@ -58,10 +62,6 @@ from syft_flwr_gdrive.flower.shared_blobs import BlobPlacer
 from syft_flwr_gdrive.flower.tally import Tally
 from syft_flwr_gdrive.flower.tally import error_type
 from syft_flwr_gdrive.flower.tally import round_of
-from syft_flwr_gdrive.mailbox.envelope import KIND_REPLY
-from syft_flwr_gdrive.mailbox.envelope import KIND_REQUEST
-from syft_flwr_gdrive.mailbox.envelope import KIND_STOP
-from syft_flwr_gdrive.mailbox.envelope import KIND_STOP_ACK
 from syft_flwr_gdrive.mailbox.envelope import STOP_ACK_WAIT
 from syft_flwr_gdrive.mailbox.mailbox import Delivery
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox

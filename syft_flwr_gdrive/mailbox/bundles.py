@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from syft_flwr_gdrive.base.accounts import canonical_email
+from syft_flwr_gdrive.base.routing import KIND_REQUEST
+from syft_flwr_gdrive.base.routing import KIND_STOP
 from syft_flwr_gdrive.crypto.multiseal import BundleHead
 from syft_flwr_gdrive.crypto.multiseal import Opened
 from syft_flwr_gdrive.crypto.multiseal import Part
@@ -37,8 +39,6 @@ from syft_flwr_gdrive.crypto.multiseal import seal_bundle
 from syft_flwr_gdrive.crypto.seal import CryptoError
 from syft_flwr_gdrive.crypto.seal import MissingPeerKey
 from syft_flwr_gdrive.crypto.seal import Sealer
-from syft_flwr_gdrive.mailbox.envelope import KIND_REQUEST
-from syft_flwr_gdrive.mailbox.envelope import KIND_STOP
 from syft_flwr_gdrive.mailbox.envelope import Envelope
 from syft_flwr_gdrive.mailbox.envelope import valid_email
 from syft_flwr_gdrive.mailbox.envelope import valid_message_id

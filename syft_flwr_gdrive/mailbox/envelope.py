@@ -37,6 +37,7 @@ from dataclasses import fields
 from typing import Any
 from typing import BinaryIO
 
+from syft_flwr_gdrive.base.routing import KINDS
 from syft_flwr_gdrive.base.routing import Routing
 from syft_flwr_gdrive.base.segments import Buffer
 from syft_flwr_gdrive.crypto.seal import CODEC_SEAL
@@ -53,11 +54,6 @@ _LEN = struct.Struct(">I")
 PREFIX_BYTES = len(MAGIC) + _LEN.size
 _CHUNK = 4 * 1024 * 1024
 
-KIND_REQUEST = "request"
-KIND_REPLY = "reply"
-KIND_STOP = "stop"
-KIND_STOP_ACK = "stop-ack"
-KINDS = frozenset({KIND_REQUEST, KIND_REPLY, KIND_STOP, KIND_STOP_ACK})
 # How long, at most, the server waits for stop-acks and a stopped client lingers for the server
 # to remove its stop file: both hops cross Drive's listing lag (and maybe retries).
 STOP_ACK_WAIT = 30.0

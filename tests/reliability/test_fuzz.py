@@ -23,8 +23,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from syft_flwr_gdrive.base.accounts import node_id_for
+from syft_flwr_gdrive.base.routing import KINDS
 from syft_flwr_gdrive.crypto.seal import CODEC_SEAL
-from syft_flwr_gdrive.mailbox.envelope import KINDS
 from syft_flwr_gdrive.mailbox.envelope import MAGIC
 from syft_flwr_gdrive.mailbox.envelope import MAX_HEADER_BYTES
 from syft_flwr_gdrive.mailbox.envelope import PREFIX_BYTES

@@ -21,8 +21,8 @@ from dataclasses import replace
 from typing import Any
 
 from syft_flwr_gdrive.base.accounts import node_id_for
+from syft_flwr_gdrive.base.routing import KINDS
 from syft_flwr_gdrive.base.routing import Routing
-from syft_flwr_gdrive.mailbox.envelope import KINDS
 
 # How files and folders are arranged and described on Drive (the properties below), versioned apart
 # from the message format (transport/envelope.WIRE_VERSION).
