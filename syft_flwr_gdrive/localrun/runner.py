@@ -29,7 +29,7 @@ from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.flower.userconfig import parse_user_config
 from syft_flwr_gdrive.localrun.federation import LocalFederation
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # syft_flwr_gdrive/localrun/runner.py -> the clone
 APPS = {"message": "message_app", "legacy": "legacy_app"}
 _ROUND_RE = re.compile(r"\[ROUND (\d+)(?:/(\d+))?\]")
 DEFAULT_NODE_CONFIG = "partition-id={i} num-partitions={n}"
