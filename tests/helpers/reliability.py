@@ -40,7 +40,8 @@ DIGEST_APP_KEY = "flwr/digest-digits"
 # "2026-01-01 10:00:00,000 INFO syft_flwr_gdrive.flower.client_loop: run 123: answered train (0123abcd, round 1)",
 # at the start of a line (text quoted inside another line, e.g. a file name, does not count)
 ANSWERED = re.compile(
-    r"^\S+ \S+ INFO syft_flwr_gdrive\.client_loop: run (\d+): answered (\S+) \(([0-9a-f]{8}|[^,]+), round ([^)]*)\)",
+    r"^\S+ \S+ INFO syft_flwr_gdrive\.flower\.client_loop: "
+    r"run (\d+): answered (\S+) \(([0-9a-f]{8}|[^,]+), round ([^)]*)\)",
     re.MULTILINE,
 )
 
