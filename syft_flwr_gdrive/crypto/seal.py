@@ -1,10 +1,7 @@
 """End-to-end encryption and signatures for message payloads (with ``cryptography``).
 
-Each participant has two long-lived key pairs, kept in its state dir (0600):
-X25519 to receive encrypted messages and Ed25519 to sign what it sends. The
-public halves are published beside its messages (the transport carries them
-in the same listing a poll reads) and *pinned* by peers on first sight; a key
-that later changes is refused, loudly.
+A payload is sealed to its recipient's X25519 key and signed with the sender's Ed25519 key
+(``keys.Identity``); the sender's key must match its pin (``pins.PinStore``).
 
 A sealed payload::
 
@@ -36,16 +33,13 @@ SHA-256), so only the pinned sender could have produced it. Chunks are encrypted
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
-import json
 import logging
 import os
 import struct
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 from typing import Protocol
@@ -54,8 +48,6 @@ from blake3 import blake3
 from cryptography.exceptions import InvalidSignature
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
@@ -68,7 +60,12 @@ from syft_flwr_gdrive.base.segments import Buffer
 from syft_flwr_gdrive.base.segments import ChunkReader
 from syft_flwr_gdrive.base.segments import SeekableReader
 from syft_flwr_gdrive.base.segments import as_binary
-from syft_flwr_gdrive.base.statefile import write_json_atomic
+from syft_flwr_gdrive.crypto.failures import CryptoError
+from syft_flwr_gdrive.crypto.failures import MissingPeerKey
+from syft_flwr_gdrive.crypto.keys import Identity
+from syft_flwr_gdrive.crypto.keys import PublicKeys
+from syft_flwr_gdrive.crypto.keys import raw_public
+from syft_flwr_gdrive.crypto.pins import PinStore
 
 logger = logging.getLogger(__name__)
 
@@ -100,188 +97,6 @@ _HEAD = struct.Struct(">4sB32sI")
 HEADER_BYTES = _HEAD.size
 SIG_BYTES = 64
 TRAILER_BYTES = SIG_BYTES + len(MAGIC)
-
-
-class CryptoError(ValueError):
-    """A sealed message cannot be opened or verified; the text says why."""
-
-
-class MissingPeerKey(LookupError):
-    """No (trusted) public key is known for a peer yet."""
-
-
-# -- keys --------------------------------------------------------------------------------
-
-
-def _raw_private(key: X25519PrivateKey | Ed25519PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
-
-
-def _raw_public(key: X25519PublicKey | Ed25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-@dataclass(frozen=True)
-class PublicKeys:
-    """What a participant publishes: encryption and signing public keys (32 bytes each)."""
-
-    kx: bytes
-    sign: bytes
-
-    def encode(self) -> dict[str, str]:
-        return {"kx": base64.b64encode(self.kx).decode(), "ks": base64.b64encode(self.sign).decode()}
-
-    @classmethod
-    def decode(cls, data: dict[str, str]) -> PublicKeys | None:
-        try:
-            kx, ks = base64.b64decode(data["kx"], validate=True), base64.b64decode(data["ks"], validate=True)
-        except (KeyError, TypeError, ValueError):
-            return None
-        return cls(kx, ks) if len(kx) == 32 and len(ks) == 32 else None
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256(self.kx + self.sign).hexdigest()[:16]
-
-
-class Identity:
-    """This participant's private keys, created once and kept in ``path`` (mode 0600)."""
-
-    def __init__(self, kx: X25519PrivateKey, sign: Ed25519PrivateKey) -> None:
-        self._kx = kx
-        self._sign = sign
-        self.public = PublicKeys(_raw_public(kx.public_key()), _raw_public(sign.public_key()))
-
-    @classmethod
-    def load_or_create(cls, path: Path) -> Identity:
-        if path.exists():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                return cls(
-                    X25519PrivateKey.from_private_bytes(base64.b64decode(data["kx"])),
-                    Ed25519PrivateKey.from_private_bytes(base64.b64decode(data["sign"])),
-                )
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise CryptoError(
-                    f"the key file {path} is unreadable ({type(exc).__name__}). Restore it from a backup; "
-                    "deleting it makes new keys that peers will refuse until they drop their pin of you."
-                ) from None
-        identity = cls(X25519PrivateKey.generate(), Ed25519PrivateKey.generate())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(
-                {
-                    "kx": base64.b64encode(_raw_private(identity._kx)).decode(),
-                    "sign": base64.b64encode(_raw_private(identity._sign)).decode(),
-                },
-                fh,
-            )
-        logger.info("created encryption keys in %s (fingerprint %s)", path, identity.public.fingerprint())
-        return identity
-
-    @classmethod
-    def ephemeral(cls) -> Identity:
-        """Keys that live in memory only (tests)."""
-        return cls(X25519PrivateKey.generate(), Ed25519PrivateKey.generate())
-
-    def exchange(self, peer_kx: bytes) -> bytes:
-        return self._kx.exchange(X25519PublicKey.from_public_bytes(peer_kx))
-
-    def sign(self, data: bytes) -> bytes:
-        return self._sign.sign(data)
-
-
-class PinStore:
-    """Peers' public keys as first seen (trust on first use), persisted as JSON."""
-
-    def __init__(self, path: Path | None) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-        self._pins: dict[str, dict[str, str]] = {}
-        if path is not None and path.exists():
-            try:
-                self._pins = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                raise CryptoError(f"{path} (pinned peer keys) is unreadable; fix or delete it") from None
-        self._warned: set[str] = set()
-
-    def check(self, peer: str, keys: PublicKeys) -> bool:
-        """Pin on first sight; afterwards True only for the pinned keys."""
-        with self._lock:
-            pinned = self._pins.get(peer)
-            if pinned is None:
-                self._pins[peer] = keys.encode()
-                self._save()
-                logger.info("pinned %s's public keys (fingerprint %s)", peer, keys.fingerprint())
-                return True
-            if PublicKeys.decode(pinned) == keys:
-                return True
-            if peer not in self._warned:
-                self._warned.add(peer)
-                self._note_refused(peer, keys)
-                logger.error(
-                    "%s now publishes different public keys (fingerprint %s, pinned %s): refusing them. If %s "
-                    "really re-created its keys, confirm the new fingerprint with them, then run "
-                    "`syft-flwr-gdrive trust --accept %s` (pins are kept in %s).",
-                    peer,
-                    keys.fingerprint(),
-                    old.fingerprint() if (old := PublicKeys.decode(pinned)) else "?",
-                    peer,
-                    peer,
-                    self._path,
-                )
-            return False
-
-    # -- what `syft-flwr-gdrive trust` shows and does ---------------------------------------
-
-    def _refused_path(self) -> Path | None:
-        return None if self._path is None else self._path.with_name(self._path.stem + "-refused.json")
-
-    def _read_refused(self) -> dict[str, dict[str, str]]:
-        path = self._refused_path()
-        try:
-            data = json.loads(path.read_text(encoding="utf-8")) if path is not None and path.exists() else {}
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def _note_refused(self, peer: str, keys: PublicKeys) -> None:
-        """Remember the last refused key of a peer, so a person can accept it explicitly later."""
-        path = self._refused_path()
-        if path is None:
-            return
-        refused = self._read_refused()
-        refused[peer] = keys.encode()
-        write_json_atomic(path, refused)
-
-    def pinned(self) -> dict[str, PublicKeys]:
-        with self._lock:
-            return {peer: k for peer, raw in self._pins.items() if (k := PublicKeys.decode(raw)) is not None}
-
-    def refused(self) -> dict[str, PublicKeys]:
-        """Peers' keys that differed from their pin when last seen."""
-        return {peer: k for peer, raw in self._read_refused().items() if (k := PublicKeys.decode(raw)) is not None}
-
-    def accept(self, peer: str) -> PublicKeys:
-        """Pin the key a peer was refused for (a person confirmed it); returns it."""
-        refused = self._read_refused()
-        keys = PublicKeys.decode(refused.get(peer, {}))
-        if keys is None:
-            raise CryptoError(f"no refused key of {peer} is on record; nothing to accept")
-        with self._lock:
-            self._pins[peer] = keys.encode()
-            self._save()
-            self._warned.discard(peer)
-        del refused[peer]
-        path = self._refused_path()
-        assert path is not None
-        write_json_atomic(path, refused)
-        return keys
-
-    def _save(self) -> None:
-        if self._path is None:
-            return
-        write_json_atomic(self._path, self._pins)
 
 
 def sealer_for(state_dir: Path, *, enabled: bool) -> Sealer | None:
@@ -641,7 +456,7 @@ class Sealer:
         """
         recipient = self._keys_of(routing.recipient)
         eph = X25519PrivateKey.generate()
-        eph_pub = _raw_public(eph.public_key())
+        eph_pub = raw_public(eph.public_key())
         shared = eph.exchange(X25519PublicKey.from_public_bytes(recipient.kx))
         key = _derive(shared, eph_pub, recipient.kx, routing, version)
         aad = routing.authenticated_data()
