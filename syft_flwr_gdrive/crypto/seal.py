@@ -42,7 +42,6 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
-from typing import Protocol
 
 from blake3 import blake3
 from cryptography.exceptions import InvalidSignature
@@ -58,8 +57,15 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from syft_flwr_gdrive.base.routing import Routing
 from syft_flwr_gdrive.base.segments import Buffer
 from syft_flwr_gdrive.base.segments import ChunkReader
-from syft_flwr_gdrive.base.segments import SeekableReader
 from syft_flwr_gdrive.base.segments import as_binary
+from syft_flwr_gdrive.crypto.chunks import CHUNK
+from syft_flwr_gdrive.crypto.chunks import TAG
+from syft_flwr_gdrive.crypto.chunks import Aead
+from syft_flwr_gdrive.crypto.chunks import ChunkStream
+from syft_flwr_gdrive.crypto.chunks import Hasher
+from syft_flwr_gdrive.crypto.chunks import SealedReader
+from syft_flwr_gdrive.crypto.chunks import TrailerSigner
+from syft_flwr_gdrive.crypto.chunks import sized_buffer
 from syft_flwr_gdrive.crypto.failures import CryptoError
 from syft_flwr_gdrive.crypto.failures import MissingPeerKey
 from syft_flwr_gdrive.crypto.keys import Identity
@@ -74,16 +80,6 @@ MAGIC = b"SFGE"
 SEAL_CHACHA = 1  # ChaCha20-Poly1305: what message format versions 1 and 2 wrote; still read
 SEAL_AESGCM = 2  # AES-256-GCM: written since message format version 3
 VERSION = SEAL_AESGCM  # the seal version this build writes
-Aead = AESGCM | ChaCha20Poly1305
-
-
-class Hasher(Protocol):
-    """What ``hashlib.sha256()`` and ``blake3()`` both are."""
-
-    def update(self, data: Buffer, /) -> object: ...
-    def digest(self) -> bytes: ...
-    def hexdigest(self) -> str: ...
-
 
 _SEAL_AEADS: dict[int, type[Aead]] = {SEAL_CHACHA: ChaCha20Poly1305, SEAL_AESGCM: AESGCM}
 # what the signature covers of the ciphertext, per seal version (both 32-byte digests)
@@ -91,8 +87,6 @@ _SEAL_DIGESTS: dict[int, Callable[[], Hasher]] = {SEAL_CHACHA: hashlib.sha256, S
 # per seal version: the HKDF info and signature labels (a derived key and a signature belong to one version)
 _KDF_LABELS = {SEAL_CHACHA: b"sfg-seal-v1|", SEAL_AESGCM: b"sfg-seal-v2|"}
 _SIG_LABELS = {SEAL_CHACHA: b"sfg-sig-v1|", SEAL_AESGCM: b"sfg-sig-v2|"}
-CHUNK = 1024 * 1024
-TAG = 16
 _HEAD = struct.Struct(">4sB32sI")
 HEADER_BYTES = _HEAD.size
 SIG_BYTES = 64
@@ -114,102 +108,9 @@ def sealer_for(state_dir: Path, *, enabled: bool) -> Sealer | None:
 # -- sealing -----------------------------------------------------------------------------
 
 
-def _nonce(index: int, last: bool) -> bytes:
-    return struct.pack(">QI", index, 1 if last else 0)
-
-
 def _derive(shared: bytes, eph_pub: bytes, recipient_kx: bytes, routing: Routing, version: int) -> bytes:
     info = _KDF_LABELS[version] + eph_pub + recipient_kx + routing.authenticated_data()
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(shared)
-
-
-class SealedReader(SeekableReader):
-    """The sealed payload, encrypted chunk by chunk as it is read (seekable, bounded memory).
-
-    With ``sign``, the trailer is ``sign(digest of the ciphertext)`` (``TRAILER_BYTES`` long),
-    made when a read first reaches it: the ciphertext is digested as it is produced, in order,
-    so a sequential read (an upload) encrypts and digests every chunk once, and nothing has
-    to be encrypted ahead of the upload to sign it. Chunks a read skipped (it seeked forward)
-    are encrypted again for the digest then; chunks read again (a resend) are not digested twice.
-    """
-
-    def __init__(
-        self,
-        plain: BinaryIO,
-        plain_size: int,
-        aead: Aead,
-        aad: bytes,
-        header: bytes,
-        trailer: bytes = b"",
-        *,
-        sign: Callable[[bytes], bytes] | None = None,
-        digest: Callable[[], Hasher] | None = None,
-    ) -> None:
-        """``sign`` and ``digest`` go together: the trailer signs the ``digest`` of the ciphertext, whose
-        algorithm the seal version decides (a default here could sign with another version's digest)."""
-        if (sign is None) != (digest is None):
-            raise ValueError("a signed SealedReader needs both sign and digest (and an unsigned one neither)")
-        super().__init__()
-        self._plain, self._plain_size = plain, plain_size
-        self._aead, self._aad = aead, aad
-        self._chunks = max(1, -(-plain_size // CHUNK))
-        self._header = header
-        self._trailer: bytes | None = trailer if sign is None else None
-        self._sign = sign
-        self._digest = digest() if digest is not None else None
-        self._digested = 0  # chunks [0, _digested) are in _digest
-        self._body = plain_size + TAG * self._chunks
-        self.size = len(header) + self._body + (len(trailer) if sign is None else TRAILER_BYTES)
-        self._pos = 0
-        self._cache: tuple[int, bytes] | None = None
-
-    def _encrypt(self, index: int) -> bytes:
-        start, n = index * CHUNK, min(CHUNK, self._plain_size - index * CHUNK)
-        view = getattr(self._plain, "view", None)  # a SegmentReader lends its buffers: no copy
-        data = view(start, n) if view is not None else None
-        if data is None:
-            self._plain.seek(start)
-            data = self._plain.read(n)
-        return self._aead.encrypt(_nonce(index, index == self._chunks - 1), data, self._aad)
-
-    def _chunk(self, index: int) -> bytes:
-        if self._cache is None or self._cache[0] != index:
-            chunk = self._encrypt(index)
-            if self._digest is not None and index == self._digested and self._trailer is None:
-                self._digest.update(chunk)
-                self._digested += 1
-            self._cache = (index, chunk)
-        return self._cache[1]
-
-    def _trailer_bytes(self) -> bytes:
-        if self._trailer is None:
-            assert self._sign is not None and self._digest is not None
-            for index in range(self._digested, self._chunks):  # only chunks a read skipped
-                self._digest.update(self._encrypt(index))
-            self._digested = self._chunks
-            self._trailer = self._sign(self._digest.digest())
-            if len(self._trailer) != TRAILER_BYTES:
-                raise CryptoError(f"a seal's trailer must be {TRAILER_BYTES} bytes")
-        return self._trailer
-
-    # RawIOBase.readinto's buffer type is narrower in typeshed; any buffer memoryview can cast works here
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-        out = memoryview(buffer).cast("B")
-        written = 0
-        while written < len(out) and self._pos < self.size:
-            rel = self._pos - len(self._header)
-            if rel < 0:
-                piece = self._header[self._pos :]
-            elif rel >= self._body:
-                piece = self._trailer_bytes()[rel - self._body :]
-            else:
-                index, inner = divmod(rel, CHUNK + TAG)
-                piece = self._chunk(index)[inner:]
-            n = min(len(piece), len(out) - written)
-            out[written : written + n] = piece[:n]
-            written += n
-            self._pos += n
-        return written
 
 
 # -- shared blobs ------------------------------------------------------------------------
@@ -273,69 +174,6 @@ def seal_blob(plain: BinaryIO, plain_size: int, key: bytes, cipher: str = BLOB_C
     return SealedReader(plain, plain_size, _blob_aead(key, cipher), _BLOB_AAD, b"")
 
 
-class _ChunkStream:
-    """Decrypts a chunked AEAD body fed in pieces of any size, in order (e.g. as it downloads).
-
-    Each chunk's tag is checked as soon as the chunk is complete; ``InvalidTag`` propagates.
-    """
-
-    def __init__(
-        self,
-        aead: Aead,
-        aad: bytes,
-        body_size: int,
-        take: Callable[[bytes], None],
-        into: Callable[[int], memoryview] | None = None,
-    ) -> None:
-        """Each chunk's plaintext goes to ``take(plain)``, or with ``into``, is decrypted straight into
-        the buffer ``into(n)`` returns (no allocation per chunk) and ``take`` is not called."""
-        self._aead, self._aad, self._take, self._into = aead, aad, take, into
-        self._body_size = body_size
-        self._chunks = max(1, -(-body_size // (CHUNK + TAG)))
-        self._index = 0
-        self._carry = bytearray()
-
-    def feed(self, data: Buffer) -> None:
-        view = memoryview(data).cast("B")
-        while len(view):
-            if self._index >= self._chunks:
-                raise CryptoError("the encrypted body is longer than its declared size")
-            want = min(CHUNK + TAG, self._body_size - self._index * (CHUNK + TAG))
-            if not self._carry and len(view) >= want:  # a whole chunk inside this piece: no copy
-                piece, view = view[:want], view[want:]
-                self._open(piece)
-                continue
-            n = min(want - len(self._carry), len(view))
-            self._carry += view[:n]
-            view = view[n:]
-            if len(self._carry) == want:
-                piece_bytes, self._carry = bytes(self._carry), bytearray()
-                self._open(memoryview(piece_bytes))
-
-    def _open(self, piece: memoryview) -> None:
-        nonce = _nonce(self._index, self._index == self._chunks - 1)
-        if self._into is not None:
-            self._aead.decrypt_into(nonce, piece, self._aad, self._into(len(piece) - TAG))
-        else:
-            self._take(self._aead.decrypt(nonce, piece, self._aad))
-        self._index += 1
-
-    def finish(self) -> None:
-        if self._index != self._chunks or self._carry:
-            raise CryptoError("the encrypted body is shorter than its declared size (truncated)")
-
-
-def _sized_buffer(size: int) -> io.BytesIO:
-    """An empty BytesIO that already owns ``size`` bytes: writing it never reallocates (a growing
-    buffer leaves freed copies in the heap), and once full, ``getvalue()`` hands it over without a copy."""
-    out = io.BytesIO()
-    if size:
-        out.seek(size - 1)
-        out.write(b"\0")
-        out.seek(0)
-    return out
-
-
 class BlobOpener:
     """Decrypts and checks a shared blob fed in pieces (as it downloads); its plaintext only after ``finish``.
 
@@ -354,7 +192,7 @@ class BlobOpener:
         self._out: io.BytesIO | None = None
         self._view: memoryview | None = None
         self._filled = self._digested = 0
-        self._stream = _ChunkStream(aead, _BLOB_AAD, sealed_blob_size(plain_size), self._take, self._into)
+        self._stream = ChunkStream(aead, _BLOB_AAD, sealed_blob_size(plain_size), self._take, self._into)
 
     def _take(self, plain: bytes) -> None:  # only an empty blob's one empty chunk comes here
         if len(plain):
@@ -363,7 +201,7 @@ class BlobOpener:
     def _into(self, n: int) -> memoryview:
         """The next ``n`` bytes of the output buffer; the previous chunk, now decrypted, is digested first."""
         if self._out is None and self._plain_size:
-            self._out = _sized_buffer(self._plain_size)
+            self._out = sized_buffer(self._plain_size)
             self._view = self._out.getbuffer()
         if self._view is None or self._filled + n > len(self._view):
             raise CryptoError("the shared blob is longer than its declared size")
@@ -466,7 +304,8 @@ class Sealer:
             return self.identity.sign(_SIG_LABELS[version] + aad + eph_pub + cipher_digest) + MAGIC
 
         aead = _SEAL_AEADS[version](key)
-        return SealedReader(plain, plain_size, aead, aad, header, sign=sign, digest=_SEAL_DIGESTS[version])
+        signer = TrailerSigner(sign, _SEAL_DIGESTS[version], TRAILER_BYTES)
+        return SealedReader(plain, plain_size, aead, aad, header, signer=signer)
 
     def opener(
         self,
@@ -572,7 +411,7 @@ class _PlainSplitter:
         while len(view):
             if self._out is None:
                 self._room = self._sizes.pop(0) if self._sizes else min(self.PIECE, len(view) + self._left)
-                self._out = _sized_buffer(self._room)
+                self._out = sized_buffer(self._room)
                 if not self._room:
                     self._out = None
                     continue
@@ -620,7 +459,7 @@ class SealedOpener:
         self._aad = routing.authenticated_data()
         self._eph_pub = b""
         self._version = 0
-        self._stream: _ChunkStream | None = None
+        self._stream: ChunkStream | None = None
         self._plain = ChunkReader()
 
     def front(self, data: Buffer) -> None:
@@ -661,7 +500,7 @@ class SealedOpener:
         self._cipher = _SEAL_DIGESTS[version]()
         plain_size = self._body_size - TAG * max(1, -(-self._body_size // (CHUNK + TAG)))
         splitter = _PlainSplitter(plain_size, self._plain, self._layout)
-        self._stream = _ChunkStream(_SEAL_AEADS[version](key), self._aad, self._body_size, splitter.take)
+        self._stream = ChunkStream(_SEAL_AEADS[version](key), self._aad, self._body_size, splitter.take)
 
     def finish(self) -> tuple[ChunkReader, int]:
         """Check everything; the plaintext (positioned at 0) and its size, or ``CryptoError``."""

@@ -29,12 +29,12 @@ from typing import BinaryIO
 from syft_flwr_gdrive.base.segments import SegmentReader
 from syft_flwr_gdrive.base.segments import WindowReader
 from syft_flwr_gdrive.base.segments import as_binary
+from syft_flwr_gdrive.crypto.chunks import CHUNK
+from syft_flwr_gdrive.crypto.chunks import TAG
+from syft_flwr_gdrive.crypto.chunks import SealedReader
 from syft_flwr_gdrive.crypto.failures import CryptoError
 from syft_flwr_gdrive.crypto.seal import BLOB_CIPHER
-from syft_flwr_gdrive.crypto.seal import CHUNK
-from syft_flwr_gdrive.crypto.seal import TAG
 from syft_flwr_gdrive.crypto.seal import BlobOpener
-from syft_flwr_gdrive.crypto.seal import SealedReader
 from syft_flwr_gdrive.crypto.seal import content_digest
 from syft_flwr_gdrive.crypto.seal import new_blob_key
 from syft_flwr_gdrive.crypto.seal import open_blob
