@@ -628,7 +628,7 @@ def trust(
     email: Email = None,
 ) -> None:
     """List peers' pinned key fingerprints and refused (changed) keys; accept a changed key explicitly."""
-    from syft_flwr_gdrive.crypto.seal import CryptoError
+    from syft_flwr_gdrive.crypto.failures import CryptoError
     from syft_flwr_gdrive.ops.key_files import accept as accept_key
     from syft_flwr_gdrive.ops.key_files import my_fingerprint
     from syft_flwr_gdrive.ops.key_files import peer_keys

@@ -46,9 +46,9 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from syft_flwr_gdrive.base.accounts import canonical_email
-from syft_flwr_gdrive.crypto.seal import CryptoError
+from syft_flwr_gdrive.crypto.failures import CryptoError
+from syft_flwr_gdrive.crypto.keys import raw_public
 from syft_flwr_gdrive.crypto.seal import Sealer
-from syft_flwr_gdrive.crypto.seal import _raw_public
 
 CODEC_MULTI = "sfg-mseal-v1"
 MAGIC = b"SFGM"
@@ -132,7 +132,7 @@ def _signed(header: bytes, cipher: bytes) -> bytes:
 def seal_bundle(sealer: Sealer, head: BundleHead, parts: Sequence[Part], payload: bytes) -> bytes:
     """The bundle's bytes: ``payload`` encrypted once, its key wrapped for each part's recipient.
 
-    Raises :class:`~syft_flwr_gdrive.crypto.seal.MissingPeerKey` when a recipient's key is not
+    Raises :class:`~syft_flwr_gdrive.crypto.failures.MissingPeerKey` when a recipient's key is not
     known yet, and :class:`CryptoError` for an empty or duplicate recipient list."""
     if not parts or len(parts) > MAX_PARTS:
         raise CryptoError(f"a bundle needs 1 to {MAX_PARTS} recipients, not {len(parts)}")
@@ -141,7 +141,7 @@ def seal_bundle(sealer: Sealer, head: BundleHead, parts: Sequence[Part], payload
         raise CryptoError("a bundle names a recipient twice; send one part per recipient")
     content_key = os.urandom(KEY_BYTES)
     eph = X25519PrivateKey.generate()
-    eph_pub = _raw_public(eph.public_key())
+    eph_pub = raw_public(eph.public_key())
     wraps = []
     for part in parts:
         kx = sealer._keys_of(part.recipient).kx

@@ -1,10 +1,7 @@
 """End-to-end encryption and signatures for message payloads (with ``cryptography``).
 
-Each participant has two long-lived key pairs, kept in its state dir (0600):
-X25519 to receive encrypted messages and Ed25519 to sign what it sends. The
-public halves are published beside its messages (the transport carries them
-in the same listing a poll reads) and *pinned* by peers on first sight; a key
-that later changes is refused, loudly.
+A payload is sealed to its recipient's X25519 key and signed with the sender's Ed25519 key
+(``keys.Identity``); the sender's key must match its pin (``pins.PinStore``).
 
 A sealed payload::
 
@@ -36,26 +33,19 @@ SHA-256), so only the pinned sender could have produced it. Chunks are encrypted
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
-import json
 import logging
-import os
 import struct
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
-from typing import Protocol
 
 from blake3 import blake3
 from cryptography.exceptions import InvalidSignature
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
@@ -66,9 +56,21 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from syft_flwr_gdrive.base.routing import Routing
 from syft_flwr_gdrive.base.segments import Buffer
 from syft_flwr_gdrive.base.segments import ChunkReader
-from syft_flwr_gdrive.base.segments import SeekableReader
 from syft_flwr_gdrive.base.segments import as_binary
-from syft_flwr_gdrive.base.statefile import write_json_atomic
+from syft_flwr_gdrive.crypto.chunks import CHUNK
+from syft_flwr_gdrive.crypto.chunks import TAG
+from syft_flwr_gdrive.crypto.chunks import Aead
+from syft_flwr_gdrive.crypto.chunks import ChunkStream
+from syft_flwr_gdrive.crypto.chunks import Hasher
+from syft_flwr_gdrive.crypto.chunks import SealedReader
+from syft_flwr_gdrive.crypto.chunks import TrailerSigner
+from syft_flwr_gdrive.crypto.chunks import sized_buffer
+from syft_flwr_gdrive.crypto.failures import CryptoError
+from syft_flwr_gdrive.crypto.failures import MissingPeerKey
+from syft_flwr_gdrive.crypto.keys import Identity
+from syft_flwr_gdrive.crypto.keys import PublicKeys
+from syft_flwr_gdrive.crypto.keys import raw_public
+from syft_flwr_gdrive.crypto.pins import PinStore
 
 logger = logging.getLogger(__name__)
 
@@ -77,16 +79,6 @@ MAGIC = b"SFGE"
 SEAL_CHACHA = 1  # ChaCha20-Poly1305: what message format versions 1 and 2 wrote; still read
 SEAL_AESGCM = 2  # AES-256-GCM: written since message format version 3
 VERSION = SEAL_AESGCM  # the seal version this build writes
-Aead = AESGCM | ChaCha20Poly1305
-
-
-class Hasher(Protocol):
-    """What ``hashlib.sha256()`` and ``blake3()`` both are."""
-
-    def update(self, data: Buffer, /) -> object: ...
-    def digest(self) -> bytes: ...
-    def hexdigest(self) -> str: ...
-
 
 _SEAL_AEADS: dict[int, type[Aead]] = {SEAL_CHACHA: ChaCha20Poly1305, SEAL_AESGCM: AESGCM}
 # what the signature covers of the ciphertext, per seal version (both 32-byte digests)
@@ -94,194 +86,10 @@ _SEAL_DIGESTS: dict[int, Callable[[], Hasher]] = {SEAL_CHACHA: hashlib.sha256, S
 # per seal version: the HKDF info and signature labels (a derived key and a signature belong to one version)
 _KDF_LABELS = {SEAL_CHACHA: b"sfg-seal-v1|", SEAL_AESGCM: b"sfg-seal-v2|"}
 _SIG_LABELS = {SEAL_CHACHA: b"sfg-sig-v1|", SEAL_AESGCM: b"sfg-sig-v2|"}
-CHUNK = 1024 * 1024
-TAG = 16
 _HEAD = struct.Struct(">4sB32sI")
 HEADER_BYTES = _HEAD.size
 SIG_BYTES = 64
 TRAILER_BYTES = SIG_BYTES + len(MAGIC)
-
-
-class CryptoError(ValueError):
-    """A sealed message cannot be opened or verified; the text says why."""
-
-
-class MissingPeerKey(LookupError):
-    """No (trusted) public key is known for a peer yet."""
-
-
-# -- keys --------------------------------------------------------------------------------
-
-
-def _raw_private(key: X25519PrivateKey | Ed25519PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
-
-
-def _raw_public(key: X25519PublicKey | Ed25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-@dataclass(frozen=True)
-class PublicKeys:
-    """What a participant publishes: encryption and signing public keys (32 bytes each)."""
-
-    kx: bytes
-    sign: bytes
-
-    def encode(self) -> dict[str, str]:
-        return {"kx": base64.b64encode(self.kx).decode(), "ks": base64.b64encode(self.sign).decode()}
-
-    @classmethod
-    def decode(cls, data: dict[str, str]) -> PublicKeys | None:
-        try:
-            kx, ks = base64.b64decode(data["kx"], validate=True), base64.b64decode(data["ks"], validate=True)
-        except (KeyError, TypeError, ValueError):
-            return None
-        return cls(kx, ks) if len(kx) == 32 and len(ks) == 32 else None
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256(self.kx + self.sign).hexdigest()[:16]
-
-
-class Identity:
-    """This participant's private keys, created once and kept in ``path`` (mode 0600)."""
-
-    def __init__(self, kx: X25519PrivateKey, sign: Ed25519PrivateKey) -> None:
-        self._kx = kx
-        self._sign = sign
-        self.public = PublicKeys(_raw_public(kx.public_key()), _raw_public(sign.public_key()))
-
-    @classmethod
-    def load_or_create(cls, path: Path) -> Identity:
-        if path.exists():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                return cls(
-                    X25519PrivateKey.from_private_bytes(base64.b64decode(data["kx"])),
-                    Ed25519PrivateKey.from_private_bytes(base64.b64decode(data["sign"])),
-                )
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise CryptoError(
-                    f"the key file {path} is unreadable ({type(exc).__name__}). Restore it from a backup; "
-                    "deleting it makes new keys that peers will refuse until they drop their pin of you."
-                ) from None
-        identity = cls(X25519PrivateKey.generate(), Ed25519PrivateKey.generate())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(
-                {
-                    "kx": base64.b64encode(_raw_private(identity._kx)).decode(),
-                    "sign": base64.b64encode(_raw_private(identity._sign)).decode(),
-                },
-                fh,
-            )
-        logger.info("created encryption keys in %s (fingerprint %s)", path, identity.public.fingerprint())
-        return identity
-
-    @classmethod
-    def ephemeral(cls) -> Identity:
-        """Keys that live in memory only (tests)."""
-        return cls(X25519PrivateKey.generate(), Ed25519PrivateKey.generate())
-
-    def exchange(self, peer_kx: bytes) -> bytes:
-        return self._kx.exchange(X25519PublicKey.from_public_bytes(peer_kx))
-
-    def sign(self, data: bytes) -> bytes:
-        return self._sign.sign(data)
-
-
-class PinStore:
-    """Peers' public keys as first seen (trust on first use), persisted as JSON."""
-
-    def __init__(self, path: Path | None) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-        self._pins: dict[str, dict[str, str]] = {}
-        if path is not None and path.exists():
-            try:
-                self._pins = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                raise CryptoError(f"{path} (pinned peer keys) is unreadable; fix or delete it") from None
-        self._warned: set[str] = set()
-
-    def check(self, peer: str, keys: PublicKeys) -> bool:
-        """Pin on first sight; afterwards True only for the pinned keys."""
-        with self._lock:
-            pinned = self._pins.get(peer)
-            if pinned is None:
-                self._pins[peer] = keys.encode()
-                self._save()
-                logger.info("pinned %s's public keys (fingerprint %s)", peer, keys.fingerprint())
-                return True
-            if PublicKeys.decode(pinned) == keys:
-                return True
-            if peer not in self._warned:
-                self._warned.add(peer)
-                self._note_refused(peer, keys)
-                logger.error(
-                    "%s now publishes different public keys (fingerprint %s, pinned %s): refusing them. If %s "
-                    "really re-created its keys, confirm the new fingerprint with them, then run "
-                    "`syft-flwr-gdrive trust --accept %s` (pins are kept in %s).",
-                    peer,
-                    keys.fingerprint(),
-                    old.fingerprint() if (old := PublicKeys.decode(pinned)) else "?",
-                    peer,
-                    peer,
-                    self._path,
-                )
-            return False
-
-    # -- what `syft-flwr-gdrive trust` shows and does ---------------------------------------
-
-    def _refused_path(self) -> Path | None:
-        return None if self._path is None else self._path.with_name(self._path.stem + "-refused.json")
-
-    def _read_refused(self) -> dict[str, dict[str, str]]:
-        path = self._refused_path()
-        try:
-            data = json.loads(path.read_text(encoding="utf-8")) if path is not None and path.exists() else {}
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def _note_refused(self, peer: str, keys: PublicKeys) -> None:
-        """Remember the last refused key of a peer, so a person can accept it explicitly later."""
-        path = self._refused_path()
-        if path is None:
-            return
-        refused = self._read_refused()
-        refused[peer] = keys.encode()
-        write_json_atomic(path, refused)
-
-    def pinned(self) -> dict[str, PublicKeys]:
-        with self._lock:
-            return {peer: k for peer, raw in self._pins.items() if (k := PublicKeys.decode(raw)) is not None}
-
-    def refused(self) -> dict[str, PublicKeys]:
-        """Peers' keys that differed from their pin when last seen."""
-        return {peer: k for peer, raw in self._read_refused().items() if (k := PublicKeys.decode(raw)) is not None}
-
-    def accept(self, peer: str) -> PublicKeys:
-        """Pin the key a peer was refused for (a person confirmed it); returns it."""
-        refused = self._read_refused()
-        keys = PublicKeys.decode(refused.get(peer, {}))
-        if keys is None:
-            raise CryptoError(f"no refused key of {peer} is on record; nothing to accept")
-        with self._lock:
-            self._pins[peer] = keys.encode()
-            self._save()
-            self._warned.discard(peer)
-        del refused[peer]
-        path = self._refused_path()
-        assert path is not None
-        write_json_atomic(path, refused)
-        return keys
-
-    def _save(self) -> None:
-        if self._path is None:
-            return
-        write_json_atomic(self._path, self._pins)
 
 
 def sealer_for(state_dir: Path, *, enabled: bool) -> Sealer | None:
@@ -296,311 +104,9 @@ def sealer_for(state_dir: Path, *, enabled: bool) -> Sealer | None:
     return Sealer(Identity.load_or_create(state_dir / "keys.json"), PinStore(state_dir / "peer-keys.json"))
 
 
-# -- sealing -----------------------------------------------------------------------------
-
-
-def _nonce(index: int, last: bool) -> bytes:
-    return struct.pack(">QI", index, 1 if last else 0)
-
-
 def _derive(shared: bytes, eph_pub: bytes, recipient_kx: bytes, routing: Routing, version: int) -> bytes:
     info = _KDF_LABELS[version] + eph_pub + recipient_kx + routing.authenticated_data()
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(shared)
-
-
-class SealedReader(SeekableReader):
-    """The sealed payload, encrypted chunk by chunk as it is read (seekable, bounded memory).
-
-    With ``sign``, the trailer is ``sign(digest of the ciphertext)`` (``TRAILER_BYTES`` long),
-    made when a read first reaches it: the ciphertext is digested as it is produced, in order,
-    so a sequential read (an upload) encrypts and digests every chunk once, and nothing has
-    to be encrypted ahead of the upload to sign it. Chunks a read skipped (it seeked forward)
-    are encrypted again for the digest then; chunks read again (a resend) are not digested twice.
-    """
-
-    def __init__(
-        self,
-        plain: BinaryIO,
-        plain_size: int,
-        aead: Aead,
-        aad: bytes,
-        header: bytes,
-        trailer: bytes = b"",
-        *,
-        sign: Callable[[bytes], bytes] | None = None,
-        digest: Callable[[], Hasher] | None = None,
-    ) -> None:
-        """``sign`` and ``digest`` go together: the trailer signs the ``digest`` of the ciphertext, whose
-        algorithm the seal version decides (a default here could sign with another version's digest)."""
-        if (sign is None) != (digest is None):
-            raise ValueError("a signed SealedReader needs both sign and digest (and an unsigned one neither)")
-        super().__init__()
-        self._plain, self._plain_size = plain, plain_size
-        self._aead, self._aad = aead, aad
-        self._chunks = max(1, -(-plain_size // CHUNK))
-        self._header = header
-        self._trailer: bytes | None = trailer if sign is None else None
-        self._sign = sign
-        self._digest = digest() if digest is not None else None
-        self._digested = 0  # chunks [0, _digested) are in _digest
-        self._body = plain_size + TAG * self._chunks
-        self.size = len(header) + self._body + (len(trailer) if sign is None else TRAILER_BYTES)
-        self._pos = 0
-        self._cache: tuple[int, bytes] | None = None
-
-    def _encrypt(self, index: int) -> bytes:
-        start, n = index * CHUNK, min(CHUNK, self._plain_size - index * CHUNK)
-        view = getattr(self._plain, "view", None)  # a SegmentReader lends its buffers: no copy
-        data = view(start, n) if view is not None else None
-        if data is None:
-            self._plain.seek(start)
-            data = self._plain.read(n)
-        return self._aead.encrypt(_nonce(index, index == self._chunks - 1), data, self._aad)
-
-    def _chunk(self, index: int) -> bytes:
-        if self._cache is None or self._cache[0] != index:
-            chunk = self._encrypt(index)
-            if self._digest is not None and index == self._digested and self._trailer is None:
-                self._digest.update(chunk)
-                self._digested += 1
-            self._cache = (index, chunk)
-        return self._cache[1]
-
-    def _trailer_bytes(self) -> bytes:
-        if self._trailer is None:
-            assert self._sign is not None and self._digest is not None
-            for index in range(self._digested, self._chunks):  # only chunks a read skipped
-                self._digest.update(self._encrypt(index))
-            self._digested = self._chunks
-            self._trailer = self._sign(self._digest.digest())
-            if len(self._trailer) != TRAILER_BYTES:
-                raise CryptoError(f"a seal's trailer must be {TRAILER_BYTES} bytes")
-        return self._trailer
-
-    # RawIOBase.readinto's buffer type is narrower in typeshed; any buffer memoryview can cast works here
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-        out = memoryview(buffer).cast("B")
-        written = 0
-        while written < len(out) and self._pos < self.size:
-            rel = self._pos - len(self._header)
-            if rel < 0:
-                piece = self._header[self._pos :]
-            elif rel >= self._body:
-                piece = self._trailer_bytes()[rel - self._body :]
-            else:
-                index, inner = divmod(rel, CHUNK + TAG)
-                piece = self._chunk(index)[inner:]
-            n = min(len(piece), len(out) - written)
-            out[written : written + n] = piece[:n]
-            written += n
-            self._pos += n
-        return written
-
-
-# -- shared blobs ------------------------------------------------------------------------
-# A blob (one array broadcast to N clients) is uploaded once, so it cannot be sealed to each
-# recipient. It is encrypted once with a fresh random key instead, in the same chunked AEAD
-# layout as a sealed payload (no header, no signature); the key, the cipher and the digest of
-# the plaintext travel inside each recipient's sealed and signed message, so only recipients
-# can read it and nobody else can substitute it.
-
-BLOB_KEY_BYTES = 32
-_BLOB_AAD = b"sfg-blob-v1"
-# A blob's cipher is named in the index entry that refers to it (a blob has no header of its own);
-# an entry without a name is a ChaCha20-Poly1305 blob (message format versions 1 and 2).
-BLOB_CHACHA = "chacha20-poly1305"
-BLOB_AESGCM = "aes-256-gcm"
-BLOB_CIPHER = BLOB_AESGCM  # what this build writes
-_BLOB_AEADS: dict[str, type[Aead]] = {BLOB_CHACHA: ChaCha20Poly1305, BLOB_AESGCM: AESGCM}
-BLOB_CIPHERS = frozenset(_BLOB_AEADS)  # the names this build reads
-# A blob's plaintext digest is written "<algorithm>:<hex>" (formats 1 and 2 gave a bare SHA-256,
-# which the index parser turns into "sha256:<hex>"); it is also the placer's de-duplication key.
-BLOB_DIGESTS: dict[str, Callable[[], Hasher]] = {"sha256": hashlib.sha256, "blake3": blake3}
-BLOB_DIGEST = "blake3"  # what this build writes
-
-
-def content_digest(data: Buffer, algorithm: str = BLOB_DIGEST) -> str:
-    """``data``'s digest as a blob reference names it: ``"<algorithm>:<hex>"``."""
-    hasher = BLOB_DIGESTS[algorithm]()
-    hasher.update(data)
-    return f"{algorithm}:{hasher.hexdigest()}"
-
-
-def _digest_check(digest: str) -> tuple[Hasher, str]:
-    """A fresh hasher for a named digest, and the hex it must end at."""
-    algorithm, _, expected = digest.partition(":")
-    factory = BLOB_DIGESTS.get(algorithm)
-    if factory is None or not expected:
-        raise CryptoError(f"a blob digest must be <algorithm>:<hex>, the algorithm one of {', '.join(BLOB_DIGESTS)}")
-    return factory(), expected
-
-
-def _blob_aead(key: bytes, cipher: str) -> Aead:
-    if len(key) != BLOB_KEY_BYTES:
-        raise CryptoError("a blob key must be 32 bytes")
-    aead = _BLOB_AEADS.get(cipher)
-    if aead is None:
-        raise CryptoError(f"a blob's cipher {cipher!r} is not one this build reads ({', '.join(sorted(_BLOB_AEADS))})")
-    return aead(key)
-
-
-def new_blob_key() -> bytes:
-    return os.urandom(BLOB_KEY_BYTES)
-
-
-def sealed_blob_size(plain_size: int) -> int:
-    """Bytes stored on Drive for a blob of ``plain_size`` plaintext bytes."""
-    return plain_size + TAG * max(1, -(-plain_size // CHUNK))
-
-
-def seal_blob(plain: BinaryIO, plain_size: int, key: bytes, cipher: str = BLOB_CIPHER) -> SealedReader:
-    """The blob's ciphertext as a seekable stream, encrypted chunk by chunk while read."""
-    return SealedReader(plain, plain_size, _blob_aead(key, cipher), _BLOB_AAD, b"")
-
-
-class _ChunkStream:
-    """Decrypts a chunked AEAD body fed in pieces of any size, in order (e.g. as it downloads).
-
-    Each chunk's tag is checked as soon as the chunk is complete; ``InvalidTag`` propagates.
-    """
-
-    def __init__(
-        self,
-        aead: Aead,
-        aad: bytes,
-        body_size: int,
-        take: Callable[[bytes], None],
-        into: Callable[[int], memoryview] | None = None,
-    ) -> None:
-        """Each chunk's plaintext goes to ``take(plain)``, or with ``into``, is decrypted straight into
-        the buffer ``into(n)`` returns (no allocation per chunk) and ``take`` is not called."""
-        self._aead, self._aad, self._take, self._into = aead, aad, take, into
-        self._body_size = body_size
-        self._chunks = max(1, -(-body_size // (CHUNK + TAG)))
-        self._index = 0
-        self._carry = bytearray()
-
-    def feed(self, data: Buffer) -> None:
-        view = memoryview(data).cast("B")
-        while len(view):
-            if self._index >= self._chunks:
-                raise CryptoError("the encrypted body is longer than its declared size")
-            want = min(CHUNK + TAG, self._body_size - self._index * (CHUNK + TAG))
-            if not self._carry and len(view) >= want:  # a whole chunk inside this piece: no copy
-                piece, view = view[:want], view[want:]
-                self._open(piece)
-                continue
-            n = min(want - len(self._carry), len(view))
-            self._carry += view[:n]
-            view = view[n:]
-            if len(self._carry) == want:
-                piece_bytes, self._carry = bytes(self._carry), bytearray()
-                self._open(memoryview(piece_bytes))
-
-    def _open(self, piece: memoryview) -> None:
-        nonce = _nonce(self._index, self._index == self._chunks - 1)
-        if self._into is not None:
-            self._aead.decrypt_into(nonce, piece, self._aad, self._into(len(piece) - TAG))
-        else:
-            self._take(self._aead.decrypt(nonce, piece, self._aad))
-        self._index += 1
-
-    def finish(self) -> None:
-        if self._index != self._chunks or self._carry:
-            raise CryptoError("the encrypted body is shorter than its declared size (truncated)")
-
-
-def _sized_buffer(size: int) -> io.BytesIO:
-    """An empty BytesIO that already owns ``size`` bytes: writing it never reallocates (a growing
-    buffer leaves freed copies in the heap), and once full, ``getvalue()`` hands it over without a copy."""
-    out = io.BytesIO()
-    if size:
-        out.seek(size - 1)
-        out.write(b"\0")
-        out.seek(0)
-    return out
-
-
-class BlobOpener:
-    """Decrypts and checks a shared blob fed in pieces (as it downloads); its plaintext only after ``finish``.
-
-    ``digest`` (``"<algorithm>:<hex>"``, see ``content_digest``) is what the plaintext must hash to.
-    """
-
-    def __init__(self, plain_size: int, key: bytes, digest: str | None = None, cipher: str = BLOB_CIPHER) -> None:
-        aead = _blob_aead(key, cipher)
-        self._plain_size = plain_size
-        self._digest: Hasher | None = None
-        self._expected = ""
-        if digest is not None:
-            self._digest, self._expected = _digest_check(digest)
-        # made at the first chunk, by whoever feeds it (the download's worker): touching every page of a
-        # model-sized buffer takes 0.15 s per 256 MiB here, which should not hold up the download's start
-        self._out: io.BytesIO | None = None
-        self._view: memoryview | None = None
-        self._filled = self._digested = 0
-        self._stream = _ChunkStream(aead, _BLOB_AAD, sealed_blob_size(plain_size), self._take, self._into)
-
-    def _take(self, plain: bytes) -> None:  # only an empty blob's one empty chunk comes here
-        if len(plain):
-            raise CryptoError("the shared blob is longer than its declared size")
-
-    def _into(self, n: int) -> memoryview:
-        """The next ``n`` bytes of the output buffer; the previous chunk, now decrypted, is digested first."""
-        if self._out is None and self._plain_size:
-            self._out = _sized_buffer(self._plain_size)
-            self._view = self._out.getbuffer()
-        if self._view is None or self._filled + n > len(self._view):
-            raise CryptoError("the shared blob is longer than its declared size")
-        self._digest_upto(self._filled)
-        target = self._view[self._filled : self._filled + n]
-        self._filled += n
-        return target
-
-    def _digest_upto(self, end: int) -> None:
-        if self._digest is not None and self._view is not None:
-            self._digest.update(self._view[self._digested : end])
-        self._digested = end
-
-    def feed(self, data: Buffer) -> None:
-        try:
-            self._stream.feed(data)
-        except InvalidTag:
-            raise CryptoError("the shared blob does not decrypt with its key: altered, swapped or cut") from None
-        except CryptoError:
-            raise CryptoError("the shared blob is longer than its declared size") from None
-
-    def finish(self) -> bytes:
-        try:
-            self._stream.finish()
-        except CryptoError:
-            raise CryptoError("the shared blob is shorter than its declared size") from None
-        self._digest_upto(self._filled)
-        if self._view is not None:
-            self._view.release()  # getvalue() below must not see an export
-            self._view = None
-        if self._digest is not None and self._digest.hexdigest() != self._expected:
-            raise CryptoError("the shared blob does not match its digest")
-        data, self._out = (self._out.getvalue() if self._out is not None else b""), None
-        return data
-
-
-def open_blob(
-    sealed: BinaryIO, plain_size: int, key: bytes, digest: str | None = None, cipher: str = BLOB_CIPHER
-) -> bytes:
-    """Decrypt a blob read from ``sealed`` (exactly ``sealed_blob_size(plain_size)`` bytes follow);
-    with ``digest``, its plaintext is checked against it in the same pass."""
-    opener = BlobOpener(plain_size, key, digest, cipher)
-    left = sealed_blob_size(plain_size)
-    while left > 0:
-        data = sealed.read(min(left, 8 * (CHUNK + TAG)))
-        if not data:
-            break
-        opener.feed(data)
-        left -= len(data)
-    if left == 0 and sealed.read(1):
-        raise CryptoError("the shared blob is longer than its declared size")
-    return opener.finish()
 
 
 class Sealer:
@@ -641,7 +147,7 @@ class Sealer:
         """
         recipient = self._keys_of(routing.recipient)
         eph = X25519PrivateKey.generate()
-        eph_pub = _raw_public(eph.public_key())
+        eph_pub = raw_public(eph.public_key())
         shared = eph.exchange(X25519PublicKey.from_public_bytes(recipient.kx))
         key = _derive(shared, eph_pub, recipient.kx, routing, version)
         aad = routing.authenticated_data()
@@ -651,7 +157,8 @@ class Sealer:
             return self.identity.sign(_SIG_LABELS[version] + aad + eph_pub + cipher_digest) + MAGIC
 
         aead = _SEAL_AEADS[version](key)
-        return SealedReader(plain, plain_size, aead, aad, header, sign=sign, digest=_SEAL_DIGESTS[version])
+        signer = TrailerSigner(sign, _SEAL_DIGESTS[version], TRAILER_BYTES)
+        return SealedReader(plain, plain_size, aead, aad, header, signer=signer)
 
     def opener(
         self,
@@ -757,7 +264,7 @@ class _PlainSplitter:
         while len(view):
             if self._out is None:
                 self._room = self._sizes.pop(0) if self._sizes else min(self.PIECE, len(view) + self._left)
-                self._out = _sized_buffer(self._room)
+                self._out = sized_buffer(self._room)
                 if not self._room:
                     self._out = None
                     continue
@@ -805,7 +312,7 @@ class SealedOpener:
         self._aad = routing.authenticated_data()
         self._eph_pub = b""
         self._version = 0
-        self._stream: _ChunkStream | None = None
+        self._stream: ChunkStream | None = None
         self._plain = ChunkReader()
 
     def front(self, data: Buffer) -> None:
@@ -846,7 +353,7 @@ class SealedOpener:
         self._cipher = _SEAL_DIGESTS[version]()
         plain_size = self._body_size - TAG * max(1, -(-self._body_size // (CHUNK + TAG)))
         splitter = _PlainSplitter(plain_size, self._plain, self._layout)
-        self._stream = _ChunkStream(_SEAL_AEADS[version](key), self._aad, self._body_size, splitter.take)
+        self._stream = ChunkStream(_SEAL_AEADS[version](key), self._aad, self._body_size, splitter.take)
 
     def finish(self) -> tuple[ChunkReader, int]:
         """Check everything; the plaintext (positioned at 0) and its size, or ``CryptoError``."""

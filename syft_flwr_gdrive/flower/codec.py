@@ -43,10 +43,10 @@ from flwr.proto.message_pb2 import Message as ProtoMessage  # pylint: disable=no
 from typing_extensions import Unpack
 
 from syft_flwr_gdrive.base.segments import Buffer
-from syft_flwr_gdrive.crypto.seal import BLOB_CHACHA
-from syft_flwr_gdrive.crypto.seal import BLOB_CIPHERS
-from syft_flwr_gdrive.crypto.seal import BLOB_DIGESTS
-from syft_flwr_gdrive.crypto.seal import sealed_blob_size
+from syft_flwr_gdrive.crypto.blobseal import BLOB_CHACHA
+from syft_flwr_gdrive.crypto.blobseal import BLOB_CIPHERS
+from syft_flwr_gdrive.crypto.blobseal import BLOB_DIGESTS
+from syft_flwr_gdrive.crypto.blobseal import sealed_blob_size
 from syft_flwr_gdrive.transport.contract import TransportError
 
 SERVER_NODE_ID = SUPERLINK_NODE_ID

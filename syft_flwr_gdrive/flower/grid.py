@@ -48,7 +48,7 @@ from syft_flwr_gdrive.base.routing import KIND_REPLY
 from syft_flwr_gdrive.base.routing import KIND_REQUEST
 from syft_flwr_gdrive.base.routing import KIND_STOP
 from syft_flwr_gdrive.base.routing import KIND_STOP_ACK
-from syft_flwr_gdrive.crypto.seal import MissingPeerKey
+from syft_flwr_gdrive.crypto.failures import MissingPeerKey
 from syft_flwr_gdrive.flower.coalesce import Coalescer
 from syft_flwr_gdrive.flower.codec import CODEC_PARTS
 from syft_flwr_gdrive.flower.codec import SERVER_NODE_ID

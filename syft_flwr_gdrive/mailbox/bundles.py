@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 from syft_flwr_gdrive.base.accounts import canonical_email
 from syft_flwr_gdrive.base.routing import KIND_REQUEST
 from syft_flwr_gdrive.base.routing import KIND_STOP
+from syft_flwr_gdrive.crypto.failures import CryptoError
+from syft_flwr_gdrive.crypto.failures import MissingPeerKey
 from syft_flwr_gdrive.crypto.multiseal import BundleHead
 from syft_flwr_gdrive.crypto.multiseal import Opened
 from syft_flwr_gdrive.crypto.multiseal import Part
@@ -36,8 +38,6 @@ from syft_flwr_gdrive.crypto.multiseal import open_plain
 from syft_flwr_gdrive.crypto.multiseal import pack_plain
 from syft_flwr_gdrive.crypto.multiseal import read_head
 from syft_flwr_gdrive.crypto.multiseal import seal_bundle
-from syft_flwr_gdrive.crypto.seal import CryptoError
-from syft_flwr_gdrive.crypto.seal import MissingPeerKey
 from syft_flwr_gdrive.crypto.seal import Sealer
 from syft_flwr_gdrive.mailbox.envelope import Envelope
 from syft_flwr_gdrive.mailbox.envelope import valid_email

@@ -13,7 +13,7 @@ type-checked, sizes are bounded, and the payload hash is verified.
 Since version 2 a sealed payload (outermost codec ``sfg-seal-v1``) may go without
 the SHA-256 (``sha256`` empty): the seal's signature already covers every byte
 of it, and leaving the digest out is what lets a sender stream the payload
-without a pass over it before the header (see ``crypto.SealedReader``). A digest
+without a pass over it before the header (see ``crypto.chunks.SealedReader``). A digest
 that is given is always checked; version 1 (always with a digest) is still read.
 Version 3 only changes the seal inside (AES-256-GCM instead of ChaCha20-Poly1305;
 the seal's own header names it), so an older reader refuses the envelope with an

@@ -42,13 +42,13 @@ from syft_flwr_gdrive.base.segments import ConcatReader
 from syft_flwr_gdrive.base.segments import SeekableReader
 from syft_flwr_gdrive.base.segments import SegmentReader
 from syft_flwr_gdrive.base.segments import as_binary
+from syft_flwr_gdrive.crypto.failures import CryptoError
+from syft_flwr_gdrive.crypto.failures import MissingPeerKey
+from syft_flwr_gdrive.crypto.keys import PublicKeys
 from syft_flwr_gdrive.crypto.multiseal import BundleHead
 from syft_flwr_gdrive.crypto.multiseal import Part
 from syft_flwr_gdrive.crypto.seal import CODEC_SEAL
-from syft_flwr_gdrive.crypto.seal import CryptoError
-from syft_flwr_gdrive.crypto.seal import MissingPeerKey
 from syft_flwr_gdrive.crypto.seal import PlainLayout
-from syft_flwr_gdrive.crypto.seal import PublicKeys
 from syft_flwr_gdrive.crypto.seal import Sealer
 from syft_flwr_gdrive.mailbox.bundles import BundleReader
 from syft_flwr_gdrive.mailbox.bundles import pack as pack_bundle

@@ -33,7 +33,7 @@ def run_checks(environ: Mapping[str, str] | None = None, **overrides: object) ->
 
 def _key_check(settings: Settings) -> Check:
     """My key fingerprint: what a peer compares when it asks whether a changed key is really mine."""
-    from syft_flwr_gdrive.crypto.seal import CryptoError
+    from syft_flwr_gdrive.crypto.failures import CryptoError
     from syft_flwr_gdrive.ops.key_files import keys_file
     from syft_flwr_gdrive.ops.key_files import my_fingerprint
 

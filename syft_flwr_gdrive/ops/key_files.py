@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from syft_flwr_gdrive.base.config import Settings
-from syft_flwr_gdrive.crypto.seal import Identity
-from syft_flwr_gdrive.crypto.seal import PinStore
+from syft_flwr_gdrive.crypto.keys import Identity
+from syft_flwr_gdrive.crypto.pins import PinStore
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,13 @@ import pytest
 
 from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.config import Settings
+from syft_flwr_gdrive.crypto.failures import CryptoError
+from syft_flwr_gdrive.crypto.keys import Identity
+from syft_flwr_gdrive.crypto.keys import PublicKeys
+from syft_flwr_gdrive.crypto.pins import PinStore
 from syft_flwr_gdrive.crypto.seal import CODEC_SEAL
 from syft_flwr_gdrive.crypto.seal import SEAL_AESGCM
 from syft_flwr_gdrive.crypto.seal import SEAL_CHACHA
-from syft_flwr_gdrive.crypto.seal import CryptoError
-from syft_flwr_gdrive.crypto.seal import Identity
-from syft_flwr_gdrive.crypto.seal import PinStore
-from syft_flwr_gdrive.crypto.seal import PublicKeys
 from syft_flwr_gdrive.crypto.seal import Sealer
 from syft_flwr_gdrive.crypto.seal import sealer_for
 from syft_flwr_gdrive.mailbox.envelope import WIRE_VERSION

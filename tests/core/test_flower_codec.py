@@ -18,9 +18,9 @@ from flwr.app import MetricRecord
 from flwr.app import RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from syft_flwr_gdrive.crypto.seal import BLOB_AESGCM
-from syft_flwr_gdrive.crypto.seal import BLOB_CHACHA
-from syft_flwr_gdrive.crypto.seal import content_digest
+from syft_flwr_gdrive.crypto.blobseal import BLOB_AESGCM
+from syft_flwr_gdrive.crypto.blobseal import BLOB_CHACHA
+from syft_flwr_gdrive.crypto.blobseal import content_digest
 from syft_flwr_gdrive.flower.codec import CODEC_PARTS
 from syft_flwr_gdrive.flower.codec import CODEC_PROTO
 from syft_flwr_gdrive.flower.codec import PayloadError

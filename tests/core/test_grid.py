@@ -162,8 +162,8 @@ def test_old_broadcast_blobs_are_deleted_once_no_request_needs_them(grid):
 
 def _parted(g: TransportGrid) -> None:
     """Blobs of more than one AEAD chunk go in parts of one chunk (1 MiB), as a 64 MiB model's would."""
-    from syft_flwr_gdrive.crypto.seal import CHUNK
-    from syft_flwr_gdrive.crypto.seal import TAG
+    from syft_flwr_gdrive.crypto.chunks import CHUNK
+    from syft_flwr_gdrive.crypto.chunks import TAG
 
     g.blobs.min_bytes = 1024
     g.blobs.part_bytes = CHUNK + TAG

@@ -17,8 +17,8 @@ from flwr.serverapp import ServerApp
 from flwr.serverapp.strategy import FedAvg
 
 from syft_flwr_gdrive.base.config import Settings
-from syft_flwr_gdrive.crypto.seal import Identity
-from syft_flwr_gdrive.crypto.seal import PinStore
+from syft_flwr_gdrive.crypto.keys import Identity
+from syft_flwr_gdrive.crypto.pins import PinStore
 from syft_flwr_gdrive.crypto.seal import Sealer
 from syft_flwr_gdrive.flower.app_mailbox import app_key
 from syft_flwr_gdrive.flower.client_loop import ClientLoop

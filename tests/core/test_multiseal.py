@@ -8,6 +8,9 @@ import struct
 
 import pytest
 
+from syft_flwr_gdrive.crypto.failures import CryptoError
+from syft_flwr_gdrive.crypto.failures import MissingPeerKey
+from syft_flwr_gdrive.crypto.keys import Identity
 from syft_flwr_gdrive.crypto.multiseal import BundleHead
 from syft_flwr_gdrive.crypto.multiseal import Part
 from syft_flwr_gdrive.crypto.multiseal import _signed
@@ -16,10 +19,7 @@ from syft_flwr_gdrive.crypto.multiseal import open_plain
 from syft_flwr_gdrive.crypto.multiseal import pack_plain
 from syft_flwr_gdrive.crypto.multiseal import read_head
 from syft_flwr_gdrive.crypto.multiseal import seal_bundle
-from syft_flwr_gdrive.crypto.seal import CryptoError
-from syft_flwr_gdrive.crypto.seal import Identity
-from syft_flwr_gdrive.crypto.seal import MissingPeerKey
-from syft_flwr_gdrive.crypto.seal import PinStore
+from syft_flwr_gdrive.crypto.pins import PinStore
 from syft_flwr_gdrive.crypto.seal import Sealer
 from tests.helpers.keys import sealers
 

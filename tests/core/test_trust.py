@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.cli.app import app
-from syft_flwr_gdrive.crypto.seal import Identity
-from syft_flwr_gdrive.crypto.seal import PinStore
+from syft_flwr_gdrive.crypto.keys import Identity
+from syft_flwr_gdrive.crypto.pins import PinStore
 from syft_flwr_gdrive.crypto.seal import sealer_for
 
 PEER = "alice@example.com"

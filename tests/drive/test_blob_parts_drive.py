@@ -17,8 +17,8 @@ from flwr.app import Message
 from flwr.app import RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from syft_flwr_gdrive.crypto.seal import CHUNK
-from syft_flwr_gdrive.crypto.seal import TAG
+from syft_flwr_gdrive.crypto.chunks import CHUNK
+from syft_flwr_gdrive.crypto.chunks import TAG
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.flower.codec import decode_message

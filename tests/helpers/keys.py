@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from syft_flwr_gdrive.crypto.seal import Identity
-from syft_flwr_gdrive.crypto.seal import PinStore
+from syft_flwr_gdrive.crypto.keys import Identity
+from syft_flwr_gdrive.crypto.pins import PinStore
 from syft_flwr_gdrive.crypto.seal import Sealer
 
 

@@ -431,9 +431,9 @@ def mutated_indexes(draw) -> dict:
 @example(index={"message": 10**30, "arrays": []}, tail="valid", noise=b"")
 @example(index={"message": 0, "arrays": [{}] * 3}, tail="random", noise=b"")
 def test_parts_payloads_decode_or_raise_payload_error(index, tail, noise):
-    from syft_flwr_gdrive.crypto.seal import BLOB_CIPHERS
-    from syft_flwr_gdrive.crypto.seal import BLOB_DIGESTS
-    from syft_flwr_gdrive.crypto.seal import sealed_blob_size
+    from syft_flwr_gdrive.crypto.blobseal import BLOB_CIPHERS
+    from syft_flwr_gdrive.crypto.blobseal import BLOB_DIGESTS
+    from syft_flwr_gdrive.crypto.blobseal import sealed_blob_size
     from syft_flwr_gdrive.flower.codec import PayloadError
     from syft_flwr_gdrive.flower.codec import decode_message
 

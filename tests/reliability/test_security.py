@@ -34,8 +34,8 @@ from flwr.clientapp import ClientApp
 from flwr.supercore.task_identity import TaskIdentity
 
 from syft_flwr_gdrive.base.accounts import node_id_for
-from syft_flwr_gdrive.crypto.seal import Identity
-from syft_flwr_gdrive.crypto.seal import PinStore
+from syft_flwr_gdrive.crypto.keys import Identity
+from syft_flwr_gdrive.crypto.pins import PinStore
 from syft_flwr_gdrive.crypto.seal import Sealer
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.flower.client_loop import ClientLoop

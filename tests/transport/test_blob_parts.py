@@ -19,9 +19,9 @@ from flwr.app import Message
 from flwr.app import RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from syft_flwr_gdrive.crypto.seal import CHUNK
-from syft_flwr_gdrive.crypto.seal import TAG
-from syft_flwr_gdrive.crypto.seal import sealed_blob_size
+from syft_flwr_gdrive.crypto.blobseal import sealed_blob_size
+from syft_flwr_gdrive.crypto.chunks import CHUNK
+from syft_flwr_gdrive.crypto.chunks import TAG
 from syft_flwr_gdrive.flower import shared_blobs
 from syft_flwr_gdrive.flower.codec import PayloadError
 from syft_flwr_gdrive.flower.codec import decode_message

@@ -16,12 +16,12 @@ from flwr.app import RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 from syft_flwr_gdrive.base.segments import SegmentReader
-from syft_flwr_gdrive.crypto.seal import CHUNK
-from syft_flwr_gdrive.crypto.seal import CryptoError
-from syft_flwr_gdrive.crypto.seal import Identity
-from syft_flwr_gdrive.crypto.seal import PinStore
+from syft_flwr_gdrive.crypto.blobseal import content_digest
+from syft_flwr_gdrive.crypto.chunks import CHUNK
+from syft_flwr_gdrive.crypto.failures import CryptoError
+from syft_flwr_gdrive.crypto.keys import Identity
+from syft_flwr_gdrive.crypto.pins import PinStore
 from syft_flwr_gdrive.crypto.seal import Sealer
-from syft_flwr_gdrive.crypto.seal import content_digest
 from syft_flwr_gdrive.flower.codec import decode_message
 from syft_flwr_gdrive.flower.codec import encode_message
 from syft_flwr_gdrive.flower.shared_blobs import BlobCache
