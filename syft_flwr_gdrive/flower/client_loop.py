@@ -276,11 +276,15 @@ class ClientLoop:
                 env.size,
                 codecs=env.codecs,
                 max_bytes=self.mailbox.max_payload,
-                # a blob in parts may still be uploading: wait for its parts until the request expires
+                # a blob in parts may still be uploading: wait for each part (PART_STALL at most) until the
+                # request expires, and not once the request (or its bundle) is withdrawn
                 fetch_blob=functools.partial(
                     self._blobs.fetch,
                     owner=env.sender,
                     wait_until=max(env.created_at + env.ttl, time.time() + MIN_PART_WAIT),
+                    still_wanted=functools.partial(
+                        self.mailbox.transport.still_stored, self.mailbox.app, delivery.posting.handle
+                    ),
                 ),
             )
         except Exception as exc:  # PayloadError, or a blob that could not be fetched (maybe transient)

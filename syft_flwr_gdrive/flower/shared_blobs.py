@@ -46,7 +46,9 @@ from syft_flwr_gdrive.flower.codec import split_sizes
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.mailbox.pipe import PipeSink
 from syft_flwr_gdrive.mailbox.pipe import TailSink
+from syft_flwr_gdrive.transport.contract import BlobNotStored
 from syft_flwr_gdrive.transport.contract import BlobRefused
+from syft_flwr_gdrive.transport.contract import TransportError
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,10 @@ MAX_PARTS = 64  # a bigger blob gets bigger parts
 UPLOAD_WAIT = 24 * 3600.0  # a bound, not a target: an upload's own retries end it long before
 CANCEL_WAIT = 5.0  # seconds close gives an abandoned upload to notice (one request in flight at most)
 MIN_PART_WAIT = 60.0  # a client waits at least this long for a request's parts (it may be near its expiry)
+# A part's wait ends after this long without it (not at the message's expiry: Flower's default ttl is 12 h, and a
+# part that does not come within minutes, e.g. one whose id someone took, must not hold its request that long)...
+PART_STALL = 300.0
+WANTED_EVERY = 5.0  # ...or once the message naming it is gone, asked this often while waiting (its sender gave up)
 
 
 class BlobPlacer:
@@ -310,10 +316,18 @@ class BlobCache:
         self._lock = threading.Lock()
         self.fetched_bytes = 0
 
-    def fetch(self, ref: BlobRef, *, owner: str, wait_until: float | None = None) -> bytes:
+    def fetch(
+        self,
+        ref: BlobRef,
+        *,
+        owner: str,
+        wait_until: float | None = None,
+        still_wanted: Callable[[], bool] | None = None,
+    ) -> bytes:
         """The blob's verified plaintext. The parts of a blob stored in parts may still be uploading: each is
         waited for until ``wait_until`` (wall-clock time: a client's request's expiry, the server's reply
-        wait), or not at all without it."""
+        wait), at most :data:`PART_STALL` seconds, or not at all without it; and no longer once
+        ``still_wanted()`` says the message that names the blob is gone (a ``TransportError``)."""
         with self._lock:
             kept = self._items.pop(ref.digest, None)  # in use by this thread until put back
         if kept is not None:
@@ -324,7 +338,7 @@ class BlobCache:
         if stored_size <= SPOOL_IN_MEMORY:  # small: download, then decrypt
             # a binary file; typeshed types SpooledTemporaryFile as IO[bytes], not BinaryIO
             small: BinaryIO = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # type: ignore[assignment]
-            self._download(ref, owner, stored_size, small, small, wait_until)
+            self._download(ref, owner, stored_size, small, small, wait_until, still_wanted)
             return self._open_and_keep(small, ref)
         # Big: the ciphertext goes to disk (kept for the next fetch) while a worker reads it back behind
         # the download and decrypts and hashes it, so those passes overlap the transfer. A cache that keeps
@@ -339,27 +353,60 @@ class BlobCache:
             spool, sink = io.BytesIO(), PipeSink(opener.feed, name="blob-open")
 
         def download_and_open() -> bytes:
-            self._download(ref, owner, stored_size, sink, spool, wait_until)
+            self._download(ref, owner, stored_size, sink, spool, wait_until, still_wanted)
             sink.finish()
             return opener.finish()
 
         return self._open_then_keep(spool, ref, download_and_open, abort=sink.abort)
 
     def _download(
-        self, ref: BlobRef, owner: str, size: int, out: Any, spool: BinaryIO, wait_until: float | None
+        self,
+        ref: BlobRef,
+        owner: str,
+        size: int,
+        out: Any,
+        spool: BinaryIO,
+        wait_until: float | None,
+        still_wanted: Callable[[], bool] | None,
     ) -> None:
         """Fetch the blob's ciphertext into ``out``, part after part; ``spool`` is closed if that fails.
         A blob stored whole was stored before its message was sent: nothing to wait for."""
         try:
             for locator, part_size in zip(ref.locators, ref.part_sizes(size), strict=True):
-                wait = max(0.0, wait_until - time.time()) if ref.parts and wait_until is not None else 0.0
-                self.mailbox.get_blob(locator, owner=owner, size=part_size, out=out, appear_within=wait)
+                if not ref.parts or wait_until is None:
+                    self.mailbox.get_blob(locator, owner=owner, size=part_size, out=out)
+                    continue
+                self._wait_for_part(
+                    locator, owner, part_size, out, min(wait_until, time.time() + PART_STALL), still_wanted
+                )
         except BaseException as exc:
             spool.close()
             if isinstance(exc, BlobRefused):
                 raise PayloadError(f"shared blob refused: {exc}") from None
             raise
         self.fetched_bytes += size
+
+    def _wait_for_part(
+        self,
+        locator: str,
+        owner: str,
+        size: int,
+        out: Any,
+        until: float,
+        still_wanted: Callable[[], bool] | None,
+    ) -> None:
+        """One part of a blob stored in parts, waited for until ``until`` (wall clock), in slices of
+        :data:`WANTED_EVERY` seconds between which ``still_wanted()`` is asked."""
+        while True:
+            left = max(0.0, until - time.time())
+            try:
+                self.mailbox.get_blob(locator, owner=owner, size=size, out=out, appear_within=min(left, WANTED_EVERY))
+                return
+            except BlobNotStored:
+                if time.time() >= until:
+                    raise
+            if still_wanted is not None and not still_wanted():
+                raise TransportError(f"the message naming shared blob part {locator} was withdrawn before it came")
 
     def _open_and_keep(self, spool: BinaryIO, ref: BlobRef) -> bytes:
         """Decrypt and verify the ciphertext in ``spool``, then keep it for the next fetch (closed on failure)."""

@@ -24,7 +24,17 @@ from syft_flwr_gdrive.base.routing import Routing
 from syft_flwr_gdrive.base.segments import Buffer
 from syft_flwr_gdrive.base.segments import SeekableReader
 
-__all__ = ["Announcement", "BlobRefused", "Check", "Listing", "Posting", "Routing", "Transport", "TransportError"]
+__all__ = [
+    "Announcement",
+    "BlobNotStored",
+    "BlobRefused",
+    "Check",
+    "Listing",
+    "Posting",
+    "Routing",
+    "Transport",
+    "TransportError",
+]
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,10 @@ class TransportError(RuntimeError):
 
 class BlobRefused(TransportError):
     """A blob a peer referred to is not its own, not where its blobs live, or not the size it said: never read."""
+
+
+class BlobNotStored(BlobRefused):
+    """A reserved blob part was not stored within the wait (a longer wait may still see it)."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +219,11 @@ class Transport(abc.ABC):
     def list_my_blobs(self, app: str) -> list[str]:
         """Locators of the blobs of ``app`` I own (to remove leftovers)."""
         return []
+
+    def still_stored(self, app: str, handle: str) -> bool:
+        """Is a peer's posting (a request, a bundle) still stored? A receiver waiting for the blob parts it
+        names asks now and then, and stops once its sender withdrew it. True when it cannot tell (the default)."""
+        return True
 
     def call_counts(self) -> dict[str, int]:
         """Storage calls made so far, by method, for reports and benchmarks."""
