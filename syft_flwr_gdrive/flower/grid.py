@@ -62,8 +62,8 @@ from syft_flwr_gdrive.flower.shared_blobs import BlobPlacer
 from syft_flwr_gdrive.flower.tally import Tally
 from syft_flwr_gdrive.flower.tally import error_type
 from syft_flwr_gdrive.flower.tally import round_of
+from syft_flwr_gdrive.mailbox.delivery import Delivery
 from syft_flwr_gdrive.mailbox.envelope import STOP_ACK_WAIT
-from syft_flwr_gdrive.mailbox.mailbox import Delivery
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.mailbox.mailbox import new_message_id
 from syft_flwr_gdrive.transport.contract import Routing
