@@ -19,7 +19,8 @@ _DIR = os.environ.get("SFG_TIMELINE_DIR")
 TARGETS = {
     "syft_flwr_gdrive.flower.shared_blobs": ["BlobPlacer.__call__", "BlobCache.fetch"],
     "syft_flwr_gdrive.crypto.seal": ["Sealer.seal", "SealedOpener.finish", "BlobOpener.finish"],
-    "syft_flwr_gdrive.mailbox.mailbox": ["Mailbox.send", "Mailbox._check_streamed", "Mailbox._check"],
+    "syft_flwr_gdrive.mailbox.mailbox": ["Mailbox.send"],
+    "syft_flwr_gdrive.mailbox.messages": ["MessageReader._check_streamed", "MessageReader.check"],
     "syft_flwr_gdrive.transport.drive.api": ["DriveApi._upload_resumable", "DriveApi._download"],
     "syft_flwr_gdrive.flower.grid": ["TransportGrid.send_and_receive"],
     "syft_flwr_gdrive.flower.client_loop": ["ClientLoop._execute"],
