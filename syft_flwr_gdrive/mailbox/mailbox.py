@@ -2,7 +2,8 @@
 
 The transport says what is there and who the storage says wrote it; the
 mailbox decides what may be acted on (``messages`` checks message files,
-``bundles`` bundles, both by the rules of ``vetting``).
+``bundles`` bundles, both by the rules of ``vetting``) and how what is sent
+travels (``push``: one bundle for many recipients, or one file each).
 
 Everything refused is skipped with one log line per posting and left in place
 (``skips``): nothing is deleted that this participant does not own, so nothing
@@ -12,6 +13,7 @@ is lost.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import threading
 import uuid
@@ -32,9 +34,11 @@ from syft_flwr_gdrive.base.segments import as_binary
 from syft_flwr_gdrive.crypto.multiseal import BundleHead
 from syft_flwr_gdrive.crypto.multiseal import Part
 from syft_flwr_gdrive.crypto.seal import CODEC_SEAL
+from syft_flwr_gdrive.crypto.seal import MissingPeerKey
 from syft_flwr_gdrive.crypto.seal import PlainLayout
 from syft_flwr_gdrive.crypto.seal import PublicKeys
 from syft_flwr_gdrive.crypto.seal import Sealer
+from syft_flwr_gdrive.mailbox.bundles import BUNDLED_KINDS
 from syft_flwr_gdrive.mailbox.bundles import BundleReader
 from syft_flwr_gdrive.mailbox.bundles import pack
 from syft_flwr_gdrive.mailbox.delivery import PollResult
@@ -46,6 +50,10 @@ from syft_flwr_gdrive.mailbox.ledger import Ledger
 from syft_flwr_gdrive.mailbox.messages import Accept
 from syft_flwr_gdrive.mailbox.messages import MessageReader
 from syft_flwr_gdrive.mailbox.messages import in_memory
+from syft_flwr_gdrive.mailbox.outgoing import MAX_BUNDLE_PAYLOAD
+from syft_flwr_gdrive.mailbox.outgoing import OnStored
+from syft_flwr_gdrive.mailbox.outgoing import Outgoing
+from syft_flwr_gdrive.mailbox.outgoing import Pushed
 from syft_flwr_gdrive.mailbox.skips import SkipLog
 from syft_flwr_gdrive.transport.contract import BundleStore
 from syft_flwr_gdrive.transport.contract import Listing
@@ -53,6 +61,7 @@ from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import Transport
 
 READ_WORKERS = 8  # messages of one poll checked and downloaded side by side
+SEND_WORKERS = 8  # files of one push sent side by side
 DEFAULT_TTL = 12 * 3600.0  # seconds a sent message stays valid unless the caller says otherwise
 
 
@@ -117,6 +126,7 @@ class Mailbox:
         )
         self.bundling = False  # pushes go as bundles (see enable_bundles)
         self._read_pool: ThreadPoolExecutor | None = None
+        self._send_pool: ThreadPoolExecutor | None = None
 
     @property
     def email(self) -> str:
@@ -149,6 +159,98 @@ class Mailbox:
         self.transport.announce_run(self.app, run_id)
 
     # -- sending ----------------------------------------------------------------------
+
+    def push(
+        self, kind: str, run_id: int, items: Sequence[Outgoing], *, on_stored: OnStored | None = None
+    ) -> list[Pushed]:
+        """Send every item; returns how each went, in order. Never raises for one item's failure.
+
+        The mailbox decides how they travel: when bundles are on (``enable_bundles``) and ``kind`` may be
+        bundled, the items whose shared content is identical go as one bundle (one write for N recipients),
+        unless that content is over ``MAX_BUNDLE_PAYLOAD``; every other item goes as a file of its own,
+        several side by side. ``on_stored`` hears of each file as soon as it is stored (see ``OnStored``)."""
+        results: dict[int, Pushed] = {}
+        alone: list[int] = []
+        groups: dict[str, list[int]] = {}  # digest of the shared content -> the items sharing it
+        contents: dict[str, bytes] = {}
+        if self.bundling and kind in BUNDLED_KINDS:
+            digests: dict[int, tuple[bytes, str]] = {}  # id(content) -> (content, digest): each hashed once
+            for index, item in enumerate(items):
+                if item.shared is None:
+                    alone.append(index)
+                    continue
+                if self.sealer is not None and not self.sealer.knows(item.recipient):  # it would fail the bundle
+                    error = MissingPeerKey(f"no trusted public key for {item.recipient} yet")
+                    results[index] = Pushed(item.message_id, error=error)
+                    continue
+                try:
+                    content = item.shared()
+                except Exception as exc:  # this item fails (a blob refused for good, say); the others go on
+                    results[index] = Pushed(item.message_id, error=exc)
+                    continue
+                if len(content) > MAX_BUNDLE_PAYLOAD:  # many small arrays: keep bundles small, one file each
+                    alone.append(index)
+                    continue
+                known = digests.get(id(content))
+                if known is None or known[0] is not content:
+                    known = digests[id(content)] = (content, hashlib.sha256(content).hexdigest())
+                groups.setdefault(known[1], []).append(index)
+                contents.setdefault(known[1], content)
+        else:
+            alone = list(range(len(items)))
+        for digest, members in groups.items():
+            pushed = self._push_bundle(kind, run_id, [items[i] for i in members], contents[digest], on_stored)
+            results.update(zip(members, pushed))
+        results.update(zip(alone, self._push_alone(kind, run_id, [items[i] for i in alone], on_stored)))
+        return [results[index] for index in range(len(items))]
+
+    def _push_bundle(
+        self, kind: str, run_id: int, members: Sequence[Outgoing], content: bytes, on_stored: OnStored | None
+    ) -> list[Pushed]:
+        """One file for every member: the shared content sealed once, each member's own fields in its part."""
+        created_at = min(m.created_at for m in members)
+        expires_at = max(m.created_at + m.ttl for m in members)
+        try:
+            _, handle = self.send_bundle(
+                kind=kind,
+                run_id=run_id,
+                parts=[(m.recipient, m.message_id, dict(m.private)) for m in members],
+                payload=content,
+                created_at=created_at,
+                ttl=expires_at - created_at,
+            )
+            if on_stored is not None:
+                on_stored(handle, members)
+        except Exception as exc:  # refused for good after retries: these items fail, the push goes on
+            return [Pushed(m.message_id, error=exc) for m in members]
+        return [Pushed(m.message_id, handle) for m in members]
+
+    def _push_alone(
+        self, kind: str, run_id: int, items: Sequence[Outgoing], on_stored: OnStored | None
+    ) -> list[Pushed]:
+        """One file per item, several side by side (each payload is made in the thread that sends it)."""
+
+        def one(item: Outgoing) -> Pushed:
+            try:
+                _, handle = self.send(
+                    kind=kind,
+                    recipient=item.recipient,
+                    run_id=run_id,
+                    payload=item.payload(),
+                    message_id=item.message_id,
+                    ttl=item.ttl,
+                    created_at=item.created_at,
+                    codecs=item.codecs or None,
+                )
+                if on_stored is not None:
+                    on_stored(handle, [item])
+            except Exception as exc:  # refused for good after retries (or no key): this item fails, the others go on
+                return Pushed(item.message_id, error=exc)
+            return Pushed(item.message_id, handle)
+
+        if len(items) > 1:
+            return list(self._pool("_send_pool", SEND_WORKERS, "mailbox-send").map(one, items))
+        return [one(item) for item in items]
 
     def send(
         self,
@@ -281,7 +383,7 @@ class Mailbox:
         return PollResult(tuple(deliveries), listing, tuple(refused), frozenset(self.bundles.part_ids(listing.bundles)))
 
     def _pool(self, name: str, workers: int, prefix: str) -> ThreadPoolExecutor:
-        """One of the mailbox's thread pools (reading a poll's messages side by side); made on first need."""
+        """One of the mailbox's thread pools (reading a poll's messages, sending a push's files); made on first need."""
         with self._lock:
             pool = getattr(self, name)
             if pool is None:
