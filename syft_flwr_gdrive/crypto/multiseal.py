@@ -10,7 +10,7 @@ signed with the sender's Ed25519 key, so nothing in it can be changed, added or 
 to another bundle; each wrap's AEAD also binds its recipient's routing, so a recipient
 opens only its own part. With encryption off, :func:`pack_plain` gives the same header
 and parts in the clear (no wraps, no signature; trust is then the storage's owner and folder,
-as for any unsealed message). ``transport/bundles.py`` stores and opens bundles.
+as for any unsealed message). ``mailbox/bundles.py`` packs and opens bundles.
 
 Layout (``sfg-mseal-v1``)::
 

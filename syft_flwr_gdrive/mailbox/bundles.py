@@ -43,11 +43,11 @@ from syft_flwr_gdrive.crypto.multiseal import seal_bundle
 from syft_flwr_gdrive.crypto.seal import CryptoError
 from syft_flwr_gdrive.crypto.seal import Sealer
 from syft_flwr_gdrive.mailbox import vetting
+from syft_flwr_gdrive.mailbox.delivery import Accept
 from syft_flwr_gdrive.mailbox.delivery import Delivery
 from syft_flwr_gdrive.mailbox.delivery import Refusal
 from syft_flwr_gdrive.mailbox.envelope import Envelope
 from syft_flwr_gdrive.mailbox.ledger import Ledger
-from syft_flwr_gdrive.mailbox.messages import Accept
 from syft_flwr_gdrive.mailbox.skips import SkipLog
 from syft_flwr_gdrive.transport.contract import Posting
 from syft_flwr_gdrive.transport.contract import Routing

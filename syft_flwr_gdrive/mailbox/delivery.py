@@ -1,4 +1,5 @@
-"""What a poll hands its caller: verified deliveries, refusals the caller may owe an answer for, the listing.
+"""What a poll hands its caller (verified deliveries, refusals the caller may owe an answer for, the listing),
+and the rule the caller hands the poll (``Accept``).
 
 Kept apart from the readers that make them (``messages``, ``bundles``) so that both readers and the
 mailbox share these types without importing one another.
@@ -6,6 +7,7 @@ mailbox share these types without importing one another.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from typing import BinaryIO
@@ -14,6 +16,10 @@ from syft_flwr_gdrive.mailbox.envelope import Envelope
 from syft_flwr_gdrive.transport.contract import Listing
 from syft_flwr_gdrive.transport.contract import Posting
 from syft_flwr_gdrive.transport.contract import Routing
+
+# The caller's rule, asked before anything is downloaded: a reason to leave a message for now (asked again at
+# the next poll), or None to go on.
+Accept = Callable[[Routing], str | None]
 
 
 @dataclass(frozen=True)

@@ -41,13 +41,13 @@ from syft_flwr_gdrive.crypto.seal import Sealer
 from syft_flwr_gdrive.mailbox.bundles import BUNDLED_KINDS
 from syft_flwr_gdrive.mailbox.bundles import BundleReader
 from syft_flwr_gdrive.mailbox.bundles import pack
+from syft_flwr_gdrive.mailbox.delivery import Accept
 from syft_flwr_gdrive.mailbox.delivery import PollResult
 from syft_flwr_gdrive.mailbox.delivery import Refusal
 from syft_flwr_gdrive.mailbox.envelope import Envelope
 from syft_flwr_gdrive.mailbox.envelope import encode_segments
 from syft_flwr_gdrive.mailbox.envelope import header_bytes
 from syft_flwr_gdrive.mailbox.ledger import Ledger
-from syft_flwr_gdrive.mailbox.messages import Accept
 from syft_flwr_gdrive.mailbox.messages import MessageReader
 from syft_flwr_gdrive.mailbox.messages import in_memory
 from syft_flwr_gdrive.mailbox.outgoing import MAX_BUNDLE_PAYLOAD
@@ -100,7 +100,7 @@ class Mailbox:
         self.ledger = ledger
         self.max_payload = max_payload
         self.skips = SkipLog()
-        self._lock = threading.Lock()  # guards the lazily made thread pools
+        self._lock = threading.Lock()  # guards _pools
         self.announced: dict[str, int] = {}  # peer (canonical email) -> the newest run it announces
         self.sealer = sealer
         self.messages = MessageReader(
@@ -120,13 +120,12 @@ class Mailbox:
             ledger=ledger,
             skips=self.skips,
             read=lambda posting, limit: transport.read(posting, max_bytes=limit),
-            ignore=transport.ignore_bundle if isinstance(transport, BundleStore) else lambda handle: None,
+            ignore=functools.partial(_ignore_bundle, transport),
             sealer=sealer,
             max_payload=max_payload,
         )
         self.bundling = False  # pushes go as bundles (see enable_bundles)
-        self._read_pool: ThreadPoolExecutor | None = None
-        self._send_pool: ThreadPoolExecutor | None = None
+        self._pools: dict[str, ThreadPoolExecutor] = {}  # "read", "send": made on first need
 
     @property
     def email(self) -> str:
@@ -249,7 +248,7 @@ class Mailbox:
             return Pushed(item.message_id, handle)
 
         if len(items) > 1:
-            return list(self._pool("_send_pool", SEND_WORKERS, "mailbox-send").map(one, items))
+            return list(self._pool("send", SEND_WORKERS).map(one, items))
         return [one(item) for item in items]
 
     def send(
@@ -374,7 +373,7 @@ class Mailbox:
         small = [check for p, check in checks if in_memory(p)]
         large = [check for p, check in checks if not in_memory(p)]
         checked = (
-            list(self._pool("_read_pool", READ_WORKERS, "mailbox-read").map(lambda check: check(), small))
+            list(self._pool("read", READ_WORKERS).map(lambda check: check(), small))
             if len(small) > 1
             else [c() for c in small]
         )
@@ -382,14 +381,12 @@ class Mailbox:
         deliveries = [d for d in checked if d is not None]
         return PollResult(tuple(deliveries), listing, tuple(refused), frozenset(self.bundles.part_ids(listing.bundles)))
 
-    def _pool(self, name: str, workers: int, prefix: str) -> ThreadPoolExecutor:
-        """One of the mailbox's thread pools (reading a poll's messages, sending a push's files); made on first need."""
+    def _pool(self, name: str, workers: int) -> ThreadPoolExecutor:
+        """The threads that read a poll's messages ("read") or send a push's files ("send") side by side."""
         with self._lock:
-            pool = getattr(self, name)
-            if pool is None:
-                pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=prefix)
-                setattr(self, name, pool)
-            return pool
+            if name not in self._pools:
+                self._pools[name] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"mailbox-{name}")
+            return self._pools[name]
 
     def mark_handled(self, message_id: str) -> bool:
         """Remember that a message was acted on; False if it already was."""
@@ -428,3 +425,9 @@ class Mailbox:
     def my_blobs(self) -> list[str]:
         """Locators of my blobs of this app (leftovers to remove)."""
         return self.transport.list_my_blobs(self.app)
+
+
+def _ignore_bundle(transport: Transport, handle: str) -> None:
+    """A bundle with no part for me is left out of my listings, where the transport stores bundles."""
+    if isinstance(transport, BundleStore):
+        transport.ignore_bundle(handle)

@@ -11,7 +11,6 @@ through the mailbox's ``SkipLog`` and left in place.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import BinaryIO
@@ -23,6 +22,7 @@ from syft_flwr_gdrive.crypto.seal import CODEC_SEAL
 from syft_flwr_gdrive.crypto.seal import PlainLayout
 from syft_flwr_gdrive.crypto.seal import Sealer
 from syft_flwr_gdrive.mailbox import vetting
+from syft_flwr_gdrive.mailbox.delivery import Accept
 from syft_flwr_gdrive.mailbox.delivery import Delivery
 from syft_flwr_gdrive.mailbox.delivery import Refusal
 from syft_flwr_gdrive.mailbox.envelope import MAX_HEADER_BYTES
@@ -38,8 +38,6 @@ from syft_flwr_gdrive.transport.contract import Routing
 IN_MEMORY_BODY = 8 * 1024 * 1024  # bodies up to this size are read into memory, larger ones spool to disk
 SEAL_BYTES_PER = 65536  # sealing adds one byte per 64 KiB of payload (16 bytes per MiB)
 BODY_SLACK = 2 * MAX_HEADER_BYTES + 4096  # the envelope header (bounded) and the seal's framing, with room to spare
-
-Accept = Callable[[Routing], str | None]  # the caller's rule: a reason to leave a message for now, or None
 
 
 class BodySource(Protocol):
