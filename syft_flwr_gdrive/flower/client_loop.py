@@ -61,10 +61,10 @@ from syft_flwr_gdrive.flower.shared_blobs import BlobCache
 from syft_flwr_gdrive.flower.shared_blobs import BlobPlacer
 from syft_flwr_gdrive.flower.tally import round_of
 from syft_flwr_gdrive.flower.userconfig import run_config_of
+from syft_flwr_gdrive.mailbox.delivery import Delivery
+from syft_flwr_gdrive.mailbox.delivery import PollResult
 from syft_flwr_gdrive.mailbox.envelope import STOP_ACK_WAIT
-from syft_flwr_gdrive.mailbox.mailbox import Delivery
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
-from syft_flwr_gdrive.mailbox.mailbox import PollResult
 from syft_flwr_gdrive.transport.contract import Routing
 
 logger = logging.getLogger(__name__)
