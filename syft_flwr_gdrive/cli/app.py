@@ -9,11 +9,9 @@ problem, 4 the federated run failed, 130 interrupted.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import logging
-import math
 import signal
 import sys
 from collections.abc import Callable
@@ -60,7 +58,7 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _settings(email: str | None, drive_url: str | None, poll_interval: float | None, project: Any = None) -> Settings:
+def _settings_overrides(email: str | None, drive_url: str | None, poll_interval: float | None) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     if email:
         overrides["email"] = email
@@ -68,28 +66,11 @@ def _settings(email: str | None, drive_url: str | None, poll_interval: float | N
         overrides["poll_interval"] = poll_interval
     if drive_url:
         overrides["transport_options"] = {"drive_url": drive_url}
-    return Settings.from_env(project=project, **overrides)
+    return overrides
 
 
-def _record_to_jsonable(record: Any) -> Any:
-    """MetricRecord/ConfigRecord -> dict; arrays are summarised, never dumped."""
-    from flwr.app import ArrayRecord
-
-    if isinstance(record, ArrayRecord):
-        digest = hashlib.sha256()
-        for key, array in record.items():  # lets two runs be compared bit for bit
-            digest.update(key.encode() + array.dtype.encode() + repr(array.shape).encode() + array.data)
-        return {"arrays": len(record), "bytes": record.count_bytes(), "sha256": digest.hexdigest()}
-    out = {}
-    for key, value in dict(record).items():
-        if isinstance(value, float) and not math.isfinite(value):
-            value = None
-        elif isinstance(value, list):
-            value = [None if isinstance(v, float) and not math.isfinite(v) else v for v in value]
-        elif isinstance(value, bytes):
-            value = f"<{len(value)} bytes>"
-        out[key] = value
-    return out
+def _settings(email: str | None, drive_url: str | None, poll_interval: float | None) -> Settings:
+    return Settings.from_env(**_settings_overrides(email, drive_url, poll_interval))
 
 
 def _run_errors(fn: Any) -> Any:
@@ -144,8 +125,9 @@ class Participant:
     poll_interval: float | None = None
     verbose: bool = False
 
-    def settings(self, project: Any = None) -> Settings:
-        return _settings(self.email, self.drive_url, self.poll_interval, project)
+    def settings_overrides(self) -> dict[str, Any]:
+        """The options as Settings fields by name: only those given, so the environment fills the rest."""
+        return _settings_overrides(self.email, self.drive_url, self.poll_interval)
 
     def publish(self, report: dict[str, Any]) -> None:
         """Print the run's JSON report, and write it where --report says."""
@@ -196,53 +178,14 @@ def server(
     _setup_logging(me.verbose)
 
     def go() -> None:
-        from flwr.app import Context
-        from flwr.app import RecordDict
-
-        from syft_flwr_gdrive.flower.fingerprint import app_identity
-        from syft_flwr_gdrive.flower.project import FlowerProject
-        from syft_flwr_gdrive.flower.syftbox_server import serve
+        from syft_flwr_gdrive.flower.project_server import serve_project
         from syft_flwr_gdrive.flower.userconfig import parse_user_config
-        from syft_flwr_gdrive.transport.registry import create_transport
 
         overrides = parse_user_config(run_config, option="--run-config")
-        proj = FlowerProject.load(me.project, overrides)
-        settings = me.settings(proj.syft)
-        if proj.syft.aggregator and proj.syft.aggregator != settings.email:
-            raise ConfigError(
-                f"{proj.path}/pyproject.toml names {proj.syft.aggregator} as the aggregator, but this is "
-                f"{settings.email}. Run the server as {proj.syft.aggregator}, or fix [tool.syft_flwr] aggregator."
-            )
-        sites = [s.strip() for s in datasites.split(",") if s.strip()] if datasites else list(proj.syft.datasites)
-        if not sites:
-            raise ConfigError("No datasites: pass --datasites a@x.com,b@y.com or set [tool.syft_flwr] datasites.")
-        sites = [validate_email(site, what="datasites") for site in sites]  # before touching credentials
-        transport = create_transport(settings)
-        context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=proj.run_config)
-        identity = app_identity(proj.path)
-        outcome = serve(
-            proj.load_server_app(),
-            context,
-            sites,
-            proj.app_name,
-            settings=settings,
-            transport=transport,
-            app_fingerprint=identity.as_run_info(),
-        )
-        data = {
-            "completed": outcome.completed,
-            "error": outcome.error,
-            "run_id": outcome.run_id,
-            "run_config": dict(outcome.context.run_config),
-            "app_fingerprint": identity.fingerprint,
-            "rounds": outcome.rounds,
-            "summary": outcome.summary,
-            "excluded": outcome.excluded,
-            "state": {k: _record_to_jsonable(v) for k, v in outcome.context.state.items()},
-            "drive_calls": transport.call_counts(),
-        }
-        me.publish(data)
-        if not outcome.completed:  # the ServerApp raised, or the run could not start
+        sites = [s.strip() for s in datasites.split(",") if s.strip()] if datasites else None
+        outcome = serve_project(me.project, me.settings_overrides(), datasites=sites, run_config=overrides)
+        me.publish(outcome)
+        if not outcome["completed"]:  # the ServerApp raised, or the run could not start
             raise typer.Exit(EXIT_RUN)
 
     _run_errors(go)
@@ -285,50 +228,22 @@ def client(
     _setup_logging(me.verbose)
 
     def go() -> None:
-        from syft_flwr_gdrive.flower.fingerprint import app_identity
-        from syft_flwr_gdrive.flower.project import FlowerProject
-        from syft_flwr_gdrive.flower.syftbox_client import syftbox_flwr_client
-        from syft_flwr_gdrive.flower.userconfig import parse_user_config
-        from syft_flwr_gdrive.transport.registry import create_transport
+        from syft_flwr_gdrive.flower.project_client import serve_project_client
 
-        proj = FlowerProject.load(me.project)
-        settings = me.settings(proj.syft)
-        config = parse_user_config(node_config, option="--node-config")
-        server_email = aggregator or settings.aggregator
-        if server_email:  # check before Drive is contacted, so a typo fails at once
-            server_email = validate_email(server_email, what="--aggregator" if aggregator else "SYFT_FLWR_AGGREGATOR")
-        client_app = proj.load_client_app()
-        transport = create_transport(settings)
-        result = syftbox_flwr_client(
-            client_app,
-            proj.app_name,
-            aggregator=server_email,
-            node_config=config,
-            run_config=proj.run_config,
-            app_identity=app_identity(proj.path),
+        outcome = serve_project_client(
+            me.project,
+            me.settings_overrides(),
+            aggregator=aggregator,
+            node_config=node_config,
             allow_project_changes=allow_project_changes,
-            settings=settings,
-            transport=transport,
         )
-        data = {
-            "run_id": result.run_id,
-            "handled": result.handled,
-            "errors": result.errors,
-            "error_types": result.error_types,
-            "run_config": result.run_config,
-            "node_config": config,
-            "stopped_by": result.stopped_by,
-            "drive_calls": transport.call_counts(),
-            "project_differences": result.project_differences,
-            "refused": result.refused,
-        }
-        me.publish(data)
-        if result.stopped_by == "interrupt":
+        me.publish(outcome)
+        if outcome["stopped_by"] == "interrupt":
             raise typer.Exit(EXIT_INTERRUPTED)
-        if result.refused:
+        if outcome["refused"]:
             raise _fail(
-                f"refused {result.refused} request(s): this project differs from the server's app "
-                f"({'; '.join(result.project_differences)})",
+                f"refused {outcome['refused']} request(s): this project differs from the server's app "
+                f"({'; '.join(outcome['project_differences'])})",
                 EXIT_CONFIG,
             )
 
@@ -544,25 +459,9 @@ def login(
 ) -> None:
     """Sign in with a browser and save an OAuth token file (needs the 'login' extra)."""
 
-    def go() -> Path:
-        if not client_secret.is_file():
-            raise ConfigError(
-                f"{client_secret} does not exist. Download an OAuth client (type Desktop app) JSON from "
-                "the Google Cloud console > APIs & Services > Credentials."
-            )
-        try:
-            from google_auth_oauthlib.flow import InstalledAppFlow
-        except ImportError:
-            raise ConfigError("login needs google-auth-oauthlib: pip install 'syft-flwr-gdrive[login]'.") from None
-        from syft_flwr_gdrive.transport.drive.auth import SCOPES
+    from syft_flwr_gdrive.ops.oauth_token import save_oauth_token
 
-        flow = InstalledAppFlow.from_client_secrets_file(str(client_secret), scopes=list(SCOPES))
-        creds = flow.run_local_server(port=port, open_browser=True)
-        token_file.write_text(creds.to_json(), encoding="utf-8")
-        token_file.chmod(0o600)
-        return token_file
-
-    path = _run_errors(go)
+    path = _run_errors(lambda: save_oauth_token(client_secret, token_file, port=port))
     typer.echo(f"saved {path}; use it with SYFT_FLWR_TOKEN_FILE={path}")
 
 
