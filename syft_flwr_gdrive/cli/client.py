@@ -56,7 +56,9 @@ def client(
     Requests of a server whose app differs from this project (files or \\[tool.flwr.app]) are refused,
     and the client exits 2 after the run, naming the files that differ.
     """
-    me = ParticipantOptions(project, report, email, drive_url, poll_interval, verbose)
+    me = ParticipantOptions(
+        project=project, report=report, email=email, drive_url=drive_url, poll_interval=poll_interval, verbose=verbose
+    )
     setup_logging(me.verbose)
 
     def go() -> None:

@@ -40,7 +40,9 @@ def server(
     verbose: Verbose = False,
 ) -> None:
     """Run the project's ServerApp as the aggregator (data scientist)."""
-    me = ParticipantOptions(project, report, email, drive_url, poll_interval, verbose)
+    me = ParticipantOptions(
+        project=project, report=report, email=email, drive_url=drive_url, poll_interval=poll_interval, verbose=verbose
+    )
     setup_logging(me.verbose)
 
     def go() -> None:
