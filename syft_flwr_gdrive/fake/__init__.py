@@ -8,6 +8,6 @@ injectable faults. It imports nothing from the rest of the package: stdlib only.
 
 from .api import fake_token_for
 from .faults import FaultConfig
-from .server import FakeDriveServer
+from .drive_server import FakeDriveServer
 
 __all__ = ["FakeDriveServer", "FaultConfig", "fake_token_for"]

@@ -18,8 +18,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from .drive_server import FakeDriveServer
 from .faults import FaultConfig
-from .server import FakeDriveServer
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

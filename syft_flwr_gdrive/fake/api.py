@@ -30,9 +30,9 @@ from . import strict
 from .blobs import BlobInfo
 from .blobs import BlobWriter
 from .blobs import copy_stream
-from .errors import ApiError
-from .errors import error_body
-from .errors import invalid
+from .exceptions import ApiError
+from .exceptions import error_body
+from .exceptions import invalid
 from .faults import FaultEngine
 from .links import UP
 from .records import DEFAULT_APP
