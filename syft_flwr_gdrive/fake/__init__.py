@@ -6,8 +6,8 @@ semantics (ownership, inherited sharing, eventual consistency of listings, quota
 injectable faults. It imports nothing from the rest of the package: stdlib only.
 """
 
-from .api import fake_token_for
-from .faults import FaultConfig
 from .drive_server import FakeDriveServer
+from .faults import FaultConfig
+from .handlers import fake_token_for
 
 __all__ = ["FakeDriveServer", "FaultConfig", "fake_token_for"]

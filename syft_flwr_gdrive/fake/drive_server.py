@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import threading
 
-from .api import Api
-from .api import fake_token_for
 from .faults import PROFILES
 from .faults import FaultConfig
 from .faults import FaultEngine
+from .handlers import Api
+from .handlers import fake_token_for
 from .httpd import FakeHTTPServer
 from .store import Store
 

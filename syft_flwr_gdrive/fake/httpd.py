@@ -17,12 +17,12 @@ from http.server import BaseHTTPRequestHandler
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from .api import Api
-from .api import Body
-from .api import Request
-from .api import Response
 from .blobs import CHUNK
 from .faults import FaultEngine
+from .handlers import Api
+from .handlers import Body
+from .handlers import Request
+from .handlers import Response
 from .links import DOWN
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _reason(status: int) -> str:
-    from .api import REASONS
+    from .handlers import REASONS
 
     return REASONS.get(status, "Unknown")
 

@@ -389,7 +389,7 @@ class DriveApi:
         """A DriveApi for the fake server, authenticated as ``email`` by the token the fake itself defines."""
         from google.oauth2.credentials import Credentials as OAuthCredentials
 
-        from syft_flwr_gdrive.fake.api import fake_token_for
+        from syft_flwr_gdrive.fake import fake_token_for
 
         return cls(OAuthCredentials(token=fake_token_for(email)), base_url=base_url, **kwargs)
 
