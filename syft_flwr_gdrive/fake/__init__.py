@@ -8,6 +8,6 @@ injectable faults. It imports nothing from the rest of the package: stdlib only.
 
 from .drive_server import FakeDriveServer
 from .faults import FaultConfig
-from .handlers import fake_token_for
+from .oauth import fake_token_for
 
 __all__ = ["FakeDriveServer", "FaultConfig", "fake_token_for"]

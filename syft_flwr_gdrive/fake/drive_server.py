@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import threading
 
+from .dispatch import Api
 from .faults import PROFILES
 from .faults import FaultConfig
 from .faults import FaultEngine
-from .handlers import Api
-from .handlers import fake_token_for
 from .httpd import FakeHTTPServer
+from .oauth import fake_token_for
 from .store import Store
 
 

@@ -1,4 +1,4 @@
-"""Sockets: a threaded HTTP/1.1 server that feeds :class:`api.Api` and applies transport faults.
+"""Sockets: a threaded HTTP/1.1 server that feeds :class:`dispatch.Api` and applies transport faults.
 
 Kept apart from the routes because the parts that touch sockets are the parts that must
 be careful: keep-alive (every answer has ``Content-Length``), bodies read in bounded
@@ -18,12 +18,13 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 
 from .blobs import CHUNK
+from .dispatch import Api
 from .faults import FaultEngine
-from .handlers import Api
-from .handlers import Body
-from .handlers import Request
-from .handlers import Response
 from .links import DOWN
+from .wire import STATUS_PHRASES
+from .wire import Body
+from .wire import Request
+from .wire import Response
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _reason(status: int) -> str:
-    from .handlers import REASONS
-
-    return REASONS.get(status, "Unknown")
+    return STATUS_PHRASES.get(status, "Unknown")
 
 
 class FakeHTTPServer(ThreadingHTTPServer):
