@@ -3,6 +3,8 @@
 :class:`Api` turns a parsed :class:`~.wire.Request` into a :class:`~.wire.Response`. The HTTP
 layer (``httpd``) feeds it requests read from sockets; the batch route feeds it the inner
 requests of a ``multipart/mixed`` body, so both paths share every rule, fault and quota charge.
+The OAuth token endpoint is answered beside that pipeline (:meth:`Api.respond`): it is another
+Google service, not a Drive call, so it is never faulted, charged or counted among Drive calls.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from .exceptions import invalid
 from .faults import FaultConfig
 from .faults import FaultEngine
 from .handlers import DriveHandlers
+from .oauth import INVALID_CREDENTIALS
+from .oauth import TOKEN_PATH
+from .oauth import TOKEN_ROUTE
+from .oauth import AccessTokens
+from .oauth import TokenError
 from .oauth import parse_fake_token
+from .oauth import refresh_grant
+from .oauth import token_answer
+from .oauth import token_form
 from .records import DEFAULT_APP
 from .routes import ADMIN_PREFIX
 from .routes import Route
@@ -37,11 +47,18 @@ log = logging.getLogger(__name__)
 class Api(DriveHandlers):
     """Routes, auth, per-call faults and quota, around one :class:`Store`."""
 
-    def __init__(self, store: Store, faults: FaultEngine, strict_tokens: bool = False) -> None:
+    def __init__(
+        self,
+        store: Store,
+        faults: FaultEngine,
+        strict_tokens: bool = False,
+        access_tokens: AccessTokens | None = None,
+    ) -> None:
         self.store = store
         self.faults = faults
         self.strict_tokens = strict_tokens
         self.tokens: dict[str, tuple[str, str | None]] = {}  # registered token -> (email, app)
+        self.access_tokens = access_tokens if access_tokens is not None else AccessTokens()
         self.sessions = Sessions(store.uploads_dir)
         self._stats_lock = threading.Lock()
         self.requests: collections.Counter[str] = collections.Counter()
@@ -58,6 +75,8 @@ class Api(DriveHandlers):
         self.normalize(req)
         if req.path.startswith(ADMIN_PREFIX):
             return "admin"
+        if self.is_token_request(req):
+            return TOKEN_ROUTE
         r, _ = self.match(req)
         if r is None:
             return "unknown"
@@ -93,14 +112,16 @@ class Api(DriveHandlers):
                 location="Authorization",
                 locationType="header",
             )
-        found = self.tokens.get(token)
+        found = self.tokens.get(token) or self.access_tokens.holder(token)
         if found is None and not self.strict_tokens:
             found = parse_fake_token(token)
-        if found is None:
+        if found is None:  # unknown, expired or revoked: Drive answers all three alike
             raise ApiError(
                 401,
                 "authError",
-                "Request had invalid authentication credentials. Expected OAuth 2 access token.",
+                INVALID_CREDENTIALS,
+                item_message="Invalid Credentials",
+                status_name="UNAUTHENTICATED",
                 location="Authorization",
                 locationType="header",
             )
@@ -125,10 +146,24 @@ class Api(DriveHandlers):
                 "writes": self.faults.write_counts(),
                 "links": self.faults.link_counts(),
                 "store": self.store.stats(),
+                "oauth": self.access_tokens.stats(),
                 "uptime": round(time.time() - self.started, 3),
             }
 
+    def _configure_store(self) -> None:
+        """Give the store the live profile settings it applies (lag of every change, owner emails, gmail dots)."""
+        cfg = self.faults.config
+        self.store.configure(
+            float(cfg.list_lag) if cfg.lag_all else 0.0, bool(cfg.hide_owner_emails), bool(cfg.gmail_dots)
+        )
+
     # ------------------------------------------------------------------ entry points
+
+    def respond(self, req: Request) -> Response:
+        """Answer one HTTP request: the token endpoint, or a Drive (or admin) call through :meth:`handle`."""
+        if self.is_token_request(req):
+            return self.token_endpoint(req)
+        return self.handle(req)
 
     def handle(self, req: Request, outer_user: str | None = None) -> Response:
         """Answer one Drive API call (or an admin call); never raises ApiError."""
@@ -147,10 +182,7 @@ class Api(DriveHandlers):
                 user = None  # the upload URL itself is the credential, as on Drive
             else:
                 user = self.user_of(req, outer_user)
-            cfg = self.faults.config
-            self.store.configure(
-                float(cfg.list_lag) if cfg.lag_all else 0.0, bool(cfg.hide_owner_emails), bool(cfg.gmail_dots)
-            )
+            self._configure_store()
             if user is not None:
                 user = self.store.account(user)
             fault = self.faults.call(name) if route.name != "batch" else None
@@ -181,6 +213,30 @@ class Api(DriveHandlers):
             req.headers["x-fake-route"] = name
             if user:
                 req.headers["x-fake-user"] = user
+
+    # ------------------------------------------------------------------ OAuth (not Drive)
+
+    @staticmethod
+    def is_token_request(req: Request) -> bool:
+        return req.method == "POST" and req.path.rstrip("/") == TOKEN_PATH
+
+    def token_endpoint(self, req: Request) -> Response:
+        """``POST /token``: a refresh-token grant answered as oauth2.googleapis.com answers it."""
+        try:
+            try:
+                form = token_form(req)
+            except ApiError as e:  # a body too large
+                raise TokenError("invalid_request", e.message) from None
+            email, app = refresh_grant(form)
+            self._configure_store()
+            email = self.store.account(email)
+            if self.strict_tokens and email not in {self.store.account(e) for e, _ in self.tokens.values()}:
+                raise TokenError("invalid_grant", "Bad Request")  # strict: only accounts registered with add_user
+            token = self.access_tokens.issue(email, app)
+        except TokenError as e:
+            self.access_tokens.refuse(e)
+            return e.response()
+        return token_answer(token, self.access_tokens.ttl, form.get("scope"))
 
     # ------------------------------------------------------------------ admin (not Drive)
 

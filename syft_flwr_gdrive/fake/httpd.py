@@ -21,6 +21,7 @@ from .blobs import CHUNK
 from .dispatch import Api
 from .faults import FaultEngine
 from .links import DOWN
+from .oauth import TOKEN_ROUTE
 from .wire import STATUS_PHRASES
 from .wire import Body
 from .wire import Request
@@ -28,6 +29,8 @@ from .wire import Response
 
 log = logging.getLogger(__name__)
 
+#: routes the transport faults (latency, drops) never touch: the fake's admin and Google's OAuth endpoint
+NOT_FAULTED = frozenset({"admin", TOKEN_ROUTE})
 #: most request body the server drains after answering early before giving up on the connection
 MAX_DRAIN = 256 * 1024 * 1024
 
@@ -106,7 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (ConnectionError, TimeoutError, OSError):
             self._drop()
             return
-        latency, drop = (0.0, None) if route == "admin" else srv.faults.transport(route)
+        latency, drop = (0.0, None) if route in NOT_FAULTED else srv.faults.transport(route)
         if latency:
             srv.stopping.wait(latency)
         if drop == "before":
@@ -114,7 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
             return
         try:
-            resp = api.handle(req)
+            resp = api.respond(req)
         except (ConnectionError, TimeoutError, OSError) as e:
             log.debug("fake drive: body of %s %s did not arrive: %r", req.method, req.path, e)
             self._drop()
@@ -134,7 +137,8 @@ class _Handler(BaseHTTPRequestHandler):
             api.count(f"{req.method} {route} (dropped after)", user, 0)
             self._drop()
             return
-        api.count(f"{req.method} {route}", user, resp.status)
+        if route != TOKEN_ROUTE:  # the OAuth endpoint keeps its own counts (stats()["oauth"])
+            api.count(f"{req.method} {route}", user, resp.status)
         self._write(resp, user)
         self.connection.settimeout(srv.idle_timeout)
         log.debug("fake drive: %s %s -> %s in %.3fs", req.method, req.path, resp.status, time.monotonic() - started)
