@@ -32,9 +32,9 @@ from typing import BinaryIO
 from . import query as q
 from . import strict
 from .blobs import BlobInfo
-from .errors import ApiError
-from .errors import forbidden
-from .errors import invalid
+from .exceptions import ApiError
+from .exceptions import forbidden
+from .exceptions import invalid
 from .records import ANYONE_ID
 from .records import CREATE_FIELDS
 from .records import DEFAULT_APP

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from . import query as q
-from .errors import ApiError
+from .exceptions import ApiError
 
 GMAIL_DOMAINS = ("gmail.com", "googlemail.com")
 

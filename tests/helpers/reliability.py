@@ -25,6 +25,7 @@ from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.api import escape_q
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 from tests.helpers.envelopes import body_for
+from tests.helpers.fake_service import drive_api_for
 from tests.helpers.routings import request_routing
 
 HERE = Path(__file__).resolve().parents[1] / "reliability"
@@ -65,7 +66,7 @@ def make_federation(workdir: Path, drive: FakeDriveServer, project: Path = MESSA
 
 
 def api_for(drive: FakeDriveServer, email: str) -> DriveApi:
-    return DriveApi.for_fake(drive.url, email)
+    return drive_api_for(drive.url, email)
 
 
 def transport_for(drive: FakeDriveServer, email: str) -> DriveTransport:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-import urllib.parse
 from collections import defaultdict
 from pathlib import Path
 
@@ -40,12 +39,12 @@ class ListRecorder:
         inner = api.handle
 
         def handle(req, *args, **kwargs):
+            resp = inner(req, *args, **kwargs)
             if req.method == "GET" and req.path.rstrip("/").endswith("/drive/v3/files"):
-                auth = req.headers.get("authorization", "")
-                user = urllib.parse.unquote(auth.split("fake:", 1)[-1]).strip().lower() if "fake:" in auth else "?"
+                user = req.headers.get("x-fake-user", "?")  # who the fake took the token for (any kind of token)
                 with self._lock:
                     self.calls[user].append((req.arg("q") or "", bool(req.arg("pageToken"))))
-            return inner(req, *args, **kwargs)
+            return resp
 
         api.handle = handle
 
