@@ -4,7 +4,7 @@ Suits a folder synced by Drive for desktop or Dropbox, an NFS share, or tests.
 Each participant writes only under its own subfolder, named by its email;
 whose subfolder a file is in is what this transport reports as its owner::
 
-    ROOT/<email>/<app folder>/announce.json          current run and public keys (peers read it)
+    ROOT/<email>/<app folder>/announce.json          current run and public keys (peers read it), signed
     ROOT/<email>/<app folder>/to/<peer>/<id>.msg     one message: a JSON routing line, then the body
     ROOT/<email>/<app folder>/blobs/<locator>.bin    shared blobs (content is already encrypted)
 
@@ -22,7 +22,8 @@ file of the uid that owns its participant's folder, read no further than the siz
 
 Trust: the owner is whoever's subfolder holds the file, so use a directory where each
 participant's subfolder is writable only by them (file permissions, per-folder shares);
-with encryption on (the default) a forged file also fails its signature check.
+with encryption on (the default) a forged file also fails its signature check, and an
+announcement must carry its writer's signature (``signed_announcements``).
 Options: ``SYFT_FLWR_DIR`` (the shared directory; required).
 """
 
@@ -52,6 +53,7 @@ from syft_flwr_gdrive.base.segments import Buffer
 from syft_flwr_gdrive.base.segments import SeekableReader
 from syft_flwr_gdrive.base.segments import as_reader
 from syft_flwr_gdrive.transport.contract import Announcement
+from syft_flwr_gdrive.transport.contract import AnnouncementSigner
 from syft_flwr_gdrive.transport.contract import BlobRefused
 from syft_flwr_gdrive.transport.contract import Check
 from syft_flwr_gdrive.transport.contract import Listing
@@ -114,6 +116,7 @@ class DirectoryTransport(Transport):
 
     name: ClassVar[str] = "dir"
     shares_blobs: ClassVar[bool] = True
+    signed_announcements: ClassVar[bool] = True  # a folder's name is all that says who wrote announce.json
 
     def __init__(self, root: Path | str, email: str) -> None:
         self.root = Path(root)
@@ -124,6 +127,7 @@ class DirectoryTransport(Transport):
             )
         self.email = canonical_email(email)
         self.home = self.root / self.email
+        self._signers: dict[str, AnnouncementSigner] = {}  # app -> what signs my announcements of it
         self._announcing: dict[str, dict[str, Any]] = {}  # app -> what I announce (kept here, never read back)
         self._warned: set[tuple[str, str]] = set()  # (path, reason) already logged
 
@@ -212,6 +216,9 @@ class DirectoryTransport(Transport):
     def publish_keys(self, app: str, keys: dict[str, str]) -> None:
         self._update_announcement(app, keys=dict(keys))
 
+    def sign_announcements(self, app: str, signer: AnnouncementSigner) -> None:
+        self._signers[app] = signer
+
     def send(self, routing: Routing, body: Buffer | Sequence[Buffer] | BinaryIO | SeekableReader) -> str:
         self._count("write")
         if not _SAFE_ID.match(routing.message_id):
@@ -243,7 +250,7 @@ class DirectoryTransport(Transport):
             inbound.extend(self._postings([owner, folder, "to", self.email], owner))
             state = self._announcement(owner, folder)
             if state is not None:
-                announcements.append(Announcement(owner, state["run_id"], state["keys"]))
+                announcements.append(Announcement(owner, state["run_id"], state["keys"], state["signature"]))
         outbound = [p for box in self._boxes(self.email, folder) for p in self._postings(box, self.email)]
         return Listing(tuple(inbound), tuple(outbound), tuple(announcements))
 
@@ -433,21 +440,24 @@ class DirectoryTransport(Transport):
             return None
         if not isinstance(data, dict):
             return None
-        run_id, keys = data.get("run_id"), data.get("keys")
+        run_id, keys, signature = data.get("run_id"), data.get("keys"), data.get("signature")
         return {
             "run_id": run_id if isinstance(run_id, int) and not isinstance(run_id, bool) else None,
             "keys": ({str(k): str(v) for k, v in keys.items()} if isinstance(keys, dict) else None),
+            "signature": signature if isinstance(signature, str) else "",
         }
 
     def _update_announcement(self, app: str, **changes: Any) -> None:
         """Write my announcement of ``app``: what this process announced (never what the file holds: whoever can
-        write into my folder could have changed it)."""
+        write into my folder could have changed it, and I would sign their words), signed if I have a signer."""
         self._count("announce")
         base = self.home / app_folder(app)
         state = self._announcing.setdefault(app, {"run_id": None, "keys": None})
         state.update(changes)
+        signer = self._signers.get(app)
+        written = {**state, "signature": signer(state["run_id"], state["keys"])} if signer is not None else state
         try:
-            write_atomic(base / ANNOUNCE, iter([json.dumps(state, sort_keys=True).encode("utf-8")]))
+            write_atomic(base / ANNOUNCE, iter([json.dumps(written, sort_keys=True).encode("utf-8")]))
         except OSError as exc:
             raise TransportError(f"could not write {base / ANNOUNCE}: {exc}") from exc
 

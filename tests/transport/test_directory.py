@@ -10,6 +10,9 @@ import pytest
 
 from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.config import Settings
+from syft_flwr_gdrive.crypto.seal import Identity
+from syft_flwr_gdrive.crypto.seal import PinStore
+from syft_flwr_gdrive.crypto.seal import Sealer
 from syft_flwr_gdrive.mailbox.ledger import Ledger
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.ops.checks import run_checks
@@ -181,3 +184,27 @@ def test_a_body_is_read_no_further_than_its_checked_size(tmp_path):
     source, out = io.BytesIO(b"checked|appended later"), io.BytesIO()
     assert copy_at_most(source, out, 7, chunk=3) == 7 and out.getvalue() == b"checked"
     assert copy_at_most(io.BytesIO(b"short"), io.BytesIO(), 10, chunk=4) == 5  # shrank: the caller refuses it
+
+
+def _mailbox(tmp_path, email, peers, sealer):
+    return Mailbox(DirectoryTransport(tmp_path, email), APP, peers, Ledger(None), sealer=sealer)
+
+
+def test_announcements_are_signed_and_a_planted_one_is_refused_once_the_key_is_pinned(tmp_path, caplog):
+    keys = {email: Sealer(Identity.ephemeral(), PinStore(None)) for email in (A, B)}
+    server, client = _mailbox(tmp_path, A, [B], keys[A]), _mailbox(tmp_path, B, [A], keys[B])
+    server.prepare(keys=False)
+    server.announce_run(7)
+    server.publish_keys()
+    stored = json.loads((tmp_path / A / app_folder(APP) / "announce.json").read_text())
+    assert stored["run_id"] == 7 and stored["signature"]
+    client.prepare()
+    client.poll()
+    assert client.announced == {A: 7} and keys[B].knows(A)
+    planted = {"run_id": 99, "keys": keys[A].identity.public.encode()}  # unsigned: whoever could write there
+    (tmp_path / A / app_folder(APP) / "announce.json").write_text(json.dumps(planted))
+    for _ in range(2):
+        client.poll()
+        assert client.announced == {A: 7}  # the last announcement vetted stands
+    said = [r.getMessage() for r in caplog.records if "announcement of its run" in r.getMessage()]
+    assert len(said) == 1 and "carries no signature" in said[0]
