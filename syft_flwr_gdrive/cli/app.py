@@ -321,6 +321,7 @@ def client(
             "drive_calls": transport.call_counts(),
             "project_differences": result.project_differences,
             "refused": result.refused,
+            "run_config_refused": result.run_config_refused,
         }
         me.publish(data)
         if result.stopped_by == "interrupt":
@@ -329,6 +330,12 @@ def client(
             raise _fail(
                 f"refused {result.refused} request(s): this project differs from the server's app "
                 f"({'; '.join(result.project_differences)})",
+                EXIT_CONFIG,
+            )
+        if result.run_config_refused:
+            raise _fail(
+                f"refused {result.run_config_refused} request(s): the server's run config does not fit this "
+                "project's [tool.flwr.app.config] (the log names the keys and the fix)",
                 EXIT_CONFIG,
             )
 
