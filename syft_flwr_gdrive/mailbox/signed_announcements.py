@@ -26,8 +26,9 @@ from syft_flwr_gdrive.transport.contract import AnnouncementSigner
 logger = logging.getLogger(__name__)
 
 UNSIGNED = (
-    "it carries no signature: planted, or written by a syft-flwr-gdrive release from before signed "
-    "announcements. Fix: every participant runs the same release (pip install -U syft-flwr-gdrive)"
+    "it carries no signature: planted, written with encryption switched off, or by a syft-flwr-gdrive release "
+    "from before signed announcements. Fix: every participant runs the same release (pip install -U "
+    "syft-flwr-gdrive) with encryption on"
 )
 
 
