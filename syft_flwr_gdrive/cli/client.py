@@ -80,5 +80,11 @@ def client(
                 f"({'; '.join(outcome['project_differences'])})",
                 EXIT_CONFIG,
             )
+        if outcome["run_config_refused"]:
+            raise fail(
+                f"refused {outcome['run_config_refused']} request(s): the server's run config does not fit this "
+                "project's [tool.flwr.app.config] (the log names the keys and the fix)",
+                EXIT_CONFIG,
+            )
 
     run_errors(go)

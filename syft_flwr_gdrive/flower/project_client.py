@@ -65,4 +65,5 @@ def serve_project_client(
         "drive_calls": transport.call_counts(),
         "project_differences": result.project_differences,
         "refused": result.refused,
+        "run_config_refused": result.run_config_refused,
     }

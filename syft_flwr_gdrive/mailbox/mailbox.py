@@ -54,6 +54,7 @@ from syft_flwr_gdrive.mailbox.outgoing import MAX_BUNDLE_PAYLOAD
 from syft_flwr_gdrive.mailbox.outgoing import OnStored
 from syft_flwr_gdrive.mailbox.outgoing import Outgoing
 from syft_flwr_gdrive.mailbox.outgoing import Pushed
+from syft_flwr_gdrive.mailbox.signed_announcements import SignedAnnouncements
 from syft_flwr_gdrive.mailbox.skips import SkipLog
 from syft_flwr_gdrive.transport.contract import BundleStore
 from syft_flwr_gdrive.transport.contract import Listing
@@ -126,6 +127,11 @@ class Mailbox:
         )
         self.bundling = False  # pushes go as bundles (see enable_bundles)
         self._pools: dict[str, ThreadPoolExecutor] = {}  # "read", "send": made on first need
+        # Where the storage cannot vouch for who wrote an announcement, it is signed, and vetted on reading.
+        self._signed: SignedAnnouncements | None = None
+        if sealer is not None and transport.signed_announcements:
+            self._signed = SignedAnnouncements(app, sealer)
+            transport.sign_announcements(app, self._signed.signer(transport.email))
 
     @property
     def email(self) -> str:
@@ -353,18 +359,7 @@ class Mailbox:
         on the next poll.
         """
         listing = self.transport.poll(self.app)
-        trusted = [a for a in listing.announcements if canonical_email(a.owner) in self.peers]
-        announced: dict[str, int] = {}
-        for a in trusted:  # a peer may announce on several folders (duplicates): the newest run wins
-            if a.run_id is not None:
-                peer = canonical_email(a.owner)
-                announced[peer] = max(a.run_id, announced.get(peer, a.run_id))
-        self.announced = announced
-        if self.sealer is not None:
-            for a in trusted:
-                keys = PublicKeys.decode(a.keys) if a.keys else None
-                if keys is not None:
-                    self.sealer.learn(canonical_email(a.owner), keys)
+        self.announced = self._announced_runs(listing)
         refused: list[Refusal] = []
         checks = [(p, functools.partial(self.messages.check, p, accept, refused)) for p in listing.inbound]
         checks += [(p, functools.partial(self.bundles.check, p, accept, refused)) for p in listing.bundles]
@@ -380,6 +375,30 @@ class Mailbox:
         checked += [check() for check in large]
         deliveries = [d for d in checked if d is not None]
         return PollResult(tuple(deliveries), listing, tuple(refused), frozenset(self.bundles.part_ids(listing.bundles)))
+
+    def _announced_runs(self, listing: Listing) -> dict[str, int]:
+        """Each peer's newest announced run, from the announcements the storage says a peer made (and, where
+        they are signed, that the peer's pinned key signed); their keys are learnt on the way."""
+        trusted = [a for a in listing.announcements if canonical_email(a.owner) in self.peers]
+        if self._signed is not None:
+            vetted = self._signed.vetted(trusted)  # learns the keys it may
+        else:
+            vetted = trusted
+            if self.sealer is not None:
+                for a in trusted:
+                    keys = PublicKeys.decode(a.keys) if a.keys else None
+                    if keys is not None:
+                        self.sealer.learn(canonical_email(a.owner), keys)
+        announced: dict[str, int] = {}
+        for a in vetted:  # a peer may announce on several folders (duplicates): the newest run wins
+            if a.run_id is not None:
+                peer = canonical_email(a.owner)
+                announced[peer] = max(a.run_id, announced.get(peer, a.run_id))
+        for a in trusted:  # a refused announcement changes nothing: the last one vetted stands
+            peer = canonical_email(a.owner)
+            if a not in vetted and peer not in announced and peer in self.announced:
+                announced[peer] = self.announced[peer]
+        return announced
 
     def _pool(self, name: str, workers: int) -> ThreadPoolExecutor:
         """The threads that read a poll's messages ("read") or send a push's files ("send") side by side."""

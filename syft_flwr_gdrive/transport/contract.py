@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import io
 import threading
+from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -24,7 +25,17 @@ from syft_flwr_gdrive.base.routing import Routing
 from syft_flwr_gdrive.base.segments import Buffer
 from syft_flwr_gdrive.base.segments import SeekableReader
 
-__all__ = ["Announcement", "BlobRefused", "Check", "Listing", "Posting", "Routing", "Transport", "TransportError"]
+__all__ = [
+    "Announcement",
+    "AnnouncementSigner",
+    "BlobRefused",
+    "Check",
+    "Listing",
+    "Posting",
+    "Routing",
+    "Transport",
+    "TransportError",
+]
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,12 @@ class Announcement:
     owner: str
     run_id: int | None
     keys: dict[str, str] | None = None  # the owner's published public keys, if any
+    signature: str = ""  # its writer's signature over it, where the transport stores one (signed_announcements)
+
+
+# (run id, public keys) -> the text a transport stores beside them as the announcer's signature (see
+# Transport.signed_announcements); the mailbox makes it, the transport only stores and reports it.
+AnnouncementSigner = Callable[[int | None, "dict[str, str] | None"], str]
 
 
 @dataclass(frozen=True)
@@ -100,6 +117,11 @@ class Transport(abc.ABC):
     # True if put_blob/get_blob/list_my_blobs are implemented: a big array then goes once to every peer as a
     # shared blob. A transport that leaves them to the defaults says False, and senders put arrays inline.
     shares_blobs: ClassVar[bool] = False
+    # True if the storage's word on who wrote an announcement is weak (a shared directory says only which folder
+    # it is in): such a transport stores its writer's signature with each announcement (the signer comes from
+    # the mailbox through :meth:`sign_announcements`) and reports it in ``Announcement.signature``; with
+    # encryption on, the mailbox acts on a peer's announcement only if its pinned key signed it.
+    signed_announcements: ClassVar[bool] = False
 
     # -- construction -------------------------------------------------------------------
 
@@ -165,6 +187,10 @@ class Transport(abc.ABC):
     def prepare(self, app: str, peers: Sequence[str]) -> None:
         """Create whatever storage ``app`` needs so ``peers`` can read what I send them (default: nothing)."""
         self._count("prepare")
+
+    def sign_announcements(self, app: str, signer: AnnouncementSigner) -> None:  # noqa: B027 - optional hook
+        """Store ``signer(run_id, keys)`` with each announcement of ``app`` from now on (only a transport with
+        ``signed_announcements`` keeps it; the default has nowhere to put a signature)."""
 
     def read(self, posting: Posting, *, max_bytes: int | None = None) -> bytes:
         """Return a posting's whole body (through :meth:`read_to`)."""
