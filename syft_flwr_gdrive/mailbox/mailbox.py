@@ -38,6 +38,7 @@ from syft_flwr_gdrive.crypto.multiseal import Part
 from syft_flwr_gdrive.crypto.seal import CODEC_SEAL
 from syft_flwr_gdrive.crypto.seal import PlainLayout
 from syft_flwr_gdrive.crypto.seal import Sealer
+from syft_flwr_gdrive.mailbox.announcement_vetting import SignedAnnouncements
 from syft_flwr_gdrive.mailbox.bundles import BUNDLED_KINDS
 from syft_flwr_gdrive.mailbox.bundles import BundleReader
 from syft_flwr_gdrive.mailbox.bundles import pack
@@ -54,7 +55,6 @@ from syft_flwr_gdrive.mailbox.outgoing import MAX_BUNDLE_PAYLOAD
 from syft_flwr_gdrive.mailbox.outgoing import OnStored
 from syft_flwr_gdrive.mailbox.outgoing import Outgoing
 from syft_flwr_gdrive.mailbox.outgoing import Pushed
-from syft_flwr_gdrive.mailbox.signed_announcements import SignedAnnouncements
 from syft_flwr_gdrive.mailbox.skips import SkipLog
 from syft_flwr_gdrive.transport.contract import BundleStore
 from syft_flwr_gdrive.transport.contract import Listing

@@ -17,7 +17,7 @@ Every file is written to a temporary name in its folder and moved into place wit
 folders and reads each message's first line; bodies are read only when asked.
 
 Nothing found in the directory is trusted to be what its name says: files are opened through
-``owned_files`` (no link followed, nothing but regular files, never blocking on a FIFO, every
+``untrusted_files`` (no link followed, nothing but regular files, never blocking on a FIFO, every
 file of the uid that owns its participant's folder, read no further than the size checked).
 
 Trust: the owner is whoever's subfolder holds the file, so use a directory where each
@@ -61,11 +61,11 @@ from syft_flwr_gdrive.transport.contract import Posting
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import Transport
 from syft_flwr_gdrive.transport.contract import TransportError
-from syft_flwr_gdrive.transport.owned_files import OwnedFolder
-from syft_flwr_gdrive.transport.owned_files import UnsafeFile
-from syft_flwr_gdrive.transport.owned_files import copy_at_most
-from syft_flwr_gdrive.transport.owned_files import open_owned
-from syft_flwr_gdrive.transport.owned_files import owned_folder
+from syft_flwr_gdrive.transport.untrusted_files import OwnedFolder
+from syft_flwr_gdrive.transport.untrusted_files import UnsafeFile
+from syft_flwr_gdrive.transport.untrusted_files import copy_at_most
+from syft_flwr_gdrive.transport.untrusted_files import open_owned
+from syft_flwr_gdrive.transport.untrusted_files import owned_folder
 
 logger = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import TransportError
 from syft_flwr_gdrive.transport.directory import DirectoryTransport
 from syft_flwr_gdrive.transport.directory import app_folder
-from syft_flwr_gdrive.transport.owned_files import copy_at_most
 from syft_flwr_gdrive.transport.registry import create_transport
+from syft_flwr_gdrive.transport.untrusted_files import copy_at_most
 from tests.helpers.routings import request_routing
 
 APP = "flwr/dir"

@@ -3,7 +3,7 @@
 An announcement says which run a peer runs now and which public keys it uses: a client follows the
 run, everyone pins the keys. On a shared directory anyone who can write where a peer's announcement
 lies could put one there, so each carries its writer's signature and is acted on only when the key
-pinned for that peer made it (see ``crypto/signed_announcement.py``). Before the first pin the
+pinned for that peer made it (see ``crypto/announcement_signature.py``). Before the first pin the
 announcement must at least be signed by the keys it carries, and those are pinned: trust on first use.
 """
 
@@ -16,10 +16,10 @@ from collections.abc import Iterable
 
 from syft_flwr_gdrive.base.accounts import canonical_email
 from syft_flwr_gdrive.base.logsafe import printable
+from syft_flwr_gdrive.crypto.announcement_signature import announcement_signed_by
+from syft_flwr_gdrive.crypto.announcement_signature import sign_announcement
 from syft_flwr_gdrive.crypto.keys import PublicKeys
 from syft_flwr_gdrive.crypto.seal import Sealer
-from syft_flwr_gdrive.crypto.signed_announcement import announcement_signed_by
-from syft_flwr_gdrive.crypto.signed_announcement import sign_announcement
 from syft_flwr_gdrive.transport.contract import Announcement
 from syft_flwr_gdrive.transport.contract import AnnouncementSigner
 
