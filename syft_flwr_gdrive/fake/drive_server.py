@@ -17,6 +17,7 @@ from .faults import FaultEngine
 from .httpd import FakeHTTPServer
 from .oauth import AccessTokens
 from .oauth import fake_token_for
+from .records import now
 from .store import Store
 
 
@@ -184,6 +185,27 @@ class FakeDriveServer:
 
     def reset_quota(self) -> None:
         self._engine.reset_quota()
+
+    def owned_files(self, email: str, folders: bool = False) -> list[dict]:
+        """What ``email`` owns on this Drive now (File resources as the owner sees them, oldest first;
+        trashed files and, unless ``folders``, folders left out).
+
+        For tests that ask what *exists*: read from the store, so it is current and consistent whatever the
+        profile, while ``files.list`` lags under ``strict`` (a file changed within ``list_lag`` may be missing,
+        or still listed after its deletion; two listings may disagree). No fault applies, no request counts."""
+        if self.store is None:
+            raise RuntimeError("server is not running")
+        return self.store.owned_by(email, folders)
+
+    def listings_settle_in(self) -> float:
+        """Seconds until every ``files.list`` shows the current state, if nothing changes meanwhile (0.0:
+        it does now): ``faults.list_lag`` after the last change. A test that asks what a participant's
+        listing shows (rather than what exists) waits this out first."""
+        lag = float(self.faults.list_lag)
+        last = self.store.last_change_time() if self.store is not None else None
+        if lag <= 0 or last is None:
+            return 0.0
+        return max(0.0, last + lag - now())
 
     def stats(self) -> dict:
         """Requests by ``"METHOD route"``, by user and by status; injected faults; store size."""

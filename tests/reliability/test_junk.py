@@ -9,7 +9,6 @@ or logged for the junk, and the federation completes.
 from __future__ import annotations
 
 import threading
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from tests.helpers.reliability import assert_clean_exit
 from tests.helpers.reliability import make_federation
 from tests.helpers.reliability import make_routing
 from tests.helpers.reliability import outbox_of
+from tests.helpers.reliability import wait_for_settled_listings
 
 JUNK = 10_000
 STRANGER = "mallory@evil.example"
@@ -100,8 +100,7 @@ def test_ten_thousand_junk_files_keep_polls_bounded(tmp_path: Path, drive: FakeD
         0.0  # a batch of 100 creates would hit the strict profile's write limit; not the point here
     )
     create_junk(drive, STRANGER, folder, JUNK)
-    if drive.faults.lag_all:
-        time.sleep(drive.faults.list_lag + 0.2)  # the strict profile lags new files in listings
+    wait_for_settled_listings(drive)  # what the client would list: the strict profile lags new files
     listed = api_for(drive, TARGET).list_files(layout.parents_query([folder]), fields="id")
     assert len(listed) >= JUNK, "the junk is not visible to the client at all"
     recorder = ListRecorder(drive)
