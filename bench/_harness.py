@@ -118,7 +118,7 @@ def client_emails(n: int) -> list[str]:
 def route_costs() -> dict[str, str | None]:
     costs = dict(_FALLBACK_ROUTE_COST)
     try:
-        from syft_flwr_gdrive.fake.api import ROUTES
+        from syft_flwr_gdrive.fake.routes import ROUTES
 
         for r in ROUTES:
             costs[r.name] = r.cost

@@ -406,11 +406,15 @@ def run_clients(spec: dict[str, Any], logs: CountingHandler) -> dict[str, Any]:
 
 def run_raw_io(spec: dict[str, Any], logs: CountingHandler) -> dict[str, Any]:
     import numpy as np
+    from google.oauth2.credentials import Credentials
 
+    from syft_flwr_gdrive.fake import fake_token_for
     from syft_flwr_gdrive.transport.drive.api import DriveApi
 
     size = int(spec["size"])
-    api = DriveApi.for_fake(spec["drive_url"], spec.get("email", "raw@example.com"))
+    # the fake's never-expiring token: the timed runs hold Drive calls only, no token refresh
+    token = fake_token_for(spec.get("email", "raw@example.com"))
+    api = DriveApi(Credentials(token=token), base_url=spec["drive_url"])
     report: dict[str, Any] = {"role": "raw-io", "size": size, "vm_rss_start_kib": proc_status_kib("VmRSS"), "runs": []}
     rng = np.random.default_rng(int(spec.get("seed", 0)))
     with tempfile.TemporaryFile() as fh:  # built in 16 MiB pieces and read back in one allocation: held once

@@ -26,7 +26,7 @@ PHASES = (
     ("clients", "ClientLoop._execute", "app"),
     ("clients", "Sealer.seal", "seal"),
     ("clients", "DriveApi._upload_resumable", "cli_up"),
-    ("server", "Mailbox._check_streamed", "srv_down"),
+    ("server", "MessageReader._check_streamed", "srv_down"),
 )
 
 

@@ -214,7 +214,7 @@ class Settings:
     blob_part_bytes: int = DEFAULT_BLOB_PART_MB * 1024 * 1024
     # Poll faster while a reply or the next request is due, never slower than poll_interval (poll_schedule.py).
     adaptive_poll: bool = True
-    # The server sends a push of N messages as one bundle file per distinct content (transport/bundles.py).
+    # The server sends a push of N messages as one bundle file per distinct content (mailbox/bundles.py).
     bundles: bool = True
     # Options only the chosen transport understands: SYFT_FLWR_<NAME> variables beyond the shared ones, as
     # {"name": value} (SYFT_FLWR_DRIVE_URL is "drive_url", SYFT_FLWR_DIR "dir"); the transport validates its own.

@@ -10,7 +10,7 @@ signed with the sender's Ed25519 key, so nothing in it can be changed, added or 
 to another bundle; each wrap's AEAD also binds its recipient's routing, so a recipient
 opens only its own part. With encryption off, :func:`pack_plain` gives the same header
 and parts in the clear (no wraps, no signature; trust is then the storage's owner and folder,
-as for any unsealed message). ``transport/bundles.py`` stores and opens bundles.
+as for any unsealed message). ``mailbox/bundles.py`` packs and opens bundles.
 
 Layout (``sfg-mseal-v1``)::
 
@@ -59,6 +59,21 @@ MAX_HEADER = 4 * 1024 * 1024  # 1,000 recipients of ~300 bytes each fit with roo
 MAX_PARTS = 10_000
 KEY_BYTES = 32
 _ZERO_NONCE = bytes(12)
+
+
+class NotARecipient(CryptoError):
+    """The bundle has no part for me: it is another recipient's, not damaged (a reader ignores it, no log).
+
+    A ``CryptoError`` so that a caller that only knows bundles can fail it is still told."""
+
+
+def _mine(parts: list[dict], me: str) -> dict:
+    """My one part of a bundle: ``NotARecipient`` if none names me, ``CryptoError`` if several do."""
+    mine = [p for p in parts if _address(p["to"]) == _address(me)]
+    if len(mine) != 1:
+        error = NotARecipient if not mine else CryptoError
+        raise error(f"the bundle has {len(mine)} parts for {me}; exactly one expected")
+    return mine[0]
 
 
 def _address(email: str) -> str:
@@ -215,18 +230,15 @@ def open_bundle(sealer: Sealer, data: bytes, me: str) -> Opened:
     """Verify the sender's signature, then open my part and the payload.
 
     Refused (:class:`CryptoError`) when the signature is not the sender's pinned key, when
-    anything signed was changed (a wrap, a routing, the ciphertext), when the bundle has no
-    part for ``me`` or names me twice, or when my wrap does not open with my key."""
+    anything signed was changed (a wrap, a routing, the ciphertext), when the bundle names me twice,
+    or when my wrap does not open with my key; :class:`NotARecipient` when it has no part for ``me``."""
     head, parts, eph_pub, header, cipher, signature = read_head(data)
     sender = sealer._keys_of(head.sender)
     try:
         Ed25519PublicKey.from_public_bytes(sender.sign).verify(signature, _signed(header, cipher))
     except InvalidSignature:
         raise CryptoError(f"the bundle's signature is not {head.sender}'s pinned key: forged or altered") from None
-    mine = [p for p in parts if _address(p["to"]) == _address(me)]
-    if len(mine) != 1:
-        raise CryptoError(f"the bundle has {len(mine)} parts for {me}; exactly one expected")
-    raw = mine[0]
+    raw = _mine(parts, me)
     part = Part(recipient=raw["to"], message_id=raw["msg"], reply_to=raw["re"])
     aad = part.aad(head)
     kx = sealer.identity.public.kx
@@ -285,7 +297,8 @@ def is_plain(data: bytes) -> bool:
 
 
 def open_plain(data: bytes, me: str) -> Opened:
-    """My part of a clear bundle; :class:`CryptoError` if malformed or not exactly one part is mine."""
+    """My part of a clear bundle; :class:`CryptoError` if malformed or several parts are mine,
+    :class:`NotARecipient` if none is."""
     if len(data) < _HEAD.size + len(PLAIN_MAGIC) or data[-len(PLAIN_MAGIC) :] != PLAIN_MAGIC:
         raise CryptoError("not a complete bundle (too short or no end marker)")
     magic, version, length = _HEAD.unpack_from(data)
@@ -299,10 +312,7 @@ def open_plain(data: bytes, me: str) -> Opened:
         parts = _parts_from(doc, ("to", "msg", "re", "private"))
     except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise CryptoError(f"the bundle's header is malformed ({type(exc).__name__})") from None
-    mine = [p for p in parts if _address(p["to"]) == _address(me)]
-    if len(mine) != 1:
-        raise CryptoError(f"the bundle has {len(mine)} parts for {me}; exactly one expected")
-    raw = mine[0]
+    raw = _mine(parts, me)
     try:
         private = base64.b64decode(raw["private"], validate=True)
     except ValueError:

@@ -6,8 +6,8 @@ semantics (ownership, inherited sharing, eventual consistency of listings, quota
 injectable faults. It imports nothing from the rest of the package: stdlib only.
 """
 
-from .api import fake_token_for
+from .drive_server import FakeDriveServer
 from .faults import FaultConfig
-from .server import FakeDriveServer
+from .oauth import fake_token_for
 
 __all__ = ["FakeDriveServer", "FaultConfig", "fake_token_for"]

@@ -18,8 +18,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from .drive_server import FakeDriveServer
 from .faults import FaultConfig
-from .server import FakeDriveServer
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -58,6 +58,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=None, help="seed for the fault random stream")
     p.add_argument("--port-file", default=None, help="write the server URL to this file when ready")
+    p.add_argument(
+        "--access-token-ttl",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="lifetime of the access tokens POST /token issues (default 3600, Google's hour)",
+    )
     p.add_argument("--strict-tokens", action="store_true", help="accept only tokens registered with --user")
     p.add_argument("--user", action="append", default=[], metavar="EMAIL[=TOKEN]", help="register a user (repeatable)")
     p.add_argument("--human", action="store_true", help="print the URL alone as the first line, then usage (not JSON)")
@@ -96,7 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         server = FakeDriveServer(
-            args.host, args.port, args.data_dir, faults, strict_tokens=args.strict_tokens, profile=args.drive_profile
+            args.host,
+            args.port,
+            args.data_dir,
+            faults,
+            strict_tokens=args.strict_tokens,
+            profile=args.drive_profile,
+            access_token_ttl=args.access_token_ttl,
         )
     except ValueError as e:
         print(f"fake-gdrive: {e}", file=sys.stderr)

@@ -8,8 +8,8 @@ put in it; only a file's owner deletes or trashes it. Invisible files answer 404
 
 from __future__ import annotations
 
-from .errors import forbidden
-from .errors import not_found
+from .exceptions import forbidden
+from .exceptions import not_found
 from .records import ROLE_RANK
 from .records import FileRec
 

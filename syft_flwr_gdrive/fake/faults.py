@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 
-from .errors import ApiError
+from .exceptions import ApiError
 from .links import MIN_RATE
 from .links import UP
 from .links import Links

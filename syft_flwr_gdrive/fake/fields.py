@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 from typing import Optional
 
-from .errors import ApiError
+from .exceptions import ApiError
 
 Tree = dict[str, Optional["Tree"]]  # name -> subtree; None means "everything below"
 

@@ -1,4 +1,4 @@
-"""Sockets: a threaded HTTP/1.1 server that feeds :class:`api.Api` and applies transport faults.
+"""Sockets: a threaded HTTP/1.1 server that feeds :class:`dispatch.Api` and applies transport faults.
 
 Kept apart from the routes because the parts that touch sockets are the parts that must
 be careful: keep-alive (every answer has ``Content-Length``), bodies read in bounded
@@ -17,16 +17,20 @@ from http.server import BaseHTTPRequestHandler
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from .api import Api
-from .api import Body
-from .api import Request
-from .api import Response
 from .blobs import CHUNK
+from .dispatch import Api
 from .faults import FaultEngine
 from .links import DOWN
+from .oauth import TOKEN_ROUTE
+from .wire import STATUS_PHRASES
+from .wire import Body
+from .wire import Request
+from .wire import Response
 
 log = logging.getLogger(__name__)
 
+#: routes the transport faults (latency, drops) never touch: the fake's admin and Google's OAuth endpoint
+NOT_FAULTED = frozenset({"admin", TOKEN_ROUTE})
 #: most request body the server drains after answering early before giving up on the connection
 MAX_DRAIN = 256 * 1024 * 1024
 
@@ -105,7 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (ConnectionError, TimeoutError, OSError):
             self._drop()
             return
-        latency, drop = (0.0, None) if route == "admin" else srv.faults.transport(route)
+        latency, drop = (0.0, None) if route in NOT_FAULTED else srv.faults.transport(route)
         if latency:
             srv.stopping.wait(latency)
         if drop == "before":
@@ -113,7 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
             return
         try:
-            resp = api.handle(req)
+            resp = api.respond(req)
         except (ConnectionError, TimeoutError, OSError) as e:
             log.debug("fake drive: body of %s %s did not arrive: %r", req.method, req.path, e)
             self._drop()
@@ -133,7 +137,8 @@ class _Handler(BaseHTTPRequestHandler):
             api.count(f"{req.method} {route} (dropped after)", user, 0)
             self._drop()
             return
-        api.count(f"{req.method} {route}", user, resp.status)
+        if route != TOKEN_ROUTE:  # the OAuth endpoint keeps its own counts (stats()["oauth"])
+            api.count(f"{req.method} {route}", user, resp.status)
         self._write(resp, user)
         self.connection.settimeout(srv.idle_timeout)
         log.debug("fake drive: %s %s -> %s in %.3fs", req.method, req.path, resp.status, time.monotonic() - started)
@@ -187,9 +192,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _reason(status: int) -> str:
-    from .api import REASONS
-
-    return REASONS.get(status, "Unknown")
+    return STATUS_PHRASES.get(status, "Unknown")
 
 
 class FakeHTTPServer(ThreadingHTTPServer):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from dataclasses import field
 
 from .blobs import CHUNK
-from .errors import ApiError
+from .exceptions import ApiError
 
 MAX_BATCH_PARTS = 100
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from typing import Protocol
 
-from .errors import ApiError
+from .exceptions import ApiError
 
 ROLE_RANK = {"reader": 1, "commenter": 2, "writer": 3, "owner": 4}
 

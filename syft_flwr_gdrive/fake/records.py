@@ -17,8 +17,8 @@ from dataclasses import field
 from typing import Any
 
 from . import query as q
-from .errors import ApiError
-from .errors import invalid
+from .exceptions import ApiError
+from .exceptions import invalid
 
 FOLDER_MIME = "application/vnd.google-apps.folder"
 ROLE_RANK = q.ROLE_RANK

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .errors import ApiError
-from .errors import invalid
+from .exceptions import ApiError
+from .exceptions import invalid
 
 
 @dataclass(frozen=True)

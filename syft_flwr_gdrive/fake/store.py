@@ -33,9 +33,9 @@ from typing import BinaryIO
 from . import query as q
 from . import strict
 from .blobs import BlobInfo
-from .errors import ApiError
-from .errors import forbidden
-from .errors import invalid
+from .exceptions import ApiError
+from .exceptions import forbidden
+from .exceptions import invalid
 from .records import ANYONE_ID
 from .records import CREATE_FIELDS
 from .records import DEFAULT_APP
@@ -891,6 +891,30 @@ class Store(Resources):
             return out, next_token, new_start
 
     # ------------------------------------------------------------------ bulk helpers (tests, demos)
+
+    def owned_by(self, email: str, folders: bool = False) -> builtins.list[dict]:
+        """Every file ``email`` owns now, oldest first, as File resources the way its owner sees them;
+        trashed files and (unless ``folders``) folders left out.
+
+        The ground truth, read under the lock: current and consistent, unlike files.list under the strict
+        profile (a file changed within the lag window may be listed in any state it had in that window:
+        a new one missing, a deleted one still there). No fault applies and no request is counted."""
+        with self.lock:
+            owner = email.strip().lower()
+            if self.gmail_dots:  # the form Drive reports, without registering a new account (account())
+                owner = self.accounts.get(strict.gmail_key(owner), owner)
+            recs = [
+                r
+                for r in self.files.values()
+                if r.owner == owner and not r.is_root and (folders or not r.is_folder) and not self._trashed(r)
+            ]
+            return [self.resource(r, owner) for r in sorted(recs, key=lambda r: r.seq)]
+
+    def last_change_time(self) -> float | None:
+        """When a file last changed (created, updated, shared or deleted: the change log's newest entry),
+        in :func:`records.now` time; None before any change."""
+        with self.lock:
+            return self.changes[-1].time if self.changes else None
 
     def stats(self) -> dict[str, int]:
         with self.lock:

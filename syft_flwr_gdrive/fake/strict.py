@@ -17,7 +17,7 @@ from collections.abc import Callable
 from collections.abc import Sequence
 
 from . import query as q
-from .errors import ApiError
+from .exceptions import ApiError
 
 GMAIL_DOMAINS = ("gmail.com", "googlemail.com")
 

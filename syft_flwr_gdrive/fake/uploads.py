@@ -22,8 +22,8 @@ from typing import Any
 from .blobs import BlobInfo
 from .blobs import BlobWriter
 from .blobs import copy_stream
-from .errors import ApiError
-from .errors import invalid
+from .exceptions import ApiError
+from .exceptions import invalid
 
 CHUNK_GRANULARITY = 256 * 1024
 _RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\s*$")

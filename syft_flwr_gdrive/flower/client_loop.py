@@ -41,7 +41,6 @@ from flwr.supercore.constant import SYSTEM_MESSAGE_TYPE
 
 from syft_flwr_gdrive.base.accounts import canonical_email
 from syft_flwr_gdrive.base.accounts import node_id_for
-from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.logsafe import printable
 from syft_flwr_gdrive.base.routing import KIND_REPLY
 from syft_flwr_gdrive.base.routing import KIND_REQUEST
@@ -60,17 +59,20 @@ from syft_flwr_gdrive.flower.shared_blobs import MIN_PART_WAIT
 from syft_flwr_gdrive.flower.shared_blobs import BlobCache
 from syft_flwr_gdrive.flower.shared_blobs import BlobPlacer
 from syft_flwr_gdrive.flower.tally import round_of
+from syft_flwr_gdrive.flower.userconfig import RunConfigRefused
+from syft_flwr_gdrive.flower.userconfig import merge_run_config
 from syft_flwr_gdrive.flower.userconfig import run_config_of
+from syft_flwr_gdrive.mailbox.delivery import Delivery
+from syft_flwr_gdrive.mailbox.delivery import PollResult
 from syft_flwr_gdrive.mailbox.envelope import STOP_ACK_WAIT
-from syft_flwr_gdrive.mailbox.mailbox import Delivery
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
-from syft_flwr_gdrive.mailbox.mailbox import PollResult
 from syft_flwr_gdrive.transport.contract import Routing
 
 logger = logging.getLogger(__name__)
 
 CLIENT_APP_ERROR_CODE = 1  # what Flower's SuperNode uses for ClientApp exceptions
 PROJECT_MISMATCH = "ProjectMismatch"
+RUN_CONFIG_REFUSED = "RunConfigRefused"
 REFUSED_ERROR_CODE = ErrorCode.MESSAGE_UNAVAILABLE  # a request this client could not (or would not) read
 MAX_ATTEMPTS = 5  # polls that may fail to fetch a request's shared blob before it is answered with an error
 # Sent to the server in place of the reason, which may name files or owners (a hostile server must not probe).
@@ -90,6 +92,7 @@ class ClientReport:
     error_types: dict[str, int] = field(default_factory=dict)
     project_differences: list[str] = field(default_factory=list)  # how my project differs from the server's
     refused: int = 0  # requests refused because of those differences
+    run_config_refused: int = 0  # requests refused because the server's run config does not fit my project's
 
 
 def reply_id_for(request_id: str, email: str) -> str:
@@ -129,8 +132,11 @@ class ClientLoop:
         app_identity: AppIdentity | None = None,
         allow_project_changes: bool = False,
     ) -> None:
-        """``run_config`` is the local project's, used only if the server sends none (an older server):
-        Flower's semantics are that the ClientApp sees the server's effective run config.
+        """``run_config`` is the local project's (its ``[tool.flwr.app.config]``): as Flower's SuperNode does, the
+        ClientApp sees it overridden by the server's values of the keys it declares; a request whose run config
+        sets another key, or a value of another type, is refused with an error reply (``RunConfigRefused``). With
+        no ``run_config`` (None: no project known) the server's run config is used as sent, checked only for
+        shape; a server that sends none (an older one) leaves the ClientApp this project's.
 
         ``app_identity`` is this data owner's project; a request from a server running a different
         app is refused (an error reply naming ``ProjectMismatch``) unless ``allow_project_changes``."""
@@ -141,6 +147,8 @@ class ClientLoop:
         self.schedule = poll_schedule or PollSchedule(PollPolicy(poll_interval))
         self.node_config = dict(node_config or {})
         self.default_run_config = dict(run_config or {})
+        self.declared_run_config = None if run_config is None else dict(run_config)
+        self._unchecked_warned = False  # the server's run config taken unchecked (no project): said once
         self.app_identity = app_identity
         self.allow_project_changes = allow_project_changes
         self._project_checked: set[int] = set()  # runs whose app was compared (logged once each)
@@ -282,9 +290,7 @@ class ClientLoop:
                     self._blobs.fetch,
                     owner=env.sender,
                     wait_until=max(env.created_at + env.ttl, time.time() + MIN_PART_WAIT),
-                    still_wanted=functools.partial(
-                        self.mailbox.transport.still_stored, self.mailbox.app, delivery.posting.handle
-                    ),
+                    still_wanted=functools.partial(self._still_stored, delivery.posting.handle),
                 ),
             )
         except Exception as exc:  # PayloadError, or a blob that could not be fetched (maybe transient)
@@ -319,24 +325,30 @@ class ClientLoop:
             )
             self.mailbox.mark_handled(env.message_id)
             return
+        refused: RunConfigRefused | None = None
         try:
-            run_config = run_config_of(info)
-        except ConfigError as exc:
-            logger.warning("request %s: %s; using this project's run config", env.message_id, printable(exc))
-            run_config = None
-        if self._current_run != env.run_id and run_config is None:
+            run_config = self._run_config_for(info)
+        except RunConfigRefused as exc:
+            run_config, refused = None, exc
+        if self._current_run != env.run_id and run_config is None and refused is None:
             logger.warning(
                 "run %d: the server sent no run config (an older version?); the ClientApp sees this "
                 "project's [tool.flwr.app.config]",
                 env.run_id,
             )
-        self._enter_run(env.run_id, run_config)
-        assert self._context is not None
+        if refused is None:  # a refused run config never reaches a Context
+            self._enter_run(env.run_id, run_config)
         if self._project_differs(env.run_id, info):
             self.report.refused += 1
             reason = f"ClientApp raised {PROJECT_MISMATCH} (the data owner's project differs from the server's)"
             reply = Message(Error(code=CLIENT_APP_ERROR_CODE, reason=reason), reply_to=message)
+        elif refused is not None:
+            self.report.run_config_refused += 1
+            logger.error("run %d: REFUSING request %s: %s", env.run_id, env.message_id, printable(str(refused), 2000))
+            reason = f"ClientApp raised {RUN_CONFIG_REFUSED} ({refused.for_peer})"
+            reply = Message(Error(code=CLIENT_APP_ERROR_CODE, reason=reason), reply_to=message)
         else:
+            assert self._context is not None
             reply = self._execute(message, self._context)
         reply.metadata.__dict__["_message_id"] = reply_id_for(env.message_id, self.mailbox.email)
         parts: list[str] = []
@@ -371,6 +383,23 @@ class ClientLoop:
             env.message_id[:8],
             printable(round_of(message), 60),
         )
+
+    def _run_config_for(self, info: Any) -> dict[str, Any] | None:
+        """The ClientApp's run config for a request's run info (None: the server sent none); raises
+        ``RunConfigRefused`` if it does not fit this project's declared run config."""
+        sent = run_config_of(info)
+        if sent is None:
+            return None
+        if self.declared_run_config is None:
+            if not self._unchecked_warned:
+                self._unchecked_warned = True
+                logger.warning(
+                    "no project run config is known here (run_config=None): the server's run config reaches "
+                    "the ClientApp as sent, unchecked against declared keys and types; pass the project's "
+                    "[tool.flwr.app.config] as run_config to check it"
+                )
+            return sent
+        return merge_run_config(self.declared_run_config, sent)
 
     def _delete_incomplete_replies(self, outbound: tuple) -> None:
         """A reply of mine whose request is not marked handled was sent by a process that stopped before its
@@ -495,6 +524,16 @@ class ClientLoop:
         self._enter_run(env.run_id)
         self._linger_and_clean(env.message_id)
         return True
+
+    def _still_stored(self, handle: str) -> bool:
+        """Is the request (or bundle) ``handle`` still stored? Asked while waiting for the blob parts it names:
+        once its server withdrew it (the upload failed) the wait is over. True when the storage cannot say."""
+        try:
+            listing = self.mailbox.stored()
+        except Exception as exc:
+            logger.info("could not tell whether %s is still stored (%s); still waiting for its parts", handle, exc)
+            return True
+        return any(p.handle == handle for p in (*listing.inbound, *listing.bundles))
 
     def _linger_and_clean(self, stop_id: str) -> None:
         """Wait (bounded) until the server removed its stop file, then delete all my files."""

@@ -15,6 +15,7 @@ from flwr.supercore.object_ref import load_app
 
 from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.config import ProjectConfig
+from syft_flwr_gdrive.flower.userconfig import mistyped
 
 
 class ProjectError(ConfigError):
@@ -50,6 +51,13 @@ class FlowerProject:
             raise ProjectError(
                 f"--run-config sets {', '.join(unknown)}, which {path / 'pyproject.toml'} does not declare in "
                 f"[tool.flwr.app.config] (it has: {', '.join(sorted(defaults)) or 'nothing'})."
+            )
+        wrong = mistyped(defaults, override_config or {})
+        if wrong:  # datasites refuse a run config of other types than their project declares: say so here
+            raise ProjectError(
+                f"--run-config gives {'; '.join(wrong)} in {path / 'pyproject.toml'}'s [tool.flwr.app.config]: "
+                "datasites refuse values of another type than declared. Pass the declared types (strings quoted, "
+                'e.g. name="x"; an int may stand for a float).'
             )
         run_config = dict(fuse_dicts(defaults, dict(override_config or {})))
         components = dict(config["tool"]["flwr"]["app"]["components"])

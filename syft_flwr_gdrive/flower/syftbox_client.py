@@ -43,7 +43,9 @@ def syftbox_flwr_client(
     The aggregator (the data scientist's email) is the only sender whose
     messages are acted on: from the argument, SYFT_FLWR_AGGREGATOR, or
     ``[tool.syft_flwr] aggregator``. The ClientApp's Context gets ``node_config`` and the
-    server's run config (sent with the run); ``run_config`` is used only if a server sends none.
+    server's run config (sent with the run), merged into ``run_config`` (this project's
+    ``[tool.flwr.app.config]``) as Flower merges it: a request setting an undeclared key, or a value
+    of another type, is refused. With ``run_config`` None the server's is taken as sent, unchecked.
     """
     project = ProjectConfig.load(project_dir) if project_dir is not None else None
     settings = settings or Settings.from_env(project=project)

@@ -39,7 +39,7 @@ TRANSPORTS = ("p2p", "dir")  # the embedded fake Google Drive, or a shared direc
 @dataclass(kw_only=True)
 class FederationKnobs:
     """How a local federation runs (which storage, its injected faults, pace and time limit): shared by ``run``
-    and ``demo`` (cli.py declares their command-line options once, from these fields)."""
+    and ``demo`` (``cli/shared_options.py`` declares one command-line option per field, with these defaults)."""
 
     poll_interval: float = 0.25
     msg_timeout: float = 60.0

@@ -1,48 +1,36 @@
 """Trust, de-duplication and envelope checks on top of any transport.
 
 The transport says what is there and who the storage says wrote it; the
-mailbox decides what may be acted on. A posting is delivered only if:
+mailbox decides what may be acted on (``messages`` checks message files,
+``bundles`` bundles, both by the rules of ``vetting``) and how what is sent
+travels (``push``: one bundle for many recipients, or one file each).
 
-* its routing metadata names this app and this participant as recipient,
-* the storage's owner of the file is the sender it claims to be,
-* that sender is a configured peer,
-* it has not been handled before (ledger survives restarts),
-* the caller accepts its run, it has not expired,
-* its body is a valid envelope whose header agrees with the metadata and
-  whose payload matches its SHA-256.
-
-Everything else is skipped with one log line per posting and left in place:
-nothing is deleted that this participant does not own, so nothing is lost.
+Everything refused is skipped with one log line per posting and left in place
+(``skips``): nothing is deleted that this participant does not own, so nothing
+is lost.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
-import logging
-import tempfile
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from dataclasses import replace
 from typing import Any
 from typing import BinaryIO
-from typing import cast
 
 from syft_flwr_gdrive.base.accounts import canonical_email
-from syft_flwr_gdrive.base.logsafe import printable as _printable
 from syft_flwr_gdrive.base.segments import Buffer
 from syft_flwr_gdrive.base.segments import ConcatReader
 from syft_flwr_gdrive.base.segments import SeekableReader
 from syft_flwr_gdrive.base.segments import SegmentReader
 from syft_flwr_gdrive.base.segments import as_binary
-from syft_flwr_gdrive.crypto.failures import CryptoError
 from syft_flwr_gdrive.crypto.failures import MissingPeerKey
 from syft_flwr_gdrive.crypto.keys import PublicKeys
 from syft_flwr_gdrive.crypto.multiseal import BundleHead
@@ -50,87 +38,36 @@ from syft_flwr_gdrive.crypto.multiseal import Part
 from syft_flwr_gdrive.crypto.seal import CODEC_SEAL
 from syft_flwr_gdrive.crypto.seal import PlainLayout
 from syft_flwr_gdrive.crypto.seal import Sealer
+from syft_flwr_gdrive.mailbox.announcement_vetting import SignedAnnouncements
+from syft_flwr_gdrive.mailbox.bundles import BUNDLED_KINDS
 from syft_flwr_gdrive.mailbox.bundles import BundleReader
-from syft_flwr_gdrive.mailbox.bundles import pack as pack_bundle
-from syft_flwr_gdrive.mailbox.envelope import MAX_HEADER_BYTES
+from syft_flwr_gdrive.mailbox.bundles import pack
+from syft_flwr_gdrive.mailbox.delivery import Accept
+from syft_flwr_gdrive.mailbox.delivery import PollResult
+from syft_flwr_gdrive.mailbox.delivery import Refusal
 from syft_flwr_gdrive.mailbox.envelope import Envelope
-from syft_flwr_gdrive.mailbox.envelope import EnvelopeError
-from syft_flwr_gdrive.mailbox.envelope import decode_file
 from syft_flwr_gdrive.mailbox.envelope import encode_segments
 from syft_flwr_gdrive.mailbox.envelope import header_bytes
-from syft_flwr_gdrive.mailbox.envelope import valid_email
-from syft_flwr_gdrive.mailbox.envelope import valid_message_id
 from syft_flwr_gdrive.mailbox.ledger import Ledger
-from syft_flwr_gdrive.mailbox.streamed import SealedBodySink
+from syft_flwr_gdrive.mailbox.messages import MessageReader
+from syft_flwr_gdrive.mailbox.messages import in_memory
+from syft_flwr_gdrive.mailbox.outgoing import MAX_BUNDLE_PAYLOAD
+from syft_flwr_gdrive.mailbox.outgoing import OnStored
+from syft_flwr_gdrive.mailbox.outgoing import Outgoing
+from syft_flwr_gdrive.mailbox.outgoing import Pushed
+from syft_flwr_gdrive.mailbox.skips import SkipLog
 from syft_flwr_gdrive.transport.contract import BundleStore
 from syft_flwr_gdrive.transport.contract import Listing
-from syft_flwr_gdrive.transport.contract import Posting
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import Transport
-from syft_flwr_gdrive.transport.contract import TransportError
-
-logger = logging.getLogger(__name__)
 
 READ_WORKERS = 8  # messages of one poll checked and downloaded side by side
-IN_MEMORY_BODY = 8 * 1024 * 1024  # bodies up to this size are read into memory, larger ones spool to disk
+SEND_WORKERS = 8  # files of one push sent side by side
 DEFAULT_TTL = 12 * 3600.0  # seconds a sent message stays valid unless the caller says otherwise
-SEAL_BYTES_PER = 65536  # sealing adds one byte per 64 KiB of payload (16 bytes per MiB)
-BODY_SLACK = 2 * MAX_HEADER_BYTES + 4096  # the envelope header (bounded) and the seal's framing, with room to spare
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """A verified message ready to act on; its body is in memory or in a temporary file."""
-
-    envelope: Envelope
-    posting: Posting
-    body: BinaryIO
-    offset: int
-    private: dict[str, Any] | None = (
-        None  # a bundle part's own fields (its Flower metadata); None for a file of its own
-    )
-
-    def open_payload(self) -> BinaryIO:
-        """The body positioned at the payload's first byte (``envelope.size`` bytes follow)."""
-        self.body.seek(self.offset)
-        return self.body
-
-    @property
-    def payload(self) -> bytes:
-        """The whole payload in memory (fine for small messages)."""
-        return self.open_payload().read(self.envelope.size)
-
-    def close(self) -> None:
-        self.body.close()
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A message from a peer refused unread (over the size limit); the caller may owe its sender an answer."""
-
-    routing: Routing
-    reason: str
-
-
-@dataclass(frozen=True)
-class PollResult:
-    deliveries: tuple[Delivery, ...]
-    listing: Listing
-    refused: tuple[Refusal, ...] = ()  # each reported once
-    parts: frozenset[str] = frozenset()  # ids of my parts in bundles still listed
-
-    def inbound_message_ids(self) -> set[str]:
-        """Ids of everything addressed to me that is still stored (handled or not), bundle parts included."""
-        return {p.routing.message_id for p in self.listing.inbound if p.routing is not None} | self.parts
 
 
 def new_message_id() -> str:
     return uuid.uuid4().hex
-
-
-def body_limit(max_payload: int) -> int:
-    """Largest body file for a payload limit: sealing adds 16 bytes per MiB, the envelope a bounded header."""
-    return max_payload + max_payload // SEAL_BYTES_PER + BODY_SLACK
 
 
 class Mailbox:
@@ -153,22 +90,48 @@ class Mailbox:
         message accepted; a larger message file is refused from its listed size, unread.
         ``plain_layouts`` (payload codec -> its layout) lets an opened payload keep each of
         its arrays in a buffer of its own, so decoding does not copy them. ``blob_part_bytes`` is the
-        part size of the blobs sent from here in parts (None: ``blobs.PART_BYTES``)."""
+        part size of the blobs sent from here in parts (None: ``blobs.PART_BYTES``).
+
+        The readers are given these settings once, here: what is received is checked by the
+        settings the mailbox was made with."""
         self.transport = transport
         self.blob_part_bytes = blob_part_bytes
         self.app = app
         self.peers = frozenset(canonical_email(p) for p in peers)
         self.ledger = ledger
         self.max_payload = max_payload
-        self._rejected: set[str] = set()  # handles rejected for good (logged once)
-        self._noted: set[tuple[str, str]] = set()  # (handle, reason) already logged for passing skips
-        self._lock = threading.Lock()
+        self.skips = SkipLog()
+        self._lock = threading.Lock()  # guards _pools
         self.announced: dict[str, int] = {}  # peer (canonical email) -> the newest run it announces
         self.sealer = sealer
-        self.plain_layouts = dict(plain_layouts or {})
-        self.bundles = BundleReader(self)
+        self.messages = MessageReader(
+            me=transport.email,
+            app=app,
+            peers=self.peers,
+            ledger=ledger,
+            skips=self.skips,
+            source=transport,
+            sealer=sealer,
+            max_payload=max_payload,
+            plain_layouts=plain_layouts,
+        )
+        self.bundles = BundleReader(
+            me=transport.email,
+            peers=self.peers,
+            ledger=ledger,
+            skips=self.skips,
+            read=lambda posting, limit: transport.read(posting, max_bytes=limit),
+            ignore=functools.partial(_ignore_bundle, transport),
+            sealer=sealer,
+            max_payload=max_payload,
+        )
         self.bundling = False  # pushes go as bundles (see enable_bundles)
-        self._pool: ThreadPoolExecutor | None = None
+        self._pools: dict[str, ThreadPoolExecutor] = {}  # "read", "send": made on first need
+        # Where the storage cannot vouch for who wrote an announcement, it is signed, and vetted on reading.
+        self._signed: SignedAnnouncements | None = None
+        if sealer is not None and transport.signed_announcements:
+            self._signed = SignedAnnouncements(app, sealer)
+            transport.sign_announcements(app, self._signed.signer(transport.email))
 
     @property
     def email(self) -> str:
@@ -199,6 +162,100 @@ class Mailbox:
     def announce_run(self, run_id: int) -> None:
         """Let peers know ``run_id`` is this participant's current run (clients then ignore others)."""
         self.transport.announce_run(self.app, run_id)
+
+    # -- sending ----------------------------------------------------------------------
+
+    def push(
+        self, kind: str, run_id: int, items: Sequence[Outgoing], *, on_stored: OnStored | None = None
+    ) -> list[Pushed]:
+        """Send every item; returns how each went, in order. Never raises for one item's failure.
+
+        The mailbox decides how they travel: when bundles are on (``enable_bundles``) and ``kind`` may be
+        bundled, the items whose shared content is identical go as one bundle (one write for N recipients),
+        unless that content is over ``MAX_BUNDLE_PAYLOAD``; every other item goes as a file of its own,
+        several side by side. ``on_stored`` hears of each file as soon as it is stored (see ``OnStored``)."""
+        results: dict[int, Pushed] = {}
+        alone: list[int] = []
+        groups: dict[str, list[int]] = {}  # digest of the shared content -> the items sharing it
+        contents: dict[str, bytes] = {}
+        if self.bundling and kind in BUNDLED_KINDS:
+            digests: dict[int, tuple[bytes, str]] = {}  # id(content) -> (content, digest): each hashed once
+            for index, item in enumerate(items):
+                if item.shared is None:
+                    alone.append(index)
+                    continue
+                if self.sealer is not None and not self.sealer.knows(item.recipient):  # it would fail the bundle
+                    error = MissingPeerKey(f"no trusted public key for {item.recipient} yet")
+                    results[index] = Pushed(item.message_id, error=error)
+                    continue
+                try:
+                    content = item.shared()
+                except Exception as exc:  # this item fails (a blob refused for good, say); the others go on
+                    results[index] = Pushed(item.message_id, error=exc)
+                    continue
+                if len(content) > MAX_BUNDLE_PAYLOAD:  # many small arrays: keep bundles small, one file each
+                    alone.append(index)
+                    continue
+                known = digests.get(id(content))
+                if known is None or known[0] is not content:
+                    known = digests[id(content)] = (content, hashlib.sha256(content).hexdigest())
+                groups.setdefault(known[1], []).append(index)
+                contents.setdefault(known[1], content)
+        else:
+            alone = list(range(len(items)))
+        for digest, members in groups.items():
+            pushed = self._push_bundle(kind, run_id, [items[i] for i in members], contents[digest], on_stored)
+            results.update(zip(members, pushed))
+        results.update(zip(alone, self._push_alone(kind, run_id, [items[i] for i in alone], on_stored)))
+        return [results[index] for index in range(len(items))]
+
+    def _push_bundle(
+        self, kind: str, run_id: int, members: Sequence[Outgoing], content: bytes, on_stored: OnStored | None
+    ) -> list[Pushed]:
+        """One file for every member: the shared content sealed once, each member's own fields in its part."""
+        created_at = min(m.created_at for m in members)
+        expires_at = max(m.created_at + m.ttl for m in members)
+        try:
+            _, handle = self.send_bundle(
+                kind=kind,
+                run_id=run_id,
+                parts=[(m.recipient, m.message_id, dict(m.private)) for m in members],
+                payload=content,
+                created_at=created_at,
+                ttl=expires_at - created_at,
+            )
+            if on_stored is not None:
+                on_stored(handle, members)
+        except Exception as exc:  # refused for good after retries: these items fail, the push goes on
+            return [Pushed(m.message_id, error=exc) for m in members]
+        return [Pushed(m.message_id, handle) for m in members]
+
+    def _push_alone(
+        self, kind: str, run_id: int, items: Sequence[Outgoing], on_stored: OnStored | None
+    ) -> list[Pushed]:
+        """One file per item, several side by side (each payload is made in the thread that sends it)."""
+
+        def one(item: Outgoing) -> Pushed:
+            try:
+                _, handle = self.send(
+                    kind=kind,
+                    recipient=item.recipient,
+                    run_id=run_id,
+                    payload=item.payload(),
+                    message_id=item.message_id,
+                    ttl=item.ttl,
+                    created_at=item.created_at,
+                    codecs=item.codecs or None,
+                )
+                if on_stored is not None:
+                    on_stored(handle, [item])
+            except Exception as exc:  # refused for good after retries (or no key): this item fails, the others go on
+                return Pushed(item.message_id, error=exc)
+            return Pushed(item.message_id, handle)
+
+        if len(items) > 1:
+            return list(self._pool("send", SEND_WORKERS).map(one, items))
+        return [one(item) for item in items]
 
     def send(
         self,
@@ -266,7 +323,7 @@ class Mailbox:
             created_at=created_at,
             ttl=ttl,
         )
-        sealed = pack_bundle(
+        sealed = pack(
             self.sealer,
             head,
             [
@@ -289,7 +346,9 @@ class Mailbox:
         assert isinstance(self.transport, BundleStore), "send_bundle needs a transport that stores bundles"
         return head.bundle_id, self.transport.send_bundle(routing, sealed)
 
-    def poll(self, accept: Callable[[Routing], str | None] | None = None) -> PollResult:
+    # -- receiving --------------------------------------------------------------------
+
+    def poll(self, accept: Accept | None = None) -> PollResult:
         """One poll: list, check, read and verify new messages.
 
         Peers' run announcements (only those the storage says a peer made) are
@@ -300,36 +359,53 @@ class Mailbox:
         on the next poll.
         """
         listing = self.transport.poll(self.app)
-        trusted = [a for a in listing.announcements if canonical_email(a.owner) in self.peers]
-        announced: dict[str, int] = {}
-        for a in trusted:  # a peer may announce on several folders (duplicates): the newest run wins
-            if a.run_id is not None:
-                peer = canonical_email(a.owner)
-                announced[peer] = max(a.run_id, announced.get(peer, a.run_id))
-        self.announced = announced
-        if self.sealer is not None:
-            for a in trusted:
-                keys = PublicKeys.decode(a.keys) if a.keys else None
-                if keys is not None:
-                    self.sealer.learn(canonical_email(a.owner), keys)
+        self.announced = self._announced_runs(listing)
         refused: list[Refusal] = []
-        checks = [(p, functools.partial(self._check, p, accept, refused)) for p in listing.inbound]
+        checks = [(p, functools.partial(self.messages.check, p, accept, refused)) for p in listing.inbound]
         checks += [(p, functools.partial(self.bundles.check, p, accept, refused)) for p in listing.bundles]
         # A check may download a body: small ones side by side (N replies in ~N/8 latencies, not N);
         # large ones one at a time, so memory stays bounded by one large body as before.
-        small = [check for p, check in checks if p.size <= IN_MEMORY_BODY]
-        large = [check for p, check in checks if p.size > IN_MEMORY_BODY]
-        checked = list(self._readers().map(lambda check: check(), small)) if len(small) > 1 else [c() for c in small]
+        small = [check for p, check in checks if in_memory(p)]
+        large = [check for p, check in checks if not in_memory(p)]
+        checked = (
+            list(self._pool("read", READ_WORKERS).map(lambda check: check(), small))
+            if len(small) > 1
+            else [c() for c in small]
+        )
         checked += [check() for check in large]
         deliveries = [d for d in checked if d is not None]
         return PollResult(tuple(deliveries), listing, tuple(refused), frozenset(self.bundles.part_ids(listing.bundles)))
 
-    def _readers(self) -> ThreadPoolExecutor:
-        """Threads that check (and download) one poll's messages side by side; made on first need."""
+    def _announced_runs(self, listing: Listing) -> dict[str, int]:
+        """Each peer's newest announced run, from the announcements the storage says a peer made (and, where
+        they are signed, that the peer's pinned key signed); their keys are learnt on the way."""
+        trusted = [a for a in listing.announcements if canonical_email(a.owner) in self.peers]
+        if self._signed is not None:
+            vetted = self._signed.vetted(trusted)  # learns the keys it may
+        else:
+            vetted = trusted
+            if self.sealer is not None:
+                for a in trusted:
+                    keys = PublicKeys.decode(a.keys) if a.keys else None
+                    if keys is not None:
+                        self.sealer.learn(canonical_email(a.owner), keys)
+        announced: dict[str, int] = {}
+        for a in vetted:  # a peer may announce on several folders (duplicates): the newest run wins
+            if a.run_id is not None:
+                peer = canonical_email(a.owner)
+                announced[peer] = max(a.run_id, announced.get(peer, a.run_id))
+        for a in trusted:  # a refused announcement changes nothing: the last one vetted stands
+            peer = canonical_email(a.owner)
+            if a not in vetted and peer not in announced and peer in self.announced:
+                announced[peer] = self.announced[peer]
+        return announced
+
+    def _pool(self, name: str, workers: int) -> ThreadPoolExecutor:
+        """The threads that read a poll's messages ("read") or send a push's files ("send") side by side."""
         with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=READ_WORKERS, thread_name_prefix="mailbox-read")
-            return self._pool
+            if name not in self._pools:
+                self._pools[name] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"mailbox-{name}")
+            return self._pools[name]
 
     def mark_handled(self, message_id: str) -> bool:
         """Remember that a message was acted on; False if it already was."""
@@ -369,266 +445,8 @@ class Mailbox:
         """Locators of my blobs of this app (leftovers to remove)."""
         return self.transport.list_my_blobs(self.app)
 
-    # -- checks ---------------------------------------------------------------------
 
-    def _reject(self, posting: Posting, reason: str) -> bool:
-        """Skip a posting for good, with one log line; True the first time."""
-        with self._lock:
-            if posting.handle in self._rejected:
-                return False
-            self._rejected.add(posting.handle)
-        logger.warning(
-            "skipping message file %s (%s): %s", posting.handle, _printable(posting.name or "?"), _printable(reason)
-        )
-        return True
-
-    def _note(self, posting: Posting, reason: str) -> None:
-        key = (posting.handle, reason)
-        with self._lock:
-            if key in self._noted:
-                return
-            self._noted.add(key)
-        logger.info("not acting on message file %s yet: %s", posting.handle, _printable(reason))
-
-    def _check(
-        self, posting: Posting, accept: Callable[[Routing], str | None] | None, refused: list[Refusal]
-    ) -> Delivery | None:
-        """The verified delivery of a posting, or None: each check returns None (passed) or why not."""
-        if posting.handle in self._rejected:
-            return None
-        routing = posting.routing
-        if routing is None:
-            return self._skip(
-                posting, f"unreadable routing metadata: {posting.unreadable}" if posting.unreadable else NO_ROUTING
-            )
-        reason = _malformed(routing)
-        if reason is None and routing.message_id in self.ledger:
-            return None  # handled before
-        reason = reason or _misaddressed(routing, self.app, self.email) or _forged(posting, routing)
-        reason = reason or _stranger(routing, self.peers)
-        if reason:
-            return self._skip(posting, reason)
-        reason = accept(routing) if accept is not None else None
-        if reason:
-            self._note(posting, reason)
-            return None
-        reason = _expired(routing.created_at, routing.ttl)
-        if reason:
-            return self._drop(posting, routing.message_id, reason)
-        limit = None if self.max_payload is None else body_limit(self.max_payload)
-        reason = _oversize(posting.size, limit, self.max_payload)
-        if reason:
-            if self._reject(posting, reason):
-                refused.append(Refusal(routing, reason))
-            return None
-        if self.sealer is not None and posting.inline is None and posting.size > IN_MEMORY_BODY:
-            return self._check_streamed(posting, routing, limit)
-        read = self._read(posting, limit)
-        if read is None:
-            return None
-        envelope, body, offset = read
-        reason = _disagreement(envelope, routing)
-        if reason:
-            body.close()
-            return self._skip(posting, reason)
-        reason = _expired(envelope.created_at, envelope.ttl)
-        if reason:
-            body.close()
-            return self._drop(posting, envelope.message_id, reason)
-        return self._unseal(Delivery(envelope, posting, body, offset), routing)
-
-    def _skip(self, posting: Posting, reason: str) -> Delivery | None:
-        """Reject a posting for good (one log line); the delivery is none."""
-        self._reject(posting, reason)
-        return None
-
-    def _drop(self, posting: Posting, message_id: str, reason: str) -> Delivery | None:
-        """Reject a posting for good and record its message as handled: it is never looked at again."""
-        self._reject(posting, reason)
-        self.ledger.add(message_id)
-        return None
-
-    def _read(self, posting: Posting, limit: int | None) -> tuple[Envelope, BinaryIO, int] | None:
-        """Download a posting's body (spooled to disk past IN_MEMORY_BODY) and decode its envelope.
-
-        None if it cannot be read now (asked again at the next poll) or is no valid envelope (rejected)."""
-        # a binary file object; typeshed types SpooledTemporaryFile as IO[bytes], not BinaryIO
-        body = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BODY))
-        try:
-            if posting.inline is not None and len(posting.inline) == posting.size:
-                body.write(posting.inline)  # the listing carried it: no download
-            elif posting.size <= IN_MEMORY_BODY:
-                body.write(self.transport.read(posting, max_bytes=limit))
-            else:  # big bodies stream to disk: memory stays bounded whatever the model's size
-                self.transport.read_to(posting, body, max_bytes=limit)
-            envelope, offset = decode_file(body, max_payload=limit, digest_checked_later=self._opens_sealed)
-        except TransportError as exc:
-            body.close()
-            logger.info("could not read message file %s yet (%s); will retry on the next poll", posting.handle, exc)
-            return None
-        except EnvelopeError as exc:
-            body.close()
-            self._reject(posting, f"invalid envelope: {exc}")
-            return None
-        except Exception as exc:  # a hostile body must never break the poll loop
-            body.close()
-            self._reject(posting, f"invalid envelope ({type(exc).__name__})")
-            return None
-        return envelope, body, offset
-
-    def _check_streamed(self, posting: Posting, routing: Routing, limit: int | None) -> Delivery | None:
-        """A big body with encryption on: opened while it downloads (see ``transport.streamed``), no temporary file."""
-        assert self.sealer is not None
-
-        def on_header(envelope: Envelope) -> None:  # the checks _check and _unseal make, before any payload byte
-            if not self._opens_sealed(envelope):
-                raise _Refused(NOT_SEALED)
-            reason = _disagreement(envelope, routing)
-            if reason:
-                raise _Refused(reason)
-            reason = _expired(envelope.created_at, envelope.ttl)
-            if reason:
-                self.ledger.add(envelope.message_id)
-                raise _Refused(reason)
-
-        sink = SealedBodySink(self.sealer, routing, on_header=on_header, max_payload=limit, layout_of=self._layout_of)
-        try:
-            # read_to only calls out.write(); the sink decrypts what it is given instead of storing it
-            self.transport.read_to(posting, sink, max_bytes=limit)  # type: ignore[arg-type]
-            envelope, plain, size = sink.finish()
-        except BaseException as exc:
-            sink.abort()
-            if isinstance(exc, TransportError):
-                logger.info("could not read message file %s yet (%s); will retry on the next poll", posting.handle, exc)
-            elif isinstance(exc, MissingPeerKey):
-                self._note(posting, str(exc))
-            elif isinstance(exc, _Refused):
-                self._reject(posting, str(exc))
-            elif isinstance(exc, EnvelopeError):
-                self._reject(posting, f"invalid envelope: {exc}")
-            elif isinstance(exc, CryptoError):
-                self._reject(posting, f"rejected: {exc}")
-            elif isinstance(exc, Exception):  # a hostile body must never break the poll loop
-                self._reject(posting, f"rejected: could not be opened ({type(exc).__name__})")
-            else:
-                raise
-            return None
-        if self.max_payload is not None and size > self.max_payload:
-            plain.close()
-            self._reject(posting, f"rejected: {size} bytes is over the message limit of {self.max_payload} bytes")
-            return None
-        return Delivery(replace(envelope, codecs=envelope.codecs[1:], size=size), posting, as_binary(plain), 0)
-
-    def _layout_of(self, envelope: Envelope) -> PlainLayout | None:
-        """The layout of a sealed payload's plaintext, from the codec under the seal (None if unknown)."""
-        inner = envelope.codecs[1:]
-        return self.plain_layouts.get(inner[0]) if len(inner) == 1 else None
-
-    def _opens_sealed(self, envelope: Envelope) -> bool:
-        """True if ``_unseal`` will decrypt this payload, checking its SHA-256 in that same pass."""
-        return self.sealer is not None and bool(envelope.codecs) and envelope.codecs[0] == CODEC_SEAL
-
-    def _unseal(self, delivery: Delivery, routing: Routing) -> Delivery | None:
-        """Decrypt and verify a sealed payload; fail closed on plaintext when encryption is on."""
-        env, posting = delivery.envelope, delivery.posting
-        sealed = bool(env.codecs) and env.codecs[0] == CODEC_SEAL
-        if self.sealer is None:
-            if sealed:
-                delivery.close()
-                self._reject(
-                    posting,
-                    "encrypted, but encryption is switched off here "
-                    "(unset SYFT_FLWR_ENCRYPTION_ENABLED=false to read it)",
-                )
-                return None
-            return delivery
-        if not sealed:
-            delivery.close()
-            self._reject(posting, NOT_SEALED)
-            return None
-        try:
-            plain, size = self.sealer.open(
-                routing,
-                delivery.open_payload(),
-                env.size,
-                payload_sha256=env.sha256 or None,
-                layout=self._layout_of(env),
-            )
-        except MissingPeerKey as exc:
-            delivery.close()
-            self._note(posting, str(exc))
-            return None
-        except CryptoError as exc:
-            delivery.close()
-            self._reject(posting, f"rejected: {exc}")
-            return None
-        except Exception as exc:  # noqa: BLE001 - a hostile payload must never break the poll loop
-            delivery.close()
-            self._reject(posting, f"rejected: could not be opened ({type(exc).__name__})")
-            return None
-        delivery.close()
-        if self.max_payload is not None and size > self.max_payload:
-            plain.close()
-            self._reject(posting, f"rejected: {size} bytes is over the message limit of {self.max_payload} bytes")
-            return None
-        return Delivery(replace(env, codecs=env.codecs[1:], size=size), posting, plain, 0)
-
-
-# -- checks: each returns None when the posting passes, else the reason it is skipped ---------------
-
-NO_ROUTING = "no valid routing metadata; a foreign or damaged file, left untouched"
-NOT_SEALED = (
-    "not encrypted, but encryption is on: refused (fail closed). A peer with "
-    "SYFT_FLWR_ENCRYPTION_ENABLED=false must switch it back on"
-)
-MALFORMED = (
-    "its message id or sender is malformed (ids are 1-64 letters, digits or . _ @ + -); "
-    "a foreign or forged file, left untouched"
-)
-# Routing fields the header must repeat exactly as listed (created_at and ttl are checked by expiry).
-AGREEING_FIELDS = tuple(name for name in Routing.field_names() if name not in ("created_at", "ttl"))
-
-
-def _malformed(routing: Routing) -> str | None:
-    ids = valid_message_id(routing.message_id) and (routing.reply_to == "" or valid_message_id(routing.reply_to))
-    return None if ids and valid_email(routing.sender) else MALFORMED
-
-
-def _misaddressed(routing: Routing, app: str, email: str) -> str | None:
-    if routing.app == app and canonical_email(routing.recipient) == canonical_email(email):
-        return None
-    return f"addressed to {routing.recipient!r} of app {routing.app!r}, not to me"
-
-
-def _forged(posting: Posting, routing: Routing) -> str | None:
-    if canonical_email(posting.owner) == canonical_email(routing.sender):
-        return None
-    return f"claims to be from {routing.sender!r} but the storage says {posting.owner!r} wrote it (forged sender)"
-
-
-def _stranger(routing: Routing, peers: frozenset[str]) -> str | None:
-    if canonical_email(routing.sender) in peers:
-        return None
-    return f"sender {routing.sender!r} is not a peer of this app (unknown sender)"
-
-
-def _expired(created_at: float, ttl: float) -> str | None:
-    return f"expired (ttl {ttl:.0f}s); dropped" if time.time() > created_at + ttl else None
-
-
-def _oversize(size: int, limit: int | None, max_payload: int | None) -> str | None:
-    if limit is None or size <= limit:
-        return None
-    return (
-        f"{size} bytes is over the message limit of {max_payload} bytes "
-        "(SYFT_FLWR_MAX_MESSAGE_MB); refused without downloading it"
-    )
-
-
-def _disagreement(envelope: Envelope, routing: Routing) -> str | None:
-    bad = [name for name in envelope.routing().disagreement(routing) if name in AGREEING_FIELDS]
-    return f"envelope header disagrees with its metadata on {', '.join(bad)}" if bad else None
-
-
-class _Refused(Exception):
-    """A streamed body's header shows the message must not be acted on (the text says why)."""
+def _ignore_bundle(transport: Transport, handle: str) -> None:
+    """A bundle with no part for me is left out of my listings, where the transport stores bundles."""
+    if isinstance(transport, BundleStore):
+        transport.ignore_bundle(handle)

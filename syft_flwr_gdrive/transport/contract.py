@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import io
 import threading
+from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -26,6 +27,7 @@ from syft_flwr_gdrive.base.segments import SeekableReader
 
 __all__ = [
     "Announcement",
+    "AnnouncementSigner",
     "BlobNotStored",
     "BlobRefused",
     "Check",
@@ -62,6 +64,12 @@ class Announcement:
     owner: str
     run_id: int | None
     keys: dict[str, str] | None = None  # the owner's published public keys, if any
+    signature: str = ""  # its writer's signature over it, where the transport stores one (signed_announcements)
+
+
+# (run id, public keys) -> the text a transport stores beside them as the announcer's signature (see
+# Transport.signed_announcements); the mailbox makes it, the transport only stores and reports it.
+AnnouncementSigner = Callable[[int | None, "dict[str, str] | None"], str]
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,11 @@ class Transport(abc.ABC):
     # True if put_blob/get_blob/list_my_blobs are implemented: a big array then goes once to every peer as a
     # shared blob. A transport that leaves them to the defaults says False, and senders put arrays inline.
     shares_blobs: ClassVar[bool] = False
+    # True if the storage's word on who wrote an announcement is weak (a shared directory says only which folder
+    # it is in): such a transport stores its writer's signature with each announcement (the signer comes from
+    # the mailbox through :meth:`sign_announcements`) and reports it in ``Announcement.signature``; with
+    # encryption on, the mailbox acts on a peer's announcement only if its pinned key signed it.
+    signed_announcements: ClassVar[bool] = False
 
     # -- construction -------------------------------------------------------------------
 
@@ -180,6 +193,10 @@ class Transport(abc.ABC):
         """Create whatever storage ``app`` needs so ``peers`` can read what I send them (default: nothing)."""
         self._count("prepare")
 
+    def sign_announcements(self, app: str, signer: AnnouncementSigner) -> None:  # noqa: B027 - optional hook
+        """Store ``signer(run_id, keys)`` with each announcement of ``app`` from now on (only a transport with
+        ``signed_announcements`` keeps it; the default has nowhere to put a signature)."""
+
     def read(self, posting: Posting, *, max_bytes: int | None = None) -> bytes:
         """Return a posting's whole body (through :meth:`read_to`)."""
         out = io.BytesIO()
@@ -219,11 +236,6 @@ class Transport(abc.ABC):
     def list_my_blobs(self, app: str) -> list[str]:
         """Locators of the blobs of ``app`` I own (to remove leftovers)."""
         return []
-
-    def still_stored(self, app: str, handle: str) -> bool:
-        """Is a peer's posting (a request, a bundle) still stored? A receiver waiting for the blob parts it
-        names asks now and then, and stops once its sender withdrew it. True when it cannot tell (the default)."""
-        return True
 
     def call_counts(self) -> dict[str, int]:
         """Storage calls made so far, by method, for reports and benchmarks."""

@@ -183,10 +183,6 @@ class MemoryTransport(Transport):
         out.write(found[1])
         return size
 
-    def still_stored(self, app: str, handle: str) -> bool:
-        with self.hub.lock:
-            return handle in self.hub.files
-
     def delete(self, handles: Sequence[str]) -> None:
         self._count("delete")
         with self.hub.lock:

@@ -26,8 +26,8 @@ import pytest
 from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.localrun.federation import LocalFederation
-from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
+from tests.helpers.fake_service import drive_api_for
 
 CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "compat"
 SERVER = "ds@example.com"
@@ -104,7 +104,7 @@ def run_app(
             finished = fed.wait(timeout)
         leftovers = {}
         for email in (SERVER, *CLIENTS):
-            transport = DriveTransport(DriveApi.for_fake(url, email), email)
+            transport = DriveTransport(drive_api_for(url, email), email)
             count = len(transport.my_postings()) + len(transport.list_my_blobs(f"flwr/{name.replace('_', '-')}"))
             if count:
                 leftovers[email] = count
@@ -375,7 +375,7 @@ def test_a_datasite_whose_key_changed_is_left_out_and_the_run_goes_on(legacy, tm
             assert fed.wait(120, keys=["server", "client0"])
             bob_alive = fed.client(1).alive()  # no trusted key: nothing can be sealed for him, not even a stop
         left = {
-            email: len(DriveTransport(DriveApi.for_fake(drive.url, email), email).my_postings())
+            email: len(DriveTransport(drive_api_for(drive.url, email), email).my_postings())
             for email in (SERVER, *CLIENTS)
         }
     assert left == {SERVER: 0, CLIENTS[0]: 0, CLIENTS[1]: 0}

@@ -47,7 +47,7 @@ def box(hub, email, peers, identity=None, pins=None):
 def pair(request, monkeypatch):
     """Two mailboxes; "streamed" opens every body while it is read (the path of bodies over 8 MiB)."""
     if request.param == "streamed":
-        monkeypatch.setattr("syft_flwr_gdrive.mailbox.mailbox.IN_MEMORY_BODY", 1024)
+        monkeypatch.setattr("syft_flwr_gdrive.mailbox.messages.IN_MEMORY_BODY", 1024)
     hub = MemoryHub()
     ds, do = box(hub, DS, [DO]), box(hub, DO, [DS])
     ds.poll()  # learn the peer's keys from the listing

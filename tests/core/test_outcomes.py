@@ -106,7 +106,7 @@ def test_clients_see_the_servers_run_config_not_their_own(tmp_path):
         tmp_path,
         [client_app(seen) for _ in CLIENTS],
         run_config={"step": 0.5, "name": "x"},
-        default_run_config={"step": 9.0},
+        default_run_config={"step": 9.0, "name": "mine"},  # the keys it declares: the server's values win
     )
     assert outcome.completed and outcome.error is None
     assert len(seen) == 6 and all(cfg == {"step": 0.5, "name": "x"} for cfg in seen)
@@ -186,3 +186,11 @@ def test_a_serverapp_that_raises_is_not_completed_and_says_why(tmp_path):
     outcome = serve(app, context, CLIENTS, "t", settings=settings, transport=MemoryTransport(SERVER, hub))
     assert not outcome.completed and outcome.error == "ValueError: strategy misconfigured"
     assert outcome.context is context and outcome.summary["replies"] == 0
+
+
+def test_a_client_without_a_project_takes_the_servers_run_config_as_sent_and_says_so_once(tmp_path, caplog):
+    seen: list = []
+    outcome, _, _ = federate(tmp_path, [client_app(seen) for _ in CLIENTS], run_config={"step": 0.5, "x": "y"})
+    assert outcome.completed and len(seen) == 6 and all(cfg == {"step": 0.5, "x": "y"} for cfg in seen)
+    said = [r for r in caplog.records if "no project run config is known here" in r.getMessage()]
+    assert len(said) == len(CLIENTS)  # once per client, not once per request

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from syft_flwr_gdrive.base.config import ConfigError
+from syft_flwr_gdrive.flower.userconfig import RunConfigRefused
 from syft_flwr_gdrive.flower.userconfig import check_user_config
+from syft_flwr_gdrive.flower.userconfig import merge_run_config
 from syft_flwr_gdrive.flower.userconfig import parse_user_config
 from syft_flwr_gdrive.flower.userconfig import run_config_of
 from syft_flwr_gdrive.flower.userconfig import run_info
@@ -53,3 +55,35 @@ def test_run_info_round_trip_and_validation():
         run_config_of({"config": {"x": {"nested": 1}}})
     with pytest.raises(ConfigError):
         check_user_config({"k": "v" * 20_000}, what="run config")
+
+
+DECLARED = {"lr": 0.1, "epochs": 1, "name": "a", "on": True}
+
+
+def test_the_servers_run_config_overrides_only_declared_keys_of_their_types():
+    assert merge_run_config(DECLARED, {}) == DECLARED
+    assert merge_run_config(DECLARED, {"lr": 0.5, "name": "b"}) == {**DECLARED, "lr": 0.5, "name": "b"}
+    assert merge_run_config(DECLARED, {"lr": 1})["lr"] == 1  # an int where a float is declared: TOML's "lr=1"
+
+
+@pytest.mark.parametrize(
+    "sent, says",
+    [
+        ({"upload-to": "https://x"}, "sets 'upload-to', which this project does not declare"),
+        ({"lr": "0.5"}, "'lr' (a str where a float is declared)"),
+        ({"epochs": 1.5}, "'epochs' (a float where a int is declared)"),
+        ({"epochs": True}, "'epochs' (a bool where a int is declared)"),
+        ({"on": 1}, "'on' (a int where a bool is declared)"),
+    ],
+)
+def test_an_undeclared_key_or_a_value_of_another_type_is_refused_naming_it_and_the_fix(sent, says):
+    with pytest.raises(RunConfigRefused, match="Fix: ") as refused:
+        merge_run_config(DECLARED, sent)
+    assert says in str(refused.value)
+    peer_text = refused.value.for_peer
+    assert next(iter(sent)) in peer_text and "0.1" not in peer_text  # the key, never a local value
+
+
+def test_a_malformed_run_config_is_refused_too():
+    with pytest.raises(RunConfigRefused):
+        run_config_of({"config": {"x": {"nested": 1}}})

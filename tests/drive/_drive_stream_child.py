@@ -14,6 +14,9 @@ import random
 import sys
 import tracemalloc
 
+from google.oauth2.credentials import Credentials
+
+from syft_flwr_gdrive.fake import fake_token_for
 from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.retry import RetryPolicy
 
@@ -61,7 +64,7 @@ class HashSink:
 def main() -> None:
     base_url, email, size, chunk = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     policy = RetryPolicy(max_attempts=15, initial_wait=0.001, max_wait=0.01, max_retry_after=0.01)
-    api = DriveApi.for_fake(base_url, email, chunk_size=chunk, retry=policy)
+    api = DriveApi(Credentials(token=fake_token_for(email)), base_url=base_url, chunk_size=chunk, retry=policy)
     folder = api.create_folder("big")
     source = PatternStream(size, seed=20240501)
     tracemalloc.start()

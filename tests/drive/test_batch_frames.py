@@ -15,8 +15,8 @@ import weakref
 import pytest
 
 from syft_flwr_gdrive.fake import FakeDriveServer
-from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.errors import DriveNotFound
+from tests.helpers.fake_service import drive_api_for
 
 DS = "ds@x.com"
 
@@ -52,7 +52,7 @@ def _caller_frame_outlives_the_call(call) -> bool:
     [("get_many", {"fields": "id"}), ("delete_many", {})],  # delete_many: not missing_ok, each part a 404 error
 )
 def test_batch_answers_hold_no_frames(drive, method, kwargs):
-    api = DriveApi.for_fake(drive.url, DS)
+    api = drive_api_for(drive.url, DS)
     missing = api.generate_ids(2)
     gc.collect()
     gc.disable()

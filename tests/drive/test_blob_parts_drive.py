@@ -28,8 +28,8 @@ from syft_flwr_gdrive.flower.shared_blobs import BlobPlacer
 from syft_flwr_gdrive.mailbox.ledger import Ledger
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.contract import BlobRefused
-from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
+from tests.helpers.fake_service import drive_api_for
 
 APP = "flwr/parts"
 DS, DO = "ds@x.com", "do@x.com"
@@ -42,7 +42,7 @@ def identity():
 
 
 def _mailbox(drive: FakeDriveServer, me: str, peer: str) -> Mailbox:
-    transport = DriveTransport(DriveApi.for_fake(drive.url, me, chunk_size=4 * 1024 * 1024), me)
+    transport = DriveTransport(drive_api_for(drive.url, me, chunk_size=4 * 1024 * 1024), me)
     box = Mailbox(transport, APP, [peer], Ledger(None))
     box.prepare()
     return box

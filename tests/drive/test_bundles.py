@@ -17,10 +17,10 @@ from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.mailbox.ledger import Ledger
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.drive import layout
-from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.discovery import REDISCOVER_EVERY
 from syft_flwr_gdrive.transport.drive.errors import DriveError
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
+from tests.helpers.fake_service import drive_api_for
 from tests.helpers.keys import sealers
 from tests.helpers.routings import request_routing
 
@@ -36,7 +36,7 @@ def drive():
 
 
 def transport(drive, email):
-    return DriveTransport(DriveApi.for_fake(drive.url, email), email)
+    return DriveTransport(drive_api_for(drive.url, email), email)
 
 
 def federation(drive, app, *, encrypted=True, client_peers=(DS,)):

@@ -14,6 +14,7 @@ from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.errors import DriveNotFound
 from syft_flwr_gdrive.transport.drive.errors import DrivePermissionDenied
 from syft_flwr_gdrive.transport.drive.retry import RetryPolicy
+from tests.helpers.fake_service import drive_api_for
 
 ALICE = "alice@example.com"
 KIB = 1024
@@ -140,13 +141,13 @@ def run_operations(api: DriveApi, n_ops: int = 200, seed: int = 99) -> dict[str,
 @pytest.mark.slow  # 200 operations with retries
 def test_200_operations_under_faults_match_a_clean_run():
     with FakeDriveServer() as clean:
-        clean_api = DriveApi.for_fake(clean.url, ALICE, retry=POLICY, chunk_size=256 * KIB)
+        clean_api = drive_api_for(clean.url, ALICE, retry=POLICY, chunk_size=256 * KIB)
         clean_state = run_operations(clean_api)
         assert clean_api.calls.retries == 0
     assert len(clean_state) > 20
 
     with FakeDriveServer(faults=FaultConfig(**CHAOS)) as faulty:
-        api = DriveApi.for_fake(faulty.url, ALICE, retry=POLICY, chunk_size=256 * KIB)
+        api = drive_api_for(faulty.url, ALICE, retry=POLICY, chunk_size=256 * KIB)
         faulty_state = run_operations(api)
         injected = faulty.stats()["faults"]
         wire = sum(faulty.stats()["requests"].values())
@@ -165,8 +166,8 @@ def test_non_transient_errors_are_raised_at_once_even_under_faults():
     # Faults on every route except the ones under test: the 404 / 403 answers come back first try.
     faults = FaultConfig(**{**CHAOS, "routes": ["files.list", "files.create", "upload.create"]})
     with FakeDriveServer(faults=faults) as srv:
-        alice = DriveApi.for_fake(srv.url, ALICE, retry=POLICY)
-        bob = DriveApi.for_fake(srv.url, "bob@example.com", retry=POLICY)
+        alice = drive_api_for(srv.url, ALICE, retry=POLICY)
+        bob = drive_api_for(srv.url, "bob@example.com", retry=POLICY)
         folder = alice.create_folder("f", file_id=alice.generate_ids(1)[0])
         srv.faults.routes = ["files.list"]
         alice.share(folder["id"], "bob@example.com", role="writer")

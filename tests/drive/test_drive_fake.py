@@ -26,6 +26,7 @@ from syft_flwr_gdrive.transport.drive.errors import DrivePermissionDenied
 from syft_flwr_gdrive.transport.drive.errors import DriveRateLimited
 from syft_flwr_gdrive.transport.drive.errors import DriveUnavailable
 from syft_flwr_gdrive.transport.drive.retry import RetryPolicy
+from tests.helpers.fake_service import drive_api_for
 
 POLICY = RetryPolicy(max_attempts=15, max_total=60, initial_wait=0.001, max_wait=0.01, max_retry_after=0.01)
 KIB, MIB = 1024, 1024 * 1024
@@ -40,7 +41,7 @@ def srv():
 
 def api_for(server: FakeDriveServer, email: str, **kw) -> DriveApi:
     kw.setdefault("retry", POLICY)
-    return DriveApi.for_fake(server.url, email, **kw)
+    return drive_api_for(server.url, email, **kw)
 
 
 def names(files: list[dict]) -> list[str]:
@@ -110,16 +111,19 @@ def test_two_users_sharing_ownership_and_all_methods(srv):
         bob.delete(reply["id"])
 
 
-def test_fake_token_matches_the_fake_servers_encoding():
-    from syft_flwr_gdrive.fake import fake_token_for
+def test_odd_addresses_reach_their_own_account(srv):
+    """By the fake's ``fake:`` tokens (tests) and by the token endpoint (participants), quotes, backslashes,
+    ``+`` and ``#`` are part of the address: ``#`` separates the app id in a ``fake:`` token, so it is escaped."""
+    from syft_flwr_gdrive.transport.drive.auth import fake_drive_credentials
 
     for email in ("alice@example.com", "O'Neil\\x@Example.com", "a+b@x.org", "a#b@x.org"):
-        assert DriveApi.for_fake("http://127.0.0.1:1/", email).credentials.token == fake_token_for(email)
+        assert drive_api_for(srv.url, email).about_me() == email.lower()
+        assert DriveApi(fake_drive_credentials(srv.url, email), base_url=srv.url).about_me() == email.lower()
 
 
 def test_an_address_with_a_hash_is_one_account_not_an_app_id(srv):
-    """``#`` separates the fake's app id in a token: for_fake takes the fake's own encoding, so it is escaped."""
-    assert DriveApi.for_fake(srv.url, "a#b@example.com").about_me() == "a#b@example.com"
+    """``#`` separates the fake's app id in a token: the helper takes the fake's own encoding, so it is escaped."""
+    assert drive_api_for(srv.url, "a#b@example.com").about_me() == "a#b@example.com"
 
 
 def test_socket_timeout_is_transient_then_unavailable(srv):

@@ -15,10 +15,10 @@ from syft_flwr_gdrive.mailbox.ledger import Ledger
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.drive import layout
-from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.errors import DriveError
 from syft_flwr_gdrive.transport.drive.retry import deadline
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
+from tests.helpers.fake_service import drive_api_for
 from tests.helpers.routings import request_routing
 
 DS, DO, MALLORY = "ds@x.com", "do@x.com", "mallory@x.com"
@@ -32,7 +32,7 @@ def drive():
 
 
 def transport(drive, email, state_dir=None):
-    return DriveTransport(DriveApi.for_fake(drive.url, email), email, state_dir=state_dir)
+    return DriveTransport(drive_api_for(drive.url, email), email, state_dir=state_dir)
 
 
 def request(run: int, mid: str, sender: str = DS, recipient: str = DO) -> Routing:
@@ -69,7 +69,7 @@ def test_a_foreign_file_in_a_peers_outbox_is_reported_with_drives_owner_not_the_
     do.prepare(APP, [DS])
     folder = ds.folders.outboxes[(APP, DO)]
     ds.api.share(folder, MALLORY, role="writer")  # a misconfiguration on the peer's side
-    mallory = DriveApi.for_fake(drive.url, MALLORY)
+    mallory = drive_api_for(drive.url, MALLORY)
     forged = request(1, "forged")
     mallory.upload_bytes("request-1-forged.sfgd", b"x", parent_id=folder, properties=layout.message_properties(forged))
     listing = poll_until(
@@ -185,7 +185,7 @@ def test_each_drive_call_retries_only_until_its_callers_deadline(drive):
     """Row 12: a throttled call gives up at the caller's deadline, not after 300 s."""
     drive.faults.error_rate = 1.0
     drive.faults.error_kinds = ["429"]
-    api = DriveApi.for_fake(drive.url, DS)
+    api = drive_api_for(drive.url, DS)
     started = time.monotonic()
     with deadline(2.0), pytest.raises(DriveError):
         api.about_me()

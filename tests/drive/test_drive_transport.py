@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import hashlib
 import io
 import os
+import time
 
 import pytest
 
@@ -17,6 +16,7 @@ from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import TransportError
 from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
+from tests.helpers.fake_service import drive_api_for
 from tests.helpers.routings import request_routing
 
 APP = "flwr/t"
@@ -30,7 +30,7 @@ def drive():
 
 
 def transport(drive, email):
-    return DriveTransport(DriveApi.for_fake(drive.url, email, chunk_size=4 * 1024 * 1024), email)
+    return DriveTransport(drive_api_for(drive.url, email, chunk_size=4 * 1024 * 1024), email)
 
 
 def test_large_message_streams_through_disk_and_arrives_intact(drive, tmp_path):

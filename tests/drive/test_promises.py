@@ -19,10 +19,10 @@ from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.mailbox.ledger import Ledger
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.drive import layout
-from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.errors import DriveNotFound
 from syft_flwr_gdrive.transport.drive.listing import SWEEP_MIN_GAP
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
+from tests.helpers.fake_service import drive_api_for
 from tests.helpers.routings import request_routing
 
 DS, DO, MALLORY = "ds@x.com", "do@x.com", "mallory@x.com"
@@ -37,7 +37,7 @@ def drive():
 
 
 def transport(drive, email, state_dir=None) -> DriveTransport:
-    return DriveTransport(DriveApi.for_fake(drive.url, email), email, state_dir=state_dir)
+    return DriveTransport(drive_api_for(drive.url, email), email, state_dir=state_dir)
 
 
 def request(mid: str, sender: str = DS) -> Routing:
@@ -139,7 +139,7 @@ def test_a_promise_pointing_at_a_file_someone_else_owns_is_refused(drive, caplog
     ds, do = pair(drive)
     folder = ds.folders.outboxes[(APP, DO)]
     ds.api.share(folder, MALLORY, role="writer")
-    mallory = DriveApi.for_fake(drive.url, MALLORY)
+    mallory = drive_api_for(drive.url, MALLORY)
     first = ds.send(request("m1"), b"one")
     listed_until(do, "m1")
     promised = layout.promised_id(drive.store.files[first].properties)
@@ -235,7 +235,7 @@ def test_get_many_answers_each_id_in_one_request_and_paces_each_part_as_a_get(dr
         def acquire(self, units: float, *, timeout: float = 300.0) -> None:
             self.units.append(units)
 
-    api = DriveApi.for_fake(drive.url, DS, limiter=Recorder())
+    api = drive_api_for(drive.url, DS, limiter=Recorder())
     missing = api.generate_ids(1)[0]
     before = api.calls.total
     answers = api.get_many([handle, missing], fields="id,name")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 from tests.helpers.e2e import CLI
 from tests.helpers.e2e import CLIENTS
@@ -17,6 +16,7 @@ from tests.helpers.e2e import MESSAGE_APP
 from tests.helpers.e2e import SERVER
 from tests.helpers.e2e import env_for
 from tests.helpers.e2e import settle
+from tests.helpers.fake_service import drive_api_for
 from tests.helpers.routings import request_routing
 
 
@@ -170,7 +170,7 @@ def test_doctor(tmp_path: Path, drive):
 
 
 def test_clean_removes_a_crashed_servers_files(tmp_path: Path, drive):
-    t = DriveTransport(DriveApi.for_fake(drive.url, SERVER), SERVER)
+    t = DriveTransport(drive_api_for(drive.url, SERVER), SERVER)
     for i in range(3):
         t.send(request_routing(1, f"m{i}", sender=SERVER, recipient=CLIENTS[i], app="flwr/x", ttl=60), b"body")
     settle(drive)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from syft_flwr_gdrive.fake import fields
-from syft_flwr_gdrive.fake.errors import ApiError
+from syft_flwr_gdrive.fake.exceptions import ApiError
 
 DOC = {
     "kind": "drive#fileList",

@@ -25,7 +25,7 @@ from syft_flwr_gdrive.fake.links import DOWN
 from syft_flwr_gdrive.fake.links import UP
 from syft_flwr_gdrive.fake.links import Links
 from syft_flwr_gdrive.fake.links import slice_bytes
-from syft_flwr_gdrive.transport.drive.api import DriveApi
+from tests.helpers.fake_service import drive_api_for
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 MiB = 1 << 20
@@ -65,10 +65,10 @@ def test_limited_upload_takes_at_least_size_over_rate(server, path):
     server.faults.upload_bytes_per_s = RATE
     data = _payload(2 * MiB)
     if path == "multipart":
-        api = DriveApi.for_fake(server.url, ALICE)
+        api = drive_api_for(server.url, ALICE)
         f, took = _timed(api.upload_bytes, "up.bin", data, parent_id=None)
     else:  # 4 chunks of 512 KiB, each PUT paced on its own
-        api = DriveApi.for_fake(server.url, ALICE, chunk_size=512 * 1024)
+        api = drive_api_for(server.url, ALICE, chunk_size=512 * 1024)
         f, took = _timed(api.upload_stream, "up.bin", io.BytesIO(data), len(data), parent_id=None)
     assert took >= len(data) / RATE
     assert server.stats()["links"]["up"][ALICE] >= len(data)
@@ -77,7 +77,7 @@ def test_limited_upload_takes_at_least_size_over_rate(server, path):
 
 @pytest.mark.parametrize("ranged", [False, True])
 def test_limited_download_takes_at_least_size_over_rate(server, ranged):
-    api = DriveApi.for_fake(server.url, ALICE, chunk_size=512 * 1024)
+    api = drive_api_for(server.url, ALICE, chunk_size=512 * 1024)
     data = _payload(2 * MiB)
     fid = api.upload_bytes("down.bin", data, parent_id=None)["id"]
     server.faults.download_bytes_per_s = RATE
@@ -98,7 +98,7 @@ def test_accounts_are_counted_on_their_own_links(server):
     took: dict[str, float] = {}
 
     def upload(email: str) -> None:
-        _, took[email] = _timed(DriveApi.for_fake(server.url, email).upload_bytes, "p.bin", data, parent_id=None)
+        _, took[email] = _timed(drive_api_for(server.url, email).upload_bytes, "p.bin", data, parent_id=None)
 
     threads = [threading.Thread(target=upload, args=(who,)) for who in (ALICE, BOB)]
     for t in threads:
@@ -111,7 +111,7 @@ def test_accounts_are_counted_on_their_own_links(server):
 
 
 def test_a_live_change_applies_to_the_next_request(server):
-    api = DriveApi.for_fake(server.url, ALICE)
+    api = drive_api_for(server.url, ALICE)
     data = _payload(2 * MiB)
     fid = api.upload_bytes("live.bin", data, parent_id=None)["id"]
     status, cfg = _admin(server, "PATCH", {"download_bytes_per_s": RATE})

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from syft_flwr_gdrive.fake import multipart
-from syft_flwr_gdrive.fake.errors import ApiError
+from syft_flwr_gdrive.fake.exceptions import ApiError
 
 
 def trickle(data: bytes, seed: int = 0):

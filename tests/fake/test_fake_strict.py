@@ -82,6 +82,32 @@ def test_new_files_show_up_in_listings_only_after_a_lag(strict):
     assert names(svc, "name = 'n'") == ["n"]
 
 
+def test_owned_files_is_the_truth_while_listings_lag_and_says_when_they_settle(strict):
+    """``owned_files`` (for tests that ask what exists) is current inside the lag window, where a listing
+    shows a deleted file now and then and a new one only sometimes; ``listings_settle_in`` says how long
+    until listings agree with it."""
+    strict.faults.list_lag = 0.5
+    svc = drive_service(strict.url, ALICE)
+    assert strict.listings_settle_in() == 0.0 and strict.owned_files(ALICE) == []
+    gone = svc.files().create(body={"name": "gone"}, fields="id").execute()["id"]
+    folder = svc.files().create(body={"name": "box", "mimeType": FOLDER}, fields="id").execute()["id"]
+    time.sleep(0.6)
+    svc.files().delete(fileId=gone).execute()
+    new = svc.files().create(body={"name": "new", "parents": [folder]}, fields="id").execute()["id"]
+    requests = strict.stats()["by_user"]
+    listed = _listings_across(0.3, lambda: names(svc, f"'{ALICE}' in owners and mimeType != '{FOLDER}'"))
+    assert ["gone"] in [[n for n in seen if n == "gone"] for seen in listed]  # the listing lags...
+    assert [f["name"] for f in strict.owned_files(ALICE)] == ["new"]  # ...the truth does not
+    assert [f["id"] for f in strict.owned_files(ALICE, folders=True)] == [folder, new]
+    assert strict.owned_files(ALICE)[0]["ownedByMe"] is True and strict.owned_files(BOB) == []
+    assert strict.stats()["by_user"][ALICE] == requests[ALICE] + len(listed)  # owned_files made no request
+    left = strict.listings_settle_in()
+    assert 0.0 < left <= 0.5
+    time.sleep(left + 0.01)  # listing times are in milliseconds
+    assert strict.listings_settle_in() == 0.0
+    assert names(svc, f"'{ALICE}' in owners and mimeType != '{FOLDER}'") == ["new"]
+
+
 def test_sustained_writes_are_throttled_per_account_and_counted(strict):
     strict.faults.write_burst = 3
     strict.faults.write_rate = 1.0

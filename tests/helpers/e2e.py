@@ -10,8 +10,8 @@ from pathlib import Path
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.localrun.federation import LocalFederation
-from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
+from tests.helpers.fake_service import drive_api_for
 
 REPO = Path(__file__).resolve().parents[2]
 MESSAGE_APP = REPO / "fixtures" / "message_app"
@@ -50,7 +50,7 @@ def record_calls(test: str, fed: LocalFederation, rounds: int) -> None:
 
 
 def transport_for(drive: FakeDriveServer, email: str) -> DriveTransport:
-    return DriveTransport(DriveApi.for_fake(drive.url, email), email)
+    return DriveTransport(drive_api_for(drive.url, email), email)
 
 
 def leftover_message_files(drive: FakeDriveServer) -> dict[str, int]:

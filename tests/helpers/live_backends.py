@@ -30,6 +30,7 @@ from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.errors import DriveError
 from syft_flwr_gdrive.transport.drive.retry import RetryPolicy
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
+from tests.helpers.fake_service import drive_api_for
 
 ENV = {who: (f"SYFT_FLWR_LIVE_{who}_TOKEN", f"SYFT_FLWR_LIVE_{who}_EMAIL") for who in "ABC"}
 FAKE_ACCOUNTS = {"A": "a.live@gmail.com", "B": "b.live@example.com", "C": "c.live@workspace.example"}
@@ -109,7 +110,7 @@ def fake_backend(profile: str) -> Iterator[Backend]:
         backend = Backend(
             f"fake-{profile}",
             emails,
-            lambda who: DriveApi.for_fake(server.url, emails[who], retry=quick),
+            lambda who: drive_api_for(server.url, emails[who], retry=quick),
             lag=server.faults.list_lag if server.faults.lag_all or server.faults.list_lag else 0.5,
             strict=profile == "strict",
             server=server,

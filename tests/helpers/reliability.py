@@ -15,16 +15,14 @@ from pathlib import Path
 
 from syft_flwr_gdrive.base.accounts import canonical_email
 from syft_flwr_gdrive.fake import FakeDriveServer
-from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.localrun.federation import LocalFederation
 from syft_flwr_gdrive.localrun.federation import Participant
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.drive import layout
-from syft_flwr_gdrive.transport.drive.api import FOLDER_MIME
 from syft_flwr_gdrive.transport.drive.api import DriveApi
-from syft_flwr_gdrive.transport.drive.api import escape_q
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 from tests.helpers.envelopes import body_for
+from tests.helpers.fake_service import drive_api_for
 from tests.helpers.routings import request_routing
 
 HERE = Path(__file__).resolve().parents[1] / "reliability"
@@ -65,7 +63,7 @@ def make_federation(workdir: Path, drive: FakeDriveServer, project: Path = MESSA
 
 
 def api_for(drive: FakeDriveServer, email: str) -> DriveApi:
-    return DriveApi.for_fake(drive.url, email)
+    return drive_api_for(drive.url, email)
 
 
 def transport_for(drive: FakeDriveServer, email: str) -> DriveTransport:
@@ -90,25 +88,34 @@ def file_props(f: dict) -> dict:
 
 
 def owned_files(drive: FakeDriveServer, email: str) -> list[dict]:
-    """Every non-folder file ``email`` owns on the fake Drive, ours or not, with its metadata."""
-    q = f"'{escape_q(email)}' in owners and mimeType != '{FOLDER_MIME}' and trashed = false"
-    return api_for(drive, email).list_files(q, fields="id,name,size,appProperties,properties")
+    """Every non-folder file ``email`` owns on the fake Drive now, ours or not, with its metadata.
+
+    The fake's ground truth (``FakeDriveServer.owned_files``), not a listing: under the strict profile
+    ``files.list`` may still show a file deleted within the lag or miss one just created, so a test that
+    asserts what exists (or waits for something to exist) must not ask a listing."""
+    return drive.owned_files(email)
 
 
 def leftover_message_files(drive: FakeDriveServer, emails=(SERVER, *CLIENTS)) -> dict[str, int]:
-    """Files (not folders) each participant still owns on Drive: message files, blobs, anything."""
-    saved = drive.faults
-    drive.faults = FaultConfig()  # count on a clean Drive
-    try:
-        left = {}
-        for email in emails:
-            files = owned_files(drive, email)
-            assert len(files) >= len(transport_for(drive, email).my_postings())
-            if files:
-                left[email] = len(files)
-        return left
-    finally:
-        drive.faults = saved
+    """Files (not folders) each participant owns on Drive now: message files, blobs, anything.
+
+    Counted from the fake's ground truth, with the profile left as it is (participants may still run)."""
+    left = {}
+    for email in emails:
+        files = owned_files(drive, email)
+        if files:
+            left[email] = len(files)
+    return left
+
+
+def wait_for_settled_listings(drive: FakeDriveServer, timeout: float | None = None) -> None:
+    """Wait until every ``files.list`` shows the fake's current state (the list lag has passed since the
+    last change): for a test that asks what a participant's listing shows, once nobody writes any more.
+    Fails if Drive keeps changing for ``timeout`` seconds (default: the list lag plus 2 s)."""
+    deadline = time.monotonic() + (drive.faults.list_lag + 2.0 if timeout is None else timeout)
+    while (left := drive.listings_settle_in()) > 0:
+        assert time.monotonic() < deadline, "the fake Drive kept changing: listings never settled"
+        time.sleep(left + 0.01)  # listing times are in milliseconds
 
 
 def wait_for_log(participant: Participant, text: str, timeout: float, count: int = 1) -> None:
@@ -172,9 +179,7 @@ def assert_clean_exit(fed: LocalFederation, rounds: int) -> dict:
 def listed_outboxes(drive: FakeDriveServer, owner: str, app: str, recipient: str) -> list[dict]:
     """``owner``'s outbox folders of ``app`` for ``recipient`` as a listing shows them now, oldest first
     (read as their owner, so it works whatever the profile hides)."""
-    folders = api_for(drive, owner).list_files(
-        layout.outbox_query(app), fields="id,properties", order_by="createdTime"
-    )
+    folders = api_for(drive, owner).list_files(layout.outbox_query(app), fields="id,properties", order_by="createdTime")
     return [f for f in folders if layout.outbox_recipient_matches(f.get("properties"), canonical_email(recipient))]
 
 

@@ -54,9 +54,14 @@ PAYLOAD_FORGED = ("Flower metadata disagrees", "rejected: ", "not encrypted")
 
 
 class RequestCapture:
-    """Downloads every request the server writes (as the server: it may read its own files)."""
+    """Downloads every request the server writes (as the server: it may read its own files).
+
+    Requests are found in the fake's store, then downloaded by id: under the strict profile a listing
+    shows a new file only some of the time for up to a second, and a request can be answered and
+    deleted within that."""
 
     def __init__(self, drive: FakeDriveServer) -> None:
+        self.drive = drive
         self.api = api_for(drive, SERVER)
         self.requests: dict[str, tuple[dict, bytes]] = {}  # file id -> (metadata, body)
         self._stop = threading.Event()
@@ -71,13 +76,8 @@ class RequestCapture:
         self._thread.join(10)
 
     def _run(self) -> None:
-        q = f"'{SERVER}' in owners and mimeType != '{layout.FOLDER_MIME}' and trashed = false"
         while not self._stop.wait(0.03):
-            try:
-                files = self.api.list_files(q, fields="id,appProperties,properties")
-            except Exception:
-                continue
-            for f in files:
+            for f in owned_files(self.drive, SERVER):
                 props = file_props(f)
                 if props.get(layout.P_KIND) == "request" and f["id"] not in self.requests:
                     try:

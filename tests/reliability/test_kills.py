@@ -21,6 +21,7 @@ from tests.helpers.reliability import leftover_message_files
 from tests.helpers.reliability import make_federation
 from tests.helpers.reliability import owned_files
 from tests.helpers.reliability import wait_for_log
+from tests.helpers.reliability import wait_for_settled_listings
 
 ROUNDS = 5
 SEED = int(os.environ.get("RELIABILITY_SEED", "0")) or random.SystemRandom().randrange(1, 10**6)
@@ -89,6 +90,10 @@ def _wait_for_next_posting(drive: FakeDriveServer, email: str, before: set[str],
     With a client held, the server's next phase waits for that client, so from its first new file on it owns
     something until it is killed. If nothing new comes within ``timeout``, it posted that phase before
     ``before`` was taken and is waiting already: then it must own files now.
+
+    Ownership is read from the fake's store, not a listing: under the strict profile a listing may show a
+    file deleted within the lag as "new" or miss the current phase's file in ``before``, and the wait then
+    ended while the server was between phases, owning nothing (seed 654293).
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -136,6 +141,10 @@ def test_server_killed_mid_run_clients_keep_polling_and_clean_removes_everything
             assert client.report()["stopped_by"] == "interrupt"
             log = client.log_text()
             assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
+        # `clean` lists once and deletes what it lists: what it promises is what Drive lists. Every
+        # participant has stopped, so once the list lag has passed since the last write a listing shows
+        # exactly what exists; wait for that instead of hoping the cleaners' start-up outlasts the lag.
+        wait_for_settled_listings(drive)
         left = leftover_message_files(drive)
         cleaners = {email: _clean_as(drive, email, tmp_path / "clean-state") for email in (SERVER, *CLIENTS)}
         try:

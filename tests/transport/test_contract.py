@@ -22,10 +22,10 @@ from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import Transport
 from syft_flwr_gdrive.transport.contract import TransportError
 from syft_flwr_gdrive.transport.directory import DirectoryTransport
-from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 from syft_flwr_gdrive.transport.memory import MemoryHub
 from syft_flwr_gdrive.transport.memory import MemoryTransport
+from tests.helpers.fake_service import drive_api_for
 from tests.helpers.routings import request_routing
 
 Make = Callable[[str], Transport]
@@ -42,7 +42,7 @@ def memory_world(tmp_path: Path) -> Iterator[Make]:
 @contextlib.contextmanager
 def drive_world(tmp_path: Path) -> Iterator[Make]:
     with FakeDriveServer() as drive:
-        yield lambda email: DriveTransport(DriveApi.for_fake(drive.url, email), email, state_dir=tmp_path / email)
+        yield lambda email: DriveTransport(drive_api_for(drive.url, email), email, state_dir=tmp_path / email)
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ import pytest
 
 from syft_flwr_gdrive.mailbox.ledger import Ledger
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
-from syft_flwr_gdrive.mailbox.mailbox import body_limit
+from syft_flwr_gdrive.mailbox.messages import body_limit
 from syft_flwr_gdrive.transport.contract import Listing
 from syft_flwr_gdrive.transport.contract import Posting
 from syft_flwr_gdrive.transport.memory import MemoryHub

@@ -405,15 +405,6 @@ class DriveApi:
         self._pool_lock = threading.Lock()
         self._service = build_drive_service(credentials, base_url=base_url, timeout=timeout, hook=self._on_http_request)
 
-    @classmethod
-    def for_fake(cls, base_url: str, email: str, **kwargs: Any) -> DriveApi:
-        """A DriveApi for the fake server, authenticated as ``email`` by the token the fake itself defines."""
-        from google.oauth2.credentials import Credentials as OAuthCredentials
-
-        from syft_flwr_gdrive.fake.api import fake_token_for
-
-        return cls(OAuthCredentials(token=fake_token_for(email)), base_url=base_url, **kwargs)
-
     escape_q = staticmethod(escape_q)
 
     # ------------------------------------------------------------------ core

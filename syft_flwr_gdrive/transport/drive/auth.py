@@ -41,6 +41,7 @@ __all__ = [
     "CredentialsError",
     "AccountMismatchError",
     "load_credentials",
+    "fake_drive_credentials",
     "in_colab",
     "verify_account",
 ]
@@ -270,6 +271,29 @@ def load_credentials(
     if use_adc:
         return _from_adc(scopes)
     raise CredentialsError(f"No Google credentials are configured. {_LOGIN_FIX}")
+
+
+#: the OAuth client a participant asks a fake Drive's token endpoint for tokens as (the fake calls it the app)
+FAKE_DRIVE_CLIENT_ID = "syft-flwr-gdrive"
+#: the fake checks only that a secret is sent, as Google requires one of installed apps
+FAKE_DRIVE_CLIENT_SECRET = "fake-drive-has-no-secrets"
+
+
+def fake_drive_credentials(url: str, email: str) -> oauth2_credentials.Credentials:
+    """Credentials for ``email`` on the fake Drive at ``url``, built like a real login's.
+
+    A refresh token (the fake trusts the email it names) and the fake's token endpoint
+    (``<url>token``), no access token yet: google-auth refreshes on first use, before a token
+    expires and after a 401, through the same code as against oauth2.googleapis.com.
+    """
+    root = url if url.endswith("/") else url + "/"
+    return oauth2_credentials.Credentials(
+        token=None,
+        refresh_token=email,
+        token_uri=root + "token",
+        client_id=FAKE_DRIVE_CLIENT_ID,
+        client_secret=FAKE_DRIVE_CLIENT_SECRET,
+    )
 
 
 def verify_account(api: DriveApi, expected_email: str) -> str:

@@ -48,14 +48,23 @@ def drive_api(
 ) -> tuple[DriveApi, str]:
     """The one place credentials are chosen: a Drive URL and no credentials mean the fake Drive.
 
-    Returns the API and where its credentials came from (for ``doctor``).
+    Returns the API and where its credentials came from (for ``doctor``). On a fake Drive the
+    credentials are a refresh token for ``email`` and the fake's token endpoint, so access tokens
+    are fetched, expire and are refreshed as they are with Google.
     """
+    from syft_flwr_gdrive.transport.drive.auth import fake_drive_credentials
     from syft_flwr_gdrive.transport.drive.auth import load_credentials
 
     chosen = options.credentials_file
     writes = shared_write_pacer(email, options.writes_per_s)
     if options.url and not chosen:
-        api = DriveApi.for_fake(options.url, email, limiter=limiter, retry=retry, writes=writes)
+        api = DriveApi(
+            fake_drive_credentials(options.url, email),
+            base_url=options.url,
+            limiter=limiter,
+            retry=retry,
+            writes=writes,
+        )
         return api, f"fake Drive at {options.url}: no credentials needed"
     credentials = load_credentials(
         token_file=options.token_file, service_account_file=options.service_account_file, use_adc=not chosen

@@ -109,11 +109,26 @@ class _HTTPSConnection(_WireMixin, httplib2.HTTPSConnectionWithTimeout):
 
 
 class _HookedAuthorizedHttp(google_auth_httplib2.AuthorizedHttp):
-    """AuthorizedHttp whose requests use the counting, no-silent-retry connections."""
+    """AuthorizedHttp whose requests use the counting, no-silent-retry connections.
+
+    Token refreshes (before a call whose token has expired, and after a 401) travel on an
+    ``httplib2.Http`` of their own. httplib2 keeps one connection per host and reuses it whatever
+    connection class a later request asks for; where the token endpoint shares Drive's host
+    (the fake Drive serves both), a shared ``Http`` would let the refresh open the connection the
+    Drive call then reuses, uncounted and with httplib2's silent re-send back on, or let the
+    refresh reuse the counting connection and be counted as a Drive call.
+    """
 
     def __init__(self, credentials: Credentials, http: Any, hook: RequestHook | None) -> None:
         super().__init__(credentials, http=http)
         self._hook = hook
+        refresh_http = build_http()
+        refresh_http.timeout = http.timeout
+        self._request = google_auth_httplib2.Request(refresh_http)  # what AuthorizedHttp refreshes with
+
+    def close(self) -> None:
+        super().close()
+        self._request.http.close()
 
     def request(self, uri: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("connection_type") is None:

@@ -333,17 +333,6 @@ class DriveTransport(Transport):
         except DriveError as exc:
             raise TransportError(f"could not download shared blob {locator}: {exc}") from exc
 
-    def still_stored(self, app: str, handle: str) -> bool:
-        """Is a peer's request or bundle still on Drive (a get by id: consistent)? True when Drive cannot say."""
-        try:
-            with deadline(POLL_RETRY_SECONDS):
-                found = self.api.get(handle, fields="id,trashed")
-        except DriveNotFound:
-            return False
-        except DriveError:
-            return True
-        return not found.get("trashed")
-
     def list_my_blobs(self, app: str) -> list[str]:
         """Blobs of ``app`` I own (left by a crashed run, for instance)."""
         found = [str(f["id"]) for f in self.api.list_files(layout.my_blobs_query(app), fields="id")]

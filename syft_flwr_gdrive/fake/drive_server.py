@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import threading
 
-from .api import Api
-from .api import fake_token_for
+from .dispatch import Api
 from .faults import PROFILES
 from .faults import FaultConfig
 from .faults import FaultEngine
 from .httpd import FakeHTTPServer
+from .oauth import AccessTokens
+from .oauth import fake_token_for
+from .records import now
 from .store import Store
 
 
@@ -47,6 +49,9 @@ class FakeDriveServer:
         profile: ``"default"`` or ``"strict"`` (only what Drive's documentation promises: lag on
             every change, a write limit, hidden owner emails, ... see ``faults.PROFILES``). Its
             settings fill the fields that ``faults`` leaves at their defaults.
+        access_token_ttl: seconds an access token issued by ``POST /token`` lives (Google's hour
+            by default); a call with an expired one answers Drive's 401 and the client refreshes.
+            ``fake:`` tokens never expire.
     """
 
     def __init__(
@@ -59,12 +64,14 @@ class FakeDriveServer:
         body_timeout: float = 10.0,
         idle_timeout: float = 300.0,
         profile: str = "default",
+        access_token_ttl: float = 3600.0,
     ) -> None:
         self.host = host
         self._port = port
         self.data_dir = data_dir
         self.profile = profile
         self._engine = FaultEngine(with_profile(faults, profile))
+        self._access_tokens = AccessTokens(access_token_ttl)
         self.strict_tokens = strict_tokens
         self.body_timeout = body_timeout
         self.idle_timeout = idle_timeout
@@ -80,7 +87,7 @@ class FakeDriveServer:
         if self._httpd is not None:
             return self
         self.store = Store(self.data_dir, faults=self._engine)
-        self.api = Api(self.store, self._engine, self.strict_tokens)
+        self.api = Api(self.store, self._engine, self.strict_tokens, self._access_tokens)
         self.api.tokens.update(self._pending_users)
         for email, _ in set(self._pending_users.values()):
             self.store.ensure_user(email)
@@ -152,6 +159,22 @@ class FakeDriveServer:
         return token
 
     @property
+    def access_token_ttl(self) -> float:
+        """Seconds an access token issued by the token endpoint lives."""
+        return self._access_tokens.ttl
+
+    def revoke_refresh_tokens(self, email: str) -> int:
+        """Revoke ``email``'s refresh token, as when a user removes the app's access in their Google account.
+
+        From now on ``POST /token`` answers ``invalid_grant`` ("Token has been expired or revoked.")
+        for it, and the access tokens it was issued answer 401. Its ``fake:`` tokens keep working
+        (they stand for no grant). Returns how many live access tokens ended."""
+        email = email.strip().lower()
+        if self.store is not None:
+            email = self.store.account(email)
+        return self._access_tokens.revoke(email)
+
+    @property
     def faults(self) -> FaultConfig:
         """The live fault configuration: mutate it (``server.faults.error_rate = 0.2``) or replace it."""
         return self._engine.config
@@ -162,6 +185,27 @@ class FakeDriveServer:
 
     def reset_quota(self) -> None:
         self._engine.reset_quota()
+
+    def owned_files(self, email: str, folders: bool = False) -> list[dict]:
+        """What ``email`` owns on this Drive now (File resources as the owner sees them, oldest first;
+        trashed files and, unless ``folders``, folders left out).
+
+        For tests that ask what *exists*: read from the store, so it is current and consistent whatever the
+        profile, while ``files.list`` lags under ``strict`` (a file changed within ``list_lag`` may be missing,
+        or still listed after its deletion; two listings may disagree). No fault applies, no request counts."""
+        if self.store is None:
+            raise RuntimeError("server is not running")
+        return self.store.owned_by(email, folders)
+
+    def listings_settle_in(self) -> float:
+        """Seconds until every ``files.list`` shows the current state, if nothing changes meanwhile (0.0:
+        it does now): ``faults.list_lag`` after the last change. A test that asks what a participant's
+        listing shows (rather than what exists) waits this out first."""
+        lag = float(self.faults.list_lag)
+        last = self.store.last_change_time() if self.store is not None else None
+        if lag <= 0 or last is None:
+            return 0.0
+        return max(0.0, last + lag - now())
 
     def stats(self) -> dict:
         """Requests by ``"METHOD route"``, by user and by status; injected faults; store size."""

@@ -32,16 +32,32 @@ REASONS: dict[str, tuple[int, str]] = {
 class ApiError(Exception):
     """An error that is answered to the client in Drive's error shape."""
 
-    def __init__(self, status: int, reason: str, message: str, **extra: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        *,
+        item_message: str | None = None,
+        status_name: str | None = None,
+        **extra: str,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
         self.message = message
+        self.item_message = item_message  # errors[0].message when Drive words it apart ("Invalid Credentials")
+        self.status_name = status_name  # the top-level "status" some errors carry ("UNAUTHENTICATED")
         self.extra = extra  # e.g. location / locationType, copied into errors[0]
 
     def body(self) -> dict:
         """The JSON document Drive would send for this error."""
-        return error_body(self.status, self.reason, self.message, **self.extra)
+        body = error_body(self.status, self.reason, self.message, **self.extra)
+        if self.item_message is not None:
+            body["error"]["errors"][0]["message"] = self.item_message
+        if self.status_name is not None:
+            body["error"]["status"] = self.status_name
+        return body
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.body()).encode()

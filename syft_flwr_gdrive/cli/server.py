@@ -1,0 +1,59 @@
+"""``syft-flwr-gdrive server``: run a Flower project's ServerApp as the aggregator (data scientist)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from syft_flwr_gdrive.cli.exits import EXIT_RUN
+from syft_flwr_gdrive.cli.exits import run_errors
+from syft_flwr_gdrive.cli.logging_setup import setup_logging
+from syft_flwr_gdrive.cli.shared_options import DriveUrl
+from syft_flwr_gdrive.cli.shared_options import Email
+from syft_flwr_gdrive.cli.shared_options import ParticipantOptions
+from syft_flwr_gdrive.cli.shared_options import PollInterval
+from syft_flwr_gdrive.cli.shared_options import ProjectDir
+from syft_flwr_gdrive.cli.shared_options import Report
+from syft_flwr_gdrive.cli.shared_options import Verbose
+
+Datasites = Annotated[
+    str | None, typer.Option(help="Comma-separated data owner emails; default: \\[tool.syft_flwr] datasites.")
+]
+RunConfigOverrides = Annotated[
+    str | None,
+    typer.Option(
+        help="Override \\[tool.flwr.app.config] keys, as in `flwr run`: 'num-server-rounds=3 lr=0.1' or a JSON object."
+    ),
+]
+
+
+def server(
+    *,  # keyword-only: the options shared with `client` follow this command's own, as --help lists them
+    datasites: Datasites = None,
+    run_config: RunConfigOverrides = None,
+    project: ProjectDir,
+    report: Report = None,
+    email: Email = None,
+    drive_url: DriveUrl = None,
+    poll_interval: PollInterval = None,
+    verbose: Verbose = False,
+) -> None:
+    """Run the project's ServerApp as the aggregator (data scientist)."""
+    me = ParticipantOptions(
+        project=project, report=report, email=email, drive_url=drive_url, poll_interval=poll_interval, verbose=verbose
+    )
+    setup_logging(me.verbose)
+
+    def go() -> None:
+        from syft_flwr_gdrive.flower.project_server import serve_project
+        from syft_flwr_gdrive.flower.userconfig import parse_user_config
+
+        overrides = parse_user_config(run_config, option="--run-config")
+        sites = [s.strip() for s in datasites.split(",") if s.strip()] if datasites else None
+        outcome = serve_project(me.project, me.settings_overrides(), datasites=sites, run_config=overrides)
+        me.publish(outcome)
+        if not outcome["completed"]:  # the ServerApp raised, or the run could not start
+            raise typer.Exit(EXIT_RUN)
+
+    run_errors(go)

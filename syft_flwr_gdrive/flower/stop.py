@@ -1,0 +1,134 @@
+"""The stop protocol: tell datasites a run is over, collect their acknowledgements, wait (bounded) for them.
+
+A stop signal is an instruction like any other (one push: one bundle for all when bundles are on).
+Each datasite answers with a stop-ack; the server's poll hands those here (``acknowledged``), and
+the stop file is deleted once every datasite it addresses has acknowledged. Whom to stop is the
+caller's choice: any datasite of the run can be addressed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+
+from flwr.app import Message
+from flwr.app import RecordDict
+from flwr.common import ConfigRecord
+from flwr.supercore.constant import SYSTEM_MESSAGE_TYPE
+
+from syft_flwr_gdrive.base.routing import KIND_STOP
+from syft_flwr_gdrive.flower.codec import SERVER_NODE_ID
+from syft_flwr_gdrive.flower.instructions import Instructions
+from syft_flwr_gdrive.flower.poll_schedule import PollSchedule
+from syft_flwr_gdrive.flower.shared_blobs import BlobPlacer
+from syft_flwr_gdrive.mailbox.mailbox import Mailbox
+from syft_flwr_gdrive.mailbox.mailbox import new_message_id
+from syft_flwr_gdrive.mailbox.outgoing import Outgoing
+
+logger = logging.getLogger(__name__)
+
+# The seed writes "SYSTEM"; flwr 1.41 validates message types and spells it "system".
+STOP_MESSAGE_TYPE = SYSTEM_MESSAGE_TYPE
+
+
+class StopProtocol:
+    """Stop signals of one server: sent through the mailbox, acknowledged through the server's poll."""
+
+    def __init__(self, mailbox: Mailbox, placer: BlobPlacer, schedule: PollSchedule, poll: Callable[[], None]) -> None:
+        """``poll`` polls now (the server's one shared poll, which hands stop-acks to ``acknowledged``)."""
+        self.mailbox = mailbox
+        self.placer = placer
+        self.schedule = schedule
+        self.poll = poll
+        # Guards _acks and _handles; notified whenever an acknowledgement arrives.
+        self._cond = threading.Condition()
+        self._acks: set[str] = set()  # datasites that acknowledged
+        self._handles: dict[str, str] = {}  # datasite -> handle of its stop file (a bundle's is shared)
+
+    def stop(
+        self,
+        run_id: int,
+        datasites: Mapping[int, str],
+        *,
+        group_id: str,
+        reason: str,
+        wait: float,
+        run_info: dict[str, Any] | None = None,
+    ) -> set[str]:
+        """Send a stop to each of ``datasites`` (node id -> email) and wait up to ``wait`` seconds for their
+        acknowledgements; returns the datasites that acknowledged. ``run_info`` rides in a stop bundle's
+        shared content as in a request's (a stop in a file of its own carries none)."""
+        self._send(run_id, datasites, group_id=group_id, reason=reason, run_info=run_info)
+        everyone = set(datasites.values())
+        self.schedule.expect()
+        missing = everyone - self._await(everyone, wait)
+        if missing:
+            logger.warning(
+                "no stop acknowledgement from %s; their stop files stay until the next run or `clean`", sorted(missing)
+            )
+        return everyone - missing
+
+    def acknowledged(self, datasite: str) -> str | None:
+        """Note ``datasite``'s acknowledgement; returns the stop file to delete now (None: others still owe theirs)."""
+        with self._cond:
+            self._acks.add(datasite)
+            handle = self._handles.pop(datasite, None)
+            if handle in self._handles.values():
+                handle = None  # a stop bundle: deleted with the last acknowledgement
+            self._cond.notify_all()
+        return handle
+
+    def _send(
+        self,
+        run_id: int,
+        datasites: Mapping[int, str],
+        *,
+        group_id: str,
+        reason: str,
+        run_info: dict[str, Any] | None,
+    ) -> None:
+        content = RecordDict({"config": ConfigRecord({"action": "stop", "reason": reason})})
+        instructions = Instructions(self.placer, run_info)
+        items = [
+            instructions.item(_stop_message(content, node_id, run_id, group_id), email, context=False)
+            for node_id, email in datasites.items()
+        ]
+        errors: dict[int, Exception] = {}  # one line per failed file (a bundle's failure is every part's)
+        for pushed in self.mailbox.push(KIND_STOP, run_id, items, on_stored=self._stored):
+            if pushed.error is not None:
+                errors.setdefault(id(pushed.error), pushed.error)
+        for exc in errors.values():  # keep stopping the others; report once
+            logger.error("could not send a stop signal: %s", exc)
+        if errors:
+            logger.error("%d stop signal(s) not sent; those clients keep polling until stopped by hand", len(errors))
+
+    def _stored(self, handle: str, items: Sequence[Outgoing]) -> None:
+        with self._cond:
+            for item in items:
+                self._handles[item.recipient] = handle
+
+    def _await(self, everyone: set[str], wait: float) -> set[str]:
+        """Poll (forced: acks travel stop -> client poll -> ack -> server poll, each with the storage's
+        listing lag) until every datasite acknowledged or ``wait`` seconds passed; returns who did."""
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            self.poll()
+            with self._cond:
+                if self._acks >= everyone:
+                    break
+                self._cond.wait(min(max(0.01, self.schedule.due_in()), max(0.0, deadline - time.monotonic())))
+        with self._cond:
+            return self._acks & everyone
+
+
+def _stop_message(content: RecordDict, node_id: int, run_id: int, group_id: str) -> Message:
+    msg = Message(content, node_id, STOP_MESSAGE_TYPE, group_id=group_id)
+    msg.metadata.__dict__["_message_id"] = new_message_id()
+    msg.metadata.__dict__["_run_id"] = run_id
+    msg.metadata.__dict__["_src_node_id"] = SERVER_NODE_ID
+    return msg
