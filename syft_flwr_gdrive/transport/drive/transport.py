@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -121,6 +122,8 @@ class DriveTransport(Transport):
         self._peer_blob_folders: set[tuple[str, str, str]] = set()  # (owner, app, folder id) vetted as owner's
         self.aliases = PartAliases(api, self.discovery, self.owners, self._peer_blob_folders, self._discover)
         self._heads_stamped: dict[tuple[str, str], int] = {}  # (app, peer) -> the run I last stamped my heads for
+        self._my_aliases: dict[str, str] = {}  # a part's reserved id Drive refused -> where I stored the part
+        self._alias_lock = threading.Lock()
 
     @property
     def last_poll_lists(self) -> int:
@@ -259,7 +262,9 @@ class DriveTransport(Transport):
             )
             if refused.status == 400:
                 self.writer.forget_pool()
-            self._upload_blob(app, data, None, f"part {locator} of a shared blob", {layout.P_PART_OF: locator})
+            alias = self._upload_blob(app, data, None, f"part {locator} of a shared blob", {layout.P_PART_OF: locator})
+            with self._alias_lock:
+                self._my_aliases[locator] = alias  # deleting the part deletes this file (the id is not mine)
 
     def _upload_blob(
         self, app: str, reader: SeekableReader, file_id: str | None, what: str, extra: dict[str, str] | None = None
@@ -464,8 +469,14 @@ class DriveTransport(Transport):
     def delete(self, handles: Sequence[str]) -> None:
         if not handles:
             return
-        results = self.api.delete_many(list(handles), missing_ok=True)
+        with self._alias_lock:  # a blob part stored at a fresh id: that file, not the one at the reserved id
+            stored_at = {h: self._my_aliases.get(h, h) for h in handles}
+        results = self.api.delete_many(list(stored_at.values()), missing_ok=True)
         self.poller.deleted([h for h, e in results.items() if e is None])
+        with self._alias_lock:
+            for handle, where in stored_at.items():
+                if where != handle and results.get(where) is None:
+                    self._my_aliases.pop(handle, None)
         failed = {h: e for h, e in results.items() if e is not None}
         if failed:
             first = next(iter(failed.values()))
