@@ -19,6 +19,7 @@ from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.drive import layout
 from syft_flwr_gdrive.transport.drive.discovery import REDISCOVER_EVERY
 from syft_flwr_gdrive.transport.drive.errors import DriveError
+from syft_flwr_gdrive.transport.drive.listing import SWEEP_MIN_GAP
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 from tests.helpers.fake_service import drive_api_for
 from tests.helpers.keys import sealers
@@ -89,7 +90,7 @@ def test_a_handled_part_is_not_downloaded_again_and_an_idle_poll_stays_one_call(
     server, clients, _ = federation(drive, "flwr/b-idle")
     a, c = clients[A], clients[C]
     assert a.poll().deliveries == ()  # sees run 1: stamps the id of its next message on its outbox (one write)
-    time.sleep(1.0)  # a sweep is due again
+    time.sleep(SWEEP_MIN_GAP)  # a sweep is due again
     before = a.transport.api.calls.total
     assert a.poll().deliveries == ()
     assert a.transport.api.calls.total - before == 1  # folders read, heads fetched, folders listed: one request

@@ -15,6 +15,7 @@ from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import TransportError
 from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.listing import SWEEP_MIN_GAP
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 from tests.helpers.fake_service import drive_api_for
 from tests.helpers.routings import request_routing
@@ -75,7 +76,7 @@ def test_one_request_per_poll_whatever_is_pending(drive):
     ds.announce_run(app, 1)  # as a server does before it sends (a client waiting for a run looks again each second)
     do.prepare(app, [DS])
     do.poll(app)  # sees run 1: stamps the id of its next message on its outbox (one write)
-    time.sleep(1.0)  # a sweep is due again
+    time.sleep(SWEEP_MIN_GAP)  # a sweep is due again
     before = do.api.calls.total
     do.poll(app)
     idle = do.api.calls.total - before
@@ -84,7 +85,7 @@ def test_one_request_per_poll_whatever_is_pending(drive):
             request_routing(1, f"m{i}", sender=DS, recipient=DO, app=app),
             b"x",
         )
-    time.sleep(1.0)  # the next sweep is due (it lists the 299 files nothing promised this reader yet)
+    time.sleep(SWEEP_MIN_GAP)  # the next sweep is due (it lists the 299 files nothing promised this reader yet)
     before = do.api.calls.total
     listing = do.poll(app)
     assert len(listing.inbound) == 300

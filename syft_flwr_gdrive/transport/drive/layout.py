@@ -361,6 +361,12 @@ def announced_keys(props: Mapping[str, Any] | None) -> dict[str, str] | None:
     return {"kx": str(props[P_KEY_KX]), "ks": str(props[P_KEY_SIGN])}
 
 
+def my_app_files_query(app: str) -> str:
+    """Every file of ``app`` I own that is not a folder (my messages, wherever they lie, and my bundles): what a
+    sweep asks instead of listing each of my outboxes (one query, whatever the number of peers)."""
+    return f"'me' in owners and mimeType != '{FOLDER_MIME}' and {prop_clause(P_APP, app_hash(app))} and trashed = false"
+
+
 def outbox_query(app: str) -> str:
     """My outbox folders of ``app``."""
     return (

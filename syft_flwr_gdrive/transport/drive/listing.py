@@ -1,4 +1,5 @@
-"""Sweeping folders: one ``'<folder>' in parents`` listing per folder, in the poll's batch request, when due.
+"""Sweeping folders: one ``'<folder>' in parents`` listing per peer folder, and one of my own files, in the
+poll's batch request, when due.
 
 Why one folder per query: field reports (rclone's ``drive.go`` and its issues #3114, #4289 and
 #9810; Google's issue tracker 149522397) show a ``q`` that ORs several ``'<id>' in parents``
@@ -8,7 +9,8 @@ stream's file stored at a fresh id, a restarted writer, a file someone planted):
 found by id (promised ids, and the heads their folders stamp, :mod:`.promises`), so a sweep is a
 safety net and comes at most every :data:`SWEEP_MIN_GAP` seconds, less often where it would cost
 more than :data:`SWEEP_UNITS_PER_S` quota units per second (a server with many peers: 100 units a
-folder).
+folder). My own outboxes are not listed one by one: one ``'me' in owners`` search of the app's files
+finds my files in all of them (my own files only: what Drive documents for a property search).
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from typing import Any
 
 from syft_flwr_gdrive.transport.drive import layout
 from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.discovery import Places
 from syft_flwr_gdrive.transport.drive.errors import DriveError
 from syft_flwr_gdrive.transport.drive.ratelimit import units_for
 
-SWEEP_MIN_GAP = 1.0  # seconds: about the strict profile's list lag (a listing cannot show a file sooner)
-# Quota units per second sweeps may use: 60,000 a minute, under a fifth of Drive's 325,000 per user. A server
-# with 50 peers lists 51 folders (5,100 units): a sweep every 5.1 s; with 100 peers every 10.1 s.
-SWEEP_UNITS_PER_S = 1000.0
+SWEEP_MIN_GAP = 2.0  # seconds: twice the strict profile's list lag (a listing cannot show a file much sooner)
+# Quota units per second sweeps may use: 18,000 a minute, under 6% of Drive's 325,000 per user. A client lists
+# 3 (300 units): every 2 s. A server with 10 peers lists 11 (1,100 units): every 3.7 s; with 50 peers 51
+# (5,100 units): every 17 s; with 100 peers every 34 s. Steady state finds nothing in them.
+SWEEP_UNITS_PER_S = 300.0
 
 
 class FolderLister:
@@ -41,13 +45,24 @@ class FolderLister:
         """Seconds between two sweeps of ``folders`` folders."""
         return max(SWEEP_MIN_GAP, folders * units_for("files.list") / SWEEP_UNITS_PER_S)
 
-    def due(self, app: str, folders: Sequence[str]) -> bool:
-        return bool(folders) and time.monotonic() - self._last.get(app, float("-inf")) >= self.gap(len(folders))
+    def due(self, app: str, places: Places) -> bool:
+        lists = len(self._peer_folders(places)) + bool(places.mine)
+        return bool(lists) and time.monotonic() - self._last.get(app, float("-inf")) >= self.gap(lists)
 
-    def queries(self, app: str, folders: Sequence[str]) -> list[str]:
-        """The listings of one sweep of ``folders`` (counted as asked for now)."""
-        self._last[app] = time.monotonic()
-        return [layout.folder_query(f) for f in folders]
+    def queries(self, app: str, places: Places, *, only: Sequence[str] | None = None) -> list[str]:
+        """The listings of one sweep (counted as asked for now): each peer folder and my own files of the app;
+        with ``only``, just those peer folders (found at this poll: not a sweep, the next one stays due)."""
+        peers = self._peer_folders(places)
+        if only is not None:
+            peers = [f for f in peers if f in only]
+        else:
+            self._last[app] = time.monotonic()
+        mine = [layout.my_app_files_query(app)] if places.mine and only is None else []
+        return [layout.folder_query(f) for f in peers] + mine
+
+    @staticmethod
+    def _peer_folders(places: Places) -> list[str]:
+        return [f for f in places.folders() if f not in places.mine]
 
     def list_parents(self, folder_ids: Sequence[str]) -> list[dict[str, Any]]:
         """Every file in ``folder_ids``, one listing per folder, in batch requests of up to 100 listings."""

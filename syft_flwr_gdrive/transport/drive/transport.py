@@ -358,7 +358,7 @@ class DriveTransport(Transport):
                 wanted = self.poller.promised_now(app)
                 held = self.poller.held(app)
                 folders = places.folders()
-                sweep = self.lister.queries(app, folders) if self.lister.due(app, folders) else []
+                sweep = self.lister.queries(app, places) if self.lister.due(app, places) else []
                 shared = [layout.shared_folders_query()] if discover else []
                 reads = self.api.read_batch(
                     [*folder_reads, *wanted, *held], [*shared, *sweep], fields=POLL_FIELDS, list_fields=POLL_FIELDS
@@ -372,7 +372,7 @@ class DriveTransport(Transport):
                 # poll, in one more batch request: a run's first file is not left for the next poll.
                 more_wanted = {i: s for i, s in self.poller.promised_now(app).items() if i not in wanted}
                 more_folders = [f for f in places_now.folders() if f not in folders]  # found now: looked in at once
-                more_sweep = self.lister.queries(app, more_folders) if more_folders else []
+                more_sweep = self.lister.queries(app, places_now, only=more_folders) if more_folders else []
                 if more_wanted or more_sweep:
                     more = self.api.read_batch(more_wanted, more_sweep, fields=POLL_FIELDS, list_fields=POLL_FIELDS)
                     reads.files.update(more.files)
