@@ -80,6 +80,21 @@ def test_a_streams_first_file_is_fetched_by_the_head_its_folder_stamps(drive):
     assert [p.handle for p in listing.inbound if p.routing and p.routing.message_id == "m1"] == [first]
 
 
+def test_a_server_with_bundles_stamps_its_keys_with_its_run_one_write_per_folder(drive):
+    """Set-up costs writes, paced at 2 a second: the keys ride in the run announcement's update."""
+    ds = transport(drive, DS)
+    ds.prepare(APP, [DO, MALLORY])
+    ds.enable_bundles(APP)
+    keys = {"kx": "a2V5LWV4Y2hhbmdl", "ks": "a2V5LXNpZ25pbmc="}
+    updates = ds.api.calls.snapshot().get("files.update", 0)
+    ds.publish_keys(APP, keys)
+    ds.announce_run(APP, 7)
+    assert ds.api.calls.snapshot().get("files.update", 0) - updates == 2  # one per outbox
+    for folder in ds.folders.my_folders[APP]:
+        props = drive.store.files[folder].properties
+        assert layout.announced_keys(props) == keys and layout.announced_run(props) == 7
+
+
 def test_a_client_stamps_its_next_reply_id_once_per_run_it_sees(drive):
     ds, do = pair(drive)
     outbox = do.folders.outboxes[(APP, DS)]

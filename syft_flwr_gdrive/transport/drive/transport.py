@@ -123,6 +123,7 @@ class DriveTransport(Transport):
         self.aliases = PartAliases(api, self.discovery, self.owners, self._peer_blob_folders, self._discover)
         self._heads_stamped: dict[tuple[str, str], int] = {}  # (app, peer) -> the run I last stamped my heads for
         self._my_aliases: dict[str, str] = {}  # a part's reserved id Drive refused -> where I stored the part
+        self._keys_to_announce: dict[str, dict[str, str]] = {}  # app -> my keys, stamped with its run announcement
         self._alias_lock = threading.Lock()
 
     @property
@@ -156,12 +157,18 @@ class DriveTransport(Transport):
         self.discovery.announcing.add(app)
         self.discovery.announced_at[app] = time.monotonic()
         bundles = app in self.folders.bundle_folders
+        keys = self._keys_to_announce.pop(app, {})
         at = time.time()
         self.folders.announce_run(
             app,
             run_id,
-            lambda peer: layout.head_properties(
-                self.writer.head((app, peer)) if peer else None, self.writer.head((app, "")) if bundles else None, at
+            lambda peer: (
+                keys
+                | layout.head_properties(
+                    self.writer.head((app, peer)) if peer else None,
+                    self.writer.head((app, "")) if bundles else None,
+                    at,
+                )
             ),
         )
 
@@ -172,8 +179,13 @@ class DriveTransport(Transport):
 
     def publish_keys(self, app: str, keys: dict[str, str]) -> None:
         """Put my public keys on each of my outbox folders of ``app``: a server's skipped where already there, a
-        client's always, with the id of its next message to that peer (its new process's first reply)."""
+        client's always, with the id of its next message to that peer (its new process's first reply). A
+        server with bundles on that has not announced its run yet stamps them with the announcement instead:
+        one write per folder, not two (what a server's set-up costs is its writes, 2 per second)."""
         self.discovery.publishing_keys.add(app)
+        if app in self.folders.bundle_folders and app not in self.discovery.announcing:
+            self._keys_to_announce[app] = {layout.P_KEY_KX: keys["kx"], layout.P_KEY_SIGN: keys["ks"]}
+            return
         if app in self.discovery.announcing:
             self.folders.publish_keys(app, keys, None)
             return
