@@ -348,9 +348,10 @@ class Mailbox:
         Peers' run announcements (only those the storage says a peer made) are
         refreshed first, in ``self.announced``, so ``accept`` can use them.
 
-        ``accept`` may return a reason string to skip a message for now (for
-        example, one of a run this participant is not in); it is asked again
-        on the next poll.
+        ``accept`` is asked before anything is downloaded. It may return a reason
+        string to skip a message for now (for example, one of a run this
+        participant is not in; it is asked again on the next poll), or a
+        ``skips.Verdict`` (refuse it for good, hold it without a log line).
         """
         listing = self.transport.poll(self.app)
         trusted = [a for a in listing.announcements if canonical_email(a.owner) in self.peers]
@@ -388,9 +389,15 @@ class Mailbox:
                 self._pools[name] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"mailbox-{name}")
             return self._pools[name]
 
-    def mark_handled(self, message_id: str) -> bool:
-        """Remember that a message was acted on; False if it already was."""
-        return self.ledger.add(message_id)
+    def mark_handled(self, message_id: str, sender: str) -> bool:
+        """Remember that ``sender``'s message ``message_id`` was acted on; False if it already was.
+
+        Recorded per sender: another peer's message under the same id is not affected (see ``ledger``)."""
+        return self.ledger.add(message_id, sender)
+
+    def handled(self, message_id: str, sender: str) -> bool:
+        """Whether ``sender``'s message ``message_id`` was acted on."""
+        return self.ledger.handled(message_id, sender)
 
     def delete_own(self, handles: Sequence[str]) -> None:
         if handles:
