@@ -175,7 +175,7 @@ class Mailbox:
         if self.bundling and kind in BUNDLED_KINDS:
             digests: dict[int, tuple[bytes, str]] = {}  # id(content) -> (content, digest): each hashed once
             for index, item in enumerate(items):
-                if item.shared is None:
+                if item.shared is None or item.untrusted_keys is not None:
                     alone.append(index)
                     continue
                 if self.sealer is not None and not self.sealer.knows(item.recipient):  # it would fail the bundle
@@ -240,6 +240,7 @@ class Mailbox:
                     ttl=item.ttl,
                     created_at=item.created_at,
                     codecs=item.codecs or None,
+                    untrusted_keys=item.untrusted_keys,
                 )
                 if on_stored is not None:
                     on_stored(handle, [item])
@@ -263,8 +264,12 @@ class Mailbox:
         ttl: float = DEFAULT_TTL,
         created_at: float | None = None,
         codecs: tuple[str, ...] | None = None,
+        untrusted_keys: PublicKeys | None = None,
     ) -> tuple[str, str]:
-        """Send ``payload`` (bytes, or buffers sent without joining) to ``recipient``; returns (message_id, handle)."""
+        """Send ``payload`` (bytes, or buffers sent without joining) to ``recipient``; returns (message_id, handle).
+
+        ``untrusted_keys``: sealed to those keys, not the recipient's trusted ones (no secret in the payload;
+        see ``Sealer.seal``). Ignored without encryption."""
         routing = Routing(
             app=self.app,
             run_id=run_id,
@@ -285,7 +290,7 @@ class Mailbox:
             plain = SegmentReader(segments)
             # no digest in the header: the seal's signature covers the payload, and the stream is signed as it
             # is read, so the upload starts at once instead of after a pass over the whole payload
-            sealed = self.sealer.seal(routing, as_binary(plain), plain.size)
+            sealed = self.sealer.seal(routing, as_binary(plain), plain.size, untrusted_keys=untrusted_keys)
             envelope = replace(envelope, codecs=(CODEC_SEAL, *envelope.codecs), sha256="", size=sealed.size)
             body = ConcatReader([SegmentReader([header_bytes(envelope)]), sealed])
         try:
