@@ -384,7 +384,7 @@ def test_replies_naming_parts_never_uploaded_cost_their_sender_its_reply_not_the
     """Eve answers with three replies naming blob parts she never uploads; Alice answers 1 s later.
     Was: each held the server's one poll for SYFT_FLWR_MSG_TIMEOUT, and Alice's reply was lost."""
     caplog.set_level(logging.INFO)
-    timeout = 4.0
+    timeout = 8.0  # SYFT_FLWR_MSG_TIMEOUT: the round's wait, and the wait for a reply's parts
     grid = server_grid(grid_drive, [ALICE, EVE], msg_timeout=timeout)
     alice, eve = HonestDatasite(grid_drive, ALICE), DishonestDatasite(grid_drive, EVE, DS, APP)
     try:
@@ -538,7 +538,7 @@ def test_a_datasite_whose_key_changed_is_excluded_at_once_and_still_stopped(tmp_
     ) as fed:
         fed.start_all()
         # excluded as soon as its refused key is seen, not after the 30 s key wait
-        wait_for_log(fed.server(), f"datasite {CAROL} is excluded from this run: it publishes a different", 15)
+        wait_for_log(fed.server(), f"datasite {CAROL} is excluded from this run: it publishes a different", 20)
         assert fed.wait(90), "federation did not finish:\n" + fed.server().log_text()[-3000:]
         server_log = fed.server().log_text()
         for phase in ("aggregate_train", "aggregate_evaluate"):
@@ -606,7 +606,7 @@ def test_a_federation_with_one_dishonest_datasite_counts_every_honest_reply_and_
 ):
     """Two honest datasites, Eve (pre-empting their reply ids, stalling with parts she never uploads), and Carol,
     whose key changed: every round counts both honest replies, everyone stops, nothing is left on Drive."""
-    rounds, timeout = 2, 6.0
+    rounds, timeout = 2, 10.0  # each phase waits out Eve's missing reply: keep the honest ones well inside it
     state = tmp_path / "state"
     pin_an_older_key(state, CAROL)
     eve_email = "eve_hd@example.com"
