@@ -105,10 +105,9 @@ class ReplyIntake:
             started = time.monotonic()
             self.schedule.polled(started)
             result = self.mailbox.poll(accept=self._accept)
-            arrived = False
             for delivery in result.deliveries:
                 try:
-                    arrived = self._take(delivery) or arrived
+                    self._take(delivery, started)
                 except Exception as exc:  # noqa: BLE001 - one bad reply must not cost the others their poll
                     logger.warning(
                         "reply %s from %s could not be handled (%s); skipped",
@@ -116,8 +115,6 @@ class ReplyIntake:
                         delivery.envelope.sender,
                         printable(exc),
                     )
-            if arrived:
-                self.schedule.arrived(started)  # learn how long replies take; stay fast for the rest
         except Exception as exc:
             logger.warning("poll failed (%s); retrying at the next poll interval", exc)
         finally:
@@ -173,32 +170,38 @@ class ReplyIntake:
                 "stop acknowledged by %s (taken from the listing: signed with its changed key, not opened)",
                 routing.sender,
             )
-            self._delete(self._acknowledged(routing.sender))
+            self._done(self._acknowledged(routing.sender), time.monotonic())
         return Verdict(Skip.HELD, "acknowledged")
 
     # -- after the download -----------------------------------------------------------------
 
-    def _take(self, delivery: Delivery) -> bool:
-        """Note a stop-ack now, hand a reply to a thread of its own; True if something arrived."""
+    def _take(self, delivery: Delivery, polled: float) -> None:
+        """Note a stop-ack now; hand a reply to a thread of its own (``polled``: when the poll that found it began)."""
         env = delivery.envelope
         if env.kind == KIND_STOP_ACK:
             try:
                 if self.mailbox.mark_handled(env.message_id, env.sender):
-                    self._delete(self._acknowledged(env.sender))
+                    self._done(self._acknowledged(env.sender), polled)
             finally:
                 delivery.close()
-            return True
+            return
         with self._lock:
             if self._closed or env.sender in self._fetching:  # its datasite's other reply of this poll goes first
                 delivery.close()
-                return False  # read again at a later poll
+                return  # read again at a later poll
             self._fetching[env.sender] = env.message_id
-            thread = threading.Thread(target=self._fetch_and_file, args=(delivery,), name="grid-reply", daemon=True)
+            thread = threading.Thread(
+                target=self._fetch_and_file, args=(delivery, polled), name="grid-reply", daemon=True
+            )
             self._threads.add(thread)
-        thread.start()
-        return True
+        try:
+            thread.start()
+        except BaseException:
+            self._finished(env.sender, thread)
+            delivery.close()
+            raise
 
-    def _fetch_and_file(self, delivery: Delivery) -> None:
+    def _fetch_and_file(self, delivery: Delivery, polled: float) -> None:
         """Decode a reply (fetching the blob parts it names, within the reply wait) and file it; on its own thread."""
         env = delivery.envelope
         handle = None
@@ -208,9 +211,21 @@ class ReplyIntake:
             self._refuse(delivery, f"reply {env.message_id} from {env.sender} could not be handled ({printable(exc)})")
         finally:
             delivery.close()
-            with self._lock:
-                self._fetching.pop(env.sender, None)
-                self._threads.discard(threading.current_thread())
+            self._finished(env.sender, threading.current_thread())
+        self._done(handle, polled)
+
+    def _finished(self, datasite: str, thread: threading.Thread) -> None:
+        """``datasite``'s reply is no longer being fetched: its next one may be."""
+        with self._lock:
+            self._fetching.pop(datasite, None)
+            self._threads.discard(thread)
+
+    def _done(self, handle: str | None, polled: float) -> None:
+        """A request (or stop) answered: delete its file in the background; the poll that began at ``polled``
+        found something (learn how long replies take, stay fast for the rest)."""
+        if handle is None:
+            return
+        self.schedule.arrived(polled)
         self._delete(handle)
 
     def _refuse(self, delivery: Delivery, reason: str) -> None:
@@ -218,10 +233,8 @@ class ReplyIntake:
         so the same reply sent again in a new file is read."""
         self.mailbox.skips.refuse(delivery.posting, reason)
 
-    def _delete(self, handle: str | None) -> None:
+    def _delete(self, handle: str) -> None:
         """Delete an answered request (or acknowledged stop) file, in the background."""
-        if handle is None:
-            return
         try:
             self._deleter.submit(self._delete_answered, [handle])
         except RuntimeError:  # closed meanwhile: the next run's start (or `clean`) removes it
