@@ -204,15 +204,15 @@ class ReplyIntake:
     def _fetch_and_file(self, delivery: Delivery, polled: float) -> None:
         """Decode a reply (fetching the blob parts it names, within the reply wait) and file it; on its own thread."""
         env = delivery.envelope
-        handle = None
         try:
-            handle = self._file(delivery, min(env.created_at + env.ttl, time.time() + self._reply_wait()))
+            # its file's delete is queued before this thread counts as finished: close waits for running threads,
+            # then for the queued deletes
+            self._done(self._file(delivery, min(env.created_at + env.ttl, time.time() + self._reply_wait())), polled)
         except Exception as exc:  # noqa: BLE001 - one bad reply costs its sender that reply, nothing more
             self._refuse(delivery, f"reply {env.message_id} from {env.sender} could not be handled ({printable(exc)})")
         finally:
             delivery.close()
             self._finished(env.sender, threading.current_thread())
-        self._done(handle, polled)
 
     def _finished(self, datasite: str, thread: threading.Thread) -> None:
         """``datasite``'s reply is no longer being fetched: its next one may be."""
