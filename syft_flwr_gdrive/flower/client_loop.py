@@ -19,7 +19,6 @@ only the exception's type name: no message text, no traceback, no path.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import threading
@@ -55,6 +54,7 @@ from syft_flwr_gdrive.flower.fingerprint import AppIdentity
 from syft_flwr_gdrive.flower.fingerprint import differences
 from syft_flwr_gdrive.flower.poll_schedule import PollPolicy
 from syft_flwr_gdrive.flower.poll_schedule import PollSchedule
+from syft_flwr_gdrive.flower.replies import reply_id_for
 from syft_flwr_gdrive.flower.shared_blobs import MIN_PART_WAIT
 from syft_flwr_gdrive.flower.shared_blobs import BlobCache
 from syft_flwr_gdrive.flower.shared_blobs import BlobPlacer
@@ -93,11 +93,6 @@ class ClientReport:
     project_differences: list[str] = field(default_factory=list)  # how my project differs from the server's
     refused: int = 0  # requests refused because of those differences
     run_config_refused: int = 0  # requests refused because the server's run config does not fit my project's
-
-
-def reply_id_for(request_id: str, email: str) -> str:
-    """Deterministic reply id, so a reply re-sent after a crash is recognised as the same message."""
-    return hashlib.sha256(f"reply:{request_id}:{email}".encode()).hexdigest()[:32]
 
 
 def _apply_part(message: Message, private: Mapping[str, Any]) -> bool:
@@ -212,7 +207,7 @@ class ClientLoop:
             return False
         for refusal in result.refused:  # over the size limit: answered, never downloaded
             r = refusal.routing
-            if r.kind == KIND_REQUEST and r.message_id not in self.mailbox.ledger:
+            if r.kind == KIND_REQUEST and not self.mailbox.handled(r.message_id, r.sender):
                 limit_mib = (self.mailbox.max_payload or 0) / (1024 * 1024)
                 self._refuse(
                     r.message_id,
@@ -312,7 +307,7 @@ class ClientLoop:
             logger.warning(
                 "request %s from %s skipped: its bundle part's metadata is malformed", env.message_id, env.sender
             )
-            self.mailbox.mark_handled(env.message_id)
+            self.mailbox.mark_handled(env.message_id, env.sender)
             return
         meta = message.metadata
         if meta.message_id != env.message_id or meta.run_id != env.run_id or meta.dst_node_id != self.node_id:
@@ -321,7 +316,7 @@ class ClientLoop:
                 env.message_id,
                 env.sender,
             )
-            self.mailbox.mark_handled(env.message_id)
+            self.mailbox.mark_handled(env.message_id, env.sender)
             return
         refused: RunConfigRefused | None = None
         try:
@@ -372,7 +367,7 @@ class ClientLoop:
             self._placer.end_push()
         if parts:
             self._reply_blobs[reply.metadata.message_id] = parts
-        self.mailbox.mark_handled(env.message_id)
+        self.mailbox.mark_handled(env.message_id, env.sender)
         self.report.handled += 1
         logger.info(
             "run %d: answered %s (%s, round %s)",
@@ -408,7 +403,7 @@ class ClientLoop:
             if p.routing is not None
             and p.routing.kind == KIND_REPLY
             and p.routing.reply_to
-            and p.routing.reply_to not in self.mailbox.ledger
+            and not self.mailbox.handled(p.routing.reply_to, p.routing.recipient)  # the request came from it
         ]
         if incomplete:
             logger.info("deleting %d reply file(s) a previous run of this client left incomplete", len(incomplete))
@@ -500,7 +495,7 @@ class ClientLoop:
             )
         except Exception as exc:  # the server's wait times out instead; never retried forever
             logger.warning("could not send an error reply for a refused request (%s)", printable(exc))
-        self.mailbox.mark_handled(request_id)
+        self.mailbox.mark_handled(request_id, server)
 
     # -- stop and clean-up -----------------------------------------------------------------
 
@@ -517,7 +512,7 @@ class ClientLoop:
             )
         except Exception as exc:
             logger.warning("could not acknowledge the stop signal (%s)", exc)
-        self.mailbox.mark_handled(env.message_id)
+        self.mailbox.mark_handled(env.message_id, env.sender)
         logger.info("run %d: stop signal received from %s", env.run_id, env.sender)
         self._enter_run(env.run_id)
         self._linger_and_clean(env.message_id)

@@ -58,6 +58,10 @@ logger = logging.getLogger(__name__)
 # failed send): Flower's strategies then count a failure for that node and go on with the others.
 UNDELIVERED_ERROR_CODE = 2
 NO_KEY = "no trusted public key (its key changed? see `syft-flwr-gdrive trust`)"
+KEY_REFUSED = (
+    "it publishes a different public key than the one pinned for it, refused (a reinstall? compare fingerprints "
+    "with its data owner, then `syft-flwr-gdrive trust --accept` it on this server's machine)"
+)
 
 
 class TransportGrid(Grid):
@@ -95,6 +99,7 @@ class TransportGrid(Grid):
             run_id=lambda: self.run_id,
             reply_wait=lambda: self.msg_timeout,
             acknowledged=self._stops.acknowledged,
+            stopped_unverified=self._stops.sent_unverified,
         )
         # The legacy path's one-message calls, made side by side from a thread pool, become one push.
         self._coalescer: Coalescer[Message] = Coalescer(
@@ -252,7 +257,8 @@ class TransportGrid(Grid):
         """With encryption on, wait (bounded) for every datasite's trusted public key; exclude the rest.
 
         Returns the datasites left out. One datasite that never started, or whose key changed,
-        no longer stops the run for the others.
+        no longer stops the run for the others; one whose changed key was refused is left out as soon
+        as that is seen (its key will not become trusted by waiting).
         """
         sealer = self.mailbox.sealer
         everyone = set(self._email_by_node.values())
@@ -264,9 +270,14 @@ class TransportGrid(Grid):
             logger.info(
                 "waiting up to %.0fs for the public keys of %s (are their clients running?)", timeout, sorted(waiting)
             )
+        refused: set[str] = set()
         while waiting and time.monotonic() < deadline:
             self._poll_if_due(force=True)
             waiting = {e for e in waiting if not sealer.knows(e)}
+            for email in sorted(e for e in waiting if sealer.refused(e) is not None):
+                self.exclude(email, KEY_REFUSED)
+                refused.add(email)
+            waiting -= refused
             if waiting:
                 time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
         for email in sorted(waiting):
@@ -275,25 +286,39 @@ class TransportGrid(Grid):
                 f"no trusted public key within {timeout:.0f}s: its client is not running, or its key "
                 "changed (see `syft-flwr-gdrive trust`)",
             )
-        return waiting
+        return waiting | refused
 
     def send_stop_signal(
         self, group_id: str = "final", reason: str = "Server stopped", *, wait: float | None = None
     ) -> set[str]:
         """Tell every reachable datasite this run is over; wait (bounded) for their acknowledgements.
 
-        Excluded datasites are skipped: nothing can be sealed for a peer without a trusted key.
+        An excluded datasite whose changed key was refused is stopped too, with a stop sealed to the key it
+        publishes now (a stop holds no secret; see ``stop``), so it does not poll forever. Other excluded
+        datasites are skipped: nothing can be sealed for a peer that published no key.
 
         Returns the datasites that acknowledged. Stop files of datasites that
         did not are left for the next run or ``syft-flwr-gdrive clean``.
         """
-        reachable = {nid: email for nid, email in self._email_by_node.items() if email not in self.excluded}
+        sealer = self.mailbox.sealer
+        refused = {
+            email: keys for email in self.excluded if sealer is not None and (keys := sealer.refused(email)) is not None
+        }
+        reachable = {
+            nid: email for nid, email in self._email_by_node.items() if email not in self.excluded or email in refused
+        }
         # Acks travel stop -> client poll -> ack -> server poll, each subject to Drive's listing lag:
         # wait long enough for that (returning as soon as every datasite acknowledged).
         if wait is None:
             wait = min(self.msg_timeout, max(10 * self.poll_interval, STOP_ACK_WAIT))
         return self._stops.stop(
-            self.run_id, reachable, group_id=group_id, reason=reason, wait=wait, run_info=self.run_info
+            self.run_id,
+            reachable,
+            group_id=group_id,
+            reason=reason,
+            wait=wait,
+            run_info=self.run_info,
+            refused_keys=refused,
         )
 
     # -- housekeeping -------------------------------------------------------------------
