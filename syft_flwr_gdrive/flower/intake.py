@@ -31,6 +31,8 @@ from syft_flwr_gdrive.mailbox.delivery import Delivery
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import TransportError
+from syft_flwr_gdrive.transport.contract import brief
+from syft_flwr_gdrive.transport.contract import raise_if_access_lost
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +68,10 @@ class ReplyIntake:
         self._blobs = BlobCache(mailbox, max_bytes=mailbox.max_payload, max_items=0)
 
     def poll_if_due(self, *, force: bool = False) -> None:
-        """Poll once if the schedule says a poll is due (or ``force``), unless another thread polls right now."""
+        """Poll once if the schedule says a poll is due (or ``force``), unless another thread polls right now.
+
+        A failure is logged and the next poll tries again, except ``AccessLost`` (the storage refuses this server
+        for good), which is raised: no later poll can succeed."""
         if not self._polling.acquire(blocking=False):
             return  # another thread is polling right now; it will wake us
         try:
@@ -80,6 +85,7 @@ class ReplyIntake:
                 try:
                     handle = self._take(delivery)
                 except Exception as exc:  # noqa: BLE001 - one bad reply must not cost the others their poll
+                    raise_if_access_lost(exc)  # no later poll can succeed
                     logger.warning(
                         "reply %s from %s could not be handled (%s); skipped",
                         delivery.envelope.message_id,
@@ -93,6 +99,7 @@ class ReplyIntake:
                 self._deleter.submit(self._delete_answered, answered)
                 self.schedule.arrived(started)  # learn how long replies take; stay fast for the rest
         except Exception as exc:
+            raise_if_access_lost(exc)  # no later poll can succeed
             logger.warning("poll failed (%s); retrying at the next poll interval", exc)
         finally:
             self._polling.release()
@@ -114,7 +121,7 @@ class ReplyIntake:
         try:
             self.mailbox.delete_own(handles)
         except Exception as exc:  # the next run's start (or `clean`) removes them
-            logger.warning("could not delete %d answered request file(s): %s", len(handles), exc)
+            logger.warning("could not delete %d answered request file(s): %s", len(handles), brief(exc))
 
     def _take(self, delivery: Delivery) -> str | None:
         """File a verified reply or stop-ack; returns my request handle to delete, if any."""
@@ -143,6 +150,7 @@ class ReplyIntake:
                 ),
             )
         except (PayloadError, TransportError) as exc:
+            raise_if_access_lost(exc)  # no later poll can succeed
             logger.warning(
                 "reply %s from %s is not a Flower message (%s); skipped", env.message_id, env.sender, printable(exc)
             )
