@@ -51,6 +51,9 @@ from syft_flwr_gdrive.mailbox.envelope import STOP_ACK_WAIT
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.mailbox.mailbox import new_message_id
 from syft_flwr_gdrive.mailbox.outgoing import Outgoing
+from syft_flwr_gdrive.transport.contract import AccessLost
+from syft_flwr_gdrive.transport.contract import access_lost_in
+from syft_flwr_gdrive.transport.contract import brief
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +88,9 @@ class TransportGrid(Grid):
         self._run: Run | None = None
         self._lock = threading.Lock()  # guards excluded (written by pushes from several threads)
         self.excluded: dict[str, str] = {}  # datasite -> why it is left out of this run
+        # Set when the storage refused this server for good (a sign-in Google refused, a daily cap): from then on
+        # every Grid call raises it, so the ServerApp ends at once whatever its strategy does with a failure.
+        self.access_lost: AccessLost | None = None
         self.run_info: dict | None = None  # what every request carries for the client's Context (run config, app)
         self.tally = Tally()
         self.blobs = BlobPlacer(mailbox)
@@ -146,6 +152,7 @@ class TransportGrid(Grid):
         return list(self._email_by_node)
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        self._check_access()
         run_id = self.run_id
         prepared: list[tuple[Message, str]] = []
         for msg in messages:
@@ -189,18 +196,23 @@ class TransportGrid(Grid):
                         msg, item.recipient, f"datasite excluded: {self.excluded[item.recipient]}", excluded=True
                     )
                 elif pushed.error is not None:  # refused for good after retries: this request fails, the run goes on
+                    self._lose_access(pushed.error)
                     self._not_sent(by_id[item.message_id], item.recipient, pushed.error)
         finally:
             self._schedule.expect()  # replies are due: poll fast, backing off toward the interval
             self.blobs.end_push()
-            self._collect_blobs()
+            if self.access_lost is None:
+                self._collect_blobs()
+        self._check_access()
         return [msg.metadata.message_id for msg, _ in prepared]
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        self._check_access()
         self._poll_if_due()
         return self._replies.take(set(message_ids))
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        self._check_access()
         wait = self.effective_timeout(timeout)
         batch = list(messages)
         for msg in batch:
@@ -344,13 +356,22 @@ class TransportGrid(Grid):
         self._intake.close()
         self.blobs.close()
         blobs = self.blobs.locators()
-        if blobs:
+        if self.access_lost is not None:  # nothing can be deleted now; said once rather than per file
+            logger.warning(
+                "%d request file(s) and %d shared blob(s) of this run stay on the storage; "
+                "`syft-flwr-gdrive clean` removes them once it accepts this account again",
+                len(leftover),
+                len(blobs),
+            )
+        elif blobs:
             try:
                 self.mailbox.delete_own(blobs)
                 self.blobs.forget()
             except Exception as exc:
                 logger.warning(
-                    "could not delete %d shared blob(s): %s; `syft-flwr-gdrive clean` removes them", len(blobs), exc
+                    "could not delete %d shared blob(s): %s; `syft-flwr-gdrive clean` removes them",
+                    len(blobs),
+                    brief(exc),
                 )
 
     # -- internals ----------------------------------------------------------------------
@@ -371,11 +392,28 @@ class TransportGrid(Grid):
 
     def _poll_if_due(self, *, force: bool = False) -> None:
         """Poll once if due (the one poll all threads share: see ``intake``)."""
-        self._intake.poll_if_due(force=force)
+        try:
+            self._intake.poll_if_due(force=force)
+        except AccessLost as exc:
+            self._lose_access(exc)
+            raise
+
+    def _lose_access(self, exc: BaseException) -> None:
+        """Remember the first ``AccessLost`` behind ``exc``: the storage refuses this server for good."""
+        lost = access_lost_in(exc)
+        if lost is not None and self.access_lost is None:
+            self.access_lost = lost
+            logger.error("stopping the run: %s", lost.headline)
+
+    def _check_access(self) -> None:
+        """Raise the ``AccessLost`` seen earlier: no call of this run can succeed any more."""
+        if self.access_lost is not None:
+            raise self.access_lost
 
     def _not_sent(self, msg: Message, recipient: str, exc: Exception) -> None:
         """Log a request the storage refused for good and file its error reply (the run goes on without it)."""
-        logger.error("could not send %s (round %s) to %s: %s", msg.metadata.message_type, round_of(msg), recipient, exc)
+        why = "the storage refuses this server (above)" if access_lost_in(exc) is not None else brief(exc)
+        logger.error("could not send %s (round %s) to %s: %s", msg.metadata.message_type, round_of(msg), recipient, why)
         self._undelivered(msg, recipient, f"could not be delivered ({type(exc).__name__})", excluded=False)
 
     def _undelivered(self, msg: Message, recipient: str, reason: str, *, excluded: bool) -> None:
@@ -418,7 +456,10 @@ class TransportGrid(Grid):
         gone, handles = self._replies.withdraw(message_ids)
         for pending in gone:
             self.tally.missing(pending.round, pending.recipient)
+        if self.access_lost is not None:
+            return  # nothing can be deleted now (``close`` says what stays)
         try:
             self.mailbox.delete_own(handles)
         except Exception as exc:  # leftovers are removed by the next run; never mask the caller's flow
-            logger.warning("could not withdraw %d request file(s): %s", len(handles), exc)
+            self._lose_access(exc)
+            logger.warning("could not withdraw %d request file(s): %s", len(handles), brief(exc))

@@ -46,8 +46,12 @@ from syft_flwr_gdrive.mailbox.delivery import Delivery
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.mailbox.skips import Skip
 from syft_flwr_gdrive.mailbox.skips import Verdict
+from syft_flwr_gdrive.transport.contract import AccessLost
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import TransportError
+from syft_flwr_gdrive.transport.contract import access_lost_in
+from syft_flwr_gdrive.transport.contract import brief
+from syft_flwr_gdrive.transport.contract import raise_if_access_lost
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +98,15 @@ class ReplyIntake:
         self._fetching: dict[str, str] = {}  # datasite -> the id of its reply being decoded now (one at a time)
         self._threads: set[threading.Thread] = set()
         self._closed = False
+        self._lost: AccessLost | None = None  # seen by a reply's thread; raised by the next poll
 
     def poll_if_due(self, *, force: bool = False) -> None:
-        """Poll once if the schedule says a poll is due (or ``force``), unless another thread polls right now."""
+        """Poll once if the schedule says a poll is due (or ``force``), unless another thread polls right now.
+
+        A failure is logged and the next poll tries again, except ``AccessLost`` (the storage refuses this server
+        for good), which is raised: no later poll can succeed."""
+        if self._lost is not None:
+            raise self._lost
         if not self._polling.acquire(blocking=False):
             return  # another thread is polling right now; it will wake us
         try:
@@ -109,6 +119,7 @@ class ReplyIntake:
                 try:
                     self._take(delivery, started)
                 except Exception as exc:  # noqa: BLE001 - one bad reply must not cost the others their poll
+                    raise_if_access_lost(exc)  # no later poll can succeed
                     logger.warning(
                         "reply %s from %s could not be handled (%s); skipped",
                         delivery.envelope.message_id,
@@ -116,6 +127,7 @@ class ReplyIntake:
                         printable(exc),
                     )
         except Exception as exc:
+            raise_if_access_lost(exc)  # no later poll can succeed
             logger.warning("poll failed (%s); retrying at the next poll interval", exc)
         finally:
             self._polling.release()
@@ -209,6 +221,10 @@ class ReplyIntake:
             # then for the queued deletes
             self._done(self._file(delivery, min(env.created_at + env.ttl, time.time() + self._reply_wait())), polled)
         except Exception as exc:  # noqa: BLE001 - one bad reply costs its sender that reply, nothing more
+            lost = access_lost_in(exc)
+            if lost is not None:  # the storage refuses this server, not the reply: the next poll raises it
+                self._lost = self._lost or lost
+                return
             self._refuse(delivery, f"reply {env.message_id} from {env.sender} could not be handled ({printable(exc)})")
         finally:
             delivery.close()
@@ -244,7 +260,7 @@ class ReplyIntake:
         try:
             self.mailbox.delete_own(handles)
         except Exception as exc:  # the next run's start (or `clean`) removes them
-            logger.warning("could not delete %d answered request file(s): %s", len(handles), exc)
+            logger.warning("could not delete %d answered request file(s): %s", len(handles), brief(exc))
 
     def _file(self, delivery: Delivery, deadline: float) -> str | None:
         """File a verified reply; returns my request handle to delete, if any."""
@@ -259,6 +275,7 @@ class ReplyIntake:
                 fetch_blob=functools.partial(self._blobs.fetch, owner=env.sender, wait_until=deadline),
             )
         except (PayloadError, TransportError) as exc:
+            raise_if_access_lost(exc)  # not the reply's fault: no later call can succeed (see _fetch_and_file)
             self._refuse(
                 delivery, f"reply {env.message_id} from {env.sender} is not a Flower message ({printable(exc)})"
             )

@@ -37,6 +37,7 @@ from syft_flwr_gdrive.flower.shared_blobs import BlobPlacer
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.mailbox.mailbox import new_message_id
 from syft_flwr_gdrive.mailbox.outgoing import Outgoing
+from syft_flwr_gdrive.transport.contract import brief
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +75,11 @@ class StopProtocol:
         acknowledgements; returns the datasites that acknowledged. ``run_info`` rides in a stop bundle's
         shared content as in a request's (a stop in a file of its own carries none). ``refused_keys`` (email ->
         the changed key it publishes, refused) are the datasites whose stop is sealed to that key (see above)."""
-        self._send(run_id, datasites, group_id=group_id, reason=reason, run_info=run_info, refused=refused_keys or {})
-        everyone = set(datasites.values())
+        everyone = self._send(
+            run_id, datasites, group_id=group_id, reason=reason, run_info=run_info, refused=refused_keys or {}
+        )
+        if not everyone:
+            return set()  # no stop file was stored: no acknowledgement can come
         self.schedule.expect()
         missing = everyone - self._await(everyone, wait)
         if missing:
@@ -108,7 +112,8 @@ class StopProtocol:
         reason: str,
         run_info: dict[str, Any] | None,
         refused: Mapping[str, PublicKeys],
-    ) -> None:
+    ) -> set[str]:
+        """Push the stop signals; returns the datasites whose stop was stored."""
         content = RecordDict({"config": ConfigRecord({"action": "stop", "reason": reason})})
         instructions = Instructions(self.placer, run_info)
         items = []
@@ -120,13 +125,20 @@ class StopProtocol:
                     self._unverified[email] = item.message_id
             items.append(item)
         errors: dict[int, Exception] = {}  # one line per failed file (a bundle's failure is every part's)
-        for pushed in self.mailbox.push(KIND_STOP, run_id, items, on_stored=self._stored):
+        sent: set[str] = set()
+        for item, pushed in zip(items, self.mailbox.push(KIND_STOP, run_id, items, on_stored=self._stored)):
             if pushed.error is not None:
                 errors.setdefault(id(pushed.error), pushed.error)
-        for exc in errors.values():  # keep stopping the others; report once
-            logger.error("could not send a stop signal: %s", exc)
+            else:
+                sent.add(item.recipient)
+        for line in dict.fromkeys(brief(exc) for exc in errors.values()):  # keep stopping the others; report once
+            logger.error("could not send a stop signal: %s", line)
         if errors:
-            logger.error("%d stop signal(s) not sent; those clients keep polling until stopped by hand", len(errors))
+            logger.error(
+                "%d stop signal(s) not sent; those clients keep polling until stopped by hand",
+                len(items) - len(sent),
+            )
+        return sent
 
     def _stored(self, handle: str, items: Sequence[Outgoing]) -> None:
         with self._cond:
