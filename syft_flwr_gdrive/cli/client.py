@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from syft_flwr_gdrive.cli.exits import EXIT_CONFIG
+from syft_flwr_gdrive.cli.exits import EXIT_DRIVE
 from syft_flwr_gdrive.cli.exits import EXIT_INTERRUPTED
 from syft_flwr_gdrive.cli.exits import fail
 from syft_flwr_gdrive.cli.exits import run_errors
@@ -74,6 +75,8 @@ def client(
         me.publish(outcome)
         if outcome["stopped_by"] == "interrupt":
             raise typer.Exit(EXIT_INTERRUPTED)
+        if outcome["access_lost"]:  # Drive refused this account for good (a revoked sign-in, the daily cap)
+            raise fail(outcome["access_lost"], EXIT_DRIVE)
         if outcome["refused"]:
             raise fail(
                 f"refused {outcome['refused']} request(s): this project differs from the server's app "

@@ -1,7 +1,9 @@
 """Exit codes, and library errors turned into one readable line and an exit code.
 
-0 done, 2 bad input or configuration, 3 Drive/credentials problem, 4 the federated run failed,
-130 interrupted. Scripts and the local federation read these codes, so they never change meaning.
+0 done, 2 bad input or configuration, 3 Drive/credentials problem (credentials that do not load, Drive
+unreachable, or Drive refusing the account for good: a sign-in Google no longer refreshes, the daily upload
+cap), 4 the federated run failed, 130 interrupted. Scripts and the local federation read these codes, so
+they never change meaning.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def fail(message: str, code: int) -> typer.Exit:
 def run_errors(fn: Callable[[], T]) -> T:
     """Call ``fn``, mapping library errors to one line and an exit code (no traceback for a user's mistake)."""
     from syft_flwr_gdrive.transport.contract import TransportError
+    from syft_flwr_gdrive.transport.contract import access_lost_in
     from syft_flwr_gdrive.transport.drive.auth import CredentialsError
     from syft_flwr_gdrive.transport.drive.errors import DriveError
 
@@ -38,4 +41,5 @@ def run_errors(fn: Callable[[], T]) -> T:
     except ConfigError as exc:
         raise fail(str(exc), EXIT_CONFIG) from exc
     except (CredentialsError, DriveError, TransportError) as exc:
-        raise fail(str(exc), EXIT_DRIVE) from exc
+        lost = access_lost_in(exc)  # said whole, not inside the text of the operation that met it
+        raise fail(str(lost or exc), EXIT_DRIVE) from exc

@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 
+from syft_flwr_gdrive.cli.exits import EXIT_DRIVE
 from syft_flwr_gdrive.cli.exits import EXIT_RUN
+from syft_flwr_gdrive.cli.exits import fail
 from syft_flwr_gdrive.cli.exits import run_errors
 from syft_flwr_gdrive.cli.logging_setup import setup_logging
 from syft_flwr_gdrive.cli.shared_options import DriveUrl
@@ -53,6 +55,8 @@ def server(
         sites = [s.strip() for s in datasites.split(",") if s.strip()] if datasites else None
         outcome = serve_project(me.project, me.settings_overrides(), datasites=sites, run_config=overrides)
         me.publish(outcome)
+        if outcome["access_lost"]:  # Drive refused this account for good (a revoked sign-in, the daily cap)
+            raise fail(outcome["access_lost"], EXIT_DRIVE)
         if not outcome["completed"]:  # the ServerApp raised, or the run could not start
             raise typer.Exit(EXIT_RUN)
 

@@ -32,6 +32,7 @@ class PinStore:
             except (OSError, ValueError):
                 raise CryptoError(f"{path} (pinned peer keys) is unreadable; fix or delete it") from None
         self._warned: set[str] = set()
+        self._refused_now: dict[str, PublicKeys] = {}  # peer -> the changed key it was last refused for, here
 
     def check(self, peer: str, keys: PublicKeys) -> bool:
         """Pin on first sight; afterwards True only for the pinned keys."""
@@ -43,7 +44,9 @@ class PinStore:
                 logger.info("pinned %s's public keys (fingerprint %s)", peer, keys.fingerprint())
                 return True
             if PublicKeys.decode(pinned) == keys:
+                self._refused_now.pop(peer, None)
                 return True
+            self._refused_now[peer] = keys
             if peer not in self._warned:
                 self._warned.add(peer)
                 self._note_refused(peer, keys)
@@ -86,6 +89,12 @@ class PinStore:
         with self._lock:
             return {peer: k for peer, raw in self._pins.items() if (k := PublicKeys.decode(raw)) is not None}
 
+    def refused_now(self, peer: str) -> PublicKeys | None:
+        """The changed key ``peer`` publishes now and this process refused (None: it publishes its pinned key,
+        or none was seen). Such a peer can be told nothing secret; it can still be told to stop."""
+        with self._lock:
+            return self._refused_now.get(peer)
+
     def refused(self) -> dict[str, PublicKeys]:
         """Peers' keys that differed from their pin when last seen."""
         return {peer: k for peer, raw in self._read_refused().items() if (k := PublicKeys.decode(raw)) is not None}
@@ -100,6 +109,7 @@ class PinStore:
             self._pins[peer] = keys.encode()
             self._save()
             self._warned.discard(peer)
+            self._refused_now.pop(peer, None)
         del refused[peer]
         path = self._refused_path()
         assert path is not None

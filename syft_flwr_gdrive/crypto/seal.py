@@ -128,6 +128,10 @@ class Sealer:
         with self._lock:
             return peer in self._peer_keys
 
+    def refused(self, peer: str) -> PublicKeys | None:
+        """The changed key ``peer`` publishes and its pin refused (None: none); see ``PinStore.refused_now``."""
+        return self.pins.refused_now(peer)
+
     def _keys_of(self, peer: str) -> PublicKeys:
         with self._lock:
             keys = self._peer_keys.get(peer)
@@ -135,17 +139,28 @@ class Sealer:
             raise MissingPeerKey(f"no trusted public key for {peer} yet (it has not started, or its key changed)")
         return keys
 
-    def seal(self, routing: Routing, plain: BinaryIO, plain_size: int, *, version: int = VERSION) -> SealedReader:
+    def seal(
+        self,
+        routing: Routing,
+        plain: BinaryIO,
+        plain_size: int,
+        *,
+        version: int = VERSION,
+        untrusted_keys: PublicKeys | None = None,
+    ) -> SealedReader:
         """Encrypt to ``routing.recipient`` and sign as me: a stream of the sealed payload.
 
-        ``version`` picks the seal version (its cipher); only tests write an older one.
+        ``version`` picks the seal version (its cipher); only tests write an older one. ``untrusted_keys``
+        seals to those keys instead of the recipient's trusted ones: whoever holds them reads the payload,
+        so only for a payload with no secret in it (a stop to a peer whose changed key was refused). The
+        signature is mine all the same: the recipient verifies it against the key it pinned for me.
 
         Nothing is encrypted here: the stream encrypts each chunk as it is read and digests it
         on the way, and signs that digest when the read reaches the trailer. The envelope sent
         first needs only the sealed size (known now), not a digest of the payload, so sealing
         costs no pass of its own before the upload and never holds the ciphertext in memory.
         """
-        recipient = self._keys_of(routing.recipient)
+        recipient = untrusted_keys if untrusted_keys is not None else self._keys_of(routing.recipient)
         eph = X25519PrivateKey.generate()
         eph_pub = raw_public(eph.public_key())
         shared = eph.exchange(X25519PublicKey.from_public_bytes(recipient.kx))

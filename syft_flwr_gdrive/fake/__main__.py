@@ -65,6 +65,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="SECONDS",
         help="lifetime of the access tokens POST /token issues (default 3600, Google's hour)",
     )
+    p.add_argument(
+        "--access-token-accepted-for",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="accept an issued access token only this long (default: its whole lifetime); shorter makes "
+        "clients meet Drive's 401 and refresh",
+    )
+    p.add_argument(
+        "--upload-bytes-per-day",
+        type=int,
+        default=0,
+        help="each account's daily upload cap in bytes, as Drive's 750 GB (0: none)",
+    )
     p.add_argument("--strict-tokens", action="store_true", help="accept only tokens registered with --user")
     p.add_argument("--user", action="append", default=[], metavar="EMAIL[=TOKEN]", help="register a user (repeatable)")
     p.add_argument("--human", action="store_true", help="print the URL alone as the first line, then usage (not JSON)")
@@ -81,6 +95,7 @@ def config_from(args: argparse.Namespace) -> FaultConfig:
         seed=args.seed,
         upload_bytes_per_s=args.upload_bytes_per_s,
         download_bytes_per_s=args.download_bytes_per_s,
+        upload_bytes_per_day=args.upload_bytes_per_day,
     )
     if args.error_kinds:
         cfg.error_kinds = [k.strip() for k in args.error_kinds.split(",") if k.strip()]
@@ -110,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             strict_tokens=args.strict_tokens,
             profile=args.drive_profile,
             access_token_ttl=args.access_token_ttl,
+            access_token_accepted_for=args.access_token_accepted_for,
         )
     except ValueError as e:
         print(f"fake-gdrive: {e}", file=sys.stderr)

@@ -52,6 +52,9 @@ class FakeDriveServer:
         access_token_ttl: seconds an access token issued by ``POST /token`` lives (Google's hour
             by default); a call with an expired one answers Drive's 401 and the client refreshes.
             ``fake:`` tokens never expire.
+        access_token_accepted_for: seconds the fake accepts an issued access token (default: its
+            whole ``access_token_ttl``). Shorter, tokens stop working before their announced expiry,
+            so clients meet the 401 -> refresh -> resend path (see ``oauth.AccessTokens``).
     """
 
     def __init__(
@@ -65,13 +68,14 @@ class FakeDriveServer:
         idle_timeout: float = 300.0,
         profile: str = "default",
         access_token_ttl: float = 3600.0,
+        access_token_accepted_for: float | None = None,
     ) -> None:
         self.host = host
         self._port = port
         self.data_dir = data_dir
         self.profile = profile
         self._engine = FaultEngine(with_profile(faults, profile))
-        self._access_tokens = AccessTokens(access_token_ttl)
+        self._access_tokens = AccessTokens(access_token_ttl, access_token_accepted_for)
         self.strict_tokens = strict_tokens
         self.body_timeout = body_timeout
         self.idle_timeout = idle_timeout

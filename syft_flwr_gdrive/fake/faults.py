@@ -33,6 +33,10 @@ ERROR_KINDS: dict[str, tuple[int, str]] = {
     "503": (503, "backendError"),
 }
 
+#: Drive's answer to an upload over its daily upload cap (field reports; see FaultConfig.upload_bytes_per_day)
+DAILY_UPLOAD_CAP_MESSAGE = "User rate limit exceeded."
+DAY = 86400.0
+
 #: quota units per call class (Drive's published per-method costs)
 COSTS: dict[str, int] = {"list": 100, "get": 5, "download": 200, "modify": 50}
 
@@ -67,6 +71,11 @@ class FaultConfig:
     #: each account's downlink in bytes/s, shared by all its requests: ``alt=media`` bodies (whole or
     #: ranged) are sent no faster (0: unlimited; else >= 1000). Applies to every route.
     download_bytes_per_s: float = 0.0
+    #: each account's daily upload cap in body bytes, as Drive's 750 GB per account in 24 hours (0: none): an
+    #: upload whose body would take the account's bytes of the day past it answers 403 userRateLimitExceeded
+    #: "User rate limit exceeded." (Drive's answer at its cap, by field reports); the day starts at the
+    #: account's first upload, and ``reset_quota()`` starts a new one
+    upload_bytes_per_day: int = 0
     # -- the strict profile: what Drive's documentation allows beyond the happy path ------------
     #: ``list_lag`` also delays updates and deletes, each listing drawing a random age per file
     #: in [0, list_lag] (reads are not monotonic: a later list may show an older state)
@@ -120,6 +129,8 @@ class FaultConfig:
             raise ValueError("reserved_id_ttl and multipart_max_bytes must be >= 0")
         if float(self.share_rate) < 0 or int(self.share_burst) < 1:
             raise ValueError("share_rate must be >= 0 and share_burst >= 1")
+        if int(self.upload_bytes_per_day) < 0:
+            raise ValueError("upload_bytes_per_day must be >= 0 (0: no cap)")
         for name in ("upload_bytes_per_s", "download_bytes_per_s"):
             setattr(self, name, _link_rate(name, getattr(self, name)))
         self.workspace_domains = [str(d).lower() for d in self.workspace_domains]
@@ -229,6 +240,7 @@ class FaultEngine:
         self.writes: collections.Counter[str] = collections.Counter()  # accepted writes per user
         self.writes_throttled: collections.Counter[str] = collections.Counter()  # refused by the write limit
         self.links = Links()  # each account's uplink and downlink (upload/download_bytes_per_s)
+        self._uploaded_today: dict[str, tuple[float, int]] = {}  # user -> (start of its day, bytes) for the cap
         self._halt = threading.Event()  # set while the server stops: link waits end at once
 
     @property
@@ -328,7 +340,7 @@ class FaultEngine:
                 status = int(cfg.write_limit_status) or (403 if self._rng.random() < 0.5 else 429)
                 if status == 429:
                     return _error(429, "rateLimitExceeded")
-                return ApiError(403, "userRateLimitExceeded", "User rate limit exceeded.")
+                return _error(403, "userRateLimitExceeded")  # not the daily cap's wording: this one passes
             self._buckets[user] = (tokens - 1.0, now)
             self.writes[user] += 1
         return None
@@ -354,6 +366,23 @@ class FaultEngine:
                     'Rate limit exceeded. User message: "Sorry, you have exceeded your sharing quota."',
                 )
             self._share_buckets[user] = (tokens - 1.0, now)
+        return None
+
+    def charge_upload(self, user: str, n: int, now: float | None = None) -> ApiError | None:
+        """Count an upload body of ``n`` bytes against ``user``'s daily cap; Drive's 403 if it would go past it."""
+        cap = int(self._config.upload_bytes_per_day)
+        if cap <= 0:
+            return None
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            start, used = self._uploaded_today.get(user, (now, 0))
+            if now - start >= DAY:
+                start, used = now, 0
+            if used + n > cap:
+                self._uploaded_today[user] = (start, used)
+                self.injected["daily_upload_cap"] += 1
+                return ApiError(403, "userRateLimitExceeded", DAILY_UPLOAD_CAP_MESSAGE)
+            self._uploaded_today[user] = (start, used + n)
         return None
 
     def pace(self, user: str, direction: str, n: int) -> int:
@@ -402,6 +431,7 @@ class FaultEngine:
             self._usage_sum.clear()
             self._buckets.clear()
             self._share_buckets.clear()
+            self._uploaded_today.clear()
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -269,7 +269,11 @@ class DriveHandlers:
         return Response(200, [("Location", location), ("X-GUploader-UploadID", s.id)])
 
     def _on_uplink(self, req: Request, user: str) -> None:
-        """Read the upload body at ``user``'s uplink rate (``FaultConfig.upload_bytes_per_s``)."""
+        """Count the upload body against ``user``'s daily cap (``FaultConfig.upload_bytes_per_day``), then read
+        it at ``user``'s uplink rate (``FaultConfig.upload_bytes_per_s``)."""
+        over_cap = self.faults.charge_upload(user, req.body.remaining)
+        if over_cap is not None:
+            raise over_cap
         req.body.pace = functools.partial(self.faults.pace, user, UP)
 
     def h_upload_create(self, req: Request, user: str) -> Response:

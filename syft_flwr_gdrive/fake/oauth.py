@@ -93,7 +93,7 @@ class TokenError(Exception):
 
 @dataclass(frozen=True)
 class Grant:
-    """What an issued access token stands for, and until when (``time.monotonic()``)."""
+    """What an issued access token stands for, and until when it is accepted (``time.monotonic()``)."""
 
     email: str
     app: str | None
@@ -106,12 +106,21 @@ class AccessTokens:
     The refresh token is the account's email and the OAuth client id names the app: the fake
     trusts the identity a request states, as it does for ``fake:`` tokens. Revoking an account's
     refresh tokens refuses its refreshes (``invalid_grant``) and ends the access tokens it holds.
+
+    ``accepted_for`` (default ``ttl``) is how long a token is accepted: shorter, a token stops working
+    before the expiry its answer announced, as Google may end one early. google-auth refreshes a
+    token 3 min 45 s before its announced expiry, so with a ``ttl`` under that it refreshes before
+    every call and never meets a 401; a ``ttl`` above it with a short ``accepted_for`` makes clients
+    use tokens the fake already refuses, so the 401 -> refresh -> resend path runs on every token.
     """
 
-    def __init__(self, ttl: float = 3600.0) -> None:
+    def __init__(self, ttl: float = 3600.0, accepted_for: float | None = None) -> None:
         if not ttl > 0:
             raise ValueError(f"access_token_ttl must be > 0 seconds, got {ttl!r}")
+        if accepted_for is not None and not 0 < accepted_for <= ttl:
+            raise ValueError(f"access_token_accepted_for must be in (0, access_token_ttl], got {accepted_for!r}")
         self.ttl = float(ttl)
+        self.accepted_for = float(accepted_for) if accepted_for is not None else self.ttl
         self._lock = threading.Lock()
         self._grants: dict[str, Grant] = {}
         self._revoked: set[str] = set()
@@ -127,7 +136,7 @@ class AccessTokens:
                 raise TokenError("invalid_grant", "Token has been expired or revoked.")
             for old in [t for t, g in self._grants.items() if g.expires <= now]:
                 del self._grants[old]  # expired ones answer 401 like unknown ones: no need to keep them
-            self._grants[token] = Grant(email, app, now + self.ttl)
+            self._grants[token] = Grant(email, app, now + self.accepted_for)
             self.issued[email] += 1
         return token
 

@@ -19,7 +19,6 @@ only the exception's type name: no message text, no traceback, no path.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import threading
@@ -55,6 +54,7 @@ from syft_flwr_gdrive.flower.fingerprint import AppIdentity
 from syft_flwr_gdrive.flower.fingerprint import differences
 from syft_flwr_gdrive.flower.poll_schedule import PollPolicy
 from syft_flwr_gdrive.flower.poll_schedule import PollSchedule
+from syft_flwr_gdrive.flower.replies import reply_id_for
 from syft_flwr_gdrive.flower.shared_blobs import MIN_PART_WAIT
 from syft_flwr_gdrive.flower.shared_blobs import BlobCache
 from syft_flwr_gdrive.flower.shared_blobs import BlobPlacer
@@ -66,7 +66,10 @@ from syft_flwr_gdrive.mailbox.delivery import Delivery
 from syft_flwr_gdrive.mailbox.delivery import PollResult
 from syft_flwr_gdrive.mailbox.envelope import STOP_ACK_WAIT
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
+from syft_flwr_gdrive.transport.contract import AccessLost
 from syft_flwr_gdrive.transport.contract import Routing
+from syft_flwr_gdrive.transport.contract import brief
+from syft_flwr_gdrive.transport.contract import raise_if_access_lost
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +96,7 @@ class ClientReport:
     project_differences: list[str] = field(default_factory=list)  # how my project differs from the server's
     refused: int = 0  # requests refused because of those differences
     run_config_refused: int = 0  # requests refused because the server's run config does not fit my project's
-
-
-def reply_id_for(request_id: str, email: str) -> str:
-    """Deterministic reply id, so a reply re-sent after a crash is recognised as the same message."""
-    return hashlib.sha256(f"reply:{request_id}:{email}".encode()).hexdigest()[:32]
+    access_lost: str = ""  # why the storage refused this client for good (stopped_by "access-lost"): what, fix, why
 
 
 def _apply_part(message: Message, private: Mapping[str, Any]) -> bool:
@@ -173,17 +172,21 @@ class ClientLoop:
     # -- main loop ----------------------------------------------------------------------
 
     def run(self) -> ClientReport:
-        """Serve until stopped; Ctrl-C returns within one poll interval."""
+        """Serve until stopped; Ctrl-C returns within one poll interval. Storage that refuses this client for good
+        (``AccessLost``) stops it at once: ``stopped_by`` "access-lost", and ``access_lost`` says why and the fix."""
         self.mailbox.prepare()
-        if self.mailbox.shares_blobs:
-            try:  # a previous process's reply parts: its replies may still be read, so not deleted yet
-                self._stale_blobs = self.mailbox.my_blobs()
-            except Exception as exc:
-                logger.info("could not list my blobs left from before (%s); `syft-flwr-gdrive clean` removes them", exc)
-        logger.info(
-            "client %s polling every %.1fs for app %r", self.mailbox.email, self.poll_interval, self.mailbox.app
-        )
         try:
+            if self.mailbox.shares_blobs:
+                try:  # a previous process's reply parts: its replies may still be read, so not deleted yet
+                    self._stale_blobs = self.mailbox.my_blobs()
+                except Exception as exc:
+                    raise_if_access_lost(exc)
+                    logger.info(
+                        "could not list my blobs left from before (%s); `syft-flwr-gdrive clean` removes them", exc
+                    )
+            logger.info(
+                "client %s polling every %.1fs for app %r", self.mailbox.email, self.poll_interval, self.mailbox.app
+            )
             while not self.stop_event.is_set():
                 started, handled = time.monotonic(), self.report.handled
                 if self._poll_once():
@@ -198,6 +201,10 @@ class ClientLoop:
         except KeyboardInterrupt:
             self.report.stopped_by = "interrupt"
             logger.info("interrupted; leaving my files for the server to act on")
+        except AccessLost as exc:  # its whole text is said once, by whoever reports the stop (the command line)
+            self.report.stopped_by = "access-lost"
+            self.report.access_lost = str(exc)
+            logger.error("stopping: %s", exc.headline)
         finally:
             self._blobs.close()  # the kept model's temporary file
             self._placer.close()
@@ -208,11 +215,12 @@ class ClientLoop:
         try:
             result = self.mailbox.poll(accept=self._accept)
         except Exception as exc:
+            raise_if_access_lost(exc)
             logger.warning("poll failed (%s); retrying in %.1fs", exc, self.poll_interval)
             return False
         for refusal in result.refused:  # over the size limit: answered, never downloaded
             r = refusal.routing
-            if r.kind == KIND_REQUEST and r.message_id not in self.mailbox.ledger:
+            if r.kind == KIND_REQUEST and not self.mailbox.handled(r.message_id, r.sender):
                 limit_mib = (self.mailbox.max_payload or 0) / (1024 * 1024)
                 self._refuse(
                     r.message_id,
@@ -294,6 +302,7 @@ class ClientLoop:
                 ),
             )
         except Exception as exc:  # PayloadError, or a blob that could not be fetched (maybe transient)
+            raise_if_access_lost(exc)
             if not isinstance(exc, PayloadError):
                 attempts = self._attempts[env.message_id] = self._attempts.get(env.message_id, 0) + 1
                 if attempts < MAX_ATTEMPTS:
@@ -314,7 +323,7 @@ class ClientLoop:
             logger.warning(
                 "request %s from %s skipped: its bundle part's metadata is malformed", env.message_id, env.sender
             )
-            self.mailbox.mark_handled(env.message_id)
+            self.mailbox.mark_handled(env.message_id, env.sender)
             return
         meta = message.metadata
         if meta.message_id != env.message_id or meta.run_id != env.run_id or meta.dst_node_id != self.node_id:
@@ -323,7 +332,7 @@ class ClientLoop:
                 env.message_id,
                 env.sender,
             )
-            self.mailbox.mark_handled(env.message_id)
+            self.mailbox.mark_handled(env.message_id, env.sender)
             return
         refused: RunConfigRefused | None = None
         try:
@@ -367,6 +376,7 @@ class ClientLoop:
             )
             self._placer.wait_for(parts)  # sent while its parts upload; answered once they are stored
         except Exception as exc:
+            raise_if_access_lost(exc)
             logger.error("could not send the reply to %s (%s); the request will be handled again", env.message_id, exc)
             self._withdraw_reply(handle, parts)
             return
@@ -374,7 +384,7 @@ class ClientLoop:
             self._placer.end_push()
         if parts:
             self._reply_blobs[reply.metadata.message_id] = parts
-        self.mailbox.mark_handled(env.message_id)
+        self.mailbox.mark_handled(env.message_id, env.sender)
         self.report.handled += 1
         logger.info(
             "run %d: answered %s (%s, round %s)",
@@ -410,14 +420,14 @@ class ClientLoop:
             if p.routing is not None
             and p.routing.kind == KIND_REPLY
             and p.routing.reply_to
-            and p.routing.reply_to not in self.mailbox.ledger
+            and not self.mailbox.handled(p.routing.reply_to, p.routing.recipient)  # the request came from it
         ]
         if incomplete:
             logger.info("deleting %d reply file(s) a previous run of this client left incomplete", len(incomplete))
             try:
                 self.mailbox.delete_own(incomplete)
             except Exception as exc:
-                logger.warning("could not delete incomplete replies (%s); the server may read them", exc)
+                logger.warning("could not delete incomplete replies (%s); the server may read them", brief(exc))
 
     def _withdraw_reply(self, handle: str | None, parts: list[str]) -> None:
         """Delete a reply that was not completed (its blob failed) and the parts it stored (best effort)."""
@@ -428,7 +438,7 @@ class ClientLoop:
             self.mailbox.delete_own(gone)
             self._placer.drop(parts)
         except Exception as exc:
-            logger.warning("could not delete an incomplete reply (%s); `syft-flwr-gdrive clean` removes it", exc)
+            logger.warning("could not delete an incomplete reply (%s); `syft-flwr-gdrive clean` removes it", brief(exc))
 
     def _project_differs(self, run_id: int, info: Any) -> bool:
         """Compare the server's announced app with mine; True if this request must be refused."""
@@ -501,8 +511,9 @@ class ClientLoop:
                 codecs=(CODEC_PARTS,),
             )
         except Exception as exc:  # the server's wait times out instead; never retried forever
+            raise_if_access_lost(exc)
             logger.warning("could not send an error reply for a refused request (%s)", printable(exc))
-        self.mailbox.mark_handled(request_id)
+        self.mailbox.mark_handled(request_id, server)
 
     # -- stop and clean-up -----------------------------------------------------------------
 
@@ -518,8 +529,9 @@ class ClientLoop:
                 reply_to=env.message_id,
             )
         except Exception as exc:
+            raise_if_access_lost(exc)
             logger.warning("could not acknowledge the stop signal (%s)", exc)
-        self.mailbox.mark_handled(env.message_id)
+        self.mailbox.mark_handled(env.message_id, env.sender)
         logger.info("run %d: stop signal received from %s", env.run_id, env.sender)
         self._enter_run(env.run_id)
         self._linger_and_clean(env.message_id)
@@ -543,6 +555,7 @@ class ClientLoop:
             try:
                 listing = self.mailbox.stored()
             except Exception as exc:
+                raise_if_access_lost(exc)
                 logger.warning("poll failed during shutdown (%s)", exc)
                 listing = None
             if listing is not None:
@@ -561,7 +574,7 @@ class ClientLoop:
                 logger.warning(
                     "could not delete %d of my message files (%s); `syft-flwr-gdrive clean` removes them",
                     len(mine),
-                    exc,
+                    brief(exc),
                 )
 
     def _delete_answered(self, outbound: tuple, inbound_ids: set[str]) -> None:
@@ -580,7 +593,7 @@ class ClientLoop:
             try:
                 self.mailbox.delete_own(done + parts + stale)
             except Exception as exc:
-                logger.info("could not delete %d answered reply file(s) yet (%s)", len(done), exc)
+                logger.info("could not delete %d answered reply file(s) yet (%s)", len(done), brief(exc))
                 return
             for p in answered:
                 if p.routing:

@@ -51,6 +51,9 @@ from syft_flwr_gdrive.mailbox.envelope import STOP_ACK_WAIT
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.mailbox.mailbox import new_message_id
 from syft_flwr_gdrive.mailbox.outgoing import Outgoing
+from syft_flwr_gdrive.transport.contract import AccessLost
+from syft_flwr_gdrive.transport.contract import access_lost_in
+from syft_flwr_gdrive.transport.contract import brief
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,10 @@ logger = logging.getLogger(__name__)
 # failed send): Flower's strategies then count a failure for that node and go on with the others.
 UNDELIVERED_ERROR_CODE = 2
 NO_KEY = "no trusted public key (its key changed? see `syft-flwr-gdrive trust`)"
+KEY_REFUSED = (
+    "it publishes a different public key than the one pinned for it, refused (a reinstall? compare fingerprints "
+    "with its data owner, then `syft-flwr-gdrive trust --accept` it on this server's machine)"
+)
 
 
 class TransportGrid(Grid):
@@ -81,6 +88,9 @@ class TransportGrid(Grid):
         self._run: Run | None = None
         self._lock = threading.Lock()  # guards excluded (written by pushes from several threads)
         self.excluded: dict[str, str] = {}  # datasite -> why it is left out of this run
+        # Set when the storage refused this server for good (a sign-in Google refused, a daily cap): from then on
+        # every Grid call raises it, so the ServerApp ends at once whatever its strategy does with a failure.
+        self.access_lost: AccessLost | None = None
         self.run_info: dict | None = None  # what every request carries for the client's Context (run config, app)
         self.tally = Tally()
         self.blobs = BlobPlacer(mailbox)
@@ -95,6 +105,7 @@ class TransportGrid(Grid):
             run_id=lambda: self.run_id,
             reply_wait=lambda: self.msg_timeout,
             acknowledged=self._stops.acknowledged,
+            stopped_unverified=self._stops.sent_unverified,
         )
         # The legacy path's one-message calls, made side by side from a thread pool, become one push.
         self._coalescer: Coalescer[Message] = Coalescer(
@@ -141,6 +152,7 @@ class TransportGrid(Grid):
         return list(self._email_by_node)
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        self._check_access()
         run_id = self.run_id
         prepared: list[tuple[Message, str]] = []
         for msg in messages:
@@ -184,18 +196,23 @@ class TransportGrid(Grid):
                         msg, item.recipient, f"datasite excluded: {self.excluded[item.recipient]}", excluded=True
                     )
                 elif pushed.error is not None:  # refused for good after retries: this request fails, the run goes on
+                    self._lose_access(pushed.error)
                     self._not_sent(by_id[item.message_id], item.recipient, pushed.error)
         finally:
             self._schedule.expect()  # replies are due: poll fast, backing off toward the interval
             self.blobs.end_push()
-            self._collect_blobs()
+            if self.access_lost is None:
+                self._collect_blobs()
+        self._check_access()
         return [msg.metadata.message_id for msg, _ in prepared]
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        self._check_access()
         self._poll_if_due()
         return self._replies.take(set(message_ids))
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        self._check_access()
         wait = self.effective_timeout(timeout)
         batch = list(messages)
         for msg in batch:
@@ -252,7 +269,8 @@ class TransportGrid(Grid):
         """With encryption on, wait (bounded) for every datasite's trusted public key; exclude the rest.
 
         Returns the datasites left out. One datasite that never started, or whose key changed,
-        no longer stops the run for the others.
+        no longer stops the run for the others; one whose changed key was refused is left out as soon
+        as that is seen (its key will not become trusted by waiting).
         """
         sealer = self.mailbox.sealer
         everyone = set(self._email_by_node.values())
@@ -264,9 +282,14 @@ class TransportGrid(Grid):
             logger.info(
                 "waiting up to %.0fs for the public keys of %s (are their clients running?)", timeout, sorted(waiting)
             )
+        refused: set[str] = set()
         while waiting and time.monotonic() < deadline:
             self._poll_if_due(force=True)
             waiting = {e for e in waiting if not sealer.knows(e)}
+            for email in sorted(e for e in waiting if sealer.refused(e) is not None):
+                self.exclude(email, KEY_REFUSED)
+                refused.add(email)
+            waiting -= refused
             if waiting:
                 time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
         for email in sorted(waiting):
@@ -275,25 +298,39 @@ class TransportGrid(Grid):
                 f"no trusted public key within {timeout:.0f}s: its client is not running, or its key "
                 "changed (see `syft-flwr-gdrive trust`)",
             )
-        return waiting
+        return waiting | refused
 
     def send_stop_signal(
         self, group_id: str = "final", reason: str = "Server stopped", *, wait: float | None = None
     ) -> set[str]:
         """Tell every reachable datasite this run is over; wait (bounded) for their acknowledgements.
 
-        Excluded datasites are skipped: nothing can be sealed for a peer without a trusted key.
+        An excluded datasite whose changed key was refused is stopped too, with a stop sealed to the key it
+        publishes now (a stop holds no secret; see ``stop``), so it does not poll forever. Other excluded
+        datasites are skipped: nothing can be sealed for a peer that published no key.
 
         Returns the datasites that acknowledged. Stop files of datasites that
         did not are left for the next run or ``syft-flwr-gdrive clean``.
         """
-        reachable = {nid: email for nid, email in self._email_by_node.items() if email not in self.excluded}
+        sealer = self.mailbox.sealer
+        refused = {
+            email: keys for email in self.excluded if sealer is not None and (keys := sealer.refused(email)) is not None
+        }
+        reachable = {
+            nid: email for nid, email in self._email_by_node.items() if email not in self.excluded or email in refused
+        }
         # Acks travel stop -> client poll -> ack -> server poll, each subject to Drive's listing lag:
         # wait long enough for that (returning as soon as every datasite acknowledged).
         if wait is None:
             wait = min(self.msg_timeout, max(10 * self.poll_interval, STOP_ACK_WAIT))
         return self._stops.stop(
-            self.run_id, reachable, group_id=group_id, reason=reason, wait=wait, run_info=self.run_info
+            self.run_id,
+            reachable,
+            group_id=group_id,
+            reason=reason,
+            wait=wait,
+            run_info=self.run_info,
+            refused_keys=refused,
         )
 
     # -- housekeeping -------------------------------------------------------------------
@@ -319,13 +356,22 @@ class TransportGrid(Grid):
         self._intake.close()
         self.blobs.close()
         blobs = self.blobs.locators()
-        if blobs:
+        if self.access_lost is not None:  # nothing can be deleted now; said once rather than per file
+            logger.warning(
+                "%d request file(s) and %d shared blob(s) of this run stay on the storage; "
+                "`syft-flwr-gdrive clean` removes them once it accepts this account again",
+                len(leftover),
+                len(blobs),
+            )
+        elif blobs:
             try:
                 self.mailbox.delete_own(blobs)
                 self.blobs.forget()
             except Exception as exc:
                 logger.warning(
-                    "could not delete %d shared blob(s): %s; `syft-flwr-gdrive clean` removes them", len(blobs), exc
+                    "could not delete %d shared blob(s): %s; `syft-flwr-gdrive clean` removes them",
+                    len(blobs),
+                    brief(exc),
                 )
 
     # -- internals ----------------------------------------------------------------------
@@ -346,11 +392,28 @@ class TransportGrid(Grid):
 
     def _poll_if_due(self, *, force: bool = False) -> None:
         """Poll once if due (the one poll all threads share: see ``intake``)."""
-        self._intake.poll_if_due(force=force)
+        try:
+            self._intake.poll_if_due(force=force)
+        except AccessLost as exc:
+            self._lose_access(exc)
+            raise
+
+    def _lose_access(self, exc: BaseException) -> None:
+        """Remember the first ``AccessLost`` behind ``exc``: the storage refuses this server for good."""
+        lost = access_lost_in(exc)
+        if lost is not None and self.access_lost is None:
+            self.access_lost = lost
+            logger.error("stopping the run: %s", lost.headline)
+
+    def _check_access(self) -> None:
+        """Raise the ``AccessLost`` seen earlier: no call of this run can succeed any more."""
+        if self.access_lost is not None:
+            raise self.access_lost
 
     def _not_sent(self, msg: Message, recipient: str, exc: Exception) -> None:
         """Log a request the storage refused for good and file its error reply (the run goes on without it)."""
-        logger.error("could not send %s (round %s) to %s: %s", msg.metadata.message_type, round_of(msg), recipient, exc)
+        why = "the storage refuses this server (above)" if access_lost_in(exc) is not None else brief(exc)
+        logger.error("could not send %s (round %s) to %s: %s", msg.metadata.message_type, round_of(msg), recipient, why)
         self._undelivered(msg, recipient, f"could not be delivered ({type(exc).__name__})", excluded=False)
 
     def _undelivered(self, msg: Message, recipient: str, reason: str, *, excluded: bool) -> None:
@@ -393,7 +456,10 @@ class TransportGrid(Grid):
         gone, handles = self._replies.withdraw(message_ids)
         for pending in gone:
             self.tally.missing(pending.round, pending.recipient)
+        if self.access_lost is not None:
+            return  # nothing can be deleted now (``close`` says what stays)
         try:
             self.mailbox.delete_own(handles)
         except Exception as exc:  # leftovers are removed by the next run; never mask the caller's flow
-            logger.warning("could not withdraw %d request file(s): %s", len(handles), exc)
+            self._lose_access(exc)
+            logger.warning("could not withdraw %d request file(s): %s", len(handles), brief(exc))

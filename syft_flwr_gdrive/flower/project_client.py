@@ -33,7 +33,8 @@ def serve_project_client(
     ``aggregator`` (the ``--aggregator`` option) defaults to SYFT_FLWR_AGGREGATOR; ``node_config`` is the
     ClientApp's ``context.node_config`` as flower-supernode's ``--node-config`` text; ``settings_overrides``
     are ``Settings`` fields by name (the command's options). The report's ``refused`` counts requests of a
-    server whose app differs from this project, ``project_differences`` names the differing files.
+    server whose app differs from this project, ``project_differences`` names the differing files; ``access_lost``
+    (with ``stopped_by`` "access-lost") says why the storage refused this client for good, and the fix.
     """
     proj = FlowerProject.load(project_dir)
     settings = Settings.from_env(project=proj.syft, **settings_overrides)
@@ -66,4 +67,5 @@ def serve_project_client(
         "project_differences": result.project_differences,
         "refused": result.refused,
         "run_config_refused": result.run_config_refused,
+        "access_lost": result.access_lost,
     }

@@ -34,7 +34,8 @@ def serve_project(
     datasites: Sequence[str] | None = None,
     run_config: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the project's ServerApp as the aggregator; returns the run's report (``completed`` says if it ran through).
+    """Run the project's ServerApp as the aggregator; returns the run's report (``completed`` says if it ran through;
+    ``access_lost``, when set, that the storage refused this server for good, with the fix).
 
     ``datasites`` default to ``[tool.syft_flwr] datasites``; ``run_config`` overrides keys of
     ``[tool.flwr.app.config]``; ``settings_overrides`` are ``Settings`` fields by name (the command's options).
@@ -65,6 +66,7 @@ def serve_project(
     return {
         "completed": outcome.completed,
         "error": outcome.error,
+        "access_lost": outcome.access_lost,
         "run_id": outcome.run_id,
         "run_config": dict(outcome.context.run_config),
         "app_fingerprint": identity.fingerprint,

@@ -8,16 +8,27 @@ are withdrawn (``withdraw``), and their files deleted once no other pending requ
 
 Whether a reply may be taken is asked apart from filing it (``expected_from`` before ``answer``), so
 that it can be asked before a reply is decoded or any blob it names is fetched.
+
+A reply's message id is derived from the request it answers and its sender's email (``reply_id_for``):
+a client that re-sends a reply (after a crash, a failed upload) re-sends the same message. Every datasite
+of a run can compute every other's reply ids (a bundle's header lists the request ids and recipients), so
+the server takes a reply only under the id derived for its own sender.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Collection
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flwr.app import Message
+
+
+def reply_id_for(request_id: str, email: str) -> str:
+    """Deterministic reply id, so a reply re-sent after a crash is recognised as the same message."""
+    return hashlib.sha256(f"reply:{request_id}:{email}".encode()).hexdigest()[:32]
 
 
 @dataclass
@@ -49,11 +60,18 @@ class ReplyStore:
         self._cond = threading.Condition()
         self._pending: dict[str, Pending] = {}  # request id -> the request awaiting its reply
         self._replies: dict[str, Message] = {}  # request id -> its reply, until a strategy takes it
+        self._sent: set[str] = set()  # every request id recorded as sent (pending, answered or withdrawn)
 
     def sent(self, request_id: str, pending: Pending) -> None:
         """Record a request whose file is stored: its reply is awaited from now on."""
         with self._cond:
             self._pending[request_id] = pending
+            self._sent.add(request_id)
+
+    def was_sent(self, request_id: str) -> bool:
+        """Whether ``request_id`` was recorded as sent, awaited still or not (answered, withdrawn)."""
+        with self._cond:
+            return request_id in self._sent
 
     def expected_from(self, request_id: str) -> str | None:
         """Who a reply to ``request_id`` is awaited from; None if nobody's is (unknown, answered or withdrawn)."""

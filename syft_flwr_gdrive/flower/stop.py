@@ -4,6 +4,12 @@ A stop signal is an instruction like any other (one push: one bundle for all whe
 Each datasite answers with a stop-ack; the server's poll hands those here (``acknowledged``), and
 the stop file is deleted once every datasite it addresses has acknowledged. Whom to stop is the
 caller's choice: any datasite of the run can be addressed.
+
+A datasite whose changed key was refused cannot be sent anything secret, but a stop holds no secret
+(an action, a reason, ids): it is sealed to the key that datasite publishes now and signed with the
+server's key, which the datasite verifies against the key it pinned for its aggregator, so a datasite
+that re-created its keys (a reinstall) still stops. Its stop-ack is signed with that refused key, so the
+server takes it from the listing (``sent_unverified``), never opening it.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import time
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from flwr.app import Message
@@ -22,6 +29,7 @@ from flwr.common import ConfigRecord
 from flwr.supercore.constant import SYSTEM_MESSAGE_TYPE
 
 from syft_flwr_gdrive.base.routing import KIND_STOP
+from syft_flwr_gdrive.crypto.keys import PublicKeys
 from syft_flwr_gdrive.flower.codec import SERVER_NODE_ID
 from syft_flwr_gdrive.flower.instructions import Instructions
 from syft_flwr_gdrive.flower.poll_schedule import PollSchedule
@@ -29,6 +37,7 @@ from syft_flwr_gdrive.flower.shared_blobs import BlobPlacer
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.mailbox.mailbox import new_message_id
 from syft_flwr_gdrive.mailbox.outgoing import Outgoing
+from syft_flwr_gdrive.transport.contract import brief
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +58,7 @@ class StopProtocol:
         self._cond = threading.Condition()
         self._acks: set[str] = set()  # datasites that acknowledged
         self._handles: dict[str, str] = {}  # datasite -> handle of its stop file (a bundle's is shared)
+        self._unverified: dict[str, str] = {}  # datasite -> id of the stop sealed to its refused key
 
     def stop(
         self,
@@ -59,12 +69,17 @@ class StopProtocol:
         reason: str,
         wait: float,
         run_info: dict[str, Any] | None = None,
+        refused_keys: Mapping[str, PublicKeys] | None = None,
     ) -> set[str]:
         """Send a stop to each of ``datasites`` (node id -> email) and wait up to ``wait`` seconds for their
         acknowledgements; returns the datasites that acknowledged. ``run_info`` rides in a stop bundle's
-        shared content as in a request's (a stop in a file of its own carries none)."""
-        self._send(run_id, datasites, group_id=group_id, reason=reason, run_info=run_info)
-        everyone = set(datasites.values())
+        shared content as in a request's (a stop in a file of its own carries none). ``refused_keys`` (email ->
+        the changed key it publishes, refused) are the datasites whose stop is sealed to that key (see above)."""
+        everyone = self._send(
+            run_id, datasites, group_id=group_id, reason=reason, run_info=run_info, refused=refused_keys or {}
+        )
+        if not everyone:
+            return set()  # no stop file was stored: no acknowledgement can come
         self.schedule.expect()
         missing = everyone - self._await(everyone, wait)
         if missing:
@@ -72,6 +87,11 @@ class StopProtocol:
                 "no stop acknowledgement from %s; their stop files stay until the next run or `clean`", sorted(missing)
             )
         return everyone - missing
+
+    def sent_unverified(self, datasite: str, stop_id: str) -> bool:
+        """Whether ``stop_id`` is the stop sent to ``datasite``'s refused key (its ack cannot be verified)."""
+        with self._cond:
+            return self._unverified.get(datasite) == stop_id
 
     def acknowledged(self, datasite: str) -> str | None:
         """Note ``datasite``'s acknowledgement; returns the stop file to delete now (None: others still owe theirs)."""
@@ -91,21 +111,34 @@ class StopProtocol:
         group_id: str,
         reason: str,
         run_info: dict[str, Any] | None,
-    ) -> None:
+        refused: Mapping[str, PublicKeys],
+    ) -> set[str]:
+        """Push the stop signals; returns the datasites whose stop was stored."""
         content = RecordDict({"config": ConfigRecord({"action": "stop", "reason": reason})})
         instructions = Instructions(self.placer, run_info)
-        items = [
-            instructions.item(_stop_message(content, node_id, run_id, group_id), email, context=False)
-            for node_id, email in datasites.items()
-        ]
+        items = []
+        for node_id, email in datasites.items():
+            item = instructions.item(_stop_message(content, node_id, run_id, group_id), email, context=False)
+            if email in refused:  # no secret in a stop: sealed to the key it publishes now, in a file of its own
+                item = replace(item, untrusted_keys=refused[email])
+                with self._cond:
+                    self._unverified[email] = item.message_id
+            items.append(item)
         errors: dict[int, Exception] = {}  # one line per failed file (a bundle's failure is every part's)
-        for pushed in self.mailbox.push(KIND_STOP, run_id, items, on_stored=self._stored):
+        sent: set[str] = set()
+        for item, pushed in zip(items, self.mailbox.push(KIND_STOP, run_id, items, on_stored=self._stored)):
             if pushed.error is not None:
                 errors.setdefault(id(pushed.error), pushed.error)
-        for exc in errors.values():  # keep stopping the others; report once
-            logger.error("could not send a stop signal: %s", exc)
+            else:
+                sent.add(item.recipient)
+        for line in dict.fromkeys(brief(exc) for exc in errors.values()):  # keep stopping the others; report once
+            logger.error("could not send a stop signal: %s", line)
         if errors:
-            logger.error("%d stop signal(s) not sent; those clients keep polling until stopped by hand", len(errors))
+            logger.error(
+                "%d stop signal(s) not sent; those clients keep polling until stopped by hand",
+                len(items) - len(sent),
+            )
+        return sent
 
     def _stored(self, handle: str, items: Sequence[Outgoing]) -> None:
         with self._cond:

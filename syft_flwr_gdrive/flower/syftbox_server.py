@@ -3,7 +3,10 @@
 Workflow (as in the orchestration API we honour): set up the grid for the
 datasites, give the run a fresh id, run the ServerApp, and in ``finally`` send
 every datasite the stop signal. An error in the ServerApp is logged (with its
-traceback, locally only) and the original context is returned.
+traceback, locally only) and the original context is returned. Storage that
+refuses the server for good (``AccessLost``: a sign-in Google refused, a daily
+cap) ends the run at once, is logged without a traceback, and is reported
+(``ServerOutcome.access_lost``) for the command line to exit 3 with its fix.
 """
 
 from __future__ import annotations
@@ -36,8 +39,11 @@ from syft_flwr_gdrive.flower.codec import SERVER_NODE_ID
 from syft_flwr_gdrive.flower.grid import TransportGrid
 from syft_flwr_gdrive.flower.poll_schedule import PollSchedule
 from syft_flwr_gdrive.flower.userconfig import run_info
+from syft_flwr_gdrive.transport.contract import AccessLost
 from syft_flwr_gdrive.transport.contract import Transport
 from syft_flwr_gdrive.transport.contract import TransportError
+from syft_flwr_gdrive.transport.contract import access_lost_in
+from syft_flwr_gdrive.transport.contract import brief
 from syft_flwr_gdrive.transport.registry import create_transport
 
 logger = logging.getLogger(__name__)
@@ -64,6 +70,7 @@ class ServerOutcome:
     rounds: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     excluded: dict[str, str] = field(default_factory=dict)
+    access_lost: str | None = None  # the storage refused this server for good: what happened, the fix, why
 
 
 class ServeOptions(TypedDict, total=False):
@@ -112,6 +119,7 @@ def serve(
     interrupted = False
     updated = context
     completed, error = False, None
+    lost: AccessLost | None = None
     try:
         mailbox.prepare(keys=False)
         if settings.bundles:
@@ -125,27 +133,44 @@ def serve(
         if excluded and len(excluded) == len(peers):
             raise TransportError(f"no datasite can be reached ({', '.join(sorted(excluded))}); nothing to run")
         updated = run_server(grid, context=context, server_app_dir="", loaded_server_app=server_app)
-        completed = True
-        logger.info("run %d: server completed", run_id)
+        lost = grid.access_lost  # a strategy may have counted it as failures and finished the rounds
+        completed = lost is None
+        if completed:
+            logger.info("run %d: server completed", run_id)
     except KeyboardInterrupt:
         interrupted = True
         logger.warning("run %d: interrupted; telling clients to stop", run_id)
         raise
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        logger.error("run %d: server encountered an error: %s", run_id, exc)
-        logger.error("Traceback: %s", traceback.format_exc())
+        lost = grid.access_lost or access_lost_in(exc)
+        if lost is None:
+            error = f"{type(exc).__name__}: {exc}"
+            logger.error("run %d: server encountered an error: %s", run_id, exc)
+            logger.error("Traceback: %s", traceback.format_exc())
+        elif grid.access_lost is None:  # before the grid saw it (setting up the run): not logged yet
+            logger.error("run %d: stopping the run: %s", run_id, lost.headline)
         updated = context
     finally:
         logger.info("run %d: sending stop signals to the clients", run_id)
         try:
             grid.send_stop_signal(group_id="final", reason="Server stopped", wait=0.0 if interrupted else None)
         except Exception as exc:
-            logger.error("could not send stop signals: %s", exc)
+            logger.error("could not send stop signals: %s", brief(exc))
+        lost = lost or grid.access_lost
+        grid.access_lost = grid.access_lost or lost  # close() then leaves what it cannot delete, said once
         grid.close()
         _log_summary(run_id, grid)
+    if lost is not None:
+        error = str(lost)
     return ServerOutcome(
-        updated, run_id, completed, error, grid.tally.rounds(), grid.tally.summary(), dict(grid.excluded)
+        updated,
+        run_id,
+        completed,
+        error,
+        grid.tally.rounds(),
+        grid.tally.summary(),
+        dict(grid.excluded),
+        access_lost=str(lost) if lost is not None else None,
     )
 
 

@@ -49,6 +49,7 @@ from syft_flwr_gdrive.mailbox.delivery import Refusal
 from syft_flwr_gdrive.mailbox.envelope import Envelope
 from syft_flwr_gdrive.mailbox.ledger import Ledger
 from syft_flwr_gdrive.mailbox.skips import SkipLog
+from syft_flwr_gdrive.mailbox.skips import verdict_of
 from syft_flwr_gdrive.transport.contract import Posting
 from syft_flwr_gdrive.transport.contract import Routing
 
@@ -127,7 +128,7 @@ class BundleReader:
             return None
         if posting.handle in self._mine:
             known = self._mine[posting.handle]
-            if known is None or known in self.ledger:
+            if known is None or (posting.routing is not None and self.ledger.handled(known, posting.routing.sender)):
                 return None
         routing = posting.routing
         if routing is None:
@@ -137,11 +138,10 @@ class BundleReader:
         if reason:
             self.skips.refuse(posting, reason)
             return None
-        if accept is not None:
-            reason = accept(Routing(**{**vars(routing), "kind": KIND_REQUEST}))
-            if reason:
-                self.skips.defer(posting, reason)
-                return None
+        verdict = verdict_of(accept(Routing(**{**vars(routing), "kind": KIND_REQUEST}))) if accept is not None else None
+        if verdict is not None:
+            self.skips.skip(posting, verdict)
+            return None
         if vetting.expired(routing.created_at, routing.ttl):
             return None  # its sender removes it; nothing to answer
         reason = vetting.oversize(posting.size, self.limit, self.max_payload or self.limit)
@@ -185,7 +185,7 @@ class BundleReader:
             self.skips.refuse(posting, reason)
             return None
         self._mine[posting.handle] = part.message_id
-        if part.message_id in self.ledger:
+        if self.ledger.handled(part.message_id, routing.sender):
             return None
         reason = vetting.too_large(len(opened.payload), self.max_payload)
         if reason:

@@ -13,13 +13,15 @@ from typing import Any
 from typing import BinaryIO
 
 from syft_flwr_gdrive.mailbox.envelope import Envelope
+from syft_flwr_gdrive.mailbox.skips import Verdict
 from syft_flwr_gdrive.transport.contract import Listing
 from syft_flwr_gdrive.transport.contract import Posting
 from syft_flwr_gdrive.transport.contract import Routing
 
-# The caller's rule, asked before anything is downloaded: a reason to leave a message for now (asked again at
-# the next poll), or None to go on.
-Accept = Callable[[Routing], str | None]
+# The caller's rule, asked before anything is downloaded: None to go on; a reason (str) to leave a message for
+# now (asked again at the next poll); or a ``Verdict``: refuse it for good (it can never be acted on: not for me),
+# defer it, or hold it (the caller is acting on it already).
+Accept = Callable[[Routing], str | Verdict | None]
 
 
 @dataclass(frozen=True)

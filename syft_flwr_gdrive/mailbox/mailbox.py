@@ -181,7 +181,7 @@ class Mailbox:
         if self.bundling and kind in BUNDLED_KINDS:
             digests: dict[int, tuple[bytes, str]] = {}  # id(content) -> (content, digest): each hashed once
             for index, item in enumerate(items):
-                if item.shared is None:
+                if item.shared is None or item.untrusted_keys is not None:
                     alone.append(index)
                     continue
                 if self.sealer is not None and not self.sealer.knows(item.recipient):  # it would fail the bundle
@@ -246,6 +246,7 @@ class Mailbox:
                     ttl=item.ttl,
                     created_at=item.created_at,
                     codecs=item.codecs or None,
+                    untrusted_keys=item.untrusted_keys,
                 )
                 if on_stored is not None:
                     on_stored(handle, [item])
@@ -269,8 +270,12 @@ class Mailbox:
         ttl: float = DEFAULT_TTL,
         created_at: float | None = None,
         codecs: tuple[str, ...] | None = None,
+        untrusted_keys: PublicKeys | None = None,
     ) -> tuple[str, str]:
-        """Send ``payload`` (bytes, or buffers sent without joining) to ``recipient``; returns (message_id, handle)."""
+        """Send ``payload`` (bytes, or buffers sent without joining) to ``recipient``; returns (message_id, handle).
+
+        ``untrusted_keys``: sealed to those keys, not the recipient's trusted ones (no secret in the payload;
+        see ``Sealer.seal``). Ignored without encryption."""
         routing = Routing(
             app=self.app,
             run_id=run_id,
@@ -291,7 +296,7 @@ class Mailbox:
             plain = SegmentReader(segments)
             # no digest in the header: the seal's signature covers the payload, and the stream is signed as it
             # is read, so the upload starts at once instead of after a pass over the whole payload
-            sealed = self.sealer.seal(routing, as_binary(plain), plain.size)
+            sealed = self.sealer.seal(routing, as_binary(plain), plain.size, untrusted_keys=untrusted_keys)
             envelope = replace(envelope, codecs=(CODEC_SEAL, *envelope.codecs), sha256="", size=sealed.size)
             body = ConcatReader([SegmentReader([header_bytes(envelope)]), sealed])
         try:
@@ -354,9 +359,10 @@ class Mailbox:
         Peers' run announcements (only those the storage says a peer made) are
         refreshed first, in ``self.announced``, so ``accept`` can use them.
 
-        ``accept`` may return a reason string to skip a message for now (for
-        example, one of a run this participant is not in); it is asked again
-        on the next poll.
+        ``accept`` is asked before anything is downloaded. It may return a reason
+        string to skip a message for now (for example, one of a run this
+        participant is not in; it is asked again on the next poll), or a
+        ``skips.Verdict`` (refuse it for good, hold it without a log line).
         """
         listing = self.transport.poll(self.app)
         self.announced = self._announced_runs(listing)
@@ -407,9 +413,15 @@ class Mailbox:
                 self._pools[name] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"mailbox-{name}")
             return self._pools[name]
 
-    def mark_handled(self, message_id: str) -> bool:
-        """Remember that a message was acted on; False if it already was."""
-        return self.ledger.add(message_id)
+    def mark_handled(self, message_id: str, sender: str) -> bool:
+        """Remember that ``sender``'s message ``message_id`` was acted on; False if it already was.
+
+        Recorded per sender: another peer's message under the same id is not affected (see ``ledger``)."""
+        return self.ledger.add(message_id, sender)
+
+    def handled(self, message_id: str, sender: str) -> bool:
+        """Whether ``sender``'s message ``message_id`` was acted on."""
+        return self.ledger.handled(message_id, sender)
 
     def delete_own(self, handles: Sequence[str]) -> None:
         if handles:

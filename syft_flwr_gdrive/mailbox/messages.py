@@ -31,6 +31,7 @@ from syft_flwr_gdrive.mailbox.envelope import decode_file
 from syft_flwr_gdrive.mailbox.ledger import Ledger
 from syft_flwr_gdrive.mailbox.skips import Refused
 from syft_flwr_gdrive.mailbox.skips import SkipLog
+from syft_flwr_gdrive.mailbox.skips import verdict_of
 from syft_flwr_gdrive.mailbox.streamed import SealedBodySink
 from syft_flwr_gdrive.transport.contract import Posting
 from syft_flwr_gdrive.transport.contract import Routing
@@ -90,19 +91,19 @@ class MessageReader:
         if routing is None:
             return self._refuse(posting, vetting.unrouted(posting) or vetting.NO_ROUTING)
         reason = vetting.malformed(routing)
-        if reason is None and routing.message_id in self.ledger:
+        if reason is None and self.ledger.handled(routing.message_id, routing.sender):
             return None  # handled before
         reason = reason or vetting.misaddressed(routing, self.app, self.me) or vetting.forged(posting, routing)
         reason = reason or vetting.stranger(routing, self.peers)
         if reason:
             return self._refuse(posting, reason)
-        reason = accept(routing) if accept is not None else None
-        if reason:
-            self.skips.defer(posting, reason)
+        verdict = verdict_of(accept(routing)) if accept is not None else None
+        if verdict is not None:
+            self.skips.skip(posting, verdict)
             return None
         reason = vetting.expired(routing.created_at, routing.ttl)
         if reason:
-            return self._drop(posting, routing.message_id, reason)
+            return self._drop(posting, routing, reason)
         reason = vetting.oversize(posting.size, self.limit, self.max_payload)
         if reason:
             if self.skips.refuse(posting, reason):
@@ -121,7 +122,7 @@ class MessageReader:
         reason = vetting.expired(envelope.created_at, envelope.ttl)
         if reason:
             body.close()
-            return self._drop(posting, envelope.message_id, reason)
+            return self._drop(posting, routing, reason)
         return self._unseal(Delivery(envelope, posting, body, offset), routing)
 
     def _refuse(self, posting: Posting, reason: str) -> Delivery | None:
@@ -129,10 +130,12 @@ class MessageReader:
         self.skips.refuse(posting, reason)
         return None
 
-    def _drop(self, posting: Posting, message_id: str, reason: str) -> Delivery | None:
-        """Refuse a posting for good and record its message as handled: it is never looked at again."""
+    def _drop(self, posting: Posting, routing: Routing, reason: str) -> Delivery | None:
+        """Refuse a posting for good and record its message as handled: it is never looked at again.
+
+        (Its header agrees with ``routing``, or it was not read: the listed id and sender are the message's.)"""
         self.skips.refuse(posting, reason)
-        self.ledger.add(message_id)
+        self.ledger.add(routing.message_id, routing.sender)
         return None
 
     def _download(self, posting: Posting) -> tuple[Envelope, BinaryIO, int] | None:
@@ -166,7 +169,7 @@ class MessageReader:
                 raise Refused(reason)
             reason = vetting.expired(envelope.created_at, envelope.ttl)
             if reason:
-                self.ledger.add(envelope.message_id)
+                self.ledger.add(envelope.message_id, envelope.sender)
                 raise Refused(reason)
 
         sink = SealedBodySink(

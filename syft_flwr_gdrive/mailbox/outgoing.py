@@ -16,6 +16,7 @@ from dataclasses import field
 from typing import Any
 
 from syft_flwr_gdrive.base.segments import Buffer
+from syft_flwr_gdrive.crypto.keys import PublicKeys
 
 MAX_BUNDLE_PAYLOAD = 16 * 1024 * 1024  # larger shared content (many arrays under the blob size) goes one file each
 
@@ -32,6 +33,9 @@ class Outgoing:
     codecs: tuple[str, ...] = ()  # of that payload
     shared: Callable[[], bytes] | None = None  # content it may share with the push's others (None: always alone)
     private: Mapping[str, Any] = field(default_factory=dict)  # its own fields, in its part of a bundle
+    # Seal it to these keys, not the recipient's trusted ones (always a file of its own): only for an item with
+    # no secret in it, to a recipient whose changed key was refused (a stop signal). See ``Sealer.seal``.
+    untrusted_keys: PublicKeys | None = None
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ class Skip(enum.Enum):
     REFUSE = "refuse"  # for good: never read again, one log line
     DEFER = "defer"  # not yet (a peer's key, the caller's run): asked again at every poll, noted once per reason
     RETRY = "retry"  # the storage failed to deliver it: read again at the next poll
+    HELD = "held"  # the caller is acting on it already (a reply whose parts are being fetched): nothing logged
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,22 @@ class SkipLog:
         verdict = judge(exc)
         if verdict is None:
             return False
+        self.skip(posting, verdict)
+        return True
+
+    def skip(self, posting: Posting, verdict: Verdict) -> None:
+        """Skip a posting as ``verdict`` says (a caller's ``Accept``, or ``judge``)."""
         if verdict.skip is Skip.REFUSE:
             self.refuse(posting, verdict.reason)
         elif verdict.skip is Skip.DEFER:
             self.defer(posting, verdict.reason)
-        else:
+        elif verdict.skip is Skip.RETRY:
             self.retry(posting, verdict.reason)
-        return True
+        # HELD: the caller has it in hand; nothing to say
+
+
+def verdict_of(answer: str | Verdict | None) -> Verdict | None:
+    """A caller's ``Accept`` answer as a verdict: a bare reason means "not now" (``DEFER``)."""
+    if answer is None or isinstance(answer, Verdict):
+        return answer
+    return Verdict(Skip.DEFER, answer)

@@ -26,6 +26,7 @@ from syft_flwr_gdrive.base.segments import Buffer
 from syft_flwr_gdrive.base.segments import SeekableReader
 
 __all__ = [
+    "AccessLost",
     "Announcement",
     "AnnouncementSigner",
     "BlobNotStored",
@@ -36,6 +37,9 @@ __all__ = [
     "Routing",
     "Transport",
     "TransportError",
+    "access_lost_in",
+    "brief",
+    "raise_if_access_lost",
 ]
 
 
@@ -84,6 +88,44 @@ class Listing:
 
 class TransportError(RuntimeError):
     """A transport operation failed after its own retries; the text names the fix."""
+
+
+class AccessLost(TransportError):
+    """The storage refuses this participant for longer than a run can wait (its sign-in was refused for good,
+    a daily cap is reached): no retry and no later poll can succeed, so the participant stops at once (exit 3).
+
+    ``str`` says it all (what happened, the fix, why it happens), once, where the participant stops;
+    ``headline`` is what happened, for the log lines written on the way out."""
+
+    def __init__(self, message: str = "", *, headline: str = "") -> None:
+        super().__init__(message)
+        self.headline = headline or message
+
+
+def access_lost_in(exc: BaseException | None) -> AccessLost | None:
+    """The ``AccessLost`` behind ``exc``: itself, or the one it was raised from or while handling (a transport
+    wraps a storage error in a ``TransportError`` that names the operation)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, AccessLost):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def raise_if_access_lost(exc: BaseException) -> None:
+    """Raise the ``AccessLost`` behind ``exc``, if any: a loop that logs a failure and tries again at its next
+    turn stops instead, as no later turn can succeed."""
+    lost = access_lost_in(exc)
+    if lost is not None:
+        raise lost
+
+
+def brief(exc: BaseException) -> str:
+    """``exc`` for one log line: what happened, when access was lost (its whole text is said once, at the stop)."""
+    lost = access_lost_in(exc)
+    return lost.headline if lost is not None else str(exc)
 
 
 class BlobRefused(TransportError):

@@ -21,6 +21,7 @@ from syft_flwr_gdrive.flower.codec import SERVER_NODE_ID
 from syft_flwr_gdrive.flower.codec import message_from_bytes
 from syft_flwr_gdrive.flower.codec import message_to_bytes
 from syft_flwr_gdrive.flower.grid import TransportGrid
+from syft_flwr_gdrive.flower.replies import reply_id_for
 from syft_flwr_gdrive.mailbox.ledger import Ledger
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.memory import MemoryHub
@@ -114,17 +115,17 @@ def test_replies_reach_the_right_threads(grid):
             for d in box.poll().deliveries:
                 req = message_from_bytes(d.payload)
                 reply = Message(RecordDict({"who": ArrayRecord([np.array([len(email)])])}), reply_to=req)
-                reply.metadata.__dict__["_message_id"] = "r-" + email
+                reply.metadata.__dict__["_message_id"] = reply_id_for(d.envelope.message_id, email)
                 box.send(
                     kind="reply",
                     recipient=SERVER,
                     run_id=42,
                     payload=message_to_bytes(reply),
-                    message_id="r-" + email,
+                    message_id=reply.metadata.message_id,
                     reply_to=d.envelope.message_id,
                     codecs=(CODEC_PARTS,),
                 )
-                box.mark_handled(d.envelope.message_id)
+                box.mark_handled(d.envelope.message_id, d.envelope.sender)
                 answered[email] = d.envelope.message_id
             time.sleep(0.02)
 

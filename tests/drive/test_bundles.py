@@ -14,6 +14,7 @@ import time
 import pytest
 
 from syft_flwr_gdrive.fake import FakeDriveServer
+from syft_flwr_gdrive.flower.replies import reply_id_for
 from syft_flwr_gdrive.mailbox.ledger import Ledger
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.drive import layout
@@ -96,7 +97,7 @@ def test_a_handled_part_is_not_downloaded_again_and_an_idle_poll_stays_one_call(
     assert a.transport.api.calls.total - before == 1  # folders read, heads fetched, folders listed: one request
     _, handle = send(server)
     [d] = a.poll().deliveries
-    a.mark_handled(d.envelope.message_id)
+    a.mark_handled(d.envelope.message_id, d.envelope.sender)
     c.poll()  # no part for C: read once, then left out of its listings
     downloads_a, downloads_c = calls(a, "media.download"), calls(c, "media.download")
     result = a.poll()
@@ -198,6 +199,7 @@ def answer_all(clients, expected):
                 msg = decode_message(d.open_payload(), d.envelope.size, codecs=d.envelope.codecs)
                 assert _apply_part(msg, d.private)
                 reply = Message(msg.content, reply_to=msg)
+                reply.metadata.__dict__["_message_id"] = reply_id_for(d.envelope.message_id, email)
                 box.send(
                     kind="reply",
                     recipient=DS,
@@ -207,7 +209,7 @@ def answer_all(clients, expected):
                     reply_to=d.envelope.message_id,
                     codecs=(CODEC_PARTS,),
                 )
-                box.mark_handled(d.envelope.message_id)
+                box.mark_handled(d.envelope.message_id, d.envelope.sender)
                 got[email] = (msg.metadata.message_id, msg.metadata.dst_node_id, msg.content["config"]["round"])
         time.sleep(0.05)
     return got
@@ -276,8 +278,15 @@ def test_stop_signals_are_one_bundle_deleted_after_the_last_acknowledgement(driv
             for email, box in clients.items():
                 for d in box.poll().deliveries:
                     assert d.envelope.kind == "stop" and d.envelope.sender == DS
-                    box.send(kind="stop-ack", recipient=DS, run_id=5, payload=b"", reply_to=d.envelope.message_id)
-                    box.mark_handled(d.envelope.message_id)
+                    box.send(
+                        kind="stop-ack",
+                        recipient=DS,
+                        run_id=5,
+                        payload=b"",
+                        message_id=reply_id_for(d.envelope.message_id, email),
+                        reply_to=d.envelope.message_id,
+                    )
+                    box.mark_handled(d.envelope.message_id, d.envelope.sender)
                     acked[email] = True
             time.sleep(0.05)
 

@@ -96,6 +96,19 @@ def test_refresh_failure_names_the_fix(tmp_path, mocker):
         load_credentials(token_file=p)
 
 
+def test_a_token_file_google_refuses_to_refresh_names_its_login_and_the_testing_expiry(tmp_path, mocker):
+    answer = {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
+    refusal = google.auth.exceptions.RefreshError(f"{answer['error']}: {answer['error_description']}", answer)
+    mocker.patch.object(oauth2_credentials.Credentials, "refresh", side_effect=refusal)
+    p = write(tmp_path, "t.json", {**AUTHORIZED_USER, "expiry": "2001-01-01T00:00:00Z"})
+    with pytest.raises(CredentialsError) as info:
+        load_credentials(token_file=p)
+    text = str(info.value)
+    assert text.startswith("Google refused to refresh this participant's sign-in (invalid_grant: Token has been")
+    assert f"--token-file {p}`" in text and '"Testing"' in text and "Publish app" in text
+    assert "('" not in text and "{'" not in text
+
+
 def test_expired_without_refresh_token(tmp_path):
     p = write(tmp_path, "t.json", {"token": "ya29.old", "expiry": "2001-01-01T00:00:00Z"})
     with pytest.raises(CredentialsError, match="expired and has no refresh token"):

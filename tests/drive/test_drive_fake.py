@@ -15,6 +15,7 @@ import pytest
 
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
+from syft_flwr_gdrive.transport.contract import AccessLost
 from syft_flwr_gdrive.transport.drive.api import FOLDER_MIME
 from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.api import escape_q
@@ -25,6 +26,7 @@ from syft_flwr_gdrive.transport.drive.errors import DriveNotFound
 from syft_flwr_gdrive.transport.drive.errors import DrivePermissionDenied
 from syft_flwr_gdrive.transport.drive.errors import DriveRateLimited
 from syft_flwr_gdrive.transport.drive.errors import DriveUnavailable
+from syft_flwr_gdrive.transport.drive.errors import DriveUploadCapReached
 from syft_flwr_gdrive.transport.drive.retry import RetryPolicy
 from tests.helpers.fake_service import drive_api_for
 
@@ -375,6 +377,28 @@ def test_exhausted_quota_raises_rate_limited_naming_the_fix(srv, status):
     assert err.status == status and err.retries == 2 and alice.calls.retries == 2
     assert err.reason == ("userRateLimitExceeded" if status == 403 else "rateLimitExceeded")
     assert "quota" in err.message.lower() and "SYFT_FLWR_POLL_INTERVAL" in err.message
+
+
+def test_the_daily_upload_cap_is_not_retried_and_says_it_resets_within_a_day(srv):
+    """403 userRateLimitExceeded "User rate limit exceeded." is the cap (field reports), not the per-minute quota:
+    no backoff can outlast it, so it is raised at once, for small and resumable uploads alike."""
+    alice = api_for(srv, ALICE, chunk_size=256 * KIB)
+    srv.faults.upload_bytes_per_day = 250 * KIB
+    alice.upload_bytes("first", b"x" * 100 * KIB, parent_id=None)
+    for name, upload in (
+        ("multipart", lambda: alice.upload_bytes("small", b"x" * 200 * KIB, parent_id=None)),
+        ("resumable", lambda: alice.upload_stream("big", io.BytesIO(b"x" * MIB), MIB, parent_id=None)),
+    ):
+        with pytest.raises(DriveUploadCapReached) as info:
+            upload()
+        err = info.value
+        assert isinstance(err, AccessLost) and err.retries == 0, name
+        assert (err.status, err.reason) == (403, "userRateLimitExceeded")
+        assert str(err).startswith("Drive refused an upload: this account has reached Google Drive's daily upload cap")
+        assert "resets within 24 hours and retrying sooner does not help" in str(err)
+        assert "SYFT_FLWR_POLL_INTERVAL" not in str(err)  # not the rate limit's "slow down"
+    assert alice.calls.retries == 0 and srv.stats()["faults"]["daily_upload_cap"] == 2
+    assert alice.list_files("name = 'first'")  # reading goes on: only uploads are capped
 
 
 def test_resumable_upload_resumes_after_failed_chunks_instead_of_restarting(srv):

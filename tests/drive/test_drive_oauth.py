@@ -12,19 +12,26 @@ import time
 
 import pytest
 from google.auth import _helpers as google_auth_helpers
+from google.auth.exceptions import RefreshError
+from google.oauth2.credentials import Credentials
 
 from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.mailbox.ledger import Ledger
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
+from syft_flwr_gdrive.transport.contract import AccessLost
 from syft_flwr_gdrive.transport.drive import connect
 from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.auth import fake_drive_credentials
 from syft_flwr_gdrive.transport.drive.errors import DriveAuthError
+from syft_flwr_gdrive.transport.drive.errors import DriveSignInRefused
 from syft_flwr_gdrive.transport.drive.errors import DriveUnavailable
 from syft_flwr_gdrive.transport.drive.options import DriveOptions
 from syft_flwr_gdrive.transport.drive.retry import RetryPolicy
+from syft_flwr_gdrive.transport.drive.retry import is_transient
+from syft_flwr_gdrive.transport.drive.retry import to_drive_error
+from syft_flwr_gdrive.transport.drive.signin import SignIn
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
@@ -115,16 +122,105 @@ def test_a_refresh_does_not_bring_back_httplib2s_hidden_resend():
         assert drive.stats()["requests"] == {"GET about.get (dropped)": 1} and api.calls.total == 1
 
 
-def test_a_revoked_refresh_token_surfaces_as_a_drive_auth_error():
-    """What a participant sees today when its refresh token is revoked (handling it is another issue)."""
+def test_a_revoked_refresh_token_stops_at_once_with_one_message_that_names_the_fix():
+    """Google refusing a refresh for good (``invalid_grant``) is not retried, and says what, how and why in words."""
     with FakeDriveServer(access_token_ttl=1) as drive:
         api = api_on(drive)
         assert api.about_me() == ALICE
         drive.revoke_refresh_tokens(ALICE)
-        with pytest.raises(DriveAuthError, match="invalid_grant: Token has been expired or revoked") as info:
+        with pytest.raises(DriveSignInRefused) as info:
             api.about_me()
-        assert info.value.status == 401 and info.value.retries == 0
+        err = info.value
+        assert isinstance(err, DriveAuthError) and isinstance(err, AccessLost)  # exit 3; the run stops
+        assert err.retries == 0 and api.calls.retries == 0
         assert drive.stats()["oauth"]["refused"] == {"invalid_grant": 1}
+        assert err.reason == "invalid_grant" and err.method == "about.get"
+        assert str(err) == err.message == f"{err.headline} Fix: {err.fix} {err.why}"
+        assert err.headline == (
+            f"The fake Drive at {drive.url} refused to refresh this participant's sign-in (invalid_grant: Token "
+            "has been expired or revoked.): it revoked the refresh token, as Google does when a sign-in expires "
+            "or is revoked, so no Drive call can succeed."
+        )
+        assert err.fix.startswith("nothing to log in to on a fake Drive: restart the fake Drive")
+        assert '"Testing" gets refresh tokens that expire 7 days after sign-in' in err.why
+        assert "('" not in str(err) and "{'" not in str(err) and "status=" not in str(err)
+
+
+def refused(error: str = "invalid_grant", description: str = "Token has been expired or revoked.") -> RefreshError:
+    """A refusal as google-auth raises it (``google/oauth2/_client.py``: the text, then the answer's JSON)."""
+    answer = {"error": error, "error_description": description}
+    return RefreshError(f"{error}: {description}", answer, retryable=False)
+
+
+@pytest.mark.parametrize(
+    "sign_in, fix, testing",
+    [
+        (
+            SignIn("token_file", "/home/ds/ds-token.json"),
+            "log in again with `syft-flwr-gdrive login --client-secret <your OAuth client JSON> "
+            "--token-file /home/ds/ds-token.json`, then start this participant again.",
+            True,
+        ),
+        (SignIn("adc"), "log in again with `gcloud auth application-default login --scopes=", False),
+        (SignIn("colab"), "run the notebook's log-in again (`google.colab.auth.authenticate_user()`)", False),
+        (SignIn("service_account", "/keys/sa.json"), "create a new key (IAM > Service accounts > Keys)", False),
+    ],
+    ids=["token-file", "adc", "colab", "service-account"],
+)
+def test_each_source_of_credentials_names_its_own_way_to_log_in_again(sign_in, fix, testing):
+    err = to_drive_error(refused(), method="files.list", sign_in=sign_in)
+    assert isinstance(err, DriveSignInRefused) and fix in err.fix
+    assert "(invalid_grant: Token has been expired or revoked.)" in err.headline
+    assert ('"Testing"' in str(err)) is testing  # the weekly expiry is an OAuth app's, not gcloud's or a key's
+    if testing:
+        assert "publish the app" in err.why and "second week" in err.why
+
+
+def test_credentials_built_by_hand_still_get_a_fix():
+    fake = fake_drive_credentials("http://127.0.0.1:9/", ALICE)
+    assert SignIn.of(fake) == SignIn("fake", "http://127.0.0.1:9/")
+    google = Credentials(token=None, refresh_token="r", token_uri="https://oauth2.googleapis.com/token")
+    assert SignIn.of(google) == SignIn("token_file")
+    err = to_drive_error(refused(), method="files.get")
+    assert isinstance(err, DriveSignInRefused) and "syft-flwr-gdrive login" in err.fix
+
+
+def test_googles_sign_in_service_failing_is_retried_not_fatal():
+    failing = RefreshError("internal_failure: try again", {"error": "internal_failure"}, retryable=True)
+    assert is_transient(failing)
+    err = to_drive_error(failing, method="files.list", retries=4)
+    assert isinstance(err, DriveUnavailable) and not isinstance(err, AccessLost)
+    assert "(internal_failure)" in err.message and "('" not in err.message
+
+
+def test_a_token_the_fake_ends_early_is_refused_with_a_401_then_refreshed_and_resent():
+    """Tokens that stop working before their announced expiry (``access_token_accepted_for``): google-auth keeps
+    using them (4 min announced, past its 3 min 45 s margin), Drive answers 401, and the call is sent again."""
+    with FakeDriveServer(access_token_ttl=240, access_token_accepted_for=0.5) as drive:
+        api = api_on(drive)
+        folder = api.create_folder("work")
+        for i in range(3):
+            time.sleep(0.6)
+            some_work(api, folder["id"], i)
+        assert drive.stats()["statuses"]["401"] >= 3 and refreshes(drive) >= 4
+        assert api.calls.retries == 0
+
+
+def test_a_revoked_sign_in_at_start_is_the_same_error(tmp_path):
+    with FakeDriveServer() as drive:
+        drive.revoke_refresh_tokens(ALICE)
+        with pytest.raises(DriveSignInRefused, match="refused to refresh this participant's sign-in"):
+            connect.verified_api(participant_settings(drive, ALICE, tmp_path), DriveOptions(url=drive.url))
+
+
+def test_doctor_names_the_fix_for_a_revoked_sign_in(tmp_path):
+    with FakeDriveServer() as drive:
+        drive.revoke_refresh_tokens(ALICE)
+        checks = DriveTransport.diagnose(participant_settings(drive, ALICE, tmp_path))
+    assert [(c.name, c.ok) for c in checks] == [("credentials", True), ("sign-in", False)]
+    detail, fix = checks[1].detail, checks[1].fix
+    assert "refused to refresh this participant's sign-in (invalid_grant: Token has been expired" in detail
+    assert '"Testing"' in detail and fix.startswith("nothing to log in to on a fake Drive")
 
 
 def participant_settings(drive: FakeDriveServer, email: str, tmp_path) -> Settings:

@@ -9,13 +9,16 @@ import pytest
 from google.auth import exceptions as auth_exceptions
 from googleapiclient.errors import HttpError
 
+from syft_flwr_gdrive.transport.contract import AccessLost
 from syft_flwr_gdrive.transport.drive.errors import DriveAuthError
 from syft_flwr_gdrive.transport.drive.errors import DriveConflict
 from syft_flwr_gdrive.transport.drive.errors import DriveError
 from syft_flwr_gdrive.transport.drive.errors import DriveNotFound
 from syft_flwr_gdrive.transport.drive.errors import DrivePermissionDenied
 from syft_flwr_gdrive.transport.drive.errors import DriveRateLimited
+from syft_flwr_gdrive.transport.drive.errors import DriveSignInRefused
 from syft_flwr_gdrive.transport.drive.errors import DriveUnavailable
+from syft_flwr_gdrive.transport.drive.errors import DriveUploadCapReached
 from syft_flwr_gdrive.transport.drive.errors import parse_error_body
 from syft_flwr_gdrive.transport.drive.retry import RetryPolicy
 from syft_flwr_gdrive.transport.drive.retry import is_transient
@@ -83,7 +86,7 @@ def test_classification(exc, transient):
         (http_error(500, "backendError"), DriveUnavailable),
         (http_error(503), DriveUnavailable),
         (http_error(401, "authError"), DriveAuthError),
-        (auth_exceptions.RefreshError("revoked"), DriveAuthError),
+        (auth_exceptions.RefreshError("revoked"), DriveSignInRefused),
         (ConnectionResetError(104, "reset"), DriveUnavailable),
         (TimeoutError("timed out"), DriveUnavailable),
     ],
@@ -196,3 +199,22 @@ def test_policy_validation():
 def test_drive_error_str_is_informative():
     err = DriveError("Something broke. Fix: x.", status=400, reason="badRequest", method="files.create")
     assert str(err) == "Something broke. Fix: x. (status=400, reason=badRequest, method=files.create)"
+
+
+def cap_error(message: str = "User rate limit exceeded.", status: int = 403) -> HttpError:
+    resp = httplib2.Response({"status": str(status)})
+    return HttpError(resp, drive_error_body(status, "userRateLimitExceeded", message), uri="http://drive.test/x")
+
+
+def test_the_daily_upload_cap_is_told_from_the_per_minute_quota_by_its_message():
+    """Drive gives its 750 GB/day cap no reason of its own: its message is the tell (rclone's
+    --drive-stop-on-upload-limit); the per-minute quota's 403 reads differently and is still retried."""
+    cap = cap_error()
+    assert not is_transient(cap)
+    err = to_drive_error(cap, method="files.create", retries=0)
+    assert isinstance(err, DriveUploadCapReached) and isinstance(err, AccessLost)
+    assert "daily upload cap" in err.headline and "resets within 24 hours" in str(err)
+    per_minute = cap_error("User Rate Limit Exceeded. Rate of requests for user exceed configured project quota.")
+    assert is_transient(per_minute)
+    assert type(to_drive_error(per_minute, method="files.create")) is DriveRateLimited
+    assert is_transient(cap_error(status=429))  # a 429 is a rate limit whatever it says

@@ -123,7 +123,7 @@ def test_the_promised_bundle_reaches_the_client_in_one_call(drive):
     while not (first := do_box.poll().deliveries):
         assert time.monotonic() < end, "the first bundle never listed"
         time.sleep(0.1)
-    do_box.mark_handled(first[0].envelope.message_id)
+    do_box.mark_handled(first[0].envelope.message_id, first[0].envelope.sender)
     drive.faults.list_lag = HOUR
     push("b2")
     before = http_requests(do_box.transport)

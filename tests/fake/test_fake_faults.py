@@ -11,6 +11,7 @@ import json
 
 import pytest
 from googleapiclient.errors import HttpError
+from googleapiclient.http import MediaInMemoryUpload
 
 from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.fake import fake_token_for
@@ -173,3 +174,45 @@ def test_fault_config_validation(bad):
 def test_fault_config_round_trips_as_json():
     cfg = FaultConfig(latency=0.1, error_rate=0.2, error_kinds=["429"], list_lag=2.0, seed=5, routes=["files.list"])
     assert FaultConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_the_daily_upload_cap_refuses_the_upload_that_would_pass_it_with_drives_answer(drive, server):
+    """``upload_bytes_per_day``: Drive's 750 GB per account and day, answered as field reports show it (403
+    userRateLimitExceeded "User rate limit exceeded."), per account, for every kind of upload."""
+    a, b = drive(ALICE), drive(BOB)
+    server.faults.upload_bytes_per_day = 3000
+
+    def upload(svc, size: int, resumable: bool = False) -> None:
+        media = MediaInMemoryUpload(b"x" * size, mimetype="application/octet-stream", resumable=resumable)
+        svc.files().create(body={"name": "f"}, media_body=media, fields="id").execute()
+
+    upload(a, 1000)  # multipart: its body (metadata and media) counts
+    with pytest.raises(HttpError) as e:
+        upload(a, 2500)
+    body = json.loads(e.value.content)["error"]
+    assert (e.value.resp.status, body["errors"][0]["reason"]) == (403, "userRateLimitExceeded")
+    assert body["message"] == body["errors"][0]["message"] == "User rate limit exceeded."
+    with pytest.raises(HttpError):
+        upload(a, 2500, resumable=True)  # the session starts; its chunk is refused
+    a.files().create(body={"name": "folder", "mimeType": "application/vnd.google-apps.folder"}).execute()
+    upload(b, 2500)  # the cap is per account
+    assert server.stats()["faults"]["daily_upload_cap"] == 2
+    server.reset_quota()  # a new day
+    upload(a, 2500)
+
+
+def test_the_daily_cap_starts_a_new_day_after_24_hours():
+    eng = FaultEngine(FaultConfig(upload_bytes_per_day=100))
+    assert eng.charge_upload("u", 80, now=0.0) is None
+    assert eng.charge_upload("u", 30, now=3600.0).status == 403
+    assert eng.charge_upload("u", 30, now=86400.0) is None
+    assert FaultEngine(FaultConfig()).charge_upload("u", 10**12) is None  # 0: no cap
+
+
+def test_the_write_limit_does_not_answer_like_the_daily_cap():
+    """The write limit passes in a second; its 403 must not read as the cap a client stops for."""
+    eng = FaultEngine(FaultConfig(write_rate=1.0, write_burst=1, write_limit_status=403))
+    assert eng.charge_write("u", now=0.0) is None
+    refused = eng.charge_write("u", now=0.1)
+    assert refused.status == 403 and refused.reason == "userRateLimitExceeded"
+    assert refused.message != "User rate limit exceeded."

@@ -189,3 +189,21 @@ def test_the_lifetime_is_a_server_setting_and_a_flag():
     assert parse_args(["--access-token-ttl", "5"]).access_token_ttl == 5.0
     with FakeDriveServer(access_token_ttl=5) as srv:
         assert refresh(srv)[1]["expires_in"] == 5
+
+
+def test_a_token_can_end_before_its_announced_expiry():
+    """``access_token_accepted_for``: the answer still announces ``access_token_ttl``, but the token is refused
+    (Drive's 401) after ``accepted_for`` seconds, so a client meets the 401 path whatever its refresh margin."""
+    with FakeDriveServer(access_token_ttl=240, access_token_accepted_for=0.3) as srv:
+        status, answer = refresh(srv)
+        assert status == 200 and answer["expires_in"] == 240
+        assert about(srv, answer["access_token"])[0] == 200
+        time.sleep(0.4)
+        status, refused = about(srv, answer["access_token"])
+        assert status == 401 and refused["error"]["message"] == INVALID_CREDENTIALS
+    with pytest.raises(ValueError, match="access_token_accepted_for"):
+        FakeDriveServer(access_token_ttl=5, access_token_accepted_for=6)
+    with pytest.raises(ValueError, match="access_token_accepted_for"):
+        FakeDriveServer(access_token_accepted_for=0)
+    assert parse_args([]).access_token_accepted_for is None
+    assert parse_args(["--access-token-accepted-for", "2"]).access_token_accepted_for == 2.0

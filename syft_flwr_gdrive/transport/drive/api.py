@@ -50,6 +50,7 @@ from syft_flwr_gdrive.transport.drive.retry import is_transient
 from syft_flwr_gdrive.transport.drive.retry import to_drive_error
 from syft_flwr_gdrive.transport.drive.service import build_drive_service
 from syft_flwr_gdrive.transport.drive.service import new_authorized_http
+from syft_flwr_gdrive.transport.drive.signin import SignIn
 
 __all__ = [
     "DriveApi",
@@ -386,6 +387,7 @@ class DriveApi:
         timeout: float = 60,
         limiter: QuotaLimiter | None = None,
         writes: WritePacer | None = None,
+        sign_in: SignIn | None = None,
     ) -> None:
         if chunk_size <= 0 or chunk_size % UPLOAD_CHUNK_UNIT:
             raise ValueError(
@@ -399,6 +401,7 @@ class DriveApi:
         self.timeout = timeout
         self.limiter = limiter  # paces quota units; shared by every thread (and DriveApi) of a process
         self.writes = writes  # paces this account's writes below Drive's per-account limit (shared likewise)
+        self.sign_in = sign_in or SignIn.of(credentials)  # named when Google stops refreshing the credentials
         self.calls = CallCounter()
         self._tls = threading.local()
         self._pool: ThreadPoolExecutor | None = None  # read_batch's side-by-side batch requests
@@ -479,7 +482,7 @@ class DriveApi:
         try:
             return self.retry.retrying(on_retry)(attempt)
         except Exception as exc:
-            err = to_drive_error(exc, method=method, resource=resource, retries=state.count - 1)
+            err = to_drive_error(exc, method=method, resource=resource, retries=state.count - 1, sign_in=self.sign_in)
             if err is None or err is exc:
                 raise
             raise err from exc

@@ -7,7 +7,8 @@ files its *peers* create in folders they shared with it, which ``drive.file``
 hides. So the full scope is required.
 
 Every failure raises :class:`CredentialsError` naming the problem and the fix,
-because a bad token is the most common first-run failure.
+because a bad token is the most common first-run failure (a sign-in Google stops
+refreshing mid-run is described by :mod:`.signin`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ from google.auth.credentials import Credentials
 from google.oauth2 import credentials as oauth2_credentials
 from google.oauth2 import service_account
 
+from syft_flwr_gdrive.transport.drive.signin import DRIVE_SCOPE
+from syft_flwr_gdrive.transport.drive.signin import SignIn
+from syft_flwr_gdrive.transport.drive.signin import refresh_refusal
+
 if TYPE_CHECKING:  # pragma: no cover
     from syft_flwr_gdrive.transport.drive.api import DriveApi
 
@@ -48,7 +53,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DRIVE_SCOPE = "https://www.googleapis.com/auth/drive"
 SCOPES: tuple[str, ...] = (DRIVE_SCOPE,)
 
 _LOGIN_FIX = (
@@ -178,10 +182,12 @@ def _from_token_file(path: Path, scopes: Sequence[str], save_refreshed: bool) ->
         try:
             creds.refresh(_refresh_request())
         except google.auth.exceptions.RefreshError as exc:
-            raise CredentialsError(
-                f"The token in {path} could not be refreshed ({exc}); it was revoked or has "
-                "expired for good. Fix: log in again (`syft-flwr-gdrive login`)."
-            ) from exc
+            if exc.retryable:
+                raise CredentialsError(
+                    f"Google's sign-in service failed to refresh the token in {path} ({refresh_refusal(exc)}). "
+                    "Fix: try again later."
+                ) from exc
+            raise CredentialsError(str(SignIn("token_file", str(path)).refused(exc))) from exc
         except google.auth.exceptions.TransportError as exc:
             raise CredentialsError(
                 f"Could not reach Google to refresh the token in {path} ({exc}). Fix: check the network and try again."

@@ -16,10 +16,12 @@ from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.transport.contract import Check
 from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.errors import DriveError
+from syft_flwr_gdrive.transport.drive.errors import DriveSignInRefused
 from syft_flwr_gdrive.transport.drive.options import DriveOptions
 from syft_flwr_gdrive.transport.drive.ratelimit import QuotaLimiter
 from syft_flwr_gdrive.transport.drive.ratelimit import WritePacer
 from syft_flwr_gdrive.transport.drive.retry import RetryPolicy
+from syft_flwr_gdrive.transport.drive.signin import SignIn
 
 MAX_RETRY_SECONDS = 300.0  # one Drive call never retries longer (nor longer than the message timeout)
 _LIMITERS: dict[float, QuotaLimiter] = {}
@@ -58,19 +60,28 @@ def drive_api(
     chosen = options.credentials_file
     writes = shared_write_pacer(email, options.writes_per_s)
     if options.url and not chosen:
-        api = DriveApi(
-            fake_drive_credentials(options.url, email),
-            base_url=options.url,
-            limiter=limiter,
-            retry=retry,
-            writes=writes,
-        )
+        fake = fake_drive_credentials(options.url, email)
+        sign_in = SignIn("fake", options.url)
+        api = DriveApi(fake, base_url=options.url, limiter=limiter, retry=retry, sign_in=sign_in, writes=writes)
         return api, f"fake Drive at {options.url}: no credentials needed"
     credentials = load_credentials(
         token_file=options.token_file, service_account_file=options.service_account_file, use_adc=not chosen
     )
-    api = DriveApi(credentials, base_url=options.url, limiter=limiter, retry=retry, writes=writes)
+    api = DriveApi(
+        credentials, base_url=options.url, limiter=limiter, retry=retry, sign_in=sign_in_for(options), writes=writes
+    )
     return api, f"loaded from {chosen or 'Application Default Credentials'}"
+
+
+def sign_in_for(options: DriveOptions) -> SignIn:
+    """Where ``load_credentials`` takes a participant's credentials from, for these options (its order)."""
+    from syft_flwr_gdrive.transport.drive.auth import in_colab
+
+    if options.token_file:
+        return SignIn("token_file", str(options.token_file))
+    if options.service_account_file:
+        return SignIn("service_account", str(options.service_account_file))
+    return SignIn("colab") if in_colab() else SignIn("adc")
 
 
 def verified_api(settings: Settings, options: DriveOptions) -> DriveApi:
@@ -104,6 +115,9 @@ def diagnose(settings: Settings) -> list[Check]:
         return checks
     try:
         account = api.about_me()
+    except DriveSignInRefused as exc:  # the first call refreshes the sign-in: Google may refuse it for good
+        checks.append(Check("sign-in", False, " ".join(p for p in (exc.headline, exc.why) if p), exc.fix))
+        return checks
     except DriveError as exc:
         checks.append(
             Check(

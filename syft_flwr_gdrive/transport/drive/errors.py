@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from syft_flwr_gdrive.transport.contract import AccessLost
+
 __all__ = [
     "DriveError",
     "DriveNotFound",
@@ -23,6 +25,8 @@ __all__ = [
     "DriveUnavailable",
     "DriveAuthError",
     "DriveTooLarge",
+    "DriveSignInRefused",
+    "DriveUploadCapReached",
     "ErrorBody",
     "parse_error_body",
     "error_from_status",
@@ -34,6 +38,12 @@ RATE_LIMIT_REASONS = frozenset({"userRateLimitExceeded", "rateLimitExceeded"})
 SHARING_LIMIT_REASONS = frozenset({"sharingRateLimitExceeded"})
 #: 403 reasons that mean a quota is used up for longer than a retry can wait.
 QUOTA_REASONS = frozenset({"dailyLimitExceeded", "quotaExceeded", *SHARING_LIMIT_REASONS})
+#: How Drive answers an upload over its daily upload cap (750 GB per account in 24 hours): no reason of its
+#: own, but 403 ``userRateLimitExceeded`` with exactly this message, where the per-minute quota says "User Rate
+#: Limit Exceeded. Rate of requests for user exceed configured project quota..." (field reports: rclone's
+#: ``--drive-stop-on-upload-limit`` keys on it, rclone#3328 shows it at the cap; Google documents the cap,
+#: not its answer). See docs/drive-assumptions.md, "Sign-ins and the daily upload cap".
+DAILY_UPLOAD_CAP_MESSAGE = "User rate limit exceeded."
 
 
 class DriveError(Exception):
@@ -86,6 +96,54 @@ class DriveUnavailable(DriveError):
 
 class DriveAuthError(DriveError):
     """401, or credentials that cannot be used or refreshed."""
+
+
+class DriveSignInRefused(DriveAuthError, AccessLost):
+    """Google's token endpoint refused to refresh the credentials for good (``invalid_grant``: the refresh token
+    expired or was revoked; a deleted client or key): every Drive call fails until the participant signs in again.
+
+    Its text is the headline (what happened), the fix (how to sign in again, for where these credentials came
+    from) and why it happens; ``auth.SignIn`` writes them."""
+
+    def __init__(
+        self, *, headline: str, fix: str, why: str = "", oauth_error: str = "", method: str | None = None
+    ) -> None:
+        super().__init__(" ".join(p for p in (headline, f"Fix: {fix}", why) if p), reason=oauth_error, method=method)
+        self.headline = headline
+        self.fix = fix
+        self.why = why
+
+    def __str__(self) -> str:
+        return self.message  # said to a person: no status/method tail
+
+
+class DriveUploadCapReached(DriveError, AccessLost):
+    """Drive's daily upload cap (750 GB per account in 24 hours) is reached: every upload fails until it resets,
+    and a retry within the run cannot help, so it is not retried and the participant stops."""
+
+    HEADLINE = (
+        "Drive refused an upload: this account has reached Google Drive's daily upload cap "
+        '(750 GB per account in 24 hours; Drive answered 403 userRateLimitExceeded "User rate limit exceeded.").'
+    )
+    FIX = (
+        "the cap resets within 24 hours and retrying sooner does not help, so this participant stops: start it "
+        "again tomorrow or with another Google account, and upload less per day (fewer rounds or clients, a "
+        "smaller model)."
+    )
+
+    def __init__(self, *, method: str | None = None, retries: int = 0) -> None:
+        super().__init__(
+            f"{self.HEADLINE} Fix: {self.FIX}",
+            status=403,
+            reason="userRateLimitExceeded",
+            method=method,
+            retries=retries,
+        )
+        self.headline = self.HEADLINE
+        self.fix = self.FIX
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class DriveTooLarge(DriveError):
@@ -157,6 +215,11 @@ def parse_error_body(content: bytes | str | None) -> ErrorBody:
     )
 
 
+def is_daily_upload_cap(status: int | None, body: ErrorBody) -> bool:
+    """Is this Drive's answer to an upload over the daily upload cap? (see ``DAILY_UPLOAD_CAP_MESSAGE``)"""
+    return status == 403 and body.reason in RATE_LIMIT_REASONS and body.message.strip() == DAILY_UPLOAD_CAP_MESSAGE
+
+
 def _quota_hint(reason: str | None) -> str:
     if reason == "userRateLimitExceeded":
         which = "the per-user request rate quota (queries per minute per user)"
@@ -202,6 +265,8 @@ def error_from_status(
             "token / service-account file." + detail,
             **kw,
         )
+    if is_daily_upload_cap(status, body):
+        return DriveUploadCapReached(method=method, retries=retries)
     if status == 429 or (status == 403 and (reason in RATE_LIMIT_REASONS or reason in QUOTA_REASONS)):
         return DriveRateLimited(_quota_hint(reason) + detail, **kw)
     if status == 403 and reason == "storageQuotaExceeded":

@@ -34,11 +34,14 @@ from googleapiclient.errors import HttpError
 
 from syft_flwr_gdrive.transport.drive.errors import RATE_LIMIT_REASONS
 from syft_flwr_gdrive.transport.drive.errors import SHARING_LIMIT_REASONS
-from syft_flwr_gdrive.transport.drive.errors import DriveAuthError
 from syft_flwr_gdrive.transport.drive.errors import DriveError
 from syft_flwr_gdrive.transport.drive.errors import DriveUnavailable
+from syft_flwr_gdrive.transport.drive.errors import DriveUploadCapReached
 from syft_flwr_gdrive.transport.drive.errors import error_from_status
+from syft_flwr_gdrive.transport.drive.errors import is_daily_upload_cap
 from syft_flwr_gdrive.transport.drive.errors import parse_error_body
+from syft_flwr_gdrive.transport.drive.signin import SignIn
+from syft_flwr_gdrive.transport.drive.signin import refresh_refusal
 
 __all__ = [
     "RetryPolicy",
@@ -181,6 +184,13 @@ def _reason(exc: BaseException) -> str | None:
     return None
 
 
+def _is_daily_upload_cap(exc: BaseException) -> bool:
+    """Drive's daily upload cap answers like a rate limit, but lasts hours: retrying it only burns the run."""
+    if isinstance(exc, HttpError) and exc.resp is not None:
+        return is_daily_upload_cap(_http_status(exc), parse_error_body(exc.content))
+    return isinstance(exc, DriveUploadCapReached)
+
+
 def _is_network_error(exc: BaseException) -> bool:
     """Dropped connections, resets, timeouts: the request may or may not have happened."""
     if isinstance(exc, (socket.timeout, TimeoutError, ConnectionError, ssl.SSLError)):
@@ -193,6 +203,8 @@ def _is_network_error(exc: BaseException) -> bool:
         return not isinstance(exc, _PERMANENT_HTTPLIB2)
     if isinstance(exc, auth_exceptions.TransportError):
         return True  # token refresh hit the network weather
+    if isinstance(exc, auth_exceptions.RefreshError):
+        return bool(exc.retryable)  # Google's token endpoint failing (5xx, temporarily_unavailable), not a refusal
     if isinstance(exc, OSError) and exc.errno is not None:
         return errno.errorcode.get(exc.errno) in _TRANSIENT_ERRNOS
     return False
@@ -207,7 +219,9 @@ def is_transient(exc: BaseException) -> bool:
         if status == 429 or status == 408 or status >= 500:
             return True
         if status == 403:
-            return _reason(exc) in RATE_LIMIT_REASONS or _reason(exc) in SHARING_LIMIT_REASONS
+            return (_reason(exc) in RATE_LIMIT_REASONS and not _is_daily_upload_cap(exc)) or _reason(
+                exc
+            ) in SHARING_LIMIT_REASONS
         return False
     if isinstance(exc, DriveError):
         return False
@@ -250,8 +264,11 @@ def to_drive_error(
     method: str | None = None,
     resource: str | None = None,
     retries: int = 0,
+    sign_in: SignIn | None = None,
 ) -> DriveError | None:
-    """Typed error for a failure that reached the caller, or None to re-raise it unchanged."""
+    """Typed error for a failure that reached the caller, or None to re-raise it unchanged.
+
+    ``sign_in`` (where the credentials came from) lets a refused refresh name how to sign in again."""
     if isinstance(exc, DriveError):
         if retries and not exc.retries:
             exc.retries = retries
@@ -267,10 +284,11 @@ def to_drive_error(
             retries=retries,
         )
     if isinstance(exc, auth_exceptions.RefreshError):
-        return DriveAuthError(
-            f"The Google credentials could not be refreshed ({exc}). Fix: log in again "
-            "(syft-flwr-gdrive login) or provide a token file that has a refresh token.",
-            status=401,
+        if not exc.retryable:
+            return (sign_in or SignIn()).refused(exc, method=method)
+        return DriveUnavailable(
+            f"Google's sign-in service kept failing to refresh the credentials ({refresh_refusal(exc)}) after "
+            f"{retries} retries. Fix: try again later; if it persists check https://www.google.com/appsstatus.",
             method=method,
             retries=retries,
         )
