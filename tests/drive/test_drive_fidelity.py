@@ -20,6 +20,7 @@ from syft_flwr_gdrive.transport.contract import BlobNotStored
 from syft_flwr_gdrive.transport.contract import TransportError
 from syft_flwr_gdrive.transport.drive import layout
 from syft_flwr_gdrive.transport.drive import writes
+from syft_flwr_gdrive.transport.drive.discovery import CLIENT_READ_EVERY
 from syft_flwr_gdrive.transport.drive.errors import DriveError
 from syft_flwr_gdrive.transport.drive.ratelimit import WritePacer
 from syft_flwr_gdrive.transport.drive.retry import RetryPolicy
@@ -104,6 +105,7 @@ def test_a_client_stamps_its_next_reply_id_once_per_run_it_sees(drive):
     do.poll(APP)
     assert do.api.calls.snapshot().get("files.update", 0) == writes_before  # once per run
     ds.announce_run(APP, 2)
+    time.sleep(CLIENT_READ_EVERY)  # a client reads its server's folder by id this often
     do.poll(APP)
     assert do.api.calls.snapshot().get("files.update", 0) == writes_before + 1
 

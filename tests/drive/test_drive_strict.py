@@ -15,6 +15,7 @@ from syft_flwr_gdrive.mailbox.ledger import Ledger
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.drive import layout
+from syft_flwr_gdrive.transport.drive.discovery import CLIENT_READ_EVERY
 from syft_flwr_gdrive.transport.drive.errors import DriveError
 from syft_flwr_gdrive.transport.drive.retry import deadline
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
@@ -220,4 +221,5 @@ def test_keys_stamped_after_discovery_are_seen_at_the_next_poll():
         ds.publish_keys(APP, keys)
         assert not any(a.keys for a in ds.poll(APP).announcements)
         do.publish_keys(APP, keys)
+        time.sleep(CLIENT_READ_EVERY)  # ds announces no run: it reads its peers' folders by id this often
         assert [a.keys for a in ds.poll(APP).announcements if a.owner == DO] == [keys]

@@ -100,7 +100,7 @@ def test_a_poll_is_one_call_and_sweeps_its_folders_at_most_every_sweep_gap(drive
         do.poll(APP)
         assert http_requests(do) - before == 1, f"poll {n}"
         sweeps += do.last_poll_lists > 0
-        time.sleep(0.15)
+        time.sleep(SWEEP_MIN_GAP / 6)
     assert do.api.calls.snapshot().get("files.list", 0) == lists  # listings ride in the batch request
     assert 1 <= sweeps <= (time.monotonic() - started) / SWEEP_MIN_GAP + 1
 

@@ -35,6 +35,7 @@ REDISCOVER_EVERY = 1.0  # a peer's message names a newer run than it announces: 
 REDISCOVER_FOR = 60.0  # ...at most this often, for this long per (peer, run)
 FOLDER_READ_EVERY = 5.0  # an announcing participant (a server) reads its peers' folders by id this often...
 FAST_READS_FOR = 30.0  # ...after reading them at every poll for this long after it announced a run
+CLIENT_READ_EVERY = 1.0  # a participant that announces nothing (a client) reads its server's folders this often
 
 
 @dataclass(frozen=True)
@@ -133,16 +134,21 @@ class Discovery:
     # -- reading known folders by id --------------------------------------------------------
 
     def folders_to_read(self, app: str) -> list[str]:
-        """Peers' outbox folders to read by id at this poll: all of them at every poll for a client (one or
-        two folders); for a server every poll during :data:`FAST_READS_FOR` seconds after it announced a
-        run (its peers stamp their next ids when they see the run), then every :data:`FOLDER_READ_EVERY`."""
+        """Peers' outbox folders to read by id at this poll: a client's every :data:`CLIENT_READ_EVERY` seconds
+        (one or two folders: a new run is seen within a second); a server's at every poll during
+        :data:`FAST_READS_FOR` seconds after it announced a run (its peers stamp their next ids when they see
+        the run), then every :data:`FOLDER_READ_EVERY`; any peer's at once when its message names a newer run."""
         folders = self.peer_folders.get(app, {})
         now = time.monotonic()
-        if app not in self.announcing or app in self._read_now:
+        if app in self._read_now:
             return sorted(folders)
-        if now - self.announced_at.get(app, float("-inf")) < FAST_READS_FOR:
+        if app not in self.announcing:
+            every = CLIENT_READ_EVERY
+        elif now - self.announced_at.get(app, float("-inf")) < FAST_READS_FOR:
             return sorted(folders)
-        return sorted(fid for fid, info in folders.items() if now - info.get("read", 0.0) >= FOLDER_READ_EVERY)
+        else:
+            every = FOLDER_READ_EVERY
+        return sorted(fid for fid, info in folders.items() if now - info.get("read", 0.0) >= every)
 
     def absorb_reads(self, app: str, answers: dict[str, dict[str, Any] | DriveError]) -> list[PeerHeads]:
         """Peer folders read by id: their properties replace what the listing showed (a folder Drive says is

@@ -25,9 +25,9 @@ from syft_flwr_gdrive.transport.drive.discovery import Places
 from syft_flwr_gdrive.transport.drive.errors import DriveError
 from syft_flwr_gdrive.transport.drive.ratelimit import units_for
 
-SWEEP_MIN_GAP = 2.0  # seconds: twice the strict profile's list lag (a listing cannot show a file much sooner)
+SWEEP_MIN_GAP = 4.0  # seconds: a safety net, not a path (steady state finds nothing in a sweep)
 # Quota units per second sweeps may use: 18,000 a minute, under 6% of Drive's 325,000 per user. A client lists
-# 3 (300 units): every 2 s. A server with 10 peers lists 11 (1,100 units): every 3.7 s; with 50 peers 51
+# 3 (300 units): every 4 s. A server with 10 peers lists 11 (1,100 units): every 4 s; with 50 peers 51
 # (5,100 units): every 17 s; with 100 peers every 34 s. Steady state finds nothing in them.
 SWEEP_UNITS_PER_S = 300.0
 
