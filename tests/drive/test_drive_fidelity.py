@@ -123,6 +123,28 @@ def test_a_promised_id_that_expired_is_replaced_and_the_file_is_found_by_listing
     poll_until(do, "m2")  # found by listing its folder
 
 
+def test_a_reply_after_a_long_round_goes_to_a_fresh_id_its_folder_stamps_and_is_fetched_by_id(drive, monkeypatch):
+    """A promised id older than PROMISE_MAX_AGE may have expired: the client stamps a fresh head and writes
+    there, so the server (whose sweeps are rare with many datasites) still fetches the reply by id."""
+    ds, do = pair(drive)
+    do.send(request_routing(1, "r1", sender=DO, recipient=DS, app=APP, kind="reply", reply_to="m0"), b"one")
+    end = time.monotonic() + 10
+    while "r1" not in {p.routing.message_id for p in ds.poll(APP).inbound if p.routing}:
+        assert time.monotonic() < end
+        time.sleep(0.1)
+    monkeypatch.setattr(writes, "PROMISE_MAX_AGE", 0.2)
+    time.sleep(0.3)
+    drive.faults.list_lag = 3600.0  # no listing shows anything new
+    stale = do.writer.head((APP, DS))
+    updates = do.api.calls.snapshot().get("files.update", 0)
+    second = do.send(request_routing(1, "r2", sender=DO, recipient=DS, app=APP, kind="reply", reply_to="m1"), b"two")
+    assert second != stale and do.api.calls.snapshot()["files.update"] == updates + 1  # the fresh head stamped
+    end = time.monotonic() + 10
+    while "r2" not in {p.routing.message_id for p in ds.poll(APP).inbound if p.routing}:
+        assert time.monotonic() < end, "the server never fetched the reply at its stamped id"
+        time.sleep(0.1)
+
+
 def test_ids_wait_in_the_pool_at_most_id_max_age(drive, monkeypatch):
     ds = transport(drive, DS)
     monkeypatch.setattr(writes, "ID_MAX_AGE", 0.2)

@@ -26,10 +26,11 @@ from syft_flwr_gdrive.transport.drive.errors import DriveError
 from syft_flwr_gdrive.transport.drive.ratelimit import units_for
 
 SWEEP_MIN_GAP = 4.0  # seconds: a safety net, not a path (steady state finds nothing in a sweep)
-# Quota units per second sweeps may use: 18,000 a minute, under 6% of Drive's 325,000 per user. A client lists
-# 3 (300 units): every 4 s. A server with 10 peers lists 11 (1,100 units): every 4 s; with 50 peers 51
-# (5,100 units): every 17 s; with 100 peers every 34 s. Steady state finds nothing in them.
-SWEEP_UNITS_PER_S = 300.0
+# Quota units per second sweeps may use: 6,000 a minute, under 2% of Drive's 325,000 per user. A client lists 3
+# (300 units): every 4 s. A server with 10 peers lists 11 (1,100 units): every 11 s; with 50 peers 51 (5,100
+# units): every 51 s; with 100 peers every 101 s. Steady state finds nothing in them: a server's files come by
+# id, and a client's reply after a long round too (its fresh id stamped on its folder, .writes.PROMISE_MAX_AGE).
+SWEEP_UNITS_PER_S = 100.0
 
 
 class FolderLister:

@@ -219,6 +219,7 @@ class DriveTransport(Transport):
         if folder is None:
             self.prepare(routing.app, [recipient])
             folder = self.folders.outboxes[(routing.app, recipient)]
+        self._renew_stale_head(routing.app, recipient)
         file_id, props = self.writer.promise((routing.app, recipient), layout.message_properties(routing))
         if reader.size <= INLINE_MAX:
             reader.seek(0)
@@ -415,6 +416,20 @@ class DriveTransport(Transport):
                 self.poller.stamped(app, self.discovery.absorb_listing(app, peers, found))
         heads = self.discovery.absorb_reads(app, {f: reads.files[f] for f in folder_reads if f in reads.files})
         self.poller.stamped(app, heads)
+
+    def _renew_stale_head(self, app: str, peer: str) -> None:
+        """A client whose promised id to its server is old (a long round: it may have expired) writes its reply at
+        a fresh id, stamped first on its outbox folder (one write), where its server reads it within seconds;
+        otherwise the reply would wait for a sweep of the server's, which comes seldom when it has many peers."""
+        if app in self.discovery.announcing:
+            return  # a server's streams: its clients sweep often (few folders); no write per message
+        fresh = self.writer.renew_stale_head((app, peer))
+        if fresh is None:
+            return
+        try:
+            self.folders.stamp_heads(app, peer, layout.head_properties(fresh, None, time.time()))
+        except DriveError as exc:
+            logger.info("could not stamp a fresh id for my next message to %s (%s); it is found by listing", peer, exc)
 
     def _stamp_heads_for_new_runs(self, app: str) -> None:
         """A client that sees a peer announce a new run stamps the id of its next message to that peer on its

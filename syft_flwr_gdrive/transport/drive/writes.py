@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 
 ID_BATCH = 20  # ids fetched per files.generateIds call (one read; a server's set-up takes a few)
 ID_MAX_AGE = 60.0  # seconds a fetched id waits in the pool at most: used soon after Drive gave it, or dropped
+# A promised id older than this when its file is written may no longer be usable (Drive documents no lifetime;
+# the strict fake's is 120 s): a client's reply after a long round is written at a fresh id instead, which it
+# stamps on its outbox folder first (one write), so its server still fetches the reply by id.
+PROMISE_MAX_AGE = ID_MAX_AGE
 REFUSED_ID = (400, 409)  # Drive's answers to a create at an id it will not take: not usable, or taken
 
 
@@ -40,6 +44,7 @@ class Writer:
         self._lock = threading.Lock()
         self._ids: list[tuple[str, float]] = []  # (id, when Drive gave it)
         self._promised: dict[tuple[str, str], str] = {}  # (app, recipient; "" for bundles) -> id its next file gets
+        self._promised_at: dict[str, float] = {}  # a promised id -> when Drive gave it
 
     def next_id(self) -> str:
         """A fresh id for a create (a retried create at the same id cannot make a second file)."""
@@ -69,7 +74,7 @@ class Writer:
         with self._lock:
             head = self._promised.get(stream)
             if head is None:
-                head = self._promised[stream] = self._take_id()
+                head = self._promised[stream] = self._promise_id()
             return head
 
     def promise(self, stream: tuple[str, str], props: dict[str, str]) -> tuple[str, dict[str, str]]:
@@ -77,8 +82,28 @@ class Writer:
         promise of the file after it (``sfg_nx``): the reader fetches that by id before it lists."""
         with self._lock:
             file_id = self._promised.pop(stream, None) or self._take_id()
-            self._promised[stream] = promised = self._take_id()
+            self._promised_at.pop(file_id, None)
+            self._promised[stream] = promised = self._promise_id()
         return file_id, {**props, layout.P_NEXT: promised}
+
+    def renew_stale_head(self, stream: tuple[str, str]) -> str | None:
+        """If the stream's promised id is older than :data:`PROMISE_MAX_AGE`, replace it by a fresh one and
+        return that (the caller stamps it on the stream's folder before writing there); else None."""
+        with self._lock:
+            head = self._promised.get(stream)
+            if head is None or time.monotonic() - self._promised_at.get(head, float("inf")) <= PROMISE_MAX_AGE:
+                return None
+            self._promised_at.pop(head, None)
+            self._promised[stream] = fresh = self._promise_id()
+            return fresh
+
+    def _promise_id(self) -> str:
+        """A fresh id to promise, remembering when (``self._lock`` held)."""
+        file_id = self._take_id()
+        self._promised_at[file_id] = time.monotonic()
+        while len(self._promised_at) > 4 * len(self._promised) + 64:  # ids promised and since used or replaced
+            del self._promised_at[next(iter(self._promised_at))]
+        return file_id
 
     def create_promised(
         self, name: str, reader: SeekableReader, folder: str, props: dict[str, str], file_id: str
