@@ -153,7 +153,9 @@ class DriveTransport(Transport):
 
     def announce_run(self, app: str, run_id: int) -> None:
         """Stamp the run id on each of my outbox folders of ``app`` (duplicates too: peers read them all), with
-        the ids my next message to that peer and my next bundle will have: its first files are fetched by id."""
+        the id my next bundle will have (bundles on) or my next message to that peer (off): its first files are
+        fetched by id. With bundles on, direct messages carry only what does not fit a bundle (rare): no head for
+        them, so no client asks for one at every poll; such a message is found by its client's sweep."""
         self.discovery.announcing.add(app)
         self.discovery.announced_at[app] = time.monotonic()
         bundles = app in self.folders.bundle_folders
@@ -165,7 +167,7 @@ class DriveTransport(Transport):
             lambda peer: (
                 keys
                 | layout.head_properties(
-                    self.writer.head((app, peer)) if peer else None,
+                    self.writer.head((app, peer)) if peer and not bundles else None,
                     self.writer.head((app, "")) if bundles else None,
                     at,
                 )
