@@ -8,6 +8,7 @@ commands take), call the library, print, and turn errors into one readable line 
 from __future__ import annotations
 
 import signal
+from typing import Annotated
 
 import typer
 
@@ -28,6 +29,25 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+ParentPid = Annotated[
+    int | None,
+    typer.Option(
+        "--exit-with-parent",
+        hidden=True,
+        help="Stop when the process with this pid stops being this one's parent (run/demo start participants so).",
+    ),
+]
+
+
+@app.callback()
+def participant_process(exit_with_parent: ParentPid = None) -> None:
+    """Options of the process itself, before the command (`run` and `demo` pass them to their participants)."""
+    if exit_with_parent is not None:
+        from syft_flwr_gdrive.cli.parent_watch import exit_with_parent as watch_parent
+
+        watch_parent(exit_with_parent)
+
 
 # In the order --help lists them.
 app.command("server")(server)

@@ -22,6 +22,15 @@ from syft_flwr_gdrive.cli.shared_options import Seed
 from syft_flwr_gdrive.cli.shared_options import SharedDir
 from syft_flwr_gdrive.cli.shared_options import Timeout
 
+Stream = Annotated[
+    bool,
+    typer.Option(
+        "--stream/--no-stream",
+        help="Show every participant's output (the app's prints and logs) as it is written, prefixed by who wrote "
+        "it; the full logs are in OUT/participants either way.",
+    ),
+]
+
 # -- run ----------------------------------------------------------------------------------------------------
 
 YourProject = Annotated[
@@ -60,12 +69,14 @@ def run_project(
     timeout: Timeout = 600.0,
     transport: LocalTransport = "p2p",
     shared_dir: SharedDir = None,
+    stream: Stream = True,
 ) -> None:
     """Federate your own Flower project on this machine: N data owners over an embedded fake Google Drive.
 
     Like `flwr run` with a local federation, but every participant is its own process talking
     through (fake) Drive exactly as it would over real Google Drive. Relative paths the app writes
-    land in OUT/participants.
+    land in OUT/participants. Stops as soon as a participant fails (showing why, and exiting with its
+    code) or --timeout is up; the participants always stop with it.
     """
     from syft_flwr_gdrive.localrun.runner import DEFAULT_NODE_CONFIG
     from syft_flwr_gdrive.localrun.runner import LocalRunOptions
@@ -89,7 +100,13 @@ def run_project(
     )
     if out:
         options.out_dir = out
-    run_with_live_view(clients, options.out_dir, lambda on_progress: run_local(options, on_progress), options.transport)
+    run_with_live_view(
+        clients,
+        options.out_dir,
+        lambda on_progress, on_output: run_local(options, on_progress, on_output),
+        options.transport,
+        stream=stream,
+    )
 
 
 # -- demo ---------------------------------------------------------------------------------------------------
@@ -119,6 +136,7 @@ def demo(
     timeout: Timeout = 600.0,
     transport: LocalTransport = "p2p",
     shared_dir: SharedDir = None,
+    stream: Stream = True,
 ) -> None:
     """Train a real model with N data owners over an embedded fake Google Drive (no account needed).
 
@@ -144,4 +162,10 @@ def demo(
     )
     if out:
         options.out_dir = out
-    run_with_live_view(clients, options.out_dir, lambda on_progress: run_demo(options, on_progress), options.transport)
+    run_with_live_view(
+        clients,
+        options.out_dir,
+        lambda on_progress, on_output: run_demo(options, on_progress, on_output),
+        options.transport,
+        stream=stream,
+    )
