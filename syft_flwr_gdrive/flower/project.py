@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,8 @@ from flwr.common.config import get_fused_config_from_dir
 from flwr.common.config import get_project_config
 from flwr.serverapp import ServerApp
 from flwr.supercore.object_ref import load_app
+from packaging.specifiers import InvalidSpecifier
+from packaging.specifiers import SpecifierSet
 
 from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.config import ProjectConfig
@@ -19,6 +23,25 @@ from syft_flwr_gdrive.base.config import ProjectConfig
 
 class ProjectError(ConfigError):
     """The Flower project cannot be loaded; the text says what to fix."""
+
+
+def check_requires_python(path: Path, requirement: Any, version: Sequence[int] = tuple(sys.version_info[:3])) -> None:
+    """Refuse a project whose ``requires-python`` this interpreter does not meet, as pip does when ``flwr run``
+    installs it (pre-releases count as their release: 3.13.0rc1 meets ``>=3.13``)."""
+    if requirement is None:
+        return
+    pyproject = path / "pyproject.toml"
+    try:
+        wanted = SpecifierSet(str(requirement))
+    except InvalidSpecifier:
+        raise ProjectError(f"{pyproject}: requires-python = {requirement!r} is not a version specifier.") from None
+    current = ".".join(str(part) for part in version)
+    if not wanted.contains(current, prereleases=True):
+        raise ProjectError(
+            f"{pyproject} requires Python {requirement}, but this is Python {current} ({sys.executable}). "
+            "Run it with an interpreter that meets requires-python (pip and `flwr run` refuse it too), "
+            "or change requires-python if the project works here."
+        )
 
 
 @dataclass(frozen=True)
@@ -45,6 +68,7 @@ class FlowerProject:
             ) from None
         except ValueError as exc:
             raise ProjectError(f"{path / 'pyproject.toml'} is not a valid Flower project: {exc}") from None
+        check_requires_python(path, config.get("project", {}).get("requires-python"))
         unknown = sorted(set(override_config or {}) - set(defaults))
         if unknown:  # Flower's fuse_dicts refuses them too; say which and what is there
             raise ProjectError(
