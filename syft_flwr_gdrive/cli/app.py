@@ -19,6 +19,7 @@ from syft_flwr_gdrive.cli.doctor import doctor
 from syft_flwr_gdrive.cli.fake_drive import PASS_THROUGH
 from syft_flwr_gdrive.cli.fake_drive import fake_drive
 from syft_flwr_gdrive.cli.login import login
+from syft_flwr_gdrive.cli.migrate import migrate
 from syft_flwr_gdrive.cli.run import demo
 from syft_flwr_gdrive.cli.run import run_project
 from syft_flwr_gdrive.cli.server import server
@@ -55,6 +56,7 @@ app.command("client")(client)
 app.command("run")(run_project)
 app.command("demo")(demo)
 app.command("bootstrap")(bootstrap)
+app.command("migrate")(migrate)
 app.command("login")(login)
 app.command("doctor")(doctor)
 app.command("trust")(trust)

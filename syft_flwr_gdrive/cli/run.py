@@ -48,6 +48,14 @@ NodeConfigs = Annotated[
         "or once per client. Default: 'partition-id={i} num-partitions={n}'."
     ),
 ]
+DataDirs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--data-dir",
+        help="Each client's DATA_DIR, the dataset folder of syft-flwr's convention (mock data for a local run): "
+        "once, a template ('mock/{i}'), or once per client.",
+    ),
+]
 RunOut = Annotated[
     Path | None, typer.Option(help="Folder for report.json, the plot and logs; default runs/run-<time>.")
 ]
@@ -58,6 +66,7 @@ def run_project(
     clients: SimulatedClients = 2,
     run_config: RunConfig = None,
     node_config: NodeConfigs = None,
+    data_dir: DataDirs = None,
     out: RunOut = None,
     poll_interval: FakePollInterval = 0.25,
     msg_timeout: MsgTimeout = 60.0,
@@ -87,6 +96,7 @@ def run_project(
         clients=clients,
         run_config=run_config or "",
         node_configs=tuple(node_config or (DEFAULT_NODE_CONFIG,)),
+        data_dirs=tuple(data_dir or ()),
         poll_interval=poll_interval,
         msg_timeout=msg_timeout,
         latency_ms=latency_ms,

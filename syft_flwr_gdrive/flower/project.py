@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from packaging.specifiers import SpecifierSet
 
 from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.config import ProjectConfig
+from syft_flwr_gdrive.base.config import Settings
 
 
 class ProjectError(ConfigError):
@@ -108,3 +110,22 @@ class FlowerProject:
         if not isinstance(obj, kind):
             raise ProjectError(f"{ref!r} is a {type(obj).__name__}, not a flwr {kind.__name__}.")
         return obj
+
+
+def role_in_project(project_dir: Path | str, environ: Mapping[str, str] | None = None) -> str:
+    """``"server"`` or ``"client"``: what this participant (``SYFTBOX_EMAIL``) is in the project's
+    ``[tool.syft_flwr]`` (its aggregator, or one of its datasites); a ConfigError naming the fix otherwise.
+
+    What a syft-flwr ``main.py`` decided before running the server or a client; ``migrate`` writes a
+    ``main.py`` that asks this, then runs ``syft-flwr-gdrive server`` or ``client``."""
+    syft = ProjectConfig.load(project_dir)
+    me = Settings.from_env(environ, project=syft).email
+    if syft.aggregator == me:
+        return "server"
+    if me in syft.datasites:
+        return "client"
+    raise ConfigError(
+        f"{me} is neither the aggregator ({syft.aggregator or 'none set'}) nor a datasite "
+        f"({', '.join(syft.datasites) or 'none set'}) of {Path(project_dir) / 'pyproject.toml'}. Set SYFTBOX_EMAIL "
+        "to your account, or run `syft-flwr-gdrive bootstrap` to name the aggregator and datasites."
+    )

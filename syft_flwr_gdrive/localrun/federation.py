@@ -103,6 +103,8 @@ class LocalFederation:
     # Per client: a mapping (sent as JSON) or Flower's "k=v" text; default partition-id/num-partitions.
     node_configs: Sequence[Mapping[str, Any] | str] | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    # Per client: more environment of its own (e.g. DATA_DIR: its mock dataset); default none.
+    client_envs: Sequence[Mapping[str, str]] | None = None
     state_dir: Path | None = None  # participants' keys, pins and ledgers; default workdir/state
     participants: dict[str, Participant] = field(default_factory=dict)
 
@@ -112,6 +114,8 @@ class LocalFederation:
         self.project = Path(self.project).resolve()
         if self.node_configs is not None and len(self.node_configs) != len(self.client_emails):
             raise ValueError("node_configs needs one entry per client")
+        if self.client_envs is not None and len(self.client_envs) != len(self.client_emails):
+            raise ValueError("client_envs needs one entry per client")
 
     def node_config(self, index: int) -> str:
         """The --node-config text of client ``index``."""
@@ -157,7 +161,7 @@ class LocalFederation:
                     "--report",
                     str(report),
                 ],
-                self._env(email),
+                {**self._env(email), **(self.client_envs[index] if self.client_envs else {})},
                 report,
                 self.workdir / f"{key}.log",
                 cwd=self.workdir,

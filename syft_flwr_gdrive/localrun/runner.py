@@ -23,6 +23,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from syft_flwr_gdrive.base.config import ENV_DATA_DIR
 from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
@@ -68,6 +69,9 @@ class LocalRunOptions(FederationKnobs):
     clients: int = 2
     run_config: str = ""  # Flower's "k=v k2=v2" form or JSON, as `flwr run --run-config`
     node_configs: Sequence[str] = (DEFAULT_NODE_CONFIG,)  # "{i}" is the client's index, "{n}" the number of clients
+    # Each client's DATA_DIR (syft-flwr's dataset folder convention, flower/app_paths.py): none, one template
+    # ("{i}", "{n}" as above) or one per client; relative to where run is started.
+    data_dirs: Sequence[str] = ()
     out_dir: Path = field(default_factory=lambda: Path("runs") / time.strftime("run-%Y%m%d-%H%M%S"))
     label: str = ""  # for the plot's title; default the project's folder name
     expected_rounds: int | None = None  # the demo knows how many rounds make a success
@@ -115,6 +119,14 @@ def node_config_for(options: LocalRunOptions, index: int) -> str:
     return template.replace("{i}", str(index)).replace("{n}", str(options.clients))
 
 
+def data_dir_for(options: LocalRunOptions, index: int) -> Path | None:
+    """Client ``index``'s DATA_DIR (absolute), from its own --data-dir or the shared template; None without one."""
+    if not options.data_dirs:
+        return None
+    template = options.data_dirs[index] if len(options.data_dirs) > 1 else options.data_dirs[0]
+    return Path(template.replace("{i}", str(index)).replace("{n}", str(options.clients))).expanduser().resolve()
+
+
 def validate(options: LocalRunOptions) -> FlowerProject:
     """Check the options and load the project (unknown --run-config keys, a broken pyproject fail here, not
     in the server process); returns the project."""
@@ -145,6 +157,15 @@ def validate(options: LocalRunOptions) -> FlowerProject:
             f"Give --node-config once (a template for every client, {{i}} = client index) or "
             f"once per client ({options.clients} times), not {len(options.node_configs)} times."
         )
+    if options.data_dirs and len(options.data_dirs) not in (1, options.clients):
+        raise ConfigError(
+            f"Give --data-dir once (a template, {{i}} = client index) or once per client ({options.clients} "
+            f"times), not {len(options.data_dirs)} times."
+        )
+    for i in range(options.clients if options.data_dirs else 0):
+        folder = data_dir_for(options, i)
+        if folder is not None and not folder.exists():
+            raise ConfigError(f"--data-dir: client {i}'s dataset {folder} does not exist.")
     project = FlowerProject.load(options.project, parse_user_config(options.run_config, option="--run-config"))
     for i in range(options.clients):
         parse_user_config(node_config_for(options, i), option="--node-config")
@@ -199,6 +220,7 @@ def run_local(
             run_config=options.run_config,
             node_configs=[node_config_for(options, i) for i in range(options.clients)],
             extra_env=extra_env,
+            client_envs=[_client_env(options, i) for i in range(options.clients)],
         )
         for participant in (*(fed.client(i) for i in range(options.clients)), fed.server()):
             participant.log_path.unlink(missing_ok=True)  # a rerun into the same folder starts fresh logs
@@ -222,6 +244,11 @@ def run_local(
     if interrupted is not None:
         raise interrupted
     return report
+
+
+def _client_env(options: LocalRunOptions, index: int) -> dict[str, str]:
+    folder = data_dir_for(options, index)
+    return {ENV_DATA_DIR: str(folder)} if folder is not None else {}
 
 
 @contextlib.contextmanager
