@@ -9,7 +9,6 @@ logs go too, in the order things happened; the outcome is printed on the real st
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import sys
 from collections.abc import Iterator
@@ -20,10 +19,10 @@ def app_output_to_stderr() -> Iterator[None]:
     """Send everything written to stdout inside the block to stderr (descriptor 1 too, when it is one)."""
     sys.stdout.flush()
     saved_fd: int | None = None
-    with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):  # a captured stream has none
-        if sys.stdout.fileno() == 1 and sys.stderr.fileno() == 2:
-            saved_fd = os.dup(1)
-            os.dup2(2, 1)
+    with contextlib.suppress(OSError):  # no descriptor 1 or 2 (a detached process): only Python's streams move
+        os.fstat(1), os.fstat(2)
+        saved_fd = os.dup(1)
+        os.dup2(2, 1)
     saved_stdout = sys.stdout
     sys.stdout = sys.stderr
     try:
