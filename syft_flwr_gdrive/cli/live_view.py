@@ -148,7 +148,8 @@ def _print_report(console: Console, report: dict[str, Any], out_dir: Path, trans
             key=lambda pk: (list(PHASES).index(pk[0]), pk[1]),
         )
         repeated = {key for _, key in columns if sum(1 for _, k in columns if k == key) > 1}
-        metrics = Table(title="Flower's metrics per round", show_edge=False)
+        console.print("Flower's metrics per round:")
+        metrics = Table(show_edge=False)
         metrics.add_column("round", justify="right")
         for phase, key in columns:
             metrics.add_column(f"{SHORT_PHASES[phase]} {key}" if key in repeated else key, justify="right")
