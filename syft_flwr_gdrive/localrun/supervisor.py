@@ -31,6 +31,7 @@ TICK = 0.2  # seconds between looks at the participants
 STOP_GRACE = 5.0  # seconds a participant gets to stop cleanly (stop signals, deleting its files) before a kill
 STOP_PATIENCE = 3.0  # seconds clients get to act on the stop signal of a server that ended, before an interrupt
 CLIENT_LINGER = 15.0  # seconds clients get to see the stop signal once the server is done
+ANSWERED = ": answered "  # the client loop's log line for each request it answered
 EXIT_MEANINGS = {1: "crashed", 2: "bad input or configuration", 3: "Drive or credentials problem", 4: "run failed"}
 
 
@@ -98,7 +99,9 @@ def server_progress(fed: LocalFederation) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def read_progress(fed: LocalFederation, started: float) -> Progress:
+def read_progress(fed: LocalFederation, started: float, answered: dict[str, int] | None = None) -> Progress:
+    """The progress as the server last wrote it; ``answered``: requests each client answered (counted from its
+    log lines by the caller), else counted here from the whole logs."""
     now = server_progress(fed)
     metrics = now.get("metrics") or {}
     progress = Progress(
@@ -115,7 +118,9 @@ def read_progress(fed: LocalFederation, started: float) -> Progress:
             break
     for participant in fed.participants.values():
         if participant.role == "client":
-            progress.answered[participant.email] = participant.log_text().count(": answered ")
+            progress.answered[participant.email] = (
+                answered.get(participant.email, 0) if answered is not None else participant.log_text().count(ANSWERED)
+            )
     return progress
 
 
@@ -157,6 +162,7 @@ class Supervisor:
         self.on_progress = on_progress
         self.on_output = on_output
         self._stream = LogStream(fed.participants.values())
+        self._answered: dict[str, int] = {}  # requests each client answered, from its log lines as they come
 
     def watch(self) -> Failure | None:
         """Until the run ends: None when the server finished and the clients stopped, else why it did not."""
@@ -185,11 +191,13 @@ class Supervisor:
 
     def tick(self, *, final: bool = False) -> None:
         """Pass on the output written since the last tick, and the progress."""
-        if self.on_output is not None:
-            for participant, line in self._stream.new_lines(final=final):
+        for participant, line in self._stream.new_lines(final=final):
+            if ANSWERED in line:
+                self._answered[participant.email] = self._answered.get(participant.email, 0) + 1
+            if self.on_output is not None:
                 self.on_output(participant, line)
         if self.on_progress is not None:
-            self.on_progress(read_progress(self.fed, self.started))
+            self.on_progress(read_progress(self.fed, self.started, self._answered))
 
     def end_all(self) -> None:
         """Stop every participant still running, within the time left (at least a moment to stop cleanly).
