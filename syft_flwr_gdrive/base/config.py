@@ -45,6 +45,10 @@ ENV_BLOB_PART_MB = "SYFT_FLWR_BLOB_PART_MB"
 ENV_ADAPTIVE_POLL = "SYFT_FLWR_ADAPTIVE_POLL"
 ENV_BUNDLES = "SYFT_FLWR_BUNDLES"
 ENV_PREFIX = "SYFT_FLWR_"
+# The folders of syft-flwr's app convention (read by the app, not by this package's participants): a data owner's
+# dataset folder and the data scientist's output folder (flower/app_paths.py).
+ENV_DATA_DIR = "DATA_DIR"
+ENV_OUTPUT_DIR = "OUTPUT_DIR"
 # Read into the shared Settings; every other SYFT_FLWR_<NAME> variable is option <name> of the transport.
 _SHARED_ENV = frozenset(
     {
@@ -294,3 +298,8 @@ class Settings:
         """Per-account local state (processed ids, folder ids); survives restarts."""
         safe = re.sub(r"[^a-z0-9._+-]", "_", self.email)
         return self.state_dir / safe
+
+
+def app_folder(variable: str) -> str | None:
+    """The folder an app-convention variable (``ENV_DATA_DIR``, ``ENV_OUTPUT_DIR``) names; None when unset or empty."""
+    return os.environ.get(variable) or None

@@ -8,6 +8,7 @@ commands take), call the library, print, and turn errors into one readable line 
 from __future__ import annotations
 
 import signal
+from typing import Annotated
 
 import typer
 
@@ -18,6 +19,7 @@ from syft_flwr_gdrive.cli.doctor import doctor
 from syft_flwr_gdrive.cli.fake_drive import PASS_THROUGH
 from syft_flwr_gdrive.cli.fake_drive import fake_drive
 from syft_flwr_gdrive.cli.login import login
+from syft_flwr_gdrive.cli.migrate import migrate
 from syft_flwr_gdrive.cli.run import demo
 from syft_flwr_gdrive.cli.run import run_project
 from syft_flwr_gdrive.cli.server import server
@@ -29,12 +31,32 @@ app = typer.Typer(
     add_completion=False,
 )
 
+ParentPid = Annotated[
+    int | None,
+    typer.Option(
+        "--exit-with-parent",
+        hidden=True,
+        help="Stop when the process with this pid stops being this one's parent (run/demo start participants so).",
+    ),
+]
+
+
+@app.callback()
+def participant_process(exit_with_parent: ParentPid = None) -> None:
+    """Options of the process itself, before the command (`run` and `demo` pass them to their participants)."""
+    if exit_with_parent is not None:
+        from syft_flwr_gdrive.cli.parent_watch import exit_with_parent as watch_parent
+
+        watch_parent(exit_with_parent)
+
+
 # In the order --help lists them.
 app.command("server")(server)
 app.command("client")(client)
 app.command("run")(run_project)
 app.command("demo")(demo)
 app.command("bootstrap")(bootstrap)
+app.command("migrate")(migrate)
 app.command("login")(login)
 app.command("doctor")(doctor)
 app.command("trust")(trust)

@@ -22,6 +22,15 @@ from syft_flwr_gdrive.cli.shared_options import Seed
 from syft_flwr_gdrive.cli.shared_options import SharedDir
 from syft_flwr_gdrive.cli.shared_options import Timeout
 
+Stream = Annotated[
+    bool,
+    typer.Option(
+        "--stream/--no-stream",
+        help="Show every participant's output (the app's prints and logs) as it is written, prefixed by who wrote "
+        "it; the full logs are in OUT/participants either way.",
+    ),
+]
+
 # -- run ----------------------------------------------------------------------------------------------------
 
 YourProject = Annotated[
@@ -39,6 +48,14 @@ NodeConfigs = Annotated[
         "or once per client. Default: 'partition-id={i} num-partitions={n}'."
     ),
 ]
+DataDirs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--data-dir",
+        help="Each client's DATA_DIR, the dataset folder of syft-flwr's convention (mock data for a local run): "
+        "once, a template ('mock/{i}'), or once per client.",
+    ),
+]
 RunOut = Annotated[
     Path | None, typer.Option(help="Folder for report.json, the plot and logs; default runs/run-<time>.")
 ]
@@ -49,6 +66,7 @@ def run_project(
     clients: SimulatedClients = 2,
     run_config: RunConfig = None,
     node_config: NodeConfigs = None,
+    data_dir: DataDirs = None,
     out: RunOut = None,
     poll_interval: FakePollInterval = 0.25,
     msg_timeout: MsgTimeout = 60.0,
@@ -60,12 +78,14 @@ def run_project(
     timeout: Timeout = 600.0,
     transport: LocalTransport = "p2p",
     shared_dir: SharedDir = None,
+    stream: Stream = True,
 ) -> None:
     """Federate your own Flower project on this machine: N data owners over an embedded fake Google Drive.
 
     Like `flwr run` with a local federation, but every participant is its own process talking
     through (fake) Drive exactly as it would over real Google Drive. Relative paths the app writes
-    land in OUT/participants.
+    land in OUT/participants. Stops as soon as a participant fails (showing why, and exiting with its
+    code) or --timeout is up; the participants always stop with it.
     """
     from syft_flwr_gdrive.localrun.runner import DEFAULT_NODE_CONFIG
     from syft_flwr_gdrive.localrun.runner import LocalRunOptions
@@ -76,6 +96,7 @@ def run_project(
         clients=clients,
         run_config=run_config or "",
         node_configs=tuple(node_config or (DEFAULT_NODE_CONFIG,)),
+        data_dirs=tuple(data_dir or ()),
         poll_interval=poll_interval,
         msg_timeout=msg_timeout,
         latency_ms=latency_ms,
@@ -89,7 +110,13 @@ def run_project(
     )
     if out:
         options.out_dir = out
-    run_with_live_view(clients, options.out_dir, lambda on_progress: run_local(options, on_progress), options.transport)
+    run_with_live_view(
+        clients,
+        options.out_dir,
+        lambda on_progress, on_output: run_local(options, on_progress, on_output),
+        options.transport,
+        stream=stream,
+    )
 
 
 # -- demo ---------------------------------------------------------------------------------------------------
@@ -119,6 +146,7 @@ def demo(
     timeout: Timeout = 600.0,
     transport: LocalTransport = "p2p",
     shared_dir: SharedDir = None,
+    stream: Stream = True,
 ) -> None:
     """Train a real model with N data owners over an embedded fake Google Drive (no account needed).
 
@@ -144,4 +172,10 @@ def demo(
     )
     if out:
         options.out_dir = out
-    run_with_live_view(clients, options.out_dir, lambda on_progress: run_demo(options, on_progress), options.transport)
+    run_with_live_view(
+        clients,
+        options.out_dir,
+        lambda on_progress, on_output: run_demo(options, on_progress, on_output),
+        options.transport,
+        stream=stream,
+    )

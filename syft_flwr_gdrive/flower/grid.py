@@ -46,7 +46,6 @@ from syft_flwr_gdrive.flower.replies import ReplyStore
 from syft_flwr_gdrive.flower.shared_blobs import BlobPlacer
 from syft_flwr_gdrive.flower.stop import StopProtocol
 from syft_flwr_gdrive.flower.tally import Tally
-from syft_flwr_gdrive.flower.tally import round_of
 from syft_flwr_gdrive.mailbox.envelope import STOP_ACK_WAIT
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.mailbox.mailbox import new_message_id
@@ -161,6 +160,7 @@ class TransportGrid(Grid):
             msg.metadata.__dict__["_run_id"] = run_id
             msg.metadata.__dict__["_src_node_id"] = SERVER_NODE_ID
             prepared.append((msg, recipient))
+        self.tally.begin_push(msg for msg, _ in prepared)
         instructions = Instructions(self.blobs, self.run_info)
         by_id: dict[str, Message] = {}
         items: list[Outgoing] = []
@@ -182,7 +182,7 @@ class TransportGrid(Grid):
                     handle,
                     item.created_at + item.ttl,
                     tuple(instructions.blobs_of(item.message_id)),
-                    round_of(msg),
+                    self.tally.round_of(msg),
                     msg.metadata.message_type,
                 )
                 self._replies.sent(item.message_id, pending)
@@ -413,12 +413,18 @@ class TransportGrid(Grid):
     def _not_sent(self, msg: Message, recipient: str, exc: Exception) -> None:
         """Log a request the storage refused for good and file its error reply (the run goes on without it)."""
         why = "the storage refuses this server (above)" if access_lost_in(exc) is not None else brief(exc)
-        logger.error("could not send %s (round %s) to %s: %s", msg.metadata.message_type, round_of(msg), recipient, why)
+        logger.error(
+            "could not send %s (round %s) to %s: %s",
+            msg.metadata.message_type,
+            self.tally.round_of(msg),
+            recipient,
+            why,
+        )
         self._undelivered(msg, recipient, f"could not be delivered ({type(exc).__name__})", excluded=False)
 
     def _undelivered(self, msg: Message, recipient: str, reason: str, *, excluded: bool) -> None:
         """File a local error reply for a request that was not sent."""
-        rnd = round_of(msg)
+        rnd = self.tally.round_of(msg)
         if excluded:
             self.tally.excluded(rnd, recipient)
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,12 +34,15 @@ def serve_project(
     *,
     datasites: Sequence[str] | None = None,
     run_config: Mapping[str, Any] | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run the project's ServerApp as the aggregator; returns the run's report (``completed`` says if it ran through;
     ``access_lost``, when set, that the storage refused this server for good, with the fix).
 
     ``datasites`` default to ``[tool.syft_flwr] datasites``; ``run_config`` overrides keys of
-    ``[tool.flwr.app.config]``; ``settings_overrides`` are ``Settings`` fields by name (the command's options).
+    ``[tool.flwr.app.config]``; ``settings_overrides`` are ``Settings`` fields by name (the command's options);
+    ``on_progress`` gets the run so far about twice a second (``syftbox_server.progress_of``).
+    The report's ``metrics`` are Flower's own per-round figures (``round_metrics``), for any app.
     """
     proj = FlowerProject.load(project_dir, dict(run_config or {}))
     settings = Settings.from_env(project=proj.syft, **settings_overrides)
@@ -62,6 +66,7 @@ def serve_project(
         settings=settings,
         transport=transport,
         app_fingerprint=identity.as_run_info(),
+        on_progress=on_progress,
     )
     return {
         "completed": outcome.completed,
@@ -72,6 +77,7 @@ def serve_project(
         "app_fingerprint": identity.fingerprint,
         "rounds": outcome.rounds,
         "summary": outcome.summary,
+        "metrics": outcome.metrics,
         "excluded": outcome.excluded,
         "state": {k: record_to_jsonable(v) for k, v in outcome.context.state.items()},
         "drive_calls": transport.call_counts(),
