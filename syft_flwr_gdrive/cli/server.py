@@ -27,11 +27,27 @@ RunConfigOverrides = Annotated[
     ),
 ]
 
+ApprovalTimeout = Annotated[
+    float,
+    typer.Option(
+        help="Seconds to wait for the datasites' nodes to approve the offered app; those that have not sit the run out."
+    ),
+]
+Offer = Annotated[
+    bool,
+    typer.Option(
+        "--offer/--no-offer",
+        help="Offer the app to the datasites' nodes over Drive first (datasites without a node run their own copy).",
+    ),
+]
+
 
 def server(
     *,  # keyword-only: the options shared with `client` follow this command's own, as --help lists them
     datasites: Datasites = None,
     run_config: RunConfigOverrides = None,
+    approval_timeout: ApprovalTimeout = 300.0,
+    offer: Offer = True,
     project: ProjectDir,
     report: Report = None,
     email: Email = None,
@@ -51,7 +67,14 @@ def server(
 
         overrides = parse_user_config(run_config, option="--run-config")
         sites = [s.strip() for s in datasites.split(",") if s.strip()] if datasites else None
-        outcome = serve_project(me.project, me.settings_overrides(), datasites=sites, run_config=overrides)
+        outcome = serve_project(
+            me.project,
+            me.settings_overrides(),
+            datasites=sites,
+            run_config=overrides,
+            offer=offer,
+            approval_timeout=approval_timeout,
+        )
         me.publish(outcome)
         if not outcome["completed"]:  # the ServerApp raised, or the run could not start
             raise typer.Exit(EXIT_RUN)
