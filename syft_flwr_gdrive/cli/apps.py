@@ -82,7 +82,9 @@ def review(
         if shown["previous_approved"] is None:
             typer.echo("no earlier version of this app from this aggregator was approved here: read the files above")
         elif shown["diff"]:
-            typer.echo(f"changes since the version you approved ({shown['previous_version']}, {shown['previous_approved']}):")
+            typer.echo(
+                f"changes since the version you approved ({shown['previous_version']}, {shown['previous_approved']}):"
+            )
             typer.echo(shown["diff"], nl=False)
         else:
             typer.echo(f"no file differs from the version you approved ({shown['previous_approved']})")
@@ -107,7 +109,10 @@ def approve(
 
         config = parse_user_config(node_config, option="--node-config") if node_config is not None else None
         offer = approve_offer(_store(email), offer_id, config)
-        typer.echo(f"approved {offer.id} ({offer.name} {offer.version} from {offer.sender}); the node starts it at its next poll")
+        typer.echo(
+            f"approved {offer.id} ({offer.name} {offer.version} from {offer.sender}); "
+            "the node starts it at its next poll"
+        )
 
     run_errors(go)
 

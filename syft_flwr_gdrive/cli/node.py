@@ -54,8 +54,8 @@ def node(
 
     def go() -> None:
         from syft_flwr_gdrive.base.config import Settings
-        from syft_flwr_gdrive.flower.node import Node
-        from syft_flwr_gdrive.flower.node import aggregators_from
+        from syft_flwr_gdrive.flower.data_owner_node import Node
+        from syft_flwr_gdrive.flower.data_owner_node import aggregators_from
         from syft_flwr_gdrive.flower.userconfig import parse_user_config
 
         settings = Settings.from_env(**settings_overrides(email, drive_url, poll_interval))

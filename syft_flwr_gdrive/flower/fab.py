@@ -118,7 +118,9 @@ def read_fab(fab: bytes, *, max_bytes: int) -> dict[str, bytes]:
 
     Raises FabRefused naming the first thing wrong."""
     if len(fab) > max_bytes:
-        raise FabRefused(f"the FAB is {len(fab):,} bytes, over the offer limit of {max_bytes:,} (SYFT_FLWR_MAX_OFFER_MB)")
+        raise FabRefused(
+            f"the FAB is {len(fab):,} bytes, over the offer limit of {max_bytes:,} (SYFT_FLWR_MAX_OFFER_MB)"
+        )
     try:
         archive = zipfile.ZipFile(io.BytesIO(fab))
     except (zipfile.BadZipFile, ValueError) as exc:
@@ -159,8 +161,8 @@ def read_fab(fab: bytes, *, max_bytes: int) -> dict[str, bytes]:
         odd = sorted(set(listed) ^ set(files))[:5]
         raise FabRefused(f"{CONTENT} and the FAB's files disagree on {', '.join(map(repr, odd))}")
     for path, data in files.items():
-        digest, bits = listed[path]
-        if hashlib.sha256(data).hexdigest() != digest or len(data) * 8 != bits:
+        want_digest, want_bits = listed[path]
+        if hashlib.sha256(data).hexdigest() != want_digest or len(data) * 8 != want_bits:
             raise FabRefused(f"{path!r} differs from its hash in {CONTENT} (altered after it was built)")
     if PYPROJECT not in files:
         raise FabRefused("the FAB has no pyproject.toml")

@@ -39,7 +39,13 @@ class NodeChannel:
     """Offers in, answers out, for one data owner serving ``aggregators``."""
 
     def __init__(
-        self, settings: Settings, transport: Transport, aggregators: Sequence[str], store: AppStore, *, auto: str = AUTO_NONE
+        self,
+        settings: Settings,
+        transport: Transport,
+        aggregators: Sequence[str],
+        store: AppStore,
+        *,
+        auto: str = AUTO_NONE,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -102,11 +108,26 @@ class NodeChannel:
             logger.info(
                 "offer %s from %s: app %s %s (%d files, %d bytes), pending: `syft-flwr-gdrive review %s`, then "
                 "`approve %s` or `reject %s --reason ...`",
-                offer.id, sender, offer.name, offer.version, len(offer.files), offer.size, offer.id, offer.id, offer.id,
+                offer.id,
+                sender,
+                offer.name,
+                offer.version,
+                len(offer.files),
+                offer.size,
+                offer.id,
+                offer.id,
+                offer.id,
             )
         else:
-            logger.info("offer %s from %s: app %s %s, %s (%s)", offer.id, sender, offer.name, offer.version,
-                        offer.state, offer.decided_by or "decided before")
+            logger.info(
+                "offer %s from %s: app %s %s, %s (%s)",
+                offer.id,
+                sender,
+                offer.name,
+                offer.version,
+                offer.state,
+                offer.decided_by or "decided before",
+            )
 
     def _send_due(self, inbound: set[str]) -> None:
         for offer in self.store.offers():
@@ -116,12 +137,16 @@ class NodeChannel:
                 self._answer_now(offer.sender, offer.message_id, _answer_of(offer))
                 logger.info("offer %s: answered %s %s", offer.id, offer.sender, offer.state)
             else:  # the aggregator stopped waiting: its next offer of this app is answered at once
-                logger.info("offer %s: %s, kept for %s's next offer (this one is gone)", offer.id, offer.state, offer.sender)
+                logger.info(
+                    "offer %s: %s, kept for %s's next offer (this one is gone)", offer.id, offer.state, offer.sender
+                )
             self.store.answered(offer)
 
     def _answer_now(self, recipient: str, reply_to: str, answer: Answer) -> None:
         try:
-            self.mailbox.send(kind=KIND_ANSWER, recipient=recipient, run_id=0, payload=answer.encode(), reply_to=reply_to)
+            self.mailbox.send(
+                kind=KIND_ANSWER, recipient=recipient, run_id=0, payload=answer.encode(), reply_to=reply_to
+            )
         except Exception as exc:  # noqa: BLE001 - the answer goes out again with the next offer
             logger.warning("could not answer %s's offer (%s); it is answered again when offered again", recipient, exc)
 

@@ -113,7 +113,9 @@ class Supervisor:
             logger.info("%s: client ended after its run (%.0fs); starting it again for the next run", name, ran)
         else:
             self.crashes += 1
-            logger.warning("%s: client exited with %d after %.0fs; restarting it.%s", name, code, ran, self._tail(child))
+            logger.warning(
+                "%s: client exited with %d after %.0fs; restarting it.%s", name, code, ran, self._tail(child)
+            )
         if code in CLEAN_EXITS and ran >= SHORT_RUN:
             child.failures = 0
         else:
@@ -159,7 +161,12 @@ class Supervisor:
         self.started += 1
         logger.info(
             "app %s %s of %s: client started (pid %d), from %s, log %s",
-            offer.name, offer.version, offer.sender, child.proc.pid, app_dir, child.log_path,
+            offer.name,
+            offer.version,
+            offer.sender,
+            child.proc.pid,
+            app_dir,
+            child.log_path,
         )
 
     def stop_all(self, grace: float = STOP_GRACE) -> None:

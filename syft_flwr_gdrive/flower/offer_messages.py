@@ -73,7 +73,12 @@ class Answer:
 
     def encode(self) -> bytes:
         return json.dumps(
-            {"state": self.state, "reason": self.reason[:MAX_REASON], "fab_hash": self.fab_hash, "fingerprint": self.fingerprint},
+            {
+                "state": self.state,
+                "reason": self.reason[:MAX_REASON],
+                "fab_hash": self.fab_hash,
+                "fingerprint": self.fingerprint,
+            },
             separators=(",", ":"),
         ).encode()
 

@@ -194,7 +194,11 @@ def offer_app(
             if ready:
                 _push(mailbox, ready, payload, sent, handles)
                 logger.info(
-                    "offered app %s %s (FAB %s, %d bytes) to %s", info.name, info.version, digest[:12], len(fab),
+                    "offered app %s %s (FAB %s, %d bytes) to %s",
+                    info.name,
+                    info.version,
+                    digest[:12],
+                    len(fab),
                     ", ".join(ready),
                 )
             for delivery in result.deliveries:
@@ -244,7 +248,9 @@ def _push(mailbox: Mailbox, sites: list[str], payload: bytes, sent: dict[str, st
     ]
     for item, pushed in zip(items, mailbox.push(KIND_OFFER, OFFER_RUN, items)):
         if pushed.error is not None:
-            logger.warning("could not offer the app to %s: %s (tried again at the next poll)", item.recipient, pushed.error)
+            logger.warning(
+                "could not offer the app to %s: %s (tried again at the next poll)", item.recipient, pushed.error
+            )
             continue
         sent[item.recipient] = item.message_id
         if pushed.handle:

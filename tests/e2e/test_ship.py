@@ -74,9 +74,20 @@ class Owner:
 
 
 def run_server(tmp: Path, project: Path, drive_url: str, *, approval_timeout: float) -> subprocess.Popen:
-    env = env_for(DS, SYFT_FLWR_DRIVE_URL=drive_url, SYFT_FLWR_STATE_DIR=str(tmp / "ds-state"), SYFT_FLWR_POLL_INTERVAL="0.2")
+    env = env_for(
+        DS, SYFT_FLWR_DRIVE_URL=drive_url, SYFT_FLWR_STATE_DIR=str(tmp / "ds-state"), SYFT_FLWR_POLL_INTERVAL="0.2"
+    )
     return subprocess.Popen(
-        [*CLI, "server", "-p", str(project), "--datasites", ",".join(OWNERS), "--approval-timeout", str(approval_timeout)],
+        [
+            *CLI,
+            "server",
+            "-p",
+            str(project),
+            "--datasites",
+            ",".join(OWNERS),
+            "--approval-timeout",
+            str(approval_timeout),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -91,7 +91,10 @@ class Node:
             self.ready.set()
             logger.info(
                 "node %s: serving %s; apps in %s; polling every %.1fs",
-                self.settings.email, ", ".join(self.aggregators), self.store.root, self.settings.poll_interval,
+                self.settings.email,
+                ", ".join(self.aggregators),
+                self.store.root,
+                self.settings.poll_interval,
             )
             while not self._stop.is_set():
                 try:
