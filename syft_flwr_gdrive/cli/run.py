@@ -60,6 +60,14 @@ def run_project(
     timeout: Timeout = 600.0,
     transport: LocalTransport = "p2p",
     shared_dir: SharedDir = None,
+    ship: Annotated[
+        bool,
+        typer.Option(
+            "--ship",
+            help="Data owners run `node` with no copy of the project; the server offers the app over Drive and the "
+            "nodes auto-approve it (a local run only).",
+        ),
+    ] = False,
 ) -> None:
     """Federate your own Flower project on this machine: N data owners over an embedded fake Google Drive.
 
@@ -86,9 +94,12 @@ def run_project(
         timeout=timeout,
         transport=transport,
         shared_dir=shared_dir,
+        ship=ship,
     )
     if out:
         options.out_dir = out
+    if ship:
+        typer.echo("--ship: the app is offered over Drive to each data owner's node, and AUTO-APPROVED (a local run)")
     run_with_live_view(clients, options.out_dir, lambda on_progress: run_local(options, on_progress), options.transport)
 
 
