@@ -12,6 +12,10 @@ from typing import Annotated
 
 import typer
 
+from syft_flwr_gdrive.cli.apps import approve
+from syft_flwr_gdrive.cli.apps import apps
+from syft_flwr_gdrive.cli.apps import reject
+from syft_flwr_gdrive.cli.apps import review
 from syft_flwr_gdrive.cli.bootstrap import bootstrap
 from syft_flwr_gdrive.cli.clean import clean
 from syft_flwr_gdrive.cli.client import client
@@ -20,9 +24,11 @@ from syft_flwr_gdrive.cli.fake_drive import PASS_THROUGH
 from syft_flwr_gdrive.cli.fake_drive import fake_drive
 from syft_flwr_gdrive.cli.login import login
 from syft_flwr_gdrive.cli.migrate import migrate
+from syft_flwr_gdrive.cli.node import node
 from syft_flwr_gdrive.cli.run import demo
 from syft_flwr_gdrive.cli.run import run_project
 from syft_flwr_gdrive.cli.server import server
+from syft_flwr_gdrive.cli.submit import submit
 from syft_flwr_gdrive.cli.trust import trust
 
 app = typer.Typer(
@@ -53,6 +59,12 @@ def participant_process(exit_with_parent: ParentPid = None) -> None:
 # In the order --help lists them.
 app.command("server")(server)
 app.command("client")(client)
+app.command("submit")(submit)
+app.command("node")(node)
+app.command("apps")(apps)
+app.command("review")(review)
+app.command("approve")(approve)
+app.command("reject")(reject)
 app.command("run")(run_project)
 app.command("demo")(demo)
 app.command("bootstrap")(bootstrap)

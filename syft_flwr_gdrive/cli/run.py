@@ -79,6 +79,14 @@ def run_project(
     transport: LocalTransport = "p2p",
     shared_dir: SharedDir = None,
     stream: Stream = True,
+    ship: Annotated[
+        bool,
+        typer.Option(
+            "--ship",
+            help="Data owners run `node` with no copy of the project; the server offers the app over Drive and the "
+            "nodes auto-approve it (a local run only).",
+        ),
+    ] = False,
 ) -> None:
     """Federate your own Flower project on this machine: N data owners over an embedded fake Google Drive.
 
@@ -107,9 +115,12 @@ def run_project(
         timeout=timeout,
         transport=transport,
         shared_dir=shared_dir,
+        ship=ship,
     )
     if out:
         options.out_dir = out
+    if ship:
+        typer.echo("--ship: the app is offered over Drive to each data owner's node, and AUTO-APPROVED (a local run)")
     run_with_live_view(
         clients,
         options.out_dir,

@@ -39,11 +39,27 @@ RunConfigOverrides = Annotated[
     ),
 ]
 
+ApprovalTimeout = Annotated[
+    float,
+    typer.Option(
+        help="Seconds to wait for the datasites' nodes to approve the offered app; those that have not sit the run out."
+    ),
+]
+Offer = Annotated[
+    bool,
+    typer.Option(
+        "--offer/--no-offer",
+        help="Offer the app to the datasites' nodes over Drive first (datasites without a node run their own copy).",
+    ),
+]
+
 
 def server(
     *,  # keyword-only: the options shared with `client` follow this command's own, as --help lists them
     datasites: Datasites = None,
     run_config: RunConfigOverrides = None,
+    approval_timeout: ApprovalTimeout = 300.0,
+    offer: Offer = True,
     project: ProjectDir,
     report: Report = None,
     progress: ProgressFile = None,
@@ -71,7 +87,13 @@ def server(
         on_progress = (lambda now: write_json_atomic(progress, now)) if progress else None
         with app_output_to_stderr():
             outcome = serve_project(
-                me.project, me.settings_overrides(), datasites=sites, run_config=overrides, on_progress=on_progress
+                me.project,
+                me.settings_overrides(),
+                datasites=sites,
+                run_config=overrides,
+                on_progress=on_progress,
+                offer=offer,
+                approval_timeout=approval_timeout,
             )
         me.publish(outcome)
         if outcome["access_lost"]:  # Drive refused this account for good (a revoked sign-in, the daily cap)

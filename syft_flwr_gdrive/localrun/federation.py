@@ -106,6 +106,9 @@ class LocalFederation:
     # Per client: more environment of its own (e.g. DATA_DIR: its mock dataset); default none.
     client_envs: Sequence[Mapping[str, str]] | None = None
     state_dir: Path | None = None  # participants' keys, pins and ledgers; default workdir/state
+    # Ship the app: data owners run `node` (auto-approving, said so in its log) from empty folders, and the server
+    # offers the app to them over the (fake) Drive; else each data owner runs `client -p` on the project.
+    ship: bool = False
     participants: dict[str, Participant] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -144,6 +147,8 @@ class LocalFederation:
     def client(self, index: int) -> Participant:
         email = self.client_emails[index]
         key = f"client{index}"
+        if self.ship and key not in self.participants:
+            return self._node(index, email, key)
         if key not in self.participants:
             report = self.workdir / f"{key}.json"
             self.participants[key] = Participant(
@@ -173,6 +178,22 @@ class LocalFederation:
         """Where the server keeps its progress (``server --progress``): rounds so far and Flower's metrics."""
         return self.workdir / "server.progress.json"
 
+    def _node(self, index: int, email: str, key: str) -> Participant:
+        """A data owner's node with no copy of the project: the app reaches it as an offer, auto-approved."""
+        home = self.workdir / f"{key}-home"
+        home.mkdir(exist_ok=True)
+        args = self._cli() + ["node", "--aggregator", self.server_email, "--node-config", self.node_config(index)]
+        self.participants[key] = Participant(
+            email,
+            "node",
+            args + ["--auto-approve", "all"],
+            {**self._env(email), **(self.client_envs[index] if self.client_envs else {})},
+            self.workdir / f"{key}.json",
+            self.workdir / f"{key}.log",
+            cwd=home,
+        )
+        return self.participants[key]
+
     def server(self) -> Participant:
         if "server" not in self.participants:
             report = self.workdir / "server.json"
@@ -187,6 +208,7 @@ class LocalFederation:
                 "--progress",
                 str(self.progress_path),
             ]
+            args += ["--approval-timeout", str(self.msg_timeout)] if self.ship else ["--no-offer"]
             if self.run_config:
                 text = self.run_config if isinstance(self.run_config, str) else json.dumps(dict(self.run_config))
                 args += ["--run-config", text]

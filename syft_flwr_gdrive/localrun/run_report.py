@@ -30,6 +30,7 @@ class RunShape(Protocol):
     error_rate: float
     drop_rate: float
     drive_profile: str
+    ship: bool
 
 
 def completed_rounds(per_round: list[dict[str, Any]]) -> int:
@@ -67,7 +68,8 @@ def build_report(
             "drive_calls_per_round": round(sum(calls.values()) / max(1, rounds), 2),
             "log": str(p.log_path),
         }
-    all_exited_0 = all(info["exit_code"] == 0 for info in participants.values())
+    stopped_ok = {"node": (0, 130)}  # a node serves until stopped: the run stops it once the server is done
+    all_exited_0 = all(info["exit_code"] in stopped_ok.get(info["role"], (0,)) for info in participants.values())
     completed = bool(server_report.get("completed"))
     ok = (
         failure is None
@@ -99,6 +101,14 @@ def build_report(
             "drop_rate": options.drop_rate,
             "drive_profile": options.drive_profile,
         },
+        **(
+            {
+                "shipped": "the app was offered over Drive and auto-approved by each data owner's node (a local run)",
+                "approval": server_report.get("approval"),
+            }
+            if options.ship
+            else {}
+        ),
         "participants": participants,
         "fake_drive": {
             "faults_injected": drive_stats.get("faults"),

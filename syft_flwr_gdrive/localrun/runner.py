@@ -75,6 +75,7 @@ class LocalRunOptions(FederationKnobs):
     out_dir: Path = field(default_factory=lambda: Path("runs") / time.strftime("run-%Y%m%d-%H%M%S"))
     label: str = ""  # for the plot's title; default the project's folder name
     expected_rounds: int | None = None  # the demo knows how many rounds make a success
+    ship: bool = False  # data owners run nodes with no copy of the project; the app is offered and auto-approved
 
 
 @dataclass(kw_only=True)
@@ -221,6 +222,7 @@ def run_local(
             node_configs=[node_config_for(options, i) for i in range(options.clients)],
             extra_env=extra_env,
             client_envs=[_client_env(options, i) for i in range(options.clients)],
+            ship=options.ship,
         )
         for participant in (*(fed.client(i) for i in range(options.clients)), fed.server()):
             participant.log_path.unlink(missing_ok=True)  # a rerun into the same folder starts fresh logs
