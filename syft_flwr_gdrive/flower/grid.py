@@ -215,10 +215,11 @@ class TransportGrid(Grid):
         self._check_access()
         wait = self.effective_timeout(timeout)
         batch = list(messages)
-        for msg in batch:
-            self._check_instruction(msg)  # a bad message fails its own caller, not the batch it would join
+        self._check_instructions(batch)  # a bad message fails its own caller, not the batch it would join
         waiting = set(self._coalescer.submit(batch))
-        del batch  # the requests' arrays are the app's to free while the replies are awaited (else 2x peak)
+        # The requests' arrays are the app's to free while the replies are awaited (else a 2x peak): no local
+        # of this frame may keep one (a loop variable over the batch would hold its last message).
+        del batch
         deadline = time.monotonic() + wait
         replies: list[Message] = []
         while waiting:
@@ -375,6 +376,11 @@ class TransportGrid(Grid):
                 )
 
     # -- internals ----------------------------------------------------------------------
+
+    def _check_instructions(self, messages: Sequence[Message]) -> None:
+        """Each message is an instruction to one of this run's datasites (raises for the first that is not)."""
+        for msg in messages:
+            self._check_instruction(msg)
 
     def _check_instruction(self, msg: Message) -> str:
         """The recipient of an instruction the grid can send; ValueError for anything else."""
