@@ -1,6 +1,6 @@
 """Benchmark worker processes: ``python bench/_worker.py {server|clients|raw-io} SPEC.json``.
 
-* ``server``: ``syftbox_flwr_server`` with the Drive transport the CLI would
+* ``server``: ``syftbox_server.serve`` (``syftbox_flwr_server`` with the outcome) with the Drive transport the CLI would
   build, running the ServerApp through a recording Grid wrapper that timestamps
   every ``send_and_receive`` (the exchange boundaries the scripts cut at).
 * ``clients``: one or more ``syftbox_flwr_client`` loops as threads, each with
@@ -248,7 +248,7 @@ def run_server(spec: dict[str, Any], logs: CountingHandler) -> dict[str, Any]:
     from flwr.app import Context
     from flwr.app import RecordDict
 
-    from syft_flwr_gdrive.flower.syftbox_server import syftbox_flwr_server
+    from syft_flwr_gdrive.flower.syftbox_server import serve
 
     if spec.get("project"):
         from syft_flwr_gdrive.flower.project import FlowerProject
@@ -273,9 +273,9 @@ def run_server(spec: dict[str, Any], logs: CountingHandler) -> dict[str, Any]:
     if sampler:
         sampler.start()
     try:
-        result = syftbox_flwr_server(
-            app, context, list(spec["datasites"]), app_name, settings=settings, transport=transport
-        )
+        outcome = serve(app, context, list(spec["datasites"]), app_name, settings=settings, transport=transport)
+        result = outcome.context
+        report["metrics"] = outcome.metrics  # Flower's own per-round figures (flower/round_metrics.py)
         # syftbox_flwr_server returns the context it was given (Flower updates it in place); an error
         # in the ServerApp is logged and leaves the fresh, empty state untouched.
         report["completed"] = bool(result.state) and not any("server encountered an error" in k for k in logs.counts)

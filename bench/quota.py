@@ -139,8 +139,13 @@ def surfaced(fed: H.FederationResult) -> dict[str, Any]:
 def summarize(fed: H.FederationResult, events: list[H.CallEvent], args: Any) -> dict[str, Any]:
     users = H.by_user(events)
     quota_by_user = {u: sum(1 for ev in evs if H.is_quota_error(ev)) for u, evs in sorted(users.items())}
-    history = (fed.server.get("state") or {}).get("history") or {}
-    num_clients = history.get("num_clients") or []
+    evaluated = [r["evaluate"] for r in (fed.server.get("metrics") or {}).get("rounds") or [] if r.get("evaluate")]
+    history = {
+        "round": list(range(1, len(evaluated) + 1)),
+        "num_clients": [e.get("num_clients") for e in evaluated],
+        "accuracy": [e.get("accuracy") for e in evaluated],
+    }
+    num_clients = history["num_clients"]
     exchanges = fed.exchanges
     missing = sum(e["n"] - e["replies"] for e in exchanges)
     reply_errors = sum(e.get("errors", 0) for e in exchanges)

@@ -8,7 +8,10 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "syftbox_flwr_server", "syftbox_flwr_client"]
+# The shipping functions for notebooks: offer an app, list/review/approve/reject offers, run a node in a thread.
+_NOTEBOOK_API = ("submit", "apps", "review", "approve", "reject", "start_node")
+
+__all__ = ["__version__", "syftbox_flwr_server", "syftbox_flwr_client", *_NOTEBOOK_API]
 
 
 def __getattr__(name: str) -> Any:  # pragma: no cover - thin lazy re-export
@@ -20,4 +23,8 @@ def __getattr__(name: str) -> Any:  # pragma: no cover - thin lazy re-export
         from syft_flwr_gdrive.flower.syftbox_client import syftbox_flwr_client
 
         return syftbox_flwr_client
+    if name in _NOTEBOOK_API:
+        from syft_flwr_gdrive.flower import notebook_api
+
+        return getattr(notebook_api, name)
     raise AttributeError(name)

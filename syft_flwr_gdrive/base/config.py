@@ -30,6 +30,9 @@ DEFAULT_MSG_TIMEOUT = 120.0
 DEFAULT_POLL_INTERVAL = 3.0
 DEFAULT_TRANSPORT = "p2p"
 DEFAULT_MAX_MESSAGE_MB = 2048  # admits a 1 GiB model with room to spare; bounds what a peer can make you store
+# An offered app (a FAB) is at most Flower's own FAB limit (flwr.common.constant.FAB_MAX_SIZE, 10 MiB): `flwr build`
+# refuses bigger ones, so a bigger offer cannot be an app Flower could install.
+DEFAULT_MAX_OFFER_MB = 10
 DEFAULT_BLOB_PART_MB = 64  # a model of at least twice this goes in parts that download while the next uploads
 MAX_EMAIL_LENGTH = 100  # Drive properties hold key + value in 124 bytes
 
@@ -42,9 +45,14 @@ ENV_TRANSPORT = "SYFT_FLWR_TRANSPORT"
 ENV_ENCRYPTION = "SYFT_FLWR_ENCRYPTION_ENABLED"
 ENV_MAX_MESSAGE_MB = "SYFT_FLWR_MAX_MESSAGE_MB"
 ENV_BLOB_PART_MB = "SYFT_FLWR_BLOB_PART_MB"
+ENV_MAX_OFFER_MB = "SYFT_FLWR_MAX_OFFER_MB"
 ENV_ADAPTIVE_POLL = "SYFT_FLWR_ADAPTIVE_POLL"
 ENV_BUNDLES = "SYFT_FLWR_BUNDLES"
 ENV_PREFIX = "SYFT_FLWR_"
+# The folders of syft-flwr's app convention (read by the app, not by this package's participants): a data owner's
+# dataset folder and the data scientist's output folder (flower/app_paths.py).
+ENV_DATA_DIR = "DATA_DIR"
+ENV_OUTPUT_DIR = "OUTPUT_DIR"
 # Read into the shared Settings; every other SYFT_FLWR_<NAME> variable is option <name> of the transport.
 _SHARED_ENV = frozenset(
     {
@@ -57,6 +65,7 @@ _SHARED_ENV = frozenset(
         ENV_ENCRYPTION,
         ENV_MAX_MESSAGE_MB,
         ENV_BLOB_PART_MB,
+        ENV_MAX_OFFER_MB,
         ENV_ADAPTIVE_POLL,
         ENV_BUNDLES,
     }
@@ -212,6 +221,9 @@ class Settings:
     # Stored bytes per part of a model sent in parts (rounded up to whole 1 MiB encryption chunks): smaller
     # parts overlap upload and download more, at one Drive write each.
     blob_part_bytes: int = DEFAULT_BLOB_PART_MB * 1024 * 1024
+    # Largest app (FAB) offered or accepted over Drive (bytes): an aggregator cannot offer a bigger one, and a data
+    # owner's node refuses a bigger offer unread.
+    max_offer_bytes: int = DEFAULT_MAX_OFFER_MB * 1024 * 1024
     # Poll faster while a reply or the next request is due, never slower than poll_interval (poll_schedule.py).
     adaptive_poll: bool = True
     # The server sends a push of N messages as one bundle file per distinct content (mailbox/bundles.py).
@@ -273,6 +285,9 @@ class Settings:
             blob_part_bytes=_megabytes(
                 env.get(ENV_BLOB_PART_MB, str(DEFAULT_BLOB_PART_MB)), ENV_BLOB_PART_MB, DEFAULT_BLOB_PART_MB
             ),
+            max_offer_bytes=_megabytes(
+                env.get(ENV_MAX_OFFER_MB, str(DEFAULT_MAX_OFFER_MB)), ENV_MAX_OFFER_MB, DEFAULT_MAX_OFFER_MB
+            ),
             transport_options={
                 k[len(ENV_PREFIX) :].lower(): v
                 for k, v in env.items()
@@ -294,3 +309,8 @@ class Settings:
         """Per-account local state (processed ids, folder ids); survives restarts."""
         safe = re.sub(r"[^a-z0-9._+-]", "_", self.email)
         return self.state_dir / safe
+
+
+def app_folder(variable: str) -> str | None:
+    """The folder an app-convention variable (``ENV_DATA_DIR``, ``ENV_OUTPUT_DIR``) names; None when unset or empty."""
+    return os.environ.get(variable) or None

@@ -22,7 +22,10 @@ KIND_REQUEST = "request"
 KIND_REPLY = "reply"
 KIND_STOP = "stop"
 KIND_STOP_ACK = "stop-ack"
-KINDS = frozenset({KIND_REQUEST, KIND_REPLY, KIND_STOP, KIND_STOP_ACK})
+# What travels on the apps channel: an aggregator offers its app to a data owner, who answers (approve or reject).
+KIND_OFFER = "offer"
+KIND_ANSWER = "answer"
+KINDS = frozenset({KIND_REQUEST, KIND_REPLY, KIND_STOP, KIND_STOP_ACK, KIND_OFFER, KIND_ANSWER})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from syft_flwr_gdrive.cli.app_output import app_output_to_stderr
 from syft_flwr_gdrive.cli.exits import EXIT_CONFIG
 from syft_flwr_gdrive.cli.exits import EXIT_DRIVE
 from syft_flwr_gdrive.cli.exits import EXIT_INTERRUPTED
@@ -55,7 +56,8 @@ def client(
     """Serve the project's ClientApp as a data owner until the aggregator's stop signal.
 
     Requests of a server whose app differs from this project (files or \\[tool.flwr.app]) are refused,
-    and the client exits 2 after the run, naming the files that differ.
+    and the client exits 2 after the run, naming the files that differ. Stdout carries the JSON
+    outcome alone (what the app prints and the logs go to stderr).
     """
     me = ParticipantOptions(
         project=project, report=report, email=email, drive_url=drive_url, poll_interval=poll_interval, verbose=verbose
@@ -65,13 +67,14 @@ def client(
     def go() -> None:
         from syft_flwr_gdrive.flower.project_client import serve_project_client
 
-        outcome = serve_project_client(
-            me.project,
-            me.settings_overrides(),
-            aggregator=aggregator,
-            node_config=node_config,
-            allow_project_changes=allow_project_changes,
-        )
+        with app_output_to_stderr():
+            outcome = serve_project_client(
+                me.project,
+                me.settings_overrides(),
+                aggregator=aggregator,
+                node_config=node_config,
+                allow_project_changes=allow_project_changes,
+            )
         me.publish(outcome)
         if outcome["stopped_by"] == "interrupt":
             raise typer.Exit(EXIT_INTERRUPTED)

@@ -22,6 +22,15 @@ from syft_flwr_gdrive.cli.shared_options import Seed
 from syft_flwr_gdrive.cli.shared_options import SharedDir
 from syft_flwr_gdrive.cli.shared_options import Timeout
 
+Stream = Annotated[
+    bool,
+    typer.Option(
+        "--stream/--no-stream",
+        help="Show every participant's output (the app's prints and logs) as it is written, prefixed by who wrote "
+        "it; the full logs are in OUT/participants either way.",
+    ),
+]
+
 # -- run ----------------------------------------------------------------------------------------------------
 
 YourProject = Annotated[
@@ -39,6 +48,14 @@ NodeConfigs = Annotated[
         "or once per client. Default: 'partition-id={i} num-partitions={n}'."
     ),
 ]
+DataDirs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--data-dir",
+        help="Each client's DATA_DIR, the dataset folder of syft-flwr's convention (mock data for a local run): "
+        "once, a template ('mock/{i}'), or once per client.",
+    ),
+]
 RunOut = Annotated[
     Path | None, typer.Option(help="Folder for report.json, the plot and logs; default runs/run-<time>.")
 ]
@@ -49,6 +66,7 @@ def run_project(
     clients: SimulatedClients = 2,
     run_config: RunConfig = None,
     node_config: NodeConfigs = None,
+    data_dir: DataDirs = None,
     out: RunOut = None,
     poll_interval: FakePollInterval = 0.25,
     msg_timeout: MsgTimeout = 60.0,
@@ -60,12 +78,22 @@ def run_project(
     timeout: Timeout = 600.0,
     transport: LocalTransport = "p2p",
     shared_dir: SharedDir = None,
+    stream: Stream = True,
+    ship: Annotated[
+        bool,
+        typer.Option(
+            "--ship",
+            help="Data owners run `node` with no copy of the project; the server offers the app over Drive and the "
+            "nodes auto-approve it (a local run only).",
+        ),
+    ] = False,
 ) -> None:
     """Federate your own Flower project on this machine: N data owners over an embedded fake Google Drive.
 
     Like `flwr run` with a local federation, but every participant is its own process talking
     through (fake) Drive exactly as it would over real Google Drive. Relative paths the app writes
-    land in OUT/participants.
+    land in OUT/participants. Stops as soon as a participant fails (showing why, and exiting with its
+    code) or --timeout is up; the participants always stop with it.
     """
     from syft_flwr_gdrive.localrun.runner import DEFAULT_NODE_CONFIG
     from syft_flwr_gdrive.localrun.runner import LocalRunOptions
@@ -76,6 +104,7 @@ def run_project(
         clients=clients,
         run_config=run_config or "",
         node_configs=tuple(node_config or (DEFAULT_NODE_CONFIG,)),
+        data_dirs=tuple(data_dir or ()),
         poll_interval=poll_interval,
         msg_timeout=msg_timeout,
         latency_ms=latency_ms,
@@ -86,10 +115,19 @@ def run_project(
         timeout=timeout,
         transport=transport,
         shared_dir=shared_dir,
+        ship=ship,
     )
     if out:
         options.out_dir = out
-    run_with_live_view(clients, options.out_dir, lambda on_progress: run_local(options, on_progress), options.transport)
+    if ship:
+        typer.echo("--ship: the app is offered over Drive to each data owner's node, and AUTO-APPROVED (a local run)")
+    run_with_live_view(
+        clients,
+        options.out_dir,
+        lambda on_progress, on_output: run_local(options, on_progress, on_output),
+        options.transport,
+        stream=stream,
+    )
 
 
 # -- demo ---------------------------------------------------------------------------------------------------
@@ -119,6 +157,7 @@ def demo(
     timeout: Timeout = 600.0,
     transport: LocalTransport = "p2p",
     shared_dir: SharedDir = None,
+    stream: Stream = True,
 ) -> None:
     """Train a real model with N data owners over an embedded fake Google Drive (no account needed).
 
@@ -144,4 +183,10 @@ def demo(
     )
     if out:
         options.out_dir = out
-    run_with_live_view(clients, options.out_dir, lambda on_progress: run_demo(options, on_progress), options.transport)
+    run_with_live_view(
+        clients,
+        options.out_dir,
+        lambda on_progress, on_output: run_demo(options, on_progress, on_output),
+        options.transport,
+        stream=stream,
+    )

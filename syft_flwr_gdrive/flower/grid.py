@@ -46,7 +46,6 @@ from syft_flwr_gdrive.flower.replies import ReplyStore
 from syft_flwr_gdrive.flower.shared_blobs import BlobPlacer
 from syft_flwr_gdrive.flower.stop import StopProtocol
 from syft_flwr_gdrive.flower.tally import Tally
-from syft_flwr_gdrive.flower.tally import round_of
 from syft_flwr_gdrive.mailbox.envelope import STOP_ACK_WAIT
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.mailbox.mailbox import new_message_id
@@ -161,6 +160,7 @@ class TransportGrid(Grid):
             msg.metadata.__dict__["_run_id"] = run_id
             msg.metadata.__dict__["_src_node_id"] = SERVER_NODE_ID
             prepared.append((msg, recipient))
+        self.tally.begin_push(msg for msg, _ in prepared)
         instructions = Instructions(self.blobs, self.run_info)
         by_id: dict[str, Message] = {}
         items: list[Outgoing] = []
@@ -182,7 +182,7 @@ class TransportGrid(Grid):
                     handle,
                     item.created_at + item.ttl,
                     tuple(instructions.blobs_of(item.message_id)),
-                    round_of(msg),
+                    self.tally.round_of(msg),
                     msg.metadata.message_type,
                 )
                 self._replies.sent(item.message_id, pending)
@@ -215,10 +215,11 @@ class TransportGrid(Grid):
         self._check_access()
         wait = self.effective_timeout(timeout)
         batch = list(messages)
-        for msg in batch:
-            self._check_instruction(msg)  # a bad message fails its own caller, not the batch it would join
+        self._check_instructions(batch)  # a bad message fails its own caller, not the batch it would join
         waiting = set(self._coalescer.submit(batch))
-        del batch  # the requests' arrays are the app's to free while the replies are awaited (else 2x peak)
+        # The requests' arrays are the app's to free while the replies are awaited (else a 2x peak): no local
+        # of this frame may keep one (a loop variable over the batch would hold its last message).
+        del batch
         deadline = time.monotonic() + wait
         replies: list[Message] = []
         while waiting:
@@ -376,6 +377,11 @@ class TransportGrid(Grid):
 
     # -- internals ----------------------------------------------------------------------
 
+    def _check_instructions(self, messages: Sequence[Message]) -> None:
+        """Each message is an instruction to one of this run's datasites (raises for the first that is not)."""
+        for msg in messages:
+            self._check_instruction(msg)
+
     def _check_instruction(self, msg: Message) -> str:
         """The recipient of an instruction the grid can send; ValueError for anything else."""
         recipient = self.email_of(msg.metadata.dst_node_id)
@@ -413,12 +419,18 @@ class TransportGrid(Grid):
     def _not_sent(self, msg: Message, recipient: str, exc: Exception) -> None:
         """Log a request the storage refused for good and file its error reply (the run goes on without it)."""
         why = "the storage refuses this server (above)" if access_lost_in(exc) is not None else brief(exc)
-        logger.error("could not send %s (round %s) to %s: %s", msg.metadata.message_type, round_of(msg), recipient, why)
+        logger.error(
+            "could not send %s (round %s) to %s: %s",
+            msg.metadata.message_type,
+            self.tally.round_of(msg),
+            recipient,
+            why,
+        )
         self._undelivered(msg, recipient, f"could not be delivered ({type(exc).__name__})", excluded=False)
 
     def _undelivered(self, msg: Message, recipient: str, reason: str, *, excluded: bool) -> None:
         """File a local error reply for a request that was not sent."""
-        rnd = round_of(msg)
+        rnd = self.tally.round_of(msg)
         if excluded:
             self.tally.excluded(rnd, recipient)
         else:

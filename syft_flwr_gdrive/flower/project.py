@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,14 +15,36 @@ from flwr.common.config import get_fused_config_from_dir
 from flwr.common.config import get_project_config
 from flwr.serverapp import ServerApp
 from flwr.supercore.object_ref import load_app
+from packaging.specifiers import InvalidSpecifier
+from packaging.specifiers import SpecifierSet
 
 from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.config import ProjectConfig
+from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.flower.userconfig import mistyped
 
 
 class ProjectError(ConfigError):
     """The Flower project cannot be loaded; the text says what to fix."""
+
+
+def check_requires_python(path: Path, requirement: Any, version: Sequence[int] = tuple(sys.version_info[:3])) -> None:
+    """Refuse a project whose ``requires-python`` this interpreter does not meet, as pip does when ``flwr run``
+    installs it (pre-releases count as their release: 3.13.0rc1 meets ``>=3.13``)."""
+    if requirement is None:
+        return
+    pyproject = path / "pyproject.toml"
+    try:
+        wanted = SpecifierSet(str(requirement))
+    except InvalidSpecifier:
+        raise ProjectError(f"{pyproject}: requires-python = {requirement!r} is not a version specifier.") from None
+    current = ".".join(str(part) for part in version)
+    if not wanted.contains(current, prereleases=True):
+        raise ProjectError(
+            f"{pyproject} requires Python {requirement}, but this is Python {current} ({sys.executable}). "
+            "Run it with an interpreter that meets requires-python (pip and `flwr run` refuse it too), "
+            "or change requires-python if the project works here."
+        )
 
 
 @dataclass(frozen=True)
@@ -46,6 +71,7 @@ class FlowerProject:
             ) from None
         except ValueError as exc:
             raise ProjectError(f"{path / 'pyproject.toml'} is not a valid Flower project: {exc}") from None
+        check_requires_python(path, config.get("project", {}).get("requires-python"))
         unknown = sorted(set(override_config or {}) - set(defaults))
         if unknown:  # Flower's fuse_dicts refuses them too; say which and what is there
             raise ProjectError(
@@ -92,3 +118,22 @@ class FlowerProject:
         if not isinstance(obj, kind):
             raise ProjectError(f"{ref!r} is a {type(obj).__name__}, not a flwr {kind.__name__}.")
         return obj
+
+
+def role_in_project(project_dir: Path | str, environ: Mapping[str, str] | None = None) -> str:
+    """``"server"`` or ``"client"``: what this participant (``SYFTBOX_EMAIL``) is in the project's
+    ``[tool.syft_flwr]`` (its aggregator, or one of its datasites); a ConfigError naming the fix otherwise.
+
+    What a syft-flwr ``main.py`` decided before running the server or a client; ``migrate`` writes a
+    ``main.py`` that asks this, then runs ``syft-flwr-gdrive server`` or ``client``."""
+    syft = ProjectConfig.load(project_dir)
+    me = Settings.from_env(environ, project=syft).email
+    if syft.aggregator == me:
+        return "server"
+    if me in syft.datasites:
+        return "client"
+    raise ConfigError(
+        f"{me} is neither the aggregator ({syft.aggregator or 'none set'}) nor a datasite "
+        f"({', '.join(syft.datasites) or 'none set'}) of {Path(project_dir) / 'pyproject.toml'}. Set SYFTBOX_EMAIL "
+        "to your account, or run `syft-flwr-gdrive bootstrap` to name the aggregator and datasites."
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -38,6 +39,8 @@ from syft_flwr_gdrive.flower.app_mailbox import open_mailbox
 from syft_flwr_gdrive.flower.codec import SERVER_NODE_ID
 from syft_flwr_gdrive.flower.grid import TransportGrid
 from syft_flwr_gdrive.flower.poll_schedule import PollSchedule
+from syft_flwr_gdrive.flower.round_metrics import RoundMetrics
+from syft_flwr_gdrive.flower.round_metrics import recording
 from syft_flwr_gdrive.flower.userconfig import run_info
 from syft_flwr_gdrive.transport.contract import AccessLost
 from syft_flwr_gdrive.transport.contract import Transport
@@ -70,6 +73,8 @@ class ServerOutcome:
     rounds: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     excluded: dict[str, str] = field(default_factory=dict)
+    # Flower's own per-round metrics (its strategy's Result or its History): round_metrics.RoundMetrics.snapshot
+    metrics: dict[str, Any] = field(default_factory=lambda: {"planned_rounds": None, "rounds": []})
     access_lost: str | None = None  # the storage refused this server for good: what happened, the fix, why
 
 
@@ -79,6 +84,8 @@ class ServeOptions(TypedDict, total=False):
     settings: Settings | None  # default: Settings.from_env for the project
     transport: Transport | None  # default: the one the settings name (plugin entry point)
     app_fingerprint: dict[str, Any] | None  # the app's identity, sent so clients can compare
+    # Called about twice a second while the run goes, and once at its end, with ``progress_of`` the run so far.
+    on_progress: Callable[[dict[str, Any]], None] | None
 
 
 def serve(
@@ -120,6 +127,8 @@ def serve(
     updated = context
     completed, error = False, None
     lost: AccessLost | None = None
+    recorder = RoundMetrics()
+    ticker = _ProgressTicker(lambda: progress_of(grid, recorder), options.get("on_progress"))
     try:
         mailbox.prepare(keys=False)
         if settings.bundles:
@@ -132,7 +141,9 @@ def serve(
         excluded = grid.await_keys(settings.msg_timeout)
         if excluded and len(excluded) == len(peers):
             raise TransportError(f"no datasite can be reached ({', '.join(sorted(excluded))}); nothing to run")
-        updated = run_server(grid, context=context, server_app_dir="", loaded_server_app=server_app)
+        with recording() as recorder:
+            ticker.start()
+            updated = run_server(grid, context=context, server_app_dir="", loaded_server_app=server_app)
         lost = grid.access_lost  # a strategy may have counted it as failures and finished the rounds
         completed = lost is None
         if completed:
@@ -160,6 +171,7 @@ def serve(
         grid.access_lost = grid.access_lost or lost  # close() then leaves what it cannot delete, said once
         grid.close()
         _log_summary(run_id, grid)
+        ticker.stop()
     if lost is not None:
         error = str(lost)
     return ServerOutcome(
@@ -170,8 +182,46 @@ def serve(
         grid.tally.rounds(),
         grid.tally.summary(),
         dict(grid.excluded),
+        recorder.snapshot(),
         access_lost=str(lost) if lost is not None else None,
     )
+
+
+def progress_of(grid: TransportGrid, recorder: RoundMetrics) -> dict[str, Any]:
+    """The run so far: each round's replies per datasite (the tally) and Flower's metrics (``RoundMetrics``)."""
+    return {"rounds": grid.tally.rounds(), "metrics": recorder.snapshot()}
+
+
+class _ProgressTicker:
+    """Hands the run's progress to a callback about twice a second, on a thread of its own, and once at the end."""
+
+    def __init__(self, progress: Callable[[], dict[str, Any]], callback: Callable[[dict[str, Any]], None] | None):
+        self._progress, self._callback = progress, callback
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._callback is not None:
+            self._thread = threading.Thread(target=self._tick, name="run-progress", daemon=True)
+            self._thread.start()
+
+    def _tick(self) -> None:
+        while not self._stopped.wait(0.5):
+            self._report()
+
+    def _report(self) -> None:
+        assert self._callback is not None
+        try:
+            self._callback(self._progress())
+        except Exception as exc:  # progress is for watching: it never stops the run
+            logger.warning("could not report the run's progress: %s", exc)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._callback is not None:
+            self._report()
 
 
 def _context_of(run: Callable[P, ServerOutcome]) -> Callable[P, Context]:

@@ -8,12 +8,16 @@ the CLI's JSON and ``report.json``.
 
 Rounds are Flower's: the instruction's ``group_id`` (legacy strategies), else
 the ``server-round`` a Message-API strategy puts in the instruction's config.
+An app that sends its own messages without either (a query app: Kaplan-Meier,
+federated analytics) has its exchanges numbered instead, one per push, in the
+order they were sent, so three queries are three rounds, not one "-".
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
@@ -67,6 +71,24 @@ class Tally:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rounds: dict[str, dict[str, SiteRound]] = {}
+        self._exchanges = 0  # pushes of round-less requests so far
+        self._exchange_of: dict[str, str] = {}  # message id of a round-less request -> its exchange's number
+
+    def begin_push(self, messages: Iterable[Message]) -> None:
+        """Number the round-less requests of one push (they already carry their message ids)."""
+        roundless = [m.metadata.message_id for m in messages if round_of(m) == NO_ROUND]
+        if roundless:
+            with self._lock:
+                self._exchanges += 1
+                self._exchange_of.update(dict.fromkeys(roundless, str(self._exchanges)))
+
+    def round_of(self, message: Message) -> str:
+        """The round a request counts in: Flower's (``round_of``), else the number of the exchange it was sent in."""
+        found = round_of(message)
+        if found == NO_ROUND:
+            with self._lock:
+                return self._exchange_of.get(message.metadata.message_id, NO_ROUND)
+        return found
 
     def _site(self, rnd: str, site: str) -> SiteRound:
         return self._rounds.setdefault(rnd, {}).setdefault(site, SiteRound())

@@ -3,16 +3,16 @@
 ``run`` federates the user's own Flower project (like ``flwr run`` with a local
 federation): it starts the fake Drive in this process (``transport="p2p"``) or
 uses a directory (``transport="dir"``), then a server and N clients as separate
-processes, each running the project unchanged, shows live progress, and writes
-a JSON report (and, when the app records a history, a PNG plot). ``demo`` is
-``run`` on the bundled digits app (``fixtures/``).
+processes, each running the project unchanged, streams their output and
+progress (``supervisor``), and writes a JSON report (``run_report``) and a plot
+of Flower's per-round metrics (``metrics_plot``). ``demo`` is ``run`` on the
+bundled digits app (``fixtures/``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import re
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -23,15 +23,23 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from syft_flwr_gdrive.base.config import ENV_DATA_DIR
 from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.fake import FakeDriveServer
 from syft_flwr_gdrive.fake import FaultConfig
+from syft_flwr_gdrive.flower.project import FlowerProject
 from syft_flwr_gdrive.flower.userconfig import parse_user_config
 from syft_flwr_gdrive.localrun.federation import LocalFederation
+from syft_flwr_gdrive.localrun.federation import Participant
+from syft_flwr_gdrive.localrun.metrics_plot import write_plot
+from syft_flwr_gdrive.localrun.run_report import build_report
+from syft_flwr_gdrive.localrun.supervisor import Failure
+from syft_flwr_gdrive.localrun.supervisor import Progress
+from syft_flwr_gdrive.localrun.supervisor import Supervisor
+from syft_flwr_gdrive.localrun.supervisor import terminations_as_interrupts
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # syft_flwr_gdrive/localrun/runner.py -> the clone
 APPS = {"message": "message_app", "legacy": "legacy_app"}
-_ROUND_RE = re.compile(r"\[ROUND (\d+)(?:/(\d+))?\]")
 DEFAULT_NODE_CONFIG = "partition-id={i} num-partitions={n}"
 TRANSPORTS = ("p2p", "dir")  # the embedded fake Google Drive, or a shared directory
 
@@ -61,9 +69,13 @@ class LocalRunOptions(FederationKnobs):
     clients: int = 2
     run_config: str = ""  # Flower's "k=v k2=v2" form or JSON, as `flwr run --run-config`
     node_configs: Sequence[str] = (DEFAULT_NODE_CONFIG,)  # "{i}" is the client's index, "{n}" the number of clients
+    # Each client's DATA_DIR (syft-flwr's dataset folder convention, flower/app_paths.py): none, one template
+    # ("{i}", "{n}" as above) or one per client; relative to where run is started.
+    data_dirs: Sequence[str] = ()
     out_dir: Path = field(default_factory=lambda: Path("runs") / time.strftime("run-%Y%m%d-%H%M%S"))
     label: str = ""  # for the plot's title; default the project's folder name
     expected_rounds: int | None = None  # the demo knows how many rounds make a success
+    ship: bool = False  # data owners run nodes with no copy of the project; the app is offered and auto-approved
 
 
 @dataclass(kw_only=True)
@@ -90,17 +102,6 @@ class DemoOptions(FederationKnobs):
         )
 
 
-@dataclass
-class Progress:
-    """What the live display shows, read from the participants' logs."""
-
-    round: int = 0
-    rounds: int = 0
-    answered: dict[str, int] = field(default_factory=dict)
-    elapsed: float = 0.0
-    done: bool = False
-
-
 def app_dir(app: str) -> Path:
     if app not in APPS:
         raise ConfigError(f"--app must be one of {', '.join(APPS)}, not {app!r}.")
@@ -119,7 +120,17 @@ def node_config_for(options: LocalRunOptions, index: int) -> str:
     return template.replace("{i}", str(index)).replace("{n}", str(options.clients))
 
 
-def validate(options: LocalRunOptions) -> None:
+def data_dir_for(options: LocalRunOptions, index: int) -> Path | None:
+    """Client ``index``'s DATA_DIR (absolute), from its own --data-dir or the shared template; None without one."""
+    if not options.data_dirs:
+        return None
+    template = options.data_dirs[index] if len(options.data_dirs) > 1 else options.data_dirs[0]
+    return Path(template.replace("{i}", str(index)).replace("{n}", str(options.clients))).expanduser().resolve()
+
+
+def validate(options: LocalRunOptions) -> FlowerProject:
+    """Check the options and load the project (unknown --run-config keys, a broken pyproject fail here, not
+    in the server process); returns the project."""
     if not 1 <= options.clients <= 50:
         raise ConfigError("--clients must be between 1 and 50.")
     for name in ("error_rate", "drop_rate"):
@@ -127,6 +138,8 @@ def validate(options: LocalRunOptions) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1).")
     if options.latency_ms < 0 or options.poll_interval <= 0:
         raise ConfigError("--latency-ms must be >= 0 and --poll-interval > 0.")
+    if options.timeout <= 0:
+        raise ConfigError("--timeout must be > 0 seconds.")
     if options.transport not in TRANSPORTS:
         raise ConfigError(f"--transport {options.transport!r} is not one of {', '.join(TRANSPORTS)}.")
     if options.transport != "p2p" and (
@@ -145,72 +158,99 @@ def validate(options: LocalRunOptions) -> None:
             f"Give --node-config once (a template for every client, {{i}} = client index) or "
             f"once per client ({options.clients} times), not {len(options.node_configs)} times."
         )
-    from syft_flwr_gdrive.flower.project import FlowerProject
-
-    # Fail here, not in the server process: unknown keys, a broken pyproject.
-    FlowerProject.load(options.project, parse_user_config(options.run_config, option="--run-config"))
+    if options.data_dirs and len(options.data_dirs) not in (1, options.clients):
+        raise ConfigError(
+            f"Give --data-dir once (a template, {{i}} = client index) or once per client ({options.clients} "
+            f"times), not {len(options.data_dirs)} times."
+        )
+    for i in range(options.clients if options.data_dirs else 0):
+        folder = data_dir_for(options, i)
+        if folder is not None and not folder.exists():
+            raise ConfigError(f"--data-dir: client {i}'s dataset {folder} does not exist.")
+    project = FlowerProject.load(options.project, parse_user_config(options.run_config, option="--run-config"))
     for i in range(options.clients):
         parse_user_config(node_config_for(options, i), option="--node-config")
+    return project
 
 
-def read_progress(fed: LocalFederation, started: float) -> Progress:
-    progress = Progress(rounds=0, elapsed=time.monotonic() - started)
-    server_log = fed.server().log_text()
-    for match in _ROUND_RE.finditer(server_log):
-        progress.round = int(match.group(1))
-        progress.rounds = int(match.group(2) or 0)
-    for participant in fed.participants.values():
-        if participant.role == "client":
-            progress.answered[participant.email] = participant.log_text().count(": answered ")
-    progress.done = not fed.server().alive()
-    return progress
+def participants_for(project: FlowerProject, clients: int) -> tuple[str, list[str]]:
+    """The server's and the clients' emails: those ``[tool.syft_flwr]`` names (after ``bootstrap``), so the
+    project runs as it is; made-up ones for what it does not name."""
+    server = project.syft.aggregator or "datascientist@example.com"
+    named = [site for site in project.syft.datasites if site != server][:clients]
+    made_up = (f"dataowner{i + 1}@example.com" for i in range(clients * 2))
+    return server, named + [e for e in made_up if e not in named and e != server][: clients - len(named)]
 
 
-def run_demo(options: DemoOptions, on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
+def run_demo(
+    options: DemoOptions,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_output: Callable[[Participant, str], None] | None = None,
+) -> dict[str, Any]:
     """The bundled app as a local run (see ``run_local``)."""
     if not 1 <= options.clients <= 50:
         raise ConfigError("--clients must be between 1 and 50.")
-    return run_local(options.as_run(), on_progress)
+    return run_local(options.as_run(), on_progress, on_output)
 
 
-def run_local(options: LocalRunOptions, on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
-    """Run the federation; returns the report that is also written to ``out_dir/report.json``."""
-    validate(options)
+def run_local(
+    options: LocalRunOptions,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_output: Callable[[Participant, str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the federation; returns the report that is also written to ``out_dir/report.json``.
+
+    Ends as soon as a participant exits with an error (``report["failure"]`` says who and why), when
+    ``options.timeout`` is up (the whole run, stopping included), or when interrupted (Ctrl-C, SIGTERM,
+    SIGHUP: re-raised once the participants are stopped and the report written)."""
+    project = validate(options)
     out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    emails = [f"dataowner{i + 1}@example.com" for i in range(options.clients)]
+    server_email, emails = participants_for(project, options.clients)
     started = time.monotonic()
-    with _storage(options, out) as (drive_url, extra_env, storage_stats):
+    interrupted: KeyboardInterrupt | None = None
+    with terminations_as_interrupts(), _storage(options, out) as (drive_url, extra_env, storage_stats):
         fed = LocalFederation(
             out / "participants",
             Path(options.project),
             drive_url,
-            server_email="datascientist@example.com",
+            server_email=server_email,
             client_emails=emails,
             poll_interval=options.poll_interval,
             msg_timeout=options.msg_timeout,
             run_config=options.run_config,
             node_configs=[node_config_for(options, i) for i in range(options.clients)],
             extra_env=extra_env,
+            client_envs=[_client_env(options, i) for i in range(options.clients)],
+            ship=options.ship,
         )
-        with fed:
+        for participant in (*(fed.client(i) for i in range(options.clients)), fed.server()):
+            participant.log_path.unlink(missing_ok=True)  # a rerun into the same folder starts fresh logs
+        fed.progress_path.unlink(missing_ok=True)
+        supervisor = Supervisor(
+            fed, started=started, timeout=options.timeout, on_progress=on_progress, on_output=on_output
+        )
+        try:
             fed.start_all()
-            deadline = started + options.timeout
-            last: Progress | None = None
-            while fed.server().alive() and time.monotonic() < deadline:
-                last = read_progress(fed, started)
-                if on_progress:
-                    on_progress(last)
-                time.sleep(0.2)
-            finished = fed.wait(max(0.0, deadline - time.monotonic()) + 30)
-            last = read_progress(fed, started)
-            if on_progress:
-                on_progress(last)
-            report = build_report(fed, options, time.monotonic() - started, finished, storage_stats(), last)
+            failure = supervisor.watch()
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+            failure = Failure(f"run was interrupted ({exc or 'SIGINT'})")
+        finally:
+            supervisor.end_all()
+        supervisor.tick(final=True)
+        report = build_report(fed, options, time.monotonic() - started, failure, storage_stats())
     (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     report["plot"] = write_plot(report, out / "metrics.png")
     (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if interrupted is not None:
+        raise interrupted
     return report
+
+
+def _client_env(options: LocalRunOptions, index: int) -> dict[str, str]:
+    folder = data_dir_for(options, index)
+    return {ENV_DATA_DIR: str(folder)} if folder is not None else {}
 
 
 @contextlib.contextmanager
@@ -229,95 +269,3 @@ def _storage(options: LocalRunOptions, out: Path) -> Iterator[tuple[str | None, 
     )
     with FakeDriveServer(faults=faults, profile=options.drive_profile) as drive:
         yield drive.url, {}, drive.stats
-
-
-def build_report(
-    fed: LocalFederation,
-    options: LocalRunOptions,
-    elapsed: float,
-    finished: bool,
-    drive_stats: dict,
-    progress: Progress,
-) -> dict[str, Any]:
-    server_report = fed.server().report() or {}
-    history = (server_report.get("state") or {}).get("history") or {}
-    participants = {}
-    rounds = options.expected_rounds or progress.rounds or progress.round
-    for p in fed.participants.values():
-        rep = p.report() or {}
-        calls = rep.get("drive_calls") or {}
-        participants[p.email] = {
-            "role": p.role,
-            "exit_code": p.process.returncode if p.process else None,
-            "drive_calls": calls,
-            "drive_calls_total": sum(calls.values()),
-            "drive_calls_per_round": round(sum(calls.values()) / max(1, rounds), 2),
-            "log": str(p.log_path),
-        }
-    rounds_done = len(history.get("round") or []) if history else progress.round
-    all_exited_0 = finished and all(info["exit_code"] == 0 for info in participants.values())
-    completed = bool(server_report.get("completed"))
-    ok = all_exited_0 and completed and (options.expected_rounds is None or rounds_done == options.expected_rounds)
-    return {
-        "ok": ok,
-        "completed": completed,
-        "project": str(Path(options.project).resolve()),
-        "app": options.label or Path(options.project).name,
-        "clients": options.clients,
-        "rounds": rounds,
-        "rounds_completed": rounds_done,
-        "elapsed_seconds": round(elapsed, 2),
-        "poll_interval": options.poll_interval,
-        "run_config": server_report.get("run_config"),
-        "node_configs": [fed.node_config(i) for i in range(options.clients)],
-        "summary": server_report.get("summary"),
-        "per_round": server_report.get("rounds"),
-        "excluded": server_report.get("excluded"),
-        "transport": options.transport,
-        "faults": {
-            "latency_ms": options.latency_ms,
-            "error_rate": options.error_rate,
-            "drop_rate": options.drop_rate,
-            "drive_profile": options.drive_profile,
-        },
-        "history": history,
-        "participants": participants,
-        "fake_drive": {
-            "faults_injected": drive_stats.get("faults"),
-            "requests": sum((drive_stats.get("requests") or {}).values()),
-            "writes": drive_stats.get("writes"),
-        },
-    }
-
-
-def write_plot(report: dict[str, Any], path: Path) -> str | None:
-    """PNG of loss and accuracy per round; None (and no file) without matplotlib."""
-    history = report.get("history") or {}
-    if not history.get("round"):
-        return None
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.6))
-    rounds = history["round"]
-    ax_loss.plot(rounds, history.get("loss", []), marker="o", label="federated eval")
-    if history.get("train_loss"):
-        ax_loss.plot(rounds, history["train_loss"], marker="s", linestyle="--", label="train")
-    ax_loss.set(title="Loss", xlabel="round")
-    ax_acc.plot(rounds, history.get("accuracy", []), marker="o", label="federated eval")
-    if history.get("train_accuracy"):
-        ax_acc.plot(rounds, history["train_accuracy"], marker="s", linestyle="--", label="train")
-    ax_acc.set(title="Accuracy", xlabel="round", ylim=(0, 1))
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-        ax.set_xticks(rounds)
-    fig.suptitle(f"{report['clients']} data owners over Google Drive (fake), {report['app']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return str(path)

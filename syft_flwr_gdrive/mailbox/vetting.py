@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from syft_flwr_gdrive.base.accounts import canonical_email
+from syft_flwr_gdrive.base.routing import KIND_OFFER
 from syft_flwr_gdrive.base.routing import KIND_REQUEST
 from syft_flwr_gdrive.base.routing import KIND_STOP
 from syft_flwr_gdrive.crypto.multiseal import BundleHead
@@ -21,7 +22,8 @@ from syft_flwr_gdrive.mailbox.envelope import valid_message_id
 from syft_flwr_gdrive.transport.contract import Posting
 from syft_flwr_gdrive.transport.contract import Routing
 
-BUNDLED_KINDS = (KIND_REQUEST, KIND_STOP)  # what a bundle may carry: the server's instructions and stop signals
+# What a bundle may carry: the server's instructions and stop signals, and an offer of the same content to N.
+BUNDLED_KINDS = (KIND_REQUEST, KIND_STOP, KIND_OFFER)
 
 NO_ROUTING = "no valid routing metadata; a foreign or damaged file, left untouched"
 MALFORMED = (

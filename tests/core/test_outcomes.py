@@ -73,7 +73,9 @@ def server_app(rounds: int, min_nodes: int = 3) -> ServerApp:
     return app
 
 
-def federate(tmp_path, apps, *, run_config, rounds=2, msg_timeout=10.0, default_run_config=None):
+def federate(
+    tmp_path, apps, *, run_config, rounds=2, msg_timeout=10.0, default_run_config=None, server=None, **serve_options
+):
     """Run clients (None: that datasite never starts) and the server; returns (outcome, loops, hub)."""
     hub = MemoryHub()
     stop = threading.Event()
@@ -95,7 +97,13 @@ def federate(tmp_path, apps, *, run_config, rounds=2, msg_timeout=10.0, default_
         settings = Settings.from_env({}, email=SERVER, poll_interval=0.05, msg_timeout=msg_timeout, state_dir=tmp_path)
         context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=dict(run_config))
         outcome = serve(
-            server_app(rounds), context, CLIENTS, "t", settings=settings, transport=MemoryTransport(SERVER, hub)
+            server or server_app(rounds),
+            context,
+            CLIENTS,
+            "t",
+            settings=settings,
+            transport=MemoryTransport(SERVER, hub),
+            **serve_options,
         )
     return outcome, loops, hub
 
@@ -194,3 +202,56 @@ def test_a_client_without_a_project_takes_the_servers_run_config_as_sent_and_say
     assert outcome.completed and len(seen) == 6 and all(cfg == {"step": 0.5, "x": "y"} for cfg in seen)
     said = [r for r in caplog.records if "no project run config is known here" in r.getMessage()]
     assert len(said) == len(CLIENTS)  # once per client, not once per request
+
+
+def query_client_app() -> ClientApp:
+    app = ClientApp()
+
+    @app.query()
+    def query(msg: Message, context: Context) -> Message:
+        return Message(RecordDict({"metrics": MetricRecord({"rows": 10})}), reply_to=msg)
+
+    return app
+
+
+def query_server_app(exchanges: int) -> ServerApp:
+    """A query app as Flower's examples write them: its own Messages, no group id, no server-round."""
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        for _ in range(exchanges):
+            messages = [Message(RecordDict(), node, "query") for node in grid.get_node_ids()]
+            assert all(not reply.has_error() for reply in grid.send_and_receive(messages))
+
+    return app
+
+
+def test_a_query_apps_exchanges_are_its_rounds(tmp_path):
+    """Three queries without Flower rounds are three rounds, numbered in order, not one "-"."""
+    outcome, loops, hub = federate(
+        tmp_path, [query_client_app() for _ in CLIENTS], run_config={}, server=query_server_app(3)
+    )
+    assert outcome.completed
+    assert [r["round"] for r in outcome.rounds] == ["1", "2", "3"]
+    assert all(site["replies"] == 1 for r in outcome.rounds for site in r["datasites"].values())
+    assert outcome.metrics == {"planned_rounds": None, "rounds": []}  # no strategy: Flower recorded no metrics
+    assert hub.files == {}
+
+
+def test_flowers_own_metrics_and_the_progress_are_reported(tmp_path):
+    """A strategy's Result reaches the outcome with no help from the app, and progress is handed out as it goes."""
+    seen: list = []
+    progress: list[dict] = []
+    outcome, _, _ = federate(
+        tmp_path,
+        [client_app(seen) for _ in CLIENTS],
+        run_config={"step": 1.0},
+        rounds=3,
+        on_progress=progress.append,
+    )
+    assert outcome.metrics["planned_rounds"] == 3
+    assert [r["round"] for r in outcome.metrics["rounds"]] == [1, 2, 3]
+    assert all(set(r) == {"round", "train"} for r in outcome.metrics["rounds"])  # fraction_evaluate=0: train only
+    assert progress, "on_progress was never called"
+    assert progress[-1] == {"rounds": outcome.rounds, "metrics": outcome.metrics}

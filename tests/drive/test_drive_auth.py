@@ -165,8 +165,13 @@ def test_adc(mocker):
 def test_adc_missing(mocker):
     mocker.patch.object(google.auth, "default", side_effect=google.auth.exceptions.DefaultCredentialsError("none"))
     mocker.patch.object(auth, "in_colab", return_value=False)
-    with pytest.raises(CredentialsError, match="application-default login"):
+    with pytest.raises(CredentialsError, match="application-default login") as raised:
         load_credentials(use_adc=True)
+    # This tool's own sign-in comes first (doctor prints this text as the fix).
+    text = str(raised.value)
+    assert "syft-flwr-gdrive login --client-secret" in text and text.index("syft-flwr-gdrive login") < text.index(
+        "gcloud"
+    )
 
 
 def test_nothing_configured(mocker):

@@ -17,6 +17,8 @@ from tests.helpers.e2e import SERVER
 from tests.helpers.e2e import env_for
 from tests.helpers.e2e import settle
 from tests.helpers.fake_service import drive_api_for
+from tests.helpers.flower_metrics import history_of
+from tests.helpers.flower_metrics import server_history
 from tests.helpers.routings import request_routing
 
 
@@ -36,7 +38,7 @@ def test_demo_runs_and_writes_a_report(tmp_path: Path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["ok"] and report["rounds_completed"] == 5
-    accuracy = report["history"]["accuracy"]
+    accuracy = history_of(report["metrics"])["accuracy"]
     assert accuracy[-1] > accuracy[0] and accuracy[-1] > 0.85
     assert len(report["participants"]) == 4
     for info in report["participants"].values():
@@ -87,7 +89,7 @@ def test_bootstrap_then_server_and_clients_from_the_project(tmp_path: Path, driv
         server = run(["server", "--project", str(project)], env_for(SERVER, **common), timeout=240)
         assert server.returncode == 0, server.stderr[-3000:]
         report = json.loads(server.stdout)
-        assert report["state"]["history"]["round"] == [1, 2, 3, 4, 5]
+        assert server_history(report)["round"] == [1, 2, 3, 4, 5]
         for c in clients:
             out, err = c.communicate(timeout=60)
             assert c.returncode == 0, err[-2000:]

@@ -14,6 +14,7 @@ from tests.helpers.e2e import CLIENTS
 from tests.helpers.e2e import MESSAGE_APP
 from tests.helpers.e2e import SERVER
 from tests.helpers.e2e import env_for
+from tests.helpers.flower_metrics import server_history
 
 ROUNDS = 2
 
@@ -43,8 +44,8 @@ def test_three_clients_train_over_a_shared_directory(tmp_path: Path):
     assert server.process.returncode == 0, server.log_text()[-3000:]
     report = server.report()
     assert report["completed"] and report["summary"]["errors"] == 0 and report["summary"]["missing"] == 0
-    assert report["state"]["history"]["round"] == list(range(1, ROUNDS + 1))
-    assert report["state"]["history"]["num_clients"] == [3] * ROUNDS
+    assert server_history(report)["round"] == list(range(1, ROUNDS + 1))
+    assert server_history(report)["num_clients"] == [3] * ROUNDS
     assert report["drive_calls"].get("write", 0) > 0  # the directory carried the messages: no Drive involved
     for i in range(len(CLIENTS)):
         client = fed.client(i)

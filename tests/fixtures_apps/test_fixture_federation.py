@@ -2,9 +2,10 @@
 
 ``DirectGrid`` (see direct_grid.py) hands each message, serialised and parsed with
 Flower's protobuf serde, straight to the ClientApp. The run goes through
-``flwr.server.run_serverapp.run`` and the history is read back from the returned
-Context, as the real launcher will. The Grid-call assertions pin down how flwr 1.41
-drives a Grid in each style.
+``flwr.server.run_serverapp.run``, as the real launcher will; the per-round history is
+what Flower itself recorded (the strategy's ``Result`` or the legacy ``History``, read by
+``round_metrics``), and the final model is read back from the returned Context. The
+Grid-call assertions pin down how flwr 1.41 drives a Grid in each style.
 """
 
 from __future__ import annotations
@@ -16,19 +17,16 @@ import numpy as np
 import pytest
 from fl_common.data import load_partition
 from fl_common.model import SoftmaxRegression
-from fl_common.task import HISTORY_KEYS
-from fl_common.task import read_history
 from flwr.app import ArrayRecord
-from flwr.app import MetricRecord
 
 from tests.helpers.direct_grid import run_federation
+from tests.helpers.flower_metrics import history_of
 
 
-def check_history(context, rounds: int, num_clients: int = 3) -> dict:
-    record = context.state["history"]
-    assert isinstance(record, MetricRecord)
-    assert set(record) == set(HISTORY_KEYS)
-    history = read_history(context.state)
+def check_history(run, rounds: int, num_clients: int = 3) -> dict:
+    context, grid = run
+    assert grid.metrics["planned_rounds"] == rounds
+    history = history_of(grid.metrics)
     assert history["round"] == list(range(1, rounds + 1))
     assert history["num_clients"] == [num_clients] * rounds
     for key in ("loss", "accuracy", "train_loss", "train_accuracy"):
@@ -62,17 +60,15 @@ def message_run(message_app):
 
 
 def test_legacy_serverapp_runs_five_rounds(legacy_run):
-    context, _ = legacy_run
-    check_history(context, 5)
+    check_history(legacy_run, 5)
 
 
 def test_message_serverapp_runs_five_rounds(message_run):
-    context, _ = message_run
-    check_history(context, 5)
+    check_history(message_run, 5)
 
 
 def test_both_styles_agree(legacy_run, message_run):
-    a, b = read_history(legacy_run[0].state), read_history(message_run[0].state)
+    a, b = history_of(legacy_run[1].metrics), history_of(message_run[1].metrics)
     for key in ("loss", "accuracy", "train_loss", "train_accuracy"):
         np.testing.assert_allclose(a[key], b[key], rtol=1e-9)
 
@@ -111,12 +107,12 @@ def test_how_the_message_serverapp_drives_the_grid(message_run):
 def test_run_config_overrides_and_rerun_resets_history(kind, legacy_app, message_app):
     server_app, client_app, run_config = legacy_app if kind == "legacy" else message_app
     cfg = dict(run_config, **{"num-server-rounds": 2, "min-clients": 2})
-    context, _ = run_federation(server_app, client_app, 2, cfg)
-    assert read_history(context.state)["round"] == [1, 2]
-    assert read_history(context.state)["num_clients"] == [2, 2]
+    context, grid = run_federation(server_app, client_app, 2, cfg)
+    assert history_of(grid.metrics)["round"] == [1, 2]
+    assert history_of(grid.metrics)["num_clients"] == [2, 2]
     # Running again with the same Context starts a fresh history.
-    context, _ = run_federation(server_app, client_app, 2, context=context)
-    assert read_history(context.state)["round"] == [1, 2]
+    context, grid = run_federation(server_app, client_app, 2, context=context)
+    assert history_of(grid.metrics)["round"] == [1, 2]
 
 
 @pytest.mark.parametrize("kind", ["legacy", "message"])
@@ -130,8 +126,8 @@ def test_a_failing_client_is_a_failure_not_a_crash(kind, legacy_app, message_app
         102: {"partition-id": 2},
     }
     cfg = dict(run_config, **{"num-server-rounds": 2})
-    context, _ = run_federation(server_app, client_app, 3, cfg, node_configs=nodes)
-    history = read_history(context.state)
+    _, grid = run_federation(server_app, client_app, 3, cfg, node_configs=nodes)
+    history = history_of(grid.metrics)
     assert history["round"] == [1, 2]
     assert history["num_clients"] == [2, 2]
     assert history["accuracy"][1] > history["accuracy"][0]

@@ -35,6 +35,8 @@ from flwr.serverapp import ServerApp
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
+from syft_flwr_gdrive.flower.round_metrics import recording
+
 
 def roundtrip(message: Message) -> Message:
     """Serialise and parse a Message the way a byte transport would."""
@@ -69,6 +71,8 @@ class DirectGrid(Grid):
     run_id: int = 1
     client_run_config: Mapping[str, Any] = field(default_factory=dict)
     calls: list[GridCall] = field(default_factory=list)
+    # Flower's own per-round metrics of the run (``round_metrics.RoundMetrics.snapshot``), set by run_federation.
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._run = Run.create_empty(self.run_id)
@@ -173,7 +177,8 @@ def run_federation(
     node_configs: Mapping[int, Mapping[str, Any]] | None = None,
     context: Context | None = None,
 ) -> tuple[Context, DirectGrid]:
-    """Run ``server_app`` over ``num_clients`` in-process nodes; return its Context.
+    """Run ``server_app`` over ``num_clients`` in-process nodes; return its Context (and the grid, with the run's
+    per-round metrics as Flower recorded them).
 
     Node ``i`` (id ``100 + i``) gets ``{"partition-id": i, "num-partitions": n}``
     unless ``node_configs`` is given. A fresh server Context is made from
@@ -191,6 +196,7 @@ def run_federation(
             state=RecordDict(),
             run_config=dict(run_config or {}),
         )
-    with task_identity(run_id):
+    with task_identity(run_id), recording() as recorder:
         context = run_serverapp(grid=grid, context=context, server_app_dir="", loaded_server_app=server_app)
+    grid.metrics = recorder.snapshot()
     return context, grid

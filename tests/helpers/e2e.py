@@ -12,6 +12,7 @@ from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.localrun.federation import LocalFederation
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 from tests.helpers.fake_service import drive_api_for
+from tests.helpers.flower_metrics import server_history
 
 REPO = Path(__file__).resolve().parents[2]
 MESSAGE_APP = REPO / "fixtures" / "message_app"
@@ -70,7 +71,7 @@ def leftover_message_files(drive: FakeDriveServer) -> dict[str, int]:
 def assert_federation_succeeded(fed, rounds: int = ROUNDS) -> list[float]:
     server = fed.server()
     assert server.process.returncode == 0, server.log_text()[-3000:]
-    history = server.report()["state"]["history"]
+    history = server_history(server.report())
     assert history["round"] == list(range(1, rounds + 1))
     accuracy = history["accuracy"]
     assert accuracy[-1] > accuracy[0] + 0.1, accuracy

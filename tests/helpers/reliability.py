@@ -23,6 +23,7 @@ from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 from tests.helpers.envelopes import body_for
 from tests.helpers.fake_service import drive_api_for
+from tests.helpers.flower_metrics import server_history
 from tests.helpers.routings import request_routing
 
 HERE = Path(__file__).resolve().parents[1] / "reliability"
@@ -160,7 +161,7 @@ def assert_clean_exit(fed: LocalFederation, rounds: int) -> dict:
     assert server.process is not None and server.process.returncode == 0, server.log_text()[-4000:]
     report = server.report()
     assert report is not None, "server wrote no report"
-    history = report["state"]["history"]
+    history = server_history(report)
     assert history["round"] == list(range(1, rounds + 1)), history
     for key, participant in fed.participants.items():
         if participant.role != "client":

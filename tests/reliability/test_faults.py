@@ -24,6 +24,7 @@ from syft_flwr_gdrive.localrun.federation import LocalFederation
 from tests.helpers.fault_runs import ROUNDS
 from tests.helpers.fault_runs import PairOfRuns
 from tests.helpers.fault_runs import RunPair
+from tests.helpers.flower_metrics import server_history
 from tests.helpers.reliability import CLIENTS
 from tests.helpers.reliability import DRIVE_PROFILE
 from tests.helpers.reliability import MESSAGE_APP
@@ -51,7 +52,7 @@ def runs(fault_runs: PairOfRuns | None) -> RunPair:
 
 
 def _history(fed: LocalFederation) -> dict:
-    return fed.server().report()["state"]["history"]
+    return server_history(fed.server().report())
 
 
 def test_faults_were_injected(runs: RunPair):
@@ -132,9 +133,9 @@ def test_faulty_run_history_matches_the_clean_run(runs: RunPair):
 # Regression test (was a strict xfail, fixed in 584af16); the bug was:
 #   ORDER_BUG
 def test_faulty_run_final_weights_and_history_are_bit_identical_to_the_clean_run(runs: RunPair):
-    clean, faulty = runs.clean.server().report()["state"], runs.faulty.server().report()["state"]
-    assert faulty["model_digest"]["sha256"] == clean["model_digest"]["sha256"]
-    assert faulty["history"] == clean["history"]
+    clean, faulty = runs.clean.server().report(), runs.faulty.server().report()
+    assert faulty["state"]["model_digest"]["sha256"] == clean["state"]["model_digest"]["sha256"]
+    assert faulty["metrics"] == clean["metrics"]
 
 
 def test_faulty_run_leaves_no_message_files(runs: RunPair):

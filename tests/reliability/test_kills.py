@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from syft_flwr_gdrive.fake import FakeDriveServer
+from tests.helpers.flower_metrics import server_history
 from tests.helpers.reliability import CLIENTS
 from tests.helpers.reliability import SERVER
 from tests.helpers.reliability import answered
@@ -53,7 +54,7 @@ def test_client_killed_and_restarted_three_times_still_finishes(tmp_path: Path, 
         assert fed.wait(150), "federation did not finish:\n" + fed.server().log_text()[-3000:]
         assert_clean_exit(fed, ROUNDS)
         server = fed.server()
-        assert server.report()["state"]["history"]["num_clients"] == [3] * ROUNDS
+        assert server_history(server.report())["num_clients"] == [3] * ROUNDS
         for phase in ("aggregate_train", "aggregate_evaluate"):
             received = re.findall(rf"INFO flwr: {phase}: Received (\d+) results and (\d+) failures", server.log_text())
             assert received == [("3", "0")] * ROUNDS, (phase, received)

@@ -230,10 +230,12 @@ def _from_adc(scopes: Sequence[str]) -> Credentials:
         creds, _project = google.auth.default(scopes=list(scopes))
     except google.auth.exceptions.DefaultCredentialsError as exc:
         raise CredentialsError(
-            f"No Application Default Credentials found ({exc}). Fix: run `gcloud auth "
+            "No Google credentials found: no token file (SYFT_FLWR_TOKEN_FILE), no service-account key "
+            f"(SYFT_FLWR_SERVICE_ACCOUNT_FILE), and no Application Default Credentials ({exc}). Fix: sign in with "
+            "`syft-flwr-gdrive login --client-secret client_secret.json --token-file ~/token.json` and set "
+            "SYFT_FLWR_TOKEN_FILE=~/token.json; or, with the gcloud CLI, run `gcloud auth "
             f"application-default login --scopes={DRIVE_SCOPE},"
-            "https://www.googleapis.com/auth/cloud-platform` or set "
-            "GOOGLE_APPLICATION_CREDENTIALS."
+            "https://www.googleapis.com/auth/cloud-platform`."
         ) from exc
     return creds
 
