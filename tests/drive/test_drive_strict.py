@@ -20,6 +20,7 @@ from syft_flwr_gdrive.transport.drive.errors import DriveError
 from syft_flwr_gdrive.transport.drive.retry import deadline
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 from tests.helpers.fake_service import drive_api_for
+from tests.helpers.reliability import wait_for_settled_listings
 from tests.helpers.routings import request_routing
 
 DS, DO, MALLORY = "ds@x.com", "do@x.com", "mallory@x.com"
@@ -175,6 +176,9 @@ def test_a_sweep_lists_one_folder_per_query_so_a_partial_or_loses_nothing(drive,
     handle = ds.send(request(1, "r1"), b"x")
     poll_until(do, lambda listing: handle in {p.handle for p in listing.inbound})
     folders = [*sorted(do.discovery.peer_folders[APP]), *[f"1{i:032d}" for i in range(10)]]
+    # Seeing the file once does not mean the next listing shows it: a lagging listing may show any state of
+    # the last list_lag seconds (CI failed on exactly that). Wait until every listing shows the file.
+    wait_for_settled_listings(drive)
     for order in (folders, folders[::-1]):
         before = do.api.calls.total
         files = do.lister.list_parents(order)
