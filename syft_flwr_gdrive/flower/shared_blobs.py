@@ -98,6 +98,9 @@ class BlobPlacer:
         self._uploader: ThreadPoolExecutor | None = None  # uploads blobs stored in parts, one at a time
         self._uploading: dict[str, Future[None]] = {}  # a parted blob's first locator -> its upload
         self._orphans: set[str] = set()  # parts of blobs whose upload failed: to delete, never to refer to
+        # A failed parted blob's first locator -> its upload's error, until its parts are deleted (``drop``):
+        # every request naming it fails, also one whose wait comes after another's wait saw the failure.
+        self._failed: dict[str, Exception] = {}
         self._cancel = threading.Event()  # set by close: a running upload fails at its next read
         self._lock = threading.Lock()
         self._by_digest: dict[str, BlobRef] = {}
@@ -209,16 +212,20 @@ class BlobPlacer:
 
     def wait_for(self, locators: Iterable[str]) -> None:
         """Wait until the blobs among ``locators`` that are still uploading are stored; raise the first
-        upload's error (that blob is forgotten: content sent again is uploaded again)."""
+        upload's error (that blob is forgotten: content sent again is uploaded again). The requests of one push
+        that name one blob wait for it side by side: each raises its error, also one whose wait begins after
+        another's saw the upload fail (the failure is remembered until the blob's parts are deleted)."""
         with self._lock:
-            running = [(loc, self._uploading[loc]) for loc in locators if loc in self._uploading]
-        failure: Exception | None = None
+            wanted = list(locators)
+            failure: Exception | None = next((self._failed[loc] for loc in wanted if loc in self._failed), None)
+            running = [(loc, self._uploading[loc]) for loc in wanted if loc in self._uploading]
         for locator, upload in running:
             try:
                 upload.result(timeout=UPLOAD_WAIT)
             except Exception as exc:  # reported below, after every upload settled
                 failure = failure or exc
                 with self._lock:  # forgotten as content, kept as files to delete (parts stored before it failed)
+                    self._failed[locator] = exc
                     failed = [r for r in self._by_digest.values() if r.locator == locator]
                     self._orphans.update(loc for r in failed for loc in r.locators)
                     self._by_digest = {d: r for d, r in self._by_digest.items() if r.locator != locator}
@@ -273,6 +280,7 @@ class BlobPlacer:
         with self._lock:
             self._by_digest = {d: ref for d, ref in self._by_digest.items() if not gone & set(ref.locators)}
             self._orphans -= gone
+            self._failed = {loc: exc for loc, exc in self._failed.items() if loc not in gone}
             self._fingerprints = {d: fp for d, fp in self._fingerprints.items() if d in self._by_digest}
 
     def forget(self) -> None:
@@ -281,6 +289,7 @@ class BlobPlacer:
             self._fingerprints.clear()
             self._known.clear()
             self._orphans.clear()
+            self._failed.clear()
 
 
 def sample_fingerprint(data: bytes) -> str:
