@@ -215,9 +215,33 @@ def calls_of(events: Iterable[CallEvent]) -> Counter:
     return c
 
 
+def _is_poll_request(ev: CallEvent) -> bool:
+    """A request a poll sends: a listing of its own, or a batch of reads (gets by id, listings)."""
+    if ev.part:
+        return False
+    return ev.route == "files.list" or (ev.route == "batch" and bool({"files.get", "files.list"} & set(ev.inner)))
+
+
 def polls_of(events: Iterable[CallEvent]) -> int:
-    """Poll requests: listings (one per 40 folders) and batch requests of gets (files promised by id)."""
-    return sum(1 for ev in events if ev.route == "files.list" or (ev.route == "batch" and "files.get" in ev.inner))
+    """Poll requests: listings sent on their own and batch requests of reads (gets by id, listings)."""
+    return sum(1 for ev in events if _is_poll_request(ev))
+
+
+def poll_occasions(events: Sequence[CallEvent], within: float = 0.05) -> int:
+    """Polls, counting the requests one poll sends side by side (listings of 40 folders each, batches of
+    100 reads) once: poll requests less than ``within`` seconds apart are one poll."""
+    times = sorted(ev.t for ev in events if _is_poll_request(ev))
+    return sum(1 for i, t in enumerate(times) if i == 0 or t - times[i - 1] > within)
+
+
+def poll_units_of(events: Iterable[CallEvent]) -> int:
+    """Quota units of what polls read: every listing, and every get inside a batch (a get on its own is a
+    blob's or a conflict's check, not a poll)."""
+    return sum(
+        UNIT_COSTS["list"] if ev.route == "files.list" else UNIT_COSTS["get"]
+        for ev in events
+        if not is_quota_error(ev) and (ev.route == "files.list" or (ev.part and ev.route == "files.get"))
+    )
 
 
 def requests_of(events: Iterable[CallEvent]) -> int:

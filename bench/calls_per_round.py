@@ -132,6 +132,8 @@ def interval_figures(
         "server_api_calls": len(s_ev),
         "server_by_method": dict(Counter(ev.route + (" (batch part)" if ev.part else "") for ev in s_ev)),
         "server_polls": H.polls_of(s_ev),
+        "server_poll_occasions": H.poll_occasions(s_ev),
+        "server_poll_units": H.poll_units_of(s_ev),  # what the server's polls cost in quota units
         "server_units": H.units_of(s_ev),  # Drive quota units (list 100, get 5, download 200, modify 50)
         "client_units": [H.units_of(users.get(c, [])) for c in clients],
         "client_requests": per_client,
@@ -176,6 +178,10 @@ def summarize(intervals: list[dict[str, Any]], n: int) -> dict[str, Any]:
         "client_by_method_mean_per_client": {m: v / k / n for m, v in sorted(client_by_method.items())},
         "server_writes_mean": mean("server_writes"),
         "server_units_mean": mean("server_units"),
+        "server_units_per_poll": sum(iv["server_poll_units"] for iv in intervals)
+        / max(1, sum(iv["server_poll_occasions"] for iv in intervals)),
+        "server_polls_per_second": sum(iv["server_poll_occasions"] for iv in intervals)
+        / max(1e-9, sum(iv["seconds"] for iv in intervals)),
         "client_units_mean": sum(sum(iv["client_units"]) for iv in intervals) / k / n,
         "client_api_calls_mean": sum(sum(iv["client_api_calls"]) for iv in intervals) / k / n,
         "server_refused_writes_mean": mean("server_refused_writes"),
@@ -264,6 +270,7 @@ def run_one(n: int, args: Any, workdir: Path) -> dict[str, Any]:
     first = min((e["t0"] for e in exchanges), default=fed.t_end)
     out["server_setup_requests"] = H.requests_of([ev for ev in s_all if ev.t < first])
     out["server_setup_by_method"] = dict(H.calls_of([ev for ev in s_all if ev.t < first]))
+    out.update(setup_figures(fed, events, clients))
     out["server_total_requests"] = H.requests_of(s_all)
     out["server_total_own_counter"] = sum((fed.server.get("drive_calls") or {}).values())
     out["client_total_requests_mean"] = sum(H.requests_of(users.get(c, [])) for c in clients) / n
@@ -280,6 +287,8 @@ def run_one(n: int, args: Any, workdir: Path) -> dict[str, Any]:
         "round_s": pr.get("seconds_mean"),
         "round_floor_s": floor,
         "round_s_over_floor": pr["seconds_mean"] / floor if pr.get("count") else None,
+        "setup_s": out.get("setup_s"),
+        "server_units_per_poll": pe.get("server_units_per_poll"),
     }
     if pr.get("count"):
         out["server_per_round_meets_3n_plus_2"] = pr["server_requests_mean"] <= 3 * n + 2
@@ -287,6 +296,34 @@ def run_one(n: int, args: Any, workdir: Path) -> dict[str, Any]:
     if not fed.completed:
         out["server_log_tail"] = (fed.logs.get("server") or "")[-1500:]
     return out
+
+
+def setup_figures(fed: H.FederationResult, events: list[H.CallEvent], clients: list[str]) -> dict[str, Any]:
+    """Set-up: from the server worker's start until every datasite holds its first request (its ClientApp's
+    first call began), in seconds (``setup_s``), and the Drive calls the server and the datasites made meanwhile."""
+    start = fed.server.get("t_start")
+    firsts: dict[str, float] = {}
+    for call in (c for worker in fed.client_workers for c in worker.get("app_calls") or []):
+        firsts[call["email"]] = min(call["t0"], firsts.get(call["email"], call["t0"]))
+    if start is None or len(firsts) < len(clients):
+        return {"setup_s": None}
+    end = max(firsts.values())
+    win = H.window(events, start, end)
+    users = H.by_user(win)
+    s_ev = users.get(H.SERVER_EMAIL, [])
+    c_ev = [ev for c in clients for ev in users.get(c, [])]
+    return {
+        "setup_s": round(end - start, 2),
+        "setup_server_requests": H.requests_of(s_ev),
+        "setup_server_api_calls": len(s_ev),
+        "setup_server_units": H.units_of(s_ev),
+        "setup_server_writes": H.writes_of(s_ev),
+        "setup_server_refused_writes": H.refused_writes_of(s_ev),
+        "setup_server_by_method": dict(Counter(ev.route + (" (batch part)" if ev.part else "") for ev in s_ev)),
+        "setup_client_requests_mean": H.requests_of(c_ev) / len(clients),
+        "setup_client_writes_mean": H.writes_of(c_ev) / len(clients),
+        "setup_client_refused_writes": H.refused_writes_of(c_ev),
+    }
 
 
 # -- idle poll ----------------------------------------------------------------------------------

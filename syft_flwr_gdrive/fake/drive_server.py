@@ -90,7 +90,7 @@ class FakeDriveServer:
     def start(self) -> FakeDriveServer:
         if self._httpd is not None:
             return self
-        self.store = Store(self.data_dir)
+        self.store = Store(self.data_dir, faults=self._engine)
         self.api = Api(self.store, self._engine, self.strict_tokens, self._access_tokens)
         self.api.tokens.update(self._pending_users)
         for email, _ in set(self._pending_users.values()):

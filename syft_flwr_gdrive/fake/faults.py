@@ -90,6 +90,20 @@ class FaultConfig:
     gmail_dots: bool = False  #: gmail addresses equal modulo dots/googlemail.com; Drive reports the registered form
     #: Workspace domains whose users transfer ownership within the domain without acceptance
     workspace_domains: list[str] = field(default_factory=list)
+    # -- what field reports describe Drive doing (docs/drive-assumptions.md) -----------------------
+    #: a ``files.list`` whose ``q`` ORs two or more ``'<id>' in parents`` terms answers, with
+    #: ``incompleteSearch: false`` and no error, the files of: every folder ("all"), the first folder
+    #: named ("first"), none ("none"), or the folders the caller owns plus a fixed per-account subset of
+    #: the others, for some accounts none of them ("subset"; rclone #3114, #4289, #9810, Google 149522397)
+    or_listing: str = "all"
+    own_properties_search: bool = False  #: ``properties has`` matches only files the caller owns
+    reserved_ids_owned: bool = False  #: a generated id takes a create only from the account that generated it
+    reserved_id_ttl: float = 0.0  #: seconds a generated id stays usable for a create (0: forever)
+    owners_exact: bool = False  #: ``'x' in owners`` matches only the owner's registered address, not a variant
+    multipart_max_bytes: int = 0  #: ``uploadType=multipart`` bodies above this answer 413 (0: no limit)
+    global_batch: bool = True  #: the global ``/batch`` endpoint (retired by Google in 2020) still answers
+    share_rate: float = 0.0  #: sustained ``permissions.create`` per second per account (0: unlimited)
+    share_burst: int = 10  #: shares an idle account may make at once before ``share_rate`` applies
 
     def validate(self) -> FaultConfig:
         for name in ("error_rate", "error_after_fraction", "drop_rate", "drop_after_fraction"):
@@ -109,6 +123,12 @@ class FaultConfig:
             raise ValueError("write_rate must be >= 0 and write_burst >= 1")
         if int(self.max_query_terms) < 0:
             raise ValueError("max_query_terms must be >= 0")
+        if self.or_listing not in OR_LISTINGS:
+            raise ValueError(f"or_listing must be one of {sorted(OR_LISTINGS)}, got {self.or_listing!r}")
+        if float(self.reserved_id_ttl) < 0 or int(self.multipart_max_bytes) < 0:
+            raise ValueError("reserved_id_ttl and multipart_max_bytes must be >= 0")
+        if float(self.share_rate) < 0 or int(self.share_burst) < 1:
+            raise ValueError("share_rate must be >= 0 and share_burst >= 1")
         if int(self.upload_bytes_per_day) < 0:
             raise ValueError("upload_bytes_per_day must be >= 0 (0: no cap)")
         for name in ("upload_bytes_per_s", "download_bytes_per_s"):
@@ -139,10 +159,22 @@ class FaultConfig:
         return cls(**data).validate()
 
 
+OR_LISTINGS = ("all", "first", "none", "subset")  # see FaultConfig.or_listing
+MULTIPART_LIMIT = 5 * 1024 * 1024  # Drive: "uploadType=multipart ... for small files (5 MB or less)"
+# Nothing documents how long an id from files.generateIds stays usable. The strict profile gives it two
+# minutes: longer than the product ever keeps one before its create (ids reserved just before use, a
+# promised id used by the stream's next file, within a round), shorter than the gaps where it cannot know
+# (a stream idle between runs, a slow round, a client waiting for its server), so the strict suite, whose
+# runs last one to four minutes, meets expired ids and the fallbacks for them in its own federations.
+RESERVED_ID_TTL = 120.0
+
 #: Named profiles. ``strict`` grants only what Drive's documentation promises (see
-#: docs/drive-assumptions.md): eventual consistency for every change, a sustained write
-#: limit per account, hidden owner emails, query-complexity rejections, gmail address
-#: equivalence and Workspace ownership transfer without acceptance.
+#: docs/drive-assumptions.md) and does what field reports say Drive does beyond it: eventual
+#: consistency for every change, a sustained write limit and a sharing limit per account, hidden
+#: owner emails, query-complexity rejections, OR'ed parent listings that return a subset, property
+#: search over the caller's own files only, reserved ids that belong to their account and expire,
+#: owners matched by the registered address only, gmail address equivalence, Workspace ownership
+#: transfer without acceptance, small multipart uploads and no global batch endpoint.
 PROFILES: dict[str, dict[str, Any]] = {
     "default": {},
     "strict": {
@@ -156,6 +188,15 @@ PROFILES: dict[str, dict[str, Any]] = {
         "reject_mixed_or": True,
         "gmail_dots": True,
         "workspace_domains": ["workspace.example"],
+        "or_listing": "subset",
+        "own_properties_search": True,
+        "reserved_ids_owned": True,
+        "reserved_id_ttl": RESERVED_ID_TTL,
+        "owners_exact": True,
+        "multipart_max_bytes": MULTIPART_LIMIT,
+        "global_batch": False,
+        "share_rate": 1.0,
+        "share_burst": 30,
     },
 }
 
@@ -194,6 +235,8 @@ class FaultEngine:
         self._usage_sum: dict[str, int] = {}
         self.injected: collections.Counter[str] = collections.Counter()
         self._buckets: dict[str, tuple[float, float]] = {}  # user -> (tokens, at) for the write limit
+        self._share_buckets: dict[str, tuple[float, float]] = {}  # user -> (tokens, at) for the sharing limit
+        self.shares_throttled: collections.Counter[str] = collections.Counter()  # refused by the sharing limit
         self.writes: collections.Counter[str] = collections.Counter()  # accepted writes per user
         self.writes_throttled: collections.Counter[str] = collections.Counter()  # refused by the write limit
         self.links = Links()  # each account's uplink and downlink (upload/download_bytes_per_s)
@@ -302,6 +345,29 @@ class FaultEngine:
             self.writes[user] += 1
         return None
 
+    def charge_share(self, user: str, now: float | None = None) -> ApiError | None:
+        """Take one share from ``user``'s sharing bucket (``share_rate``/s, ``share_burst`` deep); Drive's
+        403 ``sharingRateLimitExceeded`` when it is empty (a limit of its own, besides the write limit)."""
+        rate = float(self._config.share_rate)
+        if rate <= 0:
+            return None
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            burst = float(self._config.share_burst)
+            tokens, at = self._share_buckets.get(user, (burst, now))
+            tokens = min(burst, tokens + (now - at) * rate)
+            if tokens < 1.0:
+                self._share_buckets[user] = (tokens, now)
+                self.shares_throttled[user] += 1
+                self.injected["sharing_limit"] += 1
+                return ApiError(
+                    403,
+                    "sharingRateLimitExceeded",
+                    'Rate limit exceeded. User message: "Sorry, you have exceeded your sharing quota."',
+                )
+            self._share_buckets[user] = (tokens - 1.0, now)
+        return None
+
     def charge_upload(self, user: str, n: int, now: float | None = None) -> ApiError | None:
         """Count an upload body of ``n`` bytes against ``user``'s daily cap; Drive's 403 if it would go past it."""
         cap = int(self._config.upload_bytes_per_day)
@@ -353,13 +419,18 @@ class FaultEngine:
     def write_counts(self) -> dict[str, dict[str, int]]:
         """Writes per user: accepted, and refused by the sustained write limit."""
         with self._lock:
-            return {"accepted": dict(self.writes), "throttled": dict(self.writes_throttled)}
+            return {
+                "accepted": dict(self.writes),
+                "throttled": dict(self.writes_throttled),
+                "shares_throttled": dict(self.shares_throttled),
+            }
 
     def reset_quota(self) -> None:
         with self._lock:
             self._usage.clear()
             self._usage_sum.clear()
             self._buckets.clear()
+            self._share_buckets.clear()
             self._uploaded_today.clear()
 
     def counts(self) -> dict[str, int]:

@@ -108,7 +108,7 @@ class DriveHandlers:
         space = req.arg("space", "drive") or "drive"
         if space not in ("drive", "appDataFolder"):
             raise invalid(f"Invalid value for space: {space}", "space")
-        out = {"kind": "drive#generatedIds", "space": space, "ids": self.store.generate_ids(count)}
+        out = {"kind": "drive#generatedIds", "space": space, "ids": self.store.generate_ids(count, user)}
         return json_response(self._select(out, req, "GeneratedIds"))
 
     # ------------------------------------------------------------------ files
@@ -288,6 +288,9 @@ class DriveHandlers:
             info = self._stream_to_blob(req.body)
             media_type = req.headers.get("content-type") or "application/octet-stream"
             return self._committed(lambda: self.store.create(user, {}, info, default_mime=media_type), info, req)
+        limit = int(self.faults.config.multipart_max_bytes)
+        if limit and req.body.length > limit:  # Drive: multipart is for small files (5 MB or less)
+            raise ApiError(413, "uploadTooLarge", f"Multipart upload bodies are limited to {limit} bytes.")
         meta, info, mime = self._read_related(req, lambda m: self.store.check_create(user, m))
         return self._committed(lambda: self.store.create(user, meta, info, default_mime=mime), info, req)
 
@@ -403,6 +406,8 @@ class DriveHandlers:
 
     def h_batch(self, req: Request, user: str) -> Response:
         """``multipart/mixed`` of up to 100 calls; each answered as its own HTTP response."""
+        if req.path.rstrip("/") == "/batch" and not self.faults.config.global_batch:
+            raise ApiError(404, "notFound", "Not Found: the global batch endpoint was retired; use /batch/drive/v3")
         body = req.body.read_all(64 * 1024 * 1024)
         inner = multipart.parse_batch(body, req.headers.get("content-type", ""))
         answers: list[multipart.InnerResponse] = []

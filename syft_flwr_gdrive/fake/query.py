@@ -27,7 +27,9 @@ class FileView(Protocol):
     name: str
     mime_type: str
     parents: list[str]
-    properties: dict[str, str]
+
+    @property
+    def properties(self) -> dict[str, str]: ...  # read-only: a view may hide them from a search
 
     @property
     def description(self) -> str: ...  # read-only: a view may compute it

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 from typing import BinaryIO
 
@@ -55,7 +56,11 @@ from .records import permission_id_for
 from .records import rfc3339
 from .records import time_field
 from .records import unb64
+from .reserved import ReservedIds
 from .resources import Resources
+
+if TYPE_CHECKING:
+    from .faults import FaultEngine
 
 CHANGES_KEPT = 50_000  # change-log entries kept across a restart / compaction
 JOURNAL_COMPACT_AT = 100_000  # superseded journal lines that trigger a compaction while running
@@ -79,6 +84,13 @@ class _View:
     @property
     def app_properties(self) -> dict[str, str]:
         return self.rec.app_properties.get(self.store._app(self.email), {})
+
+    @property
+    def properties(self) -> dict[str, str]:
+        """What ``properties has`` searches: with ``own_properties_search`` only the caller's own files'."""
+        if self.store.rule("own_properties_search", False) and self.rec.owner != self.email:
+            return {}
+        return self.rec.properties
 
     def is_trashed(self) -> bool:
         return self.store._trashed(self.rec)
@@ -106,7 +118,7 @@ def _permission_not_found(permission_id: str) -> ApiError:
 class Store(Resources):
     """All of the fake Drive's state. Every public method is thread-safe."""
 
-    def __init__(self, data_dir: os.PathLike | str | None = None) -> None:
+    def __init__(self, data_dir: os.PathLike | str | None = None, faults: FaultEngine | None = None) -> None:
         self._own_dir = data_dir is None
         self.dir = Path(tempfile.mkdtemp(prefix="fake-gdrive-")) if data_dir is None else Path(data_dir)
         self.blobs_dir = self.dir / "blobs"
@@ -117,7 +129,8 @@ class Store(Resources):
         self.files: dict[str, FileRec] = {}
         self.children: dict[str, set[str]] = {}
         self.users: dict[str, str] = {}  # email -> id of the user's "My Drive" root folder
-        self.generated: set[str] = set()
+        self.generated = ReservedIds()  # ids from files.generateIds not used yet: who asked, when
+        self._faults = faults  # the live fault config: the profile's rules the store applies (see rule())
         self.user_apps: dict[str, str] = {}  # email -> OAuth app of the user's token (see ensure_user)
         self.changes: list[Change] = []
         self._change_seqs: list[int] = []
@@ -133,6 +146,10 @@ class Store(Resources):
         self.history: dict[str, list[tuple[float, FileRec | None]]] = {}  # id -> (since, state) while lagging
         self._rng = random.Random()
         self._load()
+
+    def rule(self, name: str, default: Any) -> Any:
+        """A live profile setting (``FaultConfig`` field) the store applies; ``default`` without a fault engine."""
+        return default if self._faults is None else getattr(self._faults.config, name)
 
     def configure(self, lag_window: float, hide_emails: bool, gmail_dots: bool) -> None:
         """Apply the strict profile's switches (the fault config is live, so this runs per request)."""
@@ -214,8 +231,8 @@ class Store(Resources):
                 self._unlink_children(old)
         elif op == "user":
             self.users[e["email"]] = e["root"]
-        elif op == "gen":
-            self.generated.update(e["ids"])
+        elif op == "gen":  # journals before reservations recorded who and when: anyone, from now on
+            self.generated.add(e["ids"], str(e.get("by") or ""), float(e.get("at") or now()))
         elif op == "used":
             self.generated.discard(e["id"])
         elif op == "chg":
@@ -237,8 +254,8 @@ class Store(Resources):
                 fh.write(json.dumps({"op": "user", "email": email, "root": root}) + "\n")
             for rec in self.files.values():
                 fh.write(json.dumps({"op": "put", "f": asdict(rec)}) + "\n")
-            if self.generated:
-                fh.write(json.dumps({"op": "gen", "ids": sorted(self.generated)}) + "\n")
+            for by, at, ids in self.generated.groups():
+                fh.write(json.dumps({"op": "gen", "ids": ids, "by": by, "at": at}) + "\n")
             kept = self.changes[-CHANGES_KEPT:]
             for c in kept:
                 fh.write(json.dumps({"op": "chg", "c": asdict(c)}) + "\n")
@@ -341,11 +358,14 @@ class Store(Resources):
 
     # ------------------------------------------------------------------ ids
 
-    def generate_ids(self, count: int) -> list[str]:
+    def generate_ids(self, count: int, email: str = "") -> list[str]:
+        """Ids ``email`` may create files at (``reserved.py``: whether others may, and for how long)."""
         with self.lock:
+            at = now()
+            self.generated.prune(at, float(self.rule("reserved_id_ttl", 0.0)))
             ids = [new_id() for _ in range(count)]
-            self.generated.update(ids)
-            self._log({"op": "gen", "ids": ids})
+            self.generated.add(ids, email, at)
+            self._log({"op": "gen", "ids": ids, "by": email, "at": at})
             return ids
 
     # ------------------------------------------------------------------ files
@@ -363,8 +383,13 @@ class Store(Resources):
                 raise invalid("The provided file ID is not usable.", "file.id")
             if fid in self.files:
                 raise ApiError(409, "duplicate", "A file already exists with the provided ID.")
-            if fid not in self.generated:
-                raise invalid("The provided file ID is not usable.", "file.id")
+            self.generated.check(
+                fid,
+                email,
+                now(),
+                owned=bool(self.rule("reserved_ids_owned", False)),
+                ttl=float(self.rule("reserved_id_ttl", 0.0)),
+            )
         parents = meta.get("parents")
         if parents is None:
             parents = ["root"]
@@ -618,7 +643,8 @@ class Store(Resources):
             except Exception:
                 raise invalid("Invalid Value", "pageToken") from None
         if node is not None and self.gmail_dots:
-            node = strict.map_emails(node, self.account)
+            node = strict.map_emails(node, self.account, owners=not self.rule("owners_exact", False))
+        or_terms = strict.or_parent_terms(node) if node is not None else None
         with self.lock:
             cutoff = now() - lag
             lag_all = self.lag_window > 0
@@ -648,6 +674,14 @@ class Store(Resources):
                     continue
                 if node is None or q.evaluate(node, _View(rec, self, email, memo), resolve, email):
                     hits.append((self._sort_key(rec, order), rec))
+            if or_terms is not None:  # an OR of folders: maybe only some folders' files (FaultConfig.or_listing)
+                shown = strict.or_listing_folders(
+                    self.rule("or_listing", "all"),
+                    [resolve(f) for f in or_terms],
+                    email,
+                    lambda fid: self.files[fid].owner if fid in self.files else "",
+                )
+                hits = [h for h in hits if shown.intersection(h[1].parents)]
             hits.sort(key=lambda h: h[0])
             if after is not None:
                 start = bisect.bisect_right([h[0] for h in hits], after)
@@ -682,6 +716,10 @@ class Store(Resources):
         target share a Workspace domain (no acceptance, as in Google Workspace)."""
         with self.lock:
             rec = self._writable(file_id, email)
+            if self._faults is not None:  # Drive's sharing limit, besides the write limit
+                refused = self._faults.charge_share(email)
+                if refused is not None:
+                    raise refused
             ptype, role = body.get("type"), body.get("role")
             if ptype not in ("user", "anyone"):
                 raise invalid(

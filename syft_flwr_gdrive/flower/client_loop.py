@@ -292,11 +292,13 @@ class ClientLoop:
                 env.size,
                 codecs=env.codecs,
                 max_bytes=self.mailbox.max_payload,
-                # a blob in parts may still be uploading: wait for its parts until the request expires
+                # a blob in parts may still be uploading: wait for each part (PART_STALL at most) until the
+                # request expires, and not once the request (or its bundle) is withdrawn
                 fetch_blob=functools.partial(
                     self._blobs.fetch,
                     owner=env.sender,
                     wait_until=max(env.created_at + env.ttl, time.time() + MIN_PART_WAIT),
+                    still_wanted=functools.partial(self._still_stored, delivery.posting.handle),
                 ),
             )
         except Exception as exc:  # PayloadError, or a blob that could not be fetched (maybe transient)
@@ -534,6 +536,16 @@ class ClientLoop:
         self._enter_run(env.run_id)
         self._linger_and_clean(env.message_id)
         return True
+
+    def _still_stored(self, handle: str) -> bool:
+        """Is the request (or bundle) ``handle`` still stored? Asked while waiting for the blob parts it names:
+        once its server withdrew it (the upload failed) the wait is over. True when the storage cannot say."""
+        try:
+            listing = self.mailbox.stored()
+        except Exception as exc:
+            logger.info("could not tell whether %s is still stored (%s); still waiting for its parts", handle, exc)
+            return True
+        return any(p.handle == handle for p in (*listing.inbound, *listing.bundles))
 
     def _linger_and_clean(self, stop_id: str) -> None:
         """Wait (bounded) until the server removed its stop file, then delete all my files."""

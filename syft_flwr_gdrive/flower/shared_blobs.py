@@ -46,7 +46,9 @@ from syft_flwr_gdrive.flower.codec import split_sizes
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.mailbox.pipe import PipeSink
 from syft_flwr_gdrive.mailbox.pipe import TailSink
+from syft_flwr_gdrive.transport.contract import BlobNotStored
 from syft_flwr_gdrive.transport.contract import BlobRefused
+from syft_flwr_gdrive.transport.contract import TransportError
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,10 @@ MAX_PARTS = 64  # a bigger blob gets bigger parts
 UPLOAD_WAIT = 24 * 3600.0  # a bound, not a target: an upload's own retries end it long before
 CANCEL_WAIT = 5.0  # seconds close gives an abandoned upload to notice (one request in flight at most)
 MIN_PART_WAIT = 60.0  # a client waits at least this long for a request's parts (it may be near its expiry)
+# A part's wait ends after this long without it (not at the message's expiry: Flower's default ttl is 12 h, and a
+# part that does not come within minutes, e.g. one whose id someone took, must not hold its request that long)...
+PART_STALL = 300.0
+WANTED_EVERY = 5.0  # ...or once the message naming it is gone, asked this often while waiting (its sender gave up)
 
 
 class BlobPlacer:
@@ -92,6 +98,9 @@ class BlobPlacer:
         self._uploader: ThreadPoolExecutor | None = None  # uploads blobs stored in parts, one at a time
         self._uploading: dict[str, Future[None]] = {}  # a parted blob's first locator -> its upload
         self._orphans: set[str] = set()  # parts of blobs whose upload failed: to delete, never to refer to
+        # A failed parted blob's first locator -> its upload's error, until its parts are deleted (``drop``):
+        # every request naming it fails, also one whose wait comes after another's wait saw the failure.
+        self._failed: dict[str, Exception] = {}
         self._cancel = threading.Event()  # set by close: a running upload fails at its next read
         self._lock = threading.Lock()
         self._by_digest: dict[str, BlobRef] = {}
@@ -203,16 +212,20 @@ class BlobPlacer:
 
     def wait_for(self, locators: Iterable[str]) -> None:
         """Wait until the blobs among ``locators`` that are still uploading are stored; raise the first
-        upload's error (that blob is forgotten: content sent again is uploaded again)."""
+        upload's error (that blob is forgotten: content sent again is uploaded again). The requests of one push
+        that name one blob wait for it side by side: each raises its error, also one whose wait begins after
+        another's saw the upload fail (the failure is remembered until the blob's parts are deleted)."""
         with self._lock:
-            running = [(loc, self._uploading[loc]) for loc in locators if loc in self._uploading]
-        failure: Exception | None = None
+            wanted = list(locators)
+            failure: Exception | None = next((self._failed[loc] for loc in wanted if loc in self._failed), None)
+            running = [(loc, self._uploading[loc]) for loc in wanted if loc in self._uploading]
         for locator, upload in running:
             try:
                 upload.result(timeout=UPLOAD_WAIT)
             except Exception as exc:  # reported below, after every upload settled
                 failure = failure or exc
                 with self._lock:  # forgotten as content, kept as files to delete (parts stored before it failed)
+                    self._failed[locator] = exc
                     failed = [r for r in self._by_digest.values() if r.locator == locator]
                     self._orphans.update(loc for r in failed for loc in r.locators)
                     self._by_digest = {d: r for d, r in self._by_digest.items() if r.locator != locator}
@@ -267,6 +280,7 @@ class BlobPlacer:
         with self._lock:
             self._by_digest = {d: ref for d, ref in self._by_digest.items() if not gone & set(ref.locators)}
             self._orphans -= gone
+            self._failed = {loc: exc for loc, exc in self._failed.items() if loc not in gone}
             self._fingerprints = {d: fp for d, fp in self._fingerprints.items() if d in self._by_digest}
 
     def forget(self) -> None:
@@ -275,6 +289,7 @@ class BlobPlacer:
             self._fingerprints.clear()
             self._known.clear()
             self._orphans.clear()
+            self._failed.clear()
 
 
 def sample_fingerprint(data: bytes) -> str:
@@ -310,10 +325,18 @@ class BlobCache:
         self._lock = threading.Lock()
         self.fetched_bytes = 0
 
-    def fetch(self, ref: BlobRef, *, owner: str, wait_until: float | None = None) -> bytes:
+    def fetch(
+        self,
+        ref: BlobRef,
+        *,
+        owner: str,
+        wait_until: float | None = None,
+        still_wanted: Callable[[], bool] | None = None,
+    ) -> bytes:
         """The blob's verified plaintext. The parts of a blob stored in parts may still be uploading: each is
         waited for until ``wait_until`` (wall-clock time: a client's request's expiry, the server's reply
-        wait), or not at all without it."""
+        wait), at most :data:`PART_STALL` seconds, or not at all without it; and no longer once
+        ``still_wanted()`` says the message that names the blob is gone (a ``TransportError``)."""
         with self._lock:
             kept = self._items.pop(ref.digest, None)  # in use by this thread until put back
         if kept is not None:
@@ -324,7 +347,7 @@ class BlobCache:
         if stored_size <= SPOOL_IN_MEMORY:  # small: download, then decrypt
             # a binary file; typeshed types SpooledTemporaryFile as IO[bytes], not BinaryIO
             small: BinaryIO = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # type: ignore[assignment]
-            self._download(ref, owner, stored_size, small, small, wait_until)
+            self._download(ref, owner, stored_size, small, small, wait_until, still_wanted)
             return self._open_and_keep(small, ref)
         # Big: the ciphertext goes to disk (kept for the next fetch) while a worker reads it back behind
         # the download and decrypts and hashes it, so those passes overlap the transfer. A cache that keeps
@@ -339,27 +362,60 @@ class BlobCache:
             spool, sink = io.BytesIO(), PipeSink(opener.feed, name="blob-open")
 
         def download_and_open() -> bytes:
-            self._download(ref, owner, stored_size, sink, spool, wait_until)
+            self._download(ref, owner, stored_size, sink, spool, wait_until, still_wanted)
             sink.finish()
             return opener.finish()
 
         return self._open_then_keep(spool, ref, download_and_open, abort=sink.abort)
 
     def _download(
-        self, ref: BlobRef, owner: str, size: int, out: Any, spool: BinaryIO, wait_until: float | None
+        self,
+        ref: BlobRef,
+        owner: str,
+        size: int,
+        out: Any,
+        spool: BinaryIO,
+        wait_until: float | None,
+        still_wanted: Callable[[], bool] | None,
     ) -> None:
         """Fetch the blob's ciphertext into ``out``, part after part; ``spool`` is closed if that fails.
         A blob stored whole was stored before its message was sent: nothing to wait for."""
         try:
             for locator, part_size in zip(ref.locators, ref.part_sizes(size), strict=True):
-                wait = max(0.0, wait_until - time.time()) if ref.parts and wait_until is not None else 0.0
-                self.mailbox.get_blob(locator, owner=owner, size=part_size, out=out, appear_within=wait)
+                if not ref.parts or wait_until is None:
+                    self.mailbox.get_blob(locator, owner=owner, size=part_size, out=out)
+                    continue
+                self._wait_for_part(
+                    locator, owner, part_size, out, min(wait_until, time.time() + PART_STALL), still_wanted
+                )
         except BaseException as exc:
             spool.close()
             if isinstance(exc, BlobRefused):
                 raise PayloadError(f"shared blob refused: {exc}") from None
             raise
         self.fetched_bytes += size
+
+    def _wait_for_part(
+        self,
+        locator: str,
+        owner: str,
+        size: int,
+        out: Any,
+        until: float,
+        still_wanted: Callable[[], bool] | None,
+    ) -> None:
+        """One part of a blob stored in parts, waited for until ``until`` (wall clock), in slices of
+        :data:`WANTED_EVERY` seconds between which ``still_wanted()`` is asked."""
+        while True:
+            left = max(0.0, until - time.time())
+            try:
+                self.mailbox.get_blob(locator, owner=owner, size=size, out=out, appear_within=min(left, WANTED_EVERY))
+                return
+            except BlobNotStored:
+                if time.time() >= until:
+                    raise
+            if still_wanted is not None and not still_wanted():
+                raise TransportError(f"the message naming shared blob part {locator} was withdrawn before it came")
 
     def _open_and_keep(self, spool: BinaryIO, ref: BlobRef) -> bytes:
         """Decrypt and verify the ciphertext in ``spool``, then keep it for the next fetch (closed on failure)."""

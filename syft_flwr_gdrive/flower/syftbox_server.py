@@ -133,8 +133,10 @@ def serve(
         mailbox.prepare(keys=False)
         if settings.bundles:
             mailbox.enable_bundles()  # before the announcement: it tells clients where the bundles are
+        # Keys before the run: a transport may stamp both with one write per folder (Drive, bundles on); peers read
+        # folders by id, so keys seen a moment before the run hide nothing.
+        mailbox.publish_keys()
         mailbox.announce_run(run_id)
-        mailbox.publish_keys()  # after the run: a client that sees my keys sees the run (Mailbox.publish_keys)
         grid.remove_stale_files()
         excluded = grid.await_keys(settings.msg_timeout)
         if excluded and len(excluded) == len(peers):

@@ -29,6 +29,7 @@ __all__ = [
     "AccessLost",
     "Announcement",
     "AnnouncementSigner",
+    "BlobNotStored",
     "BlobRefused",
     "Check",
     "Listing",
@@ -129,6 +130,10 @@ def brief(exc: BaseException) -> str:
 
 class BlobRefused(TransportError):
     """A blob a peer referred to is not its own, not where its blobs live, or not the size it said: never read."""
+
+
+class BlobNotStored(BlobRefused):
+    """A reserved blob part was not stored within the wait (a longer wait may still see it)."""
 
 
 @dataclass(frozen=True)

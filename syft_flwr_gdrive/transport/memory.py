@@ -23,6 +23,7 @@ from syft_flwr_gdrive.base.segments import Buffer
 from syft_flwr_gdrive.base.segments import SeekableReader
 from syft_flwr_gdrive.base.segments import as_reader
 from syft_flwr_gdrive.transport.contract import Announcement
+from syft_flwr_gdrive.transport.contract import BlobNotStored
 from syft_flwr_gdrive.transport.contract import BlobRefused
 from syft_flwr_gdrive.transport.contract import Listing
 from syft_flwr_gdrive.transport.contract import Posting
@@ -174,7 +175,7 @@ class MemoryTransport(Transport):
                 break
             time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
         if found is None:
-            raise BlobRefused(f"blob {locator} does not exist (or is gone)")
+            raise BlobNotStored(f"blob {locator} does not exist (or is gone)")
         if found[0] != owner.lower() or stored_for != app:
             raise BlobRefused(f"blob {locator} is not one of {owner}'s blobs of this app")
         if len(found[1]) != size:

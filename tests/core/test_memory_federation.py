@@ -150,9 +150,9 @@ def test_fail_closed_when_clients_have_encryption_off(tmp_path, caplog):
     assert "no trusted public key" in caplog.text and "no datasite can be reached" in caplog.text
 
 
-def test_the_server_publishes_its_keys_after_announcing_its_run(tmp_path):
-    """A client that has found the server's keys looks for its folders only every 10 s (Drive
-    transport): keys published before the run announcement could hide the run that long."""
+def test_the_server_publishes_its_keys_before_announcing_its_run(tmp_path):
+    """Peers read the server's folders by id at every poll (Drive transport): keys seen before the run hide
+    nothing, and keys first let the Drive transport stamp both with one write per folder, not two."""
     order: list[str] = []
 
     class Recording(MemoryTransport):
@@ -169,4 +169,4 @@ def test_the_server_publishes_its_keys_after_announcing_its_run(tmp_path):
     syftbox_flwr_server(
         make_server_app(1), context, CLIENTS, "demo", settings=settings, transport=Recording(SERVER, MemoryHub())
     )
-    assert order[:2] == ["run", "keys"], order
+    assert order[:2] == ["keys", "run"], order

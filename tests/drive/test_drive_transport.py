@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import time
 
 import pytest
 
@@ -14,6 +15,7 @@ from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.contract import Routing
 from syft_flwr_gdrive.transport.contract import TransportError
 from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.listing import SWEEP_MIN_GAP
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 from tests.helpers.fake_service import drive_api_for
 from tests.helpers.routings import request_routing
@@ -67,24 +69,27 @@ def test_blobs_are_readable_by_peers_only(drive):
     assert ds.list_my_blobs("flwr/blobs") == []
 
 
-def test_one_list_call_per_poll_whatever_is_pending(drive):
+def test_one_request_per_poll_whatever_is_pending(drive):
     ds, do = transport(drive, DS), transport(drive, DO)
     app = "flwr/cost"
     ds.prepare(app, [DO])
     ds.announce_run(app, 1)  # as a server does before it sends (a client waiting for a run looks again each second)
     do.prepare(app, [DS])
-    before = do.call_counts().get("files.list", 0)
+    do.poll(app)  # sees run 1: stamps the id of its next message on its outbox (one write)
+    time.sleep(SWEEP_MIN_GAP)  # a sweep is due again
+    before = do.api.calls.total
     do.poll(app)
-    idle = do.call_counts()["files.list"] - before
+    idle = do.api.calls.total - before
     for i in range(300):
         ds.send(
             request_routing(1, f"m{i}", sender=DS, recipient=DO, app=app),
             b"x",
         )
-    before = do.call_counts()["files.list"]
+    time.sleep(SWEEP_MIN_GAP)  # the next sweep is due (it lists the 299 files nothing promised this reader yet)
+    before = do.api.calls.total
     listing = do.poll(app)
     assert len(listing.inbound) == 300
-    assert idle == 1 and do.call_counts()["files.list"] - before == 1
+    assert idle == 1 and do.api.calls.total - before == 1  # one batch request: reads by id and listings
 
 
 def test_peers_with_different_oauth_apps_see_each_others_routing(drive):
@@ -150,7 +155,7 @@ def test_a_message_of_a_newer_drive_layout_is_listed_unread_and_named_once(drive
     assert len(said) == 1 and "upgrade" in said[0]
 
 
-def test_a_poll_over_many_folders_lists_its_chunks_side_by_side_and_finds_every_file(drive):
+def test_a_poll_over_many_folders_lists_each_in_one_batch_request_and_finds_every_file(drive):
     ds, do = transport(drive, DS), transport(drive, DO)
     app = "flwr/chunks"
     ds.prepare(app, [DO])
@@ -160,7 +165,9 @@ def test_a_poll_over_many_folders_lists_its_chunks_side_by_side_and_finds_every_
         b"x",
     )
     [outbox] = do.discovery.peer_folders[app]
-    missing = [f"1{i:040d}xyz" for i in range(99)]  # 100 folders: three listings of at most 40
+    missing = [f"1{i:040d}xyz" for i in range(99)]  # 100 folders: one listing each, 100 in a batch request
     for ids in ([outbox, *missing], [*missing, outbox]):
+        before = do.api.calls.total
         found = do.lister.list_parents(ids)
-        assert [f["properties"]["sfg_msg"] for f in found] == ["m1"] and do.last_poll_lists == 3
+        assert [f["properties"]["sfg_msg"] for f in found] == ["m1"] and do.last_poll_lists == 100
+        assert do.api.calls.total - before == 1

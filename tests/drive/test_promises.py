@@ -20,7 +20,7 @@ from syft_flwr_gdrive.mailbox.ledger import Ledger
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.transport.drive import layout
 from syft_flwr_gdrive.transport.drive.errors import DriveNotFound
-from syft_flwr_gdrive.transport.drive.polling import LIST_EVERY
+from syft_flwr_gdrive.transport.drive.listing import SWEEP_MIN_GAP
 from syft_flwr_gdrive.transport.drive.transport import DriveTransport
 from tests.helpers.fake_service import drive_api_for
 from tests.helpers.routings import request_routing
@@ -89,16 +89,20 @@ def test_the_promised_message_is_fetched_by_id_on_the_next_poll_while_listings_h
     assert posting.owner == DS and posting.inline == b"two"  # as a listing would give it
 
 
-def test_a_poll_with_promises_outstanding_is_one_call_and_every_nth_poll_lists(drive):
+def test_a_poll_is_one_call_and_sweeps_its_folders_at_most_every_sweep_gap(drive):
     ds, do = pair(drive)
     ds.send(request("m1"), b"one")
     listed_until(do, "m1")
     lists = do.api.calls.snapshot().get("files.list", 0)
-    for n in range(2 * LIST_EVERY):
+    sweeps, started = 0, time.monotonic()
+    for n in range(12):
         before = http_requests(do)
         do.poll(APP)
         assert http_requests(do) - before == 1, f"poll {n}"
-    assert do.api.calls.snapshot().get("files.list", 0) - lists == 2  # the LIST_EVERY-th polls listed
+        sweeps += do.last_poll_lists > 0
+        time.sleep(SWEEP_MIN_GAP / 6)
+    assert do.api.calls.snapshot().get("files.list", 0) == lists  # listings ride in the batch request
+    assert 1 <= sweeps <= (time.monotonic() - started) / SWEEP_MIN_GAP + 1
 
 
 def test_the_promised_bundle_reaches_the_client_in_one_call(drive):
@@ -131,6 +135,7 @@ def test_the_promised_bundle_reaches_the_client_in_one_call(drive):
 def test_a_promise_pointing_at_a_file_someone_else_owns_is_refused(drive, caplog):
     """The peer's outbox was made writable for Mallory (a misconfiguration): her file there, at the
     promised id, is never taken for the peer's; a listing reports it with Drive's owner."""
+    drive.faults.reserved_ids_owned = False  # as the default profile: any account may create at any generated id
     ds, do = pair(drive)
     folder = ds.folders.outboxes[(APP, DO)]
     ds.api.share(folder, MALLORY, role="writer")
@@ -148,9 +153,10 @@ def test_a_promise_pointing_at_a_file_someone_else_owns_is_refused(drive, caplog
         file_id=promised,
     )
     with caplog.at_level(logging.WARNING, logger="syft_flwr_gdrive.transport.drive.polling"):
-        for _ in range(LIST_EVERY + 1):
+        for _ in range(6):  # a sweep among them
             listing = do.poll(APP)
             assert all(p.owner != DS for p in listing.inbound if p.handle == promised)
+            time.sleep(SWEEP_MIN_GAP / 4)
     lines = [r.getMessage() for r in caplog.records if promised in r.getMessage()]
     assert len(lines) == 1 and "promised it" in lines[0], lines
     drive.faults.list_lag = 0.4
@@ -171,8 +177,9 @@ def test_a_promise_pointing_outside_the_peers_outbox_is_refused(drive, caplog):
     ds.api.upload_bytes("request-1-m1.sfgd", b"one", parent_id=ds.folders.outboxes[(APP, DO)], properties=forged)
     listed_until(do, "m1")
     with caplog.at_level(logging.WARNING, logger="syft_flwr_gdrive.transport.drive.polling"):
-        for _ in range(LIST_EVERY + 1):
+        for _ in range(6):  # a sweep among them
             assert "stray" not in ids(do.poll(APP).inbound)
+            time.sleep(SWEEP_MIN_GAP / 4)
     lines = [r.getMessage() for r in caplog.records if stray in r.getMessage()]
     assert len(lines) == 1, lines
 
@@ -205,6 +212,7 @@ def test_a_withdrawn_request_is_seen_gone_by_id_at_the_next_poll(drive):
 
 
 def test_an_id_drive_will_not_take_is_replaced_and_the_message_still_arrives(drive):
+    drive.faults.reserved_ids_owned = False  # the strict profile refuses the squat itself (test_drive_fidelity.py)
     ds, do = pair(drive)
     first = ds.send(request("m1"), b"one")
     listed_until(do, "m1")

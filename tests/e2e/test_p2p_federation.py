@@ -43,7 +43,7 @@ def _announced_run(drive: FakeDriveServer, recipient: str, timeout: float = 60) 
 
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        folders = transport_for(drive, SERVER).api.list_files(layout.outbox_query(APP, SERVER), fields="id,properties")
+        folders = transport_for(drive, SERVER).api.list_files(layout.outbox_query(APP), fields="id,properties")
         runs = [
             layout.announced_run(f.get("properties"))
             for f in folders

@@ -178,7 +178,11 @@ def test_gmail_addresses_are_one_account_reported_in_one_form(strict):
     same = drive_service(strict.url, "JDoe@googlemail.com")
     got = same.files().get(fileId=folder["id"], fields="ownedByMe,owners(emailAddress)").execute()
     assert got["ownedByMe"] is True and got["owners"][0]["emailAddress"] == "j.doe@gmail.com"
-    assert [f["id"] for f in same.files().list(q="'jdoe@gmail.com' in owners").execute()["files"]] == [folder["id"]]
+    owned = [
+        [f["id"] for f in same.files().list(q=f"{who} in owners").execute()["files"]]
+        for who in ("'me'", "'j.doe@gmail.com'", "'jdoe@gmail.com'")
+    ]
+    assert owned == [[folder["id"]], [folder["id"]], []]  # owners match only the registered address
     perm = (
         drive_service(strict.url, ALICE).files().create(body={"name": "s", "mimeType": FOLDER}, fields="id").execute()
     )

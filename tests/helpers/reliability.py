@@ -180,9 +180,7 @@ def assert_clean_exit(fed: LocalFederation, rounds: int) -> dict:
 def listed_outboxes(drive: FakeDriveServer, owner: str, app: str, recipient: str) -> list[dict]:
     """``owner``'s outbox folders of ``app`` for ``recipient`` as a listing shows them now, oldest first
     (read as their owner, so it works whatever the profile hides)."""
-    folders = api_for(drive, owner).list_files(
-        layout.outbox_query(app, owner), fields="id,properties", order_by="createdTime"
-    )
+    folders = api_for(drive, owner).list_files(layout.outbox_query(app), fields="id,properties", order_by="createdTime")
     return [f for f in folders if layout.outbox_recipient_matches(f.get("properties"), canonical_email(recipient))]
 
 

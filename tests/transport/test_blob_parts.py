@@ -154,6 +154,24 @@ def test_a_part_that_fails_to_upload_fails_the_push_and_the_receiver_names_it():
     placer.close()
 
 
+def test_every_request_naming_a_failed_blob_fails_also_one_that_waits_after_the_failure_was_seen():
+    """Two requests of one push name one blob; the second's wait may begin only after the first's saw the
+    upload fail (a loaded machine): it must fail too, not count as sent (test_grid's refused-part test got one
+    error reply instead of two)."""
+    server = MemoryTransport(SERVER, MemoryHub())
+    gate = GatedParts(server, fail=True)
+    placer = BlobPlacer(store(server), min_bytes=1024, part_bytes=PART)
+    msg, _ = _model(3 * CHUNK)
+    payload = b"".join(bytes(s) for s in encode_message(msg, place_blob=placer))
+    [entry] = _index(payload)["arrays"]
+    blob = [entry["blob"], *entry["blob_parts"]]
+    gate.release.set()
+    for _ in range(2):  # the first request's wait, then the second's
+        with pytest.raises(TransportError, match="quota"):
+            placer.wait_for(blob)
+    placer.close()
+
+
 def test_without_a_deadline_a_missing_part_is_not_waited_for():
     hub = MemoryHub()
     server, client = MemoryTransport(SERVER, hub), MemoryTransport(CLIENT, hub)

@@ -9,6 +9,7 @@ and the demo report. Methods return plain dicts (Drive file resources).
 
 from __future__ import annotations
 
+import contextvars
 import io
 import logging
 import threading
@@ -22,6 +23,7 @@ from concurrent.futures import Future
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 from typing import BinaryIO
 from typing import TypedDict
@@ -37,7 +39,9 @@ from syft_flwr_gdrive.transport.drive.errors import DriveError
 from syft_flwr_gdrive.transport.drive.errors import DriveNotFound
 from syft_flwr_gdrive.transport.drive.errors import DriveTooLarge
 from syft_flwr_gdrive.transport.drive.ratelimit import MODIFY_UNITS
+from syft_flwr_gdrive.transport.drive.ratelimit import WRITE_METHODS
 from syft_flwr_gdrive.transport.drive.ratelimit import QuotaLimiter
+from syft_flwr_gdrive.transport.drive.ratelimit import WritePacer
 from syft_flwr_gdrive.transport.drive.ratelimit import units_for
 from syft_flwr_gdrive.transport.drive.retry import RetryPolicy
 from syft_flwr_gdrive.transport.drive.retry import describe
@@ -69,6 +73,10 @@ DEFAULT_FILE_FIELDS = (
 )
 _MAX_BATCH = 100  # Drive rejects batches of more than 100 calls
 _MAX_GENERATE_IDS = 1000
+_BATCH_WORKERS = 4  # batch requests of one read_batch sent side by side
+#: Drive: ``uploadType=multipart`` is "for quick transfer of a small file (5 MB or less)"; a bigger body goes
+#: resumable (5 MB read as 10**6 bytes: the metadata shares the request, and the strict fake stops at 5 MiB)
+MULTIPART_MAX = 5_000_000
 
 
 def _with_fields(fields: str, *more: str) -> str:
@@ -327,6 +335,15 @@ class _LimitedWriter:
         return self.buffer.write(data)
 
 
+@dataclass
+class BatchReads:
+    """What one :meth:`DriveApi.read_batch` found: each file by id and each listing by query, or the typed
+    error of that part (a missing file is a :class:`DriveNotFound`, not an exception)."""
+
+    files: dict[str, dict[str, Any] | DriveError] = field(default_factory=dict)
+    listings: dict[str, list[dict[str, Any]] | DriveError] = field(default_factory=dict)
+
+
 class ListOptions(TypedDict, total=False):
     """What a listing may ask besides its query: the fields of each file, page size (1-1000), order."""
 
@@ -369,6 +386,7 @@ class DriveApi:
         chunk_size: int = 8 * 1024 * 1024,
         timeout: float = 60,
         limiter: QuotaLimiter | None = None,
+        writes: WritePacer | None = None,
         sign_in: SignIn | None = None,
     ) -> None:
         if chunk_size <= 0 or chunk_size % UPLOAD_CHUNK_UNIT:
@@ -382,9 +400,12 @@ class DriveApi:
         self.chunk_size = chunk_size
         self.timeout = timeout
         self.limiter = limiter  # paces quota units; shared by every thread (and DriveApi) of a process
+        self.writes = writes  # paces this account's writes below Drive's per-account limit (shared likewise)
         self.sign_in = sign_in or SignIn.of(credentials)  # named when Google stops refreshing the credentials
         self.calls = CallCounter()
         self._tls = threading.local()
+        self._pool: ThreadPoolExecutor | None = None  # read_batch's side-by-side batch requests
+        self._pool_lock = threading.Lock()
         self._service = build_drive_service(credentials, base_url=base_url, timeout=timeout, hook=self._on_http_request)
 
     escape_q = staticmethod(escape_q)
@@ -415,6 +436,7 @@ class DriveApi:
         resource: str | None = None,
         attempts: _Attempts | None = None,
         units: int | None = None,
+        writes: int | None = None,
     ) -> Any:
         """Run one API call under the retry policy; the only place requests are sent.
 
@@ -425,11 +447,14 @@ class DriveApi:
         state = attempts if attempts is not None else _Attempts()
 
         cost = units if units is not None else units_for(method)
+        written = writes if writes is not None else int(method in WRITE_METHODS)
 
         def attempt() -> Any:
             state.count += 1
             if self.limiter is not None:
                 self.limiter.acquire(cost)
+            if self.writes is not None and written:  # each attempt is a write to Drive, a retried one too
+                self.writes.acquire(written)
             http = self._new_http()
             try:
                 with self._counted_as(method):
@@ -486,40 +511,87 @@ class DriveApi:
     def get_many(
         self, file_ids: Iterable[str], fields: str = DEFAULT_FILE_FIELDS
     ) -> dict[str, dict[str, Any] | DriveError]:
-        """Many files' metadata by id in one batch request per 100 ids: ``{id: resource or typed error}``.
+        """Many files' metadata by id in one batch request per 100 ids: ``{id: resource or typed error}``
+        (:meth:`read_batch` without listings)."""
+        return self.read_batch(file_ids, (), fields=fields).files
 
-        A missing file is a :class:`DriveNotFound` in the answer, not an exception: callers ask
-        for files that may not exist yet. The batch request itself is retried like any call;
-        a part that failed transiently is reported, not retried (the caller asks again later).
-        Each part costs what a ``files.get`` costs in the quota (and in the pacer)."""
-        ids = list(dict.fromkeys(file_ids))
-        results: dict[str, dict[str, Any] | DriveError] = {}
-        for start in range(0, len(ids), _MAX_BATCH):
-            self._get_batch(ids[start : start + _MAX_BATCH], fields, results)
-        return results
+    def read_batch(
+        self,
+        file_ids: Iterable[str],
+        queries: Iterable[str],
+        *,
+        fields: str = DEFAULT_FILE_FIELDS,
+        list_fields: str = DEFAULT_FILE_FIELDS,
+    ) -> BatchReads:
+        """``files.get`` of each id and ``files.list`` of each query, in batch requests of at most 100 calls
+        (sent side by side when there are more): one HTTP request per 100 reads.
 
-    def _get_batch(self, ids: list[str], fields: str, results: dict[str, dict[str, Any] | DriveError]) -> None:
+        A missing file is a :class:`DriveNotFound` in the answer, not an exception: callers ask for
+        files that may not exist yet. A listing is one page of up to 1,000 files; a longer one is
+        followed page by page with ``files.list`` requests of its own. The batch request itself is
+        retried like any call; a part that failed transiently is reported, not retried (the caller asks
+        again later). Each part costs what its method costs in the quota (and in the pacer): a get 5
+        units, a listing 100."""
+        parts: list[tuple[str, str]] = [("get", i) for i in dict.fromkeys(file_ids)]
+        parts += [("list", q) for q in dict.fromkeys(queries)]
+        found = BatchReads()
+        chunks = [parts[i : i + _MAX_BATCH] for i in range(0, len(parts), _MAX_BATCH)]
+        if len(chunks) > 1:  # each worker keeps the caller's retry deadline (a context variable)
+            contexts = [contextvars.copy_context() for _ in chunks]
+            pool = self._batch_pool()
+            futures = [
+                pool.submit(ctx.run, self._read_chunk, chunk, fields, list_fields, found)
+                for ctx, chunk in zip(contexts, chunks, strict=True)
+            ]
+            for future in futures:
+                future.result()
+        elif chunks:
+            self._read_chunk(chunks[0], fields, list_fields, found)
+        return found
+
+    def _batch_pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=_BATCH_WORKERS, thread_name_prefix="drive-batch")
+            return self._pool
+
+    def _read_chunk(self, parts: list[tuple[str, str]], fields: str, list_fields: str, found: BatchReads) -> None:
+        """One batch request of at most 100 reads; answers land in ``found`` (listings followed to their end)."""
         answers: dict[str, tuple[Any, BaseException | None]] = {}
 
         def on_part(request_id: str, response: Any, exception: BaseException | None) -> None:
             answers[request_id] = (response, _detached(exception))
 
         batch = self._service.new_batch_http_request(callback=on_part)
-        for i, fid in enumerate(ids):
-            batch.add(self._service.files().get(fileId=fid, fields=fields), request_id=str(i))
-        self._execute(
-            "batch",
-            batch,
-            call=lambda b, http: b.execute(http=http),
-            units=units_for("files.get") * len(ids),
-        )
-        for i, fid in enumerate(ids):
+        for i, (kind, key) in enumerate(parts):
+            if kind == "get":
+                batch.add(self._service.files().get(fileId=key, fields=fields), request_id=str(i))
+            else:
+                batch.add(self._service.files().list(**self._list_kwargs(key, list_fields, 1000)), request_id=str(i))
+        units = sum(units_for("files.get" if kind == "get" else "files.list") for kind, _ in parts)
+        self._execute("batch.read", batch, call=lambda b, http: b.execute(http=http), units=units)
+        for i, (kind, key) in enumerate(parts):
             response, exc = answers.get(str(i), (None, None))
-            if exc is None and isinstance(response, dict):
-                results[fid] = response
+            method = "files.get" if kind == "get" else "files.list"
+            error = None
+            if exc is not None or not isinstance(response, dict):
+                error = to_drive_error(exc, method=method, resource=key) if exc is not None else None
+                error = error or DriveError(f"no answer for {method} {key} in Drive's batch reply", method=method)
+            if kind == "get":
+                found.files[key] = error or response
                 continue
-            error = to_drive_error(exc, method="files.get", resource=fid) if exc is not None else None
-            results[fid] = error or DriveError(f"no answer for file {fid} in Drive's batch reply", method="files.get")
+            if error is not None:
+                found.listings[key] = error
+                continue
+            files, token = list(response.get("files", [])), response.get("nextPageToken")
+            try:
+                while token:
+                    more, token = self.list_page(key, page_token=token, fields=list_fields)
+                    files.extend(more)
+            except DriveError as err:
+                found.listings[key] = err.with_traceback(None)
+                continue
+            found.listings[key] = files
 
     def list_page(
         self, q: str, *, page_token: str | None = None, **options: Unpack[ListOptions]
@@ -539,6 +611,10 @@ class DriveApi:
             kwargs["pageToken"] = page_token
         resp = self._execute("files.list", self._service.files().list(**kwargs))
         return list(resp.get("files", [])), resp.get("nextPageToken")
+
+    @staticmethod
+    def _list_kwargs(q: str, fields: str, page_size: int) -> dict[str, Any]:
+        return dict(q=q, pageSize=page_size, fields=f"nextPageToken,files({fields})", spaces="drive")
 
     def list_files(self, q: str, **options: Unpack[ListOptions]) -> list[dict[str, Any]]:
         """Every file matching ``q``, following all pages."""
@@ -627,6 +703,7 @@ class DriveApi:
                     call=lambda b, http: b.execute(http=http),
                     attempts=state,
                     units=MODIFY_UNITS * len(todo),
+                    writes=len(todo),
                 )
             except DriveError as err:
                 for fid in todo:
@@ -755,14 +832,14 @@ class DriveApi:
     def upload_bytes(
         self, name: str, data: bytes, *, parent_id: str | None, **options: Unpack[UploadOptions]
     ) -> dict[str, Any]:
-        """Create a file with content: one multipart request if small, resumable above chunk_size.
+        """Create a file with content: one multipart request if small (up to 5 MB and one chunk), else resumable.
 
         A body ending in ``\\r`` also goes resumable: googleapiclient ends the
         multipart part with a bare LF, so a server may read that ``\\r`` as half
         of a CRLF delimiter and drop it.
         """
         file_id, mime_type, fields, properties = _upload_options(options)
-        if len(data) > self.chunk_size or data.endswith(b"\r"):
+        if len(data) > min(self.chunk_size, MULTIPART_MAX) or data.endswith(b"\r"):
             return self._upload_resumable(
                 name,
                 io.BytesIO(data),
@@ -790,11 +867,11 @@ class DriveApi:
         Memory stays around one chunk. Each chunk is retried by the policy; after
         a failure googleapiclient probes the session (``bytes */size``) and
         resumes from what Drive committed instead of starting over. Streams no
-        bigger than one chunk are sent in a single multipart request.
+        bigger than one chunk and 5 MB are sent in a single multipart request.
         """
         if size < 0:
             raise ValueError("size must be >= 0")
-        if size <= self.chunk_size:
+        if size <= min(self.chunk_size, MULTIPART_MAX):
             data = _read_exactly(stream, size)
             return self.upload_bytes(name, data, parent_id=parent_id, **options)
         # read ahead: a stream that does work as it is read (a sealed payload encrypts and signs) does it beside
@@ -826,6 +903,7 @@ class DriveApi:
                         "media.upload",
                         req,
                         call=lambda r, http: r.next_chunk(http=http, num_retries=0),
+                        writes=int(req.resumable_uri is None),  # the session's start is the write; chunks are not
                     )
                 except DriveNotFound:
                     # An expired/unknown upload session answers 404: start a new one once or twice.

@@ -13,16 +13,25 @@ is read only when Drive's own metadata says all of:
 
 Kept separate and small on purpose: folder discovery is Drive-layout work that may change,
 these rules should not.
+
+A part named in a message before it uploads may end up at another id: Drive refused the reserved
+one (expired, not the sender's, or taken by someone else's file, e.g. a peer that read the id
+in the message and created a file there first). The sender then stores it at a fresh id in its
+blobs folder with ``sfg_part_of`` naming the reserved id; :class:`PartAliases` finds it there by
+listing that folder. The file found passes the same checks.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from syft_flwr_gdrive.transport.contract import BlobRefused
 from syft_flwr_gdrive.transport.drive import layout
 from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.discovery import Discovery
+from syft_flwr_gdrive.transport.drive.owners import PeerOwners
 
 BLOB_FIELDS = "id,mimeType,size,trashed,parents,owners(emailAddress,permissionId),properties"
 FOLDER_FIELDS = "id,mimeType,trashed,owners(emailAddress,permissionId),properties"
@@ -118,3 +127,62 @@ class BlobWaits:
             return False
         time.sleep(min(max(self.FIRST, (now - self._start) * self.SHARE), self.LONGEST, left))
         return True
+
+
+ALIAS_AFTER = 2.0  # seconds a part may be missing at its reserved id before its owner's blobs folders are listed
+ALIAS_EVERY = 2.0  # ...and again at most this often per part (a folder listing is 100 quota units)
+ALIASES_KEPT = 1024  # parts remembered (when each went missing, when its folders were last listed)
+ALIAS_FIELDS = "id,mimeType,trashed,owners(emailAddress,permissionId),properties"
+
+
+class PartAliases:
+    """Finds a blob part its owner stored at a fresh id because Drive refused the reserved one."""
+
+    def __init__(
+        self,
+        api: DriveApi,
+        discovery: Discovery,
+        owners: PeerOwners,
+        trusted_folders: set[tuple[str, str, str]],
+        discover: Callable[[str], None],
+    ) -> None:
+        self.api = api
+        self._discovery = discovery
+        self._owners = owners
+        self._trusted = trusted_folders  # (owner, app, folder) vetted as the owner's blobs folders
+        self._discover = discover
+        self._missing_since: dict[str, float] = {}
+        self._searched: dict[str, float] = {}
+
+    def find(self, app: str, locator: str, owner: str, *, now: bool = False) -> str | None:
+        """The id of ``owner``'s file that names ``locator`` in ``sfg_part_of``, if its blobs folders list one.
+
+        Looked for once the part has been missing :data:`ALIAS_AFTER` seconds (``now``: at once, the id
+        holds a file that is not the owner's part), then every :data:`ALIAS_EVERY` seconds."""
+        t = time.monotonic()
+        first = self._missing_since.setdefault(locator, t)
+        if (not now and t - first < ALIAS_AFTER) or t - self._searched.get(locator, float("-inf")) < ALIAS_EVERY:
+            return None
+        self._searched[locator] = t
+        self._forget_old()
+        folders = self._folders(app, owner)
+        if not folders:  # its blobs folder not seen yet (a client's, made for its first reply in parts)
+            self._discover(app)
+            folders = self._folders(app, owner)
+        permission_id = self._owners.permission_ids.get(owner)
+        for folder in sorted(folders):
+            for f in self.api.list_files(layout.folder_query(folder), fields=ALIAS_FIELDS):
+                named = (f.get("properties") or {}).get(layout.P_PART_OF) == locator
+                if named and _owned_by(f, owner, permission_id):
+                    return str(f["id"])
+        return None
+
+    def _folders(self, app: str, owner: str) -> set[str]:
+        known = {folder for o, a, folder in self._trusted if o == owner and a == app}
+        return known | self._discovery.peer_blob_folders(app, owner)
+
+    def _forget_old(self) -> None:
+        while len(self._missing_since) > ALIASES_KEPT:
+            self._missing_since.pop(next(iter(self._missing_since)))
+        while len(self._searched) > ALIASES_KEPT:
+            self._searched.pop(next(iter(self._searched)))

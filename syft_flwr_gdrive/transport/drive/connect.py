@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 
+from syft_flwr_gdrive.base.accounts import canonical_email
 from syft_flwr_gdrive.base.accounts import same_account
 from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.config import Settings
@@ -18,12 +19,22 @@ from syft_flwr_gdrive.transport.drive.errors import DriveError
 from syft_flwr_gdrive.transport.drive.errors import DriveSignInRefused
 from syft_flwr_gdrive.transport.drive.options import DriveOptions
 from syft_flwr_gdrive.transport.drive.ratelimit import QuotaLimiter
+from syft_flwr_gdrive.transport.drive.ratelimit import WritePacer
 from syft_flwr_gdrive.transport.drive.retry import RetryPolicy
 from syft_flwr_gdrive.transport.drive.signin import SignIn
 
 MAX_RETRY_SECONDS = 300.0  # one Drive call never retries longer (nor longer than the message timeout)
 _LIMITERS: dict[float, QuotaLimiter] = {}
 _LIMITERS_LOCK = threading.Lock()
+_PACERS: dict[tuple[str, float], WritePacer] = {}
+
+
+def shared_write_pacer(email: str, per_second: float) -> WritePacer | None:
+    """One write pacer per account and process (Drive's write limit is per account)."""
+    if per_second <= 0:
+        return None
+    with _LIMITERS_LOCK:
+        return _PACERS.setdefault((canonical_email(email), per_second), WritePacer(per_second))
 
 
 def shared_limiter(units_per_min: float | None) -> QuotaLimiter | None:
@@ -47,15 +58,18 @@ def drive_api(
     from syft_flwr_gdrive.transport.drive.auth import load_credentials
 
     chosen = options.credentials_file
+    writes = shared_write_pacer(email, options.writes_per_s)
     if options.url and not chosen:
         fake = fake_drive_credentials(options.url, email)
         sign_in = SignIn("fake", options.url)
-        api = DriveApi(fake, base_url=options.url, limiter=limiter, retry=retry, sign_in=sign_in)
+        api = DriveApi(fake, base_url=options.url, limiter=limiter, retry=retry, sign_in=sign_in, writes=writes)
         return api, f"fake Drive at {options.url}: no credentials needed"
     credentials = load_credentials(
         token_file=options.token_file, service_account_file=options.service_account_file, use_adc=not chosen
     )
-    api = DriveApi(credentials, base_url=options.url, limiter=limiter, retry=retry, sign_in=sign_in_for(options))
+    api = DriveApi(
+        credentials, base_url=options.url, limiter=limiter, retry=retry, sign_in=sign_in_for(options), writes=writes
+    )
     return api, f"loaded from {chosen or 'Application Default Credentials'}"
 
 

@@ -34,8 +34,10 @@ __all__ = [
 
 #: 403 reasons that mean "slow down" rather than "not allowed".
 RATE_LIMIT_REASONS = frozenset({"userRateLimitExceeded", "rateLimitExceeded"})
+#: 403 reasons of Drive's sharing limit: it passes, but slowly (retried with a long backoff, retry.py).
+SHARING_LIMIT_REASONS = frozenset({"sharingRateLimitExceeded"})
 #: 403 reasons that mean a quota is used up for longer than a retry can wait.
-QUOTA_REASONS = frozenset({"dailyLimitExceeded", "quotaExceeded", "sharingRateLimitExceeded"})
+QUOTA_REASONS = frozenset({"dailyLimitExceeded", "quotaExceeded", *SHARING_LIMIT_REASONS})
 #: How Drive answers an upload over its daily upload cap (750 GB per account in 24 hours): no reason of its
 #: own, but 403 ``userRateLimitExceeded`` with exactly this message, where the per-minute quota says "User Rate
 #: Limit Exceeded. Rate of requests for user exceed configured project quota..." (field reports: rclone's

@@ -50,6 +50,7 @@ class MyFolders:
         self.blob_folders: dict[str, str] = {}  # app -> shared blobs folder id
         self.bundle_folders: dict[str, str] = {}  # app -> the folder my bundles go in (bundles enabled)
         self._folder_props: dict[str, dict[str, str]] = {}  # my outbox folder id -> its properties as last seen
+        self.folder_peer: dict[str, str] = {}  # my outbox folder id -> the peer it is for
 
     def prepare(self, app: str, peers: Sequence[str]) -> None:
         """Find or create my root folder and one outbox per peer, shared read-only with that peer.
@@ -63,7 +64,7 @@ class MyFolders:
         wanted = [canonical_email(p) for p in peers if canonical_email(p) != self.email]
         known.extend(p for p in wanted if p not in known)
         by_peer: dict[str, list[dict[str, Any]]] = {}
-        for folder in self.api.list_files(layout.outbox_query(app, self.email), fields=layout.FOLDER_FIELDS):
+        for folder in self.api.list_files(layout.outbox_query(app), fields=layout.FOLDER_FIELDS):
             peer = self._outbox_peer(folder.get("properties") or {}, known)
             if peer is not None:
                 by_peer.setdefault(peer, []).append(folder)
@@ -88,6 +89,7 @@ class MyFolders:
             self.outboxes[(app, peer)] = str(primary["id"])
             for folder in folders:
                 mine.add(str(folder["id"]))
+                self.folder_peer[str(folder["id"])] = peer
                 self._folder_props[str(folder["id"])] = dict(
                     folder.get("properties") or layout.outbox_properties(app, peer)
                 )
@@ -95,23 +97,34 @@ class MyFolders:
             for extra in folders[1:]:
                 self._retire_extra(app, extra)
 
-    def announce_run(self, app: str, run_id: int) -> None:
-        """Stamp the run id on each of my outbox folders of ``app`` (duplicates too: peers read them all)."""
+    def announce_run(self, app: str, run_id: int, heads: Callable[[str], dict[str, str]]) -> None:
+        """Stamp the run id on each of my outbox folders of ``app`` (duplicates too: peers read them all), with
+        where my bundles are and ``heads(peer)``: the ids of my next files (one write per folder either way)."""
         props = {layout.P_RUN: str(run_id)}
         if app in self.bundle_folders:  # in the same update: a peer that sees the run sees where its bundles are
             props[layout.P_BUNDLES] = self.bundle_folders[app]
         for folder_id in sorted(self.my_folders.get(app, ())):
-            self.api.update(folder_id, properties=props, fields="id")
-            self._folder_props.setdefault(folder_id, {}).update(props)
+            stamp = {**props, **heads(self.folder_peer.get(folder_id, ""))}
+            self.api.update(folder_id, properties=stamp, fields="id")
+            self._folder_props.setdefault(folder_id, {}).update(stamp)
 
-    def publish_keys(self, app: str, keys: dict[str, str]) -> None:
-        """Put my public keys on each of my outbox folders of ``app`` (skipped where already there)."""
+    def publish_keys(self, app: str, keys: dict[str, str], heads: Callable[[str], dict[str, str]] | None) -> None:
+        """Put my public keys on each of my outbox folders of ``app``, skipped where already there unless
+        ``heads`` is given: then with ``heads(peer)``, the ids of my next files, always (a client's start)."""
         wanted = {layout.P_KEY_KX: keys["kx"], layout.P_KEY_SIGN: keys["ks"]}
         for folder_id in sorted(self.my_folders.get(app, ())):
             props = self._folder_props.get(folder_id, {})
-            if props != {**props, **wanted}:
-                self.api.update(folder_id, properties=wanted, fields="id")
-                self._folder_props.setdefault(folder_id, {}).update(wanted)
+            if heads is None and props == {**props, **wanted}:
+                continue
+            stamp = {**wanted, **(heads(self.folder_peer.get(folder_id, "")) if heads is not None else {})}
+            self.api.update(folder_id, properties=stamp, fields="id")
+            self._folder_props.setdefault(folder_id, {}).update(stamp)
+
+    def stamp_heads(self, app: str, peer: str, heads: dict[str, str]) -> None:
+        """Stamp ``heads`` (the ids of my next files) on my outbox folders of ``app`` to ``peer``: one write."""
+        for folder_id in sorted(f for f in self.my_folders.get(app, ()) if self.folder_peer.get(f) == peer):
+            self.api.update(folder_id, properties=heads, fields="id")
+            self._folder_props.setdefault(folder_id, {}).update(heads)
 
     def enable_bundles(self, app: str) -> None:
         """Send bundles of ``app`` into my shared blobs folder (created and shared with the peers now)."""
@@ -125,7 +138,7 @@ class MyFolders:
             folder = self._get_mine(recorded, layout.FOLDER_FIELDS) if recorded else None
             if folder is None:
                 found = self.api.list_files(
-                    layout.blobs_folder_query(app, self.email), fields=layout.FOLDER_FIELDS, order_by="createdTime"
+                    layout.blobs_folder_query(app), fields=layout.FOLDER_FIELDS, order_by="createdTime"
                 )
                 folder = (
                     found[0]
@@ -149,7 +162,7 @@ class MyFolders:
             if recorded and self._get_mine(recorded, "id") is not None:
                 self._root_id = recorded
                 return recorded
-            found = self.api.list_files(layout.root_query(self.email), fields="id", order_by="createdTime")
+            found = self.api.list_files(layout.root_query(), fields="id", order_by="createdTime")
             if found:
                 self._root_id = str(found[0]["id"])
             else:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from dataclasses import replace
 from typing import Any
 
@@ -53,6 +54,13 @@ P_BLOB_APP = "sfg_blob_app"  # blobs use their own app key so polls never list t
 P_BUNDLES = "sfg_bundles"  # on outbox folders: the id of the owner's shared folder its bundles live in
 KIND_BUNDLE = "bundle"  # sfg_kind of a bundle file: one message to many recipients (multiseal)
 P_NEXT = "sfg_nx"  # on message and bundle files: the id the sender's next file of the same stream will have
+# On outbox folders, stamped with a write the owner makes anyway (a server's run announcement, a client's keys,
+# a client's first sight of a new run): the ids the owner's next files will have, so a reader fetches a
+# stream's first file by id too (docs/protocol.md "Promised ids").
+P_HEAD = P_NEXT  # on an outbox folder: the id of its owner's next message in it
+P_BUNDLE_HEAD = "sfg_bnx"  # on an outbox folder: the id of its owner's next bundle (in the folder sfg_bundles names)
+P_HEAD_AT = "sfg_hat"  # when those were stamped (epoch seconds, the owner's clock: ordered with files' sfg_at)
+P_PART_OF = "sfg_part_of"  # on a blob part stored at a fresh id: the id its message named (Drive refused that one)
 # Where each field of Routing lives in a message file's properties (the app as its hash, below).
 ROUTING_PROPERTIES = {
     "app": P_APP,
@@ -71,7 +79,7 @@ ROUTING_PROPERTIES = {
 LISTING_FIELDS = "id,name,mimeType,size,properties,parents,ownedByMe,owners(emailAddress,permissionId)"
 FOLDER_FIELDS = "id,name,createdTime,properties,permissions(id,emailAddress,role,type)"
 DISCOVERY_FIELDS = "id,createdTime,properties,owners(emailAddress,permissionId)"
-PARENTS_PER_QUERY = 40  # folders OR'ed into one listing; fewer when Drive says the query is too complex
+FOLDER_READ_FIELDS = DISCOVERY_FIELDS + ",mimeType,trashed"  # a known peer folder read again by id
 
 
 def escape_q(value: str) -> str:
@@ -110,16 +118,21 @@ def blob_properties(app: str, blob_id: str) -> dict[str, str]:
     return {P_BLOB: blob_id, P_BLOB_APP: app_hash(app), P_VERSION: str(LAYOUT_VERSION)}
 
 
-def blobs_folder_query(app: str, me: str) -> str:
+# Queries over my own files say ``'me' in owners`` (documented; an address in ``owners`` matches, if at all,
+# only the form Drive registered, which a gmail address with or without dots may not be), and search
+# properties only on my own files (Drive documents property search, not over other people's files).
+
+
+def blobs_folder_query(app: str) -> str:
     return (
-        f"'{escape_q(me)}' in owners and mimeType = '{FOLDER_MIME}' and "
+        f"'me' in owners and mimeType = '{FOLDER_MIME}' and "
         f"{prop_clause(P_ROLE, 'blobs')} and {prop_clause(P_BLOB_APP, app_hash(app))} and trashed = false"
     )
 
 
-def my_blobs_query(app: str, me: str) -> str:
+def my_blobs_query(app: str) -> str:
     return (
-        f"'{escape_q(me)}' in owners and mimeType != '{FOLDER_MIME}' and "
+        f"'me' in owners and mimeType != '{FOLDER_MIME}' and "
         f"{prop_clause(P_BLOB_APP, app_hash(app))} and trashed = false"
     )
 
@@ -252,18 +265,73 @@ def routing_from_properties(props: Mapping[str, Any] | None, app: str) -> Routin
 
 
 def parents_query(folder_ids: list[str]) -> str:
-    """Everything in the given folders: the poll. Drive documents ``'<id>' in parents``
-    for any folder the caller can see, including folders shared with them directly."""
+    """Everything in the given folders. Drive documents ``'<id>' in parents`` for any folder the caller
+    can see, including folders shared with them directly. The product lists one folder per query
+    (:func:`folder_query`): field reports show an OR of several returning only some folders' files."""
     terms = " or ".join(f"'{escape_q(f)}' in parents" for f in folder_ids)
     return f"({terms}) and trashed = false"
 
 
+def folder_query(folder_id: str) -> str:
+    """Everything in one folder: what a sweep asks of each folder it looks in."""
+    return f"'{escape_q(folder_id)}' in parents and trashed = false"
+
+
+def shared_folders_query() -> str:
+    """Folders shared with me directly: discovery (each folder's properties are judged here, not searched:
+    Drive documents property search, not over other people's files)."""
+    return f"sharedWithMe = true and mimeType = '{FOLDER_MIME}' and trashed = false"
+
+
 def peer_outboxes_query(app: str) -> str:
-    """Outbox folders of ``app`` that peers shared with me directly (``sharedWithMe``)."""
-    return (
-        f"sharedWithMe = true and mimeType = '{FOLDER_MIME}' and "
-        f"{prop_clause(P_ROLE, 'outbox')} and {prop_clause(P_APP, app_hash(app))} and trashed = false"
-    )
+    """Outbox folders of ``app`` that peers shared with me directly: :func:`shared_folders_query`, filtered
+    locally by :func:`is_outbox_of`."""
+    return shared_folders_query()
+
+
+def is_outbox_of(props: Mapping[str, Any] | None, app: str) -> bool:
+    """Is a folder with these properties an outbox folder of ``app``?"""
+    props = props or {}
+    return props.get(P_ROLE) == "outbox" and props.get(P_APP) == app_hash(app)
+
+
+def is_blobs_folder_of(props: Mapping[str, Any] | None, app: str) -> bool:
+    """Is a folder with these properties a blobs folder (shared blobs, bundles, blob parts) of ``app``?"""
+    props = props or {}
+    return props.get(P_ROLE) == "blobs" and props.get(P_BLOB_APP) == app_hash(app)
+
+
+@dataclass(frozen=True)
+class Heads:
+    """What an outbox folder stamps about its owner's next files: ids and when (owner's clock)."""
+
+    direct: str | None  # the next message in this outbox
+    bundle: str | None  # the next bundle (in the folder sfg_bundles names)
+    at: float  # when stamped
+
+
+def stamped_heads(props: Mapping[str, Any] | None) -> Heads | None:
+    """The heads an outbox folder stamps, if it stamps any well-formed one with its time."""
+    props = props or {}
+    try:
+        at = float(props[P_HEAD_AT])
+    except (KeyError, TypeError, ValueError):
+        return None
+    direct = promised_id({P_NEXT: props.get(P_HEAD)})
+    bundle = promised_id({P_NEXT: props.get(P_BUNDLE_HEAD)})
+    if props.get(P_ROLE) != "outbox" or (direct is None and bundle is None) or at != at:
+        return None
+    return Heads(direct, bundle, at)
+
+
+def head_properties(direct: str | None, bundle: str | None, at: float) -> dict[str, str]:
+    """An outbox folder's stamp of its owner's next files (see :class:`Heads`)."""
+    props = {P_HEAD_AT: f"{at:.3f}"}
+    if direct is not None:
+        props[P_HEAD] = direct
+    if bundle is not None:
+        props[P_BUNDLE_HEAD] = bundle
+    return props
 
 
 def outbox_recipient_matches(props: Mapping[str, Any] | None, me_canonical: str) -> bool:
@@ -293,23 +361,27 @@ def announced_keys(props: Mapping[str, Any] | None) -> dict[str, str] | None:
     return {"kx": str(props[P_KEY_KX]), "ks": str(props[P_KEY_SIGN])}
 
 
-def outbox_query(app: str, me: str) -> str:
+def my_app_files_query(app: str) -> str:
+    """Every file of ``app`` I own that is not a folder (my messages, wherever they lie, and my bundles): what a
+    sweep asks instead of listing each of my outboxes (one query, whatever the number of peers)."""
+    return f"'me' in owners and mimeType != '{FOLDER_MIME}' and {prop_clause(P_APP, app_hash(app))} and trashed = false"
+
+
+def outbox_query(app: str) -> str:
+    """My outbox folders of ``app``."""
     return (
-        f"'{escape_q(me)}' in owners and mimeType = '{FOLDER_MIME}' and "
+        f"'me' in owners and mimeType = '{FOLDER_MIME}' and "
         f"{prop_clause(P_ROLE, 'outbox')} and {prop_clause(P_APP, app_hash(app))} and trashed = false"
     )
 
 
-def root_query(me: str) -> str:
-    return (
-        f"'{escape_q(me)}' in owners and mimeType = '{FOLDER_MIME}' and "
-        f"{prop_clause(P_ROLE, 'root')} and trashed = false"
-    )
+def root_query() -> str:
+    return f"'me' in owners and mimeType = '{FOLDER_MIME}' and {prop_clause(P_ROLE, 'root')} and trashed = false"
 
 
-def all_my_messages_query(me: str) -> str:
+def all_my_messages_query() -> str:
     """Every message file I own, of any app (for `clean`)."""
     return (
-        f"'{escape_q(me)}' in owners and mimeType != '{FOLDER_MIME}' and "
+        f"'me' in owners and mimeType != '{FOLDER_MIME}' and "
         f"({' or '.join(prop_clause(P_VERSION, str(v)) for v in sorted(LAYOUT_READS))}) and trashed = false"
     )

@@ -3,46 +3,60 @@ fetched by promised id, and which postings are still there.
 
 Why apart: this is where a listed or fetched file is judged (a peer's only if Drive says that
 peer owns it and it lies in that peer's folder) and where Drive's lagging listings are made
-safe: my own files count as present until I delete them, and a request, stop or bundle that
-vanishes from a listing is confirmed gone by id before anyone acts on it.
+safe: my own files count as present until I delete them, and a request, stop or bundle I hold
+is asked for by id at every poll, so it counts as gone only when Drive's get says so, never
+because a listing (lagging, or partial) left it out.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from syft_flwr_gdrive.transport.contract import Posting
 from syft_flwr_gdrive.transport.drive import layout
 from syft_flwr_gdrive.transport.drive.api import DriveApi
+from syft_flwr_gdrive.transport.drive.discovery import PeerHeads
 from syft_flwr_gdrive.transport.drive.discovery import Places
 from syft_flwr_gdrive.transport.drive.errors import DriveError
 from syft_flwr_gdrive.transport.drive.errors import DriveNotFound
 from syft_flwr_gdrive.transport.drive.owners import PeerOwners
 from syft_flwr_gdrive.transport.drive.promises import PromiseBook
 from syft_flwr_gdrive.transport.drive.promises import Stream
-from syft_flwr_gdrive.transport.drive.retry import deadline
 
 logger = logging.getLogger(__name__)
 
 POLL_RETRY_SECONDS = 10.0  # a poll's calls stop retrying after this: the next poll comes soon anyway, and a
 #                            waiter must not sit out a 30 s backoff past its own deadline
-# With promises outstanding, every 4th poll lists and the others fetch by id. Listings find what nothing
-# promised (a stream's first file, a restarted writer, a new run); a listing poll cannot see a promised
-# file younger than the list lag, so the file waits one poll more when its moment falls on a listing.
-# At the fast poll gap (0.25 s) 4 polls are about a second, the strict profile's lag: what only a
-# listing can find is found about as soon as a listing could show it, and 3 polls in 4 find
-# promised files the moment they exist.
-LIST_EVERY = 4
-PROMISED_FIELDS = layout.LISTING_FIELDS + ",trashed"  # a fetched file as a listing shows it (which leaves trashed out)
+# What a poll asks Drive for, by id and in listings alike: enough to route and vet a file (and to read a peer's
+# folder again: its properties and createdTime), and ``trashed`` (a get answers trashed files; a listing leaves
+# them out by its query).
+POLL_FIELDS = layout.LISTING_FIELDS + ",createdTime,trashed"
+PROMISED_FIELDS = POLL_FIELDS
 _CONFIRM_KINDS = ("request", "stop", layout.KIND_BUNDLE)  # inbound kinds whose disappearance someone acts on
 
 Sorted = tuple[dict[str, Posting], dict[str, Posting], dict[str, Posting]]  # (inbound, outbound, bundles) by handle
 
 
+@dataclass(frozen=True)
+class Sweep:
+    """The listings of one sweep: every file of the folders listed, and whether every listing answered."""
+
+    files: list[dict[str, Any]]
+    complete: bool
+
+
 class Poller:
-    """The postings of each app a poll reports, kept between polls, and the promises peers made me."""
+    """The postings of each app a poll reports, kept between polls, and the promises peers made me.
+
+    A poll is one batch request (:meth:`.api.DriveApi.read_batch`): the promised ids outstanding
+    (:meth:`promised_now`), the requests, stops and bundles I hold (:meth:`held`; a 404 means
+    withdrawn), peers' folders due for a read, and, when a sweep is due, one listing per folder.
+    :meth:`absorb` sorts what came back."""
 
     def __init__(self, api: DriveApi, email: str, owners: PeerOwners) -> None:
         self.api = api
@@ -50,7 +64,6 @@ class Poller:
         self._owners = owners
         self._lock = threading.Lock()
         self._promises = PromiseBook()  # what peers promised me (reader side)
-        self._gets_in_a_row: dict[str, int] = {}  # app -> polls since its last listing (see LIST_EVERY)
         self._mine: dict[str, dict[str, Posting]] = {}  # app -> my message files not deleted yet
         self._inbound: dict[str, dict[str, Posting]] = {}  # app -> inbound postings seen and not known gone
         self._bundles_seen: dict[str, dict[str, Posting]] = {}  # app -> peers' bundles seen and not known gone
@@ -58,48 +71,40 @@ class Poller:
         self._ignored: set[str] = set()  # peers' bundles with no part for me: not listed, not confirmed gone
 
     def promised_now(self, app: str) -> dict[str, Stream]:
-        """The promised ids this poll fetches instead of listing (promised id -> stream); empty when it
-        lists: nothing is promised, or :data:`LIST_EVERY` polls came since the last listing."""
-        wanted = self._promises.outstanding(app)
-        if wanted and self._gets_in_a_row.get(app, 0) < LIST_EVERY - 1:
-            self._gets_in_a_row[app] = self._gets_in_a_row.get(app, 0) + 1
-            return wanted
-        self._gets_in_a_row[app] = 0
-        return {}
+        """The promised ids of ``app`` this poll fetches (promised id -> stream)."""
+        return self._promises.outstanding(app)
 
-    def listed(self, app: str, files: list[dict[str, Any]], places: Places) -> Sorted:
-        """A listing's files, with my own files not deleted yet, and held postings the listing lost
-        unless a get by id confirms them gone (deferred to the next poll's batch get when one is due)."""
-        inbound, outbound, bundles = self._sort(app, files, places)
+    def held(self, app: str) -> list[str]:
+        """Requests, stops and bundles of ``app`` I hold: asked for by id at every poll (a 404: withdrawn)."""
         with self._lock:
-            known_mine = self._mine.setdefault(app, {})
-            known_mine.update(outbound)
-            outbound = {h: p for h, p in known_mine.items() if h not in self.gone}
-            seen = {**self._inbound.get(app, {}), **self._bundles_seen.get(app, {})}
-            vanished = [p for h, p in seen.items() if h not in inbound and h not in bundles and h not in self.gone]
-        defer = bool(self._promises.outstanding(app))  # then the next poll's batch get asks: no call now
-        with deadline(POLL_RETRY_SECONDS):
-            for posting in vanished:  # gone, or only lagging? A get by id is consistent.
-                if posting.routing is None or posting.routing.kind not in _CONFIRM_KINDS:
-                    continue
-                if not defer and self._confirmed_gone(posting.handle):
-                    continue
-                (bundles if posting.routing.kind == layout.KIND_BUNDLE else inbound)[posting.handle] = posting
-        with self._lock:
-            self._inbound[app], self._bundles_seen[app] = inbound, bundles
-        return inbound, outbound, bundles
-
-    def fetch_promised(self, app: str, places: Places, wanted: dict[str, Stream]) -> Sorted:
-        """The files peers promised me, fetched by id in one batch (a 404 means "not written yet"), and in
-        the same batch the requests, stops and bundles I hold (a 404: withdrawn; by id, not by a lagging
-        listing). Everything else as the last listing left it."""
-        with self._lock:
-            held = [
+            return [
                 h
                 for h, p in (*self._inbound.get(app, {}).items(), *self._bundles_seen.get(app, {}).items())
                 if p.routing is not None and p.routing.kind in _CONFIRM_KINDS and h not in self.gone
             ]
-        answers = self.api.get_many([*wanted, *held], fields=PROMISED_FIELDS)
+
+    def stamped(self, app: str, found: Iterable[PeerHeads]) -> None:
+        """Heads peers stamp on their outbox folders to me: their streams' next files, fetched from the next poll."""
+        for stamp in found:
+            heads = stamp.heads
+            if heads.direct is not None:
+                self._promises.stamped((app, "direct", stamp.peer), heads.direct, heads.at)
+            if heads.bundle is not None:
+                self._promises.stamped((app, "bundle", stamp.peer), heads.bundle, heads.at)
+
+    def absorb(
+        self,
+        app: str,
+        places: Places,
+        answers: dict[str, dict[str, Any] | DriveError],
+        wanted: dict[str, Stream],
+        held: Sequence[str],
+        sweep: Sweep | None,
+    ) -> Sorted:
+        """What one poll found: the files peers promised me (a 404: not written yet), the held postings Drive
+        says are gone (a 404), and, with a sweep, every file listed. A complete sweep replaces what the poll
+        reports, except my own files (present until I delete them) and held postings a get found; an
+        incomplete one only adds to it."""
         found = []
         for file_id, stream in wanted.items():
             answer = answers.get(file_id)
@@ -109,7 +114,8 @@ class Poller:
                 found.append(answer)
             else:
                 self._promises.refuse(file_id)
-        inbound, _outbound, bundles = self._sort(app, found, places)
+        fetched_in, _out, fetched_bundles = self._sort(app, found, places)
+        listed = self._sort(app, sweep.files, places) if sweep is not None else None
         with self._lock:
             for handle in held:
                 answer = answers.get(handle)
@@ -117,11 +123,22 @@ class Poller:
                     self.gone.add(handle)  # (another error: cannot tell now; kept, asked again next poll)
             seen_inbound = self._inbound.setdefault(app, {})
             seen_bundles = self._bundles_seen.setdefault(app, {})
-            seen_inbound.update(inbound)
-            seen_bundles.update(bundles)
+            mine = self._mine.setdefault(app, {})
+            if listed is not None:
+                listed_in, listed_out, listed_bundles = listed
+                mine.update(listed_out)
+                if sweep is not None and sweep.complete:  # what vanished from it: only held ones a get kept stay
+                    kept = set(held) - self.gone
+                    seen_inbound = {h: p for h, p in seen_inbound.items() if h in kept}
+                    seen_bundles = {h: p for h, p in seen_bundles.items() if h in kept}
+                seen_inbound.update(listed_in)
+                seen_bundles.update(listed_bundles)
+            seen_inbound.update(fetched_in)
+            seen_bundles.update(fetched_bundles)
+            self._inbound[app], self._bundles_seen[app] = seen_inbound, seen_bundles
             inbound = {h: p for h, p in seen_inbound.items() if h not in self.gone}
             bundles = {h: p for h, p in seen_bundles.items() if h not in self.gone and h not in self._ignored}
-            outbound = {h: p for h, p in self._mine.setdefault(app, {}).items() if h not in self.gone}
+            outbound = {h: p for h, p in mine.items() if h not in self.gone}
         return inbound, outbound, bundles
 
     def sent(self, app: str, posting: Posting) -> None:
@@ -226,14 +243,3 @@ class Poller:
             inline=layout.inline_body(f.get("properties")),
             unreadable=(layout.version_problem(f.get("properties")) or "") if routing is None else "",
         )
-
-    def _confirmed_gone(self, handle: str) -> bool:
-        """Is a file that a listing lost really gone? A get by id is consistent; listings lag."""
-        try:
-            self.api.get(handle, fields="id")
-            return False
-        except DriveNotFound:
-            self.gone.add(handle)
-            return True
-        except DriveError:
-            return False  # cannot tell now; keep it and ask again next poll

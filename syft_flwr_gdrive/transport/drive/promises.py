@@ -12,6 +12,12 @@ A *stream* is what one writer sends one reader through one place: its direct mes
 (its outbox folder to me), or its bundles (the folder it announced for them, read by all its
 peers). The book below is the reader's side; the writer's side is :class:`.writes.Writer`.
 
+A stream's *first* file is promised too: the writer stamps the id its next file will have on its
+outbox folder (``sfg_nx``, ``sfg_bnx``, with the time in ``sfg_hat``), folded into a write it makes
+anyway (a server's run announcement, a client's keys, a client's first sight of a run), and the
+reader reads that folder by id (:mod:`.discovery`). So no stream waits for a listing to find its
+first file either; a stamp older than a file already seen is stale and ignored.
+
 A promise is only a hint where to look: the transport accepts a file found at a promised id only
 if Drive says the promising peer owns it and it lies in that peer's folder for the stream, the
 checks a listed file passes. Promises are taken only from files that passed those checks.
@@ -59,6 +65,18 @@ class PromiseBook:
                 del chain.links[next(iter(chain.links))]
             if handle == chain.head or created_at >= chain.at:
                 chain.head, chain.at = promised, max(chain.at, created_at)
+            hops = 0
+            while chain.head is not None and chain.head in chain.links and hops < LINKS_KEPT:
+                chain.head, hops = chain.links[chain.head], hops + 1
+
+    def stamped(self, stream: Stream, head: str, at: float) -> None:
+        """A head the stream's writer stamped on its folder at ``at`` (its clock): the id of the stream's next
+        file after every file it made before ``at``. Taken like a promise of a file made at ``at``."""
+        with self._lock:
+            chain = self._chains.setdefault(stream, _Chain())
+            if at < chain.at or (head == chain.head and at == chain.at):
+                return  # a file made after the stamp promised something newer (or nothing changed)
+            chain.head, chain.at = head, at
             hops = 0
             while chain.head is not None and chain.head in chain.links and hops < LINKS_KEPT:
                 chain.head, hops = chain.links[chain.head], hops + 1

@@ -71,3 +71,57 @@ class QuotaLimiter:
                 raise TimeoutError(f"Drive quota pacing would wait {wait:.1f}s, over the {timeout:.0f}s limit")
             self.waited += wait
             self._sleep(min(max(wait, 0.001), 1.0))
+
+
+WRITES_PER_SECOND = 2.0  # rclone measures about 2 file inserts per second per account before Drive refuses more
+WRITE_BURST = 5.0  # writes an idle account makes at once before the rate applies
+#: the API methods that are one write each (besides: a resumable upload is one write when its session starts, a
+#: batch of deletes one per part; their callers say so)
+WRITE_METHODS = frozenset({"files.create", "files.update", "files.delete", "permissions.create"})
+
+
+class WritePacer:
+    """Token bucket of writes for one account: ``acquire`` blocks (bounded) until a write is due.
+
+    Drive refuses sustained writes above about 2-3 per second per account (403 userRateLimitExceeded or
+    429), and each refusal costs a backoff of a second or more: pacing writes below the limit before Drive
+    refuses them is faster than being refused, and it leaves the account's budget for other work."""
+
+    def __init__(
+        self,
+        per_second: float,
+        *,
+        burst: float = WRITE_BURST,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if per_second <= 0:
+            raise ValueError("per_second must be positive")
+        self.rate = per_second
+        self.capacity = max(1.0, burst)
+        self._tokens = self.capacity
+        self._clock = clock
+        self._sleep = sleep
+        self._last = clock()
+        self._lock = threading.Lock()
+        self.waited = 0.0
+
+    def acquire(self, writes: float = 1.0, *, timeout: float = 300.0) -> None:
+        """Take ``writes`` (a batch of deletes takes one per part); waits for the bucket to refill."""
+        deadline = self._clock() + timeout
+        left = float(writes)
+        while left > 1e-9:
+            with self._lock:
+                now = self._clock()
+                self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+                self._last = now
+                take = min(left, self._tokens)
+                if take >= min(left, 1.0) - 1e-9:  # whole writes (a batch goes as its tokens come)
+                    self._tokens -= take
+                    left -= take
+                    continue
+                wait = (min(left, 1.0) - self._tokens) / self.rate
+            if self._clock() + wait > deadline:
+                raise TimeoutError(f"Drive write pacing would wait {wait:.1f}s, over the {timeout:.0f}s limit")
+            self.waited += wait
+            self._sleep(min(max(wait, 0.001), 1.0))

@@ -33,6 +33,7 @@ from googleapiclient.errors import BatchError
 from googleapiclient.errors import HttpError
 
 from syft_flwr_gdrive.transport.drive.errors import RATE_LIMIT_REASONS
+from syft_flwr_gdrive.transport.drive.errors import SHARING_LIMIT_REASONS
 from syft_flwr_gdrive.transport.drive.errors import DriveError
 from syft_flwr_gdrive.transport.drive.errors import DriveUnavailable
 from syft_flwr_gdrive.transport.drive.errors import DriveUploadCapReached
@@ -127,9 +128,18 @@ class RetryPolicy:
         ceiling = min(self.max_wait, self.initial_wait * (2 ** (attempt - 1)))
         return random.uniform(0, ceiling)
 
+    def sharing_backoff(self, attempt: int) -> float:
+        """Wait before retry ``attempt`` of a share refused by Drive's sharing limit: 8, 16, 32, 64 times
+        ``initial_wait`` (capped at twice ``max_wait``), half of it jittered. The limit is counted over
+        minutes, not seconds; a short backoff only spends refusals."""
+        ceiling = min(2 * self.max_wait, 8 * self.initial_wait * (2 ** (attempt - 1)))
+        return random.uniform(ceiling / 2, ceiling)
+
     def wait_for(self, attempt: int, exc: BaseException | None) -> float:
-        """Backoff, but never shorter than the server's ``Retry-After``."""
+        """Backoff (a long one for the sharing limit), but never shorter than the server's ``Retry-After``."""
         wait = self.backoff(attempt)
+        if exc is not None and _reason(exc) in SHARING_LIMIT_REASONS:
+            wait = self.sharing_backoff(attempt)
         if self.honour_retry_after and exc is not None:
             hint = retry_after_seconds(exc)
             if hint is not None:
@@ -201,7 +211,7 @@ def _is_network_error(exc: BaseException) -> bool:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for failures worth retrying: 429, rate-limit 403, 408, 5xx, network errors."""
+    """True for failures worth retrying: 429, rate-limit and sharing-limit 403, 408, 5xx, network errors."""
     if isinstance(exc, BatchError) and exc.resp is None:
         return True  # unparseable multipart answer: a cut-off response
     status = _http_status(exc)
@@ -209,7 +219,9 @@ def is_transient(exc: BaseException) -> bool:
         if status == 429 or status == 408 or status >= 500:
             return True
         if status == 403:
-            return _reason(exc) in RATE_LIMIT_REASONS and not _is_daily_upload_cap(exc)
+            return (_reason(exc) in RATE_LIMIT_REASONS and not _is_daily_upload_cap(exc)) or _reason(
+                exc
+            ) in SHARING_LIMIT_REASONS
         return False
     if isinstance(exc, DriveError):
         return False

@@ -1,29 +1,32 @@
 """The Google Drive transport: message files in per-peer outbox folders.
 
-Only documented Drive behaviour is relied on (docs/drive-assumptions.md):
+Only documented Drive behaviour is relied on, or checked at run time with a fallback
+(docs/drive-assumptions.md):
 
-* peers' outbox folders are found as folders shared with me directly (``sharedWithMe``
-  plus ``properties``), then remembered by id (:mod:`.discovery`);
-* a poll lists ``'<folder>' in parents`` over those folders and my own outboxes, OR'ed
-  in chunks of :data:`layout.PARENTS_PER_QUERY` (smaller chunks, down to one folder per
-  query, when Drive answers 400 "The query is too complex"; :mod:`.listing`);
+* peers' folders are found among the folders shared with me directly (``sharedWithMe`` and a
+  ``mimeType``; their properties judged locally, not searched), then kept by id and read again
+  by id (``files.get``: consistent), which is how their runs, keys and next ids are learnt
+  (:mod:`.discovery`);
 * a file counts as a peer's only if it sits in that peer's outbox folder AND Drive's
   owner is that peer: by email, or by permission id when Drive hides the email
   (:mod:`.owners`, :mod:`.polling`);
-* listings are eventually consistent, so my own files count as present until I delete
-  them, and a request or stop that vanishes from a listing is confirmed gone by id;
-* a file found by id is current: each message or bundle file names the id of its writer's
-  next file of the stream (``sfg_nx``, :mod:`.promises`, written by :mod:`.writes`), and a
-  reader with such promises outstanding fetches them by id instead of waiting for the listing
-  to show them.
+* files are found by id: each message or bundle file names the id of its writer's next file of
+  the stream (``sfg_nx``), and each outbox folder the id of its owner's next one (stamped with a
+  write made anyway), so a reader fetches them by id the moment they exist (:mod:`.promises`,
+  written by :mod:`.writes`);
+* listings are a safety net for what nothing promised, one folder per query (field reports show
+  an OR of ``in parents`` terms answering only some folders' files; :mod:`.listing`); they are
+  eventually consistent, so my own files count as present until I delete them, and a request,
+  stop or bundle I hold counts as gone only when a get by id says so;
+* an id Drive will not take (expired, another account's, taken by someone else's file) is
+  replaced by a fresh one, where readers find the file by listing (a blob part: in its owner's
+  blobs folder, naming the refused id).
 
 Cost per operation (Drive calls): announce a run 1 per outbox, send 1 (multipart create
-with a pre-generated id, so a retried create is idempotent; ids are fetched 100 at a
-time), poll 1 per 40 folders (plus one discovery listing every
-:data:`.discovery.DISCOVER_EVERY` seconds, and one ``files.get`` per request or stop that
-disappears) or, with promises outstanding, 1 batch get per 100 promised or held files
-(every :data:`.polling.LIST_EVERY`-th poll lists instead), read 1 (download by id), delete 1
-batch per 100 files.
+with a pre-generated id, so a retried create is idempotent; ids are fetched just before use),
+poll 1 batch request per 100 reads (promised and held files, peers' folders, and when due one
+listing per folder), read 1 (download by id), delete 1 batch per 100 files; each write is paced
+below Drive's per-account limit (:mod:`.ratelimit`).
 
 This module is the contract (:class:`~syft_flwr_gdrive.transport.contract.Transport`) and
 composes the parts: my folders (:mod:`.folders`), peers' folders (:mod:`.discovery`), the
@@ -33,7 +36,10 @@ the connection (:mod:`.connect`).
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,6 +53,7 @@ from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.base.segments import Buffer
 from syft_flwr_gdrive.base.segments import SeekableReader
 from syft_flwr_gdrive.base.segments import as_reader
+from syft_flwr_gdrive.transport.contract import BlobNotStored
 from syft_flwr_gdrive.transport.contract import BlobRefused
 from syft_flwr_gdrive.transport.contract import Check
 from syft_flwr_gdrive.transport.contract import Listing
@@ -56,8 +63,10 @@ from syft_flwr_gdrive.transport.contract import Transport
 from syft_flwr_gdrive.transport.contract import TransportError
 from syft_flwr_gdrive.transport.drive import connect
 from syft_flwr_gdrive.transport.drive import layout
+from syft_flwr_gdrive.transport.drive.api import BatchReads
 from syft_flwr_gdrive.transport.drive.api import DriveApi
 from syft_flwr_gdrive.transport.drive.blob_checks import BlobWaits
+from syft_flwr_gdrive.transport.drive.blob_checks import PartAliases
 from syft_flwr_gdrive.transport.drive.blob_checks import vet_peer_blob
 from syft_flwr_gdrive.transport.drive.discovery import Discovery
 from syft_flwr_gdrive.transport.drive.errors import DriveError
@@ -70,10 +79,13 @@ from syft_flwr_gdrive.transport.drive.idbook import IdBook
 from syft_flwr_gdrive.transport.drive.listing import FolderLister
 from syft_flwr_gdrive.transport.drive.options import DriveOptions
 from syft_flwr_gdrive.transport.drive.owners import PeerOwners
+from syft_flwr_gdrive.transport.drive.polling import POLL_FIELDS
 from syft_flwr_gdrive.transport.drive.polling import POLL_RETRY_SECONDS
 from syft_flwr_gdrive.transport.drive.polling import Poller
 from syft_flwr_gdrive.transport.drive.polling import Sorted
+from syft_flwr_gdrive.transport.drive.polling import Sweep
 from syft_flwr_gdrive.transport.drive.retry import deadline
+from syft_flwr_gdrive.transport.drive.writes import REFUSED_ID
 from syft_flwr_gdrive.transport.drive.writes import Writer
 
 logger = logging.getLogger(__name__)
@@ -108,10 +120,15 @@ class DriveTransport(Transport):
         self.lister = FolderLister(api)
         self.poller = Poller(api, self.email, self.owners)
         self._peer_blob_folders: set[tuple[str, str, str]] = set()  # (owner, app, folder id) vetted as owner's
+        self.aliases = PartAliases(api, self.discovery, self.owners, self._peer_blob_folders, self._discover)
+        self._heads_stamped: dict[tuple[str, str], int] = {}  # (app, peer) -> the run I last stamped my heads for
+        self._my_aliases: dict[str, str] = {}  # a part's reserved id Drive refused -> where I stored the part
+        self._keys_to_announce: dict[str, dict[str, str]] = {}  # app -> my keys, stamped with its run announcement
+        self._alias_lock = threading.Lock()
 
     @property
     def last_poll_lists(self) -> int:
-        """files.list calls the last poll took (1 up to PARENTS_PER_QUERY folders; 0 when it fetched by id)."""
+        """Folder listings the last poll took (one per folder when it swept; 0 when it did not)."""
         return self.lister.last_calls
 
     @classmethod
@@ -135,9 +152,27 @@ class DriveTransport(Transport):
         self._discover(app)
 
     def announce_run(self, app: str, run_id: int) -> None:
-        """Stamp the run id on each of my outbox folders of ``app`` (duplicates too: peers read them all)."""
+        """Stamp the run id on each of my outbox folders of ``app`` (duplicates too: peers read them all), with
+        the id my next bundle will have (bundles on) or my next message to that peer (off): its first files are
+        fetched by id. With bundles on, direct messages carry only what does not fit a bundle (rare): no head for
+        them, so no client asks for one at every poll; such a message is found by its client's sweep."""
         self.discovery.announcing.add(app)
-        self.folders.announce_run(app, run_id)
+        self.discovery.announced_at[app] = time.monotonic()
+        bundles = app in self.folders.bundle_folders
+        keys = self._keys_to_announce.pop(app, {})
+        at = time.time()
+        self.folders.announce_run(
+            app,
+            run_id,
+            lambda peer: (
+                keys
+                | layout.head_properties(
+                    self.writer.head((app, peer)) if peer and not bundles else None,
+                    self.writer.head((app, "")) if bundles else None,
+                    at,
+                )
+            ),
+        )
 
     def enable_bundles(self, app: str) -> None:
         """Send bundles of ``app`` into my shared blobs folder (created and shared with the peers now);
@@ -145,9 +180,21 @@ class DriveTransport(Transport):
         self.folders.enable_bundles(app)
 
     def publish_keys(self, app: str, keys: dict[str, str]) -> None:
-        """Put my public keys on each of my outbox folders of ``app`` (skipped where already there)."""
+        """Put my public keys on each of my outbox folders of ``app``: a server's skipped where already there, a
+        client's always, with the id of its next message to that peer (its new process's first reply). A
+        server with bundles on that has not announced its run yet stamps them with the announcement instead:
+        one write per folder, not two (what a server's set-up costs is its writes, 2 per second)."""
         self.discovery.publishing_keys.add(app)
-        self.folders.publish_keys(app, keys)
+        if app in self.folders.bundle_folders and app not in self.discovery.announcing:
+            self._keys_to_announce[app] = {layout.P_KEY_KX: keys["kx"], layout.P_KEY_SIGN: keys["ks"]}
+            return
+        if app in self.discovery.announcing:
+            self.folders.publish_keys(app, keys, None)
+            return
+        at = time.time()
+        self.folders.publish_keys(
+            app, keys, lambda peer: layout.head_properties(self.writer.head((app, peer)), None, at) if peer else {}
+        )
 
     # -- writing ------------------------------------------------------------------------
 
@@ -174,6 +221,7 @@ class DriveTransport(Transport):
         if folder is None:
             self.prepare(routing.app, [recipient])
             folder = self.folders.outboxes[(routing.app, recipient)]
+        self._renew_stale_head(routing.app, recipient)
         file_id, props = self.writer.promise((routing.app, recipient), layout.message_properties(routing))
         if reader.size <= INLINE_MAX:
             reader.seek(0)
@@ -201,18 +249,41 @@ class DriveTransport(Transport):
 
     def reserve_blob(self, app: str, parts: int) -> list[str] | None:
         """Pre-generated file ids (``files.generateIds``, drive-assumptions rows 13 and 16) for the parts, from
-        the pool every create draws on (usually no call at all)."""
+        the pool every create draws on (usually no call at all); None if Drive gives none now: the blob then
+        goes whole, stored before its message (message format 3)."""
         try:
             return self.writer.take_ids(parts)
         except DriveError as exc:
-            raise TransportError(f"could not reserve file ids for a shared blob: {exc}") from exc
+            logger.warning("could not reserve file ids for a blob in parts (%s); it goes as one file", exc)
+            return None
 
     def put_blob_part(self, app: str, locator: str, data: SeekableReader) -> None:
         """Upload one part at its reserved id into my blobs folder of ``app`` (a repeated create that Drive
-        answers 409 is success if the file there is mine: ``DriveApi`` checks)."""
-        self._upload_blob(app, data, locator, f"part {locator} of a shared blob")
+        answers 409 is success if the file there is mine: ``DriveApi`` checks).
 
-    def _upload_blob(self, app: str, reader: SeekableReader, file_id: str | None, what: str) -> str:
+        If Drive refuses the id (400: expired, or not this account's; 409: someone else's file took it,
+        a peer that read the id in the message, say), the part goes to a fresh id in the same folder,
+        naming the refused one in ``sfg_part_of``: its receivers find it there by listing that folder."""
+        try:
+            self._upload_blob(app, data, locator, f"part {locator} of a shared blob")
+        except TransportError as exc:
+            refused = exc.__cause__
+            if not isinstance(refused, DriveError) or refused.status not in REFUSED_ID:
+                raise
+            logger.warning(
+                "Drive refused the reserved id %s for a blob part (%s); stored at a fresh id its receivers look for",
+                locator,
+                refused,
+            )
+            if refused.status == 400:
+                self.writer.forget_pool()
+            alias = self._upload_blob(app, data, None, f"part {locator} of a shared blob", {layout.P_PART_OF: locator})
+            with self._alias_lock:
+                self._my_aliases[locator] = alias  # deleting the part deletes this file (the id is not mine)
+
+    def _upload_blob(
+        self, app: str, reader: SeekableReader, file_id: str | None, what: str, extra: dict[str, str] | None = None
+    ) -> str:
         """One blob file (a whole blob or a part) in my blobs folder of ``app``; returns its id."""
         blob_id = uuid.uuid4().hex  # random: the name and properties say nothing about the content
         try:
@@ -220,7 +291,7 @@ class DriveTransport(Transport):
                 f"blob-{blob_id}.bin",
                 reader,
                 self.folders.blobs_folder(app),
-                layout.blob_properties(app, blob_id),
+                {**layout.blob_properties(app, blob_id), **(extra or {})},
                 file_id=file_id,
             )
         except DriveError as exc:
@@ -233,32 +304,50 @@ class DriveTransport(Transport):
         self, app: str, locator: str, *, owner: str, size: int, out: BinaryIO, appear_within: float = 0.0
     ) -> int:
         """Download a peer's blob, only once its metadata shows it is ``owner``'s, in its blobs folder,
-        ``size`` bytes. A part not created yet (404) is asked for again until ``appear_within`` runs out."""
+        ``size`` bytes (:func:`.blob_checks.vet_peer_blob`).
+
+        A part not stored yet (404) is asked for again until ``appear_within`` runs out. A part may also
+        be stored at a fresh id (Drive refused the reserved one, or someone else's file holds it): while
+        waiting, and at once when the file at the id is not the owner's part, the owner's blobs folders
+        are listed for a file that names the id in ``sfg_part_of`` (:class:`.blob_checks.PartAliases`)."""
         owner = canonical_email(owner)
         waits = BlobWaits(appear_within)
+        vet = functools.partial(
+            vet_peer_blob,
+            self.api,
+            owner=owner,
+            app=app,
+            size=size,
+            trusted_folders=self._peer_blob_folders,
+            owner_permission_id=self.owners.permission_ids.get(owner),
+        )
         try:
             while True:
+                refused: BlobRefused | None = None
                 try:
-                    vet_peer_blob(
-                        self.api,
-                        locator,
-                        owner=owner,
-                        app=app,
-                        size=size,
-                        trusted_folders=self._peer_blob_folders,
-                        owner_permission_id=self.owners.permission_ids.get(owner),
-                    )
-                    break
+                    vet(locator)
+                    return self.api.download_to(locator, out, max_bytes=size)
                 except DriveNotFound as exc:
                     without_tracebacks(exc)  # else its frames, and this caller's model, outlive the wait
-                    if not waits.sleep():
-                        if waits.within:
-                            raise BlobRefused(
-                                f"shared blob {locator} was not stored within {waits.within:.0f} s "
-                                "(its sender stopped uploading it, or deleted it)"
-                            ) from None
-                        raise
-            return self.api.download_to(locator, out, max_bytes=size)
+                except BlobRefused as exc:
+                    if not waits.within:
+                        raise  # a blob stored whole was there before its message: nothing to look for
+                    refused = exc  # not the owner's part at that id (squatted?): its part may be elsewhere
+                alias = self.aliases.find(app, locator, owner, now=refused is not None)
+                if alias is not None:
+                    vet(alias)
+                    return self.api.download_to(alias, out, max_bytes=size)
+                if not waits.sleep():
+                    if refused is not None:
+                        raise refused
+                    if waits.within:
+                        raise BlobNotStored(
+                            f"shared blob {locator} was not stored within {waits.within:.0f} s "
+                            "(its sender stopped uploading it, or deleted it)"
+                        ) from None
+                    raise DriveNotFound(f"shared blob {locator} not found", status=404)
+        except BlobRefused:
+            raise
         except (DriveNotFound, DrivePermissionDenied, DriveTooLarge) as exc:
             raise BlobRefused(f"shared blob {locator}: {exc}") from None
         except DriveError as exc:
@@ -266,33 +355,100 @@ class DriveTransport(Transport):
 
     def list_my_blobs(self, app: str) -> list[str]:
         """Blobs of ``app`` I own (left by a crashed run, for instance)."""
-        found = [str(f["id"]) for f in self.api.list_files(layout.my_blobs_query(app, self.email), fields="id")]
+        found = [str(f["id"]) for f in self.api.list_files(layout.my_blobs_query(app), fields="id")]
         return [h for h in found if h not in self.poller.gone]
 
     def poll(self, app: str) -> Listing:
-        """What peers sent me and what I sent. With files promised to me outstanding, a poll fetches
-        them by id (one batch call), and every :data:`.polling.LIST_EVERY`-th poll lists instead; without,
-        it lists."""
+        """What peers sent me and what I sent: one batch request (:meth:`.api.DriveApi.read_batch`) of the files
+        peers promised me, the requests, stops and bundles I hold, peers' folders due for a read (their runs,
+        keys and the ids of their next files) and, when due, one listing per folder (:mod:`.listing`) and of the
+        folders shared with me (:mod:`.discovery`). No OR'ed listing, and no listing that a file must wait for."""
+        peers = self.folders.peers.get(app, [])
+        mine = self.folders.my_folders.get(app, set())
         try:
             with deadline(POLL_RETRY_SECONDS):
-                if self.discovery.due(app, self.folders.peers.get(app, [])):
-                    self._discover(app)
-                places = self.discovery.places(app, self.folders.my_folders.get(app, set()))
+                discover = self.discovery.due(app, peers)
+                places = self.discovery.places(app, mine)
+                folder_reads = self.discovery.folders_to_read(app)
                 wanted = self.poller.promised_now(app)
-                if wanted:
-                    found = self.poller.fetch_promised(app, places, wanted)
-                    self.lister.last_calls = 0
-                    return self._listing(app, found)
-                files = self.lister.list_parents(places.folders())
+                held = self.poller.held(app)
+                folders = places.folders()
+                sweep = self.lister.queries(app, places) if self.lister.due(app, places) else []
+                shared = [layout.shared_folders_query()] if discover else []
+                reads = self.api.read_batch(
+                    [*folder_reads, *wanted, *held], [*shared, *sweep], fields=POLL_FIELDS, list_fields=POLL_FIELDS
+                )
+                failed = _all_failed(reads)
+                if failed is not None:  # Drive refused every part (a rate limit, an outage): the caller backs off
+                    raise failed
+                self._absorb_folders(app, peers, reads, shared, folder_reads)
+                places_now = self.discovery.places(app, mine)
+                # What these answers taught (a peer's first heads, a new run's bundles folder) is read in the same
+                # poll, in one more batch request: a run's first file is not left for the next poll.
+                more_wanted = {i: s for i, s in self.poller.promised_now(app).items() if i not in wanted}
+                more_folders = [f for f in places_now.folders() if f not in folders]  # found now: looked in at once
+                more_sweep = self.lister.queries(app, places_now, only=more_folders) if more_folders else []
+                if more_wanted or more_sweep:
+                    more = self.api.read_batch(more_wanted, more_sweep, fields=POLL_FIELDS, list_fields=POLL_FIELDS)
+                    reads.files.update(more.files)
+                    reads.listings.update(more.listings)
+                    wanted, sweep, places = {**wanted, **more_wanted}, [*sweep, *more_sweep], places_now
         except DriveError as exc:
             raise TransportError(f"could not list messages: {exc}") from exc
-        inbound, outbound, bundles = self.poller.listed(app, files, places)
-        if self.discovery.newer_run_listed(app, [*inbound.values(), *bundles.values()]):
-            try:  # the announcement we hold lags behind the peer's messages: read it again now
-                self._discover(app)
-            except DriveError as exc:
-                logger.info("could not refresh peers' run announcements (%s); next poll", exc)
+        self.lister.last_calls = len(sweep)
+        swept = None
+        if sweep:
+            listed = [reads.listings[q] for q in sweep]
+            files = [f for answer in listed if not isinstance(answer, DriveError) for f in answer]
+            swept = Sweep(files, complete=not any(isinstance(a, DriveError) for a in listed))
+        inbound, outbound, bundles = self.poller.absorb(app, places, reads.files, wanted, held, swept)
+        self.discovery.newer_run_listed(app, [*inbound.values(), *bundles.values()])
+        self._stamp_heads_for_new_runs(app)
         return self._listing(app, (inbound, outbound, bundles))
+
+    def _absorb_folders(
+        self, app: str, peers: Sequence[str], reads: BatchReads, shared: list[str], folder_reads: list[str]
+    ) -> None:
+        """A poll's discovery listing and reads of peers' folders: what peers announce, and their heads."""
+        if shared:
+            found = reads.listings[shared[0]]
+            if isinstance(found, DriveError):
+                logger.info("could not list the folders shared with me (%s); next poll", found)
+            else:
+                self.poller.stamped(app, self.discovery.absorb_listing(app, peers, found))
+        heads = self.discovery.absorb_reads(app, {f: reads.files[f] for f in folder_reads if f in reads.files})
+        self.poller.stamped(app, heads)
+
+    def _renew_stale_head(self, app: str, peer: str) -> None:
+        """A client whose promised id to its server is old (a long round: it may have expired) writes its reply at
+        a fresh id, stamped first on its outbox folder (one write), where its server reads it within seconds;
+        otherwise the reply would wait for a sweep of the server's, which comes seldom when it has many peers."""
+        if app in self.discovery.announcing:
+            return  # a server's streams: its clients sweep often (few folders); no write per message
+        fresh = self.writer.renew_stale_head((app, peer))
+        if fresh is None:
+            return
+        try:
+            self.folders.stamp_heads(app, peer, layout.head_properties(fresh, None, time.time()))
+        except DriveError as exc:
+            logger.info("could not stamp a fresh id for my next message to %s (%s); it is found by listing", peer, exc)
+
+    def _stamp_heads_for_new_runs(self, app: str) -> None:
+        """A client that sees a peer announce a new run stamps the id of its next message to that peer on its
+        outbox folder (one write per run): the peer's new run fetches its first reply by id."""
+        if app in self.discovery.announcing:
+            return
+        for peer, run in self.discovery.newest_runs(app).items():
+            if self._heads_stamped.get((app, peer)) == run or (app, peer) not in self.folders.outboxes:
+                continue
+            try:
+                self.folders.stamp_heads(
+                    app, peer, layout.head_properties(self.writer.head((app, peer)), None, time.time())
+                )
+            except DriveError as exc:
+                logger.info("could not stamp my next message's id for %s (%s); next poll", peer, exc)
+                continue
+            self._heads_stamped[(app, peer)] = run
 
     def _listing(self, app: str, found: Sorted) -> Listing:
         """What a poll reports: the postings found, with the peers' announcements as discovery holds them."""
@@ -306,7 +462,7 @@ class DriveTransport(Transport):
 
     def _discover(self, app: str) -> None:
         """Look for the peers' outboxes to me now (only the peers ``app`` was prepared for count)."""
-        self.discovery.discover(app, self.folders.peers.get(app, []))
+        self.poller.stamped(app, self.discovery.discover(app, self.folders.peers.get(app, [])))
 
     def ignore_bundle(self, handle: str) -> None:
         """A peer's bundle with no part for me: no longer reported, nor confirmed gone by id."""
@@ -342,8 +498,14 @@ class DriveTransport(Transport):
     def delete(self, handles: Sequence[str]) -> None:
         if not handles:
             return
-        results = self.api.delete_many(list(handles), missing_ok=True)
+        with self._alias_lock:  # a blob part stored at a fresh id: that file, not the one at the reserved id
+            stored_at = {h: self._my_aliases.get(h, h) for h in handles}
+        results = self.api.delete_many(list(stored_at.values()), missing_ok=True)
         self.poller.deleted([h for h, e in results.items() if e is None])
+        with self._alias_lock:
+            for handle, where in stored_at.items():
+                if where != handle and results.get(where) is None:
+                    self._my_aliases.pop(handle, None)
         failed = {h: e for h, e in results.items() if e is not None}
         if failed:
             first = next(iter(failed.values()))
@@ -352,7 +514,7 @@ class DriveTransport(Transport):
     def my_postings(self, app: str | None = None) -> list[Posting]:
         """Every message file I own, of ``app`` or of any app and run (what `clean` removes)."""
         try:
-            files = self.api.list_files(layout.all_my_messages_query(self.email), fields=layout.LISTING_FIELDS)
+            files = self.api.list_files(layout.all_my_messages_query(), fields=layout.LISTING_FIELDS)
         except DriveError as exc:
             raise TransportError(f"could not list my message files: {exc}") from exc
         wanted = None if app is None else layout.app_hash(app)
@@ -376,3 +538,11 @@ class DriveTransport(Transport):
     def min_poll_gap(self) -> float:
         """Room for polls under SYFT_FLWR_QUOTA_UNITS_PER_MIN (0: no pacing configured)."""
         return self._min_poll_gap
+
+
+def _all_failed(reads: BatchReads) -> DriveError | None:
+    """The first error of a batch whose every part failed for a reason other than "not found" (a rate limit,
+    an outage): a poll that learnt nothing says so instead of reporting the last state as current."""
+    answers = [*reads.files.values(), *reads.listings.values()]
+    errors = [a for a in answers if isinstance(a, DriveError) and not isinstance(a, DriveNotFound)]
+    return errors[0] if answers and len(errors) == len(answers) else None
