@@ -43,6 +43,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="default",
         help="strict: only what Drive documents (lag on every change, write limit, hidden owner emails, ...)",
     )
+    p.add_argument(
+        "--or-listing",
+        choices=["all", "first", "none", "subset"],
+        default=None,
+        help="what an OR'ed 'in parents' listing answers, as field reports describe Drive (default: the "
+        "profile's; 'first': only the first folder's files, 'none': nothing, 'subset': a per-account subset)",
+    )
     p.add_argument("--quota-units-per-min", type=int, default=0, help="per-user quota units per minute (0: unlimited)")
     p.add_argument(
         "--upload-bytes-per-s",
@@ -97,6 +104,8 @@ def config_from(args: argparse.Namespace) -> FaultConfig:
         download_bytes_per_s=args.download_bytes_per_s,
         upload_bytes_per_day=args.upload_bytes_per_day,
     )
+    if args.or_listing is not None:
+        cfg.or_listing = args.or_listing
     if args.error_kinds:
         cfg.error_kinds = [k.strip() for k in args.error_kinds.split(",") if k.strip()]
     return cfg.validate()

@@ -197,3 +197,14 @@ def test_the_strict_profile_turns_every_field_report_on():
     assert strict.global_batch is False and strict.share_rate > 0
     with pytest.raises(ValueError, match="or_listing"):
         FaultConfig(or_listing="some").validate()
+
+
+def test_the_fake_drive_command_sets_what_an_or_listing_answers():
+    """`fake-drive --or-listing first` lets a user try the field reports' partial listings by hand."""
+    from syft_flwr_gdrive.fake.__main__ import config_from
+    from syft_flwr_gdrive.fake.__main__ import parse_args
+
+    assert config_from(parse_args(["--or-listing", "first"])).or_listing == "first"
+    assert config_from(parse_args([])).or_listing == "all"  # the profile's own choice applies later
+    with pytest.raises(SystemExit):
+        parse_args(["--or-listing", "some"])
