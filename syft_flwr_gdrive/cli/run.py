@@ -158,6 +158,14 @@ def demo(
     transport: LocalTransport = "p2p",
     shared_dir: SharedDir = None,
     stream: Stream = True,
+    ship: Annotated[
+        bool,
+        typer.Option(
+            "--ship",
+            help="As `run --ship`: data owners run `node` with no copy of the app, which the server offers over "
+            "Drive and the nodes auto-approve (a local run only).",
+        ),
+    ] = False,
 ) -> None:
     """Train a real model with N data owners over an embedded fake Google Drive (no account needed).
 
@@ -180,9 +188,12 @@ def demo(
         timeout=timeout,
         transport=transport,
         shared_dir=shared_dir,
+        ship=ship,
     )
     if out:
         options.out_dir = out
+    if ship:
+        typer.echo("--ship: the app is offered over Drive to each data owner's node, and AUTO-APPROVED (a local run)")
     run_with_live_view(
         clients,
         options.out_dir,

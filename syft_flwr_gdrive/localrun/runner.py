@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ from syft_flwr_gdrive.localrun.supervisor import terminations_as_interrupts
 REPO_ROOT = Path(__file__).resolve().parents[2]  # syft_flwr_gdrive/localrun/runner.py -> the clone
 APPS = {"message": "message_app", "legacy": "legacy_app"}
 DEFAULT_NODE_CONFIG = "partition-id={i} num-partitions={n}"
+DEMO_DATA = REPO_ROOT / "fixtures" / "data" / "digits.csv.gz"  # the demo data owners' data (not shipped)
 TRANSPORTS = ("p2p", "dir")  # the embedded fake Google Drive, or a shared directory
 
 
@@ -86,20 +88,44 @@ class DemoOptions(FederationKnobs):
     rounds: int = 5
     app: str = "message"
     out_dir: Path = field(default_factory=lambda: Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S"))
+    ship: bool = False  # as ``run --ship``, on a self-contained copy of the bundled app (``shippable_demo_app``)
 
     def as_run(self) -> LocalRunOptions:
         if not 1 <= self.rounds <= 100:
             raise ConfigError("--rounds must be between 1 and 100.")
         knobs = {f.name: getattr(self, f.name) for f in fields(FederationKnobs)}
+        project, node_config = app_dir(self.app), DEFAULT_NODE_CONFIG
+        if self.ship:
+            project = shippable_demo_app(self.app, Path(self.out_dir) / "shipped-app")
+            # The data stays with the data owners (here: this clone's digits file), never in the app.
+            node_config += f" data-path={json.dumps(str(DEMO_DATA))}"
         return LocalRunOptions(
-            project=app_dir(self.app),
+            project=project,
             clients=self.clients,
             run_config=json.dumps({"num-server-rounds": self.rounds, "min-clients": self.clients}),
+            node_configs=(node_config,),
             out_dir=self.out_dir,
             label=f"{self.app} app",
             expected_rounds=self.rounds,
+            ship=self.ship,
             **knobs,
         )
+
+
+def shippable_demo_app(app: str, dest: Path) -> Path:
+    """A copy of the bundled ``app`` that holds everything its code imports, for ``demo --ship``.
+
+    Why: the bundled apps share their model and data code (``fixtures/fl_common``) from outside their
+    project folder, and a FAB carries only the project folder, so a node that installed the shipped app
+    could not import it. The copy puts ``fl_common`` inside the project (its data file stays out: each
+    data owner names its own with ``data-path``)."""
+    source = app_dir(app)
+    if dest.exists():
+        shutil.rmtree(dest)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(source, dest, ignore=skip)
+    shutil.copytree(REPO_ROOT / "fixtures" / "fl_common", dest / "fl_common", ignore=skip)
+    return dest
 
 
 def app_dir(app: str) -> Path:

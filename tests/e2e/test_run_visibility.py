@@ -190,3 +190,20 @@ def test_a_migrated_syft_flwr_project_runs_with_no_hand_edits(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "do2 | running as a plain Flower simulation" in proc.stdout
     assert not os.path.exists(project / "outputs")  # outputs land in the run folder, not the project
+
+
+def test_demo_ship_offers_a_self_contained_app_that_each_node_installs_approves_and_runs(tmp_path):
+    """`demo --ship`: the bundled app (whose shared code lives outside its folder) is shipped with that code
+    inside it; each data owner's node installs it, auto-approves it and trains on its own data file."""
+    out = tmp_path / "out"
+    proc, _ = run_cli(["demo", "--ship", "--rounds", "2", "--out", str(out), "--no-stream", *FAST], timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "AUTO-APPROVED" in proc.stdout
+    report = report_of(out)
+    assert report["ok"] and report["shipped"] and report["rounds_completed"] == 2
+    assert report["summary"]["missing"] == 0 and report["summary"]["errors"] == 0
+    assert all("data-path=" in config for config in report["node_configs"])  # the data is the owner's
+    for owner in ("dataowner1_example.com", "dataowner2_example.com"):
+        installed = list((out / "participants" / "state" / owner / "apps" / "installed").iterdir())
+        assert len(installed) == 1 and (installed[0] / "fl_common" / "task.py").is_file()
+        assert not list(installed[0].rglob("*.csv.gz"))  # the data was not shipped
