@@ -166,7 +166,7 @@ def _print_report(console: Console, report: dict[str, Any], out_dir: Path, trans
         calls.add_row(
             email,
             info["role"],
-            str(info["exit_code"]),
+            _exit_cell(info),
             str(info["drive_calls_total"]),
             str(info["drive_calls_per_round"]),
             by_method,
@@ -190,3 +190,9 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return "" if value is None else str(value)
+
+
+def _exit_cell(info: dict) -> str:
+    """A participant's exit code; a node's 130 says it was stopped (it serves until the run stops it)."""
+    code = info["exit_code"]
+    return f"{code} (stopped)" if info["role"] == "node" and code == 130 else str(code)
