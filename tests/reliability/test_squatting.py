@@ -58,8 +58,9 @@ class Squatter:
         self._state_dir = state_dir
         self.squatted: dict[str, str] = {}  # part id -> "taken" (Drive made our file there) or Drive's refusal
         self.bundles_read = 0
+        self.crashed: BaseException | None = None  # the attacker's own bug, surfaced rather than lost in a thread
         self._halt = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = threading.Thread(target=self._run_recording_crash, daemon=True)
 
     def __enter__(self) -> Squatter:
         self._thread.start()
@@ -95,6 +96,13 @@ class Squatter:
                         transport.owners.permission_ids[SERVER] = str(perm["id"])
                         return
 
+    def _run_recording_crash(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test, not swallowed by the thread
+            self.crashed = exc
+            raise
+
     def _run(self) -> None:
         box = self._mailbox()
         api = box.transport.api  # type: ignore[attr-defined]
@@ -107,7 +115,7 @@ class Squatter:
                 try:
                     ids = part_ids(delivery.open_payload().read(delivery.envelope.size))
                 finally:
-                    box.mark_handled(delivery.envelope.message_id)
+                    box.mark_handled(delivery.envelope.message_id, delivery.envelope.sender)
                     delivery.close()
                 self.bundles_read += 1
                 for part in ids[1:]:  # the first part uploads at once; the later ones are the ones to take
@@ -150,6 +158,7 @@ def test_a_datasite_that_squats_announced_part_ids_silences_nobody(tmp_path: Pat
         for i in range(len(CLIENTS)):
             client = fed.client(i)
             assert client.process.returncode == 0 and client.report()["stopped_by"] == "stop-signal"
+    assert squatter.crashed is None, repr(squatter.crashed)
     assert squatter.bundles_read >= ROUNDS, squatter.bundles_read
     if strict:  # reserved ids belong to the account that generated them (409: the part was there already)
         outcomes = set(squatter.squatted.values())
