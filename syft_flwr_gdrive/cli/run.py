@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
+from typing import Any
 
 import typer
 
@@ -33,6 +35,14 @@ Stream = Annotated[
 
 # -- run ----------------------------------------------------------------------------------------------------
 
+Ship = Annotated[
+    bool,
+    typer.Option(
+        "--ship",
+        help="Data owners run `node` with no copy of the app; the server offers it over Drive and the nodes "
+        "auto-approve it (a local run only).",
+    ),
+]
 YourProject = Annotated[
     Path, typer.Option("--project", "-p", help="Your Flower project directory (holds pyproject.toml).")
 ]
@@ -79,14 +89,7 @@ def run_project(
     transport: LocalTransport = "p2p",
     shared_dir: SharedDir = None,
     stream: Stream = True,
-    ship: Annotated[
-        bool,
-        typer.Option(
-            "--ship",
-            help="Data owners run `node` with no copy of the project; the server offers the app over Drive and the "
-            "nodes auto-approve it (a local run only).",
-        ),
-    ] = False,
+    ship: Ship = False,
 ) -> None:
     """Federate your own Flower project on this machine: N data owners over an embedded fake Google Drive.
 
@@ -117,17 +120,7 @@ def run_project(
         shared_dir=shared_dir,
         ship=ship,
     )
-    if out:
-        options.out_dir = out
-    if ship:
-        typer.echo("--ship: the app is offered over Drive to each data owner's node, and AUTO-APPROVED (a local run)")
-    run_with_live_view(
-        clients,
-        options.out_dir,
-        lambda on_progress, on_output: run_local(options, on_progress, on_output),
-        options.transport,
-        stream=stream,
-    )
+    _launch(options, out, lambda on_progress, on_output: run_local(options, on_progress, on_output), stream)
 
 
 # -- demo ---------------------------------------------------------------------------------------------------
@@ -158,14 +151,7 @@ def demo(
     transport: LocalTransport = "p2p",
     shared_dir: SharedDir = None,
     stream: Stream = True,
-    ship: Annotated[
-        bool,
-        typer.Option(
-            "--ship",
-            help="As `run --ship`: data owners run `node` with no copy of the app, which the server offers over "
-            "Drive and the nodes auto-approve (a local run only).",
-        ),
-    ] = False,
+    ship: Ship = False,
 ) -> None:
     """Train a real model with N data owners over an embedded fake Google Drive (no account needed).
 
@@ -190,14 +176,13 @@ def demo(
         shared_dir=shared_dir,
         ship=ship,
     )
+    _launch(options, out, lambda on_progress, on_output: run_demo(options, on_progress, on_output), stream)
+
+
+def _launch(options: Any, out: Path | None, start: Callable[[Any, Any], dict[str, Any]], stream: bool) -> None:
+    """Run a local federation (``run`` or ``demo``) under the live view, in ``out`` if given."""
     if out:
         options.out_dir = out
-    if ship:
+    if options.ship:
         typer.echo("--ship: the app is offered over Drive to each data owner's node, and AUTO-APPROVED (a local run)")
-    run_with_live_view(
-        clients,
-        options.out_dir,
-        lambda on_progress, on_output: run_demo(options, on_progress, on_output),
-        options.transport,
-        stream=stream,
-    )
+    run_with_live_view(options.clients, options.out_dir, start, options.transport, stream=stream)
