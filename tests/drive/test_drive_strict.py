@@ -98,7 +98,9 @@ def test_strangers_folders_are_never_listed(drive):
 
 def test_duplicate_outboxes_resolve_to_the_oldest_and_announcements_are_read_from_all(drive):
     """Row 10: two processes of one account prepare inside the lag (no shared local state)."""
-    drive.faults.list_lag = 5.0  # a long lag: the second process almost surely cannot see the first's folder
+    # A listing shows the first's folder only if it draws an age in [0, lag] under the folder's: with an hour
+    # of lag that is one chance in 3,600 per second the second process is late, not one in five.
+    drive.faults.list_lag = 3600.0
     first, second = transport(drive, DS), transport(drive, DS)
     first.prepare(APP, [DO])
     second.prepare(APP, [DO])  # search cannot see the first folder yet: a duplicate
