@@ -41,7 +41,9 @@ def request(run: int, mid: str, sender: str = DS, recipient: str = DO) -> Routin
     return request_routing(run, mid, sender=sender, recipient=recipient, app=APP)
 
 
-def poll_until(t: DriveTransport, predicate, timeout: float = 5.0):
+def poll_until(t: DriveTransport, predicate, timeout: float = 60.0):
+    """Poll until ``predicate(listing)``; the last listing after ``timeout``. A file nothing promised waits for a
+    sweep (every SWEEP_MIN_GAP, 4 s) and a fresh one may miss one: the bound is generous, a loaded machine slow."""
     end = time.monotonic() + timeout
     while True:
         listing = t.poll(APP)
