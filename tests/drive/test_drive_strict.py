@@ -198,7 +198,9 @@ def test_each_drive_call_retries_only_until_its_callers_deadline(drive):
     started = time.monotonic()
     with deadline(2.0), pytest.raises(DriveError):
         api.about_me()
-    assert time.monotonic() - started < 3.0
+    # Past the deadline by one request at most (seconds on a loaded machine); without it ten jittered backoffs
+    # of up to 32 s each would take a minute or more.
+    assert time.monotonic() - started < 2.0 + 5.0
 
 
 @pytest.mark.slow  # waits out several deadlines
@@ -214,7 +216,7 @@ def test_a_poll_gives_up_within_its_own_bound_so_waiters_keep_their_deadlines(dr
     started = time.monotonic()
     with pytest.raises(TransportError):
         do.poll(APP)
-    assert time.monotonic() - started < POLL_RETRY_SECONDS + 3
+    assert time.monotonic() - started < POLL_RETRY_SECONDS + 10  # not a 30 s backoff; slack for a loaded machine
 
 
 def test_keys_stamped_after_discovery_are_seen_at_the_next_poll():
