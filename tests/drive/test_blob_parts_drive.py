@@ -139,4 +139,6 @@ def test_a_part_that_never_comes_is_named_after_the_wait():
         waited = time.monotonic() - started
         assert waited >= 1.0
         gets = client.transport.call_counts().get("files.get", 0)
-        assert 8 <= gets <= 25  # every 0.05 s at first, then an eighth of the time waited: not hammering Drive
+        # every 0.05 s at first, then an eighth of the time waited: not hammering Drive (at most 25 in 1 s; fewer on
+        # a loaded machine, where each get takes longer, so the floor only says it looked more than once)
+        assert 2 <= gets <= 25
