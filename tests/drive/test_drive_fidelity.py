@@ -234,6 +234,19 @@ def test_writes_are_paced_below_the_rate_after_the_burst():
     assert now[0] == pytest.approx(4.0, abs=0.01)
 
 
+def test_paced_deletes_go_in_batches_drive_takes_at_once():
+    """A batch's parts reach Drive together: a paced batch of 20 deletes sent as one was refused all but Drive's
+    burst (10 here), and each refused part retried with a backoff (a hundred deletes took minutes)."""
+    with FakeDriveServer(profile="strict") as drive:
+        drive.faults.write_rate, drive.faults.write_burst = 30.0, 10
+        api = drive_api_for(drive.url, DS, writes=WritePacer(20.0, burst=5))
+        drive.store.ensure_user(DS)
+        ids = [drive.store.create(DS, {"name": f"f{i}"})["id"] for i in range(20)]  # not writes of the api
+        assert api.delete_many(ids) == {i: None for i in ids}
+        assert api.calls.retries == 0 and drive.stats()["writes"]["throttled"].get(DS, 0) == 0
+        assert api.calls.snapshot()["batch"] == 4  # batches of the pacer's burst
+
+
 def test_the_sharing_limit_is_retried_with_a_long_backoff():
     from googleapiclient.errors import HttpError
     from httplib2 import Response
