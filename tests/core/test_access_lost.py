@@ -115,7 +115,7 @@ def test_a_client_stops_at_its_first_failed_poll_and_reports_why(tmp_path, caplo
     with caplog.at_level(logging.INFO):
         started = time.monotonic()
         report = loop.run()
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 30.0  # at once, not after retries; slack for a loaded machine
     assert report.stopped_by == "access-lost" and report.access_lost == FULL
     assert transport.failed == ["poll"]  # one poll, not one per interval
     messages = [r.getMessage() for r in caplog.records]

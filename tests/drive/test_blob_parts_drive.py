@@ -20,7 +20,6 @@ from flwr.supercore.task_identity import TaskIdentity
 from syft_flwr_gdrive.crypto.chunks import CHUNK
 from syft_flwr_gdrive.crypto.chunks import TAG
 from syft_flwr_gdrive.fake import FakeDriveServer
-from syft_flwr_gdrive.fake import FaultConfig
 from syft_flwr_gdrive.flower.codec import decode_message
 from syft_flwr_gdrive.flower.codec import encode_message
 from syft_flwr_gdrive.flower.shared_blobs import BlobCache
@@ -63,12 +62,41 @@ class Timed:
         setattr(box, name, timed)
 
 
+class PartsInStep:
+    """Orders a blob's parts by events, not by speed: the first part's upload waits for ``go``, each later one
+    for the receiver to have finished its first download (fails after 60 s if it never does). So "the
+    receiver downloads part 1 while part 3 is not stored yet" holds on any machine if the product pipelines,
+    and never if it does not."""
+
+    def __init__(self, sender: Mailbox, receiver: Mailbox) -> None:
+        self.go = threading.Event()
+        self.first_download = threading.Event()
+        self.late = False  # a later part gave up waiting for the first download
+        put, get = sender.put_blob_part, receiver.get_blob
+        started: list[int] = []
+
+        def put_in_step(*args, **kwargs):
+            started.append(1)
+            if len(started) == 1:
+                assert self.go.wait(60)
+            elif not self.first_download.wait(60):
+                self.late = True
+            return put(*args, **kwargs)
+
+        def get_and_tell(*args, **kwargs):
+            result = get(*args, **kwargs)
+            self.first_download.set()
+            return result
+
+        sender.put_blob_part = put_in_step  # type: ignore[method-assign]
+        receiver.get_blob = get_and_tell  # type: ignore[method-assign]
+
+
 def test_the_receiver_downloads_early_parts_while_later_ones_upload():
     with FakeDriveServer() as drive:
         server, client = _mailbox(drive, DS, DO), _mailbox(drive, DO, DS)
-        # every account's uplink at 4 MB/s: each 2 MiB part takes about half a second to upload
-        drive.faults = FaultConfig(upload_bytes_per_s=4e6)
         uploads, downloads = Timed(server, "put_blob_part"), Timed(client, "get_blob")
+        steps = PartsInStep(server, client)
         placer = BlobPlacer(server, min_bytes=1024, part_bytes=PART)
         data = os.urandom(6 * CHUNK)
         msg = Message(
@@ -79,6 +107,7 @@ def test_the_receiver_downloads_early_parts_while_later_ones_upload():
         )
         payload = b"".join(bytes(s) for s in encode_message(msg, place_blob=placer))  # returns before the parts
         assert uploads.ends == []
+        steps.go.set()
         cache = BlobCache(client)
         fetch = functools.partial(cache.fetch, owner=DS, wait_until=time.time() + 60)
         got: dict[str, bytes] = {}
@@ -93,7 +122,7 @@ def test_the_receiver_downloads_early_parts_while_later_ones_upload():
         receiver.join(60)
         assert got["w"] == data
         assert len(uploads.ends) == len(downloads.ends) == 3
-        assert downloads.ends[0] < uploads.ends[-1]  # the first part was in hand before the last was stored
+        assert not steps.late and downloads.ends[0] < uploads.ends[-1]  # part 1 in hand before part 3 was stored
         by_method = client.transport.call_counts()
         assert by_method.get("files.get", 0) >= 3  # each part vetted (owner, folder, size) before download
         server.delete_own(placer.locators())
@@ -110,4 +139,6 @@ def test_a_part_that_never_comes_is_named_after_the_wait():
         waited = time.monotonic() - started
         assert waited >= 1.0
         gets = client.transport.call_counts().get("files.get", 0)
-        assert 8 <= gets <= 25  # every 0.05 s at first, then an eighth of the time waited: not hammering Drive
+        # every 0.05 s at first, then an eighth of the time waited: not hammering Drive (at most 25 in 1 s; fewer on
+        # a loaded machine, where each get takes longer, so the floor only says it looked more than once)
+        assert 2 <= gets <= 25

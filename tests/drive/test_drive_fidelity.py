@@ -47,7 +47,9 @@ def request(mid: str):
     return request_routing(1, mid, sender=DS, recipient=DO, app=APP)
 
 
-def poll_until(t: DriveTransport, mid: str, timeout: float = 10.0):
+def poll_until(t: DriveTransport, mid: str, timeout: float = 60.0):
+    """Poll until ``mid`` is inbound. Generous: a file nothing promised waits for a sweep (every 4 s) and a fresh
+    one may miss one, and a loaded 2-core machine is slow; the wait ends when the file comes."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         listing = t.poll(APP)
@@ -62,7 +64,7 @@ def pair(drive) -> tuple[DriveTransport, DriveTransport]:
     ds.prepare(APP, [DO])
     ds.announce_run(APP, 1)  # stamps the id of ds's next message to do (its head) on the outbox
     do.prepare(APP, [DS])
-    end = time.monotonic() + 5
+    end = time.monotonic() + 60  # generous (a loaded machine); it ends when the folder is read
     do.poll(APP)
     while do.discovery.newest_runs(APP).get(DS) != 1:  # its folder found (listings lag), then read by id
         assert time.monotonic() < end, "the datasite never found the server's folder"
@@ -128,7 +130,7 @@ def test_a_reply_after_a_long_round_goes_to_a_fresh_id_its_folder_stamps_and_is_
     there, so the server (whose sweeps are rare with many datasites) still fetches the reply by id."""
     ds, do = pair(drive)
     do.send(request_routing(1, "r1", sender=DO, recipient=DS, app=APP, kind="reply", reply_to="m0"), b"one")
-    end = time.monotonic() + 10
+    end = time.monotonic() + 60  # generous (a loaded machine); it ends when the reply comes
     while "r1" not in {p.routing.message_id for p in ds.poll(APP).inbound if p.routing}:
         assert time.monotonic() < end
         time.sleep(0.1)
@@ -139,7 +141,7 @@ def test_a_reply_after_a_long_round_goes_to_a_fresh_id_its_folder_stamps_and_is_
     updates = do.api.calls.snapshot().get("files.update", 0)
     second = do.send(request_routing(1, "r2", sender=DO, recipient=DS, app=APP, kind="reply", reply_to="m1"), b"two")
     assert second != stale and do.api.calls.snapshot()["files.update"] == updates + 1  # the fresh head stamped
-    end = time.monotonic() + 10
+    end = time.monotonic() + 60  # generous (a loaded machine); it ends when the reply comes
     while "r2" not in {p.routing.message_id for p in ds.poll(APP).inbound if p.routing}:
         assert time.monotonic() < end, "the server never fetched the reply at its stamped id"
         time.sleep(0.1)
@@ -213,7 +215,8 @@ def test_a_part_that_never_comes_ends_its_wait_at_once_when_its_message_is_withd
     started = time.monotonic()
     with pytest.raises(TransportError, match="withdrawn"):
         cache._wait_for_part(part, DS, 16, io.BytesIO(), time.time() + 600, still_wanted)
-    assert withdrawn["asked"] == 1 and time.monotonic() - started < shared_blobs.WANTED_EVERY + 3
+    # one slice (asked once), not the 600 s bound; the slack is a loaded machine's
+    assert withdrawn["asked"] == 1 and time.monotonic() - started < shared_blobs.WANTED_EVERY + 30
     with pytest.raises(BlobNotStored):  # and without a still_wanted, the wait ends at its bound
         cache._wait_for_part(part, DS, 16, io.BytesIO(), time.time() + 0.5, None)
 
@@ -229,6 +232,19 @@ def test_writes_are_paced_below_the_rate_after_the_burst():
     assert now[0] == pytest.approx(2.0, abs=0.01)  # then 2 per second
     pacer.acquire(4)  # a batch of 4 deletes: 4 writes
     assert now[0] == pytest.approx(4.0, abs=0.01)
+
+
+def test_paced_deletes_go_in_batches_drive_takes_at_once():
+    """A batch's parts reach Drive together: a paced batch of 20 deletes sent as one was refused all but Drive's
+    burst (10 here), and each refused part retried with a backoff (a hundred deletes took minutes)."""
+    with FakeDriveServer(profile="strict") as drive:
+        drive.faults.write_rate, drive.faults.write_burst = 30.0, 10
+        api = drive_api_for(drive.url, DS, writes=WritePacer(20.0, burst=5))
+        drive.store.ensure_user(DS)
+        ids = [drive.store.create(DS, {"name": f"f{i}"})["id"] for i in range(20)]  # not writes of the api
+        assert api.delete_many(ids) == {i: None for i in ids}
+        assert api.calls.retries == 0 and drive.stats()["writes"]["throttled"].get(DS, 0) == 0
+        assert api.calls.snapshot()["batch"] == 4  # batches of the pacer's burst
 
 
 def test_the_sharing_limit_is_retried_with_a_long_backoff():

@@ -61,7 +61,7 @@ def test_a_failing_server_ends_the_run_at_once_with_its_code_and_its_last_lines(
         ["run", "-p", str(QUERY_APP), "--out", str(out), "--run-config", "behaviour='fail'", "--timeout", "120", *FAST]
     )
     assert proc.returncode == 4, proc.stderr[-3000:]  # the server's own code: the ServerApp raised
-    assert elapsed < 30, f"run took {elapsed:.1f} s to notice"
+    assert elapsed < 90, f"run took {elapsed:.1f} s to notice"  # at once, not at --timeout 120 (a loaded machine)
     assert "error: the server datascientist@example.com exited with code 4 (run failed)" in proc.stderr
     assert "ValueError: min-num-clients is 5, but the federation has 2 nodes" in proc.stderr  # its last lines
     report = report_of(out)
@@ -76,7 +76,8 @@ def test_timeout_bounds_the_whole_run_and_a_hung_run_counts_no_round(tmp_path):
     )
     assert proc.returncode == 4, proc.stderr[-3000:]
     assert "did not finish within --timeout 12 s" in proc.stderr
-    assert elapsed < 12 + 5, f"--timeout 12 took {elapsed:.1f} s"  # the fake Drive's start and the report: seconds
+    # the CLI's and the fake Drive's start, the stop and the report: seconds, several on a loaded 2-core machine
+    assert elapsed < 12 + 20, f"--timeout 12 took {elapsed:.1f} s"
     report = report_of(out)
     assert (report["rounds"], report["rounds_completed"]) == (0, 0)
     assert all(isinstance(p["exit_code"], int) for p in report["participants"].values())

@@ -65,6 +65,7 @@ from syft_flwr_gdrive.flower.grid import TransportGrid
 from syft_flwr_gdrive.mailbox.ledger import Ledger
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.mailbox.mailbox import new_message_id
+from syft_flwr_gdrive.transport.drive.ratelimit import WritePacer
 from tests.helpers.reliability import MESSAGE_APP_KEY
 from tests.helpers.reliability import SERVER
 from tests.helpers.reliability import leftover_message_files
@@ -140,7 +141,7 @@ class DishonestDatasite:
     requests and bundles it receives, files in its own outbox only."""
 
     def __init__(self, drive: FakeDriveServer, email: str, server: str, app: str) -> None:
-        self.email, self.server = email, server
+        self.email, self.server, self.drive = email, server, drive
         self.box = keyed_mailbox(drive, email, [server], app)
         self.box.prepare()
         self._bundles_read: set[str] = set()
@@ -244,7 +245,12 @@ class DishonestDatasite:
         )
 
     def clean(self) -> None:
-        """Delete every file it wrote (the attack leaves nothing of its own behind either)."""
+        """Delete every file it wrote (the attack leaves nothing of its own behind either), paced as Drive's write
+        limit allows (the fake's, under the strict profile): a hundred deletes at once are mostly refused."""
+        api = self.box.transport.api  # type: ignore[attr-defined]
+        limit = self.drive.faults
+        if api.writes is None and limit.write_rate > 0:
+            api.writes = WritePacer(limit.write_rate, burst=limit.write_burst)
         mine = [p.handle for p in self.box.stored().outbound] + self.box.my_blobs()
         if mine:
             self.box.delete_own(mine)
@@ -537,8 +543,10 @@ def test_a_datasite_whose_key_changed_is_excluded_at_once_and_still_stopped(tmp_
         extra_env={"SYFT_FLWR_STATE_DIR": str(state)},
     ) as fed:
         fed.start_all()
-        # excluded as soon as its refused key is seen, not after the 30 s key wait
-        wait_for_log(fed.server(), f"datasite {CAROL} is excluded from this run: it publishes a different", 20)
+        # Excluded as soon as its refused key is seen, not after the 30 s key wait: the reason says which (after the
+        # wait it would be "no trusted public key within 30s"). Not a time bound: counted from start_all, it would
+        # include four processes importing Flower, which a loaded 2-core machine makes last.
+        wait_for_log(fed.server(), f"datasite {CAROL} is excluded from this run: it publishes a different", 90)
         assert fed.wait(90), "federation did not finish:\n" + fed.server().log_text()[-3000:]
         server_log = fed.server().log_text()
         for phase in ("aggregate_train", "aggregate_evaluate"):
@@ -626,7 +634,10 @@ def test_a_federation_with_one_dishonest_datasite_counts_every_honest_reply_and_
         fed.server().start()
         finished = fed.wait(120, keys=["server", "client0", "client1", "client2"])
         eve.stopped.set()
-        eve.thread.join(10)
+        # Eve deletes what she wrote after the stop: about a hundred files, paced at the strict fake's 3 writes a
+        # second: half a minute. Her leftovers are checked once she is done, not after 10 s.
+        eve.thread.join(90)
+        assert not eve.thread.is_alive(), "Eve was still deleting her files after 90 s"
         assert finished, "federation did not finish:\n" + fed.server().log_text()[-3000:]
         assert not eve.errors, eve.errors
         server_log = fed.server().log_text()

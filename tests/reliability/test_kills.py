@@ -104,6 +104,20 @@ def _wait_for_next_posting(drive: FakeDriveServer, email: str, before: set[str],
     assert owned_files(drive, email), f"{email} owns nothing while a client is held"
 
 
+def _wait_for_requests(drive: FakeDriveServer, at_least: dict[str, int], timeout: float) -> None:
+    """Wait until each account made ``at_least`` Drive requests in all: a participant still polling gets there
+    (one request per poll, every 0.2 s when the machine keeps up; a loaded 2-core machine may be several times
+    slower, so the bound is generous), one that stopped never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        made = drive.stats()["by_user"]
+        short = {email: (made.get(email, 0), n) for email, n in at_least.items() if made.get(email, 0) < n}
+        if not short:
+            return
+        assert time.monotonic() < deadline, f"stopped polling (requests made, wanted): {short}"
+        time.sleep(0.2)
+
+
 def test_server_killed_mid_run_clients_keep_polling_and_clean_removes_everything(
     tmp_path: Path, drive: FakeDriveServer
 ):
@@ -128,11 +142,10 @@ def test_server_killed_mid_run_clients_keep_polling_and_clean_removes_everything
             held.process.send_signal(signal.SIGCONT)
         before = drive.stats()["by_user"]
         time.sleep(3.0)  # 15 poll intervals
-        after = drive.stats()["by_user"]
+        _wait_for_requests(drive, {email: before.get(email, 0) + 5 for email in CLIENTS}, timeout=60)
         for i, email in enumerate(CLIENTS):
             client = fed.client(i)
             assert client.alive(), f"{email} exited after the server died:\n{client.log_text()[-3000:]}"
-            assert after.get(email, 0) >= before.get(email, 0) + 5, f"{email} stopped polling ({before} -> {after})"
         left = leftover_message_files(drive)
         assert left.get(SERVER), f"the killed server should have left requests behind: {left}"
         for i in range(len(CLIENTS)):

@@ -33,11 +33,13 @@ VALUE = "SECRET-7f3a9c-glucose-242.4242"
 
 
 class OwnedFilesCapture:
-    """Downloads every file ``email`` owns, as ``email``, every 30 ms, with name and metadata.
+    """Downloads every file ``email`` owns, as ``email``, every 30 ms, with name and metadata, and keeps each
+    file ``email`` deletes as it was just before (from the fake's store, in the deleting request).
 
     Files are found in the fake's store, then read by id as ``email``: a listing lags (1 s under
     the strict profile), and a reply now lives less than that (the server fetches it by its
-    promised id and the client deletes it soon after)."""
+    promised id and the client deletes it soon after). A file that lived less than one pass (a pass is
+    several requests, slow on a loaded machine) is still kept: its delete goes through the store."""
 
     FIELDS = "id,name,mimeType,description,appProperties,properties"
 
@@ -51,6 +53,14 @@ class OwnedFilesCapture:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> OwnedFilesCapture:
+        store = self.drive.store
+        delete = store.delete
+
+        def delete_once_kept(email: str, file_id: str) -> None:
+            self._keep(file_id)
+            delete(email, file_id)
+
+        store.delete = delete_once_kept  # type: ignore[method-assign]
         self._thread.start()
         return self
 
@@ -58,6 +68,24 @@ class OwnedFilesCapture:
         self._stop.set()
         self._thread.join(10)
         self.sweep()
+        del self.drive.store.delete  # the store's own method again
+
+    def _keep(self, file_id: str) -> None:
+        """A file about to be deleted, if ``email`` owns it: its metadata and content as ``email`` reads them."""
+        store = self.drive.store
+        with store.lock:
+            rec = store.files.get(file_id)
+            if rec is None or rec.owner != store.account(self.email):
+                return
+            self.seen[file_id] = store.get(self.email, file_id)
+            if rec.is_folder or file_id in self.bodies:
+                return
+            fh, _size, _mime, _resource = store.open_content(self.email, file_id)
+        if fh is None:
+            self.bodies[file_id] = b""
+            return
+        with fh:
+            self.bodies[file_id] = fh.read()
 
     def sweep(self) -> None:
         with self.drive.store.lock:

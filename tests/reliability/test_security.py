@@ -463,13 +463,24 @@ def test_a_malformed_index_entry_is_one_skipped_message_not_a_stalled_poll(drive
             payload = malformed_index_payload(reply) if bad else b"".join(bytes(s) for s in encode_message(reply))
             send_reply(client, req, reply, payload)
             replies[req.metadata.message_id] = reply.metadata.message_id
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not list(grid.pull_messages([ids[1]])):
+        # Wait for both: the poll that brings one reply may not bring the other (the second file is fetched by the
+        # id the first promised, at the next poll), so the good reply's arrival says nothing about the bad one's.
+        pulled: list = []
+
+        def bad_reply_lines() -> list[str]:
+            return [r.getMessage() for r in caplog.records if replies[ids[0]] in r.getMessage()]
+
+        deadline = time.monotonic() + 60
+        while not (pulled and bad_reply_lines()):
+            assert time.monotonic() < deadline, (
+                f"good reply pulled: {bool(pulled)}, bad reply logged: {bad_reply_lines()}"
+            )
+            pulled.extend(grid.pull_messages([ids[1]]))
             grid._poll_if_due(force=True)
             time.sleep(0.05)
         assert grid.mailbox.handled(replies[ids[1]], DO), "the good reply was not handled"
         assert not [r for r in caplog.records if "poll failed" in r.getMessage()]
-        bad_lines = [r.getMessage() for r in caplog.records if replies[ids[0]] in r.getMessage()]
+        bad_lines = bad_reply_lines()
         assert len(bad_lines) == 1 and "size is not a byte count" in bad_lines[0], bad_lines
 
         # Client side: a request with the same damage is answered with an error once, never retried.

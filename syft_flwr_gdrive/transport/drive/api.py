@@ -671,9 +671,21 @@ class DriveApi:
         """
         ids = list(dict.fromkeys(file_ids))
         results: dict[str, DriveError | None] = {}
-        for start in range(0, len(ids), _MAX_BATCH):
-            self._delete_batch(ids[start : start + _MAX_BATCH], missing_ok, results)
+        size = self._deletes_per_batch()
+        for start in range(0, len(ids), size):
+            self._delete_batch(ids[start : start + size], missing_ok, results)
         return results
+
+    def _deletes_per_batch(self) -> int:
+        """Parts of one batch of deletes: at most the write pacer's burst when writes are paced.
+
+        Why: a batch's parts reach Drive at once. The pacer lets a batch of N writes go once N tokens came, but then
+        all N arrive together, and Drive takes only its own burst of them at once (the strict fake: 10) and refuses
+        the rest, retried with backoffs up to 32 s each: a hundred deletes took minutes. Batches no larger than the
+        pacer's burst reach Drive at the paced rate."""
+        if self.writes is None:
+            return _MAX_BATCH
+        return max(1, min(_MAX_BATCH, int(self.writes.capacity)))
 
     def _delete_batch(self, ids: list[str], missing_ok: bool, results: dict[str, DriveError | None]) -> None:
         todo = list(ids)
