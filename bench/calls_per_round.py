@@ -243,7 +243,9 @@ def run_one(n: int, args: Any, workdir: Path) -> dict[str, Any]:
         dump_events(args.events_out.with_name(f"{args.events_out.stem}-n{n}{args.events_out.suffix}"), events, fed)
     out: dict[str, Any] = {
         "clients": n,
-        "mode": mode,
+        "mode": mode
+        if mode != "threads" or H.CLIENT_PROCS["count"] == 1
+        else f"threads in {H.CLIENT_PROCS['count']} processes",
         "completed": fed.completed,
         "elapsed_s": round(fed.elapsed, 2),
         "server_exit": fed.server_exit,
