@@ -18,13 +18,6 @@ the default 3 s that, not Drive, decided how long a round took. The policy:
   instead of polling fast from the start. A client whose next request comes
   only once the slowest of 50 peers answered then spends a few polls per
   exchange, not a dozen.
-* **The fast phase lasts until the learned arrival.** It holds the fast gap for
-  ``hold`` seconds, or longer: until the longest of the remembered leads has
-  passed since ``expect`` (at most ``HOLD_LEADS`` times the least). A client
-  whose next request comes 2.5-3.5 s after its reply (the slowest of 100 peers
-  decides) polls fast over that whole spread, instead of backing off to the
-  interval just before the request lands: at N = 100 the last datasite picked up
-  its request about a poll interval after it was written.
 * Anything that arrives restarts the fast phase (``arrived``): replies
   trickling in from many clients are collected at the fast cadence.
 
@@ -52,7 +45,6 @@ HOLD = 1.0  # seconds spent at the fast gap before backing off
 BACKOFF = 2.0  # each gap after the hold is about this many times the last
 LEAD_SHARE = 0.5  # the first poll of a fast phase comes at this share of the learned lead
 LEAD_MEMORY = 4  # leads remembered; the least of them is used (variation makes polls earlier, not later)
-HOLD_LEADS = 2.0  # the fast phase lasts to the longest remembered lead, at most this many times the least
 DUE_TOLERANCE = 0.05  # a poll this close to its due time (as a share of the gap) counts as due
 
 
@@ -88,17 +80,16 @@ class PollPolicy:
         learned = 0.0 if lead is None else LEAD_SHARE * lead
         return min(self.interval, max(self.fast, learned))
 
-    def gap(self, since_expect: float | None, hold: float | None = None) -> float:
+    def gap(self, since_expect: float | None) -> float:
         """Seconds from one poll to the next, ``since_expect`` seconds into a fast phase (None: idle).
 
-        Fast for ``hold`` seconds (the policy's, or the longer ``hold`` given: the learned arrival); then
-        the gap grows by ``backoff - 1`` seconds per second waited, which, polling on schedule, makes
-        each gap ``backoff`` times the one before; never above the interval.
+        Fast for ``hold`` seconds; then the gap grows by ``backoff - 1`` seconds per second waited,
+        which, polling on schedule, makes each gap ``backoff`` times the one before; never above
+        the interval.
         """
         if not self.adaptive or since_expect is None:
             return self.interval
-        held = self.hold if hold is None else max(self.hold, hold)
-        grown = self.fast + max(0.0, since_expect - held) * (self.backoff - 1.0)
+        grown = self.fast + max(0.0, since_expect - self.hold) * (self.backoff - 1.0)
         return min(self.interval, grown)
 
 
@@ -119,7 +110,6 @@ class PollSchedule:
         self._due: float | None = None  # when the next poll is due; None: now
         self._last: float | None = None  # the last poll
         self._expected_at: float | None = None  # the open expect() whose lead is not learned yet
-        self._hold: float | None = None  # this fast phase's hold, when the learned leads make it longer
         self._leads: deque[float] = deque(maxlen=LEAD_MEMORY)
 
     @classmethod
@@ -144,10 +134,6 @@ class PollSchedule:
             self._anchor = max(now, first)
             self._due = first
             self._expected_at = now
-            self._hold = None
-            if self._leads:  # fast until the longest recent lead has passed (bounded by a multiple of the least)
-                until = now + min(max(self._leads), HOLD_LEADS * min(self._leads))
-                self._hold = max(0.0, until - self._anchor)
 
     def arrived(self, at: float | None = None) -> None:
         """The poll that started at ``at`` found something: learn the lead, and stay fast for what follows."""
@@ -160,7 +146,6 @@ class PollSchedule:
                 self._leads.append(max(0.0, found - self._expected_at))
                 self._expected_at = None
             self._anchor = now
-            self._hold = None  # what follows an arrival comes soon or not at all: the policy's hold
             soon = now + self.policy.fast
             self._due = soon if self._due is None else min(self._due, soon)
 
@@ -172,14 +157,14 @@ class PollSchedule:
             if self._anchor is not None and now < self._anchor:
                 self._due = self._anchor  # a fast phase whose first poll is still ahead
             else:
-                self._due = now + self.policy.gap(self._since(now), self._hold)
+                self._due = now + self.policy.gap(self._since(now))
         return self.due_in()
 
     def gap(self) -> float:
         """The gap the schedule is at now (the interval when idle)."""
         now = self._clock()
         with self._lock:
-            return self.policy.gap(self._since(now), self._hold)
+            return self.policy.gap(self._since(now))
 
     def due_in(self) -> float:
         """Seconds until the next poll is due (0: due now)."""

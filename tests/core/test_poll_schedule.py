@@ -11,7 +11,6 @@ from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.flower.poll_schedule import BACKOFF
 from syft_flwr_gdrive.flower.poll_schedule import FAST
 from syft_flwr_gdrive.flower.poll_schedule import HOLD
-from syft_flwr_gdrive.flower.poll_schedule import HOLD_LEADS
 from syft_flwr_gdrive.flower.poll_schedule import LEAD_MEMORY
 from syft_flwr_gdrive.flower.poll_schedule import LEAD_SHARE
 from syft_flwr_gdrive.flower.poll_schedule import PollPolicy
@@ -198,39 +197,3 @@ def test_policy_rejects_nonsense() -> None:
         PollPolicy(interval=0.0)
     with pytest.raises(ValueError, match="backoff"):
         PollPolicy(interval=3.0, backoff=0.5)
-
-
-def _poll_times_after_learning(leads: list[float], polls: int) -> list[float]:
-    """Seconds after an expect() at which a participant polls (exactly when due), once ``leads`` were learned."""
-    clock = Clock()
-    sched = PollSchedule(PollPolicy(interval=3.0), clock=clock)
-    for lead in leads:
-        sched.expect()
-        clock.now += lead
-        sched.polled()
-        sched.arrived(at=clock.now)
-        clock.now += 5.0
-        sched.polled()
-    start = clock.now
-    sched.expect()
-    times = []
-    for _ in range(polls):
-        clock.now += sched.due_in()
-        times.append(clock.now - start)
-        sched.polled()
-    return times
-
-
-def test_the_fast_phase_lasts_until_the_longest_learned_lead() -> None:
-    # next requests came 2.5 to 3.5 s after each expect: fast from half the least to the longest, then backing off
-    times = _poll_times_after_learning([2.5, 3.5, 3.0], 16)
-    assert times[0] == pytest.approx(LEAD_SHARE * 2.5)
-    fast = [t for a, t in zip(times, times[1:]) if t - a == pytest.approx(FAST)]
-    assert fast[-1] == pytest.approx(3.5, abs=FAST)  # still fast when the latest of them came
-    assert max(b - a for a, b in zip(times, times[1:])) == pytest.approx(3.0)  # then back to the interval
-
-
-def test_the_longer_fast_phase_is_bounded_by_a_multiple_of_the_least_lead() -> None:
-    times = _poll_times_after_learning([1.0, 9.0], 12)
-    fast_until = max(t for a, t in zip(times, times[1:]) if t - a == pytest.approx(FAST))
-    assert fast_until <= HOLD_LEADS * 1.0 + FAST + 1e-9
