@@ -459,7 +459,8 @@ def run_federation(
     if mode == "processes":
         batches = [[(i, e)] for i, e in enumerate(emails)]
     elif mode == "threads":
-        batches = [list(enumerate(emails))]
+        procs_n = max(1, min(CLIENT_PROCS["count"], n_clients))
+        batches = [list(enumerate(emails))[k::procs_n] for k in range(procs_n)]
     else:
         raise ValueError(f"mode must be 'processes' or 'threads', not {mode!r}")
     t_start = time.time()
@@ -510,6 +511,19 @@ def run_federation(
 
 
 DRIVE_PROFILE = {"name": "default"}  # set by --drive-profile; every fake_drive() of the script uses it
+# set by --client-procs: how many OS processes the client threads of a ``threads`` run are spread over. One
+# process holds one GIL: 100 client threads in one process queue for it (py-spy: most of their samples wait on
+# it) while the machine has a second core; a few processes is how 100 datasites would run (each on its own
+# machine), and the fake keeps its own process (the script's) either way.
+CLIENT_PROCS = {"count": 1}
+
+
+class _ClientProcsAction(argparse.Action):
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        if int(values) < 1:
+            parser.error("--client-procs must be at least 1")
+        setattr(namespace, self.dest, int(values))
+        CLIENT_PROCS["count"] = int(values)
 
 
 class _ProfileAction(argparse.Action):
@@ -536,6 +550,13 @@ def base_parser(description: str) -> argparse.ArgumentParser:
         action=_ProfileAction,
         help="fake Drive profile; strict: only what Drive documents (lag on every change, 3 writes/s per "
         "account, hidden owner emails, ...; docs/drive-assumptions.md)",
+    )
+    p.add_argument(
+        "--client-procs",
+        type=int,
+        default=1,
+        action=_ClientProcsAction,
+        help="threads mode: spread the client threads over this many processes (default 1: all in one)",
     )
     p.add_argument(
         "--code",

@@ -83,6 +83,13 @@ def parse_args() -> Any:
         "--timeout", type=float, default=300.0, help="seconds per federation run before giving up (default 300)"
     )
     p.add_argument("--skip-idle", action="store_true", help="skip the idle-poll experiment")
+    p.add_argument(
+        "--events-out",
+        type=Path,
+        default=None,
+        help="write every Drive call the fake answered (time, user, route, status, batch part) and the exchanges "
+        "as JSON to this path, one file per N (suffix -nN), for a timeline of where a round's time goes",
+    )
     a = p.parse_args()
     H.apply_quick(a, p, {"clients": "2,5", "rounds": 3, "pending": 50, "idle_peers": "2,10"})
     a.client_counts = [int(x) for x in a.clients.split(",") if x.strip()]
@@ -232,9 +239,13 @@ def run_one(n: int, args: Any, workdir: Path) -> dict[str, Any]:
             **app_kw,
         )
         events = tap.snapshot()
+    if args.events_out is not None:
+        dump_events(args.events_out.with_name(f"{args.events_out.stem}-n{n}{args.events_out.suffix}"), events, fed)
     out: dict[str, Any] = {
         "clients": n,
-        "mode": mode,
+        "mode": mode
+        if mode != "threads" or H.CLIENT_PROCS["count"] == 1
+        else f"threads in {H.CLIENT_PROCS['count']} processes",
         "completed": fed.completed,
         "elapsed_s": round(fed.elapsed, 2),
         "server_exit": fed.server_exit,
@@ -296,6 +307,24 @@ def run_one(n: int, args: Any, workdir: Path) -> dict[str, Any]:
     if not fed.completed:
         out["server_log_tail"] = (fed.logs.get("server") or "")[-1500:]
     return out
+
+
+def dump_events(path: Path, events: list[H.CallEvent], fed: H.FederationResult) -> None:
+    """The raw material of a timeline: every call, the exchanges, and each ClientApp call's start and end."""
+    import json
+
+    app_calls = [c for worker in fed.client_workers for c in worker.get("app_calls") or []]
+    path.write_text(
+        json.dumps(
+            {
+                "events": [[ev.t, ev.user, ev.route, ev.status, ev.part] for ev in events],
+                "exchanges": fed.exchanges,
+                "app_calls": app_calls,
+                "server_start": fed.server.get("t_start"),
+            }
+        ),
+        encoding="utf-8",
+    )
 
 
 def setup_figures(fed: H.FederationResult, events: list[H.CallEvent], clients: list[str]) -> dict[str, Any]:

@@ -256,7 +256,9 @@ def main() -> int:
         "rounds": args.rounds,
         "trials": trials,
         "app": args.app,
-        "mode": args.mode,
+        "mode": args.mode
+        if args.mode != "threads" or H.CLIENT_PROCS["count"] == 1
+        else f"threads in {H.CLIENT_PROCS['count']} processes",
         "floor_exchange_s": floor,
         "completed": completed,
         "exchanges": rows,

@@ -105,6 +105,7 @@ class TransportGrid(Grid):
             reply_wait=lambda: self.msg_timeout,
             acknowledged=self._stops.acknowledged,
             stopped_unverified=self._stops.sent_unverified,
+            awaited=lambda: self._replies.awaited_senders() | self._stops.owed(),
         )
         # The legacy path's one-message calls, made side by side from a thread pool, become one push.
         self._coalescer: Coalescer[Message] = Coalescer(

@@ -77,8 +77,10 @@ class ReplyIntake:
         reply_wait: Callable[[], float],
         acknowledged: Callable[[str], str | None],
         stopped_unverified: Callable[[str, str], bool] = lambda datasite, stop_id: False,
+        awaited: Callable[[], set[str]] = set,
     ) -> None:
-        """``run_id()`` is the run replies must belong to; ``reply_wait()`` bounds the wait for a reply's blob
+        """``awaited()`` names the datasites that owe a reply or a stop-ack now; ``run_id()`` is the run replies
+        must belong to; ``reply_wait()`` bounds the wait for a reply's blob
         parts still uploading; ``acknowledged(datasite)`` notes a stop-ack and names a stop file to delete;
         ``stopped_unverified(datasite, stop_id)`` says whether ``stop_id`` is a stop sent to ``datasite``'s
         refused key (its acknowledgement is taken from the listing)."""
@@ -90,6 +92,7 @@ class ReplyIntake:
         self._reply_wait = reply_wait
         self._acknowledged = acknowledged
         self._stopped_unverified = stopped_unverified
+        self._awaited = awaited
         self._polling = threading.Lock()  # held by the one thread polling now
         self._deleter = ThreadPoolExecutor(max_workers=DELETE_WORKERS, thread_name_prefix="grid-delete")
         # Replies never need shared blobs, but one that names a blob gets the same checks as a client's fetch.
@@ -114,6 +117,9 @@ class ReplyIntake:
                 return
             started = time.monotonic()
             self.schedule.polled(started)
+            # only the datasites that owe a reply or an ack are asked for their next file by id (none owing:
+            # everyone's); at N = 100 the last replies come 100 times cheaper
+            self.mailbox.await_from(self._awaited() or None)
             result = self.mailbox.poll(accept=self._accept)
             for delivery in result.deliveries:
                 try:

@@ -117,6 +117,11 @@ class ReplyStore:
             still = {p.handle for p in self._pending.values()}  # a bundle goes once none of its parts waits
         return gone, sorted({pending.handle for pending in gone} - still)
 
+    def awaited_senders(self) -> set[str]:
+        """The datasites that still owe a reply."""
+        with self._cond:
+            return {pending.recipient for pending in self._pending.values()}
+
     def unanswered(self) -> list[str]:
         """Ids of every request still awaiting its reply."""
         with self._cond:

@@ -88,6 +88,11 @@ class StopProtocol:
             )
         return everyone - missing
 
+    def owed(self) -> set[str]:
+        """The datasites whose stop acknowledgement is still awaited."""
+        with self._cond:
+            return set(self._handles)
+
     def sent_unverified(self, datasite: str, stop_id: str) -> bool:
         """Whether ``stop_id`` is the stop sent to ``datasite``'s refused key (its ack cannot be verified)."""
         with self._cond:

@@ -17,6 +17,7 @@ import hashlib
 import json
 import threading
 import uuid
+from collections.abc import Collection
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -352,6 +353,11 @@ class Mailbox:
         return head.bundle_id, self.transport.send_bundle(routing, sealed)
 
     # -- receiving --------------------------------------------------------------------
+
+    def await_from(self, peers: Collection[str] | None) -> None:
+        """Tell the transport whose messages the next polls await (None: anyone's); a hint, see
+        :meth:`Transport.await_from`."""
+        self.transport.await_from(self.app, None if peers is None else sorted(canonical_email(p) for p in peers))
 
     def poll(self, accept: Accept | None = None) -> PollResult:
         """One poll: list, check, read and verify new messages.

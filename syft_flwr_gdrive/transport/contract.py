@@ -12,6 +12,7 @@ import abc
 import io
 import threading
 from collections.abc import Callable
+from collections.abc import Collection
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -287,6 +288,13 @@ class Transport(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - an optional hook: most transports hold nothing to release
         """Release connections and threads (default: nothing to release)."""
+
+    def await_from(self, app: str, peers: Collection[str] | None) -> None:  # noqa: B027 - an optional hint
+        """A hint for the next polls of ``app``: only ``peers``' next messages are awaited now (None: anyone's).
+
+        A transport that fetches each peer's next file by id at every poll may fetch only these peers' (a server
+        with 100 datasites, 3 of which still owe a reply, then asks for 3 files, not 100); what others send is
+        still found, by the listings that find what nothing promised. Default: ignored."""
 
     def min_poll_gap(self) -> float:
         """The shortest gap between polls, in seconds, this transport asks for (e.g. to stay within a quota).

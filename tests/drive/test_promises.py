@@ -251,3 +251,18 @@ def test_get_many_answers_each_id_in_one_request_and_paces_each_part_as_a_get(dr
     assert api.limiter.units[-1] == 2 * 5  # two files.get parts, 5 units each
     many = api.get_many([f"{missing}{i}" for i in range(150)], fields="id")
     assert len(many) == 150 and api.calls.total - before == 3  # 100 parts per batch at most
+
+
+def test_a_promised_file_of_a_peer_not_awaited_waits_until_that_peer_is_awaited_again(drive):
+    ds, do = pair(drive)
+    ds.send(request("m1"), b"one")
+    listed_until(do, "m1")  # learnt ds's promise
+    drive.faults.list_lag = HOUR  # from now on only a get by id finds ds's files
+    do.await_from(APP, ["someone.else@x.com"])  # ds owes nothing: its next file is not asked for
+    ds.send(request("m2"), b"two")
+    assert "m2" not in ids(do.poll(APP).inbound)
+    do.await_from(APP, [DS])  # ds owes a message again: fetched by id at the next poll
+    assert "m2" in ids(do.poll(APP).inbound)
+    do.await_from(APP, None)  # everyone's, as without the hint
+    ds.send(request("m3"), b"three")
+    assert "m3" in ids(do.poll(APP).inbound)

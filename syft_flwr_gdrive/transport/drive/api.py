@@ -407,6 +407,10 @@ class DriveApi:
         self._pool: ThreadPoolExecutor | None = None  # read_batch's side-by-side batch requests
         self._pool_lock = threading.Lock()
         self._service = build_drive_service(credentials, base_url=base_url, timeout=timeout, hook=self._on_http_request)
+        # The files resource, built once: googleapiclient builds every method of a resource each time it is asked
+        # for one (a poll of 100 reads asked 100 times: a seventh of a busy client's CPU); it holds no request
+        # state, so threads share it.
+        self._files = self._service.files()
 
     escape_q = staticmethod(escape_q)
 
@@ -499,13 +503,13 @@ class DriveApi:
         ids: list[str] = []
         while len(ids) < count:
             n = min(_MAX_GENERATE_IDS, count - len(ids))
-            req = self._service.files().generateIds(count=n, space="drive", type="files")
+            req = self._files.generateIds(count=n, space="drive", type="files")
             ids.extend(self._execute("files.generateIds", req)["ids"])
         return ids
 
     def get(self, file_id: str, fields: str = DEFAULT_FILE_FIELDS) -> dict[str, Any]:
         """One file's metadata by id (consistent, unlike list by name)."""
-        req = self._service.files().get(fileId=file_id, fields=fields)
+        req = self._files.get(fileId=file_id, fields=fields)
         return self._execute("files.get", req, resource=file_id)
 
     def get_many(
@@ -565,9 +569,9 @@ class DriveApi:
         batch = self._service.new_batch_http_request(callback=on_part)
         for i, (kind, key) in enumerate(parts):
             if kind == "get":
-                batch.add(self._service.files().get(fileId=key, fields=fields), request_id=str(i))
+                batch.add(self._files.get(fileId=key, fields=fields), request_id=str(i))
             else:
-                batch.add(self._service.files().list(**self._list_kwargs(key, list_fields, 1000)), request_id=str(i))
+                batch.add(self._files.list(**self._list_kwargs(key, list_fields, 1000)), request_id=str(i))
         units = sum(units_for("files.get" if kind == "get" else "files.list") for kind, _ in parts)
         self._execute("batch.read", batch, call=lambda b, http: b.execute(http=http), units=units)
         for i, (kind, key) in enumerate(parts):
@@ -609,7 +613,7 @@ class DriveApi:
             kwargs["orderBy"] = order_by
         if page_token:
             kwargs["pageToken"] = page_token
-        resp = self._execute("files.list", self._service.files().list(**kwargs))
+        resp = self._execute("files.list", self._files.list(**kwargs))
         return list(resp.get("files", [])), resp.get("nextPageToken")
 
     @staticmethod
@@ -650,12 +654,12 @@ class DriveApi:
             kwargs["addParents"] = ",".join(add_parents)
         if remove_parents:
             kwargs["removeParents"] = ",".join(remove_parents)
-        return self._execute("files.update", self._service.files().update(**kwargs), resource=file_id)
+        return self._execute("files.update", self._files.update(**kwargs), resource=file_id)
 
     def delete(self, file_id: str, *, missing_ok: bool = False) -> None:
         """Delete for good (owner only). A retry that finds the file gone counts as success."""
         state = _Attempts()
-        req = self._service.files().delete(fileId=file_id)
+        req = self._files.delete(fileId=file_id)
         try:
             self._execute("files.delete", req, resource=file_id, attempts=state)
         except DriveNotFound:
@@ -706,7 +710,7 @@ class DriveApi:
 
             batch = self._service.new_batch_http_request(callback=on_part)
             for i, fid in enumerate(todo):
-                batch.add(self._service.files().delete(fileId=fid), request_id=str(i))
+                batch.add(self._files.delete(fileId=fid), request_id=str(i))
             state = _Attempts()
             try:
                 self._execute(
@@ -836,7 +840,7 @@ class DriveApi:
         body = self._metadata(name, parent_id, file_id, FOLDER_MIME, properties)
 
         def run() -> dict[str, Any]:
-            req = self._service.files().create(body=body, fields=fields)
+            req = self._files.create(body=body, fields=fields)
             return self._execute("files.create", req)
 
         return self._create("files.create", run, file_id=file_id, name=name, fields=fields)
@@ -866,7 +870,7 @@ class DriveApi:
 
         def run() -> dict[str, Any]:
             media = MediaInMemoryUpload(bytes(data), mimetype=mime_type, resumable=False)
-            req = self._service.files().create(body=body, media_body=media, fields=fields)
+            req = self._files.create(body=body, media_body=media, fields=fields)
             return self._execute("files.create", req)
 
         return self._create("files.create", run, file_id=file_id, name=name, fields=fields)
@@ -908,7 +912,7 @@ class DriveApi:
 
         def run() -> dict[str, Any]:
             restarts = 0
-            req = self._service.files().create(body=body, media_body=media, fields=fields)
+            req = self._files.create(body=body, media_body=media, fields=fields)
             while True:
                 try:
                     _status, done = self._execute(
@@ -923,7 +927,7 @@ class DriveApi:
                         raise
                     restarts += 1
                     log.info("Drive upload session for %r was lost; restarting", name)
-                    req = self._service.files().create(body=body, media_body=media, fields=fields)
+                    req = self._files.create(body=body, media_body=media, fields=fields)
                     continue
                 if done is not None:
                     return done
@@ -950,7 +954,7 @@ class DriveApi:
         offset = 0
         total: int | None = None
         while total is None or offset < total:
-            req = self._service.files().get_media(fileId=file_id)
+            req = self._files.get_media(fileId=file_id)
             # Ranges are over the stored bytes: never let the body be re-encoded.
             for key in list(req.headers):
                 if key.lower() in ("accept-encoding",):

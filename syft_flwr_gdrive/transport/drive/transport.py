@@ -41,6 +41,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Collection
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -84,6 +85,7 @@ from syft_flwr_gdrive.transport.drive.polling import POLL_RETRY_SECONDS
 from syft_flwr_gdrive.transport.drive.polling import Poller
 from syft_flwr_gdrive.transport.drive.polling import Sorted
 from syft_flwr_gdrive.transport.drive.polling import Sweep
+from syft_flwr_gdrive.transport.drive.promises import Stream
 from syft_flwr_gdrive.transport.drive.retry import deadline
 from syft_flwr_gdrive.transport.drive.writes import REFUSED_ID
 from syft_flwr_gdrive.transport.drive.writes import Writer
@@ -125,6 +127,7 @@ class DriveTransport(Transport):
         self._my_aliases: dict[str, str] = {}  # a part's reserved id Drive refused -> where I stored the part
         self._keys_to_announce: dict[str, dict[str, str]] = {}  # app -> my keys, stamped with its run announcement
         self._alias_lock = threading.Lock()
+        self._awaited: dict[str, frozenset[str]] = {}  # app -> the only peers whose next direct files a poll fetches
 
     @property
     def last_poll_lists(self) -> int:
@@ -358,6 +361,24 @@ class DriveTransport(Transport):
         found = [str(f["id"]) for f in self.api.list_files(layout.my_blobs_query(app), fields="id")]
         return [h for h in found if h not in self.poller.gone]
 
+    def await_from(self, app: str, peers: Collection[str] | None) -> None:
+        """Fetch only these peers' promised direct files at the next polls (None: every peer's). A server waiting
+        for the last few replies of 100 then asks Drive for a few files, not 100, at each of its fast polls (less
+        work for Drive and for the server's poll: at N = 100 that, not Drive, set the pace of the last replies).
+        Bundles, folder reads, held files and the sweeps are unchanged: what others send is found as before."""
+        if peers is None:
+            self._awaited.pop(app, None)
+        else:
+            self._awaited[app] = frozenset(canonical_email(p) for p in peers)
+
+    def _promised(self, app: str) -> dict[str, Stream]:
+        """The promised ids this poll fetches: every outstanding one, or only the awaited peers' direct streams."""
+        wanted = self.poller.promised_now(app)
+        awaited = self._awaited.get(app)
+        if awaited is None:
+            return wanted
+        return {i: s for i, s in wanted.items() if s[1] != "direct" or s[2] in awaited}
+
     def poll(self, app: str) -> Listing:
         """What peers sent me and what I sent: one batch request (:meth:`.api.DriveApi.read_batch`) of the files
         peers promised me, the requests, stops and bundles I hold, peers' folders due for a read (their runs,
@@ -370,7 +391,7 @@ class DriveTransport(Transport):
                 discover = self.discovery.due(app, peers)
                 places = self.discovery.places(app, mine)
                 folder_reads = self.discovery.folders_to_read(app)
-                wanted = self.poller.promised_now(app)
+                wanted = self._promised(app)
                 held = self.poller.held(app)
                 folders = places.folders()
                 sweep = self.lister.queries(app, places) if self.lister.due(app, places) else []
@@ -385,7 +406,7 @@ class DriveTransport(Transport):
                 places_now = self.discovery.places(app, mine)
                 # What these answers taught (a peer's first heads, a new run's bundles folder) is read in the same
                 # poll, in one more batch request: a run's first file is not left for the next poll.
-                more_wanted = {i: s for i, s in self.poller.promised_now(app).items() if i not in wanted}
+                more_wanted = {i: s for i, s in self._promised(app).items() if i not in wanted}
                 more_folders = [f for f in places_now.folders() if f not in folders]  # found now: looked in at once
                 more_sweep = self.lister.queries(app, places_now, only=more_folders) if more_folders else []
                 if more_wanted or more_sweep:
