@@ -8,6 +8,7 @@ googleapiclient re-sends what the 401 refused. The fake counts the refreshes (``
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 
 import pytest
@@ -144,6 +145,22 @@ def test_a_revoked_refresh_token_stops_at_once_with_one_message_that_names_the_f
         assert err.fix.startswith("nothing to log in to on a fake Drive: restart the fake Drive")
         assert '"Testing" gets refresh tokens that expire 7 days after sign-in' in err.why
         assert "('" not in str(err) and "{'" not in str(err) and "status=" not in str(err)
+        # Every later call, from any thread, fails the same way without asking Google again.
+        threads = [threading.Thread(target=lambda: refusals.append(_refusal_of(api.about_me))) for _ in range(4)]
+        refusals: list[str] = []
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert refusals == [str(err)] * 4 and drive.stats()["oauth"]["refused"] == {"invalid_grant": 1}
+
+
+def _refusal_of(call) -> str:
+    try:
+        call()
+    except DriveSignInRefused as exc:
+        return str(exc)
+    return "no refusal"
 
 
 def refused(error: str = "invalid_grant", description: str = "Token has been expired or revoked.") -> RefreshError:

@@ -37,6 +37,7 @@ from typing_extensions import Unpack
 from syft_flwr_gdrive.transport.drive.errors import DriveConflict
 from syft_flwr_gdrive.transport.drive.errors import DriveError
 from syft_flwr_gdrive.transport.drive.errors import DriveNotFound
+from syft_flwr_gdrive.transport.drive.errors import DriveSignInRefused
 from syft_flwr_gdrive.transport.drive.errors import DriveTooLarge
 from syft_flwr_gdrive.transport.drive.ratelimit import MODIFY_UNITS
 from syft_flwr_gdrive.transport.drive.ratelimit import WRITE_METHODS
@@ -402,6 +403,9 @@ class DriveApi:
         self.limiter = limiter  # paces quota units; shared by every thread (and DriveApi) of a process
         self.writes = writes  # paces this account's writes below Drive's per-account limit (shared likewise)
         self.sign_in = sign_in or SignIn.of(credentials)  # named when Google stops refreshing the credentials
+        # Google refused to refresh the sign-in for good (invalid_grant): every later call fails the same way
+        # without asking Google again, whichever thread makes it.
+        self.sign_in_refused: DriveSignInRefused | None = None
         self.calls = CallCounter()
         self._tls = threading.local()
         self._pool: ThreadPoolExecutor | None = None  # read_batch's side-by-side batch requests
@@ -449,6 +453,8 @@ class DriveApi:
         Failures that reach the caller are typed :class:`DriveError`s.
         """
         state = attempts if attempts is not None else _Attempts()
+        if self.sign_in_refused is not None:
+            raise self.sign_in_refused
 
         cost = units if units is not None else units_for(method)
         written = writes if writes is not None else int(method in WRITE_METHODS)
@@ -487,6 +493,8 @@ class DriveApi:
             return self.retry.retrying(on_retry)(attempt)
         except Exception as exc:
             err = to_drive_error(exc, method=method, resource=resource, retries=state.count - 1, sign_in=self.sign_in)
+            if isinstance(err, DriveSignInRefused):
+                self.sign_in_refused = err
             if err is None or err is exc:
                 raise
             raise err from exc
