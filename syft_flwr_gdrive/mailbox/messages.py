@@ -91,7 +91,7 @@ class MessageReader:
         if routing is None:
             return self._refuse(posting, vetting.unrouted(posting) or vetting.NO_ROUTING)
         reason = vetting.malformed(routing)
-        if reason is None and self.ledger.handled(routing.message_id, routing.sender):
+        if reason is None and self.ledger.handled(routing.message_id, routing.sender, routing.created_at):
             return None  # handled before
         reason = reason or vetting.misaddressed(routing, self.app, self.me) or vetting.forged(posting, routing)
         reason = reason or vetting.stranger(routing, self.peers)
@@ -135,7 +135,7 @@ class MessageReader:
 
         (Its header agrees with ``routing``, or it was not read: the listed id and sender are the message's.)"""
         self.skips.refuse(posting, reason)
-        self.ledger.add(routing.message_id, routing.sender)
+        self.ledger.add(routing.message_id, routing.sender, routing.created_at)
         return None
 
     def _download(self, posting: Posting) -> tuple[Envelope, BinaryIO, int] | None:
@@ -169,7 +169,7 @@ class MessageReader:
                 raise Refused(reason)
             reason = vetting.expired(envelope.created_at, envelope.ttl)
             if reason:
-                self.ledger.add(envelope.message_id, envelope.sender)
+                self.ledger.add(envelope.message_id, envelope.sender, envelope.created_at)
                 raise Refused(reason)
 
         sink = SealedBodySink(
