@@ -19,10 +19,13 @@ pins, id book, folder ids, ...), the files it owns on Drive (``FakeDriveServer.o
 ground truth, not a lagging listing) and the round time (the sampled round's own, and the median of the 10
 rounds up to it).
 
-**Flat** means every figure at the last round is within 10 % of its value at round 10, or within a stated
-constant (``TOLERANCE``: 8 MiB RSS, 2 fds, 2 threads, 4 KiB of state dir, 3 Drive files, 0.25 s of round
-time, 20,000 allocated blocks), from round 10 to the end. The last JSON line gives both samples per
-participant, the flags and ``flat``.
+**Flat** means no figure at the last round grew past its value at round 10 by more than 10 % or a stated
+constant (``TOLERANCE``: 8 MiB RSS, 2 fds, 2 threads, 4 KiB of state dir besides the ledger, 3 Drive files,
+0.25 s of round time, 20,000 allocated blocks); a figure that fell (a faster round) is flat. The ledger is
+judged by its own bound instead: it keeps a sender's newest 64 entries and compacts at 128
+(mailbox/ledger.py), so it fills up to round ~64 and then saws between 64 and 128 lines per sender; flat means
+it holds at most ``2 * KEEP_PER_SENDER + 1`` lines per sender at every sample (the timeline shows it level
+from round 100 on). The last JSON line gives both samples per participant, the flags and ``flat``.
 """
 
 from __future__ import annotations
@@ -43,13 +46,14 @@ TOLERANCE: dict[str, float] = {
     "rss_kib": 8 * 1024,
     "fds": 2,
     "threads": 2,
-    "state_bytes": 4096,
+    "state_bytes_besides_ledger": 4096,
     "drive_files": 3,
     "round_s_median10": 0.25,
     "allocated_blocks": 20_000,
 }
 RELATIVE = 0.10
 FIRST_SAMPLE = 10
+LEDGER_FILES = "handled-"  # the ledger's file names start so (mailbox/ledger.py ``Ledger.for_app``)
 
 
 def parse_args() -> Any:
@@ -99,6 +103,16 @@ def state_files(folder: Path) -> dict[str, int]:
                 except OSError:
                     pass
     return files
+
+
+def ledger_lines(folder: Path) -> int:
+    total = 0
+    for path in folder.glob(LEDGER_FILES + "*"):
+        try:
+            total += len(path.read_bytes().splitlines())
+        except OSError:
+            pass
+    return total
 
 
 def participant_state_dir(state_root: Path, email: str) -> Path:
@@ -168,10 +182,13 @@ class Sampler(threading.Thread):
         state_root = self.workdir / "state"
         figures: dict[str, Any] = {}
         for email, proc in workers.items():
-            files = state_files(participant_state_dir(state_root, email))
+            folder = participant_state_dir(state_root, email)
+            files = state_files(folder)
             figures[email] = {
                 **proc_figures(proc.popen.pid),
                 "state_bytes": sum(files.values()),
+                "state_bytes_besides_ledger": sum(v for k, v in files.items() if not k.startswith(LEDGER_FILES)),
+                "ledger_lines": ledger_lines(folder),
                 "state_files": files,
                 "drive": drive_files(self.drive, email),
             }
@@ -221,6 +238,8 @@ def compact(sample: dict[str, Any], email: str) -> dict[str, Any]:
         "fds": p.get("fds"),
         "threads": p.get("threads"),
         "state_bytes": p.get("state_bytes"),
+        "state_bytes_besides_ledger": p.get("state_bytes_besides_ledger"),
+        "ledger_lines": p.get("ledger_lines"),
         "state_files": p.get("state_files"),
         "drive_files": p["drive"]["count"],
         "drive_bytes": p["drive"]["bytes"],
@@ -231,8 +250,17 @@ def compact(sample: dict[str, Any], email: str) -> dict[str, Any]:
     }
 
 
-def judge(first: dict[str, Any], last: dict[str, Any]) -> dict[str, bool]:
-    return {name: flat_figure(name, first.get(name), last.get(name)) for name in TOLERANCE}
+def ledger_bound(senders: int) -> int:
+    """Most lines a bounded ledger holds: per sender 2 x keep entries (compacted past that) and a floor line."""
+    from syft_flwr_gdrive.mailbox.ledger import KEEP_PER_SENDER
+
+    return senders * (2 * KEEP_PER_SENDER + 1)
+
+
+def judge(first: dict[str, Any], last: dict[str, Any], ledger_lines_seen: list[int], senders: int) -> dict[str, bool]:
+    verdict = {name: flat_figure(name, first.get(name), last.get(name)) for name in TOLERANCE}
+    verdict["ledger_lines"] = max(ledger_lines_seen) <= ledger_bound(senders)
+    return verdict
 
 
 # -- main -----------------------------------------------------------------------------------------------
@@ -308,7 +336,7 @@ def main() -> int:
         "completed": fed.completed,
         "elapsed_s": round(fed.elapsed, 1),
         "sampled_rounds": sorted(samples),
-        "tolerance": {"relative": RELATIVE, **TOLERANCE},
+        "tolerance": {"relative": RELATIVE, **TOLERANCE, "ledger_lines": "at most 2 x keep + 1 per sender"},
         "left_on_drive_after_run": left_on_drive,
     }
     last_round = max(samples) if samples else None
@@ -319,12 +347,16 @@ def main() -> int:
         if not (first and last):
             break
         a, b = compact(first, email), compact(last, email)
-        verdict = judge(a, b)
+        senders = args.clients if email == H.SERVER_EMAIL else 1
+        seen = [int(s["participants"][email]["ledger_lines"]) for s in samples.values()]
+        verdict = judge(a, b, seen, senders)
         flat = flat and all(verdict.values())
         per[email] = {f"round_{FIRST_SAMPLE}": a, f"round_{last_round}": b, "flat": verdict}
         print(
             f"   {email:18s} rss {a['rss_kib'] / 1024:.1f} -> {b['rss_kib'] / 1024:.1f} MiB, fds {a['fds']} -> "
-            f"{b['fds']}, threads {a['threads']} -> {b['threads']}, state {a['state_bytes']} -> {b['state_bytes']} B, "
+            f"{b['fds']}, threads {a['threads']} -> {b['threads']}, state {a['state_bytes']} -> {b['state_bytes']} B "
+            f"(ledger {a['ledger_lines']} -> {b['ledger_lines']} lines, max {max(seen)}, "
+            f"bound {ledger_bound(senders)}), "
             f"drive files {a['drive_files']} -> {b['drive_files']}, blocks {a['allocated_blocks']} -> "
             f"{b['allocated_blocks']}, round {a['round_s_median10']:.2f} -> {b['round_s_median10']:.2f} s; "
             f"not flat: {[k for k, v in verdict.items() if not v] or 'none'}",
@@ -335,6 +367,10 @@ def main() -> int:
         str(r): {
             "round_s_median10": s["timing"]["round_s_median10"],
             "state_bytes": {e: s["participants"][e]["state_bytes"] for e in participants},
+            "ledger_lines": {e: s["participants"][e]["ledger_lines"] for e in participants},
+            "allocated_blocks": {
+                e: (s["participants"][e].get("heap") or {}).get("allocated_blocks") for e in participants
+            },
             "rss_kib": {e: s["participants"][e].get("rss_kib") for e in participants},
             "drive_files": {e: s["participants"][e]["drive"]["count"] for e in participants},
         }
