@@ -144,6 +144,18 @@ def test_a_replayed_message_file_is_not_delivered_after_compaction(tmp_path):
     assert [d.envelope.message_id for d in box.poll().deliveries] == ["fresh"]
 
 
+def test_the_signed_header_time_decides_not_the_listed_one(tmp_path):
+    """A file whose listed time is new but whose header says it was made at or below the floor is not delivered."""
+    hub = MemoryHub()
+    ledger = Ledger(tmp_path / "ledger.log", keep_per_sender=4)
+    box = Mailbox(MemoryTransport(ME, hub), APP, [PEER], ledger)
+    now = time.time()
+    fill(ledger, PEER, 20, start=now - 500)
+    old = replace(request_routing(5, "m0", sender=PEER, recipient=ME, app=APP, ttl=86400.0), created_at=now - 500)
+    hub.put(PEER, replace(old, created_at=now), body_for(old))
+    assert box.poll().deliveries == ()
+
+
 # -- in-memory notes -------------------------------------------------------------------------------
 
 
