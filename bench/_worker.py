@@ -439,7 +439,8 @@ def run_clients(spec: dict[str, Any], logs: CountingHandler) -> dict[str, Any]:
             node_config = {"partition-id": index, "num-partitions": int(spec["num_partitions"])}
             node_config.update(spec.get("node_config") or {})
             rep = syftbox_flwr_client(
-                make_timed_app(client_app, email, app_calls),
+                # soak.py keeps no per-call record: the worker's own list would grow with the rounds it measures
+                make_timed_app(client_app, email, app_calls) if spec.get("record_app_calls", True) else client_app,
                 app_name,
                 aggregator=spec["server_email"],
                 node_config=node_config,

@@ -317,6 +317,7 @@ def main() -> int:
                         "probe_dir": str(wd / "probe"),
                         "hold_after": sorted(holds),
                         "hold_s": 120.0,
+                        "record_app_calls": False,
                     },
                 )
                 left_on_drive = {e: drive_files(drive, e) for e in [H.SERVER_EMAIL, *emails]}
