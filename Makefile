@@ -45,7 +45,7 @@ test-live: $(STAMP)
 	$(PY) -m pytest tests/live -p no:cacheprovider $(ARGS)
 
 # Every benchmark once in its --quick form (bench/README.md; ~6 min); figures are printed, never judged.
-BENCHES := calls_per_round round_latency large_payload broadcast idle_poll quota
+BENCHES := calls_per_round round_latency large_payload broadcast idle_poll quota soak
 bench: $(STAMP)
 	set -e; for b in $(BENCHES); do echo "== bench/$$b.py --quick"; $(PY) bench/$$b.py --quick $(ARGS); done
 

@@ -27,6 +27,7 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -163,10 +164,97 @@ def record_to_jsonable(record: Any) -> Any:
     return out
 
 
+# -- soak probes (bench/soak.py) ---------------------------------------------------------------
+
+
+def heap_figures(top: int = 8) -> dict[str, Any]:
+    """What a leak shows first: Python's allocated blocks, gc-tracked objects, the largest containers."""
+    import gc
+
+    gc.collect()  # live objects only: a cycle awaiting collection is not a leak
+    objects = gc.get_objects()
+    sized = []
+    for obj in objects:
+        if isinstance(obj, (dict, set, list, frozenset)) and len(obj) >= 30:
+            sized.append(obj)
+    sized.sort(key=len, reverse=True)
+    containers = {}  # by id: what soak.py diffs between samples to find what grows
+    for obj in sized[:400]:
+        try:
+            first = repr(next(iter(obj)))[:60]
+        except StopIteration:
+            first = ""
+        containers[str(id(obj))] = [type(obj).__name__, len(obj), first]
+    largest = []
+    for obj in sized[:top]:
+        try:
+            first = next(iter(obj))
+            sample = repr(first)[:80]
+        except StopIteration:
+            sample = ""
+        largest.append({"type": type(obj).__name__, "len": len(obj), "first": sample})
+    by_type = Counter(f"{type(obj).__module__}.{type(obj).__qualname__}" for obj in objects)
+    del sized, objects
+    return {
+        "allocated_blocks": sys.getallocatedblocks(),
+        "gc_objects": sum(by_type.values()),
+        "largest": largest,
+        "gc_objects_by_type": dict(by_type.most_common(60)),
+        "containers": containers,
+    }
+
+
+def start_probe(spec: dict[str, Any]) -> None:
+    """Answer each ``req-<k>`` file soak.py drops into ``probe_dir`` with ``<name>-<k>.json`` (heap figures)."""
+    probe_dir = spec.get("probe_dir")
+    if not probe_dir:
+        return
+    folder = Path(probe_dir)
+    name = Path(spec["out"]).stem
+
+    def watch() -> None:
+        answered: set[str] = set()
+        while True:
+            time.sleep(0.2)
+            try:
+                requests = [p.name[4:] for p in folder.glob("req-*")]
+            except OSError:
+                continue
+            for k in requests:
+                if k not in answered:
+                    answered.add(k)
+                    write_report(str(folder / f"{name}-{k}.json"), heap_figures())
+
+    threading.Thread(target=watch, name="soak-probe", daemon=True).start()
+
+
+def progress_hook(spec: dict[str, Any]) -> Callable[[dict[str, Any]], None] | None:
+    """One JSON line per exchange into ``progress_file``; after the exchanges in ``hold_after``, wait (bounded)
+    for ``probe_dir/go-<index>`` so soak.py measures every participant between two exchanges."""
+    progress = spec.get("progress_file")
+    if not progress:
+        return None
+    holds = {int(i) for i in spec.get("hold_after") or ()}
+    go_dir = Path(spec.get("probe_dir") or ".")
+    hold_s = float(spec.get("hold_s") or 120.0)
+
+    def on_exchange(entry: dict[str, Any]) -> None:
+        with open(progress, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({k: entry[k] for k in ("index", "type", "group", "t0", "t1", "replies")}) + "\n")
+        if entry["index"] in holds:
+            deadline = time.monotonic() + hold_s
+            while not (go_dir / f"go-{entry['index']}").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+    return on_exchange
+
+
 # -- server -----------------------------------------------------------------------------------
 
 
-def make_recording_app(inner: Any, exchanges: list[dict[str, Any]]) -> Any:
+def make_recording_app(
+    inner: Any, exchanges: list[dict[str, Any]], on_exchange: Callable[[dict[str, Any]], None] | None = None
+) -> Any:
     from flwr.serverapp import Grid
     from flwr.serverapp import ServerApp
 
@@ -229,6 +317,8 @@ def make_recording_app(inner: Any, exchanges: list[dict[str, Any]]) -> Any:
             }
             with self._lock:
                 exchanges.append(entry)
+            if on_exchange is not None:
+                on_exchange(dict(entry, index=len(exchanges)))
             return out
 
         def __getattr__(self, name: str) -> Any:
@@ -264,7 +354,7 @@ def run_server(spec: dict[str, Any], logs: CountingHandler) -> dict[str, Any]:
     settings = settings_for(spec, spec["server_email"])
     transport = transport_for(settings)
     exchanges: list[dict[str, Any]] = []
-    app = make_recording_app(inner, exchanges)
+    app = make_recording_app(inner, exchanges, progress_hook(spec))
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=run_config)
     report: dict[str, Any] = {"role": "server", "email": settings.email, "exchanges": exchanges, "completed": False}
     sampler = RssSampler() if spec.get("rss_samples") else None
@@ -349,7 +439,8 @@ def run_clients(spec: dict[str, Any], logs: CountingHandler) -> dict[str, Any]:
             node_config = {"partition-id": index, "num-partitions": int(spec["num_partitions"])}
             node_config.update(spec.get("node_config") or {})
             rep = syftbox_flwr_client(
-                make_timed_app(client_app, email, app_calls),
+                # soak.py keeps no per-call record: the worker's own list would grow with the rounds it measures
+                make_timed_app(client_app, email, app_calls) if spec.get("record_app_calls", True) else client_app,
                 app_name,
                 aggregator=spec["server_email"],
                 node_config=node_config,
@@ -448,6 +539,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored (a background job)
     logs = setup_logging()
+    start_probe(spec)
     runner = {"server": run_server, "clients": run_clients, "raw-io": run_raw_io}[role]
     try:
         report = runner(spec, logs)

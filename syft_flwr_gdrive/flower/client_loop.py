@@ -220,7 +220,7 @@ class ClientLoop:
             return False
         for refusal in result.refused:  # over the size limit: answered, never downloaded
             r = refusal.routing
-            if r.kind == KIND_REQUEST and not self.mailbox.handled(r.message_id, r.sender):
+            if r.kind == KIND_REQUEST and not self.mailbox.handled(r.message_id, r.sender, r.created_at):
                 limit_mib = (self.mailbox.max_payload or 0) / (1024 * 1024)
                 self._refuse(
                     r.message_id,
@@ -228,6 +228,7 @@ class ClientLoop:
                     r.sender,
                     f"the request is over this datasite's message limit of {limit_mib:.0f} MiB "
                     "(SYFT_FLWR_MAX_MESSAGE_MB)",
+                    created_at=r.created_at,
                 )
         if not self._swept:
             self._swept = True
@@ -317,13 +318,13 @@ class ClientLoop:
                     return
             self._attempts.pop(env.message_id, None)
             logger.warning("request %s from %s skipped: %s", env.message_id, env.sender, printable(exc))
-            self._refuse(env.message_id, env.run_id, env.sender, UNREADABLE)
+            self._refuse(env.message_id, env.run_id, env.sender, UNREADABLE, created_at=env.created_at)
             return
         if delivery.private is not None and not _apply_part(message, delivery.private):
             logger.warning(
                 "request %s from %s skipped: its bundle part's metadata is malformed", env.message_id, env.sender
             )
-            self.mailbox.mark_handled(env.message_id, env.sender)
+            self.mailbox.mark_handled(env.message_id, env.sender, env.created_at)
             return
         meta = message.metadata
         if meta.message_id != env.message_id or meta.run_id != env.run_id or meta.dst_node_id != self.node_id:
@@ -332,7 +333,7 @@ class ClientLoop:
                 env.message_id,
                 env.sender,
             )
-            self.mailbox.mark_handled(env.message_id, env.sender)
+            self.mailbox.mark_handled(env.message_id, env.sender, env.created_at)
             return
         refused: RunConfigRefused | None = None
         try:
@@ -384,7 +385,7 @@ class ClientLoop:
             self._placer.end_push()
         if parts:
             self._reply_blobs[reply.metadata.message_id] = parts
-        self.mailbox.mark_handled(env.message_id, env.sender)
+        self.mailbox.mark_handled(env.message_id, env.sender, env.created_at)
         self.report.handled += 1
         logger.info(
             "run %d: answered %s (%s, round %s)",
@@ -482,8 +483,11 @@ class ClientLoop:
             error = Error(code=CLIENT_APP_ERROR_CODE, reason=f"ClientApp raised {type(exc).__name__}")
             return Message(error, reply_to=message)
 
-    def _refuse(self, request_id: str, run_id: int, server: str, reason: str) -> None:
-        """Answer a request this client will not act on with an error reply (the server need not wait), once."""
+    def _refuse(
+        self, request_id: str, run_id: int, server: str, reason: str, *, created_at: float | None = None
+    ) -> None:
+        """Answer a request this client will not act on with an error reply (the server need not wait), once
+        (``created_at``: the request's, for the ledger's bound)."""
         reply = make_message(
             metadata=Metadata(
                 run_id=run_id,
@@ -513,7 +517,7 @@ class ClientLoop:
         except Exception as exc:  # the server's wait times out instead; never retried forever
             raise_if_access_lost(exc)
             logger.warning("could not send an error reply for a refused request (%s)", printable(exc))
-        self.mailbox.mark_handled(request_id, server)
+        self.mailbox.mark_handled(request_id, server, created_at)
 
     # -- stop and clean-up -----------------------------------------------------------------
 
@@ -531,7 +535,7 @@ class ClientLoop:
         except Exception as exc:
             raise_if_access_lost(exc)
             logger.warning("could not acknowledge the stop signal (%s)", exc)
-        self.mailbox.mark_handled(env.message_id, env.sender)
+        self.mailbox.mark_handled(env.message_id, env.sender, env.created_at)
         logger.info("run %d: stop signal received from %s", env.run_id, env.sender)
         self._enter_run(env.run_id)
         self._linger_and_clean(env.message_id)

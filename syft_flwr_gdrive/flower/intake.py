@@ -183,7 +183,7 @@ class ReplyIntake:
         (the storage says the datasite's account wrote it, naming that stop) and never opened."""
         if not self._stopped_unverified(routing.sender, routing.reply_to):
             return None
-        if self.mailbox.mark_handled(routing.message_id, routing.sender):
+        if self.mailbox.mark_handled(routing.message_id, routing.sender, routing.created_at):
             logger.info(
                 "stop acknowledged by %s (taken from the listing: signed with its changed key, not opened)",
                 routing.sender,
@@ -198,7 +198,7 @@ class ReplyIntake:
         env = delivery.envelope
         if env.kind == KIND_STOP_ACK:
             try:
-                if self.mailbox.mark_handled(env.message_id, env.sender):
+                if self.mailbox.mark_handled(env.message_id, env.sender, env.created_at):
                     self._done(self._acknowledged(env.sender), polled)
             finally:
                 delivery.close()
@@ -293,7 +293,7 @@ class ReplyIntake:
         if meta.src_node_id != node_id_for(env.sender):
             self._refuse(delivery, f"reply {env.message_id} claims node {meta.src_node_id} but comes from {env.sender}")
             return None
-        if not self.mailbox.mark_handled(env.message_id, env.sender):
+        if not self.mailbox.mark_handled(env.message_id, env.sender, env.created_at):
             return None
         filed = self.replies.answer(env.reply_to, env.sender, message)
         if filed is None:

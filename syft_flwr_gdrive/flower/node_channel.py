@@ -77,7 +77,9 @@ class NodeChannel:
             try:
                 if delivery.envelope.kind == KIND_OFFER:
                     self._receive(delivery)
-                self.mailbox.mark_handled(delivery.envelope.message_id, delivery.envelope.sender)
+                self.mailbox.mark_handled(
+                    delivery.envelope.message_id, delivery.envelope.sender, delivery.envelope.created_at
+                )
             finally:
                 delivery.close()
         inbound = result.inbound_message_ids()

@@ -259,7 +259,7 @@ def _push(mailbox: Mailbox, sites: list[str], payload: bytes, sent: dict[str, st
 
 def _take_answer(delivery: Any, mailbox: Mailbox, log: ApprovalLog, digest: str, status: dict[str, str]) -> None:
     envelope = delivery.envelope
-    mailbox.mark_handled(envelope.message_id, envelope.sender)
+    mailbox.mark_handled(envelope.message_id, envelope.sender, envelope.created_at)
     if envelope.kind != KIND_ANSWER:
         return
     site = canonical_email(envelope.sender)

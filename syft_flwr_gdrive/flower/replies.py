@@ -25,6 +25,12 @@ from dataclasses import dataclass
 
 from flwr.app import Message
 
+# Request ids remembered as sent once no longer pending (answered or withdrawn): enough to refuse a late reply for
+# good for many rounds. Forgetting one is safe: a reply is taken only while its request is *pending* (``answer``),
+# and ids are never reused, so a late reply to a forgotten id is only skipped as "not recorded yet" (asked again
+# at the next poll, never filed) instead of refused at once.
+SENT_REMEMBERED = 1024
+
 
 def reply_id_for(request_id: str, email: str) -> str:
     """Deterministic reply id, so a reply re-sent after a crash is recognised as the same message."""
@@ -60,16 +66,23 @@ class ReplyStore:
         self._cond = threading.Condition()
         self._pending: dict[str, Pending] = {}  # request id -> the request awaiting its reply
         self._replies: dict[str, Message] = {}  # request id -> its reply, until a strategy takes it
-        self._sent: set[str] = set()  # every request id recorded as sent (pending, answered or withdrawn)
+        # request ids recorded as sent (pending, answered or withdrawn), the newest SENT_REMEMBERED of them
+        self._sent: dict[str, None] = {}
 
     def sent(self, request_id: str, pending: Pending) -> None:
         """Record a request whose file is stored: its reply is awaited from now on."""
         with self._cond:
             self._pending[request_id] = pending
-            self._sent.add(request_id)
+            self._sent[request_id] = None
+            while len(self._sent) > SENT_REMEMBERED:
+                oldest = next(iter(self._sent))
+                if oldest in self._pending:  # still awaited: never forgotten (a long wait); stop trimming here
+                    break
+                del self._sent[oldest]
 
     def was_sent(self, request_id: str) -> bool:
-        """Whether ``request_id`` was recorded as sent, awaited still or not (answered, withdrawn)."""
+        """Whether ``request_id`` was recorded as sent, awaited still or not (answered, withdrawn; of those, the
+        newest ``SENT_REMEMBERED``)."""
         with self._cond:
             return request_id in self._sent
 

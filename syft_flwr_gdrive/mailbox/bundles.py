@@ -56,6 +56,7 @@ from syft_flwr_gdrive.transport.contract import Routing
 BUNDLED_KINDS = vetting.BUNDLED_KINDS
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024  # a bundle carries small payloads (large arrays travel as shared blobs)
 BUNDLE_HEADER_ROOM = 4 * 1024 * 1024  # a bundle's header: up to ~400 bytes per recipient
+BUNDLES_REMEMBERED = 256  # bundles whose part for me is noted (a server deletes each once answered: a few are listed)
 
 
 def pack(sealer: Sealer | None, head: BundleHead, parts: Sequence[Part], payload: bytes) -> bytes:
@@ -110,7 +111,8 @@ class BundleReader:
         self.limit = (
             MAX_BUNDLE_BYTES if max_payload is None else min(MAX_BUNDLE_BYTES, max_payload + BUNDLE_HEADER_ROOM)
         )
-        self._mine: dict[str, str | None] = {}  # bundle handle -> my part's message id (None: no part is mine)
+        # bundle handle -> my part's message id (None: no part is mine), the newest BUNDLES_REMEMBERED of them
+        self._mine: dict[str, str | None] = {}
 
     def part_ids(self, postings: Sequence[Posting]) -> set[str]:
         """Message ids of my parts in the bundles still listed (their requests are not withdrawn yet)."""
@@ -118,8 +120,17 @@ class BundleReader:
 
     def _not_mine(self, posting: Posting) -> None:
         """For other recipients only: never opened again, nor listed (nor its disappearance confirmed)."""
-        self._mine[posting.handle] = None
+        self._remember(posting.handle, None)
         self._ignore(posting.handle)
+
+    def _remember(self, handle: str, part_id: str | None) -> None:
+        """Note which part of a bundle is mine; the oldest notes go past ``BUNDLES_REMEMBERED``. Forgetting is
+        safe: a forgotten bundle that is listed again is read again, and my part is then refused by the ledger
+        (its message id, or its time at or below its sender's floor), never handled twice."""
+        self._mine.pop(handle, None)
+        self._mine[handle] = part_id
+        while len(self._mine) > BUNDLES_REMEMBERED:
+            del self._mine[next(iter(self._mine))]
 
     def check(self, posting: Posting, accept: Accept | None, refused: list[Refusal]) -> Delivery | None:
         """My verified part of a listed bundle, or None. (Nothing is refused unread here: ``refused`` stays
@@ -128,7 +139,10 @@ class BundleReader:
             return None
         if posting.handle in self._mine:
             known = self._mine[posting.handle]
-            if known is None or (posting.routing is not None and self.ledger.handled(known, posting.routing.sender)):
+            if known is None or (
+                posting.routing is not None
+                and self.ledger.handled(known, posting.routing.sender, posting.routing.created_at)
+            ):
                 return None
         routing = posting.routing
         if routing is None:
@@ -184,8 +198,8 @@ class BundleReader:
         if reason:
             self.skips.refuse(posting, reason)
             return None
-        self._mine[posting.handle] = part.message_id
-        if self.ledger.handled(part.message_id, routing.sender):
+        self._remember(posting.handle, part.message_id)
+        if self.ledger.handled(part.message_id, routing.sender, head.created_at):
             return None
         reason = vetting.too_large(len(opened.payload), self.max_payload)
         if reason:

@@ -419,15 +419,17 @@ class Mailbox:
                 self._pools[name] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"mailbox-{name}")
             return self._pools[name]
 
-    def mark_handled(self, message_id: str, sender: str) -> bool:
-        """Remember that ``sender``'s message ``message_id`` was acted on; False if it already was.
+    def mark_handled(self, message_id: str, sender: str, created_at: float | None = None) -> bool:
+        """Remember that ``sender``'s message ``message_id`` (created at ``created_at``, the sender's signed stamp)
+        was acted on; False if it already was.
 
-        Recorded per sender: another peer's message under the same id is not affected (see ``ledger``)."""
-        return self.ledger.add(message_id, sender)
+        Recorded per sender: another peer's message under the same id is not affected (see ``ledger``). With
+        ``created_at`` the entry is bounded (compacted into the sender's floor once it is old, ``ledger``)."""
+        return self.ledger.add(message_id, sender, created_at)
 
-    def handled(self, message_id: str, sender: str) -> bool:
-        """Whether ``sender``'s message ``message_id`` was acted on."""
-        return self.ledger.handled(message_id, sender)
+    def handled(self, message_id: str, sender: str, created_at: float | None = None) -> bool:
+        """Whether ``sender``'s message ``message_id`` was acted on (or lies at or below the sender's floor)."""
+        return self.ledger.handled(message_id, sender, created_at)
 
     def delete_own(self, handles: Sequence[str]) -> None:
         if handles:

@@ -91,7 +91,7 @@ class MessageReader:
         if routing is None:
             return self._refuse(posting, vetting.unrouted(posting) or vetting.NO_ROUTING)
         reason = vetting.malformed(routing)
-        if reason is None and self.ledger.handled(routing.message_id, routing.sender):
+        if reason is None and self.ledger.handled(routing.message_id, routing.sender, routing.created_at):
             return None  # handled before
         reason = reason or vetting.misaddressed(routing, self.app, self.me) or vetting.forged(posting, routing)
         reason = reason or vetting.stranger(routing, self.peers)
@@ -110,7 +110,7 @@ class MessageReader:
                 refused.append(Refusal(routing, reason))
             return None
         if self.sealer is not None and posting.inline is None and not in_memory(posting):
-            return self._check_streamed(posting, routing)
+            return self._unless_handled(self._check_streamed(posting, routing))
         read = self._download(posting)
         if read is None:
             return None
@@ -123,7 +123,18 @@ class MessageReader:
         if reason:
             body.close()
             return self._drop(posting, routing, reason)
-        return self._unseal(Delivery(envelope, posting, body, offset), routing)
+        return self._unless_handled(self._unseal(Delivery(envelope, posting, body, offset), routing))
+
+    def _unless_handled(self, delivery: Delivery | None) -> Delivery | None:
+        """The ledger asked again with the opened header's own time (the listing's ``sfg_at`` only decided that a
+        file is skipped unread): a message at or below its sender's floor is handled, silently."""
+        if delivery is None:
+            return None
+        env = delivery.envelope
+        if self.ledger.handled(env.message_id, env.sender, env.created_at):
+            delivery.close()
+            return None
+        return delivery
 
     def _refuse(self, posting: Posting, reason: str) -> Delivery | None:
         """Refuse a posting for good (one log line); the delivery is none."""
@@ -135,7 +146,7 @@ class MessageReader:
 
         (Its header agrees with ``routing``, or it was not read: the listed id and sender are the message's.)"""
         self.skips.refuse(posting, reason)
-        self.ledger.add(routing.message_id, routing.sender)
+        self.ledger.add(routing.message_id, routing.sender, routing.created_at)
         return None
 
     def _download(self, posting: Posting) -> tuple[Envelope, BinaryIO, int] | None:
@@ -169,7 +180,7 @@ class MessageReader:
                 raise Refused(reason)
             reason = vetting.expired(envelope.created_at, envelope.ttl)
             if reason:
-                self.ledger.add(envelope.message_id, envelope.sender)
+                self.ledger.add(envelope.message_id, envelope.sender, envelope.created_at)
                 raise Refused(reason)
 
         sink = SealedBodySink(

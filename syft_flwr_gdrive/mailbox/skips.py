@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 
 from syft_flwr_gdrive.base.logsafe import printable
+from syft_flwr_gdrive.base.recent import RecentSet
 from syft_flwr_gdrive.crypto.failures import CryptoError
 from syft_flwr_gdrive.crypto.failures import MissingPeerKey
 from syft_flwr_gdrive.mailbox.envelope import EnvelopeError
@@ -22,6 +23,8 @@ from syft_flwr_gdrive.transport.contract import Posting
 from syft_flwr_gdrive.transport.contract import TransportError
 
 logger = logging.getLogger(__name__)
+
+SKIPS_REMEMBERED = 4096  # refused handles and logged (handle, reason) pairs remembered, the newest
 
 
 class Refused(Exception):
@@ -63,8 +66,10 @@ class SkipLog:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # guards _refused and _noted
-        self._refused: set[str] = set()  # handles refused for good (logged once)
-        self._noted: set[tuple[str, str]] = set()  # (handle, reason) already logged for passing skips
+        # Both keep their newest SKIPS_REMEMBERED: a forgotten handle is only vetted (and logged) again; the rules
+        # that refused it refuse it again (and a handled message stays handled: the ledger).
+        self._refused: RecentSet[str] = RecentSet(SKIPS_REMEMBERED)  # handles refused for good (logged once)
+        self._noted: RecentSet[tuple[str, str]] = RecentSet(SKIPS_REMEMBERED)  # (handle, reason) logged, passing
 
     def is_refused(self, handle: str) -> bool:
         with self._lock:

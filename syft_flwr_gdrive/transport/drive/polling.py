@@ -6,6 +6,12 @@ peer owns it and it lies in that peer's folder) and where Drive's lagging listin
 safe: my own files count as present until I delete them, and a request, stop or bundle I hold
 is asked for by id at every poll, so it counts as gone only when Drive's get says so, never
 because a listing (lagging, or partial) left it out.
+
+Files known gone are remembered so that a lagging listing cannot show them again; only the newest
+``GONE_REMEMBERED`` are (a run deletes files every round). Forgetting an old one is safe: a listing lags
+by seconds, not by a thousand deletions, and if one did show such a file again, a peer's message in it is
+refused by the ledger (handled) and the next poll's get by id finds it gone again, and a file of mine is
+deleted again (a delete that finds nothing counts as done).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from syft_flwr_gdrive.base.recent import RecentSet
 from syft_flwr_gdrive.transport.contract import Posting
 from syft_flwr_gdrive.transport.drive import layout
 from syft_flwr_gdrive.transport.drive.api import DriveApi
@@ -37,6 +44,7 @@ POLL_RETRY_SECONDS = 10.0  # a poll's calls stop retrying after this: the next p
 # them out by its query).
 POLL_FIELDS = layout.LISTING_FIELDS + ",createdTime,trashed"
 PROMISED_FIELDS = POLL_FIELDS
+GONE_REMEMBERED = 1024  # handles known gone (and bundles with no part for me) remembered, the newest
 _CONFIRM_KINDS = ("request", "stop", layout.KIND_BUNDLE)  # inbound kinds whose disappearance someone acts on
 
 Sorted = tuple[dict[str, Posting], dict[str, Posting], dict[str, Posting]]  # (inbound, outbound, bundles) by handle
@@ -67,8 +75,10 @@ class Poller:
         self._mine: dict[str, dict[str, Posting]] = {}  # app -> my message files not deleted yet
         self._inbound: dict[str, dict[str, Posting]] = {}  # app -> inbound postings seen and not known gone
         self._bundles_seen: dict[str, dict[str, Posting]] = {}  # app -> peers' bundles seen and not known gone
-        self.gone: set[str] = set()  # handles deleted (by me) or confirmed gone by id
-        self._ignored: set[str] = set()  # peers' bundles with no part for me: not listed, not confirmed gone
+        # handles deleted (by me) or confirmed gone by id, the newest GONE_REMEMBERED (module docstring)
+        self.gone: RecentSet[str] = RecentSet(GONE_REMEMBERED)
+        # peers' bundles with no part for me: not listed, not confirmed gone (the newest GONE_REMEMBERED)
+        self._ignored: RecentSet[str] = RecentSet(GONE_REMEMBERED)
 
     def promised_now(self, app: str) -> dict[str, Stream]:
         """The promised ids of ``app`` this poll fetches (promised id -> stream)."""
@@ -128,16 +138,18 @@ class Poller:
                 listed_in, listed_out, listed_bundles = listed
                 mine.update(listed_out)
                 if sweep is not None and sweep.complete:  # what vanished from it: only held ones a get kept stay
-                    kept = set(held) - self.gone
+                    kept = {h for h in held if h not in self.gone}
                     seen_inbound = {h: p for h, p in seen_inbound.items() if h in kept}
                     seen_bundles = {h: p for h, p in seen_bundles.items() if h in kept}
                 seen_inbound.update(listed_in)
                 seen_bundles.update(listed_bundles)
             seen_inbound.update(fetched_in)
             seen_bundles.update(fetched_bundles)
-            self._inbound[app], self._bundles_seen[app] = seen_inbound, seen_bundles
+            # what is gone is forgotten here too, so that forgetting it in ``gone`` later cannot bring it back
             inbound = {h: p for h, p in seen_inbound.items() if h not in self.gone}
-            bundles = {h: p for h, p in seen_bundles.items() if h not in self.gone and h not in self._ignored}
+            seen_bundles = {h: p for h, p in seen_bundles.items() if h not in self.gone}
+            self._inbound[app], self._bundles_seen[app] = inbound, seen_bundles
+            bundles = {h: p for h, p in seen_bundles.items() if h not in self._ignored}
             outbound = {h: p for h, p in mine.items() if h not in self.gone}
         return inbound, outbound, bundles
 
