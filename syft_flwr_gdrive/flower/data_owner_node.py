@@ -85,7 +85,7 @@ class Node:
         supervisor = Supervisor(self.store, self.settings, self.node_config)
         if self.auto_approve != AUTO_NONE:
             logger.warning("node %s: auto-approval is ON (%s)", self.settings.email, self.auto_approve)
-        restore = _sigterm_as_interrupt()
+        signals = StopSignals(self._stop)
         try:
             channel.start()
             self.ready.set()
@@ -103,12 +103,12 @@ class Node:
                     logger.warning("apps channel: %s (next poll)", exc)
                 supervisor.sync(self.store.runnable(frozenset(self.aggregators)))
                 self._stop.wait(self.settings.poll_interval)
-            self.report.stopped_by = "stop"
+            self.report.stopped_by = "interrupt" if signals.signalled else "stop"
         except KeyboardInterrupt:
             self.report.stopped_by = "interrupt"
         finally:
             supervisor.stop_all()
-            restore()
+            signals.restore()
             self.report.offers_received = channel.received
             self.report.offers_refused = channel.refused
             self.report.clients_started = supervisor.started
@@ -136,16 +136,31 @@ class Node:
         return self._thread is not None and self._thread.is_alive()
 
 
-def _sigterm_as_interrupt() -> Any:
-    """SIGTERM stops the node like Ctrl-C (main thread only; a notebook's thread keeps the kernel's handlers)."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
+class StopSignals:
+    """Ctrl-C and SIGTERM stop the node (main thread only; a notebook's thread keeps the kernel's handlers).
 
-    def handler(signum: int, frame: Any) -> None:
+    Each sets the node's stop event *and* raises KeyboardInterrupt to cut a slow Drive call short. The event
+    is what makes it certain: Python drops an exception raised inside an at-fork hook ("Exception ignored
+    in: _releaseLock"), so a Ctrl-C that came while the node was starting a client was lost and the node
+    served on (seen in CI: the node never stopped)."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.signalled = False
+        self._stop = stop
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handler)
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.signalled = True
+        self._stop.set()
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    def restore(self) -> None:
+        """Put the previous handlers back."""
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def aggregators_from(values: Sequence[str]) -> list[str]:

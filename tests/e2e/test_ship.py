@@ -68,7 +68,12 @@ class Owner:
     def stop(self) -> int:
         self.node.send_signal(signal.SIGINT)
         started = time.monotonic()
-        code = self.node.wait(timeout=30)
+        try:
+            code = self.node.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.node.kill()  # leave no node polling after a failed test (its children follow it: PDEATHSIG)
+            self.node.wait(10)
+            raise AssertionError(f"the node ignored Ctrl-C:\n{self.log.read_text()[-3000:]}") from None
         assert time.monotonic() - started < 15, "the node took too long to stop"
         return code
 
