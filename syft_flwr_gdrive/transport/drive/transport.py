@@ -530,7 +530,8 @@ class DriveTransport(Transport):
         failed = {h: e for h, e in results.items() if e is not None}
         if failed:
             first = next(iter(failed.values()))
-            raise TransportError(f"could not delete {len(failed)} of {len(handles)} file(s): {first}")
+            # from ``first``: a lost sign-in behind it is found (access_lost_in) and said once, not in every line
+            raise TransportError(f"could not delete {len(failed)} of {len(handles)} file(s): {first}") from first
 
     def my_postings(self, app: str | None = None) -> list[Posting]:
         """Every message file I own, of ``app`` or of any app and run (what `clean` removes)."""
