@@ -6,9 +6,11 @@ Shared here so that ``client.py`` does not import ``server.py`` (nor the other w
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Mapping
 
 from syft_flwr_gdrive.base.config import ConfigError
 from syft_flwr_gdrive.base.config import Settings
+from syft_flwr_gdrive.crypto.seal import PlainLayout
 from syft_flwr_gdrive.crypto.seal import sealer_for
 from syft_flwr_gdrive.flower.codec import CODEC_PARTS
 from syft_flwr_gdrive.flower.codec import parts_layout
@@ -26,9 +28,29 @@ def app_key(app_name: str) -> str:
 
 
 def open_mailbox(settings: Settings, transport: Transport, app_name: str, peers: Iterable[str]) -> Mailbox:
-    """A mailbox for ``app_name`` with ``peers``: my ledger and keys from my state dir, my size limit, sealing if on,
-    and the Flower codec's payload layout (so big sealed payloads open while they download)."""
-    key = app_key(app_name)
+    """A mailbox for ``app_name`` with ``peers``: my size limit and the Flower codec's payload layout (so big
+    sealed payloads open while they download), on ``participant_mailbox``'s ledger and keys."""
+    return participant_mailbox(
+        settings,
+        transport,
+        app_key(app_name),
+        peers,
+        max_payload=settings.max_message_bytes,
+        plain_layouts={CODEC_PARTS: parts_layout},
+    )
+
+
+def participant_mailbox(
+    settings: Settings,
+    transport: Transport,
+    key: str,
+    peers: Iterable[str],
+    *,
+    max_payload: int,
+    plain_layouts: Mapping[str, PlainLayout] | None = None,
+) -> Mailbox:
+    """A mailbox filed under ``key`` with this participant's ledger for it and keys from its state dir, sealing
+    if on, blob parts as configured: what every channel (an app's, the apps channel) builds alike."""
     state = settings.participant_state_dir()
     return Mailbox(
         transport,
@@ -36,7 +58,7 @@ def open_mailbox(settings: Settings, transport: Transport, app_name: str, peers:
         peers,
         Ledger.for_app(state, key),
         sealer=sealer_for(state, enabled=settings.encryption),
-        max_payload=settings.max_message_bytes,
+        max_payload=max_payload,
         blob_part_bytes=settings.blob_part_bytes,
-        plain_layouts={CODEC_PARTS: parts_layout},
+        plain_layouts=plain_layouts,
     )

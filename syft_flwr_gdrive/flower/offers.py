@@ -30,7 +30,7 @@ from syft_flwr_gdrive.base.config import Settings
 from syft_flwr_gdrive.base.routing import KIND_ANSWER
 from syft_flwr_gdrive.base.routing import KIND_OFFER
 from syft_flwr_gdrive.base.statefile import write_json_atomic
-from syft_flwr_gdrive.crypto.seal import sealer_for
+from syft_flwr_gdrive.flower.app_mailbox import participant_mailbox
 from syft_flwr_gdrive.flower.fab import build_fab
 from syft_flwr_gdrive.flower.fab import describe
 from syft_flwr_gdrive.flower.fab import fab_hash
@@ -40,7 +40,6 @@ from syft_flwr_gdrive.flower.offer_messages import APPS_CHANNEL
 from syft_flwr_gdrive.flower.offer_messages import Answer
 from syft_flwr_gdrive.flower.offer_messages import OfferHead
 from syft_flwr_gdrive.flower.offer_messages import encode_offer
-from syft_flwr_gdrive.mailbox.ledger import Ledger
 from syft_flwr_gdrive.mailbox.mailbox import Mailbox
 from syft_flwr_gdrive.mailbox.mailbox import new_message_id
 from syft_flwr_gdrive.mailbox.outgoing import Outgoing
@@ -97,16 +96,7 @@ class OfferOutcome:
 
 def open_apps_mailbox(settings: Settings, transport: Transport, peers: Sequence[str], *, max_payload: int) -> Mailbox:
     """The apps channel's mailbox: sealed and signed like any app's, its own ledger."""
-    state = settings.participant_state_dir()
-    return Mailbox(
-        transport,
-        APPS_CHANNEL,
-        peers,
-        Ledger.for_app(state, APPS_CHANNEL),
-        sealer=sealer_for(state, enabled=settings.encryption),
-        max_payload=max_payload,
-        blob_part_bytes=settings.blob_part_bytes,
-    )
+    return participant_mailbox(settings, transport, APPS_CHANNEL, peers, max_payload=max_payload)
 
 
 class ApprovalLog:
