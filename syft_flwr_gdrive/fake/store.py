@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bisect
 import builtins
-import copy
 import hashlib
 import json
 import os
@@ -36,6 +35,7 @@ from .blobs import BlobInfo
 from .exceptions import ApiError
 from .exceptions import forbidden
 from .exceptions import invalid
+from .lag_history import LagHistory
 from .records import ANYONE_ID
 from .records import CREATE_FIELDS
 from .records import DEFAULT_APP
@@ -115,7 +115,7 @@ def _permission_not_found(permission_id: str) -> ApiError:
     )
 
 
-class Store(Resources):
+class Store(LagHistory, Resources):
     """All of the fake Drive's state. Every public method is thread-safe."""
 
     def __init__(self, data_dir: os.PathLike | str | None = None, faults: FaultEngine | None = None) -> None:
@@ -162,38 +162,6 @@ class Store(Resources):
             return email
         with self.lock:
             return self.accounts.setdefault(strict.gmail_key(email), email)
-
-    # ------------------------------------------------------------------ eventual consistency (strict)
-
-    def _hist_before(self, fid: str) -> None:
-        """Remember the state before a change, so lagging listings can still show it."""
-        if self.lag_window <= 0 or fid in self.history:
-            return
-        rec = self.files.get(fid)
-        self.history[fid] = [(float("-inf"), copy.deepcopy(rec) if rec is not None else None)]
-
-    def _hist_after(self, fid: str) -> None:
-        if self.lag_window <= 0 or fid not in self.history:
-            return
-        rec = self.files.get(fid)
-        self.history[fid].append((now(), copy.deepcopy(rec) if rec is not None else None))
-
-    def _hist_prune(self) -> None:
-        horizon = now() - self.lag_window
-        for fid in [f for f, h in self.history.items() if h[-1][0] <= horizon or self.lag_window <= 0]:
-            del self.history[fid]
-
-    def _lagged(self, fid: str) -> FileRec | None:
-        """The state of ``fid`` some random moment within the lag window (not monotonic)."""
-        hist = self.history.get(fid)
-        if hist is None:
-            return self.files.get(fid)
-        at = now() - self._rng.uniform(0.0, self.lag_window)
-        state = hist[0][1]
-        for since, rec in hist:
-            if since <= at:
-                state = rec
-        return state
 
     # ------------------------------------------------------------------ persistence
 
