@@ -14,11 +14,9 @@ from __future__ import annotations
 import bisect
 import builtins
 import hashlib
-import json
 import os
 import random
 import secrets
-import shutil
 import tempfile
 import threading
 from collections.abc import Iterable
@@ -35,6 +33,7 @@ from .blobs import BlobInfo
 from .exceptions import ApiError
 from .exceptions import forbidden
 from .exceptions import invalid
+from .journal import Journal
 from .lag_history import LagHistory
 from .records import ANYONE_ID
 from .records import CREATE_FIELDS
@@ -61,9 +60,6 @@ from .resources import Resources
 
 if TYPE_CHECKING:
     from .faults import FaultEngine
-
-CHANGES_KEPT = 50_000  # change-log entries kept across a restart / compaction
-JOURNAL_COMPACT_AT = 100_000  # superseded journal lines that trigger a compaction while running
 
 
 class _View:
@@ -115,7 +111,7 @@ def _permission_not_found(permission_id: str) -> ApiError:
     )
 
 
-class Store(LagHistory, Resources):
+class Store(Journal, LagHistory, Resources):
     """All of the fake Drive's state. Every public method is thread-safe."""
 
     def __init__(self, data_dir: os.PathLike | str | None = None, faults: FaultEngine | None = None) -> None:
@@ -137,7 +133,7 @@ class Store(LagHistory, Resources):
         self.next_change = 1
         self.next_file_seq = 1
         self._journal_path = self.dir / "meta.jsonl"
-        self._journal: Any | None = None
+        self._journal = None
         # strict profile (set from the live fault config on every request, see configure())
         self.lag_window = 0.0  # > 0: list shows each file as it was up to this many seconds ago
         self.hide_emails = False
@@ -162,102 +158,6 @@ class Store(LagHistory, Resources):
             return email
         with self.lock:
             return self.accounts.setdefault(strict.gmail_key(email), email)
-
-    # ------------------------------------------------------------------ persistence
-
-    def _load(self) -> None:
-        if self._journal_path.exists():
-            with open(self._journal_path, encoding="utf-8") as fh:
-                for line in fh:
-                    try:
-                        e = json.loads(line)
-                    except json.JSONDecodeError:
-                        break  # a torn last line from a killed process
-                    self._replay(e)
-        for d in self.uploads_dir.iterdir():  # sessions do not survive a restart
-            if d.is_file():
-                d.unlink()
-        self._compact()
-
-    def _replay(self, e: dict) -> None:
-        op = e["op"]
-        if op == "put":
-            fields = e["f"]
-            props = fields.get("app_properties") or {}
-            if any(isinstance(v, str) for v in props.values()):  # journals from before per-app properties
-                fields = {**fields, "app_properties": {DEFAULT_APP: props}}
-            rec = FileRec(**fields)
-            old = self.files.get(rec.id)
-            if old:
-                self._unlink_children(old)
-            self.files[rec.id] = rec
-            self._link_children(rec)
-            self.next_file_seq = max(self.next_file_seq, rec.seq + 1)
-        elif op == "rm":
-            old = self.files.pop(e["id"], None)
-            if old:
-                self._unlink_children(old)
-        elif op == "user":
-            self.users[e["email"]] = e["root"]
-        elif op == "gen":  # journals before reservations recorded who and when: anyone, from now on
-            self.generated.add(e["ids"], str(e.get("by") or ""), float(e.get("at") or now()))
-        elif op == "used":
-            self.generated.discard(e["id"])
-        elif op == "chg":
-            c = Change(**e["c"])
-            if self._change_seqs and c.seq <= self._change_seqs[-1]:
-                return  # already known (written again by a compaction)
-            self.changes.append(c)
-            self._change_seqs.append(c.seq)
-            self.next_change = max(self.next_change, c.seq + 1)
-
-    def _compact(self) -> None:
-        """Rewrite the journal as the current state (at start-up, and when it grows large)."""
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
-        tmp = self._journal_path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for email, root in self.users.items():
-                fh.write(json.dumps({"op": "user", "email": email, "root": root}) + "\n")
-            for rec in self.files.values():
-                fh.write(json.dumps({"op": "put", "f": asdict(rec)}) + "\n")
-            for by, at, ids in self.generated.groups():
-                fh.write(json.dumps({"op": "gen", "ids": ids, "by": by, "at": at}) + "\n")
-            kept = self.changes[-CHANGES_KEPT:]
-            for c in kept:
-                fh.write(json.dumps({"op": "chg", "c": asdict(c)}) + "\n")
-        os.replace(tmp, self._journal_path)
-        self.changes = list(kept)
-        self._change_seqs = [c.seq for c in self.changes]
-        live = {r.blob for r in self.files.values() if r.blob}
-        for p in self.blobs_dir.iterdir():
-            if p.name not in live:
-                p.unlink()
-        self._journal = open(self._journal_path, "a", encoding="utf-8")
-        self._journal_lines = len(self.users) + len(self.files) + len(self.changes) + 1
-
-    def _log(self, entry: dict) -> None:
-        if self._journal is None:
-            return
-        self._journal.write(json.dumps(entry) + "\n")
-        self._journal.flush()
-        self._journal_lines += 1
-        live = len(self.users) + len(self.files) + min(len(self.changes), CHANGES_KEPT)
-        if self._journal_lines - live > max(JOURNAL_COMPACT_AT, live):  # mostly superseded lines
-            self._compact()
-
-    def _put(self, rec: FileRec) -> None:
-        self._log({"op": "put", "f": asdict(rec)})
-
-    def close(self) -> None:
-        """Flush and close the journal; remove the directory if it was a temporary one."""
-        with self.lock:
-            if self._journal is not None:
-                self._journal.close()
-                self._journal = None
-        if self._own_dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ indexes
 

@@ -70,10 +70,11 @@ def test_restart_with_same_data_dir_keeps_everything(tmp_path):
 
 
 def test_journal_compaction_while_running_loses_nothing(tmp_path, monkeypatch):
+    from syft_flwr_gdrive.fake import journal
     from syft_flwr_gdrive.fake import store
 
-    monkeypatch.setattr(store, "JOURNAL_COMPACT_AT", 10)
-    monkeypatch.setattr(store, "CHANGES_KEPT", 5)
+    monkeypatch.setattr(journal, "JOURNAL_COMPACT_AT", 10)
+    monkeypatch.setattr(journal, "CHANGES_KEPT", 5)
     compactions = []
     real = store.Store._compact
     monkeypatch.setattr(store.Store, "_compact", lambda self: (compactions.append(1), real(self))[1])
