@@ -21,7 +21,6 @@ import tempfile
 import threading
 from collections.abc import Iterable
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
@@ -30,6 +29,7 @@ from typing import BinaryIO
 from . import query as q
 from . import strict
 from .blobs import BlobInfo
+from .changes import ChangeFeed
 from .exceptions import ApiError
 from .exceptions import forbidden
 from .exceptions import invalid
@@ -52,7 +52,6 @@ from .records import new_id
 from .records import now
 from .records import parse_order
 from .records import permission_id_for
-from .records import rfc3339
 from .records import time_field
 from .records import unb64
 from .reserved import ReservedIds
@@ -111,7 +110,7 @@ def _permission_not_found(permission_id: str) -> ApiError:
     )
 
 
-class Store(Journal, LagHistory, Resources):
+class Store(ChangeFeed, Journal, Resources, LagHistory):
     """All of the fake Drive's state. Every public method is thread-safe."""
 
     def __init__(self, data_dir: os.PathLike | str | None = None, faults: FaultEngine | None = None) -> None:
@@ -172,13 +171,6 @@ class Store(Journal, LagHistory, Resources):
                 s.discard(rec.id)
                 if not s:
                     del self.children[p]
-
-    def _record_change(self, file_id: str, removed_for: Iterable[str] | None = None) -> None:
-        c = Change(self.next_change, file_id, now(), sorted(set(removed_for)) if removed_for is not None else None)
-        self.next_change += 1
-        self.changes.append(c)
-        self._change_seqs.append(c.seq)
-        self._log({"op": "chg", "c": asdict(c)})
 
     # ------------------------------------------------------------------ users
 
@@ -692,71 +684,6 @@ class Store(Journal, LagHistory, Resources):
             self._put(rec)
             for r in affected:
                 self._record_change(r.id, before[r.id] - self._audience(r))
-
-    # ------------------------------------------------------------------ changes
-
-    def start_page_token(self) -> str:
-        with self.lock:
-            return str(self.next_change)
-
-    def list_changes(
-        self, email: str, token: str, page_size: int, lag: float, include_removed: bool = True
-    ) -> tuple[builtins.list[dict], str | None, str | None]:
-        """changes.list: (changes, nextPageToken, newStartPageToken). Changes still inside
-        the list-lag window are held back and the returned token does not skip them."""
-        try:
-            start = int(token)
-            if start < 1:
-                raise ValueError
-        except (TypeError, ValueError):
-            raise invalid("Invalid Value", "pageToken") from None
-        with self.lock:
-            cutoff = now() - lag
-            i = bisect.bisect_left(self._change_seqs, start)
-            picked: dict[str, Change] = {}
-            seen_count = 0
-            next_token: str | None = None
-            memo: dict = {}
-            stopped_at: int | None = None
-            while i < len(self.changes):
-                c = self.changes[i]
-                if lag > 0 and c.time > cutoff:
-                    stopped_at = c.seq
-                    break
-                if seen_count >= page_size:
-                    next_token = str(c.seq)
-                    break
-                rec = self.files.get(c.file_id)
-                relevant = False
-                if rec is not None and not rec.is_root and self._role(rec, email, memo) > 0:
-                    relevant = True
-                elif c.removed_for and email in c.removed_for and include_removed:
-                    relevant = True
-                if relevant:
-                    if c.file_id not in picked:
-                        seen_count += 1
-                    picked.pop(c.file_id, None)
-                    picked[c.file_id] = c
-                i += 1
-            new_start = None if next_token else str(stopped_at if stopped_at is not None else self.next_change)
-            out = []
-            for fid, c in picked.items():
-                rec = self.files.get(fid)
-                visible = rec is not None and not rec.is_root and self._role(rec, email, memo) > 0
-                item: dict[str, Any] = {
-                    "kind": "drive#change",
-                    "changeType": "file",
-                    "type": "file",
-                    "time": rfc3339(c.time),
-                    "fileId": fid,
-                    "removed": not visible,
-                }
-                if visible and rec is not None:
-                    item["file"] = self.resource(rec, email, memo)
-                elif not include_removed:
-                    continue
-                out.append(item)
-            return out, next_token, new_start
 
     # ------------------------------------------------------------------ bulk helpers (tests, demos)
 
