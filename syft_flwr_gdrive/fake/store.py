@@ -1,17 +1,20 @@
-"""The fake Drive's state: files, folders, owners, permissions, change log, ids, blobs.
+"""The fake Drive's state: files, folders, owners, users, ids, blobs; the parts of ``Store`` meet here.
 
-Drive's rules live here, independent of HTTP: who owns what, who can see what (the owner,
-or anyone with a permission on the file or on any ancestor folder), who may edit, share
-or delete, and which changes each user is told about. All state sits behind one lock;
-contents live on disk and are only *renamed* into place under the lock, never copied.
+Drive's rules live here, independent of HTTP: who owns what, who may create, edit or delete
+files. All state sits behind one lock, ``self.lock`` (an ``RLock``): every public method takes
+it, and the mixins' private helpers run with it held. Contents live on disk and are only
+*renamed* into place under the lock, never copied.
 
-Metadata is persisted as an append-only JSON-lines journal (compacted at start-up), so a
-server restarted on the same ``data_dir`` keeps its files, ids and change tokens.
+``Store`` is one object made of parts of one job each, mixed in (they share its state and lock):
+``journal.py`` (metadata on disk), ``lag_history.py`` (what lagging listings show),
+``changes.py`` (the change log and feed), ``permissions.py`` (sharing), ``file_listing.py``
+(``files.list``), ``ground_truth.py`` (what exists, for tests), ``resources.py`` and
+``access.py`` (wire shapes, access rules). This module keeps the files themselves: users and
+their roots, generated ids, create, get, update, delete and downloads, and the children index.
 """
 
 from __future__ import annotations
 
-import builtins
 import hashlib
 import os
 import random
@@ -31,6 +34,7 @@ from .exceptions import ApiError
 from .exceptions import forbidden
 from .exceptions import invalid
 from .file_listing import FileListing
+from .ground_truth import GroundTruth
 from .journal import Journal
 from .lag_history import LagHistory
 from .permissions import Permissions
@@ -53,8 +57,13 @@ if TYPE_CHECKING:
     from .faults import FaultEngine
 
 
-class Store(Permissions, ChangeFeed, FileListing, Journal, Resources, LagHistory):
-    """All of the fake Drive's state. Every public method is thread-safe."""
+class Store(Permissions, ChangeFeed, FileListing, GroundTruth, Journal, Resources, LagHistory):
+    """All of the fake Drive's state. Every public method is thread-safe.
+
+    The state is created here (``__init__``); each part declares the fields it reads as bare
+    annotations, and stubs (``raise NotImplementedError``) only for methods this class defines,
+    so a stub never hides another part's method in the MRO. A part that calls another inherits it
+    (``Permissions`` on ``ChangeFeed`` on ``Journal``), which is why the bases are in this order."""
 
     def __init__(self, data_dir: os.PathLike | str | None = None, faults: FaultEngine | None = None) -> None:
         self._own_dir = data_dir is None
@@ -421,38 +430,3 @@ class Store(Permissions, ChangeFeed, FileListing, Journal, Resources, LagHistory
                 )
             fh = open(self.blobs_dir / rec.blob, "rb") if rec.blob else None
             return fh, rec.size or 0, rec.mime_type, self.resource(rec, email)
-
-    # ------------------------------------------------------------------ bulk helpers (tests, demos)
-
-    def owned_by(self, email: str, folders: bool = False) -> builtins.list[dict]:
-        """Every file ``email`` owns now, oldest first, as File resources the way its owner sees them;
-        trashed files and (unless ``folders``) folders left out.
-
-        The ground truth, read under the lock: current and consistent, unlike files.list under the strict
-        profile (a file changed within the lag window may be listed in any state it had in that window:
-        a new one missing, a deleted one still there). No fault applies and no request is counted."""
-        with self.lock:
-            owner = email.strip().lower()
-            if self.gmail_dots:  # the form Drive reports, without registering a new account (account())
-                owner = self.accounts.get(strict.gmail_key(owner), owner)
-            recs = [
-                r
-                for r in self.files.values()
-                if r.owner == owner and not r.is_root and (folders or not r.is_folder) and not self._trashed(r)
-            ]
-            return [self.resource(r, owner) for r in sorted(recs, key=lambda r: r.seq)]
-
-    def last_change_time(self) -> float | None:
-        """When a file last changed (created, updated, shared or deleted: the change log's newest entry),
-        in :func:`records.now` time; None before any change."""
-        with self.lock:
-            return self.changes[-1].time if self.changes else None
-
-    def stats(self) -> dict[str, int]:
-        with self.lock:
-            return {
-                "files": sum(1 for r in self.files.values() if not r.is_root),
-                "users": len(self.users),
-                "changes": len(self.changes),
-                "blob_bytes": sum(r.size or 0 for r in self.files.values()),
-            }
