@@ -74,6 +74,7 @@ def test_creates_go_on_a_new_connection(srv):
     api.create_folder("f")
     api.list_files("trashed = false")
     assert len(made) == 3  # generateIds; each create its own; the list reuses a kept one
+    assert api._channels.idle_count() == 1  # a create's connection is not kept beside an idle one
 
 
 def test_a_connection_closed_while_idle_is_not_reused(srv):

@@ -21,7 +21,8 @@ lends them out again; the rules that keep the one retry policy honest:
   sees as any dropped connection.
 * **Writes not safe to repeat ride a fresh connection** (``fresh=True``): even
   that race then cannot turn a create into an ambiguous failure. They are one
-  or two requests of an exchange, so reads keep nearly all of the gain.
+  or two requests of an exchange, so reads keep nearly all of the gain; the new
+  connection is kept afterwards only if no other channel is idle.
 
 :meth:`close` closes the idle channels and stops keeping new ones; calls made
 after it still work, each on a connection of its own that is closed at once.
@@ -100,7 +101,7 @@ class ConnectionPool:
         except BaseException:
             channel.close()
             raise
-        self._give_back(channel)
+        self._give_back(channel, spare=not fresh)
 
     def _take(self) -> Any:
         while True:
@@ -112,7 +113,13 @@ class ConnectionPool:
                 return channel
             channel.close()
 
-    def _give_back(self, channel: Any) -> None:
+    def _give_back(self, channel: Any, *, spare: bool = True) -> None:
+        """Keep ``channel`` for reuse; a fresh one (not ``spare``) only while no other is idle.
+
+        A create's new connection kept every time would add one idle channel per create, 8 kept
+        sockets a client (and 8 server threads) until each aged out; reads only ever need as many
+        as they use at once.
+        """
         if not _sockets(channel):  # the server asked to close (Connection: close) or nothing was opened
             channel.close()
             return
@@ -121,7 +128,7 @@ class ConnectionPool:
         with self._lock:
             while self._idle and now - self._idle[0][1] >= self.max_idle_s:  # the oldest first
                 expired.append(self._idle.pop(0)[0])
-            keep = not self._closed and len(self._idle) < self.max_channels
+            keep = not self._closed and len(self._idle) < (self.max_channels if spare else 1)
             if keep:
                 self._idle.append((channel, now))
         for old in expired:
