@@ -6,6 +6,7 @@ request must be counted once by the call counters (and by the server).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -160,3 +161,21 @@ def test_threads_never_share_a_connection(srv):
     assert api.calls.snapshot() == {"files.list": 60} and srv.stats()["requests"] == {"GET files.list": 60}
     assert api._channels.idle_count() <= connections.MAX_IDLE_CHANNELS
     api.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_forked_child_does_not_use_its_parents_connections(srv):
+    api = drive_api_for(srv.url, ALICE, retry=POLICY)
+    made = counting_channels(api)
+    api.list_files("trashed = false")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports by its exit code
+        try:
+            api.list_files("trashed = false")
+            os._exit(0 if len(made) == 2 else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    api.list_files("trashed = false")  # the parent's connection still works
+    assert len(made) == 1 and api.calls.retries == 0

@@ -19,6 +19,9 @@ lends them out again; the rules that keep the one retry policy honest:
   its sockets is readable (a close that has already arrived shows as readable).
   What remains is a close racing the request on the wire, which the policy
   sees as any dropped connection.
+* **Not across a fork.** A child process made by ``fork`` (multiprocessing's
+  default on Linux) would share the parent's sockets, and two processes' bytes
+  on one connection; the child forgets the channels it inherited.
 * **Writes not safe to repeat ride a fresh connection** (``fresh=True``): even
   that race then cannot turn a create into an ambiguous failure. They are one
   or two requests of an exchange, so reads keep nearly all of the gain; the new
@@ -30,6 +33,7 @@ after it still work, each on a connection of its own that is closed at once.
 
 from __future__ import annotations
 
+import os
 import select
 import threading
 import time
@@ -88,6 +92,7 @@ class ConnectionPool:
         self._clock = clock
         self._lock = threading.Lock()
         self._idle: list[tuple[Any, float]] = []  # (channel, when it was put back); the newest last
+        self._pid = os.getpid()  # the process whose channels these are
         self._closed = False
 
     @contextmanager
@@ -104,6 +109,9 @@ class ConnectionPool:
         self._give_back(channel, spare=not fresh)
 
     def _take(self) -> Any:
+        if os.getpid() != self._pid:  # a forked child: the kept sockets are its parent's connections too
+            with self._lock:
+                self._idle, self._pid = [], os.getpid()  # forgotten, not closed: the parent may be using them
         while True:
             with self._lock:
                 if not self._idle:
