@@ -13,9 +13,10 @@ lends them out again; the rules that keep the one retry policy honest:
   a fresh connection and a half-read response never reaches the next request.
 * **Stale connections are not reused.** A server closes an idle keep-alive at
   its own moment (the fake after ``idle_timeout``, 300 s by default; Google's
-  front ends after minutes), and a request sent on it fails as a dropped
-  connection, which for a create is ambiguous. So a channel is reused only when
-  it has been idle less than :data:`REUSE_IDLE_S` (far below either) and none of
+  front ends after an idle time they do not document, reported in minutes), and
+  a request sent on it fails as a dropped connection, which for a create is
+  ambiguous. So a channel is reused only when it has been idle less than
+  :data:`REUSE_IDLE_S` (well below either) and none of
   its sockets is readable (a close that has already arrived shows as readable).
   What remains is a close racing the request on the wire, which the policy
   sees as any dropped connection.
