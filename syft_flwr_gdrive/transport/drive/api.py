@@ -34,6 +34,7 @@ from googleapiclient.http import MediaInMemoryUpload
 from googleapiclient.http import MediaUpload
 from typing_extensions import Unpack
 
+from syft_flwr_gdrive.transport.drive.connections import ConnectionPool
 from syft_flwr_gdrive.transport.drive.errors import DriveConflict
 from syft_flwr_gdrive.transport.drive.errors import DriveError
 from syft_flwr_gdrive.transport.drive.errors import DriveNotFound
@@ -75,6 +76,9 @@ DEFAULT_FILE_FIELDS = (
 _MAX_BATCH = 100  # Drive rejects batches of more than 100 calls
 _MAX_GENERATE_IDS = 1000
 _BATCH_WORKERS = 4  # batch requests of one read_batch sent side by side
+#: Writes a repeat would do twice (a second file, a second permission): each attempt goes on a new connection.
+#: Deletes and updates are safe to repeat (a deleted file's second delete is recognised, see delete()).
+FRESH_CONNECTION_METHODS = frozenset({"files.create", "permissions.create"})
 #: Drive: ``uploadType=multipart`` is "for quick transfer of a small file (5 MB or less)"; a bigger body goes
 #: resumable (5 MB read as 10**6 bytes: the metadata shares the request, and the strict fake stops at 5 MiB)
 MULTIPART_MAX = 5_000_000
@@ -410,6 +414,8 @@ class DriveApi:
         self._tls = threading.local()
         self._pool: ThreadPoolExecutor | None = None  # read_batch's side-by-side batch requests
         self._pool_lock = threading.Lock()
+        # Keep-alive channels, one thread at a time (a lambda: tests replace _new_http on the instance)
+        self._channels = ConnectionPool(lambda: self._new_http())
         self._service = build_drive_service(credentials, base_url=base_url, timeout=timeout, hook=self._on_http_request)
         # The files resource, built once: googleapiclient builds every method of a resource each time it is asked
         # for one (a poll of 100 reads asked 100 times: a seventh of a busy client's CPU); it holds no request
@@ -445,11 +451,15 @@ class DriveApi:
         attempts: _Attempts | None = None,
         units: int | None = None,
         writes: int | None = None,
+        fresh: bool | None = None,
     ) -> Any:
         """Run one API call under the retry policy; the only place requests are sent.
 
         ``call(request, http)`` performs one attempt (default: ``execute``) on a
-        fresh HTTP channel, so a broken connection never leaks into the retry.
+        keep-alive channel of this DriveApi's :class:`ConnectionPool`; an attempt that
+        fails closes its channel, so a broken connection never leaks into the retry.
+        ``fresh`` (default: for the writes not safe to repeat, :data:`FRESH_CONNECTION_METHODS`)
+        sends the attempt on a new connection, which a server cannot have closed while it was idle.
         Failures that reach the caller are typed :class:`DriveError`s.
         """
         state = attempts if attempts is not None else _Attempts()
@@ -458,6 +468,7 @@ class DriveApi:
 
         cost = units if units is not None else units_for(method)
         written = writes if writes is not None else int(method in WRITE_METHODS)
+        new_connection = fresh if fresh is not None else method in FRESH_CONNECTION_METHODS
 
         def attempt() -> Any:
             state.count += 1
@@ -465,9 +476,8 @@ class DriveApi:
                 self.limiter.acquire(cost)
             if self.writes is not None and written:  # each attempt is a write to Drive, a retried one too
                 self.writes.acquire(written)
-            http = self._new_http()
             try:
-                with self._counted_as(method):
+                with self._channels.lend(fresh=new_connection) as http, self._counted_as(method):
                     if call is not None:
                         return call(request, http)
                     return request.execute(http=http, num_retries=0)
@@ -475,8 +485,6 @@ class DriveApi:
                 if is_ambiguous(exc):
                     state.ambiguous = True
                 raise
-            finally:
-                http.close()
 
         def on_retry(rs: tenacity.RetryCallState) -> None:
             self.calls.add_retry(method)
@@ -566,6 +574,18 @@ class DriveApi:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=_BATCH_WORKERS, thread_name_prefix="drive-batch")
             return self._pool
+
+    def close(self) -> None:
+        """Close the kept connections and stop read_batch's threads.
+
+        Safe to call more than once; a call made after it still works (on a one-off connection, and a
+        new batch pool if it reads a batch), so a DriveApi shared by two owners survives one closing it.
+        """
+        self._channels.close()
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _read_chunk(self, parts: list[tuple[str, str]], fields: str, list_fields: str, found: BatchReads) -> None:
         """One batch request of at most 100 reads; answers land in ``found`` (listings followed to their end)."""
@@ -928,6 +948,7 @@ class DriveApi:
                         req,
                         call=lambda r, http: r.next_chunk(http=http, num_retries=0),
                         writes=int(req.resumable_uri is None),  # the session's start is the write; chunks are not
+                        fresh=req.resumable_uri is None,  # the start creates the file: not safe to repeat
                     )
                 except DriveNotFound:
                     # An expired/unknown upload session answers 404: start a new one once or twice.

@@ -11,7 +11,9 @@ Two facts shape this module:
   The ``requestBuilder`` below gives every request its own
   ``AuthorizedHttp`` over a fresh ``build_http()`` (which also stops httplib2
   from following Drive's resumable-upload 308), with a socket timeout;
-  ``DriveApi._execute`` goes further and uses a fresh channel per attempt.
+  ``DriveApi._execute`` sends every attempt on a channel of its own
+  :class:`~.connections.ConnectionPool`, lent to one thread at a time and
+  kept alive between requests under the rules stated there.
 
 The connections used here also report every request put on the wire (for the
 call counters) and stop httplib2's hidden one-time re-send after a dropped
@@ -78,9 +80,10 @@ class _WireMixin:
     * ``getresponse`` turns "connection dropped before the status line" into a
       plain ``ConnectionResetError``. httplib2 silently re-sends a request once
       on ``BadStatusLine`` (meant for stale keep-alive sockets); for a create
-      that may already have taken effect that hidden retry is unsafe, and our
-      connections are never stale (one per attempt), so the one retry policy
-      decides instead.
+      that may already have taken effect that hidden retry is unsafe. Kept-alive
+      connections can go stale; the pool reuses only recently used ones with
+      nothing to read, sends creates on new connections, and the one retry
+      policy decides what a dropped connection means.
     """
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
@@ -108,6 +111,20 @@ class _HTTPSConnection(_WireMixin, httplib2.HTTPSConnectionWithTimeout):
     pass
 
 
+class _OneShotRequest(google_auth_httplib2.Request):
+    """A token request that closes its connection after each use.
+
+    Refreshes come an hour apart, while the Drive channel that owns this one may be kept alive and
+    busy all along; a token connection kept that long would be stale by the next refresh.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            self.http.close()
+
+
 class _HookedAuthorizedHttp(google_auth_httplib2.AuthorizedHttp):
     """AuthorizedHttp whose requests use the counting, no-silent-retry connections.
 
@@ -124,7 +141,7 @@ class _HookedAuthorizedHttp(google_auth_httplib2.AuthorizedHttp):
         self._hook = hook
         refresh_http = build_http()
         refresh_http.timeout = http.timeout
-        self._request = google_auth_httplib2.Request(refresh_http)  # what AuthorizedHttp refreshes with
+        self._request = _OneShotRequest(refresh_http)  # what AuthorizedHttp refreshes with
 
     def close(self) -> None:
         super().close()

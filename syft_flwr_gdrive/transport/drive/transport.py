@@ -552,6 +552,10 @@ class DriveTransport(Transport):
             if wanted is None or (f.get("properties") or {}).get(layout.P_APP) == wanted
         ]
 
+    def close(self) -> None:
+        """Close the DriveApi's kept connections and threads (calls after it still work, uncached)."""
+        self.api.close()
+
     # -- figures ------------------------------------------------------------------------
 
     def call_counts(self) -> dict[str, int]:
