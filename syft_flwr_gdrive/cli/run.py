@@ -5,13 +5,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Annotated
-from typing import Any
 
 import typer
 
+from syft_flwr_gdrive.cli.live_view import Start
 from syft_flwr_gdrive.cli.live_view import run_with_live_view
 from syft_flwr_gdrive.cli.shared_options import DriveProfile
 from syft_flwr_gdrive.cli.shared_options import DropRate
@@ -23,6 +23,10 @@ from syft_flwr_gdrive.cli.shared_options import MsgTimeout
 from syft_flwr_gdrive.cli.shared_options import Seed
 from syft_flwr_gdrive.cli.shared_options import SharedDir
 from syft_flwr_gdrive.cli.shared_options import Timeout
+
+if TYPE_CHECKING:  # imported where used: the CLI starts without loading the federation runner
+    from syft_flwr_gdrive.localrun.runner import DemoOptions
+    from syft_flwr_gdrive.localrun.runner import LocalRunOptions
 
 Stream = Annotated[
     bool,
@@ -179,7 +183,7 @@ def demo(
     _launch(options, out, lambda on_progress, on_output: run_demo(options, on_progress, on_output), stream)
 
 
-def _launch(options: Any, out: Path | None, start: Callable[[Any, Any], dict[str, Any]], stream: bool) -> None:
+def _launch(options: LocalRunOptions | DemoOptions, out: Path | None, start: Start, stream: bool) -> None:
     """Run a local federation (``run`` or ``demo``) under the live view, in ``out`` if given."""
     if out:
         options.out_dir = out

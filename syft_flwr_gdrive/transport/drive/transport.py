@@ -377,7 +377,12 @@ class DriveTransport(Transport):
         awaited = self._awaited.get(app)
         if awaited is None:
             return wanted
-        return {i: s for i, s in wanted.items() if s[1] != "direct" or s[2] in awaited}
+
+        def fetched_now(stream: Stream) -> bool:
+            _app, kind, peer = stream
+            return kind != "direct" or peer in awaited
+
+        return {i: stream for i, stream in wanted.items() if fetched_now(stream)}
 
     def poll(self, app: str) -> Listing:
         """What peers sent me and what I sent: one batch request (:meth:`.api.DriveApi.read_batch`) of the files
